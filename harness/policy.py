@@ -1,0 +1,145 @@
+"""The audit policy: thresholds the published promises are held to.
+
+The default lives in ``fixtures/policy/default.toml``; a user may pass their
+own. A policy that contradicts itself is refused before any check runs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "default.toml"
+
+TlsVersion = Literal["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
+
+
+class PolicyError(Exception):
+    """The policy file is missing, malformed or contradicts itself."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsPolicy(_Strict):
+    """Attributes: allowed_versions (the only versions the edge may accept),
+    min_certificate_days_left, min_rsa_bits, min_ec_bits."""
+
+    allowed_versions: tuple[TlsVersion, ...] = ("TLSv1.3",)
+    min_certificate_days_left: int = Field(14, ge=0)
+    min_rsa_bits: int = Field(2048, ge=1024)
+    min_ec_bits: int = Field(256, ge=160)
+
+
+class HstsPolicy(_Strict):
+    """Attributes: min_max_age_s, require_include_subdomains."""
+
+    min_max_age_s: int = Field(31536000, ge=0)
+    require_include_subdomains: bool = True
+
+
+class HeadersPolicy(_Strict):
+    """Attributes: required (lower-case header names), frame_protection
+    (alternatives: a header name, or ``header:directive``), forbid_version_banner."""
+
+    required: tuple[str, ...] = ()
+    frame_protection: tuple[str, ...] = ("x-frame-options", "content-security-policy:frame-ancestors")
+    forbid_version_banner: bool = True
+
+
+class BcryptPolicy(_Strict):
+    """Attributes: cost (the exact work factor the page promises)."""
+
+    cost: int = Field(12, ge=4, le=31)
+
+
+class FernetPolicy(_Strict):
+    """Attributes: max_clock_skew_s (future timestamps beyond this are invalid)."""
+
+    max_clock_skew_s: int = Field(300, ge=0)
+
+
+class BackupsPolicy(_Strict):
+    """Attributes: retention_days, max_drill_age_days."""
+
+    retention_days: int = Field(30, ge=1)
+    max_drill_age_days: int = Field(31, ge=1)
+
+
+class RotationPolicy(_Strict):
+    """Attributes: seed_channels, load_concurrency, max_p99_ratio."""
+
+    seed_channels: int = Field(3000, ge=1)
+    load_concurrency: int = Field(4, ge=1, le=64)
+    max_p99_ratio: float = Field(3.0, gt=0)
+
+
+class TimeoutsPolicy(_Strict):
+    """Attributes: connect_s, request_s, command_s, run_s (whole run)."""
+
+    connect_s: float = Field(5.0, gt=0)
+    request_s: float = Field(15.0, gt=0)
+    command_s: float = Field(300.0, gt=0)
+    run_s: float = Field(1800.0, gt=0)
+
+
+class Policy(_Strict):
+    """Thresholds for every check.
+
+    Attributes:
+        schema_version: version of this file format.
+        name, version: shown in reports.
+        tls, hsts, headers, bcrypt, fernet, backups, rotation, timeouts: per area.
+    """
+
+    schema_version: Literal[1] = 1
+    name: str
+    version: str
+    tls: TlsPolicy = TlsPolicy()
+    hsts: HstsPolicy = HstsPolicy()
+    headers: HeadersPolicy = HeadersPolicy()
+    bcrypt: BcryptPolicy = BcryptPolicy()
+    fernet: FernetPolicy = FernetPolicy()
+    backups: BackupsPolicy = BackupsPolicy()
+    rotation: RotationPolicy = RotationPolicy()
+    timeouts: TimeoutsPolicy = TimeoutsPolicy()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if not self.tls.allowed_versions:
+            raise ValueError("tls.allowed_versions is empty: no TLS version could ever pass")
+        if self.timeouts.connect_s > self.timeouts.request_s:
+            raise ValueError("timeouts.connect_s is longer than timeouts.request_s")
+        if self.timeouts.request_s > self.timeouts.run_s:
+            raise ValueError("timeouts.request_s is longer than timeouts.run_s")
+        if "strict-transport-security" in self.headers.required and self.hsts.min_max_age_s == 0:
+            raise ValueError("headers require HSTS but hsts.min_max_age_s is 0")
+        return self
+
+
+def load_policy(path: Path | None = None) -> Policy:
+    """Read and validate a policy (the default one when ``path`` is None).
+
+    Raises:
+        PolicyError: one line per problem, naming the file and key path.
+    """
+    path = path or DEFAULT_POLICY_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(policy)"
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"{path}: {where}: {msg}")
+        raise PolicyError("\n".join(lines)) from None

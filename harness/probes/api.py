@@ -1,0 +1,137 @@
+"""A client for the audited service's public JSON API, through the TLS edge.
+
+Used to drive the service with canary accounts: sign up, log in, set up MFA,
+add channels, trigger calls to upstreams. Every call has a timeout; a
+connection or TLS failure becomes a :class:`ProbeError`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from harness.outcomes import ProbeError
+from harness.profile import TargetProfile
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """One answer of the API.
+
+    Attributes:
+        status: HTTP status code.
+        body: the decoded JSON body (``{}`` when there is none or it is not JSON).
+        headers: response headers, lower-case names.
+    """
+
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def edge_ssl_context(profile: TargetProfile) -> ssl.SSLContext:
+    """A client TLS context trusting the profile's anchor (or the system store)."""
+    if profile.edge.trust_anchor is not None:
+        try:
+            return ssl.create_default_context(cafile=str(profile.edge.trust_anchor))
+        except (OSError, ssl.SSLError) as exc:
+            raise ProbeError(f"cannot load trust anchor {profile.edge.trust_anchor}: {exc}") from None
+    return ssl.create_default_context()
+
+
+class VotrizApi:
+    """The service's API at the profile's edge.
+
+    The connection goes to ``edge.address`` while SNI, certificate checking and
+    the Host header use ``edge.host``, so no DNS entry is needed for a test host.
+    """
+
+    def __init__(self, profile: TargetProfile, *, timeout_s: float = 15.0) -> None:
+        if profile.api is None:
+            raise ProbeError("the profile has no [api] section")
+        self.profile = profile
+        edge = profile.edge
+        self._base = edge.base_url + profile.api.base_path
+        transport = httpx.HTTPTransport(verify=edge_ssl_context(profile), retries=0)
+        self._client = httpx.Client(
+            transport=_PinnedAddressTransport(transport, edge.host, edge.connect_address),
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            headers={"user-agent": "votriz-audit"},
+        )
+        self.token: str | None = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> VotrizApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
+                token: str | None = None) -> ApiResponse:
+        """Send one request; ``path`` is relative to the API base path (or absolute from ``/``)."""
+        url = (self.profile.edge.base_url + path) if path.startswith("//") else self._base + path
+        headers = {}
+        bearer = token or (self.token if auth else None)
+        if bearer:
+            headers["authorization"] = f"Bearer {bearer}"
+        try:
+            response = self._client.request(method, url, json=json, headers=headers)
+        except httpx.TimeoutException:
+            raise ProbeError(f"{method} {path}: no answer from {self.profile.edge.base_url} in time") from None
+        except httpx.HTTPError as exc:
+            raise ProbeError(f"{method} {path}: cannot reach {self.profile.edge.base_url}: "
+                             f"{type(exc).__name__}") from None
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = {}
+        return ApiResponse(response.status_code, body,
+                           {k.lower(): v for k, v in response.headers.items()})
+
+    def expect(self, status: int | tuple[int, ...], method: str, path: str, json: Any = None,
+               **kwargs: Any) -> ApiResponse:
+        """Like :meth:`request`, but a different status is a ProbeError naming the call."""
+        wanted = (status,) if isinstance(status, int) else status
+        answer = self.request(method, path, json, **kwargs)
+        if answer.status not in wanted:
+            error = answer.body.get("error") if isinstance(answer.body, dict) else None
+            raise ProbeError(f"{method} {path}: expected HTTP {'/'.join(map(str, wanted))}, "
+                             f"got {answer.status}" + (f" ({error})" if error else ""))
+        return answer
+
+    # The service's operations, named as the contract names them.
+    def signup(self, email: str, password: str) -> ApiResponse:
+        return self.expect(201, "POST", "/signup", {"email": email, "password": password}, auth=False)
+
+    def login(self, email: str, password: str) -> str:
+        answer = self.expect(200, "POST", "/login", {"email": email, "password": password}, auth=False)
+        token = answer.body.get("token") if isinstance(answer.body, dict) else None
+        if not isinstance(token, str):
+            raise ProbeError("POST /login: the answer holds no token")
+        self.token = token
+        return token
+
+
+class _PinnedAddressTransport(httpx.BaseTransport):
+    """Connect to a fixed address while keeping the URL's host for SNI and Host."""
+
+    def __init__(self, inner: httpx.HTTPTransport, host: str, address: str) -> None:
+        self._inner = inner
+        self._host = host
+        self._address = address
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == self._host and self._address != self._host:
+            request.extensions = {**request.extensions, "sni_hostname": self._host}
+            request.headers["host"] = request.url.netloc.decode()
+            request.url = request.url.copy_with(host=self._address)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()

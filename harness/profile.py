@@ -1,0 +1,356 @@
+"""Target profiles: where the audited system is and how the harness may touch it.
+
+A profile is a TOML file. ``votriz-audit up`` writes one for the reference
+service; security teams write their own for a real deployment. It never holds
+a secret inline: passwords and PINs come from files (or a prompt) that it names.
+
+Every validation error is reported as one precise line naming the file and the
+key path, e.g. ``target.toml: edge.https_port: Input should be a valid integer``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROFILE_SCHEMA_VERSION = 1
+
+
+class ProfileError(Exception):
+    """The profile (or a file it names) is missing, malformed or inconsistent."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretSource(_Strict):
+    """Where a secret comes from. Exactly one of ``file`` or ``prompt``.
+
+    Attributes:
+        file: a file holding the secret (first line, whitespace stripped).
+        prompt: ask on the terminal (never echoed); for interactive runs only.
+    """
+
+    file: Path | None = None
+    prompt: bool = False
+
+    def model_post_init(self, __context: object) -> None:
+        if (self.file is None) == (not self.prompt):
+            raise ValueError("give exactly one of 'file' or 'prompt = true'")
+
+    def read(self, what: str, *, ask: Callable[[str], str] = getpass.getpass) -> str:
+        """Return the secret; ProfileError with the path if it cannot be read."""
+        if self.file is not None:
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ProfileError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
+            if not value:
+                raise ProfileError(f"{what}: {self.file} is empty")
+            return value
+        return ask(f"{what}: ")
+
+
+class Edge(_Strict):
+    """The TLS edge in front of the service.
+
+    Attributes:
+        host: the public host name (SNI, certificate name, Host header).
+        address: the IP address to connect to (defaults to resolving ``host``).
+        https_port: TLS port of the edge.
+        http_port: plaintext port that must only redirect; None if closed.
+        trust_anchor: PEM file of the CA the certificate must chain to; None
+            means the system trust store.
+        sample_paths: paths fetched to check headers on every response.
+    """
+
+    host: str
+    address: str | None = None
+    https_port: int = Field(443, ge=1, le=65535)
+    http_port: int | None = Field(80, ge=1, le=65535)
+    trust_anchor: Path | None = None
+    sample_paths: tuple[str, ...] = ("/", "/healthz", "/api/v1/brands", "/does-not-exist")
+
+    @property
+    def connect_address(self) -> str:
+        return self.address or self.host
+
+    @property
+    def base_url(self) -> str:
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.host}{port}"
+
+
+class Api(_Strict):
+    """The public API behind the edge, driven with canary accounts.
+
+    Attributes:
+        base_path: prefix of the JSON API (e.g. ``/api/v1``).
+        canaries: whether the harness may create canary accounts and data
+            through the API (tagged, removed at the end).
+    """
+
+    base_path: str = "/api/v1"
+    canaries: bool = True
+
+
+class Database(_Strict):
+    """A read-only auditor connection to the service's PostgreSQL.
+
+    Attributes:
+        dsn: libpq connection string without a password.
+        password: where the auditor role's password comes from.
+        allow_write_role: accept a role that can write the service's tables.
+    """
+
+    dsn: str
+    password: SecretSource | None = None
+    allow_write_role: bool = False
+
+    @field_validator("dsn")
+    @classmethod
+    def _no_inline_password(cls, value: str) -> str:
+        lowered = value.lower()
+        if "password=" in lowered or ("://" in value and "@" in value.split("://", 1)[1]
+                                      and ":" in value.split("://", 1)[1].split("@", 1)[0]):
+            raise ValueError("the DSN must not hold a password; use database.password.file")
+        return value
+
+
+class Hsm(_Strict):
+    """The PKCS#11 token that holds the keys.
+
+    Attributes:
+        module: path of the PKCS#11 module (.so).
+        token_label: label of the token.
+        pin: where the user PIN comes from.
+        env: environment the module needs (e.g. SOFTHSM2_CONF, P11_KIT_SERVER_ADDRESS);
+            paths and addresses only, never secrets.
+        key_namespace: prefix every key label of the service starts with.
+    """
+
+    module: Path
+    token_label: str
+    pin: SecretSource
+    env: dict[str, str] = Field(default_factory=dict)
+    key_namespace: str = "votriz/"
+
+
+class Redis(_Strict):
+    """The service's Redis (for the plaintext sweep).
+
+    Attributes:
+        host: address of Redis.
+        port: its port.
+        password_hsm_label: label of the HSM object holding its password.
+        password: alternatively, a file holding its password.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(6379, ge=1, le=65535)
+    password_hsm_label: str | None = None
+    password: SecretSource | None = None
+
+
+class Capture(_Strict):
+    """HTTPS fakes of the third-party services, under the harness's control.
+
+    Attributes:
+        url: base URL of the fakes' capture API (lists requests and mails received).
+        plaintext_port: port of the fakes' plaintext decoy listener.
+    """
+
+    url: str
+    plaintext_port: int | None = None
+
+
+class Process(_Strict):
+    """A process of the service, found through its pid file (local backend).
+
+    Attributes:
+        name: a short name (``api``, ``postgres`` ...).
+        pid_file: file holding its pid.
+        include_children: also inspect its children (gunicorn workers).
+    """
+
+    name: str
+    pid_file: Path
+    include_children: bool = True
+
+
+class Local(_Strict):
+    """How to inspect a service running as local processes.
+
+    Attributes:
+        processes: the service's processes.
+        log_dir: directory of the service's logs.
+    """
+
+    processes: tuple[Process, ...] = ()
+    log_dir: Path | None = None
+
+
+class Docker(_Strict):
+    """How to inspect a service running as Docker containers.
+
+    Attributes:
+        project: value of the ``votriz.project`` label shared by its containers.
+        edge_container: name of the only container allowed to publish ports.
+    """
+
+    project: str
+    edge_container: str | None = None
+
+
+class Scan(_Strict):
+    """Files searched for keys that must live only in the HSM.
+
+    Attributes:
+        source_paths: source trees of the service.
+        config_paths: configuration files and directories.
+    """
+
+    source_paths: tuple[Path, ...] = ()
+    config_paths: tuple[Path, ...] = ()
+
+
+class Operations(_Strict):
+    """Commands that act on the service, and whether the harness may run them.
+
+    Each command is an argv list run without a shell. A missing command makes
+    the checks that need it MANUAL, with what to do by hand.
+
+    Attributes:
+        allow_destructive: permit rotations, restarts and drills against this target.
+        rotate_token_key: re-encrypt every channel row under a new key.
+        rotate_jwt_secret: replace the JWT signing secret.
+        rotate_db_password: rotate the database password (applied by restart).
+        rotate_redis_password: rotate the Redis password (applied by restart).
+        backup: take one encrypted backup.
+        prune_backups: apply the retention policy.
+        restore_drill: restore the newest backup into a scratch database and check it.
+        backup_dir: where backups are kept.
+        drill_log: the restore drill log.
+        timeout_s: upper bound for any one command.
+    """
+
+    allow_destructive: bool = False
+    rotate_token_key: tuple[str, ...] | None = None
+    rotate_jwt_secret: tuple[str, ...] | None = None
+    rotate_db_password: tuple[str, ...] | None = None
+    rotate_redis_password: tuple[str, ...] | None = None
+    backup: tuple[str, ...] | None = None
+    prune_backups: tuple[str, ...] | None = None
+    restore_drill: tuple[str, ...] | None = None
+    backup_dir: Path | None = None
+    drill_log: Path | None = None
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class TargetProfile(_Strict):
+    """Everything the harness needs to know to audit one deployment.
+
+    Attributes:
+        schema_version: version of this file format.
+        name: a short name for reports.
+        backend: how the service runs: local processes, Docker containers, or
+            a remote deployment the harness can only reach over the network.
+        edge, api, database, hsm, redis, capture, local, docker, scan, operations:
+            the sections above; any may be absent, and the checks that need an
+            absent section report NOT_APPLICABLE or MANUAL accordingly.
+        attestations: claim id -> file holding a human attestation.
+    """
+
+    schema_version: Literal[1] = 1
+    name: str
+    backend: Literal["local", "docker", "remote"] = "remote"
+    edge: Edge
+    api: Api | None = None
+    database: Database | None = None
+    hsm: Hsm | None = None
+    redis: Redis | None = None
+    capture: Capture | None = None
+    local: Local | None = None
+    docker: Docker | None = None
+    scan: Scan = Scan()
+    operations: Operations = Operations()
+    attestations: dict[str, Path] = Field(default_factory=dict)
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{source}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_profile(text: str, *, source: str = "<profile>", base_dir: Path | None = None) -> TargetProfile:
+    """Parse and validate a profile from TOML text.
+
+    Raises:
+        ProfileError: with one line per problem, each naming the key path.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        profile = TargetProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(_format_error(source, exc)) from None
+    if base_dir is not None:
+        profile = _anchor_paths(profile, base_dir)
+    return profile
+
+
+def _anchor_paths(profile: TargetProfile, base_dir: Path) -> TargetProfile:
+    """Make relative paths relative to the profile's folder, not the current directory."""
+
+    def fix(value: object) -> object:
+        if isinstance(value, Path) and not value.is_absolute():
+            return base_dir / value
+        if isinstance(value, BaseModel):
+            updates = {name: fix(getattr(value, name)) for name in type(value).model_fields}
+            return value.model_copy(update=updates)
+        if isinstance(value, tuple):
+            return tuple(fix(item) for item in value)
+        if isinstance(value, dict):
+            return {key: fix(item) for key, item in value.items()}
+        return value
+
+    fixed = fix(profile)
+    assert isinstance(fixed, TargetProfile)
+    return fixed
+
+
+def load_profile(path: Path) -> TargetProfile:
+    """Read and validate the profile at ``path``.
+
+    Raises:
+        ProfileError: the file cannot be read or does not validate.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read the profile: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: the profile is not UTF-8 text") from None
+    return parse_profile(text, source=str(path), base_dir=path.parent.resolve())
+
+
+def hsm_environment(hsm: Hsm) -> dict[str, str]:
+    """The process environment a PKCS#11 module needs, merged over ours."""
+    env = dict(os.environ)
+    env.update(hsm.env)
+    return env

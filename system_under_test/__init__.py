@@ -1,0 +1,1 @@
+"""The reference Votriz-like service audited by votriz-audit (see CONTRACT.md)."""
