@@ -1,0 +1,335 @@
+"""Fernet tokens, as the published page promises them for OAuth tokens.
+
+A Fernet token (https://github.com/fernet/spec) is the URL-safe base64 of::
+
+    version (1 byte, 0x80) | timestamp (8 bytes, big-endian seconds)
+    | IV (16 bytes) | AES-128-CBC ciphertext (a multiple of 16 bytes)
+    | HMAC-SHA256 (32 bytes) over everything before it
+
+:func:`parse_fernet_token` checks the structure without a key;
+:func:`verify_fernet_token` also checks the HMAC under a key ring and the
+timestamp against ``now``; :func:`decrypt_fernet_token` also decrypts. All three
+raise only :class:`FernetTokenError`, whose ``reason`` says what is wrong, on
+any input at all (``None``, megabytes, non-UTF-8 bytes, the wrong type): a
+column full of garbage is counted, never a crash.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+VERSION = 0x80
+_HEADER = 1 + 8 + 16
+_MAC = 32
+_BLOCK = 16
+#: The shortest possible token: header, one cipher block, HMAC.
+MIN_TOKEN_BYTES = _HEADER + _BLOCK + _MAC
+#: The Fernet specification's clock skew; the audit policy may allow more.
+SPEC_MAX_CLOCK_SKEW_S = 60
+
+_URLSAFE_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_KEY_TEXT = re.compile(r"^[A-Za-z0-9_-]{43}=$")
+
+
+class FernetFailure(enum.StrEnum):
+    """Why a value is not a valid Fernet token (or not one of ours).
+
+    Attributes:
+        MISSING: no value at all (SQL NULL or empty).
+        NOT_TEXT: not str or bytes (e.g. a number).
+        NOT_BASE64: not URL-safe base64 with correct padding.
+        TOO_SHORT: fewer bytes than a header, one block and an HMAC.
+        BAD_VERSION: the first byte is not 0x80.
+        BAD_LENGTH: the ciphertext is not a whole number of AES blocks.
+        FUTURE_TIMESTAMP: stamped further in the future than the allowed skew.
+        EXPIRED: older than the time-to-live asked for.
+        BAD_HMAC: the HMAC verifies under none of the keys given.
+        BAD_PADDING: authentic, but the plaintext's PKCS#7 padding is broken.
+    """
+
+    MISSING = "missing"
+    NOT_TEXT = "not_text"
+    NOT_BASE64 = "not_base64"
+    TOO_SHORT = "too_short"
+    BAD_VERSION = "bad_version"
+    BAD_LENGTH = "bad_length"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    EXPIRED = "expired"
+    BAD_HMAC = "bad_hmac"
+    BAD_PADDING = "bad_padding"
+
+
+class FernetTokenError(Exception):
+    """A value is not a valid Fernet token; ``reason`` says why (safe to print, no token).
+
+    Attributes:
+        reason: the first failure found, in the order structure → time → HMAC → padding.
+        detail: one human sentence.
+    """
+
+    def __init__(self, reason: FernetFailure, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class FernetKeyError(ValueError):
+    """A key is not a Fernet key (32 bytes, or their URL-safe base64)."""
+
+
+@dataclass(frozen=True)
+class FernetKey:
+    """One Fernet key: 16 bytes of HMAC signing key then 16 bytes of AES key.
+
+    Attributes:
+        raw: the 32 key bytes (``urlsafe_b64decode`` of the textual key).
+        label: where it came from (e.g. the HSM label ``votriz/token-encryption/v1``).
+    """
+
+    raw: bytes = field(repr=False)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bytes) or len(self.raw) != 32:
+            raise FernetKeyError(f"a Fernet key is 32 bytes; {self.label or 'this key'} is not")
+
+    @classmethod
+    def from_text(cls, text: str | bytes, label: str = "") -> FernetKey:
+        """The key from its usual textual form (URL-safe base64 of 32 bytes)."""
+        value = text.decode("ascii", "replace") if isinstance(text, bytes) else text
+        if not _KEY_TEXT.match(value.strip()):
+            raise FernetKeyError(f"{label or 'the key'} is not URL-safe base64 of 32 bytes")
+        return cls(base64.urlsafe_b64decode(value.strip()), label)
+
+    @property
+    def signing_key(self) -> bytes:
+        return self.raw[:16]
+
+    @property
+    def encryption_key(self) -> bytes:
+        return self.raw[16:]
+
+    def text(self) -> str:
+        """The textual form, as ``cryptography.fernet.Fernet`` takes it (a secret)."""
+        return base64.urlsafe_b64encode(self.raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class FernetToken:
+    """The parts of a structurally valid token (nothing verified yet).
+
+    Attributes:
+        version: always 0x80 once parsed.
+        timestamp: seconds since the epoch the token claims it was made.
+        iv: the 16-byte AES-CBC initialisation vector.
+        ciphertext: the AES ciphertext (a multiple of 16 bytes).
+        hmac: the 32-byte HMAC-SHA256 tag.
+        signed: the bytes the tag covers (version through ciphertext).
+    """
+
+    version: int
+    timestamp: int
+    iv: bytes
+    ciphertext: bytes = field(repr=False)
+    hmac: bytes = field(repr=False)
+    signed: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class VerifiedFernetToken:
+    """A token whose HMAC verified under one of the keys and whose time is acceptable.
+
+    Attributes:
+        token: its parts.
+        key_index: position of the verifying key in the ring given.
+        key_label: that key's label.
+    """
+
+    token: FernetToken
+    key_index: int
+    key_label: str
+
+
+@dataclass(frozen=True)
+class DecryptedFernetToken:
+    """A verified token and its plaintext (a secret: never print it).
+
+    Attributes:
+        verified: the verified token.
+        plaintext: the decrypted bytes.
+    """
+
+    verified: VerifiedFernetToken
+    plaintext: bytes = field(repr=False)
+
+
+def _as_bytes(token: object) -> bytes:
+    if token is None:
+        raise FernetTokenError(FernetFailure.MISSING, "the value is NULL")
+    if isinstance(token, str):
+        try:
+            data = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise FernetTokenError(FernetFailure.NOT_BASE64,
+                                   "the value holds non-ASCII characters") from None
+    elif isinstance(token, bytes | bytearray | memoryview):
+        data = bytes(token)
+    else:
+        raise FernetTokenError(FernetFailure.NOT_TEXT,
+                               f"the value is a {type(token).__name__}, not text")
+    if not data:
+        raise FernetTokenError(FernetFailure.MISSING, "the value is empty")
+    return data
+
+
+def _decode(data: bytes) -> bytes:
+    body = data.rstrip(b"=")
+    if len(data) % 4 or len(data) - len(body) > 2 or body.translate(None, _URLSAFE_ALPHABET):
+        raise FernetTokenError(FernetFailure.NOT_BASE64,
+                               "the value is not URL-safe base64 with padding")
+    try:
+        return binascii.a2b_base64(data.translate(_TO_STANDARD), strict_mode=True)
+    except binascii.Error:
+        raise FernetTokenError(FernetFailure.NOT_BASE64, "the value is not valid base64") from None
+
+
+def parse_fernet_token(token: object) -> FernetToken:
+    """Split a token into its parts, checking only its structure (no key, no clock).
+
+    Raises:
+        FernetTokenError: MISSING, NOT_TEXT, NOT_BASE64, TOO_SHORT, BAD_VERSION or BAD_LENGTH.
+    """
+    raw = _decode(_as_bytes(token))
+    if not raw:
+        raise FernetTokenError(FernetFailure.TOO_SHORT, "the value decodes to no bytes")
+    if raw[0] != VERSION:
+        raise FernetTokenError(FernetFailure.BAD_VERSION, f"version byte 0x{raw[0]:02x}, not 0x80")
+    # A body that cannot hold a header, an HMAC and some ciphertext is too short;
+    # one that can, but whose ciphertext is not whole blocks, has a bad length.
+    if len(raw) <= _HEADER + _MAC:
+        raise FernetTokenError(FernetFailure.TOO_SHORT,
+                               f"{len(raw)} bytes; a token has at least {MIN_TOKEN_BYTES}")
+    if (len(raw) - _HEADER - _MAC) % _BLOCK:
+        raise FernetTokenError(FernetFailure.BAD_LENGTH,
+                               "the ciphertext is not a whole number of 16-byte blocks")
+    return FernetToken(
+        version=raw[0],
+        timestamp=int.from_bytes(raw[1:9], "big"),
+        iv=raw[9:_HEADER],
+        ciphertext=raw[_HEADER:-_MAC],
+        hmac=raw[-_MAC:],
+        signed=raw[:-_MAC],
+    )
+
+
+def _epoch(now: datetime | float | None) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        return now.timestamp()
+    return float(now)
+
+
+def verify_fernet_token(
+    token: object,
+    keys: Sequence[FernetKey],
+    *,
+    now: datetime | float | None = None,
+    ttl_s: float | None = None,
+    max_clock_skew_s: float = SPEC_MAX_CLOCK_SKEW_S,
+) -> VerifiedFernetToken:
+    """Check structure, time and HMAC under the first key of ``keys`` that verifies.
+
+    Args:
+        token: the stored value (str or bytes; anything else is a typed failure).
+        keys: the key ring, any order; the result names the key that verified.
+        now: the time to judge timestamps at (default: the clock).
+        ttl_s: reject tokens older than this; None (the default) accepts any age,
+            as stored OAuth tokens legitimately are old.
+        max_clock_skew_s: reject tokens stamped further than this in the future.
+
+    Raises:
+        FernetTokenError: any failure but BAD_PADDING (which needs decryption).
+    """
+    parsed = parse_fernet_token(token)
+    current = _epoch(now)
+    if parsed.timestamp > current + max_clock_skew_s:
+        raise FernetTokenError(FernetFailure.FUTURE_TIMESTAMP,
+                               f"stamped {parsed.timestamp - current:.0f} s in the future")
+    if ttl_s is not None and parsed.timestamp + ttl_s < current:
+        raise FernetTokenError(FernetFailure.EXPIRED, f"older than the time-to-live of {ttl_s:g} s")
+    for index, key in enumerate(keys):
+        expected = hmac.new(key.signing_key, parsed.signed, hashlib.sha256).digest()
+        if hmac.compare_digest(expected, parsed.hmac):
+            return VerifiedFernetToken(parsed, index, key.label)
+    raise FernetTokenError(FernetFailure.BAD_HMAC,
+                           f"the HMAC verifies under none of the {len(keys)} key(s) given")
+
+
+def decrypt_fernet_token(
+    token: object,
+    keys: Sequence[FernetKey],
+    *,
+    now: datetime | float | None = None,
+    ttl_s: float | None = None,
+    max_clock_skew_s: float = SPEC_MAX_CLOCK_SKEW_S,
+) -> DecryptedFernetToken:
+    """Verify as :func:`verify_fernet_token`, then decrypt under the verifying key.
+
+    Raises:
+        FernetTokenError: any failure, including BAD_PADDING.
+    """
+    verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
+                                   max_clock_skew_s=max_clock_skew_s)
+    key = keys[verified.key_index]
+    parts = verified.token
+    decryptor = Cipher(algorithms.AES(key.encryption_key), modes.CBC(parts.iv)).decryptor()
+    padded = decryptor.update(parts.ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        plaintext = unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise FernetTokenError(FernetFailure.BAD_PADDING,
+                               "authentic, but the plaintext padding is broken") from None
+    return DecryptedFernetToken(verified, plaintext)
+
+
+def encrypt_fernet_token(
+    plaintext: bytes,
+    key: FernetKey,
+    *,
+    now: datetime | float | None = None,
+    iv: bytes | None = None,
+) -> str:
+    """Make a token (for test vectors and benchmarks; the audit itself never encrypts).
+
+    Args:
+        plaintext: the bytes to encrypt.
+        key: the key.
+        now: the timestamp to stamp (default: the clock).
+        iv: a fixed IV (test vectors only); default 16 random bytes.
+    """
+    iv = os.urandom(16) if iv is None else iv
+    if len(iv) != 16:
+        raise ValueError("a Fernet IV is 16 bytes")
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plaintext) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(key.encryption_key), modes.CBC(iv)).encryptor()
+    body = (bytes([VERSION]) + int(_epoch(now)).to_bytes(8, "big") + iv
+            + encryptor.update(padded) + encryptor.finalize())
+    tag = hmac.new(key.signing_key, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + tag).decode("ascii")
