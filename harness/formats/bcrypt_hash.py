@@ -1,0 +1,216 @@
+"""Stored password hashes: is this a bcrypt hash, with which cost, and if not, what is it?
+
+The page promises bcrypt with work factor 12 for passwords and bcrypt for MFA
+backup codes and recovery tokens. :func:`parse_bcrypt_hash` reads the modular
+crypt format ``$2b$12$`` + 22-character salt + 31-character digest in the
+bcrypt alphabet; :func:`classify_stored_hash` names whatever else a column
+holds (argon2, md5-crypt, sha512-crypt, an unsalted hex digest, something that
+looks like plaintext). Neither ever raises on odd input except with
+:class:`BcryptHashError`; :func:`classify_stored_hash` never raises at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import bcrypt
+
+#: The 64 characters bcrypt's own base64 uses (not the standard alphabet's order).
+BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+BCRYPT_VARIANTS = ("2a", "2b", "2y")
+_BCRYPT = re.compile(r"\$(2[aby])\$(\d\d)\$([./A-Za-z0-9]{22})([./A-Za-z0-9]{31})")
+_HEX_DIGESTS = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+class BcryptHashError(Exception):
+    """A value is not a well-formed bcrypt hash.
+
+    Attributes:
+        scheme: what the value is instead (see :class:`HashScheme`).
+        detail: one human sentence, without the value.
+    """
+
+    def __init__(self, scheme: HashScheme, detail: str) -> None:
+        super().__init__(f"{scheme.value}: {detail}")
+        self.scheme = scheme
+        self.detail = detail
+
+
+class HashScheme(enum.StrEnum):
+    """What a stored password-hash value is.
+
+    Attributes:
+        BCRYPT: a well-formed bcrypt hash.
+        MALFORMED_BCRYPT: starts like bcrypt but is not one (bad cost, length, alphabet).
+        ARGON2: ``$argon2id$``/``$argon2i$``/``$argon2d$``.
+        SCRYPT: ``$scrypt$`` or ``$7$``.
+        YESCRYPT: ``$y$``.
+        PBKDF2: ``$pbkdf2...`` or Django's ``pbkdf2_sha256$``.
+        MD5_CRYPT: ``$1$`` or ``$apr1$``.
+        SHA256_CRYPT: ``$5$``.
+        SHA512_CRYPT: ``$6$``.
+        UNSALTED_DIGEST: a bare hex digest (md5, sha1, sha256 ...).
+        OTHER_CRYPT: some other ``$id$`` modular crypt string.
+        PLAINTEXT_LIKE: text that is none of the above: likely the secret itself.
+        MISSING: NULL or empty.
+        NOT_TEXT: not str/bytes, or bytes that are not ASCII.
+    """
+
+    BCRYPT = "bcrypt"
+    MALFORMED_BCRYPT = "malformed_bcrypt"
+    ARGON2 = "argon2"
+    SCRYPT = "scrypt"
+    YESCRYPT = "yescrypt"
+    PBKDF2 = "pbkdf2"
+    MD5_CRYPT = "md5_crypt"
+    SHA256_CRYPT = "sha256_crypt"
+    SHA512_CRYPT = "sha512_crypt"
+    UNSALTED_DIGEST = "unsalted_digest"
+    OTHER_CRYPT = "other_crypt"
+    PLAINTEXT_LIKE = "plaintext_like"
+    MISSING = "missing"
+    NOT_TEXT = "not_text"
+
+
+_PREFIXES: tuple[tuple[str, HashScheme], ...] = (
+    ("$argon2", HashScheme.ARGON2),
+    ("$scrypt$", HashScheme.SCRYPT),
+    ("$7$", HashScheme.SCRYPT),
+    ("$y$", HashScheme.YESCRYPT),
+    ("$pbkdf2", HashScheme.PBKDF2),
+    ("pbkdf2_", HashScheme.PBKDF2),
+    ("$1$", HashScheme.MD5_CRYPT),
+    ("$apr1$", HashScheme.MD5_CRYPT),
+    ("$5$", HashScheme.SHA256_CRYPT),
+    ("$6$", HashScheme.SHA512_CRYPT),
+)
+
+
+@dataclass(frozen=True)
+class BcryptHash:
+    """The parts of a well-formed bcrypt hash.
+
+    Attributes:
+        variant: ``2a``, ``2b`` or ``2y``.
+        cost: the work factor (log2 of the rounds), 4 to 31.
+        salt: the 22-character salt.
+        digest: the 31-character digest.
+    """
+
+    variant: str
+    cost: int
+    salt: str
+    digest: str
+
+    def text(self) -> str:
+        """The modular crypt string again (parse → text is the identity)."""
+        return f"${self.variant}${self.cost:02d}${self.salt}{self.digest}"
+
+
+@dataclass(frozen=True)
+class StoredHashKind:
+    """What one stored value is, for a histogram over a column.
+
+    Attributes:
+        scheme: the scheme it was classified as.
+        cost: the bcrypt cost when ``scheme`` is BCRYPT, else None.
+        detail: why, in a few words (never the value).
+    """
+
+    scheme: HashScheme
+    cost: int | None = None
+    detail: str = ""
+
+
+def _as_text(value: object) -> str:
+    if value is None:
+        raise BcryptHashError(HashScheme.MISSING, "the value is NULL")
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            value = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            raise BcryptHashError(HashScheme.NOT_TEXT, "the value is not ASCII text") from None
+    if not isinstance(value, str):
+        raise BcryptHashError(HashScheme.NOT_TEXT, f"the value is a {type(value).__name__}")
+    if not value:
+        raise BcryptHashError(HashScheme.MISSING, "the value is empty")
+    return value
+
+
+def parse_bcrypt_hash(value: object) -> BcryptHash:
+    """Read a bcrypt hash.
+
+    Raises:
+        BcryptHashError: with the scheme the value is instead (see :func:`classify_stored_hash`).
+    """
+    text = _as_text(value)
+    match = _BCRYPT.fullmatch(text)
+    if match is None:
+        kind = classify_stored_hash(text)
+        raise BcryptHashError(kind.scheme, kind.detail or "not a bcrypt hash")
+    cost = int(match.group(2))
+    if not 4 <= cost <= 31:
+        raise BcryptHashError(HashScheme.MALFORMED_BCRYPT, f"cost {cost} is outside 4..31")
+    return BcryptHash(match.group(1), cost, match.group(3), match.group(4))
+
+
+def classify_stored_hash(value: object) -> StoredHashKind:
+    """Name what a stored value is. Never raises."""
+    try:
+        text = _as_text(value)
+    except BcryptHashError as error:
+        return StoredHashKind(error.scheme, detail=error.detail)
+    match = _BCRYPT.fullmatch(text)
+    if match is not None:
+        cost = int(match.group(2))
+        if 4 <= cost <= 31:
+            return StoredHashKind(HashScheme.BCRYPT, cost, f"${match.group(1)}$ cost {cost}")
+        return StoredHashKind(HashScheme.MALFORMED_BCRYPT, detail=f"cost {cost} is outside 4..31")
+    if text.startswith("$2"):
+        return StoredHashKind(HashScheme.MALFORMED_BCRYPT,
+                              detail=f"starts like bcrypt but is {len(text)} characters, "
+                                     "not 60 in the bcrypt alphabet")
+    for prefix, scheme in _PREFIXES:
+        if text.startswith(prefix):
+            return StoredHashKind(scheme, detail=f"prefix {prefix}")
+    if len(text) in _HEX_DIGESTS and _HEX.fullmatch(text):
+        return StoredHashKind(HashScheme.UNSALTED_DIGEST,
+                              detail=f"{len(text)} hex digits ({_HEX_DIGESTS[len(text)]}-sized)")
+    if text.startswith("$") and text.count("$") >= 2:
+        return StoredHashKind(HashScheme.OTHER_CRYPT, detail="an unknown $id$ crypt string")
+    return StoredHashKind(HashScheme.PLAINTEXT_LIKE, detail=f"{len(text)} characters of plain text")
+
+
+class HashMatch(enum.StrEnum):
+    """The answer of one bcrypt verification.
+
+    Attributes:
+        MATCH: the secret hashes to the stored value.
+        NO_MATCH: it does not.
+        NOT_BCRYPT: the stored value is not a bcrypt hash, so nothing was verified.
+        SECRET_TOO_LONG: the secret is over 72 bytes, which bcrypt cannot take.
+    """
+
+    MATCH = "match"
+    NO_MATCH = "no_match"
+    NOT_BCRYPT = "not_bcrypt"
+    SECRET_TOO_LONG = "secret_too_long"
+
+
+def bcrypt_check(secret: str | bytes, stored: object) -> HashMatch:
+    """Verify ``secret`` against a stored bcrypt hash (one bcrypt computation at its cost)."""
+    try:
+        parsed = parse_bcrypt_hash(stored)
+    except BcryptHashError:
+        return HashMatch.NOT_BCRYPT
+    data = secret.encode() if isinstance(secret, str) else secret
+    if len(data) > 72:
+        return HashMatch.SECRET_TOO_LONG
+    try:
+        matched = bcrypt.checkpw(data, parsed.text().encode("ascii"))
+    except ValueError:
+        return HashMatch.NOT_BCRYPT
+    return HashMatch.MATCH if matched else HashMatch.NO_MATCH

@@ -1,0 +1,93 @@
+"""bcrypt hash parser and classifier: known forms, real hashes, and a never-crashes property."""
+
+from __future__ import annotations
+
+import bcrypt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.formats.bcrypt_hash import (
+    BCRYPT_ALPHABET,
+    BcryptHashError,
+    HashMatch,
+    HashScheme,
+    bcrypt_check,
+    classify_stored_hash,
+    parse_bcrypt_hash,
+)
+
+# The OpenBSD test hash of "U*U" at cost 5, from the bcrypt reference tests.
+KNOWN = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+
+
+def test_parses_a_known_hash() -> None:
+    parsed = parse_bcrypt_hash(KNOWN)
+    assert (parsed.variant, parsed.cost, parsed.salt) == ("2a", 5, "CCCCCCCCCCCCCCCCCCCCC.")
+    assert parsed.text() == KNOWN
+    assert bcrypt_check("U*U", KNOWN) is HashMatch.MATCH
+    assert bcrypt_check("U*V", KNOWN) is HashMatch.NO_MATCH
+
+
+@pytest.mark.parametrize("variant", ["2a", "2b", "2y"])
+def test_variants(variant: str) -> None:
+    assert parse_bcrypt_hash(KNOWN.replace("$2a$", f"${variant}$")).variant == variant
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme"),
+    [
+        (None, HashScheme.MISSING),
+        ("", HashScheme.MISSING),
+        (42, HashScheme.NOT_TEXT),
+        (b"\xff\xfe", HashScheme.NOT_TEXT),
+        ("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", HashScheme.ARGON2),
+        ("$1$saltsalt$qjXMvbEw8oaL.CzflDugX/", HashScheme.MD5_CRYPT),
+        ("$5$rounds=5000$salt$abc", HashScheme.SHA256_CRYPT),
+        ("$6$saltsalt$" + "a" * 86, HashScheme.SHA512_CRYPT),
+        ("pbkdf2_sha256$600000$salt$hash=", HashScheme.PBKDF2),
+        ("$y$j9T$salt$hash", HashScheme.YESCRYPT),
+        ("5f4dcc3b5aa765d61d8327deb882cf99", HashScheme.UNSALTED_DIGEST),
+        ("correct horse battery staple", HashScheme.PLAINTEXT_LIKE),
+        ("$2b$12$tooshort", HashScheme.MALFORMED_BCRYPT),
+        ("$2x$12$" + "a" * 53, HashScheme.MALFORMED_BCRYPT),
+        ("$2b$03$" + "a" * 53, HashScheme.MALFORMED_BCRYPT),
+        ("$2b$12$" + "a" * 52 + "+", HashScheme.MALFORMED_BCRYPT),
+        ("$sha1$1$salt$x", HashScheme.OTHER_CRYPT),
+    ],
+)
+def test_classifies_what_is_not_bcrypt(value: object, scheme: HashScheme) -> None:
+    assert classify_stored_hash(value).scheme is scheme
+    with pytest.raises(BcryptHashError) as caught:
+        parse_bcrypt_hash(value)
+    assert caught.value.scheme is scheme
+    assert bcrypt_check("anything", value) is HashMatch.NOT_BCRYPT
+
+
+def test_secret_over_72_bytes_is_a_typed_answer() -> None:
+    assert bcrypt_check(b"x" * 73, KNOWN) is HashMatch.SECRET_TOO_LONG
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=72), st.integers(min_value=4, max_value=5),
+       st.sampled_from([b"2a", b"2b"]))
+def test_real_hashes_round_trip(password: bytes, cost: int, prefix: bytes) -> None:
+    hashed = bcrypt.hashpw(password, bcrypt.gensalt(cost, prefix)).decode()
+    parsed = parse_bcrypt_hash(hashed)
+    assert parsed.cost == cost and parsed.text() == hashed
+    assert classify_stored_hash(hashed).cost == cost
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(
+    st.none(), st.integers(), st.binary(max_size=200), st.text(max_size=200),
+    st.text(alphabet=BCRYPT_ALPHABET + "$0123456789ayb", max_size=80).map(lambda t: "$2" + t),
+))
+def test_never_raises_anything_but_its_own_error(value: object) -> None:
+    kind = classify_stored_hash(value)
+    try:
+        parsed = parse_bcrypt_hash(value)
+    except BcryptHashError as error:
+        assert error.scheme is kind.scheme is not HashScheme.BCRYPT
+    else:
+        assert kind.scheme is HashScheme.BCRYPT and kind.cost == parsed.cost
