@@ -1,0 +1,176 @@
+"""The HSM probe against real SoftHSM2 tokens created in a temporary directory.
+
+Each test builds its own token (its own SOFTHSM2_CONF); the probe re-initialises
+the cached library at every opening, which these tests also prove: two tokens
+of two configurations are read in turn in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pkcs11
+import pytest
+from pkcs11 import Attribute, KeyType, ObjectClass
+
+from harness.outcomes import ProbeError
+from harness.probes import hsm as hsm_probe
+from harness.profile import Hsm, SecretSource
+from harness.redaction import KnownSecrets
+
+MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
+PIN = "user-pin-4711"
+SO_PIN = "so-pin-0815"
+
+pytestmark = pytest.mark.skipif(
+    not MODULE.exists() or shutil.which("softhsm2-util") is None, reason="SoftHSM2 not installed")
+
+
+def make_token(tmp: Path, label: str = "votriz") -> Hsm:
+    """A fresh SoftHSM token under ``tmp`` and the profile section that reaches it."""
+    tokens = tmp / "tokens"
+    tokens.mkdir(parents=True)
+    conf = tmp / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", SO_PIN,
+                    "--pin", PIN], env={**os.environ, "SOFTHSM2_CONF": str(conf)}, check=True,
+                   capture_output=True)
+    pin_file = tmp / "pin"
+    pin_file.write_text(PIN + "\n")
+    return Hsm(module=MODULE, token_label=label, pin=SecretSource(file=pin_file),
+               env={"SOFTHSM2_CONF": str(conf)})
+
+
+def add_secret(hsm: Hsm, label: str, value: bytes, *, sensitive: bool = False,
+               extractable: bool = True, key_id: bytes = b"") -> None:
+    with hsm_probe.open_session(hsm, rw=True) as session:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: label,
+            Attribute.ID: key_id, Attribute.VALUE: value, Attribute.SENSITIVE: sensitive,
+            Attribute.EXTRACTABLE: extractable,
+        })
+
+
+@pytest.fixture
+def token(tmp_path: Path) -> Hsm:
+    hsm = make_token(tmp_path)
+    add_secret(hsm, "votriz/jwt-signing", b"J" * 32)
+    add_secret(hsm, "votriz/token-encryption/v1", b"K" * 32, key_id=b"1")
+    add_secret(hsm, "votriz/backup/key", b"B" * 32, sensitive=True, extractable=False)
+    return hsm
+
+
+def test_lists_every_object_with_custody_attributes(token: Hsm) -> None:
+    secrets = KnownSecrets()
+    listing = hsm_probe.list_objects(token, secrets)
+    assert listing.labels() == ("votriz/backup/key", "votriz/jwt-signing", "votriz/token-encryption/v1")
+    jwt_key, = listing.by_label("votriz/jwt-signing")
+    assert (jwt_key.object_class, jwt_key.key_type) == ("SECRET_KEY", "GENERIC_SECRET")
+    flags = (jwt_key.token, jwt_key.private, jwt_key.sensitive, jwt_key.extractable)
+    assert flags == (True, True, False, True)
+    assert jwt_key.local is False and jwt_key.value_len == 32 and jwt_key.can_leave_token
+    backup, = listing.by_label("votriz/backup/key")
+    # A key imported with its value was once readable: SoftHSM reports it as
+    # neither ALWAYS_SENSITIVE nor NEVER_EXTRACTABLE, which an auditor must see.
+    assert (backup.sensitive, backup.extractable, backup.always_sensitive, backup.never_extractable) == (
+        True, False, False, False)
+    assert not backup.can_leave_token and backup.value_len == 32
+    ring, = listing.by_label("votriz/token-encryption/v1")
+    assert ring.id_text == "1" and ring.id_hex == "31"
+    # The listing holds no value, and the PIN was registered for redaction.
+    assert "JJJJ" not in repr(listing)
+    assert [label for _, label in secrets.items()] == ["HSM user PIN"]
+
+
+def test_reads_values_and_registers_them_at_once(token: Hsm) -> None:
+    secrets = KnownSecrets()
+    snap = hsm_probe.snapshot(token, secrets, read_prefix="votriz/")
+    assert snap.values.require("votriz/jwt-signing") == b"J" * 32
+    assert "votriz/backup/key" in snap.values.unreadable  # sensitive: the value cannot be read
+    assert "JJJJ" not in repr(snap.values)
+    assert secrets.redact("x" + "J" * 32) == "x[REDACTED HSM votriz/jwt-signing " + \
+        hsm_probe.fingerprint(b"J" * 32) + "]"
+    with pytest.raises(ProbeError, match=r"votriz/backup/key.*sensitive"):
+        snap.values.require("votriz/backup/key")
+
+
+def test_sees_keys_added_by_another_process_after_first_opening(token: Hsm) -> None:
+    secrets = KnownSecrets()
+    assert "votriz/token-encryption/v2" not in hsm_probe.list_objects(token, secrets).labels()
+    # Given a second process adds a key (as a rotation does) ...
+    script = ("import os,pkcs11; from pkcs11 import Attribute as A, ObjectClass, KeyType;"
+              f"t=pkcs11.lib({str(MODULE)!r}).get_token(token_label='votriz');"
+              f"s=t.open(rw=True,user_pin={PIN!r});"
+              "s.create_object({A.CLASS:ObjectClass.SECRET_KEY,A.KEY_TYPE:KeyType.GENERIC_SECRET,"
+              "A.TOKEN:True,A.PRIVATE:True,A.LABEL:'votriz/token-encryption/v2',A.VALUE:b'L'*32});"
+              "s.close()")
+    subprocess.run(["python", "-c", script], env={**os.environ, **token.env}, check=True)
+    # ... then the next listing in this process sees it.
+    assert "votriz/token-encryption/v2" in hsm_probe.list_objects(token, secrets).labels()
+
+
+def test_two_configurations_in_one_process(tmp_path: Path) -> None:
+    first = make_token(tmp_path / "a", label="first")
+    second = make_token(tmp_path / "b", label="second")
+    add_secret(first, "votriz/a", b"a" * 16)
+    add_secret(second, "votriz/b", b"b" * 16)
+    secrets = KnownSecrets()
+    assert hsm_probe.list_objects(first, secrets).labels() == ("votriz/a",)
+    assert hsm_probe.list_objects(second, secrets).labels() == ("votriz/b",)
+    assert hsm_probe.list_objects(first, secrets).labels() == ("votriz/a",)
+
+
+def test_wrong_pin_is_a_precise_probe_error(token: Hsm, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("not-the-pin\n")
+    bad = token.model_copy(update={"pin": SecretSource(file=wrong)})
+    with pytest.raises(ProbeError, match=r"the PIN was refused by token 'votriz' \(PIN from .*wrong-pin\)"):
+        hsm_probe.list_objects(bad, KnownSecrets())
+
+
+def test_unreadable_pin_file_is_a_probe_error(token: Hsm, tmp_path: Path) -> None:
+    bad = token.model_copy(update={"pin": SecretSource(file=tmp_path / "absent")})
+    with pytest.raises(ProbeError, match=r"HSM user PIN: cannot read .*absent"):
+        hsm_probe.list_objects(bad, KnownSecrets())
+
+
+def test_missing_token_names_the_tokens_present(token: Hsm) -> None:
+    bad = token.model_copy(update={"token_label": "elsewhere"})
+    with pytest.raises(ProbeError, match=r"no token labelled 'elsewhere'.*tokens present: votriz"):
+        hsm_probe.list_objects(bad, KnownSecrets())
+
+
+def test_no_token_at_all_points_at_the_configuration(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {empty}\nobjectstore.backend = file\n")
+    (tmp_path / "pin").write_text(PIN)
+    hsm = Hsm(module=MODULE, token_label="votriz", pin=SecretSource(file=tmp_path / "pin"),
+              env={"SOFTHSM2_CONF": str(conf)})
+    with pytest.raises(ProbeError, match=r"no initialised token is visible"):
+        hsm_probe.list_objects(hsm, KnownSecrets())
+
+
+def test_wrong_module_path_is_a_probe_error(token: Hsm, tmp_path: Path) -> None:
+    bad = token.model_copy(update={"module": tmp_path / "libnothing.so"})
+    with pytest.raises(ProbeError, match=r"PKCS#11 module .*libnothing.so does not exist"):
+        hsm_probe.list_objects(bad, KnownSecrets())
+    not_a_module = tmp_path / "libfake.so"
+    not_a_module.write_bytes(b"\x7fELF not really")
+    with pytest.raises(ProbeError, match=r"cannot load PKCS#11 module .*libfake.so"):
+        hsm_probe.list_objects(token.model_copy(update={"module": not_a_module}), KnownSecrets())
+
+
+def test_softhsm_token_dir_is_read_from_the_configuration(token: Hsm) -> None:
+    tokendir = hsm_probe.softhsm_token_dir(token)
+    assert tokendir is not None and tokendir.name == "tokens" and tokendir.is_dir()
+
+
+def test_pkcs11_library_is_cached_per_module_path(token: Hsm) -> None:
+    hsm_probe.list_objects(token, KnownSecrets())
+    assert pkcs11.lib(str(MODULE)) is pkcs11.lib(str(MODULE))
