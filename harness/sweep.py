@@ -1,0 +1,205 @@
+"""The plaintext sweep: where do known secrets occur in stored bytes?
+
+Every secret the harness knows (canary passwords, tokens, backup codes,
+e-mail addresses, key values) is searched, in every encoding
+:func:`harness.redaction.encodings` names, in one pass over a byte stream with
+an Aho-Corasick automaton. Streams are read in chunks; consecutive chunks
+overlap by the longest needle minus one byte, so a secret split across a chunk
+boundary is still found, and found once.
+
+A hit names the secret's label, the place and the offset, never the secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ahocorasick
+
+from harness.redaction import KnownSecrets
+
+DEFAULT_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class SweepHit:
+    """One occurrence of a known secret.
+
+    Attributes:
+        label: which secret, and in which form (e.g. ``canary password (base64)``).
+        location: where (``users.email_enc``, ``redis:session:42``, a file path ...).
+        offset: byte offset of the first byte of the occurrence within ``location``.
+    """
+
+    label: str
+    location: str
+    offset: int
+
+    def describe(self) -> str:
+        """``label at location:offset``: safe to print."""
+        return f"{self.label} at {self.location}:{self.offset}"
+
+
+@dataclass
+class SweepReport:
+    """What one sweep over many places looked at and found.
+
+    Attributes:
+        hits: the occurrences found (at most ``hit_limit`` of them).
+        hits_total: how many occurrences there were in all.
+        locations: how many places were searched.
+        bytes_scanned: how many bytes were searched.
+        unreadable: places that could not be read, with the reason.
+    """
+
+    hits: list[SweepHit] = field(default_factory=list)
+    hits_total: int = 0
+    locations: int = 0
+    bytes_scanned: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    def locations_hit(self) -> dict[str, list[str]]:
+        """Location → sorted labels found there (for a short, diffable FAIL message)."""
+        found: dict[str, set[str]] = {}
+        for hit in self.hits:
+            found.setdefault(hit.location, set()).add(hit.label)
+        return {location: sorted(labels) for location, labels in sorted(found.items())}
+
+
+class SecretSweep:
+    """An automaton over every encoded form of a set of secrets.
+
+    Build it once per run (after every canary is registered) and feed it streams.
+
+    Attributes:
+        needle_count: number of distinct encoded needles searched.
+        longest: length of the longest needle, in bytes.
+        hit_limit: the report keeps at most this many hits (it still counts all).
+    """
+
+    def __init__(self, needles: Iterable[tuple[bytes, str]], *, hit_limit: int = 1000) -> None:
+        self._automaton = ahocorasick.Automaton()
+        self.needle_count = 0
+        self.longest = 0
+        self.hit_limit = hit_limit
+        for needle, label in needles:
+            if not needle:
+                continue
+            # Latin-1 maps every byte to one code point, so offsets in the text
+            # are offsets in the bytes.
+            key = needle.decode("latin-1")
+            if key not in self._automaton:
+                self._automaton.add_word(key, (len(needle), label))
+                self.needle_count += 1
+                self.longest = max(self.longest, len(needle))
+        if self.needle_count:
+            self._automaton.make_automaton()
+
+    @classmethod
+    def from_known(cls, secrets: KnownSecrets, *, hit_limit: int = 1000) -> SecretSweep:
+        """A sweep for every secret registered so far, in every encoding."""
+        return cls(secrets.needles(), hit_limit=hit_limit)
+
+    def scan_bytes(self, data: bytes, location: str, *, base_offset: int = 0) -> list[SweepHit]:
+        """Every occurrence in one buffer."""
+        return list(self._iter(data, location, base_offset, 0))
+
+    def _iter(self, data: bytes, location: str, base_offset: int,
+              skip_ends_before: int) -> Iterator[SweepHit]:
+        if not self.needle_count or not data:
+            return
+        text = data.decode("latin-1")
+        for end, (length, label) in self._automaton.iter(text):
+            # A match ending inside the carried-over overlap was already reported
+            # with the previous chunk.
+            if end >= skip_ends_before:
+                yield SweepHit(label, location, base_offset + end - length + 1)
+
+    def scan_stream(self, chunks: Iterable[bytes], location: str) -> Iterator[SweepHit]:
+        """Every occurrence in a stream given as consecutive chunks of any size."""
+        carry = b""
+        consumed = 0
+        keep = max(self.longest - 1, 0)
+        for chunk in chunks:
+            if not chunk:
+                continue
+            buffer = carry + chunk
+            yield from self._iter(buffer, location, consumed - len(carry), len(carry))
+            consumed += len(chunk)
+            carry = buffer[-keep:] if keep else b""
+
+    def scan_file(self, path: Path, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                  location: str | None = None) -> Iterator[SweepHit]:
+        """Every occurrence in one file, read in chunks (raises OSError if unreadable)."""
+        with path.open("rb") as stream:
+            yield from self.scan_stream(iter(lambda: stream.read(chunk_bytes), b""),
+                                        location or str(path))
+
+    def sweep(self, places: Iterable[tuple[str, Iterable[bytes]]],
+              report: SweepReport | None = None) -> SweepReport:
+        """Scan many (location, chunks) pairs into one report."""
+        report = report or SweepReport()
+        for location, chunks in places:
+            report.locations += 1
+            counted = _Counting(chunks)
+            self._record(report, self.scan_stream(counted, location))
+            report.bytes_scanned += counted.total
+        return report
+
+    def sweep_files(self, roots: Sequence[Path], report: SweepReport | None = None, *,
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> SweepReport:
+        """Scan every regular file under ``roots`` (files or directories), not following links."""
+        report = report or SweepReport()
+        for path in _files_under(roots, report):
+            report.locations += 1
+            try:
+                size = path.stat().st_size
+                self._record(report, self.scan_file(path, chunk_bytes=chunk_bytes))
+            except OSError as exc:
+                report.unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
+                continue
+            report.bytes_scanned += size
+        return report
+
+    def _record(self, report: SweepReport, hits: Iterable[SweepHit]) -> None:
+        for hit in hits:
+            report.hits_total += 1
+            if len(report.hits) < self.hit_limit:
+                report.hits.append(hit)
+
+
+class _Counting:
+    """Counts the bytes of the chunks it passes on."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.total = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self.total += len(chunk)
+            yield chunk
+
+
+def _files_under(roots: Sequence[Path], report: SweepReport) -> Iterator[Path]:
+    for root in roots:
+        if root.is_symlink():
+            continue
+        if root.is_file():
+            yield root
+            continue
+        if not root.is_dir():
+            report.unreadable.append(f"{root}: not found")
+            continue
+
+        def on_error(exc: OSError) -> None:
+            report.unreadable.append(f"{exc.filename}: {exc.strerror or type(exc).__name__}")
+
+        for folder, _dirs, names in os.walk(root, onerror=on_error):
+            for name in sorted(names):
+                path = Path(folder) / name
+                if path.is_file() and not path.is_symlink():
+                    yield path
