@@ -1,0 +1,251 @@
+"""HTTP probes of the edge: sampled responses over HTTPS and over plain HTTP.
+
+The connection goes to ``edge.connect_address`` while SNI, certificate checking
+and the Host header use ``edge.host``, so a test host needs no DNS entry.
+Redirects are never followed: a redirect is itself what is being observed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Literal
+
+import httpx
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.profile import Edge
+
+# Bodies are read up to this many bytes: enough to tell a tiny redirect page
+# from real content, without downloading whatever the edge chooses to send.
+MAX_BODY_BYTES = 64 * 1024
+EXCERPT_CHARS = 120
+
+
+@dataclass(frozen=True)
+class HttpSample:
+    """One response of the edge to a GET of a sampled path.
+
+    Attributes:
+        scheme: ``https`` or ``http``.
+        path: the sampled path.
+        url: the URL as the edge's users would type it (host name, not address).
+        status: the HTTP status code.
+        headers: every header as (lower-case name, value), in order, repeats kept.
+        body_bytes: length of the body read (capped at MAX_BODY_BYTES + 1).
+        content_type: the Content-Type header ("" when absent).
+        body_excerpt: the first characters of the body, for the evidence.
+    """
+
+    scheme: Literal["https", "http"]
+    path: str
+    url: str
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body_bytes: int
+    content_type: str
+    body_excerpt: str = ""
+
+    def header_values(self, name: str) -> tuple[str, ...]:
+        """Every value of one header (case-insensitive name)."""
+        wanted = name.lower()
+        return tuple(value for key, value in self.headers if key == wanted)
+
+    def header(self, name: str) -> str | None:
+        """The first value of one header, None when absent."""
+        values = self.header_values(name)
+        return values[0] if values else None
+
+
+@dataclass(frozen=True)
+class EdgeSamples:
+    """The edge's responses to every sampled path over one scheme.
+
+    Attributes:
+        scheme: ``https`` or ``http``.
+        host: the host name used (Host header, SNI).
+        port: the port fetched.
+        samples: one response per sampled path, in the profile's order.
+    """
+
+    scheme: Literal["https", "http"]
+    host: str
+    port: int
+    samples: tuple[HttpSample, ...] = field(default_factory=tuple)
+
+
+def _url_host(address: str) -> str:
+    try:
+        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
+    except ValueError:
+        return address
+
+
+def public_url(scheme: str, host: str, port: int, path: str) -> str:
+    """The URL a user would type: the default port for the scheme is left out."""
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
+
+
+def _tls_context(edge: Edge) -> ssl.SSLContext:
+    if edge.trust_anchor is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(edge.trust_anchor))
+    except (OSError, ssl.SSLError) as exc:
+        raise ProbeError(f"cannot load trust anchor {edge.trust_anchor}: {exc}") from None
+
+
+def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) -> EdgeSamples:
+    """GET every ``edge.sample_paths`` entry over ``scheme``, without following redirects.
+
+    Over HTTPS the certificate is verified against the profile's trust anchor.
+
+    Raises:
+        ProbeError: the scheme's port is not configured, or the edge cannot be
+            reached, does not answer in time, or fails TLS verification.
+    """
+    port = edge.https_port if scheme == "https" else edge.http_port
+    if port is None:
+        raise ProbeError(f"the profile has no {scheme} port for the edge")
+    timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
+    verify: ssl.SSLContext | bool = _tls_context(edge) if scheme == "https" else False
+    samples = []
+    with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False, trust_env=False,
+                      headers={"user-agent": "votriz-audit"}) as client:
+        for path in edge.sample_paths:
+            shown = public_url(scheme, edge.host, port, path)
+            request = client.build_request(
+                "GET", f"{scheme}://{_url_host(edge.connect_address)}:{port}{path}",
+                headers={"host": public_url(scheme, edge.host, port, "").split("://", 1)[1]},
+                extensions={"sni_hostname": edge.host} if scheme == "https" else {},
+            )
+            try:
+                response = client.send(request, stream=True)
+                try:
+                    body = b""
+                    for chunk in response.iter_raw():
+                        body += chunk
+                        if len(body) > MAX_BODY_BYTES:
+                            break
+                finally:
+                    response.close()
+            except httpx.TimeoutException:
+                raise ProbeError(f"GET {shown}: no answer within the policy's timeouts "
+                                 f"(connect {policy.timeouts.connect_s:g}s, "
+                                 f"request {policy.timeouts.request_s:g}s)") from None
+            except httpx.HTTPError as exc:
+                raise ProbeError(f"GET {shown}: cannot reach {edge.connect_address}:{port}: "
+                                 f"{type(exc).__name__}: {exc}") from None
+            samples.append(HttpSample(
+                scheme=scheme, path=path, url=shown, status=response.status_code,
+                headers=tuple((k.lower(), v) for k, v in response.headers.multi_items()),
+                body_bytes=min(len(body), MAX_BODY_BYTES + 1),
+                content_type=response.headers.get("content-type", ""),
+                body_excerpt=body[:EXCERPT_CHARS].decode("utf-8", "replace"),
+            ))
+    return EdgeSamples(scheme=scheme, host=edge.host, port=port, samples=tuple(samples))
+
+
+@dataclass(frozen=True)
+class PlainHttpAnswer:
+    """What a TCP listener said to one plain-text HTTP request.
+
+    Attributes:
+        address: the address connected to.
+        port: the port connected to.
+        connected: whether the TCP connection was accepted.
+        answered_http: whether the first bytes back were an HTTP status line.
+        status: the HTTP status, when it answered HTTP.
+        location: the Location header, when present.
+        first_line: the first line received (at most 120 characters), for the record.
+        speaks_tls: whether the listener completes a TLS handshake; probed only
+            when it answered plain HTTP with something other than a redirect.
+        error: why nothing was read, if so (timeout, reset ...).
+    """
+
+    address: str
+    port: int
+    connected: bool
+    answered_http: bool
+    status: int | None = None
+    location: str | None = None
+    first_line: str = ""
+    speaks_tls: bool | None = None
+    error: str | None = None
+
+
+_STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})")
+_LOCATION = re.compile(rb"^location:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _read_head(sock: socket.socket, limit: int = 8192) -> bytes:
+    """Read until the end of the HTTP head, the peer closes, or ``limit`` bytes."""
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def speaks_tls(address: str, port: int, host: str, timeout_s: float) -> bool:
+    """Whether the listener completes a TLS handshake (certificate not judged here)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((address, port), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
+                     path: str = "/") -> PlainHttpAnswer:
+    """Send one plain-text ``GET`` to a TCP listener and record what comes back.
+
+    Never raises for the listener's behaviour (silence, reset, binary answers are
+    all observations); every wait is bounded by ``timeout_s``.
+    """
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: votriz-audit\r\n"
+               "Accept: */*\r\nConnection: close\r\n\r\n").encode("ascii")
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout_s)
+    except OSError as exc:
+        return PlainHttpAnswer(address, port, connected=False, answered_http=False,
+                               error=exc.strerror or type(exc).__name__)
+    try:
+        sock.settimeout(timeout_s)
+        sock.sendall(request)
+        head = _read_head(sock)
+    except TimeoutError:
+        return PlainHttpAnswer(address, port, connected=True, answered_http=False,
+                               error=f"no answer within {timeout_s:g}s")
+    except OSError as exc:
+        return PlainHttpAnswer(address, port, connected=True, answered_http=False,
+                               error=exc.strerror or type(exc).__name__)
+    finally:
+        sock.close()
+    first = head.split(b"\r\n", 1)[0][:EXCERPT_CHARS].decode("latin-1")
+    # Keep only printable characters: binary protocols answer with anything.
+    first = "".join(ch if ch.isprintable() else "." for ch in first)
+    match = _STATUS_LINE.match(head)
+    if match is None:
+        return PlainHttpAnswer(address, port, connected=True, answered_http=False, first_line=first,
+                               error=None if head else "closed without answering")
+    status = int(match.group(1))
+    header_block = head.split(b"\r\n\r\n", 1)[0]
+    location_match = _LOCATION.search(header_block.replace(b"\r\n", b"\n"))
+    location = location_match.group(1).decode("latin-1") if location_match else None
+    tls: bool | None = None
+    if not (300 <= status < 400 and location and location.lower().startswith("https://")):
+        tls = speaks_tls(address, port, host, timeout_s)
+    return PlainHttpAnswer(address, port, connected=True, answered_http=True, status=status,
+                           location=location, first_line=first, speaks_tls=tls)

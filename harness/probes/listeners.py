@@ -1,0 +1,239 @@
+"""Which TCP ports a local service's processes listen on, read from /proc.
+
+The processes are found through the profile's pid files (``local.processes``),
+their descendants included (gunicorn workers, nginx workers, PostgreSQL
+backends). A socket belongs to a process when ``/proc/PID/fd`` holds a link
+``socket:[INODE]`` and that inode is a listening socket in
+``/proc/PID/net/tcp`` or ``tcp6`` (the process's own network namespace).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes.http import PlainHttpAnswer, probe_plain_http
+from harness.profile import Process, TargetProfile
+
+# TCP state code of a listening socket in /proc/net/tcp (include/net/tcp_states.h).
+TCP_LISTEN = "0A"
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    """One listening TCP socket held by one of the service's processes.
+
+    Attributes:
+        process: the profile's name of the process tree it belongs to (``api`` ...).
+        pid: the pid holding it (the lowest, when several share it).
+        command: that process's command name (``/proc/PID/comm``).
+        address: the bound address (``0.0.0.0`` / ``::`` for any).
+        port: the bound port.
+        family: ``tcp`` (IPv4) or ``tcp6``.
+        inode: the socket's inode, which identifies it across processes.
+    """
+
+    process: str
+    pid: int
+    command: str
+    address: str
+    port: int
+    family: str
+    inode: int
+
+
+def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, int]]:
+    """Listening sockets in a /proc/net/tcp{,6} table: inode -> (address, port)."""
+    found: dict[int, tuple[str, int]] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != TCP_LISTEN:
+            continue
+        address_hex, port_hex = fields[1].split(":")
+        # The kernel prints each 32-bit word in host (little-endian) byte order.
+        raw = bytes.fromhex(address_hex)
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+        address = str(ipaddress.ip_address(words))
+        found[int(fields[9])] = (address, int(port_hex, 16))
+    return found
+
+
+def _parent_of(stat_text: str) -> int:
+    # The command name may hold spaces and parentheses: the fields start after the last ")".
+    return int(stat_text.rsplit(")", 1)[1].split()[1])
+
+
+def process_tree(root_pid: int, proc: Path = Path("/proc")) -> list[int]:
+    """``root_pid`` and all its descendants that are alive now."""
+    children: dict[int, list[int]] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = _parent_of((entry / "stat").read_text())
+        except (OSError, IndexError, ValueError):
+            continue  # The process ended while we looked.
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return sorted(tree)
+
+
+def _read_pid(process: Process) -> int:
+    try:
+        text = process.pid_file.read_text().strip().split()[0]
+        pid = int(text)
+    except OSError as exc:
+        raise ProbeError(f"process {process.name}: cannot read pid file {process.pid_file}: "
+                         f"{exc.strerror}") from None
+    except (ValueError, IndexError):
+        raise ProbeError(f"process {process.name}: pid file {process.pid_file} holds no pid") from None
+    return pid
+
+
+def _socket_inodes(pid: int, proc: Path) -> set[int]:
+    inodes = set()
+    try:
+        fds = list((proc / str(pid) / "fd").iterdir())
+    except FileNotFoundError:
+        return set()
+    except PermissionError:
+        raise ProbeError(f"cannot read /proc/{pid}/fd: the harness needs the service's user "
+                         "or root to see its sockets") from None
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def listening_sockets(processes: Sequence[Process], proc: Path = Path("/proc")
+                      ) -> tuple[ListeningSocket, ...]:
+    """Every listening TCP socket held by the given processes (and their children).
+
+    Raises:
+        ProbeError: a pid file cannot be read, its process is not running, or its
+            file descriptors cannot be inspected.
+    """
+    found: dict[int, ListeningSocket] = {}
+    for process in processes:
+        root = _read_pid(process)
+        if not (proc / str(root)).is_dir():
+            raise ProbeError(f"process {process.name}: pid {root} from {process.pid_file} "
+                             "is not running")
+        pids: Iterable[int] = process_tree(root, proc) if process.include_children else [root]
+        for pid in pids:
+            inodes = _socket_inodes(pid, proc)
+            if not inodes:
+                continue
+            try:
+                command = (proc / str(pid) / "comm").read_text().strip()
+            except OSError:
+                command = "?"
+            for family in ("tcp", "tcp6"):
+                try:
+                    table = (proc / str(pid) / "net" / family).read_text()
+                except OSError:
+                    continue
+                for inode, (address, port) in parse_proc_net_tcp(table).items():
+                    if inode in inodes and inode not in found:
+                        found[inode] = ListeningSocket(process.name, pid, command, address, port,
+                                                       family, inode)
+    return tuple(sorted(found.values(), key=lambda s: (s.port, s.family, s.address)))
+
+
+@dataclass(frozen=True)
+class ProbedListener:
+    """One of the service's listeners and what it said to plain HTTP.
+
+    Attributes:
+        socket: the listening socket.
+        answer: its answer to one plain-text GET; None when not probed.
+        skipped: why it was not probed (judged elsewhere, or not a loopback
+            address); None when probed.
+    """
+
+    socket: ListeningSocket
+    answer: PlainHttpAnswer | None
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class OriginSurvey:
+    """Every TCP listener of the service's processes, each tried with plain HTTP.
+
+    Attributes:
+        processes: the profile's process names that were inspected.
+        listeners: one entry per listening socket.
+    """
+
+    processes: tuple[str, ...]
+    listeners: tuple[ProbedListener, ...]
+
+
+def loopback_target(address: str) -> str | None:
+    """The loopback address to reach a socket bound to ``address``; None if not loopback.
+
+    A wildcard bind (``0.0.0.0``, ``::``) is reachable on loopback; a bind to
+    another interface's address is not probed, since the harness only ever
+    targets loopback addresses.
+    """
+    ip = ipaddress.ip_address(address)
+    if ip.is_unspecified:
+        return "127.0.0.1" if ip.version == 4 else "::1"
+    if ip.is_loopback:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None \
+            and ip.ipv4_mapped.is_loopback:
+        return str(ip.ipv4_mapped)
+    return None
+
+
+def survey_origin(profile: TargetProfile, policy: Policy) -> OriginSurvey:
+    """List the local service's TCP listeners and send each one plain-text GET.
+
+    The edge's plaintext port is not probed here (``transit.http_redirect_only``
+    judges it per sampled path), nor are the ports of the harness's own fakes
+    (``capture``), which stand in for third parties and are not the service.
+
+    Raises:
+        ProbeError: the profile has no local processes, or they cannot be inspected.
+    """
+    if profile.local is None or not profile.local.processes:
+        raise ProbeError("the profile lists no local processes (local.processes)")
+    skip: dict[int, str] = {}
+    if profile.capture is not None:
+        from urllib.parse import urlsplit
+
+        capture_port = urlsplit(profile.capture.url).port
+        if capture_port is not None:
+            skip[capture_port] = "the harness's own fakes (capture API), not the service"
+        if profile.capture.plaintext_port is not None:
+            skip[profile.capture.plaintext_port] = ("the harness's own plaintext decoy, "
+                                                    "not the service")
+    if profile.edge.http_port is not None:
+        skip[profile.edge.http_port] = "the edge's plaintext port, judged by transit.http_redirect_only"
+    probed = []
+    for sock in listening_sockets(profile.local.processes):
+        if sock.port in skip:
+            probed.append(ProbedListener(sock, None, skip[sock.port]))
+            continue
+        target = loopback_target(sock.address)
+        if target is None:
+            probed.append(ProbedListener(sock, None, f"bound to {sock.address}, not a loopback "
+                                                     "address; the harness only targets loopback"))
+            continue
+        answer = probe_plain_http(target, sock.port, profile.edge.host, policy.timeouts.connect_s)
+        probed.append(ProbedListener(sock, answer))
+    return OriginSurvey(tuple(p.name for p in profile.local.processes), tuple(probed))

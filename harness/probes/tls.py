@@ -1,0 +1,384 @@
+"""The TLS probe: one sslyze scan of the edge, reduced to frozen observations.
+
+One scan covers every protocol version from SSLv2 to TLS 1.3, the certificate
+(validated against the profile's trust anchor as sslyze's "Supplied CA file"
+store) and the HTTP headers of ``/``, so the whole TLS stage of a run costs a
+single scan. sslyze carries its own OpenSSL build, so old protocol versions are
+really offered, not just refused by the local library.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy, TlsVersion
+from harness.profile import Edge
+
+# The name sslyze gives the trust store built from CertificateInfoExtraArgument.custom_ca_file.
+SUPPLIED_CA_STORE = "Supplied CA file"
+
+# Every protocol version the scan tries, oldest first, with the sslyze scan command
+# (also the attribute name on sslyze's AllScanCommandsAttempts) that tries it.
+TLS_VERSION_COMMANDS: dict[TlsVersion, str] = {
+    "SSLv2": "ssl_2_0_cipher_suites",
+    "SSLv3": "ssl_3_0_cipher_suites",
+    "TLSv1.0": "tls_1_0_cipher_suites",
+    "TLSv1.1": "tls_1_1_cipher_suites",
+    "TLSv1.2": "tls_1_2_cipher_suites",
+    "TLSv1.3": "tls_1_3_cipher_suites",
+}
+
+
+@dataclass(frozen=True)
+class TlsVersionProbe:
+    """What the scan saw when it offered one protocol version.
+
+    Attributes:
+        version: the protocol version offered (policy spelling, e.g. ``TLSv1.2``).
+        completed: whether sslyze's scan command for this version ran to the end;
+            False means the version could not be tested (see ``error``).
+        accepted: whether the server completed a handshake with this version;
+            None when the command did not complete.
+        cipher_suites: the cipher suites the server accepted with this version.
+        error: sslyze's error reason and last line of its trace, when not completed.
+    """
+
+    version: TlsVersion
+    completed: bool
+    accepted: bool | None
+    cipher_suites: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CertificateObservation:
+    """The edge's leaf certificate and how it validated against the trust anchor.
+
+    Attributes:
+        subject: the leaf's subject (RFC 4514).
+        issuer: the leaf's issuer (RFC 4514).
+        serial: the leaf's serial number (hex).
+        sha256_fingerprint: SHA-256 of the leaf's DER (hex).
+        not_before, not_after: the leaf's validity window (timezone-aware UTC).
+        dns_names: DNS names in the subject alternative name extension.
+        ip_addresses: IP addresses in the subject alternative name extension.
+        key_type: ``RSA``, ``EC``, ``Ed25519``, ``Ed448``, ``DSA`` or the class name.
+        key_bits: key size in bits (the curve size for EC keys).
+        curve: the EC curve name, for EC keys.
+        chain_subjects: subjects of the chain the server sent, leaf first.
+        anchor_store: name of the trust store judged (sslyze's "Supplied CA file").
+        chains_to_anchor: whether that store validated the chain (for the SNI host
+            name, at scan time); None when no anchor was supplied.
+        validation_error: the validator's reason when it did not validate.
+        verified_chain_subjects: the verified chain up to the anchor, leaf first.
+        sni_host: the host name sent in SNI and validated against.
+        other_stores: the built-in stores' results, for the record only (a
+            private CA always fails them, so they are never judged).
+    """
+
+    subject: str
+    issuer: str
+    serial: str
+    sha256_fingerprint: str
+    not_before: datetime
+    not_after: datetime
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    key_type: str
+    key_bits: int | None
+    curve: str | None
+    chain_subjects: tuple[str, ...]
+    anchor_store: str | None
+    chains_to_anchor: bool | None
+    validation_error: str | None
+    verified_chain_subjects: tuple[str, ...]
+    sni_host: str
+    other_stores: tuple[tuple[str, bool], ...] = ()
+
+
+@dataclass(frozen=True)
+class HstsObservation:
+    """The Strict-Transport-Security header as sslyze parsed it on ``/``.
+
+    Attributes:
+        present: whether the header was sent.
+        max_age: its max-age, None if absent or unparsable.
+        include_subdomains: whether includeSubDomains is set.
+        preload: whether preload is set.
+    """
+
+    present: bool
+    max_age: int | None = None
+    include_subdomains: bool = False
+    preload: bool = False
+
+
+@dataclass(frozen=True)
+class TlsScan:
+    """Everything the single sslyze scan of the edge observed.
+
+    Attributes:
+        host: the host name used for SNI and certificate validation.
+        address: the IP address connected to.
+        port: the TLS port.
+        versions: one entry per protocol version tried, oldest first.
+        certificate: the leaf certificate, None when the certificate command failed.
+        certificate_error: why the certificate command failed, if it did.
+        hsts: the HSTS header sslyze saw on ``/``, None when that command failed.
+        http_headers_error: why the HTTP headers command failed, if it did.
+        duration_s: wall-clock time of the scan.
+        sslyze_version: the sslyze version that scanned.
+    """
+
+    host: str
+    address: str
+    port: int
+    versions: tuple[TlsVersionProbe, ...]
+    certificate: CertificateObservation | None
+    certificate_error: str | None
+    hsts: HstsObservation | None
+    http_headers_error: str | None
+    duration_s: float
+    sslyze_version: str
+
+    def version(self, name: TlsVersion) -> TlsVersionProbe | None:
+        """The probe of one protocol version, None if it was not tried."""
+        return next((probe for probe in self.versions if probe.version == name), None)
+
+
+def _trace_tail(trace: Any) -> str:
+    """The last line of a TracebackException: the exception and its message."""
+    if trace is None:
+        return ""
+    lines = [line.strip() for line in trace.format_exception_only() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _attempt_error(attempt: Any) -> str:
+    reason = getattr(attempt.error_reason, "value", str(attempt.error_reason))
+    tail = _trace_tail(attempt.error_trace)
+    return f"{reason}: {tail}" if tail else str(reason)
+
+
+def _resolve_address(edge: Edge) -> str:
+    """The IP address to connect to; sslyze needs one so ``localhost`` cannot become ::1."""
+    address = edge.connect_address
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ProbeError(f"edge.address must be an IP address for the TLS scan, got {address!r} "
+                         "(set edge.address in the profile)") from None
+    return address
+
+
+def describe_key(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
+    """The key type, size in bits and curve name of a certificate's public key."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size, key.curve.name
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, None
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, None
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, None
+    return type(key).__name__, None, None
+
+
+def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
+                        path_results: list[Any]) -> CertificateObservation:
+    """Reduce a received chain and sslyze's path validation results to an observation."""
+    leaf = chain[0]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns_names = tuple(san.get_values_for_type(x509.DNSName))
+        ip_addresses = tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        dns_names, ip_addresses = (), ()
+    key_type, key_bits, curve = describe_key(leaf)
+    supplied = next((r for r in path_results if r.trust_store.name == SUPPLIED_CA_STORE), None)
+    verified = supplied.verified_certificate_chain if supplied is not None else None
+    return CertificateObservation(
+        subject=leaf.subject.rfc4514_string(),
+        issuer=leaf.issuer.rfc4514_string(),
+        serial=format(leaf.serial_number, "x"),
+        sha256_fingerprint=leaf.fingerprint(hashes.SHA256()).hex(),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        key_type=key_type,
+        key_bits=key_bits,
+        curve=curve,
+        chain_subjects=tuple(c.subject.rfc4514_string() for c in chain),
+        anchor_store=SUPPLIED_CA_STORE if supplied is not None else None,
+        chains_to_anchor=(supplied.was_validation_successful if supplied is not None else None),
+        validation_error=supplied.validation_error if supplied is not None else None,
+        verified_chain_subjects=tuple(c.subject.rfc4514_string() for c in verified or ()),
+        sni_host=sni_host,
+        other_stores=tuple((r.trust_store.name, bool(r.was_validation_successful))
+                           for r in path_results if r.trust_store.name != SUPPLIED_CA_STORE),
+    )
+
+
+def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
+    """Fail fast when the edge is closed or never answers a TLS ClientHello.
+
+    sslyze retries its connectivity test with several TLS versions, so a listener
+    that accepts TCP but never speaks would hold it for several timeouts. One
+    handshake of our own, bounded by ``timeout_s``, tells those cases apart first.
+    A handshake that the server *refuses* (an alert, e.g. for an old-only server)
+    is not an error here: sslyze, with its own OpenSSL, will find what it accepts.
+
+    Raises:
+        ProbeError: connection refused, unreachable, or no answer in time.
+    """
+    where = f"{host} at {address}:{port}"
+    try:
+        raw = socket.create_connection((address, port), timeout=timeout_s)
+    except TimeoutError:
+        raise ProbeError(f"TLS scan of {where}: TCP connect timed out after {timeout_s:g}s") from None
+    except OSError as exc:
+        raise ProbeError(f"TLS scan of {where}: cannot connect ({exc.strerror or exc})") from None
+    # No verification: this handshake only asks "does anything speak TLS here?";
+    # the certificate is judged from sslyze's validation against the trust anchor.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        raw.settimeout(timeout_s)
+        with context.wrap_socket(raw, server_hostname=host):
+            pass
+    except TimeoutError:
+        raise ProbeError(f"TLS scan of {where}: no answer to a TLS ClientHello within "
+                         f"{timeout_s:g}s (the port accepts TCP but does not speak TLS)") from None
+    except (ssl.SSLError, ConnectionError):
+        # The server answered (alert, reset after reading the hello): let sslyze decide.
+        pass
+    except OSError as exc:
+        raise ProbeError(f"TLS scan of {where}: {exc.strerror or exc}") from None
+    finally:
+        raw.close()
+
+
+def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
+    """Run one sslyze scan of the edge: every protocol version, the certificate, HSTS.
+
+    The connection goes to ``edge.connect_address`` (an IP address) while SNI and
+    certificate validation use ``edge.host``. Network waits are bounded by
+    ``policy.timeouts.connect_s`` with one retry.
+
+    Raises:
+        ProbeError: the edge cannot be reached or does not complete a TLS handshake,
+            or the trust anchor cannot be read.
+    """
+    # Import here: sslyze pulls in nassl's OpenSSL, which pure judgements never need.
+    from sslyze.__version__ import __version__ as sslyze_version
+    from sslyze.plugins.certificate_info.implementation import CertificateInfoExtraArgument
+    from sslyze.plugins.scan_commands import ScanCommand
+    from sslyze.scanner.models import (
+        ScanCommandsExtraArguments,
+        ServerConnectivityStatusEnum,
+        ServerScanRequest,
+        ServerScanStatusEnum,
+    )
+    from sslyze.scanner.scan_command_attempt import ScanCommandAttemptStatusEnum
+    from sslyze.scanner.scanner import Scanner
+    from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
+
+    address = _resolve_address(edge)
+    preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s)
+    extra = ScanCommandsExtraArguments()
+    if edge.trust_anchor is not None:
+        anchor = Path(edge.trust_anchor)
+        if not anchor.is_file():
+            raise ProbeError(f"trust anchor {anchor} is not a readable file")
+        extra = ScanCommandsExtraArguments(
+            certificate_info=CertificateInfoExtraArgument(custom_ca_file=anchor))
+    commands = {ScanCommand(name) for name in TLS_VERSION_COMMANDS.values()}
+    commands |= {ScanCommand.CERTIFICATE_INFO, ScanCommand.HTTP_HEADERS}
+    request = ServerScanRequest(
+        server_location=ServerNetworkLocation(edge.host, edge.https_port, ip_address=address),
+        network_configuration=ServerNetworkConfiguration(
+            tls_server_name_indication=edge.host,
+            # sslyze takes whole seconds; round up so a short policy timeout is never 0.
+            network_timeout=max(1, int(policy.timeouts.connect_s + 0.999)),
+            network_max_retries=1,
+            http_user_agent="votriz-audit",
+        ),
+        scan_commands=commands,
+        scan_commands_extra_arguments=extra,
+    )
+    started = time.monotonic()
+    scanner = Scanner()
+    scanner.queue_scans([request])
+    results = list(scanner.get_results())
+    duration = time.monotonic() - started
+    where = f"{edge.host} at {address}:{edge.https_port}"
+    if len(results) != 1:
+        raise ProbeError(f"TLS scan of {where}: sslyze returned {len(results)} results")
+    result = results[0]
+    if result.connectivity_status is not ServerConnectivityStatusEnum.COMPLETED:
+        raise ProbeError(f"TLS scan of {where}: no TLS connectivity "
+                         f"({_trace_tail(result.connectivity_error_trace) or 'unknown reason'})")
+    if result.scan_status is not ServerScanStatusEnum.COMPLETED or result.scan_result is None:
+        raise ProbeError(f"TLS scan of {where}: the scan did not complete")
+    attempts = result.scan_result
+
+    versions = []
+    for version, command in TLS_VERSION_COMMANDS.items():
+        attempt = getattr(attempts, command)
+        if attempt.status is ScanCommandAttemptStatusEnum.COMPLETED and attempt.result is not None:
+            suites = tuple(s.cipher_suite.name for s in attempt.result.accepted_cipher_suites)
+            versions.append(TlsVersionProbe(version, True, bool(attempt.result.is_tls_version_supported),
+                                            suites))
+        else:
+            versions.append(TlsVersionProbe(version, False, None, error=_attempt_error(attempt)))
+
+    certificate: CertificateObservation | None = None
+    certificate_error: str | None = None
+    cert_attempt = attempts.certificate_info
+    if cert_attempt.status is ScanCommandAttemptStatusEnum.COMPLETED and cert_attempt.result is not None:
+        deployments = cert_attempt.result.certificate_deployments
+        if deployments:
+            deployment = deployments[0]
+            certificate = observe_certificate(
+                list(deployment.received_certificate_chain), sni_host=edge.host,
+                path_results=list(deployment.path_validation_results))
+        else:
+            certificate_error = "the server sent no certificate"
+    else:
+        certificate_error = _attempt_error(cert_attempt)
+
+    hsts: HstsObservation | None = None
+    headers_error: str | None = None
+    headers_attempt = attempts.http_headers
+    headers_done = headers_attempt.status is ScanCommandAttemptStatusEnum.COMPLETED
+    if headers_done and headers_attempt.result is not None:
+        if headers_attempt.result.http_error_trace is not None:
+            headers_error = _trace_tail(headers_attempt.result.http_error_trace)
+        else:
+            header = headers_attempt.result.strict_transport_security_header
+            hsts = (HstsObservation(True, header.max_age, header.include_subdomains, header.preload)
+                    if header is not None else HstsObservation(False))
+    else:
+        headers_error = _attempt_error(headers_attempt)
+
+    return TlsScan(host=edge.host, address=address, port=edge.https_port, versions=tuple(versions),
+                   certificate=certificate, certificate_error=certificate_error, hsts=hsts,
+                   http_headers_error=headers_error, duration_s=round(duration, 3),
+                   sslyze_version=str(sslyze_version))
