@@ -83,7 +83,8 @@ class VotrizApi:
         try:
             response = self._client.request(method, url, json=json, headers=headers)
         except httpx.TimeoutException:
-            raise ProbeError(f"{method} {path}: no answer from {self.profile.edge.base_url} in time") from None
+            raise ProbeError(
+                f"{method} {path}: no answer from {self.profile.edge.base_url} in time") from None
         except httpx.HTTPError as exc:
             raise ProbeError(f"{method} {path}: cannot reach {self.profile.edge.base_url}: "
                              f"{type(exc).__name__}") from None
@@ -116,6 +117,27 @@ class VotrizApi:
             raise ProbeError("POST /login: the answer holds no token")
         self.token = token
         return token
+
+    # In-transit checks (transit.outbound_https): calls that make the API reach its upstreams.
+    def create_brand(self, name: str, industry: str) -> int:
+        """Create a brand for the logged-in account; returns its id."""
+        answer = self.expect(201, "POST", "/brands", {"name": name, "industry": industry})
+        brand_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+        if not isinstance(brand_id, int):
+            raise ProbeError("POST /brands: the answer holds no id")
+        return brand_id
+
+    def create_caption(self, brand_id: int, prompt: str) -> ApiResponse:
+        """Ask for a caption: the API calls the LLM upstream."""
+        return self.expect(201, "POST", f"/brands/{brand_id}/captions", {"prompt": prompt})
+
+    def request_recovery(self, email: str) -> ApiResponse:
+        """Ask for a recovery mail: the API calls Resend (always 202)."""
+        return self.expect(202, "POST", "/recovery/request", {"email": email}, auth=False)
+
+    def delete_account(self) -> ApiResponse:
+        """Remove the logged-in account and everything it owns (canary clean-up)."""
+        return self.expect((200, 202, 204), "DELETE", "/account")
 
 
 class _PinnedAddressTransport(httpx.BaseTransport):
