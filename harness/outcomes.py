@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """The six outcomes a check can reach.
 
     Attributes:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 
 
-class Layer(str, enum.Enum):
+class Layer(enum.StrEnum):
     """Which part of the reference service applies a fault."""
 
     EDGE = "edge"  # nginx configuration

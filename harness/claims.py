@@ -1,0 +1,166 @@
+"""The claims catalogue: every promise of the published page, with a stable id.
+
+A claim is verified by automated checks, by a human attestation (``manual``),
+or by both (a check that sees part of it, and an attestation for the rest).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CLAIMS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "claims"
+DEFAULT_CATALOGUE = CLAIMS_DIR / "encryption-page.toml"
+_CLAIM_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
+
+
+class CatalogueError(Exception):
+    """The catalogue is missing, malformed, or names an unknown check."""
+
+
+class Claim(BaseModel):
+    """One promise of the page.
+
+    Attributes:
+        id: stable id (e.g. ``TRANSIT-TLS13``).
+        section: where on the page it stands.
+        text: the page's own words.
+        also: further page text this claim covers (bullets under it).
+        checks: ids of the checks that verify it.
+        manual: what a human must attest, where no machine can see it all.
+        note: what the report should say about the claim itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    section: str
+    text: str
+    also: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+    manual: str | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _verifiable(self) -> Claim:
+        if not _CLAIM_ID.match(self.id):
+            raise ValueError(f"claim id {self.id!r} is not of the form AREA-NAME")
+        if not self.checks and not self.manual:
+            raise ValueError(f"claim {self.id} has neither checks nor a manual attestation")
+        return self
+
+
+class Catalogue(BaseModel):
+    """The claims of one published page, in the page's order.
+
+    Attributes:
+        schema_version: version of the file format.
+        page: the page's file name, beside the catalogue.
+        title: the page's title.
+        not_promises: page text that promises nothing.
+        claim: the claims.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = 1
+    page: str
+    title: str
+    not_promises: tuple[str, ...] = ()
+    claim: tuple[Claim, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalogue:
+        seen: set[str] = set()
+        for claim in self.claim:
+            if claim.id in seen:
+                raise ValueError(f"claim id {claim.id} appears twice")
+            seen.add(claim.id)
+        return self
+
+    def by_id(self) -> dict[str, Claim]:
+        return {claim.id: claim for claim in self.claim}
+
+    def check_ids(self) -> set[str]:
+        return {check for claim in self.claim for check in claim.checks}
+
+    def claims_of_check(self, check_id: str) -> tuple[str, ...]:
+        return tuple(claim.id for claim in self.claim if check_id in claim.checks)
+
+
+def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> Catalogue:
+    """Read and validate a claims catalogue.
+
+    Raises:
+        CatalogueError: one line per problem, naming the file.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read the catalogue: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogueError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return Catalogue.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}: {'.'.join(map(str, e['loc'])) or 'catalogue'}: {e['msg']}"
+                 for e in exc.errors()]
+        raise CatalogueError("\n".join(lines)) from None
+
+
+def _normalise(text: str) -> str:
+    text = text.replace("`", "").replace("\u2019", "'")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def page_statements(page_markdown: str) -> list[str]:
+    """The page's statements: paragraphs, bullets and table rows of its body.
+
+    Headings, table headers, separators and editorial notes in parentheses
+    (added by whoever captured the page) are left out.
+    """
+    body = page_markdown.split("## Encryption", 1)[-1]
+    statements: list[str] = []
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if paragraph:
+            statements.append(_normalise(" ".join(paragraph)))
+            paragraph.clear()
+
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or line == "---":
+            flush()
+        elif line.startswith("|"):
+            flush()
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if not all(set(cell) <= set("-: ") for cell in cells) and cells != ["Key", "Storage", "Rotation"]:
+                statements.append(_normalise(" | ".join(cells)))
+        elif line.startswith("- "):
+            flush()
+            paragraph.append(line[2:])
+        else:
+            paragraph.append(line)
+    flush()
+    return [s for s in statements if not s.startswith("(")]
+
+
+def uncovered_statements(page_markdown: str, catalogue: Catalogue) -> list[str]:
+    """Statements of the page with words that no claim (and no not-promise) covers."""
+    fragments = [_normalise(text) for text in catalogue.not_promises]
+    for claim in catalogue.claim:
+        fragments.append(_normalise(claim.text))
+        fragments.extend(_normalise(text) for text in claim.also)
+    fragments.sort(key=len, reverse=True)
+    uncovered = []
+    for statement in page_statements(page_markdown):
+        rest = statement
+        for fragment in fragments:
+            rest = rest.replace(fragment, " ")
+        if re.search(r"[A-Za-z0-9]", rest):
+            uncovered.append(statement)
+    return uncovered

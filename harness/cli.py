@@ -1,0 +1,257 @@
+"""The ``votriz-audit`` command line.
+
+Exit codes (a release gate reads these):
+
+====  =====================================================================
+0     every check passed (or is N/A, MANUAL or WAIVED): no promise broken
+1     at least one check FAILED: a promise is broken
+2     no FAIL, but some check could not verify (ERROR), or the reference
+      service could not be started
+3     usage error: bad command line, profile, policy, waiver file or report dir
+4     the harness found one of the secrets it knows in its own output; the
+      output must not be distributed
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from harness import __version__
+from harness.claims import CatalogueError, load_catalogue
+from harness.policy import PolicyError, load_policy
+from harness.profile import ProfileError, load_profile
+from harness.results import results_schema
+from harness.waivers import WaiverError, load_waivers
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
+CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
+DEFAULT_STATE_DIR = Path(".state")
+
+
+class UsageError(Exception):
+    """A bad command line or input file: one line, exit code 3."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def check_areas() -> list[str]:
+    """The promise areas: one module each in ``checks/``."""
+    return sorted(p.stem for p in CHECKS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="votriz-audit", description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"votriz-audit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="audit a target (or stand up the reference service and audit it)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--target", type=Path, metavar="PROFILE",
+                       help="audit this running system (read-only apart from canary data)")
+    where.add_argument("--backend", choices=["local", "docker"],
+                       help="stand up the reference service on this backend, audit it, tear it down")
+    run.add_argument("--report-dir", type=Path, metavar="DIR",
+                     help="where to write results (default reports/<UTC time>; must be new or empty)")
+    run.add_argument("--only", action="append", metavar="AREA", default=[],
+                     help=f"run only this promise area (repeatable): {', '.join(check_areas())}")
+    run.add_argument("--policy", type=Path, metavar="FILE", help="audit policy (TOML)")
+    run.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (TOML)")
+    run.add_argument("--fault", action="append", metavar="NAME", default=[],
+                     help="with --backend: start the reference service with this fault (repeatable)")
+    run.add_argument("--state-dir", type=Path, metavar="DIR",
+                     help="with --backend: state directory of the reference service")
+    run.add_argument("--keep-up", action="store_true",
+                     help="with --backend: leave the reference service running after the audit")
+
+    up = sub.add_parser("up", help="start the reference service and write its target profile")
+    up.add_argument("--backend", choices=["local", "docker"], default="local")
+    up.add_argument("--fault", action="append", metavar="NAME", default=[],
+                    help="break one promise (repeatable); see `votriz-audit faults`")
+    up.add_argument("--state-dir", type=Path, metavar="DIR")
+
+    down = sub.add_parser("down", help="stop the reference service and remove its data")
+    down.add_argument("--backend", choices=["local", "docker"], default="local")
+    down.add_argument("--state-dir", type=Path, metavar="DIR")
+
+    sub.add_parser("faults", help="list the reference service's fault switches")
+    sub.add_parser("schema", help="print the JSON schema of results.json")
+    return parser
+
+
+def _state_dir(args: argparse.Namespace, backend: str) -> Path:
+    return (args.state_dir or DEFAULT_STATE_DIR / backend).resolve()
+
+
+def _backend_module(backend: str):  # type: ignore[no-untyped-def]
+    if backend != "local":
+        raise UsageError(f"the {backend} backend of the reference service is not built yet; "
+                         f"use --backend local")
+    from system_under_test.local import stack
+
+    return stack
+
+
+def _check_report_dir(report_dir: Path) -> None:
+    if report_dir.exists():
+        if not report_dir.is_dir():
+            raise UsageError(f"{report_dir}: exists and is not a directory")
+        if any(report_dir.iterdir()):
+            raise UsageError(f"{report_dir}: already holds files; evidence is never overwritten "
+                             f"(choose another --report-dir)")
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        probe = report_dir / ".writable"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{report_dir}: cannot write there: {exc.strerror}") from None
+
+
+def _validate_inputs(args: argparse.Namespace) -> None:
+    """Load every input file once before anything starts, so a bad one costs nothing."""
+    try:
+        load_policy(args.policy)
+        catalogue = load_catalogue()
+        load_waivers(args.waivers, known_checks=catalogue.check_ids())
+        if args.target is not None:
+            load_profile(args.target)
+    except (ProfileError, PolicyError, CatalogueError, WaiverError) as exc:
+        raise UsageError(str(exc)) from None
+    unknown = [area for area in args.only if area not in check_areas()]
+    if unknown:
+        raise UsageError(f"unknown area(s) {', '.join(unknown)}; known: {', '.join(check_areas())}")
+
+
+def run_checks(profile_path: Path, report_dir: Path, *, only: Sequence[str] = (),
+               policy: Path | None = None, waivers: Path | None = None) -> int:
+    """Run the checks with pytest against one profile; return the gate's exit code."""
+    selected = [str(CHECKS_DIR / f"{area}.py") for area in only] or [str(CHECKS_DIR)]
+    args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
+            "--target", str(profile_path), "--report-dir", str(report_dir)]
+    if policy is not None:
+        args += ["--policy", str(policy)]
+    if waivers is not None:
+        args += ["--waivers", str(waivers)]
+    code = pytest.main(args)
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return EXIT_USAGE
+    results_path = report_dir / "results.json"
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED or not results_path.exists():
+        print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
+        return EXIT_ERROR
+    results = json.loads(results_path.read_text())
+    leaks_path = report_dir / "LEAKS.txt"
+    if leaks_path.exists():
+        return EXIT_LEAK
+    return int(results["summary"]["exit_code"])
+
+
+def _default_report_dir() -> Path:
+    return Path("reports") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    _validate_inputs(args)
+    report_dir = (args.report_dir or _default_report_dir()).resolve()
+    if args.target is not None:
+        if args.fault or args.keep_up or args.state_dir:
+            raise UsageError("--fault, --keep-up and --state-dir only apply when standing up the "
+                             "reference service (without --target)")
+        _check_report_dir(report_dir)
+        print(f"votriz-audit: auditing {args.target} -> {report_dir}")
+        return run_checks(args.target, report_dir, only=args.only, policy=args.policy,
+                          waivers=args.waivers)
+    backend = args.backend or "local"
+    if args.backend is None:
+        print("votriz-audit: backend local (the reference service runs as local processes)")
+    stack = _backend_module(backend)
+    _check_fault_names(args.fault)
+    _check_report_dir(report_dir)
+    state_dir = _state_dir(args, backend)
+    try:
+        info = stack.up(state_dir, args.fault)
+    except stack.StackError as exc:
+        print(f"votriz-audit: could not start the reference service: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
+        return run_checks(info.profile_path, report_dir, only=args.only, policy=args.policy,
+                          waivers=args.waivers)
+    finally:
+        if not args.keep_up:
+            stack.down(state_dir)
+
+
+def _check_fault_names(names: Sequence[str]) -> None:
+    from system_under_test.faults import FAULTS
+
+    unknown = [name for name in names if name not in FAULTS]
+    if unknown:
+        raise UsageError(f"unknown fault(s) {', '.join(unknown)}; `votriz-audit faults` lists them")
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    stack = _backend_module(args.backend)
+    _check_fault_names(args.fault)
+    try:
+        info = stack.up(_state_dir(args, args.backend), args.fault)
+    except stack.StackError as exc:
+        print(f"votriz-audit: could not start the reference service: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(info.profile_path)
+    return EXIT_PASS
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    stack = _backend_module(args.backend)
+    stack.down(_state_dir(args, args.backend))
+    return EXIT_PASS
+
+
+def _cmd_faults(args: argparse.Namespace) -> int:
+    from system_under_test.faults import FAULTS
+
+    width = max(len(name) for name in FAULTS)
+    for fault in FAULTS.values():
+        print(f"{fault.name:<{width}}  {','.join(fault.claims):<28} {fault.description}")
+    return EXIT_PASS
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(results_schema(), indent=2))
+    return EXIT_PASS
+
+
+COMMANDS = {"run": _cmd_run, "up": _cmd_up, "down": _cmd_down, "faults": _cmd_faults,
+            "schema": _cmd_schema}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``votriz-audit``; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"votriz-audit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("votriz-audit: interrupted", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""The votriz-audit pytest plugin: runs checks, maps them to claims, writes results.
+
+Loaded through the ``pytest11`` entry point, it stays inert unless ``--target``
+is given, so it never changes an ordinary pytest run. With ``--target`` it:
+
+- loads the profile, policy, claims catalogue and waivers before any check
+  runs (a bad file is a usage error naming the file and key);
+- gives checks the fixtures ``profile``, ``policy``, ``known_secrets``,
+  ``evidence`` and ``report_dir``;
+- turns what happened in each check into one of the six outcomes, each with
+  a reason; a check that ends without a verdict is ERROR, never PASS;
+- writes ``results.json`` and ``junit.xml`` into the report directory, then
+  searches everything it wrote for every secret it knows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import uuid
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.claims import Catalogue, CatalogueError, load_catalogue
+from harness.evidence import EvidenceRecorder
+from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
+from harness.policy import DEFAULT_POLICY_PATH, Policy, PolicyError, load_policy
+from harness.profile import ProfileError, TargetProfile, load_profile
+from harness.redaction import KnownSecrets
+from harness.results import (
+    Attestation,
+    CheckResult,
+    ClaimResult,
+    RunResults,
+    WaiverNote,
+    summarise,
+    worst,
+    write_junit,
+    write_results_json,
+)
+from harness.waivers import WaiverError, WaiverSet, load_waivers
+
+CHECK_PREFIX = "check_"
+
+
+@dataclass
+class RunState:
+    """What one audit run knows and has concluded so far.
+
+    Attributes:
+        profile, policy, policy_path, catalogue, waivers: loaded at start.
+        report_dir: where everything is written.
+        known_secrets: every secret learnt during the run.
+        results: one per check, in run order.
+        recorders: the evidence recorder of each running check, by node id.
+        started: start of each check, by node id (monotonic seconds).
+        today: the date waivers are judged against.
+    """
+
+    profile: TargetProfile
+    policy: Policy
+    policy_path: Path
+    catalogue: Catalogue
+    waivers: WaiverSet
+    report_dir: Path
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    known_secrets: KnownSecrets = field(default_factory=KnownSecrets)
+    results: list[CheckResult] = field(default_factory=list)
+    recorders: dict[str, EvidenceRecorder] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+    pending: dict[str, Verdict] = field(default_factory=dict)
+    today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    leaks: list[str] = field(default_factory=list)
+
+
+RUN_STATE = pytest.StashKey[RunState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("votriz-audit", "votriz-audit: audit a running system")
+    group.addoption("--target", metavar="PROFILE", help="target profile (TOML) of the system to audit")
+    group.addoption("--policy", metavar="FILE", help="audit policy (default: the bundled policy)")
+    group.addoption("--report-dir", metavar="DIR", help="where results and evidence are written")
+    group.addoption("--waivers", metavar="FILE", help="waiver file (TOML)")
+    group.addoption("--claims", metavar="FILE", help="claims catalogue (default: the bundled one)")
+
+
+def check_id_of(item: pytest.Item) -> str:
+    """``<area>.<name>`` for the function ``check_<name>`` in ``checks/<area>.py``."""
+    module = Path(str(item.path)).stem
+    name = getattr(item, "originalname", item.name)
+    if name.startswith(CHECK_PREFIX):
+        name = name[len(CHECK_PREFIX):]
+    return f"{module}.{name}"
+
+
+def claims_of(item: pytest.Item) -> tuple[str, ...]:
+    marker = item.get_closest_marker("claims")
+    return tuple(marker.args) if marker else ()
+
+
+def _state(config: pytest.Config) -> RunState | None:
+    return config.stash.get(RUN_STATE, None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "claims(*ids): the catalogue claims a check verifies")
+    target = config.getoption("--target", None)
+    if not target:
+        return
+    try:
+        profile = load_profile(Path(target))
+        policy_path = Path(config.getoption("--policy") or DEFAULT_POLICY_PATH)
+        policy = load_policy(policy_path)
+        claims_path = config.getoption("--claims")
+        catalogue = load_catalogue(Path(claims_path)) if claims_path else load_catalogue()
+        waivers_path = config.getoption("--waivers")
+        waivers = load_waivers(Path(waivers_path) if waivers_path else None,
+                               known_checks=catalogue.check_ids())
+    except (ProfileError, PolicyError, CatalogueError, WaiverError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    report_dir = Path(config.getoption("--report-dir") or "reports/latest")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    config.stash[RUN_STATE] = RunState(profile, policy, policy_path, catalogue, waivers, report_dir)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    state = _state(config)
+    if state is None:
+        return
+    known = state.catalogue.by_id()
+    for item in items:
+        unknown = [claim for claim in claims_of(item) if claim not in known]
+        if unknown:
+            raise pytest.UsageError(
+                f"{item.nodeid}: names unknown claim(s) {', '.join(unknown)} "
+                f"(not in the claims catalogue)")
+        if not claims_of(item):
+            raise pytest.UsageError(f"{item.nodeid}: has no @pytest.mark.claims(...) marker")
+
+
+# Fixtures. They fail loudly when used without --target (only checks use them).
+
+
+def _require_state(request: pytest.FixtureRequest) -> RunState:
+    state = _state(request.config)
+    if state is None:
+        raise pytest.UsageError("votriz-audit fixtures need --target PROFILE")
+    return state
+
+
+@pytest.fixture(scope="session")
+def profile(request: pytest.FixtureRequest) -> TargetProfile:
+    """The target profile of the system under audit."""
+    return _require_state(request).profile
+
+
+@pytest.fixture(scope="session")
+def policy(request: pytest.FixtureRequest) -> Policy:
+    """The audit policy."""
+    return _require_state(request).policy
+
+
+@pytest.fixture(scope="session")
+def known_secrets(request: pytest.FixtureRequest) -> KnownSecrets:
+    """The run's registry of secrets; register every secret the moment it is known."""
+    return _require_state(request).known_secrets
+
+
+@pytest.fixture(scope="session")
+def report_dir(request: pytest.FixtureRequest) -> Path:
+    """The directory the run writes to."""
+    return _require_state(request).report_dir
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> EvidenceRecorder:
+    """The evidence recorder of the running check."""
+    state = _require_state(request)
+    check_id = check_id_of(request.node)
+    recorder = EvidenceRecorder(check_id, state.report_dir / "evidence" / check_id,
+                                state.known_secrets)
+    state.recorders[request.node.nodeid] = recorder
+    return recorder
+
+
+# Turning what happened into outcomes.
+
+
+def _verdict_from_exception(excinfo: pytest.ExceptionInfo[BaseException], phase: str) -> Verdict:
+    exc = excinfo.value
+    if isinstance(exc, CheckOutcome):
+        return exc.verdict
+    if isinstance(exc, ProbeError):
+        return Verdict.error(str(exc))
+    if excinfo.errisinstance(pytest.skip.Exception):
+        return Verdict.not_applicable(str(getattr(exc, "msg", exc)) or "skipped")
+    # Anything else is a defect in the harness or a surprise from the target: it
+    # could not verify, so ERROR, with the exception's type and first line.
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    where = "while preparing the check" if phase == "setup" else "in the check"
+    return Verdict.error(f"{type(exc).__name__} {where}: {first_line}".rstrip(": "))
+
+
+def _apply_waiver(state: RunState, check_id: str, verdict: Verdict) -> tuple[Verdict, WaiverNote | None]:
+    waiver = state.waivers.for_check(check_id)
+    if waiver is None:
+        return verdict, None
+    current = waiver.is_current(state.today)
+    applies = current and verdict.outcome in (Outcome.FAIL, Outcome.ERROR)
+    note = WaiverNote(applied=applies, original_outcome=verdict.outcome,
+                      justification=waiver.justification, approved_by=waiver.approved_by,
+                      expires=waiver.expires)
+    if applies:
+        return verdict.model_copy(update={
+            "outcome": Outcome.WAIVED,
+            "message": f"{verdict.message} (waived until {waiver.expires}: {waiver.justification})",
+        }), note
+    if not current:
+        return verdict.model_copy(update={
+            "message": f"{verdict.message} (a waiver for this check expired on {waiver.expires}; "
+                       f"evaluated normally)"}), note
+    return verdict, note
+
+
+_PYTEST_OUTCOME = {
+    Outcome.PASS: "passed",
+    Outcome.WAIVED: "passed",
+    Outcome.FAIL: "failed",
+    Outcome.ERROR: "failed",
+    Outcome.NOT_APPLICABLE: "skipped",
+    Outcome.MANUAL: "skipped",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    state = _state(item.config)
+    if state is not None:
+        state.started[item.nodeid] = time.monotonic()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    state = _state(item.config)
+    if state is None:
+        return
+    report: pytest.TestReport = outcome.get_result()
+    verdict: Verdict | None = None
+    if call.when == "setup" and call.excinfo is not None:
+        verdict = _verdict_from_exception(call.excinfo, "setup")
+    elif call.when == "call":
+        if call.excinfo is not None:
+            verdict = _verdict_from_exception(call.excinfo, "call")
+        else:
+            recorder = state.recorders.get(item.nodeid)
+            verdict = recorder.verdict if recorder else None
+            if verdict is None:
+                verdict = Verdict.error("the check ended without reaching a verdict")
+    elif call.when == "teardown" and call.excinfo is not None:
+        # A failing clean-up (e.g. canary removal) makes the result unreliable.
+        previous = state.pending.get(item.nodeid)
+        extra = _verdict_from_exception(call.excinfo, "teardown")
+        if previous is not None and previous.outcome is Outcome.PASS:
+            state.pending[item.nodeid] = Verdict.error(f"clean-up failed: {extra.message}")
+        return
+    if verdict is None:
+        return
+    verdict = verdict.model_copy(update={"message": state.known_secrets.redact(verdict.message)})
+    state.pending[item.nodeid] = verdict
+    report.outcome = _PYTEST_OUTCOME[verdict.outcome]  # type: ignore[assignment]
+    report.longrepr = f"{verdict.outcome.value}: {verdict.message}" if report.outcome != "passed" else None
+    if report.outcome == "skipped":
+        # pytest expects (path, lineno, reason) for skipped reports.
+        report.longrepr = (str(item.path), 0, f"{verdict.outcome.value}: {verdict.message}")
+
+
+def _finish_check(state: RunState, item_nodeid: str, item: pytest.Item) -> CheckResult:
+    check_id = check_id_of(item)
+    verdict = state.pending.pop(item_nodeid, None) or Verdict.error("the check did not run")
+    verdict, waiver = _apply_waiver(state, check_id, verdict)
+    recorder = state.recorders.pop(item_nodeid, None)
+    evidence = tuple(f"evidence/{check_id}/{name}" for name in (recorder.attachments if recorder else []))
+    claims = claims_of(item)
+    subject = f"/{verdict.subject}" if verdict.subject else ""
+    details = {key: value for key, value in verdict.details.items()}
+    return CheckResult(
+        finding_id=f"{check_id}/{'+'.join(claims)}{subject}",
+        check_id=check_id,
+        claims=claims,
+        outcome=verdict.outcome,
+        message=verdict.message,
+        details=details,
+        evidence=evidence,
+        duration_s=round(time.monotonic() - state.started.pop(item_nodeid, time.monotonic()), 3),
+        waiver=waiver,
+    )
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, None]:
+    """After setup, call and teardown of a check: record its result and show it."""
+    yield
+    state = _state(item.config)
+    if state is None:
+        return
+    result = _finish_check(state, item.nodeid, item)
+    state.results.append(result)
+    reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"  {result.outcome.value:<14} {result.check_id:<34} {result.duration_s:6.2f}s  "
+            f"{result.message[:160]}")
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """With --target, the plugin prints one line per check itself; pytest prints no letters."""
+    if _state(config) is None:
+        return None
+    if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+        return None
+    return report.outcome, "", ""
+
+
+def _claim_results(state: RunState) -> list[ClaimResult]:
+    claims = []
+    for claim in state.catalogue.claim:
+        # A check speaks for a claim if the catalogue names it or its marker does.
+        outcomes = [result.outcome for result in state.results
+                    if result.check_id in claim.checks or claim.id in result.claims]
+        attestation = None
+        path = state.profile.attestations.get(claim.id)
+        if path is not None and path.is_file():
+            attestation = Attestation(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        if claim.manual and attestation is None:
+            # Part of the promise needs a human: without an attestation the claim
+            # cannot be better than MANUAL, however its checks went.
+            outcomes.append(Outcome.MANUAL)
+        if attestation is not None and not claim.checks:
+            outcomes.append(Outcome.PASS)
+        claims.append(ClaimResult(
+            id=claim.id, section=claim.section, text=claim.text, outcome=worst(outcomes),
+            checks=claim.checks, manual=claim.manual, attestation=attestation, note=claim.note))
+    return claims
+
+
+def build_results(state: RunState, finished_at: dt.datetime | None = None) -> RunResults:
+    """Assemble results.json's content from what the run concluded."""
+    profile = state.profile
+    return RunResults(
+        run_id=state.run_id,
+        started_at=state.started_at,
+        finished_at=finished_at or dt.datetime.now(dt.UTC),
+        target={"name": profile.name, "backend": profile.backend, "edge": profile.edge.base_url},
+        policy={"path": str(state.policy_path), **state.policy.model_dump(mode="json")},
+        catalogue={"title": state.catalogue.title, "page": state.catalogue.page},
+        summary=summarise(state.results),
+        results=tuple(state.results),
+        claims=tuple(_claim_results(state)),
+    )
+
+
+def scan_for_leaks(directory: Path, secrets: KnownSecrets) -> list[str]:
+    """Every place under ``directory`` where a known secret appears (label and file, never the value)."""
+    leaks = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            for label, offset in secrets.find_in(path.read_bytes()):
+                leaks.append(f"{path.relative_to(directory)}:{offset}: {label}")
+    return leaks
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = _state(session.config)
+    if state is None:
+        return
+    run = build_results(state)
+    write_results_json(run, state.report_dir / "results.json")
+    write_junit(run, state.report_dir / "junit.xml")
+    state.leaks = scan_for_leaks(state.report_dir, state.known_secrets)
+    if state.leaks:
+        # Names where, never what: the file lists labels and offsets only.
+        (state.report_dir / "LEAKS.txt").write_text("\n".join(state.leaks) + "\n", encoding="utf-8")
+    session.config.stash[RUN_RESULTS] = run
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        counts = ", ".join(f"{n} {o.value}" for o, n in run.summary.counts.items() if n)
+        reporter.write_line(f"votriz-audit: gate {run.summary.gate.upper()} ({counts or 'no checks'}); "
+                            f"results in {state.report_dir}")
+        for leak in state.leaks:
+            reporter.write_line(f"votriz-audit: SECRET FOUND IN OUTPUT {leak}")
+
+
+RUN_RESULTS = pytest.StashKey[RunResults]()

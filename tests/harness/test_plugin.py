@@ -1,0 +1,216 @@
+"""The pytest plugin, run through pytester: outcomes, results.json, junit.xml, waivers, leaks."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+CHECKS = '''
+import pytest
+from harness.outcomes import ProbeError, Verdict
+
+@pytest.fixture(scope="session")
+def broken_probe():
+    raise ProbeError("edge 127.0.0.1:9 refused the connection")
+
+@pytest.mark.claims("TRANSIT-TLS13")
+def check_passes(evidence):
+    evidence.attach("observed", {"versions": ["TLSv1.3"]})
+    evidence.conclude(Verdict.passed("only TLS 1.3 accepted"))
+
+@pytest.mark.claims("TRANSIT-HSTS")
+def check_fails(evidence):
+    evidence.conclude(Verdict.failed("no Strict-Transport-Security header on /"))
+
+@pytest.mark.claims("TRANSIT-SECURITY-HEADERS")
+def check_probe_error(broken_probe, evidence):
+    evidence.conclude(Verdict.passed("unreachable"))
+
+@pytest.mark.claims("REST-DB-PG15")
+def check_forgets_verdict(evidence):
+    evidence.attach("note", "looked, concluded nothing")
+
+@pytest.mark.claims("INTERNAL-BRIDGE-NETWORK")
+def check_not_applicable(evidence):
+    evidence.not_applicable("the target runs no containers")
+
+@pytest.mark.claims("REST-DB-ENCRYPTED-VOLUMES")
+def check_manual(evidence):
+    evidence.manual("attest the volume encryption")
+
+@pytest.mark.claims("REST-PASSWORDS-BCRYPT12")
+def check_crashes(evidence):
+    {}["missing"]
+'''
+
+
+def _profile(tmp: Path) -> Path:
+    path = tmp / "target.toml"
+    path.write_text(textwrap.dedent("""
+        name = "unit"
+        backend = "remote"
+        [edge]
+        host = "votriz.test"
+        address = "127.0.0.1"
+        https_port = 9
+    """))
+    return path
+
+
+def _run(pytester: pytest.Pytester, checks: str, *extra: str) -> tuple[pytest.RunResult, Path]:
+    pytester.makepyfile(area=checks)
+    pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
+    report = pytester.path / "report"
+    result = pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report), *extra)
+    return result, report
+
+
+def _by_name(report: Path) -> dict[str, dict]:
+    data = json.loads((report / "results.json").read_text())
+    return {r["check_id"].split(".", 1)[1]: r for r in data["results"]}
+
+
+def test_each_kind_of_ending_maps_to_its_own_outcome(pytester: pytest.Pytester) -> None:
+    # Given checks that pass, fail, hit a probe error, forget their verdict, are N/A, MANUAL, crash
+    result, report = _run(pytester, CHECKS)
+    # Then each has its own outcome and reason
+    results = _by_name(report)
+    assert results["passes"]["outcome"] == "PASS"
+    assert results["passes"]["evidence"] == ["evidence/area.passes/observed.json"]
+    assert results["fails"]["outcome"] == "FAIL"
+    assert "Strict-Transport-Security" in results["fails"]["message"]
+    assert results["probe_error"]["outcome"] == "ERROR"
+    assert results["probe_error"]["message"] == "edge 127.0.0.1:9 refused the connection"
+    assert results["forgets_verdict"]["outcome"] == "ERROR"
+    assert "without reaching a verdict" in results["forgets_verdict"]["message"]
+    assert results["not_applicable"]["outcome"] == "NOT_APPLICABLE"
+    assert results["manual"]["outcome"] == "MANUAL"
+    assert results["crashes"]["outcome"] == "ERROR"
+    assert results["crashes"]["message"].startswith("KeyError in the check")
+    # And the live output names every check with its outcome
+    result.stdout.fnmatch_lines(["*PASS*area.passes*", "*FAIL*area.fails*", "*gate FAIL*"])
+
+
+def test_results_json_carries_versions_gate_and_claims(pytester: pytest.Pytester) -> None:
+    _, report = _run(pytester, CHECKS)
+    data = json.loads((report / "results.json").read_text())
+    assert data["schema_version"] == 1
+    assert data["tool"] == "votriz-audit" and data["tool_version"]
+    assert data["summary"]["gate"] == "fail" and data["summary"]["exit_code"] == 1
+    assert data["policy"]["tls"]["allowed_versions"] == ["TLSv1.3"]
+    claims = {c["id"]: c for c in data["claims"]}
+    assert claims["TRANSIT-HSTS"]["outcome"] == "FAIL"
+    # A claim that needs a human stays MANUAL even though part of it was checked.
+    assert claims["TRANSIT-CERT-RENEWED"]["outcome"] in ("MANUAL", None)
+    assert claims["REST-TOKENS-LIBRARY"]["outcome"] == "MANUAL"
+    # Claims whose checks did not run in this run have no outcome.
+    assert claims["KEYS-HSM"]["outcome"] is None
+    # Finding ids are stable: check id and claim ids.
+    fails = next(r for r in data["results"] if r["check_id"] == "area.fails")
+    assert fails["finding_id"] == "area.fails/TRANSIT-HSTS"
+
+
+def test_junit_has_one_case_per_check_with_claims(pytester: pytest.Pytester) -> None:
+    _, report = _run(pytester, CHECKS)
+    suite = ET.parse(report / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == "7" and suite.get("failures") == "1" and suite.get("errors") == "3"
+    case = next(c for c in suite.iter("testcase") if c.get("name") == "fails")
+    assert case.find("failure") is not None
+    assert [p.get("value") for p in case.iter("property") if p.get("name") == "claim"] == ["TRANSIT-HSTS"]
+
+
+def test_gate_is_error_when_nothing_failed_but_something_could_not_verify(pytester: pytest.Pytester) -> None:
+    checks = CHECKS.split("@pytest.mark.claims(\"TRANSIT-HSTS\")")[0] + '''
+@pytest.mark.claims("TRANSIT-SECURITY-HEADERS")
+def check_probe_error(broken_probe, evidence):
+    evidence.conclude(Verdict.passed("unreachable"))
+'''
+    _, report = _run(pytester, checks)
+    summary = json.loads((report / "results.json").read_text())["summary"]
+    assert summary["gate"] == "error" and summary["exit_code"] == 2
+
+
+def test_unknown_claim_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result, _ = _run(pytester, '''
+import pytest
+@pytest.mark.claims("NO-SUCH-CLAIM")
+def check_x(evidence):
+    pass
+''')
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown claim(s) NO-SUCH-CLAIM*"])
+
+
+def test_current_waiver_waives_and_expired_waiver_says_so(pytester: pytest.Pytester) -> None:
+    waivers = pytester.path / "waivers.toml"
+    waivers.write_text(textwrap.dedent("""
+        [[waiver]]
+        check = "transit.hsts"
+        justification = "HSTS lands with the edge migration, ticket SEC-42"
+        approved_by = "CISO"
+        expires = 2999-01-01
+    """))
+    checks = '''
+import pytest
+from harness.outcomes import Verdict
+@pytest.mark.claims("TRANSIT-HSTS")
+def check_hsts(evidence):
+    evidence.conclude(Verdict.failed("no HSTS"))
+'''
+    pytester.makepyfile(transit=checks)
+    pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
+    report = pytester.path / "r1"
+    pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report),
+                       "--waivers", str(waivers))
+    result = json.loads((report / "results.json").read_text())["results"][0]
+    assert result["outcome"] == "WAIVED"
+    assert result["waiver"]["original_outcome"] == "FAIL"
+    # Given the same waiver, expired
+    waivers.write_text(waivers.read_text().replace("2999-01-01", "2000-01-01"))
+    report = pytester.path / "r2"
+    pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report),
+                       "--waivers", str(waivers))
+    result = json.loads((report / "results.json").read_text())["results"][0]
+    assert result["outcome"] == "FAIL"
+    assert "expired on 2000-01-01" in result["message"]
+
+
+def test_malformed_waiver_stops_before_any_check(pytester: pytest.Pytester) -> None:
+    waivers = pytester.path / "waivers.toml"
+    waivers.write_text('[[waiver]]\ncheck = "transit.hsts"\napproved_by = "x"\nexpires = "soon"\n')
+    result, report = _run(pytester, CHECKS, "--waivers", str(waivers))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*waiver[[]0[]].justification: Field required*",
+                                 "*waiver[[]0[]].expires: *"])
+    assert not (report / "results.json").exists()
+
+
+def test_registered_secret_is_redacted_and_a_raw_leak_is_found(pytester: pytest.Pytester) -> None:
+    checks = '''
+import pytest
+from harness.outcomes import Verdict
+@pytest.mark.claims("REST-PASSWORDS-BCRYPT12")
+def check_secretive(evidence, known_secrets, report_dir):
+    known_secrets.add("canary-Pa55word-77", "canary password")
+    evidence.attach("seen", {"password": "canary-Pa55word-77"})
+    (report_dir / "careless.txt").write_text("oops canary-Pa55word-77")
+    evidence.conclude(Verdict.failed("found canary-Pa55word-77 in users.password_hash"))
+'''
+    result, report = _run(pytester, checks)
+    assert "canary-Pa55word-77" not in (report / "evidence" / "area.secretive" / "seen.json").read_text()
+    assert "canary-Pa55word-77" not in (report / "results.json").read_text()
+    assert "canary-Pa55word-77" not in result.stdout.str()
+    leaks = (report / "LEAKS.txt").read_text()
+    assert "careless.txt" in leaks and "canary password" in leaks
+    assert "canary-Pa55word-77" not in leaks
+
+
+def test_plugin_is_inert_without_target(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
