@@ -1,0 +1,346 @@
+"""A read-only look into the service's PostgreSQL, as the auditor role.
+
+The probe connects with the profile's DSN and the auditor password (read from
+the file the profile names, registered as a known secret), in a read-only
+session with the policy's connect and statement timeouts. It refuses a role
+that could write the service's tables, unless the profile explicitly allows
+it, so that an audit can never change what it audits.
+
+What it observes: the server version, every table and column visible to the
+role (and the tables it cannot read: blind spots), a column's values streamed
+through a server-side cursor in batches (memory stays flat over millions of
+rows), and each column's bytes as a stream for the plaintext sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.profile import ProfileError, TargetProfile
+from harness.redaction import KnownSecrets
+
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+_WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
+DEFAULT_BATCH_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class DatabaseServer:
+    """Who we are connected to, and as whom.
+
+    Attributes:
+        version_num: ``server_version_num`` (e.g. 150020 for 15.20).
+        version: ``server_version`` as the server reports it.
+        role: the role the session runs as.
+        database: the database name.
+        superuser: whether that role is a superuser.
+    """
+
+    version_num: int
+    version: str
+    role: str
+    database: str
+    superuser: bool
+
+    @property
+    def major(self) -> int:
+        """The major version (15 for 150020)."""
+        return self.version_num // 10000
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """One column the auditor role can read.
+
+    Attributes:
+        schema: its schema.
+        table: its table.
+        column: its name.
+        data_type: ``information_schema.columns.data_type`` (``text``, ``bigint`` ...).
+        is_foreign_key: whether it is (part of) a foreign key.
+        is_primary_key: whether it is (part of) the primary key.
+    """
+
+    schema: str
+    table: str
+    column: str
+    data_type: str
+    is_foreign_key: bool = False
+    is_primary_key: bool = False
+
+    @property
+    def name(self) -> str:
+        """``table.column``, or ``schema.table.column`` outside ``public``."""
+        prefix = "" if self.schema == "public" else f"{self.schema}."
+        return f"{prefix}{self.table}.{self.column}"
+
+
+@dataclass(frozen=True)
+class TableVisibility:
+    """Which of the database's tables the auditor role can and cannot read.
+
+    Attributes:
+        columns: every readable column, ordered by table then position.
+        unreadable_tables: ``schema.table`` names the role cannot SELECT (blind spots).
+        row_counts: exact row count of each readable table (``schema.table`` → rows).
+    """
+
+    columns: tuple[ColumnInfo, ...]
+    unreadable_tables: tuple[str, ...]
+    row_counts: dict[str, int]
+
+
+Connect = Callable[..., psycopg.Connection[Any]]
+
+
+class DatabaseProbe:
+    """A read-only session as the auditor role. Use as a context manager.
+
+    Attributes:
+        server: what the server reported at connection time.
+    """
+
+    def __init__(self, profile: TargetProfile, policy: Policy, *,
+                 known_secrets: KnownSecrets | None = None,
+                 connect: Connect = psycopg.connect) -> None:
+        if profile.database is None:
+            raise ProbeError("the profile has no [database] section")
+        self._config = profile.database
+        self._policy = policy
+        self._secrets = known_secrets
+        self._connect = connect
+        self._conn: psycopg.Connection[Any] | None = None
+        self.server: DatabaseServer | None = None
+
+    def __enter__(self) -> DatabaseProbe:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _safe(self, text: str) -> str:
+        return self._secrets.redact(text) if self._secrets is not None else text
+
+    def open(self) -> DatabaseServer:
+        """Connect, check the role cannot write, and read the server's identity.
+
+        Raises:
+            ProbeError: cannot connect, or the role can write the service's tables
+                and ``database.allow_write_role`` is not set.
+        """
+        password: str | None = None
+        if self._config.password is not None:
+            try:
+                password = self._config.password.read("database.password")
+            except ProfileError as exc:
+                raise ProbeError(str(exc)) from None
+            if self._secrets is not None and len(password) >= KnownSecrets.min_length:
+                self._secrets.add(password, "auditor database password")
+        timeouts = self._policy.timeouts
+        statement_ms = int(timeouts.request_s * 1000)
+        try:
+            self._conn = self._connect(
+                self._config.dsn,
+                password=password,
+                connect_timeout=max(1, round(timeouts.connect_s)),
+                application_name="votriz-audit",
+                options=f"-c statement_timeout={statement_ms} "
+                        "-c default_transaction_read_only=on",
+            )
+        except psycopg.Error as exc:
+            raise ProbeError(self._safe(f"cannot connect to the database ({self._config.dsn}): "
+                                        f"{_first_line(exc)}")) from None
+        try:
+            row = self._one("SELECT current_setting('server_version_num')::int,"
+                            " current_setting('server_version'), current_user,"
+                            " current_database(),"
+                            " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")
+            self.server = DatabaseServer(int(row[0]), str(row[1]), str(row[2]), str(row[3]),
+                                         bool(row[4]))
+            if not self._config.allow_write_role:
+                self._refuse_writer(self.server)
+        except BaseException:
+            self.close()
+            raise
+        return self.server
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            finally:
+                self._conn.close()
+                self._conn = None
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            raise ProbeError("the database probe is not connected")
+        return self._conn
+
+    def _one(self, query: str | sql.Composed, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        rows = self._all(query, params)
+        if not rows:
+            raise ProbeError("the database returned no row for a query that always has one")
+        return rows[0]
+
+    def _all(self, query: str | sql.Composed,
+             params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute(query, params)
+                return list(cursor.fetchall())
+        except psycopg.errors.QueryCanceled:
+            self.connection.rollback()
+            raise ProbeError("a database query exceeded the statement timeout "
+                             f"({self._policy.timeouts.request_s:g} s)") from None
+        except psycopg.Error as exc:
+            self.connection.rollback()
+            raise ProbeError(self._safe(f"database query failed: {_first_line(exc)}")) from None
+
+    def write_privileges(self) -> dict[str, list[str]]:
+        """``schema.table`` → the write privileges the session's role holds on it."""
+        found: dict[str, list[str]] = {}
+        rows = self._all(
+            "SELECT n.nspname, c.relname, p.priv"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " CROSS JOIN unnest(%s::text[]) AS p(priv)"
+            " WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s::text[])"
+            "   AND n.nspname NOT LIKE 'pg_temp%%'"
+            "   AND has_table_privilege(c.oid, p.priv)"
+            " ORDER BY 1, 2, 3",
+            (list(_WRITE_PRIVILEGES), list(_SYSTEM_SCHEMAS)))
+        for schema, table, privilege in rows:
+            found.setdefault(f"{schema}.{table}", []).append(str(privilege))
+        return found
+
+    def _refuse_writer(self, server: DatabaseServer) -> None:
+        if server.superuser:
+            raise ProbeError(f"the auditor role {server.role!r} is a superuser; audit with a "
+                             "SELECT-only role, or set database.allow_write_role = true")
+        writable = self.write_privileges()
+        if writable:
+            first = ", ".join(f"{table} ({'/'.join(privs)})"
+                              for table, privs in list(writable.items())[:3])
+            more = f" and {len(writable) - 3} more" if len(writable) > 3 else ""
+            raise ProbeError(f"the auditor role {server.role!r} can write {len(writable)} of the "
+                             f"service's tables: {first}{more}; audit with a SELECT-only role, "
+                             "or set database.allow_write_role = true in the profile")
+
+    def visible_tables(self) -> TableVisibility:
+        """Every column the role can read, the tables it cannot, and exact row counts."""
+        # pg_constraint, not information_schema: the latter hides the constraints
+        # of tables the role may only SELECT from.
+        keys = self._all(
+            "SELECT n.nspname, c.relname, a.attname, con.contype::text"
+            " FROM pg_constraint con"
+            " JOIN pg_class c ON c.oid = con.conrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(con.conkey)"
+            " WHERE con.contype IN ('p', 'f')")
+        foreign = {(s, t, c) for s, t, c, kind in keys if kind == "f"}
+        primary = {(s, t, c) for s, t, c, kind in keys if kind == "p"}
+        rows = self._all(
+            "SELECT c.table_schema, c.table_name, c.column_name, c.data_type"
+            " FROM information_schema.columns c"
+            " JOIN information_schema.tables t"
+            "   ON t.table_schema = c.table_schema AND t.table_name = c.table_name"
+            " WHERE c.table_schema <> ALL(%s::text[]) AND t.table_type = 'BASE TABLE'"
+            "   AND has_column_privilege(quote_ident(c.table_schema) || '.' ||"
+            "       quote_ident(c.table_name), c.column_name, 'SELECT')"
+            " ORDER BY c.table_schema, c.table_name, c.ordinal_position",
+            (list(_SYSTEM_SCHEMAS),))
+        columns = tuple(ColumnInfo(s, t, c, d, (s, t, c) in foreign, (s, t, c) in primary)
+                        for s, t, c, d in rows)
+        unreadable = self._all(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s::text[])"
+            "   AND n.nspname NOT LIKE 'pg_temp%%'"
+            "   AND NOT has_table_privilege(c.oid, 'SELECT') ORDER BY 1",
+            (list(_SYSTEM_SCHEMAS),))
+        counts: dict[str, int] = {}
+        for schema, table in dict.fromkeys((col.schema, col.table) for col in columns):
+            query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
+                                                                 sql.Identifier(table))
+            counts[f"{schema}.{table}"] = int(self._one(query)[0])
+        return TableVisibility(columns, tuple(str(r[0]) for r in unreadable), counts)
+
+    def stream_column(self, table: str, column: str, *, schema: str = "public",
+                      key: str | None = "id", where: str | None = None,
+                      params: tuple[Any, ...] = (),
+                      batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[list[tuple[Any, Any]]]:
+        """Yield batches of ``(key, value)`` rows through a server-side cursor.
+
+        Memory is bounded by ``batch_rows``, not by the table's size. ``key`` is
+        a column that identifies a row in messages (None: the row number).
+        ``where`` is a trusted SQL condition written by the harness (with
+        ``%s`` placeholders for ``params``), never user input.
+        """
+        key_sql = sql.Identifier(key) if key else sql.SQL("NULL")
+        query = sql.SQL("SELECT {}, {} FROM {}.{}").format(
+            key_sql, sql.Identifier(column), sql.Identifier(schema), sql.Identifier(table))
+        if where:
+            query = query + sql.SQL(" WHERE ") + sql.SQL(where)
+        try:
+            with self.connection.cursor(name="votriz_audit_stream") as cursor:
+                cursor.itersize = batch_rows
+                cursor.execute(query, params)
+                row_number = 0
+                while batch := cursor.fetchmany(batch_rows):
+                    if key is None:
+                        batch = [(row_number + i, row[1]) for i, row in enumerate(batch)]
+                    row_number += len(batch)
+                    yield batch
+            self.connection.rollback()
+        except psycopg.errors.QueryCanceled:
+            self.connection.rollback()
+            raise ProbeError(f"reading {table}.{column} exceeded the statement timeout") from None
+        except psycopg.Error as exc:
+            self.connection.rollback()
+            raise ProbeError(self._safe(f"cannot read {table}.{column}: {_first_line(exc)}")) from None
+
+    def column_bytes(self, info: ColumnInfo, *,
+                     timeout_s: float | None = None) -> Iterator[bytes]:
+        """One column's values as a byte stream (``COPY`` text format, one value a line)."""
+        limit_ms = int((timeout_s or self._policy.timeouts.command_s) * 1000)
+        query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
+            sql.Identifier(info.column), sql.Identifier(info.schema), sql.Identifier(info.table))
+        conn = self.connection
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(limit_ms)))
+                with cursor.copy(query) as copy:
+                    for chunk in copy:
+                        yield bytes(chunk)
+            conn.rollback()
+        except psycopg.errors.QueryCanceled:
+            conn.rollback()
+            raise ProbeError(f"dumping {info.name} exceeded {limit_ms / 1000:g} s") from None
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise ProbeError(self._safe(f"cannot dump {info.name}: {_first_line(exc)}")) from None
+
+    def dump(self, columns: tuple[ColumnInfo, ...] | None = None
+             ) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """``(location, byte stream)`` for every readable column, for the plaintext sweep.
+
+        Locations read ``postgres:table.column``; each stream must be consumed
+        before the next is taken (one connection).
+        """
+        for info in columns if columns is not None else self.visible_tables().columns:
+            yield f"postgres:{info.name}", self.column_bytes(info)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

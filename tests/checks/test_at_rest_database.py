@@ -1,0 +1,200 @@
+"""The database probe against a scratch PostgreSQL 15 cluster started for these tests.
+
+No reference service is needed: the cluster is made here with a service role
+owning the tables, a SELECT-only auditor role, and a table the auditor cannot read.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tracemalloc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.outcomes import ProbeError
+from harness.policy import load_policy
+from harness.probes.database import DatabaseProbe
+from harness.profile import TargetProfile, parse_profile
+from harness.redaction import KnownSecrets
+from harness.sweep import SecretSweep
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+AUDITOR_PASSWORD = "auditor-Scratch-pw-123"
+APP_PASSWORD = "app-Scratch-pw-456"
+PLANTED = "planted-plaintext-secret-789"
+
+pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 not installed")
+
+
+@dataclass(frozen=True)
+class ScratchPg:
+    port: int
+    socket_dir: Path
+    root: Path
+
+    def admin(self, statement: str) -> str:
+        return subprocess.run(
+            [str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql",
+             "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "votriz",
+             "-v", "ON_ERROR_STOP=1", "-qAtc", statement],
+            check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _as_service_user(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    nobody = pwd.getpwnam("nobody")
+    return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+            "--", *argv]
+
+
+@pytest.fixture(scope="module")
+def scratch_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchPg]:
+    root = tmp_path_factory.mktemp("scratch-pg")
+    data = root / "data"
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(root, nobody.pw_uid, nobody.pw_gid)
+        for parent in root.parents:
+            if str(parent).startswith(str(Path(tmp_path_factory.getbasetemp()).parent)):
+                os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    port = _free_port()
+    subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                     "--auth-local=trust", "--auth-host=scram-sha-256"]),
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run(_as_service_user([
+        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "start",
+        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1"]),
+        check=True, capture_output=True, timeout=120)
+    pg = ScratchPg(port, root, root)
+    try:
+        subprocess.run(["psql", "-h", str(root), "-p", str(port), "-U", "postgres", "-qc",
+                        "CREATE DATABASE votriz"], check=True, capture_output=True, timeout=60)
+        pg.admin(f"""
+            CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}';
+            CREATE ROLE auditor LOGIN PASSWORD '{AUDITOR_PASSWORD}';
+            GRANT CREATE, USAGE ON SCHEMA public TO app;
+            SET ROLE app;
+            CREATE TABLE owners (id bigserial PRIMARY KEY, note text);
+            CREATE TABLE items (id bigserial PRIMARY KEY,
+                                owner_id bigint REFERENCES owners(id), value text);
+            CREATE TABLE hidden (id bigserial PRIMARY KEY, secret text);
+            INSERT INTO owners (note) VALUES ('{PLANTED}'), ('nothing');
+            INSERT INTO items (owner_id, value)
+                SELECT 2, 'value-' || g FROM generate_series(1, 200000) g;
+            GRANT SELECT ON owners, items TO auditor;
+        """)
+        yield pg
+    finally:
+        subprocess.run(_as_service_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                         "-w", "stop"]), capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _profile(pg: ScratchPg, tmp_path: Path, user: str, password: str,
+             allow_write: bool = False) -> TargetProfile:
+    secret = tmp_path / f"{user}-password"
+    secret.write_text(password + "\n")
+    return parse_profile(f"""
+name = "scratch"
+[edge]
+host = "votriz.test"
+[database]
+dsn = "host=127.0.0.1 port={pg.port} dbname=votriz user={user}"
+password = {{ file = "{secret}" }}
+allow_write_role = {str(allow_write).lower()}
+""")
+
+
+def test_auditor_role_connects_read_only(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    known = KnownSecrets()
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD), load_policy(),
+                       known_secrets=known) as probe:
+        assert probe.server is not None
+        assert probe.server.major == 15 and probe.server.role == "auditor"
+        assert probe.write_privileges() == {}
+    assert AUDITOR_PASSWORD.encode() in dict(known.items())
+
+
+def test_role_that_can_write_is_refused(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    with pytest.raises(ProbeError) as caught:
+        DatabaseProbe(_profile(scratch_pg, tmp_path, "app", APP_PASSWORD), load_policy()).open()
+    message = str(caught.value)
+    assert "the auditor role 'app' can write 3 of the service's tables" in message
+    assert "public.hidden (DELETE/INSERT/TRUNCATE/UPDATE)" in message
+    assert "database.allow_write_role = true" in message
+
+
+def test_write_role_allowed_when_the_profile_says_so(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    profile = _profile(scratch_pg, tmp_path, "app", APP_PASSWORD, allow_write=True)
+    with DatabaseProbe(profile, load_policy()) as probe:
+        assert probe.server is not None and probe.server.role == "app"
+
+
+def test_wrong_password_is_a_probe_error_without_the_password(scratch_pg: ScratchPg,
+                                                             tmp_path: Path) -> None:
+    with pytest.raises(ProbeError) as caught:
+        DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", "wrong-password-xyz"),
+                      load_policy()).open()
+    assert "cannot connect to the database" in str(caught.value)
+    assert "wrong-password-xyz" not in str(caught.value)
+
+
+def test_visible_tables_and_blind_spots(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as probe:
+        seen = probe.visible_tables()
+    names = [column.name for column in seen.columns]
+    assert names == ["items.id", "items.owner_id", "items.value", "owners.id", "owners.note"]
+    owner_id = next(c for c in seen.columns if c.name == "items.owner_id")
+    assert owner_id.is_foreign_key and not owner_id.is_primary_key
+    assert seen.unreadable_tables == ("public.hidden",)
+    assert seen.row_counts == {"public.items": 200000, "public.owners": 2}
+
+
+def test_stream_column_keeps_memory_flat(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as probe:
+        tracemalloc.start()
+        rows = batches = 0
+        for batch in probe.stream_column("items", "value", batch_rows=5000):
+            rows += len(batch)
+            batches += 1
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert (rows, batches) == (200000, 40)
+    # 5000 short rows a batch: a few MiB at most, whatever the table's size.
+    assert peak < 8 * 1024 * 1024
+
+
+def test_statement_timeout_is_a_probe_error(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    policy = load_policy().model_copy(update={"timeouts": load_policy().timeouts.model_copy(
+        update={"connect_s": 0.5, "request_s": 0.5})})
+    profile = _profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD)
+    with DatabaseProbe(profile, policy) as probe, pytest.raises(ProbeError) as caught:
+        list(probe.stream_column("owners", "note", where="pg_sleep(1) IS NOT NULL"))
+    assert "statement timeout" in str(caught.value)
+
+
+def test_dump_feeds_the_sweep(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    known = KnownSecrets()
+    known.add(PLANTED, "planted secret")
+    sweep = SecretSweep.from_known(known)
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as probe:
+        report = sweep.sweep(probe.dump())
+    assert [(h.location, h.offset) for h in report.hits] == [("postgres:owners.note", 0)]
+    assert report.locations == 5 and report.bytes_scanned > 200000
