@@ -1,0 +1,239 @@
+"""Outbound calls of the service, as seen by the harness's fakes of its upstreams.
+
+The fakes (``profile.capture``) stand in for Anthropic, Resend and the others.
+They listen twice: once over TLS and once on a plaintext decoy port, and their
+capture API lists every request with the listener it arrived on (never header
+values or bodies: those carry keys). A canary account drives the API to call
+its upstreams; the capture API then says which listener each call reached.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes.api import VotrizApi
+from harness.profile import Capture, TargetProfile
+from harness.redaction import KnownSecrets
+
+# The upstream calls the page promises are HTTPS ("API-to-LLM and API-to-Resend
+# calls are HTTPS"), by the path prefix under which the fakes serve them.
+PROMISED_UPSTREAMS: dict[str, str] = {
+    "LLM (Anthropic)": "/anthropic/",
+    "Resend": "/resend/",
+}
+
+# How often the capture API is polled while waiting for asynchronous calls (mail).
+POLL_INTERVAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class CapturedRequest:
+    """One request the fakes received.
+
+    Attributes:
+        seq: the fakes' sequence number.
+        listener: ``tls`` or ``plaintext`` (the decoy).
+        method: HTTP method.
+        path: request path.
+        host: Host header value.
+        headers_present: names of the headers sent (never their values).
+    """
+
+    seq: int
+    listener: str
+    method: str
+    path: str
+    host: str
+    headers_present: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExerciseStep:
+    """One API call the canary made to trigger an upstream call.
+
+    Attributes:
+        action: what was asked (``POST /brands/{id}/captions``).
+        status: the API's HTTP status.
+        upstream: the upstream it should reach.
+    """
+
+    action: str
+    status: int
+    upstream: str
+
+
+@dataclass(frozen=True)
+class OutboundExercise:
+    """What the fakes received while a canary drove the API.
+
+    Attributes:
+        since_seq: the fakes' last sequence number before the exercise.
+        steps: the API calls made.
+        captured: every request the fakes received after ``since_seq``.
+        waited_s: how long the probe waited for the calls to arrive.
+        canary_removed: whether the canary account was deleted afterwards.
+        cleanup_error: why it could not be deleted, if so.
+    """
+
+    since_seq: int
+    steps: tuple[ExerciseStep, ...]
+    captured: tuple[CapturedRequest, ...]
+    waited_s: float
+    canary_removed: bool = False
+    cleanup_error: str | None = None
+
+
+@dataclass(frozen=True)
+class CanaryAccount:
+    """A throw-away account the harness created through the API.
+
+    Attributes:
+        email: its address (tagged ``votriz-audit-canary``).
+        password: its password; registered in KnownSecrets the moment it is made.
+    """
+
+    email: str
+    password: str
+
+    def __repr__(self) -> str:
+        # Never show the password, even in a pytest traceback.
+        return f"CanaryAccount(email={self.email!r})"
+
+
+class CaptureClient:
+    """The fakes' capture API, over TLS verified with the profile's trust anchor."""
+
+    def __init__(self, capture: Capture, profile: TargetProfile, policy: Policy) -> None:
+        self._base = capture.url.rstrip("/")
+        verify: ssl.SSLContext | bool = True
+        if profile.edge.trust_anchor is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(profile.edge.trust_anchor))
+            except (OSError, ssl.SSLError) as exc:
+                raise ProbeError(f"cannot load trust anchor {profile.edge.trust_anchor}: {exc}") from None
+        self._client = httpx.Client(
+            verify=verify, trust_env=False,
+            timeout=httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def requests_since(self, seq: int) -> tuple[CapturedRequest, ...]:
+        """Every request the fakes received with a sequence number above ``seq``.
+
+        Raises:
+            ProbeError: the capture API is unreachable or answers something unexpected.
+        """
+        url = f"{self._base}/_capture/requests"
+        try:
+            response = self._client.get(url, params={"since": seq})
+        except httpx.TimeoutException:
+            raise ProbeError(f"GET {url}: no answer in time") from None
+        except httpx.HTTPError as exc:
+            raise ProbeError(f"GET {url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise ProbeError(f"GET {url}: HTTP {response.status_code}")
+        try:
+            items: Any = response.json()["requests"]
+            return tuple(CapturedRequest(int(item["seq"]), str(item["listener"]), str(item["method"]),
+                                         str(item["path"]), str(item.get("host", "")),
+                                         tuple(item.get("headers_present", ())))
+                         for item in items if int(item["seq"]) > seq)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProbeError(f"GET {url}: unexpected answer ({type(exc).__name__}: {exc})") from None
+
+    def last_seq(self) -> int:
+        """The highest sequence number received so far (0 when none)."""
+        return max((item.seq for item in self.requests_since(0)), default=0)
+
+
+def create_canary(api: VotrizApi, known_secrets: KnownSecrets) -> CanaryAccount:
+    """Sign up and log in a fresh canary account; its password is registered first."""
+    tag = secrets.token_hex(6)
+    canary = CanaryAccount(email=f"votriz-audit-canary+{tag}@canary.votriz.test",
+                           password=secrets.token_urlsafe(24))
+    known_secrets.add(canary.password, "canary password")
+    api.signup(canary.email, canary.password)
+    token = api.login(canary.email, canary.password)
+    known_secrets.add(token, "canary session token")
+    return canary
+
+
+def remove_canary(api: VotrizApi) -> None:
+    """Delete the logged-in canary account and everything it owns."""
+    api.delete_account()
+
+
+def _wanted_seen(captured: tuple[CapturedRequest, ...]) -> bool:
+    return all(any(r.path.startswith(prefix) for r in captured) for prefix in PROMISED_UPSTREAMS.values())
+
+
+def exercise_outbound(api: VotrizApi, canary: CanaryAccount, capture: CaptureClient,
+                      policy: Policy) -> OutboundExercise:
+    """Make the API call the LLM and Resend, and collect what the fakes received.
+
+    The caption call is synchronous; the recovery mail may be sent after the
+    answer, so the capture API is polled until both upstreams were reached or
+    ``policy.timeouts.request_s`` has passed.
+    """
+    since = capture.last_seq()
+    steps = []
+    brand_id = api.create_brand("votriz-audit canary brand", "audit")
+    answer = api.create_caption(brand_id, "votriz-audit canary: one short caption, please")
+    steps.append(ExerciseStep(f"POST /brands/{brand_id}/captions", answer.status, "LLM (Anthropic)"))
+    answer = api.request_recovery(canary.email)
+    steps.append(ExerciseStep("POST /recovery/request", answer.status, "Resend"))
+    started = time.monotonic()
+    captured = capture.requests_since(since)
+    while not _wanted_seen(captured) and time.monotonic() - started < policy.timeouts.request_s:
+        time.sleep(POLL_INTERVAL_S)
+        captured = capture.requests_since(since)
+    return OutboundExercise(since, tuple(steps), captured, round(time.monotonic() - started, 3))
+
+
+def observe_outbound(profile: TargetProfile, policy: Policy,
+                     known_secrets: KnownSecrets) -> OutboundExercise:
+    """Create a canary, make the API call its upstreams, read the capture, remove the canary.
+
+    The canary is removed (``DELETE /account``) whatever happens after it was
+    created; a failed removal is recorded in the observation rather than hiding
+    what was observed.
+
+    Raises:
+        ProbeError: the profile lacks ``capture`` or ``api``, or the API or the
+            capture API cannot be driven.
+    """
+    if profile.capture is None:
+        raise ProbeError("the profile has no [capture] section (fakes of the upstreams)")
+    capture = CaptureClient(profile.capture, profile, policy)
+    api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+    try:
+        canary = create_canary(api, known_secrets)
+        exercise: OutboundExercise | None = None
+        try:
+            exercise = exercise_outbound(api, canary, capture, policy)
+        finally:
+            try:
+                remove_canary(api)
+                removed, cleanup_error = True, None
+            except ProbeError as exc:
+                removed, cleanup_error = False, str(exc)
+            if exercise is None and cleanup_error is not None:
+                # The exercise itself failed; its ProbeError is propagating. Say that
+                # the canary is left behind too, since nobody will read the observation.
+                import warnings
+
+                warnings.warn(f"canary {canary.email} could not be removed: {cleanup_error}",
+                              stacklevel=1)
+        return replace(exercise, canary_removed=removed, cleanup_error=cleanup_error)
+    finally:
+        api.close()
+        capture.close()
