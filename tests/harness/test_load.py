@@ -77,7 +77,8 @@ def test_reports_failures_while_the_server_is_briefly_stopped() -> None:
     assert totals.connection_errors > 0 and totals.ok > 0
     # (The new server accepts from its bind, a moment before the marker.)
     assert report.window(down + 0.1, up - 0.05).ok == 0
-    assert report.window(0, down).errors == 0
+    # Calls in flight at the shutdown may fail too; all before it succeeded.
+    assert report.window(0, down - 0.2).errors == 0
     assert totals.ok == _Counter.served
     assert totals.requests == totals.ok + totals.errors == len(report.attempts)
     assert sum(bucket.requests for bucket in report.timeline(0.5)) == totals.requests
