@@ -1,0 +1,106 @@
+"""``python -m system_under_test.ops COMMAND --state-dir STATE``: one JSON line on stdout.
+
+On failure: one line ``error: ...`` on stderr and exit status 1. Every run is
+also appended to ``STATE/logs/ops.log`` (the same JSON, never a secret).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from system_under_test.api.config import ConfigError
+from system_under_test.api.keyring import KeyringError
+from system_under_test.ops import backups, rotation, seeding
+from system_under_test.ops.context import OpsContext, OpsError
+
+DEFAULT_STATE_DIR = ".state/local"
+
+
+def _iso(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line parser (one sub-command per operation)."""
+    top = argparse.ArgumentParser(prog="python -m system_under_test.ops",
+                                  description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, type=Path)
+        return p
+
+    command("migrate", "apply schema.sql (idempotent)")
+    command("seed-demo", "demo user, brands, channels and counters")
+    command("seed-channels", "bulk channels for rotation tests").add_argument(
+        "--count", type=_positive, required=True)
+    command("rotate-token-key", "new token-encryption key, rewrite every row").add_argument(
+        "--batch-size", type=_positive, default=rotation.BATCH_SIZE)
+    command("rotate-jwt-secret", "new JWT secret: every session becomes invalid")
+    command("rotate-db-password", "new password for votriz_app")
+    command("rotate-redis-password", "new Redis password")
+    command("backup", "encrypted pg_dump into STATE/backups")
+    command("prune-backups", "delete backups older than 30 days").add_argument(
+        "--now", type=_iso, default=None)
+    command("restore-drill", "restore the newest backup into a scratch database")
+    return top
+
+
+COMMANDS: dict[str, Callable[[OpsContext, argparse.Namespace], dict[str, object]]] = {
+    "migrate": lambda ctx, a: seeding.migrate(ctx),
+    "seed-demo": lambda ctx, a: seeding.seed_demo(ctx),
+    "seed-channels": lambda ctx, a: seeding.seed_channels(ctx, a.count),
+    "rotate-token-key": lambda ctx, a: rotation.rotate_token_key(ctx, batch_size=a.batch_size),
+    "rotate-jwt-secret": lambda ctx, a: rotation.rotate_jwt_secret(ctx),
+    "rotate-db-password": lambda ctx, a: rotation.rotate_db_password(ctx),
+    "rotate-redis-password": lambda ctx, a: rotation.rotate_redis_password(ctx),
+    "backup": lambda ctx, a: backups.backup(ctx),
+    "prune-backups": lambda ctx, a: backups.prune_backups(ctx, now=a.now),
+    "restore-drill": lambda ctx, a: backups.restore_drill(ctx),
+}
+
+
+def _log(state_dir: Path, entry: dict[str, object]) -> None:
+    logs = state_dir / "logs"
+    if logs.is_dir():
+        with open(logs / "ops.log", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one operator command; print its JSON line; 0 on success, 1 on failure."""
+    args = parser().parse_args(argv)
+    started = datetime.now(UTC).isoformat()
+    try:
+        ctx = OpsContext.open(args.state_dir)
+        result = COMMANDS[args.command](ctx, args)
+    except (OpsError, ConfigError, KeyringError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"error: {args.command}: {message}", file=sys.stderr)
+        _log(args.state_dir, {"time": started, "command": args.command, "ok": False,
+                              "error": message})
+        return 1
+    line = json.dumps(result, default=str)
+    print(line)
+    _log(ctx.state_dir, {"time": started, "ok": True, **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

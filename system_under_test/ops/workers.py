@@ -1,0 +1,169 @@
+"""Rolling the API's gunicorn workers so that they read the keys again.
+
+A clean roll sends HUP to the gunicorn master: it forks new workers (which
+import the app and so read the HSM afresh) and gracefully stops the old
+ones, while the listening socket stays open, so no request is refused. The
+``rotation-drops-requests`` fault instead stops the master with TERM and
+starts a new one, which leaves a window with nobody listening.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from system_under_test.ops.context import OpsContext, OpsError
+
+ROLL_TIMEOUT_S = 60.0
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Roll:
+    """What one roll of the workers did.
+
+    Attributes:
+        mode: ``hup`` (rolling) or ``restart`` (master stopped and started again).
+        master_pid: the gunicorn master after the roll.
+        old_workers: worker pids before.
+        new_workers: worker pids after (none in common with ``old_workers``).
+        seconds: how long until every new worker was there and the API answered.
+    """
+
+    mode: str
+    master_pid: int
+    old_workers: tuple[int, ...]
+    new_workers: tuple[int, ...]
+    seconds: float
+
+    def summary(self) -> dict[str, object]:
+        """The JSON-ready form printed by the commands."""
+        return {"mode": self.mode, "workers": len(self.new_workers),
+                "seconds": round(self.seconds, 2)}
+
+
+def _pid_file(ctx: OpsContext) -> Path:
+    return ctx.state_dir / "run" / "gunicorn.pid"
+
+
+def master_pid(ctx: OpsContext) -> int:
+    """The gunicorn master's pid from ``STATE/run/gunicorn.pid``, checked to be alive."""
+    try:
+        pid = int(_pid_file(ctx).read_text(encoding="ascii").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        raise OpsError(f"no running gunicorn master in {_pid_file(ctx)}") from None
+    return pid
+
+
+def worker_pids(master: int) -> set[int]:
+    """Pids whose parent is ``master`` (gunicorn's workers), from /proc."""
+    children: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces: split after it.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 1 and fields[1] == str(master):
+            children.add(int(entry.name))
+    return children
+
+
+def api_answers(ctx: OpsContext) -> bool:
+    """Whether ``GET /healthz`` on the API's own socket answers 200 right now."""
+    listen = ctx.config.listen
+    try:
+        if listen.startswith("unix:"):
+            transport = httpx.HTTPTransport(uds=listen.removeprefix("unix:"))
+            with httpx.Client(transport=transport, timeout=2.0) as client:
+                return client.get("http://api/healthz").status_code == 200
+        with httpx.Client(timeout=2.0) as client:
+            return client.get(f"http://{listen}/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait_for_new_workers(ctx: OpsContext, master: int, old: set[int], count: int,
+                          deadline: float) -> set[int]:
+    while time.monotonic() < deadline:
+        current = worker_pids(master)
+        alive_old = {pid for pid in old if _alive(pid)}
+        if len(current) >= count and not current & old and not alive_old and api_answers(ctx):
+            return current
+        time.sleep(POLL_S)
+    raise OpsError(f"gunicorn workers did not roll within {ROLL_TIMEOUT_S:.0f} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    # A zombie is dead for our purpose: it serves nothing.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def roll_workers(ctx: OpsContext, *, timeout_s: float = ROLL_TIMEOUT_S) -> Roll:
+    """Make every API worker a new process that has read the HSM after this call started."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    master = master_pid(ctx)
+    old = worker_pids(master)
+    count = max(len(old), 1)
+    if ctx.has_fault("rotation-drops-requests"):
+        master = _restart_master(ctx, master, deadline)
+        mode = "restart"
+    else:
+        os.kill(master, signal.SIGHUP)
+        mode = "hup"
+    new = _wait_for_new_workers(ctx, master, old, count, deadline)
+    return Roll(mode, master, tuple(sorted(old)), tuple(sorted(new)),
+                time.monotonic() - started)
+
+
+def _restart_master(ctx: OpsContext, master: int, deadline: float) -> int:
+    """The fault's hard restart: TERM the master, wait, start the same command again."""
+    proc = Path(f"/proc/{master}")
+    try:
+        argv = (proc / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        environ = dict(item.split(b"=", 1) for item in
+                       (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
+        cwd = os.readlink(proc / "cwd")
+        status = (proc / "status").read_text(encoding="ascii")
+    except OSError as exc:
+        raise OpsError(f"cannot read the gunicorn master's command line: {exc.strerror}") from None
+    uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
+    gid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Gid:")))
+    os.kill(master, signal.SIGTERM)
+    while _alive(master) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    if _alive(master):
+        raise OpsError("the gunicorn master did not stop")
+    log_file = ctx.state_dir / "logs" / "api.log"
+    as_other = os.geteuid() == 0 and uid != 0
+    with open(log_file, "ab") as log:
+        child = subprocess.Popen(
+            [a.decode() for a in argv], cwd=cwd,
+            env={k.decode(): v.decode() for k, v in environ.items()},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+            user=uid if as_other else None, group=gid if as_other else None,
+            extra_groups=[] if as_other else None)
+    # gunicorn writes its pid file itself when started with --pid; make sure it is right.
+    _pid_file(ctx).write_text(f"{child.pid}\n", encoding="ascii")
+    return child.pid
