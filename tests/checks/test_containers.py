@@ -1,0 +1,175 @@
+"""Container topology checks: judgements on hand-made observations, then on real Docker containers."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from checks.containers import bridge_networks_verdict, isolation_verdict, published_ports_verdict
+from harness.outcomes import Outcome
+from harness.probes.containers import (
+    ContainerTopology,
+    ContainerView,
+    NetworkAttachment,
+    PublishedPort,
+    observe_topology,
+)
+
+PUBLIC = NetworkAttachment("votriz_public", "bridge", internal=False, user_defined=True, scope="local")
+INTERNAL = NetworkAttachment("votriz_internal", "bridge", internal=True, user_defined=True, scope="local")
+
+
+def _container(name: str, role: str, published=(), networks=(INTERNAL,), network_mode="votriz_internal",
+               pid_mode="", privileged=False) -> ContainerView:
+    return ContainerView(name, "img", role, tuple(published), tuple(networks), network_mode, pid_mode,
+                         privileged)
+
+
+def _clean() -> ContainerTopology:
+    edge = _container("edge", "edge", [PublishedPort("443/tcp", "127.0.0.1", 49153),
+                                       PublishedPort("80/tcp", "127.0.0.1", 49154)], [PUBLIC, INTERNAL])
+    return ContainerTopology("votriz", "host1", False, (edge, _container("db", "db"), _container("api", "api")))
+
+
+def test_clean_topology_passes_every_check() -> None:
+    assert published_ports_verdict(_clean(), None).outcome is Outcome.PASS
+    assert bridge_networks_verdict(_clean()).outcome is Outcome.PASS
+    assert isolation_verdict(_clean()).outcome is Outcome.PASS
+
+
+def test_published_database_port_fails_naming_container_and_port() -> None:
+    topo = _clean()
+    db = _container("db", "db", [PublishedPort("5432/tcp", "0.0.0.0", 5432)])
+    verdict = published_ports_verdict(ContainerTopology("votriz", "h", False, (topo.containers[0], db)), None)
+    assert verdict.outcome is Outcome.FAIL
+    assert "db publishes 5432/tcp on 0.0.0.0:5432 (only the edge may publish ports)" in verdict.message
+
+
+def test_edge_publishing_another_port_fails() -> None:
+    edge = _container("edge", "edge", [PublishedPort("8080/tcp", "0.0.0.0", 8080)], [PUBLIC])
+    verdict = published_ports_verdict(ContainerTopology("v", "h", False, (edge,)), None)
+    assert verdict.outcome is Outcome.FAIL and "only 80/tcp and 443/tcp" in verdict.message
+
+
+def test_no_containers_is_an_error_not_a_pass() -> None:
+    empty = ContainerTopology("votriz", "h", False, ())
+    for verdict in (published_ports_verdict(empty, "edge"), bridge_networks_verdict(empty), isolation_verdict(empty)):
+        assert verdict.outcome is Outcome.ERROR
+
+
+@pytest.mark.parametrize(("container", "message"), [
+    (_container("db", "db", networks=[PUBLIC]), "db (db) is on votriz_public, which has a route outside"),
+    (_container("api", "api", networks=[], network_mode="host"), "api uses network mode host"),
+    (_container("api", "api", networks=[NetworkAttachment("bridge", "bridge", False, False, "local")]),
+     "Docker default network"),
+    (_container("api", "api", networks=[NetworkAttachment("o", "overlay", False, True, "swarm")]),
+     "driver overlay, scope swarm"),
+])
+def test_networking_faults_fail(container: ContainerView, message: str) -> None:
+    verdict = bridge_networks_verdict(ContainerTopology("v", "h", False, (container,)))
+    assert verdict.outcome is Outcome.FAIL and message in verdict.message
+
+
+@pytest.mark.parametrize(("container", "message"), [
+    (_container("api", "api", privileged=True), "api runs privileged"),
+    (_container("api", "api", pid_mode="host"), "shares the host's PID namespace"),
+    (_container("api", "api", network_mode="host"), "shares the host's network namespace"),
+])
+def test_isolation_faults_fail(container: ContainerView, message: str) -> None:
+    verdict = isolation_verdict(ContainerTopology("v", "h", False, (container,)))
+    assert verdict.outcome is Outcome.FAIL and message in verdict.message
+
+
+# Real containers: a tiny image imported from the host's static busybox (no registry needed).
+
+
+def _docker():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env(timeout=20)
+        client.ping()
+    except Exception as exc:  # the engine is part of the machine; say clearly if it is absent
+        pytest.fail(f"the Docker engine does not answer: {exc}")
+    return client
+
+
+@pytest.fixture(scope="module")
+def busybox_image() -> str:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not Path(busybox).exists():
+        pytest.fail("busybox not found: apt-get install busybox-static")
+    client = _docker()
+    tag = "votriz-audit-test/busybox:1"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(busybox, arcname="bin/busybox")
+        link = tarfile.TarInfo("bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+        tar.addfile(link)
+    subprocess.run(["docker", "import", "-", tag], input=buffer.getvalue(), check=True, capture_output=True)
+    client.close()
+    return tag
+
+
+@pytest.fixture
+def project(busybox_image: str) -> Iterator[dict]:
+    client = _docker()
+    name = f"audit-test-{uuid.uuid4().hex[:8]}"
+    public = client.networks.create(f"{name}_public", driver="bridge")
+    internal = client.networks.create(f"{name}_internal", driver="bridge", internal=True)
+    created: list = []
+
+    def run(role: str, network, **kwargs):
+        container = client.containers.run(
+            busybox_image, ["/bin/busybox", "sleep", "300"], name=f"{name}-{role}", detach=True,
+            labels={"votriz.project": name, "votriz.role": role}, network=network.name if network else None,
+            **kwargs)
+        created.append(container)
+        return container
+
+    yield {"name": name, "run": run, "public": public, "internal": internal}
+    for container in created:
+        container.remove(force=True)
+    public.remove()
+    internal.remove()
+    client.close()
+
+
+@pytest.mark.integration
+def test_real_clean_topology_passes(project: dict) -> None:
+    # Given an edge on the public network publishing 443 on loopback and a db on the internal network
+    edge = project["run"]("edge", project["public"], ports={"443/tcp": ("127.0.0.1", None)})
+    project["internal"].connect(edge)
+    project["run"]("db", project["internal"])
+    # When the engine is asked
+    topology = observe_topology(project["name"])
+    # Then every container check passes
+    assert len(topology.containers) == 2
+    assert published_ports_verdict(topology, None).outcome is Outcome.PASS
+    assert bridge_networks_verdict(topology).outcome is Outcome.PASS
+    assert isolation_verdict(topology).outcome is Outcome.PASS
+
+
+@pytest.mark.integration
+def test_real_published_db_port_and_host_network_fail(project: dict) -> None:
+    # Given a db publishing its port and an api sharing the host's network and processes
+    # (privileged containers cannot start in every sandbox; the judgement tests cover them)
+    project["run"]("edge", project["public"], ports={"443/tcp": ("127.0.0.1", None)})
+    project["run"]("db", project["internal"], ports={"5432/tcp": ("127.0.0.1", None)})
+    project["run"]("api", None, network_mode="host", pid_mode="host")
+    topology = observe_topology(project["name"])
+    # Then each check names the offending container
+    ports = published_ports_verdict(topology, None)
+    assert ports.outcome is Outcome.FAIL and f"{project['name']}-db publishes 5432/tcp" in ports.message
+    networks = bridge_networks_verdict(topology)
+    assert networks.outcome is Outcome.FAIL and "uses network mode host" in networks.message
+    isolation = isolation_verdict(topology)
+    assert isolation.outcome is Outcome.FAIL
+    assert "shares the host's PID namespace" in isolation.message

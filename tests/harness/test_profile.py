@@ -1,0 +1,84 @@
+"""Target profiles: valid ones load, every bad one is one precise line per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.profile import ProfileError, SecretSource, load_profile, parse_profile
+
+MINIMAL = 'name = "prod"\n[edge]\nhost = "app.votriz.com"\n'
+
+
+def test_minimal_profile_has_safe_defaults() -> None:
+    profile = parse_profile(MINIMAL)
+    assert profile.backend == "remote"
+    assert profile.edge.https_port == 443 and profile.edge.http_port == 80
+    assert profile.operations.allow_destructive is False
+    assert profile.edge.base_url == "https://app.votriz.com"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('name = "x"\n', "<profile>: edge: Field required"),
+    ("surprise = 1\n" + MINIMAL, "<profile>: surprise: unknown key"),
+    (MINIMAL + "colour = 1\n", "<profile>: edge.colour: unknown key"),
+    (MINIMAL + "https_port = \"https\"\n", "<profile>: edge.https_port: Input should be a valid integer"),
+    (MINIMAL + "https_port = 70000\n", "<profile>: edge.https_port: Input should be less than or equal to 65535"),
+    (MINIMAL + '[database]\ndsn = "host=db user=a password=hunter2"\n',
+     "<profile>: database.dsn: Value error, the DSN must not hold a password"),
+    (MINIMAL + '[database]\ndsn = "postgresql://a:hunter2@db/x"\n',
+     "<profile>: database.dsn: Value error, the DSN must not hold a password"),
+    (MINIMAL + '[hsm]\nmodule = "/m.so"\ntoken_label = "t"\npin = {}\n',
+     "<profile>: hsm.pin: Value error, give exactly one of 'file' or 'prompt = true'"),
+    ('name = "x"\n[edge\n', "<profile>: not valid TOML"),
+])
+def test_bad_profiles_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ProfileError) as exc:
+        parse_profile(text)
+    assert message in str(exc.value)
+    assert "hunter2" not in str(exc.value)
+
+
+def test_relative_paths_are_relative_to_the_profile(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    path = tmp_path / "p" / "target.toml"
+    path.write_text(MINIMAL + 'trust_anchor = "ca.pem"\n')
+    assert load_profile(path).edge.trust_anchor == tmp_path / "p" / "ca.pem"
+
+
+def test_missing_profile_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match=r"cannot read the profile: No such file or directory"):
+        load_profile(tmp_path / "absent.toml")
+
+
+def test_secret_source_reads_a_file_and_names_an_unreadable_one(tmp_path: Path) -> None:
+    pin = tmp_path / "pin"
+    pin.write_text("123456\n")
+    assert SecretSource(file=pin).read("HSM PIN") == "123456"
+    with pytest.raises(ProfileError, match=r"HSM PIN: cannot read .*absent"):
+        SecretSource(file=tmp_path / "absent").read("HSM PIN")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_the_loader_raises_only_its_own_error(text: str) -> None:
+    try:
+        parse_profile(text)
+    except ProfileError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["host", "address", "https_port", "http_port", "trust_anchor", "x"]),
+                       st.one_of(st.integers(), st.text(max_size=20), st.booleans(), st.none()), max_size=5))
+def test_edge_tables_of_any_shape_raise_only_profile_errors(edge: dict) -> None:
+    import tomli_w
+
+    text = tomli_w.dumps({"name": "n", "edge": {k: v for k, v in edge.items() if v is not None}})
+    try:
+        parse_profile(text)
+    except ProfileError:
+        pass
