@@ -1,0 +1,187 @@
+"""The TLS edge: nginx in front of the API's unix socket, configured inside STATE.
+
+Clean configuration: TLS 1.3 only; HSTS for a year with includeSubDomains;
+CSP, nosniff, frame denial, Referrer-Policy and Permissions-Policy on every
+response (``always``, so error pages too); no version banner; the plaintext
+port answers every request with a bodiless 301 to https. Each edge fault of
+``system_under_test/faults.py`` changes exactly the lines that break its promise.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from system_under_test.local.pki import EDGE_HOST, Pki
+from system_under_test.local.processes import (
+    ServiceUser,
+    base_environment,
+    find_binary,
+    spawn,
+    wait_until,
+)
+
+START_TIMEOUT_S = 15.0
+HSTS_CLEAN = "max-age=31536000; includeSubDomains"
+HSTS_SHORT = "max-age=86400"
+CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+EDGE_FAULTS = frozenset({
+    "tls12-accepted", "hsts-missing", "hsts-short", "security-headers-missing",
+    "http-serves-content",
+})
+
+
+@dataclass(frozen=True)
+class NginxServer:
+    """A running edge.
+
+    Attributes:
+        pid: the master process's pid.
+        https_port: TLS port on 127.0.0.1.
+        http_port: plaintext port on 127.0.0.1.
+        config_file: the rendered configuration.
+        pid_file: ``STATE/run/nginx.pid``.
+    """
+
+    pid: int
+    https_port: int
+    http_port: int
+    config_file: Path
+    pid_file: Path
+
+
+def _security_headers(faults: Collection[str]) -> list[str]:
+    headers: list[tuple[str, str]] = []
+    if "hsts-short" in faults:
+        headers.append(("Strict-Transport-Security", HSTS_SHORT))
+    elif "hsts-missing" not in faults:
+        headers.append(("Strict-Transport-Security", HSTS_CLEAN))
+    if "security-headers-missing" not in faults:
+        headers.append(("Content-Security-Policy", CSP))
+        headers.append(("X-Frame-Options", "DENY"))
+    headers += [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
+    ]
+    return [f'        add_header {name} "{value}" always;' for name, value in headers]
+
+
+def _proxy_location() -> str:
+    return (
+        "        location / {\n"
+        "            proxy_pass http://votriz_api;\n"
+        "            proxy_http_version 1.1;\n"
+        '            proxy_set_header Connection "";\n'
+        "            proxy_set_header Host $host;\n"
+        "            proxy_set_header X-Forwarded-For $remote_addr;\n"
+        "            proxy_set_header X-Forwarded-Proto $scheme;\n"
+        "        }\n"
+    )
+
+
+def render_config(state_dir: Path, pki: Pki, *, https_port: int, http_port: int,
+                  faults: Collection[str] = ()) -> str:
+    """The nginx configuration text for this stack and these edge faults."""
+    run, logs, work = state_dir / "run", state_dir / "logs", state_dir / "nginx"
+    protocols = "TLSv1.2 TLSv1.3" if "tls12-accepted" in faults else "TLSv1.3"
+    tokens = "on" if "security-headers-missing" in faults else "off"
+    public = f"https://{EDGE_HOST}:{https_port}$request_uri"
+    if "http-serves-content" in faults:
+        plaintext_body = _proxy_location()
+    else:
+        # "return 301" alone would send nginx's HTML page along; redirecting
+        # the error page to an empty file keeps the Location and drops the body.
+        plaintext_body = (
+            f"        location / {{ return 301 {public}; }}\n"
+            "        error_page 301 /__votriz_empty;\n"
+            "        location = /__votriz_empty {\n"
+            "            internal;\n"
+            "            etag off;\n"
+            "            default_type text/plain;\n"
+            f"            alias {work / 'empty'};\n"
+            "        }\n"
+        )
+    headers = "\n".join(_security_headers(faults))
+    return f"""# Written by system_under_test.local.nginx; faults: {sorted(faults) or 'none'}.
+daemon off;
+worker_processes 1;
+pid {run / 'nginx.pid'};
+error_log {logs / 'error.log'} warn;
+
+events {{
+    worker_connections 256;
+}}
+
+http {{
+    server_tokens {tokens};
+    default_type application/octet-stream;
+    access_log {logs / 'access.log'};
+    client_body_temp_path {work / 'client_body'};
+    proxy_temp_path {work / 'proxy'};
+    fastcgi_temp_path {work / 'fastcgi'};
+    uwsgi_temp_path {work / 'uwsgi'};
+    scgi_temp_path {work / 'scgi'};
+
+    upstream votriz_api {{
+        server unix:{run / 'api.sock'};
+        keepalive 8;
+    }}
+
+    server {{
+        listen 127.0.0.1:{http_port};
+        server_name {EDGE_HOST};
+{plaintext_body}    }}
+
+    server {{
+        listen 127.0.0.1:{https_port} ssl;
+        server_name {EDGE_HOST};
+        ssl_certificate {pki.edge_cert};
+        ssl_certificate_key {pki.edge_key};
+        ssl_protocols {protocols};
+        ssl_prefer_server_ciphers off;
+        ssl_session_tickets off;
+{headers}
+{_proxy_location()}    }}
+}}
+"""
+
+
+def tls_handshake_ok(port: int, ca_file: Path) -> bool:
+    """Whether a verified TLS handshake for ``votriz.test`` succeeds on ``port``."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as raw, \
+                context.wrap_socket(raw, server_hostname=EDGE_HOST):
+            return True
+    except OSError:
+        return False
+
+
+def start(state_dir: Path, user: ServiceUser, pki: Pki, *, https_port: int, http_port: int,
+          faults: Collection[str] = (), search_path: Sequence[str] | None = None) -> NginxServer:
+    """Render the configuration, start nginx as the service user, wait for a TLS handshake."""
+    binary = find_binary("nginx", search_path)
+    setpriv = find_binary("setpriv", search_path) if user.drop_privileges else ""
+    work = state_dir / "nginx"
+    work.mkdir(mode=0o755, exist_ok=True)
+    (work / "empty").write_bytes(b"")
+    user.chown(work)
+    # nginx runs as the service user, so it must be able to read its key.
+    user.chown(pki.edge_key)
+    config_file = work / "nginx.conf"
+    config_file.write_text(render_config(state_dir, pki, https_port=https_port,
+                                         http_port=http_port, faults=faults), encoding="utf-8")
+    log_file = state_dir / "logs" / "error.log"
+    # nginx writes its pid file itself (as the service user, so it must create it).
+    pid_file = state_dir / "run" / "nginx.pid"
+    pid = spawn(user.argv([binary, "-p", str(work), "-c", str(config_file), "-e", str(log_file)],
+                          setpriv),
+                cwd=work, env=base_environment(), log_file=state_dir / "logs" / "nginx-stdout.log")
+    wait_until(lambda: tls_handshake_ok(https_port, pki.ca_cert), timeout_s=START_TIMEOUT_S,
+               what="nginx", pid=pid, log_file=log_file)
+    return NginxServer(pid=pid, https_port=https_port, http_port=http_port,
+                       config_file=config_file, pid_file=pid_file)

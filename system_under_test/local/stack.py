@@ -1,0 +1,410 @@
+"""Bring a whole local stack up, report on it, and take it down.
+
+``up`` starts, in order: PKI, SoftHSM token and keys, PostgreSQL, Redis, the
+fakes, ``ops migrate``, gunicorn (the API), nginx (the edge), ``ops
+seed-demo``; then writes ``STATE/stack.json`` and ``STATE/target.toml``.
+Every wait polls a socket or an answer and is bounded. If a step fails,
+everything already started is stopped again, the secrets are removed, and
+the logs stay for diagnosis until ``down``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from system_under_test.faults import FAULTS, Layer
+from system_under_test.local import api_server, nginx, postgres, redis, softhsm
+from system_under_test.local.pki import (
+    DEFAULT_LEAF_LIFETIME,
+    EDGE_HOST,
+    EXPIRING_LEAF_LIFETIME,
+    build_pki,
+)
+from system_under_test.local.processes import (
+    BINARY_SEARCH_PATH,
+    ServiceUser,
+    StackError,
+    base_environment,
+    find_binary,
+    free_port,
+    is_running,
+    read_pid,
+    service_user,
+    spawn,
+    stop_process,
+    sweep,
+    tcp_accepts,
+    wait_until,
+)
+from system_under_test.local.target_profile import (
+    Ports,
+    render_api_config,
+    render_target_profile,
+)
+
+STACK_SCHEMA_VERSION = 1
+# Written first by ``up``: ``down`` deletes only a directory that carries it.
+MARKER = ".votriz-local-stack"
+FAKES_START_TIMEOUT_S = 20.0
+# Binaries checked before anything starts, so a missing package is one clear line.
+PREREQUISITES = ("initdb", "postgres", "nginx", "redis-server", "softhsm2-util")
+
+# How each process is stopped: pid files to look in, and the signal for a
+# clean, quick shutdown (PostgreSQL: SIGINT is "fast" shutdown). The order
+# is the reverse of the start order, so nothing serves while what it needs is gone.
+_STOP_ORDER: tuple[tuple[str, tuple[str, ...], signal.Signals], ...] = (
+    ("nginx", ("run/nginx.pid",), signal.SIGTERM),
+    ("api", ("run/gunicorn.pid",), signal.SIGTERM),
+    ("fakes", ("run/fakes.pid",), signal.SIGTERM),
+    ("redis", ("run/redis.pid",), signal.SIGTERM),
+    ("postgres", ("run/postgres.pid", "pgdata/postmaster.pid"), signal.SIGINT),
+)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What ``up`` started, as recorded in ``STATE/stack.json``.
+
+    Attributes:
+        state_dir: the state directory (absolute).
+        faults: the faults switched on.
+        ports: every TCP port in use.
+        pids: process name → pid (``api`` is the gunicorn master).
+        pid_files: process name → pid file.
+        api_socket: the API's unix socket.
+        ca_file: the local CA (trust anchor of the edge and the fakes).
+        api_config: ``STATE/api.toml``.
+        profile_path: ``STATE/target.toml``.
+        started_in_s: how long ``up`` took.
+    """
+
+    state_dir: Path
+    faults: tuple[str, ...]
+    ports: Ports
+    pids: dict[str, int] = field(hash=False)
+    pid_files: dict[str, Path] = field(hash=False)
+    api_socket: Path
+    ca_file: Path
+    api_config: Path
+    profile_path: Path
+    started_in_s: float
+
+    @property
+    def base_url(self) -> str:
+        """The edge's public URL (``votriz.test`` must resolve to 127.0.0.1 or be pinned)."""
+        return f"https://{EDGE_HOST}:{self.ports.https}"
+
+    @property
+    def capture_url(self) -> str:
+        """Base URL of the fakes' capture API."""
+        return f"https://127.0.0.1:{self.ports.fakes}"
+
+    def to_json(self) -> str:
+        """The ``stack.json`` text."""
+        data = asdict(self)
+        data = json.loads(json.dumps(data, default=str))
+        data["schema_version"] = STACK_SCHEMA_VERSION
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> StackInfo:
+        """Read a ``stack.json`` written by ``to_json``."""
+        data = json.loads(text)
+        data.pop("schema_version", None)
+        return cls(
+            state_dir=Path(data["state_dir"]), faults=tuple(data["faults"]),
+            ports=Ports(**data["ports"]), pids={k: int(v) for k, v in data["pids"].items()},
+            pid_files={k: Path(v) for k, v in data["pid_files"].items()},
+            api_socket=Path(data["api_socket"]), ca_file=Path(data["ca_file"]),
+            api_config=Path(data["api_config"]), profile_path=Path(data["profile_path"]),
+            started_in_s=float(data["started_in_s"]),
+        )
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """Whether a stack's processes are running.
+
+    Attributes:
+        state_dir: the state directory.
+        exists: whether it holds a stack that came up (``stack.json``).
+        running: process name → whether its pid is alive.
+    """
+
+    state_dir: Path
+    exists: bool
+    running: dict[str, bool] = field(hash=False)
+
+    @property
+    def healthy(self) -> bool:
+        """Up, and every process alive."""
+        return self.exists and bool(self.running) and all(self.running.values())
+
+
+def validate_faults(faults: Sequence[str]) -> tuple[str, ...]:
+    """The faults, deduplicated and sorted; ValueError naming the known ones otherwise."""
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")
+    not_here = sorted(f for f in set(faults) if "local" not in FAULTS[f].backends)
+    if not_here:
+        raise ValueError(f"fault(s) {', '.join(not_here)} cannot be applied by the local backend")
+    return tuple(sorted(set(faults)))
+
+
+def check_prerequisites(search_path: Sequence[str] | None = None) -> None:
+    """StackError naming the Debian package of the first missing binary."""
+    for name in PREREQUISITES:
+        find_binary(name, search_path)
+    if os.geteuid() == 0:
+        find_binary("setpriv", search_path)
+    if not softhsm.MODULE.is_file():
+        raise StackError(f"{softhsm.MODULE} not found: apt-get install softhsm2")
+
+
+def _check_reachable(state_dir: Path, user: ServiceUser) -> None:
+    # The service user must be able to walk down to STATE (its sockets, data, logs).
+    if not user.drop_privileges:
+        return
+    for ancestor in [state_dir, *state_dir.parents]:
+        info = ancestor.stat()
+        if info.st_uid != user.uid and not info.st_mode & stat.S_IXOTH:
+            raise StackError(f"{ancestor} is not searchable by {user.name}: "
+                             "use a state directory under /tmp or a world-searchable path")
+
+
+def _prepare_state_dir(state_dir: Path, user: ServiceUser) -> None:
+    if (state_dir / "stack.json").exists() or (state_dir / MARKER).exists():
+        raise StackError(f"{state_dir} already holds a stack: run down first")
+    if state_dir.exists() and any(state_dir.iterdir()):
+        raise StackError(f"{state_dir} exists and is not empty: choose another state directory")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # Searchable, not listable, by others: the service user needs to reach its own subtrees.
+    state_dir.chmod(0o711)
+    (state_dir / MARKER).write_text("created by system_under_test.local.up\n", encoding="ascii")
+    _check_reachable(state_dir, user)
+    for name, mode, service_owned in (("run", 0o755, True), ("logs", 0o755, True),
+                                      ("pki", 0o755, False), ("secrets", 0o700, False),
+                                      ("backups", 0o700, False)):
+        path = state_dir / name
+        path.mkdir(mode=mode)
+        path.chmod(mode)
+        if service_owned:
+            user.chown(path)
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+
+
+def _choose_ports(faults: Sequence[str]) -> Ports:
+    # Seven distinct ports; the kernel hands out different ones while they
+    # are requested in quick succession, but check anyway.
+    chosen: list[int] = []
+    while len(chosen) < 7:
+        port = free_port()
+        if port not in chosen:
+            chosen.append(port)
+    return Ports(https=chosen[0], http=chosen[1], postgres=chosen[2], redis=chosen[3],
+                 fakes=chosen[4], fakes_plaintext=chosen[5],
+                 api_plaintext=chosen[6] if "api-plaintext-exposed" in faults else None)
+
+
+def _start_fakes(state_dir: Path, ports: Ports) -> int:
+    pid_file = state_dir / "run" / "fakes.pid"
+    log_file = state_dir / "logs" / "fakes.log"
+    pid = spawn([sys.executable, "-m", "system_under_test.fakes",
+                 "--state-dir", str(state_dir), "--port", str(ports.fakes),
+                 "--plaintext-port", str(ports.fakes_plaintext)],
+                cwd=state_dir, env=base_environment(PYTHONPATH=str(api_server.REPO_ROOT)),
+                log_file=log_file, pid_file=pid_file)
+    wait_until(lambda: tcp_accepts(ports.fakes) and tcp_accepts(ports.fakes_plaintext),
+               timeout_s=FAKES_START_TIMEOUT_S, what="fakes", pid=pid, log_file=log_file)
+    return pid
+
+
+def up(state_dir: Path, faults: Sequence[str] = (), *, api_app: str = api_server.DEFAULT_APP,
+       with_ops: bool = True, search_path: Sequence[str] | None = None) -> StackInfo:
+    """Start a complete local stack under ``state_dir`` with ``faults`` switched on.
+
+    ``api_app`` and ``with_ops`` (run ``ops migrate`` and ``ops seed-demo``)
+    exist for the backend's own tests, which can run a stand-in ASGI app
+    without the real API; everyone else keeps the defaults.
+
+    Raises:
+        ValueError: a fault is unknown or not applicable locally.
+        StackError: a prerequisite is missing or a step failed (already
+            started processes are stopped again).
+    """
+    started = time.monotonic()
+    chosen_faults = validate_faults(faults)
+    check_prerequisites(search_path)
+    state_dir = Path(state_dir).resolve()
+    user = service_user()
+    _prepare_state_dir(state_dir, user)
+    try:
+        return _bring_up(state_dir, chosen_faults, user, started, api_app=api_app,
+                         with_ops=with_ops, search_path=search_path)
+    except BaseException:
+        _stop_all(state_dir)
+        # Keep the logs for diagnosis, but no secret outlives a failed start.
+        for name in ("secrets", "tokens"):
+            shutil.rmtree(state_dir / name, ignore_errors=True)
+        raise
+
+
+def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, started: float, *,
+              api_app: str, with_ops: bool, search_path: Sequence[str] | None) -> StackInfo:
+    ports = _choose_ports(faults)
+    pki = build_pki(state_dir / "pki", edge_lifetime=EXPIRING_LEAF_LIFETIME
+                    if "cert-expiring" in faults else DEFAULT_LEAF_LIFETIME)
+
+    # HSM: token, PINs and every key; under key-not-in-hsm the Redis password
+    # goes to a file instead of the token.
+    token = softhsm.init_token(state_dir, search_path=search_path)
+    values = softhsm.generate_values()
+    redis_password_file: Path | None = None
+    if "key-not-in-hsm" in faults:
+        redis_password_file = state_dir / "secrets" / "redis-password"
+        _write_secret(redis_password_file, values.pop(softhsm.REDIS_PASSWORD).decode())
+    softhsm.provision_keys(token, values)
+    wanted = [softhsm.DB_PASSWORD, softhsm.REDIS_PASSWORD, softhsm.STRIPE, softhsm.TOKEN_KEY_V1]
+    # Read back through PKCS#11, as the launcher of a real deployment would.
+    from_hsm = softhsm.read_values(token, wanted)
+    redis_password = (redis_password_file.read_text(encoding="ascii").strip()
+                      if redis_password_file else from_hsm[softhsm.REDIS_PASSWORD].decode())
+    auditor_password = secrets.token_hex(24)
+    _write_secret(state_dir / "secrets" / "auditor-password", auditor_password)
+
+    postgres.init_cluster(state_dir, user, port=ports.postgres, search_path=search_path)
+    pg = postgres.start(state_dir, user, port=ports.postgres, search_path=search_path)
+    postgres.create_roles(pg, app_password=from_hsm[softhsm.DB_PASSWORD].decode(),
+                          auditor_password=auditor_password)
+    rds = redis.start(state_dir, user, port=ports.redis, password=redis_password,
+                      search_path=search_path)
+    fakes_pid = _start_fakes(state_dir, ports)
+
+    api_config = state_dir / "api.toml"
+    api_config.write_text(render_api_config(
+        state_dir, ports, faults, redis_password_file=redis_password_file,
+        stripe_api_key=from_hsm[softhsm.STRIPE].decode() if "key-in-config" in faults else None,
+    ), encoding="utf-8")
+    fault_env: dict[str, str] = {}
+    if "key-in-env" in faults:
+        fault_env["VOTRIZ_TOKEN_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(
+            from_hsm[softhsm.TOKEN_KEY_V1]).decode()
+    if "pin-in-env" in faults:
+        fault_env["VOTRIZ_HSM_PIN"] = token.pin_file.read_text(encoding="ascii").strip()
+    del from_hsm, values
+    ops_env = api_server.api_environment(state_dir, token.environment())
+    if with_ops:
+        api_server.run_ops(state_dir, "migrate", ops_env)
+    api = api_server.start(state_dir, api_server.api_environment(state_dir, token.environment(),
+                                                                 fault_env),
+                           app=api_app, plaintext_port=ports.api_plaintext)
+    edge = nginx.start(state_dir, user, pki, https_port=ports.https, http_port=ports.http,
+                       faults=[f for f in faults if FAULTS[f].layer is Layer.EDGE],
+                       search_path=search_path)
+    if with_ops:
+        api_server.run_ops(state_dir, "seed-demo", ops_env)
+
+    pid_files = {"api": api.pid_file, "nginx": edge.pid_file, "postgres": pg.pid_file,
+                 "redis": rds.pid_file, "fakes": state_dir / "run" / "fakes.pid"}
+    profile_path = state_dir / "target.toml"
+    profile_path.write_text(render_target_profile(state_dir, ports, pid_files,
+                                                  nginx_config=edge.config_file),
+                            encoding="utf-8")
+    info = StackInfo(
+        state_dir=state_dir, faults=faults, ports=ports,
+        pids={"api": api.pid, "nginx": edge.pid, "postgres": pg.pid, "redis": rds.pid,
+              "fakes": fakes_pid},
+        pid_files=pid_files, api_socket=api.socket_path, ca_file=pki.ca_cert,
+        api_config=api_config, profile_path=profile_path,
+        started_in_s=round(time.monotonic() - started, 2),
+    )
+    (state_dir / "stack.json").write_text(info.to_json(), encoding="utf-8")
+    return info
+
+
+def _known_pids(state_dir: Path) -> dict[str, set[int]]:
+    pids: dict[str, set[int]] = {name: set() for name, _, _ in _STOP_ORDER}
+    for name, files, _ in _STOP_ORDER:
+        for relative in files:
+            pid = read_pid(state_dir / relative)
+            if pid is not None:
+                pids[name].add(pid)
+    try:
+        recorded = json.loads((state_dir / "stack.json").read_text(encoding="utf-8"))["pids"]
+        for name, pid in recorded.items():
+            pids.setdefault(name, set()).add(int(pid))
+    except (OSError, ValueError, KeyError):
+        pass
+    return pids
+
+
+def _stop_all(state_dir: Path) -> None:
+    known = _known_pids(state_dir)
+    for name, _, sig in _STOP_ORDER:
+        for pid in known.get(name, ()):
+            stop_process(pid, state_dir, sig=sig, timeout_s=15.0)
+    sweep(state_dir)
+
+
+def down(state_dir: Path) -> None:
+    """Stop every process of the stack in ``state_dir`` and remove the directory.
+
+    Idempotent, and works after a half-failed ``up``. Only processes working
+    inside ``state_dir`` are ever signalled.
+
+    Raises:
+        StackError: ``state_dir`` is not empty but was not made by ``up``.
+    """
+    state_dir = Path(state_dir).resolve()
+    if not state_dir.exists():
+        return
+    if not (state_dir / MARKER).exists() and any(state_dir.iterdir()):
+        raise StackError(f"{state_dir} was not created by up: not removing it")
+    _stop_all(state_dir)
+    shutil.rmtree(state_dir)
+
+
+def status(state_dir: Path) -> StackStatus:
+    """Which of the stack's processes are alive."""
+    state_dir = Path(state_dir).resolve()
+    stack_json = state_dir / "stack.json"
+    if not stack_json.exists():
+        return StackStatus(state_dir=state_dir, exists=False, running={})
+    info = StackInfo.from_json(stack_json.read_text(encoding="utf-8"))
+    running = {}
+    for name, recorded in info.pids.items():
+        # A pid file is newer than stack.json when a process was restarted
+        # since (a rotation under rotation-drops-requests restarts gunicorn).
+        pid = read_pid(info.pid_files[name]) if name in info.pid_files else None
+        running[name] = is_running(pid if pid is not None else recorded)
+    return StackStatus(state_dir=state_dir, exists=True, running=running)
+
+
+__all__ = [
+    "BINARY_SEARCH_PATH",
+    "StackError",
+    "StackInfo",
+    "StackStatus",
+    "check_prerequisites",
+    "down",
+    "status",
+    "up",
+    "validate_faults",
+]
