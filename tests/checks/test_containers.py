@@ -162,7 +162,9 @@ def test_real_published_db_port_and_host_network_fail(project: dict) -> None:
     # Given a db publishing its port and an api sharing the host's network and processes
     # (privileged containers cannot start in every sandbox; the judgement tests cover them)
     project["run"]("edge", project["public"], ports={"443/tcp": ("127.0.0.1", None)})
-    project["run"]("db", project["internal"], ports={"5432/tcp": ("127.0.0.1", None)})
+    # (Docker publishes nothing for a container that is only on an internal network, so
+    # the misplaced db sits on the public one, where its binding is live.)
+    project["run"]("db", project["public"], ports={"5432/tcp": ("127.0.0.1", None)})
     project["run"]("api", None, network_mode="host", pid_mode="host")
     topology = observe_topology(project["name"])
     # Then each check names the offending container
@@ -170,6 +172,7 @@ def test_real_published_db_port_and_host_network_fail(project: dict) -> None:
     assert ports.outcome is Outcome.FAIL and f"{project['name']}-db publishes 5432/tcp" in ports.message
     networks = bridge_networks_verdict(topology)
     assert networks.outcome is Outcome.FAIL and "uses network mode host" in networks.message
+    assert "which has a route outside" in networks.message
     isolation = isolation_verdict(topology)
     assert isolation.outcome is Outcome.FAIL
     assert "shares the host's PID namespace" in isolation.message
