@@ -124,18 +124,17 @@ def project(busybox_image: str) -> Iterator[dict]:
     name = f"audit-test-{uuid.uuid4().hex[:8]}"
     public = client.networks.create(f"{name}_public", driver="bridge")
     internal = client.networks.create(f"{name}_internal", driver="bridge", internal=True)
-    created: list = []
 
     def run(role: str, network, **kwargs):
         container = client.containers.run(
             busybox_image, ["/bin/busybox", "sleep", "300"], name=f"{name}-{role}", detach=True,
             labels={"votriz.project": name, "votriz.role": role}, network=network.name if network else None,
             **kwargs)
-        created.append(container)
         return container
 
     yield {"name": name, "run": run, "public": public, "internal": internal}
-    for container in created:
+    # By label, so that a container whose start failed is removed too.
+    for container in client.containers.list(all=True, filters={"label": f"votriz.project={name}"}):
         container.remove(force=True)
     public.remove()
     internal.remove()
