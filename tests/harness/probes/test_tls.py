@@ -1,0 +1,85 @@
+"""The TLS probe against real local servers: a throwaway nginx edge, a closed port, a mute listener."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from checks.transit import certificate_verdict, tls_versions_verdict
+from harness.outcomes import Outcome, ProbeError
+from harness.policy import Policy
+from harness.probes.tls import scan_tls
+from harness.profile import Edge
+
+from .conftest import HOST, NginxEdge, make_pki
+
+
+def test_tls13_only_edge_passes_versions_and_certificate(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy) -> None:
+    # Given an edge that speaks TLS 1.3 only, with a certificate from our CA
+    edge = nginx_factory().edge()
+    # When one scan runs
+    scan = scan_tls(edge, fast_policy)
+    # Then every version was tried, only TLS 1.3 accepted, and the certificate validates
+    assert [v.version for v in scan.versions] == ["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2",
+                                                  "TLSv1.3"]
+    assert all(v.completed for v in scan.versions)
+    assert tls_versions_verdict(scan, fast_policy).outcome is Outcome.PASS
+    cert = certificate_verdict(scan, fast_policy)
+    assert cert.outcome is Outcome.PASS, cert.message
+    assert scan.certificate is not None and scan.certificate.anchor_store == "Supplied CA file"
+    assert scan.hsts is not None and scan.hsts.max_age == 63072000 and scan.hsts.include_subdomains
+
+
+def test_edge_accepting_tls12_fails(nginx_factory: Callable[..., NginxEdge], fast_policy: Policy) -> None:
+    edge = nginx_factory(protocols="TLSv1.2 TLSv1.3").edge()
+    verdict = tls_versions_verdict(scan_tls(edge, fast_policy), fast_policy)
+    assert verdict.outcome is Outcome.FAIL
+    assert "accepts TLSv1.2" in verdict.message
+
+
+def test_certificate_expiring_in_two_days_fails(nginx_factory: Callable[..., NginxEdge],
+                                                fast_policy: Policy, tmp_path: Path) -> None:
+    edge = nginx_factory(cert=make_pki(tmp_path / "short", days=2)).edge()
+    verdict = certificate_verdict(scan_tls(edge, fast_policy), fast_policy)
+    assert verdict.outcome is Outcome.FAIL
+    assert "expires in 2.0 days" in verdict.message or "expires in 1.9 days" in verdict.message
+
+
+def test_certificate_from_another_ca_fails_against_the_anchor(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, tmp_path: Path) -> None:
+    stranger = make_pki(tmp_path / "stranger")
+    edge = nginx_factory().edge(trust_anchor=stranger.ca_pem)
+    verdict = certificate_verdict(scan_tls(edge, fast_policy), fast_policy)
+    assert verdict.outcome is Outcome.FAIL
+    assert "does not validate against the profile's trust anchor" in verdict.message
+
+
+def test_certificate_for_another_host_fails(nginx_factory: Callable[..., NginxEdge],
+                                            fast_policy: Policy, tmp_path: Path) -> None:
+    edge = nginx_factory(cert=make_pki(tmp_path / "other", host="other.test")).edge()
+    verdict = certificate_verdict(scan_tls(edge, fast_policy), fast_policy)
+    assert verdict.outcome is Outcome.FAIL and f"does not name {HOST}" in verdict.message
+
+
+def test_closed_port_is_a_probe_error_at_once(closed_port: int, fast_policy: Policy) -> None:
+    started = time.monotonic()
+    with pytest.raises(ProbeError, match="cannot connect"):
+        scan_tls(Edge(host=HOST, address="127.0.0.1", https_port=closed_port), fast_policy)
+    assert time.monotonic() - started < 2 * fast_policy.timeouts.connect_s
+
+
+def test_listener_that_never_speaks_tls_is_a_probe_error_within_the_timeout(
+        silent_listener: int, fast_policy: Policy) -> None:
+    started = time.monotonic()
+    with pytest.raises(ProbeError, match="does not speak TLS"):
+        scan_tls(Edge(host=HOST, address="127.0.0.1", https_port=silent_listener), fast_policy)
+    assert time.monotonic() - started < 2 * fast_policy.timeouts.connect_s + 0.5
+
+
+def test_host_name_as_address_is_refused_clearly(fast_policy: Policy) -> None:
+    with pytest.raises(ProbeError, match="must be an IP address"):
+        scan_tls(Edge(host=HOST, https_port=443), fast_policy)
