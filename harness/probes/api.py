@@ -140,6 +140,46 @@ class VotrizApi:
         return self.expect((200, 202, 204), "DELETE", "/account")
 
 
+    # At-rest checks (canaries for at_rest.*): MFA, channels and recovery.
+    def login_with_totp(self, email: str, password: str, totp: str) -> str:
+        """Log in to an account with MFA on; returns (and keeps) the session token."""
+        answer = self.expect(200, "POST", "/login",
+                             {"email": email, "password": password, "totp": totp}, auth=False)
+        token = answer.body.get("token") if isinstance(answer.body, dict) else None
+        if not isinstance(token, str):
+            raise ProbeError("POST /login: the answer holds no token")
+        self.token = token
+        return token
+
+    def mfa_setup(self) -> ApiResponse:
+        """Enable MFA: the answer holds the TOTP secret and the backup codes, this once."""
+        return self.expect(201, "POST", "/mfa/setup")
+
+    def mfa_status(self) -> ApiResponse:
+        """``GET /mfa``: whether MFA is on and how many backup codes remain."""
+        return self.expect(200, "GET", "/mfa")
+
+    def redeem_backup_code(self, code: str) -> ApiResponse:
+        """Try one backup code; the status is the observation (200 once, then refused)."""
+        return self.request("POST", "/mfa/backup-codes/redeem", {"code": code})
+
+    def create_channel(self, brand_id: int, platform: str, access_token: str,
+                       refresh_token: str) -> int:
+        """Connect a platform account to a brand with the given OAuth tokens; returns its id."""
+        answer = self.expect(201, "POST", f"/brands/{brand_id}/channels",
+                             {"platform": platform, "access_token": access_token,
+                              "refresh_token": refresh_token})
+        channel_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+        if not isinstance(channel_id, int):
+            raise ProbeError(f"POST /brands/{brand_id}/channels: the answer holds no id")
+        return channel_id
+
+    def confirm_recovery(self, email: str, token: str) -> ApiResponse:
+        """Exchange a recovery token for a session; the status is the observation."""
+        return self.request("POST", "/recovery/confirm", {"email": email, "token": token},
+                            auth=False)
+
+
 class _PinnedAddressTransport(httpx.BaseTransport):
     """Connect to a fixed address while keeping the URL's host for SNI and Host."""
 
