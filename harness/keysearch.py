@@ -1,0 +1,364 @@
+"""The key search: where do keys that must live only in the HSM show up elsewhere?
+
+Two kinds of needle are searched in the service's source and configuration
+paths, its logs, and the environments of its running processes:
+
+- the real key values read from the HSM, in every encoding
+  :func:`harness.redaction.encodings` names (raw, base64 in both alphabets,
+  hex), through the plaintext sweep's Aho-Corasick automaton
+  (:class:`harness.sweep.SecretSweep`);
+- key-shaped strings (Fernet keys, provider key prefixes, PEM private keys,
+  long high-entropy values assigned to secret-sounding names), through the
+  regular expressions of ``fixtures/policy/key-classes.toml``.
+
+A hit names the place (``file:line``, ``log@offset``, ``process $VARIABLE``)
+and what matched (the secret's label and form, or the shape's name) with a
+fingerprint, never the value. Binary files, the harness's own evidence
+directories and the HSM's token directory are skipped and listed as skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.probes.processes import ProcessObservation
+from harness.redaction import encodings, fingerprint
+from harness.sweep import SecretSweep
+
+Place = Literal["source", "config", "log", "env"]
+
+_BINARY_SNIFF_BYTES = 8192
+_NEWLINE = b"\n"
+
+
+class ShapeRule(BaseModel):
+    """A regular expression for one shape of key.
+
+    Attributes:
+        name: the shape's name, shown in hits.
+        regex: the expression; its first group (if any) is the secret part.
+        min_entropy: minimum Shannon entropy (bits per character) of the secret part.
+        mixed: the secret part needs a digit, an upper- and a lower-case letter.
+        fails: whether a hit breaks the promise (else it is reported only).
+        reason: why a hit does not fail, when ``fails`` is false.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    regex: str
+    min_entropy: float = 0.0
+    mixed: bool = False
+    fails: bool = True
+    reason: str = ""
+
+    def compiled(self) -> re.Pattern[bytes]:
+        return re.compile(self.regex.encode())
+
+
+class SearchSettings(BaseModel):
+    """The ``[search]`` section of ``key-classes.toml``.
+
+    Attributes:
+        hsm_process_names: profile process names that are the HSM itself.
+        max_file_bytes: bytes searched per source or configuration file.
+        max_log_bytes: bytes searched per log file.
+        skip_dir_names: directory names never descended into.
+        shape: the key shapes searched for.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hsm_process_names: tuple[str, ...] = ("hsm",)
+    max_file_bytes: int = Field(16 << 20, gt=0)
+    max_log_bytes: int = Field(64 << 20, gt=0)
+    skip_dir_names: tuple[str, ...] = (".git", "__pycache__")
+    shape: tuple[ShapeRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyHit:
+    """One place where a key (or something shaped like one) was found.
+
+    Attributes:
+        kind: ``value`` (a real key from the HSM) or ``shape`` (key-shaped string).
+        place: ``source``, ``config``, ``log`` or ``env``.
+        where: ``path:line``, ``path@offset`` (logs) or ``process[pid N comm] $NAME``.
+        what: the secret's label and encoding, or the shape's name.
+        fingerprint: a non-reversible name of the matched bytes.
+        fails: whether this hit breaks the promise.
+    """
+
+    kind: Literal["value", "shape"]
+    place: Place
+    where: str
+    what: str
+    fingerprint: str
+    fails: bool = True
+
+    def describe(self) -> str:
+        return f"{self.what} in {self.place} {self.where}"
+
+
+@dataclass(frozen=True)
+class KeySearchResult:
+    """What the search looked at and found.
+
+    Attributes:
+        hits: every hit, in search order.
+        files_searched: number of files searched.
+        bytes_searched: number of bytes searched in files.
+        processes_searched: the processes whose environment was searched.
+        skipped: (path, reason) of files and directories not searched.
+        truncated: files searched only up to the size bound.
+        errors: places that could not be read, with the reason.
+    """
+
+    hits: tuple[KeyHit, ...] = ()
+    files_searched: int = 0
+    bytes_searched: int = 0
+    processes_searched: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    truncated: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def failing(self) -> tuple[KeyHit, ...]:
+        return tuple(hit for hit in self.hits if hit.fails)
+
+    def merged(self, other: KeySearchResult) -> KeySearchResult:
+        return KeySearchResult(
+            hits=self.hits + other.hits,
+            files_searched=self.files_searched + other.files_searched,
+            bytes_searched=self.bytes_searched + other.bytes_searched,
+            processes_searched=self.processes_searched + other.processes_searched,
+            skipped=self.skipped + other.skipped,
+            truncated=self.truncated + other.truncated,
+            errors=self.errors + other.errors,
+        )
+
+    def coverage(self) -> dict[str, object]:
+        """A JSON-able summary of what was searched (for evidence)."""
+        return {
+            "files_searched": self.files_searched, "bytes_searched": self.bytes_searched,
+            "processes_searched": list(self.processes_searched),
+            "skipped": [f"{path}: {reason}" for path, reason in self.skipped],
+            "truncated": list(self.truncated), "errors": list(self.errors),
+        }
+
+
+def shannon_entropy(text: bytes) -> float:
+    """Bits per character of ``text`` (0 for empty input)."""
+    if not text:
+        return 0.0
+    counts = Counter(text)
+    total = len(text)
+    return -sum(n / total * math.log2(n / total) for n in counts.values())
+
+
+def _is_mixed(text: bytes) -> bool:
+    return (any(48 <= b <= 57 for b in text) and any(65 <= b <= 90 for b in text)
+            and any(97 <= b <= 122 for b in text))
+
+
+def value_needles(values: Iterable[tuple[str, bytes]]) -> list[tuple[bytes, str]]:
+    """Every encoded form of every key value, labelled ``LABEL (form)``."""
+    needles: dict[bytes, str] = {}
+    for label, value in values:
+        for form, encoded in encodings(value):
+            # Very short forms would match by chance; KnownSecrets refuses them too.
+            if len(encoded) >= 6:
+                needles.setdefault(encoded, f"{label} ({form})")
+    return list(needles.items())
+
+
+@dataclass
+class _Walk:
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class KeySearcher:
+    """Searches bytes, files, logs and process environments for keys.
+
+    Attributes:
+        settings: bounds, skipped directories and shape rules.
+        exclude: paths never searched (evidence directories, the HSM token directory).
+    """
+
+    def __init__(self, values: Iterable[tuple[str, bytes]], settings: SearchSettings, *,
+                 exclude: Sequence[Path] = ()) -> None:
+        self.settings = settings
+        self.exclude = tuple(Path(os.path.abspath(path)) for path in exclude)
+        needles = value_needles(values)
+        self._lengths = {label: len(needle) for needle, label in needles}
+        self._sweep = SecretSweep(needles, hit_limit=10_000)
+        self._shapes = [(rule, rule.compiled()) for rule in settings.shape]
+
+    def scan(self, data: bytes, place: Place, name: str, *,
+             line_numbers: bool) -> list[KeyHit]:
+        """Every hit in one buffer; ``name`` is the file or ``process $VAR`` it came from."""
+        hits: list[KeyHit] = []
+        spans: list[tuple[int, int]] = []
+        for hit in self._sweep.scan_bytes(data, name):
+            length = self._lengths[hit.label]
+            spans.append((hit.offset, hit.offset + length))
+            hits.append(KeyHit("value", place, self._where(data, name, hit.offset, line_numbers),
+                               hit.label, fingerprint(data[hit.offset:hit.offset + length])))
+        for rule, pattern in self._shapes:
+            for match in pattern.finditer(data):
+                secret_span = match.span(1) if pattern.groups else match.span()
+                secret = data[secret_span[0]:secret_span[1]]
+                if rule.min_entropy and shannon_entropy(secret) < rule.min_entropy:
+                    continue
+                if rule.mixed and not _is_mixed(secret):
+                    continue
+                # A real key found by value, or by an earlier (more specific)
+                # shape, is named already.
+                if any(start < secret_span[1] and secret_span[0] < end for start, end in spans):
+                    continue
+                spans.append(secret_span)
+                hits.append(KeyHit("shape", place,
+                                   self._where(data, name, secret_span[0], line_numbers),
+                                   rule.name, fingerprint(secret), rule.fails))
+        return hits
+
+    @staticmethod
+    def _where(data: bytes, name: str, offset: int, line_numbers: bool) -> str:
+        if line_numbers:
+            return f"{name}:{data.count(_NEWLINE, 0, offset) + 1}"
+        return f"{name}@{offset}"
+
+    def _excluded(self, path: Path) -> bool:
+        absolute = Path(os.path.abspath(path))
+        return any(absolute == ex or ex in absolute.parents for ex in self.exclude)
+
+    def _walk(self, roots: Sequence[Path]) -> _Walk:
+        walk = _Walk()
+        for root in roots:
+            if self._excluded(root):
+                walk.skipped.append((str(root), "excluded (harness evidence or HSM token store)"))
+                continue
+            if root.is_symlink():
+                walk.skipped.append((str(root), "symbolic link not followed"))
+                continue
+            if root.is_file():
+                walk.files.append(root)
+                continue
+            if not root.is_dir():
+                walk.errors.append(f"{root}: not found")
+                continue
+
+            def on_error(exc: OSError, walk: _Walk = walk) -> None:
+                walk.errors.append(f"{exc.filename}: {exc.strerror or type(exc).__name__}")
+
+            for folder, dirs, names in os.walk(root, onerror=on_error):
+                kept = []
+                for name in sorted(dirs):
+                    path = Path(folder) / name
+                    if name in self.settings.skip_dir_names:
+                        continue
+                    if self._excluded(path):
+                        walk.skipped.append((str(path),
+                                             "excluded (harness evidence or HSM token store)"))
+                        continue
+                    kept.append(name)
+                dirs[:] = kept
+                for name in sorted(names):
+                    path = Path(folder) / name
+                    if path.is_symlink() or not path.is_file():
+                        continue
+                    if self._excluded(path):
+                        walk.skipped.append((str(path), "excluded"))
+                        continue
+                    walk.files.append(path)
+        return walk
+
+    def search_files(self, roots: Sequence[Path], place: Place) -> KeySearchResult:
+        """Search every text file under ``roots`` (files or directories)."""
+        limit = self.settings.max_log_bytes if place == "log" else self.settings.max_file_bytes
+        walk = self._walk(roots)
+        hits: list[KeyHit] = []
+        truncated: list[str] = []
+        searched = 0
+        total = 0
+        for path in walk.files:
+            try:
+                with path.open("rb") as stream:
+                    data = stream.read(limit + 1)
+            except OSError as exc:
+                walk.errors.append(f"{path}: {exc.strerror or type(exc).__name__}")
+                continue
+            if b"\0" in data[:_BINARY_SNIFF_BYTES]:
+                walk.skipped.append((str(path), "binary file"))
+                continue
+            if len(data) > limit:
+                data = data[:limit]
+                truncated.append(str(path))
+            searched += 1
+            total += len(data)
+            hits.extend(self.scan(data, place, str(path), line_numbers=place != "log"))
+        return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
+                               skipped=tuple(walk.skipped), truncated=tuple(truncated),
+                               errors=tuple(walk.errors))
+
+    def search_processes(self, processes: Iterable[ProcessObservation]) -> KeySearchResult:
+        """Search the environment of every process (variable names only in hits)."""
+        hits: list[KeyHit] = []
+        searched: list[str] = []
+        errors: list[str] = []
+        for process in processes:
+            if process.environ_error:
+                errors.append(f"{process.where}: {process.environ_error}")
+                continue
+            searched.append(process.where)
+            for name, value in process.environ:
+                line = name.encode() + b"=" + value
+                for hit in self.scan(line, "env", f"{process.where} ${name}", line_numbers=False):
+                    # The offset within one variable says nothing: drop it.
+                    hits.append(KeyHit(hit.kind, hit.place, f"{process.where} ${name}", hit.what,
+                                       hit.fingerprint, hit.fails))
+        return KeySearchResult(hits=tuple(_unique(hits)), processes_searched=tuple(searched),
+                               errors=tuple(errors))
+
+
+def _unique(hits: Iterable[KeyHit]) -> Iterator[KeyHit]:
+    seen: set[tuple[str, str, str]] = set()
+    for hit in hits:
+        key = (hit.where, hit.what, hit.fingerprint)
+        if key not in seen:
+            seen.add(key)
+            yield hit
+
+
+def search_target(source_paths: Sequence[Path], config_paths: Sequence[Path],
+                  log_dir: Path | None, processes: Sequence[ProcessObservation] | None,
+                  values: Iterable[tuple[str, bytes]], settings: SearchSettings, *,
+                  exclude: Sequence[Path] = ()) -> KeySearchResult:
+    """Search a target's source, configuration, logs and process environments in one go.
+
+    Args:
+        source_paths, config_paths: the profile's ``[scan]`` paths.
+        log_dir: the profile's ``local.log_dir`` (None: no logs searched).
+        processes: observed processes (None: environments not searched).
+        values: (label, value) of the real keys.
+        exclude: paths never searched (the harness's evidence, the HSM token store).
+    """
+    searcher = KeySearcher(values, settings, exclude=exclude)
+    result = searcher.search_files(source_paths, "source")
+    result = result.merged(searcher.search_files(config_paths, "config"))
+    if log_dir is not None:
+        result = result.merged(searcher.search_files([log_dir], "log"))
+    if processes is not None:
+        result = result.merged(searcher.search_processes(processes))
+    return result

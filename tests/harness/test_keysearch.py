@@ -1,0 +1,152 @@
+"""The key search on hand-made trees and on a real child process's environment."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from checks.keys import load_key_classes
+from harness.keysearch import KeySearcher, search_target, shannon_entropy
+from harness.probes.processes import observe_pid
+
+SETTINGS = load_key_classes().search
+TOKEN_KEY = bytes([0xFB, 0xFF, 0xBF] * 10 + [1, 2])  # differs between the base64 alphabets
+FERNET_KEY = base64.urlsafe_b64encode(TOKEN_KEY).decode()
+STRIPE = "sk_live_51Hq8ZxLkQ2mVb7RtY3nW0pAeCdFgHiJk"
+VALUES = [("votriz/token-encryption/v1", TOKEN_KEY), ("votriz/api/stripe", STRIPE.encode())]
+
+
+def searcher(**kwargs) -> KeySearcher:
+    return KeySearcher(VALUES, SETTINGS, **kwargs)
+
+
+def test_real_value_in_config_is_named_by_file_line_and_form(tmp_path: Path) -> None:
+    config = tmp_path / "api.toml"
+    config.write_text(f'listen = "x"\n\nstripe_key = "{STRIPE}"\n')
+    result = searcher().search_files([config], "config")
+    hit, = result.failing
+    assert (hit.kind, hit.place, hit.where, hit.what) == (
+        "value", "config", f"{config}:3", "votriz/api/stripe (raw)")
+    # The hit never carries the value.
+    assert STRIPE not in repr(result) and STRIPE not in hit.describe()
+
+
+def test_every_encoding_of_a_key_is_found(tmp_path: Path) -> None:
+    forms = {
+        "base64": base64.b64encode(TOKEN_KEY).decode(),
+        "base64url": FERNET_KEY,
+        "hex": TOKEN_KEY.hex(),
+        "HEX": TOKEN_KEY.hex().upper(),
+    }
+    for form, text in forms.items():
+        (tmp_path / f"{form}.txt").write_text(f"x = {text}\n")
+    result = searcher().search_files([tmp_path], "source")
+    found = {hit.what for hit in result.hits}
+    assert {f"votriz/token-encryption/v1 ({form})" for form in forms} <= found
+
+
+def test_key_shapes_without_known_values(tmp_path: Path) -> None:
+    source = tmp_path / "settings.py"
+    source.write_text(
+        "ANTHROPIC = 'sk-ant-api03-Zx81kQmV2bN7rT3wY0pLaEcD'\n"
+        "import re\nre_compile_pattern_cache_for_everything = re.compile('x')\n"
+        "JWT_SECRET = 'q8Zr3LmV9xT2bN7kW0pYaEcDfGhJ4sUi'\n"
+        f"FERNET = '{base64.urlsafe_b64encode(os.urandom(32)).decode()}'\n"
+        "-----BEGIN RSA PRIVATE KEY-----\n"
+        "password = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'\n"
+    )
+    result = KeySearcher([], SETTINGS).search_files([source], "source")
+    named = sorted((hit.what, hit.where.rsplit(":", 1)[1], hit.fails) for hit in result.hits)
+    assert named == [
+        ("anthropic-api-key", "1", True),
+        ("fernet-key", "5", True),
+        ("pem-private-key", "6", False),
+        ("secret-assignment", "4", True),
+    ]
+
+
+def test_value_hit_suppresses_the_shape_hit_at_the_same_place(tmp_path: Path) -> None:
+    (tmp_path / "a.env").write_text(f"STRIPE_KEY={STRIPE}\n")
+    result = searcher().search_files([tmp_path], "config")
+    assert [hit.kind for hit in result.hits] == ["value"]
+
+
+def test_binary_excluded_and_skipped_dirs(tmp_path: Path) -> None:
+    (tmp_path / "blob.bin").write_bytes(b"\0\1\2" + STRIPE.encode())
+    evidence = tmp_path / "reports"
+    evidence.mkdir()
+    (evidence / "e.json").write_text(STRIPE)
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    (cache / "x.txt").write_text(STRIPE)
+    (tmp_path / "link").symlink_to(tmp_path / "blob.bin")
+    result = searcher(exclude=[evidence]).search_files([tmp_path], "source")
+    assert result.hits == ()
+    assert (str(tmp_path / "blob.bin"), "binary file") in result.skipped
+    assert any(path == str(evidence) for path, _ in result.skipped)
+    assert result.files_searched == 0
+
+
+def test_large_file_is_bounded_and_reported_truncated(tmp_path: Path) -> None:
+    big = tmp_path / "big.log"
+    big.write_bytes(b"a" * 100 + STRIPE.encode() + b"\n" + b"b" * 200 + STRIPE.encode())
+    settings = SETTINGS.model_copy(update={"max_log_bytes": 200})
+    result = KeySearcher(VALUES, settings).search_files([tmp_path], "log")
+    assert [hit.where for hit in result.hits] == [f"{big}@100"]
+    assert result.truncated == (str(big),)
+
+
+def test_missing_path_is_an_error_not_a_silent_pass(tmp_path: Path) -> None:
+    result = searcher().search_files([tmp_path / "nope"], "config")
+    assert result.errors == (f"{tmp_path / 'nope'}: not found",)
+
+
+def test_environment_of_a_real_process_names_the_variable(tmp_path: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             env={"PATH": os.environ.get("PATH", ""), "VOTRIZ_TOKEN_KEY": FERNET_KEY,
+                                  "HARMLESS": "yes"})
+    try:
+        time.sleep(0.2)
+        seen = observe_pid("api", child.pid)
+        assert seen is not None and "VOTRIZ_TOKEN_KEY" in seen.variable_names()
+        assert FERNET_KEY not in repr(seen)
+        result = searcher().search_processes([seen])
+    finally:
+        child.kill()
+        child.wait()
+    hit, = result.hits
+    assert hit.where == f"api[pid {child.pid} python3] $VOTRIZ_TOKEN_KEY" or \
+        hit.where.endswith("$VOTRIZ_TOKEN_KEY")
+    assert hit.what == "votriz/token-encryption/v1 (base64url)" and hit.place == "env"
+
+
+def test_search_target_covers_source_config_logs(tmp_path: Path) -> None:
+    src, conf, logs = tmp_path / "src", tmp_path / "conf", tmp_path / "logs"
+    for folder in (src, conf, logs):
+        folder.mkdir()
+    (src / "ok.py").write_text("print('hello')\n")
+    (conf / "api.toml").write_text("x = 1\n")
+    (logs / "api.log").write_text("GET / 200\n" + f"key={TOKEN_KEY.hex()}\n")
+    result = search_target([src], [conf], logs, None, VALUES, SETTINGS)
+    assert [(hit.place, hit.where) for hit in result.hits] == [("log", f"{logs / 'api.log'}@14")]
+    assert result.files_searched == 3
+
+
+@given(st.binary(max_size=2000))
+def test_search_never_crashes(data: bytes) -> None:
+    for hit in searcher().scan(data, "log", "x", line_numbers=True):
+        assert hit.fingerprint.startswith("sha256:")
+
+
+def test_entropy() -> None:
+    assert shannon_entropy(b"") == 0.0
+    assert shannon_entropy(b"aaaa") == 0.0
+    assert shannon_entropy(bytes(range(16))) == pytest.approx(4.0)
