@@ -1,0 +1,288 @@
+"""Canary accounts: known secrets planted through the API, then looked for at rest.
+
+Each run makes one canary account with fresh random values: an e-mail address
+``canary+<runid>@audit.invalid`` (a reserved TLD: no mail can ever leave), a
+password, a TOTP secret and ten MFA backup codes, one channel per platform with
+its own access and refresh tokens, and a recovery token read from the mail the
+service sends (through the fakes' capture API). Every value is registered in
+:class:`~harness.redaction.KnownSecrets` the moment it exists, before anything
+could write it to a report.
+
+:class:`CanarySession` deletes the account at the end (``DELETE /account``),
+also when creating it failed half-way, logging in again with the TOTP secret
+if the session was invalidated in between (a JWT rotation does that).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pyotp
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes.api import VotrizApi, edge_ssl_context
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+#: The platforms the page names, in its order.
+PLATFORMS = ("instagram", "linkedin", "twitter", "tiktok", "youtube")
+CANARY_DOMAIN = "audit.invalid"
+BACKUP_CODES_PROMISED = 10
+
+
+def canary_email(run_id: str) -> str:
+    """The canary's address for a run (lower case: services lower-case addresses)."""
+    return f"canary+{run_id.lower()}@{CANARY_DOMAIN}"
+
+
+@dataclass(frozen=True)
+class CanaryChannel:
+    """One channel the canary connected, with the tokens it handed in.
+
+    Attributes:
+        platform: one of :data:`PLATFORMS`.
+        channel_id: the row id the API answered.
+        access_token: the OAuth access token handed in (a secret).
+        refresh_token: the OAuth refresh token handed in (a secret).
+    """
+
+    platform: str
+    channel_id: int
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RecoveryMail:
+    """The recovery mail the service sent to the canary.
+
+    Attributes:
+        subject: its subject.
+        link_host: scheme and host of the recovery link (no query: it holds the token).
+        token: the token from the link (a secret); None if the mail holds no link.
+        mails_seen: how many mails to the canary the capture held.
+    """
+
+    subject: str
+    link_host: str
+    token: str | None = field(repr=False)
+    mails_seen: int
+
+
+@dataclass
+class Canary:
+    """Everything the canary planted and observed while planting.
+
+    Attributes:
+        run_id: the run this canary belongs to.
+        email: its address.
+        password: its password (a secret).
+        user_id: its ``users.id``, or None before signup succeeded.
+        totp_secret: its TOTP secret once MFA is set up (a secret).
+        backup_codes: the codes ``POST /mfa/setup`` answered (secrets).
+        mfa_status_body: the body of ``GET /mfa`` right after setup.
+        brand_id: its brand's id.
+        channels: one per platform.
+        recovery_request_body: the body of ``POST /recovery/request``.
+        recovery: the recovery mail, once read.
+        removed: whether the account was deleted at the end.
+        cleanup_note: what happened at clean-up.
+    """
+
+    run_id: str
+    email: str
+    password: str = field(repr=False)
+    user_id: int | None = None
+    totp_secret: str | None = field(default=None, repr=False)
+    backup_codes: tuple[str, ...] = field(default=(), repr=False)
+    mfa_status_body: Any = field(default=None, repr=False)
+    brand_id: int | None = None
+    channels: tuple[CanaryChannel, ...] = ()
+    recovery_request_body: Any = field(default=None, repr=False)
+    recovery: RecoveryMail | None = None
+    removed: bool = False
+    cleanup_note: str = ""
+
+    def channel(self, platform: str) -> CanaryChannel | None:
+        return next((c for c in self.channels if c.platform == platform), None)
+
+    def summary(self) -> dict[str, Any]:
+        """What the canary is, without any secret (for evidence)."""
+        return {
+            "run_id": self.run_id, "email_domain": CANARY_DOMAIN, "user_id": self.user_id,
+            "backup_codes": len(self.backup_codes), "brand_id": self.brand_id,
+            "channels": {c.platform: c.channel_id for c in self.channels},
+            "recovery_mail": self.recovery is not None and self.recovery.token is not None,
+            "removed": self.removed, "cleanup": self.cleanup_note,
+        }
+
+
+class MailCapture:
+    """Reads mails from the fakes' capture API (``GET /_capture/mail``).
+
+    All mails are fetched and filtered here rather than with ``?to=ADDR``, so
+    the canary's address never appears in the fakes' access log, which the
+    plaintext sweep may read.
+    """
+
+    def __init__(self, profile: TargetProfile, policy: Policy) -> None:
+        if profile.capture is None:
+            raise ProbeError("the profile has no [capture] section: cannot read the recovery mail")
+        self._url = profile.capture.url.rstrip("/") + "/_capture/mail"
+        self._client = httpx.Client(
+            verify=edge_ssl_context(profile), trust_env=False,
+            timeout=httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def mails_to(self, address: str) -> list[dict[str, Any]]:
+        """Every captured mail to ``address``, oldest first."""
+        try:
+            response = self._client.get(self._url)
+        except httpx.HTTPError as exc:
+            raise ProbeError(f"GET {self._url}: {type(exc).__name__}") from None
+        if response.status_code != 200:
+            raise ProbeError(f"GET {self._url}: HTTP {response.status_code}")
+        try:
+            mails = response.json()["mails"]
+            wanted = address.lower()
+            return sorted((m for m in mails if str(m.get("to", "")).lower() == wanted),
+                          key=lambda m: int(m.get("seq", 0)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProbeError(f"GET {self._url}: unexpected answer ({type(exc).__name__})") from None
+
+
+def recovery_token_from_mail(text: str) -> tuple[str, str | None]:
+    """(scheme://host of the first link with a ``token`` parameter, that token)."""
+    for word in text.split():
+        if "://" not in word:
+            continue
+        parts = urlsplit(word.strip("<>()\"'"))
+        tokens = parse_qs(parts.query).get("token")
+        if tokens:
+            return f"{parts.scheme}://{parts.netloc}", tokens[0]
+    return "", None
+
+
+def _new_token(kind: str, platform: str) -> str:
+    # A '.' keeps a leaked token from ever parsing as base64 by accident, so a
+    # plaintext cell fails as "not base64", and real OAuth tokens have dots too.
+    return f"canary.{kind}.{platform}.{secrets.token_urlsafe(24)}"
+
+
+class CanarySession:
+    """Create the canary on enter, remove it on exit (also after a failure).
+
+    Attributes:
+        canary: the canary, as far as it got.
+    """
+
+    def __init__(self, api: VotrizApi, mail: MailCapture, known_secrets: KnownSecrets, *,
+                 run_id: str | None = None, mail_wait_s: float = 10.0) -> None:
+        self._api = api
+        self._mail = mail
+        self._known = known_secrets
+        self._mail_wait_s = mail_wait_s
+        run = run_id or uuid.uuid4().hex[:12]
+        password = "Cn-" + secrets.token_urlsafe(24)
+        self.canary = Canary(run_id=run, email=canary_email(run), password=password)
+        known_secrets.add(self.canary.email, "canary e-mail")
+        known_secrets.add(password, "canary password")
+
+    def __enter__(self) -> Canary:
+        try:
+            self._plant()
+        except BaseException:
+            self.remove()
+            raise
+        return self.canary
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def _secret(self, value: str, label: str) -> str:
+        self._known.add(value, label)
+        return value
+
+    def _plant(self) -> None:
+        api, canary = self._api, self.canary
+        answer = api.signup(canary.email, canary.password)
+        user_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+        if not isinstance(user_id, int):
+            raise ProbeError("POST /signup: the answer holds no id")
+        canary.user_id = user_id
+        self._secret(api.login(canary.email, canary.password), "canary session token")
+
+        setup = api.mfa_setup().body
+        totp = setup.get("totp_secret") if isinstance(setup, dict) else None
+        codes = setup.get("backup_codes") if isinstance(setup, dict) else None
+        if not isinstance(totp, str) or not isinstance(codes, list):
+            raise ProbeError("POST /mfa/setup: the answer holds no TOTP secret or no backup codes")
+        canary.totp_secret = self._secret(totp, "canary TOTP secret")
+        canary.backup_codes = tuple(self._secret(str(code), f"canary backup code {i + 1}")
+                                    for i, code in enumerate(codes))
+        canary.mfa_status_body = api.mfa_status().body
+
+        canary.brand_id = api.create_brand(f"votriz-audit canary {canary.run_id}", "audit")
+        channels = []
+        for platform in PLATFORMS:
+            access = self._secret(_new_token("at", platform), f"canary {platform} access token")
+            refresh = self._secret(_new_token("rt", platform), f"canary {platform} refresh token")
+            channel_id = api.create_channel(canary.brand_id, platform, access, refresh)
+            channels.append(CanaryChannel(platform, channel_id, access, refresh))
+        canary.channels = tuple(channels)
+
+        before = len(self._mail.mails_to(canary.email))
+        canary.recovery_request_body = api.request_recovery(canary.email).body
+        canary.recovery = self._read_recovery_mail(before)
+
+    def _read_recovery_mail(self, before: int) -> RecoveryMail:
+        deadline = time.monotonic() + self._mail_wait_s
+        while True:
+            mails = self._mail.mails_to(self.canary.email)
+            if len(mails) > before or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if len(mails) <= before:
+            raise ProbeError(f"no recovery mail reached the capture for the canary within "
+                             f"{self._mail_wait_s:g} s")
+        newest = mails[-1]
+        host, token = recovery_token_from_mail(str(newest.get("text", "")))
+        if token is not None:
+            self._secret(token, "canary recovery token")
+        return RecoveryMail(str(newest.get("subject", "")), host, token, len(mails))
+
+    def remove(self) -> None:
+        """Delete the canary's account (idempotent); the outcome is in ``cleanup_note``."""
+        canary, api = self.canary, self._api
+        if canary.removed or canary.user_id is None:
+            canary.cleanup_note = canary.cleanup_note or "nothing to remove"
+            return
+        try:
+            answer = api.request("DELETE", "/account")
+            if answer.status == 401:
+                # The session may have been invalidated (a JWT secret rotation): log in again.
+                self._login_again()
+                answer = api.request("DELETE", "/account")
+            canary.removed = answer.status in (200, 202, 204)
+            canary.cleanup_note = f"DELETE /account answered {answer.status}"
+        except ProbeError as exc:
+            canary.cleanup_note = f"clean-up failed: {exc}"
+
+    def _login_again(self) -> None:
+        canary, api = self.canary, self._api
+        if canary.totp_secret:
+            token = api.login_with_totp(canary.email, canary.password,
+                                        pyotp.TOTP(canary.totp_secret).now())
+        else:
+            token = api.login(canary.email, canary.password)
+        self._secret(token, "canary session token")
+
