@@ -82,3 +82,11 @@ def test_edge_tables_of_any_shape_raise_only_profile_errors(edge: dict) -> None:
         parse_profile(text)
     except ProfileError:
         pass
+
+
+def test_the_documented_example_profile_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "fixtures" / "profiles" / "example.toml"
+    profile = load_profile(example)
+    assert profile.backend == "remote" and profile.hsm is not None and profile.hsm.pin.prompt
+    assert profile.database is not None and profile.database.password is not None
+    assert profile.database.password.file == example.parent / "secrets" / "auditor-password"
