@@ -76,6 +76,7 @@ class RunState:
     started: dict[str, float] = field(default_factory=dict)
     pending: dict[str, Verdict] = field(default_factory=dict)
     today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
+    monotonic_start: float = field(default_factory=time.monotonic)
     leaks: list[str] = field(default_factory=list)
 
 
@@ -144,6 +145,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 f"(not in the claims catalogue)")
         if not claims_of(item):
             raise pytest.UsageError(f"{item.nodeid}: has no @pytest.mark.claims(...) marker")
+        if config.pluginmanager.has_plugin("timeout") and item.get_closest_marker("timeout") is None:
+            # A backstop for a check whose own timeouts failed it: it ends as ERROR.
+            item.add_marker(pytest.mark.timeout(state.policy.timeouts.command_s + 60))
 
 
 # Fixtures. They fail loudly when used without --target (only checks use them).
@@ -243,8 +247,15 @@ _PYTEST_OUTCOME = {
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     state = _state(item.config)
-    if state is not None:
-        state.started[item.nodeid] = time.monotonic()
+    if state is None:
+        return
+    state.started[item.nodeid] = time.monotonic()
+    # A whole run has an upper bound: past it, the remaining checks are not run
+    # and say so (ERROR, since nothing was verified), instead of the gate hanging.
+    limit = state.policy.timeouts.run_s
+    if state.started[item.nodeid] - state.monotonic_start > limit:
+        raise CheckOutcome(Verdict.error(f"not run: the run's time limit of {limit:g} s "
+                                         f"(policy timeouts.run_s) was reached"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -214,3 +214,26 @@ def test_plugin_is_inert_without_target(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
+
+
+def test_checks_past_the_run_time_limit_are_errors_not_passes(pytester: pytest.Pytester) -> None:
+    # Given a policy whose whole-run limit is shorter than the first check
+    policy = pytester.path / "policy.toml"
+    policy.write_text('name = "p"\nversion = "1"\n[timeouts]\nconnect_s = 0.01\nrequest_s = 0.01\nrun_s = 0.2\n')
+    checks = '''
+import time, pytest
+from harness.outcomes import Verdict
+@pytest.mark.claims("TRANSIT-TLS13")
+def check_slow(evidence):
+    time.sleep(0.5)
+    evidence.conclude(Verdict.passed("slow but fine"))
+@pytest.mark.claims("TRANSIT-HSTS")
+def check_after(evidence):
+    evidence.conclude(Verdict.passed("would pass"))
+'''
+    _, report = _run(pytester, checks, "--policy", str(policy))
+    results = _by_name(report)
+    assert results["slow"]["outcome"] == "PASS"
+    # Then the check that would start after the limit did not run and says why
+    assert results["after"]["outcome"] == "ERROR"
+    assert "time limit of 0.2 s" in results["after"]["message"]
