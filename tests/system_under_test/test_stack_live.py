@@ -1,21 +1,30 @@
-"""A clean local stack, observed from outside: the edge, the processes, the data stores, the files."""
+"""Local stacks observed from outside: a clean one, every edge and stack fault, up/down.
+
+The clean stack is the session's ``clean_stack``. Faults that touch
+independent observations share a stack (two stacks cover all ten edge and
+stack faults); each assertion looks at one fault's own symptom.
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import socket
 import ssl
 import stat
+import tempfile
+import tomllib
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from cryptography import x509
 
 from harness.profile import load_profile
-from system_under_test.local import softhsm, status
-from system_under_test.local.processes import read_pid
+from system_under_test.local import StackError, down, softhsm, status, up
+from system_under_test.local.processes import is_running, processes_inside, read_pid, tcp_accepts
 from system_under_test.local.softhsm import HsmToken
 
 pytestmark = pytest.mark.integration
@@ -222,3 +231,164 @@ def test_status_reports_every_process_running(clean_stack):
 
     assert report.healthy
     assert set(report.running) == {"api", "nginx", "postgres", "redis", "fakes"}
+
+
+GROUP_A = ("tls12-accepted", "hsts-short", "security-headers-missing", "api-plaintext-exposed",
+           "key-in-env", "cert-expiring")
+GROUP_B = ("hsts-missing", "http-serves-content", "key-in-config", "pin-in-env",
+           "key-not-in-hsm")
+
+
+def api_environments(info) -> list[dict[str, str]]:
+    master = info.pids["api"]
+    return [environ(pid) for pid in [master, *children(master)]]
+
+
+def assert_fully_down(info) -> None:
+    """Nothing of the stack runs, listens or stays on disk."""
+    assert not info.state_dir.exists()
+    assert not [pid for pid in info.pids.values() if is_running(pid)]
+    assert not processes_inside(info.state_dir)
+    open_ports = [p for p in (info.ports.https, info.ports.http, info.ports.postgres,
+                              info.ports.redis, info.ports.fakes, info.ports.fakes_plaintext,
+                              info.ports.api_plaintext) if p and tcp_accepts(p)]
+    assert not open_ports
+
+
+@pytest.fixture(scope="module")
+def group_a():
+    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+    info = up(state_dir, GROUP_A)
+    yield info
+    down(state_dir)
+
+
+@pytest.fixture(scope="module")
+def group_b():
+    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+    info = up(state_dir, GROUP_B)
+    yield info
+    down(state_dir)
+
+
+def test_tls12_accepted(group_a):
+    assert tls_version(group_a.ports.https, group_a.ca_file,
+                       maximum=ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+
+
+def test_hsts_short(group_a):
+    assert edge_get(group_a, "/healthz").headers["strict-transport-security"] == "max-age=86400"
+
+
+def test_security_headers_missing(group_a):
+    headers = edge_get(group_a, "/does-not-exist").headers
+
+    assert "content-security-policy" not in headers
+    assert "x-frame-options" not in headers
+    assert headers["server"].startswith("nginx/1.")
+
+
+def test_api_plaintext_exposed(group_a):
+    answer = httpx.get(f"http://127.0.0.1:{group_a.ports.api_plaintext}/healthz", timeout=5)
+
+    assert answer.json() == {"status": "ok"}
+
+
+def test_key_in_env(group_a):
+    key = base64.urlsafe_b64encode(
+        softhsm.read_values(token_of(group_a), [softhsm.TOKEN_KEY_V1])[softhsm.TOKEN_KEY_V1])
+
+    assert all(env.get("VOTRIZ_TOKEN_ENCRYPTION_KEY", "").encode() == key
+               for env in api_environments(group_a)), "the key is not in every API environment"
+
+
+def test_cert_expiring(group_a):
+    context = ssl.create_default_context(cafile=str(group_a.ca_file))
+    with socket.create_connection(("127.0.0.1", group_a.ports.https), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=HOST) as tls:
+        cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+
+    left = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(days=1) < left <= dt.timedelta(days=2)
+
+
+def test_group_a_stays_clean_elsewhere(group_a):
+    # The faults above must not leak into claims they do not concern.
+    assert edge_get(group_a, "/healthz").headers["x-content-type-options"] == "nosniff"
+    answer = httpx.get(f"http://127.0.0.1:{group_a.ports.http}/", timeout=5)
+    assert (answer.status_code, answer.content) == (301, b"")
+
+
+def test_hsts_missing(group_b):
+    headers = edge_get(group_b, "/healthz").headers
+
+    assert "strict-transport-security" not in headers
+    assert headers["x-frame-options"] == "DENY"
+
+
+def test_http_serves_content(group_b):
+    answer = httpx.get(f"http://127.0.0.1:{group_b.ports.http}/healthz",
+                       headers={"Host": HOST}, timeout=5)
+
+    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+
+
+def test_key_in_config(group_b):
+    stripe = softhsm.read_values(token_of(group_b), [softhsm.STRIPE])[softhsm.STRIPE]
+    config = tomllib.loads(group_b.api_config.read_text())
+
+    assert config["stripe_api_key"].encode() == stripe
+
+
+def test_pin_in_env(group_b):
+    pin = (group_b.state_dir / "secrets" / "hsm-pin").read_text().strip()
+
+    assert all(env.get("VOTRIZ_HSM_PIN") == pin for env in api_environments(group_b)), \
+        "the PIN is not in every API environment"
+
+
+def test_key_not_in_hsm_yet_the_api_works(group_b):
+    # Given the Redis password kept in a file instead of the token
+    password_file = group_b.state_dir / "secrets" / "redis-password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    labels = {row["label"] for row in softhsm.inspect_objects(token_of(group_b))}
+    assert softhsm.REDIS_PASSWORD not in labels
+    assert tomllib.loads(group_b.api_config.read_text())["redis_password_file"] == \
+        str(password_file)
+
+    # When the API handles a login, which goes through its Redis rate limiter
+    answer = edge_get(group_b, "/healthz")
+    context = ssl.create_default_context(cafile=str(group_b.ca_file))
+    with httpx.Client(verify=context, timeout=10) as client:
+        login = client.post(f"https://127.0.0.1:{group_b.ports.https}/api/v1/login",
+                            json={"email": "nobody@example.test", "password": "wrong password"},
+                            headers={"Host": HOST}, extensions={"sni_hostname": HOST})
+
+    # Then it answers as usual
+    assert answer.status_code == 200
+    assert login.status_code == 401
+
+
+def test_round_trip_down_leaves_nothing_running(stack_factory):
+    with stack_factory() as info:
+        assert edge_get(info, "/healthz").status_code == 200
+        down(info.state_dir)
+        assert_fully_down(info)
+    # The factory's own down afterwards is a no-op.
+
+
+def test_failed_up_stops_what_it_started():
+    # Given an API that cannot start
+    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+    try:
+        with pytest.raises(StackError, match=r"^api \(gunicorn\): .*api\.log"):
+            up(state_dir, api_app="votriz_no_such_module:app", with_ops=False)
+
+        # Then nothing runs any more and no secret is left, but the logs are
+        assert not processes_inside(state_dir)
+        assert not (state_dir / "secrets").exists() and not (state_dir / "tokens").exists()
+        assert (state_dir / "logs" / "api.log").exists()
+    finally:
+        # And down still removes the rest
+        down(state_dir)
+    assert not state_dir.exists()
