@@ -1,0 +1,134 @@
+"""The outbound probe's canary life cycle, with stand-ins for the API and the capture API,
+and the capture client against a closed port."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import pytest
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes import outbound
+from harness.probes.api import ApiResponse
+from harness.probes.outbound import CaptureClient, CapturedRequest, observe_outbound
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+PROFILE = TargetProfile.model_validate({
+    "name": "test", "backend": "local",
+    "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": 8443},
+    "api": {}, "capture": {"url": "https://127.0.0.1:9", "plaintext_port": 10},
+})
+
+
+class FakeApi:
+    """Records the calls the probe makes; can fail on one of them."""
+
+    calls: ClassVar[list[str]] = []
+    fail_on: ClassVar[str | None] = None
+
+    def __init__(self, profile: TargetProfile, *, timeout_s: float) -> None:
+        self.token: str | None = None
+
+    def _call(self, name: str, status: int = 201, body: Any = None) -> ApiResponse:
+        FakeApi.calls.append(name)
+        if FakeApi.fail_on == name:
+            raise ProbeError(f"{name}: expected HTTP 201, got 500")
+        return ApiResponse(status, body or {}, {})
+
+    def signup(self, email: str, password: str) -> ApiResponse:
+        return self._call("signup")
+
+    def login(self, email: str, password: str) -> str:
+        self._call("login")
+        self.token = "canary-session-token-0123456789"
+        return self.token
+
+    def create_brand(self, name: str, industry: str) -> int:
+        self._call("create_brand")
+        return 7
+
+    def create_caption(self, brand_id: int, prompt: str) -> ApiResponse:
+        return self._call("create_caption")
+
+    def request_recovery(self, email: str) -> ApiResponse:
+        return self._call("request_recovery", 202)
+
+    def delete_account(self) -> ApiResponse:
+        return self._call("delete_account", 204)
+
+    def close(self) -> None:
+        FakeApi.calls.append("close")
+
+
+class FakeCapture:
+    """The fakes' capture API: the LLM call at once, the mail on the second poll."""
+
+    def __init__(self, capture: Any, profile: TargetProfile, policy: Policy) -> None:
+        self.polls = 0
+
+    def last_seq(self) -> int:
+        return 40
+
+    def requests_since(self, seq: int) -> tuple[CapturedRequest, ...]:
+        self.polls += 1
+        found = [CapturedRequest(41, "tls", "POST", "/anthropic/v1/messages", "x")]
+        if self.polls >= 2:
+            found.append(CapturedRequest(42, "plaintext", "POST", "/resend/emails", "x"))
+        return tuple(found)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fakes(monkeypatch: pytest.MonkeyPatch) -> type[FakeApi]:
+    FakeApi.calls = []
+    FakeApi.fail_on = None
+    monkeypatch.setattr(outbound, "VotrizApi", FakeApi)
+    monkeypatch.setattr(outbound, "CaptureClient", FakeCapture)
+    monkeypatch.setattr(outbound, "POLL_INTERVAL_S", 0.01)
+    return FakeApi
+
+
+def test_exercise_collects_late_calls_and_removes_the_canary(fakes: type[FakeApi],
+                                                             fast_policy: Policy) -> None:
+    secrets = KnownSecrets()
+    exercise = observe_outbound(PROFILE, fast_policy, secrets)
+    assert [r.path for r in exercise.captured] == ["/anthropic/v1/messages", "/resend/emails"]
+    assert exercise.since_seq == 40 and exercise.canary_removed and exercise.cleanup_error is None
+    assert fakes.calls[-2:] == ["delete_account", "close"]
+    # The password and the session token were registered before anything could print them.
+    assert {label for _, label in secrets.items()} == {"canary password", "canary session token"}
+
+
+def test_canary_is_removed_when_the_exercise_fails(fakes: type[FakeApi], fast_policy: Policy) -> None:
+    fakes.fail_on = "create_caption"
+    with pytest.raises(ProbeError, match="create_caption"):
+        observe_outbound(PROFILE, fast_policy, KnownSecrets())
+    assert fakes.calls[-2:] == ["delete_account", "close"]
+
+
+def test_failed_removal_is_recorded_not_hidden(fakes: type[FakeApi], fast_policy: Policy) -> None:
+    fakes.fail_on = "delete_account"
+    exercise = observe_outbound(PROFILE, fast_policy, KnownSecrets())
+    assert not exercise.canary_removed and "delete_account" in (exercise.cleanup_error or "")
+
+
+def test_no_capture_section_is_a_probe_error(fast_policy: Policy) -> None:
+    with pytest.raises(ProbeError, match=r"no \[capture\]"):
+        observe_outbound(PROFILE.model_copy(update={"capture": None}), fast_policy, KnownSecrets())
+
+
+def test_capture_api_on_a_closed_port_is_a_probe_error_at_once(closed_port: int,
+                                                               fast_policy: Policy) -> None:
+    assert PROFILE.capture is not None
+    capture = PROFILE.capture.model_copy(update={"url": f"https://127.0.0.1:{closed_port}"})
+    client = CaptureClient(capture, PROFILE, fast_policy)
+    started = time.monotonic()
+    with pytest.raises(ProbeError, match="_capture/requests"):
+        client.last_seq()
+    assert time.monotonic() - started < fast_policy.timeouts.connect_s
+    client.close()
