@@ -10,9 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from checks import transit
 from checks.transit import (
     HEADERS_BASIS,
     certificate_verdict,
+    check_http_redirect_only,
+    check_origin_not_plaintext,
+    check_outbound_https,
     host_matches_certificate,
     hsts_verdict,
     http_redirect_verdict,
@@ -22,13 +26,15 @@ from checks.transit import (
     security_headers_verdict,
     tls_versions_verdict,
 )
-from harness.outcomes import Outcome
+from harness.evidence import EvidenceRecorder
+from harness.outcomes import CheckOutcome, Outcome, Verdict
 from harness.policy import load_policy
 from harness.probes.http import EdgeSamples, HttpSample, PlainHttpAnswer
 from harness.probes.listeners import ListeningSocket, OriginSurvey, ProbedListener
 from harness.probes.outbound import CapturedRequest, ExerciseStep, OutboundExercise
 from harness.probes.tls import CertificateObservation, TlsScan, TlsVersionProbe
-from harness.profile import Edge
+from harness.profile import Edge, TargetProfile
+from harness.redaction import KnownSecrets
 
 POLICY = load_policy()
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -458,3 +464,57 @@ def test_canary_left_behind_is_said() -> None:
     verdict = outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, removed=False))
     assert verdict.outcome is Outcome.PASS
     assert "could not be removed: DELETE /account: 500" in verdict.message
+
+
+# --- The checks' own early endings (no I/O before them) -------------------------------------
+
+def conclude(check: object, tmp_path: Path, **fixtures: object) -> Verdict:
+    recorder = EvidenceRecorder("transit.x", tmp_path, KnownSecrets())
+    with pytest.raises(CheckOutcome) as raised:
+        check(evidence=recorder, policy=POLICY, **fixtures)  # type: ignore[operator]
+    return raised.value.verdict
+
+
+def profile(**changes: object) -> TargetProfile:
+    data: dict[str, object] = {"name": "t", "backend": "local",
+                               "edge": {"host": "votriz.test", "address": "127.0.0.1"}}
+    data.update(changes)
+    return TargetProfile.model_validate(data)
+
+
+def test_no_http_port_makes_the_redirect_check_not_applicable(tmp_path: Path) -> None:
+    verdict = conclude(check_http_redirect_only, tmp_path,
+                       profile=profile(edge={"host": "votriz.test", "http_port": None}))
+    assert verdict.outcome is Outcome.NOT_APPLICABLE and "edge.http_port" in verdict.message
+
+
+@pytest.mark.parametrize("backend", ["docker", "remote"])
+def test_origin_listeners_not_applicable_outside_the_local_backend(backend: str, tmp_path: Path) -> None:
+    verdict = conclude(check_origin_not_plaintext, tmp_path, profile=profile(backend=backend))
+    assert verdict.outcome is Outcome.NOT_APPLICABLE
+    assert f"backend is {backend!r}" in verdict.message and "Docker backend will" in verdict.message
+
+
+def test_outbound_without_capture_is_manual_with_what_to_attest(tmp_path: Path) -> None:
+    verdict = conclude(check_outbound_https, tmp_path, profile=profile(api={}),
+                       known_secrets=KnownSecrets())
+    assert verdict.outcome is Outcome.MANUAL
+    assert "Attest that the API calls the LLM provider (Anthropic) and Resend only over https://" \
+        in verdict.message
+
+
+def test_outbound_without_canaries_is_manual(tmp_path: Path) -> None:
+    verdict = conclude(check_outbound_https, tmp_path, known_secrets=KnownSecrets(),
+                       profile=profile(api={"canaries": False}, capture={"url": "https://127.0.0.1:9"}))
+    assert verdict.outcome is Outcome.MANUAL and "api.canaries" in verdict.message
+
+
+def test_every_check_claims_what_the_catalogue_maps_to_it() -> None:
+    from harness.claims import load_catalogue
+
+    catalogue = load_catalogue()
+    for name, check in [(n, getattr(transit, n)) for n in dir(transit) if n.startswith("check_")]:
+        check_id = f"transit.{name.removeprefix('check_')}"
+        marked = {c for m in check.pytestmark if m.name == "claims" for c in m.args}
+        mapped = {claim.id for claim in catalogue.claim if check_id in claim.checks}
+        assert marked == mapped, check_id
