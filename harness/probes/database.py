@@ -308,6 +308,14 @@ class DatabaseProbe:
             self.connection.rollback()
             raise ProbeError(self._safe(f"cannot read {table}.{column}: {_first_line(exc)}")) from None
 
+    def sample_column(self, info: ColumnInfo, rows: int) -> tuple[str, ...]:
+        """Up to ``rows`` non-NULL values of a column as text, chosen at random."""
+        query = sql.SQL("SELECT {col}::text FROM {schema}.{table} WHERE {col} IS NOT NULL"
+                        " ORDER BY random() LIMIT {n}").format(
+            col=sql.Identifier(info.column), schema=sql.Identifier(info.schema),
+            table=sql.Identifier(info.table), n=sql.Literal(rows))
+        return tuple(str(row[0]) for row in self._all(query))
+
     def column_bytes(self, info: ColumnInfo, *,
                      timeout_s: float | None = None) -> Iterator[bytes]:
         """One column's values as a byte stream (``COPY`` text format, one value a line)."""

@@ -1,0 +1,1596 @@
+"""At rest: what the service stores, and how.
+
+The page promises Fernet per row for the OAuth tokens of five platforms,
+bcrypt 12 for passwords, bcrypt-hashed one-time MFA backup codes and recovery
+tokens, PostgreSQL 15 on encrypted volumes, encrypted backups with a 30-day
+retention and a monthly restore drill, "no sensitive data is stored in
+plaintext", and a short list of what is NOT encrypted.
+
+A canary account (``harness/canaries.py``) plants known secrets through the
+API; the probes read what the auditor role can see in PostgreSQL
+(``harness/probes/database.py``), Redis, the logs and the backups, and the
+judgements below are pure functions over those observations. Whole columns
+are streamed through server-side cursors and judged cell by cell: a garbage
+cell is a counted FAIL reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import hmac
+import os
+import re
+import time
+import tomllib
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.canaries import BACKUP_CODES_PROMISED, PLATFORMS, Canary, CanarySession, MailCapture
+from harness.evidence import EvidenceRecorder
+from harness.formats.bcrypt_hash import (
+    HashMatch,
+    HashScheme,
+    bcrypt_check,
+    classify_stored_hash,
+)
+from harness.formats.fernet import (
+    FernetKey,
+    FernetKeyError,
+    FernetTokenError,
+    decrypt_fernet_token,
+    parse_fernet_token,
+    verify_fernet_token,
+)
+from harness.outcomes import ProbeError, Verdict
+from harness.policy import Policy
+from harness.probes import backups as backup_probe
+from harness.probes import hsm as hsm_probe
+from harness.probes.api import VotrizApi
+from harness.probes.database import ColumnInfo, DatabaseProbe, DatabaseServer
+from harness.probes.redis_store import redis_contents
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+from harness.sweep import SecretSweep, SweepHit, SweepReport
+
+TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
+TOKEN_KEY_FAMILY = "token-encryption/"
+INVENTORY_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "inventory.toml"
+#: How many failing rows a verdict names (by row id, never by value).
+EXAMPLES = 10
+#: Bits per byte below which a backup sample does not look like ciphertext
+#: (uniformly random bytes give 8.0; compressed SQL about 7.9, but compressed
+#: dumps carry a PGDMP header; plain SQL text about 4.5-5.5).
+MIN_CIPHERTEXT_ENTROPY = 7.5
+#: Samples shorter than this are too small for entropy to mean anything.
+MIN_ENTROPY_SAMPLE = 1024
+
+VOLUMES_ATTESTATION = (
+    "The storage under PostgreSQL's data directory cannot be seen from a database connection. "
+    "Supply an attestation (profile [attestations] REST-DB-ENCRYPTED-VOLUMES = FILE) showing "
+    "the volume's encryption: e.g. `lsblk -o NAME,TYPE,FSTYPE,MOUNTPOINT` with a `crypt` device "
+    "under the data directory (`SHOW data_directory`), or the cloud volume's encryption flag, "
+    "and name the key that protects it.")
+
+
+def _evidence(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _counts(counter: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counter.items(), key=lambda i: -i[1]))
+
+
+# --- shared fixtures and helpers ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def at_rest_canary(profile: TargetProfile, policy: Policy,
+                   known_secrets: KnownSecrets) -> Iterator[CanarySession]:
+    """One canary account for the at-rest checks, removed at the end of the run."""
+    api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+    mail = MailCapture(profile, policy)
+    session = CanarySession(api, mail, known_secrets)
+    try:
+        with session:
+            yield session
+    finally:
+        mail.close()
+        api.close()
+
+
+def _canary_unavailable(profile: TargetProfile) -> str | None:
+    if profile.api is None:
+        return "the profile has no [api] section, so no canary account can be made"
+    if not profile.api.canaries:
+        return "the profile does not allow canary accounts (api.canaries = false)"
+    if profile.capture is None:
+        return "the profile has no [capture] section to read the canary's recovery mail from"
+    return None
+
+
+def _canary_session(request: pytest.FixtureRequest, profile: TargetProfile) -> CanarySession | None:
+    """The run's canary, or None when the profile does not allow one."""
+    if _canary_unavailable(profile) is not None:
+        return None
+    session = request.getfixturevalue("at_rest_canary")
+    assert isinstance(session, CanarySession)
+    return session
+
+
+def _database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseProbe:
+    # One connection per check: other checks restart PostgreSQL or rotate passwords.
+    return DatabaseProbe(profile, policy, known_secrets=known)
+
+
+def token_key_ring(profile: TargetProfile, known: KnownSecrets) -> tuple[FernetKey, ...]:
+    """The token-encryption keys from the HSM (values registered as known secrets)."""
+    if profile.hsm is None:
+        raise ProbeError("the profile has no [hsm] section: the token-encryption keys cannot be read")
+    prefix = profile.hsm.key_namespace + TOKEN_KEY_FAMILY
+    snapshot = hsm_probe.snapshot(profile.hsm, known, read_prefix=prefix)
+    keys = []
+    for label, value in snapshot.values.items():
+        try:
+            keys.append(FernetKey(value, label))
+        except FernetKeyError:
+            raise ProbeError(f"HSM object {label!r} holds {len(value)} bytes, not a 32-byte "
+                             "Fernet key") from None
+    if not keys:
+        unreadable = "; ".join(f"{k}: {v}" for k, v in snapshot.values.unreadable.items())
+        raise ProbeError(f"no token-encryption key under {prefix!r} could be read from the HSM"
+                         + (f" ({unreadable})" if unreadable else ""))
+    return tuple(keys)
+
+
+# --- at_rest.tokens_fernet --------------------------------------------------------------------
+
+
+class DuplicateCounter:
+    """Counts cells that share an IV or a ciphertext with another cell, in flat memory.
+
+    Each cell costs 16 bytes (two 64-bit prefixes in arrays), not a Python object.
+    Two different random IVs share a 64-bit prefix with probability 2^-64 per pair,
+    negligible for any table; a shared prefix is therefore reported as shared.
+    """
+
+    def __init__(self) -> None:
+        self._ivs = array("Q")
+        self._ciphertexts = array("Q")
+
+    def add(self, iv: bytes, ciphertext: bytes) -> None:
+        self._ivs.append(int.from_bytes(iv[:8], "big"))
+        self._ciphertexts.append(
+            int.from_bytes(hashlib.blake2b(ciphertext, digest_size=8).digest(), "big"))
+
+    @staticmethod
+    def _shared(values: array[int]) -> tuple[int, int]:
+        counts = Counter(values)
+        groups = [n for n in counts.values() if n > 1]
+        return sum(groups), len(groups)
+
+    def result(self) -> tuple[int, int, int]:
+        """(cells sharing an IV, distinct shared IVs, cells sharing a ciphertext)."""
+        iv_cells, iv_groups = self._shared(self._ivs)
+        ct_cells, _ = self._shared(self._ciphertexts)
+        return iv_cells, iv_groups, ct_cells
+
+
+@dataclass(frozen=True)
+class FernetColumnScan:
+    """One column's cells judged as Fernet tokens under the key ring.
+
+    Attributes:
+        column: ``table.column``.
+        rows: cells looked at.
+        valid: cells that parse and whose HMAC verifies under a key of the ring.
+        failures: failure reason → number of cells.
+        examples: up to :data:`EXAMPLES` failing rows as ``row <id>: <reason>``.
+        keys_used: key label → number of cells it verifies.
+    """
+
+    column: str
+    rows: int
+    valid: int
+    failures: dict[str, int]
+    examples: tuple[str, ...]
+    keys_used: dict[str, int]
+
+
+def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequence[FernetKey],
+                      *, now: float, max_clock_skew_s: float,
+                      duplicates: DuplicateCounter) -> FernetColumnScan:
+    """Judge every ``(row id, value)`` of a column; never raises on any value."""
+    total = valid = 0
+    failures: Counter[str] = Counter()
+    keys_used: Counter[str] = Counter()
+    examples: list[str] = []
+    for row_id, value in rows:
+        total += 1
+        try:
+            verified = verify_fernet_token(value, keys, now=now, max_clock_skew_s=max_clock_skew_s)
+        except FernetTokenError as error:
+            failures[error.reason.value] += 1
+            if len(examples) < EXAMPLES:
+                examples.append(f"row {row_id}: {error.reason.value}")
+            continue
+        valid += 1
+        keys_used[verified.key_label] += 1
+        duplicates.add(verified.token.iv, verified.token.ciphertext)
+    return FernetColumnScan(column, total, valid, dict(failures), tuple(examples), dict(keys_used))
+
+
+@dataclass(frozen=True)
+class CanaryTokenResult:
+    """Whether one canary token reads back as what was handed in.
+
+    Attributes:
+        platform: the channel's platform.
+        kind: ``access`` or ``refresh``.
+        result: ``matches``, ``differs``, ``row missing``, or a Fernet failure reason.
+    """
+
+    platform: str
+    kind: str
+    result: str
+
+
+def canary_token_results(canary: Canary, stored: dict[int, tuple[Any, Any]],
+                         keys: Sequence[FernetKey], *, now: float,
+                         max_clock_skew_s: float) -> tuple[CanaryTokenResult, ...]:
+    """Decrypt the canary's stored tokens and compare them with what was handed in.
+
+    ``stored`` maps channel id → (access cell, refresh cell).
+    """
+    results = []
+    for channel in canary.channels:
+        cells = stored.get(channel.channel_id)
+        for index, (kind, handed) in enumerate((("access", channel.access_token),
+                                                ("refresh", channel.refresh_token))):
+            if cells is None:
+                results.append(CanaryTokenResult(channel.platform, kind, "row missing"))
+                continue
+            try:
+                plain = decrypt_fernet_token(cells[index], keys, now=now,
+                                             max_clock_skew_s=max_clock_skew_s).plaintext
+            except FernetTokenError as error:
+                results.append(CanaryTokenResult(channel.platform, kind, error.reason.value))
+                continue
+            same = hmac.compare_digest(plain, handed.encode("utf-8"))
+            results.append(CanaryTokenResult(channel.platform, kind,
+                                             "matches" if same else "differs"))
+    return tuple(results)
+
+
+@dataclass(frozen=True)
+class TokenObservation:
+    """Everything at_rest.tokens_fernet judges.
+
+    Attributes:
+        ring: labels of the token-encryption keys read from the HSM.
+        columns: one scan per token column.
+        shared_iv_cells: valid cells whose IV another valid cell also has.
+        shared_iv_groups: distinct IVs used more than once.
+        shared_ciphertext_cells: valid cells whose ciphertext another cell also has.
+        canary: the canary's tokens read back; empty without a canary.
+        canary_note: why there is no canary, if there is none.
+    """
+
+    ring: tuple[str, ...]
+    columns: tuple[FernetColumnScan, ...]
+    shared_iv_cells: int
+    shared_iv_groups: int
+    shared_ciphertext_cells: int
+    canary: tuple[CanaryTokenResult, ...] = ()
+    canary_note: str = ""
+
+
+def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
+    """Every token cell is Fernet under the HSM ring, IVs and ciphertexts are unique, and the
+    canary's tokens decrypt to exactly what was handed in."""
+    details: dict[str, Any] = {
+        "key_ring": list(obs.ring), "columns": [_evidence(c) for c in obs.columns],
+        "shared_iv_cells": obs.shared_iv_cells, "shared_iv_groups": obs.shared_iv_groups,
+        "shared_ciphertext_cells": obs.shared_ciphertext_cells,
+        "canary": [_evidence(c) for c in obs.canary], "canary_note": obs.canary_note}
+    problems = []
+    for scan in obs.columns:
+        bad = scan.rows - scan.valid
+        if bad:
+            problems.append(f"{bad} of {scan.rows} cells of {scan.column} are not Fernet tokens "
+                            f"that verify under the HSM key ring ({_counts(scan.failures)}; e.g. "
+                            f"{', '.join(scan.examples[:3])})")
+    if obs.shared_iv_cells:
+        problems.append(f"{obs.shared_iv_cells} token cells share an IV with another cell "
+                        f"({_plural(obs.shared_iv_groups, 'IV')} used more than once): Fernet "
+                        "IVs must be random per token")
+    if obs.shared_ciphertext_cells:
+        problems.append(f"{obs.shared_ciphertext_cells} token cells share their ciphertext with "
+                        "another cell")
+    wrong = [c for c in obs.canary if c.result != "matches"]
+    if wrong:
+        problems.append("the canary's tokens do not read back as handed in: "
+                        + ", ".join(f"{c.platform} {c.kind} ({c.result})" for c in wrong))
+    if problems:
+        return Verdict.failed("OAuth tokens are not all encrypted per row with Fernet: "
+                              + "; ".join(problems) + ".", **details)
+    cells = sum(scan.rows for scan in obs.columns)
+    if cells == 0:
+        return Verdict.error("There are no channel rows to judge, and no canary was planted: "
+                             "the promise could not be observed.", **details)
+    used = Counter[str]()
+    for scan in obs.columns:
+        used.update(scan.keys_used)
+    canary = (f" The canary's {len(obs.canary)} tokens ({len(PLATFORMS)} platforms) decrypt to "
+              "exactly what was handed in." if obs.canary
+              else f" No canary was planted ({obs.canary_note}).")
+    return Verdict.passed(
+        f"All {cells} token cells of {', '.join(s.column for s in obs.columns)} are Fernet tokens "
+        f"whose HMAC verifies under the HSM key ring ({_counts(dict(used))}); no two cells share "
+        f"an IV or a ciphertext.{canary}", **details)
+
+
+def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                   canary: Canary | None, canary_note: str = "") -> TokenObservation:
+    """Stream both token columns and read the canary's rows back."""
+    keys = token_key_ring(profile, known)
+    now = time.time()
+    skew = policy.fernet.max_clock_skew_s
+    duplicates = DuplicateCounter()
+    scans = []
+    stored: dict[int, tuple[Any, Any]] = {}
+    with _database(profile, policy, known) as db:
+        for table, column in TOKEN_COLUMNS:
+            batches = db.stream_column(table, column)
+            rows = (row for batch in batches for row in batch)
+            scans.append(scan_fernet_cells(rows, f"{table}.{column}", keys, now=now,
+                                           max_clock_skew_s=skew, duplicates=duplicates))
+        if canary is not None and canary.channels:
+            ids = [c.channel_id for c in canary.channels]
+            access = {k: v for batch in db.stream_column("channels", "access_token_enc",
+                                                         where="id = ANY(%s)", params=(ids,))
+                      for k, v in batch}
+            refresh = {k: v for batch in db.stream_column("channels", "refresh_token_enc",
+                                                          where="id = ANY(%s)", params=(ids,))
+                       for k, v in batch}
+            stored = {k: (access[k], refresh.get(k)) for k in access}
+    shared_iv, iv_groups, shared_ct = duplicates.result()
+    results = (canary_token_results(canary, stored, keys, now=now, max_clock_skew_s=skew)
+               if canary is not None else ())
+    return TokenObservation(tuple(k.label for k in keys), tuple(scans), shared_iv, iv_groups,
+                            shared_ct, results, canary_note)
+
+
+# --- at_rest.password_hashes ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HashColumnScan:
+    """One column's cells classified as stored hashes.
+
+    Attributes:
+        column: ``table.column``.
+        rows: cells looked at.
+        schemes: scheme → number of cells.
+        costs: bcrypt cost → number of cells.
+        examples: up to :data:`EXAMPLES` rows that are not bcrypt, as ``row <id>: <scheme>``.
+        cost_examples: up to :data:`EXAMPLES` bcrypt rows with another cost than asked for.
+    """
+
+    column: str
+    rows: int
+    schemes: dict[str, int]
+    costs: dict[int, int]
+    examples: tuple[str, ...]
+    cost_examples: tuple[str, ...] = ()
+
+
+def scan_hash_cells(rows: Iterable[tuple[Any, Any]], column: str,
+                    expected_cost: int | None = None) -> HashColumnScan:
+    """Classify every ``(row id, value)``; never raises on any value."""
+    total = 0
+    schemes: Counter[str] = Counter()
+    costs: Counter[int] = Counter()
+    examples: list[str] = []
+    cost_examples: list[str] = []
+    for row_id, value in rows:
+        total += 1
+        kind = classify_stored_hash(value)
+        schemes[kind.scheme.value] += 1
+        if kind.cost is not None:
+            costs[kind.cost] += 1
+            if expected_cost is not None and kind.cost != expected_cost \
+                    and len(cost_examples) < EXAMPLES:
+                cost_examples.append(f"row {row_id}: cost {kind.cost}")
+        elif len(examples) < EXAMPLES:
+            examples.append(f"row {row_id}: {kind.scheme.value}")
+    return HashColumnScan(column, total, dict(schemes), dict(costs), tuple(examples),
+                          tuple(cost_examples))
+
+
+@dataclass(frozen=True)
+class PasswordObservation:
+    """Everything at_rest.password_hashes judges.
+
+    Attributes:
+        scan: ``users.password_hash`` classified.
+        canary_match: the canary password checked against its own row (one bcrypt
+            verification); None without a canary.
+        canary_cost: the bcrypt cost of the canary's row.
+        canary_note: why there is no canary, if there is none.
+    """
+
+    scan: HashColumnScan
+    canary_match: str | None = None
+    canary_cost: int | None = None
+    canary_note: str = ""
+
+
+def password_hashes_verdict(obs: PasswordObservation, policy: Policy) -> Verdict:
+    """Every password hash is well-formed bcrypt at the policy's cost; the canary verifies."""
+    cost = policy.bcrypt.cost
+    scan = obs.scan
+    details: dict[str, Any] = {"column": scan.column, "rows": scan.rows, "schemes": scan.schemes,
+                               "cost_histogram": {str(k): v for k, v in sorted(scan.costs.items())},
+                               "policy_cost": cost, "canary_match": obs.canary_match,
+                               "canary_cost": obs.canary_cost, "bcrypt_verifications":
+                               0 if obs.canary_match is None else 1,
+                               "examples": list(scan.examples + scan.cost_examples)}
+    problems = []
+    not_bcrypt = scan.rows - scan.schemes.get(HashScheme.BCRYPT.value, 0)
+    if not_bcrypt:
+        others = {k: v for k, v in scan.schemes.items() if k != HashScheme.BCRYPT.value}
+        problems.append(f"{not_bcrypt} of {scan.rows} password hashes are not bcrypt "
+                        f"({_counts(others)}; e.g. {', '.join(scan.examples[:3])})")
+    wrong_cost = {c: n for c, n in scan.costs.items() if c != cost}
+    if wrong_cost:
+        listed = ", ".join(f"{n} at cost {c}" for c, n in sorted(wrong_cost.items()))
+        problems.append(f"{sum(wrong_cost.values())} of {scan.rows} bcrypt hashes do not use "
+                        f"work factor {cost} ({listed}; e.g. {', '.join(scan.cost_examples[:3])})")
+    if obs.canary_match is not None and obs.canary_match != HashMatch.MATCH.value:
+        problems.append(f"the canary's password does not verify against its own row "
+                        f"({obs.canary_match})")
+    if problems:
+        return Verdict.failed("Account passwords are not all bcrypt with work factor "
+                              f"{cost}: " + "; ".join(problems) + ".", **details)
+    if scan.rows == 0:
+        return Verdict.error("users.password_hash has no rows to judge.", **details)
+    canary = (" The canary's password verifies against its row (1 bcrypt verification)."
+              if obs.canary_match is not None else f" No canary was planted ({obs.canary_note}).")
+    return Verdict.passed(f"All {scan.rows} password hashes are well-formed bcrypt with work "
+                          f"factor {cost}.{canary}", **details)
+
+
+def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                      canary: Canary | None, canary_note: str = "") -> PasswordObservation:
+    with _database(profile, policy, known) as db:
+        rows = (row for batch in db.stream_column("users", "password_hash") for row in batch)
+        scan = scan_hash_cells(rows, "users.password_hash", policy.bcrypt.cost)
+        if canary is None or canary.user_id is None:
+            return PasswordObservation(scan, canary_note=canary_note)
+        own = [v for batch in db.stream_column("users", "password_hash", where="id = %s",
+                                               params=(canary.user_id,)) for _, v in batch]
+    if not own:
+        return PasswordObservation(scan, "row missing")
+    kind = classify_stored_hash(own[0])
+    return PasswordObservation(scan, bcrypt_check(canary.password, own[0]).value, kind.cost)
+
+
+# --- at_rest.backup_codes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeMatching:
+    """Which stored row each backup code verifies against.
+
+    Attributes:
+        pairs: (code number, row id) for each code that matched a distinct row.
+        unmatched_codes: numbers (1-based) of codes that matched no row.
+        unmatched_rows: ids of rows no code matched.
+        verifications: bcrypt verifications spent.
+    """
+
+    pairs: tuple[tuple[int, int], ...]
+    unmatched_codes: tuple[int, ...]
+    unmatched_rows: tuple[int, ...]
+    verifications: int
+
+
+def match_codes_to_rows(codes: Sequence[str], rows: Sequence[tuple[int, Any]], *,
+                        check: Callable[[str, Any], HashMatch] = bcrypt_check,
+                        workers: int = 2) -> CodeMatching:
+    """Pair each code with the one row it verifies against, with few bcrypt verifications.
+
+    A bcrypt check costs about 0.25 s at cost 12, so trying every pair (100) is
+    too slow. Services store codes in the order they hand them out, so code *i*
+    is first tried against the *i*-th row by id, all ten in parallel (bcrypt
+    releases the GIL); only codes that miss are tried against the rows still
+    unmatched, stopping at the first match. In order this costs 10 checks; in
+    the worst case 10 + 45. A row matched by one code is never tried again: a
+    bcrypt hash that verifies two different codes would be a collision.
+    """
+    ordered = sorted(rows, key=lambda r: r[0])
+    verifications = 0
+    matched: dict[int, int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        diagonal = list(range(min(len(codes), len(ordered))))
+        answers = list(pool.map(lambda i: check(codes[i], ordered[i][1]), diagonal))
+        verifications += len(diagonal)
+        for i, answer in zip(diagonal, answers, strict=True):
+            if answer is HashMatch.MATCH:
+                matched[i] = ordered[i][0]
+    taken = set(matched.values())
+    for i, code in enumerate(codes):
+        if i in matched:
+            continue
+        for j, (row_id, stored) in enumerate(ordered):
+            if row_id in taken or j == i:
+                continue
+            verifications += 1
+            if check(code, stored) is HashMatch.MATCH:
+                matched[i] = row_id
+                taken.add(row_id)
+                break
+    return CodeMatching(
+        pairs=tuple(sorted((i + 1, r) for i, r in matched.items())),
+        unmatched_codes=tuple(i + 1 for i in range(len(codes)) if i not in matched),
+        unmatched_rows=tuple(r for r, _ in ordered if r not in taken),
+        verifications=verifications)
+
+
+def secrets_in_text(text: str, secrets: Sequence[str], label: str) -> tuple[str, ...]:
+    """Labels (``label N``) of the secrets found in ``text`` in any encoding."""
+    known = KnownSecrets()
+    for i, secret in enumerate(secrets):
+        known.add(secret, f"{label} {i + 1}")
+    hits = SecretSweep.from_known(known).scan_bytes(text.encode("utf-8", "replace"), "answer")
+    return tuple(sorted({hit.label.split(" (")[0] for hit in hits}))
+
+
+@dataclass(frozen=True)
+class BackupCodesObservation:
+    """Everything at_rest.backup_codes judges.
+
+    Attributes:
+        codes_returned: how many codes ``POST /mfa/setup`` answered.
+        shown_again: codes found again in the ``GET /mfa`` answer.
+        rows: the canary's ``mfa_backup_codes`` rows.
+        row_schemes: scheme → rows.
+        matching: which row each code verifies against.
+        redeem_first: status of the first redeem of one code.
+        redeem_second: status of redeeming the same code again.
+    """
+
+    codes_returned: int
+    shown_again: tuple[str, ...]
+    rows: int
+    row_schemes: dict[str, int]
+    matching: CodeMatching
+    redeem_first: int
+    redeem_second: int
+
+
+def backup_codes_verdict(obs: BackupCodesObservation) -> Verdict:
+    """Ten codes once, never shown again, one bcrypt row per code, each code usable once."""
+    details: dict[str, Any] = _evidence(obs)
+    problems = []
+    if obs.codes_returned != BACKUP_CODES_PROMISED:
+        problems.append(f"setup returned {obs.codes_returned} codes, not "
+                        f"{BACKUP_CODES_PROMISED}")
+    if obs.shown_again:
+        problems.append(f"GET /mfa returned {len(obs.shown_again)} of the backup codes again "
+                        "(the server did not forget them)")
+    not_bcrypt = obs.rows - obs.row_schemes.get(HashScheme.BCRYPT.value, 0)
+    if not_bcrypt:
+        problems.append(f"{not_bcrypt} of the canary's {obs.rows} code rows are not bcrypt "
+                        f"({_counts({k: v for k, v in obs.row_schemes.items() if k != 'bcrypt'})})")
+    if obs.rows != obs.codes_returned:
+        problems.append(f"the canary has {obs.rows} code rows for {obs.codes_returned} codes")
+    if obs.matching.unmatched_codes:
+        problems.append(f"codes {', '.join(map(str, obs.matching.unmatched_codes))} match no "
+                        "stored bcrypt hash of their own")
+    if obs.redeem_first != 200:
+        problems.append(f"a fresh code was refused (HTTP {obs.redeem_first})")
+    elif obs.redeem_second < 400:
+        problems.append(f"a used code was accepted again (HTTP {obs.redeem_second}): codes are "
+                        "not one-time")
+    if problems:
+        return Verdict.failed("MFA backup codes break the promise: " + "; ".join(problems) + ".",
+                              **details)
+    return Verdict.passed(
+        f"Setup returned {obs.codes_returned} codes, GET /mfa shows none of them, the canary has "
+        f"{obs.rows} bcrypt rows each verified by exactly one code "
+        f"({obs.matching.verifications} bcrypt verifications), and a code worked once "
+        f"(HTTP {obs.redeem_first}) then was refused (HTTP {obs.redeem_second}).", **details)
+
+
+def observe_backup_codes(session: CanarySession, profile: TargetProfile, policy: Policy,
+                         known: KnownSecrets) -> BackupCodesObservation:
+    canary = session.canary
+    codes = list(canary.backup_codes)
+    session.ensure_session()
+    status_text = str(session.api.mfa_status().body) + " " + str(canary.mfa_status_body)
+    shown = secrets_in_text(status_text, codes, "code") if codes else ()
+    with _database(profile, policy, known) as db:
+        rows = [row for batch in db.stream_column("mfa_backup_codes", "code_hash",
+                                                  where="user_id = %s", params=(canary.user_id,))
+                for row in batch]
+    schemes = Counter(classify_stored_hash(v).scheme.value for _, v in rows)
+    matching = match_codes_to_rows(codes, rows, workers=os.cpu_count() or 2)
+    first = second = 0
+    if codes:
+        first = session.api.redeem_backup_code(codes[-1]).status
+        second = session.api.redeem_backup_code(codes[-1]).status
+    return BackupCodesObservation(len(codes), shown, len(rows), dict(schemes), matching,
+                                  first, second)
+
+
+# --- at_rest.recovery_tokens ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoveryObservation:
+    """Everything at_rest.recovery_tokens judges.
+
+    Attributes:
+        mail_received: a recovery mail with a token reached the canary's inbox.
+        in_request_answer: the token appeared in the API's answer to the request.
+        row_found: the canary has a recovery_tokens row made for this request.
+        row_scheme: what that row's stored value is.
+        row_match: the mailed token checked against the row (one bcrypt verification).
+        row_is_token: the row holds the token itself.
+        confirm_first: status of the first confirm with the token.
+        confirm_second: status of confirming again with the same token.
+    """
+
+    mail_received: bool
+    in_request_answer: bool
+    row_found: bool
+    row_scheme: str
+    row_match: str
+    row_is_token: bool
+    confirm_first: int
+    confirm_second: int
+
+
+def recovery_tokens_verdict(obs: RecoveryObservation) -> Verdict:
+    """The token is only in the mail, stored as bcrypt, and works exactly once."""
+    details: dict[str, Any] = _evidence(obs)
+    if not obs.mail_received:
+        return Verdict.error("No recovery mail with a token reached the canary's inbox, so "
+                             "the token could not be followed.", **details)
+    problems = []
+    if obs.in_request_answer:
+        problems.append("the token was also in the API's answer to the request, not only in "
+                        "the mail")
+    if not obs.row_found:
+        problems.append("no recovery_tokens row was stored for the request")
+    elif obs.row_is_token:
+        problems.append("the stored row holds the token itself, in plaintext")
+    elif obs.row_scheme != HashScheme.BCRYPT.value:
+        problems.append(f"the stored row is not a bcrypt hash ({obs.row_scheme})")
+    elif obs.row_match != HashMatch.MATCH.value:
+        problems.append(f"the mailed token does not verify against the stored hash "
+                        f"({obs.row_match})")
+    if obs.confirm_first != 200:
+        problems.append(f"the mailed token was refused at first use (HTTP {obs.confirm_first})")
+    elif obs.confirm_second < 400:
+        problems.append(f"the token worked a second time (HTTP {obs.confirm_second}): it is not "
+                        "one-time")
+    if problems:
+        return Verdict.failed("MFA recovery tokens break the promise: " + "; ".join(problems)
+                              + ".", **details)
+    return Verdict.passed(
+        "The recovery token reached the canary only in the mail link, is stored as a bcrypt hash "
+        "that the mailed token verifies (1 bcrypt verification), and worked once "
+        f"(HTTP {obs.confirm_first}) then was refused (HTTP {obs.confirm_second}).", **details)
+
+
+def observe_recovery(session: CanarySession, profile: TargetProfile, policy: Policy,
+                     known: KnownSecrets) -> RecoveryObservation:
+    canary = session.canary
+    with _database(profile, policy, known) as db:
+        before = max((k for batch in db.stream_column("recovery_tokens", "token_hash",
+                                                      where="user_id = %s",
+                                                      params=(canary.user_id,))
+                      for k, _ in batch), default=0)
+    # A fresh token: one from the start of the run may have expired by now.
+    mail = session.fresh_recovery()
+    token = mail.token
+    if token is None:
+        return RecoveryObservation(False, False, False, "", "", False, 0, 0)
+    in_answer = bool(secrets_in_text(str(canary.recovery_request_body), [token], "token"))
+    with _database(profile, policy, known) as db:
+        rows = [row for batch in db.stream_column("recovery_tokens", "token_hash",
+                                                  where="user_id = %s AND id > %s",
+                                                  params=(canary.user_id, before))
+                for row in batch]
+    stored = max(rows, key=lambda r: r[0])[1] if rows else None
+    scheme = classify_stored_hash(stored).scheme.value if rows else ""
+    is_token = isinstance(stored, str) and hmac.compare_digest(stored.encode(), token.encode())
+    match = bcrypt_check(token, stored).value if rows else ""
+    first = session.api.confirm_recovery(canary.email, token)
+    second = session.api.confirm_recovery(canary.email, token)
+    for answer in (first, second):
+        if isinstance(answer.body, dict) and isinstance(answer.body.get("token"), str):
+            known.add(answer.body["token"], "canary session token (recovery)")
+    return RecoveryObservation(True, in_answer, bool(rows), scheme, match, is_token,
+                               first.status, second.status)
+
+
+# --- at_rest.data_inventory -------------------------------------------------------------------
+
+
+ColumnClass = Literal["fernet", "bcrypt", "keyed_index", "enum", "metadata", "listed_plaintext"]
+
+
+class ColumnRule(BaseModel):
+    """One classification rule of ``fixtures/policy/inventory.toml``.
+
+    Attributes:
+        match: glob over ``table.column``.
+        class_: the class the column must be (TOML key ``class``).
+        why: the reason, shown in the inventory.
+        page_item: for ``listed_plaintext``: the page's list item that allows it.
+        values: for ``enum``: the allowed values.
+        format: for ``keyed_index``: ``hex64``.
+        canary: for ``keyed_index``: the canary value it is derived from (``email``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    match: str
+    class_: ColumnClass = Field(alias="class")
+    why: str = ""
+    page_item: str = ""
+    values: tuple[str, ...] = ()
+    format: Literal["hex64"] | None = None
+    canary: Literal["email"] | None = None
+
+
+class InventoryRules(BaseModel):
+    """The whole rules file.
+
+    Attributes:
+        schema_version: version of the file format.
+        metadata_types: data types that cannot hold free text.
+        sample_rows: cells sampled per column for content checks.
+        column: the rules, first match wins.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    metadata_types: tuple[str, ...]
+    sample_rows: int = Field(200, ge=1)
+    column: tuple[ColumnRule, ...] = ()
+
+    def rule_for(self, name: str) -> ColumnRule | None:
+        return next((r for r in self.column if fnmatch.fnmatchcase(name, r.match)), None)
+
+
+def load_inventory_rules(path: Path = INVENTORY_PATH) -> InventoryRules:
+    """Read the rules; ProbeError naming the file and key on any problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return InventoryRules.model_validate(data)
+    except OSError as exc:
+        raise ProbeError(f"{path}: cannot read the inventory rules: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProbeError(f"{path}: not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ProbeError(f"{path}: {where}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class ColumnFinding:
+    """How one column was classified, and whether its content agrees.
+
+    Attributes:
+        column: ``table.column``.
+        data_type: its SQL type.
+        category: ``fernet``, ``bcrypt``, ``keyed_index``, ``enum``, ``metadata``,
+            ``listed_plaintext``, ``empty``, or ``plaintext`` (not allowed).
+        basis: why (the rule, the type, or the content).
+        sampled: cells sampled.
+        ok: whether the column keeps the promise.
+        problem: what is wrong, when not ok.
+    """
+
+    column: str
+    data_type: str
+    category: str
+    basis: str
+    sampled: int
+    ok: bool
+    problem: str = ""
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_fernet(value: str) -> bool:
+    try:
+        parse_fernet_token(value)
+    except FernetTokenError:
+        return False
+    return True
+
+
+def _is_bcrypt(value: str) -> bool:
+    return classify_stored_hash(value).scheme is HashScheme.BCRYPT
+
+
+def unkeyed_digests(value: str) -> set[str]:
+    """Hex digests anyone can compute from ``value`` (as given and lower-cased)."""
+    found = set()
+    for text in {value, value.strip().lower()}:
+        for name in ("md5", "sha1", "sha256", "sha512"):
+            found.add(hashlib.new(name, text.encode("utf-8")).hexdigest())
+    return found
+
+
+def classify_column(info: ColumnInfo, rules: InventoryRules, samples: Sequence[str],
+                    canary_cell: tuple[str, str] | None = None) -> ColumnFinding:
+    """Classify one column from the rules, its type and its sampled content.
+
+    ``canary_cell`` is (canary value, the column's cell on the canary's row) for
+    keyed indexes derived from a canary value.
+    """
+    name, sampled = info.name, len(samples)
+
+    def finding(category: str, basis: str, problem: str = "") -> ColumnFinding:
+        return ColumnFinding(name, info.data_type, category, basis, sampled, not problem, problem)
+
+    def count_bad(test: Callable[[str], bool]) -> int:
+        return sum(1 for value in samples if not test(value))
+
+    rule = rules.rule_for(name)
+    if rule is not None:
+        basis = f"rule {rule.match!r}" + (f": {rule.why}" if rule.why else "")
+        if rule.class_ == "fernet":
+            bad = count_bad(_is_fernet)
+            return finding("fernet", basis, f"{bad} of {sampled} sampled cells are not Fernet "
+                           "tokens: stored in plaintext" if bad else "")
+        if rule.class_ == "bcrypt":
+            bad = count_bad(_is_bcrypt)
+            return finding("bcrypt", basis, f"{bad} of {sampled} sampled cells are not bcrypt "
+                           "hashes" if bad else "")
+        if rule.class_ == "keyed_index":
+            bad = count_bad(lambda v: bool(_HEX64.fullmatch(v))) if rule.format else 0
+            if bad:
+                return finding("keyed_index", basis, f"{bad} of {sampled} sampled cells are not "
+                               "64 hex digits")
+            if canary_cell is not None and canary_cell[1] in unkeyed_digests(canary_cell[0]):
+                return finding("keyed_index", basis, "the canary's cell is an unkeyed digest of "
+                               "its plaintext (anyone can compute it): not a keyed index")
+            note = "; canary cell is not an unkeyed digest" if canary_cell is not None else ""
+            return finding("keyed_index", basis + note)
+        if rule.class_ == "enum":
+            allowed = set(rule.values)
+            odd = sorted({v for v in samples if v not in allowed})
+            return finding("enum", basis, f"{len(odd)} sampled values are outside the allowed "
+                           f"set {sorted(allowed)}" if odd else "")
+        if rule.class_ == "listed_plaintext":
+            return finding("listed_plaintext", f"the page's list: {rule.page_item!r}"
+                           + (f" ({rule.why})" if rule.why else ""))
+        return finding("metadata", basis)
+    if info.data_type in rules.metadata_types:
+        kind = ("foreign key" if info.is_foreign_key else "primary key" if info.is_primary_key
+                else info.data_type)
+        return finding("metadata", f"type {info.data_type} ({kind}): holds no text")
+    if not samples:
+        return finding("empty", "no non-NULL cell to classify at audit time")
+    if count_bad(_is_fernet) == 0:
+        return finding("fernet", "content: every sampled cell is a Fernet token")
+    if count_bad(_is_bcrypt) == 0:
+        return finding("bcrypt", "content: every sampled cell is a bcrypt hash")
+    return finding("plaintext", f"content of {sampled} sampled cells",
+                   "stored in plaintext and not on the page's list")
+
+
+@dataclass(frozen=True)
+class InventoryObservation:
+    """Everything at_rest.data_inventory judges.
+
+    Attributes:
+        columns: one finding per readable column.
+        unreadable_tables: tables the auditor role cannot read (not classified).
+    """
+
+    columns: tuple[ColumnFinding, ...]
+    unreadable_tables: tuple[str, ...] = ()
+
+
+def data_inventory_verdict(obs: InventoryObservation) -> Verdict:
+    """Every column is encrypted, hashed, keyed, metadata, or on the page's plaintext list."""
+    table = [_evidence(c) for c in obs.columns]
+    details: dict[str, Any] = {"inventory": table, "unreadable_tables": list(obs.unreadable_tables),
+                               "categories": dict(Counter(c.category for c in obs.columns))}
+    bad = [c for c in obs.columns if not c.ok]
+    if bad:
+        return Verdict.failed(
+            f"{_plural(len(bad), 'column')} of {len(obs.columns)} hold data the page does not "
+            "allow in plaintext: " + "; ".join(f"{c.column} ({c.data_type}): {c.problem}"
+                                                for c in bad) + ".", **details)
+    if obs.unreadable_tables:
+        return Verdict.error(
+            f"The auditor role cannot read {', '.join(obs.unreadable_tables)}, so the inventory "
+            "is incomplete: grant it SELECT on every table.", **details)
+    if not obs.columns:
+        return Verdict.error("The auditor role sees no column at all.", **details)
+    return Verdict.passed(
+        f"All {len(obs.columns)} columns are accounted for: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(details["categories"].items()))
+        + "; none holds plaintext outside the page's list.", **details)
+
+
+def observe_inventory(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                      canary: Canary | None, rules: InventoryRules) -> InventoryObservation:
+    findings = []
+    with _database(profile, policy, known) as db:
+        seen = db.visible_tables()
+        for info in seen.columns:
+            rule = rules.rule_for(info.name)
+            needs_content = (rule is not None and rule.class_ in ("fernet", "bcrypt",
+                                                                  "keyed_index", "enum")) or \
+                (rule is None and info.data_type not in rules.metadata_types)
+            samples = db.sample_column(info, rules.sample_rows) if needs_content else ()
+            canary_cell = None
+            if (rule is not None and rule.canary == "email" and canary is not None
+                    and canary.user_id is not None and info.schema == "public"):
+                cells = [v for batch in db.stream_column(info.table, info.column,
+                                                         where="id = %s",
+                                                         params=(canary.user_id,))
+                         for _, v in batch]
+                if cells and isinstance(cells[0], str):
+                    canary_cell = (canary.email, cells[0])
+            findings.append(classify_column(info, rules, samples, canary_cell))
+    return InventoryObservation(tuple(findings), seen.unreadable_tables)
+
+
+# --- at_rest.postgres_version -----------------------------------------------------------------
+
+
+def postgres_version_verdict(server: DatabaseServer) -> Verdict:
+    """The server's major version is 15, as the page says."""
+    details = {"server_version_num": server.version_num, "server_version": server.version,
+               "role": server.role, "database": server.database}
+    if server.major == 15:
+        return Verdict.passed(f"PostgreSQL {server.version} (server_version_num "
+                              f"{server.version_num}): major version 15.", **details)
+    return Verdict.failed(f"The database is PostgreSQL {server.version} (major {server.major}), "
+                          "not PostgreSQL 15 as the page says.", **details)
+
+
+# --- at_rest.volume_encryption ----------------------------------------------------------------
+
+
+def attested_verdict(profile: TargetProfile, claim_id: str, what_to_show: str) -> Verdict:
+    """PASS on an attestation file the profile names for the claim; MANUAL without one."""
+    path = profile.attestations.get(claim_id)
+    if path is None:
+        return Verdict.manual(what_to_show)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return Verdict.error(f"The attestation for {claim_id} ({path}) cannot be read: "
+                             f"{exc.strerror}.")
+    return Verdict.passed(f"Attested by {path} (sha256 {digest[:16]}…); no machine check can "
+                          "see volumes from here.", attestation=str(path), sha256=digest)
+
+
+# --- backups: shared ----------------------------------------------------------------------------
+
+
+def operations_unavailable(profile: TargetProfile, needs: Sequence[str],
+                           by_hand: str) -> str | None:
+    """Why the harness may not run the operations a check needs (a MANUAL message), or None."""
+    ops = profile.operations
+    missing = [name for name in needs if getattr(ops, name) is None]
+    if missing:
+        return (f"The profile lacks operations.{', operations.'.join(missing)}, so the harness "
+                f"cannot exercise this itself. By hand: {by_hand}")
+    if not ops.allow_destructive:
+        return ("The profile does not allow the harness to run operations against this target "
+                f"(operations.allow_destructive = false). By hand: {by_hand}")
+    return None
+
+
+def _command_timeout(profile: TargetProfile, policy: Policy) -> float:
+    return min(profile.operations.timeout_s, policy.timeouts.command_s)
+
+
+def _run(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+         name: str) -> backup_probe.CommandRun:
+    argv = getattr(profile.operations, name)
+    assert argv is not None
+    return backup_probe.run_command(name, argv, _command_timeout(profile, policy), known)
+
+
+def _newest(files: Sequence[backup_probe.BackupFile]) -> backup_probe.BackupFile | None:
+    return max(files, key=lambda f: (f.mtime, f.name)) if files else None
+
+
+# --- at_rest.backup_encrypted -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackupObservation:
+    """A backup the harness made and what its bytes show.
+
+    Attributes:
+        run: the backup command.
+        inspection: the new file's markers, entropy and secret hits; None if no new file.
+    """
+
+    run: backup_probe.CommandRun
+    inspection: backup_probe.BackupInspection | None
+
+
+def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
+    """A fresh backup holds no dump header, no known secret, and looks like ciphertext."""
+    details: dict[str, Any] = {"command": _evidence(obs.run),
+                               "backup": _evidence(obs.inspection) if obs.inspection else None}
+    if not obs.run.succeeded:
+        return Verdict.error(f"The backup command failed, so no backup could be judged: "
+                             f"{obs.run.describe()}.", **details)
+    found = obs.inspection
+    if found is None:
+        return Verdict.error("The backup command succeeded but no new file appeared in the "
+                             "backup directory.", **details)
+    problems = []
+    if found.markers:
+        problems.append("it shows " + ", ".join(found.markers))
+    if found.secret_hits:
+        problems.append("it holds known secrets in plaintext: " + ", ".join(
+            sorted({f"{h.label} at offset {h.offset}" for h in found.secret_hits})[:5]))
+    if found.sampled >= MIN_ENTROPY_SAMPLE and found.entropy_bits < MIN_CIPHERTEXT_ENTROPY:
+        problems.append(f"its bytes carry {found.entropy_bits:.2f} bits per byte "
+                        f"({found.encoding}), below the {MIN_CIPHERTEXT_ENTROPY} of ciphertext")
+    if problems:
+        return Verdict.failed(f"The fresh backup {found.name} is not encrypted: "
+                              + "; ".join(problems) + ".", **details)
+    entropy = (f"{found.entropy_bits:.2f} bits per byte ({found.encoding})"
+               if found.sampled >= MIN_ENTROPY_SAMPLE
+               else f"too small ({found.sampled} bytes) for entropy to mean anything")
+    return Verdict.passed(f"The fresh backup {found.name} ({found.size} bytes) shows no dump "
+                          f"header and no known secret; its content is {entropy}.", **details)
+
+
+def observe_backup(profile: TargetProfile, policy: Policy,
+                   known: KnownSecrets) -> BackupObservation:
+    directory = profile.operations.backup_dir
+    assert directory is not None
+    before = {(f.name, f.mtime) for f in backup_probe.list_backups(directory)}
+    run = _run(profile, policy, known, "backup")
+    if not run.succeeded:
+        return BackupObservation(run, None)
+    new = [f for f in backup_probe.list_backups(directory) if (f.name, f.mtime) not in before]
+    newest = _newest(new)
+    if newest is None:
+        return BackupObservation(run, None)
+    inspection = backup_probe.inspect_backup(directory / newest.name,
+                                             SecretSweep.from_known(known))
+    return BackupObservation(run, inspection)
+
+
+# --- at_rest.backup_retention -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetentionObservation:
+    """What pruning did to planted backups of known ages.
+
+    Attributes:
+        prune: the prune command.
+        retention_days: the policy's retention.
+        old_name: a copy of the newest backup planted as older than the retention.
+        old_removed: whether pruning removed it.
+        young_name: a copy planted as younger than the retention.
+        young_kept: whether pruning kept it.
+        newest_name: the newest real backup.
+        newest_kept: whether pruning kept it.
+    """
+
+    prune: backup_probe.CommandRun
+    retention_days: int
+    old_name: str
+    old_removed: bool
+    young_name: str
+    young_kept: bool
+    newest_name: str
+    newest_kept: bool
+
+
+def backup_retention_verdict(obs: RetentionObservation) -> Verdict:
+    """Pruning removes backups past the retention and keeps the ones within it."""
+    details: dict[str, Any] = _evidence(obs)
+    if not obs.prune.succeeded:
+        return Verdict.error(f"The prune command failed: {obs.prune.describe()}.", **details)
+    problems = []
+    if not obs.old_removed:
+        problems.append(f"a backup older than {obs.retention_days} days ({obs.old_name}) "
+                        "was kept")
+    if not obs.young_kept:
+        problems.append(f"a backup within {obs.retention_days} days ({obs.young_name}) was "
+                        "deleted")
+    if not obs.newest_kept:
+        problems.append(f"the newest backup ({obs.newest_name}) was deleted")
+    if problems:
+        return Verdict.failed(f"Backups are not kept on a {obs.retention_days}-day rolling "
+                              "retention: " + "; ".join(problems) + ".", **details)
+    return Verdict.passed(f"Pruning removed a backup older than {obs.retention_days} days and "
+                          "kept one within them and the newest.", **details)
+
+
+def observe_retention(profile: TargetProfile, policy: Policy,
+                      known: KnownSecrets) -> RetentionObservation:
+    directory = profile.operations.backup_dir
+    assert directory is not None
+    newest = _newest(backup_probe.list_backups(directory))
+    if newest is None:
+        made = _run(profile, policy, known, "backup")
+        if not made.succeeded:
+            raise ProbeError(f"no backup to plant copies of, and {made.describe()}")
+        newest = _newest(backup_probe.list_backups(directory))
+        if newest is None:
+            raise ProbeError(f"no backup in {directory} even after running the backup command")
+    days = policy.backups.retention_days
+    source = directory / newest.name
+    old = backup_probe.plant_aged_copy(source, days + 10)
+    young = backup_probe.plant_aged_copy(source, max(days - 5, 1))
+    try:
+        prune = _run(profile, policy, known, "prune_backups")
+        return RetentionObservation(prune, days, old.name, not old.exists(), young.name,
+                                    young.exists(), newest.name, source.exists())
+    finally:
+        # The planted copies are the harness's; none may outlive the check.
+        old.unlink(missing_ok=True)
+        young.unlink(missing_ok=True)
+
+
+# --- at_rest.restore_drill --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrillObservation:
+    """A drill run by the harness, with row counts it can hold the drill's report to.
+
+    The harness counts rows, takes a backup, then changes the database through
+    the canary, then runs the drill. A drill that restored the backup reports
+    the counts taken before the backup; one that reports the live database's
+    counts (nothing restored) shows the canary's change.
+
+    Attributes:
+        backup: the backup command run just before the drill.
+        drill: the drill command.
+        counts_at_backup: rows per table just before the backup.
+        counts_at_drill: rows per table just before the drill (after the change).
+        changed_tables: tables whose counts the canary's change moved.
+        entry: the drill log's new last entry; None if the drill wrote none.
+        restored: rows per table the entry reports as restored.
+        previous_drill_age_days: age of the newest drill before this one, if any.
+    """
+
+    backup: backup_probe.CommandRun
+    drill: backup_probe.CommandRun | None
+    counts_at_backup: dict[str, int]
+    counts_at_drill: dict[str, int]
+    changed_tables: tuple[str, ...]
+    entry: dict[str, Any] | None
+    restored: dict[str, int]
+    previous_drill_age_days: float | None
+
+
+def restored_counts(entry: dict[str, Any]) -> dict[str, int]:
+    """Rows per table a drill log entry says it restored (``tables: {t: {restored: n}}``)."""
+    tables = entry.get("tables")
+    found: dict[str, int] = {}
+    if isinstance(tables, dict):
+        for name, value in tables.items():
+            count = value.get("restored") if isinstance(value, dict) else value
+            if isinstance(count, int) and not isinstance(count, bool):
+                found[str(name).removeprefix("public.")] = count
+    return found
+
+
+def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
+    """The drill restores the backup it names (its counts are the backup's, not the live
+    database's), reports success, and the previous drill is recent enough."""
+    details: dict[str, Any] = _evidence(obs)
+    if not obs.backup.succeeded:
+        return Verdict.error(f"The backup before the drill failed: {obs.backup.describe()}.",
+                             **details)
+    if obs.drill is None:
+        return Verdict.error("The drill was not run.", **details)
+    if obs.entry is None:
+        if not obs.drill.succeeded:
+            return Verdict.failed(f"The restore drill failed: {obs.drill.describe()}.", **details)
+        return Verdict.failed("The restore drill wrote no entry to the drill log, so there is no "
+                              "record that it restored anything.", **details)
+    problems = []
+    if obs.entry.get("ok") is not True or not obs.drill.succeeded:
+        reason = obs.entry.get("error") or obs.drill.describe()
+        problems.append(f"the drill reports failure ({reason})")
+    if not obs.restored:
+        problems.append("the drill's log entry does not say how many rows it restored")
+    mismatched = {t: (n, obs.restored.get(t)) for t, n in obs.counts_at_backup.items()
+                  if obs.restored and obs.restored.get(t) != n}
+    if mismatched:
+        live = [t for t in obs.changed_tables
+                if obs.restored.get(t) == obs.counts_at_drill.get(t)]
+        listed = ", ".join(f"{t}: {got} restored, {want} in the backup"
+                           for t, (want, got) in sorted(mismatched.items()))
+        problems.append(f"the restored row counts are not the backup's ({listed})"
+                        + (f"; for {', '.join(live)} they are the live database's counts at "
+                           "drill time, so nothing was restored" if live else ""))
+    max_age = policy.backups.max_drill_age_days
+    if obs.previous_drill_age_days is not None and obs.previous_drill_age_days > max_age:
+        problems.append(f"before this audit the last drill was {obs.previous_drill_age_days:.0f} "
+                        f"days ago (policy: at most {max_age})")
+    if problems:
+        return Verdict.failed("The restore drill does not show a working restore: "
+                              + "; ".join(problems) + ".", **details)
+    discriminating = (f" The canary changed {', '.join(obs.changed_tables)} after the backup, "
+                      "and the drill reported the backup's counts, not the live ones."
+                      if obs.changed_tables else
+                      " (The database could not be changed between backup and drill, so a drill "
+                      "reporting live counts could not be told apart.)")
+    previous = (f" The previous drill was {obs.previous_drill_age_days:.1f} days earlier."
+                if obs.previous_drill_age_days is not None
+                else " There was no drill before this audit's own.")
+    return Verdict.passed(
+        f"The drill restored the fresh backup with row counts matching the database at backup "
+        f"time in all {len(obs.counts_at_backup)} tables.{discriminating}{previous}", **details)
+
+
+def _table_counts(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> dict[str, int]:
+    with _database(profile, policy, known) as db:
+        counts = db.visible_tables().row_counts
+    return {name.removeprefix("public."): n for name, n in counts.items()}
+
+
+def _entry_age_days(entry: dict[str, Any], now: float) -> float | None:
+    stamp = entry.get("time")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return (now - datetime.fromisoformat(stamp).timestamp()) / 86400
+    except ValueError:
+        return None
+
+
+def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                  change: Callable[[], None] | None) -> DrillObservation:
+    log_path = profile.operations.drill_log
+    assert log_path is not None
+    now = time.time()
+    earlier = backup_probe.read_drill_log(log_path)
+    ages = [a for a in (_entry_age_days(e, now) for e in earlier) if a is not None]
+    previous_age = min(ages) if ages else None
+    at_backup = _table_counts(profile, policy, known)
+    backup = _run(profile, policy, known, "backup")
+    if not backup.succeeded:
+        return DrillObservation(backup, None, at_backup, {}, (), None, {}, previous_age)
+    if change is not None:
+        change()
+    at_drill = _table_counts(profile, policy, known)
+    changed = tuple(sorted(t for t in at_drill if at_drill.get(t) != at_backup.get(t)))
+    drill = _run(profile, policy, known, "restore_drill")
+    entries = backup_probe.read_drill_log(log_path)
+    entry = entries[-1] if len(entries) > len(earlier) else None
+    restored = restored_counts(entry) if entry is not None else {}
+    return DrillObservation(backup, drill, at_backup, at_drill, changed, entry, restored,
+                            previous_age)
+
+
+# --- at_rest.plaintext_sweep ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepArea:
+    """One place searched for known secrets.
+
+    Attributes:
+        name: ``database``, ``redis``, ``logs`` or ``backups``.
+        searched: whether it was searched.
+        locations: columns, keys or files searched.
+        bytes_scanned: bytes searched.
+        hits: where secrets were found (label and location, never the value).
+        hits_total: how many occurrences in all.
+        problem: why it was not (fully) searched: unreadable, not reachable.
+        note: why it was not searched when the profile does not name it.
+    """
+
+    name: str
+    searched: bool
+    locations: int = 0
+    bytes_scanned: int = 0
+    hits: tuple[SweepHit, ...] = ()
+    hits_total: int = 0
+    problem: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SweepObservation:
+    """Everything at_rest.plaintext_sweep judges.
+
+    Attributes:
+        secrets: how many known secrets were searched for.
+        needles: how many encoded forms of them.
+        areas: one per place.
+    """
+
+    secrets: int
+    needles: int
+    areas: tuple[SweepArea, ...]
+
+
+def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
+    """No known secret, in any encoding, anywhere the service stores data."""
+    details: dict[str, Any] = {
+        "secrets": obs.secrets, "needles": obs.needles,
+        "areas": [{"name": a.name, "searched": a.searched, "locations": a.locations,
+                   "bytes": a.bytes_scanned, "hits_total": a.hits_total,
+                   "hits": [h.describe() for h in a.hits[:200]], "problem": a.problem,
+                   "note": a.note} for a in obs.areas]}
+    hits = [h for a in obs.areas for h in a.hits]
+    if hits:
+        where: dict[str, set[str]] = {}
+        for hit in hits:
+            where.setdefault(f"{hit.location}:{hit.offset}" if not hit.location.startswith(
+                ("postgres:", "redis:")) else hit.location, set()).add(hit.label.split(" (")[0])
+        listed = "; ".join(f"{loc} ({', '.join(sorted(labels))})"
+                           for loc, labels in sorted(where.items())[:12])
+        more = f" and {len(where) - 12} more places" if len(where) > 12 else ""
+        total = sum(a.hits_total for a in obs.areas)
+        return Verdict.failed(f"Known secrets are stored in plaintext ({total} occurrences): "
+                              f"{listed}{more}.", **details)
+    problems = [f"{a.name}: {a.problem}" for a in obs.areas if a.problem]
+    if problems:
+        return Verdict.error("No known secret was found, but not everything could be searched: "
+                             + "; ".join(problems) + ".", **details)
+    searched = [a for a in obs.areas if a.searched]
+    if not searched:
+        return Verdict.error("Nothing could be searched.", **details)
+    skipped = [f"{a.name} ({a.note})" for a in obs.areas if not a.searched]
+    return Verdict.passed(
+        f"None of {obs.secrets} known secrets ({obs.needles} encoded forms: raw, base64, "
+        "base64url, hex, URL-encoded) occurs in "
+        + ", ".join(f"{a.name} ({a.locations} places, {a.bytes_scanned} bytes)" for a in searched)
+        + "." + (f" Not searched: {', '.join(skipped)}." if skipped else ""), **details)
+
+
+def _area(name: str, run: Callable[[SweepReport], None]) -> SweepArea:
+    report = SweepReport()
+    try:
+        run(report)
+    except ProbeError as exc:
+        return SweepArea(name, True, report.locations, report.bytes_scanned, tuple(report.hits),
+                         report.hits_total, str(exc))
+    problem = ("unreadable: " + "; ".join(report.unreadable[:5])) if report.unreadable else ""
+    return SweepArea(name, True, report.locations, report.bytes_scanned, tuple(report.hits),
+                     report.hits_total, problem)
+
+
+def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> SweepObservation:
+    sweep = SecretSweep.from_known(known)
+    areas = []
+
+    def database(report: SweepReport) -> None:
+        with _database(profile, policy, known) as db:
+            sweep.sweep(db.dump(), report)
+
+    def redis_store(report: SweepReport) -> None:
+        sweep.sweep(redis_contents(profile, policy, known), report)
+
+    log_dir = profile.local.log_dir if profile.local is not None else None
+    backup_dir = profile.operations.backup_dir
+
+    def logs(report: SweepReport) -> None:
+        assert log_dir is not None
+        sweep.sweep_files([log_dir], report)
+
+    def backups(report: SweepReport) -> None:
+        assert backup_dir is not None
+        sweep.sweep_files([backup_dir], report)
+
+    areas.append(_area("database", database) if profile.database is not None
+                 else SweepArea("database", False, note="no [database] in the profile"))
+    areas.append(_area("redis", redis_store) if profile.redis is not None
+                 else SweepArea("redis", False, note="no [redis] in the profile"))
+    areas.append(_area("logs", logs) if log_dir is not None
+                 else SweepArea("logs", False, note="no local.log_dir in the profile"))
+    areas.append(_area("backups", backups) if backup_dir is not None
+                 else SweepArea("backups", False, note="no operations.backup_dir in the profile"))
+    return SweepObservation(len(known), sweep.needle_count, tuple(areas))
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def _canary_and_note(request: pytest.FixtureRequest,
+                     profile: TargetProfile) -> tuple[CanarySession | None, str]:
+    reason = _canary_unavailable(profile)
+    return (None, reason) if reason else (_canary_session(request, profile), "")
+
+
+@pytest.mark.claims("REST-TOKENS-FERNET")
+def check_tokens_fernet(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                        known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    if profile.database is None or profile.hsm is None:
+        evidence.not_applicable("The profile names no database or no HSM, so the token columns "
+                                "cannot be read or their keys obtained.")
+    session, note = _canary_and_note(request, profile)
+    obs = observe_tokens(profile, policy, known_secrets,
+                         session.canary if session else None, note)
+    verdict = tokens_fernet_verdict(obs)
+    evidence.attach("tokens-fernet", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-PASSWORDS-BCRYPT12")
+def check_password_hashes(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                          known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    if profile.database is None:
+        evidence.not_applicable("The profile names no database.")
+    session, note = _canary_and_note(request, profile)
+    obs = observe_passwords(profile, policy, known_secrets,
+                            session.canary if session else None, note)
+    verdict = password_hashes_verdict(obs, policy)
+    evidence.attach("password-hashes", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-MFA-BACKUP-CODES")
+def check_backup_codes(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                       known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    reason = _canary_unavailable(profile) or (
+        "the profile names no database" if profile.database is None else None)
+    if reason:
+        evidence.manual(f"Backup codes can only be followed with a canary account, and {reason}. "
+                        "By hand: set up MFA on a test account, check GET /api/v1/mfa never shows "
+                        "the codes, that mfa_backup_codes holds one bcrypt hash per code, and "
+                        "that a code works once only.")
+    session = _canary_session(request, profile)
+    assert session is not None
+    verdict = backup_codes_verdict(observe_backup_codes(session, profile, policy, known_secrets))
+    evidence.attach("backup-codes", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-MFA-RECOVERY-TOKENS")
+def check_recovery_tokens(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                          known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    reason = _canary_unavailable(profile) or (
+        "the profile names no database" if profile.database is None else None)
+    if reason:
+        evidence.manual(f"Recovery tokens can only be followed with a canary account, and "
+                        f"{reason}. By hand: request a recovery mail for a test account, check "
+                        "the token appears only in the mail, that recovery_tokens stores a bcrypt "
+                        "hash the token verifies, and that the link works once only.")
+    session = _canary_session(request, profile)
+    assert session is not None
+    verdict = recovery_tokens_verdict(observe_recovery(session, profile, policy, known_secrets))
+    evidence.attach("recovery-tokens", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("SCOPE-ONLY-LISTED-PLAINTEXT", "OVERVIEW-NO-PLAINTEXT")
+def check_data_inventory(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                         known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    if profile.database is None:
+        evidence.not_applicable("The profile names no database to take an inventory of.")
+    rules = load_inventory_rules()
+    session, _ = _canary_and_note(request, profile)
+    obs = observe_inventory(profile, policy, known_secrets,
+                            session.canary if session else None, rules)
+    verdict = data_inventory_verdict(obs)
+    evidence.attach("inventory", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-DB-PG15")
+def check_postgres_version(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                           evidence: EvidenceRecorder) -> None:
+    if profile.database is None:
+        evidence.manual("The profile names no database. By hand: run `SELECT version()` on the "
+                        "service's database and attach the answer.")
+    with _database(profile, policy, known_secrets) as db:
+        assert db.server is not None
+        verdict = postgres_version_verdict(db.server)
+    evidence.attach("postgres-version", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-DB-ENCRYPTED-VOLUMES")
+def check_volume_encryption(profile: TargetProfile, evidence: EvidenceRecorder) -> None:
+    verdict = attested_verdict(profile, "REST-DB-ENCRYPTED-VOLUMES", VOLUMES_ATTESTATION)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-BACKUPS-ENCRYPTED")
+def check_backup_encrypted(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                           evidence: EvidenceRecorder) -> None:
+    reason = operations_unavailable(
+        profile, ("backup", "backup_dir"),
+        "take a backup and show that its file has no PGDMP or '-- PostgreSQL database dump' "
+        "header and reads as ciphertext (e.g. `head -c 64 FILE | xxd`), and name the key "
+        "that encrypts it.")
+    if reason:
+        evidence.manual(reason)
+    verdict = backup_encrypted_verdict(observe_backup(profile, policy, known_secrets))
+    evidence.attach("backup-encrypted", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-BACKUPS-RETENTION")
+def check_backup_retention(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                           evidence: EvidenceRecorder) -> None:
+    reason = operations_unavailable(
+        profile, ("backup", "prune_backups", "backup_dir"),
+        f"list the backup store and show no backup older than {policy.backups.retention_days} "
+        "days exists while every day within them has one (storage lifecycle rule).")
+    if reason:
+        evidence.manual(reason)
+    verdict = backup_retention_verdict(observe_retention(profile, policy, known_secrets))
+    evidence.attach("backup-retention", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("REST-BACKUPS-DRILL")
+def check_restore_drill(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                        known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    reason = operations_unavailable(
+        profile, ("backup", "restore_drill", "drill_log"),
+        f"show the drill log's entries of the last {policy.backups.max_drill_age_days} days, each "
+        "restoring a named backup into a scratch database with row counts compared.")
+    if reason:
+        evidence.manual(reason)
+    if profile.database is None:
+        evidence.manual("The profile names no database to compare the drill's row counts with. "
+                        "By hand: attach the drill log's last entry and the live row counts.")
+    session, _ = _canary_and_note(request, profile)
+    change = None
+    if session is not None:
+        def change() -> None:
+            # A brand adds rows to brands and analytics_counters after the backup.
+            session.ensure_session()
+            session.api.create_brand(f"votriz-audit drill marker {session.canary.run_id}", "audit")
+    verdict = restore_drill_verdict(observe_drill(profile, policy, known_secrets, change), policy)
+    evidence.attach("restore-drill", verdict.details)
+    evidence.conclude(verdict)
+
+
+@pytest.mark.claims("OVERVIEW-NO-PLAINTEXT")
+def check_plaintext_sweep(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                          known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    # The canary must exist before the sweep, so that there is something to find.
+    session, note = _canary_and_note(request, profile)
+    if session is None and len(known_secrets) == 0:
+        evidence.manual(f"No secret is known to search for ({note}). By hand: plant a test "
+                        "account's values and search the database, Redis, logs and backups.")
+    verdict = plaintext_sweep_verdict(observe_sweep(profile, policy, known_secrets))
+    evidence.attach("plaintext-sweep", verdict.details)
+    evidence.conclude(verdict)
+
