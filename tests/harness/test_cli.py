@@ -1,0 +1,105 @@
+"""The command line: exit codes, one-line errors, evidence never overwritten, bounded failure."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import EXIT_ERROR, EXIT_PASS, EXIT_USAGE, main
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _profile(tmp_path: Path, port: int) -> Path:
+    path = tmp_path / "target.toml"
+    path.write_text(f'name = "unreachable"\n[edge]\nhost = "votriz.test"\naddress = "127.0.0.1"\n'
+                    f'https_port = {port}\nhttp_port = {port}\n')
+    return path
+
+
+def test_bad_command_line_is_exit_3_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--no-such-option"])
+    assert exc.value.code == EXIT_USAGE
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run", "--only", "nope"], "unknown area(s) nope"),
+    (["run", "--fault", "nope", "--only", "transit"], "unknown fault(s) nope"),
+    (["up", "--fault", "nope"], "unknown fault(s) nope"),
+    (["run", "--policy", "/nonexistent/policy.toml"], "/nonexistent/policy.toml: cannot read the policy"),
+    (["run", "--target", "/nonexistent/target.toml"], "/nonexistent/target.toml: cannot read the profile"),
+])
+def test_bad_inputs_are_exit_3_and_name_the_problem(argv: list[str], message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_target_and_fault_do_not_mix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--target", str(_profile(tmp_path, 9)), "--fault", "hsts-missing",
+                 "--report-dir", str(tmp_path / "r")]) == EXIT_USAGE
+    assert "only apply when standing up the reference service" in capsys.readouterr().err
+
+
+def test_a_report_dir_holding_evidence_is_never_overwritten(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "r"
+    report.mkdir()
+    (report / "results.json").write_text("{}")
+    assert main(["run", "--target", str(_profile(tmp_path, 9)), "--report-dir", str(report)]) == EXIT_USAGE
+    assert "already holds files; evidence is never overwritten" in capsys.readouterr().err
+    assert (report / "results.json").read_text() == "{}"
+
+
+def test_an_unwritable_report_dir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", "--target", str(_profile(tmp_path, 9)), "--report-dir", str(blocker / "r")]) == EXIT_USAGE
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_unreachable_target_gives_errors_and_exit_2_quickly(tmp_path: Path) -> None:
+    # Given a profile whose edge port is closed
+    report = tmp_path / "report"
+    start = time.monotonic()
+    # When the in-transit checks run (in a child process, as a pipeline would run them)
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--target", str(_profile(tmp_path, _closed_port())),
+                           "--only", "transit", "--report-dir", str(report)],
+                          capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    # Then nothing passes, every check says it could not verify, and the gate exits 2
+    assert proc.returncode == EXIT_ERROR, proc.stdout + proc.stderr
+    results = json.loads((report / "results.json").read_text())["results"]
+    outcomes = {r["check_id"]: r["outcome"] for r in results}
+    assert "PASS" not in outcomes.values() and "FAIL" not in outcomes.values()
+    assert outcomes["transit.tls_versions"] == "ERROR"
+    assert took < 60
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_faults_lists_every_fault_with_its_claim(capsys: pytest.CaptureFixture[str]) -> None:
+    from system_under_test.faults import FAULTS
+
+    assert main(["faults"]) == EXIT_PASS
+    out = capsys.readouterr().out
+    for fault in FAULTS.values():
+        assert fault.name in out and fault.claims[0] in out
+
+
+def test_schema_is_generated_from_the_models(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == EXIT_PASS
+    schema = json.loads(capsys.readouterr().out)
+    assert {"schema_version", "tool_version", "target", "policy", "results"} <= set(schema["properties"])
