@@ -1,0 +1,174 @@
+"""What changed between two runs: per finding and per claim.
+
+Findings are matched by their stable ``finding_id`` (check id, claims,
+subject), claims by their id. A change is a **regression** when something
+newly FAILs or newly cannot be verified (newly ERROR); a gate exits 1 on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.outcomes import Outcome
+from harness.report.layout import load_results
+from harness.results import RunResults
+
+_BAD = (Outcome.FAIL, Outcome.ERROR)
+
+
+class Change(enum.StrEnum):
+    """How one finding or claim moved between the old and the new run.
+
+    Attributes:
+        NEW_FAIL: FAIL now, not FAIL before (or absent before).
+        NEWLY_UNVERIFIABLE: ERROR now, not ERROR before (or absent before).
+        FIXED: FAIL or ERROR before, present and neither now.
+        CHANGED: another change of outcome (e.g. PASS → WAIVED).
+        ADDED: absent before, present now, and neither FAIL nor ERROR.
+        GONE: present before, absent now (not run, or a different subject).
+        UNCHANGED: the same outcome in both runs.
+    """
+
+    NEW_FAIL = "new FAIL"
+    NEWLY_UNVERIFIABLE = "newly unverifiable"
+    FIXED = "fixed"
+    CHANGED = "changed"
+    ADDED = "added"
+    GONE = "gone"
+    UNCHANGED = "unchanged"
+
+
+REGRESSIONS = (Change.NEW_FAIL, Change.NEWLY_UNVERIFIABLE)
+_ORDER = list(Change)
+
+
+def classify(old: Outcome | None, new: Outcome | None, *, present_old: bool = True,
+             present_new: bool = True) -> Change:
+    """The change from ``old`` to ``new`` (None outcome: present but not run, e.g. a claim)."""
+    if not present_new:
+        return Change.GONE
+    if new is Outcome.FAIL and (not present_old or old is not Outcome.FAIL):
+        return Change.NEW_FAIL
+    if new is Outcome.ERROR and (not present_old or old is not Outcome.ERROR):
+        return Change.NEWLY_UNVERIFIABLE
+    if not present_old:
+        return Change.ADDED
+    if old in _BAD and new not in _BAD and new is not None:
+        return Change.FIXED
+    if old is new:
+        return Change.UNCHANGED
+    return Change.CHANGED
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One finding or claim in the diff.
+
+    Attributes:
+        key: the finding id or claim id.
+        change: how it moved.
+        old, new: its outcome in each run (None: absent or not run).
+        message: the new run's message (the old one's when gone).
+    """
+
+    key: str
+    change: Change
+    old: Outcome | None
+    new: Outcome | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """The comparison of two runs.
+
+    Attributes:
+        old_run_id, new_run_id: the runs compared.
+        old_label, new_label: how to name them (their directories).
+        findings: one per finding id in either run, worst change first.
+        claims: one per claim id in either run, worst change first.
+    """
+
+    old_run_id: str
+    new_run_id: str
+    old_label: str
+    new_label: str
+    findings: tuple[Delta, ...]
+    claims: tuple[Delta, ...]
+
+    @property
+    def regression(self) -> bool:
+        """True when any finding or claim newly FAILs or newly cannot be verified."""
+        return any(d.change in REGRESSIONS for d in (*self.findings, *self.claims))
+
+    def count(self, change: Change, *, claims: bool = False) -> int:
+        return sum(1 for d in (self.claims if claims else self.findings) if d.change is change)
+
+    def changed_findings(self) -> tuple[Delta, ...]:
+        return tuple(d for d in self.findings if d.change is not Change.UNCHANGED)
+
+    def changed_claims(self) -> tuple[Delta, ...]:
+        return tuple(d for d in self.claims if d.change is not Change.UNCHANGED)
+
+
+def _sorted(deltas: list[Delta]) -> tuple[Delta, ...]:
+    return tuple(sorted(deltas, key=lambda d: (_ORDER.index(d.change), d.key)))
+
+
+def diff_runs(old: RunResults, new: RunResults, *, old_label: str = "old", new_label: str = "new") -> RunDiff:
+    """Compare two runs' results per finding id and per claim id."""
+    old_findings = {r.finding_id: r for r in old.results}
+    new_findings = {r.finding_id: r for r in new.results}
+    findings = []
+    for key in dict.fromkeys([*old_findings, *new_findings]):
+        before, after = old_findings.get(key), new_findings.get(key)
+        change = classify(before.outcome if before else None, after.outcome if after else None,
+                          present_old=before is not None, present_new=after is not None)
+        message = after.message if after else before.message if before else ""
+        findings.append(Delta(key, change, before.outcome if before else None,
+                              after.outcome if after else None, message))
+    old_claims = {c.id: c for c in old.claims}
+    new_claims = {c.id: c for c in new.claims}
+    claims = []
+    for key in dict.fromkeys([*old_claims, *new_claims]):
+        was, now = old_claims.get(key), new_claims.get(key)
+        change = classify(was.outcome if was else None, now.outcome if now else None,
+                          present_old=was is not None, present_new=now is not None)
+        text = now.text if now else was.text if was else ""
+        claims.append(Delta(key, change, was.outcome if was else None, now.outcome if now else None, text))
+    return RunDiff(old.run_id, new.run_id, old_label, new_label, _sorted(findings), _sorted(claims))
+
+
+def diff_dirs(old_dir: Path, new_dir: Path) -> RunDiff:
+    """Compare the results.json of two report directories.
+
+    Raises:
+        ReportDirError: either directory is not a report directory.
+    """
+    return diff_runs(load_results(old_dir), load_results(new_dir),
+                     old_label=str(old_dir), new_label=str(new_dir))
+
+
+def _outcome(value: Outcome | None) -> str:
+    return value.value if value is not None else "—"
+
+
+def diff_text(diff: RunDiff) -> str:
+    """The diff as plain text, regressions first; unchanged entries are counted, not listed."""
+    lines = [f"votriz-audit diff: {diff.old_label} (run {diff.old_run_id}) -> "
+             f"{diff.new_label} (run {diff.new_run_id})"]
+    lines.append("REGRESSION: something newly FAILs or can no longer be verified." if diff.regression
+                 else "No regression: nothing newly FAILs or became unverifiable.")
+    for title, deltas, unchanged in (
+            ("Findings", diff.changed_findings(), diff.count(Change.UNCHANGED)),
+            ("Claims", diff.changed_claims(), diff.count(Change.UNCHANGED, claims=True))):
+        lines.append("")
+        lines.append(f"{title}: {len(deltas)} changed, {unchanged} unchanged")
+        for delta in deltas:
+            lines.append(f"  {delta.change.value:<19} {delta.key}: {_outcome(delta.old)} -> "
+                         f"{_outcome(delta.new)}")
+            if delta.message and delta.change in REGRESSIONS:
+                lines.append(f"  {'':<19} {delta.message[:200]}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,188 @@
+"""``report.html``: the run's evidence as one self-contained page.
+
+The page needs nothing but itself: CSS and SVG charts are inline, there is no
+script, no font, no image and no link off the page. It opens with the verdict
+(gate, counts, target, date, tool and policy), then goes through the claims in
+the page's order: the quoted promise, its outcome, the checks behind it with
+their messages and their evidence. Jinja2 renders it with autoescape on, and
+when the run's known secrets are given the finished page is redacted again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from harness.outcomes import Outcome
+from harness.redaction import KnownSecrets
+from harness.report.calibration import Calibration, load_calibration
+from harness.report.diff import REGRESSIONS, RunDiff
+from harness.report.evidence_views import EvidenceView, view_evidence
+from harness.report.layout import CALIBRATION_JSON, REPORT_HTML, EvidenceFile, load_results, read_evidence
+from harness.results import CheckResult, ClaimResult, RunResults
+
+
+@dataclass(frozen=True)
+class OutcomeStyle:
+    """How an outcome is shown: a symbol and words as well as a colour.
+
+    Attributes:
+        symbol: a glyph that differs per outcome.
+        label: the outcome's name.
+        words: what it means for the promise.
+        css: the CSS class of its badge.
+    """
+
+    symbol: str
+    label: str
+    words: str
+    css: str
+
+
+OUTCOME_STYLES: dict[Outcome | None, OutcomeStyle] = {
+    Outcome.PASS: OutcomeStyle("✓", "PASS", "promise kept", "pass"),
+    Outcome.FAIL: OutcomeStyle("✗", "FAIL", "promise broken", "fail"),
+    Outcome.ERROR: OutcomeStyle("?", "ERROR", "could not verify", "error"),
+    Outcome.NOT_APPLICABLE: OutcomeStyle("\N{EN DASH}", "N/A", "does not apply", "na"),
+    Outcome.MANUAL: OutcomeStyle("✎", "MANUAL", "needs a human attestation", "manual"),
+    Outcome.WAIVED: OutcomeStyle("≈", "WAIVED", "broken or unverified, under a current waiver", "waived"),
+    None: OutcomeStyle("○", "NOT RUN", "no check of it ran in this run", "notrun"),
+}
+
+GATE_STYLES = {
+    "pass": ("✓", "Gate passed", "No promise was observed broken and every check could verify.", "pass"),
+    "fail": ("✗", "Promise broken", "At least one check observed the system breaking a promise.", "fail"),
+    "error": ("?", "Could not verify", "No promise was observed broken, but some checks could not "
+              "verify theirs.", "error"),
+}
+
+
+@dataclass(frozen=True)
+class CheckEntry:
+    """One check as shown under a claim.
+
+    Attributes:
+        result: the check's result.
+        views: its evidence views (empty when they are shown under an earlier claim).
+        shown_under: the claim under which its evidence is shown.
+        anchor: the HTML id of the place its evidence is shown.
+    """
+
+    result: CheckResult
+    views: tuple[EvidenceView, ...]
+    shown_under: str
+    anchor: str
+
+
+@dataclass(frozen=True)
+class ClaimSection:
+    """One claim of the page as shown in the report.
+
+    Attributes:
+        claim: the claim's result.
+        checks: the results of its checks that ran.
+        not_run: its checks that have no result in this run.
+    """
+
+    claim: ClaimResult
+    checks: tuple[CheckEntry, ...]
+    not_run: tuple[str, ...]
+
+
+def _details_view(result: CheckResult, files: list[EvidenceFile], policy: Mapping[str, Any]
+                  ) -> EvidenceView | None:
+    """The check's details from results.json, unless an evidence file already holds the same data."""
+    if not result.details:
+        return None
+    details = json.loads(json.dumps(result.details, default=str))
+    if any(f.kind == "json" and f.data == details for f in files):
+        return None
+    return view_evidence(EvidenceFile("results.json", "details", None, "json", data=details), policy)
+
+
+def _anchor(finding_id: str) -> str:
+    return "check-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in finding_id)
+
+
+def claim_sections(run: RunResults, report_dir: Path) -> list[ClaimSection]:
+    """The claims in the page's order, each with its checks; evidence is shown once, under the
+    first claim that cites the check, and referred to from the later ones."""
+    shown: dict[str, str] = {}
+    sections = []
+    for claim in run.claims:
+        entries, not_run = [], []
+        cited = (r.check_id for r in run.results if claim.id in r.claims)
+        wanted = list(dict.fromkeys([*claim.checks, *cited]))
+        for check_id in wanted:
+            results = [r for r in run.results if r.check_id == check_id]
+            if not results:
+                not_run.append(check_id)
+            for result in results:
+                views: tuple[EvidenceView, ...] = ()
+                if result.finding_id not in shown:
+                    shown[result.finding_id] = claim.id
+                    files = [read_evidence(report_dir, path) for path in result.evidence]
+                    listed = [view_evidence(f, run.policy) for f in files]
+                    details = _details_view(result, files, run.policy)
+                    views = tuple(listed + ([details] if details else []))
+                entries.append(CheckEntry(result, views, shown[result.finding_id],
+                                          _anchor(result.finding_id)))
+        sections.append(ClaimSection(claim, tuple(entries), tuple(not_run)))
+    return sections
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["compact_json"] = lambda value: json.dumps(value, sort_keys=True, default=str)
+    env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    env.tests["scalar"] = lambda value: value is None or isinstance(value, str | int | float | bool)
+    env.tests["mapping"] = lambda value: isinstance(value, dict)
+    env.tests["rows"] = lambda value: (isinstance(value, list) and bool(value)
+                                       and all(isinstance(v, dict) for v in value))
+    env.tests["sequence_value"] = lambda value: isinstance(value, list)
+    return env
+
+
+def render_html(run: RunResults, report_dir: Path, *, diff: RunDiff | None = None,
+                calibration: Calibration | None = None, known_secrets: KnownSecrets | None = None,
+                now: dt.datetime | None = None) -> str:
+    """The report page for ``run``, reading its evidence from ``report_dir``."""
+    generated = now or dt.datetime.now(dt.UTC)
+    sections = claim_sections(run, report_dir)
+    counts = [(OUTCOME_STYLES[o], run.summary.counts.get(o, 0)) for o in Outcome]
+    claim_counts = {OUTCOME_STYLES[o].label: sum(1 for c in run.claims if c.outcome is o)
+                    for o in (*Outcome, None)}
+    claim_counts = {label: n for label, n in claim_counts.items() if n}
+    html = _environment().get_template("report.html.j2").render(
+        run=run, sections=sections, styles=OUTCOME_STYLES, gate=GATE_STYLES[run.summary.gate],
+        counts=counts, claim_counts=claim_counts, diff=diff, regressions=REGRESSIONS,
+        calibration=calibration, generated=generated,
+        duration_s=(run.finished_at - run.started_at).total_seconds(),
+        policy_name=str(run.policy.get("name", "unnamed policy")),
+        policy_version=str(run.policy.get("version", "unversioned")))
+    # The evidence was redacted when written; this is a second net for anything
+    # the page assembles from it.
+    return known_secrets.redact(html) if known_secrets is not None else html
+
+
+def write_report(report_dir: Path, *, diff: RunDiff | None = None, known_secrets: KnownSecrets | None = None,
+                 now: dt.datetime | None = None) -> Path:
+    """Render ``REPORT/report.html`` from the directory's results.json, evidence and calibration.json.
+
+    Raises:
+        ReportDirError: the directory holds no valid results.json.
+        CalibrationError: calibration.json exists but is invalid.
+    """
+    run = load_results(report_dir)
+    calibration = load_calibration(report_dir / CALIBRATION_JSON)
+    path = report_dir / REPORT_HTML
+    path.write_text(render_html(run, report_dir, diff=diff, calibration=calibration,
+                                known_secrets=known_secrets, now=now), encoding="utf-8")
+    return path
