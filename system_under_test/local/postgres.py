@@ -110,29 +110,49 @@ def _settings(port: int, socket_dir: Path, pid_file: Path) -> str:
     )
 
 
-def init_cluster(state_dir: Path, user: ServiceUser, *, port: int,
-                 search_path: Sequence[str] | None = None) -> Path:
-    """Create ``STATE/pgdata`` as the service user and write its configuration."""
+def begin_init_cluster(state_dir: Path, user: ServiceUser, *,
+                       search_path: Sequence[str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``initdb`` for ``STATE/pgdata`` as the service user, in the background.
+
+    ``up`` provisions the HSM meanwhile; ``finish_init_cluster`` waits for it.
+    """
     initdb = find_binary("initdb", search_path)
     setpriv = find_binary("setpriv", search_path) if user.drop_privileges else ""
     pgdata = state_dir / "pgdata"
     pgdata.mkdir(mode=0o700)
     user.chown(pgdata)
-    log_file = state_dir / "logs" / "postgres.log"
-    with open(log_file, "ab") as log:
-        result = subprocess.run(
+    with open(state_dir / "logs" / "postgres.log", "ab") as log:
+        return subprocess.Popen(
             user.argv([initdb, "-D", str(pgdata), "-U", SUPERUSER, "-E", "UTF8", "--no-locale",
                        "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"], setpriv),
             cwd=state_dir, env=base_environment(), stdout=log, stderr=subprocess.STDOUT,
-            timeout=INITDB_TIMEOUT_S, check=False,
         )
-    if result.returncode != 0:
-        raise StackError(f"initdb failed with status {result.returncode} (see {log_file})")
+
+
+def finish_init_cluster(state_dir: Path, process: subprocess.Popen[bytes], *, port: int) -> Path:
+    """Wait for ``initdb`` (bounded) and write the cluster's access rules and settings."""
+    log_file = state_dir / "logs" / "postgres.log"
+    try:
+        returncode = process.wait(timeout=INITDB_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise StackError(f"initdb: not done after {INITDB_TIMEOUT_S:.0f} s (see {log_file})") \
+            from None
+    if returncode != 0:
+        raise StackError(f"initdb failed with status {returncode} (see {log_file})")
+    pgdata = state_dir / "pgdata"
     socket_dir = state_dir / "run"
     (pgdata / "pg_hba.conf").write_text(_hba(), encoding="ascii")
     with open(pgdata / "postgresql.conf", "a", encoding="ascii") as conf:
         conf.write(_settings(port, socket_dir, socket_dir / "postgres.pid"))
     return pgdata
+
+
+def init_cluster(state_dir: Path, user: ServiceUser, *, port: int,
+                 search_path: Sequence[str] | None = None) -> Path:
+    """Create ``STATE/pgdata`` as the service user and write its configuration."""
+    process = begin_init_cluster(state_dir, user, search_path=search_path)
+    return finish_init_cluster(state_dir, process, port=port)
 
 
 def start(state_dir: Path, user: ServiceUser, *, port: int,

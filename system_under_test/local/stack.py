@@ -87,6 +87,7 @@ class StackInfo:
         api_config: ``STATE/api.toml``.
         profile_path: ``STATE/target.toml``.
         started_in_s: how long ``up`` took.
+        step_seconds: how long each step of ``up`` took, in start order.
     """
 
     state_dir: Path
@@ -99,6 +100,7 @@ class StackInfo:
     api_config: Path
     profile_path: Path
     started_in_s: float
+    step_seconds: dict[str, float] = field(default_factory=dict, hash=False)
 
     @property
     def base_url(self) -> str:
@@ -129,6 +131,7 @@ class StackInfo:
             api_socket=Path(data["api_socket"]), ca_file=Path(data["ca_file"]),
             api_config=Path(data["api_config"]), profile_path=Path(data["profile_path"]),
             started_in_s=float(data["started_in_s"]),
+            step_seconds={k: float(v) for k, v in data.get("step_seconds", {}).items()},
         )
 
 
@@ -223,17 +226,19 @@ def _choose_ports(faults: Sequence[str]) -> Ports:
                  api_plaintext=chosen[6] if "api-plaintext-exposed" in faults else None)
 
 
-def _start_fakes(state_dir: Path, ports: Ports) -> int:
-    pid_file = state_dir / "run" / "fakes.pid"
-    log_file = state_dir / "logs" / "fakes.log"
-    pid = spawn([sys.executable, "-m", "system_under_test.fakes",
-                 "--state-dir", str(state_dir), "--port", str(ports.fakes),
-                 "--plaintext-port", str(ports.fakes_plaintext)],
-                cwd=state_dir, env=base_environment(PYTHONPATH=str(api_server.REPO_ROOT)),
-                log_file=log_file, pid_file=pid_file)
+def _spawn_fakes(state_dir: Path, ports: Ports) -> int:
+    return spawn([sys.executable, "-m", "system_under_test.fakes",
+                  "--state-dir", str(state_dir), "--port", str(ports.fakes),
+                  "--plaintext-port", str(ports.fakes_plaintext)],
+                 cwd=state_dir, env=base_environment(PYTHONPATH=str(api_server.REPO_ROOT)),
+                 log_file=state_dir / "logs" / "fakes.log",
+                 pid_file=state_dir / "run" / "fakes.pid")
+
+
+def _wait_for_fakes(state_dir: Path, ports: Ports, pid: int) -> None:
     wait_until(lambda: tcp_accepts(ports.fakes) and tcp_accepts(ports.fakes_plaintext),
-               timeout_s=FAKES_START_TIMEOUT_S, what="fakes", pid=pid, log_file=log_file)
-    return pid
+               timeout_s=FAKES_START_TIMEOUT_S, what="fakes", pid=pid,
+               log_file=state_dir / "logs" / "fakes.log")
 
 
 def up(state_dir: Path, faults: Sequence[str] = (), *, api_app: str = api_server.DEFAULT_APP,
@@ -268,9 +273,23 @@ def up(state_dir: Path, faults: Sequence[str] = (), *, api_app: str = api_server
 
 def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, started: float, *,
               api_app: str, with_ops: bool, search_path: Sequence[str] | None) -> StackInfo:
+    steps: dict[str, float] = {}
+    last = [time.monotonic()]
+
+    def mark(step: str) -> None:
+        now = time.monotonic()
+        steps[step] = round(now - last[0], 2)
+        last[0] = now
+
     ports = _choose_ports(faults)
     pki = build_pki(state_dir / "pki", edge_lifetime=EXPIRING_LEAF_LIFETIME
                     if "cert-expiring" in faults else DEFAULT_LEAF_LIFETIME)
+
+    # initdb and the fakes need nothing from the HSM: start both now and
+    # collect them later, so that their start overlaps the HSM work.
+    initdb = postgres.begin_init_cluster(state_dir, user, search_path=search_path)
+    fakes_pid = _spawn_fakes(state_dir, ports)
+    mark("pki")
 
     # HSM: token, PINs and every key; under key-not-in-hsm the Redis password
     # goes to a file instead of the token.
@@ -289,13 +308,19 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
     auditor_password = secrets.token_hex(24)
     _write_secret(state_dir / "secrets" / "auditor-password", auditor_password)
 
-    postgres.init_cluster(state_dir, user, port=ports.postgres, search_path=search_path)
+    mark("hsm")
+    postgres.finish_init_cluster(state_dir, initdb, port=ports.postgres)
+    mark("initdb")
     pg = postgres.start(state_dir, user, port=ports.postgres, search_path=search_path)
+    mark("postgres")
     postgres.create_roles(pg, app_password=from_hsm[softhsm.DB_PASSWORD].decode(),
                           auditor_password=auditor_password)
+    mark("roles")
     rds = redis.start(state_dir, user, port=ports.redis, password=redis_password,
                       search_path=search_path)
-    fakes_pid = _start_fakes(state_dir, ports)
+    mark("redis")
+    _wait_for_fakes(state_dir, ports, fakes_pid)
+    mark("fakes")
 
     api_config = state_dir / "api.toml"
     api_config.write_text(render_api_config(
@@ -312,14 +337,18 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
     ops_env = api_server.api_environment(state_dir, token.environment())
     if with_ops:
         api_server.run_ops(state_dir, "migrate", ops_env)
+    mark("migrate")
     api = api_server.start(state_dir, api_server.api_environment(state_dir, token.environment(),
                                                                  fault_env),
                            app=api_app, plaintext_port=ports.api_plaintext)
+    mark("api")
     edge = nginx.start(state_dir, user, pki, https_port=ports.https, http_port=ports.http,
                        faults=[f for f in faults if FAULTS[f].layer is Layer.EDGE],
                        search_path=search_path)
+    mark("nginx")
     if with_ops:
         api_server.run_ops(state_dir, "seed-demo", ops_env)
+    mark("seed-demo")
 
     pid_files = {"api": api.pid_file, "nginx": edge.pid_file, "postgres": pg.pid_file,
                  "redis": rds.pid_file, "fakes": state_dir / "run" / "fakes.pid"}
@@ -333,7 +362,7 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
               "fakes": fakes_pid},
         pid_files=pid_files, api_socket=api.socket_path, ca_file=pki.ca_cert,
         api_config=api_config, profile_path=profile_path,
-        started_in_s=round(time.monotonic() - started, 2),
+        started_in_s=round(time.monotonic() - started, 2), step_seconds=steps,
     )
     (state_dir / "stack.json").write_text(info.to_json(), encoding="utf-8")
     return info
