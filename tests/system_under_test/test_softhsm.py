@@ -8,6 +8,8 @@ import pytest
 
 from system_under_test.local import softhsm
 
+pytestmark = pytest.mark.integration
+
 BYTE_KEYS = {softhsm.TOKEN_KEY_V1, softhsm.JWT_SIGNING, softhsm.EMAIL_INDEX, softhsm.BACKUP_KEY}
 
 
