@@ -1,0 +1,350 @@
+"""The operator commands on real local stacks: rotations under load, backup and restore
+drill, pruning, and each OPS fault (plus the JWT fault that needs a rotation) seen from outside.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+from cryptography.fernet import Fernet, InvalidToken
+
+from system_under_test.api.config import load_config
+from system_under_test.api.keyring import (
+    BACKUP_KEY_LABEL,
+    DB_PASSWORD_LABEL,
+    REDIS_PASSWORD_LABEL,
+    fernet_key,
+    token_key_versions,
+)
+from system_under_test.local import down, softhsm, up
+from system_under_test.local.softhsm import HsmToken
+from system_under_test.ops.backups import backup_time, read_chunks
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct horse battery"
+OPS_FAULTS = ("rotation-drops-requests", "rotation-leaves-rows", "db-password-rotation-ignored",
+              "backup-plaintext", "backup-retention-broken", "restore-drill-broken",
+              "jwt-rotation-keeps-sessions")
+
+
+def running(faults: tuple[str, ...]) -> Iterator[object]:
+    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+    try:
+        yield up(state_dir, faults)
+    finally:
+        down(state_dir)
+
+
+@pytest.fixture(scope="module")
+def ops_stack() -> Iterator[object]:
+    """A clean stack of this module's own: rotations change its keys for good."""
+    yield from running(())
+
+
+@pytest.fixture(scope="module")
+def ops_fault_stack() -> Iterator[object]:
+    yield from running(OPS_FAULTS)
+
+
+def ops(info, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m system_under_test.ops ARGS --state-dir STATE`` as an operator would."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("VOTRIZ_HSM_PIN_FILE", None)
+    result = subprocess.run([sys.executable, "-m", "system_under_test.ops", *args,
+                             "--state-dir", str(info.state_dir)],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+                            check=False)
+    if check:
+        assert result.returncode == 0, result.stderr[-500:]
+    return result
+
+
+def report(result: subprocess.CompletedProcess[str]) -> dict[str, object]:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def hsm_token(info) -> HsmToken:
+    state = info.state_dir
+    return HsmToken(conf=state / "softhsm2.conf", module=softhsm.MODULE, label="votriz",
+                    pin_file=state / "secrets" / "hsm-pin",
+                    so_pin_file=state / "secrets" / "hsm-so-pin", token_dir=state / "tokens")
+
+
+def hsm_values(info) -> dict[str, bytes]:
+    labels = [str(o["label"]) for o in softhsm.inspect_objects(hsm_token(info))]
+    return softhsm.read_values(hsm_token(info), labels)
+
+
+def connect(info, password: str) -> psycopg.Connection:
+    return psycopg.connect(load_config(info.api_config).database_dsn, password=password,
+                           autocommit=True, connect_timeout=5)
+
+
+def api(info) -> httpx.Client:
+    # No keep-alive: every request opens a connection, as a client through the edge would.
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(info.api_socket)),
+                        base_url="http://votriz.test", timeout=30,
+                        limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def new_session(client: httpx.Client) -> tuple[str, dict[str, str]]:
+    email = f"canary-{secrets.token_hex(6)}@example.com"
+    assert client.post("/api/v1/signup", json={"email": email, "password": PASSWORD}
+                       ).status_code == 201
+    token = client.post("/api/v1/login", json={"email": email, "password": PASSWORD}).json()[
+        "token"]
+    return email, {"authorization": f"Bearer {token}"}
+
+
+def new_channel(client: httpx.Client, headers: dict[str, str]) -> int:
+    brand = client.post("/api/v1/brands", json={"name": "Canary", "industry": "tests"},
+                        headers=headers).json()["id"]
+    return client.post(f"/api/v1/brands/{brand}/channels", headers=headers, json={
+        "platform": "instagram", "access_token": f"at-{secrets.token_hex(8)}",
+        "refresh_token": f"rt-{secrets.token_hex(8)}"}).json()["id"]
+
+
+class Load:
+    """Requests in a loop while an operation runs: reads that decrypt, and plain reads.
+
+    Attributes:
+        ok: requests answered as expected.
+        failed: requests refused, broken or answered with an error.
+    """
+
+    def __init__(self, info, headers: dict[str, str], channel: int) -> None:
+        self._info, self._headers, self._channel = info, headers, channel
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.ok = 0
+        self.failed = 0
+
+    def _run(self) -> None:
+        with api(self._info) as client:
+            while not self._stop.is_set():
+                try:
+                    answer = client.post(f"/api/v1/channels/{self._channel}/sync",
+                                         headers=self._headers)
+                    good = answer.status_code == 200
+                except httpx.HTTPError:
+                    good = False
+                self.ok += good
+                self.failed += not good
+                time.sleep(0.02)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def channel_rows(info) -> list[tuple[str, str]]:
+    with connect(info, hsm_values(info)[DB_PASSWORD_LABEL].decode()) as conn:
+        return conn.execute("SELECT access_token_enc, refresh_token_enc FROM channels").fetchall()
+
+
+def token_keys(values: dict[str, bytes]) -> dict[int, Fernet]:
+    return {v: Fernet(fernet_key(values[label])) for v, label in token_key_versions(values).items()}
+
+
+def readable(fernet: Fernet, token: str) -> bool:
+    try:
+        fernet.decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+# --- clean stack --------------------------------------------------------------------------
+
+
+def test_token_key_rotation_rewrites_every_row_without_dropping_requests(ops_stack):
+    # Given channels in bulk and a user whose channel is synced (decrypted) in a loop
+    ops(ops_stack, "seed-channels", "--count", "3000")
+    old_keys = token_keys(hsm_values(ops_stack))
+    assert list(old_keys) == [1]
+    with api(ops_stack) as client:
+        _, headers = new_session(client)
+        channel = new_channel(client, headers)
+    # When the key is rotated under that load
+    with Load(ops_stack, headers, channel) as load:
+        done = report(ops(ops_stack, "rotate-token-key", "--batch-size", "400"))
+    # Then no request failed, every row reads under v2 alone and none under v1 alone
+    assert load.failed == 0 and load.ok > 20
+    rows = channel_rows(ops_stack)
+    assert done["rows"] == len(rows) and done["batches"] == math.ceil(len(rows) / 400)
+    assert done["versions"] == {"new": 2, "retired": [1]}
+    new_keys = token_keys(hsm_values(ops_stack))
+    assert list(new_keys) == [2]
+    tokens = [t for row in rows for t in row]
+    assert all(readable(new_keys[2], t) for t in tokens)
+    assert not any(readable(old_keys[1], t) for t in tokens)
+    with api(ops_stack) as client:
+        assert client.post(f"/api/v1/channels/{channel}/sync", headers=headers).status_code == 200
+
+
+def test_jwt_rotation_invalidates_every_session(ops_stack):
+    with api(ops_stack) as client:
+        email, headers = new_session(client)
+        assert client.get("/api/v1/brands", headers=headers).status_code == 200
+        ops(ops_stack, "rotate-jwt-secret")
+        assert client.get("/api/v1/brands", headers=headers).status_code == 401
+        # Logins keep working: the e-mail index does not depend on the JWT secret.
+        again = client.post("/api/v1/login", json={"email": email, "password": PASSWORD})
+        assert again.status_code == 200
+
+
+def test_db_password_rotation_refuses_the_old_password(ops_stack):
+    old = hsm_values(ops_stack)[DB_PASSWORD_LABEL].decode()
+    with connect(ops_stack, old):
+        pass
+    ops(ops_stack, "rotate-db-password")
+    new = hsm_values(ops_stack)[DB_PASSWORD_LABEL].decode()
+    assert new != old
+    with pytest.raises(psycopg.OperationalError):
+        connect(ops_stack, old)
+    with connect(ops_stack, new):
+        pass
+    with api(ops_stack) as client:
+        new_session(client)
+
+
+def test_redis_password_rotation_refuses_the_old_password(ops_stack):
+    old = hsm_values(ops_stack)[REDIS_PASSWORD_LABEL].decode()
+    port = load_config(ops_stack.api_config).redis_port
+    ops(ops_stack, "rotate-redis-password")
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=port, password=old).ping()
+    with api(ops_stack) as client:
+        # Login counts attempts in Redis: it works only with the new password.
+        new_session(client)
+
+
+def test_backup_is_encrypted_and_the_drill_restores_it(ops_stack):
+    # Given a backup
+    made = report(ops(ops_stack, "backup"))
+    path = ops_stack.state_dir / "backups" / str(made["file"])
+    data = path.read_bytes()
+    # Then it is chunked Fernet under the HSM backup key, with the row counts inside
+    assert not data.startswith(b"PGDMP") and data.startswith(b"gAAAAA")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    fernet = Fernet(fernet_key(hsm_values(ops_stack)[BACKUP_KEY_LABEL]))
+    with open(path, "rb") as handle:
+        chunks = list(read_chunks(fernet, handle))
+    assert json.loads(chunks[0])["row_counts"] == made["row_counts"]
+    assert chunks[1].startswith(b"PGDMP")
+    # When the drill runs, it restores exactly those counts and drops its database
+    drill = report(ops(ops_stack, "restore-drill"))
+    logged = json.loads((ops_stack.state_dir / "drills.log").read_text().splitlines()[-1])
+    assert drill["ok"] is True and logged["ok"] is True and logged["backup"] == made["file"]
+    assert {t: c["restored"] for t, c in logged["tables"].items()} == made["row_counts"]
+    with connect(ops_stack, hsm_values(ops_stack)[DB_PASSWORD_LABEL].decode()) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE "
+                            "'votriz_drill_%'").fetchone()[0] == 0
+
+
+def truncated_copy(info) -> Path:
+    """A newer backup file missing its last chunk."""
+    newest = max((info.state_dir / "backups").glob("votriz-*.dump.enc"))
+    taken = backup_time(newest.name) + timedelta(seconds=1)
+    broken = newest.with_name(f"votriz-{taken.strftime('%Y%m%dT%H%M%SZ')}.dump.enc")
+    lines = newest.read_bytes().splitlines(keepends=True)
+    broken.write_bytes(b"".join(lines[:-1]) if len(lines) > 1 else lines[0][: len(lines[0]) // 2])
+    return broken
+
+
+def test_drill_fails_on_a_truncated_backup(ops_stack):
+    ops(ops_stack, "backup")
+    broken = truncated_copy(ops_stack)
+    try:
+        result = ops(ops_stack, "restore-drill", check=False)
+        logged = json.loads((ops_stack.state_dir / "drills.log").read_text().splitlines()[-1])
+    finally:
+        broken.unlink()
+    assert result.returncode == 1 and result.stderr.startswith("error: restore-drill")
+    assert logged["ok"] is False and logged["backup"] == broken.name
+
+
+def test_prune_deletes_what_is_older_than_30_days(ops_stack):
+    made = report(ops(ops_stack, "backup"))
+    taken = backup_time(str(made["file"]))
+    kept = report(ops(ops_stack, "prune-backups", "--now",
+                      (taken + timedelta(days=29)).isoformat()))
+    assert made["file"] in kept["kept"]
+    pruned = report(ops(ops_stack, "prune-backups", "--now",
+                        (taken + timedelta(days=31)).isoformat()))
+    assert made["file"] in pruned["deleted"]
+    assert not (ops_stack.state_dir / "backups" / str(made["file"])).exists()
+
+
+# --- OPS faults ---------------------------------------------------------------------------
+
+
+def test_faults_rotation_drops_requests_and_leaves_rows(ops_fault_stack):
+    ops(ops_fault_stack, "seed-channels", "--count", "1000")
+    with api(ops_fault_stack) as client:
+        _, headers = new_session(client)
+        channel = new_channel(client, headers)
+    with Load(ops_fault_stack, headers, channel) as load:
+        done = report(ops(ops_fault_stack, "rotate-token-key", "--batch-size", "300"))
+    assert load.failed > 0
+    assert done["tables"]["channels"]["skipped"] > 0
+    new_key = token_keys(hsm_values(ops_fault_stack))[2]
+    tokens = [t for row in channel_rows(ops_fault_stack) for t in row]
+    assert sum(not readable(new_key, t) for t in tokens) > 0
+
+
+def test_fault_jwt_rotation_keeps_sessions(ops_fault_stack):
+    with api(ops_fault_stack) as client:
+        _, headers = new_session(client)
+        ops(ops_fault_stack, "rotate-jwt-secret")
+        assert client.get("/api/v1/brands", headers=headers).status_code == 200
+
+
+def test_fault_db_password_rotation_ignored(ops_fault_stack):
+    old = hsm_values(ops_fault_stack)[DB_PASSWORD_LABEL].decode()
+    ops(ops_fault_stack, "rotate-db-password")
+    with connect(ops_fault_stack, old):
+        pass
+
+
+def test_faults_backup_plaintext_retention_broken_drill_broken(ops_fault_stack):
+    made = report(ops(ops_fault_stack, "backup"))
+    path = ops_fault_stack.state_dir / "backups" / str(made["file"])
+    assert path.read_bytes().startswith(b"PGDMP")
+    # A broken backup still "passes" the broken drill.
+    broken = truncated_copy(ops_fault_stack)
+    drill = ops(ops_fault_stack, "restore-drill", check=False)
+    logged = json.loads((ops_fault_stack.state_dir / "drills.log").read_text().splitlines()[-1])
+    assert drill.returncode == 0 and logged["ok"] is True and logged["backup"] == broken.name
+    far = report(ops(ops_fault_stack, "prune-backups", "--now",
+                     (backup_time(path.name) + timedelta(days=400)).isoformat()))
+    assert far["deleted"] == [] and path.name in far["kept"]
+
+
+def test_backup_file_is_not_base64_of_plain_dump(ops_stack):
+    """The encrypted file must not merely encode the dump: decoding a line gives no PGDMP."""
+    made = report(ops(ops_stack, "backup"))
+    first_line = (ops_stack.state_dir / "backups" / str(made["file"])).read_bytes().split(b"\n")[1]
+    assert b"PGDMP" not in base64.urlsafe_b64decode(first_line + b"=" * (-len(first_line) % 4))
