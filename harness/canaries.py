@@ -146,7 +146,11 @@ class MailCapture:
     def mails_to(self, address: str) -> list[dict[str, Any]]:
         """Every captured mail to ``address``, oldest first."""
         try:
-            response = self._client.get(self._url)
+            try:
+                response = self._client.get(self._url)
+            except httpx.ReadError:
+                # A kept-alive connection broken under us (see ensure_session): once more.
+                response = self._client.get(self._url)
         except httpx.HTTPError as exc:
             raise ProbeError(f"GET {self._url}: {type(exc).__name__}") from None
         if response.status_code != 200:
@@ -240,9 +244,7 @@ class CanarySession:
             channels.append(CanaryChannel(platform, channel_id, access, refresh))
         canary.channels = tuple(channels)
 
-        before = len(self._mail.mails_to(canary.email))
-        canary.recovery_request_body = api.request_recovery(canary.email).body
-        canary.recovery = self._read_recovery_mail(before)
+        self.fresh_recovery()
 
     def _read_recovery_mail(self, before: int) -> RecoveryMail:
         deadline = time.monotonic() + self._mail_wait_s
@@ -260,6 +262,36 @@ class CanarySession:
             self._secret(token, "canary recovery token")
         return RecoveryMail(str(newest.get("subject", "")), host, token, len(mails))
 
+    @property
+    def api(self) -> VotrizApi:
+        """The API client, logged in as the canary."""
+        return self._api
+
+    def ensure_session(self) -> None:
+        """Make the next calls work: a live connection and a valid session.
+
+        Reading the HSM in this process (SoftHSM's C_Finalize/C_Initialize share
+        OpenSSL with Python's ssl module) breaks TLS connections kept alive from
+        before, so the first call after it may fail once with a ReadError; a
+        second try opens a new connection. A session invalidated in between (a
+        JWT rotation) is replaced by logging in again.
+        """
+        try:
+            status = self._api.request("GET", "/mfa").status
+        except ProbeError:
+            status = self._api.request("GET", "/mfa").status
+        if status == 401:
+            self._login_again()
+
+    def fresh_recovery(self) -> RecoveryMail:
+        """Ask for a new recovery mail and read its token (registered as a secret)."""
+        canary = self.canary
+        self.ensure_session()
+        before = len(self._mail.mails_to(canary.email))
+        canary.recovery_request_body = self._api.request_recovery(canary.email).body
+        canary.recovery = self._read_recovery_mail(before)
+        return canary.recovery
+
     def remove(self) -> None:
         """Delete the canary's account (idempotent); the outcome is in ``cleanup_note``."""
         canary, api = self.canary, self._api
@@ -267,6 +299,7 @@ class CanarySession:
             canary.cleanup_note = canary.cleanup_note or "nothing to remove"
             return
         try:
+            self.ensure_session()
             answer = api.request("DELETE", "/account")
             if answer.status == 401:
                 # The session may have been invalidated (a JWT secret rotation): log in again.
