@@ -8,6 +8,7 @@ the request (size, JSON, bearer token) first, so every bad input becomes a
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -296,9 +297,11 @@ def _rate_limit_login(services: Services, index: str) -> None:
         raise ApiError(429, "too many login attempts, try again later")
 
 
-# A real hash to check against when the account does not exist, so that the
-# answer takes as long as for a wrong password.
-_DUMMY_HASH = passwords.hash_secret("not-a-real-password", passwords.COST)
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash to check against when the account does not exist, so that the answer
+    takes as long as for a wrong password (made on first use, not at worker start)."""
+    return passwords.hash_secret(secrets.token_urlsafe(16), passwords.COST)
 
 
 def login(call: Call) -> tuple[int, object]:
@@ -314,7 +317,7 @@ def login(call: Call) -> tuple[int, object]:
             "SELECT id, password_hash, mfa_enabled, totp_secret_enc FROM users "
             "WHERE email_index = %s", (index,)).fetchone()
     if row is None:
-        passwords.secret_matches(password, _DUMMY_HASH)
+        passwords.secret_matches(password, _dummy_hash())
         raise ApiError(401, "wrong email or password")
     user_id, password_hash, mfa_enabled, totp_secret_enc = row
     if not passwords.secret_matches(password, password_hash):
