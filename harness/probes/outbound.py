@@ -96,7 +96,7 @@ class CanaryAccount:
     """A throw-away account the harness created through the API.
 
     Attributes:
-        email: its address (tagged ``votriz-audit-canary``).
+        email: its address (``canary+transit-<random>@audit.invalid``).
         password: its password; registered in KnownSecrets the moment it is made.
     """
 
@@ -158,7 +158,8 @@ class CaptureClient:
 def create_canary(api: VotrizApi, known_secrets: KnownSecrets) -> CanaryAccount:
     """Sign up and log in a fresh canary account; its password is registered first."""
     tag = secrets.token_hex(6)
-    canary = CanaryAccount(email=f"votriz-audit-canary+{tag}@canary.votriz.test",
+    # A reserved TLD (RFC 6761), like the at-rest canaries: no mail can ever leave.
+    canary = CanaryAccount(email=f"canary+transit-{tag}@audit.invalid",
                            password=secrets.token_urlsafe(24))
     known_secrets.add(canary.password, "canary password")
     api.signup(canary.email, canary.password)
