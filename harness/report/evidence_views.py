@@ -113,7 +113,7 @@ def _header_transcript(file: EvidenceFile, data: Any, policy: Mapping[str, Any])
     for row in rows:
         headers: list[tuple[str, str]] = []
         raw = row.get("headers")
-        missing = row.get("missing") if isinstance(row.get("missing"), list) else []
+        missing: list[Any] = row["missing"] if isinstance(row.get("missing"), list) else []
         if isinstance(raw, dict):
             for name, values in raw.items():
                 listed = values if isinstance(values, list) else [values]
