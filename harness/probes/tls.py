@@ -172,15 +172,32 @@ def _attempt_error(attempt: Any) -> str:
     return f"{reason}: {tail}" if tail else str(reason)
 
 
-def _resolve_address(edge: Edge) -> str:
-    """The IP address to connect to; sslyze needs one so ``localhost`` cannot become ::1."""
+def _resolve_address(edge: Edge, timeout_s: float) -> str:
+    """The IP address to connect to: ``edge.address``, else the host name resolved here.
+
+    sslyze is given an IP address so that ``localhost`` cannot silently become ::1,
+    and so that every probe of one run reaches the same address. IPv4 is preferred.
+    """
     address = edge.connect_address
     try:
         ipaddress.ip_address(address)
+        return address
     except ValueError:
-        raise ProbeError(f"edge.address must be an IP address for the TLS scan, got {address!r} "
-                         "(set edge.address in the profile)") from None
-    return address
+        pass
+    previous = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout_s)
+        infos = socket.getaddrinfo(address, edge.https_port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ProbeError(f"TLS scan: cannot resolve {address!r} ({exc.strerror or exc}); "
+                         "set edge.address in the profile") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    resolved = sorted({str(info[4][0]) for info in infos},
+                      key=lambda ip: ipaddress.ip_address(ip).version)
+    if not resolved:
+        raise ProbeError(f"TLS scan: {address!r} resolves to no address")
+    return resolved[0]
 
 
 def describe_key(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
@@ -278,8 +295,8 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
 def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
     """Run one sslyze scan of the edge: every protocol version, the certificate, HSTS.
 
-    The connection goes to ``edge.connect_address`` (an IP address) while SNI and
-    certificate validation use ``edge.host``. Network waits are bounded by
+    The connection goes to ``edge.address`` (or the host name resolved once) while
+    SNI and certificate validation use ``edge.host``. Network waits are bounded by
     ``policy.timeouts.connect_s`` with one retry.
 
     Raises:
@@ -300,7 +317,7 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
     from sslyze.scanner.scanner import Scanner
     from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
-    address = _resolve_address(edge)
+    address = _resolve_address(edge, policy.timeouts.connect_s)
     preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s)
     extra = ScanCommandsExtraArguments()
     if edge.trust_anchor is not None:

@@ -80,6 +80,7 @@ def test_listener_that_never_speaks_tls_is_a_probe_error_within_the_timeout(
     assert time.monotonic() - started < 2 * fast_policy.timeouts.connect_s + 0.5
 
 
-def test_host_name_as_address_is_refused_clearly(fast_policy: Policy) -> None:
-    with pytest.raises(ProbeError, match="must be an IP address"):
-        scan_tls(Edge(host=HOST, https_port=443), fast_policy)
+def test_edge_without_address_is_resolved_once_preferring_ipv4(closed_port: int,
+                                                               fast_policy: Policy) -> None:
+    with pytest.raises(ProbeError, match=f"at 127.0.0.1:{closed_port}: cannot connect"):
+        scan_tls(Edge(host="localhost", https_port=closed_port), fast_policy)
