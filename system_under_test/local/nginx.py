@@ -84,9 +84,17 @@ def _proxy_location() -> str:
 
 
 def render_config(state_dir: Path, pki: Pki, *, https_port: int, http_port: int,
-                  faults: Collection[str] = ()) -> str:
-    """The nginx configuration text for this stack and these edge faults."""
+                  faults: Collection[str] = (), listen_address: str = "127.0.0.1",
+                  listen_ports: tuple[int, int] | None = None) -> str:
+    """The nginx configuration text for this stack and these edge faults.
+
+    ``https_port`` is the public port (used in redirects). ``listen_address``
+    and ``listen_ports`` (https, http) are where nginx itself listens; they
+    default to 127.0.0.1 and the public ports. The Docker backend sets them
+    (``0.0.0.0``, 443/80 inside the container, published on other host ports).
+    """
     run, logs, work = state_dir / "run", state_dir / "logs", state_dir / "nginx"
+    listen_https, listen_http = listen_ports or (https_port, http_port)
     protocols = "TLSv1.2 TLSv1.3" if "tls12-accepted" in faults else "TLSv1.3"
     tokens = "on" if "security-headers-missing" in faults else "off"
     public = f"https://{EDGE_HOST}:{https_port}$request_uri"
@@ -132,12 +140,12 @@ http {{
     }}
 
     server {{
-        listen 127.0.0.1:{http_port};
+        listen {listen_address}:{listen_http};
         server_name {EDGE_HOST};
 {plaintext_body}    }}
 
     server {{
-        listen 127.0.0.1:{https_port} ssl;
+        listen {listen_address}:{listen_https} ssl;
         server_name {EDGE_HOST};
         ssl_certificate {pki.edge_cert};
         ssl_certificate_key {pki.edge_key};
