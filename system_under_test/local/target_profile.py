@@ -61,23 +61,30 @@ def api_faults(faults: Collection[str]) -> list[str]:
 
 def render_api_config(state_dir: Path, ports: Ports, faults: Collection[str], *,
                       redis_password_file: Path | None = None,
-                      stripe_api_key: str | None = None) -> str:
+                      stripe_api_key: str | None = None,
+                      hosts: Mapping[str, str] | None = None,
+                      hsm_module: Path = softhsm.MODULE) -> str:
     """The text of ``api.toml``.
 
     ``redis_password_file`` is set under ``key-not-in-hsm``; ``stripe_api_key``
-    only under ``key-in-config``.
+    only under ``key-in-config``. ``hosts`` maps ``postgres``, ``redis`` and
+    ``fakes`` to the address the API reaches them at (default 127.0.0.1; the
+    Docker backend gives container names), and ``hsm_module`` replaces
+    SoftHSM's module (the Docker backend's API uses p11-kit's client).
     """
-    fakes_tls = f"https://{LOOPBACK}:{ports.fakes}"
-    fakes_plain = f"http://{LOOPBACK}:{ports.fakes_plaintext}"
+    hosts = hosts or {}
+    fakes_host = hosts.get("fakes", LOOPBACK)
+    fakes_tls = f"https://{fakes_host}:{ports.fakes}"
+    fakes_plain = f"http://{fakes_host}:{ports.fakes_plaintext}"
     config: dict[str, object] = {
         "state_dir": str(state_dir),
         "listen": f"unix:{state_dir / 'run' / 'api.sock'}",
         "public_url": f"https://{EDGE_HOST}:{ports.https}",
-        "database_dsn": (f"host={LOOPBACK} port={ports.postgres} dbname={postgres.DATABASE} "
-                         f"user={postgres.APP_ROLE}"),
-        "redis_host": LOOPBACK,
+        "database_dsn": (f"host={hosts.get('postgres', LOOPBACK)} port={ports.postgres} "
+                         f"dbname={postgres.DATABASE} user={postgres.APP_ROLE}"),
+        "redis_host": hosts.get("redis", LOOPBACK),
         "redis_port": ports.redis,
-        "hsm_module": str(softhsm.MODULE),
+        "hsm_module": str(hsm_module),
         "hsm_token_label": softhsm.TOKEN_LABEL,
         "llm_base_url": f"{fakes_plain if 'llm-plaintext' in faults else fakes_tls}/anthropic",
         "resend_base_url": f"{fakes_plain if 'resend-plaintext' in faults else fakes_tls}/resend",
