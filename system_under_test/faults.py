@@ -103,13 +103,26 @@ FAULTS: dict[str, Fault] = {
                "The Redis password is not provisioned in the HSM (read from a file instead)."),
         _fault("pin-in-env", "KEYS-READ-AT-START", "keys.read_at_start", Layer.STACK,
                "The HSM PIN is passed to the API in an environment variable."),
+        # Local only: in a container the hard restart would stop the API container
+        # itself (gunicorn is its main process) and nothing would start it again.
         _fault("rotation-drops-requests", "KEYS-ROTATION-NO-DOWNTIME", "keys.token_key_rotation",
-               Layer.OPS, "Key rotation restarts the API hard instead of rolling its workers."),
+               Layer.OPS, "Key rotation restarts the API hard instead of rolling its workers.",
+               backends=("local",)),
         _fault("rotation-leaves-rows", "REST-TOKENS-ROTATION", "keys.token_key_rotation", Layer.OPS,
                "Key rotation skips the last batch of rows, leaving them under the old key."),
         _fault("jwt-rotation-keeps-sessions", "KEYS-JWT-ROTATION", "keys.jwt_rotation", Layer.API,
                "After a JWT secret rotation the API still accepts tokens signed with the old secret."),
         _fault("db-password-rotation-ignored", "KEYS-DB-PASSWORD-ROTATION", "keys.db_password_rotation",
                Layer.OPS, "Database password rotation leaves the old password valid."),
+        # Container topology (Docker backend only). Docker publishes nothing for a
+        # container that is only on an internal network, so the published db also
+        # sits on the public network: the bridge-network check fails with it too.
+        _fault("db-port-published", "INTERNAL-ONLY-80-443 INTERNAL-BRIDGE-NETWORK",
+               "containers.published_ports containers.bridge_networks", Layer.STACK,
+               "The database container publishes 5432 (and is on the public network).",
+               backends=("docker",)),
+        _fault("host-network", "INTERNAL-BRIDGE-NETWORK", "containers.bridge_networks containers.isolation",
+               Layer.STACK, "The HSM container runs on the host's network instead of a bridge network.",
+               backends=("docker",)),
     )
 }
