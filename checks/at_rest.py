@@ -522,7 +522,8 @@ def match_codes_to_rows(codes: Sequence[str], rows: Sequence[tuple[int, Any]], *
     is first tried against the *i*-th row by id, all ten in parallel (bcrypt
     releases the GIL); only codes that miss are tried against the rows still
     unmatched, stopping at the first match. In order this costs 10 checks; in
-    the worst case 10 + 45. A row matched by one code is never tried again: a
+    the worst case (reversed order) 10 + 50, still fewer than the 100 pairs. A
+    row matched by one code is never tried again: a
     bcrypt hash that verifies two different codes would be a collision.
     """
     ordered = sorted(rows, key=lambda r: r[0])
