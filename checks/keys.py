@@ -47,7 +47,7 @@ from harness.probes.api import VotrizApi
 from harness.probes.database import DatabaseProbe
 from harness.probes.hsm import KeyValues, TokenListing
 from harness.probes.outbound import create_canary
-from harness.probes.processes import ProcessObservation, observe_local
+from harness.probes.processes import ProcessObservation, observe_docker, observe_local
 from harness.profile import Hsm, ProfileError, TargetProfile
 from harness.redaction import KnownSecrets, fingerprint
 
@@ -330,10 +330,12 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str])
     if result.files_searched == 0 and not result.processes_searched:
         return Verdict.error("Nothing was searched: the profile names no scan paths, logs or "
                              "processes.", **details)
+    where = (f"the environment of {len(result.processes_searched)} processes"
+             if result.processes_searched
+             else "process environments (not inspected: the backend does not show them)")
     return Verdict.passed(
         f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was found "
-        f"in {result.files_searched} files or the environment of "
-        f"{len(result.processes_searched)} processes.", **details)
+        f"in {result.files_searched} files or {where}.", **details)
 
 
 # --------------------------------------------------------------------------
@@ -346,7 +348,7 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
     holders: list[str] = []
     unreadable: list[str] = []
     for process in processes:
-        if process.name.split("/")[0] in hsm_process_names:
+        if is_hsm_process(process.name, hsm_process_names):
             continue
         if process.fd_error:
             unreadable.append(f"{process.where}: {process.fd_error}")
@@ -557,40 +559,39 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         "p50_p99_during_ms": [during.p50_ms, during.p99_ms],
         "max_p99_ratio": policy.rotation.max_p99_ratio,
     }
+    # Every broken criterion is named, most specific first: a row left under the
+    # old key also makes reads fail, and the row is the root cause.
+    reasons: list[str] = []
     if not obs.command.ok:
-        return Verdict.failed(f"The rotation command failed: {obs.command.describe()}.", **details)
+        reasons.append(f"the rotation command failed: {obs.command.describe()}")
+    elif not new_versions:
+        reasons.append("the rotation added no new token-encryption key to the HSM")
+    if obs.undecryptable_after:
+        reasons.append(f"{len(obs.undecryptable_after)} channels rows are not readable with the new "
+                       f"key ring (e.g. ids {', '.join(map(str, obs.undecryptable_after[:5]))})")
+    if obs.readable_with_retired:
+        reasons.append(f"{len(obs.readable_with_retired)} channels rows are still encrypted under the "
+                       f"retired key (e.g. ids {', '.join(map(str, obs.readable_with_retired[:5]))})")
+    if lost:
+        reasons.append(f"{len(lost)} channels rows disappeared during the rotation")
+    if obs.canary_mismatches:
+        reasons.append(f"{len(obs.canary_mismatches)} canary channels hold other tokens than the last "
+                       f"ones stored (e.g. ids {', '.join(map(str, obs.canary_mismatches[:5]))})")
     if totals.errors:
         kinds = ", ".join(f"{n} x {kind}" for kind, n in sorted(totals.error_kinds.items()))
-        return Verdict.failed(
-            f"{totals.errors} of {totals.requests} requests failed during the rotation window "
-            f"({totals.connection_errors} without any answer: {kinds}).", **details)
+        reasons.append(f"{totals.errors} of {totals.requests} requests failed during the rotation "
+                       f"window ({totals.connection_errors} without any answer: {kinds})")
+    if (before.p99_ms and during.p99_ms
+            and during.p99_ms > policy.rotation.max_p99_ratio * before.p99_ms):
+        reasons.append(f"the p99 latency rose from {before.p99_ms} ms to {during.p99_ms} ms during the "
+                       f"rotation, more than {policy.rotation.max_p99_ratio:g} times (policy "
+                       f"rotation.max_p99_ratio)")
+    if reasons:
+        text = "; ".join(reasons)
+        return Verdict.failed(text[0].upper() + text[1:] + ".", **details)
     if totals.requests == 0 or during.requests == 0:
         return Verdict.error("No request was made while the rotation ran: the load did not run.",
                              **details)
-    if not new_versions:
-        return Verdict.failed("The rotation added no new token-encryption key to the HSM.",
-                              **details)
-    if obs.undecryptable_after:
-        return Verdict.failed(
-            f"{len(obs.undecryptable_after)} channels rows are not readable with the new key ring "
-            f"(e.g. ids {', '.join(map(str, obs.undecryptable_after[:5]))}).", **details)
-    if obs.readable_with_retired:
-        return Verdict.failed(
-            f"{len(obs.readable_with_retired)} channels rows are still encrypted under the retired "
-            f"key (e.g. ids {', '.join(map(str, obs.readable_with_retired[:5]))}).", **details)
-    if lost:
-        return Verdict.failed(f"{len(lost)} channels rows disappeared during the rotation.",
-                              **details)
-    if obs.canary_mismatches:
-        return Verdict.failed(
-            f"{len(obs.canary_mismatches)} canary channels hold other tokens than the last ones "
-            f"stored (e.g. ids {', '.join(map(str, obs.canary_mismatches[:5]))}).", **details)
-    if (before.p99_ms and during.p99_ms
-            and during.p99_ms > policy.rotation.max_p99_ratio * before.p99_ms):
-        return Verdict.failed(
-            f"p99 latency rose from {before.p99_ms} ms to {during.p99_ms} ms during the rotation, "
-            f"more than {policy.rotation.max_p99_ratio:g} times (policy rotation.max_p99_ratio).",
-            **details)
     return Verdict.passed(
         f"Token key rotated to v{max(new_versions)} in {obs.command.duration_s:.1f} s under load: "
         f"{totals.requests} requests, 0 failed (p99 {before.p99_ms} ms before, {during.p99_ms} ms "
@@ -718,10 +719,6 @@ def _require_hsm(profile: TargetProfile, evidence: EvidenceRecorder) -> Hsm:
     return profile.hsm
 
 
-def _ns(profile: TargetProfile) -> str:
-    return profile.hsm.key_namespace if profile.hsm else "votriz/"
-
-
 def read_channel_rows(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                       *, brand_id: int | None = None, limit: int | None = None) -> list[ChannelRow]:
     """Channels rows as the auditor role (all, one brand's, or the first ``limit``)."""
@@ -754,9 +751,11 @@ def check_hsm_custody(profile: TargetProfile, policy: Policy, known_secrets: Kno
     if profile.api is not None:
         with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api:
             create_canary(api, known_secrets)
-            assert api.token is not None
-            jwt_proof = prove_jwt(api.token, snap.values.get(jwt_label), label=jwt_label)
-            _delete_account(api)
+            try:
+                assert api.token is not None
+                jwt_proof = prove_jwt(api.token, snap.values.get(jwt_label), label=jwt_label)
+            finally:
+                _delete_account(api)
     ring_proof: RingProof | None = None
     if profile.database is not None:
         rows = read_channel_rows(profile, policy, known_secrets, limit=200)
@@ -776,7 +775,15 @@ def observe_service_processes(profile: TargetProfile) -> list[ProcessObservation
     """The service's processes (local backend), or None when the harness cannot see them."""
     if profile.backend == "local" and profile.local is not None and profile.local.processes:
         return observe_local(profile.local)
+    if profile.backend == "docker" and profile.docker is not None:
+        return observe_docker(profile.docker.project)
     return None
+
+
+def is_hsm_process(name: str, hsm_names: Sequence[str]) -> bool:
+    """Whether a profile process (or container) name marks the HSM itself."""
+    base = name.split("/")[0]
+    return base in hsm_names or any(base.endswith(f"-{hsm}") for hsm in hsm_names)
 
 
 def _search_excludes(profile: TargetProfile, report_dir: Path) -> list[Path]:
@@ -821,7 +828,8 @@ def check_read_at_start(profile: TargetProfile, known_secrets: KnownSecrets,
     except ProfileError as exc:
         raise ProbeError(str(exc)) from None
     values = [*snap.values.items(), ("HSM user PIN", pin.encode())]
-    service = [p for p in processes if p.name.split("/")[0] not in key_classes.search.hsm_process_names]
+    service = [p for p in processes
+               if not is_hsm_process(p.name, key_classes.search.hsm_process_names)]
     env = KeySearcher(values, key_classes.search).search_processes(service)
     verdict = read_at_start_verdict(processes, env.hits, hsm_probe.softhsm_token_dir(hsm),
                                     key_classes.search.hsm_process_names)
@@ -1105,8 +1113,10 @@ def _service_works(profile: TargetProfile, policy: Policy, known_secrets: KnownS
         try:
             with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api:
                 create_canary(api, known_secrets)
-                api.expect(200, "GET", "/brands")
-                _delete_account(api)
+                try:
+                    api.expect(200, "GET", "/brands")
+                finally:
+                    _delete_account(api)
                 return ""
         except ProbeError as exc:
             if time.monotonic() > deadline:

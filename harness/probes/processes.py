@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.outcomes import ProbeError
 from harness.profile import Local, Process
@@ -47,6 +48,8 @@ class ProcessObservation:
     @property
     def where(self) -> str:
         """How evidence names this process: ``api[pid 123 gunicorn]``."""
+        if self.pid == 0:
+            return f"{self.name}[{self.comm}]"
         return f"{self.name}[pid {self.pid} {self.comm}]"
 
     def variable_names(self) -> tuple[str, ...]:
@@ -160,4 +163,43 @@ def observe_local(local: Local, *, proc: Path = PROC) -> list[ProcessObservation
     found: list[ProcessObservation] = []
     for process in local.processes:
         found.extend(observe_process(process, proc=proc))
+    return found
+
+
+def observe_docker(project: str, *, client: Any = None, proc: Path = PROC) -> list[ProcessObservation]:
+    """The containers labelled ``votriz.project=PROJECT``: each container's configured
+    environment (kept on disk by the engine), and its processes seen through /proc
+    (the harness runs on the Docker host).
+
+    Raises:
+        ProbeError: the Docker engine cannot be reached or lists no such container.
+    """
+    try:
+        if client is None:
+            import docker  # only needed for the docker backend
+
+            client = docker.from_env()
+        containers = client.containers.list(filters={"label": f"votriz.project={project}"})
+    except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
+        raise ProbeError(f"docker: cannot list the containers of project {project!r}: "
+                         f"{type(exc).__name__}") from None
+    if not containers:
+        raise ProbeError(f"docker: no running container is labelled votriz.project={project}")
+    found: list[ProcessObservation] = []
+    for container in containers:
+        attrs = container.attrs
+        pairs = []
+        for item in attrs.get("Config", {}).get("Env") or ():
+            name, _, value = str(item).partition("=")
+            pairs.append((name, value.encode()))
+        found.append(ProcessObservation(name=f"{container.name}/config", pid=0, ppid=0,
+                                        comm="container config", environ=tuple(pairs)))
+        pid = int(attrs.get("State", {}).get("Pid") or 0)
+        main = observe_pid(container.name, pid, proc=proc) if pid else None
+        if main is not None:
+            found.append(main)
+            for child in children_of([pid], proc=proc):
+                seen = observe_pid(f"{container.name}/child", child, proc=proc)
+                if seen is not None:
+                    found.append(seen)
     return found

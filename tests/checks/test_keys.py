@@ -220,13 +220,15 @@ def test_rotation_passes() -> None:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"load": load(errors=1)}, "4 of 100 requests failed during the rotation window (4 without any answer"),
+    ({"undecryptable_after": (3,), "load": load(errors=1)},
+     "1 channels rows are not readable with the new key ring (e.g. ids 3); 4 of 100 requests failed"),
     ({"command": cmd(rc=1)}, "The rotation command failed: rotate exited 1"),
-    ({"ring_after": ((1, "votriz/token-encryption/v1", "f1"),)}, "added no new token-encryption key"),
+    ({"ring_after": ((1, "votriz/token-encryption/v1", "f1"),)}, "The rotation added no new token-encryption key to the HSM."),
     ({"undecryptable_after": (3,)}, "1 channels rows are not readable with the new key ring (e.g. ids 3)"),
     ({"readable_with_retired": (3,)}, "1 channels rows are still encrypted under the retired key"),
     ({"rows_after": (1, 2)}, "1 channels rows disappeared during the rotation"),
     ({"canary_mismatches": (2,)}, "1 canary channels hold other tokens than the last ones stored"),
-    ({"load": load(slow=True)}, "p99 latency rose from 20.0 ms to 500.0 ms during the rotation"),
+    ({"load": load(slow=True)}, "The p99 latency rose from 20.0 ms to 500.0 ms during the rotation"),
 ])
 def test_rotation_fails(changes: dict, message: str) -> None:
     verdict = token_key_rotation_verdict(rotation(**changes), POLICY)
