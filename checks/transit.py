@@ -28,7 +28,13 @@ from harness.policy import Policy
 from harness.probes.http import EdgeSamples, HttpSample, fetch_samples, public_url
 from harness.probes.listeners import OriginSurvey, survey_origin
 from harness.probes.outbound import PROMISED_UPSTREAMS, OutboundExercise, observe_outbound
-from harness.probes.tls import TLS_VERSION_COMMANDS, CertificateObservation, TlsScan, scan_tls
+from harness.probes.tls import (
+    SUPPLIED_CA_STORE,
+    TLS_VERSION_COMMANDS,
+    CertificateObservation,
+    TlsScan,
+    scan_tls,
+)
 from harness.profile import Edge, TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -142,7 +148,9 @@ def _describe_key(cert: CertificateObservation) -> str:
 def certificate_verdict(scan: TlsScan, policy: Policy, *, now: datetime | None = None) -> Verdict:
     """The edge certificate chains to the profile's trust anchor, names the host, is valid
     for at least ``policy.tls.min_certificate_days_left`` more days at ``now``, and has a key
-    of the policy's strength. Only the supplied trust anchor's result is judged."""
+    of the policy's strength. Only the supplied trust anchor's result is judged (the public
+    Mozilla store only when the profile names no anchor); the chain was validated at scan
+    time, the days left are counted at ``now``."""
     now = now or datetime.now(UTC)
     cert = scan.certificate
     if cert is None:
@@ -161,11 +169,14 @@ def certificate_verdict(scan: TlsScan, policy: Policy, *, now: datetime | None =
         "built_in_stores_not_judged": dict(cert.other_stores),
     }
     if cert.chains_to_anchor is None:
-        return Verdict.error("The profile names no trust anchor (edge.trust_anchor), so there is no "
-                             "supplied trust store to judge the chain against.", **details)
+        return Verdict.error("The scan gave no validation result for the trust store to judge "
+                             "(the profile's trust anchor, or the public store without one).",
+                             **details)
     problems = []
     if not cert.chains_to_anchor:
-        problems.append(f"it does not validate against the profile's trust anchor "
+        against = ("the profile's trust anchor" if cert.anchor_store == SUPPLIED_CA_STORE
+                   else f"the {cert.anchor_store} trust store")
+        problems.append(f"it does not validate against {against} "
                         f"({cert.validation_error or 'no reason given'})")
     if not host_matches_certificate(scan.host, cert.dns_names, cert.ip_addresses):
         problems.append(f"it does not name {scan.host} (SAN: "
@@ -183,8 +194,10 @@ def certificate_verdict(scan: TlsScan, policy: Policy, *, now: datetime | None =
     if problems:
         return Verdict.failed(f"The edge certificate for {scan.host} fails: " + "; ".join(problems) + ".",
                               **details)
+    anchor = ("the profile's trust anchor" if cert.anchor_store == SUPPLIED_CA_STORE
+              else f"the {cert.anchor_store} trust store (the profile names no trust anchor)")
     return Verdict.passed(
-        f"The edge certificate for {scan.host} chains to the profile's trust anchor, names the host, "
+        f"The edge certificate for {scan.host} chains to {anchor}, names the host, "
         f"has {days_left:.0f} days left (policy: ≥ {policy.tls.min_certificate_days_left}) and an "
         f"{_describe_key(cert)} key.", **details)
 

@@ -28,6 +28,9 @@ from harness.profile import Edge
 
 # The name sslyze gives the trust store built from CertificateInfoExtraArgument.custom_ca_file.
 SUPPLIED_CA_STORE = "Supplied CA file"
+# The built-in store judged when the profile names no trust anchor (a public CA,
+# "None means the system trust store"); with an anchor, built-in stores are never judged.
+PUBLIC_STORE = "Mozilla"
 
 # Every protocol version the scan tries, oldest first, with the sslyze scan command
 # (also the attribute name on sslyze's AllScanCommandsAttempts) that tries it.
@@ -78,14 +81,15 @@ class CertificateObservation:
         key_bits: key size in bits (the curve size for EC keys).
         curve: the EC curve name, for EC keys.
         chain_subjects: subjects of the chain the server sent, leaf first.
-        anchor_store: name of the trust store judged (sslyze's "Supplied CA file").
+        anchor_store: name of the trust store judged: sslyze's "Supplied CA file"
+            (the profile's trust anchor) or, when the profile names none, "Mozilla".
         chains_to_anchor: whether that store validated the chain (for the SNI host
-            name, at scan time); None when no anchor was supplied.
+            name, at scan time); None when that store gave no result.
         validation_error: the validator's reason when it did not validate.
         verified_chain_subjects: the verified chain up to the anchor, leaf first.
         sni_host: the host name sent in SNI and validated against.
-        other_stores: the built-in stores' results, for the record only (a
-            private CA always fails them, so they are never judged).
+        other_stores: the other stores' results, for the record only (a private
+            CA always fails the built-in ones, so they are never judged).
     """
 
     subject: str
@@ -217,8 +221,13 @@ def describe_key(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
 
 
 def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
-                        path_results: list[Any]) -> CertificateObservation:
-    """Reduce a received chain and sslyze's path validation results to an observation."""
+                        path_results: list[Any], judged_store: str = SUPPLIED_CA_STORE
+                        ) -> CertificateObservation:
+    """Reduce a received chain and sslyze's path validation results to an observation.
+
+    ``judged_store`` names the one trust store whose result counts (the supplied
+    anchor, or the public store when the profile names none).
+    """
     leaf = chain[0]
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -227,7 +236,7 @@ def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
     except x509.ExtensionNotFound:
         dns_names, ip_addresses = (), ()
     key_type, key_bits, curve = describe_key(leaf)
-    supplied = next((r for r in path_results if r.trust_store.name == SUPPLIED_CA_STORE), None)
+    supplied = next((r for r in path_results if r.trust_store.name == judged_store), None)
     verified = supplied.verified_certificate_chain if supplied is not None else None
     return CertificateObservation(
         subject=leaf.subject.rfc4514_string(),
@@ -242,13 +251,13 @@ def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
         key_bits=key_bits,
         curve=curve,
         chain_subjects=tuple(c.subject.rfc4514_string() for c in chain),
-        anchor_store=SUPPLIED_CA_STORE if supplied is not None else None,
+        anchor_store=judged_store if supplied is not None else None,
         chains_to_anchor=(supplied.was_validation_successful if supplied is not None else None),
         validation_error=supplied.validation_error if supplied is not None else None,
         verified_chain_subjects=tuple(c.subject.rfc4514_string() for c in verified or ()),
         sni_host=sni_host,
         other_stores=tuple((r.trust_store.name, bool(r.was_validation_successful))
-                           for r in path_results if r.trust_store.name != SUPPLIED_CA_STORE),
+                           for r in path_results if r.trust_store.name != judged_store),
     )
 
 
@@ -375,7 +384,8 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
             deployment = deployments[0]
             certificate = observe_certificate(
                 list(deployment.received_certificate_chain), sni_host=edge.host,
-                path_results=list(deployment.path_validation_results))
+                path_results=list(deployment.path_validation_results),
+                judged_store=SUPPLIED_CA_STORE if edge.trust_anchor is not None else PUBLIC_STORE)
         else:
             certificate_error = "the server sent no certificate"
     else:

@@ -180,10 +180,20 @@ def test_no_certificate_observed_is_error() -> None:
     assert verdict.outcome is Outcome.ERROR and "CONNECTIVITY_ISSUE" in verdict.message
 
 
-def test_no_trust_anchor_is_error_not_a_judgement_on_built_in_stores() -> None:
+def test_no_result_for_the_judged_store_is_error() -> None:
     verdict = certificate_verdict(scan(certificate=cert(anchor_store=None, chains_to_anchor=None)),
                                   POLICY, now=NOW)
-    assert verdict.outcome is Outcome.ERROR and "trust anchor" in verdict.message
+    assert verdict.outcome is Outcome.ERROR and "no validation result" in verdict.message
+
+
+def test_without_an_anchor_the_public_store_is_judged_and_said() -> None:
+    public = cert(anchor_store="Mozilla", other_stores=(("Supplied CA file", True),))
+    verdict = certificate_verdict(scan(certificate=public), POLICY, now=NOW)
+    assert verdict.outcome is Outcome.PASS and "Mozilla trust store" in verdict.message
+    refused = dataclasses.replace(public, chains_to_anchor=False, validation_error="self-signed")
+    verdict = certificate_verdict(scan(certificate=refused), POLICY, now=NOW)
+    assert verdict.outcome is Outcome.FAIL
+    assert "does not validate against the Mozilla trust store (self-signed)" in verdict.message
 
 
 @pytest.mark.parametrize(("host", "names", "ips", "expected"), [

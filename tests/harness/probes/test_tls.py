@@ -84,3 +84,11 @@ def test_edge_without_address_is_resolved_once_preferring_ipv4(closed_port: int,
                                                                fast_policy: Policy) -> None:
     with pytest.raises(ProbeError, match=f"at 127.0.0.1:{closed_port}: cannot connect"):
         scan_tls(Edge(host="localhost", https_port=closed_port), fast_policy)
+
+
+def test_without_trust_anchor_the_private_ca_fails_the_public_store(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy) -> None:
+    edge = nginx_factory().edge(trust_anchor=None)
+    verdict = certificate_verdict(scan_tls(edge, fast_policy), fast_policy)
+    assert verdict.outcome is Outcome.FAIL
+    assert "does not validate against the Mozilla trust store" in verdict.message
