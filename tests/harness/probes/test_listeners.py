@@ -4,6 +4,7 @@ mute listener, and a throwaway nginx edge."""
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from checks.transit import origin_not_plaintext_verdict
 from harness.outcomes import Outcome, ProbeError
@@ -141,3 +144,19 @@ def test_stale_or_missing_pid_file_is_a_probe_error(tmp_path: Path, fast_policy:
     stale.write_text("999999999\n")
     with pytest.raises(ProbeError, match="is not running"):
         survey_origin(profile_for([("api", stale)]), fast_policy)
+
+
+def _proc_hex(address: str) -> str:
+    """How the kernel prints an address: each 32-bit word in little-endian byte order."""
+    packed = ipaddress.ip_address(address).packed
+    return "".join(packed[i:i + 4][::-1].hex().upper() for i in range(0, len(packed), 4))
+
+
+@given(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)), st.integers(0, 65535),
+       st.integers(1, 2**32), st.sampled_from(["0A", "01", "06"]))
+def test_proc_net_tcp_round_trip(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int,
+                                 inode: int, state: str) -> None:
+    line = (f"   0: {_proc_hex(str(address))}:{port:04X} 00000000:0000 {state} 00000000:00000000 "
+            f"00:00000000 00000000     0        0 {inode} 1 0")
+    parsed = parse_proc_net_tcp("header\n" + line)
+    assert parsed == ({inode: (str(address), port)} if state == "0A" else {})
