@@ -740,7 +740,9 @@ def read_channel_rows(profile: TargetProfile, policy: Policy, known_secrets: Kno
     return [ChannelRow(int(r[0]), int(r[1]), r[2], r[3]) for r in rows]
 
 
-@pytest.mark.claims("KEYS-HSM", "REST-TOKENS-KEY-HSM", "KEYS-NAMESPACED")
+@pytest.mark.claims("KEYS-HSM", "KEYS-NAMESPACED", "KEYS-JWT-HSM", "KEYS-TOKEN-KEY-HSM",
+                    "KEYS-API-KEYS-HSM", "KEYS-DB-PASSWORD-ROTATION",
+                    "KEYS-REDIS-PASSWORD-ROTATION", "REST-TOKENS-KEY-HSM")
 def check_hsm_custody(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                       evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     hsm = _require_hsm(profile, evidence)
@@ -1036,7 +1038,7 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
         writes_checked=len(expected) - len(uncertain & set(expected)))
 
 
-@pytest.mark.claims("KEYS-ROTATION-NO-DOWNTIME", "REST-TOKENS-ROTATION")
+@pytest.mark.claims("KEYS-ROTATION-NO-DOWNTIME", "KEYS-TOKEN-KEY-HSM", "REST-TOKENS-ROTATION")
 def check_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                              evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     by_hand = ("rotate the token-encryption key while traffic runs, watch the error rate, and "

@@ -297,3 +297,17 @@ def test_key_classes_file_names_every_row_of_the_page() -> None:
     assert names == ["JWT signing secret", "Token encryption key", "API key: Anthropic",
                      "API key: fal.ai", "API key: Resend", "API key: Stripe", "Database password",
                      "Redis password"]
+
+
+def test_claim_markers_match_the_catalogue() -> None:
+    import checks.keys as keys
+    from harness.claims import load_catalogue
+
+    catalogue = load_catalogue()
+    for name in dir(keys):
+        if not name.startswith("check_"):
+            continue
+        check_id = "keys." + name.removeprefix("check_")
+        marked = {claim for mark in getattr(keys, name).pytestmark if mark.name == "claims"
+                  for claim in mark.args}
+        assert marked == set(catalogue.claims_of_check(check_id)), check_id
