@@ -184,14 +184,41 @@ _LOCATION = re.compile(rb"^location:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULT
 
 
 def _read_head(sock: socket.socket, limit: int = 8192) -> bytes:
-    """Read until the end of the HTTP head, the peer closes, or ``limit`` bytes."""
+    """Read until the end of the HTTP head, the peer closes, or ``limit`` bytes.
+
+    A peer that says something and then waits (Redis answering an error, then
+    expecting the next command) yields what it said; only total silence times out.
+    """
     data = b""
     while b"\r\n\r\n" not in data and len(data) < limit:
-        chunk = sock.recv(4096)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            if data:
+                break
+            raise
         if not chunk:
             break
         data += chunk
     return data
+
+
+def parse_http_head(head: bytes) -> tuple[int | None, str | None, str]:
+    """``(status, location, first_line)`` of whatever bytes a listener sent back.
+
+    ``status`` is None when the bytes do not start with an HTTP status line; the
+    first line is cut to EXCERPT_CHARS and made printable (binary protocols answer
+    with anything).
+    """
+    first = head.split(b"\r\n", 1)[0][:EXCERPT_CHARS].decode("latin-1")
+    first = "".join(ch if ch.isprintable() else "." for ch in first)
+    match = _STATUS_LINE.match(head)
+    if match is None:
+        return None, None, first
+    header_block = head.split(b"\r\n\r\n", 1)[0]
+    location_match = _LOCATION.search(header_block.replace(b"\r\n", b"\n"))
+    location = location_match.group(1).decode("latin-1") if location_match else None
+    return int(match.group(1)), location, first
 
 
 def speaks_tls(address: str, port: int, host: str, timeout_s: float) -> bool:
@@ -233,17 +260,10 @@ def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
                                error=exc.strerror or type(exc).__name__)
     finally:
         sock.close()
-    first = head.split(b"\r\n", 1)[0][:EXCERPT_CHARS].decode("latin-1")
-    # Keep only printable characters: binary protocols answer with anything.
-    first = "".join(ch if ch.isprintable() else "." for ch in first)
-    match = _STATUS_LINE.match(head)
-    if match is None:
+    status, location, first = parse_http_head(head)
+    if status is None:
         return PlainHttpAnswer(address, port, connected=True, answered_http=False, first_line=first,
                                error=None if head else "closed without answering")
-    status = int(match.group(1))
-    header_block = head.split(b"\r\n\r\n", 1)[0]
-    location_match = _LOCATION.search(header_block.replace(b"\r\n", b"\n"))
-    location = location_match.group(1).decode("latin-1") if location_match else None
     tls: bool | None = None
     if not (300 <= status < 400 and location and location.lower().startswith("https://")):
         tls = speaks_tls(address, port, host, timeout_s)

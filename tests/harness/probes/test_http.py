@@ -7,11 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from checks.transit import hsts_verdict, http_redirect_verdict, security_headers_verdict
 from harness.outcomes import Outcome, ProbeError
 from harness.policy import Policy
-from harness.probes.http import fetch_samples, probe_plain_http
+from harness.probes.http import fetch_samples, parse_http_head, probe_plain_http
 from harness.profile import Edge
 
 from .conftest import HOST, NginxEdge, make_pki
@@ -100,3 +102,48 @@ def test_plain_http_to_mute_and_closed_ports(silent_listener: int, closed_port: 
     assert time.monotonic() - started < 1.5
     closed = probe_plain_http("127.0.0.1", closed_port, HOST, 0.5)
     assert not closed.connected and closed.error
+
+
+@pytest.mark.parametrize(("head", "parsed"), [
+    (b"HTTP/1.1 301 Moved Permanently\r\nServer: x\r\nLocation: https://votriz.test/\r\n\r\n",
+     (301, "https://votriz.test/", "HTTP/1.1 301 Moved Permanently")),
+    (b"HTTP/1.0 200 OK\r\nlocation:   /x  \r\n\r\nbody\r\nLocation: no", (200, "/x", "HTTP/1.0 200 OK")),
+    (b"HTTP/2 404\r\n\r\n", (404, None, "HTTP/2 404")),
+    (b"-NOAUTH Authentication required.\r\n", (None, None, "-NOAUTH Authentication required.")),
+    (b"E\x00\x00\x00\x6dSFATAL", (None, None, "E...mSFATAL")),
+    (b"", (None, None, "")),
+])
+def test_parse_http_head(head: bytes, parsed: tuple[int | None, str | None, str]) -> None:
+    assert parse_http_head(head) == parsed
+
+
+@given(st.binary(max_size=300))
+def test_parse_http_head_never_crashes(head: bytes) -> None:
+    status, _, first = parse_http_head(head)
+    assert status is None or 100 <= status <= 999
+    assert len(first) <= 120 and first.isprintable()
+
+
+def test_a_listener_that_speaks_then_waits_is_heard(tmp_path: Path) -> None:
+    # Given a listener that answers like Redis (an error line) and keeps the connection open
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"-NOAUTH Authentication required.\r\n")
+        time.sleep(2)
+        conn.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    # When it gets a plain HTTP request, then its words are recorded, not a timeout
+    result = probe_plain_http("127.0.0.1", server.getsockname()[1], HOST, 0.5)
+    assert result.connected and not result.answered_http and result.error is None
+    assert result.first_line == "-NOAUTH Authentication required."
+    thread.join()
+    server.close()
