@@ -121,7 +121,7 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
                      "keys": {"votriz/jwt-signing": "sha256:1f2e3d4c5b6a"}}},
          {"file": "/srv/votriz/.env", "line": 3} if fault else {}, ""),
         ("keys.token_key_rotation", Outcome.FAIL if fault else Outcome.PASS,
-         "6 of 1560 requests failed during the token key rotation (HTTP 500 ×6)." if fault else
+         "6 of 1560 requests failed during the token key rotation (6 x HTTP 500)." if fault else
          "0 of 1560 requests failed; all 3000 rows now decrypt under the new ring only.",
          {"timeline": _timeline(fault), "rotation": {"rows_before": 3000, "rows_after": 3000,
                                                      "rows_lost": [], "max_p99_ratio": 3.0}}, {}, ""),
@@ -266,3 +266,42 @@ def clean_run(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_run() -> Callable[..., RunResults]:
     return build_run
+
+
+def sample_bundle(directory: Path) -> Path:
+    """A fault run, finalised: report, exports, signed manifest (throwaway key)."""
+    from harness.report.commands import finalize
+
+    report_dir = directory / "bundle"
+    build_run(report_dir, fault=True)
+    finalize(report_dir, known_secrets=None, now=T0)
+    return report_dir
+
+
+_BUNDLE_FILES: list[str] = []
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``bundle_file``: every file of a finalised bundle, the seal included."""
+    if "bundle_file" in metafunc.fixturenames:
+        if not _BUNDLE_FILES:
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as scratch:
+                root = sample_bundle(Path(scratch))
+                _BUNDLE_FILES.extend(sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                                            if p.is_file()))
+        metafunc.parametrize("bundle_file", _BUNDLE_FILES)
+
+
+@pytest.fixture(scope="session")
+def _bundle_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sample_bundle(tmp_path_factory.mktemp("bundle-template"))
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, _bundle_template: Path) -> Path:
+    """A finalised bundle of the fault run (a fresh copy for each test)."""
+    import shutil
+
+    return Path(shutil.copytree(_bundle_template, tmp_path / "bundle"))
