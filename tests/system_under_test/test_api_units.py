@@ -9,11 +9,15 @@ import logging
 import os
 
 import pytest
+import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from system_under_test.api import app as app_module
 from system_under_test.api.config import ConfigError, parse_config
+from system_under_test.api.db import PoolTimeout
 from system_under_test.api.fieldcrypto import FIXED_IV, FieldCipher, email_index
 from system_under_test.api.keyring import KeyRing, fernet_key, token_key_versions
 from system_under_test.api.validation import ApiError, email_field, password_field, path_id
@@ -159,10 +163,18 @@ def test_keyring_repr_shows_no_key() -> None:
 
 
 class NoDatabase:
-    """A pool that fails the test if a handler reaches the database."""
+    """A pool that is never free: a request that gets this far answers 503, which tells
+    "input accepted, database needed" apart from a crash (500)."""
 
     def connection(self) -> object:
-        raise AssertionError("bad input reached the database")
+        raise PoolTimeout("no database in unit tests")
+
+
+class NoRedis:
+    """A Redis that is down: the login rate limiter must answer 503, not crash."""
+
+    def pipeline(self) -> object:
+        raise redis.ConnectionError("no redis in unit tests")
 
 
 @pytest.fixture
@@ -170,8 +182,8 @@ def client() -> TestClient:
     config = parse_config(SAMPLE_CONFIG)
     services = app_module.Services(config=config, keyring=make_keyring(),
                                    pool=NoDatabase(),  # type: ignore[arg-type]
-                                   redis=None, http=None)  # type: ignore[arg-type]
-    return TestClient(app_module.create_app(config, services), raise_server_exceptions=True)
+                                   redis=NoRedis(), http=None)  # type: ignore[arg-type]
+    return TestClient(app_module.create_app(config, services), raise_server_exceptions=False)
 
 
 @pytest.mark.parametrize(("method", "path", "content", "status"), [
@@ -220,6 +232,32 @@ def test_session_signed_with_another_secret_is_401(client: TestClient) -> None:
     token = app_module.issue_session(other, 1)
     response = client.get("/api/v1/brands", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 401
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=12)
+FIELDS = ["email", "password", "totp", "token", "code", "name", "industry", "platform",
+          "access_token", "refresh_token", "prompt"]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/api/v1/signup", "/api/v1/login", "/api/v1/recovery/request",
+                             "/api/v1/recovery/confirm"]),
+       body=st.dictionaries(st.sampled_from(FIELDS), JSON_VALUES, max_size=4)
+       | JSON_VALUES | st.binary(max_size=200))
+@example(path="/api/v1/login", body={"email": "a@ex.com", "password": "long enough"})
+@example(path="/api/v1/signup", body={"email": "a@ex.com", "password": "long enough"})
+def test_any_body_is_refused_or_accepted_but_never_crashes(client: TestClient, path: str,
+                                                           body: object) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post(path, content=content, headers={"content-type": "application/json"})
+    # 503 means the input passed every check and the handler wanted the database.
+    assert 400 <= response.status_code < 500 or response.status_code == 503
+    assert isinstance(response.json()["error"], str)
 
 
 def test_healthz(client: TestClient) -> None:
