@@ -1357,16 +1357,21 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
                    "note": a.note} for a in obs.areas]}
     hits = [h for a in obs.areas for h in a.hits]
     if hits:
-        where: dict[str, set[str]] = {}
+        # One entry per place (column, key or file), with the secrets found there.
+        places: dict[str, tuple[set[str], int, int]] = {}
         for hit in hits:
-            where.setdefault(f"{hit.location}:{hit.offset}" if not hit.location.startswith(
-                ("postgres:", "redis:")) else hit.location, set()).add(hit.label.split(" (")[0])
-        listed = "; ".join(f"{loc} ({', '.join(sorted(labels))})"
-                           for loc, labels in sorted(where.items())[:12])
-        more = f" and {len(where) - 12} more places" if len(where) > 12 else ""
+            labels, first, count = places.get(hit.location, (set(), hit.offset, 0))
+            labels.add(hit.label.split(" (")[0])
+            places[hit.location] = (labels, min(first, hit.offset), count + 1)
+        listed = "; ".join(
+            f"{where} ({_plural(count, 'occurrence')}"
+            + ("" if where.startswith(("postgres:", "redis:")) else f", first at offset {first}")
+            + f": {', '.join(sorted(labels))})"
+            for where, (labels, first, count) in sorted(places.items())[:12])
+        more = f"; and {len(places) - 12} more places" if len(places) > 12 else ""
         total = sum(a.hits_total for a in obs.areas)
-        return Verdict.failed(f"Known secrets are stored in plaintext ({total} occurrences): "
-                              f"{listed}{more}.", **details)
+        return Verdict.failed(f"Known secrets are stored in plaintext ({total} occurrences in "
+                              f"{_plural(len(places), 'place')}): {listed}{more}.", **details)
     problems = [f"{a.name}: {a.problem}" for a in obs.areas if a.problem]
     if problems:
         return Verdict.error("No known secret was found, but not everything could be searched: "

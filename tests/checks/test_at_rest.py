@@ -459,8 +459,10 @@ def test_sweep_fail_names_places_never_secrets() -> None:
             SweepHit("canary e-mail (raw)", "postgres:users.contact_email", 0))
     verdict = at_rest.plaintext_sweep_verdict(_areas(*hits))
     assert verdict.outcome is Outcome.FAIL
-    assert "/state/logs/api.log:1234 (canary password)" in verdict.message
-    assert "postgres:users.contact_email (canary e-mail)" in verdict.message
+    assert "(2 occurrences in 2 places)" in verdict.message
+    assert "/state/logs/api.log (1 occurrence, first at offset 1234: canary password)" in \
+        verdict.message
+    assert "postgres:users.contact_email (1 occurrence: canary e-mail)" in verdict.message
 
 
 def test_sweep_error_when_an_area_could_not_be_read() -> None:

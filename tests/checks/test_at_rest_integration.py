@@ -1,0 +1,143 @@
+"""at_rest checks against the real reference service: PASS on a clean stack, FAIL under faults.
+
+Each test runs the checks' own probes and judgements (the self-test pattern)
+with a canary account, as the plugin would. Faults that break different
+checks share a stack to keep the run short; each assertion names the message
+its own fault must cause, so a FAIL for another reason would not pass.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from checks import at_rest
+from harness.canaries import CanarySession, MailCapture
+from harness.outcomes import Outcome, Verdict
+from harness.policy import Policy, load_policy
+from harness.probes.api import VotrizApi
+from harness.profile import TargetProfile, load_profile
+from harness.redaction import KnownSecrets
+from system_under_test.faults import FAULTS
+
+pytestmark = pytest.mark.integration
+
+FAULTS_A = ("token-plaintext", "bcrypt-cost-10", "backup-codes-reusable",
+            "recovery-token-reusable", "email-plaintext", "backup-plaintext",
+            "backup-retention-broken")
+FAULTS_B = ("token-fixed-iv", "backup-codes-shown-again", "recovery-token-plaintext",
+            "secrets-in-logs", "restore-drill-broken")
+
+
+def audit(profile: TargetProfile, policy: Policy) -> dict[str, Verdict]:
+    """Every at_rest check's verdict, in module order, with one canary for the run."""
+    known = KnownSecrets()
+    verdicts: dict[str, Verdict] = {}
+    with VotrizApi(profile) as api:
+        mail = MailCapture(profile, policy)
+        try:
+            session = CanarySession(api, mail, known)
+            with session as canary:
+                verdicts["tokens_fernet"] = at_rest.tokens_fernet_verdict(
+                    at_rest.observe_tokens(profile, policy, known, canary))
+                verdicts["password_hashes"] = at_rest.password_hashes_verdict(
+                    at_rest.observe_passwords(profile, policy, known, canary), policy)
+                verdicts["backup_codes"] = at_rest.backup_codes_verdict(
+                    at_rest.observe_backup_codes(session, profile, policy, known))
+                verdicts["recovery_tokens"] = at_rest.recovery_tokens_verdict(
+                    at_rest.observe_recovery(session, profile, policy, known))
+                verdicts["data_inventory"] = at_rest.data_inventory_verdict(
+                    at_rest.observe_inventory(profile, policy, known, canary,
+                                              at_rest.load_inventory_rules()))
+                with at_rest._database(profile, policy, known) as db:
+                    assert db.server is not None
+                    verdicts["postgres_version"] = at_rest.postgres_version_verdict(db.server)
+                verdicts["backup_encrypted"] = at_rest.backup_encrypted_verdict(
+                    at_rest.observe_backup(profile, policy, known))
+                verdicts["backup_retention"] = at_rest.backup_retention_verdict(
+                    at_rest.observe_retention(profile, policy, known))
+
+                def change() -> None:
+                    session.ensure_session()
+                    session.api.create_brand("votriz-audit drill marker", "audit")
+
+                verdicts["restore_drill"] = at_rest.restore_drill_verdict(
+                    at_rest.observe_drill(profile, policy, known, change), policy)
+                verdicts["plaintext_sweep"] = at_rest.plaintext_sweep_verdict(
+                    at_rest.observe_sweep(profile, policy, known))
+            assert canary.removed, canary.cleanup_note
+        finally:
+            mail.close()
+    return verdicts
+
+
+@pytest.fixture(scope="module")
+def fault_stacks() -> Iterator[dict[str, Path]]:
+    """Two stacks with the at-rest faults, split so no two faults touch one check."""
+    from system_under_test.local import down, up
+
+    started: list[Path] = []
+    profiles: dict[str, Path] = {}
+    try:
+        for name, faults in (("A", FAULTS_A), ("B", FAULTS_B)):
+            state = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+            started.append(state)
+            profiles[name] = up(state, faults).profile_path
+        yield profiles
+    finally:
+        for state in started:
+            down(state)
+
+
+def test_fault_split_covers_every_at_rest_fault_once() -> None:
+    at_rest_faults = {f.name for f in FAULTS.values()
+                      if any(c.startswith("at_rest.") for c in f.checks)}
+    assert sorted(FAULTS_A + FAULTS_B) == sorted(at_rest_faults)
+    for group in (FAULTS_A, FAULTS_B):
+        checks = [c for f in group for c in FAULTS[f].checks]
+        assert len(checks) == len(set(checks)), group
+
+
+def test_clean_stack_passes(clean_stack) -> None:  # type: ignore[no-untyped-def]
+    verdicts = audit(load_profile(clean_stack.profile_path), load_policy())
+    failing = {name: v.message for name, v in verdicts.items() if v.outcome is not Outcome.PASS}
+    assert failing == {}
+    assert "canary's 10 tokens (5 platforms) decrypt to exactly what was handed in" in \
+        verdicts["tokens_fernet"].message
+    assert "the drill reported the backup's counts, not the live ones" in \
+        verdicts["restore_drill"].message
+
+
+EXPECTED_A = {
+    "tokens_fernet": "the canary's tokens do not read back as handed in: tiktok access (not_base64)",
+    "password_hashes": "do not use work factor 12 (1 at cost 10",
+    "backup_codes": "a used code was accepted again (HTTP 200): codes are not one-time",
+    "recovery_tokens": "the token worked a second time (HTTP 200): it is not one-time",
+    "data_inventory": "users.contact_email (text): stored in plaintext and not on the page's list",
+    "backup_encrypted": "it shows pg_dump custom-format header (PGDMP)",
+    "backup_retention": "a backup older than 30 days",
+}
+EXPECTED_B = {
+    "tokens_fernet": "token cells share an IV with another cell",
+    "backup_codes": "GET /mfa returned 10 of the backup codes again",
+    "recovery_tokens": "the stored row holds the token itself, in plaintext",
+    "plaintext_sweep": "api.log",
+    "restore_drill": "they are the live database's counts at drill time, so nothing was restored",
+}
+
+
+@pytest.mark.parametrize(("stack", "expected"), [("A", EXPECTED_A), ("B", EXPECTED_B)])
+def test_faults_fail_their_checks(fault_stacks: dict[str, Path], stack: str,
+                                  expected: dict[str, str]) -> None:
+    verdicts = audit(load_profile(fault_stacks[stack]), load_policy())
+    for name, phrase in expected.items():
+        verdict = verdicts[name]
+        assert verdict.outcome is Outcome.FAIL, (name, verdict.message)
+        assert phrase in verdict.message, (name, verdict.message)
+    # Each fault's registry entry names the check that just failed.
+    faults = FAULTS_A if stack == "A" else FAULTS_B
+    assert {c.removeprefix("at_rest.") for f in faults for c in FAULTS[f].checks} == set(expected)
+    assert verdicts["postgres_version"].outcome is Outcome.PASS
