@@ -279,8 +279,9 @@ def build_image(client: Any, spec: ImageSpec, mirrors: tuple[str, ...]) -> Built
             context = Path(tmp) / "context"
             _assemble_context(spec, context)
             try:
+                # No network during the build: everything comes from the base and the context.
                 image, _ = client.images.build(path=str(context), tag=tag, buildargs={"BASE": base},
-                                               pull=False, rm=True, forcerm=True,
+                                               pull=False, rm=True, forcerm=True, network_mode="none",
                                                timeout=BUILD_TIMEOUT_S,
                                                labels={"votriz.image": spec.part})
             except BuildError as exc:

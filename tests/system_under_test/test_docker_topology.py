@@ -1,0 +1,138 @@
+"""The Docker backend's definitions, without an engine: topology, faults, image inputs, profile."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.profile import parse_profile
+from system_under_test.docker import images, topology
+from system_under_test.docker.stack import render_docker_profile, validate_faults
+from system_under_test.docker.topology import StackPaths, services
+from system_under_test.faults import FAULTS
+
+STATE = Path("/tmp/votriz-state")
+
+
+def by_role(faults=(), **kwargs):
+    return {spec.role: spec for spec in services(StackPaths.under(STATE), faults, **kwargs)}
+
+
+def test_clean_topology_only_edge_publishes_and_data_is_internal() -> None:
+    # Given the clean topology
+    specs = by_role()
+    # Then every role is there once, only the edge publishes (443 and 80, on loopback)
+    assert set(specs) == {"edge", "api", "db", "redis", "hsm", "fakes"}
+    assert {role for role, spec in specs.items() if spec.ports} == {"edge"}
+    assert specs["edge"].ports == {"443/tcp": "127.0.0.1", "80/tcp": "127.0.0.1"}
+    # And the edge is on both networks, everyone else only on the internal one
+    assert specs["edge"].networks == (topology.PUBLIC, topology.INTERNAL)
+    for role in ("api", "db", "redis", "hsm", "fakes"):
+        assert specs[role].networks == (topology.INTERNAL,) and specs[role].network_mode is None
+
+
+def test_api_gets_the_socket_and_pin_file_but_no_token_files() -> None:
+    paths = StackPaths.under(STATE)
+    api = by_role()["api"]
+    sources = {mount.source for mount in api.mounts if mount.source}
+    # The token directory and SoftHSM's config go to the HSM container only.
+    assert paths.tokens_dir not in sources and paths.softhsm_conf not in sources
+    assert paths.tokens_dir in {m.source for m in by_role()["hsm"].mounts}
+    pin = [m for m in api.mounts if m.target == topology.PIN_SECRET]
+    assert len(pin) == 1 and pin[0].read_only and pin[0].source == paths.pin_file
+    assert any(m.volume == "p11" for m in api.mounts)
+    # Only paths and a socket address in its environment.
+    assert api.environment == {"VOTRIZ_CONFIG": "/var/lib/votriz/api.toml",
+                               "VOTRIZ_HSM_PIN_FILE": "/run/secrets/hsm-pin",
+                               "P11_KIT_SERVER_ADDRESS": "unix:path=/run/p11/sock"}
+
+
+def test_container_faults_change_only_their_service() -> None:
+    clean = by_role()
+    # db-port-published: the db publishes 5432 and joins the public network, where the binding is live.
+    published = by_role(["db-port-published"])
+    assert published["db"].ports == {"5432/tcp": "127.0.0.1"}
+    assert published["db"].networks == (topology.INTERNAL, topology.PUBLIC)
+    # host-network: the HSM shares the host's network namespace.
+    host = by_role(["host-network"])
+    assert host["hsm"].network_mode == "host"
+    for role in ("edge", "api", "redis", "fakes"):
+        assert published[role] == clean[role] and host[role] == clean[role]
+    # key-in-env: the secret the stack hands over appears in the API's environment only.
+    keyed = by_role(["key-in-env"], api_secrets={"VOTRIZ_TOKEN_ENCRYPTION_KEY": "k"})
+    assert keyed["api"].environment["VOTRIZ_TOKEN_ENCRYPTION_KEY"] == "k"
+
+
+def test_api_plaintext_fault_adds_a_tcp_bind() -> None:
+    assert "0.0.0.0:8000" not in topology.api_command(())
+    assert "0.0.0.0:8000" in topology.api_command(["api-plaintext-exposed"])
+
+
+def test_fault_registry_knows_which_backend_applies_what() -> None:
+    assert FAULTS["db-port-published"].backends == ("docker",)
+    assert FAULTS["host-network"].backends == ("docker",)
+    assert validate_faults(["host-network", "tls12-accepted", "host-network"]) == (
+        "host-network", "tls12-accepted")
+    with pytest.raises(ValueError, match="cannot be applied by the docker backend"):
+        validate_faults(["rotation-drops-requests"])
+    with pytest.raises(ValueError, match="unknown fault"):
+        validate_faults(["no-such-fault"])
+
+
+def test_mirrors_are_read_from_deb822(tmp_path: Path) -> None:
+    sources = tmp_path / "debian.sources"
+    sources.write_text(
+        "Types: deb\n# a comment\nURIs: http://deb.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n"
+        "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n", encoding="utf-8")
+    assert images.mirror_uris(sources) == (
+        "deb http://deb.example/debian bookworm bookworm-updates main",
+        "deb http://sec.example/debian-security bookworm-security main")
+
+
+def test_mirrors_missing_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(images.ImageError, match="cannot read"):
+        images.mirror_uris(tmp_path / "absent.sources")
+
+
+def test_image_tag_follows_its_inputs(tmp_path: Path) -> None:
+    # Given a copy of the edge's build inputs
+    directory = tmp_path / "edge"
+    shutil.copytree(images.IMAGES_DIR / "edge", directory)
+    spec = images.ImageSpec("edge", directory, ("nginx-light",), ())
+    before = images.image_hash(spec, "votriz-audit/base-edge:1")
+    # Then the hash is stable, and changes with the Dockerfile and with the base
+    assert images.image_hash(spec, "votriz-audit/base-edge:1") == before
+    assert images.image_hash(spec, "votriz-audit/base-edge:2") != before
+    (directory / "Dockerfile").write_text((directory / "Dockerfile").read_text() + "# changed\n")
+    assert images.image_hash(spec, "votriz-audit/base-edge:1") != before
+    mirrors = ("deb http://deb.example/debian bookworm main",)
+    assert images.base_hash(spec, mirrors) != images.base_hash(
+        images.ImageSpec("edge", directory, ("nginx-light", "curl"), ()), mirrors)
+
+
+def test_every_part_has_a_dockerfile_from_an_overridable_base() -> None:
+    for part in images.PARTS:
+        spec = images.load_spec(part)
+        text = spec.dockerfile.read_text(encoding="utf-8")
+        assert "ARG BASE=debian:bookworm-slim" in text and "FROM ${BASE}" in text
+        assert spec.packages, part
+        assert bool(spec.requirements) == (part in images.PYTHON_PARTS)
+
+
+def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
+    containers = {role: f"votriz-abc-{role}" for role in ("edge", "api", "db", "redis", "hsm", "fakes")}
+    text = render_docker_profile(tmp_path, "votriz-abc", containers, https_port=40443, http_port=40080)
+    profile = parse_profile(text, source="target.toml")
+    assert profile.backend == "docker"
+    assert profile.docker is not None and profile.docker.project == "votriz-abc"
+    assert profile.docker.edge_container == "votriz-abc-edge"
+    assert (profile.edge.address, profile.edge.https_port, profile.edge.http_port) == ("127.0.0.1", 40443, 40080)
+    assert profile.database is None and profile.hsm is None
+    assert profile.operations.rotate_token_key == (
+        "docker", "exec", "votriz-abc-api", "python", "-m", "system_under_test.ops", "rotate-token-key",
+        "--state-dir", "/var/lib/votriz")
