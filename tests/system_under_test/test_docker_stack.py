@@ -1,0 +1,191 @@
+"""Docker stacks on the real engine: images built offline, a clean topology, the container faults, down.
+
+The clean stack is shared by the module; the two topology faults share a
+second stack, which the last test also takes down. Each stack has its own
+id, so these tests can run next to other stacks.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from checks.containers import bridge_networks_verdict, isolation_verdict, published_ports_verdict
+from harness.outcomes import Outcome
+from harness.probes.containers import observe_topology
+from harness.profile import load_profile
+from system_under_test.docker import images, stack, topology
+from system_under_test.docker.stack import StackInfo
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HOST = "votriz.test"
+
+
+@pytest.fixture(scope="module")
+def client():
+    try:
+        engine = stack.docker_client()
+    except stack.StackError as exc:
+        pytest.fail(f"these tests need a Docker engine: {exc}")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def clean_stack(client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    state_dir = tmp_path_factory.mktemp("docker-clean") / "state"
+    try:
+        yield stack.up(state_dir, client=client)
+    finally:
+        stack.down(state_dir, client=client)
+
+
+def tls_get(info: StackInfo, path: str, *, version: ssl.TLSVersion | None = None) -> tuple[str, bytes]:
+    """GET ``path`` through the published 443 with SNI votriz.test; the TLS version and the answer."""
+    context = ssl.create_default_context(cafile=str(info.ca_file))
+    if version is not None:
+        context.minimum_version = context.maximum_version = version
+    with socket.create_connection(("127.0.0.1", info.https_port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=HOST) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+        return str(tls.version()), answer
+
+
+def test_images_are_built_from_local_bases(client, clean_stack: StackInfo) -> None:
+    # Given the images the stack runs
+    built = images.ensure_images(client)
+    # Then each is tagged by its input hash, was built FROM a locally imported base, and is cached now
+    for part in images.PARTS:
+        result = built[part]
+        assert result.tag == clean_stack.images[part] and not result.built
+        assert result.base_tag.startswith(f"votriz-audit/base-{part}:")
+        base_id = client.images.get(result.base_tag).id
+        history = {layer["Id"] for layer in client.images.get(result.tag).history()}
+        assert base_id in history, f"{part} is not built on {result.base_tag}"
+
+
+def test_tls13_handshake_on_published_443_reaches_the_api(clean_stack: StackInfo) -> None:
+    version, answer = tls_get(clean_stack, "/healthz")
+    assert version == "TLSv1.3"
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b'{"status":"ok"}')
+    with pytest.raises(ssl.SSLError):
+        tls_get(clean_stack, "/healthz", version=ssl.TLSVersion.TLSv1_2)
+
+
+def test_only_the_edge_publishes_and_only_on_loopback(client, clean_stack: StackInfo) -> None:
+    for role, name in clean_stack.containers.items():
+        ports = client.containers.get(name).attrs["NetworkSettings"]["Ports"] or {}
+        bindings = {port: b for port, b in ports.items() if b}
+        if role == "edge":
+            assert set(bindings) == {"443/tcp", "80/tcp"}
+            assert {b["HostIp"] for bs in bindings.values() for b in bs} == {"127.0.0.1"}
+        else:
+            assert bindings == {}, f"{name} publishes {bindings}"
+
+
+def test_container_checks_pass_on_the_clean_topology(clean_stack: StackInfo) -> None:
+    # Given the profile up wrote
+    profile = load_profile(clean_stack.profile_path)
+    assert profile.backend == "docker" and profile.docker is not None
+    # When the harness's probe observes the project
+    observed = observe_topology(profile.docker.project)
+    # Then all six containers carry their roles and every container check passes
+    assert sorted(c.role for c in observed.containers) == ["api", "db", "edge", "fakes", "hsm", "redis"]
+    assert published_ports_verdict(observed, profile.docker.edge_container).outcome is Outcome.PASS
+    assert bridge_networks_verdict(observed).outcome is Outcome.PASS
+    assert isolation_verdict(observed).outcome is Outcome.PASS
+
+
+def test_api_container_has_no_token_files_and_no_secret_in_its_environment(
+        client, clean_stack: StackInfo) -> None:
+    api = client.containers.get(clean_stack.containers["api"])
+    env = dict(item.split("=", 1) for item in api.attrs["Config"]["Env"])
+    pin = (clean_stack.state_dir / "secrets" / "hsm-pin").read_text(encoding="ascii").strip()
+    # Only paths and the p11-kit socket address: no PIN, no key, whatever the variable's name.
+    assert env["P11_KIT_SERVER_ADDRESS"] == "unix:path=/run/p11/sock"
+    assert env["VOTRIZ_HSM_PIN_FILE"] == "/run/secrets/hsm-pin"
+    assert not any(pin in value for value in env.values())
+    assert not {"VOTRIZ_HSM_PIN", "VOTRIZ_TOKEN_ENCRYPTION_KEY", "SOFTHSM2_CONF"} & set(env)
+    # No SoftHSM token files anywhere in the container, and the PIN file is a read-only mount.
+    # (No -xdev: a bind-mounted token directory is exactly what must not be found.)
+    found = api.exec_run(["sh", "-c", "find / \\( -path /proc -o -path /sys \\) -prune -o "
+                                      "-name '*.object' -print 2>/dev/null; test -e "
+                                      f"{clean_stack.state_dir / 'tokens'} && echo tokens-dir"])
+    assert found.output.decode().strip() == ""
+    mounts = {m["Destination"]: m for m in api.attrs["Mounts"]}
+    assert mounts["/run/secrets/hsm-pin"]["RW"] is False
+    assert str(clean_stack.state_dir / "tokens") not in {m["Source"] for m in api.attrs["Mounts"]}
+    # While the HSM container does hold the token.
+    hsm = client.containers.get(clean_stack.containers["hsm"])
+    assert hsm.exec_run(["sh", "-c", f"ls {clean_stack.state_dir / 'tokens'}/*/token.object"]).exit_code == 0
+
+
+def test_api_reaches_the_hsm_through_p11_kit(client, clean_stack: StackInfo) -> None:
+    # The API came up, so its workers read their keys; show the path explicitly too.
+    api = client.containers.get(clean_stack.containers["api"])
+    listing = api.exec_run(["python", "-c",
+                            "import pkcs11; lib = pkcs11.lib('/usr/lib/x86_64-linux-gnu/pkcs11/"
+                            "p11-kit-client.so'); print([t.label for t in lib.get_tokens()])"])
+    assert listing.exit_code == 0 and b"'votriz'" in listing.output
+
+
+@pytest.fixture(scope="module")
+def faulty_stack(client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    state_dir = tmp_path_factory.mktemp("docker-faults") / "state"
+    try:
+        yield stack.up(state_dir, ["db-port-published", "host-network"], client=client)
+    finally:
+        stack.down(state_dir, client=client)
+
+
+def test_container_checks_fail_with_db_port_published_and_host_network(faulty_stack: StackInfo) -> None:
+    # Given a stack whose db publishes 5432 and whose HSM runs on the host's network
+    observed = observe_topology(faulty_stack.project)
+    db, hsm = faulty_stack.containers["db"], faulty_stack.containers["hsm"]
+    # Then the published-ports check names the db
+    ports = published_ports_verdict(observed, faulty_stack.edge_container)
+    assert ports.outcome is Outcome.FAIL
+    assert f"{db} publishes 5432/tcp on 127.0.0.1:" in ports.message
+    assert "(only the edge may publish ports)" in ports.message
+    # And the bridge-network check names the HSM's host network (and the db on a routable network)
+    networks = bridge_networks_verdict(observed)
+    assert networks.outcome is Outcome.FAIL
+    assert f"{hsm} uses network mode host" in networks.message
+    assert f"{db} (db) is on {faulty_stack.project}-public" in networks.message
+    isolation = isolation_verdict(observed)
+    assert isolation.outcome is Outcome.FAIL and f"{hsm} shares the host's network namespace" in isolation.message
+
+
+def test_faulty_stack_still_serves(faulty_stack: StackInfo) -> None:
+    # The HSM's socket does not depend on its network, so the API still has its keys.
+    version, answer = tls_get(faulty_stack, "/healthz")
+    assert version == "TLSv1.3" and answer.startswith(b"HTTP/1.1 200")
+
+
+def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack: StackInfo) -> None:
+    # Given the stack's objects exist
+    before = stack.stack_objects(faulty_stack.stack_id, client=client)
+    assert len(before["containers"]) == 6 and len(before["networks"]) == 2
+    assert len(before["volumes"]) == len(topology.VOLUMES)
+    # When it is taken down (twice: down is idempotent)
+    stack.down(faulty_stack.state_dir, client=client)
+    stack.down(faulty_stack.state_dir, client=client)
+    # Then nothing labelled with its id is left, nor its state directory
+    assert stack.stack_objects(faulty_stack.stack_id, client=client) == {
+        "containers": [], "networks": [], "volumes": []}
+    assert not faulty_stack.state_dir.exists()
+
+
+def test_down_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "precious").write_text("keep me", encoding="utf-8")
+    with pytest.raises(stack.StackError, match="not created by"):
+        stack.down(tmp_path)
+    assert (tmp_path / "precious").exists()
