@@ -104,15 +104,17 @@ def _counts(counter: dict[str, int]) -> str:
 def at_rest_canary(profile: TargetProfile, policy: Policy,
                    known_secrets: KnownSecrets) -> Iterator[CanarySession]:
     """One canary account for the at-rest checks, removed at the end of the run."""
-    api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+    def new_api() -> VotrizApi:
+        return VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+
     mail = MailCapture(profile, policy)
-    session = CanarySession(api, mail, known_secrets)
+    session = CanarySession(new_api(), mail, known_secrets, api_factory=new_api)
     try:
         with session:
             yield session
     finally:
         mail.close()
-        api.close()
+        session.api.close()
 
 
 def _canary_unavailable(profile: TargetProfile) -> str | None:

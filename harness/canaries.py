@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -136,9 +137,18 @@ class MailCapture:
         if profile.capture is None:
             raise ProbeError("the profile has no [capture] section: cannot read the recovery mail")
         self._url = profile.capture.url.rstrip("/") + "/_capture/mail"
-        self._client = httpx.Client(
-            verify=edge_ssl_context(profile), trust_env=False,
-            timeout=httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s))
+        self._profile = profile
+        self._timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
+        self._client = self._new_client()
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(verify=edge_ssl_context(self._profile), trust_env=False,
+                            timeout=self._timeout)
+
+    def reconnect(self) -> None:
+        """Drop kept-alive connections (see :meth:`CanarySession.reconnect`)."""
+        self._client.close()
+        self._client = self._new_client()
 
     def close(self) -> None:
         self._client.close()
@@ -146,11 +156,7 @@ class MailCapture:
     def mails_to(self, address: str) -> list[dict[str, Any]]:
         """Every captured mail to ``address``, oldest first."""
         try:
-            try:
-                response = self._client.get(self._url)
-            except httpx.ReadError:
-                # A kept-alive connection broken under us (see ensure_session): once more.
-                response = self._client.get(self._url)
+            response = self._client.get(self._url)
         except httpx.HTTPError as exc:
             raise ProbeError(f"GET {self._url}: {type(exc).__name__}") from None
         if response.status_code != 200:
@@ -190,8 +196,10 @@ class CanarySession:
     """
 
     def __init__(self, api: VotrizApi, mail: MailCapture, known_secrets: KnownSecrets, *,
-                 run_id: str | None = None, mail_wait_s: float = 10.0) -> None:
+                 run_id: str | None = None, mail_wait_s: float = 10.0,
+                 api_factory: Callable[[], VotrizApi] | None = None) -> None:
         self._api = api
+        self._api_factory = api_factory or (lambda: VotrizApi(api.profile))
         self._mail = mail
         self._known = known_secrets
         self._mail_wait_s = mail_wait_s
@@ -267,20 +275,29 @@ class CanarySession:
         """The API client, logged in as the canary."""
         return self._api
 
-    def ensure_session(self) -> None:
-        """Make the next calls work: a live connection and a valid session.
+    def reconnect(self) -> None:
+        """Drop every kept-alive connection and carry on with fresh ones.
 
-        Reading the HSM in this process (SoftHSM's C_Finalize/C_Initialize share
-        OpenSSL with Python's ssl module) breaks TLS connections kept alive from
-        before, so the first call after it may fail once with a ReadError; a
-        second try opens a new connection. A session invalidated in between (a
-        JWT rotation) is replaced by logging in again.
+        Reading the HSM in this process (SoftHSM's C_Finalize/C_Initialize, which
+        share OpenSSL with Python's ssl module) breaks TLS connections kept
+        alive from before: a later request on one fails with a ReadError. Fresh
+        connections are not affected, so each check starts with new ones rather
+        than retrying requests that are not idempotent.
         """
-        try:
-            status = self._api.request("GET", "/mfa").status
-        except ProbeError:
-            status = self._api.request("GET", "/mfa").status
-        if status == 401:
+        token = self._api.token
+        self._api.close()
+        self._api = self._api_factory()
+        self._api.token = token
+        self._mail.reconnect()
+
+    def ensure_session(self) -> None:
+        """Fresh connections and a valid session for the calls that follow.
+
+        A session invalidated in between (a JWT secret rotation) is replaced by
+        logging in again.
+        """
+        self.reconnect()
+        if self._api.request("GET", "/mfa").status == 401:
             self._login_again()
 
     def fresh_recovery(self) -> RecoveryMail:
@@ -294,20 +311,21 @@ class CanarySession:
 
     def remove(self) -> None:
         """Delete the canary's account (idempotent); the outcome is in ``cleanup_note``."""
-        canary, api = self.canary, self._api
+        canary = self.canary
         if canary.removed or canary.user_id is None:
             canary.cleanup_note = canary.cleanup_note or "nothing to remove"
             return
         try:
             self.ensure_session()
-            answer = api.request("DELETE", "/account")
+            # ensure_session replaced the client: use the new one.
+            answer = self._api.request("DELETE", "/account")
             if answer.status == 401:
                 # The session may have been invalidated (a JWT secret rotation): log in again.
                 self._login_again()
-                answer = api.request("DELETE", "/account")
+                answer = self._api.request("DELETE", "/account")
             canary.removed = answer.status in (200, 202, 204)
             canary.cleanup_note = f"DELETE /account answered {answer.status}"
-        except ProbeError as exc:
+        except (ProbeError, RuntimeError) as exc:
             canary.cleanup_note = f"clean-up failed: {exc}"
 
     def _login_again(self) -> None:
