@@ -115,6 +115,10 @@ def at_rest_canary(profile: TargetProfile, policy: Policy,
     finally:
         mail.close()
         session.api.close()
+    if not session.canary.removed:
+        # Say so loudly: a canary left behind is data the harness put into the target.
+        raise ProbeError(f"the canary account (users.id {session.canary.user_id}) could not be "
+                         f"removed: {session.canary.cleanup_note}")
 
 
 def _canary_unavailable(profile: TargetProfile) -> str | None:
