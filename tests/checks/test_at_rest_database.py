@@ -11,6 +11,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,15 +63,14 @@ def _as_service_user(argv: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def scratch_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScratchPg]:
-    root = tmp_path_factory.mktemp("scratch-pg")
+def scratch_pg() -> Iterator[ScratchPg]:
+    # Under /tmp rather than pytest's tmp tree: the service user must reach it, and
+    # a concurrent pytest session may prune old pytest tmp trees under our feet.
+    root = Path(tempfile.mkdtemp(prefix="atrest-pg-", dir="/tmp"))
     data = root / "data"
     if os.geteuid() == 0:
         nobody = pwd.getpwnam("nobody")
         os.chown(root, nobody.pw_uid, nobody.pw_gid)
-        for parent in root.parents:
-            if str(parent).startswith(str(Path(tmp_path_factory.getbasetemp()).parent)):
-                os.chmod(parent, os.stat(parent).st_mode | 0o011)
     port = _free_port()
     subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                      "--auth-local=trust", "--auth-host=scram-sha-256"]),
