@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+import redis
+
 from system_under_test.api.config import ConfigError
 from system_under_test.api.keyring import KeyringError
 from system_under_test.ops import backups, rotation, seeding
@@ -90,8 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = OpsContext.open(args.state_dir)
         result = COMMANDS[args.command](ctx, args)
-    except (OpsError, ConfigError, KeyringError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (OpsError, ConfigError, KeyringError, psycopg.Error, redis.RedisError, OSError) as exc:
+        # Library messages name objects and roles, never a password; one line of it is enough.
+        text = str(exc).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
+        if not isinstance(exc, OpsError | ConfigError | KeyringError):
+            message = f"{type(exc).__name__}: {message}"
         print(f"error: {args.command}: {message}", file=sys.stderr)
         _log(args.state_dir, {"time": started, "command": args.command, "ok": False,
                               "error": message})

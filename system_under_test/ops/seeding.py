@@ -5,6 +5,8 @@ from __future__ import annotations
 import secrets
 import time
 
+import psycopg
+
 from system_under_test.api.db import apply_schema
 from system_under_test.api.fieldcrypto import FieldCipher, email_index
 from system_under_test.api.keyring import EMAIL_INDEX_LABEL, put_secret, read_secrets
@@ -35,7 +37,8 @@ def migrate(ctx: OpsContext) -> dict[str, object]:
             "seconds": round(time.monotonic() - started, 2)}
 
 
-def _user_id(conn, cipher: FieldCipher, index_key: bytes, email: str) -> tuple[int, bool]:  # type: ignore[no-untyped-def]
+def _user_id(conn: psycopg.Connection, cipher: FieldCipher, index_key: bytes,
+             email: str) -> tuple[int, bool]:
     """The id of the user with ``email``, created with a random unknown password if absent."""
     index = email_index(index_key, email)
     row = conn.execute("SELECT id FROM users WHERE email_index = %s", (index,)).fetchone()
