@@ -180,7 +180,7 @@ def session_user(services: Services, token: str) -> int:
         except jwt.InvalidTokenError:
             continue
         sub = claims.get("sub")
-        if isinstance(sub, str) and sub.isdigit() and 0 < int(sub) < 2**63:
+        if isinstance(sub, str) and sub.isascii() and sub.isdigit() and 0 < int(sub) < 2**63:
             return int(sub)
     raise ApiError(401, "invalid or expired session")
 
@@ -191,7 +191,9 @@ def session_user(services: Services, token: str) -> int:
 async def read_json_body(request: Request) -> dict[str, object]:
     """The request's JSON object, or ApiError (413 too big, 400 not a JSON object)."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        raise ApiError(400, "bad content-length")
+    if declared is not None and int(declared) > MAX_BODY_BYTES:
         raise ApiError(413, "request body too large")
     chunks: list[bytes] = []
     size = 0
