@@ -13,15 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.outcomes import Outcome
+from harness.report.calibration import Calibration, DetectionRow
+from harness.report.commands import finalize
+
 spec = importlib.util.spec_from_file_location(
     "report_conftest",
     str(Path(__file__).resolve().parents[2] / "tests" / "harness" / "report" / "conftest.py"),
 )
 mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
-from harness.outcomes import Outcome
-from harness.report.calibration import Calibration, DetectionRow
-from harness.report.commands import finalize
 
 out = Path(sys.argv[1])
 shutil.rmtree(out, ignore_errors=True)
