@@ -141,7 +141,10 @@ def test_api_reaches_the_hsm_through_p11_kit(client, clean_stack: StackInfo) -> 
 def faulty_stack(client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     state_dir = tmp_path_factory.mktemp("docker-faults") / "state"
     try:
-        yield stack.up(state_dir, ["db-port-published", "host-network"], client=client)
+        # Faults with independent symptoms share one stack: two container faults,
+        # an edge fault (the nginx configuration is the local backend's) and key-in-env.
+        yield stack.up(state_dir, ["db-port-published", "host-network", "tls12-accepted", "key-in-env"],
+                       client=client)
     finally:
         stack.down(state_dir, client=client)
 
@@ -168,6 +171,15 @@ def test_faulty_stack_still_serves(faulty_stack: StackInfo) -> None:
     # The HSM's socket does not depend on its network, so the API still has its keys.
     version, answer = tls_get(faulty_stack, "/healthz")
     assert version == "TLSv1.3" and answer.startswith(b"HTTP/1.1 200")
+
+
+def test_edge_and_env_faults_apply_in_docker(client, faulty_stack: StackInfo) -> None:
+    # tls12-accepted: the edge now completes a TLS 1.2 handshake.
+    version, answer = tls_get(faulty_stack, "/healthz", version=ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2" and answer.startswith(b"HTTP/1.1 200")
+    # key-in-env: the token-encryption key is in the API container's environment.
+    env = client.containers.get(faulty_stack.containers["api"]).attrs["Config"]["Env"]
+    assert any(item.startswith("VOTRIZ_TOKEN_ENCRYPTION_KEY=") and len(item) > 60 for item in env)
 
 
 def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack: StackInfo) -> None:
