@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 _FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+MARKER_LABEL_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,21 @@ def timeline_svg(points: Sequence[TimelinePoint], bucket_s: float, *, title: str
         t = tick * step
         parts.append(f'<text x="{x_of(t):.1f}" y="{bottom + 14}" text-anchor="middle">{_num(round(t, 1))} s'
                      f'</text>')
-    for number, (t, name) in enumerate(markers):
+    # Markers of one bucket share a line; long names (e.g. a command's output) are cut on the
+    # chart and given whole in the line's tooltip and in the table under it.
+    by_time: dict[float, list[str]] = {}
+    for t, name in markers:
+        by_time.setdefault(t, []).append(name)
+    for number, (t, names) in enumerate(sorted(by_time.items())):
         x = x_of(t)
+        label = "; ".join(sorted(names, key=len))
+        short = label if len(label) <= MARKER_LABEL_CHARS else label[:MARKER_LABEL_CHARS - 1] + "…"
+        right_half = x > left + plot_w * 0.6
+        anchor, dx = ("end", -3) if right_half else ("start", 3)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top - 4}" y2="{bottom}" stroke="#333" '
-                     f'stroke-dasharray="2 3"/>')
-        parts.append(f'<text x="{x + 3:.1f}" y="{12 + 11 * (number % 2)}" font-weight="600">'
-                     f'▼ {escape(name)}</text>')
+                     f'stroke-dasharray="2 3"><title>{escape(label)}</title></line>')
+        parts.append(f'<text x="{x + dx:.1f}" y="{12 + 11 * (number % 2)}" text-anchor="{anchor}" '
+                     f'font-weight="600">▼ {escape(short)}<title>{escape(label)}</title></text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -180,6 +190,7 @@ def histogram_svg(bins: Sequence[HistogramBin], *, title: str, note: str = "", i
              '<line x1="0" y1="0" x2="0" y2="6" stroke="#b00020" stroke-width="3"/></pattern></defs>',
              f'<line x1="{left}" x2="{width - 16}" y1="{base}" y2="{base}" stroke="#333"/>',
              f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{_num(scale)}</text>',
+             f'<text x="{left}" y="{top - 10}" font-weight="600">count</text>',
              f'<text x="{left - 6}" y="{base + 4}" text-anchor="end">0</text>']
     bar_w = min(slot * 0.7, 80)
     for index, item in enumerate(bins):
