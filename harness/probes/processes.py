@@ -10,6 +10,7 @@ variables only.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +57,21 @@ class ProcessObservation:
         return tuple(name for name, _ in self.environ)
 
 
-def _read_pid_file(path: Path) -> int:
-    try:
-        first = path.read_text(encoding="ascii", errors="replace").split()
-    except OSError as exc:
-        raise ProbeError(f"process pid file {path}: cannot read it: {exc.strerror}") from None
+def _read_pid_file(path: Path, *, wait_s: float = 2.0) -> int:
+    # A pid file may be briefly absent while its server replaces it (gunicorn
+    # writes a temporary file and renames it): look again for a moment.
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            first = path.read_text(encoding="ascii", errors="replace").split()
+            break
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                raise ProbeError(f"process pid file {path}: cannot read it: "
+                                 "No such file or directory") from None
+            time.sleep(0.1)
+        except OSError as exc:
+            raise ProbeError(f"process pid file {path}: cannot read it: {exc.strerror}") from None
     if not first or not first[0].isdigit():
         raise ProbeError(f"process pid file {path}: does not start with a pid")
     return int(first[0])
