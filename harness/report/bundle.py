@@ -29,6 +29,7 @@ import enum
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -124,6 +125,14 @@ class Manifest(BaseModel):
     created_at: dt.datetime
     files: tuple[ManifestEntry, ...]
     signing_key: SigningKeyInfo
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON schema of manifest.json, generated from the models."""
+    schema = Manifest.model_json_schema()
+    schema["$id"] = f"https://votriz-audit/schemas/manifest-v{MANIFEST_SCHEMA_VERSION}.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
 
 
 @dataclass(frozen=True)

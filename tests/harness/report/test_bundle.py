@@ -170,3 +170,10 @@ def test_verify_without_a_manifest_says_so(tmp_path: Path) -> None:
 
     assert not report.ok
     assert report.manifest_error is not None and "manifest.json" in report.manifest_error
+
+
+def test_the_manifest_validates_against_its_generated_schema(bundle: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    from harness.report.bundle import manifest_schema
+
+    jsonschema.validate(json.loads((bundle / MANIFEST_JSON).read_text()), manifest_schema())

@@ -77,3 +77,17 @@ def test_any_json_renders_without_crashing(data: Any) -> None:
 
     assert "evidence/c/x.json" in html
     assert "<script" not in html
+
+
+def test_the_password_hashes_evidence_of_at_rest_draws_its_histogram() -> None:
+    # The shape of at_rest.password_hashes' details: the policy cost travels in the file.
+    data = {"column": "users.password_hash", "rows": 43, "schemes": {"bcrypt": 43},
+            "cost_histogram": {"10": 3, "12": 40}, "policy_cost": 11, "canary_match": "match",
+            "examples": ["row 7: cost 10"]}
+
+    view = view_evidence(_json(data, "password-hashes.json"), {"bcrypt": {"cost": 12}})
+
+    assert view.shape == "bcrypt_histogram"
+    assert view.data["required"] == 11
+    assert all(b.flagged for b in view.data["bins"])
+    assert "cost_histogram" not in view.rest and view.rest["policy_cost"] == 11
