@@ -191,7 +191,10 @@ def _prepare_state_dir(state_dir: Path, stack_id: str) -> None:
         (state_dir / "logs" / role).mkdir()
     (state_dir / "docker" / "edge").mkdir()
     (state_dir / "run" / "pg").mkdir(mode=0o700)
-    _give_to_service_user(state_dir / "logs", state_dir / "backups", state_dir / "run" / "pg")
+    # A file bind mount needs its source to exist.
+    (state_dir / "drills.log").write_bytes(b"")
+    _give_to_service_user(state_dir / "logs", state_dir / "backups", state_dir / "run" / "pg",
+                          state_dir / "drills.log")
 
 
 def up(state_dir: Path, faults: Sequence[str] = (), *, client: Any = None,
@@ -546,6 +549,7 @@ def render_docker_profile(state_dir: Path, project: str, containers: Mapping[str
             "allow_destructive": True,
             **{name: ops_argv(command, api) for name, command in OPERATIONS.items()},
             "backup_dir": str(state_dir / "backups"),
+            "drill_log": str(state_dir / "drills.log"),
         },
     }
     header = "# Target profile of a Docker Votriz reference stack (written by `up`).\n"

@@ -118,6 +118,7 @@ class StackPaths:
         pg_socket_dir: ``STATE/run/pg``: the db's unix socket, reached from the host by ``up``.
         logs_dir: ``STATE/logs`` (one subdirectory per role).
         backups_dir: ``STATE/backups``.
+        drill_log: ``STATE/drills.log`` (the restore drill's log).
     """
 
     state_dir: Path
@@ -133,6 +134,7 @@ class StackPaths:
     pg_socket_dir: Path
     logs_dir: Path
     backups_dir: Path
+    drill_log: Path
 
     @classmethod
     def under(cls, state_dir: Path, *, redis_password_file: bool = False) -> StackPaths:
@@ -145,6 +147,7 @@ class StackPaths:
             api_config=state_dir / "docker" / "api.toml", edge_config_dir=state_dir / "docker" / "edge",
             pg_hba=state_dir / "docker" / "pg_hba.conf", pg_socket_dir=state_dir / "run" / "pg",
             logs_dir=state_dir / "logs", backups_dir=state_dir / "backups",
+            drill_log=state_dir / "drills.log",
         )
 
 
@@ -173,6 +176,8 @@ def api_mounts(paths: StackPaths) -> tuple[Mount, ...]:
         Mount(PIN_SECRET, source=paths.pin_file),
         Mount(CONTAINER_STATE / "logs", source=paths.logs_dir / "api", read_only=False),
         Mount(CONTAINER_STATE / "backups", source=paths.backups_dir, read_only=False),
+        # The restore drill appends here; on the host it is the profile's operations.drill_log.
+        Mount(CONTAINER_STATE / "drills.log", source=paths.drill_log, read_only=False),
     ]
     if paths.redis_password_file is not None:
         mounts.append(Mount(REDIS_PASSWORD_SECRET, source=paths.redis_password_file))

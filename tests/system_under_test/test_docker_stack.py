@@ -7,8 +7,10 @@ id, so these tests can run next to other stacks.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +128,20 @@ def test_api_container_has_no_token_files_and_no_secret_in_its_environment(
     # While the HSM container does hold the token.
     hsm = client.containers.get(clean_stack.containers["hsm"])
     assert hsm.exec_run(["sh", "-c", f"ls {clean_stack.state_dir / 'tokens'}/*/token.object"]).exit_code == 0
+
+
+def test_operations_of_the_profile_run_in_the_api_container(clean_stack: StackInfo) -> None:
+    # Given the profile's operator commands (docker exec into the API container)
+    operations = load_profile(clean_stack.profile_path).operations
+    assert operations.backup is not None and operations.restore_drill is not None
+    # When a backup and a restore drill run
+    for argv in (operations.backup, operations.restore_drill):
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, result.stderr[-300:]
+    # Then the encrypted backup and the drill's log are on the host where the profile says
+    assert operations.backup_dir is not None and list(operations.backup_dir.glob("votriz-*.dump.enc"))
+    assert operations.drill_log is not None
+    assert json.loads(operations.drill_log.read_text(encoding="utf-8").splitlines()[-1])["ok"] is True
 
 
 def test_api_reaches_the_hsm_through_p11_kit(client, clean_stack: StackInfo) -> None:

@@ -133,6 +133,7 @@ def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
     assert profile.docker.edge_container == "votriz-abc-edge"
     assert (profile.edge.address, profile.edge.https_port, profile.edge.http_port) == ("127.0.0.1", 40443, 40080)
     assert profile.database is None and profile.hsm is None
+    assert profile.operations.drill_log == tmp_path / "drills.log"
     assert profile.operations.rotate_token_key == (
         "docker", "exec", "votriz-abc-api", "python", "-m", "system_under_test.ops", "rotate-token-key",
         "--state-dir", "/var/lib/votriz")
