@@ -217,3 +217,22 @@ def test_down_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
     with pytest.raises(stack.StackError, match="not created by"):
         stack.down(tmp_path)
     assert (tmp_path / "precious").exists()
+
+
+def test_failed_up_removes_what_it_created_and_the_secrets(client, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an up whose API step fails after every other container started
+    def broken(*args, **kwargs):
+        raise stack.StackError("ops migrate failed: simulated")
+
+    monkeypatch.setattr(stack, "_run_ops_container", broken)
+    state_dir = tmp_path / "state"
+    with pytest.raises(stack.StackError, match="simulated"):
+        stack.up(state_dir, client=client)
+    # Then no object of that stack is left, the secrets and token are gone, the logs stay
+    stack_id = (state_dir / stack.MARKER).read_text(encoding="ascii").strip()
+    assert stack.stack_objects(stack_id, client=client) == {"containers": [], "networks": [], "volumes": []}
+    assert not (state_dir / "secrets").exists() and not (state_dir / "tokens").exists()
+    assert (state_dir / "logs").is_dir()
+    stack.down(state_dir, client=client)
+    assert not state_dir.exists()
