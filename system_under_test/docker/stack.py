@@ -608,6 +608,50 @@ def down(state_dir: Path, *, client: Any = None) -> None:
     shutil.rmtree(state_dir)
 
 
+@dataclass(frozen=True)
+class StackStatus:
+    """Whether a stack's containers are running.
+
+    Attributes:
+        state_dir: the state directory.
+        exists: whether it holds a stack that came up (``stack.json``).
+        running: role → whether its container is running.
+    """
+
+    state_dir: Path
+    exists: bool
+    running: dict[str, bool] = field(hash=False)
+
+    @property
+    def healthy(self) -> bool:
+        """Up, and every container running."""
+        return self.exists and bool(self.running) and all(self.running.values())
+
+
+def status(state_dir: Path, *, client: Any = None) -> StackStatus:
+    """Which of the stack's containers are running."""
+    from docker.errors import NotFound
+
+    state_dir = Path(state_dir).resolve()
+    stack_json = state_dir / "stack.json"
+    if not stack_json.exists():
+        return StackStatus(state_dir=state_dir, exists=False, running={})
+    info = StackInfo.from_json(stack_json.read_text(encoding="utf-8"))
+    own_client = client is None
+    client = client or docker_client()
+    running: dict[str, bool] = {}
+    try:
+        for role, name in info.containers.items():
+            try:
+                running[role] = client.containers.get(name).status == "running"
+            except NotFound:
+                running[role] = False
+    finally:
+        if own_client:
+            client.close()
+    return StackStatus(state_dir=state_dir, exists=True, running=running)
+
+
 def stack_objects(stack_id: str, *, client: Any = None) -> dict[str, list[str]]:
     """Names of the containers, networks and volumes still labelled with ``stack_id``."""
     own_client = client is None
@@ -622,5 +666,5 @@ def stack_objects(stack_id: str, *, client: Any = None) -> dict[str, list[str]]:
             client.close()
 
 
-__all__ = ["StackError", "StackInfo", "down", "render_docker_profile", "stack_objects", "up",
-           "validate_faults"]
+__all__ = ["StackError", "StackInfo", "StackStatus", "down", "render_docker_profile", "stack_objects",
+           "status", "up", "validate_faults"]

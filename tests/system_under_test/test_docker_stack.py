@@ -82,6 +82,11 @@ def test_tls13_handshake_on_published_443_reaches_the_api(clean_stack: StackInfo
         tls_get(clean_stack, "/healthz", version=ssl.TLSVersion.TLSv1_2)
 
 
+def test_status_reports_every_container_running(client, clean_stack: StackInfo) -> None:
+    current = stack.status(clean_stack.state_dir, client=client)
+    assert current.healthy and set(current.running) == {"edge", "api", "db", "redis", "hsm", "fakes"}
+
+
 def test_only_the_edge_publishes_and_only_on_loopback(client, clean_stack: StackInfo) -> None:
     for role, name in clean_stack.containers.items():
         ports = client.containers.get(name).attrs["NetworkSettings"]["Ports"] or {}
