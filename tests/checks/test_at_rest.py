@@ -486,3 +486,19 @@ def test_every_check_exists_with_claims(name: str) -> None:
     check = getattr(at_rest, f"check_{name}")
     marks = [m for m in check.pytestmark if m.name == "claims"]
     assert marks and marks[0].args
+
+
+def test_run_command_redacts_and_reports_failure_and_timeout() -> None:
+    from harness.probes.backups import run_command
+
+    known = KnownSecrets()
+    known.add("s3cret-value-xyz", "backup key")
+    done = run_command("backup", ["sh", "-c", "echo key=s3cret-value-xyz; echo boom >&2; exit 3"],
+                       10, known)
+    assert done.exit_code == 3 and not done.succeeded
+    assert "s3cret-value-xyz" not in done.stdout and "[REDACTED backup key" in done.stdout
+    assert done.describe() == "backup exited 3: boom"
+    slow = run_command("prune_backups", ["sleep", "5"], 0.2, known)
+    assert slow.exit_code is None and "did not finish within 0.2 s" in slow.describe()
+    missing = run_command("backup", ["/nonexistent/tool"], 1, known)
+    assert missing.exit_code is None and "cannot start /nonexistent/tool" in missing.error
