@@ -29,6 +29,7 @@ from harness import __version__
 from harness.claims import CatalogueError, load_catalogue
 from harness.policy import PolicyError, load_policy
 from harness.profile import ProfileError, load_profile
+from harness.report import commands as report_commands
 from harness.results import results_schema
 from harness.waivers import WaiverError, load_waivers
 
@@ -56,7 +57,8 @@ def check_areas() -> list[str]:
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="votriz-audit", description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"votriz-audit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="audit a target (or stand up the reference service and audit it)")
     where = run.add_mutually_exclusive_group()
@@ -70,6 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help=f"run only this promise area (repeatable): {', '.join(check_areas())}")
     run.add_argument("--policy", type=Path, metavar="FILE", help="audit policy (TOML)")
     run.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (TOML)")
+    run.add_argument("--signing-key", type=Path, metavar="FILE",
+                     help="Ed25519 private key (PEM) signing the evidence bundle (default: a throwaway key)")
+    run.add_argument("--against", type=Path, metavar="DIR",
+                     help="an earlier report directory: the report shows what changed")
     run.add_argument("--fault", action="append", metavar="NAME", default=[],
                      help="with --backend: start the reference service with this fault (repeatable)")
     run.add_argument("--state-dir", type=Path, metavar="DIR",
@@ -89,6 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("faults", help="list the reference service's fault switches")
     sub.add_parser("schema", help="print the JSON schema of results.json")
+    report_commands.add_subcommands(sub)
     return parser
 
 
@@ -137,7 +144,8 @@ def _validate_inputs(args: argparse.Namespace) -> None:
 
 
 def run_checks(profile_path: Path, report_dir: Path, *, only: Sequence[str] = (),
-               policy: Path | None = None, waivers: Path | None = None) -> int:
+               policy: Path | None = None, waivers: Path | None = None,
+               signing_key: Path | None = None, against: Path | None = None) -> int:
     """Run the checks with pytest against one profile; return the gate's exit code."""
     selected = [str(CHECKS_DIR / f"{area}.py") for area in only] or [str(CHECKS_DIR)]
     args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
@@ -146,6 +154,10 @@ def run_checks(profile_path: Path, report_dir: Path, *, only: Sequence[str] = ()
         args += ["--policy", str(policy)]
     if waivers is not None:
         args += ["--waivers", str(waivers)]
+    if signing_key is not None:
+        args += ["--signing-key", str(signing_key)]
+    if against is not None:
+        args += ["--against", str(against)]
     code = pytest.main(args)
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
@@ -174,7 +186,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _check_report_dir(report_dir)
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(args.target, report_dir, only=args.only, policy=args.policy,
-                          waivers=args.waivers)
+                          waivers=args.waivers, signing_key=args.signing_key, against=args.against)
     backend = args.backend or "local"
     if args.backend is None:
         print("votriz-audit: backend local (the reference service runs as local processes)")
@@ -190,7 +202,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
         return run_checks(info.profile_path, report_dir, only=args.only, policy=args.policy,
-                          waivers=args.waivers)
+                          waivers=args.waivers, signing_key=args.signing_key, against=args.against)
     finally:
         if not args.keep_up:
             stack.down(state_dir)
@@ -237,7 +249,7 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "up": _cmd_up, "down": _cmd_down, "faults": _cmd_faults,
-            "schema": _cmd_schema}
+            "schema": _cmd_schema, **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

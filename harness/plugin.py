@@ -90,6 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report-dir", metavar="DIR", help="where results and evidence are written")
     group.addoption("--waivers", metavar="FILE", help="waiver file (TOML)")
     group.addoption("--claims", metavar="FILE", help="claims catalogue (default: the bundled one)")
+    group.addoption("--signing-key", metavar="FILE",
+                    help="Ed25519 private key (PEM) signing the evidence bundle (default: a throwaway key)")
+    group.addoption("--against", metavar="DIR", help="an earlier report directory to compare with")
 
 
 def check_id_of(item: pytest.Item) -> str:
@@ -399,16 +402,49 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_junit(run, state.report_dir / "junit.xml")
     state.leaks = scan_for_leaks(state.report_dir, state.known_secrets)
     if state.leaks:
-        # Names where, never what: the file lists labels and offsets only.
-        (state.report_dir / "LEAKS.txt").write_text("\n".join(state.leaks) + "\n", encoding="utf-8")
-    session.config.stash[RUN_RESULTS] = run
+        _write_leaks(state)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    bundle_note = _finalize_bundle(session.config, state)
+    session.config.stash[RUN_RESULTS] = run
     if reporter is not None:
         counts = ", ".join(f"{n} {o.value}" for o, n in run.summary.counts.items() if n)
         reporter.write_line(f"votriz-audit: gate {run.summary.gate.upper()} ({counts or 'no checks'}); "
                             f"results in {state.report_dir}")
+        reporter.write_line(f"votriz-audit: {bundle_note}")
         for leak in state.leaks:
             reporter.write_line(f"votriz-audit: SECRET FOUND IN OUTPUT {leak}")
+
+
+def _write_leaks(state: RunState) -> None:
+    # Names where, never what: the file lists labels and offsets only.
+    (state.report_dir / "LEAKS.txt").write_text("\n".join(state.leaks) + "\n", encoding="utf-8")
+
+
+def _finalize_bundle(config: pytest.Config, state: RunState) -> str:
+    """Render report.html and the exports, then sign the bundle; say what happened in one line.
+
+    The known secrets exist only inside this process, so the last scan of every
+    rendered file happens here, before the manifest is signed.
+    """
+    from harness.report.bundle import BundleError, BundleRefused
+    from harness.report.commands import finalize
+
+    key = config.getoption("--signing-key")
+    against = config.getoption("--against")
+    try:
+        done = finalize(state.report_dir, state.known_secrets, Path(key) if key else None,
+                        against=Path(against) if against else None)
+    except BundleRefused as exc:
+        state.leaks = sorted(set(state.leaks) | set(exc.places))
+        _write_leaks(state)
+        return "evidence bundle NOT signed: a known secret is in the output (see LEAKS.txt)"
+    except BundleError as exc:
+        return f"evidence bundle not signed: {exc}"
+    except Exception as exc:  # a rendering defect must not hide the results already written
+        return f"report not rendered ({type(exc).__name__}: {exc}); results.json and junit.xml stand"
+    signer = "a THROWAWAY key" if key is None else f"key {key}"
+    oscal = "" if done.oscal else f"; OSCAL skipped: {done.oscal_skipped}"
+    return f"report {done.report_html.name}, signed manifest ({signer}){oscal}"
 
 
 RUN_RESULTS = pytest.StashKey[RunResults]()
