@@ -578,7 +578,7 @@ def test_canary_is_removed_even_when_planting_fails(fail_at: str) -> None:
     log: list[str] = []
     known = KnownSecrets()
     session = CanarySession(_FakeApi(fail_at, log), _FakeMail(), known,  # type: ignore[arg-type]
-                            api_factory=lambda: _FakeApi("", log))  # type: ignore[arg-type,return-value]
+                            api_factory=lambda: _FakeApi(fail_at, log))  # type: ignore[arg-type,return-value]
     with pytest.raises(ProbeError), session:
         pass
     assert log[-1] == "DELETE /account"
