@@ -94,6 +94,13 @@ def _build_parser() -> argparse.ArgumentParser:
     down.add_argument("--state-dir", type=Path, metavar="DIR")
 
     sub.add_parser("faults", help="list the reference service's fault switches")
+
+    cal = sub.add_parser("calibrate", help="run the reference service with each fault: does its check fail?")
+    cal.add_argument("--backend", choices=["local", "docker"], default="local")
+    cal.add_argument("--fault", action="append", metavar="NAME", default=[],
+                     help="calibrate only this fault (repeatable; default: every fault of the backend)")
+    cal.add_argument("--out", type=Path, metavar="DIR",
+                     help="where runs and calibration.json go (default reports/calibration-<UTC time>)")
     sub.add_parser("schema", help="print the JSON schema of results.json")
     report_commands.add_subcommands(sub)
     return parser
@@ -104,9 +111,11 @@ def _state_dir(args: argparse.Namespace, backend: str) -> Path:
 
 
 def _backend_module(backend: str):  # type: ignore[no-untyped-def]
-    if backend != "local":
-        raise UsageError(f"the {backend} backend of the reference service is not built yet; "
-                         f"use --backend local")
+    """The reference service's backend: ``up``, ``down``, ``StackError`` (one interface, two backends)."""
+    if backend == "docker":
+        from system_under_test.docker import stack as docker_stack
+
+        return docker_stack
     from system_under_test.local import stack
 
     return stack
@@ -189,7 +198,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           waivers=args.waivers, signing_key=args.signing_key, against=args.against)
     backend = args.backend or "local"
     if args.backend is None:
-        print("votriz-audit: backend local (the reference service runs as local processes)")
+        # Local is the default: its profile gives the harness the database, HSM, Redis and mail
+        # capture, so every promise is audited; the Docker profile does not expose them yet.
+        print("votriz-audit: backend local (the reference service runs as local processes; "
+              "--backend docker for the container topology)")
     stack = _backend_module(backend)
     _check_fault_names(args.fault)
     _check_report_dir(report_dir)
@@ -243,13 +255,33 @@ def _cmd_faults(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from harness.calibrate import CLEAN, calibrate
+
+    stack = _backend_module(args.backend)
+    _check_fault_names(args.fault)
+    out = (args.out or Path("reports") / dt.datetime.now(dt.UTC).strftime("calibration-%Y%m%dT%H%M%SZ"))
+    _check_report_dir(out.resolve())
+    calibration = calibrate(out.resolve(), stack, args.backend, args.fault)
+    # The clean run's report shows the matrix: copy it in, then render and sign that bundle again.
+    clean = out.resolve() / "runs" / CLEAN
+    if (clean / "results.json").exists():
+        (clean / "calibration.json").write_text((out / "calibration.json").read_text())
+        report_commands.finalize(clean, None)
+        print(f"votriz-audit: detection matrix in {clean / 'report.html'}")
+    missed = calibration.missed
+    print(f"votriz-audit: {len(calibration.rows) - len(missed)} of {len(calibration.rows)} expectations met"
+          + (f"; missed: {', '.join(f'{r.fault}->{r.expected_check}' for r in missed)}" if missed else ""))
+    return EXIT_FAIL if missed else EXIT_PASS
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(results_schema(), indent=2))
     return EXIT_PASS
 
 
 COMMANDS = {"run": _cmd_run, "up": _cmd_up, "down": _cmd_down, "faults": _cmd_faults,
-            "schema": _cmd_schema, **report_commands.COMMANDS}
+            "calibrate": _cmd_calibrate, "schema": _cmd_schema, **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,8 @@ class DetectionRow(BaseModel):
             PASS for the clean run).
         observed_outcome: what it concluded; None if it did not run.
         run_id: the run that observed it (its report directory's results.json).
+        other_failures: checks that also FAILED in that run (a fault should break one
+            promise; anything here is either a second promise it breaks or an over-eager check).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -49,6 +51,7 @@ class DetectionRow(BaseModel):
     expected_outcome: Outcome = Outcome.FAIL
     observed_outcome: Outcome | None = None
     run_id: str | None = None
+    other_failures: tuple[str, ...] = ()
 
     @property
     def detected(self) -> bool:
