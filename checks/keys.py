@@ -346,8 +346,10 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str])
 
 
 def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Sequence[KeyHit],
-                          token_dir: Path | None, hsm_process_names: Sequence[str]) -> Verdict:
-    """No PIN or key in a service process's environment; only the HSM holds token files open."""
+                          token_dir: Path | None, hsm_process_names: Sequence[str],
+                          pin_file: Path | None = None) -> Verdict:
+    """No PIN or key in a service process's environment; only the HSM holds token files
+    (or the PIN file) open after start-up."""
     holders: list[str] = []
     unreadable: list[str] = []
     for process in processes:
@@ -360,6 +362,8 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
             for target in process.open_files:
                 if target.startswith(root) or target == str(token_dir):
                     holders.append(f"{process.where} holds {target}")
+        if pin_file is not None and str(pin_file) in process.open_files:
+            holders.append(f"{process.where} holds the PIN file {pin_file}")
         if process.environ_error:
             unreadable.append(f"{process.where}: {process.environ_error}")
     details: dict[str, Any] = {
@@ -375,7 +379,7 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
         return Verdict.failed("Secrets in the environment of service processes: "
                               + "; ".join(hit.describe() for hit in env_hits[:8]) + ".", **details)
     if holders:
-        return Verdict.failed("Service processes keep the HSM token files open after start: "
+        return Verdict.failed("Service processes keep the HSM's files open after start: "
                               + "; ".join(holders[:8]) + ".", **details)
     if unreadable:
         return Verdict.error("Cannot inspect every service process: " + "; ".join(unreadable[:5]) + ".",
@@ -837,7 +841,7 @@ def check_read_at_start(profile: TargetProfile, known_secrets: KnownSecrets,
                if not is_hsm_process(p.name, key_classes.search.hsm_process_names)]
     env = KeySearcher(values, key_classes.search).search_processes(service)
     verdict = read_at_start_verdict(processes, env.hits, hsm_probe.softhsm_token_dir(hsm),
-                                    key_classes.search.hsm_process_names)
+                                    key_classes.search.hsm_process_names, hsm.pin.file)
     evidence.attach("processes", verdict.details)
     evidence.conclude(verdict)
 

@@ -180,6 +180,14 @@ def test_read_at_start_fails_on_open_token_files_but_not_for_the_hsm() -> None:
                                  ["hsm"]).outcome is Outcome.PASS
 
 
+def test_read_at_start_fails_when_the_pin_file_stays_open() -> None:
+    verdict = read_at_start_verdict([proc("api", ("/s/secrets/hsm-pin",))], [], Path("/s/tokens"),
+                                    ["hsm"], Path("/s/secrets/hsm-pin"))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == ("Service processes keep the HSM's files open after start: "
+                               "api[pid 10 gunicorn] holds the PIN file /s/secrets/hsm-pin.")
+
+
 def test_read_at_start_without_processes_or_env_is_error() -> None:
     assert read_at_start_verdict([], [], None, []).outcome is Outcome.ERROR
     blind = proc("api", environ_error="cannot read /proc/10/environ: Permission denied")
