@@ -29,7 +29,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -225,6 +225,8 @@ class FernetColumnScan:
         failures: failure reason → number of cells.
         examples: up to :data:`EXAMPLES` failing rows as ``row <id>: <reason>``.
         keys_used: key label → number of cells it verifies.
+        by_platform: platform → ``{"rows": n, "valid": n}`` when the table says
+            which platform each row belongs to (empty otherwise).
     """
 
     column: str
@@ -233,6 +235,23 @@ class FernetColumnScan:
     failures: dict[str, int]
     examples: tuple[str, ...]
     keys_used: dict[str, int]
+    by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def merge_fernet_scans(column: str,
+                       parts: Sequence[tuple[str, FernetColumnScan]]) -> FernetColumnScan:
+    """One column's scan from scans of its rows per platform."""
+    failures: Counter[str] = Counter()
+    keys_used: Counter[str] = Counter()
+    examples: list[str] = []
+    for platform, part in parts:
+        failures.update(part.failures)
+        keys_used.update(part.keys_used)
+        examples += [f"{e} ({platform})" for e in part.examples]
+    return FernetColumnScan(
+        column, sum(p.rows for _, p in parts), sum(p.valid for _, p in parts), dict(failures),
+        tuple(examples[:EXAMPLES]), dict(keys_used),
+        {platform: {"rows": p.rows, "valid": p.valid} for platform, p in parts if p.rows})
 
 
 def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequence[FernetKey],
@@ -335,9 +354,12 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
     for scan in obs.columns:
         bad = scan.rows - scan.valid
         if bad:
+            platforms = ", ".join(f"{p} {c['rows'] - c['valid']} of {c['rows']}"
+                                  for p, c in scan.by_platform.items() if c["rows"] > c["valid"])
             problems.append(f"{bad} of {scan.rows} cells of {scan.column} are not Fernet tokens "
-                            f"that verify under the HSM key ring ({_counts(scan.failures)}; e.g. "
-                            f"{', '.join(scan.examples[:3])})")
+                            f"that verify under the HSM key ring ({_counts(scan.failures)}"
+                            + (f"; by platform: {platforms}" if platforms else "")
+                            + f"; e.g. {', '.join(scan.examples[:3])})")
     if obs.shared_iv_cells:
         problems.append(f"{obs.shared_iv_cells} token cells share an IV with another cell "
                         f"({_plural(obs.shared_iv_groups, 'IV')} used more than once): Fernet "
@@ -362,10 +384,12 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
     canary = (f" The canary's {len(obs.canary)} tokens ({len(PLATFORMS)} platforms) decrypt to "
               "exactly what was handed in." if obs.canary
               else f" No canary was planted ({obs.canary_note}).")
+    seen = sorted({p for s in obs.columns for p in s.by_platform if p != "other"})
+    covered = f" Platforms with rows: {', '.join(seen)}." if seen else ""
     return Verdict.passed(
         f"All {cells} token cells of {', '.join(s.column for s in obs.columns)} are Fernet tokens "
         f"whose HMAC verifies under the HSM key ring ({_counts(dict(used))}); no two cells share "
-        f"an IV or a ciphertext.{canary}", **details)
+        f"an IV or a ciphertext.{canary}{covered}", **details)
 
 
 def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
@@ -378,11 +402,27 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     scans = []
     stored: dict[int, tuple[Any, Any]] = {}
     with _database(profile, policy, known) as db:
+        by_platform = db.has_column("channels", "platform")
         for table, column in TOKEN_COLUMNS:
-            batches = db.stream_column(table, column)
-            rows = (row for batch in batches for row in batch)
-            scans.append(scan_fernet_cells(rows, f"{table}.{column}", keys, now=now,
-                                           max_clock_skew_s=skew, duplicates=duplicates))
+            name = f"{table}.{column}"
+
+            def scan(where: str | None = None, params: tuple[Any, ...] = (),
+                     table: str = table, column: str = column,
+                     name: str = name) -> FernetColumnScan:
+                batches = db.stream_column(table, column, where=where, params=params)
+                return scan_fernet_cells((row for batch in batches for row in batch), name,
+                                         keys, now=now, max_clock_skew_s=skew,
+                                         duplicates=duplicates)
+
+            if not by_platform:
+                scans.append(scan())
+                continue
+            # One pass per platform the page names, then whatever else is there,
+            # so the evidence says which platforms' tokens are (not) encrypted.
+            parts = [(p, scan("platform = %s", (p,))) for p in PLATFORMS]
+            parts.append(("other", scan("platform IS NULL OR platform <> ALL(%s)",
+                                        (list(PLATFORMS),))))
+            scans.append(merge_fernet_scans(name, parts))
         if canary is not None and canary.channels:
             ids = [c.channel_id for c in canary.channels]
             access = {k: v for batch in db.stream_column("channels", "access_token_enc",

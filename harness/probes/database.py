@@ -274,6 +274,12 @@ class DatabaseProbe:
             counts[f"{schema}.{table}"] = int(self._one(query)[0])
         return TableVisibility(columns, tuple(str(r[0]) for r in unreadable), counts)
 
+    def has_column(self, table: str, column: str, *, schema: str = "public") -> bool:
+        """Whether the role can read ``schema.table.column``."""
+        return bool(self._one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = %s AND column_name = %s", (schema, table, column))[0])
+
     def stream_column(self, table: str, column: str, *, schema: str = "public",
                       key: str | None = "id", where: str | None = None,
                       params: tuple[Any, ...] = (),

@@ -602,3 +602,16 @@ def test_canary_planted_and_registered_then_removed() -> None:
     assert {"canary password", "canary e-mail", "canary recovery token", "canary TOTP secret",
             "canary tiktok access token", "canary backup code 10"} <= labels
     assert log[-1] == "DELETE /account" and canary.removed
+
+
+def test_token_failures_are_named_by_platform() -> None:
+    good = encrypt_fernet_token(b"t", KEY, now=1_000_000)
+    parts = [(p, _scan([good] if p != "tiktok" else [good, "canary.at.tiktok.x"]))
+             for p in at_rest.PLATFORMS]
+    merged = at_rest.merge_fernet_scans("channels.access_token_enc", parts)
+    assert (merged.rows, merged.valid) == (6, 5)
+    assert merged.by_platform["tiktok"] == {"rows": 2, "valid": 1}
+    assert merged.examples == ("row 2: not_base64 (tiktok)",)
+    verdict = at_rest.tokens_fernet_verdict(_tokens(columns=(merged,)))
+    assert verdict.outcome is Outcome.FAIL
+    assert "by platform: tiktok 1 of 2" in verdict.message
