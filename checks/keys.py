@@ -564,7 +564,10 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         "requests": totals.as_evidence(),
         "p50_p99_before_ms": [before.p50_ms, before.p99_ms],
         "p50_p99_during_ms": [during.p50_ms, during.p99_ms],
-        "max_p99_ratio": policy.rotation.max_p99_ratio,
+        # Latency is evidence, not the promise: the page promises no interruption, and a
+        # slower answer during a rotation is not one (the benchmark tracks the ratio).
+        "p99_ratio_during_over_before": (round(during.p99_ms / before.p99_ms, 2)
+                                         if before.p99_ms and during.p99_ms else None),
     }
     # Every broken criterion is named, most specific first: a row left under the
     # old key also makes reads fail, and the row is the root cause.
@@ -588,11 +591,6 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         kinds = ", ".join(f"{n} x {kind}" for kind, n in sorted(totals.error_kinds.items()))
         reasons.append(f"{totals.errors} of {totals.requests} requests failed during the rotation "
                        f"window ({totals.connection_errors} without any answer: {kinds})")
-    if (before.p99_ms and during.p99_ms
-            and during.p99_ms > policy.rotation.max_p99_ratio * before.p99_ms):
-        reasons.append(f"the p99 latency rose from {before.p99_ms} ms to {during.p99_ms} ms during the "
-                       f"rotation, more than {policy.rotation.max_p99_ratio:g} times (policy "
-                       f"rotation.max_p99_ratio)")
     if reasons:
         text = "; ".join(reasons)
         return Verdict.failed(text[0].upper() + text[1:] + ".", **details)

@@ -71,11 +71,10 @@ class BackupsPolicy(_Strict):
 
 
 class RotationPolicy(_Strict):
-    """Attributes: seed_channels, load_concurrency, max_p99_ratio."""
+    """Attributes: seed_channels, load_concurrency."""
 
     seed_channels: int = Field(3000, ge=1)
     load_concurrency: int = Field(4, ge=1, le=64)
-    max_p99_ratio: float = Field(3.0, gt=0)
 
 
 class TimeoutsPolicy(_Strict):

@@ -226,6 +226,15 @@ def test_rotation_passes() -> None:
     assert verdict.message.startswith("Token key rotated to v2 in 4.0 s under load: 100 requests, 0 failed")
 
 
+def test_slower_answers_during_rotation_are_evidence_not_an_interruption() -> None:
+    # Given a rotation during which the p99 latency rose 25-fold but nothing failed
+    verdict = token_key_rotation_verdict(rotation(load=load(slow=True)), POLICY)
+    # Then the promise (no interruption) holds, and the slowdown is in the evidence
+    assert verdict.outcome is Outcome.PASS
+    assert "p99 20.0 ms before, 500.0 ms during" in verdict.message
+    assert verdict.details["p99_ratio_during_over_before"] == 25.0
+
+
 @pytest.mark.parametrize(("changes", "message"), [
     ({"load": load(errors=1)}, "4 of 100 requests failed during the rotation window (4 without any answer"),
     ({"undecryptable_after": (3,), "load": load(errors=1)},
@@ -236,7 +245,6 @@ def test_rotation_passes() -> None:
     ({"readable_with_retired": (3,)}, "1 channels rows are still encrypted under the retired key"),
     ({"rows_after": (1, 2)}, "1 channels rows disappeared during the rotation"),
     ({"canary_mismatches": (2,)}, "1 canary channels hold other tokens than the last ones stored"),
-    ({"load": load(slow=True)}, "The p99 latency rose from 20.0 ms to 500.0 ms during the rotation"),
 ])
 def test_rotation_fails(changes: dict, message: str) -> None:
     verdict = token_key_rotation_verdict(rotation(**changes), POLICY)
