@@ -108,11 +108,14 @@ class Database(_Strict):
         dsn: libpq connection string without a password.
         password: where the auditor role's password comes from.
         allow_write_role: accept a role that can write the service's tables.
+        app_role: the application's own role (whose password rotation is checked);
+            None means the key-classes default (``votriz_app``).
     """
 
     dsn: str
     password: SecretSource | None = None
     allow_write_role: bool = False
+    app_role: str | None = None
 
     @field_validator("dsn")
     @classmethod
