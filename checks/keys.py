@@ -1208,8 +1208,7 @@ def check_db_password_rotation(profile: TargetProfile, policy: Policy, known_sec
                         + by_hand)
     assert profile.hsm is not None and profile.database is not None
     dsn = profile.database.dsn
-    role = (profile.database.app_role if profile.database and profile.database.app_role
-            else key_classes.proof.db_app_role)
+    role = profile.database.app_role or key_classes.proof.db_app_role
     obs = observe_password_rotation(
         profile, policy, known_secrets, key_classes, command,
         profile.hsm.key_namespace + key_classes.proof.db_password,
