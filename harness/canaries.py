@@ -197,8 +197,10 @@ class CanarySession:
 
     def __init__(self, api: VotrizApi, mail: MailCapture, known_secrets: KnownSecrets, *,
                  run_id: str | None = None, mail_wait_s: float = 10.0,
+                 ready_wait_s: float = 30.0,
                  api_factory: Callable[[], VotrizApi] | None = None) -> None:
         self._api = api
+        self._ready_wait_s = ready_wait_s
         self._api_factory = api_factory or (lambda: VotrizApi(api.profile))
         self._mail = mail
         self._known = known_secrets
@@ -224,7 +226,25 @@ class CanarySession:
         self._known.add(value, label)
         return value
 
+    def _wait_until_answering(self) -> None:
+        """Wait (bounded) until the API itself answers, not only the edge.
+
+        A freshly started or restarting service answers 502/503 at the edge for a
+        moment; planting must not start then, as a non-idempotent signup cannot
+        simply be retried.
+        """
+        deadline = time.monotonic() + self._ready_wait_s
+        while True:
+            try:
+                status = self._api.request("GET", "/mfa", auth=False).status
+            except ProbeError:
+                status = 0
+            if status not in (0, 502, 503, 504) or time.monotonic() >= deadline:
+                return
+            time.sleep(0.5)
+
     def _plant(self) -> None:
+        self._wait_until_answering()
         api, canary = self._api, self.canary
         answer = api.signup(canary.email, canary.password)
         user_id = answer.body.get("id") if isinstance(answer.body, dict) else None
