@@ -752,5 +752,7 @@ def create_app(config: ApiConfig, services: Services | None = None) -> Starlette
     app.state.services = services
     log.info("api started", extra={"fields": {
         "token_key_versions": sorted(services.keyring.token_keys),
+        "token_key_primary": services.keyring.primary_token_version,
+        "token_key_decrypt_only": sorted(services.keyring.token_decrypt_only),
         "faults": sorted(config.faults)}})
     return app

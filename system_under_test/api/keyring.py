@@ -5,6 +5,12 @@ to the token, reads the keys by label, logs out and closes the session. The
 PIN is never put into the environment and is dropped as soon as the session
 is closed. The operator commands use the same functions to add, replace and
 retire keys.
+
+Token-encryption keys are staged for rotation in the HSM itself: a key object
+whose ``CKA_ENCRYPT`` is False is *decrypt-only* (every process can read rows
+under it, none writes under it); the primary, encrypting key is the highest
+version whose ``CKA_ENCRYPT`` is True. ``rotate-token-key`` creates the new
+version decrypt-only, rolls the workers, then sets ``CKA_ENCRYPT`` to True.
 """
 
 from __future__ import annotations
@@ -93,11 +99,46 @@ def read_secrets(session: pkcs11.Session) -> dict[str, bytes]:
     return values
 
 
-def put_secret(session: pkcs11.Session, label: str, value: bytes, key_id: bytes = b"") -> None:
+def _encrypt_allowed(obj: pkcs11.Object) -> bool:
+    """The object's ``CKA_ENCRYPT``; an HSM that does not keep the attribute means True."""
+    try:
+        return bool(obj[Attribute.ENCRYPT])
+    except (pkcs11.AttributeTypeInvalid, pkcs11.AttributeSensitive):
+        return True
+
+
+def read_decrypt_only(session: pkcs11.Session) -> frozenset[str]:
+    """Labels of the token-encryption key objects marked decrypt-only (``CKA_ENCRYPT`` False)."""
+    labels: set[str] = set()
+    for obj in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+        label = obj[Attribute.LABEL]
+        if _TOKEN_KEY_RE.match(label) and not _encrypt_allowed(obj):
+            labels.add(label)
+    return frozenset(labels)
+
+
+def set_encrypt_allowed(session: pkcs11.Session, label: str, allowed: bool) -> int:
+    """Set ``CKA_ENCRYPT`` on every secret object labelled ``label`` (promote or stage a key).
+
+    Returns how many objects were changed; the value is read back, so an HSM
+    that silently ignores the change is an error.
+    """
+    objects = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
+                                        Attribute.LABEL: label}))
+    for obj in objects:
+        obj[Attribute.ENCRYPT] = allowed
+        if _encrypt_allowed(obj) != allowed:
+            raise KeyringError(f"the HSM did not keep CKA_ENCRYPT={allowed} on {label!r}")
+    return len(objects)
+
+
+def put_secret(session: pkcs11.Session, label: str, value: bytes, key_id: bytes = b"",
+               *, decrypt_only: bool = False) -> None:
     """Create a secret object, replacing any object that has the same label.
 
     The new object is created before the old one is destroyed, so a process
     that starts in between still finds one (possibly the old) value.
+    ``decrypt_only`` creates it with ``CKA_ENCRYPT`` False (a staged token key).
     """
     old = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
                                     Attribute.LABEL: label}))
@@ -114,7 +155,13 @@ def put_secret(session: pkcs11.Session, label: str, value: bytes, key_id: bytes 
     }
     if key_id:
         template[Attribute.ID] = key_id
-    session.create_object(template)
+    if decrypt_only:
+        template[Attribute.ENCRYPT] = False
+        template[Attribute.DECRYPT] = True
+    created = session.create_object(template)
+    if decrypt_only and _encrypt_allowed(created):
+        created.destroy()
+        raise KeyringError(f"the HSM did not keep CKA_ENCRYPT=False on {label!r}")
     for obj in old:
         obj.destroy()
 
@@ -152,7 +199,7 @@ class KeyRing:
     ``repr`` is disabled so that a stray log line or traceback cannot print keys.
 
     Attributes:
-        token_keys: raw token-encryption keys by version; the highest is primary.
+        token_keys: raw token-encryption keys by version.
         jwt_secret: HS256 secret for session tokens.
         email_index_key: HMAC-SHA256 key of ``users.email_index`` (never rotated:
             it only makes lookups possible and is independent of the JWT secret,
@@ -162,6 +209,9 @@ class KeyRing:
         redis_password: Redis password.
         jwt_previous_secret: the secret before the last rotation; present only
             when the token still holds it (the ``jwt-rotation-keeps-sessions`` fault).
+        token_decrypt_only: versions staged decrypt-only in the HSM (``CKA_ENCRYPT``
+            False): they decrypt, they never encrypt. The primary, encrypting key is
+            the highest version not in this set.
     """
 
     token_keys: dict[int, bytes]
@@ -171,24 +221,39 @@ class KeyRing:
     db_password: str
     redis_password: str
     jwt_previous_secret: bytes | None = field(default=None)
+    token_decrypt_only: frozenset[int] = field(default=frozenset())
 
     def __repr__(self) -> str:
         return f"KeyRing(token_key_versions={sorted(self.token_keys)})"
 
     @property
+    def primary_token_version(self) -> int:
+        """The highest version that may encrypt (not staged decrypt-only)."""
+        usable = [v for v in self.token_keys if v not in self.token_decrypt_only]
+        if not usable:
+            raise KeyringError("every token-encryption key in the HSM is decrypt-only")
+        return max(usable)
+
+    @property
     def token_fernet(self) -> MultiFernet:
-        """A MultiFernet whose first (encrypting) key is the highest version."""
-        ordered = sorted(self.token_keys, reverse=True)
+        """A MultiFernet whose first (encrypting) key is the primary version, then every
+        other version (decrypt-only ones included), highest first."""
+        primary = self.primary_token_version
+        ordered = [primary, *sorted((v for v in self.token_keys if v != primary), reverse=True)]
         return MultiFernet([Fernet(fernet_key(self.token_keys[v])) for v in ordered])
 
     @property
     def primary_token_fernet(self) -> Fernet:
-        """The Fernet of the highest key version, the one that encrypts."""
-        return Fernet(fernet_key(self.token_keys[max(self.token_keys)]))
+        """The Fernet of the primary version, the one that encrypts."""
+        return Fernet(fernet_key(self.token_keys[self.primary_token_version]))
 
 
-def keyring_from_secrets(values: dict[str, bytes], config: ApiConfig) -> KeyRing:
-    """Pick the API's keys out of the token's label → value map."""
+def keyring_from_secrets(values: dict[str, bytes], config: ApiConfig,
+                         decrypt_only: frozenset[str] = frozenset()) -> KeyRing:
+    """Pick the API's keys out of the token's label → value map.
+
+    ``decrypt_only`` holds the labels of staged token keys (``read_decrypt_only``).
+    """
 
     def need(label: str) -> bytes:
         if label not in values:
@@ -198,6 +263,9 @@ def keyring_from_secrets(values: dict[str, bytes], config: ApiConfig) -> KeyRing
     versions = token_key_versions(values)
     if not versions:
         raise KeyringError(f"no {TOKEN_KEY_PREFIX}N object in the HSM")
+    staged = frozenset(v for v, label in versions.items() if label in decrypt_only)
+    if staged == set(versions):
+        raise KeyringError("every token-encryption key in the HSM is decrypt-only")
     if REDIS_PASSWORD_LABEL in values:
         redis_password = values[REDIS_PASSWORD_LABEL].decode("ascii")
     elif config.redis_password_file:
@@ -214,6 +282,7 @@ def keyring_from_secrets(values: dict[str, bytes], config: ApiConfig) -> KeyRing
         db_password=need(DB_PASSWORD_LABEL).decode("ascii"),
         redis_password=redis_password,
         jwt_previous_secret=values.get(JWT_PREVIOUS_LABEL),
+        token_decrypt_only=staged,
     )
 
 
@@ -222,5 +291,6 @@ def load_keyring(config: ApiConfig, pin_file: str | Path | None = None) -> KeyRi
     pin = read_pin(pin_file)
     with hsm_session(config, pin) as session:
         values = read_secrets(session)
+        decrypt_only = read_decrypt_only(session)
     del pin
-    return keyring_from_secrets(values, config)
+    return keyring_from_secrets(values, config, decrypt_only)

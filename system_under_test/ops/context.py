@@ -18,6 +18,7 @@ from system_under_test.api.keyring import (
     KeyRing,
     hsm_session,
     keyring_from_secrets,
+    read_decrypt_only,
     read_pin,
     read_secrets,
 )
@@ -85,8 +86,11 @@ class OpsContext:
             return read_secrets(session)
 
     def keyring(self) -> KeyRing:
-        """The API's key ring, read now."""
-        return keyring_from_secrets(self.secrets(), self.config)
+        """The API's key ring, read now (staged decrypt-only token keys marked as such)."""
+        with self.hsm() as session:
+            values = read_secrets(session)
+            decrypt_only = read_decrypt_only(session)
+        return keyring_from_secrets(values, self.config, decrypt_only)
 
     def db_password(self) -> str:
         """The password of ``votriz_app`` as the HSM holds it now."""
