@@ -1,14 +1,19 @@
 """Key rotations: token-encryption key, JWT secret, database and Redis passwords.
 
 Each rotation puts the new value into the HSM first and then rolls the API's
-workers, which read keys only at process start.
+workers, which read keys only at process start. The token-encryption key is
+rotated in stages (decrypt-only first, then primary, then rewrite, then
+retire), so that no worker ever meets a row it cannot decrypt.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import psycopg
 import redis
@@ -24,11 +29,13 @@ from system_under_test.api.keyring import (
     destroy_secret,
     fernet_key,
     put_secret,
+    read_decrypt_only,
     read_secrets,
+    set_encrypt_allowed,
     token_key_versions,
 )
 from system_under_test.ops.context import OpsContext, OpsError
-from system_under_test.ops.workers import roll_workers
+from system_under_test.ops.workers import Roll, roll_workers
 
 BATCH_SIZE = 500
 
@@ -90,38 +97,110 @@ def reencrypt_table(conn: psycopg.Connection, ring: MultiFernet, table: str,
     return counts
 
 
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class _Phases:
+    """The phases of one command, each with its start time (UTC) and duration.
+
+    Every phase is also appended to ``STATE/logs/ops.log`` as it ends, so an
+    operator (or an auditor) can line the phases up with the load while the
+    command still runs; stdout keeps its one JSON line.
+    """
+
+    def __init__(self, ctx: OpsContext, command: str) -> None:
+        self._ctx, self._command = ctx, command
+        self.done: list[dict[str, object]] = []
+
+    def run(self, name: str, action: Callable[[], dict[str, object]]) -> dict[str, object]:
+        started_at, started = _now_iso(), time.monotonic()
+        details = action()
+        entry = {"phase": name, "started": started_at, "finished": _now_iso(),
+                 "seconds": round(time.monotonic() - started, 2), **details}
+        self.done.append(entry)
+        logs = self._ctx.state_dir / "logs"
+        if logs.is_dir():
+            with open(logs / "ops.log", "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"time": entry["finished"], "command": self._command,
+                                         "progress": entry}, default=str) + "\n")
+        return details
+
+
 def rotate_token_key(ctx: OpsContext, *, batch_size: int = BATCH_SIZE) -> dict[str, object]:
-    """Add key vN+1, roll workers, rewrite every encrypted row, destroy the old versions,
-    roll again.
+    """Rotate the token-encryption key in four phases, with no request failing on the way.
+
+    1. ``stage``: create vN+1 in the HSM *decrypt-only* (``CKA_ENCRYPT`` False) and roll
+       the workers: every worker can now read rows under vN+1, none writes under it.
+    2. ``promote``: set ``CKA_ENCRYPT`` True on vN+1 and roll: every worker now writes
+       under vN+1 and still reads vN (a worker still on the old ring can read what a
+       new one wrote, because it already knew vN+1 from phase 1).
+    3. ``rewrite``: re-encrypt every Fernet column under vN+1 in batches (MultiFernet.rotate).
+    4. ``retire``: destroy every older version and roll, so no process holds them.
+
+    A staged (decrypt-only) key left by an interrupted run is reused as vN+1.
     """
     started = time.monotonic()
-    with ctx.hsm(rw=True) as session:
+    phases = _Phases(ctx, "rotate-token-key")
+    rolls: list[Roll] = []
+    with ctx.hsm() as session:
         versions = token_key_versions(read_secrets(session))
-        if not versions:
-            raise OpsError(f"no {TOKEN_KEY_PREFIX}N key in the HSM")
-        new_version = max(versions) + 1
-        put_secret(session, f"{TOKEN_KEY_PREFIX}{new_version}", session.generate_random(256),
-                   str(new_version).encode("ascii"))
-    # Workers first: from here on every write uses vN+1, so rows rewritten
-    # below cannot be overwritten under an old key afterwards.
-    first_roll = roll_workers(ctx)
-    values = ctx.secrets()
-    ring_versions = sorted(token_key_versions(values), reverse=True)
-    ring = MultiFernet([Fernet(fernet_key(values[f"{TOKEN_KEY_PREFIX}{v}"]))
-                        for v in ring_versions])
+        staged = {v for v, label in versions.items() if label in read_decrypt_only(session)}
+    if not versions:
+        raise OpsError(f"no {TOKEN_KEY_PREFIX}N key in the HSM")
+    new_version = max(staged) if staged else max(versions) + 1
+    new_label = f"{TOKEN_KEY_PREFIX}{new_version}"
+
+    def stage() -> dict[str, object]:
+        if new_version not in versions:
+            with ctx.hsm(rw=True) as session:
+                put_secret(session, new_label, session.generate_random(256),
+                           str(new_version).encode("ascii"), decrypt_only=True)
+        rolls.append(roll_workers(ctx))
+        return {"version": new_version, "decrypt_only": True, "reused": new_version in versions,
+                "roll": rolls[-1].summary()}
+
+    def promote() -> dict[str, object]:
+        with ctx.hsm(rw=True) as session:
+            if not set_encrypt_allowed(session, new_label, True):
+                raise OpsError(f"{new_label} vanished from the HSM during the rotation")
+        rolls.append(roll_workers(ctx))
+        return {"primary": new_version, "roll": rolls[-1].summary()}
+
     tables: dict[str, dict[str, int]] = {}
-    rewrite_started = time.monotonic()
-    with ctx.connect() as conn:
-        for table, columns in FERNET_COLUMNS.items():
-            tables[table] = reencrypt_table(
-                conn, ring, table, columns, batch_size=batch_size,
-                skip_last_batch=ctx.has_fault("rotation-leaves-rows") and table == "channels")
-    rewrite_seconds = time.monotonic() - rewrite_started
-    retired = [v for v in ring_versions if v != new_version]
-    with ctx.hsm(rw=True) as session:
-        for version in retired:
-            destroy_secret(session, f"{TOKEN_KEY_PREFIX}{version}")
-    second_roll = roll_workers(ctx)
+    retired: list[int] = []
+
+    def rewrite() -> dict[str, object]:
+        values = ctx.secrets()
+        ring_versions = token_key_versions(values)
+        if new_version not in ring_versions:
+            raise OpsError(f"{new_label} vanished from the HSM during the rotation")
+        retired.extend(sorted((v for v in ring_versions if v != new_version), reverse=True))
+        # rotate() re-encrypts under the first key: the new one.
+        ring = MultiFernet([Fernet(fernet_key(values[ring_versions[v]]))
+                            for v in [new_version, *retired]])
+        rewrite_started = time.monotonic()
+        with ctx.connect() as conn:
+            for table, columns in FERNET_COLUMNS.items():
+                tables[table] = reencrypt_table(
+                    conn, ring, table, columns, batch_size=batch_size,
+                    skip_last_batch=ctx.has_fault("rotation-leaves-rows") and table == "channels")
+        seconds = time.monotonic() - rewrite_started
+        rows = sum(t["rows"] for t in tables.values())
+        return {"rows": rows, "batches": sum(t["batches"] for t in tables.values()),
+                "rows_per_second": round(rows / max(seconds, 1e-6))}
+
+    def retire() -> dict[str, object]:
+        with ctx.hsm(rw=True) as session:
+            for version in retired:
+                destroy_secret(session, f"{TOKEN_KEY_PREFIX}{version}")
+        rolls.append(roll_workers(ctx))
+        return {"retired": list(retired), "roll": rolls[-1].summary()}
+
+    phases.run("stage", stage)
+    phases.run("promote", promote)
+    rewritten = phases.run("rewrite", rewrite)
+    phases.run("retire", retire)
     channels = tables["channels"]
     return {
         "command": "rotate-token-key",
@@ -130,9 +209,9 @@ def rotate_token_key(ctx: OpsContext, *, batch_size: int = BATCH_SIZE) -> dict[s
         "batch_size": batch_size,
         "versions": {"new": new_version, "retired": retired},
         "tables": tables,
-        "rows_per_second": round(sum(t["rows"] for t in tables.values())
-                                 / max(rewrite_seconds, 1e-6)),
-        "rolls": [first_roll.summary(), second_roll.summary()],
+        "rows_per_second": rewritten["rows_per_second"],
+        "rolls": [roll.summary() for roll in rolls],
+        "phases": phases.done,
         "seconds": round(time.monotonic() - started, 2),
     }
 
