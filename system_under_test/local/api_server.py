@@ -5,7 +5,10 @@ Gunicorn runs two uvicorn workers on ``STATE/run/api.sock`` without
 HUP (rolling restart) is how a rotation reaches the running API. The
 environment names files and paths only (``VOTRIZ_CONFIG``,
 ``VOTRIZ_HSM_PIN_FILE``, ``SOFTHSM2_CONF``); the stack faults ``key-in-env``
-and ``pin-in-env`` are the only way a secret gets into it.
+and ``pin-in-env`` are the only way a secret gets into it. The worker class
+(``system_under_test.api.worker``) is uvicorn's with a shutdown that lets a
+connection accepted just before the HUP deliver its request instead of
+resetting it.
 
 Gunicorn and the ops commands run as the invoking user: when that is root
 they stay root, because the Python they need lives under /root, out of the
@@ -125,7 +128,7 @@ def start(state_dir: Path, env: Mapping[str, str], *, app: str = DEFAULT_APP,
     pid_file = state_dir / "run" / "gunicorn.pid"
     log_file = state_dir / "logs" / "api.log"
     argv = [sys.executable, "-m", "gunicorn", app,
-            "-k", "uvicorn_worker.UvicornWorker", "-w", str(WORKERS),
+            "-k", "system_under_test.api.worker.GracefulUvicornWorker", "-w", str(WORKERS),
             "--bind", f"unix:{socket_path}", "--pid", str(pid_file),
             # The socket must be connectable by nginx, which runs as the service
             # user; umask 0 gives it 0777. The log is created 0640 beforehand, so

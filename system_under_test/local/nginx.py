@@ -71,11 +71,17 @@ def _security_headers(faults: Collection[str]) -> list[str]:
 
 
 def _proxy_location() -> str:
+    # One upstream connection per request, closed by the API after its answer
+    # ("Connection: close", nginx's default): no idle connection is kept that a
+    # gunicorn worker leaving after a HUP (or its keep-alive timeout) may close
+    # while nginx is writing the next request into it. nginx cannot replay a
+    # POST that it has already sent, so such a race would be a 502. On the
+    # unix socket a new connection per request costs next to nothing.
     return (
         "        location / {\n"
         "            proxy_pass http://votriz_api;\n"
         "            proxy_http_version 1.1;\n"
-        '            proxy_set_header Connection "";\n'
+        "            proxy_set_header Connection close;\n"
         "            proxy_set_header Host $host;\n"
         "            proxy_set_header X-Forwarded-For $remote_addr;\n"
         "            proxy_set_header X-Forwarded-Proto $scheme;\n"
@@ -136,7 +142,6 @@ http {{
 
     upstream votriz_api {{
         server unix:{run / 'api.sock'};
-        keepalive 8;
     }}
 
     server {{
