@@ -115,6 +115,64 @@ def test_put_secret_replaces_and_destroy_removes(token: dict[str, str]) -> None:
     assert out == {"replaced": True, "count": 1, "destroyed": 1, "left": False}
 
 
+@needs_softhsm
+def test_staged_key_decrypts_but_never_encrypts_until_promoted(token: dict[str, str]) -> None:
+    # Given v1 (encrypting) and v2 staged decrypt-only in the HSM, as rotate-token-key's
+    # first phase leaves them
+    base = [label for label in LABELS if label != "votriz/token-encryption/v2"]
+    child(token, f"""
+        with k.hsm_session(config, pin, rw=True) as s:
+            for label in {base!r}:
+                k.put_secret(s, label, os.urandom(32) if "token" in label or "jwt" in label
+                             or "index" in label else b"sk-ant-api03-x", label[-1].encode()
+                             if label[-2] == "v" else b"")
+            k.put_secret(s, "votriz/token-encryption/v2", os.urandom(32), b"2", decrypt_only=True)
+    """)
+    # When a worker loads its ring, and again after v2 is promoted (CKA_ENCRYPT set True)
+    ring_checks = """
+        ring = k.load_keyring(config)
+        v1, v2 = (k.Fernet(k.fernet_key(ring.token_keys[v])) for v in (1, 2))
+        made = ring.token_fernet.encrypt(b"x")
+        step = out.setdefault(stage, {})
+        step["versions"] = sorted(ring.token_keys)
+        step["decrypt_only"] = sorted(ring.token_decrypt_only)
+        step["primary"] = ring.primary_token_version
+        step["encrypts_under"] = [v for v, f in ((1, v1), (2, v2)) if decrypts(f, made)]
+        step["fixed_iv_primary_is"] = [v for v, f in ((1, v1), (2, v2))
+                                       if decrypts(f, ring.primary_token_fernet.encrypt(b"y"))]
+        step["reads_v1"] = ring.token_fernet.decrypt(v1.encrypt(b"a")) == b"a"
+        step["reads_v2"] = ring.token_fernet.decrypt(v2.encrypt(b"b")) == b"b"
+        with k.hsm_session(config, pin) as s:
+            step["hsm_decrypt_only"] = sorted(k.read_decrypt_only(s))
+    """
+    helper = """
+        from cryptography.fernet import InvalidToken
+
+        def decrypts(f, token):
+            try:
+                f.decrypt(token)
+            except InvalidToken:
+                return False
+            return True
+    """
+    promote = """
+        with k.hsm_session(config, pin, rw=True) as s:
+            out["changed"] = k.set_encrypt_allowed(s, "votriz/token-encryption/v2", True)
+    """
+    out = child(token, "".join(textwrap.dedent(part) for part in (
+        helper, "stage = 'staged'\n", ring_checks, promote, "stage = 'promoted'\n", ring_checks)))
+    # Then while staged, v2 is read but every new token is made under v1 only
+    assert out["staged"] == {
+        "versions": [1, 2], "decrypt_only": [2], "primary": 1, "encrypts_under": [1],
+        "fixed_iv_primary_is": [1], "reads_v1": True, "reads_v2": True,
+        "hsm_decrypt_only": ["votriz/token-encryption/v2"]}
+    # And once promoted, v2 encrypts and v1 is still read
+    assert out["changed"] == 1
+    assert out["promoted"] == {
+        "versions": [1, 2], "decrypt_only": [], "primary": 2, "encrypts_under": [2],
+        "fixed_iv_primary_is": [2], "reads_v1": True, "reads_v2": True, "hsm_decrypt_only": []}
+
+
 def test_missing_keys_are_named() -> None:
     config = parse_config(CONFIG)
     with pytest.raises(KeyringError, match="token-encryption"):
@@ -133,3 +191,16 @@ def test_redis_password_falls_back_to_the_configured_file(tmp_path: Path) -> Non
     assert keyring_from_secrets(values, config).redis_password == "from-file"
     values["votriz/redis/password"] = b"from-hsm"
     assert keyring_from_secrets(values, config).redis_password == "from-hsm"
+
+
+def test_primary_is_the_highest_version_that_may_encrypt() -> None:
+    config = parse_config(CONFIG)
+    values = {f"votriz/token-encryption/v{v}": bytes([v]) * 32 for v in (1, 2, 3)}
+    values.update({"votriz/jwt-signing": b"j" * 32, "votriz/index/email-hmac": b"i" * 32,
+                   "votriz/db/password": b"db", "votriz/redis/password": b"r"})
+    assert keyring_from_secrets(values, config).primary_token_version == 3
+    ring = keyring_from_secrets(values, config, frozenset({"votriz/token-encryption/v3"}))
+    assert ring.primary_token_version == 2 and ring.token_decrypt_only == {3}
+    with pytest.raises(KeyringError, match="decrypt-only"):
+        keyring_from_secrets(values, config, frozenset(
+            f"votriz/token-encryption/v{v}" for v in (1, 2, 3)))
