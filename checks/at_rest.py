@@ -24,7 +24,6 @@ import itertools
 import os
 import re
 import time
-import tomllib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.canaries import BACKUP_CODES_PROMISED, PLATFORMS, Canary, CanarySession, MailCapture
 from harness.evidence import EvidenceRecorder
@@ -63,6 +62,7 @@ from harness.probes.redis_store import redis_contents
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepHit, SweepReport
+from harness.tomlfile import load_toml_model
 
 TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
 TOKEN_KEY_FAMILY = "token-encryption/"
@@ -850,17 +850,7 @@ class InventoryRules(BaseModel):
 
 def load_inventory_rules(path: Path = INVENTORY_PATH) -> InventoryRules:
     """Read the rules; ProbeError naming the file and key on any problem."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return InventoryRules.model_validate(data)
-    except OSError as exc:
-        raise ProbeError(f"{path}: cannot read the inventory rules: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProbeError(f"{path}: not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProbeError(f"{path}: {where}: {first['msg']}") from None
+    return load_toml_model(path, InventoryRules, what="inventory rules", error=ProbeError)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import secrets
 import subprocess
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import psycopg
 import pytest
 import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from harness.evidence import EvidenceRecorder
 from harness.keysearch import KeyHit, KeySearcher, KeySearchResult, SearchSettings, search_target
@@ -50,6 +49,7 @@ from harness.probes.outbound import create_canary
 from harness.probes.processes import ProcessObservation, observe_docker, observe_local
 from harness.profile import Hsm, ProfileError, TargetProfile
 from harness.redaction import KnownSecrets, fingerprint
+from harness.tomlfile import load_toml_model
 
 KEY_CLASSES_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "key-classes.toml"
 
@@ -126,18 +126,7 @@ def load_key_classes(path: Path | None = None) -> KeyClasses:
     Raises:
         ProbeError: the file is unreadable or invalid, naming the file and key.
     """
-    path = path or KEY_CLASSES_PATH
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return KeyClasses.model_validate(data)
-    except OSError as exc:
-        raise ProbeError(f"{path}: cannot read the key classes: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProbeError(f"{path}: not valid TOML: {exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProbeError(f"{path}: {where}: {first['msg']}") from None
+    return load_toml_model(path or KEY_CLASSES_PATH, KeyClasses, what="key classes", error=ProbeError)
 
 
 # --------------------------------------------------------------------------

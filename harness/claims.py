@@ -7,10 +7,11 @@ or by both (a check that sees part of it, and an attestation for the rest).
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.tomlfile import load_toml_model
 
 CLAIMS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "claims"
 DEFAULT_CATALOGUE = CLAIMS_DIR / "encryption-page.toml"
@@ -97,18 +98,7 @@ def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> Catalogue:
     Raises:
         CatalogueError: one line per problem, naming the file.
     """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CatalogueError(f"{path}: cannot read the catalogue: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CatalogueError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return Catalogue.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(map(str, e['loc'])) or 'catalogue'}: {e['msg']}"
-                 for e in exc.errors()]
-        raise CatalogueError("\n".join(lines)) from None
+    return load_toml_model(path, Catalogue, what="catalogue", error=CatalogueError)
 
 
 def _normalise(text: str) -> str:

@@ -6,11 +6,12 @@ own. A policy that contradicts itself is refused before any check runs.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.tomlfile import load_toml_model
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "default.toml"
 
@@ -126,19 +127,4 @@ def load_policy(path: Path | None = None) -> Policy:
     Raises:
         PolicyError: one line per problem, naming the file and key path.
     """
-    path = path or DEFAULT_POLICY_PATH
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(policy)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"{path}: {where}: {msg}")
-        raise PolicyError("\n".join(lines)) from None
+    return load_toml_model(path or DEFAULT_POLICY_PATH, Policy, what="policy", error=PolicyError)

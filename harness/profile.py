@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import getpass
 import os
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.tomlfile import load_toml_model, parse_toml_model
 
 PROFILE_SCHEMA_VERSION = 1
 
@@ -287,31 +288,13 @@ class TargetProfile(_Strict):
     attestations: dict[str, Path] = Field(default_factory=dict)
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"{source}: {where}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_profile(text: str, *, source: str = "<profile>", base_dir: Path | None = None) -> TargetProfile:
     """Parse and validate a profile from TOML text.
 
     Raises:
         ProfileError: with one line per problem, each naming the key path.
     """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{source}: not valid TOML: {exc}") from None
-    try:
-        profile = TargetProfile.model_validate(data)
-    except ValidationError as exc:
-        raise ProfileError(_format_error(source, exc)) from None
+    profile = parse_toml_model(text, TargetProfile, source=source, error=ProfileError)
     if base_dir is not None:
         profile = _anchor_paths(profile, base_dir)
     return profile
@@ -343,13 +326,8 @@ def load_profile(path: Path) -> TargetProfile:
     Raises:
         ProfileError: the file cannot be read or does not validate.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read the profile: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: the profile is not UTF-8 text") from None
-    return parse_profile(text, source=str(path), base_dir=path.parent.resolve())
+    profile = load_toml_model(path, TargetProfile, what="profile", error=ProfileError)
+    return _anchor_paths(profile, path.parent.resolve())
 
 
 def hsm_environment(hsm: Hsm) -> dict[str, str]:

@@ -10,10 +10,11 @@ is refused before any check runs.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.tomlfile import load_toml_model
 
 
 class WaiverError(Exception):
@@ -66,23 +67,7 @@ def load_waivers(path: Path | None, *, known_checks: set[str] | None = None) -> 
     """
     if path is None:
         return WaiverSet()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise WaiverError(f"{path}: cannot read the waivers: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise WaiverError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        waivers = WaiverSet.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = list(err["loc"])
-            where = (f"waiver[{loc[1]}].{'.'.join(map(str, loc[2:]))}"
-                     if len(loc) > 2 and loc[0] == "waiver" else ".".join(map(str, loc)))
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"{path}: {where}: {msg}")
-        raise WaiverError("\n".join(lines)) from None
+    waivers = load_toml_model(path, WaiverSet, what="waivers", error=WaiverError)
     if known_checks is not None:
         for index, waiver in enumerate(waivers.waiver):
             if waiver.check not in known_checks:

@@ -22,7 +22,7 @@ def test_default_policy_holds_the_page_to_its_words() -> None:
 @pytest.mark.parametrize(("body", "message"), [
     ('[tls]\nallowed_versions = []\n', "no TLS version could ever pass"),
     ('[timeouts]\nconnect_s = 30\nrequest_s = 10\n', "connect_s is longer than timeouts.request_s"),
-    ('[tls]\nallowed_versions = ["TLSv1.4"]\n', "tls.allowed_versions.0: Input should be"),
+    ('[tls]\nallowed_versions = ["TLSv1.4"]\n', "tls.allowed_versions[0]: Input should be"),
     ('[bcrypt]\ncost = "twelve"\n', "bcrypt.cost: Input should be a valid integer"),
     ('[hsts]\nmax_age = 1\n', "hsts.max_age: unknown key"),
 ])
