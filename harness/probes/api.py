@@ -74,8 +74,9 @@ class VotrizApi:
 
     def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
                 token: str | None = None) -> ApiResponse:
-        """Send one request; ``path`` is relative to the API base path (or absolute from ``/``)."""
-        url = (self.profile.edge.base_url + path) if path.startswith("//") else self._base + path
+        """Send one request; ``path`` is relative to the API base path, or, written ``//path``,
+        relative to the edge's root (e.g. ``//healthz``)."""
+        url = (self.profile.edge.base_url + path[1:]) if path.startswith("//") else self._base + path
         headers = {}
         bearer = token or (self.token if auth else None)
         if bearer:
