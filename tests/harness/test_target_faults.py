@@ -1,0 +1,493 @@
+"""Faults of the AUDITED system: each ends as ERROR with a precise reason, never as PASS.
+
+Every test runs ``python -m harness run --target COPY --only AREA`` in a child
+process, as a release pipeline would, against a copy of a private stack's
+profile with one thing broken (a wrong password, a closed port, a missing HSM
+token, a mail capture that stays empty, an operator command that fails or
+never ends) or against a tiny local server that answers too slowly. Each
+asserts the outcome and its reason, that results.json and report.html are
+still written, that the run ends within a bounded time, and that no
+traceback reaches the output. The last test checks that a FAILED run leaves
+no canary account behind in the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import os
+import re
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from harness.cli import EXIT_ERROR, EXIT_FAIL
+from system_under_test.local import StackInfo, down, up
+
+pytestmark = pytest.mark.integration
+
+# The fault that makes a check FAIL in the last test; it touches nothing the other tests judge.
+FAILING_FAULT = "backup-codes-reusable"
+# Small timeouts, so every fault below costs seconds, not the default minutes.
+TIGHT_POLICY = """\
+schema_version = 1
+name = "target-faults"
+version = "test"
+[timeouts]
+connect_s = 2.0
+request_s = {request_s}
+command_s = 30.0
+run_s = 600.0
+"""
+
+
+# --- the private stack and profile copies ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[StackInfo]:
+    """One private stack for the module (as tests/conftest.py's ``running_stack``), with a fault
+    that only the last test judges."""
+    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+    try:
+        yield up(state_dir, (FAILING_FAULT,))
+    finally:
+        down(state_dir)
+
+
+def profile_copy(info: StackInfo, where: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of the stack's profile in ``where``, changed by ``edit``; the stack's own file is untouched."""
+    data = tomllib.loads(info.profile_path.read_text())
+    edit(data)
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "target.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def without_canaries_or_operations(data: dict[str, Any]) -> None:
+    """Keep a run to the checks a fault is about: no canary account, no backups."""
+    data["api"]["canaries"] = False
+    data["operations"] = {"allow_destructive": False}
+
+
+def policy_file(where: Path, request_s: float = 15.0) -> Path:
+    path = where / "policy.toml"
+    path.write_text(TIGHT_POLICY.format(request_s=request_s))
+    return path
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished ``votriz-audit run`` in a child process.
+
+    Attributes:
+        returncode: its exit code.
+        output: stdout and stderr together.
+        seconds: how long it took.
+        results: check id -> (outcome, message), from results.json.
+    """
+
+    returncode: int
+    output: str
+    seconds: float
+    results: dict[str, tuple[str, str]]
+
+    def outcome(self, check_id: str) -> str:
+        return self.results[check_id][0]
+
+    def message(self, check_id: str) -> str:
+        return self.results[check_id][1]
+
+
+def run_audit(profile: Path, area: str, report: Path, policy: Path, *, limit_s: float = 150) -> Run:
+    """Run one area against ``profile``; the report must be written and carry no traceback."""
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--target", str(profile),
+                           "--only", area, "--policy", str(policy), "--report-dir", str(report)],
+                          capture_output=True, text=True, timeout=limit_s,
+                          cwd=Path(__file__).resolve().parents[2])
+    seconds = time.monotonic() - start
+    output = proc.stdout + proc.stderr
+    assert (report / "results.json").is_file(), output[-3000:]
+    assert (report / "report.html").is_file(), output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    results = json.loads((report / "results.json").read_text())["results"]
+    return Run(proc.returncode, output, seconds,
+               {r["check_id"]: (r["outcome"], r["message"]) for r in results})
+
+
+def auditor_query(info: StackInfo, query: str) -> int:
+    """One number from the stack's database, read as its auditor role (the password stays in memory)."""
+    profile = tomllib.loads(info.profile_path.read_text())["database"]
+    password = Path(profile["password"]["file"]).read_text().strip()
+    with psycopg.connect(profile["dsn"], password=password, connect_timeout=5) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def user_count(info: StackInfo) -> int:
+    return auditor_query(info, "SELECT count(*) FROM users")
+
+
+# --- 1, 2: the database ------------------------------------------------------------------------
+
+
+def test_wrong_auditor_password_is_an_error_naming_authentication(stack: StackInfo, tmp_path: Path) -> None:
+    # Given a profile copy whose auditor password file holds a wrong password
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-the-auditor-password-" + secrets.token_hex(8) + "\n")
+
+    def edit(data: dict[str, Any]) -> None:
+        without_canaries_or_operations(data)
+        data["database"]["password"]["file"] = str(wrong)
+
+    # When the at-rest checks run
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
+                    policy_file(tmp_path))
+    # Then every check that needs the database could not verify, and says authentication failed
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("at_rest.postgres_version", "at_rest.tokens_fernet", "at_rest.password_hashes",
+                  "at_rest.data_inventory"):
+        assert run.outcome(check) == "ERROR", (check, run.results[check])
+        assert "password authentication failed" in run.message(check), (check, run.results[check])
+    assert "PASS" not in {outcome for outcome, _ in run.results.values()}
+    assert run.seconds < 90
+
+
+def test_unreachable_database_is_an_error_quickly(stack: StackInfo, tmp_path: Path) -> None:
+    # Given a profile copy whose DSN names a closed port
+    port = closed_port()
+
+    def edit(data: dict[str, Any]) -> None:
+        without_canaries_or_operations(data)
+        data["database"]["dsn"] = re.sub(r"port=\d+", f"port={port}", data["database"]["dsn"])
+
+    # When the at-rest checks run
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
+                    policy_file(tmp_path))
+    # Then the database checks are ERROR naming the refused connection, and quickly so
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("at_rest.postgres_version", "at_rest.tokens_fernet", "at_rest.password_hashes",
+                  "at_rest.data_inventory"):
+        assert run.outcome(check) == "ERROR", (check, run.results[check])
+        assert "cannot connect to the database" in run.message(check)
+        assert f"port {port} failed: Connection refused" in run.message(check)
+    assert "PASS" not in {outcome for outcome, _ in run.results.values()}
+    assert run.seconds < 60
+
+
+# --- 3: the HSM ---------------------------------------------------------------------------------
+
+
+HSM_FAULTS: dict[str, tuple[Callable[[dict[str, Any], Path], None], str]] = {
+    "module path wrong": (
+        lambda data, where: data["hsm"].update(module=str(where / "no-such-pkcs11.so")),
+        "HSM: PKCS#11 module {where}/no-such-pkcs11.so does not exist"),
+    "PIN wrong": (
+        lambda data, where: (where.joinpath("pin").write_text("000000\n"),
+                             data["hsm"]["pin"].update(file=str(where / "pin"))),
+        "HSM: the PIN was refused by token 'votriz' (PIN from {where}/pin)"),
+    "token missing": (
+        lambda data, where: data["hsm"].update(token_label="no-such-token"),
+        "HSM: no token labelled 'no-such-token' in"),
+}
+
+
+@pytest.mark.parametrize("fault", list(HSM_FAULTS))
+def test_hsm_faults_are_errors_with_the_precise_reason(stack: StackInfo, tmp_path: Path, fault: str) -> None:
+    # Given a profile copy with the HSM fault, that may not rotate anything
+    change, expected = HSM_FAULTS[fault]
+    where = tmp_path / "p"
+    where.mkdir()
+
+    def edit(data: dict[str, Any]) -> None:
+        data["operations"]["allow_destructive"] = False
+        change(data, where)
+
+    # When the key checks run
+    run = run_audit(profile_copy(stack, where, edit), "keys", tmp_path / "r", policy_file(tmp_path))
+    # Then every check that reads the HSM could not verify, and says exactly why
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("keys.hsm_custody", "keys.no_key_elsewhere", "keys.read_at_start"):
+        assert run.outcome(check) == "ERROR", (check, run.results[check])
+        assert expected.format(where=where) in run.message(check), (check, run.results[check])
+    # And nothing was rotated: the destructive checks name what to do by hand
+    assert run.outcome("keys.token_key_rotation") == "MANUAL"
+    assert "PASS" not in {outcome for outcome, _ in run.results.values()}
+    assert run.seconds < 60
+
+
+# --- 4: a slow API ------------------------------------------------------------------------------
+
+
+def _certificates(where: Path) -> tuple[Path, Path, Path]:
+    """A CA and a leaf for votriz.test signed by it: (ca.pem, leaf.pem, leaf-key.pem)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "slow-api test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=90))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "votriz.test")]))
+            .issuer_name(ca_name).public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=60))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("votriz.test")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = where / "ca.pem", where / "leaf.pem", where / "leaf-key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
+                                                serialization.PrivateFormat.PKCS8,
+                                                serialization.NoEncryption()))
+    return paths
+
+
+class _SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every request, but only after the server's delay (or when the server stops)."""
+
+    server: _SlowTlsServer
+
+    def do_GET(self) -> None:
+        self.server.stopping.wait(self.server.delay_s)
+        body = b"slow\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _SlowTlsServer(http.server.ThreadingHTTPServer):
+    """HTTPS on loopback; the TLS handshake happens in each connection's own thread."""
+
+    daemon_threads = True
+
+    def __init__(self, context: ssl.SSLContext, delay_s: float) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+        self.context = context
+        self.delay_s = delay_s
+        self.stopping = threading.Event()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # a scanner's refused handshake
+        try:
+            super().finish_request(tls, client_address)
+        except OSError:
+            pass
+        finally:
+            tls.close()
+
+
+@pytest.fixture
+def slow_api(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A TLS server for votriz.test that answers each request 30 s late: (port, CA file)."""
+    ca, leaf, key = _certificates(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(leaf, key)
+    server = _SlowTlsServer(context, delay_s=30.0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], ca
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_slow_api_is_an_error_within_bounded_time(slow_api: tuple[int, Path], tmp_path: Path) -> None:
+    # Given an edge that completes TLS handshakes but answers every request later than
+    # the policy's request timeout (2 s)
+    port, ca = slow_api
+    profile = tmp_path / "target.toml"
+    profile.write_text(tomli_w.dumps({
+        "name": "slow-api", "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": port,
+                                     "http_port": closed_port(), "trust_anchor": str(ca)}}))
+    # When the in-transit checks run
+    run = run_audit(profile, "transit", tmp_path / "r", policy_file(tmp_path, request_s=2.0))
+    # Then the checks that need an answer could not verify, say it was too slow, and the run
+    # ends long before the server would have answered all of them
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("transit.hsts", "transit.security_headers"):
+        assert run.outcome(check) == "ERROR", (check, run.results[check])
+        assert "no answer within the policy's timeouts" in run.message(check), (check, run.results[check])
+    assert run.seconds < 60
+
+
+# --- 5: an empty mail capture -------------------------------------------------------------------
+
+
+class _EmptyCapture(http.server.BaseHTTPRequestHandler):
+    """The fakes' capture API, holding no mail at all."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"mails": []}).encode()
+        self.send_response(200 if self.path.startswith("/_capture/mail") else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def empty_capture() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EmptyCapture)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_mail_capture_receiving_nothing_makes_recovery_tokens_an_error(
+        stack: StackInfo, empty_capture: str, tmp_path: Path) -> None:
+    # Given a profile copy whose mail capture answers an empty list of mails
+    def edit(data: dict[str, Any]) -> None:
+        data["capture"]["url"] = empty_capture
+        data["operations"] = {"allow_destructive": False}
+
+    users_before = user_count(stack)
+    # When the at-rest checks run (the canary is planted, but its recovery mail never shows up)
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
+                    policy_file(tmp_path))
+    # Then the recovery-token check could not verify, and says no mail came
+    assert run.outcome("at_rest.recovery_tokens") == "ERROR", run.results["at_rest.recovery_tokens"]
+    assert "no recovery mail reached the capture" in run.message("at_rest.recovery_tokens")
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    assert run.seconds < 90
+    # And the half-planted canary was removed again
+    assert user_count(stack) == users_before
+
+
+# --- 6: operator commands that fail or never end ------------------------------------------------
+
+
+def _processes_with_argv(argv: list[str]) -> list[int]:
+    wanted = ("\0".join(argv) + "\0").encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == wanted:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_failing_backup_command_is_an_error_naming_it(stack: StackInfo, tmp_path: Path) -> None:
+    # Given a profile copy whose backup, prune and drill commands all exit 1
+    def edit(data: dict[str, Any]) -> None:
+        data["api"]["canaries"] = False
+        for name in ("backup", "prune_backups", "restore_drill"):
+            data["operations"][name] = ["false"]
+
+    # When the at-rest checks run
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
+                    policy_file(tmp_path))
+    # Then the backup checks could not verify, and name the command that failed
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("at_rest.backup_encrypted", "at_rest.backup_retention", "at_rest.restore_drill"):
+        assert run.outcome(check) == "ERROR", (check, run.results[check])
+        assert "backup exited 1" in run.message(check), (check, run.results[check])
+    assert run.seconds < 60
+
+
+def test_backup_command_that_never_finishes_is_killed_at_its_timeout(stack: StackInfo, tmp_path: Path) -> None:
+    # Given a profile copy whose operator commands never finish (a unique argv to find them by)
+    argv = ["sleep", "3600", f"0.{secrets.randbelow(10**9):09d}"]
+
+    def edit(data: dict[str, Any]) -> None:
+        data["api"]["canaries"] = False
+        for name in ("backup", "prune_backups", "restore_drill"):
+            data["operations"][name] = argv
+        data["operations"]["timeout_s"] = 2.0
+
+    # When the at-rest checks run
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
+                    policy_file(tmp_path))
+    # Then the backup checks could not verify, naming the command and its timeout
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("at_rest.backup_encrypted", "at_rest.backup_retention", "at_rest.restore_drill"):
+        assert run.outcome(check) == "ERROR", (check, run.results[check])
+        assert "backup: did not finish within 2 s (killed)" in run.message(check), (check, run.results[check])
+    assert run.seconds < 60
+    # And no such command is left running
+    assert _processes_with_argv(argv) == []
+
+
+# --- 7: a FAILED run leaves no harness data behind ----------------------------------------------
+
+
+def test_a_failed_run_leaves_no_canary_in_the_database(stack: StackInfo, tmp_path: Path) -> None:
+    # Given the stack's fault that makes the backup-code check fail
+    def edit(data: dict[str, Any]) -> None:
+        data["operations"] = {"allow_destructive": False}
+
+    users_before = user_count(stack)
+    brands_before = auditor_query(stack, "SELECT count(*) FROM brands")
+    # When the at-rest checks run with a canary account
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
+                    policy_file(tmp_path))
+    # Then the run failed for the fault's check
+    assert run.returncode == EXIT_FAIL, run.output[-3000:]
+    assert run.outcome("at_rest.backup_codes") == "FAIL", run.results["at_rest.backup_codes"]
+    # And the canary account, its brand and everything it planted are gone again
+    assert user_count(stack) == users_before
+    assert auditor_query(stack, "SELECT count(*) FROM brands") == brands_before
+    assert os.path.exists(tmp_path / "r" / "results.json")
