@@ -45,7 +45,7 @@ from harness.probes import hsm as hsm_probe
 from harness.probes.api import VotrizApi
 from harness.probes.database import DatabaseProbe
 from harness.probes.hsm import KeyValues, TokenListing
-from harness.probes.outbound import create_canary
+from harness.probes.outbound import CanaryAccount, create_canary
 from harness.probes.processes import ProcessObservation, observe_docker, observe_local
 from harness.profile import Hsm, ProfileError, TargetProfile
 from harness.redaction import KnownSecrets, fingerprint
@@ -767,6 +767,21 @@ def _delete_account(api: VotrizApi) -> None:
     api.expect((200, 202, 204), "DELETE", "/account")
 
 
+def _remove_canary_account(api: VotrizApi, canary: CanaryAccount, known_secrets: KnownSecrets) -> str:
+    """Delete the canary's account, logging in again if its session is no longer valid.
+
+    Returns '' once the account is gone, else why it could not be removed (never raises).
+    """
+    try:
+        if api.request("DELETE", "/account").status in (200, 202, 204):
+            return ""
+        known_secrets.add(api.login(canary.email, canary.password), "canary session token")
+        _delete_account(api)
+    except ProbeError as exc:
+        return str(exc)
+    return ""
+
+
 def observe_service_processes(profile: TargetProfile) -> list[ProcessObservation] | None:
     """The service's processes (local backend), or None when the harness cannot see them."""
     if profile.backend == "local" and profile.local is not None and profile.local.processes:
@@ -1068,21 +1083,29 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
               if profile.hsm else None)
     with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api:
         canary = create_canary(api, known_secrets)
-        old = api.token
-        assert old is not None
-        status_before = api.request("GET", "/brands", token=old).status
-        result = run_operation(command, _command_timeout(profile, policy))
-        done = time.monotonic()
-        refused_after: float | None = None
-        status_after = status_before
-        while True:
-            status_after = api.request("GET", "/brands", token=old).status
-            if status_after == 401:
-                refused_after = time.monotonic() - done
-                break
-            if time.monotonic() - done > key_classes.proof.roll_grace_s:
-                break
-            time.sleep(0.25)
+        try:
+            old = api.token
+            assert old is not None
+            status_before = api.request("GET", "/brands", token=old).status
+            result = run_operation(command, _command_timeout(profile, policy))
+            done = time.monotonic()
+            refused_after: float | None = None
+            status_after = status_before
+            while True:
+                status_after = api.request("GET", "/brands", token=old).status
+                if status_after == 401:
+                    refused_after = time.monotonic() - done
+                    break
+                if time.monotonic() - done > key_classes.proof.roll_grace_s:
+                    break
+                time.sleep(0.25)
+        except BaseException as exc:
+            # Whatever stopped the check (a command that cannot start, an edge that stops
+            # answering), the canary account must not stay behind in the audited system.
+            left = _remove_canary_account(api, canary, known_secrets)
+            if left and isinstance(exc, ProbeError):
+                raise ProbeError(f"{exc}; the canary account could not be removed either: {left}") from None
+            raise
         new_login, new_status = "", None
         try:
             new = api.login(canary.email, canary.password)

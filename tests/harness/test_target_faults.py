@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
@@ -40,10 +40,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import checks.keys as keys_checks
 from harness.cli import EXIT_ERROR, EXIT_FAIL
+from harness.outcomes import ProbeError
+from harness.policy import load_policy
+from harness.probes.api import ApiResponse
+from harness.probes.outbound import CanaryAccount
+from harness.profile import parse_profile
+from harness.redaction import KnownSecrets
 from system_under_test.local import StackInfo, down, up
 
-pytestmark = pytest.mark.integration
+# Every test but the one unit test below needs the reference service.
+integration = pytest.mark.integration
 
 # The fault that makes a check FAIL in the last test; it touches nothing the other tests judge.
 FAILING_FAULT = "backup-codes-reusable"
@@ -159,6 +167,7 @@ def user_count(info: StackInfo) -> int:
 # --- 1, 2: the database ------------------------------------------------------------------------
 
 
+@integration
 def test_wrong_auditor_password_is_an_error_naming_authentication(stack: StackInfo, tmp_path: Path) -> None:
     # Given a profile copy whose auditor password file holds a wrong password
     wrong = tmp_path / "wrong-password"
@@ -181,6 +190,7 @@ def test_wrong_auditor_password_is_an_error_naming_authentication(stack: StackIn
     assert run.seconds < 90
 
 
+@integration
 def test_unreachable_database_is_an_error_quickly(stack: StackInfo, tmp_path: Path) -> None:
     # Given a profile copy whose DSN names a closed port
     port = closed_port()
@@ -220,6 +230,7 @@ HSM_FAULTS: dict[str, tuple[Callable[[dict[str, Any], Path], None], str]] = {
 }
 
 
+@integration
 @pytest.mark.parametrize("fault", list(HSM_FAULTS))
 def test_hsm_faults_are_errors_with_the_precise_reason(stack: StackInfo, tmp_path: Path, fault: str) -> None:
     # Given a profile copy with the HSM fault, that may not rotate anything
@@ -343,6 +354,7 @@ def slow_api(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         thread.join(10)
 
 
+@integration
 def test_slow_api_is_an_error_within_bounded_time(slow_api: tuple[int, Path], tmp_path: Path) -> None:
     # Given an edge that completes TLS handshakes but answers every request later than
     # the policy's request timeout (2 s)
@@ -394,6 +406,7 @@ def empty_capture() -> Iterator[str]:
         thread.join(10)
 
 
+@integration
 def test_mail_capture_receiving_nothing_makes_recovery_tokens_an_error(
         stack: StackInfo, empty_capture: str, tmp_path: Path) -> None:
     # Given a profile copy whose mail capture answers an empty list of mails
@@ -430,6 +443,7 @@ def _processes_with_argv(argv: list[str]) -> list[int]:
     return found
 
 
+@integration
 def test_failing_backup_command_is_an_error_naming_it(stack: StackInfo, tmp_path: Path) -> None:
     # Given a profile copy whose backup, prune and drill commands all exit 1
     def edit(data: dict[str, Any]) -> None:
@@ -448,6 +462,7 @@ def test_failing_backup_command_is_an_error_naming_it(stack: StackInfo, tmp_path
     assert run.seconds < 60
 
 
+@integration
 def test_backup_command_that_never_finishes_is_killed_at_its_timeout(stack: StackInfo, tmp_path: Path) -> None:
     # Given a profile copy whose operator commands never finish (a unique argv to find them by)
     argv = ["sleep", "3600", f"0.{secrets.randbelow(10**9):09d}"]
@@ -474,6 +489,7 @@ def test_backup_command_that_never_finishes_is_killed_at_its_timeout(stack: Stac
 # --- 7: a FAILED run leaves no harness data behind ----------------------------------------------
 
 
+@integration
 def test_a_failed_run_leaves_no_canary_in_the_database(stack: StackInfo, tmp_path: Path) -> None:
     # Given the stack's fault that makes the backup-code check fail
     def edit(data: dict[str, Any]) -> None:
@@ -491,3 +507,76 @@ def test_a_failed_run_leaves_no_canary_in_the_database(stack: StackInfo, tmp_pat
     assert user_count(stack) == users_before
     assert auditor_query(stack, "SELECT count(*) FROM brands") == brands_before
     assert os.path.exists(tmp_path / "r" / "results.json")
+
+
+# --- a rotation command that cannot start leaves no canary behind (harness defect, fixed) ------
+
+
+@integration
+def test_rotation_command_that_cannot_start_is_an_error_and_leaves_no_canary(stack: StackInfo,
+                                                                              tmp_path: Path) -> None:
+    # Given a profile copy whose only rotation command does not exist
+    missing = str(tmp_path / "no-such-rotate-jwt-secret")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["operations"] = {"allow_destructive": True, "rotate_jwt_secret": [missing]}
+
+    users_before = user_count(stack)
+    # When the key checks run (the JWT check signs a canary up before it rotates)
+    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "keys", tmp_path / "r", policy_file(tmp_path))
+    # Then the JWT rotation could not verify, naming the command, and its canary is gone again
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    assert run.outcome("keys.jwt_rotation") == "ERROR", run.results["keys.jwt_rotation"]
+    assert f"cannot run {missing}: No such file or directory" in run.message("keys.jwt_rotation")
+    assert user_count(stack) == users_before
+    assert run.seconds < 60
+
+
+class _FakeApi:
+    """Just enough of VotrizApi for observe_jwt_rotation: one account, deletable once."""
+
+    instances: ClassVar[list[_FakeApi]] = []
+
+    def __init__(self, profile: object, timeout_s: float) -> None:
+        self.token: str | None = None
+        self.account_exists = False
+        _FakeApi.instances.append(self)
+
+    def __enter__(self) -> _FakeApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
+                token: str | None = None) -> ApiResponse:
+        if (method, path) == ("DELETE", "/account") and self.account_exists:
+            self.account_exists = False
+            return ApiResponse(204, {}, {})
+        return ApiResponse(200, {}, {})
+
+    def expect(self, status: Any, method: str, path: str, json: Any = None, **kwargs: Any) -> ApiResponse:
+        return self.request(method, path, json)
+
+
+def test_jwt_rotation_removes_its_canary_when_the_command_cannot_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an API whose canary signs up, and a rotation command that cannot be started
+    def fake_create_canary(api: _FakeApi, known: KnownSecrets) -> CanaryAccount:
+        api.account_exists, api.token = True, "session-token-of-the-canary"
+        return CanaryAccount(email="canary+transit-x@audit.invalid", password="pw-of-the-canary")
+
+    def cannot_start(argv: Any, timeout_s: float, on_line: Any = None) -> Any:
+        raise ProbeError("cannot run /no/such/rotate: No such file or directory")
+
+    _FakeApi.instances.clear()
+    monkeypatch.setattr(keys_checks, "VotrizApi", _FakeApi)
+    monkeypatch.setattr(keys_checks, "create_canary", fake_create_canary)
+    monkeypatch.setattr(keys_checks, "run_operation", cannot_start)
+    profile = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
+    # When the JWT rotation is observed
+    with pytest.raises(ProbeError, match="cannot run /no/such/rotate"):
+        keys_checks.observe_jwt_rotation(profile, load_policy(None), KnownSecrets(),
+                                         keys_checks.load_key_classes(), ["/no/such/rotate"])
+    # Then the canary account it made was deleted before the error went up
+    assert [api.account_exists for api in _FakeApi.instances] == [False]
