@@ -866,16 +866,21 @@ class _Canary:
         self.profile = profile
         self.policy = policy
         self.known_secrets = known_secrets
-        self.api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
-        create_canary(self.api, known_secrets)
-        assert self.api.token is not None
-        self.token: str = self.api.token
-        self.brand_id = _brand(self.api)
-        self.token_secret = secrets.token_urlsafe(18)
-        known_secrets.add(self.token_secret, "canary channel tokens (shared part)")
         self._local = threading.local()
         self._clients: list[VotrizApi] = []
         self._lock = threading.Lock()
+        self.api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+        create_canary(self.api, known_secrets)
+        try:
+            assert self.api.token is not None
+            self.token: str = self.api.token
+            self.brand_id = _brand(self.api)
+        except BaseException:
+            # The account exists already: remove it rather than leave it in the target.
+            self.close()
+            raise
+        self.token_secret = secrets.token_urlsafe(18)
+        known_secrets.add(self.token_secret, "canary channel tokens (shared part)")
 
     def client(self) -> VotrizApi:
         api: VotrizApi | None = getattr(self._local, "api", None)

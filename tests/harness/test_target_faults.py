@@ -548,6 +548,9 @@ class _FakeApi:
     def __exit__(self, *exc: object) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
                 token: str | None = None) -> ApiResponse:
         if (method, path) == ("DELETE", "/account") and self.account_exists:
@@ -579,4 +582,21 @@ def test_jwt_rotation_removes_its_canary_when_the_command_cannot_start(
         keys_checks.observe_jwt_rotation(profile, load_policy(None), KnownSecrets(),
                                          keys_checks.load_key_classes(), ["/no/such/rotate"])
     # Then the canary account it made was deleted before the error went up
+    assert [api.account_exists for api in _FakeApi.instances] == [False]
+
+
+def test_rotation_canary_is_removed_when_its_brand_cannot_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an API whose canary signs up but whose POST /brands answers no id
+    def fake_create_canary(api: _FakeApi, known: KnownSecrets) -> CanaryAccount:
+        api.account_exists, api.token = True, "session-token-of-the-canary"
+        return CanaryAccount(email="canary+transit-y@audit.invalid", password="pw-of-the-canary")
+
+    _FakeApi.instances.clear()
+    monkeypatch.setattr(keys_checks, "VotrizApi", _FakeApi)
+    monkeypatch.setattr(keys_checks, "create_canary", fake_create_canary)
+    profile = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
+    # When the token-key rotation's canary is made
+    with pytest.raises(ProbeError, match="POST /brands: the answer holds no id"):
+        keys_checks._Canary(profile, load_policy(None), KnownSecrets())
+    # Then the account it signed up was deleted before the error went up
     assert [api.account_exists for api in _FakeApi.instances] == [False]
