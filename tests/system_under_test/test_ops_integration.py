@@ -195,6 +195,13 @@ def test_token_key_rotation_rewrites_every_row_without_dropping_requests(ops_sta
     rows = channel_rows(ops_stack)
     assert done["rows"] == len(rows) and done["batches"] == math.ceil(len(rows) / 400)
     assert done["versions"] == {"new": 2, "retired": [1]}
+    # in four phases, each rolling the workers except the rewrite, one after the other
+    phases = done["phases"]
+    assert [p["phase"] for p in phases] == ["stage", "promote", "rewrite", "retire"]
+    assert [p["started"] for p in phases] == sorted(p["started"] for p in phases)
+    assert phases[0]["decrypt_only"] is True and phases[1]["primary"] == 2
+    assert phases[2]["rows"] >= len(rows) and phases[3]["retired"] == [1]
+    assert len(done["rolls"]) == 3 and all(r["mode"] == "hup" for r in done["rolls"])
     new_keys = token_keys(hsm_values(ops_stack))
     assert list(new_keys) == [2]
     tokens = [t for row in rows for t in row]
@@ -202,6 +209,91 @@ def test_token_key_rotation_rewrites_every_row_without_dropping_requests(ops_sta
     assert not any(readable(old_keys[1], t) for t in tokens)
     with api(ops_stack) as client:
         assert client.post(f"/api/v1/channels/{channel}/sync", headers=headers).status_code == 200
+
+
+HSM_STEP = """
+import json, sys
+from cryptography.fernet import Fernet
+from system_under_test.api import keyring as k
+from system_under_test.ops.context import OpsContext
+from system_under_test.ops.workers import roll_workers
+ctx = OpsContext.open(sys.argv[1])
+step, version = sys.argv[2], int(sys.argv[3])
+label = f"{k.TOKEN_KEY_PREFIX}{version}"
+out = {}
+if step == "stage":
+    with ctx.hsm(rw=True) as s:
+        k.put_secret(s, label, s.generate_random(256), str(version).encode(), decrypt_only=True)
+    out["roll"] = roll_workers(ctx).summary()
+elif step == "encrypt":
+    # A token under this version only, as a worker that already has it as primary writes.
+    out["token"] = Fernet(k.fernet_key(ctx.secrets()[label])).encrypt(sys.argv[4].encode()).decode()
+with ctx.hsm() as s:
+    out["decrypt_only"] = sorted(k.read_decrypt_only(s))
+print(json.dumps(out))
+"""
+
+
+def hsm_step(info, *args: str) -> dict[str, object]:
+    """Stage a token key (and roll the workers) or encrypt under one version, in a child
+    process: SoftHSM reads its configuration once per process. Prints no key."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("VOTRIZ_HSM_PIN_FILE", None)
+    result = subprocess.run([sys.executable, "-c", HSM_STEP, str(info.state_dir), *args],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-800:]
+    return json.loads(result.stdout)
+
+
+def test_staged_token_key_is_read_by_every_worker_but_never_used_to_encrypt(ops_stack):
+    # Given a channel, and the current primary token key vN
+    with api(ops_stack) as client:
+        _, headers = new_session(client)
+        channel = new_channel(client, headers)
+    primary = max(token_key_versions(hsm_values(ops_stack)))
+    staged = primary + 1
+    # When vN+1 is staged decrypt-only in the HSM and the workers roll (phase 1 of a rotation)
+    out = hsm_step(ops_stack, "stage", str(staged))
+    assert out["decrypt_only"] == [f"votriz/token-encryption/v{staged}"]
+    # Then new writes are made under vN, never under the staged key
+    with api(ops_stack) as client:
+        assert client.put(f"/api/v1/channels/{channel}/tokens", headers=headers, json={
+            "access_token": "at-staged", "refresh_token": "rt-staged"}).status_code == 200
+        written = new_channel(client, headers)
+    keys = token_keys(hsm_values(ops_stack))
+    password = hsm_values(ops_stack)[DB_PASSWORD_LABEL].decode()
+    with connect(ops_stack, password) as conn:
+        rows = conn.execute("SELECT access_token_enc, refresh_token_enc FROM channels "
+                            "WHERE id = ANY(%s)", ([channel, written],)).fetchall()
+    tokens = [t for row in rows for t in row]
+    assert len(tokens) == 4
+    assert all(readable(keys[primary], t) for t in tokens)
+    assert not any(readable(keys[staged], t) for t in tokens)
+    # And a row under vN+1 alone (what a worker that has it as primary writes) is readable
+    # by every worker (no keep-alive: the requests spread over both workers)
+    token = hsm_step(ops_stack, "encrypt", str(staged), "at-under-staged")["token"]
+    with connect(ops_stack, password) as conn:
+        conn.execute("UPDATE channels SET access_token_enc = %s WHERE id = %s", (token, channel))
+    with api(ops_stack) as client:
+        answers = [client.post(f"/api/v1/channels/{channel}/sync", headers=headers).status_code
+                   for _ in range(12)]
+    assert answers == [200] * 12
+    # When a rotation runs now (as after an interrupted one), it takes the staged key over
+    done = report(ops(ops_stack, "rotate-token-key"))
+    assert done["versions"] == {"new": staged, "retired": [primary]}
+    assert done["phases"][0]["reused"] is True
+    # Then the key may encrypt, new writes are under it, and the old version is gone
+    assert hsm_step(ops_stack, "check", str(staged))["decrypt_only"] == []
+    with api(ops_stack) as client:
+        after = new_channel(client, headers)
+        assert client.post(f"/api/v1/channels/{channel}/sync", headers=headers).status_code == 200
+    keys = token_keys(hsm_values(ops_stack))
+    assert list(keys) == [staged]
+    with connect(ops_stack, password) as conn:
+        row = conn.execute("SELECT access_token_enc, refresh_token_enc FROM channels WHERE id = %s",
+                           (after,)).fetchone()
+    assert all(readable(keys[staged], t) for t in row)
 
 
 def test_jwt_rotation_invalidates_every_session(ops_stack):
