@@ -9,6 +9,7 @@ import json
 import math
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -294,6 +295,62 @@ def test_staged_token_key_is_read_by_every_worker_but_never_used_to_encrypt(ops_
         row = conn.execute("SELECT access_token_enc, refresh_token_enc FROM channels WHERE id = %s",
                            (after,)).fetchone()
     assert all(readable(keys[staged], t) for t in row)
+
+
+ROLLS = """
+import json, sys
+from system_under_test.ops.context import OpsContext
+from system_under_test.ops.workers import roll_workers
+ctx = OpsContext.open(sys.argv[1])
+print(json.dumps([roll_workers(ctx).summary() for _ in range(int(sys.argv[2]))]))
+"""
+
+
+def test_worker_rolls_drop_no_request_through_the_edge(ops_stack):
+    # Given reads (POST) and writes (PUT) in a loop through the TLS edge, from four clients
+    with api(ops_stack) as client:
+        _, headers = new_session(client)
+        channels = [new_channel(client, headers) for _ in range(4)]
+    tls = ssl.create_default_context(cafile=str(ops_stack.ca_file))
+    edge = f"https://127.0.0.1:{ops_stack.ports.https}/api/v1"
+    stop = threading.Event()
+    answers: list[object] = []
+
+    def loop(channel: int) -> None:
+        with httpx.Client(verify=tls, timeout=30, headers={"host": "votriz.test", **headers}) as c:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    if n % 2:
+                        status = c.post(f"{edge}/channels/{channel}/sync").status_code
+                    else:
+                        status = c.put(f"{edge}/channels/{channel}/tokens", json={
+                            "access_token": f"at-{n}", "refresh_token": f"rt-{n}"}).status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                answers.append(status)
+
+    threads = [threading.Thread(target=loop, args=(c,), daemon=True) for c in channels]
+    for thread in threads:
+        thread.start()
+    # When the workers are rolled (HUP) eight times in a row
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        env.pop("VOTRIZ_HSM_PIN_FILE", None)
+        rolled = subprocess.run([sys.executable, "-c", ROLLS, str(ops_stack.state_dir), "8"],
+                                cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                timeout=300, check=False)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert rolled.returncode == 0, rolled.stderr[-500:]
+    assert len(json.loads(rolled.stdout)) == 8
+    # Then every request was answered 200 (no 502 from a connection a leaving worker closed)
+    failed = [a for a in answers if a != 200]
+    assert len(answers) > 50 and failed == [], f"{len(failed)} of {len(answers)}: {failed[:10]}"
 
 
 def test_jwt_rotation_invalidates_every_session(ops_stack):
