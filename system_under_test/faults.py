@@ -9,6 +9,7 @@ which check is expected to FAIL under which fault.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -126,3 +127,15 @@ FAULTS: dict[str, Fault] = {
                backends=("docker",)),
     )
 }
+
+
+def validate_faults(faults: Sequence[str], backend: str) -> tuple[str, ...]:
+    """The faults, deduplicated and sorted; ValueError naming the known ones, or those the backend
+    cannot apply, otherwise."""
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")
+    not_here = sorted(f for f in set(faults) if backend not in FAULTS[f].backends)
+    if not_here:
+        raise ValueError(f"fault(s) {', '.join(not_here)} cannot be applied by the {backend} backend")
+    return tuple(sorted(set(faults)))

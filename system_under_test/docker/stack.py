@@ -33,6 +33,7 @@ from typing import Any
 
 import psycopg
 
+from system_under_test import faults as faults_module
 from system_under_test.docker import images as image_builds
 from system_under_test.docker import topology
 from system_under_test.docker.topology import ServiceSpec, StackPaths
@@ -125,13 +126,7 @@ class StackInfo:
 
 def validate_faults(faults: Sequence[str]) -> tuple[str, ...]:
     """The faults, deduplicated and sorted; ValueError naming the known ones otherwise."""
-    unknown = sorted(set(faults) - set(FAULTS))
-    if unknown:
-        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")
-    not_here = sorted(f for f in set(faults) if "docker" not in FAULTS[f].backends)
-    if not_here:
-        raise ValueError(f"fault(s) {', '.join(not_here)} cannot be applied by the docker backend")
-    return tuple(sorted(set(faults)))
+    return faults_module.validate_faults(faults, "docker")
 
 
 def docker_client(timeout_s: int = 300) -> Any:

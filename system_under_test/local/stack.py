@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from system_under_test import faults as faults_module
 from system_under_test.faults import FAULTS, Layer
 from system_under_test.local import api_server, nginx, postgres, redis, softhsm
 from system_under_test.local.pki import (
@@ -157,13 +158,7 @@ class StackStatus:
 
 def validate_faults(faults: Sequence[str]) -> tuple[str, ...]:
     """The faults, deduplicated and sorted; ValueError naming the known ones otherwise."""
-    unknown = sorted(set(faults) - set(FAULTS))
-    if unknown:
-        raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(sorted(FAULTS))}")
-    not_here = sorted(f for f in set(faults) if "local" not in FAULTS[f].backends)
-    if not_here:
-        raise ValueError(f"fault(s) {', '.join(not_here)} cannot be applied by the local backend")
-    return tuple(sorted(set(faults)))
+    return faults_module.validate_faults(faults, "local")
 
 
 def check_prerequisites(search_path: Sequence[str] | None = None) -> None:
