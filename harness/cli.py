@@ -178,7 +178,13 @@ def run_checks(profile_path: Path, report_dir: Path, *, only: Sequence[str] = ()
     leaks_path = report_dir / "LEAKS.txt"
     if leaks_path.exists():
         return EXIT_LEAK
-    return int(results["summary"]["exit_code"])
+    gate = int(results["summary"]["exit_code"])
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and gate == EXIT_PASS:
+        # pytest itself did not complete (a module failed to load, an internal error):
+        # whatever results.json says, nothing may pass on an incomplete run.
+        print(f"votriz-audit: the run did not complete (pytest exit {int(code)})", file=sys.stderr)
+        return EXIT_ERROR
+    return gate
 
 
 def _default_report_dir() -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Generator
@@ -78,6 +79,7 @@ class RunState:
     today: dt.date = field(default_factory=lambda: dt.datetime.now(dt.UTC).date())
     monotonic_start: float = field(default_factory=time.monotonic)
     leaks: list[str] = field(default_factory=list)
+    run_errors: list[CheckResult] = field(default_factory=list)
 
 
 RUN_STATE = pytest.StashKey[RunState]()
@@ -132,6 +134,7 @@ def pytest_configure(config: pytest.Config) -> None:
     report_dir = Path(config.getoption("--report-dir") or "reports/latest")
     report_dir.mkdir(parents=True, exist_ok=True)
     config.stash[RUN_STATE] = RunState(profile, policy, policy_path, catalogue, waivers, report_dir)
+    config.pluginmanager.register(_CollectionWatch(config.stash[RUN_STATE]), "votriz-audit-collection")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
@@ -280,11 +283,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if verdict is None:
                 verdict = Verdict.error("the check ended without reaching a verdict")
     elif call.when == "teardown" and call.excinfo is not None:
-        # A failing clean-up (e.g. canary removal) makes the result unreliable.
-        previous = state.pending.get(item.nodeid)
+        # A failing clean-up (e.g. canary removal) may leave harness data in the audited
+        # system: its own finding, whatever the check concluded (a session fixture's
+        # clean-up runs in the teardown of whichever check happens to be last).
         extra = _verdict_from_exception(call.excinfo, "teardown")
-        if previous is not None and previous.outcome is Outcome.PASS:
-            state.pending[item.nodeid] = Verdict.error(f"clean-up failed: {extra.message}")
+        check_id = check_id_of(item)
+        _run_error(state, f"harness.cleanup/{check_id}",
+                   f"clean-up after {check_id} failed: {extra.message} (the audited system may still "
+                   f"hold harness data)")
         return
     if verdict is None:
         return
@@ -305,7 +311,8 @@ def _finish_check(state: RunState, item_nodeid: str, item: pytest.Item) -> Check
     evidence = tuple(f"evidence/{check_id}/{name}" for name in (recorder.attachments if recorder else []))
     claims = claims_of(item)
     subject = f"/{verdict.subject}" if verdict.subject else ""
-    details = {key: value for key, value in verdict.details.items()}
+    # Details reach results.json, junit.xml, SARIF and the HTML report: redact them as a whole.
+    details = json.loads(state.known_secrets.redact(json.dumps(verdict.details, default=str)))
     return CheckResult(
         finding_id=f"{check_id}/{'+'.join(claims)}{subject}",
         check_id=check_id,
@@ -318,6 +325,33 @@ def _finish_check(state: RunState, item_nodeid: str, item: pytest.Item) -> Check
         waiver=waiver,
     )
 
+
+
+def _run_error(state: RunState, finding_id: str, message: str) -> None:
+    """A run-level ERROR that belongs to no check (a module that did not load, a failed clean-up)."""
+    state.run_errors.append(CheckResult(
+        finding_id=finding_id, check_id=finding_id.split("/", 1)[0], claims=(), outcome=Outcome.ERROR,
+        message=state.known_secrets.redact(message)))
+
+
+class _CollectionWatch:
+    """Registered for a run: a checks module that cannot be collected is an ERROR, never a silent pass.
+
+    (``pytest_collectreport`` receives no config, so the run's state travels with this object.)
+    """
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if not report.failed:
+            return
+        lines = [line for line in str(report.longrepr).splitlines() if line.strip()]
+        reason = next((line[1:].strip() for line in reversed(lines) if line.startswith("E ")),
+                      lines[-1].strip() if lines else "unknown error")
+        where = report.nodeid or str(report.fspath)
+        _run_error(self.state, f"harness.collection/{where}",
+                   f"the checks in {where} could not be loaded: {reason}")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -397,6 +431,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
         return
+    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not state.run_errors:
+        _run_error(state, "harness.run", f"the run did not complete (pytest exit status {int(exitstatus)})")
+    state.results.extend(state.run_errors)
+    state.run_errors.clear()
     run = build_results(state)
     write_results_json(run, state.report_dir / "results.json")
     write_junit(run, state.report_dir / "junit.xml")

@@ -237,3 +237,60 @@ def check_after(evidence):
     # Then the check that would start after the limit did not run and says why
     assert results["after"]["outcome"] == "ERROR"
     assert "time limit of 0.2 s" in results["after"]["message"]
+
+
+def test_a_module_that_cannot_load_is_an_error_not_a_pass(pytester: pytest.Pytester) -> None:
+    # Given one good check and a checks module whose import fails
+    pytester.makepyfile(broken="import no_such_module_for_votriz\n")
+    result, report = _run(pytester, '''
+import pytest
+from harness.outcomes import Verdict
+@pytest.mark.claims("TRANSIT-TLS13")
+def check_fine(evidence):
+    evidence.conclude(Verdict.passed("fine"))
+''')
+    # Then the run's gate is "error", naming the module and the reason
+    data = json.loads((report / "results.json").read_text())
+    assert data["summary"]["gate"] == "error" and data["summary"]["exit_code"] == 2
+    errors = [r for r in data["results"] if r["check_id"] == "harness.collection"]
+    assert len(errors) == 1
+    assert "broken.py could not be loaded" in errors[0]["message"]
+    assert "no_such_module_for_votriz" in errors[0]["message"]
+
+
+def test_a_failed_clean_up_is_its_own_error_whatever_the_check_concluded(pytester: pytest.Pytester) -> None:
+    # Given a FAILing check whose session fixture cannot clean up after itself
+    result, report = _run(pytester, '''
+import pytest
+from harness.outcomes import ProbeError, Verdict
+@pytest.fixture(scope="session")
+def canary():
+    yield "c"
+    raise ProbeError("DELETE /api/v1/account: expected HTTP 204, got 500")
+@pytest.mark.claims("TRANSIT-HSTS")
+def check_uses_canary(canary, evidence):
+    evidence.conclude(Verdict.failed("no HSTS"))
+''')
+    results = json.loads((report / "results.json").read_text())["results"]
+    by_id = {r["check_id"]: r for r in results}
+    # Then the check keeps its FAIL and the clean-up failure is reported on its own
+    assert by_id["area.uses_canary"]["outcome"] == "FAIL"
+    cleanup = by_id["harness.cleanup"]
+    assert cleanup["outcome"] == "ERROR"
+    assert "clean-up after area.uses_canary failed: DELETE /api/v1/account" in cleanup["message"]
+
+
+def test_details_are_redacted_everywhere(pytester: pytest.Pytester) -> None:
+    _, report = _run(pytester, '''
+import pytest
+from harness.outcomes import Verdict
+@pytest.mark.claims("TRANSIT-HSTS")
+def check_details(evidence, known_secrets):
+    known_secrets.add("s3cret-rotation-output", "operator output secret")
+    evidence.conclude(Verdict.failed("rotation failed", stdout="printed s3cret-rotation-output"))
+''')
+    for name in ("results.json", "junit.xml"):
+        assert "s3cret-rotation-output" not in (report / name).read_text()
+    result = json.loads((report / "results.json").read_text())["results"][0]
+    assert result["details"]["stdout"].startswith("printed [REDACTED operator output secret")
+    assert not (report / "LEAKS.txt").exists()
