@@ -322,12 +322,25 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str])
     if result.files_searched == 0 and not result.processes_searched:
         return Verdict.error("Nothing was searched: the profile names no scan paths, logs or "
                              "processes.", **details)
+    # A key past the size bound, or in a file that looked binary, would not have been
+    # seen: a partial search is never a PASS.
+    gaps = [f"searched only the first {_size(limit)} of {path}" for path, limit in result.truncated_at]
+    gaps += [f"searched only part of {path}" for path in result.truncated
+             if path not in {p for p, _ in result.truncated_at}]
+    gaps += [f"skipped {path} (binary file)" for path in result.binary_skipped]
+    if gaps:
+        more = f" (and {len(gaps) - 5} more)" if len(gaps) > 5 else ""
+        return Verdict.error(f"The search is incomplete: {'; '.join(gaps[:5])}{more}.", **details)
     where = (f"the environment of {len(result.processes_searched)} processes"
              if result.processes_searched
              else "process environments (not inspected: the backend does not show them)")
     return Verdict.passed(
         f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was found "
         f"in {result.files_searched} files or {where}.", **details)
+
+
+def _size(limit: int) -> str:
+    return f"{limit / (1 << 20):g} MiB" if limit >= 1 << 20 else f"{limit} bytes"
 
 
 # --------------------------------------------------------------------------

@@ -38,6 +38,9 @@ Place = Literal["source", "config", "log", "env"]
 
 _BINARY_SNIFF_BYTES = 8192
 _NEWLINE = b"\n"
+# The skip reason of a file that looked binary: unlike an excluded path, it is a
+# gap in what was searched.
+BINARY_FILE = "binary file"
 
 
 class ShapeRule(BaseModel):
@@ -120,6 +123,8 @@ class KeySearchResult:
         processes_searched: the processes whose environment was searched.
         skipped: (path, reason) of files and directories not searched.
         truncated: files searched only up to the size bound.
+        truncated_at: (path, bytes searched) of each truncated file, so a verdict
+            can say how much of it was searched.
         errors: places that could not be read, with the reason.
     """
 
@@ -130,6 +135,7 @@ class KeySearchResult:
     skipped: tuple[tuple[str, str], ...] = ()
     truncated: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    truncated_at: tuple[tuple[str, int], ...] = ()
 
     @property
     def failing(self) -> tuple[KeyHit, ...]:
@@ -144,7 +150,13 @@ class KeySearchResult:
             skipped=self.skipped + other.skipped,
             truncated=self.truncated + other.truncated,
             errors=self.errors + other.errors,
+            truncated_at=self.truncated_at + other.truncated_at,
         )
+
+    @property
+    def binary_skipped(self) -> tuple[str, ...]:
+        """Files not searched because they looked binary (a gap in the coverage)."""
+        return tuple(path for path, reason in self.skipped if reason == BINARY_FILE)
 
     def coverage(self) -> dict[str, object]:
         """A JSON-able summary of what was searched (for evidence)."""
@@ -290,6 +302,7 @@ class KeySearcher:
         walk = self._walk(roots)
         hits: list[KeyHit] = []
         truncated: list[str] = []
+        truncated_at: list[tuple[str, int]] = []
         searched = 0
         total = 0
         for path in walk.files:
@@ -300,17 +313,18 @@ class KeySearcher:
                 walk.errors.append(f"{path}: {exc.strerror or type(exc).__name__}")
                 continue
             if b"\0" in data[:_BINARY_SNIFF_BYTES]:
-                walk.skipped.append((str(path), "binary file"))
+                walk.skipped.append((str(path), BINARY_FILE))
                 continue
             if len(data) > limit:
                 data = data[:limit]
                 truncated.append(str(path))
+                truncated_at.append((str(path), limit))
             searched += 1
             total += len(data)
             hits.extend(self.scan(data, place, str(path), line_numbers=place != "log"))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
                                skipped=tuple(walk.skipped), truncated=tuple(truncated),
-                               errors=tuple(walk.errors))
+                               errors=tuple(walk.errors), truncated_at=tuple(truncated_at))
 
     def search_processes(self, processes: Iterable[ProcessObservation]) -> KeySearchResult:
         """Search the environment of every process (variable names only in hits)."""

@@ -150,6 +150,29 @@ def test_no_key_elsewhere_incomplete_search_is_error() -> None:
     assert no_key_elsewhere_verdict(KeySearchResult(), ["k"]).outcome is Outcome.ERROR
 
 
+def test_no_key_elsewhere_with_a_truncated_log_or_a_binary_file_is_error_not_pass() -> None:
+    # Given a search that read only the first 64 MiB of a log and skipped a binary file
+    result = KeySearchResult(files_searched=3, processes_searched=("api[pid 1 x]",),
+                             truncated=("/s/logs/api.log",),
+                             truncated_at=(("/s/logs/api.log", 64 << 20),),
+                             skipped=(("/s/data.db", "binary file"), ("/s/reports", "excluded")))
+    verdict = no_key_elsewhere_verdict(result, ["votriz/api/stripe"])
+    # Then it could not verify the rest: ERROR naming both, never PASS
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("The search is incomplete: searched only the first 64 MiB of "
+                               "/s/logs/api.log; skipped /s/data.db (binary file).")
+
+
+def test_no_key_elsewhere_fails_on_a_hit_even_when_the_search_was_partial() -> None:
+    result = KeySearchResult(hits=(hit("/s/logs/api.log@12"),), files_searched=3,
+                             truncated=("/s/logs/api.log",),
+                             truncated_at=(("/s/logs/api.log", 64 << 20),))
+    verdict = no_key_elsewhere_verdict(result, ["votriz/api/stripe"])
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == ("Keys found outside the HSM: votriz/api/stripe (raw) in config "
+                               "/s/logs/api.log@12.")
+
+
 # keys.read_at_start
 
 def proc(name: str, files: tuple[str, ...] = (), **kw) -> ProcessObservation:

@@ -91,6 +91,8 @@ def test_binary_excluded_and_skipped_dirs(tmp_path: Path) -> None:
     result = searcher(exclude=[evidence]).search_files([tmp_path], "source")
     assert result.hits == ()
     assert (str(tmp_path / "blob.bin"), "binary file") in result.skipped
+    # Only the binary file is a gap in the coverage; excluded paths are deliberate.
+    assert result.binary_skipped == (str(tmp_path / "blob.bin"),)
     assert any(path == str(evidence) for path, _ in result.skipped)
     assert result.files_searched == 0
 
@@ -102,6 +104,7 @@ def test_large_file_is_bounded_and_reported_truncated(tmp_path: Path) -> None:
     result = KeySearcher(VALUES, settings).search_files([tmp_path], "log")
     assert [hit.where for hit in result.hits] == [f"{big}@100"]
     assert result.truncated == (str(big),)
+    assert result.truncated_at == ((str(big), 200),)
 
 
 def test_missing_path_is_an_error_not_a_silent_pass(tmp_path: Path) -> None:
