@@ -1100,7 +1100,8 @@ class BackupObservation:
 
 
 def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
-    """A fresh backup holds no dump header, no known secret, and looks like ciphertext."""
+    """A fresh backup holds no dump header, is not merely compressed, holds no known secret,
+    and is large enough to be sampled and looks like ciphertext."""
     details: dict[str, Any] = {"command": _evidence(obs.run),
                                "backup": _evidence(obs.inspection) if obs.inspection else None}
     if not obs.run.succeeded:
@@ -1113,6 +1114,14 @@ def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
     problems = []
     if found.markers:
         problems.append("it shows " + ", ".join(found.markers))
+    if found.compression:
+        # Compression is not encryption: anyone can decompress it.
+        inside = (f"; its first {found.decompressed} decompressed bytes show "
+                  + ", ".join(found.decompressed_markers) if found.decompressed_markers
+                  else f"; its first {found.decompressed} decompressed bytes show no dump marker"
+                  if found.decompressed
+                  else "; its content could not be decompressed here to look inside")
+        problems.append(f"it is compressed, not encrypted ({found.compression}){inside}")
     if found.secret_hits:
         problems.append("it holds known secrets in plaintext: " + ", ".join(
             sorted({f"{h.label} at offset {h.offset}" for h in found.secret_hits})[:5]))
@@ -1122,11 +1131,14 @@ def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
     if problems:
         return Verdict.failed(f"The fresh backup {found.name} is not encrypted: "
                               + "; ".join(problems) + ".", **details)
-    entropy = (f"{found.entropy_bits:.2f} bits per byte ({found.encoding})"
-               if found.sampled >= MIN_ENTROPY_SAMPLE
-               else f"too small ({found.sampled} bytes) for entropy to mean anything")
+    if found.sampled < MIN_ENTROPY_SAMPLE:
+        return Verdict.error(f"The fresh backup {found.name} is only {found.sampled} bytes, too "
+                             f"small (under {MIN_ENTROPY_SAMPLE}) for its entropy to show whether "
+                             "it is ciphertext: encryption could not be observed.", **details)
     return Verdict.passed(f"The fresh backup {found.name} ({found.size} bytes) shows no dump "
-                          f"header and no known secret; its content is {entropy}.", **details)
+                          "header, no compression magic number and no known secret; its content "
+                          f"is {found.entropy_bits:.2f} bits per byte ({found.encoding}).",
+                          **details)
 
 
 def observe_backup(profile: TargetProfile, policy: Policy,
@@ -1593,8 +1605,9 @@ def check_backup_encrypted(profile: TargetProfile, policy: Policy, known_secrets
     reason = operations_unavailable(
         profile, ("backup", "backup_dir"),
         "take a backup and show that its file has no PGDMP or '-- PostgreSQL database dump' "
-        "header and reads as ciphertext (e.g. `head -c 64 FILE | xxd`), and name the key "
-        "that encrypts it.")
+        "header, does not start with a compression magic number (gzip 1f8b, zstd 28b52ffd, "
+        "xz fd377a585a00, bzip2 'BZh', zip 'PK\\x03\\x04') and reads as ciphertext "
+        "(e.g. `head -c 64 FILE | xxd`), and name the key that encrypts it.")
     if reason:
         evidence.manual(reason)
     verdict = backup_encrypted_verdict(observe_backup(profile, policy, known_secrets))

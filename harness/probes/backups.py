@@ -2,7 +2,7 @@
 
 The probe runs the profile's operator commands (argv lists, no shell) with a
 timeout, keeping only redacted output; it inspects backup files (markers of
-an unencrypted dump, byte entropy, known secrets) and reads the drill log.
+an unencrypted dump, compression magic numbers, byte entropy, known secrets) and reads the drill log.
 Nothing here judges: ``checks/at_rest.py`` does.
 """
 
@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bz2
+import io
 import json
+import lzma
 import math
 import os
 import re
 import subprocess
 import time
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +38,19 @@ DUMP_MARKERS: dict[str, bytes] = {
     "SQL COPY statement": b"COPY public.",
     "SQL CREATE TABLE statement": b"CREATE TABLE public.",
 }
+#: Leading bytes (magic numbers) of compressed files. Compression is not
+#: encryption: ``pg_dump | gzip`` has no dump marker and high entropy, yet
+#: anyone can read it back.
+COMPRESSION_MAGIC: dict[str, bytes] = {
+    "gzip": b"\x1f\x8b",
+    "zstd": b"\x28\xb5\x2f\xfd",
+    "xz": b"\xfd7zXZ\x00",
+    "bzip2": b"BZh",
+    "zip": b"PK\x03\x04",
+}
 SAMPLE_BYTES = 4 * 1024 * 1024
+#: How many decompressed bytes are looked at to confirm what a compressed file holds.
+DECOMPRESSED_PREFIX = 1024 * 1024
 _TIMESTAMP = re.compile(r"\d{8}T\d{6}Z")
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/_=-]*$")
 
@@ -139,6 +156,52 @@ def _decode_base64_lines(data: bytes) -> bytes | None:
     return bytes(decoded)
 
 
+def compression_of(sample: bytes) -> str:
+    """The compression format whose magic number ``sample`` starts with, or ``""``."""
+    return next((name for name, magic in COMPRESSION_MAGIC.items() if sample.startswith(magic)),
+                "")
+
+
+def _zip_first_member(sample: bytes, limit: int) -> bytes:
+    """The first member of a zip archive, from a prefix that may lack the central directory."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(sample)) as archive:
+            names = archive.namelist()
+            if names:
+                with archive.open(names[0]) as member:
+                    return member.read(limit)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError):
+        pass
+    # A prefix has no central directory: read the first local header by hand.
+    if len(sample) < 30:
+        raise ValueError("truncated zip local header")
+    method = int.from_bytes(sample[8:10], "little")
+    start = 30 + int.from_bytes(sample[26:28], "little") + int.from_bytes(sample[28:30], "little")
+    if method == 0:
+        return sample[start:start + limit]
+    if method == 8:
+        return zlib.decompressobj(-15).decompress(sample[start:], limit)
+    raise ValueError(f"zip compression method {method} is not readable here")
+
+
+def decompress_prefix(sample: bytes, compression: str,
+                      limit: int = DECOMPRESSED_PREFIX) -> bytes | None:
+    """Up to ``limit`` decompressed bytes of a compressed ``sample``; None when it cannot be
+    decompressed here (no decoder for the format, or the bytes are not what the magic says)."""
+    try:
+        if compression == "gzip":
+            return zlib.decompressobj(wbits=31).decompress(sample, limit)
+        if compression == "bzip2":
+            return bz2.BZ2Decompressor().decompress(sample, max_length=limit)
+        if compression == "xz":
+            return lzma.LZMADecompressor().decompress(sample, max_length=limit)
+        if compression == "zip":
+            return _zip_first_member(sample, limit)
+    except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError):
+        return None
+    return None
+
+
 @dataclass(frozen=True)
 class BackupInspection:
     """What one backup file's bytes show.
@@ -151,6 +214,11 @@ class BackupInspection:
         encoding: ``binary`` or ``base64 lines`` (ciphertext is often stored as text).
         entropy_bits: bits per byte of the sample (of its decoded bytes for base64 lines).
         secret_hits: known secrets found anywhere in the file.
+        compression: the compression format the file starts with (``gzip``,
+            ``zstd``, ``xz``, ``bzip2``, ``zip``), or ``""``.
+        decompressed: how many bytes of the compressed file's prefix could be
+            decompressed here (0 when none could).
+        decompressed_markers: unencrypted-dump markers in that decompressed prefix.
     """
 
     name: str
@@ -160,20 +228,32 @@ class BackupInspection:
     encoding: str
     entropy_bits: float
     secret_hits: tuple[SweepHit, ...]
+    compression: str = ""
+    decompressed: int = 0
+    decompressed_markers: tuple[str, ...] = ()
+
+
+def dump_markers(data: bytes) -> tuple[str, ...]:
+    """Names of the unencrypted-dump markers found in ``data``."""
+    return tuple(name for name, marker in DUMP_MARKERS.items() if marker in data)
 
 
 def inspect_backup(path: Path, sweep: SecretSweep, *,
                    sample_bytes: int = SAMPLE_BYTES) -> BackupInspection:
-    """Markers, entropy and known secrets of one backup file (raises OSError if unreadable)."""
+    """Markers, compression, entropy and known secrets of one backup file (raises OSError if
+    unreadable)."""
     with path.open("rb") as stream:
         sample = stream.read(sample_bytes)
-    markers = tuple(name for name, marker in DUMP_MARKERS.items() if marker in sample)
+    markers = dump_markers(sample)
+    compression = compression_of(sample)
+    inner = decompress_prefix(sample, compression) if compression else None
     decoded = _decode_base64_lines(sample)
     encoding = "base64 lines" if decoded is not None else "binary"
     entropy = shannon_entropy(decoded if decoded is not None else sample)
     hits = tuple(sweep.scan_file(path, location=path.name))
     return BackupInspection(path.name, path.stat().st_size, len(sample), markers, encoding,
-                            round(entropy, 3), hits)
+                            round(entropy, 3), hits, compression, len(inner or b""),
+                            dump_markers(inner) if inner else ())
 
 
 def aged_backup_name(name: str, age_days: float, now: float) -> str:
