@@ -164,6 +164,7 @@ def render_html(run: RunResults, report_dir: Path, *, diff: RunDiff | None = Non
         run=run, sections=sections, styles=OUTCOME_STYLES, gate=GATE_STYLES[run.summary.gate],
         counts=counts, claim_counts=claim_counts, diff=diff, regressions=REGRESSIONS,
         calibration=calibration, generated=generated,
+        run_problems=[result for result in run.results if not result.claims],
         duration_s=(run.finished_at - run.started_at).total_seconds(),
         policy_name=str(run.policy.get("name", "unnamed policy")),
         policy_version=str(run.policy.get("version", "unversioned")))

@@ -294,3 +294,20 @@ def check_details(evidence, known_secrets):
     result = json.loads((report / "results.json").read_text())["results"][0]
     assert result["details"]["stdout"].startswith("printed [REDACTED operator output secret")
     assert not (report / "LEAKS.txt").exists()
+
+
+def test_run_level_problems_are_shown_in_the_report(pytester: pytest.Pytester) -> None:
+    _, report = _run(pytester, '''
+import pytest
+from harness.outcomes import ProbeError, Verdict
+@pytest.fixture(scope="session")
+def canary():
+    yield "c"
+    raise ProbeError("DELETE /api/v1/account: got 500")
+@pytest.mark.claims("TRANSIT-HSTS")
+def check_ok(canary, evidence):
+    evidence.conclude(Verdict.passed("HSTS everywhere"))
+''')
+    html = (report / "report.html").read_text()
+    assert "Problems of the run itself" in html
+    assert "clean-up after area.ok failed: DELETE /api/v1/account: got 500" in html
