@@ -331,12 +331,18 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str])
     if gaps:
         more = f" (and {len(gaps) - 5} more)" if len(gaps) > 5 else ""
         return Verdict.error(f"The search is incomplete: {'; '.join(gaps[:5])}{more}.", **details)
-    where = (f"the environment of {len(result.processes_searched)} processes"
-             if result.processes_searched
-             else "process environments (not inspected: the backend does not show them)")
+    if not result.processes_searched:
+        # The files were searched, the environments were not: that part needs a human.
+        return Verdict.manual(
+            f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was "
+            f"found in {result.files_searched} files, but the environments of the service's "
+            "processes could not be inspected from here. By hand: on each service host, check that "
+            "no service process's environment (/proc/PID/environ, docker inspect) holds a key.",
+            **details)
     return Verdict.passed(
         f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was found "
-        f"in {result.files_searched} files or {where}.", **details)
+        f"in {result.files_searched} files or the environment of "
+        f"{len(result.processes_searched)} processes.", **details)
 
 
 def _size(limit: int) -> str:
@@ -386,11 +392,14 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
     if unreadable:
         return Verdict.error("Cannot inspect every service process: " + "; ".join(unreadable[:5]) + ".",
                              **details)
-    where = (f"none holds a file under {token_dir} open" if token_dir is not None
-             else "the token files are not visible from here (HSM elsewhere), so open files were "
-                  "not judged")
+    if token_dir is None:
+        return Verdict.manual(f"No PIN and no key in the environment of {len(processes)} service "
+                              "processes, but the HSM's token files are not visible from here, so "
+                              "open files were not judged. By hand: on the HSM host, check that no "
+                              "service process keeps a token file open after start "
+                              "(ls -l /proc/PID/fd).", **details)
     return Verdict.passed(f"No PIN and no key in the environment of {len(processes)} service "
-                          f"processes; {where}.", **details)
+                          f"processes; none holds a file under {token_dir} open.", **details)
 
 
 # --------------------------------------------------------------------------

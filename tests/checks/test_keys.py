@@ -217,6 +217,30 @@ def test_read_at_start_without_processes_or_env_is_error() -> None:
     assert read_at_start_verdict([blind], [], None, []).outcome is Outcome.ERROR
 
 
+def test_no_key_elsewhere_without_process_environments_is_manual_not_pass() -> None:
+    # Given files searched clean but no process environment inspected
+    verdict = no_key_elsewhere_verdict(KeySearchResult(files_searched=3), ["votriz/api/stripe"])
+    # Then the unobserved part is left to a human, with what to check
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message == (
+        "None of 1 HSM keys (raw, base64, hex) nor any key-shaped string was found in 3 files, but "
+        "the environments of the service's processes could not be inspected from here. By hand: on "
+        "each service host, check that no service process's environment (/proc/PID/environ, docker "
+        "inspect) holds a key.")
+
+
+def test_read_at_start_without_the_token_dir_is_manual_not_pass() -> None:
+    verdict = read_at_start_verdict([proc("api")], [], None, ["hsm"])
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message == (
+        "No PIN and no key in the environment of 1 service processes, but the HSM's token files are "
+        "not visible from here, so open files were not judged. By hand: on the HSM host, check that "
+        "no service process keeps a token file open after start (ls -l /proc/PID/fd).")
+    # A PIN in the environment still fails without the token directory.
+    env_hit = KeyHit("value", "env", "api[pid 10 gunicorn] $PIN", "HSM user PIN (raw)", "sha256:0")
+    assert read_at_start_verdict([proc("api")], [env_hit], None, ["hsm"]).outcome is Outcome.FAIL
+
+
 # keys.token_key_rotation
 
 def cmd(rc: int | None = 0, timed_out: bool = False) -> CommandResult:
