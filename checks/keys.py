@@ -417,6 +417,7 @@ class CommandResult:
         timed_out: whether it was killed at the timeout.
         lines: (seconds since start, stdout line) as it printed them.
         stderr_tail: the last lines of its standard error.
+        timeout_s: the harness's limit it ran under (None: not recorded).
     """
 
     argv: tuple[str, ...]
@@ -425,10 +426,23 @@ class CommandResult:
     timed_out: bool
     lines: tuple[tuple[float, str], ...] = ()
     stderr_tail: tuple[str, ...] = ()
+    timeout_s: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
+
+    def unfinished(self) -> str:
+        """Why the harness stopped the command ('' when it ran to its end).
+
+        The harness's own time limit says nothing about the system: a command it
+        killed is a check that could not finish (ERROR), never a broken promise.
+        """
+        if not self.timed_out:
+            return ""
+        limit = self.timeout_s if self.timeout_s is not None else self.duration_s
+        return (f"{' '.join(self.argv)} did not finish within {limit:g} s "
+                "(killed by the harness's timeout)")
 
     def describe(self) -> str:
         if self.timed_out:
@@ -487,7 +501,8 @@ def run_operation(argv: Sequence[str], timeout_s: float,
     for reader in readers:
         reader.join(5)
     return CommandResult(tuple(argv), None if timed_out else process.returncode,
-                         time.monotonic() - started, timed_out, tuple(lines), tuple(errors[-20:]))
+                         time.monotonic() - started, timed_out, tuple(lines), tuple(errors[-20:]),
+                         timeout_s)
 
 
 def _command_timeout(profile: TargetProfile, policy: Policy) -> float:
@@ -583,7 +598,9 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
     # Every broken criterion is named, most specific first: a row left under the
     # old key also makes reads fail, and the row is the root cause.
     reasons: list[str] = []
-    if not obs.command.ok:
+    if obs.command.timed_out:
+        pass  # Judged below: the harness stopped the command, so nothing here is a verdict.
+    elif not obs.command.ok:
         reasons.append(f"the rotation command failed: {obs.command.describe()}")
     elif not new_versions:
         reasons.append("the rotation added no new token-encryption key to the HSM")
@@ -602,6 +619,10 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         kinds = ", ".join(f"{n} x {kind}" for kind, n in sorted(totals.error_kinds.items()))
         reasons.append(f"{totals.errors} of {totals.requests} requests failed during the rotation "
                        f"window ({totals.connection_errors} without any answer: {kinds})")
+    if obs.command.timed_out:
+        seen = f" Also seen after it was stopped: {'; '.join(reasons)}." if reasons else ""
+        return Verdict.error(f"The rotation command {obs.command.unfinished()}, so the rotation "
+                             f"could not be judged.{seen}", **details)
     if reasons:
         text = "; ".join(reasons)
         return Verdict.failed(text[0].upper() + text[1:] + ".", **details)
@@ -652,6 +673,8 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
     if obs.status_before != 200:
         return Verdict.error(f"The canary session was not accepted before the rotation "
                              f"(HTTP {obs.status_before}).", **details)
+    if obs.command.timed_out:
+        return Verdict.error(f"The JWT rotation command {obs.command.unfinished()}.", **details)
     if not obs.command.ok:
         return Verdict.failed(f"The JWT rotation command failed: {obs.command.describe()}.", **details)
     if obs.refused_after_s is None:
@@ -700,6 +723,9 @@ def password_rotation_verdict(obs: PasswordRotationObservation) -> Verdict:
     if obs.old_accepted_before:
         return Verdict.error(f"Cannot test the {obs.what} password rotation: the password read from "
                              f"the HSM did not work before it ({obs.old_accepted_before}).", **details)
+    if obs.command.timed_out:
+        return Verdict.error(f"The {obs.what} password rotation command "
+                             f"{obs.command.unfinished()}.", **details)
     if not obs.command.ok:
         return Verdict.failed(f"The {obs.what} password rotation failed: {obs.command.describe()}.",
                               **details)

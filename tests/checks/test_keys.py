@@ -299,6 +299,22 @@ def test_rotation_fails(changes: dict, message: str) -> None:
     assert message in verdict.message
 
 
+KILLED = CommandResult(("rotate",), None, 30.0, True, timeout_s=30.0)
+
+
+def test_a_rotation_killed_by_the_harness_timeout_is_error_not_fail() -> None:
+    # Given a rotation command the harness killed after its 30 s limit
+    verdict = token_key_rotation_verdict(rotation(command=KILLED), POLICY)
+    # Then the check could not finish: ERROR saying so, never FAIL
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("The rotation command rotate did not finish within 30 s (killed by "
+                               "the harness's timeout), so the rotation could not be judged.")
+    # And a command that ran and exited non-zero still fails
+    failed = token_key_rotation_verdict(rotation(command=cmd(rc=1)), POLICY)
+    assert failed.outcome is Outcome.FAIL
+    assert failed.message.startswith("The rotation command failed: rotate exited 1 after 4.0 s")
+
+
 # keys.jwt_rotation
 
 def jwt_obs(**changes) -> JwtRotationObservation:
@@ -317,6 +333,16 @@ def test_jwt_rotation_both_sides() -> None:
     broken = jwt_rotation_verdict(jwt_obs(new_login="POST /login: expected HTTP 200, got 500"), 10)
     assert broken.outcome is Outcome.FAIL and "a new login does not work" in broken.message
     assert jwt_rotation_verdict(jwt_obs(status_before=500), 10).outcome is Outcome.ERROR
+
+
+def test_jwt_rotation_killed_by_the_harness_timeout_is_error_not_fail() -> None:
+    verdict = jwt_rotation_verdict(jwt_obs(command=KILLED, status_after=200, refused_after_s=None), 10)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("The JWT rotation command rotate did not finish within 30 s (killed "
+                               "by the harness's timeout).")
+    failed = jwt_rotation_verdict(jwt_obs(command=cmd(rc=2)), 10)
+    assert failed.outcome is Outcome.FAIL
+    assert failed.message.startswith("The JWT rotation command failed: rotate exited 2")
 
 
 # keys.db_password_rotation / keys.redis_password_rotation
@@ -342,6 +368,16 @@ def test_password_rotation_both_sides() -> None:
     assert password_rotation_verdict(pw(old_accepted_before="refused")).outcome is Outcome.ERROR
 
 
+def test_password_rotation_killed_by_the_harness_timeout_is_error_not_fail() -> None:
+    verdict = password_rotation_verdict(pw(command=KILLED, old_after="accepted"))
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("The database password rotation command rotate did not finish "
+                               "within 30 s (killed by the harness's timeout).")
+    failed = password_rotation_verdict(pw(command=cmd(rc=1)))
+    assert failed.outcome is Outcome.FAIL
+    assert failed.message.startswith("The database password rotation failed: rotate exited 1")
+
+
 # Operator commands.
 
 def test_run_operation_streams_lines_and_times_out() -> None:
@@ -351,6 +387,8 @@ def test_run_operation_streams_lines_and_times_out() -> None:
     assert (done.returncode, seen, done.ok) == (3, ["a", "b"], False)
     slow = run_operation(["sleep", "5"], 0.3)
     assert slow.timed_out and slow.returncode is None and "did not finish in time" in slow.describe()
+    assert slow.unfinished() == "sleep 5 did not finish within 0.3 s (killed by the harness's timeout)"
+    assert done.unfinished() == ""
     with pytest.raises(ProbeError, match=r"cannot run /nonexistent"):
         run_operation(["/nonexistent"], 1)
 
