@@ -1496,6 +1496,58 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets) -
     return SweepObservation(len(known), sweep.needle_count, tuple(areas))
 
 
+# --- missing profile sections ------------------------------------------------------------------
+#
+# A profile that does not name the database or the HSM does not make the
+# page's promise go away: the check becomes MANUAL, with what a human must run
+# and show, never NOT_APPLICABLE (which would pass the gate unobserved).
+
+
+def tokens_fernet_unavailable(profile: TargetProfile) -> Verdict | None:
+    """MANUAL when the profile lacks what at_rest.tokens_fernet reads, else None."""
+    missing = [what for what, section in (("no [database] section", profile.database),
+                                          ("no [hsm] section", profile.hsm)) if section is None]
+    if not missing:
+        return None
+    return Verdict.manual(
+        f"The profile has {' and '.join(missing)}, so the token columns cannot be read or their "
+        "keys obtained. By hand: on the service's database run `SELECT id, platform, "
+        "access_token_enc, refresh_token_enc FROM channels`, and with the token-encryption keys "
+        "from the HSM (objects under <key_namespace>token-encryption/) show that every cell is a "
+        "Fernet token (version byte 0x80) whose HMAC verifies and that decrypts under one of those "
+        "keys (e.g. `cryptography.fernet.MultiFernet([...]).decrypt(cell)`), for each of the "
+        f"platforms {', '.join(PLATFORMS)}, and that no two cells share an IV (the 16 bytes after the "
+        "version byte and timestamp) or a ciphertext.", missing=missing)
+
+
+def password_hashes_unavailable(profile: TargetProfile, policy: Policy) -> Verdict | None:
+    """MANUAL when the profile names no database for at_rest.password_hashes, else None."""
+    if profile.database is not None:
+        return None
+    cost = policy.bcrypt.cost
+    return Verdict.manual(
+        "The profile has no [database] section, so users.password_hash cannot be read. By hand: "
+        "on the service's database run `SELECT substr(password_hash, 1, 7) AS prefix, "
+        "length(password_hash) AS len, count(*) FROM users GROUP BY 1, 2` and show that every "
+        f"row is a 60-character bcrypt hash with work factor {cost} (prefix $2b${cost:02d}$, "
+        f"$2a${cost:02d}$ or $2y${cost:02d}$), and that a test account's password verifies "
+        "against its own row (`bcrypt.checkpw`).", missing=["no [database] section"])
+
+
+def data_inventory_unavailable(profile: TargetProfile) -> Verdict | None:
+    """MANUAL when the profile names no database for at_rest.data_inventory, else None."""
+    if profile.database is not None:
+        return None
+    return Verdict.manual(
+        "The profile has no [database] section, so no inventory of the stored columns can be "
+        "taken. By hand: list every column with `SELECT table_schema, table_name, column_name, "
+        "data_type FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', "
+        "'information_schema')` as a role that can read every table, and show for each that it "
+        "is Fernet-encrypted, a bcrypt hash, a keyed index, an enum or metadata, or on the page's "
+        "list of what is not encrypted (fixtures/policy/inventory.toml), with sample cells of "
+        "every text column.", missing=["no [database] section"])
+
+
 # --- the checks -------------------------------------------------------------------------------
 
 
@@ -1508,9 +1560,9 @@ def _canary_and_note(request: pytest.FixtureRequest,
 @pytest.mark.claims("REST-TOKENS-FERNET")
 def check_tokens_fernet(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                         known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
-    if profile.database is None or profile.hsm is None:
-        evidence.not_applicable("The profile names no database or no HSM, so the token columns "
-                                "cannot be read or their keys obtained.")
+    unavailable = tokens_fernet_unavailable(profile)
+    if unavailable is not None:
+        evidence.conclude(unavailable)
     session, note = _canary_and_note(request, profile)
     obs = observe_tokens(profile, policy, known_secrets,
                          session.canary if session else None, note)
@@ -1522,8 +1574,9 @@ def check_tokens_fernet(request: pytest.FixtureRequest, profile: TargetProfile, 
 @pytest.mark.claims("REST-PASSWORDS-BCRYPT12")
 def check_password_hashes(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                           known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
-    if profile.database is None:
-        evidence.not_applicable("The profile names no database.")
+    unavailable = password_hashes_unavailable(profile, policy)
+    if unavailable is not None:
+        evidence.conclude(unavailable)
     session, note = _canary_and_note(request, profile)
     obs = observe_passwords(profile, policy, known_secrets,
                             session.canary if session else None, note)
@@ -1569,8 +1622,9 @@ def check_recovery_tokens(request: pytest.FixtureRequest, profile: TargetProfile
 @pytest.mark.claims("SCOPE-ONLY-LISTED-PLAINTEXT", "OVERVIEW-NO-PLAINTEXT")
 def check_data_inventory(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                          known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
-    if profile.database is None:
-        evidence.not_applicable("The profile names no database to take an inventory of.")
+    unavailable = data_inventory_unavailable(profile)
+    if unavailable is not None:
+        evidence.conclude(unavailable)
     rules = load_inventory_rules()
     session, _ = _canary_and_note(request, profile)
     obs = observe_inventory(profile, policy, known_secrets,

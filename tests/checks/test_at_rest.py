@@ -335,6 +335,69 @@ def test_volume_encryption_manual_then_attested(tmp_path: Path) -> None:
     assert verdict.outcome is Outcome.PASS and str(attestation) in verdict.message
 
 
+# --- missing profile sections ----------------------------------------------------------------
+
+DATABASE = '[database]\ndsn = "host=db dbname=votriz user=votriz_auditor"\n'
+HSM = '[hsm]\nmodule = "/usr/lib/p11.so"\ntoken_label = "votriz"\npin = { prompt = true }\n'
+
+
+@pytest.mark.parametrize(("sections", "missing"), [
+    ("", "no [database] section and no [hsm] section"),
+    (HSM, "no [database] section"),
+    (DATABASE, "no [hsm] section"),
+])
+def test_tokens_without_database_or_hsm_are_manual_not_na(sections: str, missing: str) -> None:
+    verdict = at_rest.tokens_fernet_unavailable(_profile(sections))  # type: ignore[arg-type]
+    assert verdict is not None and verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith(f"The profile has {missing}, so the token columns cannot")
+    assert "By hand: on the service's database run `SELECT id, platform, access_token_enc" in \
+        verdict.message
+    assert "MultiFernet" in verdict.message
+
+
+def test_tokens_with_database_and_hsm_run() -> None:
+    assert at_rest.tokens_fernet_unavailable(_profile(DATABASE + HSM)) is None  # type: ignore[arg-type]
+
+
+def test_password_hashes_without_database_are_manual_not_na() -> None:
+    verdict = at_rest.password_hashes_unavailable(_profile(), POLICY)  # type: ignore[arg-type]
+    assert verdict is not None and verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith("The profile has no [database] section, so "
+                                      "users.password_hash cannot be read. By hand:")
+    assert "work factor 12 (prefix $2b$12$" in verdict.message
+    assert at_rest.password_hashes_unavailable(_profile(DATABASE), POLICY) is None  # type: ignore[arg-type]
+
+
+def test_inventory_without_database_is_manual_not_na() -> None:
+    verdict = at_rest.data_inventory_unavailable(_profile())  # type: ignore[arg-type]
+    assert verdict is not None and verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith("The profile has no [database] section, so no inventory")
+    assert "information_schema.columns" in verdict.message
+    assert at_rest.data_inventory_unavailable(_profile(DATABASE)) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["tokens_fernet", "password_hashes", "data_inventory"])
+def test_checks_conclude_manual_without_a_database(name: str, tmp_path: Path) -> None:
+    from harness.evidence import EvidenceRecorder
+    from harness.outcomes import CheckOutcome
+
+    # Given a profile with no [database] and no [hsm]
+    recorder = EvidenceRecorder(f"at_rest.{name}", tmp_path, KnownSecrets())
+    # When the check runs, Then it ends MANUAL before touching anything
+    with pytest.raises(CheckOutcome) as ended:
+        getattr(at_rest, f"check_{name}")(request=None, profile=_profile(), policy=POLICY,
+                                          known_secrets=KnownSecrets(), evidence=recorder)
+    assert ended.value.verdict.outcome is Outcome.MANUAL
+    assert "By hand:" in ended.value.verdict.message
+
+
+def test_no_at_rest_check_ends_not_applicable() -> None:
+    # The page's at-rest promises apply to every target; a missing profile section is MANUAL.
+    import inspect
+
+    assert "not_applicable" not in inspect.getsource(at_rest)
+
+
 # --- backups ---------------------------------------------------------------------------------
 
 def _inspection(**changes: object) -> BackupInspection:
