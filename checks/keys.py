@@ -677,9 +677,15 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
         return Verdict.error(f"The JWT rotation command {obs.command.unfinished()}.", **details)
     if not obs.command.ok:
         return Verdict.failed(f"The JWT rotation command failed: {obs.command.describe()}.", **details)
-    if obs.refused_after_s is None:
+    if obs.refused_after_s is None and obs.status_after == 200:
         return Verdict.failed(f"A session token issued before the rotation is still accepted "
                               f"(HTTP {obs.status_after}) {grace_s:g} s after it.", **details)
+    if obs.refused_after_s is None:
+        # Neither accepted nor refused (a 5xx, a gateway error): nothing was observed
+        # about the old session, so the check could not judge it.
+        return Verdict.error(f"Cannot tell whether a session token issued before the rotation is "
+                             f"refused: {grace_s:g} s after it the service answered HTTP "
+                             f"{obs.status_after}, neither 200 nor 401.", **details)
     if obs.new_login or obs.new_token_status != 200:
         return Verdict.failed(f"After the rotation, a new login does not work: "
                               f"{obs.new_login or f'HTTP {obs.new_token_status}'}.", **details)

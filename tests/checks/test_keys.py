@@ -345,6 +345,18 @@ def test_jwt_rotation_killed_by_the_harness_timeout_is_error_not_fail() -> None:
     assert failed.message.startswith("The JWT rotation command failed: rotate exited 2")
 
 
+def test_jwt_rotation_with_a_5xx_for_the_old_session_is_error_not_fail() -> None:
+    # Given the old session answered 502 (not 200, not 401) until the grace period ended
+    verdict = jwt_rotation_verdict(jwt_obs(status_after=502, refused_after_s=None), 10)
+    # Then the old session was not observed to be accepted: ERROR, not FAIL
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("Cannot tell whether a session token issued before the rotation is "
+                               "refused: 10 s after it the service answered HTTP 502, neither 200 "
+                               "nor 401.")
+    kept = jwt_rotation_verdict(jwt_obs(status_after=200, refused_after_s=None), 10)
+    assert kept.outcome is Outcome.FAIL and "still accepted (HTTP 200)" in kept.message
+
+
 # keys.db_password_rotation / keys.redis_password_rotation
 
 def pw(**changes) -> PasswordRotationObservation:
