@@ -744,10 +744,16 @@ def password_rotation_verdict(obs: PasswordRotationObservation) -> Verdict:
     if obs.service_after:
         return Verdict.failed(f"The service does not work after the {obs.what} password rotation: "
                               f"{obs.service_after}.", **details)
-    return Verdict.passed(f"After the rotation the old {obs.what} password is refused"
-                          + (", the new one from the HSM works" if obs.new_after == "accepted" else "")
-                          + f", and the service still works ({obs.command.duration_s:.1f} s).",
-                          **details)
+    if obs.changed_in_hsm is False:
+        return Verdict.failed(f"The HSM still holds the old {obs.what} password after the "
+                              "rotation: the new password is not kept in the HSM.", **details)
+    if obs.changed_in_hsm is None or obs.new_after != "accepted":
+        why = obs.new_after or "not tried"
+        return Verdict.error(f"Cannot confirm that the new {obs.what} password from the HSM is the "
+                             f"one in use: {why}.", **details)
+    return Verdict.passed(f"After the rotation the old {obs.what} password is refused, the new one "
+                          f"from the HSM works, and the service still works "
+                          f"({obs.command.duration_s:.1f} s).", **details)
 
 
 # ==========================================================================

@@ -380,6 +380,26 @@ def test_password_rotation_both_sides() -> None:
     assert password_rotation_verdict(pw(old_accepted_before="refused")).outcome is Outcome.ERROR
 
 
+def test_password_rotation_fails_when_the_hsm_value_did_not_change() -> None:
+    verdict = password_rotation_verdict(pw(changed_in_hsm=False))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == ("The HSM still holds the old database password after the rotation: "
+                               "the new password is not kept in the HSM.")
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({"new_after": "not readable from the HSM", "changed_in_hsm": None}, "not readable from the HSM"),
+    ({"new_after": "refused"}, "refused"),
+    ({"new_after": "connection failed: timeout"}, "connection failed: timeout"),
+])
+def test_password_rotation_with_the_new_password_unread_or_refused_is_error(changes: dict,
+                                                                            why: str) -> None:
+    verdict = password_rotation_verdict(pw(**changes))
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("Cannot confirm that the new database password from the HSM is the "
+                               f"one in use: {why}.")
+
+
 def test_password_rotation_killed_by_the_harness_timeout_is_error_not_fail() -> None:
     verdict = password_rotation_verdict(pw(command=KILLED, old_after="accepted"))
     assert verdict.outcome is Outcome.ERROR
