@@ -115,6 +115,9 @@ FAULTS: dict[str, Fault] = {
                "After a JWT secret rotation the API still accepts tokens signed with the old secret."),
         _fault("db-password-rotation-ignored", "KEYS-DB-PASSWORD-ROTATION", "keys.db_password_rotation",
                Layer.OPS, "Database password rotation leaves the old password valid."),
+        _fault("redis-password-rotation-ignored", "KEYS-REDIS-PASSWORD-ROTATION",
+               "keys.redis_password_rotation", Layer.OPS,
+               "Redis password rotation leaves the old password valid."),
         # Container topology (Docker backend only). Docker publishes nothing for a
         # container that is only on an internal network, so the published db also
         # sits on the public network: the bridge-network check fails with it too.

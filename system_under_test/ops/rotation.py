@@ -266,8 +266,17 @@ def rotate_db_password(ctx: OpsContext) -> dict[str, object]:
 
 
 def rotate_redis_password(ctx: OpsContext) -> dict[str, object]:
-    """New Redis password: into the HSM (or the fallback file), CONFIG SET, roll workers."""
+    """New Redis password: into the HSM (or the fallback file), CONFIG SET, roll workers.
+
+    The ``redis-password-rotation-ignored`` fault goes through the motions (workers
+    are rolled, the same JSON is printed) but changes nothing, so the old password
+    stays valid.
+    """
     started = time.monotonic()
+    if ctx.has_fault("redis-password-rotation-ignored"):
+        roll = roll_workers(ctx)
+        return {"command": "rotate-redis-password", "store": "hsm", "roll": roll.summary(),
+                "seconds": round(time.monotonic() - started, 2)}
     old_password = ctx.keyring().redis_password
     new_password = secrets.token_hex(24)
     client = redis.Redis(host=ctx.config.redis_host, port=ctx.config.redis_port,

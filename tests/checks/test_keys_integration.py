@@ -118,6 +118,8 @@ def test_rotation_passes_on_a_clean_stack(stack_factory, tmp_path: Path, check) 
      "A session token issued before the rotation is still accepted (HTTP 200)"),
     ("db-password-rotation-ignored", keys.check_db_password_rotation,
      "The old database password still works after the rotation."),
+    ("redis-password-rotation-ignored", keys.check_redis_password_rotation,
+     "The old Redis password still works after the rotation."),
     ("rotation-drops-requests", keys.check_token_key_rotation,
      "requests failed during the rotation window"),
     ("rotation-leaves-rows", keys.check_token_key_rotation,
