@@ -45,7 +45,7 @@ from harness.probes import hsm as hsm_probe
 from harness.probes.api import VotrizApi
 from harness.probes.database import DatabaseProbe
 from harness.probes.hsm import KeyValues, TokenListing
-from harness.probes.outbound import CanaryAccount, create_canary
+from harness.probes.outbound import CanaryAccount
 from harness.probes.processes import ProcessObservation, observe_docker, observe_local
 from harness.profile import Hsm, ProfileError, TargetProfile
 from harness.redaction import KnownSecrets, fingerprint
@@ -840,6 +840,32 @@ def _remove_canary_account(api: VotrizApi, canary: CanaryAccount, known_secrets:
     except ProbeError as exc:
         return str(exc)
     return ""
+
+
+def create_canary(api: VotrizApi, known_secrets: KnownSecrets) -> CanaryAccount:
+    """Sign up and log in a fresh canary account, never leaving it behind unsaid.
+
+    If the login fails after the signup, the account exists already: it is
+    removed (logging in again), and the ProbeError says whether that worked, with
+    the account's address when it must be deleted by hand.
+
+    Raises:
+        ProbeError: the signup or the login failed.
+    """
+    tag = secrets.token_hex(6)
+    # A reserved TLD (RFC 6761), like the other canaries: no mail can ever leave.
+    canary = CanaryAccount(email=f"canary+keys-{tag}@audit.invalid",
+                           password=secrets.token_urlsafe(24))
+    known_secrets.add(canary.password, "canary password")
+    api.signup(canary.email, canary.password)
+    try:
+        known_secrets.add(api.login(canary.email, canary.password), "canary session token")
+    except ProbeError as exc:
+        left = _remove_canary_account(api, canary, known_secrets)
+        fate = ("it was removed" if not left else
+                f"it could not be removed ({left}): delete {canary.email} by hand")
+        raise ProbeError(f"{exc}; the canary account had been created, {fate}") from None
+    return canary
 
 
 def observe_service_processes(profile: TargetProfile) -> list[ProcessObservation] | None:

@@ -18,6 +18,7 @@ from checks.keys import (
     PasswordRotationObservation,
     RingProof,
     TokenRotationObservation,
+    create_canary,
     hsm_custody_verdict,
     jwt_rotation_verdict,
     load_key_classes,
@@ -33,8 +34,10 @@ from harness.keysearch import KeyHit, KeySearchResult
 from harness.load import Attempt, LoadReport
 from harness.outcomes import Outcome, ProbeError
 from harness.policy import load_policy
+from harness.probes.api import ApiResponse
 from harness.probes.hsm import HsmObject, TokenListing
 from harness.probes.processes import ProcessObservation
+from harness.redaction import KnownSecrets
 
 CLASSES = load_key_classes()
 POLICY = load_policy()
@@ -118,6 +121,67 @@ def test_prove_token_ring_both_sides() -> None:
     bad = Fernet(base64.urlsafe_b64encode(other)).encrypt(b"tok").decode()
     proof = prove_token_ring([ChannelRow(1, 1, good, None), ChannelRow(2, 1, good, bad)], [key])
     assert (proof.sampled, proof.decrypted, proof.undecryptable) == (2, 1, (2,))
+
+
+class _SignupThenLogin:
+    """An API whose signup works and whose first ``failing_logins`` logins fail."""
+
+    def __init__(self, failing_logins: int) -> None:
+        self.failing_logins = failing_logins
+        self.account_exists = False
+        self.token: str | None = None
+
+    def signup(self, email: str, password: str) -> ApiResponse:
+        self.account_exists = True
+        return ApiResponse(201, {}, {})
+
+    def login(self, email: str, password: str) -> str:
+        if self.failing_logins > 0:
+            self.failing_logins -= 1
+            raise ProbeError("POST /login: no answer within 5s")
+        self.token = "session-token-of-the-canary"
+        return self.token
+
+    def request(self, method: str, path: str, json: object = None, **kw: object) -> ApiResponse:
+        if (method, path) == ("DELETE", "/account") and self.token is not None:
+            self.account_exists = False
+            return ApiResponse(204, {}, {})
+        return ApiResponse(401, {}, {})
+
+    def expect(self, status: object, method: str, path: str, json: object = None,
+               **kw: object) -> ApiResponse:
+        answer = self.request(method, path, json)
+        if answer.status == 401:
+            raise ProbeError(f"{method} {path}: expected HTTP {status}, got 401")
+        return answer
+
+
+def test_canary_whose_login_fails_after_signup_is_removed() -> None:
+    # Given an API where the canary signs up but its first login times out
+    api = _SignupThenLogin(failing_logins=1)
+    # When the canary is made, the error goes up
+    with pytest.raises(ProbeError) as raised:
+        create_canary(api, KnownSecrets())  # type: ignore[arg-type]
+    # Then the account was removed first, and the error says so
+    assert not api.account_exists
+    assert str(raised.value) == ("POST /login: no answer within 5s; the canary account had been "
+                                 "created, it was removed")
+
+
+def test_canary_that_cannot_be_removed_is_reported_with_its_address() -> None:
+    api = _SignupThenLogin(failing_logins=5)
+    with pytest.raises(ProbeError) as raised:
+        create_canary(api, KnownSecrets())  # type: ignore[arg-type]
+    assert api.account_exists
+    message = str(raised.value)
+    assert message.startswith("POST /login: no answer within 5s; the canary account had been "
+                              "created, it could not be removed (POST /login: no answer within 5s): "
+                              "delete canary+keys-")
+    assert message.endswith("@audit.invalid by hand")
+    # And a canary whose login works is returned logged in
+    ok = _SignupThenLogin(failing_logins=0)
+    canary = create_canary(ok, KnownSecrets())  # type: ignore[arg-type]
+    assert ok.account_exists and ok.token and canary.email.endswith("@audit.invalid")
 
 
 # keys.no_key_elsewhere
