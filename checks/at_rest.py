@@ -1404,17 +1404,43 @@ class SweepObservation:
         secrets: how many known secrets were searched for.
         needles: how many encoded forms of them.
         areas: one per place.
+        canary_secrets: how many of the secrets are the canary account's (planted
+            through the API, so they travel wherever the service stores user data).
+        canary_note: why there is no canary, if there is none.
     """
 
     secrets: int
     needles: int
     areas: tuple[SweepArea, ...]
+    canary_secrets: int = 0
+    canary_note: str = ""
+
+
+#: What a human must do to search each area by hand, when the harness could not.
+SWEEP_BY_HAND: dict[str, str] = {
+    "database": "dump the service's database (`pg_dump --data-only votriz > db.sql`) and search "
+                "it with `grep -c -F -f needles.txt db.sql`",
+    "redis": "list every key (`redis-cli --scan`) and search each value (`redis-cli --raw DUMP "
+             "KEY`, or the RDB/AOF files under `redis-cli CONFIG GET dir`) with "
+             "`grep -c -F -f needles.txt`",
+    "logs": "search every log file of the service (application, workers, edge) with "
+            "`grep -r -c -F -f needles.txt LOG_DIR`",
+    "backups": "take a fresh backup and search it, and every file in the backup store, with "
+               "`grep -c -F -f needles.txt FILE`",
+}
+#: The promised areas of the sweep: the page says no sensitive data is stored in plaintext.
+SWEEP_AREAS = tuple(SWEEP_BY_HAND)
+#: Every secret the canary account plants is registered under a label starting so.
+CANARY_LABEL_PREFIX = "canary "
+_NEEDLES = ("(needles.txt: a test account's password, e-mail, OAuth tokens, backup codes and "
+            "recovery token, each raw, base64, base64url, hex and URL-encoded)")
 
 
 def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
     """No known secret, in any encoding, anywhere the service stores data."""
     details: dict[str, Any] = {
-        "secrets": obs.secrets, "needles": obs.needles,
+        "secrets": obs.secrets, "needles": obs.needles, "canary_secrets": obs.canary_secrets,
+        "canary_note": obs.canary_note,
         "areas": [{"name": a.name, "searched": a.searched, "locations": a.locations,
                    "bytes": a.bytes_scanned, "hits_total": a.hits_total,
                    "hits": [h.describe() for h in a.hits[:200]], "problem": a.problem,
@@ -1436,19 +1462,40 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
         total = sum(a.hits_total for a in obs.areas)
         return Verdict.failed(f"Known secrets are stored in plaintext ({total} occurrences in "
                               f"{_plural(len(places), 'place')}): {listed}{more}.", **details)
+    by_name = {a.name: a for a in obs.areas}
+    skipped = [a.name for a in obs.areas if not a.searched]
+    skipped += [name for name in SWEEP_AREAS if name not in by_name]
+    not_searched = "; ".join(
+        f"{name} ({by_name[name].note if name in by_name else 'not observed'})"
+        if name not in by_name or by_name[name].note else name for name in skipped)
     problems = [f"{a.name}: {a.problem}" for a in obs.areas if a.problem]
     if problems:
         return Verdict.error("No known secret was found, but not everything could be searched: "
-                             + "; ".join(problems) + ".", **details)
+                             + "; ".join(problems) + "."
+                             + (f" Not searched at all: {not_searched}." if skipped else ""),
+                             **details)
     searched = [a for a in obs.areas if a.searched]
-    if not searched:
-        return Verdict.error("Nothing could be searched.", **details)
-    skipped = [f"{a.name} ({a.note})" for a in obs.areas if not a.searched]
+    where = ", ".join(f"{a.name} ({a.locations} places, {a.bytes_scanned} bytes)"
+                      for a in searched)
+    if skipped:
+        # A sweep that did not look everywhere the page promises cannot say "nowhere".
+        by_hand = "; ".join(f"{name}: {SWEEP_BY_HAND.get(name, 'search it')}" for name in skipped)
+        return Verdict.manual(
+            (f"No known secret was found in {where}, but " if searched else "")
+            + f"{'these areas were' if searched else 'These areas were'} not searched: "
+            f"{not_searched}. By hand {_NEEDLES}: {by_hand}.", **details)
+    if obs.canary_secrets == 0:
+        note = f" ({obs.canary_note})" if obs.canary_note else ""
+        return Verdict.manual(
+            f"No canary secret was registered{note}, so the sweep of {where} looked only for "
+            f"{_plural(obs.secrets, 'other known secret')}, none of them user data planted through "
+            "the service. By hand: plant a test account through the API (sign up, set up MFA, connect "
+            f"a channel of each of {', '.join(PLATFORMS)}, request a recovery mail), then search "
+            f"the database, Redis, the logs and the backups {_NEEDLES}.", **details)
     return Verdict.passed(
-        f"None of {obs.secrets} known secrets ({obs.needles} encoded forms: raw, base64, "
-        "base64url, hex, URL-encoded) occurs in "
-        + ", ".join(f"{a.name} ({a.locations} places, {a.bytes_scanned} bytes)" for a in searched)
-        + "." + (f" Not searched: {', '.join(skipped)}." if skipped else ""), **details)
+        f"None of {obs.secrets} known secrets ({obs.canary_secrets} of them the canary's; "
+        f"{obs.needles} encoded forms: raw, base64, base64url, hex, URL-encoded) occurs in "
+        + where + ".", **details)
 
 
 def _area(name: str, run: Callable[[SweepReport], None]) -> SweepArea:
@@ -1463,7 +1510,8 @@ def _area(name: str, run: Callable[[SweepReport], None]) -> SweepArea:
                      report.hits_total, problem)
 
 
-def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> SweepObservation:
+def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                  canary_note: str = "") -> SweepObservation:
     sweep = SecretSweep.from_known(known)
     areas = []
 
@@ -1493,7 +1541,8 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets) -
                  else SweepArea("logs", False, note="no local.log_dir in the profile"))
     areas.append(_area("backups", backups) if backup_dir is not None
                  else SweepArea("backups", False, note="no operations.backup_dir in the profile"))
-    return SweepObservation(len(known), sweep.needle_count, tuple(areas))
+    canary = sum(1 for _, label in known.items() if label.startswith(CANARY_LABEL_PREFIX))
+    return SweepObservation(len(known), sweep.needle_count, tuple(areas), canary, canary_note)
 
 
 # --- missing profile sections ------------------------------------------------------------------
@@ -1715,7 +1764,7 @@ def check_plaintext_sweep(request: pytest.FixtureRequest, profile: TargetProfile
     if session is None and len(known_secrets) == 0:
         evidence.manual(f"No secret is known to search for ({note}). By hand: plant a test "
                         "account's values and search the database, Redis, logs and backups.")
-    verdict = plaintext_sweep_verdict(observe_sweep(profile, policy, known_secrets))
+    verdict = plaintext_sweep_verdict(observe_sweep(profile, policy, known_secrets, note))
     evidence.attach("plaintext-sweep", verdict.details)
     evidence.conclude(verdict)
 

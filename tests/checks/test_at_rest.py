@@ -563,7 +563,8 @@ def test_drill_fails_on_failure_and_stale_history() -> None:
 
 # --- plaintext_sweep -------------------------------------------------------------------------
 
-def _areas(*hits: SweepHit, problem: str = "") -> SweepObservation:
+def _areas(*hits: SweepHit, problem: str = "", backups: bool = True,
+           canary_secrets: int = 8) -> SweepObservation:
     return SweepObservation(12, 50, (
         SweepArea("database", True, 39, 7000, tuple(h for h in hits if
                                                      h.location.startswith("postgres:")),
@@ -571,14 +572,59 @@ def _areas(*hits: SweepHit, problem: str = "") -> SweepObservation:
         SweepArea("redis", True, 2, 100, problem=problem),
         SweepArea("logs", True, 9, 9000, tuple(h for h in hits if h.location.endswith(".log")),
                   sum(1 for h in hits if h.location.endswith(".log"))),
-        SweepArea("backups", False, note="no operations.backup_dir in the profile")))
+        SweepArea("backups", True, 3, 30000) if backups
+        else SweepArea("backups", False, note="no operations.backup_dir in the profile")),
+        canary_secrets, "" if canary_secrets else "the profile has no [api] section")
 
 
 def test_sweep_pass_names_what_was_searched() -> None:
     verdict = at_rest.plaintext_sweep_verdict(_areas())
     assert verdict.outcome is Outcome.PASS
-    assert "None of 12 known secrets" in verdict.message
-    assert "Not searched: backups (no operations.backup_dir in the profile)" in verdict.message
+    assert "None of 12 known secrets (8 of them the canary's; 50 encoded forms" in verdict.message
+    assert "backups (3 places, 30000 bytes)." in verdict.message
+
+
+def test_sweep_with_an_area_not_named_by_the_profile_is_manual_not_pass() -> None:
+    verdict = at_rest.plaintext_sweep_verdict(_areas(backups=False))
+    assert verdict.outcome is Outcome.MANUAL
+    assert "No known secret was found in database (39 places, 7000 bytes), redis" in \
+        verdict.message
+    assert "but these areas were not searched: backups (no operations.backup_dir in the " \
+        "profile). By hand (needles.txt:" in verdict.message
+    assert "backups: take a fresh backup and search it" in verdict.message
+    # An area missing from the observation altogether counts as not searched too.
+    partial = SweepObservation(12, 50, _areas().areas[:1], 8)
+    verdict = at_rest.plaintext_sweep_verdict(partial)
+    assert verdict.outcome is Outcome.MANUAL
+    assert "not searched: redis (not observed); logs (not observed); backups (not observed)" \
+        in verdict.message
+
+
+def test_sweep_with_nothing_named_is_manual_with_every_area() -> None:
+    nothing = SweepObservation(3, 9, tuple(SweepArea(name, False, note=f"no {name} in the profile")
+                                          for name in at_rest.SWEEP_AREAS), 3)
+    verdict = at_rest.plaintext_sweep_verdict(nothing)
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith("These areas were not searched: database (no database in "
+                                      "the profile); redis")
+    assert "redis: list every key (`redis-cli --scan`)" in verdict.message
+
+
+def test_sweep_without_a_canary_secret_is_manual_not_pass() -> None:
+    verdict = at_rest.plaintext_sweep_verdict(_areas(canary_secrets=0))
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith("No canary secret was registered (the profile has no [api] "
+                                      "section), so the sweep of database (39 places")
+    assert "looked only for 12 other known secrets" in verdict.message
+    assert "By hand: plant a test account through the API" in verdict.message
+
+
+def test_sweep_hit_is_fail_even_with_partial_coverage_and_no_canary() -> None:
+    hit = SweepHit("database password (raw)", "/state/logs/api.log", 7)
+    verdict = at_rest.plaintext_sweep_verdict(_areas(hit, backups=False, canary_secrets=0))
+    assert verdict.outcome is Outcome.FAIL
+    assert "/state/logs/api.log (1 occurrence, first at offset 7: database password)" in \
+        verdict.message
 
 
 def test_sweep_fail_names_places_never_secrets() -> None:
@@ -596,6 +642,20 @@ def test_sweep_error_when_an_area_could_not_be_read() -> None:
     verdict = at_rest.plaintext_sweep_verdict(_areas(problem="Redis refused the password"))
     assert verdict.outcome is Outcome.ERROR
     assert "redis: Redis refused the password" in verdict.message
+    both = at_rest.plaintext_sweep_verdict(_areas(problem="Redis refused", backups=False))
+    assert both.outcome is Outcome.ERROR
+    assert "Not searched at all: backups (no operations.backup_dir in the profile)." in \
+        both.message
+
+
+def test_sweep_counts_canary_secrets_by_label() -> None:
+    known = KnownSecrets()
+    known.add("canary+x@audit.invalid", "canary e-mail")
+    known.add("db-password-value", "database password")
+    profile = _profile()
+    obs = at_rest.observe_sweep(profile, POLICY, known, "no [api]")  # type: ignore[arg-type]
+    assert (obs.secrets, obs.canary_secrets, obs.canary_note) == (2, 1, "no [api]")
+    assert [a.searched for a in obs.areas] == [False] * 4
 
 
 def test_operations_unavailable_is_manual_with_instructions() -> None:
