@@ -567,6 +567,7 @@ def rotation_timeline(load: LoadReport) -> dict[str, Any]:
         "concurrency": load.concurrency,
         "duration_s": round(load.duration_s, 3),
         "first_failures": load.failures(),
+        "harness_defects": list(load.defects),
     }
 
 
@@ -619,6 +620,12 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         kinds = ", ".join(f"{n} x {kind}" for kind, n in sorted(totals.error_kinds.items()))
         reasons.append(f"{totals.errors} of {totals.requests} requests failed during the rotation "
                        f"window ({totals.connection_errors} without any answer: {kinds})")
+    if obs.load.defects:
+        # The load's own code broke: its counts are not the service's answers.
+        seen = f" Also seen: {'; '.join(reasons)}." if reasons else ""
+        return Verdict.error("The harness's load generator hit a defect in its own code (not a "
+                             f"failed request of the service): {'; '.join(obs.load.defects[:3])}."
+                             + seen, harness_defects=list(obs.load.defects), **details)
     if obs.command.timed_out:
         seen = f" Also seen after it was stopped: {'; '.join(reasons)}." if reasons else ""
         return Verdict.error(f"The rotation command {obs.command.unfinished()}, so the rotation "

@@ -1,7 +1,11 @@
 """A steady, honest load generator: N threads calling the service until told to stop.
 
-Honest means every call started is counted, once: a call that raises, times
-out, or is still in flight when the load stops is a failure, never dropped.
+Honest means every call started is counted, once: a call that fails to reach
+the service (a ProbeError, an HTTP client error, a socket error), times out, or
+is still in flight when the load stops is a failure, never dropped. A call
+that raises anything else has found a defect in the harness's own code: it is
+not a failed request of the service, and the report lists it apart
+(``defects``) so the check can end ERROR instead of blaming the system.
 The report keeps every attempt (operation, start, duration, status, error
 kind), phase markers set while the load ran, and derives from them a timeline
 of fixed buckets (requests, errors, p50/p99 latency) and totals per window.
@@ -16,9 +20,18 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
+
+from harness.outcomes import ProbeError
+
+# What a call may raise when the service fails it: the API probe's error, an
+# HTTP client error, a socket error. Anything else is the harness's own defect.
+SERVICE_FAILURES: tuple[type[Exception], ...] = (ProbeError, httpx.HTTPError, OSError)
 
 
 @dataclass(frozen=True)
@@ -125,12 +138,15 @@ class LoadReport:
         markers: (name, seconds since start) phase markers.
         duration_s: how long the load ran.
         concurrency: number of threads.
+        defects: calls that raised something other than a service failure
+            (``worker N: TypeName at file:line``); each stopped its thread.
     """
 
     attempts: tuple[Attempt, ...]
     markers: tuple[tuple[str, float], ...]
     duration_s: float
     concurrency: int
+    defects: tuple[str, ...] = ()
 
     def marker(self, name: str) -> float | None:
         return next((at for marker, at in self.markers if marker == name), None)
@@ -212,6 +228,7 @@ class SteadyLoad:
         self._lock = threading.Lock()
         self._attempts: list[Attempt] = []
         self._markers: list[tuple[str, float]] = []
+        self._defects: list[str] = []
         self._in_flight: dict[int, tuple[float, int]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -241,8 +258,18 @@ class SteadyLoad:
                 self._in_flight[worker] = (started, iteration)
             try:
                 result = self._call(worker, iteration)
-            except Exception as exc:  # any failure of a call is a counted failure
+            except SERVICE_FAILURES as exc:
                 result = LoadCall("?", False, None, type(exc).__name__)
+            except Exception as exc:
+                # A bug in the caller's code, not an answer of the service: report it
+                # apart and stop this thread, which would only repeat it. The type and
+                # place name it; the message is left out, as it might hold a secret.
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                with self._lock:
+                    del self._in_flight[worker]
+                    self._defects.append(f"worker {worker}: {type(exc).__name__} at "
+                                         f"{frame.filename}:{frame.lineno}")
+                return
             ended = self._clock()
             with self._lock:
                 del self._in_flight[worker]
@@ -265,4 +292,5 @@ class SteadyLoad:
                 attempts.append(Attempt(worker, "?", started - self._t0, ended - started, False, None,
                                         "still in flight when the load stopped"))
             markers = tuple(self._markers)
-        return LoadReport(tuple(attempts), markers, ended - self._t0, self.concurrency)
+            defects = tuple(self._defects)
+        return LoadReport(tuple(attempts), markers, ended - self._t0, self.concurrency, defects)

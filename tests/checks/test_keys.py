@@ -379,6 +379,21 @@ def test_a_rotation_killed_by_the_harness_timeout_is_error_not_fail() -> None:
     assert failed.message.startswith("The rotation command failed: rotate exited 1 after 4.0 s")
 
 
+def test_a_harness_defect_in_the_load_makes_the_rotation_error_not_fail() -> None:
+    # Given a load whose call code raised a TypeError (the harness's own bug)
+    report = load()
+    broken = LoadReport(report.attempts, report.markers, report.duration_s, 1,
+                        ("worker 0: TypeError at checks/keys.py:900",))
+    verdict = token_key_rotation_verdict(rotation(load=broken), POLICY)
+    # Then the check ends ERROR naming the defect, never FAIL
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("The harness's load generator hit a defect in its own code (not a "
+                               "failed request of the service): worker 0: TypeError at "
+                               "checks/keys.py:900.")
+    # And failed requests of the service still fail the rotation
+    assert token_key_rotation_verdict(rotation(load=load(errors=1)), POLICY).outcome is Outcome.FAIL
+
+
 # keys.jwt_rotation
 
 def jwt_obs(**changes) -> JwtRotationObservation:

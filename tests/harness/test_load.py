@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from harness.load import LoadCall, SteadyLoad, percentile
+from harness.outcomes import ProbeError
 
 
 class _Counter(BaseHTTPRequestHandler):
@@ -88,10 +89,12 @@ def test_reports_failures_while_the_server_is_briefly_stopped() -> None:
     assert any("server stopped" in bucket.markers for bucket in report.timeline())
 
 
-def test_a_raising_call_is_a_counted_failure() -> None:
+@pytest.mark.parametrize("failure", [ProbeError("GET /x: no answer within 5s"),
+                                     httpx.ConnectError("refused"), ConnectionResetError()])
+def test_a_service_failure_raised_by_a_call_is_a_counted_failure(failure: Exception) -> None:
     def call(worker: int, iteration: int) -> LoadCall:
         if iteration % 2:
-            raise RuntimeError("boom")
+            raise failure
         return LoadCall("op", True, 200)
 
     load = SteadyLoad(call, 2)
@@ -99,8 +102,27 @@ def test_a_raising_call_is_a_counted_failure() -> None:
     time.sleep(0.05)
     report = load.stop()
     totals = report.totals()
-    assert totals.errors > 0 and totals.error_kinds == {"RuntimeError": totals.errors}
+    assert totals.errors > 0 and totals.error_kinds == {type(failure).__name__: totals.errors}
     assert totals.connection_errors == totals.errors
+    assert report.defects == ()
+
+
+def test_any_other_exception_is_a_harness_defect_not_a_failed_request() -> None:
+    # Given a call whose own code breaks on its second iteration
+    def call(worker: int, iteration: int) -> LoadCall:
+        if iteration == 1:
+            raise RuntimeError("boom")
+        return LoadCall("op", True, 200)
+
+    load = SteadyLoad(call, 2)
+    load.start()
+    time.sleep(0.05)
+    report = load.stop()
+    # Then no request is counted as failed, and each broken thread is named as a defect
+    assert report.totals().errors == 0 and report.totals().ok == 2
+    assert len(report.defects) == 2
+    assert all(d.startswith(("worker 0: RuntimeError at ", "worker 1: RuntimeError at "))
+               and "test_load.py:" in d for d in report.defects)
 
 
 def test_a_call_in_flight_at_stop_is_a_failure() -> None:
