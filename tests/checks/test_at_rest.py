@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import bcrypt
@@ -26,7 +27,7 @@ from checks.at_rest import (
 from harness.canaries import Canary, CanaryChannel, recovery_token_from_mail
 from harness.formats.bcrypt_hash import HashMatch
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
-from harness.outcomes import Outcome
+from harness.outcomes import Outcome, Verdict
 from harness.policy import load_policy
 from harness.probes import backups as backup_probe
 from harness.probes.backups import (
@@ -335,6 +336,42 @@ def test_volume_encryption_manual_then_attested(tmp_path: Path) -> None:
     assert verdict.outcome is Outcome.PASS and str(attestation) in verdict.message
 
 
+def _attested(tmp_path: Path, content: bytes | None) -> Verdict:
+    attestation = tmp_path / "volumes.txt"
+    if content is not None:
+        attestation.write_bytes(content)
+    profile = _profile(f'[attestations]\nREST-DB-ENCRYPTED-VOLUMES = "{attestation}"\n')
+    return at_rest.attested_verdict(profile, "REST-DB-ENCRYPTED-VOLUMES",  # type: ignore[arg-type]
+                                    at_rest.VOLUMES_ATTESTATION)
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\t\n"])
+def test_empty_attestation_is_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
+    verdict = _attested(tmp_path, content)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith(
+        f"The attestation for REST-DB-ENCRYPTED-VOLUMES ({tmp_path / 'volumes.txt'}) is empty, "
+        "so it attests nothing.")
+
+
+def test_unreadable_attestation_is_error_naming_the_file(tmp_path: Path) -> None:
+    verdict = _attested(tmp_path, None)
+    assert verdict.outcome is Outcome.ERROR
+    assert f"({tmp_path / 'volumes.txt'}) cannot be read: No such file or directory." in \
+        verdict.message
+
+
+def test_non_empty_attestation_passes_with_its_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    content = b"pgdata on dm-crypt (luks2, aes-xts-plain64), key in KMS key/votriz-db\n"
+    verdict = _attested(tmp_path, content)
+    digest = hashlib.sha256(content).hexdigest()
+    assert verdict.outcome is Outcome.PASS
+    assert f"(sha256 {digest[:16]}…)" in verdict.message
+    assert verdict.details["sha256"] == digest
+
+
 # --- missing profile sections ----------------------------------------------------------------
 
 DATABASE = '[database]\ndsn = "host=db dbname=votriz user=votriz_auditor"\n'
@@ -459,8 +496,9 @@ def test_compressed_dump_backup_fails_and_says_what_is_inside(tmp_path: Path,
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("votriz.dump", dump)
     else:
-        path.write_bytes({"gzip": gzip.compress, "bzip2": bz2.compress,
-                          "xz": lzma.compress}[compression](dump))
+        compress: dict[str, Callable[[bytes], bytes]] = {
+            "gzip": gzip.compress, "bzip2": bz2.compress, "xz": lzma.compress}
+        path.write_bytes(compress[compression](dump))
     # When it is inspected and judged
     found = inspect_backup(path, SecretSweep.from_known(KnownSecrets()))
     verdict = at_rest.backup_encrypted_verdict(BackupObservation(OK_RUN, found))
