@@ -152,17 +152,32 @@ def token_key_ring(profile: TargetProfile, known: KnownSecrets) -> tuple[FernetK
         raise ProbeError("the profile has no [hsm] section: the token-encryption keys cannot be read")
     prefix = profile.hsm.key_namespace + TOKEN_KEY_FAMILY
     snapshot = hsm_probe.snapshot(profile.hsm, known, read_prefix=prefix)
+    return key_ring_from_values(prefix, snapshot.values)
+
+
+def key_ring_from_values(prefix: str, values: hsm_probe.KeyValues) -> tuple[FernetKey, ...]:
+    """The Fernet key ring from the values read under ``prefix``.
+
+    Raises ProbeError (so the check is ERROR) when any key of the ring cannot be
+    read: judging with part of the ring would report the cells encrypted under
+    the missing key as "not Fernet", a FAIL the system did not earn.
+    """
+    if values.unreadable:
+        unreadable = "; ".join(f"{label!r}: {reason}"
+                               for label, reason in sorted(values.unreadable.items()))
+        raise ProbeError(f"the token-encryption key ring under {prefix!r} cannot be read whole "
+                         f"from the HSM ({unreadable}), so tokens under "
+                         f"{'that key' if len(values.unreadable) == 1 else 'those keys'} could "
+                         "not be verified")
     keys = []
-    for label, value in snapshot.values.items():
+    for label, value in values.items():
         try:
             keys.append(FernetKey(value, label))
         except FernetKeyError:
             raise ProbeError(f"HSM object {label!r} holds {len(value)} bytes, not a 32-byte "
                              "Fernet key") from None
     if not keys:
-        unreadable = "; ".join(f"{k}: {v}" for k, v in snapshot.values.unreadable.items())
-        raise ProbeError(f"no token-encryption key under {prefix!r} could be read from the HSM"
-                         + (f" ({unreadable})" if unreadable else ""))
+        raise ProbeError(f"no token-encryption key under {prefix!r} could be read from the HSM")
     return tuple(keys)
 
 

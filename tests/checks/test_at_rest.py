@@ -112,6 +112,54 @@ def test_tokens_fail_on_shared_iv() -> None:
         verdict.message
 
 
+PREFIX = "votriz/token-encryption/"
+
+
+def test_key_ring_with_an_unreadable_key_is_error_naming_the_label() -> None:
+    from harness.outcomes import ProbeError
+    from harness.probes.hsm import KeyValues
+
+    # Given a ring of two keys, one of which the HSM will not hand out
+    values = KeyValues({"votriz/token-encryption/v1": b"k" * 32},
+                       {"votriz/token-encryption/v2": "the value is sensitive (CKA_SENSITIVE) "
+                                                      "and cannot be read"})
+    # When the ring is assembled, Then the check cannot judge (ERROR), naming the key
+    with pytest.raises(ProbeError) as error:
+        at_rest.key_ring_from_values(PREFIX, values)
+    assert str(error.value) == (
+        "the token-encryption key ring under 'votriz/token-encryption/' cannot be read whole from "
+        "the HSM ('votriz/token-encryption/v2': the value is sensitive (CKA_SENSITIVE) and cannot "
+        "be read), so tokens under that key could not be verified")
+
+
+def test_key_ring_read_whole_is_used() -> None:
+    from harness.outcomes import ProbeError
+    from harness.probes.hsm import KeyValues
+
+    ring = at_rest.key_ring_from_values(PREFIX, KeyValues({
+        "votriz/token-encryption/v1": b"k" * 32, "votriz/token-encryption/v2": b"o" * 32}))
+    assert [k.label for k in ring] == ["votriz/token-encryption/v1", "votriz/token-encryption/v2"]
+    with pytest.raises(ProbeError, match="no token-encryption key under"):
+        at_rest.key_ring_from_values(PREFIX, KeyValues({}))
+
+
+def test_tokens_check_is_error_not_fail_when_a_ring_key_is_unreadable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.outcomes import ProbeError
+    from harness.probes.hsm import KeyValues
+
+    # Given an HSM whose ring has one readable and one unreadable key
+    class _Snapshot:
+        values = KeyValues({"votriz/token-encryption/v1": b"k" * 32},
+                           {"votriz/token-encryption/v2": "2 objects share this label"})
+
+    monkeypatch.setattr(at_rest.hsm_probe, "snapshot", lambda *a, **k: _Snapshot())
+    profile = _profile(DATABASE + HSM)
+    # When the observation starts, Then it stops before any cell is judged, naming the key
+    with pytest.raises(ProbeError, match="'votriz/token-encryption/v2': 2 objects share"):
+        at_rest.observe_tokens(profile, POLICY, KnownSecrets(), None)  # type: ignore[arg-type]
+
+
 def test_canary_tokens_read_back() -> None:
     channel = CanaryChannel("tiktok", 7, "canary.at.tiktok.x", "canary.rt.tiktok.y")
     canary = Canary("run", "canary+run@audit.invalid", "pw", channels=(channel,))
