@@ -25,8 +25,8 @@ import pytest
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.http import EdgeSamples, HttpSample, fetch_samples, public_url
-from harness.probes.listeners import OriginSurvey, survey_origin
+from harness.probes.http import EdgeSamples, HttpSample, PlainHttpAnswer, fetch_samples, public_url
+from harness.probes.listeners import OriginSurvey, SkipReason, survey_origin
 from harness.probes.outbound import PROMISED_UPSTREAMS, OutboundExercise, observe_outbound
 from harness.probes.tls import (
     SUPPLIED_CA_STORE,
@@ -378,9 +378,16 @@ def http_redirect_verdict(samples: EdgeSamples, edge: Edge) -> Verdict:
 
 # --- transit.origin_not_plaintext -----------------------------------------------------------
 
+def _no_answer_observed(answer: PlainHttpAnswer) -> bool:
+    """Whether the probe ended without seeing the listener's behaviour: the connection was
+    not made, or nothing came back before the harness's timeout."""
+    return not answer.connected or (answer.error or "").startswith("no answer within")
+
+
 def origin_not_plaintext_verdict(survey: OriginSurvey) -> Verdict:
     """No listener of the service's processes answers plain HTTP with anything but a redirect
-    to https (a TLS listener that rejects plain HTTP with a 4xx is fine)."""
+    to https (a TLS listener that rejects plain HTTP with a 4xx is fine). A listener whose
+    probe saw nothing (no connection, no answer in time) is unverified, never fine."""
     rows, exposed, unverified = [], [], []
     for probed in survey.listeners:
         sock, answer = probed.socket, probed.answer
@@ -389,8 +396,11 @@ def origin_not_plaintext_verdict(survey: OriginSurvey) -> Verdict:
                                "address": sock.address, "port": sock.port}
         if answer is None:
             row["judgement"] = f"not probed: {probed.skipped}"
-            if probed.skipped and "loopback" in probed.skipped:
-                unverified.append(f"{where}: {probed.skipped}")
+            if probed.reason not in (SkipReason.JUDGED_ELSEWHERE, SkipReason.HARNESS_FAKE):
+                unverified.append(f"{where}: {probed.skipped or 'not probed'}")
+        elif _no_answer_observed(answer):
+            row["judgement"] = f"unverified: {answer.error or 'no connection'}"
+            unverified.append(f"{where}: {answer.error or 'no connection'}")
         elif not answer.answered_http:
             row["judgement"] = ("does not speak plain HTTP ("
                                 + (answer.error or f"answered {answer.first_line!r}") + ")")
@@ -403,12 +413,19 @@ def origin_not_plaintext_verdict(survey: OriginSurvey) -> Verdict:
             row["judgement"] = f"SERVES PLAIN HTTP: {answer.first_line}"
             exposed.append(f"{where} answers plain HTTP with {answer.first_line!r}")
         rows.append(row)
-    details = {"processes": list(survey.processes), "listeners": rows}
+    details = {"processes": list(survey.processes), "listeners": rows,
+               "unreadable": list(survey.unreadable)}
     if exposed:
         return Verdict.failed("The origin is reachable without TLS: " + "; ".join(exposed) + ".", **details)
     if unverified:
-        return Verdict.error("Some listeners could not be probed: " + "; ".join(unverified) + ".",
+        return Verdict.error("Some listeners could not be verified: " + "; ".join(unverified) + ".",
                              **details)
+    if survey.unreadable:
+        return Verdict.error("Some of the processes' sockets could not be read, so a listener may "
+                             "have been missed: " + "; ".join(survey.unreadable[:5]) + ".", **details)
+    if not survey.listeners:
+        return Verdict.error(f"No TCP listener was found for {', '.join(survey.processes)}, so "
+                             "nothing was probed.", **details)
     probed_count = sum(1 for p in survey.listeners if p.answer is not None)
     return Verdict.passed(f"None of the {probed_count} TCP listeners of "
                           f"{', '.join(survey.processes)} serves plain HTTP "

@@ -9,10 +9,11 @@ backends). A socket belongs to a process when ``/proc/PID/fd`` holds a link
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.outcomes import ProbeError
@@ -99,15 +100,38 @@ def _read_pid(process: Process) -> int:
     return pid
 
 
-def _socket_inodes(pid: int, proc: Path) -> set[int]:
+@dataclass(frozen=True)
+class ListenerScan:
+    """The listening sockets found, and what could not be read on the way.
+
+    Attributes:
+        sockets: every listening TCP socket found.
+        unreadable: ``/proc`` entries of live processes that could not be read,
+            with the reason; a socket there may have been missed.
+        ended: pids that ended while they were looked at (they hold no socket).
+    """
+
+    sockets: tuple[ListeningSocket, ...]
+    unreadable: tuple[str, ...] = ()
+    ended: tuple[int, ...] = ()
+
+
+def _socket_inodes(pid: int, proc: Path, scan: _Scan) -> set[int]:
     inodes = set()
     try:
         fds = list((proc / str(pid) / "fd").iterdir())
     except FileNotFoundError:
+        if (proc / str(pid)).is_dir():
+            scan.unreadable.append(f"/proc/{pid}/fd: not found")
+        else:
+            scan.ended.append(pid)
         return set()
     except PermissionError:
         raise ProbeError(f"cannot read /proc/{pid}/fd: the harness needs the service's user "
                          "or root to see its sockets") from None
+    except OSError as exc:
+        scan.unreadable.append(f"/proc/{pid}/fd: {exc.strerror or type(exc).__name__}")
+        return set()
     for fd in fds:
         try:
             target = os.readlink(fd)
@@ -118,6 +142,12 @@ def _socket_inodes(pid: int, proc: Path) -> set[int]:
     return inodes
 
 
+@dataclass
+class _Scan:
+    unreadable: list[str] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+
+
 def listening_sockets(processes: Sequence[Process], proc: Path = Path("/proc")
                       ) -> tuple[ListeningSocket, ...]:
     """Every listening TCP socket held by the given processes (and their children).
@@ -126,6 +156,16 @@ def listening_sockets(processes: Sequence[Process], proc: Path = Path("/proc")
         ProbeError: a pid file cannot be read, its process is not running, or its
             file descriptors cannot be inspected.
     """
+    return scan_listeners(processes, proc).sockets
+
+
+def scan_listeners(processes: Sequence[Process], proc: Path = Path("/proc")) -> ListenerScan:
+    """Like :func:`listening_sockets`, and says which ``/proc`` entries could not be read.
+
+    Raises:
+        ProbeError: as :func:`listening_sockets`.
+    """
+    scan = _Scan()
     found: dict[int, ListeningSocket] = {}
     for process in processes:
         root = _read_pid(process)
@@ -134,7 +174,7 @@ def listening_sockets(processes: Sequence[Process], proc: Path = Path("/proc")
                              "is not running")
         pids: Iterable[int] = process_tree(root, proc) if process.include_children else [root]
         for pid in pids:
-            inodes = _socket_inodes(pid, proc)
+            inodes = _socket_inodes(pid, proc, scan)
             if not inodes:
                 continue
             try:
@@ -144,13 +184,34 @@ def listening_sockets(processes: Sequence[Process], proc: Path = Path("/proc")
             for family in ("tcp", "tcp6"):
                 try:
                     table = (proc / str(pid) / "net" / family).read_text()
-                except OSError:
+                except OSError as exc:
+                    if not (proc / str(pid)).is_dir():
+                        scan.ended.append(pid)
+                    elif not (family == "tcp6" and isinstance(exc, FileNotFoundError)):
+                        # (No tcp6 table at all means the kernel has no IPv6.)
+                        scan.unreadable.append(f"/proc/{pid}/net/{family}: "
+                                               f"{exc.strerror or type(exc).__name__}")
                     continue
                 for inode, (address, port) in parse_proc_net_tcp(table).items():
                     if inode in inodes and inode not in found:
                         found[inode] = ListeningSocket(process.name, pid, command, address, port,
                                                        family, inode)
-    return tuple(sorted(found.values(), key=lambda s: (s.port, s.family, s.address)))
+    return ListenerScan(tuple(sorted(found.values(), key=lambda s: (s.port, s.family, s.address))),
+                        tuple(scan.unreadable), tuple(sorted(set(scan.ended))))
+
+
+class SkipReason(enum.StrEnum):
+    """Why a listener was not probed.
+
+    Attributes:
+        JUDGED_ELSEWHERE: another check judges it (the edge's plaintext port).
+        HARNESS_FAKE: it is the harness's own fake, not the service.
+        NOT_LOOPBACK: bound to an address the harness does not target; unverified.
+    """
+
+    JUDGED_ELSEWHERE = "judged elsewhere"
+    HARNESS_FAKE = "harness fake"
+    NOT_LOOPBACK = "not loopback"
 
 
 @dataclass(frozen=True)
@@ -160,13 +221,14 @@ class ProbedListener:
     Attributes:
         socket: the listening socket.
         answer: its answer to one plain-text GET; None when not probed.
-        skipped: why it was not probed (judged elsewhere, or not a loopback
-            address); None when probed.
+        skipped: why it was not probed, in words; None when probed.
+        reason: why it was not probed, typed (None when probed, or unknown).
     """
 
     socket: ListeningSocket
     answer: PlainHttpAnswer | None
     skipped: str | None = None
+    reason: SkipReason | None = None
 
 
 @dataclass(frozen=True)
@@ -176,10 +238,12 @@ class OriginSurvey:
     Attributes:
         processes: the profile's process names that were inspected.
         listeners: one entry per listening socket.
+        unreadable: ``/proc`` entries that could not be read (a listener may be missing).
     """
 
     processes: tuple[str, ...]
     listeners: tuple[ProbedListener, ...]
+    unreadable: tuple[str, ...] = ()
 
 
 def loopback_target(address: str) -> str | None:
@@ -212,28 +276,33 @@ def survey_origin(profile: TargetProfile, policy: Policy) -> OriginSurvey:
     """
     if profile.local is None or not profile.local.processes:
         raise ProbeError("the profile lists no local processes (local.processes)")
-    skip: dict[int, str] = {}
+    skip: dict[int, tuple[str, SkipReason]] = {}
     if profile.capture is not None:
         from urllib.parse import urlsplit
 
         capture_port = urlsplit(profile.capture.url).port
         if capture_port is not None:
-            skip[capture_port] = "the harness's own fakes (capture API), not the service"
+            skip[capture_port] = ("the harness's own fakes (capture API), not the service",
+                                  SkipReason.HARNESS_FAKE)
         if profile.capture.plaintext_port is not None:
             skip[profile.capture.plaintext_port] = ("the harness's own plaintext decoy, "
-                                                    "not the service")
+                                                    "not the service", SkipReason.HARNESS_FAKE)
     if profile.edge.http_port is not None:
-        skip[profile.edge.http_port] = "the edge's plaintext port, judged by transit.http_redirect_only"
+        skip[profile.edge.http_port] = ("the edge's plaintext port, judged by "
+                                        "transit.http_redirect_only", SkipReason.JUDGED_ELSEWHERE)
     probed = []
-    for sock in listening_sockets(profile.local.processes):
+    scan = scan_listeners(profile.local.processes)
+    for sock in scan.sockets:
         if sock.port in skip:
-            probed.append(ProbedListener(sock, None, skip[sock.port]))
+            probed.append(ProbedListener(sock, None, *skip[sock.port]))
             continue
         target = loopback_target(sock.address)
         if target is None:
             probed.append(ProbedListener(sock, None, f"bound to {sock.address}, not a loopback "
-                                                     "address; the harness only targets loopback"))
+                                                     "address; the harness only targets loopback",
+                                         SkipReason.NOT_LOOPBACK))
             continue
         answer = probe_plain_http(target, sock.port, profile.edge.host, policy.timeouts.connect_s)
         probed.append(ProbedListener(sock, answer))
-    return OriginSurvey(tuple(p.name for p in profile.local.processes), tuple(probed))
+    return OriginSurvey(tuple(p.name for p in profile.local.processes), tuple(probed),
+                        scan.unreadable)

@@ -30,7 +30,7 @@ from harness.evidence import EvidenceRecorder
 from harness.outcomes import CheckOutcome, Outcome, Verdict
 from harness.policy import load_policy
 from harness.probes.http import EdgeSamples, HttpSample, PlainHttpAnswer
-from harness.probes.listeners import ListeningSocket, OriginSurvey, ProbedListener
+from harness.probes.listeners import ListeningSocket, OriginSurvey, ProbedListener, SkipReason
 from harness.probes.outbound import CapturedRequest, ExerciseStep, OutboundExercise
 from harness.probes.tls import CertificateObservation, TlsScan, TlsVersionProbe
 from harness.profile import Edge, TargetProfile
@@ -374,9 +374,10 @@ def test_default_port_redirect_without_explicit_port_passes() -> None:
 # --- transit.origin_not_plaintext -----------------------------------------------------------
 
 def listener(port: int, answer: PlainHttpAnswer | None, skipped: str | None = None,
-             process: str = "api", address: str = "127.0.0.1") -> ProbedListener:
+             process: str = "api", address: str = "127.0.0.1",
+             reason: SkipReason | None = None) -> ProbedListener:
     return ProbedListener(ListeningSocket(process, 4242, "gunicorn", address, port, "tcp", port * 10),
-                          answer, skipped)
+                          answer, skipped, reason)
 
 
 def test_no_listener_serving_plain_http_passes() -> None:
@@ -385,7 +386,7 @@ def test_no_listener_serving_plain_http_passes() -> None:
                                        first_line="HTTP/1.1 400 Bad Request", speaks_tls=True),
                  process="nginx"),
         listener(8080, None, "the edge's plaintext port, judged by transit.http_redirect_only",
-                 process="nginx"),
+                 process="nginx", reason=SkipReason.JUDGED_ELSEWHERE),
         listener(5432, PlainHttpAnswer("127.0.0.1", 5432, True, False, error="closed without answering"),
                  process="postgres"),
     ))
@@ -424,9 +425,75 @@ def test_plain_redirect_to_https_is_fine() -> None:
 def test_unprobed_non_loopback_listener_is_error() -> None:
     survey = OriginSurvey(("api",), (listener(9001, None, "bound to 10.0.0.5, not a loopback address; "
                                                           "the harness only targets loopback",
-                                              address="10.0.0.5"),))
+                                              address="10.0.0.5", reason=SkipReason.NOT_LOOPBACK),))
     verdict = origin_not_plaintext_verdict(survey)
     assert verdict.outcome is Outcome.ERROR and "10.0.0.5" in verdict.message
+
+
+REDIS_ANSWER = PlainHttpAnswer("127.0.0.1", 6379, True, False, first_line="-ERR unknown command 'GET'")
+
+
+@pytest.mark.parametrize("answer", [
+    PlainHttpAnswer("127.0.0.1", 9001, True, False, error="no answer within 2s"),
+    PlainHttpAnswer("127.0.0.1", 9001, False, False, error="Connection refused"),
+])
+def test_a_listener_that_gave_no_answer_is_unverified_not_fine(answer: PlainHttpAnswer) -> None:
+    # Given a listener whose probe timed out or could not connect, next to one that answered
+    survey = OriginSurvey(("api", "redis"), (listener(9001, answer),
+                                             listener(6379, REDIS_ANSWER, process="redis")))
+    verdict = origin_not_plaintext_verdict(survey)
+    # Then it is unverified: ERROR naming it, never "does not speak plain HTTP"
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("Some listeners could not be verified: api (gunicorn, pid 4242) on "
+                               f"127.0.0.1:9001: {answer.error}.")
+    # And another listener serving plain HTTP still fails the check
+    served = PlainHttpAnswer("127.0.0.1", 9002, True, True, 200, first_line="HTTP/1.1 200 OK")
+    failing = origin_not_plaintext_verdict(OriginSurvey(("api",), (listener(9001, answer),
+                                                                   listener(9002, served))))
+    assert failing.outcome is Outcome.FAIL
+    assert failing.message == ("The origin is reachable without TLS: api (gunicorn, pid 4242) on "
+                               "127.0.0.1:9002 answers plain HTTP with 'HTTP/1.1 200 OK'.")
+
+
+def test_no_listener_found_is_error() -> None:
+    verdict = origin_not_plaintext_verdict(OriginSurvey(("api",), ()))
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == "No TCP listener was found for api, so nothing was probed."
+
+
+def test_unreadable_proc_entries_are_named_and_make_it_error() -> None:
+    survey = OriginSurvey(("api", "redis"), (listener(6379, REDIS_ANSWER, process="redis"),),
+                          ("/proc/4243/net/tcp: Permission denied",))
+    verdict = origin_not_plaintext_verdict(survey)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("Some of the processes' sockets could not be read, so a listener may "
+                               "have been missed: /proc/4243/net/tcp: Permission denied.")
+
+
+def test_a_skipped_listener_without_a_typed_reason_is_unverified() -> None:
+    survey = OriginSurvey(("api",), (listener(9001, None, "judged elsewhere, says the text"),))
+    verdict = origin_not_plaintext_verdict(survey)
+    assert verdict.outcome is Outcome.ERROR
+    assert "127.0.0.1:9001: judged elsewhere, says the text" in verdict.message
+
+
+def test_proc_entries_that_cannot_be_read_are_surfaced_not_skipped(tmp_path: Path) -> None:
+    # Given a fake /proc where pid 77 holds a socket but its tcp table cannot be read
+    from harness.probes.listeners import scan_listeners
+    from harness.profile import Process
+
+    proc = tmp_path / "proc"
+    (proc / "77" / "fd").mkdir(parents=True)
+    (proc / "77" / "fd" / "3").symlink_to("socket:[4321]")
+    (proc / "77" / "net" / "tcp").mkdir(parents=True)  # a directory: reading it fails
+    (proc / "77" / "comm").write_text("gunicorn\n")
+    pid_file = tmp_path / "api.pid"
+    pid_file.write_text("77\n")
+    # When its listeners are read
+    scan = scan_listeners([Process(name="api", pid_file=pid_file, include_children=False)], proc)
+    # Then nothing is found, and what could not be read is said
+    assert scan.sockets == ()
+    assert scan.unreadable == ("/proc/77/net/tcp: Is a directory",)
 
 
 # --- transit.outbound_https -----------------------------------------------------------------

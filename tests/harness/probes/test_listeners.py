@@ -120,10 +120,13 @@ def test_plain_http_server_in_a_child_is_found_and_fails(
     assert "HTTP/1.0 200 OK" in verdict.message
 
 
-def test_mute_listener_passes(start_server: Callable[[str], tuple[int, Path]], fast_policy: Policy) -> None:
+def test_mute_listener_is_unverified(start_server: Callable[[str], tuple[int, Path]],
+                                    fast_policy: Policy) -> None:
+    # A listener that never answers was not observed to refuse plain HTTP: ERROR, not PASS.
     port, pid_file = start_server("mute")
     verdict = origin_not_plaintext_verdict(survey_origin(profile_for([("redis", pid_file)]), fast_policy))
-    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert verdict.outcome is Outcome.ERROR, verdict.message
+    assert f"127.0.0.1:{port}: no answer within" in verdict.message
     assert verdict.details["listeners"][0]["port"] == port
 
 
