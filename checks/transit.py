@@ -526,8 +526,13 @@ def check_security_headers(https_samples: EdgeSamples, policy: Policy,
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")
 def check_http_redirect_only(profile: TargetProfile, policy: Policy, evidence: EvidenceRecorder) -> None:
     if profile.edge.http_port is None:
-        evidence.not_applicable("The profile declares no plaintext port at the edge (edge.http_port); "
-                                "there is no plain-HTTP answer to judge.")
+        # No plaintext port in the profile is not proof that the edge has none: a
+        # human must look, since port 80 may still be open and serve content.
+        host = profile.edge.host
+        evidence.manual(f"The profile declares no plaintext port at the edge (edge.http_port), so "
+                        f"no plain-HTTP answer was observed. By hand: confirm port 80 of {host} is "
+                        f"closed or redirects every path (301/308) to https://{host}/ on the same "
+                        f"path, e.g. with curl -sI http://{host}/.")
     samples = fetch_samples(profile.edge, policy, "http")
     verdict = http_redirect_verdict(samples, profile.edge)
     evidence.attach("http-redirects", verdict.details)

@@ -559,10 +559,17 @@ def profile(**changes: object) -> TargetProfile:
     return TargetProfile.model_validate(data)
 
 
-def test_no_http_port_makes_the_redirect_check_not_applicable(tmp_path: Path) -> None:
+def test_no_http_port_makes_the_redirect_check_manual(tmp_path: Path) -> None:
+    # Given a profile that names no plaintext port at the edge
     verdict = conclude(check_http_redirect_only, tmp_path,
                        profile=profile(edge={"host": "votriz.test", "http_port": None}))
-    assert verdict.outcome is Outcome.NOT_APPLICABLE and "edge.http_port" in verdict.message
+    # Then nothing was observed: a human confirms port 80, never NOT_APPLICABLE or PASS
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message == (
+        "The profile declares no plaintext port at the edge (edge.http_port), so no plain-HTTP "
+        "answer was observed. By hand: confirm port 80 of votriz.test is closed or redirects every "
+        "path (301/308) to https://votriz.test/ on the same path, e.g. with curl -sI "
+        "http://votriz.test/.")
 
 
 @pytest.mark.parametrize("backend", ["docker", "remote"])
