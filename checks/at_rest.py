@@ -1138,11 +1138,13 @@ def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
         problems.append("it shows " + ", ".join(found.markers))
     if found.compression:
         # Compression is not encryption: anyone can decompress it.
-        inside = (f"; its first {found.decompressed} decompressed bytes show "
-                  + ", ".join(found.decompressed_markers) if found.decompressed_markers
-                  else f"; its first {found.decompressed} decompressed bytes show no dump marker"
-                  if found.decompressed
-                  else "; its content could not be decompressed here to look inside")
+        if found.decompressed_markers:
+            inside = (f"; its first {found.decompressed} decompressed bytes show "
+                      + ", ".join(found.decompressed_markers))
+        elif found.decompressed:
+            inside = f"; its first {found.decompressed} decompressed bytes show no dump marker"
+        else:
+            inside = "; its content could not be decompressed here to look inside"
         problems.append(f"it is compressed, not encrypted ({found.compression}){inside}")
     if found.secret_hits:
         problems.append("it holds known secrets in plaintext: " + ", ".join(
