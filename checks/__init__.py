@@ -15,6 +15,9 @@ Conventions (see ../shared/STYLE.md, "Collect, then judge"):
 - Fixtures from the plugin: ``profile`` (TargetProfile), ``policy`` (Policy),
   ``known_secrets`` (KnownSecrets), ``evidence`` (EvidenceRecorder, per check),
   ``report_dir`` (Path).
-- A ProbeError raised anywhere (fixture or check) becomes ERROR with its message;
-  a missing profile section is ``evidence.not_applicable(...)`` or ``evidence.manual(...)``.
+- A ProbeError raised anywhere (fixture or check) becomes ERROR with its message.
+- A profile that does not give the harness access to what a promise is about is
+  ``evidence.manual(...)`` with what a human must show: the promise still applies.
+  ``evidence.not_applicable(...)`` is only for a promise that does not apply to the
+  target at all (e.g. container topology on a service that runs as local processes).
 """
