@@ -242,7 +242,7 @@ def check_after(evidence):
 def test_a_module_that_cannot_load_is_an_error_not_a_pass(pytester: pytest.Pytester) -> None:
     # Given one good check and a checks module whose import fails
     pytester.makepyfile(broken="import no_such_module_for_votriz\n")
-    result, report = _run(pytester, '''
+    _, report = _run(pytester, '''
 import pytest
 from harness.outcomes import Verdict
 @pytest.mark.claims("TRANSIT-TLS13")
@@ -260,7 +260,7 @@ def check_fine(evidence):
 
 def test_a_failed_clean_up_is_its_own_error_whatever_the_check_concluded(pytester: pytest.Pytester) -> None:
     # Given a FAILing check whose session fixture cannot clean up after itself
-    result, report = _run(pytester, '''
+    _, report = _run(pytester, '''
 import pytest
 from harness.outcomes import ProbeError, Verdict
 @pytest.fixture(scope="session")
