@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -227,6 +228,25 @@ def _load_library(hsm: Hsm) -> Any:
     return library
 
 
+# SoftHSM2 keeps tokens as files; a scan while another process rewrites one (a key
+# rotation in the audited service) can miss the token for a moment. The lookup is
+# retried briefly; a token that stays missing is still reported.
+TOKEN_LOOKUP_ATTEMPTS = 10
+TOKEN_LOOKUP_PAUSE_S = 0.2
+
+
+def _find_token(library: Any, label: str) -> Any:
+    for attempt in range(TOKEN_LOOKUP_ATTEMPTS):
+        try:
+            return library.get_token(token_label=label)
+        except p11errors.NoSuchToken:
+            if attempt == TOKEN_LOOKUP_ATTEMPTS - 1:
+                raise
+            time.sleep(TOKEN_LOOKUP_PAUSE_S)
+            library.reinitialize()
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def open_session(hsm: Hsm, *, rw: bool = False) -> Iterator[Any]:
     """A logged-in session on the profile's token; closed (and logged out) on exit.
@@ -244,7 +264,7 @@ def open_session(hsm: Hsm, *, rw: bool = False) -> Iterator[Any]:
         except p11errors.PKCS11Error as exc:
             raise ProbeError(f"HSM: {hsm.module}: cannot list slots: {type(exc).__name__}") from None
         try:
-            token = library.get_token(token_label=hsm.token_label)
+            token = _find_token(library, hsm.token_label)
         except p11errors.NoSuchToken:
             seen = []
             for slot in slots:

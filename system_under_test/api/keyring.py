@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,11 +69,33 @@ def read_pin(path: str | Path | None = None) -> str:
     return pin
 
 
+# SoftHSM2 keeps tokens as files; a process that scans them while another process
+# rewrites one (a key rotation) can miss the token for a moment. A worker that fails
+# to boot halts gunicorn, so a missing token is retried briefly before it is an error.
+TOKEN_LOOKUP_ATTEMPTS = 10
+TOKEN_LOOKUP_PAUSE_S = 0.2
+
+
+def find_token(library: pkcs11.lib, label: str, *, attempts: int = TOKEN_LOOKUP_ATTEMPTS,
+               pause_s: float = TOKEN_LOOKUP_PAUSE_S) -> pkcs11.Token:
+    """The token labelled ``label``; NoSuchToken only if it stays missing over ``attempts`` looks."""
+    for attempt in range(attempts):
+        try:
+            return library.get_token(token_label=label)
+        except pkcs11.NoSuchToken:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
+            # Re-initialising makes the module scan its token files again.
+            library.reinitialize()
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def hsm_session(config: ApiConfig, pin: str, *, rw: bool = False) -> Iterator[pkcs11.Session]:
     """Open a logged-in session on the configured token; log out and close on exit."""
     try:
-        token = pkcs11.lib(config.hsm_module).get_token(token_label=config.hsm_token_label)
+        token = find_token(pkcs11.lib(config.hsm_module), config.hsm_token_label)
         session = token.open(user_pin=pin, rw=rw)
     except pkcs11.PKCS11Error as exc:
         raise KeyringError(f"cannot open HSM token {config.hsm_token_label!r}: {exc!r}") from None

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pkcs11
 import pytest
 
 from system_under_test.api.config import parse_config
@@ -204,3 +205,38 @@ def test_primary_is_the_highest_version_that_may_encrypt() -> None:
     with pytest.raises(KeyringError, match="decrypt-only"):
         keyring_from_secrets(values, config, frozenset(
             f"votriz/token-encryption/v{v}" for v in (1, 2, 3)))
+
+
+class _FlakyLibrary:
+    """A PKCS#11 library whose token is missing for the first ``misses`` looks."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses = misses
+        self.looks = 0
+        self.reinitialised = 0
+
+    def get_token(self, token_label: str) -> str:
+        self.looks += 1
+        if self.looks <= self.misses:
+            raise pkcs11.NoSuchToken()
+        return f"token {token_label}"
+
+    def reinitialize(self) -> None:
+        self.reinitialised += 1
+
+
+def test_a_token_missing_for_a_moment_is_found_after_a_rescan() -> None:
+    from system_under_test.api.keyring import find_token
+
+    library = _FlakyLibrary(misses=2)
+    assert find_token(library, "votriz", pause_s=0) == "token votriz"
+    assert library.looks == 3 and library.reinitialised == 2
+
+
+def test_a_token_that_stays_missing_is_still_an_error() -> None:
+    from system_under_test.api.keyring import find_token
+
+    library = _FlakyLibrary(misses=100)
+    with pytest.raises(pkcs11.NoSuchToken):
+        find_token(library, "votriz", attempts=4, pause_s=0)
+    assert library.looks == 4
