@@ -23,11 +23,9 @@ import itertools
 import json
 import multiprocessing
 import os
-import pwd
 import random
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,22 +42,14 @@ from checks.at_rest import DuplicateCounter, scan_fernet_cells, scan_hash_cells
 from harness.formats.fernet import FernetKey
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepReport
+from system_under_test.local.processes import find_binary, free_port, service_user
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _as_service_user(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    nobody = pwd.getpwnam("nobody")
-    return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-            "--", *argv]
+    """Run as the reference stack's service user (``nobody`` when we are root), as its servers do."""
+    return service_user().argv(argv, find_binary("setpriv"))
 
 
 class ScratchCluster:
@@ -67,10 +57,8 @@ class ScratchCluster:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="bench-pg-", dir="/tmp"))
-        self.port = _free_port()
-        if os.geteuid() == 0:
-            nobody = pwd.getpwnam("nobody")
-            os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
+        self.port = free_port()
+        service_user().chown(self.root)
 
     def dsn(self) -> str:
         return f"host={self.root} port={self.port} dbname=postgres user=postgres"

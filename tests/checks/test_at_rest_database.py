@@ -6,10 +6,7 @@ owning the tables, a SELECT-only auditor role, and a table the auditor cannot re
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import tracemalloc
@@ -25,6 +22,7 @@ from harness.probes.database import DatabaseProbe
 from harness.profile import TargetProfile, parse_profile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep
+from system_under_test.local.processes import find_binary, free_port, service_user
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 AUDITOR_PASSWORD = "auditor-Scratch-pw-123"
@@ -48,18 +46,9 @@ class ScratchPg:
             check=True, capture_output=True, text=True, timeout=120).stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _as_service_user(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    nobody = pwd.getpwnam("nobody")
-    return ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-            "--", *argv]
+    """Run as the reference stack's service user (``nobody`` when we are root), as its servers do."""
+    return service_user().argv(argv, find_binary("setpriv"))
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +57,8 @@ def scratch_pg() -> Iterator[ScratchPg]:
     # a concurrent pytest session may prune old pytest tmp trees under our feet.
     root = Path(tempfile.mkdtemp(prefix="atrest-pg-", dir="/tmp"))
     data = root / "data"
-    if os.geteuid() == 0:
-        nobody = pwd.getpwnam("nobody")
-        os.chown(root, nobody.pw_uid, nobody.pw_gid)
-    port = _free_port()
+    service_user().chown(root)
+    port = free_port()
     subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                      "--auth-local=trust", "--auth-host=scram-sha-256"]),
                    check=True, capture_output=True, timeout=120)
