@@ -1,11 +1,19 @@
 """Docker probe: what the engine says about the audited project's containers and networks.
 
 Reads only (list and inspect); the engine is reached through the ``docker``
-SDK with the environment's settings (DOCKER_HOST or the local socket).
+SDK with the environment's settings (DOCKER_HOST or the local socket). Every
+SDK client the harness makes comes from :func:`docker_client`, with the
+policy's request timeout on every call, so an engine that is gone, refuses,
+hangs or hangs up half-way through is a :class:`ProbeError` naming the engine,
+the step and what happened, in bounded time.
 """
 
 from __future__ import annotations
 
+import http.client
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,18 +110,120 @@ def _published(ports: dict[str, Any] | None) -> tuple[PublishedPort, ...]:
     return tuple(found)
 
 
-def observe_topology(project: str, *, timeout_s: float = 10.0) -> ContainerTopology:
-    """List the running containers labelled ``votriz.project=<project>`` and their networks.
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
+
+
+def engine_address() -> str:
+    """The engine the SDK will talk to: ``DOCKER_HOST``, or Docker's default socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE
+
+
+def docker_client(timeout_s: float) -> Any:
+    """A ``docker`` SDK client whose every call gives up after ``timeout_s`` seconds.
+
+    The SDK asks the engine for its API version as the client is made, so
+    this call is already bounded by the timeout.
 
     Raises:
-        ProbeError: the engine cannot be reached or answers with an error.
+        ProbeError: the engine cannot be reached or does not answer in time.
     """
     import docker
-    from docker.errors import DockerException
 
     try:
-        client = docker.from_env(timeout=int(max(timeout_s, 1)))
+        return docker.from_env(timeout=timeout_s)
+    except Exception as exc:  # the SDK wraps some errors and lets requests' through: classify
+        raise engine_error(exc, "asking for its API version", timeout_s) from None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps: causes, contexts, and the ones requests and
+    urllib3 keep in their arguments or ``reason``."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                 *getattr(current, "args", ())]
+        pending.extend(e for e in inner if isinstance(e, BaseException))
+
+
+def engine_error(exc: BaseException, step: str, timeout_s: float) -> ProbeError:
+    """A precise, printable reason for a failed call to the engine.
+
+    Args:
+        exc: what the SDK (or requests under it) raised.
+        step: what the probe was doing, in words (``listing the containers of project 'p'``).
+        timeout_s: the timeout every call had.
+    """
+    import requests
+    from docker.errors import APIError, NotFound
+
+    where = f"Docker engine at {engine_address()}"
+    chain = list(_causes(exc))
+
+    def has(*kinds: type[BaseException]) -> bool:
+        return any(isinstance(e, kinds) for e in chain)
+
+    if has(NotFound):
+        what = ("answered 404: it no longer knows an object it had just listed "
+                "(is the project being restarted?)")
+    elif has(APIError):
+        api_error = next(e for e in chain if isinstance(e, APIError))
+        explanation = (str(getattr(api_error, "explanation", "") or "").splitlines() or [""])[0][:200]
+        what = f"answered HTTP {api_error.status_code}" + (f" ({explanation})" if explanation else "")
+    elif has(requests.exceptions.Timeout, TimeoutError):
+        what = f"no answer within {timeout_s:g} s (policy timeouts.request_s)"
+    elif has(FileNotFoundError):
+        what = "its socket does not exist (the engine is not running)"
+    elif has(ConnectionRefusedError):
+        what = "connection refused (nothing listens there)"
+    elif has(PermissionError):
+        what = "permission denied on its socket"
+    elif has(http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+        what = "it closed the connection without answering"
+    elif has(ValueError, TypeError, KeyError, AttributeError):
+        what = f"its answer is not a Docker API answer ({type(exc).__name__})"
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        what = f"{type(exc).__name__}: {first}".rstrip(": ")
+    return ProbeError(f"{where}: {what}, while {step}")
+
+
+def observe_topology(project: str, *, timeout_s: float = 10.0,
+                     budget_s: float | None = None) -> ContainerTopology:
+    """List the running containers labelled ``votriz.project=<project>`` and their networks.
+
+    Args:
+        project: the project label's value.
+        timeout_s: the longest any one call to the engine may take.
+        budget_s: the longest the whole observation may take (an engine that
+            answers each call just in time still ends it); default ``4 * timeout_s``.
+
+    Raises:
+        ProbeError: the engine cannot be reached, does not answer in time, hangs
+            up, or answers with an error; the message names the engine and the step.
+    """
+    budget = budget_s if budget_s is not None else 4 * timeout_s
+    deadline = time.monotonic() + budget
+    step = "asking for its API version"
+
+    def next_step(words: str) -> str:
+        # Each call is bounded by the timeout; this bounds their sum, for an engine
+        # that answers every call, but only just in time.
+        if time.monotonic() > deadline:
+            raise ProbeError(f"Docker engine at {engine_address()}: the observation took longer than "
+                             f"{budget:g} s in all; gave up before {words}")
+        return words
+
+    client = docker_client(timeout_s)
+    try:
+        step = next_step("asking for its host name and swarm state")
         info = client.info()
+        step = next_step(f"listing the containers of project {project!r}")
         listed = client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
         network_cache: dict[str, NetworkAttachment] = {}
         views = []
@@ -123,6 +233,7 @@ def observe_topology(project: str, *, timeout_s: float = 10.0) -> ContainerTopol
             attachments = []
             for net_name, net in sorted((attrs.get("NetworkSettings", {}).get("Networks") or {}).items()):
                 if net_name not in network_cache:
+                    step = next_step(f"inspecting network {net_name}")
                     details = client.networks.get(net.get("NetworkID") or net_name).attrs
                     network_cache[net_name] = NetworkAttachment(
                         name=net_name, driver=details.get("Driver", ""),
@@ -140,10 +251,14 @@ def observe_topology(project: str, *, timeout_s: float = 10.0) -> ContainerTopol
                 pid_mode=host_config.get("PidMode", "") or "",
                 privileged=bool(host_config.get("Privileged")),
             ))
+        swarm = (info.get("Swarm") or {}).get("LocalNodeState", "inactive")
+        engine_host = str(info.get("Name", ""))
+    except ProbeError:
+        raise
+    except Exception as exc:  # the SDK, requests and a malformed answer raise many kinds: classify
+        raise engine_error(exc, step, timeout_s) from None
+    finally:
         client.close()
-    except DockerException as exc:
-        raise ProbeError(f"Docker engine: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    swarm = (info.get("Swarm") or {}).get("LocalNodeState", "inactive")
-    return ContainerTopology(project=project, engine_host=str(info.get("Name", "")),
+    return ContainerTopology(project=project, engine_host=engine_host,
                              swarm_active=swarm not in ("inactive", ""),
                              containers=tuple(sorted(views, key=lambda v: v.name)))

@@ -1,0 +1,369 @@
+"""Reliability when the system under audit changes under the harness's feet.
+
+- The Docker engine is gone, refuses, hangs, or hangs up half-way through an
+  observation: a fake engine on a unix socket (``DOCKER_HOST``) stands in for
+  it, so the real engine, which others use, is never touched. The probe says
+  which engine, which step and what happened, within the policy's timeout;
+  through the real command line the container checks are ERROR with that
+  reason, the report is written, and the run ends in bounded time.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from harness.cli import EXIT_ERROR
+from harness.outcomes import ProbeError
+from harness.probes.containers import docker_client, observe_topology
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "votriz-reliability"
+API_VERSION = "1.43"
+
+# --- a fake Docker engine on a unix socket --------------------------------------------------------
+
+# What the fake engine does with one request: answer this JSON, answer this HTTP status
+# (an ``int``), never answer ("hang"), or close the connection without answering ("close").
+Action = Any
+Script = Callable[[str], Action]
+
+
+class _EngineHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _FakeEngine
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        action = self.server.script(self.path)
+        if action == "hang":
+            self.server.stopping.wait(600)
+            self.close_connection = True
+            return
+        if action == "close":
+            self.close_connection = True
+            return
+        status, payload = (action, {"message": f"fake engine says {action}"}) if isinstance(action, int) \
+            else (200, action)
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def address_string(self) -> str:
+        return "fake-engine-client"
+
+
+class _FakeEngine(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, script: Script) -> None:
+        super().__init__(str(path), _EngineHandler)
+        self.script = script
+        self.stopping = threading.Event()
+        self.requests: list[str] = []
+
+
+def healthy_until(step: str, then: Action) -> Script:
+    """An engine that answers like an empty Docker engine until a request whose path holds
+    ``step`` (``/version``, ``/info``, ``/containers/json``, ``/networks/``), then does ``then``
+    for it and every later request: the engine going away in the middle of an observation."""
+    broken = threading.Event()
+
+    def script(path: str) -> Action:
+        if step in path:
+            broken.set()
+        if broken.is_set():
+            return then
+        if path.endswith("/version"):
+            return {"ApiVersion": API_VERSION, "Version": "24.0.0", "MinAPIVersion": "1.12"}
+        if path.endswith("/info"):
+            return {"Name": "fake-engine", "Swarm": {"LocalNodeState": "inactive"}}
+        if "/containers/json" in path:
+            return [{"Id": "c0ffee"}]
+        if "/containers/c0ffee/json" in path:
+            return {"Id": "c0ffee", "Name": "/votriz-edge",
+                    "Config": {"Image": "edge", "Labels": {"votriz.role": "edge"}},
+                    "HostConfig": {"NetworkMode": "votriz_public"},
+                    "NetworkSettings": {"Ports": {}, "Networks": {"votriz_public": {"NetworkID": "n1"}}}}
+        if "/networks/" in path:
+            return {"Name": "votriz_public", "Driver": "bridge", "Scope": "local", "Internal": False}
+        return 404
+
+    return script
+
+
+@dataclass
+class Engine:
+    """A fake engine's address and what it was asked.
+
+    Attributes:
+        host: the ``DOCKER_HOST`` value reaching it.
+        server: the server (None when nothing listens there).
+    """
+
+    host: str
+    server: _FakeEngine | None
+
+    @property
+    def requests(self) -> list[str]:
+        return self.server.requests if self.server else []
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path: a unix socket's path may not exceed 107 bytes."""
+    path = Path(tempfile.mkdtemp(prefix="fake-engine-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_engine(short_dir: Path) -> Iterator[Callable[[Script], Engine]]:
+    """``fake_engine(script)`` serves a fake engine on a fresh socket until the test ends."""
+    started: list[tuple[_FakeEngine, threading.Thread]] = []
+
+    def start(script: Script) -> Engine:
+        path = short_dir / f"engine{len(started)}.sock"
+        server = _FakeEngine(path, script)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        thread.start()
+        started.append((server, thread))
+        return Engine(f"unix://{path}", server)
+
+    yield start
+    for server, thread in started:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def dead_socket(where: Path) -> str:
+    """A socket file nobody listens on (an engine that died and left its socket behind)."""
+    path = where / "dead.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+    return f"unix://{path}"
+
+
+def _observe(monkeypatch: pytest.MonkeyPatch, host: str, timeout_s: float = 1.0,
+             budget_s: float | None = None) -> tuple[str, float]:
+    """Observe the project through ``host``; return the ProbeError's message and the seconds taken."""
+    monkeypatch.setenv("DOCKER_HOST", host)
+    start = time.monotonic()
+    with pytest.raises(ProbeError) as raised:
+        observe_topology(PROJECT, timeout_s=timeout_s, budget_s=budget_s)
+    return str(raised.value), time.monotonic() - start
+
+
+# --- the probe, against each way of going away ----------------------------------------------------
+
+
+STEP_VERSION = "asking for its API version"
+STEP_LIST = f"listing the containers of project {PROJECT!r}"
+
+ENGINE_FAULTS: dict[str, tuple[str, Action, str, str]] = {
+    # name: (the request at which it breaks, what it does then, the reason, the step)
+    "hangs from the start": ("/version", "hang", "no answer within 1 s (policy timeouts.request_s)",
+                             STEP_VERSION),
+    "hangs up from the start": ("/version", "close", "it closed the connection without answering",
+                                STEP_VERSION),
+    "stops answering mid-observation": ("/containers/json", "hang",
+                                        "no answer within 1 s (policy timeouts.request_s)", STEP_LIST),
+    "hangs up mid-observation": ("/containers/json", "close", "it closed the connection without answering",
+                                 STEP_LIST),
+    "answers 500 mid-observation": ("/info", 500, "answered HTTP 500 (fake engine says 500)",
+                                    "asking for its host name and swarm state"),
+    "forgets a network it listed": ("/networks/", 404, "answered 404: it no longer knows an object it had "
+                                    "just listed (is the project being restarted?)",
+                                    "inspecting network votriz_public"),
+}
+
+
+@pytest.mark.parametrize("fault", list(ENGINE_FAULTS))
+def test_engine_going_away_is_a_probe_error_naming_engine_step_and_reason(
+        fault: str, fake_engine: Callable[[Script], Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an engine that breaks at one request of the observation
+    at, then, reason, step = ENGINE_FAULTS[fault]
+    engine = fake_engine(healthy_until(at, then))
+    # When the project's topology is observed with a 1 s timeout
+    message, seconds = _observe(monkeypatch, engine.host)
+    # Then the error names the engine, what happened and the step, within about one timeout
+    assert message == f"Docker engine at {engine.host}: {reason}, while {step}", message
+    assert seconds < 5, seconds
+    assert any(at in path for path in engine.requests), engine.requests
+
+
+def test_engine_not_running_is_a_probe_error_at_once(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    message, seconds = _observe(monkeypatch, f"unix://{short_dir}/no-such.sock")
+    assert message == (f"Docker engine at unix://{short_dir}/no-such.sock: its socket does not exist "
+                       f"(the engine is not running), while {STEP_VERSION}")
+    assert seconds < 2
+
+
+def test_engine_that_died_leaving_its_socket_is_refused(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = dead_socket(short_dir)
+    message, seconds = _observe(monkeypatch, host)
+    assert message == (f"Docker engine at {host}: connection refused (nothing listens there), "
+                       f"while {STEP_VERSION}")
+    assert seconds < 2
+
+
+def test_engine_answering_every_call_just_in_time_is_bounded_as_a_whole(
+        fake_engine: Callable[[Script], Engine], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an engine that answers every call correctly, but each 0.6 s late
+    healthy = healthy_until("never", None)
+
+    def slow(path: str) -> Action:
+        time.sleep(0.6)
+        return healthy(path)
+
+    engine = fake_engine(slow)
+    # When the topology is observed with a 1 s timeout per call and 1 s for the whole
+    message, seconds = _observe(monkeypatch, engine.host, timeout_s=1.0, budget_s=1.0)
+    # Then it gives up at the first step past the budget, saying so, instead of summing timeouts
+    assert message == (f"Docker engine at {engine.host}: the observation took longer than 1 s in all; "
+                       f"gave up before {STEP_LIST}"), message
+    assert seconds < 3, seconds
+
+
+def test_healthy_fake_engine_is_observed(fake_engine: Callable[[Script], Engine],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake engine is a faithful enough Docker API: without a fault, the probe reads it.
+    engine = fake_engine(healthy_until("never", None))
+    monkeypatch.setenv("DOCKER_HOST", engine.host)
+    topology = observe_topology(PROJECT, timeout_s=1.0)
+    assert topology.engine_host == "fake-engine"
+    assert [(c.name, c.role, [n.name for n in c.networks]) for c in topology.containers] == \
+        [("votriz-edge", "edge", ["votriz_public"])]
+
+
+def test_every_sdk_client_has_the_timeout_it_was_given(fake_engine: Callable[[Script], Engine],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = fake_engine(healthy_until("never", None))
+    monkeypatch.setenv("DOCKER_HOST", engine.host)
+    client = docker_client(2.5)
+    try:
+        assert client.api.timeout == 2.5
+    finally:
+        client.close()
+
+
+# --- through the real command line: the container checks against a dead engine -------------------
+
+
+TIGHT_POLICY = """\
+schema_version = 1
+name = "reliability"
+version = "test"
+[timeouts]
+connect_s = 1.0
+request_s = 2.0
+command_s = 30.0
+run_s = 300.0
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished ``votriz-audit run`` in a child process.
+
+    Attributes:
+        returncode: its exit code.
+        output: stdout and stderr together.
+        seconds: how long it took.
+        results: check id -> (outcome, message), from results.json.
+    """
+
+    returncode: int
+    output: str
+    seconds: float
+    results: dict[str, tuple[str, str]]
+
+
+def run_cli(profile: Path, report: Path, policy: Path, *, only: tuple[str, ...],
+            env: dict[str, str], limit_s: float = 150) -> Run:
+    """``python -m harness run --target PROFILE``; the report must be written, with no traceback."""
+    argv = [sys.executable, "-m", "harness", "run", "--target", str(profile), "--policy", str(policy),
+            "--report-dir", str(report)]
+    for area in only:
+        argv += ["--only", area]
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s, cwd=REPO,
+                          env={**os.environ, **env})
+    seconds = time.monotonic() - start
+    output = proc.stdout + proc.stderr
+    assert (report / "results.json").is_file(), output[-3000:]
+    assert (report / "report.html").is_file(), output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    results = json.loads((report / "results.json").read_text())["results"]
+    return Run(proc.returncode, output, seconds, {r["check_id"]: (r["outcome"], r["message"]) for r in results})
+
+
+def docker_profile(where: Path) -> Path:
+    """A profile of a Docker deployment whose edge is closed: only the engine is asked anything."""
+    path = where / "target.toml"
+    path.write_text(tomli_w.dumps({
+        "name": "dead-engine", "backend": "docker",
+        "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": _closed_port()},
+        "docker": {"project": PROJECT}}))
+    return path
+
+
+CONTAINER_CHECKS = ("containers.published_ports", "containers.bridge_networks", "containers.isolation")
+
+
+@pytest.mark.parametrize("how", ["stops answering mid-run", "not running"])
+def test_container_checks_against_a_dead_engine_are_errors_in_bounded_time(
+        how: str, fake_engine: Callable[[Script], Engine], short_dir: Path, tmp_path: Path) -> None:
+    # Given a Docker profile whose engine answers the version handshake, then never again
+    # (or whose socket is gone), and a policy with a 2 s request timeout
+    if how == "not running":
+        host, reason = f"unix://{short_dir}/gone.sock", "its socket does not exist (the engine is not running)"
+    else:
+        host = fake_engine(healthy_until("/info", "hang")).host
+        reason = "no answer within 2 s (policy timeouts.request_s)"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(TIGHT_POLICY)
+    # When the container checks run through the command line
+    run = run_cli(docker_profile(tmp_path), tmp_path / "r", policy, only=("containers",),
+                  env={"DOCKER_HOST": host})
+    # Then each is ERROR naming the engine, the reason and the step; the gate says "could not verify"
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    assert set(run.results) == set(CONTAINER_CHECKS)
+    for check in CONTAINER_CHECKS:
+        outcome, message = run.results[check]
+        assert outcome == "ERROR", (check, outcome, message)
+        assert f"Docker engine at {host}: {reason}, while " in message, (check, message)
+    # And it ended in about one timeout (plus the interpreter's start), not the SDK's default 60 s
+    assert run.seconds < 30, run.seconds
