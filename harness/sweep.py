@@ -3,7 +3,9 @@
 Every secret the harness knows (canary passwords, tokens, backup codes,
 e-mail addresses, key values) is searched, in every encoding
 :func:`harness.redaction.encodings` names, in one pass over a byte stream with
-an Aho-Corasick automaton. Streams are read in chunks; consecutive chunks
+an Aho-Corasick automaton (``ahocorasick_rs``: Rust, searching the bytes
+themselves at several hundred MB/s, against about 100 MB/s for a Python-side
+automaton over a decoded copy). Streams are read in chunks; consecutive chunks
 overlap by the longest needle minus one byte, so a secret split across a chunk
 boundary is still found, and found once.
 
@@ -17,11 +19,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import ahocorasick
+import ahocorasick_rs
 
 from harness.redaction import KnownSecrets
 
-DEFAULT_CHUNK_BYTES = 1 << 20
+#: Large enough that the per-chunk work (the overlap copy, one call into the automaton)
+#: is negligible next to the search itself.
+DEFAULT_CHUNK_BYTES = 4 << 20
+#: Smaller chunks of a stream are joined up to this size before they are searched.
+MIN_SCAN_BYTES = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -81,22 +87,23 @@ class SecretSweep:
     """
 
     def __init__(self, needles: Iterable[tuple[bytes, str]], *, hit_limit: int = 1000) -> None:
-        self._automaton = ahocorasick.Automaton()
         self.needle_count = 0
         self.longest = 0
         self.hit_limit = hit_limit
+        patterns: list[bytes] = []
+        seen: set[bytes] = set()
+        self._labels: list[str] = []
         for needle, label in needles:
-            if not needle:
+            if not needle or needle in seen:
                 continue
-            # Latin-1 maps every byte to one code point, so offsets in the text
-            # are offsets in the bytes.
-            key = needle.decode("latin-1")
-            if key not in self._automaton:
-                self._automaton.add_word(key, (len(needle), label))
-                self.needle_count += 1
-                self.longest = max(self.longest, len(needle))
-        if self.needle_count:
-            self._automaton.make_automaton()
+            seen.add(needle)
+            patterns.append(bytes(needle))
+            self._labels.append(label)
+            self.needle_count += 1
+            self.longest = max(self.longest, len(needle))
+        # Standard match semantics with overlapping matches: every occurrence of
+        # every needle, also one inside another, as a classic Aho-Corasick reports them.
+        self._automaton = ahocorasick_rs.BytesAhoCorasick(patterns) if patterns else None
 
     @classmethod
     def from_known(cls, secrets: KnownSecrets, *, hit_limit: int = 1000) -> SecretSweep:
@@ -109,23 +116,30 @@ class SecretSweep:
 
     def _iter(self, data: bytes, location: str, base_offset: int,
               skip_ends_before: int) -> Iterator[SweepHit]:
-        if not self.needle_count or not data:
+        if self._automaton is None or not data:
             return
-        text = data.decode("latin-1")
-        for end, (length, label) in self._automaton.iter(text):
+        matches = self._automaton.find_matches_as_indexes(data, overlapping=True)
+        # In stream order: by the end of the occurrence, the longest first among
+        # those ending at the same byte.
+        matches.sort(key=lambda match: (match[2], match[1]))
+        for index, start, end in matches:
             # A match ending inside the carried-over overlap was already reported
             # with the previous chunk.
-            if end >= skip_ends_before:
-                yield SweepHit(label, location, base_offset + end - length + 1)
+            if end > skip_ends_before:
+                yield SweepHit(self._labels[index], location, base_offset + start)
 
-    def scan_stream(self, chunks: Iterable[bytes], location: str) -> Iterator[SweepHit]:
-        """Every occurrence in a stream given as consecutive chunks of any size."""
+    def scan_stream(self, chunks: Iterable[bytes], location: str, *,
+                    min_chunk_bytes: int = MIN_SCAN_BYTES) -> Iterator[SweepHit]:
+        """Every occurrence in a stream given as consecutive chunks of any size.
+
+        Chunks smaller than ``min_chunk_bytes`` (a ``COPY`` stream yields one per
+        row) are joined before they are searched, so that the cost per call into
+        the automaton is paid per buffer, not per row.
+        """
         carry = b""
         consumed = 0
         keep = max(self.longest - 1, 0)
-        for chunk in chunks:
-            if not chunk:
-                continue
+        for chunk in _coalesced(chunks, min_chunk_bytes):
             buffer = carry + chunk
             yield from self._iter(buffer, location, consumed - len(carry), len(carry))
             consumed += len(chunk)
@@ -169,6 +183,25 @@ class SecretSweep:
             report.hits_total += 1
             if len(report.hits) < self.hit_limit:
                 report.hits.append(hit)
+
+
+def _coalesced(chunks: Iterable[bytes], min_bytes: int) -> Iterator[bytes]:
+    """The same bytes, in order, as chunks of at least ``min_bytes`` (except the last)."""
+    pending: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if not pending and len(chunk) >= min_bytes:
+            yield chunk
+            continue
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= min_bytes:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 class _Counting:

@@ -46,17 +46,72 @@ def test_nothing_in_clean_data() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=300), st.binary(max_size=300), st.integers(1, 64))
-def test_chunk_boundaries_find_each_occurrence_once(before: bytes, after: bytes, size: int) -> None:
+@given(st.binary(max_size=300), st.binary(max_size=300), st.integers(1, 64),
+       st.sampled_from([1, 16, 1 << 18]))
+def test_chunk_boundaries_find_each_occurrence_once(before: bytes, after: bytes, size: int,
+                                                    min_chunk: int) -> None:
     # Given a secret somewhere in a stream, when the stream arrives in chunks of
-    # any size, then it is found exactly once at its true offset.
+    # any size (searched as they come, or joined first), then it is found exactly
+    # once at its true offset.
     data = before + SECRET.encode() + after
     whole = {(h.label, h.offset) for h in _sweep().scan_bytes(data, "s")}
     chunks = [data[i:i + size] for i in range(0, len(data), size)]
-    streamed = [(h.label, h.offset) for h in _sweep().scan_stream(chunks, "s")]
+    streamed = [(h.label, h.offset)
+                for h in _sweep().scan_stream(chunks, "s", min_chunk_bytes=min_chunk)]
     assert len(streamed) == len(set(streamed))
     assert set(streamed) == whole
     assert ("canary password (raw)", len(before)) in whole
+
+
+def _every_occurrence(data: bytes, needles: list[tuple[bytes, str]]) -> list[tuple[int, int, str]]:
+    """The reference answer: (end, -length, label) of every occurrence, by bytes.find."""
+    found = []
+    labels: dict[bytes, str] = {}
+    for needle, label in needles:
+        labels.setdefault(needle, label)
+    for needle, label in labels.items():
+        start = data.find(needle)
+        while start >= 0:
+            found.append((start + len(needle), -len(needle), label))
+            start = data.find(needle, start + 1)
+    return sorted(found)
+
+
+NEEDLES = [(b"abcab", "n1"), (b"bca", "n2"), (b"cabcab", "n3"), (b"ab", "dup-ignored"),
+           (b"ab", "n4"), (b"zzzzzz", "n5")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"b", b"c", b"z", b"abcab", b"x"]), max_size=120),
+       st.integers(1, 40), st.sampled_from([1, 1 << 18]))
+def test_every_occurrence_also_overlapping_ones_in_stream_order(parts: list[bytes], size: int,
+                                                                min_chunk: int) -> None:
+    # Given needles that overlap and contain one another, when a stream is swept
+    # in chunks, then every occurrence of every needle is reported once, in the
+    # order of its last byte (longest first at the same byte), as bytes.find sees them.
+    data = b"".join(parts)
+    sweep = SecretSweep([(b"ab", "n4"), *NEEDLES])
+    chunks = [data[i:i + size] for i in range(0, len(data), size)]
+    hits = list(sweep.scan_stream(chunks, "s", min_chunk_bytes=min_chunk))
+    expected = [(label, end + neg) for end, neg, label in _every_occurrence(data, [(b"ab", "n4"), *NEEDLES])]
+    assert [(h.label, h.offset) for h in hits] == expected
+    assert sweep.needle_count == 5 and sweep.longest == 6
+
+
+def test_rows_of_a_copy_stream_are_joined_and_offsets_stay_true() -> None:
+    # Given a column dumped one short row per chunk, with the secret in row 5000
+    rows = [f"row-{i}\n".encode() for i in range(10_000)]
+    rows[5000] = b"x" + SECRET.encode() + b"\n"
+    offset = sum(len(r) for r in rows[:5000]) + 1
+    # When it is swept, Then the secret is found once at its byte offset in the stream
+    hits = list(_sweep().scan_stream(iter(rows), "postgres:t.c"))
+    assert [(h.label, h.offset) for h in hits] == [("canary password (raw)", offset)]
+
+
+def test_no_needles_finds_nothing() -> None:
+    sweep = SecretSweep([])
+    assert sweep.needle_count == 0 and sweep.scan_bytes(b"anything", "x") == []
+    assert sweep.sweep([("blob", [b"abc"])]).bytes_scanned == 3
 
 
 def test_sweep_files_reports_path_and_offset(tmp_path: Path) -> None:
