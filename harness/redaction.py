@@ -5,16 +5,30 @@ values read from the HSM, the PIN, the auditor password) is registered here
 the moment it is known. Everything the harness writes passes through
 :meth:`KnownSecrets.redact`, and before signing, every output file is searched
 for every registered secret in all the encodings it could appear in.
+
+Short secrets cannot be handled like long ones: a 4-byte PIN occurs inside
+ordinary text (numbers, dates, identifiers), so replacing it wherever it occurs
+would garble the evidence and, worse, reveal it through the context of each
+replacement; and a hash of it names it to anyone who tries 10,000 guesses.
+So (see :class:`KnownSecrets`): values of 1 to 3 bytes are refused with a
+:class:`SecretTooShort` error the check reports as ERROR; values of 4 or 5
+bytes are redacted and searched only as whole words (not touching a letter or
+digit); and a redaction marker carries a fingerprint only for values long
+enough that the fingerprint cannot be reversed by trying every value.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+
+from harness.outcomes import ProbeError
 
 
 def fingerprint(secret: str | bytes) -> str:
@@ -35,24 +49,61 @@ def encodings(secret: bytes) -> Iterator[tuple[str, bytes]]:
         yield "urlencoded", quoted
 
 
+class SecretTooShort(ProbeError, ValueError):
+    """A secret too short to be kept out of the harness's outputs; the harness will not use it.
+
+    A :class:`ProbeError`, so a check that meets one ends as ERROR with its message.
+    """
+
+
+def _word_pattern(needle: bytes) -> re.Pattern[bytes]:
+    """``needle`` where it is a whole word: not preceded or followed by a letter or a digit."""
+    return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(needle) + rb"(?![A-Za-z0-9])")
+
+
+def _constant(value: str, match: re.Match[str]) -> str:
+    return value
+
+
 class KnownSecrets:
     """A thread-safe registry of secret values with a label each.
 
     Attributes:
-        min_length: shorter values are refused (they would redact ordinary words).
+        min_length: the shortest value :meth:`add` takes at all (callers skip an
+            empty value; anything else they must hand over, short or not).
+        refuse_below: values shorter than this (1 to 3 bytes) are refused with
+            :class:`SecretTooShort`: as a whole word they still match ordinary text.
+        word_below: values shorter than this (4 and 5 bytes) are redacted and
+            searched only as whole words, never inside longer words or numbers.
+        fingerprint_from: redaction markers name a value by its fingerprint only
+            from this length on; a shorter value could be found again from it.
     """
 
-    min_length = 6
+    min_length = 1
+    refuse_below = 4
+    word_below = 6
+    fingerprint_from = 16
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: dict[bytes, str] = {}
 
     def add(self, value: str | bytes, label: str) -> None:
-        """Register a secret under a human label (e.g. ``canary password``)."""
+        """Register a secret under a human label (e.g. ``canary password``).
+
+        Raises:
+            ValueError: the value is empty.
+            SecretTooShort: the value is 1 to 3 bytes long.
+        """
         data = value.encode() if isinstance(value, str) else bytes(value)
         if len(data) < self.min_length:
-            raise ValueError(f"refusing to register a {len(data)}-byte secret for {label!r}")
+            raise ValueError(f"refusing to register an empty secret for {label!r}")
+        if len(data) < self.refuse_below:
+            raise SecretTooShort(
+                f"the {label} is only {len(data)} byte(s) long: a secret that short occurs in ordinary "
+                f"text, so the harness could neither redact it from its outputs nor search them for it, "
+                f"and refuses to use it (give the audit one of at least {self.refuse_below} bytes, "
+                f"better {self.fingerprint_from} or more)")
         with self._lock:
             self._secrets.setdefault(data, label)
 
@@ -63,33 +114,76 @@ class KnownSecrets:
         with self._lock:
             return list(self._secrets.items())
 
+    def short_labels(self) -> list[str]:
+        """Labels of the registered secrets that are matched only as whole words (4 or 5 bytes)."""
+        return sorted({label for secret, label in self.items() if len(secret) < self.word_below})
+
     def needles(self) -> list[tuple[bytes, str]]:
-        """Every encoded form of every secret, with a label naming the secret and the form."""
+        """Every encoded form of every secret that is safe to search for as a substring
+        (the secret is at least ``word_below`` bytes), with a label naming the secret
+        and the form, longest first. Short secrets are in :meth:`word_needles`."""
         found: dict[bytes, str] = {}
         for secret, label in self.items():
+            if len(secret) < self.word_below:
+                continue
             for form, encoded in encodings(secret):
-                if len(encoded) >= self.min_length:
+                if len(encoded) >= self.word_below:
                     found.setdefault(encoded, f"{label} ({form})")
         return sorted(found.items(), key=lambda item: -len(item[0]))
 
+    def word_needles(self) -> list[tuple[bytes, str]]:
+        """Every encoded form of every short secret, searched only as a whole word."""
+        found: dict[bytes, str] = {}
+        for secret, label in self.items():
+            if len(secret) < self.word_below:
+                for form, encoded in encodings(secret):
+                    found.setdefault(encoded, f"{label} ({form})")
+        return sorted(found.items(), key=lambda item: -len(item[0]))
+
+    def _marker(self, secret_label: str, secret: bytes) -> str:
+        if len(secret) >= self.fingerprint_from:
+            return f"[REDACTED {secret_label} {fingerprint(secret)}]"
+        return f"[REDACTED {secret_label}]"
+
+    def _forms(self) -> list[tuple[bytes, str, bytes, bool]]:
+        """(encoded form, label, the secret, whole words only) for every form, longest first."""
+        forms: dict[bytes, tuple[str, bytes, bool]] = {}
+        for secret, label in self.items():
+            short = len(secret) < self.word_below
+            for form, encoded in encodings(secret):
+                if short or len(encoded) >= self.word_below:
+                    forms.setdefault(encoded, (f"{label} ({form})", secret, short))
+        return sorted(((e, *rest) for e, rest in forms.items()), key=lambda item: -len(item[0]))
+
     def redact(self, text: str) -> str:
-        """Replace every known secret (any encoding) by ``[REDACTED label sha256:…]``."""
+        """Replace every known secret (any encoding) by ``[REDACTED label]``, with the
+        secret's fingerprint when it is long enough (``[REDACTED label sha256:…]``)."""
         if not text:
             return text
-        for needle, label in self.needles():
+        for needle, label, secret, short in self._forms():
             try:
                 plain = needle.decode()
             except UnicodeDecodeError:
                 continue
-            if plain in text:
-                text = text.replace(plain, f"[REDACTED {label.split(' (')[0]} {fingerprint(needle)}]")
+            marker = self._marker(label.split(" (")[0], secret)
+            if short:
+                # A function as the replacement, so nothing in the marker is read as a group reference.
+                text = re.sub(r"(?<![A-Za-z0-9])" + re.escape(plain) + r"(?![A-Za-z0-9])",
+                              functools.partial(_constant, marker), text)
+            elif plain in text:
+                text = text.replace(plain, marker)
         return text
 
     def find_in(self, data: bytes) -> list[tuple[str, int]]:
-        """Where known secrets occur in ``data``: (label, offset) pairs."""
+        """Where known secrets occur in ``data``: (label, offset) pairs; short secrets
+        only where they are whole words."""
         hits = []
         for needle, label in self.needles():
             start = data.find(needle)
             if start >= 0:
                 hits.append((label, start))
+        for needle, label in self.word_needles():
+            match = _word_pattern(needle).search(data)
+            if match:
+                hits.append((label, match.start()))
         return hits
