@@ -16,6 +16,7 @@ from harness.formats.fernet import (
     FernetFailure,
     FernetKey,
     FernetKeyError,
+    FernetRingVerifier,
     FernetTokenError,
     decrypt_fernet_token,
     encrypt_fernet_token,
@@ -170,3 +171,113 @@ def test_never_raises_anything_but_its_own_error(value: object) -> None:
         assert isinstance(error.reason, FernetFailure)
     else:
         assert result.plaintext == b"hello"
+
+
+# --- FernetRingVerifier: verify_fernet_token's answer, for a whole column ---------------------
+
+_OTHER = FernetKey(b"o" * 32, "other")
+
+
+def _reference(value: object, keys: list[FernetKey], **when: object) -> object:
+    """What verify_fernet_token says: (key index, IV, ciphertext) or the failure reason."""
+    try:
+        verified = verify_fernet_token(value, keys, **when)  # type: ignore[arg-type]
+    except FernetTokenError as error:
+        return error.reason
+    return (verified.key_index, verified.token.iv, verified.token.ciphertext)
+
+
+def _ring(value: object, keys: list[FernetKey], **when: object) -> object:
+    try:
+        cell = FernetRingVerifier(keys, **when).verify(value)  # type: ignore[arg-type]
+    except FernetTokenError as error:
+        return error.reason
+    return (cell.key_index, cell.iv, cell.ciphertext)
+
+
+def _column_values() -> st.SearchStrategy[object]:
+    valid = [_VALID, encrypt_fernet_token(b"x" * 40, _OTHER, now=999_000)]
+    return st.one_of(
+        _mutations(),
+        st.sampled_from(valid),
+        st.sampled_from(valid).map(lambda t: t.encode("ascii")),
+        st.sampled_from(valid).map(lambda t: bytearray(t.encode("ascii"))),
+        st.sampled_from(valid).map(lambda t: memoryview(t.encode("ascii"))),
+        # Valid except for one byte a lax decoder would skip or accept.
+        st.tuples(st.sampled_from(valid), st.integers(0, 150),
+                  st.sampled_from(["+", "/", "=", " ", "\n", "*", "é", "\x00"])).map(
+            lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1:]),
+        st.tuples(st.sampled_from(valid), st.sampled_from(["=", "==", "===", " ", "\n"])).map(
+            lambda t: t[0] + t[1]),
+        # Any version-0x80 body with a whole number of blocks: the HMAC decides.
+        st.tuples(st.integers(0, 2**64 - 1), st.binary(min_size=16, max_size=16),
+                  st.integers(1, 4)).map(
+            lambda t: base64.urlsafe_b64encode(b"\x80" + t[0].to_bytes(8, "big") + t[1]
+                                               + bytes(16 * t[2]) + bytes(32)).decode()),
+    )
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_column_values(), st.sampled_from([[_KEY], [_OTHER, _KEY], [_KEY, _KEY], [_OTHER], []]),
+       st.sampled_from([{}, {"ttl_s": 500}, {"ttl_s": 1000}, {"max_clock_skew_s": 0}]))
+def test_ring_verifier_answers_as_verify_fernet_token(value: object, keys: list[FernetKey],
+                                                      limits: dict) -> None:
+    when = {"now": 1_000_000, **limits}
+    assert _ring(value, keys, **when) == _reference(value, keys, **when)
+
+
+@pytest.mark.parametrize("stamp_offset", [-1001, -1000, -999, 0, 299, 300, 301])
+def test_ring_verifier_judges_time_boundaries_alike(stamp_offset: int) -> None:
+    token = encrypt_fernet_token(b"t", _KEY, now=1_000_000 + stamp_offset)
+    for now in (1_000_000, 1_000_000.5, datetime.fromtimestamp(1_000_000)):
+        when = {"now": now, "ttl_s": 1000, "max_clock_skew_s": 300}
+        assert _ring(token, [_KEY], **when) == _reference(token, [_KEY], **when)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, FernetFailure.MISSING),
+        ("", FernetFailure.MISSING),
+        (12345, FernetFailure.NOT_TEXT),
+        (b"\xff\xfe\x00garbage", FernetFailure.NOT_BASE64),
+        ("gAAAAAé", FernetFailure.NOT_BASE64),
+        ("gA+/" * 30, FernetFailure.NOT_BASE64),
+        (_VALID[:-8], FernetFailure.BAD_LENGTH),
+        (_VALID[:-1], FernetFailure.NOT_BASE64),
+        (_VALID[:-8] + "AAAA" + _VALID[-4:], FernetFailure.BAD_HMAC),
+        (base64.urlsafe_b64encode(b"\x81" + b"\0" * 100).decode(), FernetFailure.BAD_VERSION),
+        (base64.urlsafe_b64encode(b"\x80" * 40).decode(), FernetFailure.TOO_SHORT),
+        (base64.urlsafe_b64encode(b"\x80" + b"\0" * 80).decode(), FernetFailure.BAD_LENGTH),
+        (encrypt_fernet_token(b"t", _KEY, now=2_000_000), FernetFailure.FUTURE_TIMESTAMP),
+        ("A" * 4_000_000, FernetFailure.BAD_VERSION),
+        (b"gAAAA" + b"\xff" * 1_000_000, FernetFailure.NOT_BASE64),
+    ],
+)
+def test_ring_verifier_names_each_garbage_reason(value: object, reason: FernetFailure) -> None:
+    with pytest.raises(FernetTokenError) as caught:
+        FernetRingVerifier([_KEY], now=1_000_000).verify(value)
+    assert caught.value.reason is reason
+
+
+def test_ring_verifier_names_the_first_key_that_verifies() -> None:
+    token = encrypt_fernet_token(b"x", _KEY, now=1_000_000)
+    cell = FernetRingVerifier([_OTHER, _KEY, _KEY], now=1_000_000).verify(token)
+    assert cell.key_index == 1
+    assert cell.iv == parse_fernet_token(token).iv
+    assert cell.ciphertext == parse_fernet_token(token).ciphertext
+
+
+def test_hmac_pads_agree_with_the_hmac_module() -> None:
+    import hashlib
+    import hmac
+
+    from harness.formats.fernet import _hmac_pads
+
+    for key in (b"", b"k" * 16, b"\xff" * 64):
+        inner, outer = _hmac_pads(key)
+        digest = inner.copy()
+        digest.update(b"message")
+        final = outer.copy()
+        final.update(digest.digest())
+        assert final.digest() == hmac.new(key, b"message", hashlib.sha256).digest()
