@@ -20,6 +20,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import hmac
+import itertools
 import os
 import re
 import time
@@ -41,6 +42,7 @@ from harness.formats.bcrypt_hash import (
     HashMatch,
     HashScheme,
     bcrypt_check,
+    bcrypt_cost_histogram,
     classify_stored_hash,
 )
 from harness.formats.fernet import (
@@ -76,6 +78,8 @@ MIN_CIPHERTEXT_ENTROPY = 7.5
 MIN_ENTROPY_SAMPLE = 1024
 #: A prime, so that IV prefixes with a constant first byte (a counter, a clock) still spread.
 DUPLICATE_BUCKETS = 251
+#: Password hashes are classified this many rows at a time (one regular expression a batch).
+HASH_BATCH_ROWS = 10_000
 
 VOLUMES_ATTESTATION = (
     "The storage under PostgreSQL's data directory cannot be seen from a database connection. "
@@ -498,17 +502,28 @@ def scan_hash_cells(rows: Iterable[tuple[Any, Any]], column: str,
     costs: Counter[int] = Counter()
     examples: list[str] = []
     cost_examples: list[str] = []
-    for row_id, value in rows:
-        total += 1
-        kind = classify_stored_hash(value)
-        schemes[kind.scheme.value] += 1
-        if kind.cost is not None:
-            costs[kind.cost] += 1
-            if expected_cost is not None and kind.cost != expected_cost \
-                    and len(cost_examples) < EXAMPLES:
-                cost_examples.append(f"row {row_id}: cost {kind.cost}")
-        elif len(examples) < EXAMPLES:
-            examples.append(f"row {row_id}: {kind.scheme.value}")
+    remaining = iter(rows)
+    while batch := list(itertools.islice(remaining, HASH_BATCH_ROWS)):
+        # A batch of nothing but well-formed bcrypt is counted at once, unless it
+        # holds a row with another cost that should be named as an example.
+        histogram = bcrypt_cost_histogram([value for _, value in batch])
+        if histogram is not None and (expected_cost is None or len(cost_examples) >= EXAMPLES
+                                      or set(histogram) == {expected_cost}):
+            total += len(batch)
+            schemes[HashScheme.BCRYPT.value] += len(batch)
+            costs.update(histogram)
+            continue
+        for row_id, value in batch:
+            total += 1
+            kind = classify_stored_hash(value)
+            schemes[kind.scheme.value] += 1
+            if kind.cost is not None:
+                costs[kind.cost] += 1
+                if expected_cost is not None and kind.cost != expected_cost \
+                        and len(cost_examples) < EXAMPLES:
+                    cost_examples.append(f"row {row_id}: cost {kind.cost}")
+            elif len(examples) < EXAMPLES:
+                examples.append(f"row {row_id}: {kind.scheme.value}")
     return HashColumnScan(column, total, dict(schemes), dict(costs), tuple(examples),
                           tuple(cost_examples))
 

@@ -10,10 +10,13 @@ import os
 import random
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks.at_rest import DuplicateCounter, scan_fernet_cells
+from checks import at_rest
+from checks.at_rest import EXAMPLES, DuplicateCounter, HashColumnScan, scan_fernet_cells, scan_hash_cells
+from harness.formats.bcrypt_hash import classify_stored_hash
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
 
 KEY = FernetKey(b"k" * 32, "v1")
@@ -66,3 +69,52 @@ def test_fernet_scan_names_keys_in_first_seen_order_and_counts_every_reason() ->
     assert scan.failures == {"missing": 2, "not_base64": 2, "not_text": 1, "bad_version": 1,
                              "future_timestamp": 1}
     assert scan.examples[:2] == ("row 4: missing", "row 5: missing")
+
+
+SALTED = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+
+
+def _hash_scan_one_by_one(rows: list[tuple[int, object]], column: str,
+                          expected_cost: int | None) -> HashColumnScan:
+    """The scan as it was before batches: one classification per row."""
+    schemes: Counter[str] = Counter()
+    costs: Counter[int] = Counter()
+    examples: list[str] = []
+    cost_examples: list[str] = []
+    for row_id, value in rows:
+        kind = classify_stored_hash(value)
+        schemes[kind.scheme.value] += 1
+        if kind.cost is not None:
+            costs[kind.cost] += 1
+            if expected_cost is not None and kind.cost != expected_cost \
+                    and len(cost_examples) < EXAMPLES:
+                cost_examples.append(f"row {row_id}: cost {kind.cost}")
+        elif len(examples) < EXAMPLES:
+            examples.append(f"row {row_id}: {kind.scheme.value}")
+    return HashColumnScan(column, len(rows), dict(schemes), dict(costs), tuple(examples),
+                          tuple(cost_examples))
+
+
+_HASH_CELLS = [f"$2b$12${SALTED}"] * 6 + [f"$2y$10${SALTED}", f"$2a$04${SALTED}", None, "",
+                                          "hunter2", b"\xff", "$2b$12$short", f"$2b$12${SALTED}\n",
+                                          "5f4dcc3b5aa765d61d8327deb882cf99", 7]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_HASH_CELLS), max_size=80), st.sampled_from([None, 12, 10]),
+       st.sampled_from([1, 3, 7, 10_000]))
+def test_hash_scan_in_batches_says_what_one_by_one_says(values: list[object], cost: int | None,
+                                                        batch: int) -> None:
+    rows = list(enumerate(values, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(at_rest, "HASH_BATCH_ROWS", batch)
+        scan = scan_hash_cells(iter(rows), "users.password_hash", cost)
+    expected = _hash_scan_one_by_one(rows, "users.password_hash", cost)
+    assert scan == expected
+    assert list(scan.schemes) == list(expected.schemes) and list(scan.costs) == list(expected.costs)
+
+
+def test_hash_scan_of_a_clean_million_rows_is_one_histogram() -> None:
+    rows = ((i, f"$2b$12${SALTED}") for i in range(1_000_000))
+    scan = scan_hash_cells(rows, "users.password_hash", 12)
+    assert (scan.rows, scan.schemes, scan.costs) == (1_000_000, {"bcrypt": 1_000_000}, {12: 1_000_000})

@@ -13,6 +13,7 @@ from harness.formats.bcrypt_hash import (
     HashMatch,
     HashScheme,
     bcrypt_check,
+    bcrypt_cost_histogram,
     classify_stored_hash,
     parse_bcrypt_hash,
 )
@@ -91,3 +92,50 @@ def test_never_raises_anything_but_its_own_error(value: object) -> None:
         assert error.scheme is kind.scheme is not HashScheme.BCRYPT
     else:
         assert kind.scheme is HashScheme.BCRYPT and kind.cost == parsed.cost
+
+
+# --- bcrypt_cost_histogram: a whole batch at once, or "classify each" ---------------------------
+
+_SALTED = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+
+
+def _cell() -> st.SearchStrategy[object]:
+    return st.one_of(
+        st.sampled_from(["$2a$", "$2b$", "$2y$"]).flatmap(
+            lambda prefix: st.sampled_from(["04", "10", "12", "31", "03", "32", "99", "00", "1٢"]).map(
+                lambda cost: f"{prefix}{cost}${_SALTED}")),
+        st.just(KNOWN), st.just(KNOWN + "\n"), st.just(KNOWN[:-1] + "\n"), st.just(KNOWN[:30] + "\n" + KNOWN[31:]),
+        st.just(KNOWN[:-1]), st.just(KNOWN + "x"), st.just(KNOWN.encode()),
+        st.none(), st.integers(), st.just(""), st.just("\n"),
+        st.text(alphabet=BCRYPT_ALPHABET + "$\n", max_size=70).map(lambda t: "$2b$12$" + t),
+    )
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(_cell(), max_size=8))
+def test_histogram_is_what_classifying_each_value_says(values: list[object]) -> None:
+    # Given any batch, When it is judged at once, Then it is either the cost histogram
+    # classify_stored_hash gives value by value (all bcrypt), or "classify each" (None).
+    kinds = [classify_stored_hash(v) for v in values]
+    histogram = bcrypt_cost_histogram(values)
+    if histogram is None:
+        # ("Classify each" is also the answer for bytes and other scripts' digits.)
+        assert values and (not all(k.scheme is HashScheme.BCRYPT for k in kinds)
+                           or any(not isinstance(v, str) or not v.isascii() for v in values))
+        return
+    assert all(k.scheme is HashScheme.BCRYPT for k in kinds)
+    expected: dict[int, int] = {}
+    for kind in kinds:
+        assert kind.cost is not None
+        expected[kind.cost] = expected.get(kind.cost, 0) + 1
+    assert histogram == expected and list(histogram) == list(expected)
+
+
+def test_histogram_of_a_uniform_and_a_mixed_batch() -> None:
+    assert bcrypt_cost_histogram([]) == {}
+    assert bcrypt_cost_histogram([f"$2b$12${_SALTED}"] * 1000) == {12: 1000}
+    mixed = [f"$2b$12${_SALTED}", f"$2y$10${_SALTED}", f"$2a$12${_SALTED}"]
+    assert bcrypt_cost_histogram(mixed) == {12: 2, 10: 1}
+    # Two hashes in one cell and an empty cell: as many characters as two cells, not two hashes.
+    assert bcrypt_cost_histogram([f"$2b$12${_SALTED}\n$2b$12${_SALTED}", ""]) is None
+    assert bcrypt_cost_histogram([f"$2b$12${_SALTED}", None]) is None
