@@ -41,6 +41,7 @@ from harness.keysearch import KeyHit, KeySearcher, KeySearchResult, SearchSettin
 from harness.load import LoadCall, LoadReport, SteadyLoad
 from harness.outcomes import ProbeError, Verdict
 from harness.policy import Policy
+from harness.probes import docker_engine
 from harness.probes import hsm as hsm_probe
 from harness.probes.api import VotrizApi
 from harness.probes.database import DatabaseProbe
@@ -302,7 +303,8 @@ def hsm_custody_verdict(listing: TokenListing, classes: KeyClasses, namespace: s
 # keys.no_key_elsewhere
 
 
-def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str]) -> Verdict:
+def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str],
+                             unsearchable_images: Sequence[str] = ()) -> Verdict:
     """Any failing hit FAILS naming the place; an incomplete search is ERROR."""
     details: dict[str, Any] = {
         "keys_searched": list(key_labels),
@@ -328,6 +330,7 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str])
     gaps += [f"searched only part of {path}" for path in result.truncated
              if path not in {p for p, _ in result.truncated_at}]
     gaps += [f"skipped {path} (binary file)" for path in result.binary_skipped]
+    gaps += [f"could not read the layers of image {image}" for image in unsearchable_images]
     if gaps:
         more = f" (and {len(gaps) - 5} more)" if len(gaps) > 5 else ""
         return Verdict.error(f"The search is incomplete: {'; '.join(gaps[:5])}{more}.", **details)
@@ -875,13 +878,50 @@ def create_canary(api: VotrizApi, known_secrets: KnownSecrets) -> CanaryAccount:
     return canary
 
 
-def observe_service_processes(profile: TargetProfile) -> list[ProcessObservation] | None:
+def observe_service_processes(profile: TargetProfile, policy: Policy) -> list[ProcessObservation] | None:
     """The service's processes (local backend), or None when the harness cannot see them."""
     if profile.backend == "local" and profile.local is not None and profile.local.processes:
         return observe_local(profile.local)
     if profile.backend == "docker" and profile.docker is not None:
-        return observe_docker(profile.docker.project)
+        return observe_docker(profile.docker.project, timeout_s=policy.timeouts.request_s)
     return None
+
+
+@dataclass(frozen=True)
+class DockerArtifacts:
+    """What the engine holds about the service's containers, for the key search.
+
+    Attributes:
+        logs: (``docker logs NAME``, bytes, truncated) per container.
+        layers: (name, directory) per distinct layer of the containers' images.
+        images: the images whose layers were listed.
+        unsearchable: images whose layers could not be read, with why.
+    """
+
+    logs: tuple[tuple[str, bytes, bool], ...] = ()
+    layers: tuple[tuple[str, Path], ...] = ()
+    images: tuple[str, ...] = ()
+    unsearchable: tuple[str, ...] = ()
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {"images": list(self.images), "layers": [label for label, _ in self.layers],
+                "container_logs": [name for name, _, _ in self.logs],
+                "unsearchable": list(self.unsearchable)}
+
+
+def observe_docker_artifacts(profile: TargetProfile, policy: Policy, max_log_bytes: int) -> DockerArtifacts:
+    """The containers' logs and image layers (Docker backend), else nothing."""
+    if profile.backend != "docker" or profile.docker is None:
+        return DockerArtifacts()
+    client = docker_engine.docker_client(policy)
+    try:
+        containers = docker_engine.project_containers(profile.docker.project, client)
+        logs = docker_engine.container_logs(containers, max_log_bytes)
+        layers = docker_engine.image_layers(containers, client)
+    finally:
+        client.close()
+    return DockerArtifacts(tuple((log.where, log.data, log.truncated) for log in logs),
+                           layers.layers, layers.images, layers.unsearchable)
 
 
 def is_hsm_process(name: str, hsm_names: Sequence[str]) -> bool:
@@ -900,27 +940,28 @@ def _search_excludes(profile: TargetProfile, report_dir: Path) -> list[Path]:
 
 
 @pytest.mark.claims("KEYS-NOT-ON-DISK")
-def check_no_key_elsewhere(profile: TargetProfile, known_secrets: KnownSecrets,
+def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                            evidence: EvidenceRecorder, report_dir: Path,
                            key_classes: KeyClasses) -> None:
     hsm = _require_hsm(profile, evidence)
     snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace)
-    processes = observe_service_processes(profile)
+    processes = observe_service_processes(profile, policy)
+    images = observe_docker_artifacts(profile, policy, key_classes.search.max_log_bytes)
     result = search_target(profile.scan.source_paths, profile.scan.config_paths,
-                           profile.local.log_dir if profile.local else None, processes,
-                           snap.values.items(), key_classes.search,
-                           exclude=_search_excludes(profile, report_dir))
+                           profile.log_dir, processes, snap.values.items(), key_classes.search,
+                           exclude=_search_excludes(profile, report_dir),
+                           container_logs=images.logs, image_layers=images.layers)
     evidence.attach("search", {"hits": [hit.describe() for hit in result.hits],
-                               "coverage": result.coverage(),
+                               "coverage": result.coverage(), "images": images.as_evidence(),
                                "keys": snap.values.fingerprints()})
-    evidence.conclude(no_key_elsewhere_verdict(result, snap.values.labels()))
+    evidence.conclude(no_key_elsewhere_verdict(result, snap.values.labels(), images.unsearchable))
 
 
 @pytest.mark.claims("KEYS-READ-AT-START")
-def check_read_at_start(profile: TargetProfile, known_secrets: KnownSecrets,
+def check_read_at_start(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                         evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     hsm = _require_hsm(profile, evidence)
-    processes = observe_service_processes(profile)
+    processes = observe_service_processes(profile, policy)
     if processes is None:
         evidence.manual("The harness cannot inspect the service's processes on this backend: attest "
                         "that no service process holds the HSM PIN or a key in its environment "

@@ -26,7 +26,7 @@ from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.http import EdgeSamples, HttpSample, PlainHttpAnswer, fetch_samples, public_url
-from harness.probes.listeners import OriginSurvey, SkipReason, survey_origin
+from harness.probes.listeners import OriginSurvey, SkipReason, survey_docker_origin, survey_origin
 from harness.probes.outbound import PROMISED_UPSTREAMS, OutboundExercise, observe_outbound
 from harness.probes.tls import (
     SUPPLIED_CA_STORE,
@@ -396,7 +396,8 @@ def origin_not_plaintext_verdict(survey: OriginSurvey) -> Verdict:
                                "address": sock.address, "port": sock.port}
         if answer is None:
             row["judgement"] = f"not probed: {probed.skipped}"
-            if probed.reason not in (SkipReason.JUDGED_ELSEWHERE, SkipReason.HARNESS_FAKE):
+            if probed.reason not in (SkipReason.JUDGED_ELSEWHERE, SkipReason.HARNESS_FAKE,
+                                     SkipReason.CONTAINER_LOCAL):
                 unverified.append(f"{where}: {probed.skipped or 'not probed'}")
         elif _no_answer_observed(answer):
             row["judgement"] = f"unverified: {answer.error or 'no connection'}"
@@ -541,13 +542,16 @@ def check_http_redirect_only(profile: TargetProfile, policy: Policy, evidence: E
 
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")
 def check_origin_not_plaintext(profile: TargetProfile, policy: Policy, evidence: EvidenceRecorder) -> None:
-    if profile.backend != "local":
-        evidence.not_applicable(f"Enumerating the origin's listeners is implemented for the local "
-                                f"backend only; this target's backend is {profile.backend!r} (the "
-                                "Docker backend will inspect container ports).")
-    if profile.local is None or not profile.local.processes:
-        evidence.not_applicable("The profile lists no local processes (local.processes) to inspect.")
-    verdict = origin_not_plaintext_verdict(survey_origin(profile, policy))
+    if profile.backend == "docker" and profile.docker is not None:
+        survey = survey_docker_origin(profile, policy)
+    elif profile.backend == "local" and profile.local is not None and profile.local.processes:
+        survey = survey_origin(profile, policy)
+    else:
+        evidence.manual(f"The harness cannot list the origin's listeners on this target (backend "
+                        f"{profile.backend!r}, no [local] processes or [docker] project). By hand: "
+                        "list every TCP listener of the service's hosts (ss -ltnp) and show that "
+                        "none but the edge's 443 and its redirecting 80 answers plain HTTP.")
+    verdict = origin_not_plaintext_verdict(survey)
     evidence.attach("origin-listeners", verdict.details)
     evidence.conclude(verdict)
 

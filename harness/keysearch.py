@@ -34,7 +34,7 @@ from harness.probes.processes import ProcessObservation
 from harness.redaction import encodings, fingerprint
 from harness.sweep import SecretSweep
 
-Place = Literal["source", "config", "log", "env"]
+Place = Literal["source", "config", "log", "env", "image"]
 
 _BINARY_SNIFF_BYTES = 8192
 _NEWLINE = b"\n"
@@ -326,6 +326,54 @@ class KeySearcher:
                                skipped=tuple(walk.skipped), truncated=tuple(truncated),
                                errors=tuple(walk.errors), truncated_at=tuple(truncated_at))
 
+    def search_logs(self, logs: Iterable[tuple[str, bytes, bool]]) -> KeySearchResult:
+        """Search logs held in memory (a container's output): (name, bytes, truncated)."""
+        hits: list[KeyHit] = []
+        truncated_at: list[tuple[str, int]] = []
+        searched = total = 0
+        for name, data, truncated in logs:
+            searched += 1
+            total += len(data)
+            if truncated:
+                truncated_at.append((name, len(data)))
+            hits.extend(self.scan(data, "log", name, line_numbers=False))
+        return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
+                               truncated=tuple(name for name, _ in truncated_at),
+                               truncated_at=tuple(truncated_at))
+
+    def search_layers(self, layers: Sequence[tuple[str, Path]]) -> KeySearchResult:
+        """Every file of every image layer, binary ones included, for the keys' values.
+
+        Key shapes are not applied here: a layer holds a whole operating system,
+        whose libraries and test data are full of key-shaped strings; a real key
+        is found by its value, in any file, at any size (files are streamed).
+        """
+        hits: list[KeyHit] = []
+        searched = total = 0
+        errors: list[str] = []
+        for label, root in layers:
+            walk = self._walk([root])
+            errors.extend(f"{label}: {error}" for error in walk.errors)
+            for path in walk.files:
+                where = f"{label} /{path.relative_to(root)}"
+                try:
+                    found = list(self._sweep.scan_file(path, location=where))
+                    size = path.stat().st_size
+                except OSError as exc:
+                    errors.append(f"{where}: {exc.strerror or type(exc).__name__}")
+                    continue
+                searched += 1
+                total += size
+                for hit in found:
+                    length = self._lengths[hit.label]
+                    with path.open("rb") as stream:
+                        stream.seek(hit.offset)
+                        matched = stream.read(length)
+                    hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
+                                       fingerprint(matched)))
+        return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
+                               errors=tuple(errors))
+
     def search_processes(self, processes: Iterable[ProcessObservation]) -> KeySearchResult:
         """Search the environment of every process (variable names only in hits)."""
         hits: list[KeyHit] = []
@@ -358,21 +406,28 @@ def _unique(hits: Iterable[KeyHit]) -> Iterator[KeyHit]:
 def search_target(source_paths: Sequence[Path], config_paths: Sequence[Path],
                   log_dir: Path | None, processes: Sequence[ProcessObservation] | None,
                   values: Iterable[tuple[str, bytes]], settings: SearchSettings, *,
-                  exclude: Sequence[Path] = ()) -> KeySearchResult:
-    """Search a target's source, configuration, logs and process environments in one go.
+                  exclude: Sequence[Path] = (), container_logs: Sequence[tuple[str, bytes, bool]] = (),
+                  image_layers: Sequence[tuple[str, Path]] = ()) -> KeySearchResult:
+    """Search a target's source, configuration, logs, process environments and images in one go.
 
     Args:
         source_paths, config_paths: the profile's ``[scan]`` paths.
-        log_dir: the profile's ``local.log_dir`` (None: no logs searched).
+        log_dir: the profile's log directory (None: no log files searched).
         processes: observed processes (None: environments not searched).
         values: (label, value) of the real keys.
         exclude: paths never searched (the harness's evidence, the HSM token store).
+        container_logs: (name, bytes, truncated) of each container's output.
+        image_layers: (name, directory) of each layer of the service's images.
     """
     searcher = KeySearcher(values, settings, exclude=exclude)
     result = searcher.search_files(source_paths, "source")
     result = result.merged(searcher.search_files(config_paths, "config"))
     if log_dir is not None:
         result = result.merged(searcher.search_files([log_dir], "log"))
+    if container_logs:
+        result = result.merged(searcher.search_logs(container_logs))
+    if image_layers:
+        result = result.merged(searcher.search_layers(image_layers))
     if processes is not None:
         result = result.merged(searcher.search_processes(processes))
     return result

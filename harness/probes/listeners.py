@@ -15,9 +15,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from harness.outcomes import ProbeError
 from harness.policy import Policy
+from harness.probes.docker_engine import docker_client, project_containers
 from harness.probes.http import PlainHttpAnswer, probe_plain_http
 from harness.profile import Process, TargetProfile
 
@@ -165,14 +168,25 @@ def scan_listeners(processes: Sequence[Process], proc: Path = Path("/proc")) -> 
     Raises:
         ProbeError: as :func:`listening_sockets`.
     """
-    scan = _Scan()
-    found: dict[int, ListeningSocket] = {}
+    roots = []
     for process in processes:
         root = _read_pid(process)
         if not (proc / str(root)).is_dir():
             raise ProbeError(f"process {process.name}: pid {root} from {process.pid_file} "
                              "is not running")
-        pids: Iterable[int] = process_tree(root, proc) if process.include_children else [root]
+        roots.append((process.name, root, process.include_children))
+    return scan_process_trees(roots, proc)
+
+
+def scan_process_trees(roots: Iterable[tuple[str, int, bool]], proc: Path = Path("/proc")) -> ListenerScan:
+    """The listening sockets of each ``(name, root pid, include children)`` tree.
+
+    A socket is attributed to the first tree (and lowest pid) found holding it.
+    """
+    scan = _Scan()
+    found: dict[int, ListeningSocket] = {}
+    for name, root, include_children in roots:
+        pids: Iterable[int] = process_tree(root, proc) if include_children else [root]
         for pid in pids:
             inodes = _socket_inodes(pid, proc, scan)
             if not inodes:
@@ -194,7 +208,7 @@ def scan_listeners(processes: Sequence[Process], proc: Path = Path("/proc")) -> 
                     continue
                 for inode, (address, port) in parse_proc_net_tcp(table).items():
                     if inode in inodes and inode not in found:
-                        found[inode] = ListeningSocket(process.name, pid, command, address, port,
+                        found[inode] = ListeningSocket(name, pid, command, address, port,
                                                        family, inode)
     return ListenerScan(tuple(sorted(found.values(), key=lambda s: (s.port, s.family, s.address))),
                         tuple(scan.unreadable), tuple(sorted(set(scan.ended))))
@@ -207,11 +221,13 @@ class SkipReason(enum.StrEnum):
         JUDGED_ELSEWHERE: another check judges it (the edge's plaintext port).
         HARNESS_FAKE: it is the harness's own fake, not the service.
         NOT_LOOPBACK: bound to an address the harness does not target; unverified.
+        CONTAINER_LOCAL: bound to loopback inside a container: nothing outside it can connect.
     """
 
     JUDGED_ELSEWHERE = "judged elsewhere"
     HARNESS_FAKE = "harness fake"
     NOT_LOOPBACK = "not loopback"
+    CONTAINER_LOCAL = "container local"
 
 
 @dataclass(frozen=True)
@@ -278,8 +294,6 @@ def survey_origin(profile: TargetProfile, policy: Policy) -> OriginSurvey:
         raise ProbeError("the profile lists no local processes (local.processes)")
     skip: dict[int, tuple[str, SkipReason]] = {}
     if profile.capture is not None:
-        from urllib.parse import urlsplit
-
         capture_port = urlsplit(profile.capture.url).port
         if capture_port is not None:
             skip[capture_port] = ("the harness's own fakes (capture API), not the service",
@@ -306,3 +320,93 @@ def survey_origin(profile: TargetProfile, policy: Policy) -> OriginSurvey:
         probed.append(ProbedListener(sock, answer))
     return OriginSurvey(tuple(p.name for p in profile.local.processes), tuple(probed),
                         scan.unreadable)
+
+
+@dataclass(frozen=True)
+class ContainerRoot:
+    """A running container of the service, as the Docker host sees it.
+
+    Attributes:
+        name: the container's name.
+        pid: its main process's pid on the host.
+        addresses: its IP addresses on its networks (where other containers reach it).
+        published: container port -> host ports it is published on.
+    """
+
+    name: str
+    pid: int
+    addresses: tuple[str, ...]
+    published: dict[int, tuple[int, ...]] = field(hash=False, default_factory=dict)
+
+    @classmethod
+    def of(cls, container: Any) -> ContainerRoot:
+        """Read from a docker SDK container's ``attrs``."""
+        attrs = container.attrs
+        settings = attrs.get("NetworkSettings") or {}
+        addresses = tuple(sorted({str(n.get("IPAddress")) for n in (settings.get("Networks") or {}).values()
+                                  if n.get("IPAddress")}))
+        published: dict[int, tuple[int, ...]] = {}
+        for key, bindings in (settings.get("Ports") or {}).items():
+            port, _, proto = str(key).partition("/")
+            if proto == "tcp" and bindings:
+                published[int(port)] = tuple(int(b["HostPort"]) for b in bindings if b.get("HostPort"))
+        return cls(str(container.name), int((attrs.get("State") or {}).get("Pid") or 0), addresses,
+                   published)
+
+
+def survey_docker_origin(profile: TargetProfile, policy: Policy, *, client: Any = None,
+                         proc: Path = Path("/proc")) -> OriginSurvey:
+    """List the TCP listeners of the service's containers and try each with plain HTTP.
+
+    The harness runs on the Docker host: each container's processes are read in
+    ``/proc`` (their network namespace's ``net/tcp``), and a listener is tried
+    on the container's own addresses, where the other containers would reach
+    it. Not probed: the edge's published plaintext port (judged by
+    ``transit.http_redirect_only``), the harness's fakes (``capture``), and
+    sockets bound to loopback inside their container.
+
+    Raises:
+        ProbeError: the profile has no ``docker`` section, or the engine cannot be asked.
+    """
+    if profile.docker is None:
+        raise ProbeError("the profile has no [docker] section naming the project")
+    own_client = client is None
+    if client is None:
+        client = docker_client(policy)
+    try:
+        roots = [ContainerRoot.of(c) for c in project_containers(profile.docker.project, client)]
+    finally:
+        if own_client:
+            client.close()
+    fakes: set[tuple[str, int]] = set()
+    if profile.capture is not None:
+        parts = urlsplit(profile.capture.url)
+        for port in (parts.port, profile.capture.plaintext_port):
+            if parts.hostname and port is not None:
+                fakes.add((parts.hostname, port))
+    by_name = {root.name: root for root in roots}
+    scan = scan_process_trees([(root.name, root.pid, True) for root in roots if root.pid], proc)
+    probed = []
+    for sock in scan.sockets:
+        root = by_name[sock.process]
+        edge_http = (profile.edge.http_port is not None and root.name == profile.docker.edge_container
+                     and profile.edge.http_port in root.published.get(sock.port, ()))
+        ip = ipaddress.ip_address(sock.address)
+        targets = root.addresses if ip.is_unspecified else (sock.address,)
+        if edge_http:
+            probed.append(ProbedListener(sock, None, "the edge's published plaintext port, judged by "
+                                         "transit.http_redirect_only", SkipReason.JUDGED_ELSEWHERE))
+        elif any((target, sock.port) in fakes for target in targets):
+            probed.append(ProbedListener(sock, None, "the harness's own fakes, not the service",
+                                         SkipReason.HARNESS_FAKE))
+        elif ip.is_loopback:
+            probed.append(ProbedListener(sock, None, "bound to loopback inside its container",
+                                         SkipReason.CONTAINER_LOCAL))
+        elif not targets:
+            probed.append(ProbedListener(sock, None, "its container has no network address",
+                                         SkipReason.CONTAINER_LOCAL))
+        else:
+            probed.append(ProbedListener(sock, probe_plain_http(targets[0], sock.port, profile.edge.host,
+                                                                policy.timeouts.connect_s)))
+    return OriginSurvey(tuple(root.name for root in roots), tuple(probed), scan.unreadable)
+

@@ -177,25 +177,27 @@ def observe_local(local: Local, *, proc: Path = PROC) -> list[ProcessObservation
     return found
 
 
-def observe_docker(project: str, *, client: Any = None, proc: Path = PROC) -> list[ProcessObservation]:
+def observe_docker(project: str, *, client: Any = None, proc: Path = PROC,
+                   timeout_s: float = 15.0) -> list[ProcessObservation]:
     """The containers labelled ``votriz.project=PROJECT``: each container's configured
     environment (kept on disk by the engine), and its processes seen through /proc
-    (the harness runs on the Docker host).
+    (the harness runs on the Docker host). Every call to the engine gives up after
+    ``timeout_s``.
 
     Raises:
         ProbeError: the Docker engine cannot be reached or lists no such container.
     """
-    try:
-        if client is None:
-            import docker  # only needed for the docker backend
+    from harness.probes import containers as containers_probe
+    from harness.probes.docker_engine import project_containers
 
-            client = docker.from_env()
-        containers = client.containers.list(filters={"label": f"votriz.project={project}"})
-    except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
-        raise ProbeError(f"docker: cannot list the containers of project {project!r}: "
-                         f"{type(exc).__name__}") from None
-    if not containers:
-        raise ProbeError(f"docker: no running container is labelled votriz.project={project}")
+    own_client = client is None
+    if client is None:
+        client = containers_probe.docker_client(timeout_s)
+    try:
+        containers = project_containers(project, client)
+    finally:
+        if own_client:
+            client.close()
     found: list[ProcessObservation] = []
     for container in containers:
         attrs = container.attrs

@@ -153,3 +153,34 @@ def test_entropy() -> None:
     assert shannon_entropy(b"") == 0.0
     assert shannon_entropy(b"aaaa") == 0.0
     assert shannon_entropy(bytes(range(16))) == pytest.approx(4.0)
+
+
+def test_image_layers_are_searched_whole_binary_files_included_by_value_only(tmp_path: Path) -> None:
+    # Given two layers: a binary blob far past the per-file bound with the raw key near its
+    # end, and an OS file full of key-shaped strings that are no real key
+    lower, upper = tmp_path / "lower" / "diff", tmp_path / "upper" / "diff"
+    (lower / "usr" / "lib").mkdir(parents=True)
+    (upper / "etc").mkdir(parents=True)
+    blob = lower / "usr" / "lib" / "libbig.so"
+    with blob.open("wb") as stream:
+        stream.write(b"\0ELF" + b"\0" * (SETTINGS.max_file_bytes + 10))
+        stream.write(TOKEN_KEY)
+    (upper / "etc" / "example.conf").write_text(f'api_key = "{STRIPE[:8]}' + "Zx9Qw" * 8 + '"\n')
+    layers = [("img:1 layer 2 (upper)", upper), ("img:1 layer 1 (lower)", lower)]
+    # When the layers are searched
+    result = searcher().search_layers(layers)
+    # Then the key is found by value, at its byte offset in the named layer's file,
+    # and the key-shaped text is not reported (shapes are not applied to images)
+    hit, = result.hits
+    assert (hit.kind, hit.place, hit.what) == ("value", "image", "votriz/token-encryption/v1 (raw)")
+    assert hit.where == f"img:1 layer 1 (lower) /usr/lib/libbig.so@{SETTINGS.max_file_bytes + 14}"
+    assert result.files_searched == 2 and not result.truncated and not result.errors
+
+
+def test_container_logs_are_searched_and_a_truncated_one_is_a_gap(tmp_path: Path) -> None:
+    logs = [("docker logs api", f"boot\nkey={FERNET_KEY}\n".encode(), False),
+            ("docker logs edge", b"x" * 100, True)]
+    result = searcher().search_logs(logs)
+    hit, = result.failing
+    assert (hit.place, hit.where) == ("log", "docker logs api@9")
+    assert result.truncated_at == (("docker logs edge", 100),)

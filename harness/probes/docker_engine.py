@@ -1,0 +1,147 @@
+"""What the Docker engine holds about a service besides its processes: container logs and image layers.
+
+The harness runs on the Docker host. A container's standard output and
+error are read from the engine (``docker logs``); the files of every layer of
+every image the service's containers run are read where the storage driver
+keeps them on disk (``GraphDriver.Data``: ``UpperDir`` and ``LowerDir`` of
+overlay-type drivers), so a key baked into any layer, even one a later layer
+deletes, is found by walking those directories like a source tree. An image
+whose layers are not on disk in that form is named as not searched, never
+silently skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes import containers as containers_probe
+
+PROJECT_LABEL = "votriz.project"
+
+
+def docker_client(policy: Policy) -> Any:
+    """A client of the Docker engine whose every call is bounded by the policy's request timeout.
+
+    Raises:
+        ProbeError: the engine cannot be reached or does not answer in time.
+    """
+    return containers_probe.docker_client(policy.timeouts.request_s)
+
+
+def project_containers(project: str, client: Any) -> list[Any]:
+    """The running containers labelled ``votriz.project=PROJECT``, by name.
+
+    Raises:
+        ProbeError: the engine cannot be asked, or runs no such container.
+    """
+    try:
+        containers = client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+    except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
+        raise containers_probe.engine_error(exc, f"listing the containers of project {project!r}",
+                                            float(client.api.timeout)) from None
+    if not containers:
+        raise ProbeError(f"docker: no running container is labelled {PROJECT_LABEL}={project}")
+    return sorted(containers, key=lambda c: str(c.name))
+
+
+@dataclass(frozen=True)
+class ContainerLog:
+    """One container's standard output and error as the engine keeps them.
+
+    Attributes:
+        container: the container's name.
+        data: the log's bytes (at most the limit asked for).
+        truncated: whether the log was longer than that.
+    """
+
+    container: str
+    data: bytes
+    truncated: bool = False
+
+    @property
+    def where(self) -> str:
+        """How evidence names it."""
+        return f"docker logs {self.container}"
+
+
+def container_logs(containers: list[Any], max_bytes: int) -> list[ContainerLog]:
+    """The logs of each container, read up to ``max_bytes`` each.
+
+    Raises:
+        ProbeError: the engine does not give a log.
+    """
+    logs = []
+    for container in containers:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    break
+        except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
+            raise containers_probe.engine_error(exc, f"reading the log of {container.name}",
+                                                float(container.client.api.timeout)) from None
+        data = b"".join(chunks)
+        logs.append(ContainerLog(str(container.name), data[:max_bytes], size > max_bytes))
+    return logs
+
+
+@dataclass(frozen=True)
+class ImageLayers:
+    """The on-disk layers of the images a service's containers run.
+
+    Attributes:
+        layers: (how evidence names it, directory) per distinct layer, top layer first per image.
+        images: the images, by tag (or id).
+        unsearchable: images whose layers are not on disk in a form the harness reads, with why.
+    """
+
+    layers: tuple[tuple[str, Path], ...]
+    images: tuple[str, ...]
+    unsearchable: tuple[str, ...] = ()
+
+
+def image_layers(containers: list[Any], client: Any) -> ImageLayers:
+    """Every layer directory of every image the containers run (each layer once).
+
+    Raises:
+        ProbeError: the engine cannot describe an image.
+    """
+    layers: dict[Path, str] = {}
+    images: list[str] = []
+    unsearchable: list[str] = []
+    seen: set[str] = set()
+    for container in containers:
+        image_id = str(container.attrs.get("Image") or "")
+        if not image_id or image_id in seen:
+            continue
+        seen.add(image_id)
+        try:
+            image = client.images.get(image_id)
+        except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
+            raise containers_probe.engine_error(exc, f"inspecting image {image_id[:19]} of "
+                                                f"{container.name}", float(client.api.timeout)) from None
+        name = image.tags[0] if image.tags else image_id[:19]
+        images.append(name)
+        driver = image.attrs.get("GraphDriver") or {}
+        data = driver.get("Data") or {}
+        dirs = [d for d in [data.get("UpperDir"), *str(data.get("LowerDir") or "").split(":")] if d]
+        missing = [d for d in dirs if not Path(d).is_dir()]
+        if not dirs or missing:
+            why = (f"storage driver {driver.get('Name', '?')!r} names no layer directories" if not dirs
+                   else f"layer directory {missing[0]} is not readable from this host")
+            unsearchable.append(f"{name}: {why}")
+            continue
+        for number, directory in enumerate(dirs):
+            path = Path(directory)
+            if path not in layers:
+                # Overlay drivers keep each layer's files in ``<cache id>/diff``.
+                layers[path] = f"{name} layer {len(dirs) - number} ({path.parent.name[:12]})"
+    return ImageLayers(tuple((label, path) for path, label in layers.items()), tuple(images),
+                       tuple(unsearchable))

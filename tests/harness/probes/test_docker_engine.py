@@ -1,0 +1,43 @@
+"""Container logs and image layers as the Docker engine describes them (SDK objects faked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from harness.probes.docker_engine import container_logs, image_layers
+
+
+def image(tag: str, driver: str, data: dict[str, str]) -> SimpleNamespace:
+    return SimpleNamespace(tags=[tag], attrs={"GraphDriver": {"Name": driver, "Data": data}})
+
+
+def test_layers_of_each_image_once_and_unreadable_images_named(tmp_path: Path) -> None:
+    shared, api_top, db_top = (tmp_path / name / "diff" for name in ("aaaa", "bbbb", "cccc"))
+    for directory in (shared, api_top, db_top):
+        directory.mkdir(parents=True)
+    images = {
+        "sha256:api": image("votriz/api:1", "overlay2", {"UpperDir": str(api_top), "LowerDir": str(shared)}),
+        "sha256:db": image("votriz/db:1", "overlay2", {"UpperDir": str(db_top), "LowerDir": str(shared)}),
+        "sha256:vfs": image("other/x:1", "vfs", {}),
+    }
+    client = SimpleNamespace(images=SimpleNamespace(get=images.__getitem__))
+    containers = [SimpleNamespace(name=name, attrs={"Image": image_id}) for name, image_id in
+                  (("api", "sha256:api"), ("worker", "sha256:api"), ("db", "sha256:db"), ("x", "sha256:vfs"))]
+    found = image_layers(containers, client)
+    assert found.images == ("votriz/api:1", "votriz/db:1", "other/x:1")
+    # The shared base layer is searched once, under the first image that has it
+    assert found.layers == (("votriz/api:1 layer 2 (bbbb)", api_top), ("votriz/api:1 layer 1 (aaaa)", shared),
+                            ("votriz/db:1 layer 2 (cccc)", db_top))
+    assert found.unsearchable == ("other/x:1: storage driver 'vfs' names no layer directories",)
+
+
+def test_logs_are_read_up_to_the_bound_and_say_when_cut() -> None:
+    def logs(**kwargs: object) -> list[bytes]:
+        assert kwargs == {"stdout": True, "stderr": True, "stream": True, "follow": False}
+        return [b"a" * 6, b"b" * 6]
+
+    short, long_ = (SimpleNamespace(name=name, logs=logs) for name in ("edge", "api"))
+    assert [(log.where, log.data, log.truncated) for log in container_logs([short], 100)] == [
+        ("docker logs edge", b"aaaaaabbbbbb", False)]
+    assert [(log.data, log.truncated) for log in container_logs([long_], 8)] == [(b"aaaaaabb", True)]
