@@ -137,6 +137,7 @@ class MailCapture:
         if profile.capture is None:
             raise ProbeError("the profile has no [capture] section: cannot read the recovery mail")
         self._url = profile.capture.url.rstrip("/") + "/_capture/mail"
+        self._extensions = profile.capture.request_extensions
         self._profile = profile
         self._timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
         self._client = self._new_client()
@@ -156,7 +157,7 @@ class MailCapture:
     def mails_to(self, address: str) -> list[dict[str, Any]]:
         """Every captured mail to ``address``, oldest first."""
         try:
-            response = self._client.get(self._url)
+            response = self._client.get(self._url, extensions=self._extensions)
         except httpx.HTTPError as exc:
             raise ProbeError(f"GET {self._url}: {type(exc).__name__}") from None
         if response.status_code != 200:

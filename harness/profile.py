@@ -168,11 +168,20 @@ class Capture(_Strict):
 
     Attributes:
         url: base URL of the fakes' capture API (lists requests and mails received).
+        server_name: the name its certificate is verified for (and sent as SNI)
+            when ``url`` names an address, like ``curl --resolve``; None: the
+            URL's own host.
         plaintext_port: port of the fakes' plaintext decoy listener.
     """
 
     url: str
+    server_name: str | None = None
     plaintext_port: int | None = None
+
+    @property
+    def request_extensions(self) -> dict[str, str]:
+        """httpx request extensions: httpcore verifies the certificate for the SNI name given."""
+        return {"sni_hostname": self.server_name} if self.server_name else {}
 
 
 class Process(_Strict):
@@ -207,10 +216,13 @@ class Docker(_Strict):
     Attributes:
         project: value of the ``votriz.project`` label shared by its containers.
         edge_container: name of the only container allowed to publish ports.
+        log_dir: host directory of the log files the containers write to bind
+            mounts (their standard output is read from the engine regardless).
     """
 
     project: str
     edge_container: str | None = None
+    log_dir: Path | None = None
 
 
 class Scan(_Strict):
@@ -286,6 +298,14 @@ class TargetProfile(_Strict):
     scan: Scan = Scan()
     operations: Operations = Operations()
     attestations: dict[str, Path] = Field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path | None:
+        """The service's log directory on this host (``local.log_dir`` or ``docker.log_dir``)."""
+        for section in (self.local, self.docker):
+            if section is not None and section.log_dir is not None:
+                return section.log_dir
+        return None
 
 
 def parse_profile(text: str, *, source: str = "<profile>", base_dir: Path | None = None) -> TargetProfile:

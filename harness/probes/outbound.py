@@ -113,6 +113,7 @@ class CaptureClient:
 
     def __init__(self, capture: Capture, profile: TargetProfile, policy: Policy) -> None:
         self._base = capture.url.rstrip("/")
+        self._extensions = capture.request_extensions
         verify: ssl.SSLContext | bool = True
         if profile.edge.trust_anchor is not None:
             try:
@@ -134,7 +135,7 @@ class CaptureClient:
         """
         url = f"{self._base}/_capture/requests"
         try:
-            response = self._client.get(url, params={"since": seq})
+            response = self._client.get(url, params={"since": seq}, extensions=self._extensions)
         except httpx.TimeoutException:
             raise ProbeError(f"GET {url}: no answer in time") from None
         except httpx.HTTPError as exc:

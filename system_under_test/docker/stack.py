@@ -185,11 +185,12 @@ def _prepare_state_dir(state_dir: Path, stack_id: str) -> None:
     for role in topology.role_log_dirs():
         (state_dir / "logs" / role).mkdir()
     (state_dir / "docker" / "edge").mkdir()
-    (state_dir / "run" / "pg").mkdir(mode=0o700)
+    for name in ("pg", "p11-audit"):
+        (state_dir / "run" / name).mkdir(mode=0o700)
     # A file bind mount needs its source to exist.
     (state_dir / "drills.log").write_bytes(b"")
     _give_to_service_user(state_dir / "logs", state_dir / "backups", state_dir / "run" / "pg",
-                          state_dir / "drills.log")
+                          state_dir / "run" / "p11-audit", state_dir / "drills.log")
 
 
 def up(state_dir: Path, faults: Sequence[str] = (), *, client: Any = None,
@@ -276,6 +277,8 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, faults: tuple[str, ..
             from_hsm[softhsm.TOKEN_KEY_V1]).decode()
     if "pin-in-env" in faults:
         api_secrets["VOTRIZ_HSM_PIN"] = token.pin_file.read_text(encoding="ascii").strip()
+    baked_key = (base64.urlsafe_b64encode(from_hsm[softhsm.TOKEN_KEY_V1])
+                 if "key-in-image" in faults else None)
     stripe_key = from_hsm[softhsm.STRIPE].decode() if "key-in-config" in faults else None
     app_password = from_hsm[softhsm.DB_PASSWORD].decode()
     del from_hsm
@@ -295,6 +298,10 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, faults: tuple[str, ..
                for key in topology.VOLUMES}
     specs = {spec.role: spec for spec in topology.services(paths, faults, api_secrets=api_secrets)}
     del api_secrets
+    if baked_key is not None:
+        image_tags = {**image_tags, "api": _image_with_baked_key(client, image_tags["api"], stack_id,
+                                                                 baked_key)}
+        del baked_key
 
     def start(role: str) -> Any:
         return _start_container(client, specs[role], names[role], image_tags[specs[role].part],
@@ -302,6 +309,7 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, faults: tuple[str, ..
 
     hsm = start("hsm")
     _wait(lambda: _exec_ok(hsm, ["test", "-S", str(topology.P11_SOCKET)]), "hsm (p11-kit socket)", hsm)
+    _wait(lambda: (paths.p11_audit_dir / "sock").is_socket(), "hsm (auditor's p11-kit socket)", hsm)
     db = start("db")
     pg = postgres.PostgresServer(pid=0, port=topology.POSTGRES_PORT,
                                  pgdata=topology.CONTAINER_STATE / "pgdata",
@@ -349,13 +357,35 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, faults: tuple[str, ..
 
     containers = {role: names[role] for role in specs}
     profile_path = state_dir / "target.toml"
-    profile_path.write_text(render_docker_profile(state_dir, names["project"], containers,
-                                                  https_port=https_port, http_port=http_port),
-                            encoding="utf-8")
+    internal = networks[topology.INTERNAL].name
+    profile_path.write_text(render_docker_profile(
+        state_dir, names["project"], containers, https_port=https_port, http_port=http_port,
+        redis_address=_address_on(rds, internal), fakes_address=_address_on(fakes, internal)),
+        encoding="utf-8")
     return StackInfo(state_dir=state_dir, stack_id=stack_id, project=names["project"], faults=faults,
                      containers=containers, https_port=https_port, http_port=http_port,
                      images=dict(image_tags), ca_file=pki.ca_cert, api_config=paths.api_config,
                      profile_path=profile_path)
+
+
+def _image_with_baked_key(client: Any, api_tag: str, stack_id: str, key: bytes) -> str:
+    """The ``key-in-image`` fault: the API image plus one layer holding the token key."""
+    import io
+    import tarfile
+
+    dockerfile = (f"FROM {api_tag}\n"
+                  f"COPY token.key {topology.CONFIG_DIR / 'token.key'}\n").encode("ascii")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (("Dockerfile", dockerfile), ("token.key", key + b"\n")):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    buffer.seek(0)
+    tag = f"{image_builds.REPOSITORY}/api-key-in-image:{stack_id}"
+    client.images.build(fileobj=buffer, custom_context=True, tag=tag, pull=False, rm=True,
+                        network_mode="none", labels={topology.STACK_LABEL: stack_id})
+    return tag
 
 
 def _write_edge_config(paths: StackPaths, edge_faults: Sequence[str], https_port: int,
@@ -472,6 +502,15 @@ def _host_port(container: Any, container_port: int) -> int:
     return 0
 
 
+def _address_on(container: Any, network: str) -> str:
+    """The container's IPv4 address on ``network`` (the host reaches internal networks too)."""
+    container.reload()
+    address = (container.attrs["NetworkSettings"]["Networks"].get(network) or {}).get("IPAddress")
+    if not address:
+        raise StackError(f"container {container.name} has no address on {network}")
+    return str(address)
+
+
 def _tls_context(ca_file: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
@@ -517,17 +556,21 @@ def _wait(ready: Callable[[], bool], what: str, container: Any,
 
 
 def render_docker_profile(state_dir: Path, project: str, containers: Mapping[str, str], *,
-                          https_port: int, http_port: int) -> str:
+                          https_port: int, http_port: int, redis_address: str,
+                          fakes_address: str) -> str:
     """The text of ``target.toml``: a harness TargetProfile for this Docker stack.
 
-    The database, HSM, Redis and capture sections are left out: those services
-    publish nothing, so the auditor on the host has no way to them that the
-    profile can express (see the report / CONTRACT.md).
+    The auditor runs on the Docker host and reaches what publishes nothing
+    the way an operator of that host could: PostgreSQL through its unix
+    socket (``STATE/run/pg``, bind-mounted), the HSM through the auditor's
+    p11-kit socket (``STATE/run/p11-audit``), Redis and the fakes at their
+    addresses on the internal network (a Linux host routes to its bridges).
     """
     import tomli_w
 
     package_dir = Path(__file__).resolve().parents[1]
     api = containers["api"]
+    paths = StackPaths.under(state_dir)
     profile: dict[str, object] = {
         "schema_version": 1,
         "name": "votriz-reference-docker",
@@ -535,16 +578,35 @@ def render_docker_profile(state_dir: Path, project: str, containers: Mapping[str
         "edge": {"host": EDGE_HOST, "address": LOOPBACK, "https_port": https_port,
                  "http_port": http_port, "trust_anchor": str(state_dir / "pki" / "ca.pem")},
         "api": {"base_path": "/api/v1", "canaries": True},
-        "docker": {"project": project, "edge_container": containers["edge"]},
+        "database": {
+            "dsn": (f"host={paths.pg_socket_dir} port={topology.POSTGRES_PORT} "
+                    f"dbname={postgres.DATABASE} user={postgres.AUDITOR_ROLE}"),
+            "password": {"file": str(state_dir / "secrets" / "auditor-password")},
+        },
+        "hsm": {
+            "module": str(topology.P11_CLIENT_MODULE),
+            "token_label": softhsm.TOKEN_LABEL,
+            "pin": {"file": str(paths.pin_file)},
+            # Addresses and paths only: p11-kit's client finds the server through the first;
+            # the second names SoftHSM's token directory, which only the HSM may hold open.
+            "env": {"P11_KIT_SERVER_ADDRESS": f"unix:path={paths.p11_audit_dir / 'sock'}",
+                    "SOFTHSM2_CONF": str(paths.softhsm_conf)},
+            "key_namespace": softhsm.KEY_NAMESPACE,
+        },
+        "redis": {"host": redis_address, "port": topology.REDIS_PORT,
+                  "password_hsm_label": softhsm.REDIS_PASSWORD},
+        "capture": {"url": f"https://{fakes_address}:{topology.FAKES_PORT}",
+                    "server_name": FAKES_HOST, "plaintext_port": topology.FAKES_PLAINTEXT_PORT},
+        "docker": {"project": project, "edge_container": containers["edge"],
+                   "log_dir": str(paths.logs_dir)},
         "scan": {"source_paths": [str(package_dir)],
-                 "config_paths": [str(state_dir / "docker" / "api.toml"),
-                                  str(state_dir / "docker" / "edge" / "nginx.conf"),
-                                  str(state_dir / "softhsm2.conf")]},
+                 "config_paths": [str(paths.api_config), str(paths.edge_config_dir / "nginx.conf"),
+                                  str(paths.softhsm_conf)]},
         "operations": {
             "allow_destructive": True,
             **{name: ops_argv(command, api) for name, command in OPERATIONS.items()},
-            "backup_dir": str(state_dir / "backups"),
-            "drill_log": str(state_dir / "drills.log"),
+            "backup_dir": str(paths.backups_dir),
+            "drill_log": str(paths.drill_log),
         },
     }
     header = "# Target profile of a Docker Votriz reference stack (written by `up`).\n"
@@ -573,6 +635,10 @@ def _remove_objects(client: Any, stack_id: str) -> None:
     for volume in client.volumes.list(filters=selector):
         with contextlib.suppress(NotFound):
             volume.remove(force=True)
+    # Only images a fault built for this stack carry its label; the shared ones do not.
+    for image in client.images.list(filters=selector):
+        with contextlib.suppress(NotFound):
+            client.images.remove(image.id, force=True)
 
 
 def down(state_dir: Path, *, client: Any = None) -> None:
@@ -648,14 +714,15 @@ def status(state_dir: Path, *, client: Any = None) -> StackStatus:
 
 
 def stack_objects(stack_id: str, *, client: Any = None) -> dict[str, list[str]]:
-    """Names of the containers, networks and volumes still labelled with ``stack_id``."""
+    """Names of the containers, networks, volumes and images still labelled with ``stack_id``."""
     own_client = client is None
     client = client or docker_client()
     selector = {"label": f"{topology.STACK_LABEL}={stack_id}"}
     try:
         return {"containers": [c.name for c in client.containers.list(all=True, filters=selector)],
                 "networks": [n.name for n in client.networks.list(filters=selector)],
-                "volumes": [v.name for v in client.volumes.list(filters=selector)]}
+                "volumes": [v.name for v in client.volumes.list(filters=selector)],
+                "images": [i.tags[0] if i.tags else i.id for i in client.images.list(filters=selector)]}
     finally:
         if own_client:
             client.close()

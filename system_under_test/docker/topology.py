@@ -10,7 +10,9 @@ the same data. Clean topology:
 - only the edge publishes ports: 443 and 80, bound to 127.0.0.1 on host
   ports the engine chooses;
 - the HSM container runs ``p11-kit server`` in front of SoftHSM2; its socket
-  reaches the API through a volume, so the API holds no token file;
+  reaches the API through a volume, so the API holds no token file; a second
+  server's socket (no uid check) is bind-mounted to the host only, for the
+  auditor;
 - the API reaches the edge through a unix socket in a shared volume (it has
   no TCP listener), reads its PIN from a read-only bind-mounted secret file
   and names only paths in its environment.
@@ -38,6 +40,8 @@ SERVICE_GID = 10001
 CONTAINER_STATE = Path("/var/lib/votriz")
 P11_SOCKET_DIR = Path("/run/p11")
 P11_SOCKET = P11_SOCKET_DIR / "sock"
+# The auditor's socket: bind-mounted from the host (STATE/run/p11-audit) into the HSM only.
+P11_AUDIT_DIR = Path("/run/p11-audit")
 P11_CLIENT_MODULE = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 PIN_SECRET = Path("/run/secrets/hsm-pin")
 SOFTHSM_CONF = CONTAINER_STATE / "softhsm2.conf"
@@ -115,7 +119,9 @@ class StackPaths:
         api_config: ``STATE/docker/api.toml``.
         edge_config_dir: ``STATE/docker/edge`` (holds ``nginx.conf``).
         pg_hba: ``STATE/docker/pg_hba.conf``.
-        pg_socket_dir: ``STATE/run/pg``: the db's unix socket, reached from the host by ``up``.
+        pg_socket_dir: ``STATE/run/pg``: the db's unix socket, reached from the host by
+            ``up`` and by the auditor.
+        p11_audit_dir: ``STATE/run/p11-audit``: the HSM's socket for the auditor on the host.
         logs_dir: ``STATE/logs`` (one subdirectory per role).
         backups_dir: ``STATE/backups``.
         drill_log: ``STATE/drills.log`` (the restore drill's log).
@@ -132,6 +138,7 @@ class StackPaths:
     edge_config_dir: Path
     pg_hba: Path
     pg_socket_dir: Path
+    p11_audit_dir: Path
     logs_dir: Path
     backups_dir: Path
     drill_log: Path
@@ -146,6 +153,7 @@ class StackPaths:
             redis_password_file=state_dir / "secrets" / "redis-password" if redis_password_file else None,
             api_config=state_dir / "docker" / "api.toml", edge_config_dir=state_dir / "docker" / "edge",
             pg_hba=state_dir / "docker" / "pg_hba.conf", pg_socket_dir=state_dir / "run" / "pg",
+            p11_audit_dir=state_dir / "run" / "p11-audit",
             logs_dir=state_dir / "logs", backups_dir=state_dir / "backups",
             drill_log=state_dir / "drills.log",
         )
@@ -208,6 +216,7 @@ def services(paths: StackPaths, faults: Collection[str], *,
             network_mode="host" if "host-network" in faults else None,
             mounts=(
                 Mount(P11_SOCKET_DIR, volume="p11", read_only=False),
+                Mount(P11_AUDIT_DIR, source=paths.p11_audit_dir, read_only=False),
                 # SoftHSM's config names the token directory by its host path, so the
                 # directory is mounted at that same path: one config for both backends.
                 Mount(paths.tokens_dir, source=paths.tokens_dir, read_only=False),

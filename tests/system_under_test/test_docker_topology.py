@@ -126,13 +126,22 @@ def test_every_part_has_a_dockerfile_from_an_overridable_base() -> None:
 
 def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
     containers = {role: f"votriz-abc-{role}" for role in ("edge", "api", "db", "redis", "hsm", "fakes")}
-    text = render_docker_profile(tmp_path, "votriz-abc", containers, https_port=40443, http_port=40080)
+    text = render_docker_profile(tmp_path, "votriz-abc", containers, https_port=40443, http_port=40080,
+                                 redis_address="172.30.0.4", fakes_address="172.30.0.5")
     profile = parse_profile(text, source="target.toml")
     assert profile.backend == "docker"
     assert profile.docker is not None and profile.docker.project == "votriz-abc"
     assert profile.docker.edge_container == "votriz-abc-edge"
     assert (profile.edge.address, profile.edge.https_port, profile.edge.http_port) == ("127.0.0.1", 40443, 40080)
-    assert profile.database is None and profile.hsm is None
+    # The auditor reaches what publishes nothing from the Docker host: PostgreSQL and the
+    # HSM through host-side sockets, Redis and the fakes at their internal addresses
+    assert profile.database is not None and f"host={tmp_path / 'run' / 'pg'} " in profile.database.dsn
+    assert profile.hsm is not None and profile.hsm.module.name == "p11-kit-client.so"
+    assert profile.hsm.env["P11_KIT_SERVER_ADDRESS"] == f"unix:path={tmp_path / 'run' / 'p11-audit' / 'sock'}"
+    assert profile.hsm.pin.file == tmp_path / "secrets" / "hsm-pin"
+    assert profile.redis is not None and (profile.redis.host, profile.redis.port) == ("172.30.0.4", 6379)
+    assert profile.capture is not None and profile.capture.url == "https://172.30.0.5:8443"
+    assert profile.capture.server_name == "fakes.votriz.test"
     assert profile.operations.drill_log == tmp_path / "drills.log"
     assert profile.operations.rotate_token_key == (
         "docker", "exec", "votriz-abc-api", "python", "-m", "system_under_test.ops", "rotate-token-key",
