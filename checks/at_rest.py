@@ -56,6 +56,7 @@ from harness.formats.fernet import (
 from harness.outcomes import ProbeError, Verdict
 from harness.policy import Policy
 from harness.probes import backups as backup_probe
+from harness.probes import docker_engine
 from harness.probes import hsm as hsm_probe
 from harness.probes.api import VotrizApi
 from harness.probes.database import ColumnInfo, DatabaseProbe, DatabaseServer
@@ -1573,12 +1574,24 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     def redis_store(report: SweepReport) -> None:
         sweep.sweep(redis_contents(profile, policy, known), report)
 
-    log_dir = profile.local.log_dir if profile.local is not None else None
+    log_dir = profile.log_dir
     backup_dir = profile.operations.backup_dir
 
     def logs(report: SweepReport) -> None:
-        assert log_dir is not None
-        sweep.sweep_files([log_dir], report)
+        if log_dir is not None:
+            sweep.sweep_files([log_dir], report)
+        if profile.backend == "docker" and profile.docker is not None:
+            # What the containers wrote to their standard output, as the engine keeps it.
+            client = docker_engine.docker_client(policy)
+            try:
+                containers = docker_engine.project_containers(profile.docker.project, client)
+                outputs = docker_engine.container_logs(containers, 256 << 20)
+            finally:
+                client.close()
+            sweep.sweep(((log.where, [log.data]) for log in outputs), report)
+            cut = [log.where for log in outputs if log.truncated]
+            if cut:
+                raise ProbeError(f"searched only the first 256 MiB of {', '.join(cut)}")
 
     def backups(report: SweepReport) -> None:
         assert backup_dir is not None
@@ -1588,8 +1601,9 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                  else SweepArea("database", False, note="no [database] in the profile"))
     areas.append(_area("redis", redis_store) if profile.redis is not None
                  else SweepArea("redis", False, note="no [redis] in the profile"))
-    areas.append(_area("logs", logs) if log_dir is not None
-                 else SweepArea("logs", False, note="no local.log_dir in the profile"))
+    areas.append(_area("logs", logs) if log_dir is not None or profile.docker is not None
+                 else SweepArea("logs", False, note="no log directory (local.log_dir, docker.log_dir) "
+                                                    "or [docker] project in the profile"))
     areas.append(_area("backups", backups) if backup_dir is not None
                  else SweepArea("backups", False, note="no operations.backup_dir in the profile"))
     canary = sum(1 for _, label in known.items() if label.startswith(CANARY_LABEL_PREFIX))
