@@ -70,7 +70,7 @@ def test_short_secret_stays_out_of_the_substring_needles() -> None:
     secrets.add("4711", "HSM user PIN")
     secrets.add("canary-password-0123456789", "canary password")
     assert all(not label.startswith("HSM user PIN") for _, label in secrets.needles())
-    assert ("4711".encode(), "HSM user PIN (raw)") in secrets.word_needles()
+    assert (b"4711", "HSM user PIN (raw)") in secrets.word_needles()
 
 
 @pytest.mark.parametrize("value", ["a", "42", "abc", b"\x00\x01\x02"])

@@ -6,6 +6,11 @@
   which engine, which step and what happened, within the policy's timeout;
   through the real command line the container checks are ERROR with that
   reason, the report is written, and the run ends in bounded time.
+- The reference service's API (and once its edge) is stopped just before a
+  check and started again right after it, during a full audit through the
+  command line: the checks that ran while it was down are ERROR with the
+  precise reason, no other check is misled into FAIL, the report is written and
+  signed, and the run ends in bounded time.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import tomli_w
 from harness.cli import EXIT_ERROR
 from harness.outcomes import ProbeError
 from harness.probes.containers import docker_client, observe_topology
+from system_under_test.local.api_server import healthz_ok
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "votriz-reliability"
@@ -367,3 +373,172 @@ def test_container_checks_against_a_dead_engine_are_errors_in_bounded_time(
         assert f"Docker engine at {host}: {reason}, while " in message, (check, message)
     # And it ended in about one timeout (plus the interpreter's start), not the SDK's default 60 s
     assert run.seconds < 30, run.seconds
+
+
+# --- the system restarted in the middle of a run -------------------------------------------------
+
+# Loaded into the audit's own pytest (PYTEST_PLUGINS), it stops processes of the stack just
+# before chosen checks and starts them again, exactly as they were, right after: a check runs
+# while they are down, the next one against freshly started processes. Deterministic, unlike a
+# restart at a random moment, and through the real command line and plugin.
+RESTART_PLUGIN = '''
+"""Stops processes of a local stack around chosen checks (VOTRIZ_RESTART_PLAN), then restarts them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from system_under_test.local.api_server import healthz_ok
+
+PLAN = json.loads(os.environ["VOTRIZ_RESTART_PLAN"])
+STATE = Path(PLAN["state_dir"])
+PID_FILES = {"api": STATE / "run" / "gunicorn.pid", "edge": STATE / "run" / "nginx.pid"}
+EVENTS = Path(PLAN["events"])
+_stopped: dict[str, dict[str, Any]] = {}
+
+
+def _record(**event: Any) -> None:
+    with EVENTS.open("a") as out:
+        out.write(json.dumps({"t": time.time(), **event}) + "\\n")
+
+
+def _check_id(item: pytest.Item) -> str:
+    return f"{Path(str(item.path)).stem}.{getattr(item, 'originalname', item.name).removeprefix('check_')}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _edge_answers() -> bool:
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", PLAN["https_port"]), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _healthy(name: str) -> bool:
+    return healthz_ok(STATE / "run" / "api.sock") if name == "api" else _edge_answers()
+
+
+def stop(name: str, check: str) -> None:
+    pid = int(PID_FILES[name].read_text().strip())
+    proc = Path(f"/proc/{pid}")
+    argv = [a.decode() for a in (proc / "cmdline").read_bytes().rstrip(b"\\0").split(b"\\0")]
+    if argv[0].startswith("nginx: master process "):
+        # nginx rewrites its title; the command it was started with follows it.
+        argv = argv[0].removeprefix("nginx: master process ").split()
+    status = (proc / "status").read_text()
+    _stopped[name] = dict(
+        argv=argv, cwd=os.readlink(proc / "cwd"),
+        env=dict(item.decode().split("=", 1) for item in (proc / "environ").read_bytes().split(b"\\0")
+                 if b"=" in item),
+        uid=int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))),
+        gid=int(next(line.split()[1] for line in status.splitlines() if line.startswith("Gid:"))))
+    os.kill(pid, signal.SIGQUIT)  # quick shutdown (gunicorn); graceful (nginx)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _record(check=check, process=name, event="down", pid=pid, stopped=not _alive(pid), healthy=_healthy(name))
+
+
+def start(name: str, check: str) -> None:
+    saved = _stopped.pop(name)
+    as_other = os.geteuid() == 0 and saved["uid"] != 0
+    log_file = STATE / "logs" / ("api.log" if name == "api" else "restarted-nginx.log")
+    with open(log_file, "ab") as log:
+        child = subprocess.Popen(saved["argv"], cwd=saved["cwd"], env=saved["env"], stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                 user=saved["uid"] if as_other else None,
+                                 group=saved["gid"] if as_other else None,
+                                 extra_groups=[] if as_other else None)
+    deadline = time.monotonic() + 60
+    while not _healthy(name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _record(check=check, process=name, event="up", pid=child.pid, healthy=_healthy(name))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for name in PLAN["down_during"].get(_check_id(item), []):
+        stop(name, _check_id(item))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    for name in PLAN["down_during"].get(_check_id(item), []):
+        start(name, _check_id(item))
+'''
+
+# Check -> the processes that are down while it runs, and what it must then say.
+DOWN_DURING: dict[str, tuple[list[str], str]] = {
+    # The canary's MFA setup goes through the edge to the API, which is not there.
+    "at_rest.backup_codes": (["api"], "GET /mfa: expected HTTP 200, got 502"),
+    # The keys-read-at-start check follows the API's processes from their pid file; gunicorn
+    # removed it as it stopped.
+    "keys.read_at_start": (["api"], "gunicorn.pid: cannot read it: No such file or directory"),
+    # The whole front (edge and API) is down while the TLS scan runs.
+    "transit.tls_versions": (["edge", "api"], "cannot connect (Connection refused)"),
+}
+# What the clean reference service gets for the checks that are not PASS there.
+CLEAN_NOT_PASS = {"containers.published_ports": "NOT_APPLICABLE", "containers.bridge_networks": "NOT_APPLICABLE",
+                  "containers.isolation": "NOT_APPLICABLE", "at_rest.volume_encryption": "MANUAL"}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_restart_in_the_middle_of_a_run_gives_errors_with_reasons_not_hangs(
+        stack_factory: Any, tmp_path: Path) -> None:
+    # Given a private reference stack, and a plugin in the audit that stops the API (and for one
+    # check the edge too) just before three checks and starts them again right after each
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "restart_between_checks.py").write_text(RESTART_PLUGIN)
+    events = tmp_path / "events.jsonl"
+    with stack_factory() as info:
+        plan = {"state_dir": str(info.state_dir), "https_port": info.ports.https, "events": str(events),
+                "down_during": {check: names for check, (names, _) in DOWN_DURING.items()}}
+        env = {"PYTEST_PLUGINS": "restart_between_checks", "VOTRIZ_RESTART_PLAN": json.dumps(plan),
+               "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugin"), str(REPO)])}
+        # When every area is audited through the command line (rotations and backups included)
+        run = run_cli(info.profile_path, tmp_path / "r", REPO / "fixtures" / "policy" / "default.toml",
+                      only=(), env=env, limit_s=600)
+        # Then each restart happened as planned: down during its check, healthy again after it
+        done = [json.loads(line) for line in events.read_text().splitlines()]
+        for check, (names, _) in DOWN_DURING.items():
+            for name in names:
+                down, up = (next(e for e in done if (e["check"], e["process"], e["event"]) == (check, name, kind))
+                            for kind in ("down", "up"))
+                assert down["stopped"] and not down["healthy"], down
+                assert up["healthy"], up
+        stack_still_serves = healthz_ok(info.api_socket)
+    assert stack_still_serves
+    # And each check run while the system was down could not verify, saying exactly why
+    for check, (_, reason) in DOWN_DURING.items():
+        outcome, message = run.results[check]
+        assert outcome == "ERROR", (check, outcome, message)
+        assert reason in message, (check, message)
+    # And no other check was misled: each has its clean outcome, or is ERROR with a reason
+    # (a session observation made while the system was down stays unverified for all its checks);
+    # nothing FAILed, as the system kept every promise throughout
+    for check, (outcome, message) in run.results.items():
+        assert outcome in (CLEAN_NOT_PASS.get(check, "PASS"), "ERROR"), (check, outcome, message)
+        if outcome == "ERROR":
+            assert message.strip(), check
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    # And the run ended in bounded time, its report and signed bundle written
+    assert (tmp_path / "r" / "manifest.json.sig").is_file()
+    assert run.seconds < 400, run.seconds
