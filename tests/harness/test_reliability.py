@@ -11,6 +11,8 @@
   command line: the checks that ran while it was down are ERROR with the
   precise reason, no other check is misled into FAIL, the report is written and
   signed, and the run ends in bounded time.
+- An edge that accepts TCP and never says a word: every in-transit check is
+  ERROR naming it, within a few of the policy's timeouts.
 """
 
 from __future__ import annotations
@@ -542,3 +544,49 @@ def test_a_restart_in_the_middle_of_a_run_gives_errors_with_reasons_not_hangs(
     # And the run ended in bounded time, its report and signed bundle written
     assert (tmp_path / "r" / "manifest.json.sig").is_file()
     assert run.seconds < 400, run.seconds
+
+
+# --- an edge that accepts TCP but never speaks, through the command line -------------------------
+
+
+@pytest.fixture
+def mute_ports() -> Iterator[tuple[int, int]]:
+    """Two loopback ports whose connections are accepted (by the kernel) and never answered."""
+    sockets = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        sockets.append(sock)
+    try:
+        yield sockets[0].getsockname()[1], sockets[1].getsockname()[1]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_mute_edge_makes_every_transit_check_an_error_in_bounded_time(mute_ports: tuple[int, int],
+                                                                      tmp_path: Path) -> None:
+    # Given an edge whose HTTPS and HTTP ports accept connections and never say anything
+    https_port, http_port = mute_ports
+    profile = tmp_path / "target.toml"
+    profile.write_text(tomli_w.dumps({
+        "name": "mute-edge",
+        "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": https_port,
+                 "http_port": http_port}}))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(TIGHT_POLICY)
+    # When the in-transit checks run through the command line with a 2 s request timeout
+    run = run_cli(profile, tmp_path / "r", policy, only=("transit",), env={})
+    # Then every check that needs an answer from the edge could not verify, and none passed
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    tls = "does not speak TLS"
+    http = "no answer within the policy's timeouts (connect 1s, request 2s)"
+    for check, reason in (("transit.tls_versions", tls), ("transit.certificate", tls), ("transit.hsts", http),
+                          ("transit.security_headers", http), ("transit.http_redirect_only", http)):
+        outcome, message = run.results[check]
+        assert outcome == "ERROR", (check, outcome, message)
+        assert reason in message, (check, message)
+    assert "PASS" not in {outcome for outcome, _ in run.results.values()}
+    # And it ended within a few timeouts, not at the plugin's backstop
+    assert run.seconds < 60, run.seconds
