@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -202,14 +203,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(args.target, report_dir, only=args.only, policy=args.policy,
                           waivers=args.waivers, signing_key=args.signing_key, against=args.against)
-    backend = args.backend or "local"
-    if args.backend is None:
-        # Local is the default: its profile gives the harness the database, HSM, Redis and mail
-        # capture, so every promise is audited; the Docker profile does not expose them yet.
-        print("votriz-audit: backend local (the reference service runs as local processes; "
-              "--backend docker for the container topology)")
+    backend = args.backend
+    if backend is None:
+        backend, why = default_backend()
+        print(f"votriz-audit: backend {backend} ({why}; --backend chooses)")
     stack = _backend_module(backend)
-    _check_fault_names(args.fault)
+    _check_fault_names(args.fault, backend)
     _check_report_dir(report_dir)
     state_dir = _state_dir(args, backend)
     try:
@@ -226,17 +225,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
             stack.down(state_dir)
 
 
-def _check_fault_names(names: Sequence[str]) -> None:
+def default_backend() -> tuple[str, str]:
+    """``docker`` where an engine answers and can build the images, else ``local``; and why."""
+    import shutil
+
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:  # the SDK raises many kinds; all mean "no engine here"
+        return "local", f"no Docker engine answers: {type(exc).__name__}"
+    if os.geteuid() != 0:
+        return "local", "a Docker engine answers, but the docker backend needs root"
+    if shutil.which("mmdebstrap") is None:
+        return "local", "a Docker engine answers, but mmdebstrap (to build its base images) is missing"
+    return "docker", "a Docker engine answers: the reference service runs as containers"
+
+
+def _check_fault_names(names: Sequence[str], backend: str) -> None:
     from system_under_test.faults import FAULTS
 
     unknown = [name for name in names if name not in FAULTS]
     if unknown:
         raise UsageError(f"unknown fault(s) {', '.join(unknown)}; `votriz-audit faults` lists them")
+    elsewhere = [name for name in names if backend not in FAULTS[name].backends]
+    if elsewhere:
+        raise UsageError(f"fault(s) {', '.join(elsewhere)} cannot be applied by the {backend} backend "
+                         f"(--backend {FAULTS[elsewhere[0]].backends[0]})")
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     stack = _backend_module(args.backend)
-    _check_fault_names(args.fault)
+    _check_fault_names(args.fault, args.backend)
     try:
         info = stack.up(_state_dir(args, args.backend), args.fault)
     except stack.StackError as exc:
@@ -265,7 +289,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.calibrate import CLEAN, calibrate
 
     stack = _backend_module(args.backend)
-    _check_fault_names(args.fault)
+    _check_fault_names(args.fault, args.backend)
     out = (args.out or Path("reports") / dt.datetime.now(dt.UTC).strftime("calibration-%Y%m%dT%H%M%SZ"))
     _check_report_dir(out.resolve())
     calibration = calibrate(out.resolve(), stack, args.backend, args.fault)

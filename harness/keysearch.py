@@ -24,6 +24,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -341,38 +342,53 @@ class KeySearcher:
                                truncated=tuple(name for name, _ in truncated_at),
                                truncated_at=tuple(truncated_at))
 
-    def search_layers(self, layers: Sequence[tuple[str, Path]]) -> KeySearchResult:
+    def search_layers(self, layers: Sequence[tuple[str, Path]], *, workers: int = 2) -> KeySearchResult:
         """Every file of every image layer, binary ones included, for the keys' values.
 
         Key shapes are not applied here: a layer holds a whole operating system,
         whose libraries and test data are full of key-shaped strings; a real key
-        is found by its value, in any file, at any size (files are streamed).
+        is found by its value, in any file, at any size (large files are
+        streamed). Layers are searched ``workers`` at a time (the automaton
+        releases the GIL).
         """
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            parts = list(pool.map(lambda layer: self._search_layer(*layer), layers))
+        result = KeySearchResult()
+        for part in parts:
+            result = result.merged(part)
+        return result
+
+    def _search_layer(self, label: str, root: Path) -> KeySearchResult:
         hits: list[KeyHit] = []
-        searched = total = 0
         errors: list[str] = []
-        for label, root in layers:
-            walk = self._walk([root])
-            errors.extend(f"{label}: {error}" for error in walk.errors)
-            for path in walk.files:
-                where = f"{label} /{path.relative_to(root)}"
-                try:
-                    found = list(self._sweep.scan_file(path, location=where))
-                    size = path.stat().st_size
-                except OSError as exc:
-                    errors.append(f"{where}: {exc.strerror or type(exc).__name__}")
-                    continue
-                searched += 1
-                total += size
-                for hit in found:
-                    length = self._lengths[hit.label]
-                    with path.open("rb") as stream:
+        searched = total = 0
+        for path, size in _layer_files(str(root), errors):
+            where = f"{label} /{os.path.relpath(path, root)}"
+            try:
+                if size <= _WHOLE_FILE_BYTES:
+                    with open(path, "rb") as stream:
+                        data = stream.read()
+                    found = self._sweep.scan_bytes(data, where)
+                else:
+                    data = b""
+                    found = list(self._sweep.scan_file(Path(path), location=where))
+            except OSError as exc:
+                errors.append(f"{where}: {exc.strerror or type(exc).__name__}")
+                continue
+            searched += 1
+            total += size
+            for hit in found:
+                length = self._lengths[hit.label]
+                if data:
+                    matched = data[hit.offset:hit.offset + length]
+                else:
+                    with open(path, "rb") as stream:
                         stream.seek(hit.offset)
                         matched = stream.read(length)
-                    hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
-                                       fingerprint(matched)))
+                hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
+                                   fingerprint(matched)))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
-                               errors=tuple(errors))
+                               errors=tuple(f"{label}: {error}" for error in errors))
 
     def search_processes(self, processes: Iterable[ProcessObservation]) -> KeySearchResult:
         """Search the environment of every process (variable names only in hits)."""
@@ -392,6 +408,29 @@ class KeySearcher:
                                        hit.fingerprint, hit.fails))
         return KeySearchResult(hits=tuple(_unique(hits)), processes_searched=tuple(searched),
                                errors=tuple(errors))
+
+
+# Layer files up to this size are read whole and searched in one call.
+_WHOLE_FILE_BYTES = 8 << 20
+
+
+def _layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
+    """(path, size) of every regular file under ``root``; symbolic links are not followed."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            yield entry.path, entry.stat(follow_symlinks=False).st_size
+                    except OSError as exc:
+                        errors.append(f"{entry.path}: {exc.strerror or type(exc).__name__}")
+        except OSError as exc:
+            errors.append(f"{folder}: {exc.strerror or type(exc).__name__}")
 
 
 def _unique(hits: Iterable[KeyHit]) -> Iterator[KeyHit]:

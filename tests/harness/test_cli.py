@@ -38,6 +38,10 @@ def test_bad_command_line_is_exit_3_with_one_line(capsys: pytest.CaptureFixture[
     (["run", "--only", "nope"], "unknown area(s) nope"),
     (["run", "--fault", "nope", "--only", "transit"], "unknown fault(s) nope"),
     (["up", "--fault", "nope"], "unknown fault(s) nope"),
+    (["run", "--backend", "local", "--fault", "host-network", "--only", "transit"],
+     "fault(s) host-network cannot be applied by the local backend (--backend docker)"),
+    (["up", "--backend", "docker", "--fault", "rotation-drops-requests"],
+     "fault(s) rotation-drops-requests cannot be applied by the docker backend (--backend local)"),
     (["run", "--policy", "/nonexistent/policy.toml"], "/nonexistent/policy.toml: cannot read the policy"),
     (["run", "--target", "/nonexistent/target.toml"], "/nonexistent/target.toml: cannot read the profile"),
 ])
@@ -103,3 +107,15 @@ def test_schema_is_generated_from_the_models(capsys: pytest.CaptureFixture[str])
     assert main(["schema"]) == EXIT_PASS
     schema = json.loads(capsys.readouterr().out)
     assert {"schema_version", "tool_version", "target", "policy", "results"} <= set(schema["properties"])
+
+
+def test_run_defaults_to_docker_where_an_engine_answers_else_local(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    from harness.cli import default_backend
+
+    # This machine runs an engine, as root, with mmdebstrap: the container topology is audited
+    assert default_backend() == ("docker", "a Docker engine answers: the reference service runs as containers")
+    # Without an engine the local processes stand in, and the reason is said
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+    backend, why = default_backend()
+    assert backend == "local" and why.startswith("no Docker engine answers: ")
