@@ -315,7 +315,35 @@ def ensure_images(client: Any, parts: Iterable[str] = PARTS, *, parallel: int = 
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         results = list(pool.map(one, specs))
+    prune_stale_images(client, {tag for result in results for tag in (result.tag, result.base_tag)})
     return {result.part: result for result in results}
+
+
+def prune_stale_images(client: Any, keep: Iterable[str]) -> list[str]:
+    """Remove this project's images whose inputs have changed since (other ``votriz-audit/*`` tags).
+
+    Every change to the reference service's source makes new api and fakes
+    images; without this, each would stay on disk forever. An image that a
+    container still uses (a running stack of an older checkout) is kept:
+    the engine refuses, and that refusal is not an error. Returns the tags removed.
+    """
+    from docker.errors import APIError, NotFound
+
+    wanted = set(keep)
+    removed = []
+    for image in client.images.list(name=f"{REPOSITORY}/*"):
+        for tag in image.tags:
+            repository, _, _ = tag.rpartition(":")
+            part = repository.removeprefix(f"{REPOSITORY}/").removeprefix("base-")
+            # Only the parts' own tags: images that faults build per stack go with their stack.
+            if tag in wanted or part not in PARTS:
+                continue
+            try:
+                client.images.remove(tag, noprune=False)
+            except (APIError, NotFound):
+                continue
+            removed.append(tag)
+    return removed
 
 
 def main() -> int:

@@ -146,3 +146,26 @@ def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
     assert profile.operations.rotate_token_key == (
         "docker", "exec", "votriz-abc-api", "python", "-m", "system_under_test.ops", "rotate-token-key",
         "--state-dir", "/var/lib/votriz")
+
+
+def test_stale_images_of_the_parts_are_pruned_and_images_in_use_kept() -> None:
+    from types import SimpleNamespace
+
+    from docker.errors import APIError
+
+    tags = ["votriz-audit/api:new", "votriz-audit/api:old", "votriz-audit/base-api:old",
+            "votriz-audit/hsm:in-use", "votriz-audit/api-key-in-image:abc123", "votriz-audit/base-api:new"]
+    removed_calls: list[str] = []
+
+    def remove(tag: str, noprune: bool) -> None:
+        removed_calls.append(tag)
+        if tag == "votriz-audit/hsm:in-use":
+            raise APIError("conflict: image is being used by running container")
+
+    client = SimpleNamespace(images=SimpleNamespace(
+        list=lambda name: [SimpleNamespace(tags=[tag]) for tag in tags], remove=remove))
+    removed = images.prune_stale_images(client, {"votriz-audit/api:new", "votriz-audit/base-api:new"})
+    assert removed == ["votriz-audit/api:old", "votriz-audit/base-api:old"]
+    # A fault's per-stack image is left to its stack's down; a refused removal is no error
+    assert "votriz-audit/api-key-in-image:abc123" not in removed_calls
+    assert "votriz-audit/hsm:in-use" in removed_calls
