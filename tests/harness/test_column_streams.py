@@ -1,0 +1,236 @@
+"""The at-rest column checks fed from a real PostgreSQL 15: same counts as the old per-query path.
+
+A scratch cluster holds a ``channels`` table with garbage in every form (NULL,
+empty, non-base64, truncated, wrong version byte, future timestamp, a
+megabyte cell, non-ASCII text, rows of no known platform) and a ``users``
+table with as many kinds of password hash. ``observe_tokens`` (one pass over
+both columns) and ``observe_passwords`` (batches) must say exactly what the
+straightforward reading says: one ``stream_column`` query per column and
+platform, and one classification per value.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks import at_rest
+from checks.at_rest import (
+    PLATFORMS,
+    DuplicateCounter,
+    merge_fernet_scans,
+    scan_fernet_cells,
+)
+from harness.formats.bcrypt_hash import classify_stored_hash
+from harness.formats.fernet import FernetKey, encrypt_fernet_token
+from harness.outcomes import ProbeError
+from harness.policy import load_policy
+from harness.probes.database import DatabaseProbe
+from harness.profile import TargetProfile, parse_profile
+from harness.redaction import KnownSecrets
+from system_under_test.local.processes import find_binary, free_port, service_user
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+KEY = FernetKey(b"k" * 32, "votriz/token-encryption/v1")
+OLD = FernetKey(b"o" * 32, "votriz/token-encryption/v0")
+NOW = 1_900_000_000
+SALTED = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+
+pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(),
+                                reason="PostgreSQL 15 not installed")
+
+
+@dataclass(frozen=True)
+class Scratch:
+    root: Path
+    port: int
+
+    def dsn(self, user: str) -> str:
+        return f"host={self.root} port={self.port} dbname=votriz user={user}"
+
+    def psql(self, statement: str, *, stdin: str | None = None) -> None:
+        subprocess.run([str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql",
+                        "-h", str(self.root), "-p", str(self.port), "-U", "postgres", "-d",
+                        "votriz", "-v", "ON_ERROR_STOP=1", "-qc", statement],
+                       check=True, capture_output=True, text=True, timeout=120, input=stdin)
+
+    def copy(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        def field(value: Any) -> str:
+            if value is None:
+                return "\\N"
+            return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        data = "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
+        subprocess.run([str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql",
+                        "-h", str(self.root), "-p", str(self.port), "-U", "postgres", "-d",
+                        "votriz", "-v", "ON_ERROR_STOP=1", "-qc", f"COPY {table} FROM STDIN"],
+                       check=True, capture_output=True, text=True, timeout=120, input=data)
+
+    def profile(self) -> TargetProfile:
+        return parse_profile(f"""
+name = "scratch"
+[edge]
+host = "votriz.test"
+[database]
+dsn = "{self.dsn('auditor')}"
+""")
+
+
+def _as_service_user(argv: list[str]) -> list[str]:
+    return service_user().argv(argv, find_binary("setpriv"))
+
+
+def _tokens() -> list[str | None]:
+    good = encrypt_fernet_token(b"oauth", KEY, now=NOW - 100)
+    raw = base64.urlsafe_b64decode(good)
+    return [
+        good, encrypt_fernet_token(b"old key", OLD, now=NOW - 100_000), None, "",
+        "plain-oauth-token", good[:-8], good[:50],
+        base64.urlsafe_b64encode(b"\x81" + raw[1:]).decode(),
+        encrypt_fernet_token(b"future", KEY, now=NOW + 10_000),
+        encrypt_fernet_token(b"t", FernetKey(b"x" * 32), now=NOW),
+        "gAAAAA" + "A" * 1_000_000, "gAAAAAé" + good[7:], good + "\n", good.rstrip("="),
+    ]
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Scratch]:
+    root = Path(tempfile.mkdtemp(prefix="colstream-pg-", dir="/tmp"))
+    service_user().chown(root)
+    port = free_port()
+    data = root / "data"
+    subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                     "--auth=trust"]), check=True, capture_output=True, timeout=120)
+    subprocess.run(_as_service_user([
+        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "start",
+        "-o", f"-p {port} -k {root} -c listen_addresses=''"]),
+        check=True, capture_output=True, timeout=120)
+    try:
+        subprocess.run(["psql", "-h", str(root), "-p", str(port), "-U", "postgres", "-qc",
+                        "CREATE DATABASE votriz"], check=True, capture_output=True, timeout=60)
+        pg = Scratch(root, port)
+        pg.psql("""
+            CREATE ROLE auditor LOGIN;
+            CREATE TABLE channels (id bigserial PRIMARY KEY, platform text,
+                                   access_token_enc text, refresh_token_enc text);
+            CREATE TABLE users (id bigserial PRIMARY KEY, password_hash text);
+            GRANT SELECT ON channels, users TO auditor;
+        """)
+        tokens = _tokens()
+        platforms = [*PLATFORMS, None, "myspace", "other", ""]
+        rows = []
+        for i in range(1200):
+            # Mostly good tokens (some with the old key), garbage spread over platforms.
+            access = tokens[(i // 7) % len(tokens)] if i % 7 == 0 else tokens[i % 2]
+            refresh = tokens[(i // 11) % len(tokens)] if i % 11 == 0 else tokens[0]
+            if i % 3 == 0:
+                access = encrypt_fernet_token(f"fresh {i}".encode(), KEY, now=NOW - 5)
+            rows.append((i + 1, platforms[i % len(platforms)], access, refresh))
+        pg.copy("channels", rows)
+        hashes = [f"$2b$12${SALTED}", f"$2y$10${SALTED}", None, "", "hunter2",
+                  "5f4dcc3b5aa765d61d8327deb882cf99", "$2b$12$short", f"$2b$12${SALTED}\n",
+                  "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "é" * 60]
+        users = [(i + 1, hashes[i % len(hashes)] if i % 13 == 0 else hashes[0])
+                 for i in range(30_000)]
+        pg.copy("users", users)
+        yield pg
+    finally:
+        subprocess.run(_as_service_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m",
+                                         "immediate", "-w", "stop"]),
+                       capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _old_token_scans(profile: TargetProfile) -> tuple[list[at_rest.FernetColumnScan],
+                                                      tuple[int, int, int]]:
+    """The check's reading before the single pass: one query per column and platform."""
+    duplicates = DuplicateCounter()
+    scans = []
+    with DatabaseProbe(profile, load_policy()) as db:
+        for table, column in at_rest.TOKEN_COLUMNS:
+            name = f"{table}.{column}"
+
+            def scan(where: str, params: tuple[Any, ...], table: str = table,
+                     column: str = column, name: str = name) -> at_rest.FernetColumnScan:
+                batches = db.stream_column(table, column, where=where, params=params)
+                return scan_fernet_cells((row for batch in batches for row in batch), name,
+                                         [KEY, OLD], now=NOW, max_clock_skew_s=300,
+                                         duplicates=duplicates)
+
+            parts = [(p, scan("platform = %s", (p,))) for p in PLATFORMS]
+            parts.append(("other", scan("platform IS NULL OR platform <> ALL(%s)",
+                                        (list(PLATFORMS),))))
+            scans.append(merge_fernet_scans(name, parts))
+    return scans, duplicates.result()
+
+
+def test_one_pass_over_channels_says_what_one_query_per_platform_said(
+        scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given channels full of garbage over known, unknown and no platforms
+    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, known: (KEY, OLD))
+    monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
+    monkeypatch.setattr(at_rest, "TOKEN_BATCH_ROWS", 97)
+    # When the check reads both columns in one pass
+    obs = at_rest.observe_tokens(scratch.profile(), load_policy(), KnownSecrets(), None, "test")
+    # Then every count, example, key and platform split is the old reading's
+    old_scans, old_duplicates = _old_token_scans(scratch.profile())
+    assert list(obs.columns) == old_scans
+    assert (obs.shared_iv_cells, obs.shared_iv_groups, obs.shared_ciphertext_cells) == \
+        old_duplicates
+    access = obs.columns[0]
+    assert access.rows == 1200 and 0 < access.valid < 1200
+    assert {"missing", "not_base64", "bad_length", "bad_version", "future_timestamp",
+            "bad_hmac"} <= set(access.failures)
+    assert set(access.by_platform) == {*PLATFORMS, "other"}
+    assert access.keys_used.keys() == {KEY.label, OLD.label}
+    verdict = at_rest.tokens_fernet_verdict(obs)
+    assert verdict.outcome.value == "FAIL"
+
+
+def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, known: (KEY, OLD))
+    monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
+    with DatabaseProbe(scratch.profile(), load_policy()) as db:
+        batches = list(at_rest.channel_token_batches(db, KnownSecrets(), by_platform=False,
+                                                     batch_rows=500))
+    assert [len(b) for b in batches] == [500, 500, 200]
+    assert {row[1] for batch in batches for row in batch} == {None}
+
+
+def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scratch) -> None:
+    scratch.psql("REVOKE SELECT ON channels FROM auditor")
+    try:
+        with DatabaseProbe(scratch.profile(), load_policy()) as db, \
+                pytest.raises(ProbeError) as caught:
+            list(at_rest.channel_token_batches(db, KnownSecrets(), by_platform=True))
+        assert str(caught.value).startswith(
+            "cannot read channels.access_token_enc, channels.refresh_token_enc: ")
+        assert "permission denied" in str(caught.value)
+    finally:
+        scratch.psql("GRANT SELECT ON channels TO auditor")
+
+
+def test_password_hashes_in_batches_say_what_one_by_one_said(scratch: Scratch) -> None:
+    obs = at_rest.observe_passwords(scratch.profile(), load_policy(), KnownSecrets(), None, "t")
+    with DatabaseProbe(scratch.profile(), load_policy()) as db:
+        rows = [row for batch in db.stream_column("users", "password_hash") for row in batch]
+    schemes: dict[str, int] = {}
+    examples = []
+    for row_id, value in rows:
+        kind = classify_stored_hash(value)
+        schemes[kind.scheme.value] = schemes.get(kind.scheme.value, 0) + 1
+        if kind.cost is None and len(examples) < at_rest.EXAMPLES:
+            examples.append(f"row {row_id}: {kind.scheme.value}")
+    assert obs.scan.rows == 30_000
+    assert obs.scan.schemes == schemes and list(obs.scan.schemes) == list(schemes)
+    assert list(obs.scan.examples) == examples
+    assert obs.scan.costs == {12: schemes["bcrypt"] - 231, 10: 231}
+    assert len(obs.scan.cost_examples) == at_rest.EXAMPLES
