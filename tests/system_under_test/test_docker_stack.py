@@ -284,7 +284,8 @@ def test_failed_up_removes_what_it_created_and_the_secrets(client, tmp_path: Pat
         stack.up(state_dir, client=client)
     # Then no object of that stack is left, the secrets and token are gone, the logs stay
     stack_id = (state_dir / stack.MARKER).read_text(encoding="ascii").strip()
-    assert stack.stack_objects(stack_id, client=client) == {"containers": [], "networks": [], "volumes": []}
+    assert stack.stack_objects(stack_id, client=client) == {"containers": [], "networks": [], "volumes": [],
+                                                            "images": []}
     assert not (state_dir / "secrets").exists() and not (state_dir / "tokens").exists()
     assert (state_dir / "logs").is_dir()
     stack.down(state_dir, client=client)
