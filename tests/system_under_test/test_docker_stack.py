@@ -164,10 +164,10 @@ def faulty_stack(client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     state_dir = tmp_path_factory.mktemp("docker-faults") / "state"
     try:
         # Faults with independent symptoms share one stack: two container faults,
-        # an edge fault (the nginx configuration is the local backend's), key-in-env
-        # and key-in-image.
+        # an edge fault (the nginx configuration is the local backend's), key-in-env,
+        # key-in-image and api-plaintext-exposed.
         yield stack.up(state_dir, ["db-port-published", "host-network", "tls12-accepted", "key-in-env",
-                                   "key-in-image"], client=client)
+                                   "key-in-image", "api-plaintext-exposed"], client=client)
     finally:
         stack.down(state_dir, client=client)
 
@@ -237,17 +237,24 @@ def test_full_audit_of_the_clean_topology_observes_every_promise(clean_stack: St
         assert outcomes[check_id]["outcome"] == "PASS", outcomes[check_id]["message"]
 
 
-def test_key_search_fails_on_the_key_in_an_image_layer_and_in_the_environment(
-        faulty_stack: StackInfo, tmp_path: Path) -> None:
-    code, outcomes = audit(faulty_stack.profile_path, tmp_path / "report", "keys")
+def test_docker_probes_fail_on_their_faults_through_the_cli(faulty_stack: StackInfo, tmp_path: Path) -> None:
+    code, outcomes = audit(faulty_stack.profile_path, tmp_path / "report", "keys", "transit")
+    assert code == 1
+    # key-in-image and key-in-env: the token key found by its value in the layer the fault
+    # added and in the API container's environment
     verdict = outcomes["keys.no_key_elsewhere"]
-    assert code == 1 and verdict["outcome"] == "FAIL", verdict["message"]
-    # Found by its value in the layer the fault added, and in the API container's environment
+    assert verdict["outcome"] == "FAIL", verdict["message"]
     assert "votriz/token-encryption/v1 (base64" in verdict["message"]
-    assert " in image votriz-audit/api-key-in-image:" \
-        in verdict["message"]
+    assert " in image votriz-audit/api-key-in-image:" in verdict["message"]
     assert "/etc/votriz/token.key@0" in verdict["message"]
     assert "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in verdict["message"]
+    # api-plaintext-exposed: the API container's extra listener answers plain HTTP on its address
+    origin = outcomes["transit.origin_not_plaintext"]
+    assert origin["outcome"] == "FAIL", origin["message"]
+    assert f"{faulty_stack.containers['api']} (" in origin["message"]
+    assert ":8000 answers plain HTTP with 'HTTP/1.1 " in origin["message"]
+    # tls12-accepted
+    assert outcomes["transit.tls_versions"]["outcome"] == "FAIL"
 
 
 def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack: StackInfo) -> None:
