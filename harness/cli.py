@@ -214,7 +214,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         info = stack.up(state_dir, args.fault)
     except stack.StackError as exc:
-        print(f"votriz-audit: could not start the reference service: {exc}", file=sys.stderr)
+        print(f"votriz-audit: could not start the reference service ({backend}): {exc}", file=sys.stderr)
+        if args.backend is None and backend == "docker":
+            print("votriz-audit: --backend local runs it as local processes instead", file=sys.stderr)
+        if state_dir.exists():
+            print(f"votriz-audit: its logs are kept in {state_dir}; `votriz-audit down --backend {backend} "
+                  f"--state-dir {state_dir}` removes them", file=sys.stderr)
         return EXIT_ERROR
     try:
         print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
