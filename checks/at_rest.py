@@ -24,6 +24,7 @@ import itertools
 import os
 import re
 import struct
+import tempfile
 import time
 from array import array
 from collections import Counter
@@ -32,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import psycopg
 import pytest
@@ -82,6 +83,9 @@ MIN_CIPHERTEXT_ENTROPY = 7.5
 MIN_ENTROPY_SAMPLE = 1024
 #: A prime, so that IV prefixes with a constant first byte (a counter, a clock) still spread.
 DUPLICATE_BUCKETS = 251
+#: Token cells whose IV and ciphertext values the duplicate count holds in memory (32 MB)
+#: before it writes them out to a temporary file.
+DUPLICATE_MEMORY_CELLS = 2_000_000
 #: The first 8 bytes of an IV as a big-endian integer (``int.from_bytes(iv[:8], "big")``).
 _IV_PREFIX = struct.Struct(">Q").unpack_from
 #: Channel rows fetched per round trip when the token columns are streamed.
@@ -200,20 +204,28 @@ def key_ring_from_values(prefix: str, values: hsm_probe.KeyValues) -> tuple[Fern
 class DuplicateCounter:
     """Counts cells that share an IV or a ciphertext with another cell, in flat memory.
 
-    While streaming, each cell costs 16 bytes (two 64-bit prefixes appended to
-    arrays), not Python objects. The arrays are split into
-    :data:`DUPLICATE_BUCKETS` buckets by the value modulo a prime, so that at
-    the end each bucket is checked on its own: a transient set of about 1/251
-    of the cells at a time (a few MB for ten million cells), instead of a
-    set, counter or sorted list of every value (over 100 MB for a million
-    cells). Two different random IVs share a 64-bit prefix (two different
-    ciphertexts a 64-bit hash) with probability 2^-64 per pair, negligible for
-    any table; a shared prefix is therefore reported as shared.
+    Each cell costs 16 bytes (a 64-bit IV prefix and a 64-bit hash of the
+    ciphertext, appended to arrays), not Python objects, and the arrays are
+    split into :data:`DUPLICATE_BUCKETS` buckets by the value modulo a prime:
+    equal values always share a bucket. Once ``memory_cells`` cells are held,
+    the buckets are written to an anonymous temporary file and emptied, so
+    memory stays flat however many rows a table has (16 bytes a cell on disk
+    instead: 320 MB for ten million rows of two tokens). At the end each bucket
+    is read back and checked on its own: a transient set of about 1/251 of the
+    values at a time. Two different random IVs share a 64-bit prefix (two
+    different ciphertexts a 64-bit hash) with probability 2^-64 per pair,
+    negligible for any table; a shared prefix is therefore reported as shared.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, memory_cells: int = DUPLICATE_MEMORY_CELLS) -> None:
+        self._memory_cells = memory_cells
+        self._held = 0
         self._ivs = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
         self._ciphertexts = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        self._spill: BinaryIO | None = None
+        # Where each bucket's values of each spill went: (IV offset, count, ciphertext offset, count).
+        self._spilled: list[list[tuple[int, int, int, int]]] = []
+        self._result: tuple[int, int, int] | None = None
 
     def add(self, iv: bytes, ciphertext: bytes) -> None:
         value: int = _IV_PREFIX(iv)[0]
@@ -223,12 +235,43 @@ class DuplicateCounter:
         # (equal ciphertexts always hash alike), at a fifth of blake2b's cost.
         value = hash(ciphertext) & 0xFFFF_FFFF_FFFF_FFFF
         self._ciphertexts[value % DUPLICATE_BUCKETS].append(value)
+        self._held += 1
+        if self._held >= self._memory_cells:
+            self._write_out()
 
-    @staticmethod
-    def _shared(buckets: list[array[int]]) -> tuple[int, int]:
+    def _write_out(self) -> None:
+        if self._spill is None:
+            # It lives as long as the counter (result() closes it); the OS removes it
+            # when it is closed, or when the process ends.
+            self._spill = tempfile.TemporaryFile(prefix="votriz-audit-duplicates-")  # noqa: SIM115
+        places = []
+        for ivs, ciphertexts in zip(self._ivs, self._ciphertexts, strict=True):
+            iv_at = self._spill.tell()
+            ivs.tofile(self._spill)
+            ct_at = self._spill.tell()
+            ciphertexts.tofile(self._spill)
+            places.append((iv_at, len(ivs), ct_at, len(ciphertexts)))
+        self._spilled.append(places)
+        self._ivs = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        self._ciphertexts = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        self._held = 0
+
+    def _bucket(self, index: int, ciphertexts: bool) -> array[int]:
+        """Every value of one bucket: what was written out, then what is held."""
+        values = array("Q")
+        for places in self._spilled:
+            at, count = places[index][2:] if ciphertexts else places[index][:2]
+            if count and self._spill is not None:
+                self._spill.seek(at)
+                values.fromfile(self._spill, count)
+        values.extend((self._ciphertexts if ciphertexts else self._ivs)[index])
+        return values
+
+    def _shared(self, ciphertexts: bool) -> tuple[int, int]:
         """(values equal to another value, distinct values that repeat)."""
         cells = groups = 0
-        for bucket in buckets:
+        for index in range(DUPLICATE_BUCKETS):
+            bucket = self._bucket(index, ciphertexts)
             # Equal values always fall in the same bucket; most buckets hold none.
             if len(set(bucket)) == len(bucket):
                 continue
@@ -239,9 +282,15 @@ class DuplicateCounter:
 
     def result(self) -> tuple[int, int, int]:
         """(cells sharing an IV, distinct shared IVs, cells sharing a ciphertext)."""
-        iv_cells, iv_groups = self._shared(self._ivs)
-        ct_cells, _ = self._shared(self._ciphertexts)
-        return iv_cells, iv_groups, ct_cells
+        if self._result is None:
+            iv_cells, iv_groups = self._shared(ciphertexts=False)
+            ct_cells, _ = self._shared(ciphertexts=True)
+            self._result = (iv_cells, iv_groups, ct_cells)
+            if self._spill is not None:
+                self._spill.close()
+                self._spill = None
+                self._spilled = []
+        return self._result
 
 
 @dataclass(frozen=True)

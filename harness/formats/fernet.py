@@ -31,7 +31,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -366,6 +366,8 @@ class FernetRingVerifier:
         now: the time timestamps are judged at (seconds since the epoch).
         ttl_s: the time-to-live, or None for any age.
         max_clock_skew_s: how far in the future a token may be stamped.
+        verify: ``verify(cell)`` → ``(index of the verifying key, IV, ciphertext)``,
+            or :class:`FernetTokenError` with the reason :func:`verify_fernet_token` gives.
     """
 
     def __init__(self, keys: Sequence[FernetKey], *, now: datetime | float | None = None,
@@ -375,52 +377,59 @@ class FernetRingVerifier:
         self.now = _epoch(now)
         self.ttl_s = ttl_s
         self.max_clock_skew_s = max_clock_skew_s
-        self._pads = tuple(_hmac_pads(key.signing_key) for key in self.keys)
+        self.verify = self._straight_path()
+
+    def _straight_path(self) -> Callable[[object], VerifiedCell]:
+        """``verify``: a closure, so that every name it uses is a local (it runs per cell)."""
+        keys, now, ttl_s, skew = self.keys, self.now, self.ttl_s, self.max_clock_skew_s
+        pads = tuple(_hmac_pads(key.signing_key) for key in keys)
         # The same expressions as verify_fernet_token's, so that a boundary is judged alike.
-        self._latest = self.now + max_clock_skew_s
+        latest = now + skew
+        a2b, table, stamp_of, same = (binascii.a2b_base64, _TO_STANDARD_STRICT, _STAMP,
+                                      hmac.compare_digest)
+        header, mac, whole = _HEADER, _MAC, _HEADER + _MAC
 
-    def verify(self, token: object) -> VerifiedCell:
-        """``(index of the verifying key, IV, ciphertext)`` of a valid token.
+        def verify(token: object) -> VerifiedCell:
+            """``(index of the verifying key, IV, ciphertext)`` of a valid token.
 
-        Raises:
-            FernetTokenError: the reason :func:`verify_fernet_token` gives.
-        """
-        kind = type(token)
-        data: bytes | None = None
-        if kind is bytes:
-            data = token  # type: ignore[assignment]
-        elif kind is str:
-            with contextlib.suppress(UnicodeEncodeError):
-                data = token.encode("ascii")  # type: ignore[attr-defined]
-        if data and not len(data) & 3 and len(data) - len(data.rstrip(b"=")) <= 2:
-            # One translation both maps the URL-safe alphabet to the standard one
-            # and turns the standard-only '+' and '/' into a byte strict base64
-            # refuses, so that strict decoding alone refuses every byte outside
-            # the URL-safe alphabet and any misplaced padding.
-            try:
-                raw = binascii.a2b_base64(data.translate(_TO_STANDARD_STRICT), strict_mode=True)
-            except binascii.Error:
-                raw = b""
-            size = len(raw)
-            if (size > _HEADER + _MAC and raw[0] == VERSION
-                    and not (size - _HEADER - _MAC) % _BLOCK):
-                stamp: int = _STAMP(raw, 1)[0]
-                if stamp <= self._latest and (self.ttl_s is None
-                                              or stamp + self.ttl_s >= self.now):
-                    signed = raw[:-_MAC]
-                    tag = raw[-_MAC:]
-                    for index, (inner, outer) in enumerate(self._pads):
+            Raises:
+                FernetTokenError: the reason :func:`verify_fernet_token` gives.
+            """
+            data: bytes | None = None
+            if type(token) is str:
+                with contextlib.suppress(UnicodeEncodeError):
+                    data = token.encode("ascii")
+            elif type(token) is bytes:
+                data = token
+            # Whole quads, and no third '=' from the end (so at most two padding bytes).
+            if data and not len(data) & 3 and data[-3:-2] != b"=":
+                # One translation both maps the URL-safe alphabet to the standard one
+                # and turns the standard-only '+' and '/' into a byte strict base64
+                # refuses, so that strict decoding alone refuses every byte outside
+                # the URL-safe alphabet and any misplaced padding.
+                try:
+                    raw = a2b(data.translate(table), strict_mode=True)
+                except binascii.Error:
+                    raw = b""
+                size = len(raw)
+                if (size > whole and raw[0] == VERSION and not (size - whole) % _BLOCK
+                        and stamp_of(raw, 1)[0] <= latest
+                        and (ttl_s is None or stamp_of(raw, 1)[0] + ttl_s >= now)):
+                    signed = raw[:-mac]
+                    for index, (inner, outer) in enumerate(pads):
                         digest = inner.copy()
                         digest.update(signed)
                         final = outer.copy()
                         final.update(digest.digest())
-                        if hmac.compare_digest(final.digest(), tag):
-                            return index, raw[9:_HEADER], raw[_HEADER:-_MAC]
-        # Anything off the straight path: the reference implementation names the reason
-        # (or, for a type the straight path does not take, accepts it).
-        verified = verify_fernet_token(token, self.keys, now=self.now, ttl_s=self.ttl_s,
-                                       max_clock_skew_s=self.max_clock_skew_s)
-        return verified.key_index, verified.token.iv, verified.token.ciphertext
+                        if same(final.digest(), raw[-mac:]):
+                            return index, raw[9:header], raw[header:-mac]
+            # Anything off the straight path: the reference implementation names the
+            # reason (or, for a type the straight path does not take, accepts it).
+            verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
+                                           max_clock_skew_s=skew)
+            return verified.key_index, verified.token.iv, verified.token.ciphertext
+
+        return verify
 
 
 def _hmac_pads(key: bytes) -> tuple[Any, Any]:

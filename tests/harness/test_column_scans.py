@@ -32,11 +32,14 @@ def _naive_shared(values: list[bytes]) -> tuple[int, int]:
 @given(st.lists(st.tuples(st.sampled_from([bytes(16), b"\x01" * 16, b"\x00" * 8 + b"\x02" * 8,
                                            os.urandom(16), os.urandom(16)]),
                           st.sampled_from([b"a" * 16, b"b" * 32, os.urandom(16)])),
-                max_size=60))
-def test_duplicate_counter_agrees_with_a_naive_count(cells: list[tuple[bytes, bytes]]) -> None:
-    # Given cells with repeated IVs and ciphertexts, When they are counted,
-    # Then the counts are those of a plain Counter over the IV prefixes and ciphertexts.
-    duplicates = DuplicateCounter()
+                max_size=60),
+       st.sampled_from([1, 7, 2_000_000]))
+def test_duplicate_counter_agrees_with_a_naive_count(cells: list[tuple[bytes, bytes]],
+                                                     memory_cells: int) -> None:
+    # Given cells with repeated IVs and ciphertexts, When they are counted (held in
+    # memory, or written out every few cells), Then the counts are those of a plain
+    # Counter over the IV prefixes and ciphertexts.
+    duplicates = DuplicateCounter(memory_cells=memory_cells)
     for iv, ciphertext in cells:
         duplicates.add(iv, ciphertext)
     iv_cells, iv_groups = _naive_shared([iv[:8] for iv, _ in cells])
@@ -44,9 +47,10 @@ def test_duplicate_counter_agrees_with_a_naive_count(cells: list[tuple[bytes, by
     assert duplicates.result() == (iv_cells, iv_groups, ct_cells)
 
 
-def test_duplicate_counter_with_many_unique_cells_and_one_fixed_iv() -> None:
+@pytest.mark.parametrize("memory_cells", [2_000_000, 10_000])
+def test_duplicate_counter_with_many_unique_cells_and_one_fixed_iv(memory_cells: int) -> None:
     rng = random.Random(7)
-    duplicates = DuplicateCounter()
+    duplicates = DuplicateCounter(memory_cells=memory_cells)
     for _ in range(50_000):
         duplicates.add(rng.randbytes(16), rng.randbytes(48))
     for i in range(3):
@@ -118,3 +122,15 @@ def test_hash_scan_of_a_clean_million_rows_is_one_histogram() -> None:
     rows = ((i, f"$2b$12${SALTED}") for i in range(1_000_000))
     scan = scan_hash_cells(rows, "users.password_hash", 12)
     assert (scan.rows, scan.schemes, scan.costs) == (1_000_000, {"bcrypt": 1_000_000}, {12: 1_000_000})
+
+
+def test_duplicate_counter_holds_at_most_its_memory_cells() -> None:
+    # Given a counter that may hold 1000 cells, When 25,000 are added (five repeated)
+    duplicates = DuplicateCounter(memory_cells=1000)
+    for i in range(25_000):
+        duplicates.add((i % 24_995).to_bytes(8, "big") + bytes(8), os.urandom(32))
+        held = sum(len(b) for b in duplicates._ivs)
+        assert held < 1000
+    # Then it still counts every shared IV, and gives its temporary file back
+    assert duplicates.result() == (10, 5, 0)
+    assert duplicates._spill is None
