@@ -149,3 +149,24 @@ def test_throughput_is_reasonable() -> None:
     report = sweep.sweep([("blob", [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)])])
     assert report.hits_total == 0
     assert time.perf_counter() - started < 5
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=4), st.integers(1, 50))
+def test_files_read_in_any_chunk_size_give_what_the_whole_buffer_gives(
+        noise: bytes, places: list[int], chunk: int) -> None:
+    # Given a file with the secret (and its hex form) at any places, overlapping or
+    # across chunk boundaries, When it is read in chunks of any size, Then the hits
+    # are those of searching the whole file at once, in the same order.
+    import tempfile
+
+    data = bytearray(noise)
+    for at in sorted(places, reverse=True):
+        form = SECRET.encode() if at % 2 else SECRET.encode().hex().encode()
+        data[min(at, len(data)):min(at, len(data))] = form
+    with tempfile.NamedTemporaryFile() as handle:
+        handle.write(bytes(data))
+        handle.flush()
+        sweep = _sweep()
+        streamed = [(h.label, h.offset) for h in sweep.scan_file(Path(handle.name), chunk_bytes=chunk)]
+    assert streamed == [(h.label, h.offset) for h in sweep.scan_bytes(bytes(data), "x")]
