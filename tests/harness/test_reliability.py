@@ -5,7 +5,9 @@
   it, so the real engine, which others use, is never touched. The probe says
   which engine, which step and what happened, within the policy's timeout;
   through the real command line the container checks are ERROR with that
-  reason, the report is written, and the run ends in bounded time.
+  reason, the report is written, and the run ends in bounded time. Against a
+  real service described as a Docker deployment, every check that asks the
+  engine is ERROR and every other check judges the service as it is.
 - The reference service's API (and once its edge) is stopped just before a
   check and started again right after it, during a full audit through the
   command line: the checks that ran while it was down are ERROR with the
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,6 +378,51 @@ def test_container_checks_against_a_dead_engine_are_errors_in_bounded_time(
         assert f"Docker engine at {host}: {reason}, while " in message, (check, message)
     # And it ended in about one timeout (plus the interpreter's start), not the SDK's default 60 s
     assert run.seconds < 30, run.seconds
+
+
+# Every check that asks the engine about a Docker target.
+ENGINE_CHECKS = ("containers.published_ports", "containers.bridge_networks", "containers.isolation",
+                 "keys.no_key_elsewhere", "keys.read_at_start", "transit.origin_not_plaintext",
+                 "at_rest.plaintext_sweep")
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_engine_gone_mid_run_makes_every_engine_check_an_error_and_misleads_no_other(
+        stack_factory: Any, fake_engine: Callable[[Script], Engine], tmp_path: Path) -> None:
+    # Given a real service (database, HSM, Redis, edge, API all reachable) described as a Docker
+    # deployment, whose engine answers the version handshake and its info, then no question about
+    # a container ever again (every observation of the run meets it so); the default
+    # policy (15 s per request: the canary's MFA setup hashes ten codes with bcrypt-12, which a
+    # loaded machine does not finish in 2 s)
+    engine = fake_engine(healthy_until("/containers/", "hang"))
+    policy = REPO / "fixtures" / "policy" / "default.toml"
+    with stack_factory() as info:
+        data = tomllib.loads(info.profile_path.read_text())
+        data.update(backend="docker", docker={"project": PROJECT})
+        data["operations"]["allow_destructive"] = False
+        profile = tmp_path / "target.toml"
+        profile.write_text(tomli_w.dumps(data))
+        # When every area is audited through the command line
+        run = run_cli(profile, tmp_path / "r", policy, only=(), env={"DOCKER_HOST": engine.host}, limit_s=400)
+    # Then every check that needed the engine could not verify, naming the engine and the timeout
+    for check in ENGINE_CHECKS:
+        outcome, message = run.results[check]
+        assert outcome == "ERROR", (check, outcome, message)
+        assert f"Docker engine at {engine.host}: no answer within 15 s (policy timeouts.request_s)" in message, \
+            (check, message)
+    # And the others judged the service as it is: nothing FAILed, the database, HSM and edge
+    # checks passed, and the operations stayed MANUAL (not allowed on this target)
+    outcomes = {check: outcome for check, (outcome, _) in run.results.items()}
+    assert "FAIL" not in outcomes.values(), run.results
+    for check in ("at_rest.postgres_version", "at_rest.data_inventory", "transit.tls_versions",
+                  "transit.certificate", "transit.hsts"):
+        assert outcomes[check] == "PASS", (check, run.results[check])
+    assert outcomes["keys.token_key_rotation"] == "MANUAL"
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    # And the run took one 15 s timeout per engine observation, not the SDK's default of 60 s
+    # each, nor the plugin's backstop (about 110 s here, with the stack's own start excluded)
+    assert run.seconds < 240, run.seconds
 
 
 # --- the system restarted in the middle of a run -------------------------------------------------
