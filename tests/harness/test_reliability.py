@@ -22,6 +22,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import socketserver
@@ -282,6 +283,22 @@ def test_every_sdk_client_has_the_timeout_it_was_given(fake_engine: Callable[[Sc
         assert client.api.timeout == 2.5
     finally:
         client.close()
+
+
+# Where the harness may make a Docker client itself: docker_client, and the command line's
+# choice of backend for the reference service (it asks the local engine, with its own 5 s
+# timeout, whether to stand the service up there; it observes no audited system).
+OWN_CLIENTS = {"harness/probes/containers.py", "harness/cli.py"}
+
+
+def test_every_docker_client_that_observes_a_target_is_made_by_docker_client() -> None:
+    # A client made anywhere else would have the SDK's default timeout (60 s), not the policy's.
+    makers = re.compile(r"docker\.from_env\(|DockerClient\(|APIClient\(")
+    elsewhere = [f"{path.relative_to(REPO)}:{number}"
+                 for folder in ("harness", "checks") for path in sorted((REPO / folder).rglob("*.py"))
+                 if str(path.relative_to(REPO)) not in OWN_CLIENTS
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if makers.search(line)]
+    assert elsewhere == []
 
 
 # --- through the real command line: the container checks against a dead engine -------------------
