@@ -35,8 +35,11 @@ rewritten rows over the rewrite phase), requests before/during/after, failed
 requests, p50/p99 before and during and their ratios (also per phase), and
 the CPU each part used during each window, in cores (PostgreSQL, the API's
 workers, nginx, the fakes, Redis, the ops command, this process's load
-generator, and everything else on the machine), sampled from /proc. The
-machine is shared (2 cores): the load average is recorded at each step.
+generator, and everything else on the machine), and how much of the time its
+threads were runnable but waiting for a CPU (``/proc/PID/task/*/schedstat``),
+sampled every 0.5 s. The machine is shared (2 cores): the load average is
+recorded at each step, and the ops command's CPU seconds per row give the
+rate it would reach with a core to itself (``rows_per_ops_cpu_s``).
 Everything is printed and written to ``--out`` as JSON.
 """
 
@@ -153,6 +156,22 @@ def _proc_table() -> dict[int, tuple[int, int]]:
     return table
 
 
+def _runqueue_wait_ns(pid: int) -> int:
+    """Nanoseconds the threads of ``pid`` have spent runnable but waiting for a CPU."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as handle:
+                total += int(handle.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def _machine_busy_ticks() -> int:
     with open("/proc/stat", encoding="ascii") as handle:
         fields = [int(x) for x in handle.readline().split()[1:]]
@@ -174,7 +193,7 @@ class CpuSampler:
         self._roots = dict(roots)
         self._pid_files = pid_files
         self._me = os.getpid()
-        self.samples: list[tuple[float, int, dict[int, tuple[str, int]]]] = []
+        self.samples: list[tuple[float, int, dict[int, tuple[str, int, int]]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="cpu-sampler")
 
@@ -188,7 +207,7 @@ class CpuSampler:
     def sample(self) -> None:
         roots = self._current_roots()
         table = _proc_table()
-        owned: dict[int, tuple[str, int]] = {}
+        owned: dict[int, tuple[str, int, int]] = {}
         for pid, (_, ticks) in table.items():
             part, cursor, seen = "other", pid, 0
             while cursor in table and seen < 64:
@@ -199,7 +218,7 @@ class CpuSampler:
                     part = "bench (load generator)" if pid == self._me else "ops command"
                     break
                 cursor, seen = table[cursor][0], seen + 1
-            owned[pid] = (part, ticks)
+            owned[pid] = (part, ticks, _runqueue_wait_ns(pid) if part != "other" else 0)
         self.samples.append((time.monotonic(), _machine_busy_ticks(), owned))
 
     def _run(self) -> None:
@@ -215,26 +234,34 @@ class CpuSampler:
         self._thread.join(5)
         self.sample()
 
-    def cores(self, start: float, end: float) -> dict[str, float]:
-        """Cores used by each part between two ``time.monotonic()`` moments (and the machine)."""
+    def cores(self, start: float, end: float) -> dict[str, dict[str, float]]:
+        """Between two ``time.monotonic()`` moments, per part: the cores it used (``on_cpu``,
+        with the whole machine's busy cores) and how many of its threads were on average
+        runnable but waiting for a CPU (``waiting_for_cpu``: the contention it met).
+        """
         inside = [s for s in self.samples if s[0] <= start]
         first = inside[-1] if inside else self.samples[0]
         chosen = [s for s in self.samples if first[0] < s[0] <= end]
         if not chosen:
             return {}
-        last_seen: dict[int, tuple[str, int]] = {}
+        last_seen: dict[int, tuple[str, int, int]] = {}
         for _, _, owned in chosen:
             last_seen.update(owned)
         seconds = chosen[-1][0] - first[0]
         used: dict[str, float] = {}
-        for pid, (part, ticks) in last_seen.items():
-            before = first[2].get(pid, (part, 0))[1]
-            used[part] = used.get(part, 0.0) + max(0, ticks - before)
-        result = {part: round(ticks / CLOCK_TICKS / seconds, 2)
-                  for part, ticks in sorted(used.items(), key=lambda kv: -kv[1]) if ticks}
-        result["machine (all cores busy)"] = round(
+        waited: dict[str, float] = {}
+        for pid, (part, ticks, wait_ns) in last_seen.items():
+            _, ticks_before, wait_before = first[2].get(pid, (part, 0, 0))
+            used[part] = used.get(part, 0.0) + max(0, ticks - ticks_before) / CLOCK_TICKS
+            if part != "other":
+                waited[part] = waited.get(part, 0.0) + max(0, wait_ns - wait_before) / 1e9
+        on_cpu = {part: round(cpu / seconds, 2)
+                  for part, cpu in sorted(used.items(), key=lambda kv: -kv[1]) if cpu}
+        on_cpu["machine (all cores busy)"] = round(
             (chosen[-1][1] - first[1]) / CLOCK_TICKS / seconds, 2)
-        return result
+        return {"on_cpu": on_cpu,
+                "waiting_for_cpu": {part: round(wait / seconds, 2) for part, wait in
+                                    sorted(waited.items(), key=lambda kv: -kv[1])}}
 
 
 # --- the rotation's phases, from ops.log ----------------------------------------------------------
@@ -438,6 +465,8 @@ def run(state_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> N
         "ops_command_cpu_s": round((children_after.ru_utime + children_after.ru_stime)
                                    - (children_before.ru_utime + children_before.ru_stime), 1),
     }
+    rotation["rows_per_ops_cpu_s"] = (round(channel_rows / rotation["ops_command_cpu_s"])
+                                      if channel_rows and rotation["ops_command_cpu_s"] else None)
     phases = rotation_phases(state_dir, rotation_started_wall)
     phase_rows = []
     for phase in phases:
