@@ -52,6 +52,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import resource
 import shutil
 import sys
@@ -361,6 +362,29 @@ def canary_tokens_match(ctx: OpsContext, new_key: bytes, expected: dict[int, tup
     return {"checked": len(ids), "mismatches": mismatches, "uncertain": len(uncertain)}
 
 
+FAILURE_LINE = re.compile(r'(?i)error|traceback|timeout|reset|refused|" 50[0-9] |"status": 5[0-9][0-9]')
+
+
+def failure_logs(state_dir: Path, keep_to: Path | None) -> dict[str, Any]:
+    """Every line of the stack's logs that speaks of a failure (an error, a reset, a timeout,
+    a 5xx status), by file, the first 15 of each; the logs are copied to ``keep_to``.
+    """
+    logs = state_dir / "logs"
+    found: dict[str, Any] = {}
+    for path in sorted(logs.glob("*.log")):
+        try:
+            lines = [line for line in path.read_text(errors="replace").splitlines()
+                     if FAILURE_LINE.search(line)]
+        except OSError:
+            continue
+        if lines:
+            found[path.name] = {"lines": len(lines), "first": [line[:400] for line in lines[:15]]}
+    if keep_to is not None:
+        shutil.copytree(logs, keep_to, dirs_exist_ok=True)
+        found["copied_to"] = str(keep_to)
+    return found
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 
@@ -438,6 +462,10 @@ def run(state_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> N
         print(f"  {results['readable_after']}", flush=True)
     finally:
         canary.close()
+    # A failed request's cause is in the edge's and the API's logs, which go with the stack.
+    keep_to = (Path(tempfile.mkdtemp(prefix="bench-rotation-logs-", dir="/tmp"))
+               if report.totals().errors else None)
+    results["logs"] = failure_logs(state_dir, keep_to)
 
     start, end = report.marker("rotation started"), report.marker("rotation finished")
     assert start is not None and end is not None
