@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from harness.outcomes import ProbeError
 from harness.policy import Policy
@@ -97,9 +99,12 @@ def redis_contents(profile: TargetProfile, policy: Policy, known_secrets: KnownS
     if config is None:
         raise ProbeError("the profile has no [redis] section")
     password = redis_password(profile, known_secrets)
+    # No retries: redis-py retries a command that timed out, which multiplies the policy's
+    # timeout (a Redis that accepts and never answers took 15 times it).
     client = redis.Redis(host=config.host, port=config.port, password=password,
                          socket_timeout=policy.timeouts.request_s,
-                         socket_connect_timeout=policy.timeouts.connect_s)
+                         socket_connect_timeout=policy.timeouts.connect_s,
+                         retry=Retry(NoBackoff(), 0))
     where = f"Redis at {config.host}:{config.port}"
     try:
         client.ping()

@@ -660,3 +660,31 @@ def test_mute_edge_makes_every_transit_check_an_error_in_bounded_time(mute_ports
     assert "PASS" not in {outcome for outcome, _ in run.results.values()}
     # And it ended within a few timeouts, not at the plugin's backstop
     assert run.seconds < 60, run.seconds
+
+
+# --- a Redis that accepts and never answers --------------------------------------------------------
+
+
+def test_mute_redis_is_a_probe_error_within_one_timeout(mute_ports: tuple[int, int], tmp_path: Path) -> None:
+    # Given a Redis whose port accepts connections and never answers, and a 1 s request timeout
+    from harness.policy import load_policy
+    from harness.probes.redis_store import redis_contents
+    from harness.profile import parse_profile
+    from harness.redaction import KnownSecrets
+
+    (tmp_path / "redis-password").write_text("redis-password-of-the-test\n")
+    profile = parse_profile(tomli_w.dumps({
+        "name": "mute-redis", "edge": {"host": "votriz.test"},
+        "redis": {"host": "127.0.0.1", "port": mute_ports[0],
+                  "password": {"file": str(tmp_path / "redis-password")}}}))
+    (tmp_path / "policy.toml").write_text(TIGHT_POLICY.replace("request_s = 2.0", "request_s = 1.0"))
+    policy = load_policy(tmp_path / "policy.toml")
+    # When its contents are read for the plaintext sweep
+    start = time.monotonic()
+    with pytest.raises(ProbeError) as raised:
+        list(redis_contents(profile, policy, KnownSecrets()))
+    # Then it is a ProbeError saying so after about one timeout, not after the Redis client's own
+    # retries (redis-py retries a timed-out command, multiplying the policy's timeout; at 15 s a
+    # run met the plugin's 90 s backstop instead)
+    assert str(raised.value) == f"Redis at 127.0.0.1:{mute_ports[0]} did not answer in time"
+    assert time.monotonic() - start < 3
