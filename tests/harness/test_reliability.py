@@ -13,8 +13,9 @@
   command line: the checks that ran while it was down are ERROR with the
   precise reason, no other check is misled into FAIL, the report is written and
   signed, and the run ends in bounded time.
-- An edge that accepts TCP and never says a word: every in-transit check is
-  ERROR naming it, within a few of the policy's timeouts.
+- An edge, a Redis or a database that accepts TCP and never says a word: the
+  checks that need it are ERROR naming it, within about the policy's timeout
+  (no client library's retries multiplying it).
 """
 
 from __future__ import annotations
@@ -688,3 +689,28 @@ def test_mute_redis_is_a_probe_error_within_one_timeout(mute_ports: tuple[int, i
     # run met the plugin's 90 s backstop instead)
     assert str(raised.value) == f"Redis at 127.0.0.1:{mute_ports[0]} did not answer in time"
     assert time.monotonic() - start < 3
+
+
+def test_mute_database_makes_the_database_checks_errors_within_the_connect_timeout(
+        mute_ports: tuple[int, int], tmp_path: Path) -> None:
+    # Given a database port that accepts connections and never answers (a hung PostgreSQL)
+    port = mute_ports[0]
+    (tmp_path / "password").write_text("auditor-password-of-the-test\n")
+    profile = tmp_path / "target.toml"
+    dsn = f"host=127.0.0.1 port={port} dbname=votriz user=votriz_auditor"
+    profile.write_text(tomli_w.dumps({
+        "name": "mute-db", "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": _closed_port()},
+        "database": {"dsn": dsn, "password": {"file": str(tmp_path / "password")}}}))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(TIGHT_POLICY)
+    # When the at-rest checks run through the command line
+    run = run_cli(profile, tmp_path / "r", policy, only=("at_rest",), env={})
+    # Then each database check could not verify, saying the connection timed out, each within
+    # about the policy's connect timeout (1 s)
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    for check in ("at_rest.password_hashes", "at_rest.data_inventory", "at_rest.postgres_version"):
+        outcome, message = run.results[check]
+        assert outcome == "ERROR", (check, outcome, message)
+        assert message == f"cannot connect to the database ({dsn}): connection timeout expired", message
+        assert run.durations[check] < 10, (check, run.durations[check])
+    assert "PASS" not in {outcome for outcome, _ in run.results.values()}
