@@ -61,8 +61,10 @@ def _word_pattern(needle: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(needle) + rb"(?![A-Za-z0-9])")
 
 
-def _constant(value: str, match: re.Match[str]) -> str:
-    return value
+def _markers(marker: str, length: int, match: re.Match[str]) -> str:
+    """One marker per copy of a secret in a run of copies (a function, so that nothing in
+    the marker is read as a group reference)."""
+    return marker * (len(match.group(0)) // length)
 
 
 class KnownSecrets:
@@ -160,6 +162,18 @@ class KnownSecrets:
         secret's fingerprint when it is long enough (``[REDACTED label sha256:…]``)."""
         if not text:
             return text
+        # A marker put in place of a short secret starts with "[" and ends with "]", which can
+        # make a neighbouring copy of another secret a whole word: pass again until nothing
+        # changes. Each pass that changes the text removes at least one occurrence; the bound
+        # only guards against a label that holds its own secret.
+        for _ in range(16):
+            redacted = self._redact_once(text)
+            if redacted == text:
+                break
+            text = redacted
+        return text
+
+    def _redact_once(self, text: str) -> str:
         for needle, label, secret, short in self._forms():
             try:
                 plain = needle.decode()
@@ -167,9 +181,9 @@ class KnownSecrets:
                 continue
             marker = self._marker(label.split(" (")[0], secret)
             if short:
-                # A function as the replacement, so nothing in the marker is read as a group reference.
-                text = re.sub(r"(?<![A-Za-z0-9])" + re.escape(plain) + r"(?![A-Za-z0-9])",
-                              functools.partial(_constant, marker), text)
+                # A run of copies (``000:000:``) is a whole word as a run; each copy becomes a marker.
+                text = re.sub(r"(?<![A-Za-z0-9])(?:" + re.escape(plain) + r")+(?![A-Za-z0-9])",
+                              functools.partial(_markers, marker, len(plain)), text)
             elif plain in text:
                 text = text.replace(plain, marker)
         return text

@@ -4,7 +4,8 @@ A 4-digit HSM PIN is common, and was silently left unregistered: neither
 redacted nor searched for. Now it is redacted and searched as a whole word; a
 secret of 1 to 3 bytes is refused (the check that needs it is ERROR saying
 why); and no redaction marker carries a fingerprint that could be reversed by
-trying every short value.
+trying every short value. A property test puts secrets in any text: none
+survives redaction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from harness.outcomes import ProbeError
 from harness.profile import Hsm, SecretSource
@@ -182,3 +185,32 @@ def test_hsm_probe_refuses_a_three_digit_pin_before_using_it(tmp_path: Path) -> 
     # Given a token whose PIN file holds 3 digits (SoftHSM itself needs 4, so any token will do)
     with pytest.raises(SecretTooShort, match="the HSM user PIN is only 3 byte"):
         hsm_probe.list_objects(_token(tmp_path, "4711", "471"), KnownSecrets())
+
+
+# --- property: whatever surrounds them, no registered secret survives redaction -----------------
+
+SECRET_CHARS = st.characters(min_codepoint=33, max_codepoint=126)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secrets_=st.lists(st.text(SECRET_CHARS, min_size=4, max_size=24), min_size=1, max_size=3, unique=True),
+       pieces=st.lists(st.text(max_size=12), min_size=1, max_size=4))
+def test_no_secret_survives_redaction_in_any_text(secrets_: list[str], pieces: list[str]) -> None:
+    known = KnownSecrets()
+    for number, secret in enumerate(secrets_):
+        known.add(secret, f"s{number}")
+    # (A secret that is part of a marker's own words cannot be told apart from the marker.)
+    assume(not any(secret in f"[REDACTED s{n}]" or "REDACTED" in secret for n in range(3) for secret in secrets_))
+    text = "".join(piece + (secrets_[i % len(secrets_)] if i < len(pieces) - 1 else "")
+                   for i, piece in enumerate(pieces))
+    redacted = known.redact(text)
+    assert known.find_in(redacted.encode()) == [], (text, redacted)
+
+
+def test_a_run_of_copies_of_a_short_secret_is_redacted_in_one_piece() -> None:
+    # Each copy is followed by the next one, so none is a whole word on its own; the run is.
+    known = KnownSecrets()
+    known.add("000:", "PIN")
+    assert known.redact("000:" * 40) == "[REDACTED PIN]" * 40
+    assert known.redact("x" + "000:" * 3) == "x000:[REDACTED PIN][REDACTED PIN]"
+    assert known.find_in(known.redact("x" + "000:" * 3).encode()) == []
