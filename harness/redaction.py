@@ -166,15 +166,17 @@ class KnownSecrets:
         # make a neighbouring copy of another secret a whole word: pass again until nothing
         # changes. Each pass that changes the text removes at least one occurrence; the bound
         # only guards against a label that holds its own secret.
-        for _ in range(16):
-            redacted = self._redact_once(text)
+        forms = self._forms()
+        passes = 16 if any(short for *_, short in forms) else 1
+        for _ in range(passes):
+            redacted = self._redact_once(text, forms)
             if redacted == text:
                 break
             text = redacted
         return text
 
-    def _redact_once(self, text: str) -> str:
-        for needle, label, secret, short in self._forms():
+    def _redact_once(self, text: str, forms: list[tuple[bytes, str, bytes, bool]]) -> str:
+        for needle, label, secret, short in forms:
             try:
                 plain = needle.decode()
             except UnicodeDecodeError:
