@@ -79,7 +79,7 @@ from harness.load import LoadReport, SteadyLoad, WindowStats  # noqa: E402
 from harness.policy import load_policy  # noqa: E402
 from harness.profile import load_profile  # noqa: E402
 from harness.redaction import KnownSecrets  # noqa: E402
-from system_under_test.api.keyring import fernet_key, token_key_versions  # noqa: E402
+from system_under_test.api.keyring import KeyringError, fernet_key, token_key_versions  # noqa: E402
 from system_under_test.ops import rotation as ops_rotation  # noqa: E402
 from system_under_test.ops import seeding  # noqa: E402
 from system_under_test.ops.context import OpsContext  # noqa: E402
@@ -102,8 +102,20 @@ def _utc() -> str:
 
 
 def _seed_part(state_dir: str, count: int) -> dict[str, object]:
-    """``count`` bulk channel rows by the service's own seeder (one COPY, one transaction)."""
-    return seeding.seed_channels(OpsContext.open(state_dir), count)
+    """``count`` bulk channel rows by the service's own seeder (one COPY, one transaction).
+
+    SoftHSM sometimes fails to open the token (``GeneralError``) when several
+    processes open it at the same moment; the seeder reads the key ring before
+    it writes anything, so trying again is safe.
+    """
+    for attempt in range(5):
+        try:
+            return seeding.seed_channels(OpsContext.open(state_dir), count)
+        except KeyringError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def seed_bulk(state_dir: Path, rows: int, workers: int) -> dict[str, Any]:
