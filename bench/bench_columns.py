@@ -33,7 +33,8 @@ What is timed is the checks' own code, not a copy of it:
 
 The machine is shared (2 cores; Docker builds and test runs may be going on):
 each figure is the median of ``--repeats`` runs, with the spread, the CPU
-seconds the measured process used, and the load average before and after.
+seconds the measured process used (and the rate per CPU second, which says
+what the code costs whatever the load), and the load average before and after.
 Everything is printed and written to ``--out`` as JSON.
 """
 
@@ -269,6 +270,9 @@ def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
         result = run()
         result = {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
         result["rate"] = round(rate(result))
+        # The same work per CPU second of the measured process: what the code costs,
+        # whatever else the machine is doing (the database server's CPU is not in it).
+        result["rate_per_cpu_second"] = round(rate(dict(result, seconds=result["cpu_seconds"])))
         result["load_before"], result["load_after"] = load_before, _load()
         runs.append(result)
         print(f"  {name} run {index + 1}/{times}: {result['rate']:,} "
@@ -276,6 +280,8 @@ def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
               f"load {load_before[0]} -> {result['load_after'][0]})", flush=True)
     rates = [r["rate"] for r in runs]
     return {"median": round(statistics.median(rates)), "min": min(rates), "max": max(rates),
+            "median_per_cpu_second": round(statistics.median(r["rate_per_cpu_second"]
+                                                             for r in runs)),
             "runs": runs}
 
 
