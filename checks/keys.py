@@ -35,6 +35,8 @@ import pytest
 import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import BaseModel, ConfigDict, Field
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from harness.evidence import EvidenceRecorder
 from harness.keysearch import KeyHit, KeySearcher, KeySearchResult, SearchSettings, search_target
@@ -1311,8 +1313,9 @@ def _try_postgres(dsn: str, role: str, password: str, timeout_s: float) -> str:
 
 
 def _try_redis(host: str, port: int, password: str, timeout_s: float) -> str:
+    # No retry: redis-py would repeat a timed-out command, multiplying the policy's timeout.
     client = redis.Redis(host=host, port=port, password=password, socket_timeout=timeout_s,
-                         socket_connect_timeout=timeout_s)
+                         socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.AuthenticationError:

@@ -222,6 +222,23 @@ def parse_hsts(value: str) -> tuple[int | None, bool, bool]:
     return max_age, include_subdomains, preload
 
 
+# Statuses a proxy answers with when what is behind it did not answer.
+GATEWAY_ERRORS = frozenset({502, 503, 504})
+
+
+def origin_not_reached(samples: EdgeSamples) -> str | None:
+    """Why the samples say nothing about the service's own responses, or None.
+
+    When every sampled response is a gateway error, only the edge's error
+    page was seen: headers the service adds (or drops) were never observed.
+    """
+    statuses = [sample.status for sample in samples.samples]
+    if statuses and all(status in GATEWAY_ERRORS for status in statuses):
+        return (f"Every sampled response is a gateway error (statuses {', '.join(map(str, statuses))}): "
+                "the service behind the edge did not answer, so its own responses were not observed.")
+    return None
+
+
 def hsts_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
     """Every sampled HTTPS response carries HSTS with max-age ≥ policy and, if the policy
     requires it, includeSubDomains. A client honours the first header when several are sent."""
@@ -249,6 +266,9 @@ def hsts_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
     if problems:
         return Verdict.failed("HSTS is not enforced on every response: " + "; ".join(problems) + ".",
                               **details)
+    unreached = origin_not_reached(samples)
+    if unreached:
+        return Verdict.error(unreached, **details)
     return Verdict.passed(f"All {len(rows)} sampled responses (statuses "
                           f"{', '.join(str(s.status) for s in samples.samples)}) send HSTS with "
                           f"max-age ≥ {policy.hsts.min_max_age_s}"
@@ -322,6 +342,9 @@ def security_headers_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
         return Verdict.failed("Security headers are missing or unsafe: " + "; ".join(problems)
                               + ". (The page itself lists no headers; this is the policy's modern set.)",
                               **details)
+    unreached = origin_not_reached(samples)
+    if unreached:
+        return Verdict.error(unreached, **details)
     return Verdict.passed(f"All {len(rows)} sampled responses carry {', '.join(policy.headers.required)}, "
                           "frame protection and no version banner. (The page itself lists no "
                           "headers; this is the policy's modern set.)", **details)

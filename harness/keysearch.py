@@ -188,7 +188,7 @@ def value_needles(values: Iterable[tuple[str, bytes]]) -> list[tuple[bytes, str]
     needles: dict[bytes, str] = {}
     for label, value in values:
         for form, encoded in encodings(value):
-            # Very short forms would match by chance; KnownSecrets refuses them too.
+            # Very short forms would match by chance in files; only 6+ bytes are searched.
             if len(encoded) >= 6:
                 needles.setdefault(encoded, f"{label} ({form})")
     return list(needles.items())

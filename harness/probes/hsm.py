@@ -352,8 +352,8 @@ def _register_pin(hsm: Hsm, known_secrets: KnownSecrets) -> None:
         pin = hsm.pin.read("HSM user PIN")
     except ProfileError as exc:
         raise ProbeError(str(exc)) from None
-    # A PIN shorter than the redaction minimum cannot be registered without
-    # redacting ordinary words; it is still never printed by this module.
+    # KnownSecrets redacts a 4-5 byte PIN as a whole word and refuses a shorter
+    # one (SecretTooShort, a ProbeError: the check that needs the PIN is ERROR).
     if len(pin.encode()) >= KnownSecrets.min_length:
         known_secrets.add(pin, "HSM user PIN")
 

@@ -246,6 +246,20 @@ def test_hsts_everywhere_passes() -> None:
     assert verdict.outcome is Outcome.PASS and "All 4 sampled responses" in verdict.message
 
 
+@pytest.mark.parametrize("judge", [hsts_verdict, security_headers_verdict])
+def test_only_gateway_errors_sampled_is_error_not_pass(judge) -> None:
+    # Given an edge whose upstream is down: every sample is its own 502/504 page, headers intact
+    statuses = iter((502, 502, 504, 502))
+    samples = EdgeSamples("https", "votriz.test", 8443, tuple(
+        HttpSample("https", path, f"https://votriz.test:8443{path}", next(statuses), GOOD, 20, "text/html")
+        for path, _ in PATHS))
+    verdict = judge(samples, POLICY)
+    # Then nothing about the service's own responses was seen: could not verify
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == ("Every sampled response is a gateway error (statuses 502, 502, 504, 502): the "
+                               "service behind the edge did not answer, so its own responses were not observed.")
+
+
 def test_hsts_missing_on_the_404_only_fails_naming_it() -> None:
     verdict = hsts_verdict(https(without("strict-transport-security"), only="/does-not-exist"), POLICY)
     assert verdict.outcome is Outcome.FAIL
