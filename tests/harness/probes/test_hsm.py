@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pkcs11
@@ -108,7 +109,7 @@ def test_sees_keys_added_by_another_process_after_first_opening(token: Hsm) -> N
               "s.create_object({A.CLASS:ObjectClass.SECRET_KEY,A.KEY_TYPE:KeyType.GENERIC_SECRET,"
               "A.TOKEN:True,A.PRIVATE:True,A.LABEL:'votriz/token-encryption/v2',A.VALUE:b'L'*32});"
               "s.close()")
-    subprocess.run(["python", "-c", script], env={**os.environ, **token.env}, check=True)
+    subprocess.run([sys.executable, "-c", script], env={**os.environ, **token.env}, check=True)
     # ... then the next listing in this process sees it.
     assert "votriz/token-encryption/v2" in hsm_probe.list_objects(token, secrets).labels()
 
