@@ -59,6 +59,8 @@ def ensure_images() -> None:
 def one_run(backend: str) -> dict[str, object]:
     """``votriz-audit run --backend BACKEND`` once; its timings from the outside and from results.json."""
     with tempfile.TemporaryDirectory(prefix="votriz-bench-e2e-") as tmp:
+        # The local backend runs PostgreSQL and nginx as an unprivileged user: it must reach the state.
+        Path(tmp).chmod(0o755)
         report = Path(tmp) / "report"
         argv = [sys.executable, "-m", "harness", "run", "--backend", backend, "--report-dir", str(report),
                 "--state-dir", str(Path(tmp) / "state")]
