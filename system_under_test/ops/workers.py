@@ -1,8 +1,11 @@
 """Rolling the API's gunicorn workers so that they read the keys again.
 
-A clean roll sends HUP to the gunicorn master: it forks new workers (which
-import the app and so read the HSM afresh) and gracefully stops the old
-ones, while the listening socket stays open, so no request is refused. The
+A clean roll adds new workers first (TTIN to the gunicorn master, once per
+worker): they import the app and so read the HSM afresh. Only when each has
+logged that its application started are the old ones removed (TTOU: gunicorn
+stops the oldest workers first, gracefully). The listening socket stays open
+and ready workers serve throughout, so no request is refused or waits for a
+worker that is still loading (HUP would stop the old workers at once). The
 ``rotation-drops-requests`` fault instead stops the master with TERM and
 starts a new one, which leaves a window with nobody listening.
 """
@@ -10,6 +13,7 @@ starts a new one, which leaves a window with nobody listening.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -29,7 +33,7 @@ class Roll:
     """What one roll of the workers did.
 
     Attributes:
-        mode: ``hup`` (rolling) or ``restart`` (master stopped and started again).
+        mode: ``rolling`` (new workers first) or ``restart`` (master stopped and started again).
         master_pid: the gunicorn master after the roll.
         old_workers: worker pids before.
         new_workers: worker pids after (none in common with ``old_workers``).
@@ -118,6 +122,44 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# gunicorn's log line of a uvicorn worker whose application has started: "[time] [PID] [INFO] ...".
+_STARTED = re.compile(rb"\[(\d+)\] \[INFO\] Application startup complete")
+
+
+def _started_since(log_file: Path, offset: int) -> set[int]:
+    """Pids that logged "Application startup complete" after byte ``offset`` of the API's log."""
+    try:
+        with log_file.open("rb") as handle:
+            handle.seek(offset)
+            return {int(pid) for pid in _STARTED.findall(handle.read())}
+    except OSError:
+        return set()
+
+
+def _add_then_retire(ctx: OpsContext, master: int, old: set[int], count: int, deadline: float) -> None:
+    """``count`` new workers (TTIN), wait until each has started its application, then retire
+    as many of the oldest (TTOU): the old ones, since gunicorn stops the oldest first."""
+    log_file = ctx.state_dir / "logs" / "api.log"
+    try:
+        offset = log_file.stat().st_size
+    except OSError:
+        offset = 0
+    for _ in range(count):
+        os.kill(master, signal.SIGTTIN)
+        # gunicorn keeps at most five signals queued: one at a time is always safe.
+        time.sleep(POLL_S)
+    while True:
+        fresh = worker_pids(master) - old
+        if len(fresh & _started_since(log_file, offset)) >= count:
+            break
+        if time.monotonic() > deadline:
+            raise OpsError(f"new gunicorn workers did not start within {ROLL_TIMEOUT_S:.0f} s")
+        time.sleep(POLL_S)
+    for _ in range(count):
+        os.kill(master, signal.SIGTTOU)
+        time.sleep(POLL_S)
+
+
 def roll_workers(ctx: OpsContext, *, timeout_s: float = ROLL_TIMEOUT_S) -> Roll:
     """Make every API worker a new process that has read the HSM after this call started."""
     started = time.monotonic()
@@ -129,8 +171,8 @@ def roll_workers(ctx: OpsContext, *, timeout_s: float = ROLL_TIMEOUT_S) -> Roll:
         master = _restart_master(ctx, master, deadline)
         mode = "restart"
     else:
-        os.kill(master, signal.SIGHUP)
-        mode = "hup"
+        _add_then_retire(ctx, master, old, count, deadline)
+        mode = "rolling"
     new = _wait_for_new_workers(ctx, master, old, count, deadline)
     return Roll(mode, master, tuple(sorted(old)), tuple(sorted(new)),
                 time.monotonic() - started)

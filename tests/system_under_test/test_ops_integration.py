@@ -202,7 +202,7 @@ def test_token_key_rotation_rewrites_every_row_without_dropping_requests(ops_sta
     assert [p["started"] for p in phases] == sorted(p["started"] for p in phases)
     assert phases[0]["decrypt_only"] is True and phases[1]["primary"] == 2
     assert phases[2]["rows"] >= len(rows) and phases[3]["retired"] == [1]
-    assert len(done["rolls"]) == 3 and all(r["mode"] == "hup" for r in done["rolls"])
+    assert len(done["rolls"]) == 3 and all(r["mode"] == "rolling" for r in done["rolls"])
     new_keys = token_keys(hsm_values(ops_stack))
     assert list(new_keys) == [2]
     tokens = [t for row in rows for t in row]
