@@ -63,6 +63,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_model, load_average  # noqa: E402
 from harness.formats.fernet import FernetKey  # noqa: E402
 from harness.policy import load_policy  # noqa: E402
 from harness.profile import TargetProfile, parse_profile  # noqa: E402
@@ -257,23 +258,19 @@ def _in_child(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, 
         pool.join()
 
 
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
            rate: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
     """``times`` runs of ``run``: each with the load around it, and the median rate."""
     runs = []
     for index in range(times):
-        load_before = _load()
+        load_before = load_average()
         result = run()
         result = {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
         result["rate"] = round(rate(result))
         # The same work per CPU second of the measured process: what the code costs,
         # whatever else the machine is doing (the database server's CPU is not in it).
         result["rate_per_cpu_second"] = round(rate(dict(result, seconds=result["cpu_seconds"])))
-        result["load_before"], result["load_after"] = load_before, _load()
+        result["load_before"], result["load_after"] = load_before, load_average()
         runs.append(result)
         print(f"  {name} run {index + 1}/{times}: {result['rate']:,} "
               f"({result['seconds']} s wall, {result['cpu_seconds']} s CPU, "
@@ -382,9 +379,9 @@ def main() -> int:
                                                           "ahocorasick-rs")}
     results: dict[str, Any] = {
         "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(), "packages": versions, "repeats": args.repeats,
+        "cpu_model": cpu_model(), "packages": versions, "repeats": args.repeats,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_at_start": _load()}
+        "load_at_start": load_average()}
     raw_key = os.urandom(32)
     known = canaries(args.canaries)
     with ScratchCluster() as cluster:
@@ -434,23 +431,13 @@ def main() -> int:
             results["sweep_file"] = sweep
         finally:
             shutil.rmtree(dump_dir, ignore_errors=True)
-    results["load_at_end"] = _load()
+    results["load_at_end"] = load_average()
     text = json.dumps(results, indent=2, ensure_ascii=False)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n", encoding="utf-8")
     print(f"written to {args.out}")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

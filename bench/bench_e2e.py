@@ -33,6 +33,9 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.machine import cpu_model, load_average  # noqa: E402
 
 
 def remove_images() -> int:
@@ -101,8 +104,9 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("run as root: both backends need it")
     backends = args.backend or ["docker", "local"]
-    figures: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                              "load_before": os.getloadavg()},
+    figures: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(),
+                                              "platform": platform.platform(),
+                                              "load_before": load_average()},
                                   "taken_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     for backend in backends:
         runs: dict[str, object] = {}
@@ -123,7 +127,7 @@ def main() -> int:
         figures[backend] = runs
         print(f"{backend}: warm median {runs['warm_median_wall_s']} s "
               f"(checks {runs['warm_median_checks_s']} s)")
-    figures["load_after"] = os.getloadavg()
+    figures["load_after"] = load_average()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print(f"written to {args.out}")

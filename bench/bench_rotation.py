@@ -69,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 
 from cryptography.fernet import Fernet, InvalidToken  # noqa: E402
 
+from bench.machine import cpu_model, load_average  # noqa: E402
 from checks.keys import (  # noqa: E402
     _Canary,
     _load_call,
@@ -88,10 +89,6 @@ RESULTS = ROOT / "bench" / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.5
 P99_RATIO_TARGET = 3.0
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _utc() -> str:
@@ -412,7 +409,7 @@ def run(state_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> N
     ctx = OpsContext.open(state_dir)
 
     print(f"seeding {args.rows:,} channel rows (not timed) ...", flush=True)
-    results["load_before_seed"] = _load()
+    results["load_before_seed"] = load_average()
     results["seed"] = seed_bulk(state_dir, args.rows, args.workers)
     print(f"  {results['seed']}", flush=True)
 
@@ -445,7 +442,7 @@ def run(state_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> N
         print(f"baseline: {args.baseline_s:g} s of load alone ...", flush=True)
         try:
             time.sleep(args.baseline_s)
-            results["load_at_rotation_start"] = _load()
+            results["load_at_rotation_start"] = load_average()
             load.mark("rotation started")
             rotation_started_wall = time.time()
             children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -454,7 +451,7 @@ def run(state_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> N
                                     on_line=lambda line: load.mark(f"output: {line[:120]}"))
             children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             load.mark("rotation finished")
-            results["load_at_rotation_end"] = _load()
+            results["load_at_rotation_end"] = load_average()
             time.sleep(args.tail_s)
         finally:
             report = load.stop()
@@ -566,10 +563,10 @@ def main() -> int:
         "benchmark": "rotation under load (issue #9)",
         "rows": args.rows, "baseline_s": args.baseline_s, "tail_s": args.tail_s,
         "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(),
-        "cpu_model": _cpu_model(), "platform": platform.platform(),
+        "cpu_model": cpu_model(), "platform": platform.platform(),
         "packages": {n: metadata.version(n) for n in ("cryptography", "psycopg", "gunicorn",
                                                       "uvicorn", "httpx")},
-        "started_utc": _utc(), "load_at_start": _load()}
+        "started_utc": _utc(), "load_at_start": load_average()}
     state_dir = Path(tempfile.mkdtemp(prefix="bench-rotation-", dir="/tmp"))
     try:
         run(state_dir, args, results)
@@ -581,7 +578,7 @@ def main() -> int:
 
             stack.down(state_dir)
             shutil.rmtree(state_dir, ignore_errors=True)
-    results["load_at_end"] = _load()
+    results["load_at_end"] = load_average()
     results["finished_utc"] = _utc()
     text = json.dumps(results, indent=2, ensure_ascii=False)
     print(text)
@@ -597,16 +594,6 @@ def main() -> int:
           f"target met: {results['target']['met']}")
     print(f"written to {args.out}")
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":
