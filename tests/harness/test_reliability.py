@@ -27,8 +27,6 @@ import re
 import shutil
 import socket
 import socketserver
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +38,7 @@ from typing import Any
 
 import pytest
 import tomli_w
+from audit_cli import closed_port, run_cli
 
 from harness.cli import EXIT_ERROR
 from harness.outcomes import ProbeError
@@ -317,57 +316,12 @@ run_s = 300.0
 """
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Run:
-    """One finished ``votriz-audit run`` in a child process.
-
-    Attributes:
-        returncode: its exit code.
-        output: stdout and stderr together.
-        seconds: how long it took.
-        results: check id -> (outcome, message), from results.json.
-        durations: check id -> seconds it took, its fixtures included.
-    """
-
-    returncode: int
-    output: str
-    seconds: float
-    results: dict[str, tuple[str, str]]
-    durations: dict[str, float]
-
-
-def run_cli(profile: Path, report: Path, policy: Path, *, only: tuple[str, ...],
-            env: dict[str, str], limit_s: float = 150) -> Run:
-    """``python -m harness run --target PROFILE``; the report must be written, with no traceback."""
-    argv = [sys.executable, "-m", "harness", "run", "--target", str(profile), "--policy", str(policy),
-            "--report-dir", str(report)]
-    for area in only:
-        argv += ["--only", area]
-    start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s, cwd=REPO,
-                          env={**os.environ, **env})
-    seconds = time.monotonic() - start
-    output = proc.stdout + proc.stderr
-    assert (report / "results.json").is_file(), output[-3000:]
-    assert (report / "report.html").is_file(), output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    results = json.loads((report / "results.json").read_text())["results"]
-    return Run(proc.returncode, output, seconds, {r["check_id"]: (r["outcome"], r["message"]) for r in results},
-               {r["check_id"]: float(r["duration_s"]) for r in results})
-
-
 def docker_profile(where: Path) -> Path:
     """A profile of a Docker deployment whose edge is closed: only the engine is asked anything."""
     path = where / "target.toml"
     path.write_text(tomli_w.dumps({
         "name": "dead-engine", "backend": "docker",
-        "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": _closed_port()},
+        "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": closed_port()},
         "docker": {"project": PROJECT}}))
     return path
 
@@ -699,7 +653,7 @@ def test_mute_database_makes_the_database_checks_errors_within_the_connect_timeo
     profile = tmp_path / "target.toml"
     dsn = f"host=127.0.0.1 port={port} dbname=votriz user=votriz_auditor"
     profile.write_text(tomli_w.dumps({
-        "name": "mute-db", "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": _closed_port()},
+        "name": "mute-db", "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": closed_port()},
         "database": {"dsn": dsn, "password": {"file": str(tmp_path / "password")}}}))
     policy = tmp_path / "policy.toml"
     policy.write_text(TIGHT_POLICY)

@@ -19,22 +19,18 @@ import json
 import os
 import re
 import secrets
-import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import psycopg
 import pytest
 import tomli_w
+from audit_cli import CliRun, closed_port, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -104,50 +100,9 @@ def policy_file(where: Path, request_s: float = 15.0) -> Path:
     return path
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Run:
-    """One finished ``votriz-audit run`` in a child process.
-
-    Attributes:
-        returncode: its exit code.
-        output: stdout and stderr together.
-        seconds: how long it took.
-        results: check id -> (outcome, message), from results.json.
-    """
-
-    returncode: int
-    output: str
-    seconds: float
-    results: dict[str, tuple[str, str]]
-
-    def outcome(self, check_id: str) -> str:
-        return self.results[check_id][0]
-
-    def message(self, check_id: str) -> str:
-        return self.results[check_id][1]
-
-
-def run_audit(profile: Path, area: str, report: Path, policy: Path, *, limit_s: float = 150) -> Run:
+def run_audit(profile: Path, area: str, report: Path, policy: Path, *, limit_s: float = 150) -> CliRun:
     """Run one area against ``profile``; the report must be written and carry no traceback."""
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--target", str(profile),
-                           "--only", area, "--policy", str(policy), "--report-dir", str(report)],
-                          capture_output=True, text=True, timeout=limit_s,
-                          cwd=Path(__file__).resolve().parents[2])
-    seconds = time.monotonic() - start
-    output = proc.stdout + proc.stderr
-    assert (report / "results.json").is_file(), output[-3000:]
-    assert (report / "report.html").is_file(), output[-3000:]
-    assert "Traceback" not in output, output[-3000:]
-    results = json.loads((report / "results.json").read_text())["results"]
-    return Run(proc.returncode, output, seconds,
-               {r["check_id"]: (r["outcome"], r["message"]) for r in results})
+    return run_cli(profile, report, policy, only=(area,), limit_s=limit_s)
 
 
 def auditor_query(info: StackInfo, query: str) -> int:

@@ -11,11 +11,11 @@ import json
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from audit_cli import run_cli
 
 from checks.containers import bridge_networks_verdict, isolation_verdict, published_ports_verdict
 from harness.outcomes import Outcome
@@ -205,56 +205,44 @@ def test_edge_and_env_faults_apply_in_docker(client, faulty_stack: StackInfo) ->
     assert any(item.startswith("VOTRIZ_TOKEN_ENCRYPTION_KEY=") and len(item) > 60 for item in env)
 
 
-def audit(profile: Path, report_dir: Path, *only: str) -> tuple[int, dict[str, dict]]:
-    """``votriz-audit run --target PROFILE`` as a release pipeline runs it; exit code and outcomes."""
-    argv = [sys.executable, "-m", "harness", "run", "--target", str(profile), "--report-dir", str(report_dir)]
-    for area in only:
-        argv += ["--only", area]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
-    results_file = report_dir / "results.json"
-    assert results_file.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
-    results = json.loads(results_file.read_text(encoding="utf-8"))
-    return proc.returncode, {r["check_id"]: r for r in results["results"]}
-
-
 def test_full_audit_of_the_clean_topology_observes_every_promise(clean_stack: StackInfo,
                                                                  tmp_path: Path) -> None:
     # When the whole audit runs against the Docker topology through its profile
-    code, outcomes = audit(clean_stack.profile_path, tmp_path / "report")
+    run = run_cli(clean_stack.profile_path, tmp_path / "report", limit_s=600)
     # Then the gate passes, and every check observed the system: only the volume
     # encryption (invisible from any connection) and the plaintext sweep's
     # unsearchable areas may need a human; nothing is N/A or an error
     by_outcome: dict[str, list[str]] = {}
-    for check_id, result in outcomes.items():
-        by_outcome.setdefault(result["outcome"], []).append(check_id)
-    assert code == 0, by_outcome
+    for check_id, (outcome, _) in run.results.items():
+        by_outcome.setdefault(outcome, []).append(check_id)
+    assert run.returncode == 0, by_outcome
     assert set(by_outcome) <= {"PASS", "MANUAL"}, by_outcome
     assert by_outcome["MANUAL"] == ["at_rest.volume_encryption"], by_outcome
-    assert len(by_outcome["PASS"]) == len(outcomes) - 1
+    assert len(by_outcome["PASS"]) == len(run.results) - 1
     # The database, HSM, Redis and capture were all reached from the host
     for check_id in ("at_rest.tokens_fernet", "keys.hsm_custody", "keys.redis_password_rotation",
                      "transit.outbound_https", "transit.origin_not_plaintext", "keys.no_key_elsewhere"):
-        assert outcomes[check_id]["outcome"] == "PASS", outcomes[check_id]["message"]
+        assert run.outcome(check_id) == "PASS", run.message(check_id)
 
 
 def test_docker_probes_fail_on_their_faults_through_the_cli(faulty_stack: StackInfo, tmp_path: Path) -> None:
-    code, outcomes = audit(faulty_stack.profile_path, tmp_path / "report", "keys", "transit")
-    assert code == 1
+    run = run_cli(faulty_stack.profile_path, tmp_path / "report", only=("keys", "transit"), limit_s=600)
+    assert run.returncode == 1
     # key-in-image and key-in-env: the token key found by its value in the layer the fault
     # added and in the API container's environment
-    verdict = outcomes["keys.no_key_elsewhere"]
-    assert verdict["outcome"] == "FAIL", verdict["message"]
-    assert "votriz/token-encryption/v1 (base64" in verdict["message"]
-    assert " in image votriz-audit/api-key-in-image:" in verdict["message"]
-    assert "/etc/votriz/token.key@0" in verdict["message"]
-    assert "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in verdict["message"]
+    outcome, message = run.results["keys.no_key_elsewhere"]
+    assert outcome == "FAIL", message
+    assert "votriz/token-encryption/v1 (base64" in message
+    assert " in image votriz-audit/api-key-in-image:" in message
+    assert "/etc/votriz/token.key@0" in message
+    assert "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in message
     # api-plaintext-exposed: the API container's extra listener answers plain HTTP on its address
-    origin = outcomes["transit.origin_not_plaintext"]
-    assert origin["outcome"] == "FAIL", origin["message"]
-    assert f"{faulty_stack.containers['api']} (" in origin["message"]
-    assert ":8000 answers plain HTTP with 'HTTP/1.1 " in origin["message"]
+    outcome, message = run.results["transit.origin_not_plaintext"]
+    assert outcome == "FAIL", message
+    assert f"{faulty_stack.containers['api']} (" in message
+    assert ":8000 answers plain HTTP with 'HTTP/1.1 " in message
     # tls12-accepted
-    assert outcomes["transit.tls_versions"]["outcome"] == "FAIL"
+    assert run.outcome("transit.tls_versions") == "FAIL"
 
 
 def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack: StackInfo) -> None:
