@@ -23,7 +23,6 @@ import hmac
 import itertools
 import os
 import re
-import struct
 import tempfile
 import time
 from array import array
@@ -35,9 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-import psycopg
 import pytest
-from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.canaries import BACKUP_CODES_PROMISED, PLATFORMS, Canary, CanarySession, MailCapture
@@ -50,11 +47,13 @@ from harness.formats.bcrypt_hash import (
     classify_stored_hash,
 )
 from harness.formats.fernet import (
+    FINGERPRINT_BYTES,
     FernetKey,
     FernetKeyError,
     FernetRingVerifier,
     FernetTokenError,
     decrypt_fernet_token,
+    fingerprint,
     parse_fernet_token,
 )
 from harness.outcomes import ProbeError, Verdict
@@ -86,8 +85,8 @@ DUPLICATE_BUCKETS = 251
 #: Token cells whose IV and ciphertext values the duplicate count holds in memory (32 MB)
 #: before it writes them out to a temporary file.
 DUPLICATE_MEMORY_CELLS = 2_000_000
-#: The first 8 bytes of an IV as a big-endian integer (``int.from_bytes(iv[:8], "big")``).
-_IV_PREFIX = struct.Struct(">Q").unpack_from
+#: Cells whose fingerprints are split into buckets at one time (a transient 1 MB).
+DUPLICATE_SPLIT_CELLS = 65_536
 #: Channel rows fetched per round trip when the token columns are streamed.
 TOKEN_BATCH_ROWS = 5_000
 #: Password hashes are classified this many rows at a time (one regular expression a batch).
@@ -204,40 +203,55 @@ def key_ring_from_values(prefix: str, values: hsm_probe.KeyValues) -> tuple[Fern
 class DuplicateCounter:
     """Counts cells that share an IV or a ciphertext with another cell, in flat memory.
 
-    Each cell costs 16 bytes (a 64-bit IV prefix and a 64-bit hash of the
-    ciphertext, appended to arrays), not Python objects, and the arrays are
-    split into :data:`DUPLICATE_BUCKETS` buckets by the value modulo a prime:
-    equal values always share a bucket. Once ``memory_cells`` cells are held,
-    the buckets are written to an anonymous temporary file and emptied, so
-    memory stays flat however many rows a table has (16 bytes a cell on disk
-    instead: 320 MB for ten million rows of two tokens). At the end each bucket
-    is read back and checked on its own: a transient set of about 1/251 of the
-    values at a time. Two different random IVs share a 64-bit prefix (two
-    different ciphertexts a 64-bit hash) with probability 2^-64 per pair,
-    negligible for any table; a shared prefix is therefore reported as shared.
+    Each valid cell is its 16-byte :func:`~harness.formats.fernet.fingerprint`
+    (the IV's first 8 bytes and the ciphertext's last 8), appended in bulk to
+    one buffer: no Python object per cell. Once ``memory_cells`` cells are held
+    (32 MB by default), their two halves are split into
+    :data:`DUPLICATE_BUCKETS` buckets by value modulo a prime (equal values
+    always share a bucket) and written to an anonymous temporary file, so memory
+    stays flat however many rows a table has (16 bytes a cell on disk instead:
+    320 MB for ten million rows of two tokens). At the end each bucket is read
+    back and checked on its own: a transient set of about 1/251 of the values at
+    a time. A repeated 8-byte half is reported as a repeated IV (ciphertext): two
+    different random values share one with probability 2^-64 per pair,
+    negligible for any table.
     """
 
     def __init__(self, *, memory_cells: int = DUPLICATE_MEMORY_CELLS) -> None:
-        self._memory_cells = memory_cells
-        self._held = 0
-        self._ivs = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
-        self._ciphertexts = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        self._memory_bytes = memory_cells * FINGERPRINT_BYTES
+        self._held = bytearray()
         self._spill: BinaryIO | None = None
         # Where each bucket's values of each spill went: (IV offset, count, ciphertext offset, count).
         self._spilled: list[list[tuple[int, int, int, int]]] = []
         self._result: tuple[int, int, int] | None = None
 
     def add(self, iv: bytes, ciphertext: bytes) -> None:
-        value: int = _IV_PREFIX(iv)[0]
-        self._ivs[value % DUPLICATE_BUCKETS].append(value)
-        # Python's own hash of bytes is a keyed 64-bit SipHash: as good as a
-        # 64-bit cryptographic digest for telling values apart within one run
-        # (equal ciphertexts always hash alike), at a fifth of blake2b's cost.
-        value = hash(ciphertext) & 0xFFFF_FFFF_FFFF_FFFF
-        self._ciphertexts[value % DUPLICATE_BUCKETS].append(value)
-        self._held += 1
-        if self._held >= self._memory_cells:
+        self.add_fingerprints(fingerprint(iv, ciphertext))
+
+    def add_fingerprints(self, data: bytes | bytearray) -> None:
+        """Count cells given as their fingerprints, end to end (16 bytes each)."""
+        self._held += data
+        if len(self._held) >= self._memory_bytes:
             self._write_out()
+
+    def _split_held(self) -> tuple[list[array[int]], list[array[int]]]:
+        """The held cells' IV halves and ciphertext halves, each split into buckets."""
+        ivs = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        ciphertexts = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        into_ivs = [bucket.append for bucket in ivs]
+        into_ciphertexts = [bucket.append for bucket in ciphertexts]
+        held = memoryview(self._held)
+        step = DUPLICATE_SPLIT_CELLS * FINGERPRINT_BYTES
+        for start in range(0, len(held), step):
+            # Native byte order: only equality matters, and equal bytes give equal values.
+            values = array("Q", held[start:start + step].tobytes())
+            for value in values[0::2]:
+                into_ivs[value % DUPLICATE_BUCKETS](value)
+            for value in values[1::2]:
+                into_ciphertexts[value % DUPLICATE_BUCKETS](value)
+        held.release()
+        self._held = bytearray()
+        return ivs, ciphertexts
 
     def _write_out(self) -> None:
         if self._spill is None:
@@ -245,33 +259,30 @@ class DuplicateCounter:
             # when it is closed, or when the process ends.
             self._spill = tempfile.TemporaryFile(prefix="votriz-audit-duplicates-")  # noqa: SIM115
         places = []
-        for ivs, ciphertexts in zip(self._ivs, self._ciphertexts, strict=True):
+        for ivs, ciphertexts in zip(*self._split_held(), strict=True):
             iv_at = self._spill.tell()
             ivs.tofile(self._spill)
             ct_at = self._spill.tell()
             ciphertexts.tofile(self._spill)
             places.append((iv_at, len(ivs), ct_at, len(ciphertexts)))
         self._spilled.append(places)
-        self._ivs = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
-        self._ciphertexts = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
-        self._held = 0
 
-    def _bucket(self, index: int, ciphertexts: bool) -> array[int]:
-        """Every value of one bucket: what was written out, then what is held."""
-        values = array("Q")
-        for places in self._spilled:
-            at, count = places[index][2:] if ciphertexts else places[index][:2]
-            if count and self._spill is not None:
-                self._spill.seek(at)
-                values.fromfile(self._spill, count)
-        values.extend((self._ciphertexts if ciphertexts else self._ivs)[index])
-        return values
+    def _buckets(self, ciphertexts: bool) -> Iterator[array[int]]:
+        """Every bucket's values, read back from the temporary file one bucket at a time."""
+        for index in range(DUPLICATE_BUCKETS):
+            values = array("Q")
+            for places in self._spilled:
+                at, count = places[index][2:] if ciphertexts else places[index][:2]
+                if count and self._spill is not None:
+                    self._spill.seek(at)
+                    values.fromfile(self._spill, count)
+            yield values
 
-    def _shared(self, ciphertexts: bool) -> tuple[int, int]:
+    @staticmethod
+    def _shared(buckets: Iterable[array[int]]) -> tuple[int, int]:
         """(values equal to another value, distinct values that repeat)."""
         cells = groups = 0
-        for index in range(DUPLICATE_BUCKETS):
-            bucket = self._bucket(index, ciphertexts)
+        for bucket in buckets:
             # Equal values always fall in the same bucket; most buckets hold none.
             if len(set(bucket)) == len(bucket):
                 continue
@@ -283,8 +294,15 @@ class DuplicateCounter:
     def result(self) -> tuple[int, int, int]:
         """(cells sharing an IV, distinct shared IVs, cells sharing a ciphertext)."""
         if self._result is None:
-            iv_cells, iv_groups = self._shared(ciphertexts=False)
-            ct_cells, _ = self._shared(ciphertexts=True)
+            if self._spilled:
+                if self._held:
+                    self._write_out()
+                iv_cells, iv_groups = self._shared(self._buckets(ciphertexts=False))
+                ct_cells, _ = self._shared(self._buckets(ciphertexts=True))
+            else:
+                ivs, ciphertexts = self._split_held()
+                iv_cells, iv_groups = self._shared(ivs)
+                ct_cells, _ = self._shared(ciphertexts)
             self._result = (iv_cells, iv_groups, ct_cells)
             if self._spill is not None:
                 self._spill.close()
@@ -317,72 +335,80 @@ class FernetColumnScan:
     by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def merge_fernet_scans(column: str,
-                       parts: Sequence[tuple[str, FernetColumnScan]]) -> FernetColumnScan:
-    """One column's scan from scans of its rows per platform."""
-    failures: Counter[str] = Counter()
-    keys_used: Counter[str] = Counter()
-    examples: list[str] = []
-    for platform, part in parts:
-        failures.update(part.failures)
-        keys_used.update(part.keys_used)
-        examples += [f"{e} ({platform})" for e in part.examples]
-    return FernetColumnScan(
-        column, sum(p.rows for _, p in parts), sum(p.valid for _, p in parts), dict(failures),
-        tuple(examples[:EXAMPLES]), dict(keys_used),
-        {platform: {"rows": p.rows, "valid": p.valid} for platform, p in parts if p.rows})
-
-
 class FernetTally:
-    """One column's (or one platform's part of a column's) Fernet judgement, fed in batches.
+    """One column's Fernet judgement, fed in batches, split by platform where rows say it.
+
+    Valid tokens go through :meth:`FernetRingVerifier.accept` in bulk; only the
+    rows it hands back are judged one by one (for their reason). Each part
+    (platform) keeps its own row counts and examples; the whole column its
+    failure counts, key counts and the cells' fingerprints for the
+    :class:`DuplicateCounter`.
 
     Attributes:
         keys: the key ring.
+        parts: the parts rows are counted in, in the order evidence names them;
+            ``("",)`` for a column that is not split.
     """
 
     def __init__(self, keys: Sequence[FernetKey], *, now: float, max_clock_skew_s: float,
-                 duplicates: DuplicateCounter) -> None:
+                 duplicates: DuplicateCounter, parts: Sequence[str] = ("",),
+                 part_of: Callable[[Any], str] | None = None) -> None:
         self.keys = tuple(keys)
-        self._verify = FernetRingVerifier(keys, now=now, max_clock_skew_s=max_clock_skew_s).verify
+        self.parts = tuple(parts)
+        verifier = FernetRingVerifier(keys, now=now, max_clock_skew_s=max_clock_skew_s)
+        self._accept, self._verify = verifier.accept, verifier.verify
         self._duplicates = duplicates
-        self._total = self._valid = 0
+        self._part_of = part_of or (lambda value: self.parts[-1])
+        self._rows = dict.fromkeys(self.parts, 0)
+        self._bad = dict.fromkeys(self.parts, 0)
+        self._examples: dict[str, list[str]] = {part: [] for part in self.parts}
         self._failures: Counter[str] = Counter()
-        self._examples: list[str] = []
-        # Counted per key position, in the order keys are first seen, and named at the end.
         self._per_key = [0] * len(self.keys)
-        self._seen_keys: list[int] = []
 
-    def add(self, rows: Iterable[Sequence[Any]], value_at: int = 1) -> None:
-        """Judge rows whose first item is the row id and item ``value_at`` the cell.
+    def add(self, rows: Sequence[Sequence[Any]], value_at: int = 1,
+            part_at: int | None = None) -> None:
+        """Judge rows whose first item is the row id, item ``value_at`` the cell and item
+        ``part_at`` (if any) what ``part_of`` names the row's part by.
 
         Never raises on any value.
         """
-        verify, add = self._verify, self._duplicates.add
-        per_key, failures, examples = self._per_key, self._failures, self._examples
-        total = valid = 0
-        for row in rows:
-            total += 1
+        fingerprints = bytearray()
+        rest = self._accept(rows, value_at, self._per_key, fingerprints)
+        part_of, whole = self._part_of, self.parts[-1]
+        if part_at is None:
+            self._rows[whole] += len(rows)
+        else:
+            for value, count in Counter(row[part_at] for row in rows).items():
+                self._rows[part_of(value)] += count
+        for row in rest:
             try:
-                index, iv, ciphertext = verify(row[value_at])
+                index, iv, ciphertext = self._verify(row[value_at])
             except FernetTokenError as error:
-                failures[error.reason.value] += 1
-                if len(examples) < EXAMPLES:
-                    examples.append(f"row {row[0]}: {error.reason.value}")
+                part = part_of(row[part_at]) if part_at is not None else whole
+                self._failures[error.reason.value] += 1
+                self._bad[part] += 1
+                if len(self._examples[part]) < EXAMPLES:
+                    self._examples[part].append(f"row {row[0]}: {error.reason.value}")
                 continue
-            valid += 1
-            if not per_key[index]:
-                self._seen_keys.append(index)
-            per_key[index] += 1
-            add(iv, ciphertext)
-        self._total += total
-        self._valid += valid
+            self._per_key[index] += 1
+            fingerprints += fingerprint(iv, ciphertext)
+        self._duplicates.add_fingerprints(fingerprints)
 
     def scan(self, column: str) -> FernetColumnScan:
         keys_used: Counter[str] = Counter()
-        for index in self._seen_keys:
-            keys_used[self.keys[index].label] += self._per_key[index]
-        return FernetColumnScan(column, self._total, self._valid, dict(self._failures),
-                                tuple(self._examples), dict(keys_used))
+        for key, count in zip(self.keys, self._per_key, strict=True):
+            if count:
+                keys_used[key.label] += count
+        rows, bad = sum(self._rows.values()), sum(self._bad.values())
+        if self.parts == ("",):
+            return FernetColumnScan(column, rows, rows - bad, dict(self._failures),
+                                    tuple(self._examples[""]), dict(keys_used))
+        examples = [f"{e} ({part})" for part in self.parts for e in self._examples[part]]
+        return FernetColumnScan(
+            column, rows, rows - bad, dict(self._failures), tuple(examples[:EXAMPLES]),
+            dict(keys_used),
+            {part: {"rows": n, "valid": n - self._bad[part]}
+             for part, n in self._rows.items() if n})
 
 
 def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequence[FernetKey],
@@ -390,7 +416,9 @@ def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequen
                       duplicates: DuplicateCounter) -> FernetColumnScan:
     """Judge every ``(row id, value)`` of a column; never raises on any value."""
     tally = FernetTally(keys, now=now, max_clock_skew_s=max_clock_skew_s, duplicates=duplicates)
-    tally.add(rows)
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, TOKEN_BATCH_ROWS)):
+        tally.add(batch)
     return tally.scan(column)
 
 
@@ -509,34 +537,25 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
         f"an IV or a ciphertext.{canary}{covered}", **details)
 
 
-def channel_token_batches(db: DatabaseProbe, known: KnownSecrets, *, by_platform: bool,
+def channel_token_batches(db: DatabaseProbe, *, by_platform: bool,
                           batch_rows: int = TOKEN_BATCH_ROWS
-                          ) -> Iterator[list[tuple[Any, str | None, Any, Any]]]:
+                          ) -> Iterator[list[tuple[Any, bytes | None, Any, Any]]]:
     """Batches of ``(id, platform, access cell, refresh cell)``: both token columns in one pass.
 
     One server-side cursor over ``channels`` instead of one pass per column and
     platform: the table is read once, not twelve times, and each row crosses
-    the wire once. ``platform`` is None when the table has no such column.
+    the wire once. Text arrives as stored bytes (tokens are judged as bytes;
+    nothing is decoded). ``platform`` is None when the table has no such column.
     """
-    platform = sql.Identifier("platform") if by_platform else sql.SQL("NULL::text")
-    query = sql.SQL("SELECT id, {}, {}, {} FROM public.channels").format(
-        platform, *(sql.Identifier(column) for _, column in TOKEN_COLUMNS))
-    names = ", ".join(f"{table}.{column}" for table, column in TOKEN_COLUMNS)
-    conn = db.connection
-    try:
-        with conn.cursor(name="votriz_audit_tokens") as cursor:
-            cursor.itersize = batch_rows
-            cursor.execute(query)
-            while batch := cursor.fetchmany(batch_rows):
-                yield batch
-        conn.rollback()
-    except psycopg.errors.QueryCanceled:
-        conn.rollback()
-        raise ProbeError(f"reading {names} exceeded the statement timeout") from None
-    except psycopg.Error as exc:
-        conn.rollback()
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ProbeError(known.redact(f"cannot read {names}: {first}")) from None
+    return db.stream_rows("channels", ("platform" if by_platform else None,
+                                       *(column for _, column in TOKEN_COLUMNS)),
+                          batch_rows=batch_rows, text_as_bytes=True)
+
+
+def _platform_part(value: Any) -> str:
+    """The part of the evidence a channel row's platform (stored bytes or text) counts in."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return text if text in PLATFORMS else "other"
 
 
 def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
@@ -546,41 +565,26 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     now = time.time()
     skew = policy.fernet.max_clock_skew_s
     duplicates = DuplicateCounter()
-    scans = []
     stored: dict[int, tuple[Any, Any]] = {}
     with _database(profile, policy, known) as db:
         by_platform = db.has_column("channels", "platform")
         # Each platform the page names, then whatever else is there, so the
         # evidence says which platforms' tokens are (not) encrypted.
         parts = (*PLATFORMS, "other") if by_platform else ("",)
-        tallies = {part: tuple(FernetTally(keys, now=now, max_clock_skew_s=skew,
-                                           duplicates=duplicates) for _ in TOKEN_COLUMNS)
-                   for part in parts}
-        named = frozenset(PLATFORMS) if by_platform else frozenset()
-        for batch in channel_token_batches(db, known, by_platform=by_platform):
-            groups: dict[str, list[tuple[Any, str | None, Any, Any]]] = {}
-            for row in batch:
-                groups.setdefault(row[1] if row[1] in named else parts[-1], []).append(row)
-            for part, rows in groups.items():
-                access_tally, refresh_tally = tallies[part]
-                access_tally.add(rows, 2)
-                refresh_tally.add(rows, 3)
-        for index, (table, column) in enumerate(TOKEN_COLUMNS):
-            name = f"{table}.{column}"
-            if not by_platform:
-                scans.append(tallies[""][index].scan(name))
-                continue
-            scans.append(merge_fernet_scans(
-                name, [(part, tallies[part][index].scan(name)) for part in parts]))
+        tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=duplicates,
+                               parts=parts, part_of=_platform_part) for _ in TOKEN_COLUMNS]
+        part_at = 1 if by_platform else None
+        for batch in channel_token_batches(db, by_platform=by_platform):
+            for value_at, tally in enumerate(tallies, 2):
+                tally.add(batch, value_at, part_at)
+        scans = [tally.scan(f"{table}.{column}")
+                 for tally, (table, column) in zip(tallies, TOKEN_COLUMNS, strict=True)]
         if canary is not None and canary.channels:
             ids = [c.channel_id for c in canary.channels]
-            access = {k: v for batch in db.stream_column("channels", "access_token_enc",
-                                                         where="id = ANY(%s)", params=(ids,))
-                      for k, v in batch}
-            refresh = {k: v for batch in db.stream_column("channels", "refresh_token_enc",
-                                                          where="id = ANY(%s)", params=(ids,))
-                       for k, v in batch}
-            stored = {k: (access[k], refresh.get(k)) for k in access}
+            stored = {row[0]: (row[1], row[2])
+                      for batch in db.stream_rows("channels", [c for _, c in TOKEN_COLUMNS],
+                                                  where="id = ANY(%s)", params=(ids,))
+                      for row in batch}
     shared_iv, iv_groups, shared_ct = duplicates.result()
     results = (canary_token_results(canary, stored, keys, now=now, max_clock_skew_s=skew)
                if canary is not None else ())

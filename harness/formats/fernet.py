@@ -14,16 +14,16 @@ any input at all (``None``, megabytes, non-UTF-8 bytes, the wrong type): a
 column full of garbage is counted, never a crash.
 
 :class:`FernetRingVerifier` gives :func:`verify_fernet_token`'s answer for
-millions of cells at one time under one ring: a valid token takes one short
-path with no intermediate objects, and anything else is handed to
-:func:`verify_fernet_token` itself, so the reason for a bad cell is the same.
+millions of cells at one time under one ring: valid tokens are taken in batches
+along one short path that keeps a 16-byte fingerprint of each and makes no
+other object, and anything else is handed to :func:`verify_fernet_token`
+itself, so the reason for a bad cell is the same.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import enum
 import hashlib
 import hmac
@@ -347,27 +347,46 @@ def encrypt_fernet_token(
 
 
 #: What a column scan keeps of a valid token: (position of the verifying key in
-#: the ring, the 16-byte IV, the AES ciphertext). A plain tuple: millions are made.
+#: the ring, the 16-byte IV, the AES ciphertext).
 VerifiedCell = tuple[int, bytes, bytes]
+#: Bytes a column scan keeps of each valid token to count repeats: the IV's first
+#: 8 bytes, then the ciphertext's last 8 bytes (see :func:`fingerprint`).
+FINGERPRINT_BYTES = 16
+
+
+def fingerprint(iv: bytes, ciphertext: bytes) -> bytes:
+    """16 bytes that tell tokens with repeated IVs or ciphertexts apart from the rest.
+
+    The IV's first 8 bytes and the ciphertext's last 8 bytes. Equal IVs (equal
+    ciphertexts) always give equal halves. Two different random IVs share their
+    first 8 bytes with probability 2^-64; two different AES-CBC ciphertexts end in
+    the same 8 bytes with probability 2^-64 (the last block is a block-cipher
+    output that depends on every earlier block and the IV), so a repeated half
+    is reported as a repeated IV (ciphertext).
+    """
+    return iv[:8] + ciphertext[-8:]
 
 
 class FernetRingVerifier:
     """:func:`verify_fernet_token` for many cells under one key ring at one time.
 
-    ``verify(cell)`` returns what :func:`verify_fernet_token` would accept, with
-    the same key, and raises the same :class:`FernetTokenError` reason for what it
-    would reject: only a cell that passes every check in one straight path
-    (ASCII text or bytes, URL-safe base64 with correct padding, version 0x80,
-    whole blocks, an acceptable time, an HMAC under a key of the ring, tried in
-    order) is accepted here; every other cell goes to :func:`verify_fernet_token`.
+    ``accept(rows, ...)`` takes the cells that pass every check in one straight
+    path (ASCII text or bytes, URL-safe base64 with correct padding, version
+    0x80, whole blocks, an acceptable time, an HMAC under a key of the ring,
+    tried in order) with no per-cell objects but a fingerprint, and hands back
+    every other row; ``verify(cell)`` gives the reference answer (the verifying
+    key, or the :class:`FernetTokenError` reason) for those. Together they say
+    what :func:`verify_fernet_token` says of every cell.
 
     Attributes:
         keys: the key ring, in the order keys are tried.
         now: the time timestamps are judged at (seconds since the epoch).
         ttl_s: the time-to-live, or None for any age.
         max_clock_skew_s: how far in the future a token may be stamped.
-        verify: ``verify(cell)`` → ``(index of the verifying key, IV, ciphertext)``,
-            or :class:`FernetTokenError` with the reason :func:`verify_fernet_token` gives.
+        accept: ``accept(rows, value_at, per_key, fingerprints)`` → the rows not
+            accepted. For each accepted row (whose item ``value_at`` is a valid
+            token), ``per_key[index of the verifying key]`` is incremented and
+            the token's :func:`fingerprint` appended to the bytearray ``fingerprints``.
     """
 
     def __init__(self, keys: Sequence[FernetKey], *, now: datetime | float | None = None,
@@ -377,59 +396,72 @@ class FernetRingVerifier:
         self.now = _epoch(now)
         self.ttl_s = ttl_s
         self.max_clock_skew_s = max_clock_skew_s
-        self.verify = self._straight_path()
+        self.accept = self._straight_path()
 
-    def _straight_path(self) -> Callable[[object], VerifiedCell]:
-        """``verify``: a closure, so that every name it uses is a local (it runs per cell)."""
-        keys, now, ttl_s, skew = self.keys, self.now, self.ttl_s, self.max_clock_skew_s
-        pads = tuple(_hmac_pads(key.signing_key) for key in keys)
+    def verify(self, token: object) -> VerifiedCell:
+        """``(index of the verifying key, IV, ciphertext)`` of a valid token.
+
+        Raises:
+            FernetTokenError: the reason :func:`verify_fernet_token` gives.
+        """
+        verified = verify_fernet_token(token, self.keys, now=self.now, ttl_s=self.ttl_s,
+                                       max_clock_skew_s=self.max_clock_skew_s)
+        return verified.key_index, verified.token.iv, verified.token.ciphertext
+
+    def _straight_path(self) -> Callable[[Sequence[Sequence[Any]], int, list[int], bytearray],
+                                         list[Sequence[Any]]]:
+        """``accept``: a closure, so that every name it uses is a local (it runs per cell)."""
+        now, ttl_s = self.now, self.ttl_s
+        pads = tuple(enumerate(_hmac_pads(key.signing_key) for key in self.keys))
         # The same expressions as verify_fernet_token's, so that a boundary is judged alike.
-        latest = now + skew
+        latest = now + self.max_clock_skew_s
         a2b, table, stamp_of, same = (binascii.a2b_base64, _TO_STANDARD_STRICT, _STAMP,
                                       hmac.compare_digest)
-        header, mac, whole = _HEADER, _MAC, _HEADER + _MAC
+        mac, whole, tail = _MAC, _HEADER + _MAC, -_MAC - 8
 
-        def verify(token: object) -> VerifiedCell:
-            """``(index of the verifying key, IV, ciphertext)`` of a valid token.
+        def accept(rows: Sequence[Sequence[Any]], value_at: int, per_key: list[int],
+                   fingerprints: bytearray) -> list[Sequence[Any]]:
+            rest = []
+            for row in rows:
+                data = row[value_at]
+                if type(data) is not bytes:
+                    if type(data) is str and data.isascii():
+                        data = data.encode("ascii")
+                    else:
+                        rest.append(row)
+                        continue
+                # Whole quads, and no third '=' from the end (so at most two padding bytes).
+                if data and not len(data) & 3 and data[-3:-2] != b"=":
+                    # One translation both maps the URL-safe alphabet to the standard
+                    # one and turns the standard-only '+' and '/' into a byte strict
+                    # base64 refuses, so that strict decoding alone refuses every byte
+                    # outside the URL-safe alphabet and any misplaced padding.
+                    try:
+                        raw = a2b(data.translate(table), strict_mode=True)
+                    except binascii.Error:
+                        raw = b""
+                    size = len(raw)
+                    if (size > whole and raw[0] == VERSION and not (size - whole) % _BLOCK
+                            and stamp_of(raw, 1)[0] <= latest
+                            and (ttl_s is None or stamp_of(raw, 1)[0] + ttl_s >= now)):
+                        signed = raw[:-mac]
+                        for index, (inner, outer) in pads:
+                            digest = inner.copy()
+                            digest.update(signed)
+                            final = outer.copy()
+                            final.update(digest.digest())
+                            if same(final.digest(), raw[-mac:]):
+                                per_key[index] += 1
+                                fingerprints += raw[9:17]
+                                fingerprints += raw[tail:-mac]
+                                break
+                        else:
+                            rest.append(row)
+                        continue
+                rest.append(row)
+            return rest
 
-            Raises:
-                FernetTokenError: the reason :func:`verify_fernet_token` gives.
-            """
-            data: bytes | None = None
-            if type(token) is str:
-                with contextlib.suppress(UnicodeEncodeError):
-                    data = token.encode("ascii")
-            elif type(token) is bytes:
-                data = token
-            # Whole quads, and no third '=' from the end (so at most two padding bytes).
-            if data and not len(data) & 3 and data[-3:-2] != b"=":
-                # One translation both maps the URL-safe alphabet to the standard one
-                # and turns the standard-only '+' and '/' into a byte strict base64
-                # refuses, so that strict decoding alone refuses every byte outside
-                # the URL-safe alphabet and any misplaced padding.
-                try:
-                    raw = a2b(data.translate(table), strict_mode=True)
-                except binascii.Error:
-                    raw = b""
-                size = len(raw)
-                if (size > whole and raw[0] == VERSION and not (size - whole) % _BLOCK
-                        and stamp_of(raw, 1)[0] <= latest
-                        and (ttl_s is None or stamp_of(raw, 1)[0] + ttl_s >= now)):
-                    signed = raw[:-mac]
-                    for index, (inner, outer) in enumerate(pads):
-                        digest = inner.copy()
-                        digest.update(signed)
-                        final = outer.copy()
-                        final.update(digest.digest())
-                        if same(final.digest(), raw[-mac:]):
-                            return index, raw[9:header], raw[header:-mac]
-            # Anything off the straight path: the reference implementation names the
-            # reason (or, for a type the straight path does not take, accepts it).
-            verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
-                                           max_clock_skew_s=skew)
-            return verified.key_index, verified.token.iv, verified.token.ciphertext
-
-        return verify
+        return accept
 
 
 def _hmac_pads(key: bytes) -> tuple[Any, Any]:

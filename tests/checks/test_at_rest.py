@@ -879,9 +879,12 @@ def test_canary_planted_and_registered_then_removed() -> None:
 
 def test_token_failures_are_named_by_platform() -> None:
     good = encrypt_fernet_token(b"t", KEY, now=1_000_000)
-    parts = [(p, _scan([good] if p != "tiktok" else [good, "canary.at.tiktok.x"]))
-             for p in at_rest.PLATFORMS]
-    merged = at_rest.merge_fernet_scans("channels.access_token_enc", parts)
+    tally = at_rest.FernetTally([KEY], now=1_000_000, max_clock_skew_s=300,
+                                duplicates=DuplicateCounter(),
+                                parts=(*at_rest.PLATFORMS, "other"), part_of=str)
+    rows = [(1, p, good) for p in at_rest.PLATFORMS] + [(2, "tiktok", "canary.at.tiktok.x")]
+    tally.add(rows, 2, 1)
+    merged = tally.scan("channels.access_token_enc")
     assert (merged.rows, merged.valid) == (6, 5)
     assert merged.by_platform["tiktok"] == {"rows": 2, "valid": 1}
     assert merged.examples == ("row 2: not_base64 (tiktok)",)

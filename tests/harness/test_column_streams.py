@@ -15,7 +15,8 @@ import base64
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from checks import at_rest
 from checks.at_rest import (
     PLATFORMS,
     DuplicateCounter,
-    merge_fernet_scans,
     scan_fernet_cells,
 )
 from harness.formats.bcrypt_hash import classify_stored_hash
@@ -148,6 +148,22 @@ def scratch() -> Iterator[Scratch]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _merge_fernet_scans(column: str,
+                       parts: Sequence[tuple[str, at_rest.FernetColumnScan]]) -> at_rest.FernetColumnScan:
+    """One column's scan from scans of its rows per platform (the old reading's merge)."""
+    failures: Counter[str] = Counter()
+    keys_used: Counter[str] = Counter()
+    examples: list[str] = []
+    for platform, part in parts:
+        failures.update(part.failures)
+        keys_used.update(part.keys_used)
+        examples += [f"{e} ({platform})" for e in part.examples]
+    return at_rest.FernetColumnScan(
+        column, sum(p.rows for _, p in parts), sum(p.valid for _, p in parts), dict(failures),
+        tuple(examples[:at_rest.EXAMPLES]), dict(keys_used),
+        {platform: {"rows": p.rows, "valid": p.valid} for platform, p in parts if p.rows})
+
+
 def _old_token_scans(profile: TargetProfile) -> tuple[list[at_rest.FernetColumnScan],
                                                       tuple[int, int, int]]:
     """The check's reading before the single pass: one query per column and platform."""
@@ -167,7 +183,7 @@ def _old_token_scans(profile: TargetProfile) -> tuple[list[at_rest.FernetColumnS
             parts = [(p, scan("platform = %s", (p,))) for p in PLATFORMS]
             parts.append(("other", scan("platform IS NULL OR platform <> ALL(%s)",
                                         (list(PLATFORMS),))))
-            scans.append(merge_fernet_scans(name, parts))
+            scans.append(_merge_fernet_scans(name, parts))
     return scans, duplicates.result()
 
 
@@ -199,8 +215,7 @@ def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
     monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, known: (KEY, OLD))
     monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
     with DatabaseProbe(scratch.profile(), load_policy()) as db:
-        batches = list(at_rest.channel_token_batches(db, KnownSecrets(), by_platform=False,
-                                                     batch_rows=500))
+        batches = list(at_rest.channel_token_batches(db, by_platform=False, batch_rows=500))
     assert [len(b) for b in batches] == [500, 500, 200]
     assert {row[1] for batch in batches for row in batch} == {None}
 
@@ -210,9 +225,9 @@ def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scrat
     try:
         with DatabaseProbe(scratch.profile(), load_policy()) as db, \
                 pytest.raises(ProbeError) as caught:
-            list(at_rest.channel_token_batches(db, KnownSecrets(), by_platform=True))
-        assert str(caught.value).startswith(
-            "cannot read channels.access_token_enc, channels.refresh_token_enc: ")
+            list(at_rest.channel_token_batches(db, by_platform=True))
+        assert str(caught.value).startswith("cannot read channels.platform, "
+                                            "channels.access_token_enc, channels.refresh_token_enc: ")
         assert "permission denied" in str(caught.value)
     finally:
         scratch.psql("GRANT SELECT ON channels TO auditor")

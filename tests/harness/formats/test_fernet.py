@@ -20,6 +20,7 @@ from harness.formats.fernet import (
     FernetTokenError,
     decrypt_fernet_token,
     encrypt_fernet_token,
+    fingerprint,
     parse_fernet_token,
     verify_fernet_token,
 )
@@ -188,8 +189,20 @@ def _reference(value: object, keys: list[FernetKey], **when: object) -> object:
 
 
 def _ring(value: object, keys: list[FernetKey], **when: object) -> object:
+    """The ring verifier's answer: accepted in bulk, else its one-by-one reason."""
+    verifier = FernetRingVerifier(keys, **when)  # type: ignore[arg-type]
+    per_key, fingerprints = [0] * len(keys), bytearray()
+    rest = verifier.accept([(7, value)], 1, per_key, fingerprints)
+    if not rest:
+        # Accepted: exactly one key counted it, and its fingerprint was kept.
+        assert sum(per_key) == 1
+        index = per_key.index(1)
+        parsed = parse_fernet_token(value)
+        assert bytes(fingerprints) == fingerprint(parsed.iv, parsed.ciphertext)
+        return (index, parsed.iv, parsed.ciphertext)
+    assert rest == [(7, value)] and per_key == [0] * len(keys) and not fingerprints
     try:
-        return FernetRingVerifier(keys, **when).verify(value)  # type: ignore[arg-type]
+        return verifier.verify(value)
     except FernetTokenError as error:
         return error.reason
 
@@ -261,10 +274,28 @@ def test_ring_verifier_names_each_garbage_reason(value: object, reason: FernetFa
 
 def test_ring_verifier_names_the_first_key_that_verifies() -> None:
     token = encrypt_fernet_token(b"x", _KEY, now=1_000_000)
-    index, iv, ciphertext = FernetRingVerifier([_OTHER, _KEY, _KEY], now=1_000_000).verify(token)
+    verifier = FernetRingVerifier([_OTHER, _KEY, _KEY], now=1_000_000)
+    index, iv, ciphertext = verifier.verify(token)
     assert index == 1
     assert iv == parse_fernet_token(token).iv
     assert ciphertext == parse_fernet_token(token).ciphertext
+    per_key, fingerprints = [0, 0, 0], bytearray()
+    assert verifier.accept([(1, token), (2, token.encode()), (3, "x")], 1, per_key,
+                           fingerprints) == [(3, "x")]
+    assert per_key == [0, 2, 0]
+    assert bytes(fingerprints) == fingerprint(iv, ciphertext) * 2
+
+
+def test_ring_verifier_accepts_a_batch_and_hands_back_the_rest_in_order() -> None:
+    good = [encrypt_fernet_token(bytes([i]) * 20, _KEY, now=1_000_000) for i in range(50)]
+    rows = [(i, good[i] if i % 7 else ("garbage", None, b"", 3)[i % 4]) for i in range(50)]
+    per_key, fingerprints = [0], bytearray()
+    rest = FernetRingVerifier([_KEY], now=1_000_000).accept(rows, 1, per_key, fingerprints)
+    assert rest == [row for row in rows if row[0] % 7 == 0]
+    assert per_key == [50 - len(rest)]
+    assert bytes(fingerprints) == b"".join(
+        fingerprint(parse_fernet_token(value).iv, parse_fernet_token(value).ciphertext)
+        for i, value in rows if i % 7)
 
 
 def test_hmac_pads_agree_with_the_hmac_module() -> None:
