@@ -170,11 +170,11 @@ def seed(cluster: ScratchCluster, rows: int, users: int, raw_key: bytes,
     started = time.perf_counter()
     pool = multiprocessing.get_context("spawn").Pool(workers)
     try:
-        step = -(-rows // (workers * 4))
+        step = max(1, -(-rows // (workers * 4)))
         channel_jobs = [pool.apply_async(_seed_channels_part,
                                          (cluster.dsn(), s, min(s + step, rows), raw_key))
                         for s in range(0, rows, step)]
-        step_u = -(-users // (workers * 2))
+        step_u = max(1, -(-users // (workers * 2)))
         # Row 1 is the brand's owner, made with the schema.
         user_jobs = [pool.apply_async(_seed_users_part, (cluster.dsn(), s, min(s + step_u, users)))
                      for s in range(1, users, step_u)]

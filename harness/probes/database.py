@@ -30,6 +30,8 @@ from harness.redaction import KnownSecrets
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 _WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 DEFAULT_BATCH_ROWS = 10_000
+#: Bytes of COPY output gathered before they are handed on (see DatabaseProbe.column_bytes).
+COPY_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -353,7 +355,8 @@ class DatabaseProbe:
 
     def column_bytes(self, info: ColumnInfo, *,
                      timeout_s: float | None = None) -> Iterator[bytes]:
-        """One column's values as a byte stream (``COPY`` text format, one value a line)."""
+        """One column's values as a byte stream (``COPY`` text format, one value a line),
+        in blocks of whole lines of about :data:`COPY_BLOCK_BYTES`."""
         limit_ms = int((timeout_s or self._policy.timeouts.command_s) * 1000)
         query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
             sql.Identifier(info.column), sql.Identifier(info.schema), sql.Identifier(info.table))
@@ -363,8 +366,18 @@ class DatabaseProbe:
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(limit_ms)))
                 with cursor.copy(query) as copy:
+                    # libpq hands COPY out a row at a time: gathered into blocks of
+                    # about COPY_BLOCK_BYTES, the sweep pays its per-chunk cost per block.
+                    held: list[bytes] = []
+                    size = 0
                     for chunk in copy:
-                        yield bytes(chunk)
+                        held.append(bytes(chunk))
+                        size += len(chunk)
+                        if size >= COPY_BLOCK_BYTES:
+                            yield b"".join(held)
+                            held, size = [], 0
+                    if held:
+                        yield b"".join(held)
             conn.rollback()
         except psycopg.errors.QueryCanceled:
             conn.rollback()

@@ -18,6 +18,7 @@ import pytest
 
 from harness.outcomes import ProbeError
 from harness.policy import load_policy
+from harness.probes import database as database_probe
 from harness.probes.database import DatabaseProbe
 from harness.profile import TargetProfile, parse_profile
 from harness.redaction import KnownSecrets
@@ -185,3 +186,20 @@ def test_dump_feeds_the_sweep(scratch_pg: ScratchPg, tmp_path: Path) -> None:
         report = sweep.sweep(probe.dump())
     assert [(h.location, h.offset) for h in report.hits] == [("postgres:owners.note", 0)]
     assert report.locations == 5 and report.bytes_scanned > 200000
+
+
+def test_column_bytes_come_in_blocks_of_whole_lines(scratch_pg: ScratchPg, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given blocks of about 64 KiB, When a 200,000-row column is dumped
+    monkeypatch.setattr(database_probe, "COPY_BLOCK_BYTES", 1 << 16)
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as probe:
+        info = next(c for c in probe.visible_tables().columns if c.name == "items.value")
+        blocks = list(probe.column_bytes(info))
+        whole = b"".join(blocks)
+        values = [v for batch in probe.stream_column("items", "value") for _, v in batch]
+    # Then each block ends a line, all but the last reach the size, and the lines
+    # are the column's values, in the table's order
+    assert len(blocks) > 10 and all(b.endswith(b"\n") for b in blocks)
+    assert all(len(b) >= 1 << 16 for b in blocks[:-1]) and max(map(len, blocks)) < 1 << 17
+    assert whole.decode().splitlines() == [str(v) for v in values]

@@ -220,6 +220,23 @@ def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
     assert {row[1] for batch in batches for row in batch} == {None}
 
 
+def test_tokens_read_as_stored_bytes_leave_the_session_decoding_text(scratch: Scratch) -> None:
+    # Given the token read, which takes text as undecoded bytes for its own transaction
+    with DatabaseProbe(scratch.profile(), load_policy()) as db:
+        batches = at_rest.channel_token_batches(db, by_platform=True, batch_rows=100)
+        first = next(batches)
+        assert {type(row[1]) for row in first} <= {bytes, type(None)}
+        assert any(isinstance(row[2], bytes) for row in first)
+        # When the reader stops early, Then the next read decodes text again
+        batches.close()
+        values = [v for batch in db.stream_column("channels", "platform") for _, v in batch]
+        assert {type(v) for v in values} <= {str, type(None)} and str in {type(v) for v in values}
+        # And a full read as bytes sees the same values, encoded
+        again = [row[1] for batch in at_rest.channel_token_batches(db, by_platform=True)
+                 for row in batch]
+        assert again == [v.encode() if v is not None else None for v in values]
+
+
 def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scratch) -> None:
     scratch.psql("REVOKE SELECT ON channels FROM auditor")
     try:
