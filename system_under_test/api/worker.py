@@ -70,6 +70,19 @@ class GracefulServer(Server):
 class GracefulUvicornWorker(UvicornWorker):
     """``uvicorn_worker.UvicornWorker`` serving with ``GracefulServer``."""
 
+    def load_wsgi(self) -> None:
+        """Take the (preloaded) application and let it read its keys, in this worker.
+
+        Runs in the forked worker before it serves. An application with a
+        ``build()`` (``system_under_test.api.asgi``) builds itself here, so a
+        failure (no HSM, a wrong PIN) is a worker boot error that stops gunicorn,
+        as an import error is, not a worker serving without keys.
+        """
+        super().load_wsgi()
+        build = getattr(self.wsgi, "build", None)
+        if callable(build):
+            build()
+
     async def _serve(self) -> None:
         self.config.app = self.wsgi
         server = GracefulServer(config=self.config)

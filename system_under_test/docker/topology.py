@@ -193,9 +193,10 @@ def api_mounts(paths: StackPaths) -> tuple[Mount, ...]:
 
 
 def api_command(faults: Collection[str]) -> tuple[str, ...]:
-    """Gunicorn as in the local backend: two workers, no preload, unix socket for the edge."""
+    """Gunicorn as in the local backend: two workers, preloaded code (keys read per worker,
+    see ``system_under_test.api.asgi``), unix socket for the edge."""
     argv = ["gunicorn", "system_under_test.api.asgi:app",
-            "-k", "system_under_test.api.worker.GracefulUvicornWorker", "-w", "2",
+            "-k", "system_under_test.api.worker.GracefulUvicornWorker", "-w", "2", "--preload",
             "--bind", f"unix:{CONTAINER_STATE / 'run' / 'api.sock'}",
             "--pid", str(CONTAINER_STATE / "run" / "gunicorn.pid"), "--umask", "0",
             "--error-logfile", str(CONTAINER_STATE / "logs" / "api.log"), "--capture-output",

@@ -1,8 +1,9 @@
 """The API under gunicorn, and the operator commands the backend calls around it.
 
-Gunicorn runs two uvicorn workers on ``STATE/run/api.sock`` without
-``--preload``: each worker reads its keys from the HSM when it starts, so a
-HUP (rolling restart) is how a rotation reaches the running API. The
+Gunicorn runs two uvicorn workers on ``STATE/run/api.sock`` with
+``--preload`` (the code is imported once, in the master): each worker reads its
+keys from the HSM when it starts (``system_under_test.api.asgi``), so a rolling
+restart (``ops.workers``) is how a rotation reaches the running API. The
 environment names files and paths only (``VOTRIZ_CONFIG``,
 ``VOTRIZ_HSM_PIN_FILE``, ``SOFTHSM2_CONF``); the stack faults ``key-in-env``
 and ``pin-in-env`` are the only way a secret gets into it. The worker class
@@ -129,7 +130,7 @@ def start(state_dir: Path, env: Mapping[str, str], *, app: str = DEFAULT_APP,
     log_file = state_dir / "logs" / "api.log"
     argv = [sys.executable, "-m", "gunicorn", app,
             "-k", "system_under_test.api.worker.GracefulUvicornWorker", "-w", str(WORKERS),
-            "--bind", f"unix:{socket_path}", "--pid", str(pid_file),
+            "--preload", "--bind", f"unix:{socket_path}", "--pid", str(pid_file),
             # The socket must be connectable by nginx, which runs as the service
             # user; umask 0 gives it 0777. The log is created 0640 beforehand, so
             # the umask does not make it world-writable.
