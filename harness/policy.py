@@ -72,9 +72,18 @@ class BackupsPolicy(_Strict):
 
 
 class RotationPolicy(_Strict):
-    """Attributes: seed_channels, load_concurrency."""
+    """How keys.token_key_rotation loads the service.
 
-    seed_channels: int = Field(3000, ge=1)
+    Attributes:
+        seed_channels: channels the check makes through the API before rotating;
+            nine in ten are never written under load, so only the rotation can
+            re-encrypt them. 1000 (two of the reference service's 500-row
+            batches) takes about 2 s to make on two cores; 3000 took 6.5 s and
+            found nothing more.
+        load_concurrency: clients calling the API throughout.
+    """
+
+    seed_channels: int = Field(1000, ge=1)
     load_concurrency: int = Field(4, ge=1, le=64)
 
 
