@@ -1580,6 +1580,9 @@ class SweepObservation:
         canary_secrets: how many of the secrets are the canary account's (planted
             through the API, so they travel wherever the service stores user data).
         canary_note: why there is no canary, if there is none.
+        short_secrets: known secrets too short (4 or 5 bytes, e.g. a PIN) to search
+            for as substrings of stored data, where they would match by chance;
+            not among ``secrets``.
     """
 
     secrets: int
@@ -1587,6 +1590,7 @@ class SweepObservation:
     areas: tuple[SweepArea, ...]
     canary_secrets: int = 0
     canary_note: str = ""
+    short_secrets: int = 0
 
 
 #: What a human must do to search each area by hand, when the harness could not.
@@ -1613,7 +1617,7 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
     """No known secret, in any encoding, anywhere the service stores data."""
     details: dict[str, Any] = {
         "secrets": obs.secrets, "needles": obs.needles, "canary_secrets": obs.canary_secrets,
-        "canary_note": obs.canary_note,
+        "canary_note": obs.canary_note, "short_secrets_not_swept": obs.short_secrets,
         "areas": [{"name": a.name, "searched": a.searched, "locations": a.locations,
                    "bytes": a.bytes_scanned, "hits_total": a.hits_total,
                    "hits": [h.describe() for h in a.hits[:200]], "problem": a.problem,
@@ -1665,10 +1669,12 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
             "the service. By hand: plant a test account through the API (sign up, set up MFA, connect "
             f"a channel of each of {', '.join(PLATFORMS)}, request a recovery mail), then search "
             f"the database, Redis, the logs and the backups {_NEEDLES}.", **details)
+    short = (f" ({_plural(obs.short_secrets, 'known secret')} of 4 or 5 bytes not searched: "
+             "as substrings they would match by chance)" if obs.short_secrets else "")
     return Verdict.passed(
         f"None of {obs.secrets} known secrets ({obs.canary_secrets} of them the canary's; "
         f"{obs.needles} encoded forms: raw, base64, base64url, hex, URL-encoded) occurs in "
-        + where + ".", **details)
+        + where + "." + short, **details)
 
 
 def _area(name: str, run: Callable[[SweepReport], None]) -> SweepArea:
@@ -1727,8 +1733,10 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                                                     "or [docker] project in the profile"))
     areas.append(_area("backups", backups) if backup_dir is not None
                  else SweepArea("backups", False, note="no operations.backup_dir in the profile"))
-    canary = sum(1 for _, label in known.items() if label.startswith(CANARY_LABEL_PREFIX))
-    return SweepObservation(len(known), sweep.needle_count, tuple(areas), canary, canary_note)
+    swept = [label for secret, label in known.items() if len(secret) >= known.word_below]
+    canary = sum(1 for label in swept if label.startswith(CANARY_LABEL_PREFIX))
+    return SweepObservation(len(swept), sweep.needle_count, tuple(areas), canary, canary_note,
+                            short_secrets=len(known) - len(swept))
 
 
 # --- missing profile sections ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -668,6 +669,16 @@ def test_sweep_pass_names_what_was_searched() -> None:
     assert verdict.outcome is Outcome.PASS
     assert "None of 12 known secrets (8 of them the canary's; 50 encoded forms" in verdict.message
     assert "backups (3 places, 30000 bytes)." in verdict.message
+    assert "not searched" not in verdict.message
+
+
+def test_sweep_pass_says_how_many_short_secrets_it_did_not_search() -> None:
+    obs = dataclasses.replace(_areas(), short_secrets=2)
+    verdict = at_rest.plaintext_sweep_verdict(obs)
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message.endswith("(2 known secrets of 4 or 5 bytes not searched: as "
+                                    "substrings they would match by chance)")
+    assert verdict.details["short_secrets_not_swept"] == 2
 
 
 def test_sweep_with_an_area_not_named_by_the_profile_is_manual_not_pass() -> None:
