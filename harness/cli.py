@@ -85,19 +85,23 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="with --backend: leave the reference service running after the audit")
 
     up = sub.add_parser("up", help="start the reference service and write its target profile")
-    up.add_argument("--backend", choices=["local", "docker"], default="local")
+    up.add_argument("--backend", choices=["local", "docker"], default=None,
+                    help="default: docker where an engine answers (as for run), else local")
     up.add_argument("--fault", action="append", metavar="NAME", default=[],
                     help="break one promise (repeatable); see `votriz-audit faults`")
     up.add_argument("--state-dir", type=Path, metavar="DIR")
 
     down = sub.add_parser("down", help="stop the reference service and remove its data")
-    down.add_argument("--backend", choices=["local", "docker"], default="local")
+    down.add_argument("--backend", choices=["local", "docker"], default=None,
+                      help="default: whichever backend made the state directory (without "
+                           "--state-dir: every default one that exists)")
     down.add_argument("--state-dir", type=Path, metavar="DIR")
 
     sub.add_parser("faults", help="list the reference service's fault switches")
 
     cal = sub.add_parser("calibrate", help="run the reference service with each fault: does its check fail?")
-    cal.add_argument("--backend", choices=["local", "docker"], default="local")
+    cal.add_argument("--backend", choices=["local", "docker"], default=None,
+                     help="default: docker where an engine answers (as for run), else local")
     cal.add_argument("--fault", action="append", metavar="NAME", default=[],
                      help="calibrate only this fault (repeatable; default: every fault of the backend)")
     cal.add_argument("--out", type=Path, metavar="DIR",
@@ -203,10 +207,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(args.target, report_dir, only=args.only, policy=args.policy,
                           waivers=args.waivers, signing_key=args.signing_key, against=args.against)
-    backend = args.backend
-    if backend is None:
-        backend, why = default_backend()
-        print(f"votriz-audit: backend {backend} ({why}; --backend chooses)")
+    backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
     _check_report_dir(report_dir)
@@ -263,21 +264,63 @@ def _check_fault_names(names: Sequence[str], backend: str) -> None:
                          f"(--backend {FAULTS[elsewhere[0]].backends[0]})")
 
 
+def _chosen_backend(args: argparse.Namespace) -> str:
+    """``--backend``, or :func:`default_backend`'s choice, said on stderr."""
+    if args.backend is not None:
+        return str(args.backend)
+    backend, why = default_backend()
+    print(f"votriz-audit: backend {backend} ({why}; --backend chooses)", file=sys.stderr)
+    return backend
+
+
+def state_dir_backend(state_dir: Path) -> str | None:
+    """The backend whose ``up`` made ``state_dir`` (by the marker it leaves), or None."""
+    from system_under_test.docker import stack as docker_stack
+    from system_under_test.local import stack as local_stack
+
+    for backend, marker in (("docker", docker_stack.MARKER), ("local", local_stack.MARKER)):
+        if (state_dir / marker).exists():
+            return backend
+    return None
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
-    stack = _backend_module(args.backend)
-    _check_fault_names(args.fault, args.backend)
+    backend = _chosen_backend(args)
+    stack = _backend_module(backend)
+    _check_fault_names(args.fault, backend)
     try:
-        info = stack.up(_state_dir(args, args.backend), args.fault)
+        info = stack.up(_state_dir(args, backend), args.fault)
     except stack.StackError as exc:
-        print(f"votriz-audit: could not start the reference service: {exc}", file=sys.stderr)
+        print(f"votriz-audit: could not start the reference service ({backend}): {exc}",
+              file=sys.stderr)
         return EXIT_ERROR
     print(info.profile_path)
     return EXIT_PASS
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    stack = _backend_module(args.backend)
-    stack.down(_state_dir(args, args.backend))
+    if args.backend is not None:
+        pairs = [(str(args.backend), _state_dir(args, args.backend))]
+    elif args.state_dir is not None:
+        state_dir = args.state_dir.resolve()
+        made_by = state_dir_backend(state_dir)
+        if made_by is None:
+            if state_dir.exists() and any(state_dir.iterdir()):
+                raise UsageError(f"{state_dir} was not made by `votriz-audit up`: not removing it")
+            return EXIT_PASS
+        pairs = [(made_by, state_dir)]
+    else:
+        pairs = [(backend, _state_dir(args, backend)) for backend in ("docker", "local")
+                 if _state_dir(args, backend).exists()]
+    for backend, state_dir in pairs:
+        stack = _backend_module(backend)
+        try:
+            stack.down(state_dir)
+        except stack.StackError as exc:
+            print(f"votriz-audit: could not take down {state_dir} ({backend}): {exc}",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        print(f"votriz-audit: {backend} stack in {state_dir} is down", file=sys.stderr)
     return EXIT_PASS
 
 
@@ -293,11 +336,12 @@ def _cmd_faults(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.calibrate import CLEAN, calibrate
 
-    stack = _backend_module(args.backend)
-    _check_fault_names(args.fault, args.backend)
+    backend = _chosen_backend(args)
+    stack = _backend_module(backend)
+    _check_fault_names(args.fault, backend)
     out = (args.out or Path("reports") / dt.datetime.now(dt.UTC).strftime("calibration-%Y%m%dT%H%M%SZ"))
     _check_report_dir(out.resolve())
-    calibration = calibrate(out.resolve(), stack, args.backend, args.fault)
+    calibration = calibrate(out.resolve(), stack, backend, args.fault)
     # The clean run's report shows the matrix: copy it in, then render and sign that bundle again.
     clean = out.resolve() / "runs" / CLEAN
     if (clean / "results.json").exists():

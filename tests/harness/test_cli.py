@@ -119,3 +119,69 @@ def test_run_defaults_to_docker_where_an_engine_answers_else_local(monkeypatch: 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
     backend, why = default_backend()
     assert backend == "local" and why.startswith("no Docker engine answers: ")
+
+
+# --- up / down / calibrate without --backend ------------------------------------------------
+
+
+class _FakeStack:
+    """A backend module's interface (up, down, StackError) that records what it was asked."""
+
+    class StackError(Exception):
+        pass
+
+    def __init__(self, name: str, calls: list[tuple[str, str, Path]]) -> None:
+        self.name, self.calls = name, calls
+
+    def up(self, state_dir: Path, faults: list[str]) -> object:
+        self.calls.append(("up", self.name, state_dir))
+        return type("Info", (), {"profile_path": state_dir / "target.toml"})()
+
+    def down(self, state_dir: Path) -> None:
+        self.calls.append(("down", self.name, state_dir))
+
+
+@pytest.fixture
+def stacks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Path]]:
+    from harness import cli
+
+    calls: list[tuple[str, str, Path]] = []
+    monkeypatch.setattr(cli, "_backend_module", lambda backend: _FakeStack(backend, calls))
+    monkeypatch.setattr(cli, "default_backend", lambda: ("docker", "an engine answers (test)"))
+    return calls
+
+
+def test_up_without_backend_takes_run_s_choice_and_says_so_on_stderr(
+        stacks: list[tuple[str, str, Path]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "--state-dir", str(tmp_path / "s")]) == EXIT_PASS
+    out, err = capsys.readouterr()
+    assert stacks == [("up", "docker", tmp_path / "s")]
+    # stdout is the profile's path alone, for scripts
+    assert out.strip() == str(tmp_path / "s" / "target.toml")
+    assert "backend docker (an engine answers (test); --backend chooses)" in err
+
+
+@pytest.mark.parametrize("backend", ["docker", "local"])
+def test_down_takes_the_backend_that_made_the_state_directory(
+        backend: str, stacks: list[tuple[str, str, Path]], tmp_path: Path) -> None:
+    from system_under_test.docker import stack as docker_stack
+    from system_under_test.local import stack as local_stack
+
+    marker = docker_stack.MARKER if backend == "docker" else local_stack.MARKER
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / marker).touch()
+    assert main(["down", "--state-dir", str(tmp_path / "s")]) == EXIT_PASS
+    assert stacks == [("down", backend, tmp_path / "s")]
+
+
+def test_down_refuses_a_directory_up_did_not_make(stacks: list[tuple[str, str, Path]],
+                                                  tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["down", "--state-dir", str(tmp_path)]) == EXIT_USAGE
+    assert "was not made by `votriz-audit up`: not removing it" in capsys.readouterr().err
+    assert stacks == [] and (tmp_path / "precious.txt").exists()
+    # A directory that does not exist is already down.
+    assert main(["down", "--state-dir", str(tmp_path / "gone")]) == EXIT_PASS
+    assert stacks == []
