@@ -146,7 +146,7 @@ class SecretSweep:
         carry = b""
         consumed = 0
         keep = max(self.longest - 1, 0)
-        for chunk in _coalesced(chunks, min_chunk_bytes):
+        for chunk in coalesced(chunks, min_chunk_bytes):
             buffer = carry + chunk
             yield from self._iter(buffer, location, consumed - len(carry), len(carry))
             consumed += len(chunk)
@@ -206,15 +206,19 @@ class SecretSweep:
                 report.hits.append(hit)
 
 
-def _coalesced(chunks: Iterable[bytes], min_bytes: int) -> Iterator[bytes]:
-    """The same bytes, in order, as chunks of at least ``min_bytes`` (except the last)."""
-    pending: list[bytes] = []
+def coalesced(chunks: Iterable[bytes | bytearray | memoryview], min_bytes: int) -> Iterator[bytes]:
+    """The same bytes, in order, as chunks of at least ``min_bytes`` (except the last).
+
+    Chunks may be any bytes-like objects (psycopg hands COPY rows out as memoryviews);
+    what comes out is bytes.
+    """
+    pending: list[bytes | bytearray | memoryview] = []
     size = 0
     for chunk in chunks:
         if not chunk:
             continue
         if not pending and len(chunk) >= min_bytes:
-            yield chunk
+            yield bytes(chunk)
             continue
         pending.append(chunk)
         size += len(chunk)

@@ -26,6 +26,7 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
+from harness.sweep import coalesced
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 _WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
@@ -367,17 +368,8 @@ class DatabaseProbe:
                     sql.Literal(limit_ms)))
                 with cursor.copy(query) as copy:
                     # libpq hands COPY out a row at a time: gathered into blocks of
-                    # about COPY_BLOCK_BYTES, the sweep pays its per-chunk cost per block.
-                    held: list[bytes] = []
-                    size = 0
-                    for chunk in copy:
-                        held.append(bytes(chunk))
-                        size += len(chunk)
-                        if size >= COPY_BLOCK_BYTES:
-                            yield b"".join(held)
-                            held, size = [], 0
-                    if held:
-                        yield b"".join(held)
+                    # about COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
+                    yield from coalesced(copy, COPY_BLOCK_BYTES)
             conn.rollback()
         except psycopg.errors.QueryCanceled:
             conn.rollback()
