@@ -209,19 +209,21 @@ class SecretSweep:
 def coalesced(chunks: Iterable[bytes | bytearray | memoryview], min_bytes: int) -> Iterator[bytes]:
     """The same bytes, in order, as chunks of at least ``min_bytes`` (except the last).
 
-    Chunks may be any bytes-like objects (psycopg hands COPY rows out as memoryviews);
-    what comes out is bytes.
+    Chunks may be any bytes-like objects; each is copied to bytes as it comes
+    (psycopg hands COPY rows out as memoryviews of libpq's buffers: holding
+    thousands of them until a block is full made reading a column twice as slow).
     """
-    pending: list[bytes | bytearray | memoryview] = []
+    pending: list[bytes] = []
     size = 0
     for chunk in chunks:
         if not chunk:
             continue
-        if not pending and len(chunk) >= min_bytes:
-            yield bytes(chunk)
+        data = chunk if type(chunk) is bytes else bytes(chunk)
+        if not pending and len(data) >= min_bytes:
+            yield data
             continue
-        pending.append(chunk)
-        size += len(chunk)
+        pending.append(data)
+        size += len(data)
         if size >= min_bytes:
             yield b"".join(pending)
             pending, size = [], 0

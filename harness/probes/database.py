@@ -15,6 +15,7 @@ rows), and each column's bytes as a stream for the plaintext sweep.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -304,21 +305,25 @@ class DatabaseProbe:
                     key: str | None = "id", where: str | None = None,
                     params: tuple[Any, ...] = (), batch_rows: int = DEFAULT_BATCH_ROWS,
                     text_as_bytes: bool = False) -> Iterator[list[tuple[Any, ...]]]:
-        """Yield batches of ``(key, *columns)`` rows through a server-side cursor.
+        """Yield batches of ``(key, *columns)`` rows of one query, as the server streams them.
 
-        Memory is bounded by ``batch_rows``, not by the table's size; the table is
-        read once however many columns are asked for. ``key`` is a column that
-        identifies a row in messages (None: NULL). A column given as None is
-        NULL text in its place (a column this table lacks). ``where`` is a
-        trusted SQL condition written by the harness (with ``%s`` placeholders
-        for ``params``), never user input. With ``text_as_bytes`` text values
-        arrive as the bytes the server stores, undecoded (the read's own
-        transaction uses ``client_encoding`` SQL_ASCII): for values judged as
-        bytes, such as tokens, at a fraction of the cost of decoding each one.
+        The server sends rows without waiting to be asked (libpq's chunked
+        rows mode), so it reads the table while the caller judges the rows
+        already here, and memory is bounded by ``batch_rows``, not by the
+        table's size; the table is read once however many columns are asked
+        for. The whole read may take ``timeouts.command_s`` (as a column's
+        dump does). ``key`` is a column that identifies a row in messages
+        (None: NULL). A column given as None is NULL text in its place (a
+        column this table lacks). ``where`` is a trusted SQL condition written
+        by the harness (with ``%s`` placeholders for ``params``), never user
+        input. With ``text_as_bytes`` text values arrive as the bytes the
+        server stores, undecoded (the read's own transaction uses
+        ``client_encoding`` SQL_ASCII): for values judged as bytes, such as
+        tokens, at a fraction of the cost of decoding each one.
 
         Raises:
-            ProbeError: the read failed or exceeded the statement timeout; the
-                message names the columns, never a value.
+            ProbeError: the read failed or exceeded its time; the message names
+                the columns, never a value.
         """
         selected = [sql.Identifier(key) if key else sql.SQL("NULL")]
         selected += [sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns]
@@ -327,22 +332,30 @@ class DatabaseProbe:
         if where:
             query = query + sql.SQL(" WHERE ") + sql.SQL(where)
         names = ", ".join(f"{table}.{column}" for column in columns if column)
+        limit_s = self._policy.timeouts.command_s
         conn = self.connection
         try:
-            if text_as_bytes:
-                # Scoped to this read's transaction: the rollback below restores it.
-                conn.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
-            with conn.cursor(name="votriz_audit_stream") as cursor:
-                cursor.itersize = batch_rows
-                cursor.execute(query, params)
-                while batch := cursor.fetchmany(batch_rows):
-                    yield batch
+            with conn.cursor() as cursor:
+                # Scoped to this read's transaction: the rollback below restores both.
+                cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(int(limit_s * 1000))))
+                if text_as_bytes:
+                    cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
+                rows = cursor.stream(query, params, size=batch_rows)
+                try:
+                    while batch := list(itertools.islice(rows, batch_rows)):
+                        yield batch
+                finally:
+                    # A reader that stops early: psycopg cancels the rest of the query
+                    # and drains what was already sent, so the session can go on.
+                    rows.close()
         except psycopg.errors.QueryCanceled:
-            raise ProbeError(f"reading {names} exceeded the statement timeout") from None
+            raise ProbeError(f"reading {names} exceeded {limit_s:g} s") from None
         except psycopg.Error as exc:
             raise ProbeError(self._safe(f"cannot read {names}: {_first_line(exc)}")) from None
         finally:
-            # Also when the reader stops early: no transaction (or encoding) outlives the read.
+            # Also when the reader stops early: no transaction, time limit or
+            # encoding outlives the read.
             with contextlib.suppress(psycopg.Error):
                 conn.rollback()
 

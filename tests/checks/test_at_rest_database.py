@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -168,13 +169,19 @@ def test_stream_column_keeps_memory_flat(scratch_pg: ScratchPg, tmp_path: Path) 
     assert peak < 8 * 1024 * 1024
 
 
-def test_statement_timeout_is_a_probe_error(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_a_read_over_its_time_is_a_probe_error(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+    # Given a whole read may take command_s (0.5 s here), When a read takes 2 s
     policy = load_policy().model_copy(update={"timeouts": load_policy().timeouts.model_copy(
-        update={"connect_s": 0.5, "request_s": 0.5})})
+        update={"connect_s": 0.5, "request_s": 0.5, "command_s": 0.5})})
     profile = _profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD)
-    with DatabaseProbe(profile, policy) as probe, pytest.raises(ProbeError) as caught:
-        list(probe.stream_column("owners", "note", where="pg_sleep(1) IS NOT NULL"))
-    assert "statement timeout" in str(caught.value)
+    with DatabaseProbe(profile, policy) as probe:
+        started = time.monotonic()
+        with pytest.raises(ProbeError) as caught:
+            list(probe.stream_column("owners", "note", where="pg_sleep(1) IS NOT NULL"))
+        # Then it is stopped at its limit, named, and the session still works
+        assert time.monotonic() - started < 1.5
+        assert str(caught.value) == "reading owners.note exceeded 0.5 s"
+        assert [v for batch in probe.stream_column("owners", "note") for _, v in batch]
 
 
 def test_dump_feeds_the_sweep(scratch_pg: ScratchPg, tmp_path: Path) -> None:
