@@ -362,7 +362,7 @@ class KeySearcher:
         hits: list[KeyHit] = []
         errors: list[str] = []
         searched = total = 0
-        for path, size in _layer_files(str(root), errors):
+        for path, size in layer_files(str(root), errors):
             where = f"{label} /{os.path.relpath(path, root)}"
             try:
                 if size <= _WHOLE_FILE_BYTES:
@@ -414,7 +414,7 @@ class KeySearcher:
 _WHOLE_FILE_BYTES = 8 << 20
 
 
-def _layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
+def layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
     """(path, size) of every regular file under ``root``; symbolic links are not followed."""
     pending = [root]
     while pending:

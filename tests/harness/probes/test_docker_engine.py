@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from harness.probes.docker_engine import container_logs, image_layers
 
 
@@ -41,3 +43,43 @@ def test_logs_are_read_up_to_the_bound_and_say_when_cut() -> None:
     assert [(log.where, log.data, log.truncated) for log in container_logs([short], 100)] == [
         ("docker logs edge", b"aaaaaabbbbbb", False)]
     assert [(log.data, log.truncated) for log in container_logs([long_], 8)] == [(b"aaaaaabb", True)]
+
+
+def test_warming_layers_advises_every_regular_file_and_never_raises(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.policy import load_policy
+    from harness.probes import docker_engine
+
+    # Given two layer directories with files, a link and an unreadable entry
+    for layer in ("one", "two"):
+        (tmp_path / layer / "etc").mkdir(parents=True)
+        (tmp_path / layer / "etc" / "a.conf").write_text("a")
+    (tmp_path / "two" / "big.bin").write_bytes(bytes(4096))
+    (tmp_path / "two" / "link").symlink_to("/etc/passwd")
+    layers = docker_engine.ImageLayers(
+        tuple((f"img layer {n}", tmp_path / n) for n in ("one", "two")), ("img",), ())
+    advised: list[str] = []
+    monkeypatch.setattr(docker_engine, "docker_client", lambda policy: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(docker_engine, "project_containers", lambda project, client: [])
+    monkeypatch.setattr(docker_engine, "image_layers", lambda containers, client: layers)
+    real_fadvise = docker_engine.os.posix_fadvise
+
+    def record(fd: int, offset: int, length: int, advice: int) -> None:
+        assert (offset, length, advice) == (0, 0, docker_engine.os.POSIX_FADV_WILLNEED)
+        advised.append(docker_engine.os.readlink(f"/proc/self/fd/{fd}"))
+        real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(docker_engine.os, "posix_fadvise", record)
+    # When the warm-up runs, Then every regular file was advised, the link was not followed
+    docker_engine.warm_image_layers("p", load_policy()).join(10)
+    assert sorted(advised) == sorted(str(tmp_path / p) for p in
+                                     ("one/etc/a.conf", "two/etc/a.conf", "two/big.bin"))
+
+    # And an engine that cannot be reached ends the warm-up quietly
+    def gone(policy: object) -> None:
+        raise docker_engine.ProbeError("no engine")
+
+    monkeypatch.setattr(docker_engine, "docker_client", gone)
+    thread = docker_engine.warm_image_layers("p", load_policy())
+    thread.join(10)
+    assert not thread.is_alive()
