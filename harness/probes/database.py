@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -341,7 +341,8 @@ class DatabaseProbe:
                     sql.Literal(int(limit_s * 1000))))
                 if text_as_bytes:
                     cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
-                rows = cursor.stream(query, params, size=batch_rows)
+                # A generator (typed as an iterator): closing it ends the query.
+                rows = cast(Generator[Any, None, None], cursor.stream(query, params, size=batch_rows))
                 try:
                     while batch := list(itertools.islice(rows, batch_rows)):
                         yield batch
