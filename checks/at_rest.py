@@ -225,9 +225,6 @@ class DuplicateCounter:
         self._spilled: list[list[tuple[int, int, int, int]]] = []
         self._result: tuple[int, int, int] | None = None
 
-    def add(self, iv: bytes, ciphertext: bytes) -> None:
-        self.add_fingerprints(fingerprint(iv, ciphertext))
-
     def add_fingerprints(self, data: bytes | bytearray) -> None:
         """Count cells given as their fingerprints, end to end (16 bytes each)."""
         self._held += data

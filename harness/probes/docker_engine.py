@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.keysearch import layer_files
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import containers as containers_probe
@@ -161,8 +162,6 @@ def warm_image_layers(project: str, policy: Policy) -> threading.Thread:
     itself to find and report.
     """
     def warm() -> None:
-        from harness.keysearch import layer_files
-
         try:
             client = docker_client(policy)
             try:

@@ -1,7 +1,8 @@
 """Rolling the API's gunicorn workers so that they read the keys again.
 
 A clean roll adds new workers first (TTIN to the gunicorn master, once per
-worker): they import the app and so read the HSM afresh. Only when each has
+worker): each builds its application and so reads the HSM afresh
+(``system_under_test.api.asgi``; the code itself is preloaded in the master). Only when each has
 logged that its application started are the old ones removed (TTOU: gunicorn
 stops the oldest workers first, gracefully). The listening socket stays open
 and ready workers serve throughout, so no request is refused or waits for a

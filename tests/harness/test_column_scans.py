@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from checks import at_rest
 from checks.at_rest import EXAMPLES, DuplicateCounter, HashColumnScan, scan_fernet_cells, scan_hash_cells
 from harness.formats.bcrypt_hash import classify_stored_hash
-from harness.formats.fernet import FINGERPRINT_BYTES, FernetKey, encrypt_fernet_token
+from harness.formats.fernet import FINGERPRINT_BYTES, FernetKey, encrypt_fernet_token, fingerprint
 
 KEY = FernetKey(b"k" * 32, "v1")
 OTHER = FernetKey(b"o" * 32, "v2")
@@ -41,7 +41,7 @@ def test_duplicate_counter_agrees_with_a_naive_count(cells: list[tuple[bytes, by
     # Counter over the IV prefixes and ciphertexts.
     duplicates = DuplicateCounter(memory_cells=memory_cells)
     for iv, ciphertext in cells:
-        duplicates.add(iv, ciphertext)
+        duplicates.add_fingerprints(fingerprint(iv, ciphertext))
     iv_cells, iv_groups = _naive_shared([iv[:8] for iv, _ in cells])
     ct_cells, _ = _naive_shared([ct for _, ct in cells])
     assert duplicates.result() == (iv_cells, iv_groups, ct_cells)
@@ -52,9 +52,9 @@ def test_duplicate_counter_with_many_unique_cells_and_one_fixed_iv(memory_cells:
     rng = random.Random(7)
     duplicates = DuplicateCounter(memory_cells=memory_cells)
     for _ in range(50_000):
-        duplicates.add(rng.randbytes(16), rng.randbytes(48))
+        duplicates.add_fingerprints(fingerprint(rng.randbytes(16), rng.randbytes(48)))
     for i in range(3):
-        duplicates.add(bytes(16), f"{i:048d}".encode())
+        duplicates.add_fingerprints(fingerprint(bytes(16), f"{i:048d}".encode()))
     assert duplicates.result() == (3, 1, 0)
     # Asking twice gives the same answer.
     assert duplicates.result() == (3, 1, 0)
@@ -129,7 +129,8 @@ def test_duplicate_counter_holds_at_most_its_memory_cells() -> None:
     # Given a counter that may hold 1000 cells, When 25,000 are added (five repeated)
     duplicates = DuplicateCounter(memory_cells=1000)
     for i in range(25_000):
-        duplicates.add((i % 24_995).to_bytes(8, "big") + bytes(8), os.urandom(32))
+        duplicates.add_fingerprints(fingerprint((i % 24_995).to_bytes(8, "big") + bytes(8),
+                                                os.urandom(32)))
         assert len(duplicates._held) < 1000 * FINGERPRINT_BYTES
     # Then it still counts every shared IV, and gives its temporary file back
     assert duplicates.result() == (10, 5, 0)
