@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -100,10 +100,14 @@ def connect(info, password: str) -> psycopg.Connection:
 
 
 def api(info) -> httpx.Client:
-    # No keep-alive: every request opens a connection, as a client through the edge would.
-    return httpx.Client(transport=httpx.HTTPTransport(uds=str(info.api_socket)),
-                        base_url="http://votriz.test", timeout=30,
-                        limits=httpx.Limits(max_keepalive_connections=0))
+    # No keep-alive: every request opens a connection and asks the API to close it after its
+    # answer, as the edge does (nginx sends "Connection: close" upstream). An idle kept-alive
+    # connection would race a leaving worker closing it with the client's next request.
+    # (Limits go to the transport: httpx ignores a Client's limits when given a transport.)
+    transport = httpx.HTTPTransport(uds=str(info.api_socket),
+                                    limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(transport=transport, base_url="http://votriz.test", timeout=30,
+                        headers={"Connection": "close"})
 
 
 def new_session(client: httpx.Client) -> tuple[str, dict[str, str]]:
@@ -129,6 +133,7 @@ class Load:
     Attributes:
         ok: requests answered as expected.
         failed: requests refused, broken or answered with an error.
+        failures: what each failed request got (status and body, or the error), with its time.
     """
 
     def __init__(self, info, headers: dict[str, str], channel: int) -> None:
@@ -137,6 +142,7 @@ class Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.ok = 0
         self.failed = 0
+        self.failures: list[str] = []
 
     def _run(self) -> None:
         with api(self._info) as client:
@@ -145,10 +151,15 @@ class Load:
                     answer = client.post(f"/api/v1/channels/{self._channel}/sync",
                                          headers=self._headers)
                     good = answer.status_code == 200
-                except httpx.HTTPError:
+                    outcome = f"{answer.status_code} {answer.text[:200]!r}"
+                except httpx.HTTPError as exc:
                     good = False
+                    outcome = f"{type(exc).__name__}: {exc}"
                 self.ok += good
                 self.failed += not good
+                if not good:
+                    self.failures.append(
+                        f"{datetime.now(UTC).isoformat(timespec='milliseconds')} {outcome}")
                 time.sleep(0.02)
 
     def __enter__(self) -> Load:
@@ -192,7 +203,7 @@ def test_token_key_rotation_rewrites_every_row_without_dropping_requests(ops_sta
     with Load(ops_stack, headers, channel) as load:
         done = report(ops(ops_stack, "rotate-token-key", "--batch-size", "400"))
     # Then no request failed, every row reads under v2 alone and none under v1 alone
-    assert load.failed == 0 and load.ok > 20
+    assert load.failed == 0 and load.ok > 20, (load.failures, done["phases"])
     rows = channel_rows(ops_stack)
     assert done["rows"] == len(rows) and done["batches"] == math.ceil(len(rows) / 400)
     assert done["versions"] == {"new": 2, "retired": [1]}
