@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -122,6 +123,32 @@ def test_every_part_has_a_dockerfile_from_an_overridable_base() -> None:
         assert "ARG BASE=debian:bookworm-slim" in text and "FROM ${BASE}" in text
         assert spec.packages, part
         assert bool(spec.requirements) == (part in images.PYTHON_PARTS)
+
+
+def _pins(lines) -> dict[str, str]:
+    """``name==version`` lines as {normalised name: version} (extras and comments dropped)."""
+    pins = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
+    return pins
+
+
+def test_images_run_the_versions_the_local_backend_runs() -> None:
+    # Given the host's pins (constraints.txt, what ./dev installs) and each image's requirements
+    root = Path(__file__).resolve().parents[2]
+    host = _pins((root / "constraints.txt").read_text(encoding="utf-8").splitlines())
+    for part in sorted(images.PYTHON_PARTS):
+        spec = images.load_spec(part)
+        image = _pins(spec.requirements)
+        # Then every requirement of an image is pinned, at the version the host runs, except
+        # what only Debian's Python 3.11.2 needs (the host's newer 3.11 does not install it)
+        assert all(image.values()), (part, spec.requirements)
+        shared = {name: version for name, version in image.items() if name in host}
+        assert shared == {name: host[name] for name in shared}, part
+        assert set(image) - set(host) <= {"async-timeout"}, part
 
 
 def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
