@@ -162,12 +162,14 @@ def _database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> Da
     return DatabaseProbe(profile, policy, known_secrets=known)
 
 
-def token_key_ring(profile: TargetProfile, known: KnownSecrets) -> tuple[FernetKey, ...]:
+def token_key_ring(profile: TargetProfile, policy: Policy,
+                   known: KnownSecrets) -> tuple[FernetKey, ...]:
     """The token-encryption keys from the HSM (values registered as known secrets)."""
     if profile.hsm is None:
         raise ProbeError("the profile has no [hsm] section: the token-encryption keys cannot be read")
     prefix = profile.hsm.key_namespace + TOKEN_KEY_FAMILY
-    snapshot = hsm_probe.snapshot(profile.hsm, known, read_prefix=prefix)
+    snapshot = hsm_probe.snapshot(profile.hsm, known, read_prefix=prefix,
+                                  timeout_s=policy.timeouts.request_s)
     return key_ring_from_values(prefix, snapshot.values)
 
 
@@ -558,7 +560,7 @@ def _platform_part(value: Any) -> str:
 def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                    canary: Canary | None, canary_note: str = "") -> TokenObservation:
     """Stream both token columns and read the canary's rows back."""
-    keys = token_key_ring(profile, known)
+    keys = token_key_ring(profile, policy, known)
     now = time.time()
     skew = policy.fernet.max_clock_skew_s
     duplicates = DuplicateCounter()

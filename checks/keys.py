@@ -813,7 +813,8 @@ def check_hsm_custody(profile: TargetProfile, policy: Policy, known_secrets: Kno
                       evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     hsm = _require_hsm(profile, evidence)
     ns = hsm.key_namespace
-    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=ns)
+    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=ns,
+                              timeout_s=policy.timeouts.request_s)
     jwt_label = ns + key_classes.proof.jwt_signing
     jwt_proof: JwtProof | None = None
     if profile.api is not None:
@@ -946,7 +947,8 @@ def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, known_secrets
                            evidence: EvidenceRecorder, report_dir: Path,
                            key_classes: KeyClasses) -> None:
     hsm = _require_hsm(profile, evidence)
-    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace)
+    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace,
+                              timeout_s=policy.timeouts.request_s)
     processes = observe_service_processes(profile, policy)
     images = observe_docker_artifacts(profile, policy, key_classes.search.max_log_bytes)
     result = search_target(profile.scan.source_paths, profile.scan.config_paths,
@@ -969,7 +971,8 @@ def check_read_at_start(profile: TargetProfile, policy: Policy, known_secrets: K
                         "that no service process holds the HSM PIN or a key in its environment "
                         "and that only the HSM keeps the token files open.")
         return
-    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace)
+    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace,
+                              timeout_s=policy.timeouts.request_s)
     try:
         pin = hsm.pin.read("HSM user PIN")
     except ProfileError as exc:
@@ -1137,8 +1140,9 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
     canary = _Canary(profile, policy, known_secrets)
     try:
         seeded = seed_channels(canary, policy.rotation.seed_channels)
-        ring_before = token_ring(hsm_probe.snapshot(profile.hsm, known_secrets,
-                                                    read_prefix=prefix).values, prefix)
+        ring_before = token_ring(hsm_probe.snapshot(
+            profile.hsm, known_secrets, read_prefix=prefix,
+            timeout_s=policy.timeouts.request_s).values, prefix)
         rows_before = read_channel_rows(profile, policy, known_secrets)
         channel_ids = sorted(seeded)
         expected = dict(seeded)
@@ -1161,7 +1165,8 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
             time.sleep(TAIL_S)
         finally:
             report = load.stop()
-        snap_after = hsm_probe.snapshot(profile.hsm, known_secrets, read_prefix=prefix)
+        snap_after = hsm_probe.snapshot(profile.hsm, known_secrets, read_prefix=prefix,
+                                        timeout_s=policy.timeouts.request_s)
         ring_after = token_ring(snap_after.values, prefix)
         rows_after = read_channel_rows(profile, policy, known_secrets)
     finally:
@@ -1220,7 +1225,8 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
                          key_classes: KeyClasses, command: Sequence[str]) -> JwtRotationObservation:
     """Log in, rotate the JWT secret, and see what happens to the old and a new session."""
     label = (profile.hsm.key_namespace if profile.hsm else "votriz/") + key_classes.proof.jwt_signing
-    before = (hsm_probe.read_values(profile.hsm, [label], known_secrets).get(label)
+    before = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                    timeout_s=policy.timeouts.request_s).get(label)
               if profile.hsm else None)
     with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api:
         canary = create_canary(api, known_secrets)
@@ -1255,7 +1261,8 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
             _delete_account(api)
         except ProbeError as exc:
             new_login = str(exc)
-    after = (hsm_probe.read_values(profile.hsm, [label], known_secrets).get(label)
+    after = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                   timeout_s=policy.timeouts.request_s).get(label)
              if profile.hsm else None)
     changed = None if before is None or after is None else before != after
     return JwtRotationObservation(result, status_before, status_after, refused_after, new_login,
@@ -1335,14 +1342,16 @@ def observe_password_rotation(profile: TargetProfile, policy: Policy, known_secr
                               attempt: Callable[[str], str], what: str) -> PasswordRotationObservation:
     """Read the password from the HSM, rotate, try the old and new ones, use the service."""
     assert profile.hsm is not None
-    old = hsm_probe.read_values(profile.hsm, [label], known_secrets).require(label).decode()
+    old = hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                timeout_s=policy.timeouts.request_s).require(label).decode()
     before = attempt(old)
     if before != "accepted":
         return PasswordRotationObservation(what, CommandResult(tuple(command), None, 0.0, False),
                                            before, "", "", None, "")
     result = run_operation(command, _command_timeout(profile, policy))
     old_after = attempt(old)
-    new_value = hsm_probe.read_values(profile.hsm, [label], known_secrets).get(label)
+    new_value = hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                      timeout_s=policy.timeouts.request_s).get(label)
     new_after = attempt(new_value.decode()) if new_value is not None else "not readable from the HSM"
     service = _service_works(profile, policy, known_secrets, key_classes.proof.roll_grace_s)
     return PasswordRotationObservation(what, result, "", old_after, new_after,

@@ -8,24 +8,36 @@ the harness needs to prove which keys are in use. Every value read is
 registered in :class:`~harness.redaction.KnownSecrets` before it is returned,
 so it can never reach a report unredacted.
 
-One library per process. python-pkcs11 caches a loaded module per path
-(``pkcs11.lib``), and SoftHSM reads ``SOFTHSM2_CONF`` only in ``C_Initialize``.
-Measured with python-pkcs11 0.10.1 and SoftHSM 2.6.1: ``C_Finalize`` followed by
-``C_Initialize`` on the cached library re-reads the configuration from the
-environment, so one process can look at tokens of different configurations in
-turn. The probe therefore serialises every use of a module behind one lock,
-applies ``hsm.env`` to ``os.environ`` and re-initialises the library at each
-opening. Re-initialising also gives a fresh view of the token after another
-process (a rotation) has added or removed keys. Nothing else in the process may
-hold a session on the same module while a probe runs: re-initialising closes it.
+Every look at the token (:func:`snapshot`, and so :func:`list_objects` and
+:func:`read_values`) runs in a child process, forked from a ``forkserver`` that
+has imported this module, and is bounded by a timeout. A PKCS#11 call that
+never returns cannot be interrupted inside a process: measured here,
+p11-kit's client module blocks in ``C_Initialize`` for ever when its server's
+socket accepts and never answers (an HSM container that is frozen, a proxy
+that is wedged), and pytest-timeout's signal cannot stop a thread blocked in C.
+The child is killed instead, and the check that asked is ERROR naming the
+module, the address and the timeout. The child also loads the module afresh,
+so it sees the token as it is now (after a rotation added or removed keys)
+and the configuration of this profile (``hsm.env``, e.g. ``SOFTHSM2_CONF``,
+which SoftHSM reads only in ``C_Initialize``). The PIN is read in the harness
+(it may be typed at a prompt) and passed to the child through a pipe; the
+values read come back the same way and are registered as known secrets before
+:func:`snapshot` returns.
+
+:func:`open_session` (used in-process by the tests to build tokens) still
+works on python-pkcs11's per-path cached library: it serialises every use of a
+module behind one lock, applies ``hsm.env`` to ``os.environ`` and re-initialises
+the library (``C_Finalize`` then ``C_Initialize``, which re-reads the
+configuration; measured with python-pkcs11 0.10.1 and SoftHSM 2.6.1).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +52,15 @@ from harness.profile import Hsm, ProfileError
 from harness.redaction import KnownSecrets, fingerprint
 
 _LOCK = threading.RLock()
+
+# How long one look at the token may take when the caller gives no timeout (the
+# checks pass their policy's ``timeouts.request_s``, whose default this is).
+DEFAULT_TIMEOUT_S = 15.0
+# The children that look at the token are forked from a server process that has
+# imported this module (and python-pkcs11) once: a fork costs milliseconds, and
+# the harness's own threads (load generators, read-ahead) are never forked.
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["__main__", __name__])
 
 _FLAG_ATTRIBUTES: tuple[tuple[str, Attribute], ...] = (
     ("token", Attribute.TOKEN),
@@ -248,10 +269,12 @@ def _find_token(library: Any, label: str) -> Any:
 
 
 @contextmanager
-def open_session(hsm: Hsm, *, rw: bool = False) -> Iterator[Any]:
+def open_session(hsm: Hsm, *, rw: bool = False, pin: str | None = None) -> Iterator[Any]:
     """A logged-in session on the profile's token; closed (and logged out) on exit.
 
-    The harness itself only reads (``rw=False``); tests build tokens with ``rw=True``.
+    The harness itself only reads (``rw=False``), in a child process (:func:`snapshot`);
+    tests build tokens with ``rw=True``. ``pin``: the user PIN, when already read
+    (else it is read from ``hsm.pin``).
 
     Raises:
         ProbeError: the module cannot be loaded, the token is not found, or the
@@ -280,10 +303,11 @@ def open_session(hsm: Hsm, *, rw: bool = False) -> Iterator[Any]:
                              f"{hint}") from None
         except p11errors.MultipleTokensReturned:
             raise ProbeError(f"HSM: more than one token is labelled {hsm.token_label!r}") from None
-        try:
-            pin = hsm.pin.read("HSM user PIN")
-        except ProfileError as exc:
-            raise ProbeError(str(exc)) from None
+        if pin is None:
+            try:
+                pin = hsm.pin.read("HSM user PIN")
+            except ProfileError as exc:
+                raise ProbeError(str(exc)) from None
         try:
             session = token.open(rw=rw, user_pin=pin)
         except p11errors.PinIncorrect:
@@ -319,7 +343,8 @@ def _decode_serial(serial: Any) -> str:
     return str(serial).strip()
 
 
-def _read_values(session: Any, labels: Iterable[str], known_secrets: KnownSecrets) -> KeyValues:
+def _read_values(session: Any, labels: Iterable[str]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """(label → value, label → why it could not be read), in the child process."""
     values: dict[str, bytes] = {}
     unreadable: dict[str, str] = {}
     for label in labels:
@@ -338,16 +363,27 @@ def _read_values(session: Any, labels: Iterable[str], known_secrets: KnownSecret
         except (p11errors.AttributeTypeInvalid, p11errors.PKCS11Error) as exc:
             unreadable[label] = f"cannot read CKA_VALUE: {type(exc).__name__}"
             continue
+        values[label] = value
+    return values, unreadable
+
+
+def _registered(values: Mapping[str, bytes], unreadable: Mapping[str, str],
+                known_secrets: KnownSecrets) -> KeyValues:
+    """The values, each registered in ``known_secrets`` (one too short to redact is unreadable)."""
+    kept: dict[str, bytes] = {}
+    reasons = dict(unreadable)
+    for label, value in values.items():
         try:
             known_secrets.add(value, f"HSM {label}")
         except ValueError:
-            unreadable[label] = f"value of {len(value)} bytes is too short to be handled safely"
+            reasons[label] = f"value of {len(value)} bytes is too short to be handled safely"
             continue
-        values[label] = value
-    return KeyValues(values, unreadable)
+        kept[label] = value
+    return KeyValues(kept, reasons)
 
 
-def _register_pin(hsm: Hsm, known_secrets: KnownSecrets) -> None:
+def _register_pin(hsm: Hsm, known_secrets: KnownSecrets) -> str:
+    """The user PIN, read once and registered (before anything uses it)."""
     try:
         pin = hsm.pin.read("HSM user PIN")
     except ProfileError as exc:
@@ -356,42 +392,115 @@ def _register_pin(hsm: Hsm, known_secrets: KnownSecrets) -> None:
     # one (SecretTooShort, a ProbeError: the check that needs the PIN is ERROR).
     if len(pin.encode()) >= KnownSecrets.min_length:
         known_secrets.add(pin, "HSM user PIN")
+    return pin
 
 
-def list_objects(hsm: Hsm, known_secrets: KnownSecrets) -> TokenListing:
+def list_objects(hsm: Hsm, known_secrets: KnownSecrets, *,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> TokenListing:
     """Every object on the token, with its custody attributes (no values)."""
-    return snapshot(hsm, known_secrets, read=()).listing
+    return snapshot(hsm, known_secrets, read=(), timeout_s=timeout_s).listing
 
 
-def read_values(hsm: Hsm, labels: Iterable[str], known_secrets: KnownSecrets) -> KeyValues:
+def read_values(hsm: Hsm, labels: Iterable[str], known_secrets: KnownSecrets, *,
+                timeout_s: float = DEFAULT_TIMEOUT_S) -> KeyValues:
     """The values of the keys under ``labels`` (registered in ``known_secrets`` at once)."""
-    return snapshot(hsm, known_secrets, read=tuple(labels)).values
+    return snapshot(hsm, known_secrets, read=tuple(labels), timeout_s=timeout_s).values
 
 
 def snapshot(hsm: Hsm, known_secrets: KnownSecrets, *, read: Iterable[str] | None = None,
-             read_prefix: str | None = None) -> HsmSnapshot:
-    """List the token and read values in one session.
+             read_prefix: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> HsmSnapshot:
+    """List the token and read values in one session, in a child process.
 
     Args:
         read: labels whose values to read.
         read_prefix: also read every secret key whose label starts with this
             prefix (e.g. the profile's key namespace).
+        timeout_s: how long the whole look may take (the child is killed after it).
+
+    Raises:
+        ProbeError: as :func:`open_session`, or the token did not answer in time,
+            or the child ended without an answer.
     """
-    _register_pin(hsm, known_secrets)
-    with open_session(hsm) as session:
+    pin = _register_pin(hsm, known_secrets)
+    listing, values, unreadable = _in_child(
+        _snapshot_in_child, (hsm, pin, tuple(read or ()), read_prefix), hsm, timeout_s)
+    return HsmSnapshot(listing, _registered(values, unreadable, known_secrets))
+
+
+_Raw = tuple[TokenListing, dict[str, bytes], dict[str, str]]
+
+
+def _snapshot_here(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None) -> _Raw:
+    with open_session(hsm, pin=pin) as session:
         try:
             objects = list(session.get_objects())
         except p11errors.PKCS11Error as exc:
             raise ProbeError(f"HSM: cannot list the objects of token {hsm.token_label!r}: "
                              f"{type(exc).__name__}") from None
         listing = _listing(hsm, session.token, objects)
-        wanted = list(read or ())
+        wanted = list(read)
         if read_prefix is not None:
             wanted += [obj.label for obj in listing.objects
                        if obj.object_class == ObjectClass.SECRET_KEY.name
                        and obj.label.startswith(read_prefix) and obj.label not in wanted]
-        values = _read_values(session, wanted, known_secrets)
-    return HsmSnapshot(listing, values)
+        values, unreadable = _read_values(session, wanted)
+    return listing, values, unreadable
+
+
+def _snapshot_in_child(answer: Any, hsm: Hsm, pin: str, read: tuple[str, ...],
+                       read_prefix: str | None) -> None:
+    """The child's side: one snapshot, sent back as ("ok", raw) or ("error", message)."""
+    try:
+        outcome: tuple[str, Any] = ("ok", _snapshot_here(hsm, pin, read, read_prefix))
+    except ProbeError as exc:
+        outcome = ("error", str(exc))
+    except Exception as exc:  # anything else the module raises: named, never a traceback
+        outcome = ("error", f"HSM: {type(exc).__name__} while reading token "
+                            f"{hsm.token_label!r} through {hsm.module}")
+    answer.send(outcome)
+    answer.close()
+
+
+def _module_description(hsm: Hsm) -> str:
+    server = hsm.env.get("P11_KIT_SERVER_ADDRESS")
+    return f"PKCS#11 module {hsm.module}" + (f" (server {server})" if server else "")
+
+
+def _in_child(target: Callable[..., None], args: tuple[Any, ...], hsm: Hsm,
+              timeout_s: float) -> _Raw:
+    """Run ``target(pipe, *args)`` in a forked child; its answer, or ProbeError."""
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    child = _CONTEXT.Process(target=target, args=(sender, *args), daemon=True,
+                             name="votriz-audit-hsm")
+    try:
+        try:
+            child.start()
+        except OSError as exc:
+            raise ProbeError(f"HSM: cannot start the process that reads token "
+                             f"{hsm.token_label!r}: {exc.strerror or exc}") from None
+        sender.close()
+        # poll is also true when the child ended without sending (recv then raises EOFError).
+        if not receiver.poll(timeout_s):
+            raise ProbeError(f"HSM: {_module_description(hsm)} did not answer within "
+                             f"{timeout_s:g} s (token {hsm.token_label!r})")
+        try:
+            status, payload = receiver.recv()
+        except EOFError:
+            child.join(timeout=5)
+            raise ProbeError(f"HSM: the process reading token {hsm.token_label!r} through "
+                             f"{_module_description(hsm)} ended without an answer "
+                             f"(exit code {child.exitcode})") from None
+    finally:
+        if child.is_alive():
+            child.kill()
+        if child.pid is not None:
+            child.join(timeout=5)
+        receiver.close()
+        sender.close()
+    if status != "ok":
+        raise ProbeError(str(payload))
+    listing, values, unreadable = payload
+    return listing, values, unreadable
 
 
 def softhsm_token_dir(hsm: Hsm) -> Path | None:

@@ -23,7 +23,7 @@ from harness.redaction import KnownSecrets
 PAGE = 1000
 
 
-def redis_password(profile: TargetProfile, known_secrets: KnownSecrets) -> str | None:
+def redis_password(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets) -> str | None:
     """The Redis password per the profile (HSM label first, then file); None if none is named.
 
     Raises:
@@ -36,7 +36,8 @@ def redis_password(profile: TargetProfile, known_secrets: KnownSecrets) -> str |
         if profile.hsm is None:
             raise ProbeError("redis.password_hsm_label is set but the profile has no [hsm] section")
         label = config.password_hsm_label
-        value = hsm_probe.read_values(profile.hsm, [label], known_secrets).require(label)
+        value = hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                      timeout_s=policy.timeouts.request_s).require(label)
         return value.decode("utf-8", "replace")
     if config.password is not None:
         try:
@@ -98,7 +99,7 @@ def redis_contents(profile: TargetProfile, policy: Policy, known_secrets: KnownS
     config = profile.redis
     if config is None:
         raise ProbeError("the profile has no [redis] section")
-    password = redis_password(profile, known_secrets)
+    password = redis_password(profile, policy, known_secrets)
     # No retries: redis-py retries a command that timed out, which multiplies the policy's
     # timeout (a Redis that accepts and never answers took 15 times it).
     client = redis.Redis(host=config.host, port=config.port, password=password,

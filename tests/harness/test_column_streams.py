@@ -190,7 +190,7 @@ def _old_token_scans(profile: TargetProfile) -> tuple[list[at_rest.FernetColumnS
 def test_one_pass_over_channels_says_what_one_query_per_platform_said(
         scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given channels full of garbage over known, unknown and no platforms
-    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, known: (KEY, OLD))
+    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
     monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
     monkeypatch.setattr(at_rest, "TOKEN_BATCH_ROWS", 97)
     # When the check reads both columns in one pass
@@ -212,7 +212,7 @@ def test_one_pass_over_channels_says_what_one_query_per_platform_said(
 
 def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, known: (KEY, OLD))
+    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
     monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
     with DatabaseProbe(scratch.profile(), load_policy()) as db:
         batches = list(at_rest.channel_token_batches(db, by_platform=False, batch_rows=500))
