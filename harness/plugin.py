@@ -161,13 +161,21 @@ LAYER_SEARCH_CHECK = "keys.no_key_elsewhere"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """On a Docker target whose layers will be searched, start the disk reads now.
+    """Start now, in the background, what later checks would otherwise wait for.
 
-    See :func:`harness.probes.docker_engine.warm_image_layers`: the reads then
-    overlap the checks that come before the search, and nothing else changes.
+    The process the HSM probe forks its children from (:func:`harness.probes.hsm.start_child_server`)
+    when the profile has an HSM; on a Docker target whose layers will be searched, the disk
+    reads (:func:`harness.probes.docker_engine.warm_image_layers`). Both then overlap the
+    checks that come first, and nothing else changes.
     """
     state = _state(session.config)
-    if state is None or state.profile.docker is None or state.profile.backend != "docker":
+    if state is None:
+        return
+    if state.profile.hsm is not None and session.items:
+        from harness.probes import hsm as hsm_probe
+
+        hsm_probe.start_child_server()
+    if state.profile.docker is None or state.profile.backend != "docker":
         return
     if any(check_id_of(item) == LAYER_SEARCH_CHECK for item in session.items):
         from harness.probes import docker_engine
