@@ -15,6 +15,14 @@ until every connection it already accepted has delivered its request head, and
 only then runs uvicorn's shutdown, which lets those requests finish (within
 gunicorn's ``--graceful-timeout``) and answers them with ``Connection: close``.
 
+A connection kept alive after its answer is another matter: the leaving worker
+closes it at once, and a client that has just written its next request into it
+gets a reset (seen with strace: 7-9 of ~3,500 requests over 40 rolls for a
+client on the API's socket with keep-alive). No server can close an idle
+connection without that race, so the API's clients do not keep connections:
+nginx sends ``Connection: close`` upstream (``local.nginx``), as do the tests
+that load the API's socket directly during rolls.
+
 Use ``-k system_under_test.api.worker.GracefulUvicornWorker``.
 """
 
