@@ -200,7 +200,7 @@ def _observe_tokens_child(profile: TargetProfile, raw_key: bytes) -> dict[str, A
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     key = FernetKey(raw_key, KEY_LABEL)
     # The only thing replaced: the key ring comes from here, not from an HSM.
-    at_rest.token_key_ring = lambda profile, known: (key,)  # type: ignore[assignment]
+    at_rest.token_key_ring = lambda profile, policy, known: (key,)  # type: ignore[assignment]
     policy = load_policy()
     cpu, wall = time.process_time(), time.perf_counter()
     obs = at_rest.observe_tokens(profile, policy, KnownSecrets(), None, "bench")
