@@ -307,8 +307,8 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, faults: tuple[str, ..
         return _start_container(client, specs[role], names[role], image_tags[specs[role].part],
                                 _labels(stack_id, role), networks, volumes)
 
-    # PostgreSQL takes longest to accept connections (initdb on its first start: 3.3 s
-    # measured, half the stand-up before the API): it starts first, and the HSM, Redis,
+    # PostgreSQL takes longest to accept connections (initdb on its first start: 3.3 s of
+    # the 13.8 s stand-up, measured): it starts first, and the HSM, Redis,
     # the fakes and the edge, which need none of each other, start and get ready while it
     # initialises (measured: the stand-up went from 13.8 s to 10.9-11.7 s).
     db = start("db")
