@@ -37,26 +37,27 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing import forkserver
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11errors
 
 from harness.outcomes import ProbeError
+from harness.policy import TimeoutsPolicy
 from harness.profile import Hsm, ProfileError
 from harness.redaction import KnownSecrets, fingerprint
 
 _LOCK = threading.RLock()
 
-# How long one look at the token may take when the caller gives no timeout (the
-# checks pass their policy's ``timeouts.request_s``, whose default this is).
-DEFAULT_TIMEOUT_S = 15.0
+# How long one look at the token may take when the caller gives no timeout: the
+# policy's default ``timeouts.request_s`` (the checks pass their policy's own).
+DEFAULT_TIMEOUT_S = TimeoutsPolicy().request_s
 # The children that look at the token are forked from a server process that has
 # imported this module (and python-pkcs11) once: a fork costs milliseconds, and
 # the harness's own threads (load generators, read-ahead) are never forked.
@@ -423,8 +424,7 @@ def snapshot(hsm: Hsm, known_secrets: KnownSecrets, *, read: Iterable[str] | Non
             or the child ended without an answer.
     """
     pin = _register_pin(hsm, known_secrets)
-    listing, values, unreadable = _in_child(
-        _snapshot_in_child, (hsm, pin, tuple(read or ()), read_prefix), hsm, timeout_s)
+    listing, values, unreadable = _in_child(hsm, pin, tuple(read or ()), read_prefix, timeout_s)
     return HsmSnapshot(listing, _registered(values, unreadable, known_secrets))
 
 
@@ -479,12 +479,12 @@ def _module_description(hsm: Hsm) -> str:
     return f"PKCS#11 module {hsm.module}" + (f" (server {server})" if server else "")
 
 
-def _in_child(target: Callable[..., None], args: tuple[Any, ...], hsm: Hsm,
+def _in_child(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None,
               timeout_s: float) -> _Raw:
-    """Run ``target(pipe, *args)`` in a forked child; its answer, or ProbeError."""
+    """:func:`_snapshot_here` in a forked child; its answer, or ProbeError."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=target, args=(sender, *args), daemon=True,
-                             name="votriz-audit-hsm")
+    child = _CONTEXT.Process(target=_snapshot_in_child, args=(sender, hsm, pin, read, read_prefix),
+                             daemon=True, name="votriz-audit-hsm")
     try:
         try:
             child.start()
@@ -512,8 +512,7 @@ def _in_child(target: Callable[..., None], args: tuple[Any, ...], hsm: Hsm,
         sender.close()
     if status != "ok":
         raise ProbeError(str(payload))
-    listing, values, unreadable = payload
-    return listing, values, unreadable
+    return cast(_Raw, payload)
 
 
 def softhsm_token_dir(hsm: Hsm) -> Path | None:
