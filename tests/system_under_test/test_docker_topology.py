@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from harness.profile import parse_profile
 from system_under_test.docker import images, topology
@@ -132,7 +132,7 @@ def _pins(lines) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
-            pins[re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()] = version
+            pins[canonicalize_name(name.split("[")[0])] = version
     return pins
 
 
