@@ -11,6 +11,8 @@ Tests that use them are marked ``@pytest.mark.integration``.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -18,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.profile import Hsm, SecretSource
 from system_under_test.local import StackInfo, down, up
+
+P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 
 
 def new_state_dir() -> Path:
@@ -54,3 +59,23 @@ def stack_factory() -> StackFactory:
         return running_stack(tuple(faults))
 
     return start
+
+
+@pytest.fixture
+def mute_hsm(tmp_path: Path) -> Iterator[Hsm]:
+    """p11-kit's client module pointed at a socket that accepts connections and never answers
+    (an HSM container that is frozen): p11-kit blocks in C_Initialize for ever."""
+    if not P11_KIT_CLIENT.exists():
+        pytest.skip("p11-kit-modules not installed")
+    directory = Path(tempfile.mkdtemp(prefix="mute-hsm-", dir="/tmp"))  # a unix socket path is short
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(directory / "sock"))
+    server.listen(16)
+    (tmp_path / "mute-hsm-pin").write_text("user-pin-4711\n")
+    try:
+        yield Hsm(module=P11_KIT_CLIENT, token_label="votriz",
+                  pin=SecretSource(file=tmp_path / "mute-hsm-pin"),
+                  env={"P11_KIT_SERVER_ADDRESS": f"unix:path={directory / 'sock'}"})
+    finally:
+        server.close()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -43,6 +43,7 @@ from audit_cli import closed_port, run_cli
 from harness.cli import EXIT_ERROR
 from harness.outcomes import ProbeError
 from harness.probes.containers import docker_client, observe_topology
+from harness.profile import Hsm
 from system_under_test.local.api_server import healthz_ok
 
 REPO = Path(__file__).resolve().parents[2]
@@ -673,32 +674,24 @@ def test_mute_database_makes_the_database_checks_errors_within_the_connect_timeo
 # --- an HSM that accepts and never answers, through the command line -------------------------------
 
 
-@pytest.mark.skipif(not Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so").exists(),
-                    reason="p11-kit-modules not installed")
-def test_mute_hsm_makes_the_hsm_checks_errors_within_the_timeout(short_dir: Path, tmp_path: Path) -> None:
+def test_mute_hsm_makes_the_hsm_checks_errors_within_the_timeout(mute_hsm: Hsm, tmp_path: Path) -> None:
     # Given an HSM reached through p11-kit whose server socket accepts connections and never
     # answers (a frozen HSM container: p11-kit's client blocks in C_Initialize for ever)
-    mute = socket.socket(socket.AF_UNIX)
-    mute.bind(str(short_dir / "p11.sock"))
-    mute.listen(16)
-    (tmp_path / "pin").write_text("user-pin-4711\n")
+    assert mute_hsm.pin.file is not None
     profile = tmp_path / "target.toml"
-    address = f"unix:path={short_dir / 'p11.sock'}"
+    address = mute_hsm.env["P11_KIT_SERVER_ADDRESS"]
     profile.write_text(tomli_w.dumps({
         "name": "mute-hsm", "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": closed_port()},
-        "hsm": {"module": "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so", "token_label": "votriz",
-                "pin": {"file": str(tmp_path / "pin")}, "env": {"P11_KIT_SERVER_ADDRESS": address}}}))
+        "hsm": {"module": str(mute_hsm.module), "token_label": mute_hsm.token_label,
+                "pin": {"file": str(mute_hsm.pin.file)}, "env": dict(mute_hsm.env)}}))
     policy = tmp_path / "policy.toml"
     policy.write_text(TIGHT_POLICY)
-    try:
-        # When the key checks run through the command line with a 2 s request timeout
-        run = run_cli(profile, tmp_path / "r", policy, only=("keys",), env={})
-    finally:
-        mute.close()
+    # When the key checks run through the command line with a 2 s request timeout
+    run = run_cli(profile, tmp_path / "r", policy, only=("keys",), env={})
     # Then each check that looks at the token could not verify, saying the HSM did not answer,
     # each within about the timeout; none passed, and the run ended with the report written
     assert run.returncode == EXIT_ERROR, run.output[-3000:]
-    reason = (f"HSM: PKCS#11 module /usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so (server {address}) "
+    reason = (f"HSM: PKCS#11 module {mute_hsm.module} (server {address}) "
               "did not answer within 2 s (token 'votriz')")
     looked = [check for check, (_, message) in run.results.items() if reason in message]
     assert "keys.hsm_custody" in looked, run.results
