@@ -27,6 +27,7 @@ from typing import NoReturn
 import pytest
 
 from harness import __version__
+from harness.checkdir import CHECKS_DIR, area_path, check_areas
 from harness.claims import CatalogueError, load_catalogue
 from harness.policy import PolicyError, load_policy
 from harness.profile import ProfileError, load_profile
@@ -35,7 +36,6 @@ from harness.results import results_schema
 from harness.waivers import WaiverError, load_waivers
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
-CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
 CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
 DEFAULT_STATE_DIR = Path(".state")
 
@@ -48,11 +48,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def check_areas() -> list[str]:
-    """The promise areas: one module each in ``checks/``."""
-    return sorted(p.stem for p in CHECKS_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -161,7 +156,7 @@ def run_checks(profile_path: Path, report_dir: Path, *, only: Sequence[str] = ()
                policy: Path | None = None, waivers: Path | None = None,
                signing_key: Path | None = None, against: Path | None = None) -> int:
     """Run the checks with pytest against one profile; return the gate's exit code."""
-    selected = [str(CHECKS_DIR / f"{area}.py") for area in only] or [str(CHECKS_DIR)]
+    selected = [str(area_path(area)) for area in only] or [str(CHECKS_DIR)]
     args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
             "--target", str(profile_path), "--report-dir", str(report_dir)]
     if policy is not None:

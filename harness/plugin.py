@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from harness import checkdir
 from harness.claims import Catalogue, CatalogueError, load_catalogue
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
@@ -45,9 +46,6 @@ from harness.results import (
     write_results_json,
 )
 from harness.waivers import WaiverError, WaiverSet, load_waivers
-
-CHECK_PREFIX = "check_"
-
 
 @dataclass
 class RunState:
@@ -98,12 +96,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def check_id_of(item: pytest.Item) -> str:
-    """``<area>.<name>`` for the function ``check_<name>`` in ``checks/<area>.py``."""
-    module = Path(str(item.path)).stem
-    name = getattr(item, "originalname", item.name)
-    if name.startswith(CHECK_PREFIX):
-        name = name[len(CHECK_PREFIX):]
-    return f"{module}.{name}"
+    """``<area>.<name>`` for the function ``check_<name>`` in ``checks/<area>/<name>.py``."""
+    return checkdir.check_id(Path(str(item.path)), getattr(item, "originalname", item.name))
 
 
 def claims_of(item: pytest.Item) -> tuple[str, ...]:

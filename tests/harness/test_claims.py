@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from harness.claims import CLAIMS_DIR, CatalogueError, load_catalogue, page_statements, uncovered_statements
-from harness.cli import CHECKS_DIR
+from harness.checkdir import declared_checks
 
 PAGE = (CLAIMS_DIR / "encryption-page.md").read_text(encoding="utf-8")
 
 
 def _declared_checks() -> dict[str, tuple[str, ...]]:
-    """check id -> claims of its marker, read from the source of checks/*.py."""
-    found = {}
-    for module in sorted(CHECKS_DIR.glob("*.py")):
-        tree = ast.parse(module.read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("check_"):
-                claims: tuple[str, ...] = ()
-                for deco in node.decorator_list:
-                    if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
-                            and deco.func.attr == "claims"):
-                        claims = tuple(arg.value for arg in deco.args if isinstance(arg, ast.Constant))
-                found[f"{module.stem}.{node.name[len('check_'):]}"] = claims
-    return found
+    """check id -> claims of its marker, read from the source of the check modules."""
+    return {ident: check.claims for ident, check in declared_checks().items()}
 
 
 def test_the_bundled_page_is_the_published_page() -> None:
