@@ -11,14 +11,14 @@ What is timed is the checks' own code, not a copy of it:
   (``system_under_test/api/schema.sql``) and ``--rows`` channel rows over the
   five platforms, both token columns encrypted by the service's own
   ``FieldCipher`` (seeded by child processes, so seeding does not count
-  towards the measured memory). Then ``at_rest.observe_tokens`` runs as the
+  towards the measured memory). Then ``observe_tokens`` (``harness/probes/stored_tokens.py``) runs as the
   check runs it (a read-only ``DatabaseProbe`` as a SELECT-only auditor role,
   one streamed pass per platform and column, duplicate IV/ciphertext
   counting), with only the HSM read replaced by the bench's key ring. Each
   repeat runs in a fresh child process, whose resident high-water mark
   (``ru_maxrss``) is the peak memory; rows/s counts channel rows (each holds
   two tokens, so cells/s is twice that).
-- **bcrypt format** (≥ 1M rows/s on 1M users): ``at_rest.observe_passwords``
+- **bcrypt format** (≥ 1M rows/s on 1M users): ``observe_passwords`` (``harness/probes/passwords.py``)
   over ``users.password_hash`` (bcrypt-shaped, cost 12: the format audit
   verifies nothing), end to end from PostgreSQL, and ``scan_hash_cells`` over
   the same values already in memory (the classification alone).
@@ -195,16 +195,17 @@ def seed(cluster: ScratchCluster, rows: int, users: int, raw_key: bytes,
 
 
 def _observe_tokens_child(profile: TargetProfile, raw_key: bytes) -> dict[str, Any]:
-    from checks import at_rest
+    from checks.at_rest.tokens_fernet import tokens_fernet_verdict
+    from harness.probes import stored_tokens
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     key = FernetKey(raw_key, KEY_LABEL)
     # The only thing replaced: the key ring comes from here, not from an HSM.
-    at_rest.token_key_ring = lambda profile, policy, known: (key,)  # type: ignore[assignment]
+    stored_tokens.token_key_ring = lambda profile, policy, known: (key,)  # type: ignore[assignment]
     policy = load_policy()
     cpu, wall = time.process_time(), time.perf_counter()
-    obs = at_rest.observe_tokens(profile, policy, KnownSecrets(), None, "bench")
-    verdict = at_rest.tokens_fernet_verdict(obs)
+    obs = stored_tokens.observe_tokens(profile, policy, KnownSecrets(), None, "bench")
+    verdict = tokens_fernet_verdict(obs)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "outcome": verdict.outcome.value,
             "cells": sum(c.rows for c in obs.columns), "valid": sum(c.valid for c in obs.columns),
@@ -213,18 +214,18 @@ def _observe_tokens_child(profile: TargetProfile, raw_key: bytes) -> dict[str, A
 
 
 def _observe_passwords_child(profile: TargetProfile) -> dict[str, Any]:
-    from checks import at_rest
+    from harness.probes.passwords import observe_passwords
 
     policy = load_policy()
     cpu, wall = time.process_time(), time.perf_counter()
-    obs = at_rest.observe_passwords(profile, policy, KnownSecrets(), None, "bench")
+    obs = observe_passwords(profile, policy, KnownSecrets(), None, "bench")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "rows": obs.scan.rows,
             "schemes": obs.scan.schemes, "costs": {str(k): v for k, v in obs.scan.costs.items()}}
 
 
 def _classify_in_memory_child(dsn: str) -> dict[str, Any]:
-    from checks.at_rest import scan_hash_cells
+    from harness.column_scans import scan_hash_cells
 
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT id, password_hash FROM users").fetchall()

@@ -263,3 +263,12 @@ def _files_under(roots: Sequence[Path], report: SweepReport) -> Iterator[Path]:
                 path = Path(folder) / name
                 if path.is_file() and not path.is_symlink():
                     yield path
+
+
+def secrets_in_text(text: str, secrets: Sequence[str], label: str) -> tuple[str, ...]:
+    """Labels (``label N``) of the secrets found in ``text`` in any encoding."""
+    known = KnownSecrets()
+    for i, secret in enumerate(secrets):
+        known.add(secret, f"{label} {i + 1}")
+    hits = SecretSweep.from_known(known).scan_bytes(text.encode("utf-8", "replace"), "answer")
+    return tuple(sorted({hit.label.split(" (")[0] for hit in hits}))

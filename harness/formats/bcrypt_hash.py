@@ -9,7 +9,8 @@ looks like plaintext). Neither ever raises on odd input except with
 :class:`BcryptHashError`; :func:`classify_stored_hash` never raises at all.
 :func:`bcrypt_cost_histogram` answers for a whole batch of a column at once
 when every value in it is well-formed bcrypt, which is what a column that
-keeps the promise holds.
+keeps the promise holds. :func:`match_codes_to_rows` pairs one-time codes with
+the stored rows they verify against, with few bcrypt verifications.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import enum
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import bcrypt
 
@@ -253,3 +256,63 @@ def bcrypt_check(secret: str | bytes, stored: object) -> HashMatch:
     except ValueError:
         return HashMatch.NOT_BCRYPT
     return HashMatch.MATCH if matched else HashMatch.NO_MATCH
+
+
+@dataclass(frozen=True)
+class CodeMatching:
+    """Which stored row each backup code verifies against.
+
+    Attributes:
+        pairs: (code number, row id) for each code that matched a distinct row.
+        unmatched_codes: numbers (1-based) of codes that matched no row.
+        unmatched_rows: ids of rows no code matched.
+        verifications: bcrypt verifications spent.
+    """
+
+    pairs: tuple[tuple[int, int], ...]
+    unmatched_codes: tuple[int, ...]
+    unmatched_rows: tuple[int, ...]
+    verifications: int
+
+
+def match_codes_to_rows(codes: Sequence[str], rows: Sequence[tuple[int, Any]], *,
+                        check: Callable[[str, Any], HashMatch] = bcrypt_check,
+                        workers: int = 2) -> CodeMatching:
+    """Pair each code with the one row it verifies against, with few bcrypt verifications.
+
+    A bcrypt check costs about 0.25 s at cost 12, so trying every pair (100) is
+    too slow. Services store codes in the order they hand them out, so code *i*
+    is first tried against the *i*-th row by id, all ten in parallel (bcrypt
+    releases the GIL); only codes that miss are tried against the rows still
+    unmatched, stopping at the first match. In order this costs 10 checks; in
+    the worst case (reversed order) 10 + 50, still fewer than the 100 pairs. A
+    row matched by one code is never tried again: a
+    bcrypt hash that verifies two different codes would be a collision.
+    """
+    ordered = sorted(rows, key=lambda r: r[0])
+    verifications = 0
+    matched: dict[int, int] = {}
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        diagonal = list(range(min(len(codes), len(ordered))))
+        answers = list(pool.map(lambda i: check(codes[i], ordered[i][1]), diagonal))
+        verifications += len(diagonal)
+        for i, answer in zip(diagonal, answers, strict=True):
+            if answer is HashMatch.MATCH:
+                matched[i] = ordered[i][0]
+    taken = set(matched.values())
+    for i, code in enumerate(codes):
+        if i in matched:
+            continue
+        for j, (row_id, stored) in enumerate(ordered):
+            if row_id in taken or j == i:
+                continue
+            verifications += 1
+            if check(code, stored) is HashMatch.MATCH:
+                matched[i] = row_id
+                taken.add(row_id)
+                break
+    return CodeMatching(
+        pairs=tuple(sorted((i + 1, r) for i, r in matched.items())),
+        unmatched_codes=tuple(i + 1 for i in range(len(codes)) if i not in matched),
+        unmatched_rows=tuple(r for r, _ in ordered if r not in taken),
+        verifications=verifications)

@@ -3,7 +3,9 @@
 The probe runs the profile's operator commands (argv lists, no shell) with a
 timeout, keeping only redacted output; it inspects backup files (markers of
 an unencrypted dump, compression magic numbers, byte entropy, known secrets) and reads the drill log.
-Nothing here judges: ``checks/at_rest.py`` does.
+It also makes the observations the at-rest backup checks judge: a fresh backup,
+pruning of planted copies of known ages, and a restore drill held to row counts.
+Nothing here judges: ``checks/at_rest/backup_*.py`` and ``restore_drill.py`` do.
 """
 
 from __future__ import annotations
@@ -22,11 +24,17 @@ import time
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.operations import command_timeout
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes.database import open_database
+from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepHit
 
@@ -293,3 +301,181 @@ def read_drill_log(path: Path) -> list[dict[str, Any]]:
         if isinstance(entry, dict):
             entries.append(entry)
     return entries
+
+
+# --- what the at-rest checks observe through the operations ----------------------------------
+
+
+def run_profile_operation(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                          name: str) -> CommandRun:
+    """Run the profile's operation ``name`` (``operations.<name>``) within the command timeout."""
+    argv = getattr(profile.operations, name)
+    assert argv is not None
+    return run_command(name, argv, command_timeout(profile, policy), known)
+
+
+def _newest(files: Sequence[BackupFile]) -> BackupFile | None:
+    return max(files, key=lambda f: (f.mtime, f.name)) if files else None
+
+
+@dataclass(frozen=True)
+class BackupObservation:
+    """A backup the harness made and what its bytes show.
+
+    Attributes:
+        run: the backup command.
+        inspection: the new file's markers, entropy and secret hits; None if no new file.
+    """
+
+    run: CommandRun
+    inspection: BackupInspection | None
+
+
+def observe_backup(profile: TargetProfile, policy: Policy,
+                   known: KnownSecrets) -> BackupObservation:
+    directory = profile.operations.backup_dir
+    assert directory is not None
+    before = {(f.name, f.mtime) for f in list_backups(directory)}
+    run = run_profile_operation(profile, policy, known, "backup")
+    if not run.succeeded:
+        return BackupObservation(run, None)
+    new = [f for f in list_backups(directory) if (f.name, f.mtime) not in before]
+    newest = _newest(new)
+    if newest is None:
+        return BackupObservation(run, None)
+    inspection = inspect_backup(directory / newest.name,
+                                             SecretSweep.from_known(known))
+    return BackupObservation(run, inspection)
+
+
+@dataclass(frozen=True)
+class RetentionObservation:
+    """What pruning did to planted backups of known ages.
+
+    Attributes:
+        prune: the prune command.
+        retention_days: the policy's retention.
+        old_name: a copy of the newest backup planted as older than the retention.
+        old_removed: whether pruning removed it.
+        young_name: a copy planted as younger than the retention.
+        young_kept: whether pruning kept it.
+        newest_name: the newest real backup.
+        newest_kept: whether pruning kept it.
+    """
+
+    prune: CommandRun
+    retention_days: int
+    old_name: str
+    old_removed: bool
+    young_name: str
+    young_kept: bool
+    newest_name: str
+    newest_kept: bool
+
+
+def observe_retention(profile: TargetProfile, policy: Policy,
+                      known: KnownSecrets) -> RetentionObservation:
+    directory = profile.operations.backup_dir
+    assert directory is not None
+    newest = _newest(list_backups(directory))
+    if newest is None:
+        made = run_profile_operation(profile, policy, known, "backup")
+        if not made.succeeded:
+            raise ProbeError(f"no backup to plant copies of, and {made.describe()}")
+        newest = _newest(list_backups(directory))
+        if newest is None:
+            raise ProbeError(f"no backup in {directory} even after running the backup command")
+    days = policy.backups.retention_days
+    source = directory / newest.name
+    old = plant_aged_copy(source, days + 10)
+    young = plant_aged_copy(source, max(days - 5, 1))
+    try:
+        prune = run_profile_operation(profile, policy, known, "prune_backups")
+        return RetentionObservation(prune, days, old.name, not old.exists(), young.name,
+                                    young.exists(), newest.name, source.exists())
+    finally:
+        # The planted copies are the harness's; none may outlive the check.
+        old.unlink(missing_ok=True)
+        young.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class DrillObservation:
+    """A drill run by the harness, with row counts it can hold the drill's report to.
+
+    The harness counts rows, takes a backup, then changes the database through
+    the canary, then runs the drill. A drill that restored the backup reports
+    the counts taken before the backup; one that reports the live database's
+    counts (nothing restored) shows the canary's change.
+
+    Attributes:
+        backup: the backup command run just before the drill.
+        drill: the drill command.
+        counts_at_backup: rows per table just before the backup.
+        counts_at_drill: rows per table just before the drill (after the change).
+        changed_tables: tables whose counts the canary's change moved.
+        entry: the drill log's new last entry; None if the drill wrote none.
+        restored: rows per table the entry reports as restored.
+        previous_drill_age_days: age of the newest drill before this one, if any.
+    """
+
+    backup: CommandRun
+    drill: CommandRun | None
+    counts_at_backup: dict[str, int]
+    counts_at_drill: dict[str, int]
+    changed_tables: tuple[str, ...]
+    entry: dict[str, Any] | None
+    restored: dict[str, int]
+    previous_drill_age_days: float | None
+
+
+def restored_counts(entry: dict[str, Any]) -> dict[str, int]:
+    """Rows per table a drill log entry says it restored (``tables: {t: {restored: n}}``)."""
+    tables = entry.get("tables")
+    found: dict[str, int] = {}
+    if isinstance(tables, dict):
+        for name, value in tables.items():
+            count = value.get("restored") if isinstance(value, dict) else value
+            if isinstance(count, int) and not isinstance(count, bool):
+                found[str(name).removeprefix("public.")] = count
+    return found
+
+
+def _table_counts(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> dict[str, int]:
+    with open_database(profile, policy, known) as db:
+        counts = db.visible_tables().row_counts
+    return {name.removeprefix("public."): n for name, n in counts.items()}
+
+
+def _entry_age_days(entry: dict[str, Any], now: float) -> float | None:
+    stamp = entry.get("time")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return (now - datetime.fromisoformat(stamp).timestamp()) / 86400
+    except ValueError:
+        return None
+
+
+def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                  change: Callable[[], None] | None) -> DrillObservation:
+    log_path = profile.operations.drill_log
+    assert log_path is not None
+    now = time.time()
+    earlier = read_drill_log(log_path)
+    ages = [a for a in (_entry_age_days(e, now) for e in earlier) if a is not None]
+    previous_age = min(ages) if ages else None
+    at_backup = _table_counts(profile, policy, known)
+    backup = run_profile_operation(profile, policy, known, "backup")
+    if not backup.succeeded:
+        return DrillObservation(backup, None, at_backup, {}, (), None, {}, previous_age)
+    if change is not None:
+        change()
+    at_drill = _table_counts(profile, policy, known)
+    changed = tuple(sorted(t for t in at_drill if at_drill.get(t) != at_backup.get(t)))
+    drill = run_profile_operation(profile, policy, known, "restore_drill")
+    entries = read_drill_log(log_path)
+    entry = entries[-1] if len(entries) > len(earlier) else None
+    restored = restored_counts(entry) if entry is not None else {}
+    return DrillObservation(backup, drill, at_backup, at_drill, changed, entry, restored,
+                            previous_age)

@@ -403,6 +403,19 @@ class DatabaseProbe:
             yield f"postgres:{info.name}", self.column_bytes(info)
 
 
+def open_database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseProbe:
+    """A probe for one check, to use as a context manager."""
+    # One connection per check: other checks restart PostgreSQL or rotate passwords.
+    return DatabaseProbe(profile, policy, known_secrets=known)
+
+
+def database_server(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseServer:
+    """What the server reports to the auditor role (one connection, closed again)."""
+    with open_database(profile, policy, known) as db:
+        assert db.server is not None
+        return db.server
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

@@ -1,7 +1,7 @@
 """The column benchmark still runs the checks' own code: a tiny run end to end.
 
-The benchmark replaces only the HSM read of ``checks.at_rest`` and calls the
-checks' observation functions directly, so a change to their signatures breaks
+The benchmark replaces only the HSM read of ``harness.probes.stored_tokens`` and
+calls the at-rest observation functions and verdicts directly, so a change to their signatures breaks
 it without breaking any check; this run (a few thousand rows, a 10 MiB sweep)
 catches that in CI instead of at the next ``./dev bench``.
 """

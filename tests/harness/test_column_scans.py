@@ -1,6 +1,6 @@
 """The column scanners at_rest streams rows into: same counts as a naive reading, flat memory.
 
-(The judgements themselves are tested in tests/checks/test_at_rest.py; these
+(The judgements themselves are tested in tests/checks/at_rest/; these
 tests pin the fast paths to what a straightforward implementation says.)
 """
 
@@ -14,13 +14,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checks import at_rest
-from checks.at_rest import EXAMPLES, DuplicateCounter, HashColumnScan, scan_fernet_cells, scan_hash_cells
+from harness import column_scans
+from harness.column_scans import (
+    EXAMPLES,
+    DuplicateCounter,
+    FernetColumnScan,
+    HashColumnScan,
+    scan_fernet_cells,
+    scan_hash_cells,
+)
 from harness.formats.bcrypt_hash import classify_stored_hash
 from harness.formats.fernet import FINGERPRINT_BYTES, FernetKey, encrypt_fernet_token, fingerprint
 
 KEY = FernetKey(b"k" * 32, "v1")
 OTHER = FernetKey(b"o" * 32, "v2")
+RING_KEY = FernetKey(b"k" * 32, "votriz/token-encryption/v1")
 
 
 def _naive_shared(values: list[bytes]) -> tuple[int, int]:
@@ -112,7 +120,7 @@ def test_hash_scan_in_batches_says_what_one_by_one_says(values: list[object], co
                                                         batch: int) -> None:
     rows = list(enumerate(values, 1))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(at_rest, "HASH_BATCH_ROWS", batch)
+        patch.setattr(column_scans, "HASH_BATCH_ROWS", batch)
         scan = scan_hash_cells(iter(rows), "users.password_hash", cost)
     expected = _hash_scan_one_by_one(rows, "users.password_hash", cost)
     assert scan == expected
@@ -135,3 +143,30 @@ def test_duplicate_counter_holds_at_most_its_memory_cells() -> None:
     # Then it still counts every shared IV, and gives its temporary file back
     assert duplicates.result() == (10, 5, 0)
     assert duplicates._spill is None
+
+
+def _scan(values: list[object], keys: list[FernetKey] = [RING_KEY],  # noqa: B006
+          duplicates: DuplicateCounter | None = None) -> FernetColumnScan:
+    return scan_fernet_cells(enumerate(values, 1), "channels.access_token_enc", keys,
+                             now=2_000_000, max_clock_skew_s=300,
+                             duplicates=duplicates or DuplicateCounter())
+
+
+def test_fernet_scan_counts_garbage_by_reason_without_crashing() -> None:
+    good = encrypt_fernet_token(b"t", RING_KEY, now=1_000_000)
+    scan = _scan([good, "plain-token", None, b"\xff\xfe", 42,
+                  encrypt_fernet_token(b"t", OTHER, now=1_000_000), "A" * 2_000_000])
+    assert scan.rows == 7 and scan.valid == 1
+    assert scan.failures == {"not_base64": 2, "missing": 1, "not_text": 1, "bad_hmac": 1,
+                             "bad_version": 1}
+    assert scan.examples[0] == "row 2: not_base64"
+    assert scan.keys_used == {"votriz/token-encryption/v1": 1}
+
+
+def test_duplicate_counter_sees_a_fixed_iv() -> None:
+    duplicates = DuplicateCounter()
+    iv = bytes(16)
+    cells = [encrypt_fernet_token(f"t{i}".encode(), RING_KEY, now=1_000_000, iv=iv) for i in range(4)]
+    cells.append(encrypt_fernet_token(b"x", RING_KEY, now=1_000_000))
+    _scan(cells, duplicates=duplicates)
+    assert duplicates.result() == (4, 1, 0)

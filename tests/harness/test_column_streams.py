@@ -23,17 +23,17 @@ from typing import Any
 
 import pytest
 
-from checks import at_rest
-from checks.at_rest import (
-    PLATFORMS,
-    DuplicateCounter,
-    scan_fernet_cells,
-)
+from checks.at_rest.tokens_fernet import tokens_fernet_verdict
+from harness.canaries import PLATFORMS
+from harness.column_scans import EXAMPLES, DuplicateCounter, FernetColumnScan, scan_fernet_cells
 from harness.formats.bcrypt_hash import classify_stored_hash
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.outcomes import ProbeError
 from harness.policy import load_policy
+from harness.probes import stored_tokens
 from harness.probes.database import DatabaseProbe
+from harness.probes.passwords import observe_passwords
+from harness.probes.stored_tokens import TOKEN_COLUMNS, channel_token_batches, observe_tokens
 from harness.profile import TargetProfile, parse_profile
 from harness.redaction import KnownSecrets
 from system_under_test.local.processes import find_binary, free_port, service_user
@@ -149,7 +149,7 @@ def scratch() -> Iterator[Scratch]:
 
 
 def _merge_fernet_scans(column: str,
-                       parts: Sequence[tuple[str, at_rest.FernetColumnScan]]) -> at_rest.FernetColumnScan:
+                       parts: Sequence[tuple[str, FernetColumnScan]]) -> FernetColumnScan:
     """One column's scan from scans of its rows per platform (the old reading's merge)."""
     failures: Counter[str] = Counter()
     keys_used: Counter[str] = Counter()
@@ -158,23 +158,23 @@ def _merge_fernet_scans(column: str,
         failures.update(part.failures)
         keys_used.update(part.keys_used)
         examples += [f"{e} ({platform})" for e in part.examples]
-    return at_rest.FernetColumnScan(
+    return FernetColumnScan(
         column, sum(p.rows for _, p in parts), sum(p.valid for _, p in parts), dict(failures),
-        tuple(examples[:at_rest.EXAMPLES]), dict(keys_used),
+        tuple(examples[:EXAMPLES]), dict(keys_used),
         {platform: {"rows": p.rows, "valid": p.valid} for platform, p in parts if p.rows})
 
 
-def _old_token_scans(profile: TargetProfile) -> tuple[list[at_rest.FernetColumnScan],
+def _old_token_scans(profile: TargetProfile) -> tuple[list[FernetColumnScan],
                                                       tuple[int, int, int]]:
     """The check's reading before the single pass: one query per column and platform."""
     duplicates = DuplicateCounter()
     scans = []
     with DatabaseProbe(profile, load_policy()) as db:
-        for table, column in at_rest.TOKEN_COLUMNS:
+        for table, column in TOKEN_COLUMNS:
             name = f"{table}.{column}"
 
             def scan(where: str, params: tuple[Any, ...], table: str = table,
-                     column: str = column, name: str = name) -> at_rest.FernetColumnScan:
+                     column: str = column, name: str = name) -> FernetColumnScan:
                 batches = db.stream_column(table, column, where=where, params=params)
                 return scan_fernet_cells((row for batch in batches for row in batch), name,
                                          [KEY, OLD], now=NOW, max_clock_skew_s=300,
@@ -190,11 +190,11 @@ def _old_token_scans(profile: TargetProfile) -> tuple[list[at_rest.FernetColumnS
 def test_one_pass_over_channels_says_what_one_query_per_platform_said(
         scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given channels full of garbage over known, unknown and no platforms
-    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
-    monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
-    monkeypatch.setattr(at_rest, "TOKEN_BATCH_ROWS", 97)
+    monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
+    monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
+    monkeypatch.setattr(stored_tokens, "TOKEN_BATCH_ROWS", 97)
     # When the check reads both columns in one pass
-    obs = at_rest.observe_tokens(scratch.profile(), load_policy(), KnownSecrets(), None, "test")
+    obs = observe_tokens(scratch.profile(), load_policy(), KnownSecrets(), None, "test")
     # Then every count, example, key and platform split is the old reading's
     old_scans, old_duplicates = _old_token_scans(scratch.profile())
     assert list(obs.columns) == old_scans
@@ -206,16 +206,16 @@ def test_one_pass_over_channels_says_what_one_query_per_platform_said(
             "bad_hmac"} <= set(access.failures)
     assert set(access.by_platform) == {*PLATFORMS, "other"}
     assert access.keys_used.keys() == {KEY.label, OLD.label}
-    verdict = at_rest.tokens_fernet_verdict(obs)
+    verdict = tokens_fernet_verdict(obs)
     assert verdict.outcome.value == "FAIL"
 
 
 def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(at_rest, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
-    monkeypatch.setattr(at_rest.time, "time", lambda: NOW)
+    monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
+    monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
     with DatabaseProbe(scratch.profile(), load_policy()) as db:
-        batches = list(at_rest.channel_token_batches(db, by_platform=False, batch_rows=500))
+        batches = list(channel_token_batches(db, by_platform=False, batch_rows=500))
     assert [len(b) for b in batches] == [500, 500, 200]
     assert {row[1] for batch in batches for row in batch} == {None}
 
@@ -223,7 +223,7 @@ def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
 def test_tokens_read_as_stored_bytes_leave_the_session_decoding_text(scratch: Scratch) -> None:
     # Given the token read, which takes text as undecoded bytes for its own transaction
     with DatabaseProbe(scratch.profile(), load_policy()) as db:
-        batches = at_rest.channel_token_batches(db, by_platform=True, batch_rows=100)
+        batches = channel_token_batches(db, by_platform=True, batch_rows=100)
         first = next(batches)
         assert {type(row[1]) for row in first} <= {bytes, type(None)}
         assert any(isinstance(row[2], bytes) for row in first)
@@ -232,7 +232,7 @@ def test_tokens_read_as_stored_bytes_leave_the_session_decoding_text(scratch: Sc
         values = [v for batch in db.stream_column("channels", "platform") for _, v in batch]
         assert {type(v) for v in values} <= {str, type(None)} and str in {type(v) for v in values}
         # And a full read as bytes sees the same values, encoded
-        again = [row[1] for batch in at_rest.channel_token_batches(db, by_platform=True)
+        again = [row[1] for batch in channel_token_batches(db, by_platform=True)
                  for row in batch]
         assert again == [v.encode() if v is not None else None for v in values]
 
@@ -242,7 +242,7 @@ def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scrat
     try:
         with DatabaseProbe(scratch.profile(), load_policy()) as db, \
                 pytest.raises(ProbeError) as caught:
-            list(at_rest.channel_token_batches(db, by_platform=True))
+            list(channel_token_batches(db, by_platform=True))
         assert str(caught.value).startswith("cannot read channels.platform, "
                                             "channels.access_token_enc, channels.refresh_token_enc: ")
         assert "permission denied" in str(caught.value)
@@ -251,7 +251,7 @@ def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scrat
 
 
 def test_password_hashes_in_batches_say_what_one_by_one_said(scratch: Scratch) -> None:
-    obs = at_rest.observe_passwords(scratch.profile(), load_policy(), KnownSecrets(), None, "t")
+    obs = observe_passwords(scratch.profile(), load_policy(), KnownSecrets(), None, "t")
     with DatabaseProbe(scratch.profile(), load_policy()) as db:
         rows = [row for batch in db.stream_column("users", "password_hash") for row in batch]
     schemes: dict[str, int] = {}
@@ -259,10 +259,10 @@ def test_password_hashes_in_batches_say_what_one_by_one_said(scratch: Scratch) -
     for row_id, value in rows:
         kind = classify_stored_hash(value)
         schemes[kind.scheme.value] = schemes.get(kind.scheme.value, 0) + 1
-        if kind.cost is None and len(examples) < at_rest.EXAMPLES:
+        if kind.cost is None and len(examples) < EXAMPLES:
             examples.append(f"row {row_id}: {kind.scheme.value}")
     assert obs.scan.rows == 30_000
     assert obs.scan.schemes == schemes and list(obs.scan.schemes) == list(schemes)
     assert list(obs.scan.examples) == examples
     assert obs.scan.costs == {12: schemes["bcrypt"] - 231, 10: 231}
-    assert len(obs.scan.cost_examples) == at_rest.EXAMPLES
+    assert len(obs.scan.cost_examples) == EXAMPLES

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.redaction import KnownSecrets
-from harness.sweep import SecretSweep
+from harness.sweep import SecretSweep, secrets_in_text
 
 SECRET = "canary-Pa55word/+=?&"
 
@@ -170,3 +170,10 @@ def test_files_read_in_any_chunk_size_give_what_the_whole_buffer_gives(
         sweep = _sweep()
         streamed = [(h.label, h.offset) for h in sweep.scan_file(Path(handle.name), chunk_bytes=chunk)]
     assert streamed == [(h.label, h.offset) for h in sweep.scan_bytes(bytes(data), "x")]
+
+
+def test_codes_found_in_any_encoding() -> None:
+    import base64
+
+    text = '{"backup_codes": ["' + base64.b64encode(b"abcde-fghij").decode() + '"]}'
+    assert secrets_in_text(text, ["abcde-fghij", "zzzzz-yyyyy"], "code") == ("code 1",)

@@ -15,6 +15,7 @@ from harness.formats.bcrypt_hash import (
     bcrypt_check,
     bcrypt_cost_histogram,
     classify_stored_hash,
+    match_codes_to_rows,
     parse_bcrypt_hash,
 )
 
@@ -139,3 +140,29 @@ def test_histogram_of_a_uniform_and_a_mixed_batch() -> None:
     # Two hashes in one cell and an empty cell: as many characters as two cells, not two hashes.
     assert bcrypt_cost_histogram([f"$2b$12${_SALTED}\n$2b$12${_SALTED}", ""]) is None
     assert bcrypt_cost_histogram([f"$2b$12${_SALTED}", None]) is None
+
+
+def _fake_check(code: str, stored: object) -> HashMatch:
+    return HashMatch.MATCH if stored == f"hash({code})" else HashMatch.NO_MATCH
+
+
+def test_matching_in_order_costs_one_check_per_code() -> None:
+    codes = [f"code{i}" for i in range(10)]
+    rows = [(100 + i, f"hash(code{i})") for i in range(10)]
+    matching = match_codes_to_rows(codes, rows, check=_fake_check)
+    assert matching.verifications == 10 and not matching.unmatched_codes
+    assert matching.pairs[0] == (1, 100)
+
+
+def test_matching_out_of_order_stops_at_first_match() -> None:
+    codes = [f"code{i}" for i in range(10)]
+    rows = [(100 + i, f"hash(code{9 - i})") for i in range(10)]
+    matching = match_codes_to_rows(codes, rows, check=_fake_check)
+    assert not matching.unmatched_codes and not matching.unmatched_rows
+    assert 10 < matching.verifications <= 60 < 100
+
+
+def test_matching_reports_codes_without_rows() -> None:
+    matching = match_codes_to_rows(["a", "b"], [(1, "hash(a)"), (2, "b")],
+                                   check=_fake_check)
+    assert matching.unmatched_codes == (2,) and matching.unmatched_rows == (2,)

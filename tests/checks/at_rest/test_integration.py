@@ -14,17 +14,36 @@ from pathlib import Path
 
 import pytest
 
-from checks import at_rest
+from checks.at_rest.backup_codes import backup_codes_verdict
+from checks.at_rest.backup_encrypted import backup_encrypted_verdict
+from checks.at_rest.backup_retention import backup_retention_verdict
+from checks.at_rest.data_inventory import data_inventory_verdict
+from checks.at_rest.password_hashes import password_hashes_verdict
+from checks.at_rest.plaintext_sweep import plaintext_sweep_verdict
+from checks.at_rest.postgres_version import postgres_version_verdict
+from checks.at_rest.recovery_tokens import recovery_tokens_verdict
+from checks.at_rest.restore_drill import restore_drill_verdict
+from checks.at_rest.tokens_fernet import tokens_fernet_verdict
+from harness.calibrate import load_expectations
 from harness.canaries import CanarySession, MailCapture
+from harness.inventory_rules import load_inventory_rules
 from harness.outcomes import Outcome, Verdict
 from harness.policy import Policy, load_policy
 from harness.probes.api import VotrizApi
+from harness.probes.backups import observe_backup, observe_drill, observe_retention
+from harness.probes.database import open_database
+from harness.probes.inventory import observe_inventory
+from harness.probes.mfa_codes import observe_backup_codes, observe_recovery
+from harness.probes.passwords import observe_passwords
+from harness.probes.plaintext import observe_sweep
+from harness.probes.stored_tokens import observe_tokens
 from harness.profile import TargetProfile, load_profile
 from harness.redaction import KnownSecrets
-from system_under_test.faults import FAULTS
 
 pytestmark = pytest.mark.integration
 
+# The checks each fault must make FAIL (fixtures/calibration.toml).
+EXPECTED = load_expectations()
 FAULTS_A = ("token-plaintext", "bcrypt-cost-10", "backup-codes-reusable",
             "recovery-token-reusable", "email-plaintext", "backup-plaintext",
             "backup-retention-broken")
@@ -41,33 +60,32 @@ def audit(profile: TargetProfile, policy: Policy) -> dict[str, Verdict]:
         try:
             session = CanarySession(api, mail, known)
             with session as canary:
-                verdicts["tokens_fernet"] = at_rest.tokens_fernet_verdict(
-                    at_rest.observe_tokens(profile, policy, known, canary))
-                verdicts["password_hashes"] = at_rest.password_hashes_verdict(
-                    at_rest.observe_passwords(profile, policy, known, canary), policy)
-                verdicts["backup_codes"] = at_rest.backup_codes_verdict(
-                    at_rest.observe_backup_codes(session, profile, policy, known))
-                verdicts["recovery_tokens"] = at_rest.recovery_tokens_verdict(
-                    at_rest.observe_recovery(session, profile, policy, known))
-                verdicts["data_inventory"] = at_rest.data_inventory_verdict(
-                    at_rest.observe_inventory(profile, policy, known, canary,
-                                              at_rest.load_inventory_rules()))
-                with at_rest._database(profile, policy, known) as db:
+                verdicts["tokens_fernet"] = tokens_fernet_verdict(
+                    observe_tokens(profile, policy, known, canary))
+                verdicts["password_hashes"] = password_hashes_verdict(
+                    observe_passwords(profile, policy, known, canary), policy)
+                verdicts["backup_codes"] = backup_codes_verdict(
+                    observe_backup_codes(session, profile, policy, known))
+                verdicts["recovery_tokens"] = recovery_tokens_verdict(
+                    observe_recovery(session, profile, policy, known))
+                verdicts["data_inventory"] = data_inventory_verdict(
+                    observe_inventory(profile, policy, known, canary, load_inventory_rules()))
+                with open_database(profile, policy, known) as db:
                     assert db.server is not None
-                    verdicts["postgres_version"] = at_rest.postgres_version_verdict(db.server)
-                verdicts["backup_encrypted"] = at_rest.backup_encrypted_verdict(
-                    at_rest.observe_backup(profile, policy, known))
-                verdicts["backup_retention"] = at_rest.backup_retention_verdict(
-                    at_rest.observe_retention(profile, policy, known))
+                    verdicts["postgres_version"] = postgres_version_verdict(db.server)
+                verdicts["backup_encrypted"] = backup_encrypted_verdict(
+                    observe_backup(profile, policy, known))
+                verdicts["backup_retention"] = backup_retention_verdict(
+                    observe_retention(profile, policy, known))
 
                 def change() -> None:
                     session.ensure_session()
                     session.api.create_brand("votriz-audit drill marker", "audit")
 
-                verdicts["restore_drill"] = at_rest.restore_drill_verdict(
-                    at_rest.observe_drill(profile, policy, known, change), policy)
-                verdicts["plaintext_sweep"] = at_rest.plaintext_sweep_verdict(
-                    at_rest.observe_sweep(profile, policy, known))
+                verdicts["restore_drill"] = restore_drill_verdict(
+                    observe_drill(profile, policy, known, change), policy)
+                verdicts["plaintext_sweep"] = plaintext_sweep_verdict(
+                    observe_sweep(profile, policy, known))
             assert canary.removed, canary.cleanup_note
         finally:
             mail.close()
@@ -77,7 +95,7 @@ def audit(profile: TargetProfile, policy: Policy) -> dict[str, Verdict]:
 @pytest.fixture(scope="module")
 def fault_stacks() -> Iterator[dict[str, Path]]:
     """Two stacks with the at-rest faults, split so no two faults touch one check."""
-    from system_under_test.local import down, up
+    from system_under_test.local.stack import down, up
 
     started: list[Path] = []
     profiles: dict[str, Path] = {}
@@ -93,11 +111,11 @@ def fault_stacks() -> Iterator[dict[str, Path]]:
 
 
 def test_fault_split_covers_every_at_rest_fault_once() -> None:
-    at_rest_faults = {f.name for f in FAULTS.values()
+    at_rest_faults = {f.fault for f in EXPECTED.values()
                       if any(c.startswith("at_rest.") for c in f.checks)}
     assert sorted(FAULTS_A + FAULTS_B) == sorted(at_rest_faults)
     for group in (FAULTS_A, FAULTS_B):
-        checks = [c for f in group for c in FAULTS[f].checks]
+        checks = [c for f in group for c in EXPECTED[f].checks]
         assert len(checks) == len(set(checks)), group
 
 
@@ -139,5 +157,5 @@ def test_faults_fail_their_checks(fault_stacks: dict[str, Path], stack: str,
         assert phrase in verdict.message, (name, verdict.message)
     # Each fault's registry entry names the check that just failed.
     faults = FAULTS_A if stack == "A" else FAULTS_B
-    assert {c.removeprefix("at_rest.") for f in faults for c in FAULTS[f].checks} == set(expected)
+    assert {c.removeprefix("at_rest.") for f in faults for c in EXPECTED[f].checks} == set(expected)
     assert verdicts["postgres_version"].outcome is Outcome.PASS

@@ -1,0 +1,42 @@
+"""The at-rest area's shared fixture (the run's canary account) and the order of its checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.canaries import CanarySession
+from harness.policy import Policy
+from harness.probes.canary_account import planted_canary
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+#: The order the area's checks run in. The plaintext sweep comes last, so that it
+#: searches for every secret the other checks planted or learnt (the canary's fresh
+#: recovery token, its session tokens) and in every backup they made.
+CHECK_ORDER = ("tokens_fernet", "password_hashes", "backup_codes", "recovery_tokens",
+               "data_inventory", "postgres_version", "volume_encryption", "backup_encrypted",
+               "backup_retention", "restore_drill", "plaintext_sweep")
+_AREA = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def at_rest_canary(profile: TargetProfile, policy: Policy,
+                   known_secrets: KnownSecrets) -> Iterator[CanarySession]:
+    """One canary account for the at-rest checks, removed at the end of the run."""
+    with planted_canary(profile, policy, known_secrets) as session:
+        yield session
+
+
+def _rank(item: pytest.Item) -> int:
+    stem = Path(str(item.path)).stem
+    return CHECK_ORDER.index(stem) if stem in CHECK_ORDER else len(CHECK_ORDER)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put this area's checks in :data:`CHECK_ORDER`, in the places they were collected in."""
+    places = [i for i, item in enumerate(items) if Path(str(item.path)).parent == _AREA]
+    for place, item in zip(places, sorted((items[i] for i in places), key=_rank), strict=True):
+        items[place] = item

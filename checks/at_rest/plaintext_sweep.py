@@ -1,0 +1,117 @@
+"""at_rest.plaintext_sweep: no known secret, in any encoding, anywhere the service
+stores data (database, Redis, logs, backups).
+
+The areas are searched by ``harness/probes/plaintext.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.canaries import PLATFORMS
+from harness.details import plural
+from harness.evidence import EvidenceRecorder
+from harness.outcomes import Verdict
+from harness.policy import Policy
+from harness.probes.canary_account import canary_and_note
+from harness.probes.plaintext import SweepObservation, observe_sweep
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+#: What a human must do to search each area by hand, when the harness could not.
+SWEEP_BY_HAND: dict[str, str] = {
+    "database": "dump the service's database (`pg_dump --data-only votriz > db.sql`) and search "
+                "it with `grep -c -F -f needles.txt db.sql`",
+    "redis": "list every key (`redis-cli --scan`) and search each value (`redis-cli --raw DUMP "
+             "KEY`, or the RDB/AOF files under `redis-cli CONFIG GET dir`) with "
+             "`grep -c -F -f needles.txt`",
+    "logs": "search every log file of the service (application, workers, edge) with "
+            "`grep -r -c -F -f needles.txt LOG_DIR`",
+    "backups": "take a fresh backup and search it, and every file in the backup store, with "
+               "`grep -c -F -f needles.txt FILE`",
+}
+#: The promised areas of the sweep: the page says no sensitive data is stored in plaintext.
+SWEEP_AREAS = tuple(SWEEP_BY_HAND)
+
+
+_NEEDLES = ("(needles.txt: a test account's password, e-mail, OAuth tokens, backup codes and "
+            "recovery token, each raw, base64, base64url, hex and URL-encoded)")
+
+
+def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
+    """No known secret, in any encoding, anywhere the service stores data."""
+    details: dict[str, Any] = {
+        "secrets": obs.secrets, "needles": obs.needles, "canary_secrets": obs.canary_secrets,
+        "canary_note": obs.canary_note, "short_secrets_not_swept": obs.short_secrets,
+        "areas": [{"name": a.name, "searched": a.searched, "locations": a.locations,
+                   "bytes": a.bytes_scanned, "hits_total": a.hits_total,
+                   "hits": [h.describe() for h in a.hits[:200]], "problem": a.problem,
+                   "note": a.note} for a in obs.areas]}
+    hits = [h for a in obs.areas for h in a.hits]
+    if hits:
+        # One entry per place (column, key or file), with the secrets found there.
+        places: dict[str, tuple[set[str], int, int]] = {}
+        for hit in hits:
+            labels, first, count = places.get(hit.location, (set(), hit.offset, 0))
+            labels.add(hit.label.split(" (")[0])
+            places[hit.location] = (labels, min(first, hit.offset), count + 1)
+        listed = "; ".join(
+            f"{where} ({plural(count, 'occurrence')}"
+            + ("" if where.startswith(("postgres:", "redis:")) else f", first at offset {first}")
+            + f": {', '.join(sorted(labels))})"
+            for where, (labels, first, count) in sorted(places.items())[:12])
+        more = f"; and {len(places) - 12} more places" if len(places) > 12 else ""
+        total = sum(a.hits_total for a in obs.areas)
+        return Verdict.failed(f"Known secrets are stored in plaintext ({total} occurrences in "
+                              f"{plural(len(places), 'place')}): {listed}{more}.", **details)
+    by_name = {a.name: a for a in obs.areas}
+    skipped = [a.name for a in obs.areas if not a.searched]
+    skipped += [name for name in SWEEP_AREAS if name not in by_name]
+    not_searched = "; ".join(
+        f"{name} ({by_name[name].note if name in by_name else 'not observed'})"
+        if name not in by_name or by_name[name].note else name for name in skipped)
+    problems = [f"{a.name}: {a.problem}" for a in obs.areas if a.problem]
+    if problems:
+        return Verdict.error("No known secret was found, but not everything could be searched: "
+                             + "; ".join(problems) + "."
+                             + (f" Not searched at all: {not_searched}." if skipped else ""),
+                             **details)
+    searched = [a for a in obs.areas if a.searched]
+    where = ", ".join(f"{a.name} ({a.locations} places, {a.bytes_scanned} bytes)"
+                      for a in searched)
+    if skipped:
+        # A sweep that did not look everywhere the page promises cannot say "nowhere".
+        by_hand = "; ".join(f"{name}: {SWEEP_BY_HAND.get(name, 'search it')}" for name in skipped)
+        return Verdict.manual(
+            (f"No known secret was found in {where}, but " if searched else "")
+            + f"{'these areas were' if searched else 'These areas were'} not searched: "
+            f"{not_searched}. By hand {_NEEDLES}: {by_hand}.", **details)
+    if obs.canary_secrets == 0:
+        note = f" ({obs.canary_note})" if obs.canary_note else ""
+        return Verdict.manual(
+            f"No canary secret was registered{note}, so the sweep of {where} looked only for "
+            f"{plural(obs.secrets, 'other known secret')}, none of them user data planted through "
+            "the service. By hand: plant a test account through the API (sign up, set up MFA, connect "
+            f"a channel of each of {', '.join(PLATFORMS)}, request a recovery mail), then search "
+            f"the database, Redis, the logs and the backups {_NEEDLES}.", **details)
+    short = (f" ({plural(obs.short_secrets, 'known secret')} of 4 or 5 bytes not searched: "
+             "as substrings they would match by chance)" if obs.short_secrets else "")
+    return Verdict.passed(
+        f"None of {obs.secrets} known secrets ({obs.canary_secrets} of them the canary's; "
+        f"{obs.needles} encoded forms: raw, base64, base64url, hex, URL-encoded) occurs in "
+        + where + "." + short, **details)
+
+
+@pytest.mark.claims("OVERVIEW-NO-PLAINTEXT")
+def check_plaintext_sweep(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                          known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    # The canary must exist before the sweep, so that there is something to find.
+    session, note = canary_and_note(request, profile)
+    if session is None and len(known_secrets) == 0:
+        evidence.manual(f"No secret is known to search for ({note}). By hand: plant a test "
+                        "account's values and search the database, Redis, logs and backups.")
+    verdict = plaintext_sweep_verdict(observe_sweep(profile, policy, known_secrets, note))
+    evidence.attach("plaintext-sweep", verdict.details)
+    evidence.conclude(verdict)

@@ -1,0 +1,105 @@
+"""at_rest.tokens_fernet: the OAuth tokens of every channel row are Fernet per row.
+
+Every cell of ``channels.access_token_enc`` and ``refresh_token_enc`` must verify
+under the token-encryption key ring read from the HSM, no two cells may share
+an IV or a ciphertext, and the canary's tokens must decrypt to what was handed
+in. The observation comes from ``harness/probes/stored_tokens.py``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from harness.canaries import PLATFORMS
+from harness.details import counts, plain, plural
+from harness.evidence import EvidenceRecorder
+from harness.outcomes import Verdict
+from harness.policy import Policy
+from harness.probes.canary_account import canary_and_note
+from harness.probes.stored_tokens import TokenObservation, observe_tokens
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+
+def tokens_fernet_unavailable(profile: TargetProfile) -> Verdict | None:
+    """MANUAL when the profile lacks what at_rest.tokens_fernet reads, else None."""
+    missing = [what for what, section in (("no [database] section", profile.database),
+                                          ("no [hsm] section", profile.hsm)) if section is None]
+    if not missing:
+        return None
+    return Verdict.manual(
+        f"The profile has {' and '.join(missing)}, so the token columns cannot be read or their "
+        "keys obtained. By hand: on the service's database run `SELECT id, platform, "
+        "access_token_enc, refresh_token_enc FROM channels`, and with the token-encryption keys "
+        "from the HSM (objects under <key_namespace>token-encryption/) show that every cell is a "
+        "Fernet token (version byte 0x80) whose HMAC verifies and that decrypts under one of those "
+        "keys (e.g. `cryptography.fernet.MultiFernet([...]).decrypt(cell)`), for each of the "
+        f"platforms {', '.join(PLATFORMS)}, and that no two cells share an IV (the 16 bytes after the "
+        "version byte and timestamp) or a ciphertext.", missing=missing)
+
+
+def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
+    """Every token cell is Fernet under the HSM ring, IVs and ciphertexts are unique, and the
+    canary's tokens decrypt to exactly what was handed in."""
+    details: dict[str, Any] = {
+        "key_ring": list(obs.ring), "columns": [plain(c) for c in obs.columns],
+        "shared_iv_cells": obs.shared_iv_cells, "shared_iv_groups": obs.shared_iv_groups,
+        "shared_ciphertext_cells": obs.shared_ciphertext_cells,
+        "canary": [plain(c) for c in obs.canary], "canary_note": obs.canary_note}
+    problems = []
+    for scan in obs.columns:
+        bad = scan.rows - scan.valid
+        if bad:
+            platforms = ", ".join(f"{p} {c['rows'] - c['valid']} of {c['rows']}"
+                                  for p, c in scan.by_platform.items() if c["rows"] > c["valid"])
+            problems.append(f"{bad} of {scan.rows} cells of {scan.column} are not Fernet tokens "
+                            f"that verify under the HSM key ring ({counts(scan.failures)}"
+                            + (f"; by platform: {platforms}" if platforms else "")
+                            + f"; e.g. {', '.join(scan.examples[:3])})")
+    if obs.shared_iv_cells:
+        problems.append(f"{obs.shared_iv_cells} token cells share an IV with another cell "
+                        f"({plural(obs.shared_iv_groups, 'IV')} used more than once): Fernet "
+                        "IVs must be random per token")
+    if obs.shared_ciphertext_cells:
+        problems.append(f"{obs.shared_ciphertext_cells} token cells share their ciphertext with "
+                        "another cell")
+    wrong = [c for c in obs.canary if c.result != "matches"]
+    if wrong:
+        problems.append("the canary's tokens do not read back as handed in: "
+                        + ", ".join(f"{c.platform} {c.kind} ({c.result})" for c in wrong))
+    if problems:
+        return Verdict.failed("OAuth tokens are not all encrypted per row with Fernet: "
+                              + "; ".join(problems) + ".", **details)
+    cells = sum(scan.rows for scan in obs.columns)
+    if cells == 0:
+        return Verdict.error("There are no channel rows to judge, and no canary was planted: "
+                             "the promise could not be observed.", **details)
+    used = Counter[str]()
+    for scan in obs.columns:
+        used.update(scan.keys_used)
+    canary = (f" The canary's {len(obs.canary)} tokens ({len(PLATFORMS)} platforms) decrypt to "
+              "exactly what was handed in." if obs.canary
+              else f" No canary was planted ({obs.canary_note}).")
+    seen = sorted({p for s in obs.columns for p in s.by_platform if p != "other"})
+    covered = f" Platforms with rows: {', '.join(seen)}." if seen else ""
+    return Verdict.passed(
+        f"All {cells} token cells of {', '.join(s.column for s in obs.columns)} are Fernet tokens "
+        f"whose HMAC verifies under the HSM key ring ({counts(dict(used))}); no two cells share "
+        f"an IV or a ciphertext.{canary}{covered}", **details)
+
+
+@pytest.mark.claims("REST-TOKENS-FERNET")
+def check_tokens_fernet(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
+                        known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
+    unavailable = tokens_fernet_unavailable(profile)
+    if unavailable is not None:
+        evidence.conclude(unavailable)
+    session, note = canary_and_note(request, profile)
+    obs = observe_tokens(profile, policy, known_secrets,
+                         session.canary if session else None, note)
+    verdict = tokens_fernet_verdict(obs)
+    evidence.attach("tokens-fernet", verdict.details)
+    evidence.conclude(verdict)

@@ -1,0 +1,315 @@
+"""Column scans: whole columns judged cell by cell in batches, in flat memory.
+
+The at-rest probes stream token and hash columns through these: every cell is
+counted by its Fernet failure reason or its hash scheme and cost (a garbage
+cell is a counted reason, never a crash), and the valid token cells'
+fingerprints go to a :class:`DuplicateCounter` that finds shared IVs and
+ciphertexts without a Python object per cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from harness.formats.bcrypt_hash import HashScheme, bcrypt_cost_histogram, classify_stored_hash
+from harness.formats.fernet import (
+    FINGERPRINT_BYTES,
+    FernetKey,
+    FernetRingVerifier,
+    FernetTokenError,
+    fingerprint,
+)
+
+#: How many failing rows a verdict names (by row id, never by value).
+EXAMPLES = 10
+#: A prime, so that IV prefixes with a constant first byte (a counter, a clock) still spread.
+DUPLICATE_BUCKETS = 251
+#: Token cells whose IV and ciphertext values the duplicate count holds in memory (32 MB)
+#: before it writes them out to a temporary file.
+DUPLICATE_MEMORY_CELLS = 2_000_000
+#: Cells whose fingerprints are split into buckets at one time (a transient 1 MB).
+DUPLICATE_SPLIT_CELLS = 65_536
+#: Channel rows fetched per round trip when the token columns are streamed.
+TOKEN_BATCH_ROWS = 5_000
+#: Password hashes are classified this many rows at a time (one regular expression a batch).
+HASH_BATCH_ROWS = 10_000
+
+
+class DuplicateCounter:
+    """Counts cells that share an IV or a ciphertext with another cell, in flat memory.
+
+    Each valid cell is its 16-byte :func:`~harness.formats.fernet.fingerprint`
+    (the IV's first 8 bytes and the ciphertext's last 8), appended in bulk to
+    one buffer: no Python object per cell. Once ``memory_cells`` cells are held
+    (32 MB by default), their two halves are split into
+    :data:`DUPLICATE_BUCKETS` buckets by value modulo a prime (equal values
+    always share a bucket) and written to an anonymous temporary file, so memory
+    stays flat however many rows a table has (16 bytes a cell on disk instead:
+    320 MB for ten million rows of two tokens). At the end each bucket is read
+    back and checked on its own: a transient set of about 1/251 of the values at
+    a time. A repeated 8-byte half is reported as a repeated IV (ciphertext): two
+    different random values share one with probability 2^-64 per pair,
+    negligible for any table.
+    """
+
+    def __init__(self, *, memory_cells: int = DUPLICATE_MEMORY_CELLS) -> None:
+        self._memory_bytes = memory_cells * FINGERPRINT_BYTES
+        self._held = bytearray()
+        self._spill: BinaryIO | None = None
+        # Where each bucket's values of each spill went: (IV offset, count, ciphertext offset, count).
+        self._spilled: list[list[tuple[int, int, int, int]]] = []
+        self._result: tuple[int, int, int] | None = None
+
+    def add_fingerprints(self, data: bytes | bytearray) -> None:
+        """Count cells given as their fingerprints, end to end (16 bytes each)."""
+        self._held += data
+        if len(self._held) >= self._memory_bytes:
+            self._write_out()
+
+    def _split_held(self) -> tuple[list[array[int]], list[array[int]]]:
+        """The held cells' IV halves and ciphertext halves, each split into buckets."""
+        ivs = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        ciphertexts = [array("Q") for _ in range(DUPLICATE_BUCKETS)]
+        into_ivs = [bucket.append for bucket in ivs]
+        into_ciphertexts = [bucket.append for bucket in ciphertexts]
+        held = memoryview(self._held)
+        step = DUPLICATE_SPLIT_CELLS * FINGERPRINT_BYTES
+        for start in range(0, len(held), step):
+            # Native byte order: only equality matters, and equal bytes give equal values.
+            values = array("Q", held[start:start + step].tobytes())
+            for value in values[0::2]:
+                into_ivs[value % DUPLICATE_BUCKETS](value)
+            for value in values[1::2]:
+                into_ciphertexts[value % DUPLICATE_BUCKETS](value)
+        held.release()
+        self._held = bytearray()
+        return ivs, ciphertexts
+
+    def _write_out(self) -> None:
+        if self._spill is None:
+            # It lives as long as the counter (result() closes it); the OS removes it
+            # when it is closed, or when the process ends.
+            self._spill = tempfile.TemporaryFile(prefix="votriz-audit-duplicates-")  # noqa: SIM115
+        places = []
+        for ivs, ciphertexts in zip(*self._split_held(), strict=True):
+            iv_at = self._spill.tell()
+            ivs.tofile(self._spill)
+            ct_at = self._spill.tell()
+            ciphertexts.tofile(self._spill)
+            places.append((iv_at, len(ivs), ct_at, len(ciphertexts)))
+        self._spilled.append(places)
+
+    def _buckets(self, ciphertexts: bool) -> Iterator[array[int]]:
+        """Every bucket's values, read back from the temporary file one bucket at a time."""
+        for index in range(DUPLICATE_BUCKETS):
+            values = array("Q")
+            for places in self._spilled:
+                at, count = places[index][2:] if ciphertexts else places[index][:2]
+                if count and self._spill is not None:
+                    self._spill.seek(at)
+                    values.fromfile(self._spill, count)
+            yield values
+
+    @staticmethod
+    def _shared(buckets: Iterable[array[int]]) -> tuple[int, int]:
+        """(values equal to another value, distinct values that repeat)."""
+        cells = groups = 0
+        for bucket in buckets:
+            # Equal values always fall in the same bucket; most buckets hold none.
+            if len(set(bucket)) == len(bucket):
+                continue
+            for count in Counter(bucket).values():
+                if count > 1:
+                    cells, groups = cells + count, groups + 1
+        return cells, groups
+
+    def result(self) -> tuple[int, int, int]:
+        """(cells sharing an IV, distinct shared IVs, cells sharing a ciphertext)."""
+        if self._result is None:
+            if self._spilled:
+                if self._held:
+                    self._write_out()
+                iv_cells, iv_groups = self._shared(self._buckets(ciphertexts=False))
+                ct_cells, _ = self._shared(self._buckets(ciphertexts=True))
+            else:
+                ivs, ciphertexts = self._split_held()
+                iv_cells, iv_groups = self._shared(ivs)
+                ct_cells, _ = self._shared(ciphertexts)
+            self._result = (iv_cells, iv_groups, ct_cells)
+            if self._spill is not None:
+                self._spill.close()
+                self._spill = None
+                self._spilled = []
+        return self._result
+
+
+@dataclass(frozen=True)
+class FernetColumnScan:
+    """One column's cells judged as Fernet tokens under the key ring.
+
+    Attributes:
+        column: ``table.column``.
+        rows: cells looked at.
+        valid: cells that parse and whose HMAC verifies under a key of the ring.
+        failures: failure reason → number of cells.
+        examples: up to :data:`EXAMPLES` failing rows as ``row <id>: <reason>``.
+        keys_used: key label → number of cells it verifies.
+        by_platform: platform → ``{"rows": n, "valid": n}`` when the table says
+            which platform each row belongs to (empty otherwise).
+    """
+
+    column: str
+    rows: int
+    valid: int
+    failures: dict[str, int]
+    examples: tuple[str, ...]
+    keys_used: dict[str, int]
+    by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class FernetTally:
+    """One column's Fernet judgement, fed in batches, split by platform where rows say it.
+
+    Valid tokens go through :meth:`FernetRingVerifier.accept` in bulk; only the
+    rows it hands back are judged one by one (for their reason). Each part
+    (platform) keeps its own row counts and examples; the whole column its
+    failure counts, key counts and the cells' fingerprints for the
+    :class:`DuplicateCounter`.
+
+    Attributes:
+        keys: the key ring.
+        parts: the parts rows are counted in, in the order evidence names them;
+            ``("",)`` for a column that is not split.
+    """
+
+    def __init__(self, keys: Sequence[FernetKey], *, now: float, max_clock_skew_s: float,
+                 duplicates: DuplicateCounter, parts: Sequence[str] = ("",),
+                 part_of: Callable[[Any], str] | None = None) -> None:
+        self.keys = tuple(keys)
+        self.parts = tuple(parts)
+        verifier = FernetRingVerifier(keys, now=now, max_clock_skew_s=max_clock_skew_s)
+        self._accept, self._verify = verifier.accept, verifier.verify
+        self._duplicates = duplicates
+        self._part_of = part_of or (lambda value: self.parts[-1])
+        self._rows = dict.fromkeys(self.parts, 0)
+        self._bad = dict.fromkeys(self.parts, 0)
+        self._examples: dict[str, list[str]] = {part: [] for part in self.parts}
+        self._failures: Counter[str] = Counter()
+        self._per_key = [0] * len(self.keys)
+
+    def add(self, rows: Sequence[Sequence[Any]], value_at: int = 1,
+            part_at: int | None = None) -> None:
+        """Judge rows whose first item is the row id, item ``value_at`` the cell and item
+        ``part_at`` (if any) what ``part_of`` names the row's part by.
+
+        Never raises on any value.
+        """
+        fingerprints = bytearray()
+        rest = self._accept(rows, value_at, self._per_key, fingerprints)
+        part_of, whole = self._part_of, self.parts[-1]
+        if part_at is None:
+            self._rows[whole] += len(rows)
+        else:
+            for value, count in Counter(row[part_at] for row in rows).items():
+                self._rows[part_of(value)] += count
+        for row in rest:
+            try:
+                index, iv, ciphertext = self._verify(row[value_at])
+            except FernetTokenError as error:
+                part = part_of(row[part_at]) if part_at is not None else whole
+                self._failures[error.reason.value] += 1
+                self._bad[part] += 1
+                if len(self._examples[part]) < EXAMPLES:
+                    self._examples[part].append(f"row {row[0]}: {error.reason.value}")
+                continue
+            self._per_key[index] += 1
+            fingerprints += fingerprint(iv, ciphertext)
+        self._duplicates.add_fingerprints(fingerprints)
+
+    def scan(self, column: str) -> FernetColumnScan:
+        keys_used: Counter[str] = Counter()
+        for key, count in zip(self.keys, self._per_key, strict=True):
+            if count:
+                keys_used[key.label] += count
+        rows, bad = sum(self._rows.values()), sum(self._bad.values())
+        if self.parts == ("",):
+            return FernetColumnScan(column, rows, rows - bad, dict(self._failures),
+                                    tuple(self._examples[""]), dict(keys_used))
+        examples = [f"{e} ({part})" for part in self.parts for e in self._examples[part]]
+        return FernetColumnScan(
+            column, rows, rows - bad, dict(self._failures), tuple(examples[:EXAMPLES]),
+            dict(keys_used),
+            {part: {"rows": n, "valid": n - self._bad[part]}
+             for part, n in self._rows.items() if n})
+
+
+def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequence[FernetKey],
+                      *, now: float, max_clock_skew_s: float,
+                      duplicates: DuplicateCounter) -> FernetColumnScan:
+    """Judge every ``(row id, value)`` of a column; never raises on any value."""
+    tally = FernetTally(keys, now=now, max_clock_skew_s=max_clock_skew_s, duplicates=duplicates)
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, TOKEN_BATCH_ROWS)):
+        tally.add(batch)
+    return tally.scan(column)
+
+
+@dataclass(frozen=True)
+class HashColumnScan:
+    """One column's cells classified as stored hashes.
+
+    Attributes:
+        column: ``table.column``.
+        rows: cells looked at.
+        schemes: scheme → number of cells.
+        costs: bcrypt cost → number of cells.
+        examples: up to :data:`EXAMPLES` rows that are not bcrypt, as ``row <id>: <scheme>``.
+        cost_examples: up to :data:`EXAMPLES` bcrypt rows with another cost than asked for.
+    """
+
+    column: str
+    rows: int
+    schemes: dict[str, int]
+    costs: dict[int, int]
+    examples: tuple[str, ...]
+    cost_examples: tuple[str, ...] = ()
+
+
+def scan_hash_cells(rows: Iterable[tuple[Any, Any]], column: str,
+                    expected_cost: int | None = None) -> HashColumnScan:
+    """Classify every ``(row id, value)``; never raises on any value."""
+    total = 0
+    schemes: Counter[str] = Counter()
+    costs: Counter[int] = Counter()
+    examples: list[str] = []
+    cost_examples: list[str] = []
+    remaining = iter(rows)
+    while batch := list(itertools.islice(remaining, HASH_BATCH_ROWS)):
+        # A batch of nothing but well-formed bcrypt is counted at once, unless it
+        # holds a row with another cost that should be named as an example.
+        histogram = bcrypt_cost_histogram([value for _, value in batch])
+        if histogram is not None and (expected_cost is None or len(cost_examples) >= EXAMPLES
+                                      or set(histogram) == {expected_cost}):
+            total += len(batch)
+            schemes[HashScheme.BCRYPT.value] += len(batch)
+            costs.update(histogram)
+            continue
+        for row_id, value in batch:
+            total += 1
+            kind = classify_stored_hash(value)
+            schemes[kind.scheme.value] += 1
+            if kind.cost is not None:
+                costs[kind.cost] += 1
+                if expected_cost is not None and kind.cost != expected_cost \
+                        and len(cost_examples) < EXAMPLES:
+                    cost_examples.append(f"row {row_id}: cost {kind.cost}")
+            elif len(examples) < EXAMPLES:
+                examples.append(f"row {row_id}: {kind.scheme.value}")
+    return HashColumnScan(column, total, dict(schemes), dict(costs), tuple(examples),
+                          tuple(cost_examples))

@@ -1,0 +1,186 @@
+"""The OAuth token columns as stored, and the key ring that must verify them.
+
+The token-encryption keys are read from the HSM (their values registered as
+known secrets); both token columns of ``channels`` are streamed in one pass
+through :class:`~harness.column_scans.FernetTally` (split by platform where the
+table says it), and the canary's own rows are decrypted and compared with
+what was handed in.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.canaries import PLATFORMS, Canary
+from harness.column_scans import TOKEN_BATCH_ROWS, DuplicateCounter, FernetColumnScan, FernetTally
+from harness.formats.fernet import FernetKey, FernetKeyError, FernetTokenError, decrypt_fernet_token
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes import hsm as hsm_probe
+from harness.probes.database import DatabaseProbe, open_database
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
+TOKEN_KEY_FAMILY = "token-encryption/"
+
+
+def token_key_ring(profile: TargetProfile, policy: Policy,
+                   known: KnownSecrets) -> tuple[FernetKey, ...]:
+    """The token-encryption keys from the HSM (values registered as known secrets)."""
+    if profile.hsm is None:
+        raise ProbeError("the profile has no [hsm] section: the token-encryption keys cannot be read")
+    prefix = profile.hsm.key_namespace + TOKEN_KEY_FAMILY
+    snapshot = hsm_probe.snapshot(profile.hsm, known, read_prefix=prefix,
+                                  timeout_s=policy.timeouts.request_s)
+    return key_ring_from_values(prefix, snapshot.values)
+
+
+def key_ring_from_values(prefix: str, values: hsm_probe.KeyValues) -> tuple[FernetKey, ...]:
+    """The Fernet key ring from the values read under ``prefix``.
+
+    Raises ProbeError (so the check is ERROR) when any key of the ring cannot be
+    read: judging with part of the ring would report the cells encrypted under
+    the missing key as "not Fernet", a FAIL the system did not earn.
+    """
+    if values.unreadable:
+        unreadable = "; ".join(f"{label!r}: {reason}"
+                               for label, reason in sorted(values.unreadable.items()))
+        raise ProbeError(f"the token-encryption key ring under {prefix!r} cannot be read whole "
+                         f"from the HSM ({unreadable}), so tokens under "
+                         f"{'that key' if len(values.unreadable) == 1 else 'those keys'} could "
+                         "not be verified")
+    keys = []
+    for label, value in values.items():
+        try:
+            keys.append(FernetKey(value, label))
+        except FernetKeyError:
+            raise ProbeError(f"HSM object {label!r} holds {len(value)} bytes, not a 32-byte "
+                             "Fernet key") from None
+    if not keys:
+        raise ProbeError(f"no token-encryption key under {prefix!r} could be read from the HSM")
+    return tuple(keys)
+
+
+@dataclass(frozen=True)
+class CanaryTokenResult:
+    """Whether one canary token reads back as what was handed in.
+
+    Attributes:
+        platform: the channel's platform.
+        kind: ``access`` or ``refresh``.
+        result: ``matches``, ``differs``, ``row missing``, or a Fernet failure reason.
+    """
+
+    platform: str
+    kind: str
+    result: str
+
+
+def canary_token_results(canary: Canary, stored: dict[int, tuple[Any, Any]],
+                         keys: Sequence[FernetKey], *, now: float,
+                         max_clock_skew_s: float) -> tuple[CanaryTokenResult, ...]:
+    """Decrypt the canary's stored tokens and compare them with what was handed in.
+
+    ``stored`` maps channel id → (access cell, refresh cell).
+    """
+    results = []
+    for channel in canary.channels:
+        cells = stored.get(channel.channel_id)
+        for index, (kind, handed) in enumerate((("access", channel.access_token),
+                                                ("refresh", channel.refresh_token))):
+            if cells is None:
+                results.append(CanaryTokenResult(channel.platform, kind, "row missing"))
+                continue
+            try:
+                plain = decrypt_fernet_token(cells[index], keys, now=now,
+                                             max_clock_skew_s=max_clock_skew_s).plaintext
+            except FernetTokenError as error:
+                results.append(CanaryTokenResult(channel.platform, kind, error.reason.value))
+                continue
+            same = hmac.compare_digest(plain, handed.encode("utf-8"))
+            results.append(CanaryTokenResult(channel.platform, kind,
+                                             "matches" if same else "differs"))
+    return tuple(results)
+
+
+@dataclass(frozen=True)
+class TokenObservation:
+    """Everything at_rest.tokens_fernet judges.
+
+    Attributes:
+        ring: labels of the token-encryption keys read from the HSM.
+        columns: one scan per token column.
+        shared_iv_cells: valid cells whose IV another valid cell also has.
+        shared_iv_groups: distinct IVs used more than once.
+        shared_ciphertext_cells: valid cells whose ciphertext another cell also has.
+        canary: the canary's tokens read back; empty without a canary.
+        canary_note: why there is no canary, if there is none.
+    """
+
+    ring: tuple[str, ...]
+    columns: tuple[FernetColumnScan, ...]
+    shared_iv_cells: int
+    shared_iv_groups: int
+    shared_ciphertext_cells: int
+    canary: tuple[CanaryTokenResult, ...] = ()
+    canary_note: str = ""
+
+
+def channel_token_batches(db: DatabaseProbe, *, by_platform: bool,
+                          batch_rows: int = TOKEN_BATCH_ROWS
+                          ) -> Iterator[list[tuple[Any, bytes | None, Any, Any]]]:
+    """Batches of ``(id, platform, access cell, refresh cell)``: both token columns in one pass.
+
+    One server-side cursor over ``channels`` instead of one pass per column and
+    platform: the table is read once, not twelve times, and each row crosses
+    the wire once. Text arrives as stored bytes (tokens are judged as bytes;
+    nothing is decoded). ``platform`` is None when the table has no such column.
+    """
+    return db.stream_rows("channels", ("platform" if by_platform else None,
+                                       *(column for _, column in TOKEN_COLUMNS)),
+                          batch_rows=batch_rows, text_as_bytes=True)
+
+
+def _platform_part(value: Any) -> str:
+    """The part of the evidence a channel row's platform (stored bytes or text) counts in."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return text if text in PLATFORMS else "other"
+
+
+def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                   canary: Canary | None, canary_note: str = "") -> TokenObservation:
+    """Stream both token columns and read the canary's rows back."""
+    keys = token_key_ring(profile, policy, known)
+    now = time.time()
+    skew = policy.fernet.max_clock_skew_s
+    duplicates = DuplicateCounter()
+    stored: dict[int, tuple[Any, Any]] = {}
+    with open_database(profile, policy, known) as db:
+        by_platform = db.has_column("channels", "platform")
+        # Each platform the page names, then whatever else is there, so the
+        # evidence says which platforms' tokens are (not) encrypted.
+        parts = (*PLATFORMS, "other") if by_platform else ("",)
+        tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=duplicates,
+                               parts=parts, part_of=_platform_part) for _ in TOKEN_COLUMNS]
+        part_at = 1 if by_platform else None
+        for batch in channel_token_batches(db, by_platform=by_platform):
+            for value_at, tally in enumerate(tallies, 2):
+                tally.add(batch, value_at, part_at)
+        scans = [tally.scan(f"{table}.{column}")
+                 for tally, (table, column) in zip(tallies, TOKEN_COLUMNS, strict=True)]
+        if canary is not None and canary.channels:
+            ids = [c.channel_id for c in canary.channels]
+            stored = {row[0]: (row[1], row[2])
+                      for batch in db.stream_rows("channels", [c for _, c in TOKEN_COLUMNS],
+                                                  where="id = ANY(%s)", params=(ids,))
+                      for row in batch}
+    shared_iv, iv_groups, shared_ct = duplicates.result()
+    results = (canary_token_results(canary, stored, keys, now=now, max_clock_skew_s=skew)
+               if canary is not None else ())
+    return TokenObservation(tuple(k.label for k in keys), tuple(scans), shared_iv, iv_groups,
+                            shared_ct, results, canary_note)

@@ -1,0 +1,105 @@
+"""at_rest.plaintext_sweep on hand-made observations: PASS, FAIL, ERROR and MANUAL."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from checks.at_rest.plaintext_sweep import SWEEP_AREAS, plaintext_sweep_verdict
+from harness.outcomes import Outcome
+from harness.probes.plaintext import SweepArea, SweepObservation
+from harness.sweep import SweepHit
+
+
+def _areas(*hits: SweepHit, problem: str = "", backups: bool = True,
+           canary_secrets: int = 8) -> SweepObservation:
+    return SweepObservation(12, 50, (
+        SweepArea("database", True, 39, 7000, tuple(h for h in hits if
+                                                     h.location.startswith("postgres:")),
+                  sum(1 for h in hits if h.location.startswith("postgres:"))),
+        SweepArea("redis", True, 2, 100, problem=problem),
+        SweepArea("logs", True, 9, 9000, tuple(h for h in hits if h.location.endswith(".log")),
+                  sum(1 for h in hits if h.location.endswith(".log"))),
+        SweepArea("backups", True, 3, 30000) if backups
+        else SweepArea("backups", False, note="no operations.backup_dir in the profile")),
+        canary_secrets, "" if canary_secrets else "the profile has no [api] section")
+
+
+def test_sweep_pass_names_what_was_searched() -> None:
+    verdict = plaintext_sweep_verdict(_areas())
+    assert verdict.outcome is Outcome.PASS
+    assert "None of 12 known secrets (8 of them the canary's; 50 encoded forms" in verdict.message
+    assert "backups (3 places, 30000 bytes)." in verdict.message
+    assert "not searched" not in verdict.message
+
+
+def test_sweep_pass_says_how_many_short_secrets_it_did_not_search() -> None:
+    obs = dataclasses.replace(_areas(), short_secrets=2)
+    verdict = plaintext_sweep_verdict(obs)
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message.endswith("(2 known secrets of 4 or 5 bytes not searched: as "
+                                    "substrings they would match by chance)")
+    assert verdict.details["short_secrets_not_swept"] == 2
+
+
+def test_sweep_with_an_area_not_named_by_the_profile_is_manual_not_pass() -> None:
+    verdict = plaintext_sweep_verdict(_areas(backups=False))
+    assert verdict.outcome is Outcome.MANUAL
+    assert "No known secret was found in database (39 places, 7000 bytes), redis" in \
+        verdict.message
+    assert "but these areas were not searched: backups (no operations.backup_dir in the " \
+        "profile). By hand (needles.txt:" in verdict.message
+    assert "backups: take a fresh backup and search it" in verdict.message
+    # An area missing from the observation altogether counts as not searched too.
+    partial = SweepObservation(12, 50, _areas().areas[:1], 8)
+    verdict = plaintext_sweep_verdict(partial)
+    assert verdict.outcome is Outcome.MANUAL
+    assert "not searched: redis (not observed); logs (not observed); backups (not observed)" \
+        in verdict.message
+
+
+def test_sweep_with_nothing_named_is_manual_with_every_area() -> None:
+    nothing = SweepObservation(3, 9, tuple(SweepArea(name, False, note=f"no {name} in the profile")
+                                          for name in SWEEP_AREAS), 3)
+    verdict = plaintext_sweep_verdict(nothing)
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith("These areas were not searched: database (no database in "
+                                      "the profile); redis")
+    assert "redis: list every key (`redis-cli --scan`)" in verdict.message
+
+
+def test_sweep_without_a_canary_secret_is_manual_not_pass() -> None:
+    verdict = plaintext_sweep_verdict(_areas(canary_secrets=0))
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message.startswith("No canary secret was registered (the profile has no [api] "
+                                      "section), so the sweep of database (39 places")
+    assert "looked only for 12 other known secrets" in verdict.message
+    assert "By hand: plant a test account through the API" in verdict.message
+
+
+def test_sweep_hit_is_fail_even_with_partial_coverage_and_no_canary() -> None:
+    hit = SweepHit("database password (raw)", "/state/logs/api.log", 7)
+    verdict = plaintext_sweep_verdict(_areas(hit, backups=False, canary_secrets=0))
+    assert verdict.outcome is Outcome.FAIL
+    assert "/state/logs/api.log (1 occurrence, first at offset 7: database password)" in \
+        verdict.message
+
+
+def test_sweep_fail_names_places_never_secrets() -> None:
+    hits = (SweepHit("canary password (raw)", "/state/logs/api.log", 1234),
+            SweepHit("canary e-mail (raw)", "postgres:users.contact_email", 0))
+    verdict = plaintext_sweep_verdict(_areas(*hits))
+    assert verdict.outcome is Outcome.FAIL
+    assert "(2 occurrences in 2 places)" in verdict.message
+    assert "/state/logs/api.log (1 occurrence, first at offset 1234: canary password)" in \
+        verdict.message
+    assert "postgres:users.contact_email (1 occurrence: canary e-mail)" in verdict.message
+
+
+def test_sweep_error_when_an_area_could_not_be_read() -> None:
+    verdict = plaintext_sweep_verdict(_areas(problem="Redis refused the password"))
+    assert verdict.outcome is Outcome.ERROR
+    assert "redis: Redis refused the password" in verdict.message
+    both = plaintext_sweep_verdict(_areas(problem="Redis refused", backups=False))
+    assert both.outcome is Outcome.ERROR
+    assert "Not searched at all: backups (no operations.backup_dir in the profile)." in \
+        both.message
