@@ -70,14 +70,10 @@ sys.path.insert(0, str(ROOT))
 from cryptography.fernet import Fernet, InvalidToken  # noqa: E402
 
 from bench.machine import cpu_model, load_average  # noqa: E402
-from checks.keys import (  # noqa: E402
-    _Canary,
-    _load_call,
-    run_operation,
-)
-from checks.keys import seed_channels as seed_canary_channels  # noqa: E402
+from harness.commands import run_operation  # noqa: E402
 from harness.load import LoadReport, SteadyLoad, WindowStats  # noqa: E402
 from harness.policy import load_policy  # noqa: E402
+from harness.probes.channel_load import RotationCanary, load_call, seed_channels  # noqa: E402
 from harness.profile import load_profile  # noqa: E402
 from harness.redaction import KnownSecrets  # noqa: E402
 from system_under_test.api.keyring import KeyringError, fernet_key, token_key_versions  # noqa: E402
@@ -415,20 +411,20 @@ def run(state_dir: Path, args: argparse.Namespace, results: dict[str, Any]) -> N
 
     versions_before = token_key_versions(ctx.secrets())
     known = KnownSecrets()
-    canary = _Canary(profile, policy, known)
+    canary = RotationCanary(profile, policy, known)
     sampler = CpuSampler({info.pids["postgres"]: "postgres", info.pids["nginx"]: "nginx",
                           info.pids["fakes"]: "fakes", info.pids["redis"]: "redis"},
                          {"api (gunicorn)": info.pid_files["api"]})
     try:
-        seeded = seed_canary_channels(canary, policy.rotation.seed_channels)
+        seeded = seed_channels(canary, policy.rotation.seed_channels)
         channel_ids = sorted(seeded)
         expected = dict(seeded)
         uncertain: set[int] = set()
         writes: list[tuple[float, int]] = []
         concurrency = policy.rotation.load_concurrency
         holder: list[SteadyLoad] = []
-        call = _load_call(canary, channel_ids, expected, uncertain, writes,
-                          lambda: holder[0].elapsed(), concurrency)
+        call = load_call(canary, channel_ids, expected, uncertain, writes,
+                         lambda: holder[0].elapsed(), concurrency)
         load = SteadyLoad(call, concurrency, stop_timeout_s=policy.timeouts.request_s + 5)
         holder.append(load)
         results["canary_channels"] = len(channel_ids)

@@ -11,6 +11,13 @@ could write it to a report.
 :class:`CanarySession` deletes the account at the end (``DELETE /account``),
 also when creating it failed half-way, logging in again with the TOTP secret
 if the session was invalidated in between (a JWT rotation does that).
+
+:class:`CanaryAccount` is the plain account the other checks use (a key
+rotation, the outbound calls): :func:`create_canary` signs it up and logs it
+in, removing it again when the login fails after the signup;
+:meth:`CanaryAccount.remove` deletes it, logging in again if its session is
+no longer valid, and says why when it cannot; :func:`canary_account` does
+both around a block and raises when the account could not be removed.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -123,6 +131,121 @@ class Canary:
             "recovery_mail": self.recovery is not None and self.recovery.token is not None,
             "removed": self.removed, "cleanup": self.cleanup_note,
         }
+
+
+@dataclass(frozen=True)
+class CanaryAccount:
+    """A throw-away account the harness signed up through the API.
+
+    Attributes:
+        email: its address, ``canary+<purpose>-<random>@audit.invalid``.
+        password: its password; registered in KnownSecrets before the signup.
+    """
+
+    email: str
+    password: str = field(repr=False)
+
+    def remove(self, api: VotrizApi, known_secrets: KnownSecrets) -> str:
+        """Delete the account, logging in again if its session is no longer valid.
+
+        Returns '' once the account is gone, else why the last attempt failed (never raises).
+        """
+        try:
+            api.delete_account()
+            return ""
+        except ProbeError:
+            pass  # The session may be invalid (a JWT secret rotation): log in and try again.
+        try:
+            known_secrets.add(api.login(self.email, self.password), "canary session token")
+            api.delete_account()
+        except ProbeError as exc:
+            return str(exc)
+        return ""
+
+    def delete(self, api: VotrizApi, known_secrets: KnownSecrets) -> None:
+        """Remove the account (as :meth:`remove`).
+
+        Raises:
+            ProbeError: it could not be removed, naming the address to delete by hand.
+        """
+        left = self.remove(api, known_secrets)
+        if left:
+            raise ProbeError(f"the canary account could not be removed ({left}): "
+                             f"delete {self.email} by hand")
+
+    @contextmanager
+    def removed_on_failure(self, api: VotrizApi, known_secrets: KnownSecrets) -> Iterator[None]:
+        """Remove the account when the block raises, whatever stopped it.
+
+        Raises:
+            ProbeError: the block's own ProbeError, saying also that the account
+                could not be removed when it could not.
+        """
+        try:
+            yield
+        except BaseException as exc:
+            # Whatever stopped the block (a command that cannot start, an edge that stops
+            # answering), the canary account must not stay behind in the audited system.
+            left = self.remove(api, known_secrets)
+            if left and isinstance(exc, ProbeError):
+                raise ProbeError(f"{exc}; the canary account could not be removed either: {left}") from None
+            raise
+
+
+def create_canary(api: VotrizApi, known_secrets: KnownSecrets, purpose: str) -> CanaryAccount:
+    """Sign up and log in a fresh canary account, never leaving it behind unsaid.
+
+    Its password is registered before the signup, its session token when it
+    arrives. If the login fails after the signup, the account exists already:
+    it is removed (logging in again), and the ProbeError says whether that
+    worked, with the account's address when it must be deleted by hand.
+
+    Raises:
+        ProbeError: the signup or the login failed.
+    """
+    tag = secrets.token_hex(6)
+    # A reserved TLD (RFC 6761), like the at-rest canary: no mail can ever leave.
+    canary = CanaryAccount(email=f"canary+{purpose}-{tag}@{CANARY_DOMAIN}",
+                           password=secrets.token_urlsafe(24))
+    known_secrets.add(canary.password, "canary password")
+    api.signup(canary.email, canary.password)
+    try:
+        known_secrets.add(api.login(canary.email, canary.password), "canary session token")
+    except ProbeError as exc:
+        left = canary.remove(api, known_secrets)
+        fate = ("it was removed" if not left else
+                f"it could not be removed ({left}): delete {canary.email} by hand")
+        raise ProbeError(f"{exc}; the canary account had been created, {fate}") from None
+    return canary
+
+
+@contextmanager
+def canary_account(api: VotrizApi, known_secrets: KnownSecrets, purpose: str) -> Iterator[CanaryAccount]:
+    """A fresh canary account, logged in on ``api`` for the block and removed after it.
+
+    Raises:
+        ProbeError: the account could not be made, or could not be removed
+            (naming the address to delete by hand); when the block itself
+            raised a ProbeError, one error says both.
+    """
+    canary = create_canary(api, known_secrets, purpose)
+    with canary.removed_on_failure(api, known_secrets):
+        yield canary
+    canary.delete(api, known_secrets)
+
+
+def canary_session_token(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                         purpose: str) -> str:
+    """A session token the service issued to a fresh canary (removed again before this returns).
+
+    Raises:
+        ProbeError: the canary could not be made or removed, or the login gave no token.
+    """
+    with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api, \
+            canary_account(api, known_secrets, purpose):
+        if api.token is None:
+            raise ProbeError("POST /login: the answer holds no token")
+        return api.token
 
 
 class MailCapture:

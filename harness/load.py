@@ -151,6 +151,13 @@ class LoadReport:
     def marker(self, name: str) -> float | None:
         return next((at for marker, at in self.markers if marker == name), None)
 
+    def phase(self, start: str, end: str) -> tuple[float, float]:
+        """(start, end) seconds of the phase between two markers; a missing marker
+        stands for the load's beginning or its end."""
+        started, ended = self.marker(start), self.marker(end)
+        return (started if started is not None else 0.0,
+                ended if ended is not None else self.duration_s)
+
     def window(self, start_s: float = 0.0, end_s: float = math.inf) -> WindowStats:
         """Totals of the calls started in [start_s, end_s)."""
         chosen = [a for a in self.attempts if start_s <= a.started_s < end_s]

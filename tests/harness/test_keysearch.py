@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.keys import load_key_classes
+from harness.key_classes import load_key_classes
 from harness.keysearch import KeySearcher, search_target, shannon_entropy
 from harness.probes.processes import observe_pid
 

@@ -36,12 +36,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import checks.keys as keys_checks
+from harness.canaries import CanaryAccount
 from harness.cli import EXIT_ERROR, EXIT_FAIL
+from harness.key_classes import load_key_classes
 from harness.outcomes import ProbeError
 from harness.policy import load_policy
-from harness.probes.api import ApiResponse
-from harness.probes.outbound import CanaryAccount
+from harness.probes import channel_load
+from harness.probes import rotation as keys_checks
+from harness.probes.api import ApiResponse, VotrizApi
 from harness.profile import parse_profile
 from harness.redaction import KnownSecrets
 from system_under_test.local import StackInfo, down, up
@@ -516,15 +518,18 @@ class _FakeApi:
     def expect(self, status: Any, method: str, path: str, json: Any = None, **kwargs: Any) -> ApiResponse:
         return self.request(method, path, json)
 
+    create_brand = VotrizApi.create_brand
+    delete_account = VotrizApi.delete_account
+
 
 def test_jwt_rotation_removes_its_canary_when_the_command_cannot_start(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given an API whose canary signs up, and a rotation command that cannot be started
-    def fake_create_canary(api: _FakeApi, known: KnownSecrets) -> CanaryAccount:
+    def fake_create_canary(api: _FakeApi, known: KnownSecrets, purpose: str) -> CanaryAccount:
         api.account_exists, api.token = True, "session-token-of-the-canary"
         return CanaryAccount(email="canary+transit-x@audit.invalid", password="pw-of-the-canary")
 
-    def cannot_start(argv: Any, timeout_s: float, on_line: Any = None) -> Any:
+    def cannot_start(argv: Any, timeout_s: float, on_line: Any = None, **kwargs: Any) -> Any:
         raise ProbeError("cannot run /no/such/rotate: No such file or directory")
 
     _FakeApi.instances.clear()
@@ -535,23 +540,23 @@ def test_jwt_rotation_removes_its_canary_when_the_command_cannot_start(
     # When the JWT rotation is observed
     with pytest.raises(ProbeError, match="cannot run /no/such/rotate"):
         keys_checks.observe_jwt_rotation(profile, load_policy(None), KnownSecrets(),
-                                         keys_checks.load_key_classes(), ["/no/such/rotate"])
+                                         load_key_classes(), ["/no/such/rotate"])
     # Then the canary account it made was deleted before the error went up
     assert [api.account_exists for api in _FakeApi.instances] == [False]
 
 
 def test_rotation_canary_is_removed_when_its_brand_cannot_be_made(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given an API whose canary signs up but whose POST /brands answers no id
-    def fake_create_canary(api: _FakeApi, known: KnownSecrets) -> CanaryAccount:
+    def fake_create_canary(api: _FakeApi, known: KnownSecrets, purpose: str) -> CanaryAccount:
         api.account_exists, api.token = True, "session-token-of-the-canary"
         return CanaryAccount(email="canary+transit-y@audit.invalid", password="pw-of-the-canary")
 
     _FakeApi.instances.clear()
-    monkeypatch.setattr(keys_checks, "VotrizApi", _FakeApi)
-    monkeypatch.setattr(keys_checks, "create_canary", fake_create_canary)
+    monkeypatch.setattr(channel_load, "VotrizApi", _FakeApi)
+    monkeypatch.setattr(channel_load, "create_canary", fake_create_canary)
     profile = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
     # When the token-key rotation's canary is made
     with pytest.raises(ProbeError, match="POST /brands: the answer holds no id"):
-        keys_checks._Canary(profile, load_policy(None), KnownSecrets())
+        channel_load.RotationCanary(profile, load_policy(None), KnownSecrets())
     # Then the account it signed up was deleted before the error went up
     assert [api.account_exists for api in _FakeApi.instances] == [False]

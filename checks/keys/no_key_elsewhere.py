@@ -1,0 +1,104 @@
+"""keys.no_key_elsewhere: no HSM key in source, configuration, logs, images or environments.
+
+Every key value read from the HSM (raw, base64, hex) and every key-shaped
+string is searched for in the profile's source and configuration paths, the
+service's logs, its processes' environments and, on Docker, its containers'
+output and image layers. A hit fails; a search that could not cover
+everything is never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.evidence import EvidenceRecorder
+from harness.key_classes import KeyClasses
+from harness.keysearch import KeySearchResult, search_target
+from harness.outcomes import Verdict
+from harness.policy import Policy
+from harness.prerequisites import require_hsm
+from harness.probes import hsm as hsm_probe
+from harness.probes.deployment import observe_docker_artifacts, observe_service_processes
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+
+def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str],
+                             unsearchable_images: Sequence[str] = ()) -> Verdict:
+    """Any failing hit FAILS naming the place; an incomplete search is ERROR."""
+    details: dict[str, Any] = {
+        "keys_searched": list(key_labels),
+        "hits": [hit.describe() for hit in result.hits],
+        "reported_not_failed": [hit.describe() for hit in result.hits if not hit.fails],
+        "coverage": result.coverage(),
+    }
+    failing = result.failing
+    if failing:
+        places = "; ".join(hit.describe() for hit in failing[:8])
+        more = f" (and {len(failing) - 8} more)" if len(failing) > 8 else ""
+        return Verdict.failed(f"Keys found outside the HSM: {places}{more}.", **details)
+    if not key_labels:
+        return Verdict.error("No key value could be read from the HSM to search for.", **details)
+    if result.errors:
+        return Verdict.error(f"The search is incomplete: {'; '.join(result.errors[:5])}.", **details)
+    if result.files_searched == 0 and not result.processes_searched:
+        return Verdict.error("Nothing was searched: the profile names no scan paths, logs or "
+                             "processes.", **details)
+    # A key past the size bound, or in a file that looked binary, would not have been
+    # seen: a partial search is never a PASS.
+    gaps = [f"searched only the first {_size(limit)} of {path}" for path, limit in result.truncated_at]
+    gaps += [f"searched only part of {path}" for path in result.truncated
+             if path not in {p for p, _ in result.truncated_at}]
+    gaps += [f"skipped {path} (binary file)" for path in result.binary_skipped]
+    gaps += [f"could not read the layers of image {image}" for image in unsearchable_images]
+    if gaps:
+        more = f" (and {len(gaps) - 5} more)" if len(gaps) > 5 else ""
+        return Verdict.error(f"The search is incomplete: {'; '.join(gaps[:5])}{more}.", **details)
+    if not result.processes_searched:
+        # The files were searched, the environments were not: that part needs a human.
+        return Verdict.manual(
+            f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was "
+            f"found in {result.files_searched} files, but the environments of the service's "
+            "processes could not be inspected from here. By hand: on each service host, check that "
+            "no service process's environment (/proc/PID/environ, docker inspect) holds a key.",
+            **details)
+    return Verdict.passed(
+        f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was found "
+        f"in {result.files_searched} files or the environment of "
+        f"{len(result.processes_searched)} processes.", **details)
+
+
+def _size(limit: int) -> str:
+    return f"{limit / (1 << 20):g} MiB" if limit >= 1 << 20 else f"{limit} bytes"
+
+
+def _search_excludes(profile: TargetProfile, report_dir: Path) -> list[Path]:
+    excludes = [report_dir]
+    if profile.hsm is not None:
+        token_dir = hsm_probe.softhsm_token_dir(profile.hsm)
+        if token_dir is not None:
+            excludes.append(token_dir)
+    return excludes
+
+
+@pytest.mark.claims("KEYS-NOT-ON-DISK")
+def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                           evidence: EvidenceRecorder, report_dir: Path,
+                           key_classes: KeyClasses) -> None:
+    hsm = require_hsm(profile, evidence)
+    snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace,
+                              timeout_s=policy.timeouts.request_s)
+    processes = observe_service_processes(profile, policy)
+    images = observe_docker_artifacts(profile, policy, key_classes.search.max_log_bytes)
+    result = search_target(profile.scan.source_paths, profile.scan.config_paths,
+                           profile.log_dir, processes, snap.values.items(), key_classes.search,
+                           exclude=_search_excludes(profile, report_dir),
+                           container_logs=images.logs, image_layers=images.layers)
+    evidence.attach("search", {"hits": [hit.describe() for hit in result.hits],
+                               "coverage": result.coverage(), "images": images.as_evidence(),
+                               "keys": snap.values.fingerprints()})
+    evidence.conclude(no_key_elsewhere_verdict(result, snap.values.labels(), images.unsearchable))

@@ -1,0 +1,148 @@
+"""Operator commands: the one way the harness runs a command of the audited system.
+
+A command (``operations.rotate_token_key`` and the like in the profile) runs
+without a shell, with its standard input closed, under the harness's time
+limit; its output lines are streamed to a callback as they come (the rotation
+check marks them on its load timeline) and kept, bounded: the last
+:data:`STDOUT_LINES_KEPT` lines of standard output and the last
+:data:`STDERR_LINES_KEPT` of standard error, each redacted first when the
+caller hands over the run's :class:`~harness.redaction.KnownSecrets`. A
+command that prints without end costs a bounded amount of memory, and a
+secret it prints is never kept.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+#: Lines of standard output a run keeps (the last ones); the reference service prints one.
+STDOUT_LINES_KEPT = 1000
+#: Lines of standard error a run keeps (the last ones).
+STDERR_LINES_KEPT = 20
+#: How long the harness waits for the output readers once the command has ended.
+READER_JOIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One run of an operator command.
+
+    Attributes:
+        argv: the command.
+        returncode: its exit status (None when it timed out and was killed).
+        duration_s: how long it ran.
+        timed_out: whether it was killed at the timeout.
+        lines: (seconds since start, stdout line) as it printed them (the last
+            :data:`STDOUT_LINES_KEPT`).
+        stderr_tail: the last lines of its standard error.
+        timeout_s: the harness's limit it ran under (None: not recorded).
+    """
+
+    argv: tuple[str, ...]
+    returncode: int | None
+    duration_s: float
+    timed_out: bool
+    lines: tuple[tuple[float, str], ...] = ()
+    stderr_tail: tuple[str, ...] = ()
+    timeout_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def unfinished(self) -> str:
+        """Why the harness stopped the command ('' when it ran to its end).
+
+        The harness's own time limit says nothing about the system: a command it
+        killed is a check that could not finish (ERROR), never a broken promise.
+        """
+        if not self.timed_out:
+            return ""
+        limit = self.timeout_s if self.timeout_s is not None else self.duration_s
+        return (f"{' '.join(self.argv)} did not finish within {limit:g} s "
+                "(killed by the harness's timeout)")
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return f"{' '.join(self.argv)} did not finish in time (killed after {self.duration_s:.0f} s)"
+        last = (self.stderr_tail[-1] if self.stderr_tail else
+                (self.lines[-1][1] if self.lines else ""))
+        return f"{' '.join(self.argv)} exited {self.returncode} after {self.duration_s:.1f} s" + (
+            f": {last}" if last and not self.ok else "")
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {"argv": list(self.argv), "returncode": self.returncode,
+                "duration_s": round(self.duration_s, 3), "timed_out": self.timed_out,
+                "stdout": [{"t_s": round(t, 3), "line": line} for t, line in self.lines],
+                "stderr_tail": list(self.stderr_tail)}
+
+
+def command_timeout(profile: TargetProfile, policy: Policy) -> float:
+    """The limit an operator command runs under: the profile's, capped by the policy's."""
+    return min(profile.operations.timeout_s, policy.timeouts.command_s)
+
+
+def run_operation(argv: Sequence[str], timeout_s: float,
+                  on_line: Callable[[str], None] | None = None, *,
+                  known_secrets: KnownSecrets | None = None) -> CommandResult:
+    """Run an operator command without a shell, streaming its output lines.
+
+    Each line is redacted with ``known_secrets`` (when given) before it is kept
+    or handed to ``on_line``.
+
+    Raises:
+        ProbeError: the command cannot be started.
+    """
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   stdin=subprocess.DEVNULL, text=True, errors="replace")
+    except OSError as exc:
+        raise ProbeError(f"cannot run {' '.join(argv)}: {exc.strerror}") from None
+    lines: deque[tuple[float, str]] = deque(maxlen=STDOUT_LINES_KEPT)
+    errors: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
+
+    def clean(line: str) -> str:
+        line = line.rstrip("\n")
+        return known_secrets.redact(line) if known_secrets is not None else line
+
+    def read_stdout() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = clean(raw)
+            lines.append((time.monotonic() - started, line))
+            if on_line is not None:
+                on_line(line)
+
+    def read_stderr() -> None:
+        assert process.stderr is not None
+        for raw in process.stderr:
+            errors.append(clean(raw))
+
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=read_stderr, daemon=True)]
+    for reader in readers:
+        reader.start()
+    timed_out = False
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        process.kill()  # our own child, started above
+        process.wait()
+    for reader in readers:
+        reader.join(READER_JOIN_S)
+    return CommandResult(tuple(argv), None if timed_out else process.returncode,
+                         time.monotonic() - started, timed_out, tuple(lines), tuple(errors),
+                         timeout_s)

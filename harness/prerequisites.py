@@ -1,0 +1,47 @@
+"""What a check needs from the profile before it may observe anything.
+
+A section the profile lacks ([hsm], [api] ...), or an operator command it
+does not name or does not allow the harness to run (rotations change the
+target: ``operations.allow_destructive``), ends the check MANUAL with what a
+human must do instead: the promise still applies, the harness cannot see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.evidence import EvidenceRecorder
+from harness.profile import Hsm, TargetProfile
+
+
+def require_hsm(profile: TargetProfile, evidence: EvidenceRecorder) -> Hsm:
+    """The profile's HSM; without one, the check ends MANUAL."""
+    if profile.hsm is None:
+        evidence.manual("The profile has no [hsm] section: attest by hand that every key of the "
+                        "page's table is kept in the HSM under its namespace.")
+        raise AssertionError("unreachable")  # manual() always raises
+    return profile.hsm
+
+
+def require_sections(profile: TargetProfile, evidence: EvidenceRecorder, sections: Sequence[str],
+                     by_hand: str) -> None:
+    """End the check MANUAL unless the profile has every one of ``sections`` (``hsm``, ``api`` ...)."""
+    if all(getattr(profile, name) is not None for name in sections):
+        return
+    names = [f"[{name}]" for name in sections]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    evidence.manual(f"This check needs the {listed} section{'s' if len(names) > 1 else ''}. "
+                    f"By hand: {by_hand}")
+
+
+def operator_command(profile: TargetProfile, evidence: EvidenceRecorder, name: str,
+                     by_hand: str) -> tuple[str, ...]:
+    """The profile's ``operations.<name>`` command, if the harness may run it; else MANUAL."""
+    if not profile.operations.allow_destructive:
+        evidence.manual(f"Destructive checks are not allowed on this target "
+                        f"(operations.allow_destructive = false). By hand: {by_hand}")
+    command: tuple[str, ...] | None = getattr(profile.operations, name)
+    if command is None:
+        evidence.manual(f"The profile names no operations.{name} command. By hand: {by_hand}")
+    assert command is not None
+    return command

@@ -1,0 +1,272 @@
+"""Key rotations as the auditor sees them: run the operator's command, watch what changes.
+
+Each ``observe_*`` function runs one rotation command of the profile
+(``operations.rotate_*``) with :func:`~harness.commands.run_operation` and
+returns a frozen observation of what happened around it: for the token key,
+live load on a canary's channels and every ``channels`` row before and after;
+for the JWT secret, the fate of a session issued before; for a password, the
+old and the new one tried at the store, and the service used afterwards. The
+verdicts are the checks' (``checks/keys/*_rotation.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from harness.canaries import canary_account, create_canary
+from harness.commands import CommandResult, command_timeout, run_operation
+from harness.key_classes import KeyClasses
+from harness.load import LoadReport, SteadyLoad
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes import hsm as hsm_probe
+from harness.probes.api import VotrizApi
+from harness.probes.channel_load import CANARY_PURPOSE, RotationCanary, load_call, seed_channels
+from harness.probes.channels import read_channel_rows
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+from harness.token_ring import decrypts, fernet_of, ring_fingerprints, single_fernet, token_ring
+
+# Seconds of steady load before the rotation starts (the latency baseline) and
+# after it ends (requests served by the rolled workers).
+BASELINE_S = 3.0
+TAIL_S = 2.0
+#: The load's markers around the rotation command.
+ROTATION_STARTED = "rotation started"
+ROTATION_FINISHED = "rotation finished"
+
+
+@dataclass(frozen=True)
+class TokenRotationObservation:
+    """Everything seen around one token-key rotation under load.
+
+    Attributes:
+        command: the rotation command's run.
+        load: the load report (every request, markers ``rotation started/finished``).
+        ring_before, ring_after: (version, label, fingerprint) of the key ring.
+        rows_before, rows_after: ids of all channels rows.
+        undecryptable_after: ids of rows not readable with the new key ring.
+        readable_with_retired: ids of rows still readable with the retired key alone.
+        canary_rows: rows seeded for the canary.
+        canary_mismatches: canary channel ids whose tokens differ from what the
+            harness last stored (or do not decrypt).
+        writes_during_rotation: successful writes started while the command ran.
+        writes_checked: canary channels whose final tokens were compared.
+    """
+
+    command: CommandResult
+    load: LoadReport
+    ring_before: tuple[tuple[int, str, str], ...]
+    ring_after: tuple[tuple[int, str, str], ...]
+    rows_before: tuple[int, ...]
+    rows_after: tuple[int, ...]
+    undecryptable_after: tuple[int, ...]
+    readable_with_retired: tuple[int, ...]
+    canary_rows: int
+    canary_mismatches: tuple[int, ...]
+    writes_during_rotation: int
+    writes_checked: int
+
+
+@dataclass(frozen=True)
+class JwtRotationObservation:
+    """A session token's fate across a JWT secret rotation.
+
+    Attributes:
+        command: the rotation command's run.
+        status_before: answer to the old token before the rotation.
+        status_after: the last answer to the old token after the rotation.
+        refused_after_s: seconds after the command until the old token was refused (None: never).
+        new_login: '' when a new login worked, else why not.
+        new_token_status: answer to the new token.
+        secret_changed: whether the HSM's signing secret changed (None: unknown).
+    """
+
+    command: CommandResult
+    status_before: int
+    status_after: int
+    refused_after_s: float | None
+    new_login: str
+    new_token_status: int | None
+    secret_changed: bool | None
+
+
+@dataclass(frozen=True)
+class PasswordRotationObservation:
+    """A password's fate across its rotation.
+
+    Attributes:
+        what: ``database`` or ``Redis``.
+        command: the rotation command's run.
+        old_accepted_before: the old password worked before the rotation ('' ok, else why not).
+        old_after: ``refused``, ``accepted`` or an error description.
+        new_after: ``accepted``, ``refused`` or an error description ('' when not tried).
+        changed_in_hsm: whether the HSM holds a different value afterwards.
+        service_after: '' when an API call touching it worked, else why not.
+    """
+
+    what: str
+    command: CommandResult
+    old_accepted_before: str
+    old_after: str
+    new_after: str
+    changed_in_hsm: bool | None
+    service_after: str
+
+
+def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                               key_classes: KeyClasses, command: Sequence[str]) -> TokenRotationObservation:
+    """Seed canary channels, rotate under steady load, and read everything back."""
+    assert profile.hsm is not None
+    prefix = profile.hsm.key_namespace + key_classes.proof.token_key_prefix
+    canary = RotationCanary(profile, policy, known_secrets)
+    try:
+        seeded = seed_channels(canary, policy.rotation.seed_channels)
+        ring_before = token_ring(hsm_probe.snapshot(
+            profile.hsm, known_secrets, read_prefix=prefix,
+            timeout_s=policy.timeouts.request_s).values, prefix)
+        rows_before = read_channel_rows(profile, policy, known_secrets)
+        channel_ids = sorted(seeded)
+        expected = dict(seeded)
+        uncertain: set[int] = set()
+        writes: list[tuple[float, int]] = []
+        concurrency = policy.rotation.load_concurrency
+        load: SteadyLoad
+        clock_holder: list[SteadyLoad] = []
+        call = load_call(canary, channel_ids, expected, uncertain, writes,
+                         lambda: clock_holder[0].elapsed(), concurrency)
+        load = SteadyLoad(call, concurrency, stop_timeout_s=policy.timeouts.request_s + 5)
+        clock_holder.append(load)
+        load.start()
+        try:
+            time.sleep(BASELINE_S)
+            load.mark(ROTATION_STARTED)
+            result = run_operation(command, command_timeout(profile, policy),
+                                   on_line=lambda line: load.mark(f"output: {line[:120]}"),
+                                   known_secrets=known_secrets)
+            load.mark(ROTATION_FINISHED)
+            time.sleep(TAIL_S)
+        finally:
+            report = load.stop()
+        snap_after = hsm_probe.snapshot(profile.hsm, known_secrets, read_prefix=prefix,
+                                        timeout_s=policy.timeouts.request_s)
+        ring_after = token_ring(snap_after.values, prefix)
+        rows_after = read_channel_rows(profile, policy, known_secrets)
+    finally:
+        canary.close()
+    new_ring = fernet_of([v for _, _, v in ring_after])
+    new_versions = {v for v, _, _ in ring_after} - {v for v, _, _ in ring_before}
+    retired = ring_before[0][2] if ring_before else None
+    undecryptable, with_retired = [], []
+    retired_fernet = single_fernet(retired) if retired is not None else None
+    for row in rows_after:
+        tokens = [t for t in (row.access_token_enc, row.refresh_token_enc) if t is not None]
+        if ring_after and any(decrypts(new_ring, t) is None for t in tokens):
+            undecryptable.append(row.id)
+        if retired_fernet is not None and new_versions and any(
+                decrypts(retired_fernet, t) is not None for t in tokens):
+            with_retired.append(row.id)
+    by_id = {row.id: row for row in rows_after}
+    mismatches = []
+    for channel, (access, refresh) in expected.items():
+        if channel in uncertain:
+            continue
+        stored = by_id.get(channel)
+        if stored is None or decrypts(new_ring, stored.access_token_enc) != access.encode() or \
+                decrypts(new_ring, stored.refresh_token_enc) != refresh.encode():
+            mismatches.append(channel)
+    start, end = report.phase(ROTATION_STARTED, ROTATION_FINISHED)
+    return TokenRotationObservation(
+        command=result, load=report,
+        ring_before=ring_fingerprints(ring_before), ring_after=ring_fingerprints(ring_after),
+        rows_before=tuple(r.id for r in rows_before), rows_after=tuple(r.id for r in rows_after),
+        undecryptable_after=tuple(undecryptable), readable_with_retired=tuple(with_retired),
+        canary_rows=sum(1 for r in rows_after if r.brand_id == canary.brand_id),
+        canary_mismatches=tuple(sorted(mismatches)),
+        writes_during_rotation=sum(1 for t, _ in writes if start <= t < end),
+        writes_checked=len(expected) - len(uncertain & set(expected)))
+
+
+def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                         key_classes: KeyClasses, command: Sequence[str]) -> JwtRotationObservation:
+    """Log in, rotate the JWT secret, and see what happens to the old and a new session."""
+    label = (profile.hsm.key_namespace if profile.hsm else "votriz/") + key_classes.proof.jwt_signing
+    before = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                    timeout_s=policy.timeouts.request_s).get(label)
+              if profile.hsm else None)
+    with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api:
+        canary = create_canary(api, known_secrets, CANARY_PURPOSE)
+        with canary.removed_on_failure(api, known_secrets):
+            old = api.token
+            assert old is not None
+            status_before = api.request("GET", "/brands", token=old).status
+            result = run_operation(command, command_timeout(profile, policy),
+                                   known_secrets=known_secrets)
+            done = time.monotonic()
+            refused_after: float | None = None
+            status_after = status_before
+            while True:
+                status_after = api.request("GET", "/brands", token=old).status
+                if status_after == 401:
+                    refused_after = time.monotonic() - done
+                    break
+                if time.monotonic() - done > key_classes.proof.roll_grace_s:
+                    break
+                time.sleep(0.25)
+        new_login, new_status = "", None
+        try:
+            new = api.login(canary.email, canary.password)
+            known_secrets.add(new, "canary session token")
+            new_status = api.request("GET", "/brands", token=new).status
+            api.delete_account()
+        except ProbeError as exc:
+            new_login = str(exc)
+    after = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                   timeout_s=policy.timeouts.request_s).get(label)
+             if profile.hsm else None)
+    changed = None if before is None or after is None else before != after
+    return JwtRotationObservation(result, status_before, status_after, refused_after, new_login,
+                                  new_status, changed)
+
+
+def service_works(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                  grace_s: float) -> str:
+    """'' when a fresh canary can sign up, log in and list brands (DB and Redis), else why not."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            with VotrizApi(profile, timeout_s=policy.timeouts.request_s) as api, \
+                    canary_account(api, known_secrets, CANARY_PURPOSE):
+                api.expect(200, "GET", "/brands")
+            return ""
+        except ProbeError as exc:
+            if time.monotonic() > deadline:
+                return str(exc)
+            time.sleep(0.5)
+
+
+def observe_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                              key_classes: KeyClasses, command: Sequence[str], label: str,
+                              attempt: Callable[[str], str], what: str) -> PasswordRotationObservation:
+    """Read the password from the HSM, rotate, try the old and new ones, use the service.
+
+    ``attempt`` tries one password at the store (:mod:`harness.probes.credentials`).
+    """
+    assert profile.hsm is not None
+    old = hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                timeout_s=policy.timeouts.request_s).require(label).decode()
+    before = attempt(old)
+    if before != "accepted":
+        return PasswordRotationObservation(what, CommandResult(tuple(command), None, 0.0, False),
+                                           before, "", "", None, "")
+    result = run_operation(command, command_timeout(profile, policy), known_secrets=known_secrets)
+    old_after = attempt(old)
+    new_value = hsm_probe.read_values(profile.hsm, [label], known_secrets,
+                                      timeout_s=policy.timeouts.request_s).get(label)
+    new_after = attempt(new_value.decode()) if new_value is not None else "not readable from the HSM"
+    service = service_works(profile, policy, known_secrets, key_classes.proof.roll_grace_s)
+    return PasswordRotationObservation(what, result, "", old_after, new_after,
+                                       None if new_value is None else new_value.decode() != old,
+                                       service)

@@ -1,0 +1,140 @@
+"""The one canary account: made, registered and always removed (or said why not),
+with a stand-in for the API."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+
+from harness.canaries import canary_account, create_canary
+from harness.outcomes import ProbeError
+from harness.policy import load_policy
+from harness.probes import outbound
+from harness.probes.api import ApiResponse
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
+
+
+class _SignupThenLogin:
+    """An API whose signup works and whose first ``failing_logins`` logins fail."""
+
+    def __init__(self, failing_logins: int) -> None:
+        self.failing_logins = failing_logins
+        self.account_exists = False
+        self.token: str | None = None
+
+    def signup(self, email: str, password: str) -> ApiResponse:
+        self.account_exists = True
+        return ApiResponse(201, {}, {})
+
+    def login(self, email: str, password: str) -> str:
+        if self.failing_logins > 0:
+            self.failing_logins -= 1
+            raise ProbeError("POST /login: no answer within 5s")
+        self.token = "session-token-of-the-canary"
+        return self.token
+
+    def request(self, method: str, path: str, json: object = None, **kw: object) -> ApiResponse:
+        if (method, path) == ("DELETE", "/account") and self.token is not None:
+            self.account_exists = False
+            return ApiResponse(204, {}, {})
+        return ApiResponse(401, {}, {})
+
+    def expect(self, status: object, method: str, path: str, json: object = None,
+               **kw: object) -> ApiResponse:
+        answer = self.request(method, path, json)
+        if answer.status == 401:
+            raise ProbeError(f"{method} {path}: expected HTTP {status}, got 401")
+        return answer
+
+    def delete_account(self) -> ApiResponse:
+        return self.expect((200, 202, 204), "DELETE", "/account")
+
+
+def test_canary_whose_login_fails_after_signup_is_removed() -> None:
+    # Given an API where the canary signs up but its first login times out
+    api = _SignupThenLogin(failing_logins=1)
+    # When the canary is made, the error goes up
+    with pytest.raises(ProbeError) as raised:
+        create_canary(api, KnownSecrets(), "keys")  # type: ignore[arg-type]
+    # Then the account was removed first, and the error says so
+    assert not api.account_exists
+    assert str(raised.value) == ("POST /login: no answer within 5s; the canary account had been "
+                                 "created, it was removed")
+
+
+def test_canary_that_cannot_be_removed_is_reported_with_its_address() -> None:
+    api = _SignupThenLogin(failing_logins=5)
+    with pytest.raises(ProbeError) as raised:
+        create_canary(api, KnownSecrets(), "keys")  # type: ignore[arg-type]
+    assert api.account_exists
+    message = str(raised.value)
+    assert message.startswith("POST /login: no answer within 5s; the canary account had been "
+                              "created, it could not be removed (POST /login: no answer within 5s): "
+                              "delete canary+keys-")
+    assert message.endswith("@audit.invalid by hand")
+    # And a canary whose login works is returned logged in
+    ok = _SignupThenLogin(failing_logins=0)
+    canary = create_canary(ok, KnownSecrets(), "keys")  # type: ignore[arg-type]
+    assert ok.account_exists and ok.token and canary.email.endswith("@audit.invalid")
+
+
+def test_the_password_never_shows_in_a_repr() -> None:
+    canary = create_canary(_SignupThenLogin(0), KnownSecrets(), "keys")  # type: ignore[arg-type]
+    assert canary.password not in repr(canary) and canary.email in repr(canary)
+
+
+class _OutboundApi(_SignupThenLogin):
+    """The outbound probe's API: its canary signs up, then its login fails once."""
+
+    made: ClassVar[list[_OutboundApi]] = []
+
+    def __init__(self, profile: TargetProfile, *, timeout_s: float) -> None:
+        super().__init__(failing_logins=1)
+        _OutboundApi.made.append(self)
+
+    def close(self) -> None:
+        pass
+
+
+class _NoCapture:
+    def __init__(self, *args: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_outbound_probe_removes_a_canary_whose_login_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the outbound probe, whose canary signs up but cannot log in (this account used to stay)
+    _OutboundApi.made.clear()
+    monkeypatch.setattr(outbound, "VotrizApi", _OutboundApi)
+    monkeypatch.setattr(outbound, "CaptureClient", _NoCapture)
+    profile = TargetProfile.model_validate({
+        "name": "test", "edge": {"host": "votriz.test"}, "api": {},
+        "capture": {"url": "https://127.0.0.1:9", "plaintext_port": 10}})
+    # When it is observed, the error goes up
+    with pytest.raises(ProbeError, match="the canary account had been created, it was removed"):
+        outbound.observe_outbound(profile, load_policy(), KnownSecrets())
+    # Then the account it signed up is gone
+    assert [api.account_exists for api in _OutboundApi.made] == [False]
+
+
+def test_canary_account_removes_after_the_block_and_says_when_it_cannot() -> None:
+    api = _SignupThenLogin(failing_logins=0)
+    with canary_account(api, KnownSecrets(), "keys"):  # type: ignore[arg-type]
+        assert api.account_exists
+    assert not api.account_exists
+    # A block that fails leaves no account behind either, and its own error goes up
+    api = _SignupThenLogin(failing_logins=0)
+    with pytest.raises(ProbeError, match="GET /brands: got 500"), \
+            canary_account(api, KnownSecrets(), "keys"):  # type: ignore[arg-type]
+        raise ProbeError("GET /brands: got 500")
+    assert not api.account_exists
+    # An account that cannot be removed is an error naming it
+    stuck = _SignupThenLogin(failing_logins=0)
+    with pytest.raises(ProbeError, match=r"could not be removed .*: delete canary\+keys-.* by hand"), \
+            canary_account(stuck, KnownSecrets(), "keys"):  # type: ignore[arg-type]
+        stuck.token, stuck.failing_logins = None, 5
+    assert stuck.account_exists

@@ -1,0 +1,49 @@
+"""The one operator-command runner: streams lines, times out, keeps a bounded, redacted tail."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from harness import commands
+from harness.commands import run_operation
+from harness.outcomes import ProbeError
+from harness.redaction import KnownSecrets
+
+
+def test_run_operation_streams_lines_and_times_out() -> None:
+    seen: list[str] = []
+    done = run_operation(["python3", "-c", "print('a'); print('b'); import sys; sys.exit(3)"], 10,
+                         on_line=seen.append)
+    assert (done.returncode, seen, done.ok) == (3, ["a", "b"], False)
+    slow = run_operation(["sleep", "5"], 0.3)
+    assert slow.timed_out and slow.returncode is None and "did not finish in time" in slow.describe()
+    assert slow.unfinished() == "sleep 5 did not finish within 0.3 s (killed by the harness's timeout)"
+    assert done.unfinished() == ""
+    with pytest.raises(ProbeError, match=r"cannot run /nonexistent"):
+        run_operation(["/nonexistent"], 1)
+
+
+def test_run_operation_keeps_only_the_last_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a command that prints more lines than the runner keeps, on both streams
+    monkeypatch.setattr(commands, "STDOUT_LINES_KEPT", 5)
+    script = ("import sys\nfor i in range(50):\n    print(i)\n    print('e', i, file=sys.stderr)\n")
+    seen: list[str] = []
+    done = run_operation([sys.executable, "-c", script], 10, on_line=seen.append)
+    # Then every line was streamed, but only the last ones were kept
+    assert len(seen) == 50
+    assert [line for _, line in done.lines] == ["45", "46", "47", "48", "49"]
+    assert len(done.stderr_tail) == commands.STDERR_LINES_KEPT and done.stderr_tail[-1] == "e 49"
+
+
+def test_run_operation_redacts_each_line_before_keeping_or_streaming_it() -> None:
+    known = KnownSecrets()
+    known.add("hunter2-the-operators-secret", "db password")
+    script = ("import sys\nprint('new password: hunter2-the-operators-secret')\n"
+              "print('failed with hunter2-the-operators-secret', file=sys.stderr)\n")
+    seen: list[str] = []
+    done = run_operation([sys.executable, "-c", script], 10, on_line=seen.append, known_secrets=known)
+    kept = [line for _, line in done.lines] + list(done.stderr_tail) + seen
+    assert kept and all("hunter2" not in line for line in kept)
+    assert all(known.find_in(line.encode()) == [] for line in kept)
