@@ -31,6 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.probes.docker_engine import layer_files
 from harness.probes.processes import ProcessObservation
 from harness.redaction import encodings, fingerprint
 from harness.sweep import SecretSweep
@@ -412,25 +413,6 @@ class KeySearcher:
 
 # Layer files up to this size are read whole and searched in one call.
 _WHOLE_FILE_BYTES = 8 << 20
-
-
-def layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
-    """(path, size) of every regular file under ``root``; symbolic links are not followed."""
-    pending = [root]
-    while pending:
-        folder = pending.pop()
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            pending.append(entry.path)
-                        elif entry.is_file(follow_symlinks=False):
-                            yield entry.path, entry.stat(follow_symlinks=False).st_size
-                    except OSError as exc:
-                        errors.append(f"{entry.path}: {exc.strerror or type(exc).__name__}")
-        except OSError as exc:
-            errors.append(f"{folder}: {exc.strerror or type(exc).__name__}")
 
 
 def _unique(hits: Iterable[KeyHit]) -> Iterator[KeyHit]:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from harness.outcomes import ProbeError
+from harness.probes.tls import edge_tls_context
 from harness.profile import TargetProfile
 
 
@@ -34,12 +35,7 @@ class ApiResponse:
 
 def edge_ssl_context(profile: TargetProfile) -> ssl.SSLContext:
     """A client TLS context trusting the profile's anchor (or the system store)."""
-    if profile.edge.trust_anchor is not None:
-        try:
-            return ssl.create_default_context(cafile=str(profile.edge.trust_anchor))
-        except (OSError, ssl.SSLError) as exc:
-            raise ProbeError(f"cannot load trust anchor {profile.edge.trust_anchor}: {exc}") from None
-    return ssl.create_default_context()
+    return edge_tls_context(profile.edge)
 
 
 class VotrizApi:

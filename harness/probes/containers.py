@@ -97,6 +97,18 @@ class ContainerTopology:
     swarm_active: bool
     containers: tuple[ContainerView, ...]
 
+    def nothing_to_judge(self) -> str | None:
+        """Why there is nothing to judge (no container of the project runs), or None."""
+        if not self.containers:
+            return (f"no running container carries the label {PROJECT_LABEL}={self.project}: "
+                    f"nothing to judge")
+        return None
+
+    def summary(self) -> dict[str, object]:
+        """What was observed, for the evidence: the project, the engine and the container names."""
+        return {"project": self.project, "engine_host": self.engine_host,
+                "swarm_active": self.swarm_active, "containers": [c.name for c in self.containers]}
+
 
 _DEFAULT_NETWORKS = {"bridge", "host", "none"}
 

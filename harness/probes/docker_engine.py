@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.keysearch import layer_files
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import containers as containers_probe
@@ -148,6 +148,25 @@ def image_layers(containers: list[Any], client: Any) -> ImageLayers:
                 layers[path] = f"{name} layer {len(dirs) - number} ({path.parent.name[:12]})"
     return ImageLayers(tuple((label, path) for path, label in layers.items()), tuple(images),
                        tuple(unsearchable))
+
+
+def layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
+    """(path, size) of every regular file under ``root``; symbolic links are not followed."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            pending.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False):
+                            yield entry.path, entry.stat(follow_symlinks=False).st_size
+                    except OSError as exc:
+                        errors.append(f"{entry.path}: {exc.strerror or type(exc).__name__}")
+        except OSError as exc:
+            errors.append(f"{folder}: {exc.strerror or type(exc).__name__}")
 
 
 def warm_image_layers(project: str, policy: Policy) -> threading.Thread:

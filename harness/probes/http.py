@@ -18,12 +18,15 @@ import httpx
 
 from harness.outcomes import ProbeError
 from harness.policy import Policy
+from harness.probes.tls import edge_tls_context
 from harness.profile import Edge
 
 # Bodies are read up to this many bytes: enough to tell a tiny redirect page
 # from real content, without downloading whatever the edge chooses to send.
 MAX_BODY_BYTES = 64 * 1024
 EXCERPT_CHARS = 120
+# Statuses a proxy answers with when what is behind it did not answer.
+GATEWAY_ERRORS = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,18 @@ class EdgeSamples:
     port: int
     samples: tuple[HttpSample, ...] = field(default_factory=tuple)
 
+    def origin_not_reached(self) -> str | None:
+        """Why the samples say nothing about the service's own responses, or None.
+
+        When every sampled response is a gateway error, only the edge's error
+        page was seen: headers the service adds (or drops) were never observed.
+        """
+        statuses = [sample.status for sample in self.samples]
+        if statuses and all(status in GATEWAY_ERRORS for status in statuses):
+            return (f"Every sampled response is a gateway error (statuses {', '.join(map(str, statuses))}): "
+                    "the service behind the edge did not answer, so its own responses were not observed.")
+        return None
+
 
 def _url_host(address: str) -> str:
     try:
@@ -89,15 +104,6 @@ def public_url(scheme: str, host: str, port: int, path: str) -> str:
     """The URL a user would type: the default port for the scheme is left out."""
     default = 443 if scheme == "https" else 80
     return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
-
-
-def _tls_context(edge: Edge) -> ssl.SSLContext:
-    if edge.trust_anchor is None:
-        return ssl.create_default_context()
-    try:
-        return ssl.create_default_context(cafile=str(edge.trust_anchor))
-    except (OSError, ssl.SSLError) as exc:
-        raise ProbeError(f"cannot load trust anchor {edge.trust_anchor}: {exc}") from None
 
 
 def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) -> EdgeSamples:
@@ -113,7 +119,7 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
     if port is None:
         raise ProbeError(f"the profile has no {scheme} port for the edge")
     timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
-    verify: ssl.SSLContext | bool = _tls_context(edge) if scheme == "https" else False
+    verify: ssl.SSLContext | bool = edge_tls_context(edge) if scheme == "https" else False
     samples = []
     with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False, trust_env=False,
                       headers={"user-agent": "votriz-audit"}) as client:

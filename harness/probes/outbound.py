@@ -9,18 +9,15 @@ its upstreams; the capture API then says which listener each call reached.
 
 from __future__ import annotations
 
-import ssl
+import secrets
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 
-import httpx
-
-from harness.canaries import CanaryAccount, create_canary
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi
-from harness.profile import Capture, TargetProfile
+from harness.probes.capture import CaptureClient, CapturedRequest
+from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
 # The upstream calls the page promises are HTTPS ("API-to-LLM and API-to-Resend
@@ -32,27 +29,6 @@ PROMISED_UPSTREAMS: dict[str, str] = {
 
 # How often the capture API is polled while waiting for asynchronous calls (mail).
 POLL_INTERVAL_S = 0.2
-
-
-@dataclass(frozen=True)
-class CapturedRequest:
-    """One request the fakes received.
-
-    Attributes:
-        seq: the fakes' sequence number.
-        listener: ``tls`` or ``plaintext`` (the decoy).
-        method: HTTP method.
-        path: request path.
-        host: Host header value.
-        headers_present: names of the headers sent (never their values).
-    """
-
-    seq: int
-    listener: str
-    method: str
-    path: str
-    host: str
-    headers_present: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,52 +67,39 @@ class OutboundExercise:
     cleanup_error: str | None = None
 
 
-class CaptureClient:
-    """The fakes' capture API, over TLS verified with the profile's trust anchor."""
+@dataclass(frozen=True)
+class CanaryAccount:
+    """A throw-away account the harness created through the API.
 
-    def __init__(self, capture: Capture, profile: TargetProfile, policy: Policy) -> None:
-        self._base = capture.url.rstrip("/")
-        self._extensions = capture.request_extensions
-        verify: ssl.SSLContext | bool = True
-        if profile.edge.trust_anchor is not None:
-            try:
-                verify = ssl.create_default_context(cafile=str(profile.edge.trust_anchor))
-            except (OSError, ssl.SSLError) as exc:
-                raise ProbeError(f"cannot load trust anchor {profile.edge.trust_anchor}: {exc}") from None
-        self._client = httpx.Client(
-            verify=verify, trust_env=False,
-            timeout=httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s))
+    Attributes:
+        email: its address (``canary+transit-<random>@audit.invalid``).
+        password: its password; registered in KnownSecrets the moment it is made.
+    """
 
-    def close(self) -> None:
-        self._client.close()
+    email: str
+    password: str
 
-    def requests_since(self, seq: int) -> tuple[CapturedRequest, ...]:
-        """Every request the fakes received with a sequence number above ``seq``.
+    def __repr__(self) -> str:
+        # Never show the password, even in a pytest traceback.
+        return f"CanaryAccount(email={self.email!r})"
 
-        Raises:
-            ProbeError: the capture API is unreachable or answers something unexpected.
-        """
-        url = f"{self._base}/_capture/requests"
-        try:
-            response = self._client.get(url, params={"since": seq}, extensions=self._extensions)
-        except httpx.TimeoutException:
-            raise ProbeError(f"GET {url}: no answer in time") from None
-        except httpx.HTTPError as exc:
-            raise ProbeError(f"GET {url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code != 200:
-            raise ProbeError(f"GET {url}: HTTP {response.status_code}")
-        try:
-            items: Any = response.json()["requests"]
-            return tuple(CapturedRequest(int(item["seq"]), str(item["listener"]), str(item["method"]),
-                                         str(item["path"]), str(item.get("host", "")),
-                                         tuple(item.get("headers_present", ())))
-                         for item in items if int(item["seq"]) > seq)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProbeError(f"GET {url}: unexpected answer ({type(exc).__name__}: {exc})") from None
 
-    def last_seq(self) -> int:
-        """The highest sequence number received so far (0 when none)."""
-        return max((item.seq for item in self.requests_since(0)), default=0)
+def create_canary(api: VotrizApi, known_secrets: KnownSecrets) -> CanaryAccount:
+    """Sign up and log in a fresh canary account; its password is registered first."""
+    tag = secrets.token_hex(6)
+    # A reserved TLD (RFC 6761), like the at-rest canaries: no mail can ever leave.
+    canary = CanaryAccount(email=f"canary+transit-{tag}@audit.invalid",
+                           password=secrets.token_urlsafe(24))
+    known_secrets.add(canary.password, "canary password")
+    api.signup(canary.email, canary.password)
+    token = api.login(canary.email, canary.password)
+    known_secrets.add(token, "canary session token")
+    return canary
+
+
+def remove_canary(api: VotrizApi) -> None:
+    """Delete the logged-in canary account and everything it owns."""
+    api.delete_account()
 
 
 def _wanted_seen(captured: tuple[CapturedRequest, ...]) -> bool:
@@ -183,13 +146,16 @@ def observe_outbound(profile: TargetProfile, policy: Policy,
     capture = CaptureClient(profile.capture, profile, policy)
     api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
     try:
-        canary = create_canary(api, known_secrets, "transit")
+        canary = create_canary(api, known_secrets)
         exercise: OutboundExercise | None = None
         try:
             exercise = exercise_outbound(api, canary, capture, policy)
         finally:
-            cleanup_error = canary.remove(api, known_secrets) or None
-            removed = cleanup_error is None
+            try:
+                remove_canary(api)
+                removed, cleanup_error = True, None
+            except ProbeError as exc:
+                removed, cleanup_error = False, str(exc)
             if exercise is None and cleanup_error is not None:
                 # The exercise itself failed; its ProbeError is propagating. Say that
                 # the canary is left behind too, since nobody will read the observation.

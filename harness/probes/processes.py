@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.outcomes import ProbeError
+from harness.probes import containers as containers_probe
+from harness.probes.docker_engine import project_containers
 from harness.profile import Local, Process
 
 PROC = Path("/proc")
@@ -187,9 +189,6 @@ def observe_docker(project: str, *, client: Any = None, proc: Path = PROC,
     Raises:
         ProbeError: the Docker engine cannot be reached or lists no such container.
     """
-    from harness.probes import containers as containers_probe
-    from harness.probes.docker_engine import project_containers
-
     own_client = client is None
     if client is None:
         client = containers_probe.docker_client(timeout_s)

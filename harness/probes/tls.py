@@ -162,6 +162,23 @@ class TlsScan:
         return next((probe for probe in self.versions if probe.version == name), None)
 
 
+def edge_tls_context(edge: Edge) -> ssl.SSLContext:
+    """The client TLS context of every HTTPS call the harness makes to the service or its fakes.
+
+    It trusts the profile's trust anchor (``edge.trust_anchor``), or the system
+    store when the profile names none, and verifies certificates and host names.
+
+    Raises:
+        ProbeError: the trust anchor cannot be read or is not a PEM certificate.
+    """
+    if edge.trust_anchor is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(edge.trust_anchor))
+    except (OSError, ssl.SSLError) as exc:
+        raise ProbeError(f"cannot load trust anchor {edge.trust_anchor}: {exc}") from None
+
+
 def _trace_tail(trace: Any) -> str:
     """The last line of a TracebackException: the exception and its message."""
     if trace is None:
