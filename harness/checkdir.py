@@ -69,8 +69,10 @@ def check_modules(checks_dir: Path = CHECKS_DIR) -> list[Path]:
     """Every module of every area that may hold a check, in a stable order."""
     found = []
     for area in check_areas(checks_dir):
-        where = area_path(area, checks_dir)
-        found += [where] if where.is_file() else [p for p in where.glob("*.py") if p.name not in NOT_CHECKS]
+        folder, module = checks_dir / area, checks_dir / f"{area}.py"
+        # TRANSITION: while an area moves, its old module and its new folder may both hold checks.
+        found += [module] if module.is_file() else []
+        found += [p for p in folder.glob("*.py") if p.name not in NOT_CHECKS] if folder.is_dir() else []
     return sorted(found)
 
 

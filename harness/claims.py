@@ -2,15 +2,23 @@
 
 A claim is verified by automated checks, by a human attestation (``manual``),
 or by both (a check that sees part of it, and an attestation for the rest).
+
+The catalogue file holds the page's words, the ``manual`` attestations and the
+notes. Which checks verify a claim is said once, by each check's
+``@pytest.mark.claims(...)`` marker: :func:`load_catalogue` reads the markers
+(:func:`harness.checkdir.declared_checks`, without importing any check) and
+fills each claim's ``checks`` from them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.checkdir import declared_checks
 from harness.tomlfile import load_toml_model
 
 CLAIMS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "claims"
@@ -19,7 +27,7 @@ _CLAIM_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
 
 
 class CatalogueError(Exception):
-    """The catalogue is missing, malformed, or names an unknown check."""
+    """The catalogue is missing or malformed, a check names a claim it lacks, or a claim is unverified."""
 
 
 class Claim(BaseModel):
@@ -30,7 +38,7 @@ class Claim(BaseModel):
         section: where on the page it stands.
         text: the page's own words.
         also: further page text this claim covers (bullets under it).
-        checks: ids of the checks that verify it.
+        checks: ids of the checks that verify it, from their ``claims`` markers (never from the file).
         manual: what a human must attest, where no machine can see it all.
         note: what the report should say about the claim itself.
     """
@@ -46,11 +54,9 @@ class Claim(BaseModel):
     note: str | None = None
 
     @model_validator(mode="after")
-    def _verifiable(self) -> Claim:
+    def _well_formed(self) -> Claim:
         if not _CLAIM_ID.match(self.id):
             raise ValueError(f"claim id {self.id!r} is not of the form AREA-NAME")
-        if not self.checks and not self.manual:
-            raise ValueError(f"claim {self.id} has neither checks nor a manual attestation")
         return self
 
 
@@ -92,13 +98,49 @@ class Catalogue(BaseModel):
         return tuple(claim.id for claim in self.claim if check_id in claim.checks)
 
 
-def load_catalogue(path: Path = DEFAULT_CATALOGUE) -> Catalogue:
-    """Read and validate a claims catalogue.
+def declared_claims() -> dict[str, tuple[str, ...]]:
+    """Check id → the claims its marker names, for every check of ``checks/``."""
+    return {ident: check.claims for ident, check in declared_checks().items()}
+
+
+def link_checks(catalogue: Catalogue, declared: Mapping[str, Sequence[str]], *, source: str) -> Catalogue:
+    """The catalogue with each claim's ``checks``: the checks whose marker names it, by check id.
 
     Raises:
-        CatalogueError: one line per problem, naming the file.
+        CatalogueError: a check names a claim the catalogue lacks, or a claim is
+            served by no check and covered by no ``manual`` attestation.
     """
-    return load_toml_model(path, Catalogue, what="catalogue", error=CatalogueError)
+    known = catalogue.by_id()
+    for check_id, claims in sorted(declared.items()):
+        unknown = [claim for claim in claims if claim not in known]
+        if unknown:
+            raise CatalogueError(f"{check_id}: names unknown claim(s) {', '.join(unknown)} "
+                                 f"(not in {source})")
+    linked = tuple(claim.model_copy(update={"checks": tuple(
+        check_id for check_id in sorted(declared) if claim.id in declared[check_id])})
+        for claim in catalogue.claim)
+    for index, claim in enumerate(linked):
+        if not claim.checks and not claim.manual:
+            raise CatalogueError(f"{source}: claim[{index}]: claim {claim.id} has neither checks "
+                                 f"(no check's claims marker names it) nor a manual attestation")
+    return catalogue.model_copy(update={"claim": linked})
+
+
+def load_catalogue(path: Path = DEFAULT_CATALOGUE,
+                   declared: Mapping[str, Sequence[str]] | None = None) -> Catalogue:
+    """Read and validate a claims catalogue, its claims linked to the checks that declare them.
+
+    ``declared`` (check id → claims of its marker) defaults to the markers of ``checks/``.
+
+    Raises:
+        CatalogueError: one line per problem, naming the file (or the check).
+    """
+    catalogue = load_toml_model(path, Catalogue, what="catalogue", error=CatalogueError)
+    for index, claim in enumerate(catalogue.claim):
+        if "checks" in claim.model_fields_set:
+            raise CatalogueError(f"{path}: claim[{index}].checks: the checks of a claim are declared "
+                                 f"by their @pytest.mark.claims(...) markers, not in the catalogue")
+    return link_checks(catalogue, declared_claims() if declared is None else declared, source=str(path))
 
 
 def _normalise(text: str) -> str:

@@ -1,6 +1,7 @@
 """The evidence recorder a check writes to, and the result it produces.
 
-A check attaches what it observed (JSON-able data or text) and concludes with
+A check attaches what it observed (an evidence model of
+:mod:`harness.evidence_kinds`, other JSON-able data, or text) and concludes with
 a :class:`~harness.outcomes.Verdict`. Everything passes through the known
 secrets' redaction before it touches the disk.
 """
@@ -11,6 +12,8 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from harness.outcomes import CheckOutcome, Outcome, Verdict
 from harness.redaction import KnownSecrets
@@ -36,8 +39,14 @@ class EvidenceRecorder:
         self.verdict: Verdict | None = None
 
     def attach(self, name: str, data: Any) -> Path:
-        """Write one piece of evidence (dict/list → JSON, str → text), redacted."""
+        """Write one piece of evidence (model or dict/list → JSON, str → text), redacted.
+
+        A model is written with its ``kind`` (and its keys as the model names them), so the
+        report draws it with that kind's view.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, BaseModel):
+            data = data.model_dump(mode="json", by_alias=True)
         if isinstance(data, str):
             path = self.directory / (_SAFE_NAME.sub("-", name) + ".txt")
             text = data

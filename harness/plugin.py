@@ -3,8 +3,10 @@
 Loaded through the ``pytest11`` entry point, it stays inert unless ``--target``
 is given, so it never changes an ordinary pytest run. With ``--target`` it:
 
-- loads the profile, policy, claims catalogue and waivers before any check
-  runs (a bad file is a usage error naming the file and key);
+- takes the profile, policy, claims catalogue and waivers from the command
+  line that started it (:class:`PreloadedInputs`), or loads them itself when
+  started as ``pytest --target PROFILE`` (a bad file is a usage error naming
+  the file and key);
 - gives checks the fixtures ``profile``, ``policy``, ``known_secrets``,
   ``evidence`` and ``report_dir``;
 - turns what happened in each check into one of the six outcomes, each with
@@ -28,12 +30,15 @@ from typing import Any
 import pytest
 
 from harness import checkdir
-from harness.claims import Catalogue, CatalogueError, load_catalogue
 from harness.evidence import EvidenceRecorder
+from harness.inputs import AuditInputs, InputError, load_inputs
+from harness.leaks import scan_for_leaks
 from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
-from harness.policy import DEFAULT_POLICY_PATH, Policy, PolicyError, load_policy
-from harness.profile import ProfileError, TargetProfile, load_profile
+from harness.policy import Policy
+from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.report.bundle import BundleError, BundleRefused
+from harness.report.commands import finalize
 from harness.results import (
     Attestation,
     CheckResult,
@@ -45,14 +50,25 @@ from harness.results import (
     write_junit,
     write_results_json,
 )
-from harness.waivers import WaiverError, WaiverSet, load_waivers
+
+
+@dataclass(frozen=True, eq=False)  # pluggy keeps plugins in sets: hashed by identity
+class PreloadedInputs:
+    """Handed to ``pytest.main(..., plugins=[...])`` by the command line, which loaded the inputs.
+
+    Attributes:
+        inputs: the run's profile, policy, catalogue and waivers.
+    """
+
+    inputs: AuditInputs
+
 
 @dataclass
 class RunState:
     """What one audit run knows and has concluded so far.
 
     Attributes:
-        profile, policy, policy_path, catalogue, waivers: loaded at start.
+        inputs: profile, policy, catalogue and waivers, loaded once at start.
         report_dir: where everything is written.
         known_secrets: every secret learnt during the run.
         results: one per check, in run order.
@@ -61,11 +77,7 @@ class RunState:
         today: the date waivers are judged against.
     """
 
-    profile: TargetProfile
-    policy: Policy
-    policy_path: Path
-    catalogue: Catalogue
-    waivers: WaiverSet
+    inputs: AuditInputs
     report_dir: Path
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -78,6 +90,14 @@ class RunState:
     monotonic_start: float = field(default_factory=time.monotonic)
     leaks: list[str] = field(default_factory=list)
     run_errors: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def profile(self) -> TargetProfile:
+        return self.inputs.profile
+
+    @property
+    def policy(self) -> Policy:
+        return self.inputs.rules.policy
 
 
 RUN_STATE = pytest.StashKey[RunState]()
@@ -114,21 +134,25 @@ def pytest_configure(config: pytest.Config) -> None:
     target = config.getoption("--target", None)
     if not target:
         return
-    try:
-        profile = load_profile(Path(target))
-        policy_path = Path(config.getoption("--policy") or DEFAULT_POLICY_PATH)
-        policy = load_policy(policy_path)
-        claims_path = config.getoption("--claims")
-        catalogue = load_catalogue(Path(claims_path)) if claims_path else load_catalogue()
-        waivers_path = config.getoption("--waivers")
-        waivers = load_waivers(Path(waivers_path) if waivers_path else None,
-                               known_checks=catalogue.check_ids())
-    except (ProfileError, PolicyError, CatalogueError, WaiverError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+    preloaded = [p for p in config.pluginmanager.get_plugins() if isinstance(p, PreloadedInputs)]
+    if preloaded:
+        inputs = preloaded[0].inputs
+    else:
+        try:
+            inputs = load_inputs(Path(target), policy=_path_option(config, "--policy"),
+                                 waivers=_path_option(config, "--waivers"),
+                                 claims=_path_option(config, "--claims"))
+        except InputError as exc:
+            raise pytest.UsageError(str(exc)) from None
     report_dir = Path(config.getoption("--report-dir") or "reports/latest")
     report_dir.mkdir(parents=True, exist_ok=True)
-    config.stash[RUN_STATE] = RunState(profile, policy, policy_path, catalogue, waivers, report_dir)
+    config.stash[RUN_STATE] = RunState(inputs, report_dir)
     config.pluginmanager.register(_CollectionWatch(config.stash[RUN_STATE]), "votriz-audit-collection")
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    value = config.getoption(name)
+    return Path(value) if value else None
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
@@ -136,7 +160,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     state = _state(config)
     if state is None:
         return
-    known = state.catalogue.by_id()
+    known = state.inputs.rules.catalogue.by_id()
     for item in items:
         unknown = [claim for claim in claims_of(item) if claim not in known]
         if unknown:
@@ -241,7 +265,7 @@ def _verdict_from_exception(excinfo: pytest.ExceptionInfo[BaseException], phase:
 
 
 def _apply_waiver(state: RunState, check_id: str, verdict: Verdict) -> tuple[Verdict, WaiverNote | None]:
-    waiver = state.waivers.for_check(check_id)
+    waiver = state.inputs.rules.waivers.for_check(check_id)
     if waiver is None:
         return verdict, None
     current = waiver.is_current(state.today)
@@ -402,8 +426,9 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 def _claim_results(state: RunState) -> list[ClaimResult]:
     claims = []
-    for claim in state.catalogue.claim:
-        # A check speaks for a claim if the catalogue names it or its marker does.
+    for claim in state.inputs.rules.catalogue.claim:
+        # A check speaks for a claim if its marker names it: the catalogue's links come from the
+        # markers of checks/, the result's claims from the marker of the check that ran.
         outcomes = [result.outcome for result in state.results
                     if result.check_id in claim.checks or claim.id in result.claims]
         attestation = None
@@ -424,28 +449,18 @@ def _claim_results(state: RunState) -> list[ClaimResult]:
 
 def build_results(state: RunState, finished_at: dt.datetime | None = None) -> RunResults:
     """Assemble results.json's content from what the run concluded."""
-    profile = state.profile
+    profile, rules = state.profile, state.inputs.rules
     return RunResults(
         run_id=state.run_id,
         started_at=state.started_at,
         finished_at=finished_at or dt.datetime.now(dt.UTC),
         target={"name": profile.name, "backend": profile.backend, "edge": profile.edge.base_url},
-        policy={"path": str(state.policy_path), **state.policy.model_dump(mode="json")},
-        catalogue={"title": state.catalogue.title, "page": state.catalogue.page},
+        policy={"path": str(rules.policy_path), **rules.policy.model_dump(mode="json")},
+        catalogue={"title": rules.catalogue.title, "page": rules.catalogue.page},
         summary=summarise(state.results),
         results=tuple(state.results),
         claims=tuple(_claim_results(state)),
     )
-
-
-def scan_for_leaks(directory: Path, secrets: KnownSecrets) -> list[str]:
-    """Every place under ``directory`` where a known secret appears (label and file, never the value)."""
-    leaks = []
-    for path in sorted(directory.rglob("*")):
-        if path.is_file():
-            for label, offset in secrets.find_in(path.read_bytes()):
-                leaks.append(f"{path.relative_to(directory)}:{offset}: {label}")
-    return leaks
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -485,9 +500,6 @@ def _finalize_bundle(config: pytest.Config, state: RunState) -> str:
     The known secrets exist only inside this process, so the last scan of every
     rendered file happens here, before the manifest is signed.
     """
-    from harness.report.bundle import BundleError, BundleRefused
-    from harness.report.commands import finalize
-
     key = config.getoption("--signing-key")
     against = config.getoption("--against")
     try:

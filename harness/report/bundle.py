@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness import __version__
+from harness.leaks import scan_for_leaks
 from harness.redaction import KnownSecrets
 from harness.report.layout import (
     LEAKS_TXT,
@@ -231,8 +232,6 @@ def check_no_secrets(report_dir: Path, known_secrets: KnownSecrets | None) -> No
         raise BundleRefused(f"{report_dir}: the run found its own secrets in its output ({LEAKS_TXT}: "
                             f"{len(places)} place(s)); this bundle must not be signed or distributed", places)
     if known_secrets is not None and len(known_secrets):
-        from harness.plugin import scan_for_leaks
-
         places = scan_for_leaks(report_dir, known_secrets)
         if places:
             raise BundleRefused(f"{report_dir}: {len(places)} known secret(s) found in the output "

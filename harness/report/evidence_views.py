@@ -1,35 +1,41 @@
-"""Evidence files → what the report shows: known shapes get their own view, anything else a
-generic table or key/value view.
+"""Evidence files → what the report shows: each kind of structured evidence gets its own view,
+anything else a generic table or key/value view.
 
-Evidence shapes come from the checks (``evidence.attach(...)`` in ``checks/*.py``),
-written by other hands and free to change, so every recogniser here is
-defensive: it recognises a shape only when the keys it reads are there with
-the types it needs, and a recogniser that raises falls back to the generic
-view with a note. The known shapes:
+A file of a known kind carries a ``kind`` field (:mod:`harness.evidence_kinds`, one model per
+kind); the view is chosen by it and drawn from the validated model, and a file that names a
+kind but does not validate is shown as data, with a note. The kinds:
 
-- ``tls_versions``: ``{"versions": [{"version", "accepted", ...}]}`` (transit.tls_versions);
-- ``header_transcript``: ``{"samples": [{"url", "status", "headers"?, ...}]}``
-  (transit.hsts, transit.security_headers, transit.http_redirect_only);
-- ``hsm_objects``: ``[{"label", "class" | "sensitive" | "extractable", ...}]`` (keys.hsm_custody);
-- ``rotation_timeline``: ``{"timeline": [{"t_s", "requests", "errors", "p50_ms", "p99_ms",
-  "markers"}], "bucket_s"?, "before"?, "during"?, "after"?, "total"?}`` (keys.token_key_rotation);
-- ``bcrypt_histogram``: a cost histogram under ``cost_histogram``, ``costs`` or
-  ``bcrypt_costs`` (``{"12": 40, "10": 2}`` or ``[{"cost", "count"}]``), or a
-  list of rows each with a ``cost`` (at_rest.password_hashes and friends). The
-  policy's cost (``policy.bcrypt.cost``, or ``policy_cost`` / ``required_cost``
-  in the file) marks the bars that break it.
+- ``tls_versions`` (transit.tls_versions): a table of protocol versions;
+- ``header_transcript`` (transit.hsts, transit.security_headers, transit.http_redirect_only):
+  each sampled exchange with its headers;
+- ``hsm_objects`` (keys.hsm_custody): the token's objects, risky attributes marked;
+- ``rotation_timeline`` (keys.token_key_rotation): the load chart and the phases' totals;
+- ``bcrypt_histogram`` (at_rest.password_hashes): the cost histogram; the file's
+  ``policy_cost`` (else the run's ``policy.bcrypt.cost``) marks the bars that break it.
+
+Files without a ``kind`` go through :func:`harness.evidence_kinds.kind_of_untyped` for now.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup
+from pydantic import BaseModel
 
+from harness.evidence_kinds import (
+    DRAWN_KEYS,
+    EVIDENCE_KIND,
+    BcryptHistogramEvidence,
+    HeaderTranscriptEvidence,
+    HsmObjectsEvidence,
+    RotationTimelineEvidence,
+    TlsVersionsEvidence,
+    kind_of_untyped,
+)
 from harness.report.layout import EvidenceFile
 from harness.report.svg import HistogramBin, TimelinePoint, histogram_svg, timeline_svg
 
@@ -42,12 +48,12 @@ class EvidenceView:
 
     Attributes:
         file: the evidence file.
-        shape: the recognised shape (see the module docstring), or ``table``,
+        shape: the evidence's kind (see the module docstring), or ``table``,
             ``keyvalue``, ``list``, ``scalar``, ``text``, ``problem``.
         data: what the template renders for that shape.
         chart: an inline SVG chart, for shapes that have one.
         rest: the file's other top-level keys, shown generically under the view.
-        note: a remark on how the file is shown (e.g. a recogniser fell back).
+        note: a remark on how the file is shown (e.g. a kind's view fell back).
     """
 
     file: EvidenceFile
@@ -58,77 +64,64 @@ class EvidenceView:
     note: str = ""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _dict_rows(value: Any) -> list[dict[str, Any]] | None:
     if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
         return value
     return None
 
 
-def _rest(data: Mapping[str, Any], *used: str) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in used}
+def _fields(model: BaseModel) -> dict[str, Any]:
+    """The keys the file gave for ``model`` (as written), declared and extra alike."""
+    return model.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-# --- recognisers: each returns a view or None ------------------------------------------------
+# --- one view per kind ------------------------------------------------------------------------
 
-def _tls_versions(file: EvidenceFile, data: Any, policy: Mapping[str, Any]) -> EvidenceView | None:
-    if not isinstance(data, dict):
-        return None
-    rows = _dict_rows(data.get("versions"))
-    if rows is None or not all("version" in r and "accepted" in r for r in rows):
-        return None
-    allowed = data.get("allowed_versions")
+def _tls_versions(file: EvidenceFile, evidence: TlsVersionsEvidence, policy: Mapping[str, Any]
+                  ) -> tuple[Any, Markup | None]:
+    allowed = evidence.allowed_versions
     table = []
-    for row in rows:
-        suites = row.get("cipher_suites")
-        is_allowed = row.get("allowed")
-        if is_allowed is None and isinstance(allowed, list):
-            is_allowed = row["version"] in allowed
-        accepted = row.get("accepted")
+    for row in evidence.versions:
+        is_allowed = row.allowed
+        if is_allowed is None and allowed is not None:
+            is_allowed = row.version in allowed
+        accepted = row.accepted
         if accepted and is_allowed is False:
             verdict = "✗ accepted, not allowed"
         elif accepted:
             verdict = "✓ accepted, allowed"
-        elif row.get("tested") is False:
+        elif row.tested is False:
             verdict = "? not tested"
         else:
             verdict = "refused"
-        table.append({"version": row["version"], "allowed": is_allowed, "tested": row.get("tested"),
+        table.append({"version": row.version, "allowed": is_allowed, "tested": row.tested,
                       "accepted": accepted, "verdict": verdict, "bad": bool(accepted and is_allowed is False),
-                      "suites": suites if isinstance(suites, list) else [],
-                      "error": row.get("error")})
-    return EvidenceView(file, "tls_versions", table, rest=_rest(data, "versions"))
+                      "suites": list(row.cipher_suites), "error": row.error})
+    return table, None
 
 
-def _header_transcript(file: EvidenceFile, data: Any, policy: Mapping[str, Any]) -> EvidenceView | None:
-    if not isinstance(data, dict):
-        return None
-    rows = _dict_rows(data.get("samples"))
-    if rows is None or not all("url" in r for r in rows):
-        return None
+def _header_transcript(file: EvidenceFile, evidence: HeaderTranscriptEvidence, policy: Mapping[str, Any]
+                       ) -> tuple[Any, Markup | None]:
     exchanges = []
-    for row in rows:
+    for row in evidence.samples:
         headers: list[tuple[str, str]] = []
-        raw = row.get("headers")
-        missing: list[Any] = row["missing"] if isinstance(row.get("missing"), list) else []
+        raw = row.headers
         if isinstance(raw, dict):
             for name, values in raw.items():
                 listed = values if isinstance(values, list) else [values]
                 if not listed:
-                    headers.append((str(name), "(absent) ✗ required" if name in missing else "(absent)"))
-                headers += [(str(name), str(v)) for v in listed]
+                    headers.append((name, "(absent) ✗ required" if name in row.missing else "(absent)"))
+                headers += [(name, str(v)) for v in listed]
         elif isinstance(raw, list):
             # A bare list of values (transit.hsts): the values of the one header judged.
             headers += [("value", str(v)) for v in raw] or [("value", "(absent)")]
-        if row.get("location"):
-            headers.append(("location", str(row["location"])))
-        exchanges.append({"url": str(row["url"]), "status": row.get("status"), "headers": headers,
-                          "body_excerpt": row.get("body_excerpt"),
-                          "other": _rest(row, "url", "status", "headers", "location", "body_excerpt")})
-    return EvidenceView(file, "header_transcript", exchanges, rest=_rest(data, "samples"))
+        if row.location:
+            headers.append(("location", row.location))
+        other = {k: v for k, v in _fields(row).items()
+                 if k not in ("url", "status", "headers", "location", "body_excerpt")}
+        exchanges.append({"url": row.url, "status": row.status, "headers": headers,
+                          "body_excerpt": row.body_excerpt, "other": other})
+    return exchanges, None
 
 
 _HSM_COLUMNS = ("label", "class", "key_type", "id", "sensitive", "extractable", "always_sensitive",
@@ -137,74 +130,36 @@ _HSM_COLUMNS = ("label", "class", "key_type", "id", "sensitive", "extractable", 
 _HSM_RISKY = {"sensitive": False, "extractable": True, "always_sensitive": False, "never_extractable": False}
 
 
-def _hsm_objects(file: EvidenceFile, data: Any, policy: Mapping[str, Any]) -> EvidenceView | None:
-    rows = _dict_rows(data)
-    if rows is None or not all("label" in r and ({"class", "sensitive", "extractable"} & r.keys())
-                               for r in rows):
-        return None
+def _hsm_objects(file: EvidenceFile, evidence: HsmObjectsEvidence, policy: Mapping[str, Any]
+                 ) -> tuple[Any, Markup | None]:
+    rows = [_fields(obj) for obj in evidence.objects]
     extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in _HSM_COLUMNS]
     columns = [c for c in _HSM_COLUMNS if any(c in r for r in rows)] + extra
     table = [[{"value": r.get(c), "risky": c in _HSM_RISKY and r.get(c) is _HSM_RISKY[c]} for c in columns]
              for r in rows]
-    return EvidenceView(file, "hsm_objects", {"columns": columns, "rows": table})
+    return {"columns": columns, "rows": table}, None
 
 
-def _rotation_timeline(file: EvidenceFile, data: Any, policy: Mapping[str, Any]) -> EvidenceView | None:
-    if not isinstance(data, dict):
-        return None
-    rows = _dict_rows(data.get("timeline"))
-    if rows is None or not all(_is_number(r.get("t_s")) and _is_number(r.get("requests")) for r in rows):
-        return None
-
-    def optional(value: Any) -> float | None:
-        return float(value) if _is_number(value) else None
-
-    points = [TimelinePoint(float(r["t_s"]), int(r["requests"]),
-                            int(r["errors"]) if _is_number(r.get("errors")) else 0,
-                            optional(r.get("p50_ms")), optional(r.get("p99_ms")),
-                            tuple(str(m) for m in r.get("markers") or [] if isinstance(m, str)))
-              for r in rows]
-    raw_bucket: Any = data.get("bucket_s", 0)
-    bucket = float(raw_bucket) if _is_number(raw_bucket) and raw_bucket > 0 else 0.0
+def _rotation_timeline(file: EvidenceFile, evidence: RotationTimelineEvidence, policy: Mapping[str, Any]
+                       ) -> tuple[Any, Markup | None]:
+    points = [TimelinePoint(b.t_s, b.requests, b.errors, b.p50_ms, b.p99_ms, b.markers)
+              for b in evidence.timeline]
+    bucket = evidence.bucket_s if evidence.bucket_s > 0 else 0.0
     if not bucket:
         steps = [b.t_s - a.t_s for a, b in itertools.pairwise(points) if b.t_s > a.t_s]
         bucket = min(steps) if steps else 1.0
-    phases = [{"phase": name, **data[name]} for name in ("before", "during", "after", "total")
-              if isinstance(data.get(name), dict)]
+    windows = {"before": evidence.before, "during": evidence.during, "after": evidence.after,
+               "total": evidence.total}
+    phases = [{"phase": name, **window} for name, window in windows.items() if window is not None]
     chart = timeline_svg(points, bucket, ident=f"timeline-{next(_counter)}",
                          title=f"Load timeline ({file.path})")
-    return EvidenceView(file, "rotation_timeline", {"phases": phases, "points": points}, chart=chart,
-                        rest=_rest(data, "timeline", "bucket_s", "before", "during", "after", "total"))
+    return {"phases": phases, "points": points}, chart
 
 
-_HISTOGRAM_KEYS = ("cost_histogram", "bcrypt_costs", "costs")
-_POLICY_COST_KEYS = ("policy_cost", "required_cost", "expected_cost", "min_cost")
-
-
-def _cost_counts(value: Any) -> Counter[str] | None:
-    if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
-        return Counter({str(k): int(v) for k, v in value.items()})
-    rows = _dict_rows(value)
-    if rows is not None and all("cost" in r for r in rows):
-        if all(_is_number(r.get("count")) for r in rows):
-            return Counter({str(r["cost"]): int(r["count"]) for r in rows})
-        return Counter(str(r["cost"]) for r in rows)
-    return None
-
-
-def _bcrypt_histogram(file: EvidenceFile, data: Any, policy: Mapping[str, Any]) -> EvidenceView | None:
-    counts, used = None, ""
-    if isinstance(data, dict):
-        for key in _HISTOGRAM_KEYS:
-            counts = _cost_counts(data.get(key))
-            if counts is not None:
-                used = key
-                break
-    else:
-        counts = _cost_counts(data)
-    if not counts:
-        return None
-    required: Any = next((data[k] for k in _POLICY_COST_KEYS if isinstance(data, dict) and k in data), None)
+def _bcrypt_histogram(file: EvidenceFile, evidence: BcryptHistogramEvidence, policy: Mapping[str, Any]
+                      ) -> tuple[Any, Markup | None]:
+    counts = evidence.cost_histogram
+    required: Any = evidence.policy_cost
     if required is None and isinstance(policy.get("bcrypt"), dict):
         required = policy["bcrypt"].get("cost")
 
@@ -225,19 +180,17 @@ def _bcrypt_histogram(file: EvidenceFile, data: Any, policy: Mapping[str, Any]) 
             else "No policy cost known.")
     chart = histogram_svg(bins, title=f"bcrypt cost distribution ({file.path})", note=note,
                           ident=f"histogram-{next(_counter)}")
-    rest = _rest(data, used) if isinstance(data, dict) else {}
-    return EvidenceView(file, "bcrypt_histogram", {"bins": bins, "required": required}, chart=chart,
-                        rest=rest)
+    return {"bins": bins, "required": required}, chart
 
 
-Recogniser = Callable[[EvidenceFile, Any, Mapping[str, Any]], "EvidenceView | None"]
-# Order matters: the most specific shapes first.
-RECOGNISERS: dict[str, Recogniser] = {
-    "rotation_timeline": _rotation_timeline,
+View = Callable[[EvidenceFile, Any, Mapping[str, Any]], tuple[Any, "Markup | None"]]
+#: The view of each kind of evidence (:data:`harness.evidence_kinds.EvidenceKind`).
+VIEWS: dict[str, View] = {
     "tls_versions": _tls_versions,
-    "bcrypt_histogram": _bcrypt_histogram,
-    "hsm_objects": _hsm_objects,
     "header_transcript": _header_transcript,
+    "hsm_objects": _hsm_objects,
+    "rotation_timeline": _rotation_timeline,
+    "bcrypt_histogram": _bcrypt_histogram,
 }
 
 
@@ -253,19 +206,21 @@ def generic_shape(data: Any) -> str:
 
 
 def view_evidence(file: EvidenceFile, policy: Mapping[str, Any] | None = None) -> EvidenceView:
-    """The view of one evidence file: a known shape if one matches, else the generic view."""
+    """The view of one evidence file: its kind's view, else the generic view."""
     policy = policy or {}
     if file.kind in ("missing", "too-large", "unreadable"):
         return EvidenceView(file, "problem", note=file.problem)
     if file.kind == "text":
         return EvidenceView(file, "text", file.text, note=file.problem)
-    note = ""
-    for name, recognise in RECOGNISERS.items():
-        try:
-            view = recognise(file, file.data, policy)
-        except Exception as exc:  # A surprising shape must never break the report.
-            note = f"looked like {name} but could not be drawn ({type(exc).__name__}); shown as data"
-            continue
-        if view is not None:
-            return view
-    return EvidenceView(file, generic_shape(file.data), file.data, note=note)
+    data = file.data
+    typed = data if isinstance(data, dict) and data.get("kind") in VIEWS else kind_of_untyped(data)
+    if typed is None:
+        return EvidenceView(file, generic_shape(data), data)
+    kind = str(typed["kind"])
+    try:
+        drawn, chart = VIEWS[kind](file, EVIDENCE_KIND.validate_python(typed), policy)
+    except Exception as exc:  # A file that does not fit its kind must never break the report.
+        note = f"looked like {kind} but could not be drawn ({type(exc).__name__}); shown as data"
+        return EvidenceView(file, generic_shape(data), data, note=note)
+    rest = {k: v for k, v in typed.items() if k not in ("kind", *DRAWN_KEYS[kind])}
+    return EvidenceView(file, kind, drawn, chart=chart, rest=rest)

@@ -62,7 +62,8 @@ def _profile(tmp: Path) -> Path:
 
 
 def _run(pytester: pytest.Pytester, checks: str, *extra: str) -> tuple[pytest.RunResult, Path]:
-    pytester.makepyfile(area=checks)
+    # The checks' module sits in an area's folder, as in checks/<area>/: their ids are area.<name>.
+    pytester.makepyfile(**{"area/endings": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
     result = pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report), *extra)
@@ -162,7 +163,7 @@ from harness.outcomes import Verdict
 def check_hsts(evidence):
     evidence.conclude(Verdict.failed("no HSTS"))
 '''
-    pytester.makepyfile(transit=checks)
+    pytester.makepyfile(**{"transit/hsts": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "r1"
     pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report),

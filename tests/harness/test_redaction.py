@@ -114,7 +114,7 @@ def check_absurd_password(evidence, known_secrets):
 
 def test_plugin_redacts_a_short_secret_and_errors_on_an_absurd_one(pytester: pytest.Pytester) -> None:
     # Given two checks: one learns a 4-digit PIN and writes it out, one learns a 3-byte password
-    pytester.makepyfile(area=CHECKS)
+    pytester.makepyfile(**{"area/redacting": CHECKS})  # an area's folder, as checks/<area>/: ids area.<name>
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     profile = pytester.path / "target.toml"
     profile.write_text(textwrap.dedent("""

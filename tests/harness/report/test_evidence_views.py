@@ -1,4 +1,6 @@
-"""Evidence recognisers: known shapes are recognised, anything else falls back, nothing crashes."""
+"""Evidence views: each kind is drawn by its view (chosen by the file's ``kind``), files written
+before the kinds existed are still recognised (the transition), anything else falls back, nothing
+crashes."""
 
 from __future__ import annotations
 
@@ -7,6 +9,19 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import (
+    BcryptHistogramEvidence,
+    HeaderTranscriptEvidence,
+    HsmObject,
+    HsmObjectsEvidence,
+    HttpExchange,
+    RotationTimelineEvidence,
+    TimelineBucket,
+    TlsVersionRow,
+    TlsVersionsEvidence,
+)
+from harness.redaction import KnownSecrets
 from harness.report import evidence_views
 from harness.report.evidence_views import view_evidence
 from harness.report.html import _environment
@@ -47,7 +62,7 @@ def test_a_recogniser_that_raises_falls_back_with_a_note(monkeypatch: Any) -> No
     def explode(*args: Any) -> None:
         raise KeyError("surprise")
 
-    monkeypatch.setitem(evidence_views.RECOGNISERS, "tls_versions", explode)
+    monkeypatch.setitem(evidence_views.VIEWS, "tls_versions", explode)
 
     view = view_evidence(_json({"versions": [{"version": "TLSv1.3", "accepted": True}]}))
 
@@ -91,3 +106,82 @@ def test_the_password_hashes_evidence_of_at_rest_draws_its_histogram() -> None:
     assert view.data["required"] == 11
     assert all(b.flagged for b in view.data["bins"])
     assert "cost_histogram" not in view.rest and view.rest["policy_cost"] == 11
+
+
+# --- typed evidence: the file's kind chooses the view ------------------------------------------
+
+TYPED = [
+    TlsVersionsEvidence(versions=(TlsVersionRow(version="TLSv1.2", accepted=True, allowed=False),
+                                  TlsVersionRow(version="TLSv1.3", accepted=True, allowed=True)),
+                        allowed_versions=("TLSv1.3",), target="edge"),
+    HeaderTranscriptEvidence(samples=(HttpExchange(url="https://a/", status=200,
+                                                   headers={"content-security-policy": []},
+                                                   missing=("content-security-policy",)),)),
+    HsmObjectsEvidence(objects=(HsmObject(label="votriz/jwt", object_class="SECRET_KEY", sensitive=True,
+                                          extractable=True),)),
+    RotationTimelineEvidence(timeline=(TimelineBucket(t_s=0, requests=3), TimelineBucket(t_s=0.5, requests=4,
+                                                                                       errors=1)),
+                             bucket_s=0.5, during={"requests": 7, "errors": 1}),
+    BcryptHistogramEvidence(cost_histogram={"12": 40, "10": 3}, policy_cost=12, column="users.password_hash"),
+]
+
+
+def _attached(tmp_path: Any, model: Any) -> EvidenceFile:
+    # Given a check that attaches its evidence model, as the recorder writes it
+    path = EvidenceRecorder("c.x", tmp_path, KnownSecrets()).attach("e", model)
+    import json
+
+    return _json(json.loads(path.read_text()), path.name)
+
+
+def test_each_kind_is_written_with_its_kind_and_drawn_by_its_view(tmp_path: Any) -> None:
+    for model in TYPED:
+        file = _attached(tmp_path, model)
+        assert file.data["kind"] == model.kind
+        view = view_evidence(file, {"bcrypt": {"cost": 99}})
+        assert view.shape == model.kind and view.note == ""
+        assert "kind" not in view.rest
+
+
+def test_typed_views_draw_what_the_model_says(tmp_path: Any) -> None:
+    tls, headers, hsm, timeline, bcrypt = (view_evidence(_attached(tmp_path, m)) for m in TYPED)
+    assert [row["verdict"] for row in tls.data] == ["✗ accepted, not allowed", "✓ accepted, allowed"]
+    assert tls.rest["target"] == "edge" and tls.rest["allowed_versions"] == ["TLSv1.3"]
+    assert headers.data[0]["headers"] == [("content-security-policy", "(absent) ✗ required")]
+    assert "class" in hsm.data["columns"]
+    assert {"value": True, "risky": True} in hsm.data["rows"][0]
+    assert timeline.chart is not None and timeline.data["phases"] == [{"phase": "during", "requests": 7,
+                                                                       "errors": 1}]
+    # The file's policy cost wins over the run's policy
+    assert bcrypt.data["required"] == 12
+    assert {b.label: b.flagged for b in bcrypt.data["bins"]} == {"cost 10": True, "cost 12": False}
+    assert bcrypt.rest == {"policy_cost": 12, "column": "users.password_hash"}
+
+
+def test_the_kind_chooses_the_view_not_the_shape() -> None:
+    # A file that says it is a histogram is not drawn as a TLS table, whatever keys it carries
+    data = {"kind": "bcrypt_histogram", "cost_histogram": {"12": 1},
+            "versions": [{"version": "TLSv1.3", "accepted": True}]}
+    assert view_evidence(_json(data)).shape == "bcrypt_histogram"
+    # And a file of a kind no view knows is shown as data
+    assert view_evidence(_json({"kind": "nothing_known", "versions": ["x"]})).shape == "keyvalue"
+
+
+def test_a_file_that_does_not_fit_its_kind_is_shown_as_data_with_a_note() -> None:
+    view = view_evidence(_json({"kind": "rotation_timeline", "timeline": [{"t_s": "soon"}]}))
+    assert view.shape == "keyvalue"
+    assert "looked like rotation_timeline but could not be drawn (ValidationError)" in view.note
+
+
+def test_an_untyped_file_and_its_typed_twin_are_drawn_alike(tmp_path: Any) -> None:
+    # TRANSITION: the shapes checks write today, without a kind, give the same view as the models
+    untyped = {"versions": [{"version": "TLSv1.2", "accepted": True, "allowed": False},
+                            {"version": "TLSv1.3", "accepted": True, "allowed": True}],
+               "allowed_versions": ["TLSv1.3"], "target": "edge"}
+    assert view_evidence(_json(untyped)).data == view_evidence(_attached(tmp_path, TYPED[0])).data
+    typed_hsm = _attached(tmp_path, TYPED[2])
+    # keys.hsm_custody writes today the bare list of objects, every attribute present
+    assert view_evidence(_json(typed_hsm.data["objects"])).data == view_evidence(typed_hsm).data
+    legacy_costs = view_evidence(_json({"bcrypt_costs": [{"cost": 12, "count": 40}, {"cost": 10, "count": 3}],
+                                        "required_cost": 12}))
+    assert legacy_costs.shape == "bcrypt_histogram" and legacy_costs.data["required"] == 12

@@ -1,0 +1,248 @@
+"""The kinds of structured evidence the report draws in their own way.
+
+A check that records one of these builds its model and attaches it
+(``evidence.attach("tls-versions", TlsVersionsEvidence(...))``); the file then
+carries its ``kind``, and the report chooses the view by that field alone
+(:mod:`harness.report.evidence_views`). Each model allows further keys: they are
+written with the rest and shown generically under the view.
+
+Evidence files written before the kinds existed carry no ``kind``:
+:func:`kind_of_untyped` is the one place that still recognises their shapes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+
+class TlsVersionRow(_Open):
+    """One protocol version as the scan saw it.
+
+    Attributes:
+        version: e.g. ``TLSv1.3``.
+        accepted: whether the edge completed a handshake with it (None: unknown).
+        allowed: whether the policy allows it (None: judged from ``allowed_versions``).
+        tested: whether the scan of this version completed.
+        cipher_suites: the suites accepted with it.
+        error: why the scan of this version did not complete.
+    """
+
+    version: str
+    accepted: bool | None
+    allowed: bool | None = None
+    tested: bool | None = None
+    cipher_suites: tuple[str, ...] = ()
+    error: str | None = None
+
+
+class TlsVersionsEvidence(_Open):
+    """Every protocol version tried against the edge (transit.tls_versions).
+
+    Attributes:
+        versions: one row per version.
+        allowed_versions: the policy's allowed versions.
+    """
+
+    kind: Literal["tls_versions"] = "tls_versions"
+    versions: tuple[TlsVersionRow, ...]
+    allowed_versions: tuple[str, ...] | None = None
+
+
+class HttpExchange(_Open):
+    """One sampled HTTP answer.
+
+    Attributes:
+        url: what was requested.
+        status: the HTTP status (None: no answer).
+        headers: header name → its values; or the values of the one header judged.
+        missing: required headers the answer lacks.
+        location: the redirect target, if any.
+        body_excerpt: the start of the body, if kept.
+    """
+
+    url: str
+    status: int | None = None
+    headers: dict[str, list[str] | str] | list[str] | None = None
+    missing: tuple[str, ...] = ()
+    location: str | None = None
+    body_excerpt: str | None = None
+
+
+class HeaderTranscriptEvidence(_Open):
+    """The edge's answers to the sampled paths (transit.hsts, .security_headers, .http_redirect_only).
+
+    Attributes:
+        samples: one exchange per sampled path.
+    """
+
+    kind: Literal["header_transcript"] = "header_transcript"
+    samples: tuple[HttpExchange, ...]
+
+
+class HsmObject(_Open):
+    """One object on the HSM token: its label and attributes, never its value.
+
+    Attributes:
+        label, object_class (``class``), key_type, id: what it is.
+        token, private, sensitive, extractable, always_sensitive, never_extractable, local:
+            its PKCS#11 attributes (None: not readable).
+        value_len: length of its value in bytes.
+    """
+
+    label: str
+    object_class: str | None = Field(default=None, alias="class")
+    key_type: str | None = None
+    id: str | None = None
+    token: bool | None = None
+    private: bool | None = None
+    sensitive: bool | None = None
+    extractable: bool | None = None
+    always_sensitive: bool | None = None
+    never_extractable: bool | None = None
+    local: bool | None = None
+    value_len: int | None = None
+
+
+class HsmObjectsEvidence(_Open):
+    """Every object on the token (keys.hsm_custody).
+
+    Attributes:
+        objects: sorted by label.
+    """
+
+    kind: Literal["hsm_objects"] = "hsm_objects"
+    objects: tuple[HsmObject, ...]
+
+
+class TimelineBucket(_Open):
+    """The load client's calls in one time bucket.
+
+    Attributes:
+        t_s: start of the bucket, seconds into the load.
+        requests, errors: calls made and failed.
+        p50_ms, p99_ms: latency percentiles (None when no call finished).
+        markers: events in the bucket (e.g. ``rotation started``).
+    """
+
+    t_s: float
+    requests: int
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    markers: tuple[str, ...] = ()
+
+
+class RotationTimelineEvidence(_Open):
+    """Live traffic around a key rotation (keys.token_key_rotation).
+
+    Attributes:
+        timeline: one bucket per ``bucket_s`` seconds.
+        bucket_s: the bucket width (0: taken from the timeline's steps).
+        before, during, after, total: the load's totals in each window (``LoadWindow.as_evidence``).
+    """
+
+    kind: Literal["rotation_timeline"] = "rotation_timeline"
+    timeline: tuple[TimelineBucket, ...]
+    bucket_s: float = 0.0
+    before: dict[str, Any] | None = None
+    during: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    total: dict[str, Any] | None = None
+
+
+class BcryptHistogramEvidence(_Open):
+    """How many stored hashes use each bcrypt cost (at_rest.password_hashes).
+
+    Attributes:
+        cost_histogram: cost (or a scheme that is not bcrypt, e.g. ``plaintext``) → count.
+        policy_cost: the cost the policy requires (None: the run's policy says).
+    """
+
+    kind: Literal["bcrypt_histogram"] = "bcrypt_histogram"
+    cost_histogram: dict[str, int]
+    policy_cost: int | None = None
+
+
+EvidenceKind = Annotated[
+    TlsVersionsEvidence | HeaderTranscriptEvidence | HsmObjectsEvidence | RotationTimelineEvidence
+    | BcryptHistogramEvidence, Field(discriminator="kind")]
+EVIDENCE_KIND: TypeAdapter[EvidenceKind] = TypeAdapter(EvidenceKind)
+#: Each kind and the top-level keys its view draws (the file's other keys are shown generically).
+DRAWN_KEYS: dict[str, tuple[str, ...]] = {
+    "tls_versions": ("versions",),
+    "header_transcript": ("samples",),
+    "hsm_objects": ("objects",),
+    "rotation_timeline": ("timeline", "bucket_s", "before", "during", "after", "total"),
+    "bcrypt_histogram": ("cost_histogram",),
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _dict_rows(value: Any) -> list[dict[str, Any]] | None:
+    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+        return value
+    return None
+
+
+def _cost_counts(value: Any) -> dict[str, int] | None:
+    if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
+        return {str(k): int(v) for k, v in value.items()}
+    rows = _dict_rows(value)
+    if rows is not None and all("cost" in r for r in rows):
+        if all(_is_number(r.get("count")) for r in rows):
+            return {str(r["cost"]): int(r["count"]) for r in rows}
+        return dict(Counter(str(r["cost"]) for r in rows))
+    return None
+
+
+_LEGACY_HISTOGRAM_KEYS = ("cost_histogram", "bcrypt_costs", "costs")
+_LEGACY_POLICY_COST_KEYS = ("policy_cost", "required_cost", "expected_cost", "min_cost")
+
+
+def kind_of_untyped(data: Any) -> dict[str, Any] | None:
+    """TRANSITION: an evidence file written without a ``kind``, as the typed file its shape
+    stands for (``kind`` added, keys renamed), or None when it is none of the kinds.
+
+    This is the only place that still guesses a kind from a shape. It goes once every check
+    attaches its model: transit.tls_versions (TlsVersionsEvidence), transit.hsts,
+    transit.security_headers and transit.http_redirect_only (HeaderTranscriptEvidence),
+    keys.hsm_custody (HsmObjectsEvidence), keys.token_key_rotation (RotationTimelineEvidence),
+    at_rest.password_hashes (BcryptHistogramEvidence).
+    """
+    if isinstance(data, dict):
+        rows = _dict_rows(data.get("timeline"))
+        if rows is not None and all(_is_number(r.get("t_s")) and _is_number(r.get("requests"))
+                                    for r in rows):
+            return {"kind": "rotation_timeline", **data}
+        rows = _dict_rows(data.get("versions"))
+        if rows is not None and all("version" in r and "accepted" in r for r in rows):
+            return {"kind": "tls_versions", **data}
+        for key in _LEGACY_HISTOGRAM_KEYS:
+            counts = _cost_counts(data.get(key))
+            if counts:
+                typed = {k: v for k, v in data.items() if k != key}
+                cost = next((data[k] for k in _LEGACY_POLICY_COST_KEYS if k in data), None)
+                return {"kind": "bcrypt_histogram", **typed, "cost_histogram": counts,
+                        **({"policy_cost": cost} if cost is not None else {})}
+        rows = _dict_rows(data.get("samples"))
+        if rows is not None and all("url" in r for r in rows):
+            return {"kind": "header_transcript", **data}
+        return None
+    counts = _cost_counts(data)
+    if counts:
+        return {"kind": "bcrypt_histogram", "cost_histogram": counts}
+    rows = _dict_rows(data)
+    if rows is not None and all("label" in r and ({"class", "sensitive", "extractable"} & r.keys())
+                                for r in rows):
+        return {"kind": "hsm_objects", "objects": rows}
+    return None
