@@ -32,13 +32,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import pyotp
 
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi, edge_ssl_context
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.totp import totp_now
 
 #: The platforms the page names, in its order.
 PLATFORMS = ("instagram", "linkedin", "twitter", "tiktok", "youtube")
@@ -476,7 +476,7 @@ class CanarySession:
         canary, api = self.canary, self._api
         if canary.totp_secret:
             token = api.login_with_totp(canary.email, canary.password,
-                                        pyotp.TOTP(canary.totp_secret).now())
+                                        totp_now(canary.totp_secret))
         else:
             token = api.login(canary.email, canary.password)
         self._secret(token, "canary session token")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from harness.checkdir import CHECKS_DIR, area_path, check_areas
 from harness.claims import CatalogueError, load_catalogue
 from harness.policy import PolicyError, load_policy
 from harness.profile import ProfileError, load_profile
+from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
 from harness.report import commands as report_commands
 from harness.results import results_schema
 from harness.waivers import WaiverError, load_waivers
@@ -110,15 +110,20 @@ def _state_dir(args: argparse.Namespace, backend: str) -> Path:
     return (args.state_dir or DEFAULT_STATE_DIR / backend).resolve()
 
 
-def _backend_module(backend: str):  # type: ignore[no-untyped-def]
-    """The reference service's backend: ``up``, ``down``, ``StackError`` (one interface, two backends)."""
-    if backend == "docker":
-        from system_under_test.docker import stack as docker_stack
+def _backends() -> dict[str, ReferenceBackend]:
+    """The reference service's backends (entry points); UsageError saying how to install it if absent."""
+    try:
+        return reference_backends()
+    except ReferenceNotInstalled as exc:
+        raise UsageError(str(exc)) from None
 
-        return docker_stack
-    from system_under_test.local import stack
 
-    return stack
+def _backend_module(backend: str) -> ReferenceBackend:
+    """The reference service's backend: ``up``, ``down``, ``StackError`` (one interface, every backend)."""
+    backends = _backends()
+    if backend not in backends:
+        raise UsageError(f"unknown backend {backend}; installed: {', '.join(sorted(backends))}")
+    return backends[backend]
 
 
 def _check_report_dir(report_dir: Path) -> None:
@@ -227,36 +232,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def default_backend() -> tuple[str, str]:
-    """``docker`` where an engine answers and can build the images, else ``local``; and why."""
-    import shutil
-
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # the SDK raises many kinds; all mean "no engine here"
-        return "local", f"no Docker engine answers: {type(exc).__name__}"
-    if os.geteuid() != 0:
-        return "local", "a Docker engine answers, but the docker backend needs root"
-    if shutil.which("mmdebstrap") is None:
-        return "local", "a Docker engine answers, but mmdebstrap (to build its base images) is missing"
-    return "docker", "a Docker engine answers: the reference service runs as containers"
+    """``docker`` where its backend says it can run here (an engine answers, root, mmdebstrap),
+    else ``local``; and why (the docker backend's reason)."""
+    docker = _backends().get("docker")
+    if docker is None:
+        return "local", "the reference service has no docker backend"
+    available = docker.availability()
+    return ("docker" if available.ok else "local"), available.reason
 
 
 def _check_fault_names(names: Sequence[str], backend: str) -> None:
-    from system_under_test.faults import FAULTS
-
-    unknown = [name for name in names if name not in FAULTS]
+    faults = {fault.name: fault for fault in all_faults(_backends().values())}
+    unknown = [name for name in names if name not in faults]
     if unknown:
         raise UsageError(f"unknown fault(s) {', '.join(unknown)}; `votriz-audit faults` lists them")
-    elsewhere = [name for name in names if backend not in FAULTS[name].backends]
+    elsewhere = [name for name in names if backend not in faults[name].backends]
     if elsewhere:
         raise UsageError(f"fault(s) {', '.join(elsewhere)} cannot be applied by the {backend} backend "
-                         f"(--backend {FAULTS[elsewhere[0]].backends[0]})")
+                         f"(--backend {faults[elsewhere[0]].backends[0]})")
 
 
 def _chosen_backend(args: argparse.Namespace) -> str:
@@ -270,12 +263,9 @@ def _chosen_backend(args: argparse.Namespace) -> str:
 
 def state_dir_backend(state_dir: Path) -> str | None:
     """The backend whose ``up`` made ``state_dir`` (by the marker it leaves), or None."""
-    from system_under_test.docker import stack as docker_stack
-    from system_under_test.local import stack as local_stack
-
-    for backend, marker in (("docker", docker_stack.MARKER), ("local", local_stack.MARKER)):
-        if (state_dir / marker).exists():
-            return backend
+    for backend in _backends().values():
+        if (state_dir / backend.marker).exists():
+            return backend.name
     return None
 
 
@@ -294,6 +284,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
+    _backends()  # without the reference service there is nothing to take down: say how to install it
     if args.backend is not None:
         pairs = [(str(args.backend), _state_dir(args, args.backend))]
     elif args.state_dir is not None:
@@ -320,10 +311,9 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_faults(args: argparse.Namespace) -> int:
-    from system_under_test.faults import FAULTS
-
-    width = max(len(name) for name in FAULTS)
-    for fault in FAULTS.values():
+    faults = all_faults(_backends().values())
+    width = max(len(fault.name) for fault in faults)
+    for fault in faults:
         print(f"{fault.name:<{width}}  {','.join(fault.claims):<28} {fault.description}")
     return EXIT_PASS
 
@@ -336,7 +326,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     _check_fault_names(args.fault, backend)
     out = (args.out or Path("reports") / dt.datetime.now(dt.UTC).strftime("calibration-%Y%m%dT%H%M%SZ"))
     _check_report_dir(out.resolve())
-    calibration = calibrate(out.resolve(), stack, backend, args.fault)
+    calibration = calibrate(out.resolve(), stack, args.fault)
     # The clean run's report shows the matrix: copy it in, then render and sign that bundle again.
     clean = out.resolve() / "runs" / CLEAN
     if (clean / "results.json").exists():

@@ -1,15 +1,16 @@
 """Fault switches: each makes the reference service break exactly one promise.
 
 ``votriz-audit up --fault NAME`` starts the service with a fault on. The
-harness's checks never read this registry: they must detect the broken
-behaviour. The registry exists so that the self-tests and ``calibrate`` know
-which check is expected to FAIL under which fault.
+registry says what each fault breaks in the service's own words (the claims of
+the published page, the layer that applies it); it names no check of the
+auditor. Which checks are expected to FAIL under which fault is the auditor's
+business: ``fixtures/calibration.toml``, read by ``votriz-audit calibrate``.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 
@@ -29,7 +30,6 @@ class Fault:
     Attributes:
         name: the switch, as given to ``up --fault``.
         claims: ids of the claims (fixtures/claims) it breaks.
-        checks: ids of the checks expected to FAIL with it on.
         layer: which part applies it.
         description: what the service does wrong, in one sentence.
         backends: backends on which it can be applied.
@@ -37,102 +37,104 @@ class Fault:
 
     name: str
     claims: tuple[str, ...]
-    checks: tuple[str, ...]
     layer: Layer
     description: str
     backends: tuple[str, ...] = ("local", "docker")
 
 
-def _fault(name: str, claims: str, checks: str, layer: Layer, description: str,
+def _fault(name: str, claims: str, layer: Layer, description: str,
            backends: tuple[str, ...] = ("local", "docker")) -> Fault:
-    return Fault(name, tuple(claims.split()), tuple(checks.split()), layer, description, backends)
+    return Fault(name, tuple(claims.split()), layer, description, backends)
 
 
 FAULTS: dict[str, Fault] = {
     fault.name: fault
     for fault in (
         # In transit.
-        _fault("tls12-accepted", "TRANSIT-TLS13", "transit.tls_versions", Layer.EDGE,
+        _fault("tls12-accepted", "TRANSIT-TLS13", Layer.EDGE,
                "The edge also accepts TLS 1.2."),
-        _fault("hsts-missing", "TRANSIT-HSTS", "transit.hsts", Layer.EDGE,
+        _fault("hsts-missing", "TRANSIT-HSTS", Layer.EDGE,
                "The edge sends no Strict-Transport-Security header."),
-        _fault("hsts-short", "TRANSIT-HSTS", "transit.hsts", Layer.EDGE,
+        _fault("hsts-short", "TRANSIT-HSTS", Layer.EDGE,
                "HSTS max-age is one day and lacks includeSubDomains."),
-        _fault("security-headers-missing", "TRANSIT-SECURITY-HEADERS", "transit.security_headers",
+        _fault("security-headers-missing", "TRANSIT-SECURITY-HEADERS",
                Layer.EDGE, "The edge drops CSP and frame protection and shows its version banner."),
-        _fault("cert-expiring", "TRANSIT-CERT-RENEWED", "transit.certificate", Layer.STACK,
+        _fault("cert-expiring", "TRANSIT-CERT-RENEWED", Layer.STACK,
                "The edge certificate expires in two days."),
-        _fault("http-serves-content", "TRANSIT-NO-PLAINTEXT-ORIGIN", "transit.http_redirect_only",
+        _fault("http-serves-content", "TRANSIT-NO-PLAINTEXT-ORIGIN",
                Layer.EDGE, "Port 80 proxies to the API instead of redirecting to https."),
-        _fault("api-plaintext-exposed", "TRANSIT-NO-PLAINTEXT-ORIGIN", "transit.origin_not_plaintext",
+        _fault("api-plaintext-exposed", "TRANSIT-NO-PLAINTEXT-ORIGIN",
                Layer.STACK, "The API also listens on a plaintext TCP port."),
-        _fault("llm-plaintext", "INTERNAL-OUTBOUND-HTTPS", "transit.outbound_https", Layer.API,
+        _fault("llm-plaintext", "INTERNAL-OUTBOUND-HTTPS", Layer.API,
                "API-to-LLM calls go to a plaintext http:// upstream."),
-        _fault("resend-plaintext", "INTERNAL-OUTBOUND-HTTPS", "transit.outbound_https", Layer.API,
+        _fault("resend-plaintext", "INTERNAL-OUTBOUND-HTTPS", Layer.API,
                "API-to-Resend calls go to a plaintext http:// upstream."),
         # At rest.
-        _fault("token-plaintext", "REST-TOKENS-FERNET", "at_rest.tokens_fernet", Layer.API,
+        _fault("token-plaintext", "REST-TOKENS-FERNET", Layer.API,
                "OAuth tokens of new TikTok channels are stored in plaintext."),
-        _fault("token-fixed-iv", "REST-TOKENS-FERNET", "at_rest.tokens_fernet", Layer.API,
+        _fault("token-fixed-iv", "REST-TOKENS-FERNET", Layer.API,
                "Fernet tokens are made with one fixed IV, so rows share IVs."),
-        _fault("bcrypt-cost-10", "REST-PASSWORDS-BCRYPT12", "at_rest.password_hashes", Layer.API,
+        _fault("bcrypt-cost-10", "REST-PASSWORDS-BCRYPT12", Layer.API,
                "Passwords are hashed with bcrypt cost 10."),
-        _fault("backup-codes-reusable", "REST-MFA-BACKUP-CODES", "at_rest.backup_codes", Layer.API,
+        _fault("backup-codes-reusable", "REST-MFA-BACKUP-CODES", Layer.API,
                "A backup code keeps working after it was used."),
-        _fault("backup-codes-shown-again", "REST-MFA-BACKUP-CODES", "at_rest.backup_codes", Layer.API,
+        _fault("backup-codes-shown-again", "REST-MFA-BACKUP-CODES", Layer.API,
                "GET /mfa returns the backup codes again (kept in plaintext)."),
-        _fault("recovery-token-plaintext", "REST-MFA-RECOVERY-TOKENS", "at_rest.recovery_tokens",
+        _fault("recovery-token-plaintext", "REST-MFA-RECOVERY-TOKENS",
                Layer.API, "Recovery tokens are stored in plaintext."),
-        _fault("recovery-token-reusable", "REST-MFA-RECOVERY-TOKENS", "at_rest.recovery_tokens",
+        _fault("recovery-token-reusable", "REST-MFA-RECOVERY-TOKENS",
                Layer.API, "A recovery token keeps working after it was used."),
-        _fault("secrets-in-logs", "OVERVIEW-NO-PLAINTEXT", "at_rest.plaintext_sweep", Layer.API,
+        _fault("secrets-in-logs", "OVERVIEW-NO-PLAINTEXT", Layer.API,
                "The API logs request bodies, passwords and tokens included."),
-        _fault("email-plaintext", "SCOPE-ONLY-LISTED-PLAINTEXT", "at_rest.data_inventory", Layer.API,
+        _fault("email-plaintext", "SCOPE-ONLY-LISTED-PLAINTEXT", Layer.API,
                "Users' e-mail addresses are also kept in a plaintext column."),
-        _fault("backup-plaintext", "REST-BACKUPS-ENCRYPTED", "at_rest.backup_encrypted", Layer.OPS,
+        _fault("backup-plaintext", "REST-BACKUPS-ENCRYPTED", Layer.OPS,
                "Backups are written as plain pg_dump output."),
-        _fault("backup-retention-broken", "REST-BACKUPS-RETENTION", "at_rest.backup_retention",
+        _fault("backup-retention-broken", "REST-BACKUPS-RETENTION",
                Layer.OPS, "Pruning keeps backups older than 30 days."),
-        _fault("restore-drill-broken", "REST-BACKUPS-DRILL", "at_rest.restore_drill", Layer.OPS,
+        _fault("restore-drill-broken", "REST-BACKUPS-DRILL", Layer.OPS,
                "The restore drill reports success without restoring the data."),
         # Keys.
-        _fault("key-in-env", "KEYS-NOT-ON-DISK", "keys.no_key_elsewhere", Layer.STACK,
+        _fault("key-in-env", "KEYS-NOT-ON-DISK", Layer.STACK,
                "The token-encryption key is also given to the API in an environment variable."),
-        _fault("key-in-config", "KEYS-NOT-ON-DISK", "keys.no_key_elsewhere", Layer.STACK,
+        _fault("key-in-config", "KEYS-NOT-ON-DISK", Layer.STACK,
                "The Stripe API key is written into api.toml."),
-        _fault("key-not-in-hsm", "KEYS-HSM", "keys.hsm_custody", Layer.STACK,
+        _fault("key-not-in-hsm", "KEYS-HSM", Layer.STACK,
                "The Redis password is not provisioned in the HSM (read from a file instead)."),
-        _fault("pin-in-env", "KEYS-READ-AT-START", "keys.read_at_start", Layer.STACK,
+        _fault("pin-in-env", "KEYS-READ-AT-START", Layer.STACK,
                "The HSM PIN is passed to the API in an environment variable."),
         # Local only: in a container the hard restart would stop the API container
         # itself (gunicorn is its main process) and nothing would start it again.
-        _fault("rotation-drops-requests", "KEYS-ROTATION-NO-DOWNTIME", "keys.token_key_rotation",
+        _fault("rotation-drops-requests", "KEYS-ROTATION-NO-DOWNTIME",
                Layer.OPS, "Key rotation restarts the API hard instead of rolling its workers.",
                backends=("local",)),
-        _fault("rotation-leaves-rows", "REST-TOKENS-ROTATION", "keys.token_key_rotation", Layer.OPS,
+        _fault("rotation-leaves-rows", "REST-TOKENS-ROTATION", Layer.OPS,
                "Key rotation skips the last batch of rows, leaving them under the old key."),
-        _fault("jwt-rotation-keeps-sessions", "KEYS-JWT-ROTATION", "keys.jwt_rotation", Layer.API,
+        _fault("jwt-rotation-keeps-sessions", "KEYS-JWT-ROTATION", Layer.API,
                "After a JWT secret rotation the API still accepts tokens signed with the old secret."),
-        _fault("db-password-rotation-ignored", "KEYS-DB-PASSWORD-ROTATION", "keys.db_password_rotation",
+        _fault("db-password-rotation-ignored", "KEYS-DB-PASSWORD-ROTATION",
                Layer.OPS, "Database password rotation leaves the old password valid."),
-        _fault("redis-password-rotation-ignored", "KEYS-REDIS-PASSWORD-ROTATION",
-               "keys.redis_password_rotation", Layer.OPS,
+        _fault("redis-password-rotation-ignored", "KEYS-REDIS-PASSWORD-ROTATION", Layer.OPS,
                "Redis password rotation leaves the old password valid."),
         # Container topology (Docker backend only). Docker publishes nothing for a
         # container that is only on an internal network, so the published db also
-        # sits on the public network: the bridge-network check fails with it too.
-        _fault("db-port-published", "INTERNAL-ONLY-80-443 INTERNAL-BRIDGE-NETWORK",
-               "containers.published_ports containers.bridge_networks", Layer.STACK,
+        # sits on the public network: it breaks the bridge-network promise too.
+        _fault("db-port-published", "INTERNAL-ONLY-80-443 INTERNAL-BRIDGE-NETWORK", Layer.STACK,
                "The database container publishes 5432 (and is on the public network).",
                backends=("docker",)),
-        _fault("key-in-image", "KEYS-NOT-ON-DISK", "keys.no_key_elsewhere", Layer.STACK,
+        _fault("key-in-image", "KEYS-NOT-ON-DISK", Layer.STACK,
                "The API runs from an image with the token-encryption key baked into a layer.",
                backends=("docker",)),
-        _fault("host-network", "INTERNAL-BRIDGE-NETWORK", "containers.bridge_networks containers.isolation",
+        _fault("host-network", "INTERNAL-BRIDGE-NETWORK",
                Layer.STACK, "The HSM container runs on the host's network instead of a bridge network.",
                backends=("docker",)),
     )
 }
+
+
+def api_layer_faults(faults: Collection[str]) -> list[str]:
+    """The faults the API and the ops commands apply themselves (api.toml's list), sorted."""
+    return sorted(f for f in faults if FAULTS[f].layer in (Layer.API, Layer.OPS))
 
 
 def validate_faults(faults: Sequence[str], backend: str) -> tuple[str, ...]:

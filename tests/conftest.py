@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness.profile import Hsm, SecretSource
-from system_under_test.local import StackInfo, down, up
+from system_under_test.local.stack import StackInfo, down, up
 
 P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 

@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from system_under_test.faults import FAULTS, Layer
+from system_under_test.faults import FAULTS, api_layer_faults
 
 
 class ConfigError(ValueError):
@@ -96,7 +96,7 @@ def parse_config(data: dict[str, object]) -> ApiConfig:
     if unknown:
         raise ConfigError(f"api.toml: unknown faults {unknown}")
     # Edge and stack faults may be listed too; the app and ops only act on theirs.
-    ours = frozenset(f for f in faults if FAULTS[f].layer in (Layer.API, Layer.OPS))
+    ours = frozenset(api_layer_faults(faults))
     password_file = data.get("redis_password_file")
     if password_file is not None and not isinstance(password_file, str):
         raise ConfigError("api.toml: redis_password_file must be a string")

@@ -1,8 +1,8 @@
 """The one definition of the Docker topology: which containers, on which networks, with what.
 
 ``services()`` returns one ``ServiceSpec`` per container for a stack and its
-faults; ``stack.py`` only turns these into Docker objects, and the tests read
-the same data. Clean topology:
+provisioning plan (``system_under_test.provision``); ``stack.py`` only turns
+these into Docker objects, and the tests read the same data. Clean topology:
 
 - a public bridge network (the edge only) and an internal bridge network
   (``internal=True``: no route outside) for api, db, redis, hsm and fakes;
@@ -26,9 +26,11 @@ socket still works, so the stack stays functional), ``key-in-env`` and
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from system_under_test.provision import ProvisioningPlan
 
 PROJECT_LABEL = "votriz.project"
 ROLE_LABEL = "votriz.role"
@@ -159,7 +161,7 @@ class StackPaths:
         )
 
 
-def api_environment(faults: Collection[str], secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+def api_environment(secrets: Mapping[str, str] | None = None) -> dict[str, str]:
     """The API's (and the ops commands') environment: paths and a socket address.
 
     ``secrets`` holds what key-in-env / pin-in-env deliberately add.
@@ -192,7 +194,7 @@ def api_mounts(paths: StackPaths) -> tuple[Mount, ...]:
     return tuple(mounts)
 
 
-def api_command(faults: Collection[str]) -> tuple[str, ...]:
+def api_command(plan: ProvisioningPlan) -> tuple[str, ...]:
     """Gunicorn as in the local backend: two workers, preloaded code (keys read per worker,
     see ``system_under_test.api.asgi``), unix socket for the edge."""
     argv = ["gunicorn", "system_under_test.api.asgi:app",
@@ -201,20 +203,20 @@ def api_command(faults: Collection[str]) -> tuple[str, ...]:
             "--pid", str(CONTAINER_STATE / "run" / "gunicorn.pid"), "--umask", "0",
             "--error-logfile", str(CONTAINER_STATE / "logs" / "api.log"), "--capture-output",
             "--graceful-timeout", "10", "--timeout", "30"]
-    if "api-plaintext-exposed" in faults:
+    if plan.api_plaintext_port:
         argv += ["--bind", f"0.0.0.0:{API_PLAINTEXT_PORT}"]
     return tuple(argv)
 
 
-def services(paths: StackPaths, faults: Collection[str], *,
+def services(paths: StackPaths, plan: ProvisioningPlan, *,
              api_secrets: Mapping[str, str] | None = None) -> tuple[ServiceSpec, ...]:
     """Every container of the stack, in start order (hsm, db, redis, fakes, edge, api)."""
-    db_networks = (INTERNAL, PUBLIC) if "db-port-published" in faults else (INTERNAL,)
+    db_networks = (INTERNAL, PUBLIC) if plan.db_port_published else (INTERNAL,)
     pki = paths.pki_dir
     return (
         ServiceSpec(
             role="hsm", part="hsm", networks=(INTERNAL,),
-            network_mode="host" if "host-network" in faults else None,
+            network_mode="host" if plan.hsm_on_host_network else None,
             mounts=(
                 Mount(P11_SOCKET_DIR, volume="p11", read_only=False),
                 Mount(P11_AUDIT_DIR, source=paths.p11_audit_dir, read_only=False),
@@ -233,7 +235,7 @@ def services(paths: StackPaths, faults: Collection[str], *,
                 Mount(PG_SOCKET_DIR, source=paths.pg_socket_dir, read_only=False),
                 Mount(CONFIG_DIR / "pg_hba.conf", source=paths.pg_hba),
             ),
-            ports={f"{POSTGRES_PORT}/tcp": "127.0.0.1"} if "db-port-published" in faults else {},
+            ports={f"{POSTGRES_PORT}/tcp": "127.0.0.1"} if plan.db_port_published else {},
         ),
         ServiceSpec(
             role="redis", part="redis", networks=(INTERNAL,), aliases=("redis",),
@@ -258,8 +260,8 @@ def services(paths: StackPaths, faults: Collection[str], *,
         ),
         ServiceSpec(
             role="api", part="api", networks=(INTERNAL,), aliases=("api",),
-            mounts=api_mounts(paths), environment=api_environment(faults, api_secrets),
-            command=api_command(faults),
+            mounts=api_mounts(paths), environment=api_environment(api_secrets),
+            command=api_command(plan),
         ),
     )
 

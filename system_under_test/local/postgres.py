@@ -10,18 +10,16 @@ no statement the server sees (or could log) holds a plaintext password.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
+from system_under_test.common.postgres_roles import (
+    APP_ROLE,
+    AUDITOR_ROLE,
+    SUPERUSER,
+    PostgresServer,
+)
 from system_under_test.local.processes import (
     ServiceUser,
     StackError,
@@ -31,53 +29,8 @@ from system_under_test.local.processes import (
     wait_until,
 )
 
-DATABASE = "votriz"
-APP_ROLE = "votriz_app"
-AUDITOR_ROLE = "votriz_auditor"
-SUPERUSER = "postgres"
 START_TIMEOUT_S = 30.0
 INITDB_TIMEOUT_S = 60.0
-SCRAM_ITERATIONS = 4096
-
-
-@dataclass(frozen=True)
-class PostgresServer:
-    """A running cluster.
-
-    Attributes:
-        pid: the postmaster's pid.
-        port: its TCP port on 127.0.0.1.
-        pgdata: the data directory.
-        socket_dir: directory of its unix socket.
-        pid_file: ``STATE/run/postgres.pid`` (written by the postmaster).
-        log_file: its log.
-    """
-
-    pid: int
-    port: int
-    pgdata: Path
-    socket_dir: Path
-    pid_file: Path
-    log_file: Path
-
-    def superuser_conninfo(self, dbname: str = "postgres") -> str:
-        """Conninfo of the superuser through the private unix socket (no password)."""
-        return f"host={self.socket_dir} port={self.port} dbname={dbname} user={SUPERUSER}"
-
-
-def scram_verifier(password: str, *, salt: bytes | None = None,
-                   iterations: int = SCRAM_ITERATIONS) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 5802/7677)."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(raw: bytes) -> str:
-        return base64.b64encode(raw).decode("ascii")
-
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def _hba() -> str:
@@ -169,42 +122,6 @@ def start(state_dir: Path, user: ServiceUser, *, port: int,
     server = PostgresServer(pid=pid, port=port, pgdata=pgdata, socket_dir=socket_dir,
                             pid_file=socket_dir / "postgres.pid", log_file=log_file)
 
-    def accepts() -> bool:
-        try:
-            with psycopg.connect(server.superuser_conninfo(), connect_timeout=2):
-                return True
-        except psycopg.OperationalError:
-            return False
-
-    wait_until(accepts, timeout_s=START_TIMEOUT_S, what="postgres", pid=pid, log_file=log_file)
+    wait_until(server.accepts_connections, timeout_s=START_TIMEOUT_S, what="postgres", pid=pid,
+               log_file=log_file)
     return server
-
-
-def create_roles(server: PostgresServer, *, app_password: str, auditor_password: str) -> None:
-    """Create database ``votriz``, its owner ``votriz_app`` and the read-only ``votriz_auditor``.
-
-    The auditor gets SELECT on every table ``votriz_app`` creates in schema
-    ``public`` (default privileges), and nothing else. ``votriz_app`` may
-    create databases because the restore drill restores into a scratch one.
-    """
-    with psycopg.connect(server.superuser_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
-            sql.Identifier(APP_ROLE), sql.Literal(scram_verifier(app_password))))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(AUDITOR_ROLE), sql.Literal(scram_verifier(auditor_password))))
-        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
-            sql.Identifier(AUDITOR_ROLE)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(DATABASE), sql.Identifier(APP_ROLE)))
-        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
-            sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            sql.Identifier(DATABASE), sql.Identifier(AUDITOR_ROLE)))
-    with psycopg.connect(server.superuser_conninfo(DATABASE), autocommit=True) as conn:
-        conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(APP_ROLE)))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(
-            sql.Identifier(AUDITOR_ROLE)))
-        conn.execute(sql.SQL(
-            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}"
-        ).format(sql.Identifier(APP_ROLE), sql.Identifier(AUDITOR_ROLE)))

@@ -22,36 +22,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-# Package that provides each binary the stack runs, for the one-line
-# "not found" message. Keys are binary names as looked up on the search path.
-PACKAGE_OF_BINARY: dict[str, str] = {
-    "initdb": "postgresql-15",
-    "postgres": "postgresql-15",
-    "nginx": "nginx-light",
-    "redis-server": "redis-server",
-    "softhsm2-util": "softhsm2",
-    "setpriv": "util-linux",
-}
-
-# Debian puts PostgreSQL's server binaries outside PATH and nginx in sbin,
-# which a non-login PATH may lack; search these as well.
-BINARY_SEARCH_PATH: tuple[str, ...] = (
-    "/usr/lib/postgresql/15/bin",
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
+from system_under_test.common.host import (
+    BINARY_SEARCH_PATH,
+    PACKAGE_OF_BINARY,
+    StackError,
+    base_environment,
+    find_binary,
 )
 
 # How often the readiness loops look again. Short, because every loop is
 # bounded by its own deadline and a ready service should be noticed at once.
 POLL_INTERVAL_S = 0.05
-
-
-class StackError(RuntimeError):
-    """A step of bringing the local stack up or down failed; the message is one clear line."""
 
 
 @dataclass(frozen=True)
@@ -96,32 +77,11 @@ def service_user() -> ServiceUser:
     return ServiceUser(nobody.pw_uid, gid, "nobody", True)
 
 
-def find_binary(name: str, search_path: Sequence[str] | None = None) -> str:
-    """Absolute path of ``name``, or StackError naming the Debian package to install."""
-    for directory in search_path if search_path is not None else BINARY_SEARCH_PATH:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    package = PACKAGE_OF_BINARY.get(name, name)
-    raise StackError(f"{name} not found: apt-get install {package}")
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def base_environment(**extra: str) -> dict[str, str]:
-    """A minimal environment for a child: no inherited variables, so no stray secret."""
-    env = {
-        "PATH": ":".join(BINARY_SEARCH_PATH),
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-    }
-    env.update(extra)
-    return env
 
 
 def spawn(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log_file: Path,
@@ -273,3 +233,27 @@ def sweep(state_dir: Path, *, timeout_s: float = 5.0) -> list[int]:
     while any(is_running(pid) for pid in leftovers) and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL_S)
     return leftovers
+
+
+# The host's binaries and environment are shared with the Docker backend (common.host);
+# the local modules and their tests find them here, beside the process functions.
+__all__ = [
+    "BINARY_SEARCH_PATH",
+    "PACKAGE_OF_BINARY",
+    "POLL_INTERVAL_S",
+    "ServiceUser",
+    "StackError",
+    "base_environment",
+    "belongs_to",
+    "find_binary",
+    "free_port",
+    "is_running",
+    "processes_inside",
+    "read_pid",
+    "service_user",
+    "spawn",
+    "stop_process",
+    "sweep",
+    "tcp_accepts",
+    "wait_until",
+]

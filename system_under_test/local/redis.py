@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from system_under_test.common.redis_config import render_config
 from system_under_test.local.processes import (
     ServiceUser,
     find_binary,
@@ -38,22 +39,6 @@ class RedisServer:
     port: int
     pid_file: Path
     log_file: Path
-
-
-def render_config(state_dir: Path, port: int, password: str) -> str:
-    """The configuration text given on stdin (it holds the password: never write it out)."""
-    return "\n".join((
-        "bind 127.0.0.1",
-        f"port {port}",
-        "protected-mode yes",
-        "daemonize no",
-        f"dir {state_dir / 'redis'}",
-        'save ""',
-        "appendonly no",
-        f"logfile {state_dir / 'logs' / 'redis.log'}",
-        f"requirepass {password}",
-        "",
-    ))
 
 
 def _command(*parts: str) -> bytes:

@@ -10,10 +10,8 @@ the logs stay for diagnosis until ``down``.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 import shutil
 import signal
 import stat
@@ -23,15 +21,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from system_under_test import faults as faults_module
-from system_under_test.faults import FAULTS, Layer
-from system_under_test.local import api_server, nginx, postgres, redis, softhsm
-from system_under_test.local.pki import (
-    DEFAULT_LEAF_LIFETIME,
-    EDGE_HOST,
-    EXPIRING_LEAF_LIFETIME,
-    build_pki,
-)
+from system_under_test.common import postgres_roles, softhsm
+from system_under_test.common.pki import EDGE_HOST, build_pki
+from system_under_test.common.profile import Ports, render_api_config, render_target_profile
+from system_under_test.local import api_server, nginx, postgres, redis
 from system_under_test.local.processes import (
     BINARY_SEARCH_PATH,
     ServiceUser,
@@ -48,11 +41,7 @@ from system_under_test.local.processes import (
     tcp_accepts,
     wait_until,
 )
-from system_under_test.local.target_profile import (
-    Ports,
-    render_api_config,
-    render_target_profile,
-)
+from system_under_test.provision import ProvisioningPlan, plan
 
 STACK_SCHEMA_VERSION = 1
 # Written first by ``up``: ``down`` deletes only a directory that carries it.
@@ -158,7 +147,7 @@ class StackStatus:
 
 def validate_faults(faults: Sequence[str]) -> tuple[str, ...]:
     """The faults, deduplicated and sorted; ValueError naming the known ones otherwise."""
-    return faults_module.validate_faults(faults, "local")
+    return plan(faults, "local").faults
 
 
 def check_prerequisites(search_path: Sequence[str] | None = None) -> None:
@@ -202,23 +191,17 @@ def _prepare_state_dir(state_dir: Path, user: ServiceUser) -> None:
             user.chown(path)
 
 
-def _write_secret(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-
-
-def _choose_ports(faults: Sequence[str]) -> Ports:
+def _choose_ports(chosen: ProvisioningPlan) -> Ports:
     # Seven distinct ports; the kernel hands out different ones while they
     # are requested in quick succession, but check anyway.
-    chosen: list[int] = []
-    while len(chosen) < 7:
+    ports: list[int] = []
+    while len(ports) < 7:
         port = free_port()
-        if port not in chosen:
-            chosen.append(port)
-    return Ports(https=chosen[0], http=chosen[1], postgres=chosen[2], redis=chosen[3],
-                 fakes=chosen[4], fakes_plaintext=chosen[5],
-                 api_plaintext=chosen[6] if "api-plaintext-exposed" in faults else None)
+        if port not in ports:
+            ports.append(port)
+    return Ports(https=ports[0], http=ports[1], postgres=ports[2], redis=ports[3],
+                 fakes=ports[4], fakes_plaintext=ports[5],
+                 api_plaintext=ports[6] if chosen.api_plaintext_port else None)
 
 
 def _spawn_fakes(state_dir: Path, ports: Ports) -> int:
@@ -250,13 +233,13 @@ def up(state_dir: Path, faults: Sequence[str] = (), *, api_app: str = api_server
             started processes are stopped again).
     """
     started = time.monotonic()
-    chosen_faults = validate_faults(faults)
+    chosen = plan(faults, "local")
     check_prerequisites(search_path)
     state_dir = Path(state_dir).resolve()
     user = service_user()
     _prepare_state_dir(state_dir, user)
     try:
-        return _bring_up(state_dir, chosen_faults, user, started, api_app=api_app,
+        return _bring_up(state_dir, chosen, user, started, api_app=api_app,
                          with_ops=with_ops, search_path=search_path)
     except BaseException:
         _stop_all(state_dir)
@@ -266,7 +249,7 @@ def up(state_dir: Path, faults: Sequence[str] = (), *, api_app: str = api_server
         raise
 
 
-def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, started: float, *,
+def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, started: float, *,
               api_app: str, with_ops: bool, search_path: Sequence[str] | None) -> StackInfo:
     steps: dict[str, float] = {}
     last = [time.monotonic()]
@@ -276,9 +259,8 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
         steps[step] = round(now - last[0], 2)
         last[0] = now
 
-    ports = _choose_ports(faults)
-    pki = build_pki(state_dir / "pki", edge_lifetime=EXPIRING_LEAF_LIFETIME
-                    if "cert-expiring" in faults else DEFAULT_LEAF_LIFETIME)
+    ports = _choose_ports(chosen)
+    pki = build_pki(state_dir / "pki", edge_lifetime=chosen.edge_lifetime)
 
     # initdb and the fakes need nothing from the HSM: start both now and
     # collect them later, so that their start overlaps the HSM work.
@@ -288,30 +270,17 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
 
     # HSM: token, PINs and every key; under key-not-in-hsm the Redis password
     # goes to a file instead of the token.
-    token = softhsm.init_token(state_dir, search_path=search_path)
-    values = softhsm.generate_values()
-    redis_password_file: Path | None = None
-    if "key-not-in-hsm" in faults:
-        redis_password_file = state_dir / "secrets" / "redis-password"
-        _write_secret(redis_password_file, values.pop(softhsm.REDIS_PASSWORD).decode())
-    softhsm.provision_keys(token, values)
-    wanted = [softhsm.DB_PASSWORD, softhsm.REDIS_PASSWORD, softhsm.STRIPE, softhsm.TOKEN_KEY_V1]
-    # Read back through PKCS#11, as the launcher of a real deployment would.
-    from_hsm = softhsm.read_values(token, wanted)
-    redis_password = (redis_password_file.read_text(encoding="ascii").strip()
-                      if redis_password_file else from_hsm[softhsm.REDIS_PASSWORD].decode())
-    auditor_password = secrets.token_hex(24)
-    _write_secret(state_dir / "secrets" / "auditor-password", auditor_password)
-
+    redis_password_file = state_dir / "secrets" / "redis-password" if chosen.redis_password_in_file else None
+    keys = softhsm.provision_stack_token(state_dir, redis_password_file=redis_password_file,
+                                        search_path=search_path)
     mark("hsm")
     postgres.finish_init_cluster(state_dir, initdb, port=ports.postgres)
     mark("initdb")
     pg = postgres.start(state_dir, user, port=ports.postgres, search_path=search_path)
     mark("postgres")
-    postgres.create_roles(pg, app_password=from_hsm[softhsm.DB_PASSWORD].decode(),
-                          auditor_password=auditor_password)
+    postgres_roles.create_roles(pg, app_password=keys.db_password, auditor_password=keys.auditor_password)
     mark("roles")
-    rds = redis.start(state_dir, user, port=ports.redis, password=redis_password,
+    rds = redis.start(state_dir, user, port=ports.redis, password=keys.redis_password,
                       search_path=search_path)
     mark("redis")
     _wait_for_fakes(state_dir, ports, fakes_pid)
@@ -319,16 +288,12 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
 
     api_config = state_dir / "api.toml"
     api_config.write_text(render_api_config(
-        state_dir, ports, faults, redis_password_file=redis_password_file,
-        stripe_api_key=from_hsm[softhsm.STRIPE].decode() if "key-in-config" in faults else None,
+        state_dir, ports, chosen, redis_password_file=redis_password_file,
+        stripe_api_key=keys.stripe_key if chosen.stripe_key_in_config else None,
     ), encoding="utf-8")
-    fault_env: dict[str, str] = {}
-    if "key-in-env" in faults:
-        fault_env["VOTRIZ_TOKEN_ENCRYPTION_KEY"] = base64.urlsafe_b64encode(
-            from_hsm[softhsm.TOKEN_KEY_V1]).decode()
-    if "pin-in-env" in faults:
-        fault_env["VOTRIZ_HSM_PIN"] = token.pin_file.read_text(encoding="ascii").strip()
-    del from_hsm, values
+    fault_env = chosen.api_secret_environment(keys.token_key, keys.pin() if chosen.pin_in_env else "")
+    token = keys.token
+    del keys
     ops_env = api_server.api_environment(state_dir, token.environment())
     if with_ops:
         api_server.run_ops(state_dir, "migrate", ops_env)
@@ -338,8 +303,7 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
                            app=api_app, plaintext_port=ports.api_plaintext)
     mark("api")
     edge = nginx.start(state_dir, user, pki, https_port=ports.https, http_port=ports.http,
-                       faults=[f for f in faults if FAULTS[f].layer is Layer.EDGE],
-                       search_path=search_path)
+                       faults=chosen.edge_faults, search_path=search_path)
     mark("nginx")
     if with_ops:
         api_server.run_ops(state_dir, "seed-demo", ops_env)
@@ -352,7 +316,7 @@ def _bring_up(state_dir: Path, faults: tuple[str, ...], user: ServiceUser, start
                                                   nginx_config=edge.config_file),
                             encoding="utf-8")
     info = StackInfo(
-        state_dir=state_dir, faults=faults, ports=ports,
+        state_dir=state_dir, faults=chosen.faults, ports=ports,
         pids={"api": api.pid, "nginx": edge.pid, "postgres": pg.pid, "redis": rds.pid,
               "fakes": fakes_pid},
         pid_files=pid_files, api_socket=api.socket_path, ca_file=pki.ca_cert,

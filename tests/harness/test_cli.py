@@ -165,10 +165,9 @@ def test_up_without_backend_takes_run_s_choice_and_says_so_on_stderr(
 @pytest.mark.parametrize("backend", ["docker", "local"])
 def test_down_takes_the_backend_that_made_the_state_directory(
         backend: str, stacks: list[tuple[str, str, Path]], tmp_path: Path) -> None:
-    from system_under_test.docker import stack as docker_stack
-    from system_under_test.local import stack as local_stack
+    from system_under_test.backends import BACKENDS
 
-    marker = docker_stack.MARKER if backend == "docker" else local_stack.MARKER
+    marker = BACKENDS[backend].marker
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / marker).touch()
     assert main(["down", "--state-dir", str(tmp_path / "s")]) == EXIT_PASS

@@ -46,7 +46,7 @@ from harness.probes import rotation as keys_checks
 from harness.probes.api import ApiResponse, VotrizApi
 from harness.profile import parse_profile
 from harness.redaction import KnownSecrets
-from system_under_test.local import StackInfo, down, up
+from system_under_test.local.stack import StackInfo, down, up
 
 # Every test but the one unit test below needs the reference service.
 integration = pytest.mark.integration

@@ -17,10 +17,13 @@ from pathlib import Path
 import pytest
 from audit_cli import run_cli
 
-from checks.containers import bridge_networks_verdict, isolation_verdict, published_ports_verdict
+from checks.containers.bridge_networks import bridge_networks_verdict
+from checks.containers.isolation import isolation_verdict
+from checks.containers.published_ports import published_ports_verdict
 from harness.outcomes import Outcome
 from harness.probes.containers import observe_topology
 from harness.profile import load_profile
+from system_under_test.docker import engine as docker_engine
 from system_under_test.docker import images, stack, topology
 from system_under_test.docker.stack import StackInfo
 
@@ -32,7 +35,7 @@ HOST = "votriz.test"
 @pytest.fixture(scope="module")
 def client():
     try:
-        engine = stack.docker_client()
+        engine = docker_engine.docker_client()
     except stack.StackError as exc:
         pytest.fail(f"these tests need a Docker engine: {exc}")
     yield engine
@@ -247,7 +250,7 @@ def test_docker_probes_fail_on_their_faults_through_the_cli(faulty_stack: StackI
 
 def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack: StackInfo) -> None:
     # Given the stack's objects exist
-    before = stack.stack_objects(faulty_stack.stack_id, client=client)
+    before = docker_engine.stack_objects(faulty_stack.stack_id, client=client)
     assert len(before["containers"]) == 6 and len(before["networks"]) == 2
     assert len(before["volumes"]) == len(topology.VOLUMES)
     assert before["images"] == [f"votriz-audit/api-key-in-image:{faulty_stack.stack_id}"]
@@ -255,7 +258,7 @@ def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack
     stack.down(faulty_stack.state_dir, client=client)
     stack.down(faulty_stack.state_dir, client=client)
     # Then nothing labelled with its id is left, nor its state directory
-    assert stack.stack_objects(faulty_stack.stack_id, client=client) == {
+    assert docker_engine.stack_objects(faulty_stack.stack_id, client=client) == {
         "containers": [], "networks": [], "volumes": [], "images": []}
     assert not faulty_stack.state_dir.exists()
 
@@ -273,13 +276,13 @@ def test_failed_up_removes_what_it_created_and_the_secrets(client, tmp_path: Pat
     def broken(*args, **kwargs):
         raise stack.StackError("ops migrate failed: simulated")
 
-    monkeypatch.setattr(stack, "_run_ops_container", broken)
+    monkeypatch.setattr(docker_engine, "run_ops_container", broken)
     state_dir = tmp_path / "state"
     with pytest.raises(stack.StackError, match="simulated"):
         stack.up(state_dir, client=client)
     # Then no object of that stack is left, the secrets and token are gone, the logs stay
     stack_id = (state_dir / stack.MARKER).read_text(encoding="ascii").strip()
-    assert stack.stack_objects(stack_id, client=client) == {"containers": [], "networks": [], "volumes": [],
+    assert docker_engine.stack_objects(stack_id, client=client) == {"containers": [], "networks": [], "volumes": [],
                                                             "images": []}
     assert not (state_dir / "secrets").exists() and not (state_dir / "tokens").exists()
     assert (state_dir / "logs").is_dir()

@@ -10,15 +10,17 @@ from packaging.utils import canonicalize_name
 
 from harness.profile import parse_profile
 from system_under_test.docker import images, topology
-from system_under_test.docker.stack import render_docker_profile, validate_faults
+from system_under_test.docker.stack import validate_faults
+from system_under_test.docker.target_profile import render_docker_profile
 from system_under_test.docker.topology import StackPaths, services
 from system_under_test.faults import FAULTS
+from system_under_test.provision import plan
 
 STATE = Path("/tmp/votriz-state")
 
 
 def by_role(faults=(), **kwargs):
-    return {spec.role: spec for spec in services(StackPaths.under(STATE), faults, **kwargs)}
+    return {spec.role: spec for spec in services(StackPaths.under(STATE), plan(faults, "docker"), **kwargs)}
 
 
 def test_clean_topology_only_edge_publishes_and_data_is_internal() -> None:
@@ -67,8 +69,8 @@ def test_container_faults_change_only_their_service() -> None:
 
 
 def test_api_plaintext_fault_adds_a_tcp_bind() -> None:
-    assert "0.0.0.0:8000" not in topology.api_command(())
-    assert "0.0.0.0:8000" in topology.api_command(["api-plaintext-exposed"])
+    assert "0.0.0.0:8000" not in topology.api_command(plan((), "docker"))
+    assert "0.0.0.0:8000" in topology.api_command(plan(["api-plaintext-exposed"], "docker"))
 
 
 def test_fault_registry_knows_which_backend_applies_what() -> None:

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from system_under_test.local.pki import build_pki
+from system_under_test.common.pki import build_pki
 from system_under_test.local.processes import free_port, tcp_accepts
 
 SECRET = "sk-ant-api03-THIS-VALUE-MUST-NEVER-BE-CAPTURED"

@@ -33,8 +33,9 @@ from system_under_test.api.keyring import (
     fernet_key,
     token_key_versions,
 )
-from system_under_test.local import down, softhsm, up
-from system_under_test.local.softhsm import HsmToken
+from system_under_test.common import softhsm
+from system_under_test.common.softhsm import HsmToken
+from system_under_test.local.stack import down, up
 from system_under_test.ops.backups import backup_time, read_chunks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from system_under_test.local.pki import EXPIRING_LEAF_LIFETIME, build_pki
+from system_under_test.common.pki import EXPIRING_LEAF_LIFETIME, build_pki
 
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
 

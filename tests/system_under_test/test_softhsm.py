@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from system_under_test.local import softhsm
+from system_under_test.common import softhsm
 
 pytestmark = pytest.mark.integration
 

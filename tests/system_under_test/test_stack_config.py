@@ -8,16 +8,14 @@ from pathlib import Path
 import pytest
 
 from harness.profile import parse_profile
+from system_under_test.common.edge import EDGE_FAULTS, render_config
+from system_under_test.common.pki import pki_paths
+from system_under_test.common.profile import Ports, render_api_config, render_target_profile
 from system_under_test.faults import FAULTS, Layer
-from system_under_test.local import StackError, down, stack, up
-from system_under_test.local.nginx import EDGE_FAULTS, render_config
-from system_under_test.local.pki import pki_paths
-from system_under_test.local.target_profile import (
-    Ports,
-    api_faults,
-    render_api_config,
-    render_target_profile,
-)
+from system_under_test.faults import api_layer_faults as api_faults
+from system_under_test.local import stack
+from system_under_test.local.stack import StackError, down, up
+from system_under_test.provision import plan
 
 PORTS = Ports(https=18443, http=18080, postgres=15432, redis=16379, fakes=19443,
               fakes_plaintext=19080)
@@ -53,14 +51,14 @@ def test_edge_fault_set_is_the_registry_s():
 def test_api_toml_lists_api_and_ops_faults_only():
     chosen = ["hsts-missing", "token-plaintext", "backup-plaintext", "key-in-env"]
 
-    config = tomllib.loads(render_api_config(STATE, PORTS, chosen))
+    config = tomllib.loads(render_api_config(STATE, PORTS, plan(chosen, "local")))
 
     assert config["faults"] == ["backup-plaintext", "token-plaintext"]
     assert api_faults(chosen) == ["backup-plaintext", "token-plaintext"]
 
 
 def test_clean_api_toml_is_https_only_and_secret_free():
-    config = tomllib.loads(render_api_config(STATE, PORTS, []))
+    config = tomllib.loads(render_api_config(STATE, PORTS, plan([], "local")))
 
     for key in ("llm_base_url", "resend_base_url", "platform_base_url"):
         assert config[key].startswith("https://127.0.0.1:19443/")
@@ -71,7 +69,7 @@ def test_clean_api_toml_is_https_only_and_secret_free():
 @pytest.mark.parametrize(("fault", "key"), [("llm-plaintext", "llm_base_url"),
                                             ("resend-plaintext", "resend_base_url")])
 def test_outbound_plaintext_faults_point_at_the_decoy(fault, key):
-    config = tomllib.loads(render_api_config(STATE, PORTS, [fault]))
+    config = tomllib.loads(render_api_config(STATE, PORTS, plan([fault], "local")))
 
     assert config[key].startswith("http://127.0.0.1:19080/")
 

@@ -23,9 +23,10 @@ import pytest
 from cryptography import x509
 
 from harness.profile import load_profile
-from system_under_test.local import StackError, down, softhsm, status, up
+from system_under_test.common import softhsm
+from system_under_test.common.softhsm import HsmToken
 from system_under_test.local.processes import is_running, processes_inside, read_pid, tcp_accepts
-from system_under_test.local.softhsm import HsmToken
+from system_under_test.local.stack import StackError, down, status, up
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ SoftHSM reads ``SOFTHSM2_CONF`` once, when the PKCS#11 library is
 initialised, and python-pkcs11 keeps one initialised library per process.
 One process may bring up several stacks (the test session does), so every
 PKCS#11 operation here runs in a short child process
-(``python -m system_under_test.local.softhsm ...``) with that stack's
+(``python -m system_under_test.common.softhsm ...``) with that stack's
 ``SOFTHSM2_CONF``. Values travel back over a pipe, never through a file.
 """
 
@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import secrets
 import string
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from system_under_test.local.processes import StackError, base_environment, find_binary
+from system_under_test.common.host import StackError, base_environment, find_binary, write_secret
 
 MODULE = Path("/usr/lib/softhsm/libsofthsm2.so")
 TOKEN_LABEL = "votriz"
@@ -104,12 +103,6 @@ def key_id(label: str) -> bytes:
     return label[len(prefix):].encode("ascii") if label.startswith(prefix) else b""
 
 
-def _write_secret_file(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-
-
 def write_config(state_dir: Path) -> Path:
     """Write ``STATE/softhsm2.conf`` with the token directory ``STATE/tokens``."""
     token_dir = state_dir / "tokens"
@@ -138,8 +131,8 @@ def init_token(state_dir: Path, *, search_path: Sequence[str] | None = None) -> 
         raise StackError(f"{MODULE} not found: apt-get install softhsm2")
     util = find_binary("softhsm2-util", search_path)
     pin, so_pin = _alnum(24), _alnum(24)
-    _write_secret_file(token.pin_file, pin)
-    _write_secret_file(token.so_pin_file, so_pin)
+    write_secret(token.pin_file, pin)
+    write_secret(token.so_pin_file, so_pin)
     # softhsm2-util takes the PINs only as arguments; the command line of this
     # short-lived child is the one place they appear outside the 0600 files.
     result = subprocess.run(
@@ -155,7 +148,7 @@ def init_token(state_dir: Path, *, search_path: Sequence[str] | None = None) -> 
 def _run_child(token: HsmToken, args: Sequence[str], stdin: str = "") -> str:
     repo_root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-m", "system_under_test.local.softhsm", *args,
+        [sys.executable, "-m", "system_under_test.common.softhsm", *args,
          "--module", str(token.module), "--label", token.label, "--pin-file", str(token.pin_file)],
         env=base_environment(PYTHONPATH=str(repo_root), **token.environment()),
         input=stdin, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False,
@@ -181,6 +174,56 @@ def read_values(token: HsmToken, labels: Iterable[str]) -> dict[str, bytes]:
 def inspect_objects(token: HsmToken) -> list[dict[str, object]]:
     """Every object on the token with its class, type and flags; never its value."""
     return list(json.loads(_run_child(token, ["inspect"])))
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """What a backend needs, once, from the token it has just provisioned for a stack.
+
+    Attributes:
+        token: the token.
+        db_password: the application role's password (from the HSM).
+        redis_password: Redis's password (from the HSM, or its file under ``key-not-in-hsm``).
+        stripe_key: the Stripe key (written into api.toml only under ``key-in-config``).
+        token_key: the first token-encryption key's value (given out only by key faults).
+        auditor_password: the read-only role's password (also in ``secrets/auditor-password``).
+    """
+
+    token: HsmToken
+    db_password: str
+    redis_password: str
+    stripe_key: str
+    token_key: bytes
+    auditor_password: str = field(repr=False)
+
+    def pin(self) -> str:
+        """The user PIN, read from its file (for the ``pin-in-env`` fault only)."""
+        return self.token.pin_file.read_text(encoding="ascii").strip()
+
+
+def provision_stack_token(state_dir: Path, *, redis_password_file: Path | None,
+                          search_path: Sequence[str] | None = None) -> StackSecrets:
+    """Initialise the token, create every key, and read back what the stack's set-up needs.
+
+    Under ``key-not-in-hsm`` (``redis_password_file`` given) the Redis password
+    goes to that file instead of the token. The values are read back through
+    PKCS#11, as the launcher of a real deployment would. The auditor's database
+    password is made here too and written to ``secrets/auditor-password``.
+    """
+    token = init_token(state_dir, search_path=search_path)
+    values = generate_values()
+    if redis_password_file is not None:
+        write_secret(redis_password_file, values.pop(REDIS_PASSWORD).decode())
+    provision_keys(token, values)
+    del values
+    from_hsm = read_values(token, [DB_PASSWORD, REDIS_PASSWORD, STRIPE, TOKEN_KEY_V1])
+    redis_password = (redis_password_file.read_text(encoding="ascii").strip()
+                      if redis_password_file else from_hsm[REDIS_PASSWORD].decode())
+    auditor_password = secrets.token_hex(24)
+    write_secret(state_dir / "secrets" / "auditor-password", auditor_password)
+    return StackSecrets(token=token, db_password=from_hsm[DB_PASSWORD].decode(),
+                        redis_password=redis_password, stripe_key=from_hsm[STRIPE].decode(),
+                        token_key=from_hsm[TOKEN_KEY_V1], auditor_password=auditor_password)
 
 
 # Everything below runs in the child process only.
@@ -264,7 +307,7 @@ def _child_inspect(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the PKCS#11 child process (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m system_under_test.local.softhsm")
+    parser = argparse.ArgumentParser(prog="python -m system_under_test.common.softhsm")
     parser.add_argument("command", choices=("provision", "read", "inspect"))
     parser.add_argument("labels", nargs="*")
     parser.add_argument("--module", required=True)

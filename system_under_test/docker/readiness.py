@@ -1,0 +1,70 @@
+"""Whether a container of the stack is ready, seen from the Docker host.
+
+:func:`wait` polls one readiness test, bounded, and turns a container that
+stopped or never got ready into one ``StackError`` line naming its last log line.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from system_under_test.common.host import StackError
+from system_under_test.common.pki import EDGE_HOST, LOOPBACK
+from system_under_test.docker.engine import last_line
+
+START_TIMEOUT_S = 60.0
+POLL_S = 0.2
+# Run inside the fakes' container: both of its ports accept connections.
+PORTS_OPEN = ("import socket\n"
+              "for port in {ports}:\n"
+              "    socket.create_connection(('127.0.0.1', port), timeout=1).close()\n")
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+def healthz_ok(https_port: int, ca_file: Path) -> bool:
+    """Whether ``GET /healthz`` through the edge (TLS, verified for votriz.test) answers 200."""
+    try:
+        with socket.create_connection((LOOPBACK, https_port), timeout=2.0) as raw, \
+                tls_context(ca_file).wrap_socket(raw, server_hostname=EDGE_HOST) as tls:
+            tls.sendall(f"GET /healthz HTTP/1.1\r\nHost: {EDGE_HOST}\r\nConnection: close\r\n\r\n"
+                        .encode("ascii"))
+            status_line = tls.recv(64).split(b"\r\n", 1)[0]
+            return status_line.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def redirect_location(http_port: int) -> str:
+    connection = http.client.HTTPConnection(LOOPBACK, http_port, timeout=2.0)
+    try:
+        connection.request("GET", "/", headers={"Host": EDGE_HOST})
+        return connection.getresponse().getheader("Location") or ""
+    except OSError:
+        return ""
+    finally:
+        connection.close()
+
+
+def wait(ready: Callable[[], bool], what: str, container: Any,
+          timeout_s: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        container.reload()
+        if container.status not in ("created", "running"):
+            raise StackError(f"{what}: container {container.name} is {container.status}: "
+                             f"{last_line(container.logs(tail=5))}")
+        if container.status == "running" and ready():
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"{what}: not ready after {timeout_s:.0f} s "
+                             f"(docker logs {container.name}: {last_line(container.logs(tail=5))})")
+        time.sleep(POLL_S)
