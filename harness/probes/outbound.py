@@ -9,10 +9,10 @@ its upstreams; the capture API then says which listener each call reached.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, replace
 
+from harness.canaries import CanaryAccount, create_canary
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi
@@ -67,41 +67,6 @@ class OutboundExercise:
     cleanup_error: str | None = None
 
 
-@dataclass(frozen=True)
-class CanaryAccount:
-    """A throw-away account the harness created through the API.
-
-    Attributes:
-        email: its address (``canary+transit-<random>@audit.invalid``).
-        password: its password; registered in KnownSecrets the moment it is made.
-    """
-
-    email: str
-    password: str
-
-    def __repr__(self) -> str:
-        # Never show the password, even in a pytest traceback.
-        return f"CanaryAccount(email={self.email!r})"
-
-
-def create_canary(api: VotrizApi, known_secrets: KnownSecrets) -> CanaryAccount:
-    """Sign up and log in a fresh canary account; its password is registered first."""
-    tag = secrets.token_hex(6)
-    # A reserved TLD (RFC 6761), like the at-rest canaries: no mail can ever leave.
-    canary = CanaryAccount(email=f"canary+transit-{tag}@audit.invalid",
-                           password=secrets.token_urlsafe(24))
-    known_secrets.add(canary.password, "canary password")
-    api.signup(canary.email, canary.password)
-    token = api.login(canary.email, canary.password)
-    known_secrets.add(token, "canary session token")
-    return canary
-
-
-def remove_canary(api: VotrizApi) -> None:
-    """Delete the logged-in canary account and everything it owns."""
-    api.delete_account()
-
-
 def _wanted_seen(captured: tuple[CapturedRequest, ...]) -> bool:
     return all(any(r.path.startswith(prefix) for r in captured) for prefix in PROMISED_UPSTREAMS.values())
 
@@ -146,16 +111,13 @@ def observe_outbound(profile: TargetProfile, policy: Policy,
     capture = CaptureClient(profile.capture, profile, policy)
     api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
     try:
-        canary = create_canary(api, known_secrets)
+        canary = create_canary(api, known_secrets, "transit")
         exercise: OutboundExercise | None = None
         try:
             exercise = exercise_outbound(api, canary, capture, policy)
         finally:
-            try:
-                remove_canary(api)
-                removed, cleanup_error = True, None
-            except ProbeError as exc:
-                removed, cleanup_error = False, str(exc)
+            cleanup_error = canary.remove(api, known_secrets) or None
+            removed = cleanup_error is None
             if exercise is None and cleanup_error is not None:
                 # The exercise itself failed; its ProbeError is propagating. Say that
                 # the canary is left behind too, since nobody will read the observation.
