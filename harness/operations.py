@@ -29,4 +29,5 @@ def operations_unavailable(profile: TargetProfile, needs: Sequence[str],
 
 
 def command_timeout(profile: TargetProfile, policy: Policy) -> float:
+    """The limit an operator command runs under: the profile's, capped by the policy's."""
     return min(profile.operations.timeout_s, policy.timeouts.command_s)

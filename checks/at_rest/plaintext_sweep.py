@@ -34,8 +34,6 @@ SWEEP_BY_HAND: dict[str, str] = {
 }
 #: The promised areas of the sweep: the page says no sensitive data is stored in plaintext.
 SWEEP_AREAS = tuple(SWEEP_BY_HAND)
-
-
 _NEEDLES = ("(needles.txt: a test account's password, e-mail, OAuth tokens, backup codes and "
             "recovery token, each raw, base64, base64url, hex and URL-encoded)")
 

@@ -333,6 +333,7 @@ class BackupObservation:
 
 def observe_backup(profile: TargetProfile, policy: Policy,
                    known: KnownSecrets) -> BackupObservation:
+    """Run the backup command and inspect the new file it leaves in the backup directory."""
     directory = profile.operations.backup_dir
     assert directory is not None
     before = {(f.name, f.mtime) for f in list_backups(directory)}
@@ -375,6 +376,7 @@ class RetentionObservation:
 
 def observe_retention(profile: TargetProfile, policy: Policy,
                       known: KnownSecrets) -> RetentionObservation:
+    """Plant aged copies of the newest backup, run the prune command, see what it kept."""
     directory = profile.operations.backup_dir
     assert directory is not None
     newest = _newest(list_backups(directory))
@@ -459,6 +461,7 @@ def _entry_age_days(entry: dict[str, Any], now: float) -> float | None:
 
 def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                   change: Callable[[], None] | None) -> DrillObservation:
+    """Count rows, back up, change the database (``change``), run the drill, read its log."""
     log_path = profile.operations.drill_log
     assert log_path is not None
     now = time.time()

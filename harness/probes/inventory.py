@@ -28,6 +28,7 @@ class InventoryObservation:
 
 def observe_inventory(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                       canary: Canary | None, rules: InventoryRules) -> InventoryObservation:
+    """Classify every column the auditor role sees, sampling the content its rule needs."""
     findings = []
     with open_database(profile, policy, known) as db:
         seen = db.visible_tables()

@@ -12,6 +12,7 @@ import hmac
 import os
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from harness.canaries import CanarySession
 from harness.formats.bcrypt_hash import CodeMatching, bcrypt_check, classify_stored_hash, match_codes_to_rows
@@ -45,17 +46,26 @@ class BackupCodesObservation:
     redeem_second: int
 
 
+def _rows_of(profile: TargetProfile, policy: Policy, known: KnownSecrets, table: str, column: str,
+             user_id: int | None, *, after: int | None = None) -> list[tuple[Any, Any]]:
+    """One user's ``(id, value)`` rows of ``table.column`` (only those after row id ``after``,
+    if given), read on a connection of their own."""
+    where, params = (("user_id = %s", (user_id,)) if after is None
+                     else ("user_id = %s AND id > %s", (user_id, after)))
+    with open_database(profile, policy, known) as db:
+        return [row for batch in db.stream_column(table, column, where=where, params=params)
+                for row in batch]
+
+
 def observe_backup_codes(session: CanarySession, profile: TargetProfile, policy: Policy,
                          known: KnownSecrets) -> BackupCodesObservation:
+    """Look for the canary's codes in ``GET /mfa``, match them to their rows, redeem one twice."""
     canary = session.canary
     codes = list(canary.backup_codes)
     session.ensure_session()
     status_text = str(session.api.mfa_status().body) + " " + str(canary.mfa_status_body)
     shown = secrets_in_text(status_text, codes, "code") if codes else ()
-    with open_database(profile, policy, known) as db:
-        rows = [row for batch in db.stream_column("mfa_backup_codes", "code_hash",
-                                                  where="user_id = %s", params=(canary.user_id,))
-                for row in batch]
+    rows = _rows_of(profile, policy, known, "mfa_backup_codes", "code_hash", canary.user_id)
     schemes = Counter(classify_stored_hash(v).scheme.value for _, v in rows)
     matching = match_codes_to_rows(codes, rows, workers=os.cpu_count() or 2)
     first = second = 0
@@ -93,23 +103,18 @@ class RecoveryObservation:
 
 def observe_recovery(session: CanarySession, profile: TargetProfile, policy: Policy,
                      known: KnownSecrets) -> RecoveryObservation:
+    """Request a fresh recovery token, find it in the answer and its row, confirm it twice."""
     canary = session.canary
-    with open_database(profile, policy, known) as db:
-        before = max((k for batch in db.stream_column("recovery_tokens", "token_hash",
-                                                      where="user_id = %s",
-                                                      params=(canary.user_id,))
-                      for k, _ in batch), default=0)
+    before = max((k for k, _ in _rows_of(profile, policy, known, "recovery_tokens", "token_hash",
+                                          canary.user_id)), default=0)
     # A fresh token: one from the start of the run may have expired by now.
     mail = session.fresh_recovery()
     token = mail.token
     if token is None:
         return RecoveryObservation(False, False, False, "", "", False, 0, 0)
     in_answer = bool(secrets_in_text(str(canary.recovery_request_body), [token], "token"))
-    with open_database(profile, policy, known) as db:
-        rows = [row for batch in db.stream_column("recovery_tokens", "token_hash",
-                                                  where="user_id = %s AND id > %s",
-                                                  params=(canary.user_id, before))
-                for row in batch]
+    rows = _rows_of(profile, policy, known, "recovery_tokens", "token_hash", canary.user_id,
+                    after=before)
     stored = max(rows, key=lambda r: r[0])[1] if rows else None
     scheme = classify_stored_hash(stored).scheme.value if rows else ""
     is_token = isinstance(stored, str) and hmac.compare_digest(stored.encode(), token.encode())

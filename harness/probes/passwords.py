@@ -34,6 +34,7 @@ class PasswordObservation:
 
 def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                       canary: Canary | None, canary_note: str = "") -> PasswordObservation:
+    """Classify every ``users.password_hash`` cell and check the canary's password against its row."""
     with open_database(profile, policy, known) as db:
         rows = (row for batch in db.stream_column("users", "password_hash") for row in batch)
         scan = scan_hash_cells(rows, "users.password_hash", policy.bcrypt.cost)

@@ -89,6 +89,7 @@ def _area(name: str, run: Callable[[SweepReport], None]) -> SweepArea:
 
 def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                   canary_note: str = "") -> SweepObservation:
+    """Search the database, Redis, the logs and the backups for every known secret."""
     sweep = SecretSweep.from_known(known)
     areas = []
 

@@ -32,11 +32,11 @@ def test_inventory_classifies_the_reference_schema() -> None:
         classify_column(_col("users", "email_enc"), RULES, [FERNET]),
         classify_column(_col("users", "password_hash"), RULES, [H12]),
         classify_column(_col("users", "email_index"), RULES, ["a" * 64],
-                                ("canary+x@audit.invalid", "b" * 64)),
+                        ("canary+x@audit.invalid", "b" * 64)),
         classify_column(_col("channels", "platform"), RULES, ["tiktok"]),
         classify_column(_col("brands", "name"), RULES, []),
         classify_column(_col("channels", "brand_id", "bigint", is_foreign_key=True),
-                                RULES, []),
+                        RULES, []),
         classify_column(_col("users", "notes"), RULES, []),
     ]
     assert [f.category for f in findings] == ["fernet", "bcrypt", "keyed_index", "enum",

@@ -24,7 +24,7 @@ def _profile(extra: str = "") -> object:
 def _tokens(**changes: object) -> TokenObservation:
     base = dict(ring=("votriz/token-encryption/v1",),
                 columns=(FernetColumnScan("channels.access_token_enc", 10, 10, {}, (),
-                                                  {"votriz/token-encryption/v1": 10}),),
+                                          {"votriz/token-encryption/v1": 10}),),
                 shared_iv_cells=0, shared_iv_groups=0, shared_ciphertext_cells=0,
                 canary=tuple(CanaryTokenResult(p, k, "matches") for p in PLATFORMS
                              for k in ("access", "refresh")))
