@@ -20,7 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from checks.transit import hsts_verdict, http_redirect_verdict, security_headers_verdict, tls_versions_verdict
+from checks.transit.hsts import hsts_verdict
+from checks.transit.http_redirect_only import http_redirect_verdict
+from checks.transit.security_headers import security_headers_verdict
+from checks.transit.tls_versions import tls_versions_verdict
 from harness.policy import load_policy
 from harness.probes.http import fetch_samples
 from harness.probes.tls import scan_tls

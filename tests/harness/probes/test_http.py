@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.transit import hsts_verdict, http_redirect_verdict, security_headers_verdict
+from checks.transit.hsts import hsts_verdict
+from checks.transit.http_redirect_only import http_redirect_verdict
+from checks.transit.security_headers import security_headers_verdict
 from harness.outcomes import Outcome, ProbeError
 from harness.policy import Policy
 from harness.probes.http import fetch_samples, parse_http_head, probe_plain_http

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from checks.transit import origin_not_plaintext_verdict
+from checks.transit.origin_not_plaintext import origin_not_plaintext_verdict
 from harness.outcomes import Outcome, ProbeError
 from harness.policy import Policy
 from harness.probes.listeners import (

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.transit import certificate_verdict, tls_versions_verdict
+from checks.transit.certificate import certificate_verdict
+from checks.transit.tls_versions import tls_versions_verdict
 from harness.outcomes import Outcome, ProbeError
 from harness.policy import Policy
 from harness.probes.tls import scan_tls

@@ -1,4 +1,5 @@
-"""Container topology checks: judgements on hand-made observations, then on real Docker containers."""
+"""The container checks on real Docker containers: a tiny image imported from the host's static
+busybox (no registry needed), observed by the engine as the area's ``topology`` fixture does."""
 
 from __future__ import annotations
 
@@ -12,82 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from checks.containers import bridge_networks_verdict, isolation_verdict, published_ports_verdict
+from checks.containers.bridge_networks import bridge_networks_verdict
+from checks.containers.isolation import isolation_verdict
+from checks.containers.published_ports import published_ports_verdict
 from harness.outcomes import Outcome
-from harness.probes.containers import (
-    ContainerTopology,
-    ContainerView,
-    NetworkAttachment,
-    PublishedPort,
-    observe_topology,
-)
-
-PUBLIC = NetworkAttachment("votriz_public", "bridge", internal=False, user_defined=True, scope="local")
-INTERNAL = NetworkAttachment("votriz_internal", "bridge", internal=True, user_defined=True, scope="local")
-
-
-def _container(name: str, role: str, published=(), networks=(INTERNAL,), network_mode="votriz_internal",
-               pid_mode="", privileged=False) -> ContainerView:
-    return ContainerView(name, "img", role, tuple(published), tuple(networks), network_mode, pid_mode,
-                         privileged)
-
-
-def _clean() -> ContainerTopology:
-    edge = _container("edge", "edge", [PublishedPort("443/tcp", "127.0.0.1", 49153),
-                                       PublishedPort("80/tcp", "127.0.0.1", 49154)], [PUBLIC, INTERNAL])
-    return ContainerTopology("votriz", "host1", False, (edge, _container("db", "db"), _container("api", "api")))
-
-
-def test_clean_topology_passes_every_check() -> None:
-    assert published_ports_verdict(_clean(), None).outcome is Outcome.PASS
-    assert bridge_networks_verdict(_clean()).outcome is Outcome.PASS
-    assert isolation_verdict(_clean()).outcome is Outcome.PASS
-
-
-def test_published_database_port_fails_naming_container_and_port() -> None:
-    topo = _clean()
-    db = _container("db", "db", [PublishedPort("5432/tcp", "0.0.0.0", 5432)])
-    verdict = published_ports_verdict(ContainerTopology("votriz", "h", False, (topo.containers[0], db)), None)
-    assert verdict.outcome is Outcome.FAIL
-    assert "db publishes 5432/tcp on 0.0.0.0:5432 (only the edge may publish ports)" in verdict.message
-
-
-def test_edge_publishing_another_port_fails() -> None:
-    edge = _container("edge", "edge", [PublishedPort("8080/tcp", "0.0.0.0", 8080)], [PUBLIC])
-    verdict = published_ports_verdict(ContainerTopology("v", "h", False, (edge,)), None)
-    assert verdict.outcome is Outcome.FAIL and "only 80/tcp and 443/tcp" in verdict.message
-
-
-def test_no_containers_is_an_error_not_a_pass() -> None:
-    empty = ContainerTopology("votriz", "h", False, ())
-    for verdict in (published_ports_verdict(empty, "edge"), bridge_networks_verdict(empty), isolation_verdict(empty)):
-        assert verdict.outcome is Outcome.ERROR
-
-
-@pytest.mark.parametrize(("container", "message"), [
-    (_container("db", "db", networks=[PUBLIC]), "db (db) is on votriz_public, which has a route outside"),
-    (_container("api", "api", networks=[], network_mode="host"), "api uses network mode host"),
-    (_container("api", "api", networks=[NetworkAttachment("bridge", "bridge", False, False, "local")]),
-     "Docker default network"),
-    (_container("api", "api", networks=[NetworkAttachment("o", "overlay", False, True, "swarm")]),
-     "driver overlay, scope swarm"),
-])
-def test_networking_faults_fail(container: ContainerView, message: str) -> None:
-    verdict = bridge_networks_verdict(ContainerTopology("v", "h", False, (container,)))
-    assert verdict.outcome is Outcome.FAIL and message in verdict.message
-
-
-@pytest.mark.parametrize(("container", "message"), [
-    (_container("api", "api", privileged=True), "api runs privileged"),
-    (_container("api", "api", pid_mode="host"), "shares the host's PID namespace"),
-    (_container("api", "api", network_mode="host"), "shares the host's network namespace"),
-])
-def test_isolation_faults_fail(container: ContainerView, message: str) -> None:
-    verdict = isolation_verdict(ContainerTopology("v", "h", False, (container,)))
-    assert verdict.outcome is Outcome.FAIL and message in verdict.message
-
-
-# Real containers: a tiny image imported from the host's static busybox (no registry needed).
+from harness.probes.containers import observe_topology
 
 
 def _docker():
