@@ -27,13 +27,11 @@ import pytest
 
 from harness import __version__
 from harness.checkdir import CHECKS_DIR, area_path, check_areas
-from harness.claims import CatalogueError, load_catalogue
-from harness.policy import PolicyError, load_policy
-from harness.profile import ProfileError, load_profile
+from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
+from harness.plugin import PreloadedInputs
 from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
 from harness.report import commands as report_commands
 from harness.results import results_schema
-from harness.waivers import WaiverError, load_waivers
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
 CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
@@ -142,37 +140,37 @@ def _check_report_dir(report_dir: Path) -> None:
         raise UsageError(f"{report_dir}: cannot write there: {exc.strerror}") from None
 
 
-def _validate_inputs(args: argparse.Namespace) -> None:
-    """Load every input file once before anything starts, so a bad one costs nothing."""
+def _load_rules(args: argparse.Namespace) -> AuditRules:
+    """Load policy, catalogue and waivers, and check ``--only``, before anything starts, so a bad
+    one costs nothing (the loaded rules are the run's: nothing loads them again)."""
     try:
-        load_policy(args.policy)
-        catalogue = load_catalogue()
-        load_waivers(args.waivers, known_checks=catalogue.check_ids())
-        if args.target is not None:
-            load_profile(args.target)
-    except (ProfileError, PolicyError, CatalogueError, WaiverError) as exc:
+        rules = load_rules(args.policy, args.waivers)
+    except InputError as exc:
         raise UsageError(str(exc)) from None
     unknown = [area for area in args.only if area not in check_areas()]
     if unknown:
         raise UsageError(f"unknown area(s) {', '.join(unknown)}; known: {', '.join(check_areas())}")
+    return rules
 
 
-def run_checks(profile_path: Path, report_dir: Path, *, only: Sequence[str] = (),
-               policy: Path | None = None, waivers: Path | None = None,
+def _load_target(profile_path: Path, rules: AuditRules) -> AuditInputs:
+    try:
+        return load_inputs(profile_path, rules)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
                signing_key: Path | None = None, against: Path | None = None) -> int:
-    """Run the checks with pytest against one profile; return the gate's exit code."""
+    """Run the checks with pytest, in this process, on the loaded inputs; return the gate's exit code."""
     selected = [str(area_path(area)) for area in only] or [str(CHECKS_DIR)]
     args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
-            "--target", str(profile_path), "--report-dir", str(report_dir)]
-    if policy is not None:
-        args += ["--policy", str(policy)]
-    if waivers is not None:
-        args += ["--waivers", str(waivers)]
+            "--target", str(inputs.profile_path), "--report-dir", str(report_dir)]
     if signing_key is not None:
         args += ["--signing-key", str(signing_key)]
     if against is not None:
         args += ["--against", str(against)]
-    code = pytest.main(args)
+    code = pytest.main(args, plugins=[PreloadedInputs(inputs)])
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
     results_path = report_dir / "results.json"
@@ -197,16 +195,17 @@ def _default_report_dir() -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    _validate_inputs(args)
+    rules = _load_rules(args)
     report_dir = (args.report_dir or _default_report_dir()).resolve()
     if args.target is not None:
+        inputs = _load_target(args.target, rules)
         if args.fault or args.keep_up or args.state_dir:
             raise UsageError("--fault, --keep-up and --state-dir only apply when standing up the "
                              "reference service (without --target)")
         _check_report_dir(report_dir)
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
-        return run_checks(args.target, report_dir, only=args.only, policy=args.policy,
-                          waivers=args.waivers, signing_key=args.signing_key, against=args.against)
+        return run_checks(inputs, report_dir, only=args.only, signing_key=args.signing_key,
+                          against=args.against)
     backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
@@ -224,8 +223,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
-        return run_checks(info.profile_path, report_dir, only=args.only, policy=args.policy,
-                          waivers=args.waivers, signing_key=args.signing_key, against=args.against)
+        return run_checks(_load_target(info.profile_path, rules), report_dir, only=args.only,
+                          signing_key=args.signing_key, against=args.against)
     finally:
         if not args.keep_up:
             stack.down(state_dir)
