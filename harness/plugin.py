@@ -42,11 +42,10 @@ from harness.report.commands import finalize
 from harness.results import (
     Attestation,
     CheckResult,
-    ClaimResult,
     RunResults,
     WaiverNote,
+    claim_results,
     summarise,
-    worst,
     write_junit,
     write_results_json,
 )
@@ -424,27 +423,10 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     return report.outcome, "", ""
 
 
-def _claim_results(state: RunState) -> list[ClaimResult]:
-    claims = []
-    for claim in state.inputs.rules.catalogue.claim:
-        # A check speaks for a claim if its marker names it: the catalogue's links come from the
-        # markers of checks/, the result's claims from the marker of the check that ran.
-        outcomes = [result.outcome for result in state.results
-                    if result.check_id in claim.checks or claim.id in result.claims]
-        attestation = None
-        path = state.profile.attestations.get(claim.id)
-        if path is not None and path.is_file():
-            attestation = Attestation(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-        if claim.manual and attestation is None:
-            # Part of the promise needs a human: without an attestation the claim
-            # cannot be better than MANUAL, however its checks went.
-            outcomes.append(Outcome.MANUAL)
-        if attestation is not None and not claim.checks:
-            outcomes.append(Outcome.PASS)
-        claims.append(ClaimResult(
-            id=claim.id, section=claim.section, text=claim.text, outcome=worst(outcomes),
-            checks=claim.checks, manual=claim.manual, attestation=attestation, note=claim.note))
-    return claims
+def _attestations(profile: TargetProfile) -> dict[str, Attestation]:
+    """The profile's attestation files that exist, by claim id, with their SHA-256."""
+    return {claim_id: Attestation(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+            for claim_id, path in profile.attestations.items() if path.is_file()}
 
 
 def build_results(state: RunState, finished_at: dt.datetime | None = None) -> RunResults:
@@ -459,7 +441,7 @@ def build_results(state: RunState, finished_at: dt.datetime | None = None) -> Ru
         catalogue={"title": rules.catalogue.title, "page": rules.catalogue.page},
         summary=summarise(state.results),
         results=tuple(state.results),
-        claims=tuple(_claim_results(state)),
+        claims=tuple(claim_results(rules.catalogue, state.results, _attestations(profile))),
     )
 
 

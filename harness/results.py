@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import __version__
+from harness.claims import Catalogue
 from harness.outcomes import Outcome
 
 RESULTS_SCHEMA_VERSION = 1
@@ -164,6 +166,30 @@ def worst(outcomes: list[Outcome]) -> Outcome | None:
     if not outcomes:
         return None
     return min(outcomes, key=_SEVERITY.index)
+
+
+def claim_results(catalogue: Catalogue, results: Sequence[CheckResult],
+                  attestations: Mapping[str, Attestation]) -> list[ClaimResult]:
+    """Each claim of the catalogue, in the page's order, with the worst outcome of what speaks for it.
+
+    A check speaks for a claim if its marker names it: the catalogue's links come from the
+    markers of checks/, a result's claims from the marker of the check that ran. A claim that
+    needs a human is at best MANUAL until its attestation (by claim id) is given; an attestation
+    alone makes a claim that no check serves PASS.
+    """
+    claims = []
+    for claim in catalogue.claim:
+        outcomes = [result.outcome for result in results
+                    if result.check_id in claim.checks or claim.id in result.claims]
+        attestation = attestations.get(claim.id)
+        if claim.manual and attestation is None:
+            outcomes.append(Outcome.MANUAL)
+        if attestation is not None and not claim.checks:
+            outcomes.append(Outcome.PASS)
+        claims.append(ClaimResult(
+            id=claim.id, section=claim.section, text=claim.text, outcome=worst(outcomes),
+            checks=claim.checks, manual=claim.manual, attestation=attestation, note=claim.note))
+    return claims
 
 
 def summarise(results: list[CheckResult]) -> Summary:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,14 +27,7 @@ def check_seen(profile, policy, evidence):
 
 def _profile(tmp_path: Path) -> Path:
     path = tmp_path / "target.toml"
-    path.write_text(textwrap.dedent("""
-        name = "unit"
-        backend = "remote"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    """))
+    path.write_text('name = "unit"\n[edge]\nhost = "votriz.test"\naddress = "127.0.0.1"\nhttps_port = 9\n')
     return path
 
 

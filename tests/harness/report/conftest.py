@@ -21,11 +21,10 @@ from harness.outcomes import Outcome
 from harness.results import (
     Attestation,
     CheckResult,
-    ClaimResult,
     RunResults,
     WaiverNote,
+    claim_results,
     summarise,
-    worst,
     write_junit,
     write_results_json,
 )
@@ -225,25 +224,14 @@ def build_run(report_dir: Path, *, fault: bool, run_id: str | None = None) -> Ru
         results.append(CheckResult(finding_id=f"{check_id}/{'+'.join(claims)}", check_id=check_id, claims=claims,
                                    outcome=outcome, message=message, details=details, evidence=tuple(paths),
                                    duration_s=0.42, waiver=waiver))
-    claim_results = []
-    for claim in catalogue.claim:
-        outcomes = [r.outcome for r in results if r.check_id in claim.checks or claim.id in r.claims]
-        attestation = None
-        if claim.id == "REST-TOKENS-LIBRARY":
-            attestation = Attestation(path="attestations/tokens-library.md", sha256="ab" * 32)
-        if claim.manual and attestation is None:
-            outcomes.append(Outcome.MANUAL)
-        if attestation is not None and not claim.checks:
-            outcomes.append(Outcome.PASS)
-        claim_results.append(ClaimResult(id=claim.id, section=claim.section, text=claim.text, outcome=worst(outcomes),
-                                         checks=claim.checks, manual=claim.manual, attestation=attestation,
-                                         note=claim.note))
+    attestations = {"REST-TOKENS-LIBRARY": Attestation(path="attestations/tokens-library.md", sha256="ab" * 32)}
     run = RunResults(run_id=run_id or ("fault0000001" if fault else "clean0000001"), started_at=T0,
                      finished_at=T0 + dt.timedelta(seconds=95.3),
                      target={"name": "votriz-reference-local", "backend": "local",
                              "edge": "https://votriz.test:8443"},
                      policy=POLICY, catalogue={"title": catalogue.title, "page": catalogue.page},
-                     summary=summarise(results), results=tuple(results), claims=tuple(claim_results))
+                     summary=summarise(results), results=tuple(results),
+                     claims=tuple(claim_results(catalogue, results, attestations)))
     write_results_json(run, report_dir / "results.json")
     write_junit(run, report_dir / "junit.xml")
     return run
