@@ -75,6 +75,13 @@ class HsmToken:
         """The environment a PKCS#11 user of this token needs: only the config path."""
         return {"SOFTHSM2_CONF": str(self.conf)}
 
+    @classmethod
+    def of_stack(cls, state_dir: Path) -> HsmToken:
+        """The token of the stack in ``state_dir`` (where ``init_token`` puts it)."""
+        return cls(conf=state_dir / "softhsm2.conf", module=MODULE, label=TOKEN_LABEL,
+                   pin_file=state_dir / "secrets" / "hsm-pin",
+                   so_pin_file=state_dir / "secrets" / "hsm-so-pin", token_dir=state_dir / "tokens")
+
 
 def _alnum(length: int) -> str:
     return "".join(secrets.choice(_ALNUM) for _ in range(length))
@@ -121,12 +128,9 @@ def write_config(state_dir: Path) -> Path:
 
 def init_token(state_dir: Path, *, search_path: Sequence[str] | None = None) -> HsmToken:
     """Write the config and initialise token ``votriz`` with random SO and user PINs."""
-    conf = write_config(state_dir)
-    secrets_dir = state_dir / "secrets"
-    secrets_dir.mkdir(mode=0o700, exist_ok=True)
-    token = HsmToken(conf=conf, module=MODULE, label=TOKEN_LABEL,
-                     pin_file=secrets_dir / "hsm-pin", so_pin_file=secrets_dir / "hsm-so-pin",
-                     token_dir=state_dir / "tokens")
+    write_config(state_dir)
+    (state_dir / "secrets").mkdir(mode=0o700, exist_ok=True)
+    token = HsmToken.of_stack(state_dir)
     if not MODULE.is_file():
         raise StackError(f"{MODULE} not found: apt-get install softhsm2")
     util = find_binary("softhsm2-util", search_path)

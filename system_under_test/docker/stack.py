@@ -31,6 +31,7 @@ from system_under_test.common.host import StackError, write_secret
 from system_under_test.common.pki import EDGE_HOST, FAKES_HOST, build_pki, pki_paths
 from system_under_test.common.profile import Ports, render_api_config
 from system_under_test.common.redis_config import render_config as render_redis_config
+from system_under_test.common.state_dir import StackStatus, ensure_unused
 from system_under_test.docker import engine, readiness, topology
 from system_under_test.docker import images as image_builds
 from system_under_test.docker.engine import (
@@ -134,10 +135,7 @@ def _give_to_service_user(*paths: Path) -> None:
 
 
 def _prepare_state_dir(state_dir: Path, stack_id: str) -> None:
-    if (state_dir / "stack.json").exists() or (state_dir / MARKER).exists():
-        raise StackError(f"{state_dir} already holds a stack: run down first")
-    if state_dir.exists() and any(state_dir.iterdir()):
-        raise StackError(f"{state_dir} exists and is not empty: choose another state directory")
+    ensure_unused(state_dir, MARKER)
     if os.geteuid() != 0:
         raise StackError("the docker backend must run as root: it hands bind-mounted files "
                          "to the containers' service user (uid 10001)")
@@ -361,26 +359,6 @@ def down(state_dir: Path, *, client: Any = None) -> None:
         if own_client:
             client.close()
     shutil.rmtree(state_dir)
-
-
-@dataclass(frozen=True)
-class StackStatus:
-    """Whether a stack's containers are running.
-
-    Attributes:
-        state_dir: the state directory.
-        exists: whether it holds a stack that came up (``stack.json``).
-        running: role → whether its container is running.
-    """
-
-    state_dir: Path
-    exists: bool
-    running: dict[str, bool] = field(hash=False)
-
-    @property
-    def healthy(self) -> bool:
-        """Up, and every container running."""
-        return self.exists and bool(self.running) and all(self.running.values())
 
 
 def status(state_dir: Path, *, client: Any = None) -> StackStatus:

@@ -24,6 +24,7 @@ from pathlib import Path
 from system_under_test.common import postgres_roles, softhsm
 from system_under_test.common.pki import EDGE_HOST, build_pki
 from system_under_test.common.profile import Ports, render_api_config, render_target_profile
+from system_under_test.common.state_dir import StackStatus, ensure_unused
 from system_under_test.local import api_server, nginx, postgres, redis
 from system_under_test.local.processes import (
     BINARY_SEARCH_PATH,
@@ -125,26 +126,6 @@ class StackInfo:
         )
 
 
-@dataclass(frozen=True)
-class StackStatus:
-    """Whether a stack's processes are running.
-
-    Attributes:
-        state_dir: the state directory.
-        exists: whether it holds a stack that came up (``stack.json``).
-        running: process name → whether its pid is alive.
-    """
-
-    state_dir: Path
-    exists: bool
-    running: dict[str, bool] = field(hash=False)
-
-    @property
-    def healthy(self) -> bool:
-        """Up, and every process alive."""
-        return self.exists and bool(self.running) and all(self.running.values())
-
-
 def validate_faults(faults: Sequence[str]) -> tuple[str, ...]:
     """The faults, deduplicated and sorted; ValueError naming the known ones otherwise."""
     return plan(faults, "local").faults
@@ -172,10 +153,7 @@ def _check_reachable(state_dir: Path, user: ServiceUser) -> None:
 
 
 def _prepare_state_dir(state_dir: Path, user: ServiceUser) -> None:
-    if (state_dir / "stack.json").exists() or (state_dir / MARKER).exists():
-        raise StackError(f"{state_dir} already holds a stack: run down first")
-    if state_dir.exists() and any(state_dir.iterdir()):
-        raise StackError(f"{state_dir} exists and is not empty: choose another state directory")
+    ensure_unused(state_dir, MARKER)
     state_dir.mkdir(parents=True, exist_ok=True)
     # Searchable, not listable, by others: the service user needs to reach its own subtrees.
     state_dir.chmod(0o711)

@@ -54,10 +54,7 @@ def api(info) -> httpx.Client:
 
 
 def hsm_token(info) -> HsmToken:
-    state = info.state_dir
-    return HsmToken(conf=state / "softhsm2.conf", module=softhsm.MODULE, label="votriz",
-                    pin_file=state / "secrets" / "hsm-pin",
-                    so_pin_file=state / "secrets" / "hsm-so-pin", token_dir=state / "tokens")
+    return HsmToken.of_stack(info.state_dir)
 
 
 def hsm_values(info) -> dict[str, bytes]:

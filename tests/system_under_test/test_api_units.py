@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from system_under_test.api import app as app_module
+from system_under_test.api import calls
 from system_under_test.api.config import ConfigError, parse_config
 from system_under_test.api.db import PoolTimeout
 from system_under_test.api.fieldcrypto import FIXED_IV, FieldCipher, email_index
@@ -229,7 +230,7 @@ def test_bad_bearer_tokens_are_401(client: TestClient, authorization: str) -> No
 def test_session_signed_with_another_secret_is_401(client: TestClient) -> None:
     other = app_module.Services.__new__(app_module.Services)
     other.keyring = make_keyring()
-    token = app_module.issue_session(other, 1)
+    token = calls.issue_session(other, 1)
     response = client.get("/api/v1/brands", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 401
 
@@ -267,5 +268,5 @@ def test_healthz(client: TestClient) -> None:
 def test_log_lines_are_json() -> None:
     record = logging.LogRecord("votriz.api", logging.INFO, __file__, 1, "login", None, None)
     record.fields = {"user_id": 7}
-    line = json.loads(app_module.JsonLogFormatter().format(record))
+    line = json.loads(calls.JsonLogFormatter().format(record))
     assert line["message"] == "login" and line["user_id"] == 7

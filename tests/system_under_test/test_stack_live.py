@@ -56,10 +56,7 @@ def tls_version(port: int, ca_file: Path, *, maximum: ssl.TLSVersion | None = No
 
 
 def token_of(info) -> HsmToken:
-    state = info.state_dir
-    return HsmToken(conf=state / "softhsm2.conf", module=softhsm.MODULE, label="votriz",
-                    pin_file=state / "secrets" / "hsm-pin",
-                    so_pin_file=state / "secrets" / "hsm-so-pin", token_dir=state / "tokens")
+    return HsmToken.of_stack(info.state_dir)
 
 
 def children(pid: int) -> list[int]:
