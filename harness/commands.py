@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.outcomes import ProbeError
-from harness.policy import Policy
-from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
 #: Lines of standard output a run keeps (the last ones); the reference service prints one.
@@ -86,11 +84,6 @@ class CommandResult:
                 "duration_s": round(self.duration_s, 3), "timed_out": self.timed_out,
                 "stdout": [{"t_s": round(t, 3), "line": line} for t, line in self.lines],
                 "stderr_tail": list(self.stderr_tail)}
-
-
-def command_timeout(profile: TargetProfile, policy: Policy) -> float:
-    """The limit an operator command runs under: the profile's, capped by the policy's."""
-    return min(profile.operations.timeout_s, policy.timeouts.command_s)
 
 
 def run_operation(argv: Sequence[str], timeout_s: float,

@@ -16,9 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.canaries import canary_account, create_canary
-from harness.commands import CommandResult, command_timeout, run_operation
+from harness.commands import CommandResult, run_operation
 from harness.key_classes import KeyClasses
 from harness.load import LoadReport, SteadyLoad
+from harness.operations import command_timeout
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import hsm as hsm_probe
