@@ -41,12 +41,13 @@ class EvidenceRecorder:
     def attach(self, name: str, data: Any) -> Path:
         """Write one piece of evidence (model or dict/list → JSON, str → text), redacted.
 
-        A model is written with its ``kind`` (and its keys as the model names them), so the
-        report draws it with that kind's view.
+        A model is written with the keys the check gave it (as the model names them) and its
+        ``kind``, so the report draws it with that kind's view.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         if isinstance(data, BaseModel):
-            data = data.model_dump(mode="json", by_alias=True)
+            data = {**data.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                    **data.model_dump(mode="json", include={"kind"})}
         if isinstance(data, str):
             path = self.directory / (_SAFE_NAME.sub("-", name) + ".txt")
             text = data

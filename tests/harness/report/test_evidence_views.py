@@ -4,6 +4,7 @@ crashes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given, settings
@@ -129,8 +130,6 @@ TYPED = [
 def _attached(tmp_path: Any, model: Any) -> EvidenceFile:
     # Given a check that attaches its evidence model, as the recorder writes it
     path = EvidenceRecorder("c.x", tmp_path, KnownSecrets()).attach("e", model)
-    import json
-
     return _json(json.loads(path.read_text()), path.name)
 
 
@@ -141,6 +140,9 @@ def test_each_kind_is_written_with_its_kind_and_drawn_by_its_view(tmp_path: Any)
         view = view_evidence(file, {"bcrypt": {"cost": 99}})
         assert view.shape == model.kind and view.note == ""
         assert "kind" not in view.rest
+    # What the check gave, as the model names it, and its kind: nothing more
+    assert _attached(tmp_path, TYPED[2]).data == {"kind": "hsm_objects", "objects": [
+        {"label": "votriz/jwt", "class": "SECRET_KEY", "sensitive": True, "extractable": True}]}
 
 
 def test_typed_views_draw_what_the_model_says(tmp_path: Any) -> None:
