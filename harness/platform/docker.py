@@ -11,6 +11,9 @@ the engine's list of the project's containers and networks (``probes/containers`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from harness.platform.base import PlatformKind, ServiceArtifacts, ServiceLogs, files_of
 from harness.policy import Policy
 from harness.probes import docker_engine
@@ -18,6 +21,8 @@ from harness.probes.containers import ContainerTopology, observe_topology
 from harness.probes.listeners import OriginSurvey, survey_docker_origin
 from harness.probes.processes import ProcessObservation, observe_docker
 from harness.profile import Docker, TargetProfile
+
+T = TypeVar("T")
 
 
 class DockerPlatform:
@@ -37,6 +42,18 @@ class DockerPlatform:
         self.policy = policy
         self.docker = docker
 
+    def _ask_engine(self, ask: Callable[[list[Any], Any], T]) -> T:
+        """``ask(containers, client)`` about the project's running containers, in one engine session.
+
+        Raises:
+            ProbeError: the engine cannot be reached, or runs no container of the project.
+        """
+        client = docker_engine.docker_client(self.policy)
+        try:
+            return ask(docker_engine.project_containers(self.docker.project, client), client)
+        finally:
+            client.close()
+
     def processes(self) -> tuple[ProcessObservation, ...]:
         """Each container's configured environment and its processes, with descendants."""
         return tuple(observe_docker(self.docker.project, timeout_s=self.policy.timeouts.request_s))
@@ -47,12 +64,7 @@ class DockerPlatform:
         Raises:
             ProbeError: the engine cannot be asked, or runs no container of the project.
         """
-        client = docker_engine.docker_client(self.policy)
-        try:
-            containers = docker_engine.project_containers(self.docker.project, client)
-            outputs = docker_engine.container_logs(containers, max_bytes)
-        finally:
-            client.close()
+        outputs = self._ask_engine(lambda containers, _: docker_engine.container_logs(containers, max_bytes))
         return ServiceLogs(self.profile.log_dir, tuple(outputs))
 
     def listeners(self) -> OriginSurvey:
@@ -65,12 +77,7 @@ class DockerPlatform:
         Raises:
             ProbeError: the engine cannot be asked or cannot describe an image.
         """
-        client = docker_engine.docker_client(self.policy)
-        try:
-            containers = docker_engine.project_containers(self.docker.project, client)
-            layers = docker_engine.image_layers(containers, client)
-        finally:
-            client.close()
+        layers = self._ask_engine(docker_engine.image_layers)
         files = files_of(self.profile)
         return ServiceArtifacts(files.source_paths, files.config_paths, layers)
 

@@ -7,17 +7,8 @@ logs in ``local.log_dir``. There are no containers: the topology is out of reach
 
 from __future__ import annotations
 
-from harness.platform.base import (
-    OutOfReach,
-    PlatformKind,
-    ServiceArtifacts,
-    ServiceLogs,
-    files_of,
-    listeners_out_of_reach,
-    logs_of,
-    processes_out_of_reach,
-    topology_out_of_reach,
-)
+import harness.platform.base as base
+from harness.platform.base import OutOfReach, PlatformKind, ServiceArtifacts, ServiceLogs
 from harness.policy import Policy
 from harness.probes.containers import ContainerTopology
 from harness.probes.listeners import OriginSurvey, survey_origin
@@ -42,23 +33,23 @@ class LocalPlatform:
     def processes(self) -> tuple[ProcessObservation, ...] | OutOfReach:
         """Every ``[local]`` process and its descendants, read in ``/proc``."""
         if self.profile.local is None or not self.profile.local.processes:
-            return processes_out_of_reach(self.profile)
+            return base.processes_out_of_reach(self.profile)
         return tuple(observe_local(self.profile.local))
 
     def logs(self, max_bytes: int) -> ServiceLogs | OutOfReach:
         """``local.log_dir`` (no container output); ``max_bytes`` bounds container output only."""
-        return logs_of(self.profile)
+        return base.logs_of(self.profile)
 
     def listeners(self) -> OriginSurvey | OutOfReach:
         """The ``[local]`` processes' TCP listeners, each tried with plain HTTP on loopback."""
         if self.profile.local is None or not self.profile.local.processes:
-            return listeners_out_of_reach(self.profile)
+            return base.listeners_out_of_reach(self.profile)
         return survey_origin(self.profile, self.policy)
 
     def artifacts(self) -> ServiceArtifacts:
         """The ``[scan]`` paths; local processes run no image."""
-        return files_of(self.profile)
+        return base.files_of(self.profile)
 
     def topology(self) -> ContainerTopology | OutOfReach:
         """Out of reach: local processes are not containers."""
-        return topology_out_of_reach("local processes")
+        return base.topology_out_of_reach("local processes")

@@ -8,17 +8,8 @@ any other platform.
 
 from __future__ import annotations
 
-from harness.platform.base import (
-    OutOfReach,
-    PlatformKind,
-    ServiceArtifacts,
-    ServiceLogs,
-    files_of,
-    listeners_out_of_reach,
-    logs_of,
-    processes_out_of_reach,
-    topology_out_of_reach,
-)
+import harness.platform.base as base
+from harness.platform.base import OutOfReach, PlatformKind, ServiceArtifacts, ServiceLogs
 from harness.policy import Policy
 from harness.probes.containers import ContainerTopology
 from harness.probes.listeners import OriginSurvey
@@ -42,20 +33,20 @@ class RemotePlatform:
 
     def processes(self) -> tuple[ProcessObservation, ...] | OutOfReach:
         """Out of reach: no process of a remote deployment is visible here."""
-        return processes_out_of_reach(self.profile)
+        return base.processes_out_of_reach(self.profile)
 
     def logs(self, max_bytes: int) -> ServiceLogs | OutOfReach:
         """The profile's log directory if it names one (read on this host)."""
-        return logs_of(self.profile)
+        return base.logs_of(self.profile)
 
     def listeners(self) -> OriginSurvey | OutOfReach:
         """Out of reach: the origin's listeners cannot be listed from here."""
-        return listeners_out_of_reach(self.profile)
+        return base.listeners_out_of_reach(self.profile)
 
     def artifacts(self) -> ServiceArtifacts:
         """The ``[scan]`` paths (read on this host); no image is visible."""
-        return files_of(self.profile)
+        return base.files_of(self.profile)
 
     def topology(self) -> ContainerTopology | OutOfReach:
         """Out of reach: no container engine of this deployment is visible."""
-        return topology_out_of_reach(f"a {self.profile.backend} deployment")
+        return base.topology_out_of_reach(f"a {self.profile.backend} deployment")

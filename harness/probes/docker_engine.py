@@ -23,7 +23,7 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import containers as containers_probe
 
-PROJECT_LABEL = "votriz.project"
+PROJECT_LABEL = containers_probe.PROJECT_LABEL
 
 
 def docker_client(policy: Policy) -> Any:

@@ -22,6 +22,7 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.docker_engine import docker_client, project_containers
 from harness.probes.http import PlainHttpAnswer, probe_plain_http
+from harness.probes.processes import children_of
 from harness.profile import Process, TargetProfile
 
 # TCP state code of a listening socket in /proc/net/tcp (include/net/tcp_states.h).
@@ -67,28 +68,9 @@ def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, int]]:
     return found
 
 
-def _parent_of(stat_text: str) -> int:
-    # The command name may hold spaces and parentheses: the fields start after the last ")".
-    return int(stat_text.rsplit(")", 1)[1].split()[1])
-
-
 def process_tree(root_pid: int, proc: Path = Path("/proc")) -> list[int]:
     """``root_pid`` and all its descendants that are alive now."""
-    children: dict[int, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = _parent_of((entry / "stat").read_text())
-        except (OSError, IndexError, ValueError):
-            continue  # The process ended while we looked.
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
-    return sorted(tree)
+    return sorted([root_pid, *children_of([root_pid], proc=proc)])
 
 
 def _read_pid(process: Process) -> int:

@@ -83,12 +83,12 @@ def _stat(pid: int, proc: Path) -> tuple[str, int] | None:
     """(comm, ppid) of a process, or None when it is gone."""
     try:
         text = (proc / str(pid) / "stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    # comm is in parentheses and may itself hold spaces or parentheses.
-    comm = text[text.index("(") + 1:text.rindex(")")]
-    rest = text[text.rindex(")") + 2:].split()
-    return comm, int(rest[1])
+        # comm is in parentheses and may itself hold spaces or parentheses.
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        rest = text[text.rindex(")") + 2:].split()
+        return comm, int(rest[1])
+    except (OSError, IndexError, ValueError):
+        return None  # The process ended while we looked.
 
 
 def children_of(pids: Iterable[int], *, proc: Path = PROC) -> list[int]:
