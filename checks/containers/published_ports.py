@@ -6,7 +6,6 @@ import pytest
 
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
-from harness.platform import OutOfReach
 from harness.probes.containers import ContainerTopology
 from harness.profile import TargetProfile
 
@@ -51,11 +50,7 @@ def published_ports_verdict(topology: ContainerTopology, edge_container: str | N
 
 
 @pytest.mark.claims("INTERNAL-ONLY-80-443")
-def check_published_ports(topology: ContainerTopology | OutOfReach, profile: TargetProfile,
+def check_published_ports(docker_topology: ContainerTopology, profile: TargetProfile,
                           evidence: EvidenceRecorder) -> None:
-    if isinstance(topology, OutOfReach):
-        evidence.not_applicable(topology.reason)
-        return
-    evidence.attach("topology", topology.summary())
     edge = profile.docker.edge_container if profile.docker else None
-    evidence.conclude(published_ports_verdict(topology, edge))
+    evidence.conclude(published_ports_verdict(docker_topology, edge))

@@ -8,7 +8,6 @@ import pytest
 
 from checks.containers.bridge_networks import bridge_networks_verdict, check_bridge_networks
 from harness.outcomes import Outcome
-from harness.platform import OutOfReach
 from harness.probes.containers import ContainerTopology, ContainerView, NetworkAttachment
 
 from .conftest import PUBLIC, clean, conclude, container
@@ -35,9 +34,7 @@ def test_networking_faults_fail(container: ContainerView, message: str) -> None:
     assert verdict.outcome is Outcome.FAIL and message in verdict.message
 
 
-def test_off_docker_the_check_is_not_applicable_with_the_platforms_reason(tmp_path: Path) -> None:
-    reason = OutOfReach("the target runs as a remote deployment, not as Docker containers described by "
-                        "a [docker] profile section")
-    verdict, recorder = conclude(check_bridge_networks, tmp_path, topology=reason)
-    assert verdict.outcome is Outcome.NOT_APPLICABLE and verdict.message == reason.reason
-    assert recorder.attachments == []
+def test_the_check_fails_naming_the_network(tmp_path: Path) -> None:
+    topology = ContainerTopology("v", "h", False, (container("db", "db", networks=[PUBLIC]),))
+    verdict, _ = conclude(check_bridge_networks, tmp_path, docker_topology=topology)
+    assert verdict.outcome is Outcome.FAIL and "which has a route outside" in verdict.message

@@ -6,15 +6,12 @@ from pathlib import Path
 
 from checks.containers.published_ports import check_published_ports, published_ports_verdict
 from harness.outcomes import Outcome
-from harness.platform import OutOfReach
 from harness.probes.containers import ContainerTopology, PublishedPort
 from harness.profile import TargetProfile
 
 from .conftest import PUBLIC, clean, conclude, container
 
 LOCAL = TargetProfile.model_validate({"name": "t", "backend": "local", "edge": {"host": "votriz.test"}})
-OFF_DOCKER = OutOfReach("the target runs as local processes, not as Docker containers described by a "
-                        "[docker] profile section")
 
 
 def test_clean_topology_passes() -> None:
@@ -42,13 +39,6 @@ def test_no_containers_is_an_error_not_a_pass() -> None:
     assert verdict.message == "no running container carries the label votriz.project=votriz: nothing to judge"
 
 
-def test_off_docker_the_check_is_not_applicable_with_the_platforms_reason(tmp_path: Path) -> None:
-    verdict, _ = conclude(check_published_ports, tmp_path, topology=OFF_DOCKER, profile=LOCAL)
-    assert verdict.outcome is Outcome.NOT_APPLICABLE
-    assert verdict.message == OFF_DOCKER.reason
-
-
-def test_the_check_records_the_topology_and_judges_it(tmp_path: Path) -> None:
-    verdict, recorder = conclude(check_published_ports, tmp_path, topology=clean(), profile=LOCAL)
+def test_the_check_judges_the_topology_with_the_profiles_edge(tmp_path: Path) -> None:
+    verdict, _ = conclude(check_published_ports, tmp_path, docker_topology=clean(), profile=LOCAL)
     assert verdict.outcome is Outcome.PASS and "only the edge (edge) publishes ports" in verdict.message
-    assert recorder.attachments == ["topology.json"]

@@ -217,3 +217,19 @@ def fault_fails_its_checks(fault: str, expected_message: str, stack_factory: Any
         assert expected_message in verdict.message, verdict.message
         if check_id == "transit.outbound_https":
             assert verdict.details["canary_removed"] is True, "the canary must be removed on FAIL too"
+
+
+def integration_tests(check_id: str, expected_messages: dict[str, str]) -> tuple[Callable[..., None], ...]:
+    """A check's two tests on the reference service: it PASSes when clean, and FAILs with each
+    fault that breaks its promise, saying ``expected_messages[fault]``."""
+
+    @pytest.mark.integration
+    def clean(clean_profile: TargetProfile, tmp_path: Path) -> None:
+        clean_service_passes(check_id, clean_profile, tmp_path)
+
+    @pytest.mark.integration
+    @pytest.mark.parametrize("fault", faults_of(check_id))
+    def faulty(fault: str, stack_factory: Any, tmp_path: Path) -> None:
+        fault_fails_its_checks(fault, expected_messages[fault], stack_factory, tmp_path)
+
+    return clean, faulty

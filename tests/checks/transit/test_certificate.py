@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from checks.transit.certificate import certificate_verdict, host_matches_certificate
 from harness.outcomes import Outcome
-from harness.profile import TargetProfile
 
-from .conftest import NOW, POLICY, cert, clean_service_passes, fault_fails_its_checks, faults_of, scan
+from .conftest import NOW, POLICY, cert, integration_tests, scan
 
 
 def test_good_certificate_passes() -> None:
@@ -101,17 +98,6 @@ def test_host_matching(host: str, names: tuple[str, ...], ips: tuple[str, ...], 
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.certificate", {
     "cert-expiring": "expires in",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.certificate", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.certificate"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})

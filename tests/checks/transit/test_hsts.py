@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from checks.transit.hsts import hsts_verdict, parse_hsts
 from harness.outcomes import Outcome
-from harness.profile import TargetProfile
 
 from .conftest import (
     GATEWAY_MESSAGE,
     POLICY,
-    clean_service_passes,
-    fault_fails_its_checks,
-    faults_of,
     gateway_errors_only,
     https,
+    integration_tests,
     replaced,
     without,
 )
@@ -76,18 +70,7 @@ def test_parse_hsts_never_crashes(value: str) -> None:
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.hsts", {
     "hsts-missing": "sends no Strict-Transport-Security",
     "hsts-short": "max-age=86400",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.hsts", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.hsts"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from checks.transit.http_redirect_only import check_http_redirect_only, http_redirect_verdict
 from harness.outcomes import Outcome
 from harness.probes.http import EdgeSamples, HttpSample
-from harness.profile import TargetProfile
 
-from .conftest import EDGE, PATHS, clean_service_passes, conclude, fault_fails_its_checks, faults_of, profile
+from .conftest import EDGE, PATHS, conclude, integration_tests, profile
 
 
 def plain(path: str, status: int = 301, location: str | None = "auto", content_type: str = "text/html",
@@ -77,17 +75,6 @@ def test_no_http_port_makes_the_redirect_check_manual(tmp_path: Path) -> None:
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.http_redirect_only", {
     "http-serves-content": "instead of a 301/308 redirect",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.http_redirect_only", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.http_redirect_only"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -11,9 +10,8 @@ from checks.transit.origin_not_plaintext import check_origin_not_plaintext, orig
 from harness.outcomes import Outcome
 from harness.probes.http import PlainHttpAnswer
 from harness.probes.listeners import OriginSurvey, SkipReason
-from harness.profile import TargetProfile
 
-from .conftest import clean_service_passes, conclude, fault_fails_its_checks, faults_of, listener, profile
+from .conftest import conclude, integration_tests, listener, profile
 
 
 def test_no_listener_serving_plain_http_passes() -> None:
@@ -143,17 +141,6 @@ def test_origin_listeners_are_manual_when_nothing_says_where_they_are(backend: s
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.origin_not_plaintext", {
     "api-plaintext-exposed": "answers plain HTTP",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.origin_not_plaintext", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.origin_not_plaintext"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from checks.transit.outbound_https import check_outbound_https, outbound_https_verdict
 from harness.outcomes import Outcome
 from harness.probes.outbound import CapturedRequest, ExerciseStep, OutboundExercise
-from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
-from .conftest import clean_service_passes, conclude, fault_fails_its_checks, faults_of, profile
+from .conftest import conclude, integration_tests, profile
 
 STEPS = (ExerciseStep("POST /brands/1/captions", 201, "LLM (Anthropic)"),
          ExerciseStep("POST /recovery/request", 202, "Resend"))
@@ -77,18 +75,7 @@ def test_outbound_without_canaries_is_manual(tmp_path: Path) -> None:
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.outbound_https", {
     "llm-plaintext": "the LLM (Anthropic) call",
     "resend-plaintext": "the Resend call",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.outbound_https", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.outbound_https"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pytest
-
 from checks.transit.security_headers import HEADERS_BASIS, security_headers_verdict
 from harness.outcomes import Outcome
-from harness.profile import TargetProfile
 
 from .conftest import (
     GATEWAY_MESSAGE,
     GOOD,
     POLICY,
-    clean_service_passes,
-    fault_fails_its_checks,
-    faults_of,
     gateway_errors_only,
     https,
+    integration_tests,
     replaced,
     without,
 )
@@ -76,17 +68,6 @@ def test_empty_required_header_counts_as_missing() -> None:
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.security_headers", {
     "security-headers-missing": "lacks content-security-policy",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.security_headers", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.security_headers"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})

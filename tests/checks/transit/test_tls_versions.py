@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pytest
-
 from checks.transit.tls_versions import tls_versions_verdict
 from harness.outcomes import Outcome
 from harness.probes.tls import TlsVersionProbe
-from harness.profile import TargetProfile
 
-from .conftest import POLICY, TLS13, clean_service_passes, fault_fails_its_checks, faults_of, scan, versions
+from .conftest import POLICY, TLS13, integration_tests, scan, versions
 
 
 def test_tls13_only_passes_with_the_full_table() -> None:
@@ -68,17 +62,6 @@ def test_policy_allowing_tls12_passes_it() -> None:
 
 # --- Against the real reference service -----------------------------------------------------
 
-EXPECTED_MESSAGES = {
+test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.tls_versions", {
     "tls12-accepted": "accepts TLSv1.2",
-}
-
-
-@pytest.mark.integration
-def test_clean_reference_service_passes(clean_profile: TargetProfile, tmp_path: Path) -> None:
-    clean_service_passes("transit.tls_versions", clean_profile, tmp_path)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("fault", faults_of("transit.tls_versions"))
-def test_fault_fails_the_check(fault: str, stack_factory: Any, tmp_path: Path) -> None:
-    fault_fails_its_checks(fault, EXPECTED_MESSAGES[fault], stack_factory, tmp_path)
+})
