@@ -265,12 +265,13 @@ def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
     runs = []
     for index in range(times):
         load_before = load_average()
-        result = run()
-        result = {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
-        result["rate"] = round(rate(result))
+        measured = run()
+        result = {k: round(v, 2) if isinstance(v, float) else v for k, v in measured.items()}
+        # Rates from the times as measured: a tiny run's CPU time rounds to 0.0 s.
+        result["rate"] = round(rate(measured))
         # The same work per CPU second of the measured process: what the code costs,
         # whatever else the machine is doing (the database server's CPU is not in it).
-        result["rate_per_cpu_second"] = round(rate(dict(result, seconds=result["cpu_seconds"])))
+        result["rate_per_cpu_second"] = round(rate(dict(measured, seconds=measured["cpu_seconds"])))
         result["load_before"], result["load_after"] = load_before, load_average()
         runs.append(result)
         print(f"  {name} run {index + 1}/{times}: {result['rate']:,} "
