@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
-
 from harness.outcomes import ProbeError
 from harness.policy import Policy
-from harness.probes.api import VotrizApi, edge_ssl_context
+from harness.probes.api import VotrizApi
+from harness.probes.capture import CaptureClient
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.totp import totp_now
@@ -248,50 +247,18 @@ def canary_session_token(profile: TargetProfile, policy: Policy, known_secrets: 
         return api.token
 
 
-class MailCapture:
-    """Reads mails from the fakes' capture API (``GET /_capture/mail``).
+class MailCapture(CaptureClient):
+    """The fakes' capture API at the profile's ``[capture]`` URL, for the canary's mails
+    (:meth:`~harness.probes.capture.CaptureClient.mails_to`).
 
-    All mails are fetched and filtered here rather than with ``?to=ADDR``, so
-    the canary's address never appears in the fakes' access log, which the
-    plaintext sweep may read.
+    Raises:
+        ProbeError: the profile has no ``[capture]`` section.
     """
 
     def __init__(self, profile: TargetProfile, policy: Policy) -> None:
         if profile.capture is None:
             raise ProbeError("the profile has no [capture] section: cannot read the recovery mail")
-        self._url = profile.capture.url.rstrip("/") + "/_capture/mail"
-        self._extensions = profile.capture.request_extensions
-        self._profile = profile
-        self._timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
-        self._client = self._new_client()
-
-    def _new_client(self) -> httpx.Client:
-        return httpx.Client(verify=edge_ssl_context(self._profile), trust_env=False,
-                            timeout=self._timeout)
-
-    def reconnect(self) -> None:
-        """Drop kept-alive connections (see :meth:`CanarySession.reconnect`)."""
-        self._client.close()
-        self._client = self._new_client()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def mails_to(self, address: str) -> list[dict[str, Any]]:
-        """Every captured mail to ``address``, oldest first."""
-        try:
-            response = self._client.get(self._url, extensions=self._extensions)
-        except httpx.HTTPError as exc:
-            raise ProbeError(f"GET {self._url}: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise ProbeError(f"GET {self._url}: HTTP {response.status_code}")
-        try:
-            mails = response.json()["mails"]
-            wanted = address.lower()
-            return sorted((m for m in mails if str(m.get("to", "")).lower() == wanted),
-                          key=lambda m: int(m.get("seq", 0)))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProbeError(f"GET {self._url}: unexpected answer ({type(exc).__name__})") from None
+        super().__init__(profile.capture, profile, policy)
 
 
 def recovery_token_from_mail(text: str) -> tuple[str, str | None]:
