@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,9 @@ from typing import Any, Protocol
 
 from system_under_test.common.host import StackError
 from system_under_test.faults import FAULTS, Fault
+
+# Bound on applying one violation (a reload, a few statements, an HSM object).
+VIOLATION_TIMEOUT_S = 120.0
 
 
 class StackInfo(Protocol):
@@ -57,9 +62,12 @@ class Backend(Protocol):
         StackError: what ``up`` and ``down`` raise when a step fails (one clear line).
     """
 
-    name: str
-    marker: str
-    StackError: type[Exception]
+    @property
+    def name(self) -> str: ...
+    @property
+    def marker(self) -> str: ...
+    @property
+    def StackError(self) -> type[Exception]: ...
 
     def up(self, state_dir: Path, faults: Sequence[str] = ()) -> StackInfo:
         """Stand the service up under ``state_dir`` with ``faults`` on; ValueError for a bad fault."""
@@ -76,6 +84,29 @@ class Backend(Protocol):
     def availability(self) -> Availability:
         """Whether it can run on this machine, with the reason."""
         ...
+
+    def violations(self) -> tuple[ViolationEntry, ...]:
+        """The violations it can apply to a running stack (``system_under_test.violations``)."""
+        ...
+
+    def apply_violation(self, state_dir: Path, name: str) -> None:
+        """Apply violation ``name`` to the running stack in ``state_dir``; StackError if it could not."""
+        ...
+
+
+@dataclass(frozen=True)
+class ViolationEntry:
+    """A violation as a caller outside the reference service sees it.
+
+    Attributes:
+        name: its name.
+        description: what is done to the running service.
+        backends: the backends it applies to.
+    """
+
+    name: str
+    description: str
+    backends: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -109,6 +140,36 @@ class ModuleBackend:
     def faults(self) -> tuple[Fault, ...]:
         """The registry's faults this backend can apply."""
         return tuple(fault for fault in FAULTS.values() if self.name in fault.backends)
+
+    def violations(self) -> tuple[ViolationEntry, ...]:
+        """The registry's violations this backend can apply, in the registry's order."""
+        from system_under_test.violations import VIOLATIONS
+
+        return tuple(ViolationEntry(v.name, v.description, v.backends)
+                     for v in VIOLATIONS.values() if self.name in v.backends)
+
+    def apply_violation(self, state_dir: Path, name: str) -> None:
+        """Apply one violation to the running stack in ``state_dir``, in a child process.
+
+        A child, because PKCS#11 is initialised once per process for one stack's HSM.
+
+        Raises:
+            ValueError: ``name`` is not a violation of this backend.
+            StackError: the child could not apply it (its one line), or overran its bound.
+        """
+        if name not in {v.name for v in self.violations()}:
+            raise ValueError(f"unknown violation for the {self.name} backend: {name}")
+        argv = [sys.executable, "-m", "system_under_test.violations", "apply", name,
+                "--state-dir", str(state_dir)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                  timeout=VIOLATION_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise self.StackError(f"violation {name} not applied within "
+                                  f"{VIOLATION_TIMEOUT_S:.0f} s") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            raise self.StackError(f"violation {name} not applied: {last}")
 
     def availability(self) -> Availability:
         """Local processes need nothing checked in advance (``up`` names a missing package)."""
