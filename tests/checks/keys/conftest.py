@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.commands import CommandResult
 from harness.evidence import EvidenceRecorder
@@ -45,6 +46,14 @@ def run_check(check: Callable[..., None], profile_path: Path, tmp_path: Path,
         return outcome.verdict, secrets, evidence_dir
     assert recorder.verdict is not None, "the check ended without a verdict"
     return recorder.verdict, secrets, evidence_dir
+
+
+def run_with_fault(stack_factory: Any, fault: str, check: Callable[..., None], tmp_path: Path,
+                   policy: Policy | None = None) -> tuple[Verdict, KnownSecrets, Path, Any]:
+    """Run one check on a stack of its own with ``fault``; its verdict, secrets, evidence dir
+    and the stack's information (its state directory ...)."""
+    with stack_factory(fault) as info:
+        return (*run_check(check, info.profile_path, tmp_path, policy), info)
 
 
 def assert_no_secret_in(evidence_dir: Path, secrets: KnownSecrets) -> None:

@@ -16,7 +16,7 @@ import pytest
 from harness.checkdir import declared_checks
 from harness.outcomes import Outcome
 
-from .conftest import assert_no_secret_in, run_check, small_policy
+from .conftest import assert_no_secret_in, run_check, run_with_fault, small_policy
 
 #: check id -> the check function, imported from its module.
 CHECKS = {ident: getattr(importlib.import_module(f"checks.keys.{check.path.stem}"), check.function)
@@ -75,9 +75,8 @@ def test_rotation_passes_on_a_clean_stack(stack_factory, tmp_path: Path, check_i
 ])
 def test_rotation_fails_with_its_fault(stack_factory, tmp_path: Path, fault: str, check_id: str,
                                        message: str) -> None:
-    with stack_factory(fault) as info:
-        verdict, secrets, evidence_dir = run_check(CHECKS[check_id], info.profile_path, tmp_path,
-                                                   small_policy())
+    verdict, secrets, evidence_dir, _ = run_with_fault(stack_factory, fault, CHECKS[check_id],
+                                                       tmp_path, small_policy())
     assert verdict.outcome is Outcome.FAIL
     assert message in verdict.message
     assert_no_secret_in(evidence_dir, secrets)

@@ -23,7 +23,7 @@ from harness.outcomes import Outcome
 from harness.probes.channels import ChannelRow
 from harness.probes.hsm import HsmObject, TokenListing
 
-from .conftest import CLASSES, run_check
+from .conftest import CLASSES, run_with_fault
 
 NS = "votriz/"
 ALL_LABELS = ["jwt-signing", "token-encryption/v1", "api/anthropic", "api/fal", "api/resend",
@@ -108,7 +108,6 @@ def test_prove_token_ring_both_sides() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_custody_fails_when_redis_password_is_not_in_the_hsm(stack_factory, tmp_path: Path) -> None:
-    with stack_factory("key-not-in-hsm") as info:
-        verdict, _, _ = run_check(check_hsm_custody, info.profile_path, tmp_path)
+    verdict, _, _, _ = run_with_fault(stack_factory, "key-not-in-hsm", check_hsm_custody, tmp_path)
     assert verdict.outcome is Outcome.FAIL
     assert verdict.message == "Not in the HSM: Redis password (expected votriz/redis/password)."

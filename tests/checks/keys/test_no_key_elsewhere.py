@@ -11,7 +11,7 @@ from checks.keys.no_key_elsewhere import check_no_key_elsewhere, no_key_elsewher
 from harness.keysearch import KeyHit, KeySearchResult
 from harness.outcomes import Outcome
 
-from .conftest import assert_no_secret_in, run_check
+from .conftest import assert_no_secret_in, run_with_fault
 
 
 def hit(where: str, fails: bool = True) -> KeyHit:
@@ -79,21 +79,15 @@ def test_no_key_elsewhere_without_process_environments_is_manual_not_pass() -> N
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_no_key_elsewhere_fails_on_key_in_env(stack_factory, tmp_path: Path) -> None:
-    with stack_factory("key-in-env") as info:
-        verdict, secrets, evidence_dir = run_check(check_no_key_elsewhere, info.profile_path,
-                                                   tmp_path)
+@pytest.mark.parametrize(("fault", "expected"), [
+    ("key-in-env", ("votriz/token-encryption/v1", " in env api")),
+    ("key-in-config", ("votriz/api/stripe (raw) in config {state_dir}/api.toml:",)),
+])
+def test_no_key_elsewhere_fails_with_its_fault(stack_factory, tmp_path: Path, fault: str,
+                                               expected: tuple[str, ...]) -> None:
+    verdict, secrets, evidence_dir, info = run_with_fault(stack_factory, fault,
+                                                          check_no_key_elsewhere, tmp_path)
     assert verdict.outcome is Outcome.FAIL
-    assert "votriz/token-encryption/v1" in verdict.message and " in env api" in verdict.message
-    assert_no_secret_in(evidence_dir, secrets)
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_no_key_elsewhere_fails_on_key_in_config(stack_factory, tmp_path: Path) -> None:
-    with stack_factory("key-in-config") as info:
-        verdict, secrets, evidence_dir = run_check(check_no_key_elsewhere, info.profile_path,
-                                                   tmp_path)
-    assert verdict.outcome is Outcome.FAIL
-    assert f"votriz/api/stripe (raw) in config {info.state_dir / 'api.toml'}:" in verdict.message
+    for part in expected:
+        assert part.format(state_dir=info.state_dir) in verdict.message
     assert_no_secret_in(evidence_dir, secrets)

@@ -12,7 +12,7 @@ from harness.keysearch import KeyHit
 from harness.outcomes import Outcome
 from harness.probes.processes import ProcessObservation
 
-from .conftest import assert_no_secret_in, run_check
+from .conftest import assert_no_secret_in, run_with_fault
 
 
 def proc(name: str, files: tuple[str, ...] = (), **kw) -> ProcessObservation:
@@ -72,9 +72,8 @@ def test_read_at_start_without_the_token_dir_is_manual_not_pass() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_read_at_start_fails_on_the_stack_with_the_pin_in_env(stack_factory, tmp_path: Path) -> None:
-    with stack_factory("pin-in-env") as info:
-        verdict, secrets, evidence_dir = run_check(check_read_at_start, info.profile_path,
-                                                   tmp_path)
+    verdict, secrets, evidence_dir, _ = run_with_fault(stack_factory, "pin-in-env",
+                                                       check_read_at_start, tmp_path)
     assert verdict.outcome is Outcome.FAIL
     assert "HSM user PIN (raw) in env api" in verdict.message
     assert_no_secret_in(evidence_dir, secrets)
