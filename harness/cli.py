@@ -92,11 +92,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("faults", help="list the reference service's fault switches")
 
-    cal = sub.add_parser("calibrate", help="run the reference service with each fault: does its check fail?")
+    cal = sub.add_parser("calibrate", help="run the reference service with each fault, and with each "
+                                           "violation applied while it runs: does its check fail?")
     cal.add_argument("--backend", choices=["local", "docker"], default=None,
                      help="default: docker where an engine answers (as for run), else local")
     cal.add_argument("--fault", action="append", metavar="NAME", default=[],
-                     help="calibrate only this fault (repeatable; default: every fault of the backend)")
+                     help="calibrate this fault (repeatable; with neither --fault nor --violation: "
+                          "every fault and every violation of the backend)")
+    cal.add_argument("--violation", action="append", metavar="NAME", default=[],
+                     help="calibrate this violation, applied to the running service after up (repeatable)")
     cal.add_argument("--out", type=Path, metavar="DIR",
                      help="where runs and calibration.json go (default reports/calibration-<UTC time>)")
     sub.add_parser("schema", help="print the JSON schema of results.json")
@@ -323,9 +327,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
+    offered = [violation.name for violation in stack.violations()]
+    unknown = [name for name in args.violation if name not in offered]
+    if unknown:
+        raise UsageError(f"the {backend} backend has no violation {', '.join(unknown)}; "
+                         f"it has: {', '.join(offered) or 'none'}")
     out = (args.out or Path("reports") / dt.datetime.now(dt.UTC).strftime("calibration-%Y%m%dT%H%M%SZ"))
     _check_report_dir(out.resolve())
-    calibration = calibrate(out.resolve(), stack, args.fault)
+    # Nothing selected: every fault and every violation; otherwise exactly what was named.
+    chosen = bool(args.fault or args.violation)
+    calibration = calibrate(out.resolve(), stack, args.fault if chosen else None,
+                            args.violation if chosen else None)
     # The clean run's report shows the matrix: copy it in, then render and sign that bundle again.
     clean = out.resolve() / "runs" / CLEAN
     if (clean / "results.json").exists():
@@ -333,9 +345,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         report_commands.finalize(clean, None)
         print(f"votriz-audit: detection matrix in {clean / 'report.html'}")
     missed = calibration.missed
-    print(f"votriz-audit: {len(calibration.rows) - len(missed)} of {len(calibration.rows)} expectations met"
+    print(f"votriz-audit: {len(calibration.rows) - len(missed)} of {len(calibration.rows)} expectations met "
+          f"({len(calibration.of_kind('fault'))} fault, {len(calibration.of_kind('violation'))} violation, "
+          f"{len(calibration.of_kind('clean'))} clean)"
           + (f"; missed: {', '.join(f'{r.fault}->{r.expected_check}' for r in missed)}" if missed else ""))
-    return EXIT_FAIL if missed else EXIT_PASS
+    clean_failures = [row for row in calibration.unexpected_failures if row.kind == "clean"]
+    for row in calibration.unexpected_failures:
+        print(f"votriz-audit: {row.kind} {row.fault}: also FAILED {', '.join(row.other_failures)}")
+    return EXIT_FAIL if missed or clean_failures else EXIT_PASS
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -5,7 +5,10 @@ a separate distribution. It registers its backends under the entry-point
 group ``votriz_audit.reference_backends``; ``votriz-audit up``, ``down``,
 ``faults``, ``calibrate`` and ``run`` without ``--target`` use them from here.
 The auditor never imports the reference service: it only knows the shape of
-what the entry points give (:class:`ReferenceBackend`).
+what the entry points give (:class:`ReferenceBackend`). A backend breaks a
+promise in two ways: a fault switched on at ``up`` (:class:`ReferenceFault`),
+or a violation applied afterwards to the running service
+(:class:`ReferenceViolation`, ``apply_violation``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,25 @@ class ReferenceFault(Protocol):
     @property
     def description(self) -> str:
         """What the service does wrong, in one sentence."""
+        ...
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Names of the backends that can apply it."""
+        ...
+
+
+class ReferenceViolation(Protocol):
+    """One violation the reference service can apply to a running stack, as the auditor lists it."""
+
+    @property
+    def name(self) -> str:
+        """Its name (``calibrate --violation NAME``)."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """What is done to the running service, in one sentence."""
         ...
 
     @property
@@ -99,6 +121,14 @@ class ReferenceBackend(Protocol):
 
     def faults(self) -> tuple[ReferenceFault, ...]:
         """The faults it can apply."""
+        ...
+
+    def violations(self) -> tuple[ReferenceViolation, ...]:
+        """The violations it can apply to a stack it started."""
+        ...
+
+    def apply_violation(self, state_dir: Path, name: str) -> None:
+        """Apply violation ``name`` to the running stack in ``state_dir`` (``StackError`` if it could not)."""
         ...
 
     def availability(self) -> Availability:

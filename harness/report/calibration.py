@@ -1,8 +1,10 @@
 """The model of ``REPORT/calibration.json``: does each check catch the fault made for it?
 
 A calibration run starts the reference service once per fault (``votriz-audit
-faults`` lists them) and records, for every check expected to catch that
-fault, the outcome it observed. The HTML report renders the file, when a
+faults`` lists them) and once per violation (a clean service broken while it
+runs: a row edited, a file planted, an HSM object created, a configuration
+reloaded), and records, for every check expected to catch it, the outcome it
+observed. The HTML report renders the file, when a
 report directory holds one, as the "Detection matrix". The file's JSON schema
 is :func:`calibration_schema`, generated from these models.
 """
@@ -11,14 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from harness import __version__
 from harness.outcomes import Outcome
 
 CALIBRATION_SCHEMA_VERSION = 1
+# What a row calibrates: the service with nothing broken, a start-up fault switch,
+# or a violation applied to the running service.
+RowKind = Literal["clean", "fault", "violation"]
 
 
 class CalibrationError(Exception):
@@ -26,11 +31,14 @@ class CalibrationError(Exception):
 
 
 class DetectionRow(BaseModel):
-    """One fault and one check expected to catch it.
+    """One fault or violation and one check expected to catch it.
 
     Attributes:
-        fault: name of the reference service's fault switch (``"clean"`` for
-            the run without faults, where every check is expected to PASS).
+        fault: name of the reference service's fault switch or violation (``"clean"``
+            for the run without either, where every check is expected to PASS).
+        kind: ``fault`` (a start-up switch), ``violation`` (applied to the running
+            service after ``up``) or ``clean``; a file written before violations
+            existed reads as ``fault`` (``clean`` for its clean rows).
         description: what the fault breaks, in the page's words.
         claims: the claims the fault breaks.
         expected_check: the check that must catch it.
@@ -45,6 +53,7 @@ class DetectionRow(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     fault: str
+    kind: RowKind = "fault"
     description: str = ""
     claims: tuple[str, ...] = ()
     expected_check: str
@@ -52,6 +61,13 @@ class DetectionRow(BaseModel):
     observed_outcome: Outcome | None = None
     run_id: str | None = None
     other_failures: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _clean_rows_of_older_files(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kind" not in data and data.get("fault") == "clean":
+            return {**data, "kind": "clean"}
+        return data
 
     @property
     def detected(self) -> bool:
@@ -80,6 +96,25 @@ class Calibration(BaseModel):
     def missed(self) -> tuple[DetectionRow, ...]:
         """The rows whose check did not conclude what it should have."""
         return tuple(row for row in self.rows if not row.detected)
+
+    def of_kind(self, kind: RowKind) -> tuple[DetectionRow, ...]:
+        """The rows of one kind (``fault``, ``violation`` or ``clean``), in order."""
+        return tuple(row for row in self.rows if row.kind == kind)
+
+    @property
+    def unexpected_failures(self) -> tuple[DetectionRow, ...]:
+        """One row per run in which a check FAILED that nobody expected to fail there.
+
+        On the clean run, or for a violation meant to break one promise, that is a false
+        positive or a second promise broken; the row's ``other_failures`` names the checks.
+        """
+        seen: set[tuple[str, str]] = set()
+        found: list[DetectionRow] = []
+        for row in self.rows:
+            if row.other_failures and (row.kind, row.fault) not in seen:
+                seen.add((row.kind, row.fault))
+                found.append(row)
+        return tuple(found)
 
 
 def load_calibration(path: Path) -> Calibration | None:
