@@ -1,29 +1,21 @@
 """Backups, their retention and the restore drill, as the profile's operations expose them.
 
 The probe runs the profile's operator commands (argv lists, no shell) with a
-timeout, keeping only redacted output; it inspects backup files (markers of
-an unencrypted dump, compression magic numbers, byte entropy, known secrets) and reads the drill log.
-It also makes the observations the at-rest backup checks judge: a fresh backup,
-pruning of planted copies of known ages, and a restore drill held to row counts.
+timeout, keeping only redacted output, and reads the drill log. It makes the
+observations the at-rest backup checks judge: the store as found
+(``backup_store.py``, recorded before anything below acts on it), a fresh
+backup, pruning of planted copies of known ages (run only when the prune can
+delete nothing the audit did not plant), and a restore drill held to row counts.
 Nothing here judges: ``checks/at_rest/backup_*.py`` and ``restore_drill.py`` do.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import bz2
-import io
 import json
-import lzma
-import math
 import os
 import re
 import subprocess
 import time
-import zipfile
-import zlib
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,34 +25,20 @@ from typing import Any
 from harness.operations import command_timeout
 from harness.outcomes import ProbeError
 from harness.policy import Policy
+from harness.probes.backup_store import (
+    BackupInspection,
+    StoreObservation,
+    entries_older_than,
+    inspect_backup,
+    list_store,
+    observe_store,
+)
 from harness.probes.database import open_database
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
-from harness.sweep import SecretSweep, SweepHit
+from harness.sweep import SecretSweep
 
-#: Byte strings that only an unencrypted PostgreSQL dump contains.
-DUMP_MARKERS: dict[str, bytes] = {
-    "pg_dump custom-format header (PGDMP)": b"PGDMP",
-    "pg_dump plain-SQL header": b"-- PostgreSQL database dump",
-    "pg_dump tar-format table of contents": b"toc.dat",
-    "SQL COPY statement": b"COPY public.",
-    "SQL CREATE TABLE statement": b"CREATE TABLE public.",
-}
-#: Leading bytes (magic numbers) of compressed files. Compression is not
-#: encryption: ``pg_dump | gzip`` has no dump marker and high entropy, yet
-#: anyone can read it back.
-COMPRESSION_MAGIC: dict[str, bytes] = {
-    "gzip": b"\x1f\x8b",
-    "zstd": b"\x28\xb5\x2f\xfd",
-    "xz": b"\xfd7zXZ\x00",
-    "bzip2": b"BZh",
-    "zip": b"PK\x03\x04",
-}
-SAMPLE_BYTES = 4 * 1024 * 1024
-#: How many decompressed bytes are looked at to confirm what a compressed file holds.
-DECOMPRESSED_PREFIX = 1024 * 1024
 _TIMESTAMP = re.compile(r"\d{8}T\d{6}Z")
-_BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/_=-]*$")
 
 
 @dataclass(frozen=True)
@@ -138,132 +116,6 @@ def list_backups(directory: Path) -> tuple[BackupFile, ...]:
     return tuple(sorted(found, key=lambda f: (f.mtime, f.name)))
 
 
-def shannon_entropy(data: bytes) -> float:
-    """Bits of entropy per byte of ``data`` (0.0 for empty data; 8.0 is the maximum)."""
-    if not data:
-        return 0.0
-    total = len(data)
-    return -sum(n / total * math.log2(n / total) for n in Counter(data).values())
-
-
-def _decode_base64_lines(data: bytes) -> bytes | None:
-    """The decoded bytes when ``data`` is lines of base64 (either alphabet), else None."""
-    lines = [line.strip() for line in data.splitlines() if line.strip()]
-    # The sample may cut the last line; judge the whole lines.
-    if len(lines) > 1:
-        lines = lines[:-1]
-    if not lines or not all(_BASE64_LINE.match(line) for line in lines):
-        return None
-    decoded = bytearray()
-    for line in lines:
-        try:
-            decoded += base64.b64decode(line.replace(b"-", b"+").replace(b"_", b"/")
-                                        + b"=" * (-len(line) % 4))
-        except (binascii.Error, ValueError):
-            return None
-    return bytes(decoded)
-
-
-def compression_of(sample: bytes) -> str:
-    """The compression format whose magic number ``sample`` starts with, or ``""``."""
-    return next((name for name, magic in COMPRESSION_MAGIC.items() if sample.startswith(magic)),
-                "")
-
-
-def _zip_first_member(sample: bytes, limit: int) -> bytes:
-    """The first member of a zip archive, from a prefix that may lack the central directory."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(sample)) as archive:
-            names = archive.namelist()
-            if names:
-                with archive.open(names[0]) as member:
-                    return member.read(limit)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError):
-        pass
-    # A prefix has no central directory: read the first local header by hand.
-    if len(sample) < 30:
-        raise ValueError("truncated zip local header")
-    method = int.from_bytes(sample[8:10], "little")
-    start = 30 + int.from_bytes(sample[26:28], "little") + int.from_bytes(sample[28:30], "little")
-    if method == 0:
-        return sample[start:start + limit]
-    if method == 8:
-        return zlib.decompressobj(-15).decompress(sample[start:], limit)
-    raise ValueError(f"zip compression method {method} is not readable here")
-
-
-def decompress_prefix(sample: bytes, compression: str,
-                      limit: int = DECOMPRESSED_PREFIX) -> bytes | None:
-    """Up to ``limit`` decompressed bytes of a compressed ``sample``; None when it cannot be
-    decompressed here (no decoder for the format, or the bytes are not what the magic says)."""
-    try:
-        if compression == "gzip":
-            return zlib.decompressobj(wbits=31).decompress(sample, limit)
-        if compression == "bzip2":
-            return bz2.BZ2Decompressor().decompress(sample, max_length=limit)
-        if compression == "xz":
-            return lzma.LZMADecompressor().decompress(sample, max_length=limit)
-        if compression == "zip":
-            return _zip_first_member(sample, limit)
-    except (zlib.error, OSError, lzma.LZMAError, EOFError, ValueError):
-        return None
-    return None
-
-
-@dataclass(frozen=True)
-class BackupInspection:
-    """What one backup file's bytes show.
-
-    Attributes:
-        name: the file's name.
-        size: its size in bytes.
-        sampled: how many bytes were sampled for markers and entropy.
-        markers: names of unencrypted-dump markers found in the sample.
-        encoding: ``binary`` or ``base64 lines`` (ciphertext is often stored as text).
-        entropy_bits: bits per byte of the sample (of its decoded bytes for base64 lines).
-        secret_hits: known secrets found anywhere in the file.
-        compression: the compression format the file starts with (``gzip``,
-            ``zstd``, ``xz``, ``bzip2``, ``zip``), or ``""``.
-        decompressed: how many bytes of the compressed file's prefix could be
-            decompressed here (0 when none could).
-        decompressed_markers: unencrypted-dump markers in that decompressed prefix.
-    """
-
-    name: str
-    size: int
-    sampled: int
-    markers: tuple[str, ...]
-    encoding: str
-    entropy_bits: float
-    secret_hits: tuple[SweepHit, ...]
-    compression: str = ""
-    decompressed: int = 0
-    decompressed_markers: tuple[str, ...] = ()
-
-
-def dump_markers(data: bytes) -> tuple[str, ...]:
-    """Names of the unencrypted-dump markers found in ``data``."""
-    return tuple(name for name, marker in DUMP_MARKERS.items() if marker in data)
-
-
-def inspect_backup(path: Path, sweep: SecretSweep, *,
-                   sample_bytes: int = SAMPLE_BYTES) -> BackupInspection:
-    """Markers, compression, entropy and known secrets of one backup file (raises OSError if
-    unreadable)."""
-    with path.open("rb") as stream:
-        sample = stream.read(sample_bytes)
-    markers = dump_markers(sample)
-    compression = compression_of(sample)
-    inner = decompress_prefix(sample, compression) if compression else None
-    decoded = _decode_base64_lines(sample)
-    encoding = "base64 lines" if decoded is not None else "binary"
-    entropy = shannon_entropy(decoded if decoded is not None else sample)
-    hits = tuple(sweep.scan_file(path, location=path.name))
-    return BackupInspection(path.name, path.stat().st_size, len(sample), markers, encoding,
-                            round(entropy, 3), hits, compression, len(inner or b""),
-                            dump_markers(inner) if inner else ())
-
-
 def aged_backup_name(name: str, age_days: float, now: float) -> str:
     """The name a backup like ``name`` would have if taken ``age_days`` ago.
 
@@ -320,65 +172,106 @@ def _newest(files: Sequence[BackupFile]) -> BackupFile | None:
 
 @dataclass(frozen=True)
 class BackupObservation:
-    """A backup the harness made and what its bytes show.
+    """The store as found, a backup the harness made, and what the new file's bytes show.
 
     Attributes:
         run: the backup command.
         inspection: the new file's markers, entropy and secret hits; None if no new file.
+        store: the backup store as found before the audit made anything in it.
     """
 
     run: CommandRun
     inspection: BackupInspection | None
+    store: StoreObservation
 
 
-def observe_backup(profile: TargetProfile, policy: Policy,
-                   known: KnownSecrets) -> BackupObservation:
-    """Run the backup command and inspect the new file it leaves in the backup directory."""
+def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                   as_found: StoreObservation | None = None) -> BackupObservation:
+    """Record the store (unless ``as_found`` was recorded earlier in the run), run the backup
+    command and inspect the new file it leaves in the backup directory."""
     directory = profile.operations.backup_dir
     assert directory is not None
+    store = as_found if as_found is not None else observe_store(directory, known)
     before = {(f.name, f.mtime) for f in list_backups(directory)}
     run = run_profile_operation(profile, policy, known, "backup")
     if not run.succeeded:
-        return BackupObservation(run, None)
+        return BackupObservation(run, None, store)
     new = [f for f in list_backups(directory) if (f.name, f.mtime) not in before]
     newest = _newest(new)
     if newest is None:
-        return BackupObservation(run, None)
-    inspection = inspect_backup(directory / newest.name,
-                                             SecretSweep.from_known(known))
-    return BackupObservation(run, inspection)
+        return BackupObservation(run, None, store)
+    inspection = inspect_backup(directory / newest.name, SecretSweep.from_known(known))
+    return BackupObservation(run, inspection, store)
 
 
 @dataclass(frozen=True)
-class RetentionObservation:
-    """What pruning did to planted backups of known ages.
+class PruneTrial:
+    """What the profile's prune did to planted backups of known ages.
 
     Attributes:
         prune: the prune command.
-        retention_days: the policy's retention.
         old_name: a copy of the newest backup planted as older than the retention.
         old_removed: whether pruning removed it.
         young_name: a copy planted as younger than the retention.
         young_kept: whether pruning kept it.
-        newest_name: the newest real backup.
+        newest_name: the newest backup in the store before the prune.
         newest_kept: whether pruning kept it.
+        others_deleted: entries the audit did not plant that were there before the
+            prune and gone after it.
     """
 
     prune: CommandRun
-    retention_days: int
     old_name: str
     old_removed: bool
     young_name: str
     young_kept: bool
     newest_name: str
     newest_kept: bool
+    others_deleted: tuple[str, ...] = ()
 
 
-def observe_retention(profile: TargetProfile, policy: Policy,
-                      known: KnownSecrets) -> RetentionObservation:
-    """Plant aged copies of the newest backup, run the prune command, see what it kept."""
+@dataclass(frozen=True)
+class RetentionObservation:
+    """The store as found, judged for ages first; then the prune, if it was safe to run.
+
+    Attributes:
+        store: the backup store as found before the audit acted on it.
+        retention_days: the policy's retention.
+        trial: what the prune did to planted copies; None when it was not run.
+        not_run: why the prune was not run (``""`` when it was).
+        prunable: entries the audit did not plant that were older than the
+            retention just before the prune would have run (a prune is entitled
+            to delete them, so it was not run).
+    """
+
+    store: StoreObservation
+    retention_days: int
+    trial: PruneTrial | None
+    not_run: str = ""
+    prunable: tuple[str, ...] = ()
+
+
+def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                      as_found: StoreObservation | None = None) -> RetentionObservation:
+    """Record the store (unless ``as_found`` was recorded earlier in the run); then, only when
+    nothing the audit did not plant is older than the retention, plant aged copies of the
+    newest backup, run the prune command and see what it kept.
+
+    The prune is never run where it could delete a file the audit did not create:
+    that file is either a violation to report or the operator's to remove.
+    """
     directory = profile.operations.backup_dir
     assert directory is not None
+    days = policy.backups.retention_days
+    store = as_found if as_found is not None else observe_store(directory, known)
+    if store.error:
+        return RetentionObservation(store, days, None, f"the store could not be read: "
+                                    f"{store.error}")
+    aged = entries_older_than(store, days, store.observed_at)
+    if aged:
+        return RetentionObservation(store, days, None, "the store as found holds entries older "
+                                    f"than {days} days; the prune was not run, so that they stay "
+                                    "as evidence", aged)
     newest = _newest(list_backups(directory))
     if newest is None:
         made = run_profile_operation(profile, policy, known, "backup")
@@ -387,14 +280,28 @@ def observe_retention(profile: TargetProfile, policy: Policy,
         newest = _newest(list_backups(directory))
         if newest is None:
             raise ProbeError(f"no backup in {directory} even after running the backup command")
-    days = policy.backups.retention_days
+    now = time.time()
+    # Look again just before the prune: the store may have changed since it was recorded.
+    current = list_store(directory, now)
+    if current.truncated:
+        return RetentionObservation(store, days, None, "the store holds more entries than the "
+                                    "harness lists, so it cannot show the prune would delete "
+                                    "only what the audit planted")
+    prunable = entries_older_than(current, days, now)
+    if prunable:
+        return RetentionObservation(store, days, None, "the prune would be entitled to delete "
+                                    "entries the audit did not create, so it was not run",
+                                    prunable)
     source = directory / newest.name
-    old = plant_aged_copy(source, days + 10)
-    young = plant_aged_copy(source, max(days - 5, 1))
+    old = plant_aged_copy(source, days + 10, now)
+    young = plant_aged_copy(source, max(days - 5, 1), now)
+    before = {e.path for e in current.entries}
     try:
         prune = run_profile_operation(profile, policy, known, "prune_backups")
-        return RetentionObservation(prune, days, old.name, not old.exists(), young.name,
-                                    young.exists(), newest.name, source.exists())
+        after = {e.path for e in list_store(directory, time.time()).entries}
+        trial = PruneTrial(prune, old.name, not old.exists(), young.name, young.exists(),
+                           newest.name, source.exists(), tuple(sorted(before - after)))
+        return RetentionObservation(store, days, trial)
     finally:
         # The planted copies are the harness's; none may outlive the check.
         old.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""at_rest.backup_encrypted on hand-made inspections and real compressed dumps."""
+"""at_rest.backup_encrypted on hand-made inspections and stores, and real compressed dumps."""
 
 from __future__ import annotations
 
@@ -9,38 +9,44 @@ import pytest
 
 from checks.at_rest.backup_encrypted import backup_encrypted_verdict
 from harness.outcomes import Outcome
-from harness.probes import backups as backup_probe
-from harness.probes.backups import (
+from harness.probes import backup_store as backup_probe
+from harness.probes.backup_store import (
+    SERVICE_FORMAT,
     BackupInspection,
-    BackupObservation,
-    CommandRun,
+    StoreEntry,
+    StoreObservation,
     inspect_backup,
 )
+from harness.probes.backups import BackupObservation, CommandRun
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepHit
 
 OK_RUN = CommandRun("backup", 0, 1.0, '{"ok": true}', "")
+NOW = 1_800_000_000.0
+EMPTY_STORE = StoreObservation("/backups", NOW, ())
 
 
 def _inspection(**changes: object) -> BackupInspection:
     base = dict(name="votriz-1.dump.enc", size=40000, sampled=40000, markers=(),
-                encoding="base64 lines", entropy_bits=7.98, secret_hits=())
+                encoding="base64 lines", entropy_bits=7.98, secret_hits=(),
+                format=SERVICE_FORMAT)
     base.update(changes)
     return BackupInspection(**base)  # type: ignore[arg-type]
 
 
 def test_backup_encrypted_both_sides() -> None:
-    ok = backup_encrypted_verdict(BackupObservation(OK_RUN, _inspection()))
+    ok = backup_encrypted_verdict(BackupObservation(OK_RUN, _inspection(), EMPTY_STORE))
     assert ok.outcome is Outcome.PASS and "7.98 bits per byte (base64 lines)" in ok.message
     plain = _inspection(markers=("pg_dump custom-format header (PGDMP)",), encoding="binary",
+                        format="unknown",
                         entropy_bits=6.1, secret_hits=(SweepHit("canary e-mail (raw)", "f", 9),))
-    bad = backup_encrypted_verdict(BackupObservation(OK_RUN, plain))
+    bad = backup_encrypted_verdict(BackupObservation(OK_RUN, plain, EMPTY_STORE))
     assert bad.outcome is Outcome.FAIL
     assert "it shows pg_dump custom-format header (PGDMP)" in bad.message
     assert "canary e-mail (raw) at offset 9" in bad.message
     assert "6.10 bits per byte (binary), below the 7.5 of ciphertext" in bad.message
     failed = CommandRun("backup", 1, 0.2, "", "pg_dump failed: boom")
-    assert backup_encrypted_verdict(BackupObservation(failed, None)).outcome is \
+    assert backup_encrypted_verdict(BackupObservation(failed, None, EMPTY_STORE)).outcome is \
         Outcome.ERROR
 
 
@@ -69,7 +75,7 @@ def test_compressed_dump_backup_fails_and_says_what_is_inside(tmp_path: Path,
         path.write_bytes(compress[compression](dump))
     # When it is inspected and judged
     found = inspect_backup(path, SecretSweep.from_known(KnownSecrets()))
-    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, found))
+    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, found, EMPTY_STORE))
     # Then the compression is seen through: FAIL, naming the format and the dump inside
     assert found.compression == compression and not found.markers
     assert found.decompressed_markers[0] == "pg_dump custom-format header (PGDMP)"
@@ -80,8 +86,9 @@ def test_compressed_dump_backup_fails_and_says_what_is_inside(tmp_path: Path,
 
 def test_compression_magic_alone_fails_even_when_not_decompressible() -> None:
     # zstd has no decoder in the standard library: the magic number alone is enough.
-    zstd = _inspection(compression="zstd", decompressed=0, encoding="binary", entropy_bits=7.99)
-    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, zstd))
+    zstd = _inspection(compression="zstd", decompressed=0, encoding="binary", entropy_bits=7.99,
+                       format="zstd")
+    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, zstd, EMPTY_STORE))
     assert verdict.outcome is Outcome.FAIL
     assert "it is compressed, not encrypted (zstd); its content could not be decompressed here" \
         in verdict.message
@@ -91,18 +98,126 @@ def test_compression_magic_alone_fails_even_when_not_decompressible() -> None:
 
 
 def test_encrypted_backup_still_passes_and_says_no_compression() -> None:
-    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, _inspection()))
+    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, _inspection(), EMPTY_STORE))
     assert verdict.outcome is Outcome.PASS
     assert "shows no dump header, no compression magic number and no known secret" in \
         verdict.message
 
 
 def test_backup_too_small_to_sample_is_error_not_pass() -> None:
-    tiny = _inspection(size=300, sampled=300, entropy_bits=7.9)
-    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, tiny))
+    tiny = _inspection(size=300, sampled=300, entropy_bits=7.9, format="unknown")
+    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, tiny, EMPTY_STORE))
     assert verdict.outcome is Outcome.ERROR
     assert "is only 300 bytes, too small (under 1024)" in verdict.message
     # A marker seen in a small file is still an observed FAIL.
     marked = _inspection(size=300, sampled=300, markers=("SQL COPY statement",))
-    assert backup_encrypted_verdict(BackupObservation(OK_RUN, marked)).outcome is \
+    assert backup_encrypted_verdict(BackupObservation(OK_RUN, marked, EMPTY_STORE)).outcome is \
         Outcome.FAIL
+
+
+# --- the store as found ----------------------------------------------------------------------
+
+
+def _file(path: str, **changes: object) -> StoreEntry:
+    return StoreEntry(path, "file", 40000, NOW - 3600, None,
+                      content=_inspection(name=path, **changes))
+
+
+def _verdict(*entries: StoreEntry, **store: object) -> tuple[Outcome, str]:
+    observed = StoreObservation("/backups", NOW, entries, **store)  # type: ignore[arg-type]
+    verdict = backup_encrypted_verdict(BackupObservation(OK_RUN, _inspection(), observed))
+    return verdict.outcome, verdict.message
+
+
+def test_store_of_encrypted_backups_passes_and_counts_them() -> None:
+    outcome, message = _verdict(_file("votriz-20260101T000000Z.dump.enc"),
+                                _file("votriz-20260102T000000Z.dump.enc"),
+                                StoreEntry("old", "directory", 4096, NOW))
+    assert outcome is Outcome.PASS
+    assert message.startswith("As found, the backup store held 2 files: 2 in the service's "
+                              "format (Fernet token lines).")
+    assert "The fresh backup votriz-1.dump.enc" in message
+
+
+def test_plain_dump_in_store_fails_naming_it_beside_a_good_fresh_backup() -> None:
+    dump = _file("manual.dump", format="PostgreSQL custom-format dump (PGDMP)",
+                 markers=("pg_dump custom-format header (PGDMP)",), encoding="binary",
+                 entropy_bits=5.2)
+    outcome, message = _verdict(_file("votriz-20260101T000000Z.dump.enc"), dump)
+    assert outcome is Outcome.FAIL
+    assert message.startswith("The backup store as found holds 1 file that is not an encrypted "
+                              "backup: manual.dump: it is a PostgreSQL custom-format dump (PGDMP)")
+    assert "5.20 bits per byte (binary), below the 7.5 of ciphertext" in message
+
+
+def test_store_rules_each_fail() -> None:
+    cases: dict[str, tuple[dict[str, object], str]] = {
+        "text": (dict(format="text", encoding="binary", entropy_bits=4.4), "it is plain text"),
+        "sql": (dict(format="plain SQL dump", markers=("SQL COPY statement",), entropy_bits=4.9),
+                "it is a plain SQL dump; it shows SQL COPY statement"),
+        "tar": (dict(format="tar", encoding="binary"), "it is archived, not encrypted (tar)"),
+        "gz": (dict(format="gzip", compression="gzip", decompressed=900,
+                    decompressed_markers=("SQL COPY statement",)),
+               "it is compressed, not encrypted (gzip); its first 900 decompressed bytes show "
+               "SQL COPY statement"),
+        "secret": (dict(secret_hits=(SweepHit("canary password (raw)", "secret", 77),)),
+                   "it holds known secrets in plaintext: canary password (raw) at offset 77"),
+        "lowentropy": (dict(format="unknown", encoding="binary", entropy_bits=6.0),
+                       "its bytes carry 6.00 bits per byte (binary)"),
+    }
+    for name, (changes, phrase) in cases.items():
+        outcome, message = _verdict(_file(name, **changes))
+        assert outcome is Outcome.FAIL, name
+        assert f"{name}: {phrase}" in message, (name, message)
+
+
+def test_store_entries_that_cannot_be_judged_are_error_not_pass() -> None:
+    outcome, message = _verdict(
+        _file("votriz-20260101T000000Z.dump.enc"),
+        StoreEntry("link", "symlink", 10, NOW, link_target="/elsewhere/dump"),
+        StoreEntry("pipe", "fifo", 0, NOW),
+        StoreEntry("locked", "file", 10, NOW, error="Permission denied"),
+        _file("small", format="unknown", size=300, sampled=300, encoding="binary"))
+    assert outcome is Outcome.ERROR
+    assert message.startswith("4 entries of the store could not be judged: link: a symlink to "
+                              "/elsewhere/dump (not followed); pipe: a fifo, not a file (not "
+                              "opened); locked: unreadable (Permission denied); small: only 300")
+    outcome, message = _verdict(truncated=True)
+    assert outcome is Outcome.ERROR and "the walk stopped at its bound" in message
+    outcome, message = _verdict(error="/backups cannot be listed: Permission denied")
+    assert outcome is Outcome.ERROR and "the store could not be read" in message
+
+
+def test_a_fail_in_the_store_outranks_what_could_not_be_judged() -> None:
+    outcome, message = _verdict(_file("a.sql", format="text", entropy_bits=4.0),
+                                StoreEntry("pipe", "fifo", 0, NOW))
+    assert outcome is Outcome.FAIL
+    assert "a.sql: it is plain text" in message and "1 entry of the store could not be judged: pipe" \
+        in message
+
+
+def test_other_encrypted_formats_and_ciphertext_looking_bytes_pass_and_say_so() -> None:
+    outcome, message = _verdict(_file("x.age", format="age", encoding="binary"),
+                                _file("blob", format="unknown", encoding="binary"),
+                                _file("empty", format="empty", size=0, sampled=0,
+                                      entropy_bits=0.0))
+    assert outcome is Outcome.PASS
+    assert ("held 3 files: 0 in the service's format (Fernet token lines), 1 in another "
+            "encrypted format, 1 in no recognised format whose bytes read as ciphertext, "
+            "1 empty.") in message
+
+
+def test_many_bad_files_are_named_up_to_the_bound() -> None:
+    files = [_file(f"dump{i:02d}", format="text", entropy_bits=4.0) for i in range(13)]
+    outcome, message = _verdict(*files)
+    assert outcome is Outcome.FAIL
+    assert "13 files that are not encrypted backups" in message
+    assert "dump09" in message and "dump10" not in message
+    assert "and 3 more (listed in the evidence)" in message
+
+
+def test_the_evidence_records_the_store_as_found_first() -> None:
+    verdict = backup_encrypted_verdict(BackupObservation(
+        OK_RUN, _inspection(), StoreObservation("/backups", NOW, (_file("a"),))))
+    assert next(iter(verdict.details)) == "store_as_found"
+    assert verdict.details["store_as_found"]["entries"][0]["path"] == "a"

@@ -1,15 +1,18 @@
-"""The backups probe: backup files inspected, aged names, operator commands run and redacted."""
+"""The backups probes: the store as found, backup files inspected, aged names, the prune held
+back where it could delete what the audit did not plant, operator commands run and redacted."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
-from harness.probes.backups import (
-    aged_backup_name,
+from harness.probes.backup_store import (
+    SERVICE_FORMAT,
     inspect_backup,
+    observe_store,
     shannon_entropy,
 )
+from harness.probes.backups import aged_backup_name
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep
 
@@ -52,3 +55,165 @@ def test_run_command_redacts_and_reports_failure_and_timeout() -> None:
     assert slow.exit_code is None and "did not finish within 0.2 s" in slow.describe()
     missing = run_command("backup", ["/nonexistent/tool"], 1, known)
     assert missing.exit_code is None and "cannot start /nonexistent/tool" in missing.error
+
+
+def _fernet_lines(n: int = 5, size: int = 3000) -> bytes:
+    import os
+
+    key = FernetKey(os.urandom(32))
+    return ("\n".join(encrypt_fernet_token(os.urandom(size), key) for _ in range(n))
+            + "\n").encode()
+
+
+def test_store_as_found_classifies_every_entry_without_opening_what_is_not_a_file(
+        tmp_path: Path) -> None:
+    import gzip
+    import io
+    import os
+    import tarfile
+    import time
+
+    # Given a store with the service's backups beside a plain dump, gzip, tar, random bytes,
+    # SQL text, a known secret, a FIFO, a symlink and a subdirectory
+    known = KnownSecrets()
+    known.add("hunter2-canary-password", "canary password")
+    store = tmp_path / "backups"
+    store.mkdir()
+    (store / "votriz-20261201T000000Z.dump.enc").write_bytes(_fernet_lines())
+    (store / "manual.dump").write_bytes(b"PGDMP\x01\x0e\x00" + os.urandom(4000))
+    (store / "dump.sql.gz").write_bytes(gzip.compress(b"COPY public.users (id) FROM stdin;\n" * 50))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("toc.dat")
+        info.size = 2000
+        archive.addfile(info, io.BytesIO(os.urandom(2000)))
+    (store / "dump.tar").write_bytes(buffer.getvalue())
+    (store / "random.bin").write_bytes(os.urandom(8192))
+    (store / "plain.sql").write_text("--\n-- PostgreSQL database dump\n--\n" + "x;\n" * 500)
+    (store / "leak.enc").write_bytes(os.urandom(2000) + b"hunter2-canary-password" + os.urandom(9))
+    os.mkfifo(store / "pipe")
+    (store / "link").symlink_to("/etc/hostname")
+    (store / "nested").mkdir()
+    (store / "nested" / "old.dump").write_bytes(b"PGDMP" + bytes(3000))
+    # When it is observed (a FIFO opened by mistake would block here)
+    started = time.monotonic()
+    found = observe_store(store, known, now=1_800_000_000.0)
+    assert time.monotonic() - started < 10
+    # Then every entry is recorded, with its kind, and the files with their formats
+    kinds = {e.path: e.kind for e in found.entries}
+    assert kinds == {"votriz-20261201T000000Z.dump.enc": "file", "manual.dump": "file",
+                     "dump.sql.gz": "file", "dump.tar": "file", "random.bin": "file",
+                     "plain.sql": "file", "leak.enc": "file", "pipe": "fifo", "link": "symlink",
+                     "nested": "directory", "nested/old.dump": "file"}
+    formats = {e.path: e.content.format for e in found.files if e.content is not None}
+    assert formats == {"votriz-20261201T000000Z.dump.enc": SERVICE_FORMAT,
+                       "manual.dump": "PostgreSQL custom-format dump (PGDMP)",
+                       "dump.sql.gz": "gzip", "dump.tar": "tar", "random.bin": "unknown",
+                       "plain.sql": "plain SQL dump", "leak.enc": "unknown",
+                       "nested/old.dump": "PostgreSQL custom-format dump (PGDMP)"}
+    by_path = {e.path: e for e in found.entries}
+    assert by_path["link"].link_target == "/etc/hostname" and by_path["link"].content is None
+    assert by_path["votriz-20261201T000000Z.dump.enc"].name_time == 1_796_083_200.0
+    gz = by_path["dump.sql.gz"].content
+    assert gz is not None and gz.decompressed_markers == ("SQL COPY statement",)
+    leak = by_path["leak.enc"].content
+    assert leak is not None and [h.label for h in leak.secret_hits] == ["canary password (raw)"]
+    assert leak.secret_hits[0].location == "leak.enc" and leak.secret_hits[0].offset == 2000
+    service = by_path["votriz-20261201T000000Z.dump.enc"].content
+    assert service is not None and service.entropy_bits > 7.5
+    assert "hunter2" not in repr(found)
+
+
+def test_store_reads_are_bounded_and_a_missing_store_is_empty(tmp_path: Path) -> None:
+    import os
+
+    store = tmp_path / "backups"
+    store.mkdir()
+    big = store / "big.bin"
+    with big.open("wb") as out:
+        out.write(os.urandom(3 * 1024 * 1024))
+    known = KnownSecrets()
+    known.add("needle-secret-value", "token")
+    found = observe_store(store, known, sample_bytes=64 * 1024, secret_scan_bytes=1024 * 1024)
+    content = found.files[0].content
+    assert content is not None
+    assert content.sampled == 64 * 1024 and content.secrets_searched == 1024 * 1024
+    assert found.secret_scan_bytes == 1024 * 1024
+    # A cut sample of Fernet lines is still the service's format.
+    (store / "votriz-x.dump.enc").write_bytes(_fernet_lines(3, 200_000))
+    cut = observe_store(store, known, sample_bytes=300_000)
+    enc = {e.path: e.content for e in cut.files}["votriz-x.dump.enc"]
+    assert enc is not None and enc.format == SERVICE_FORMAT and enc.sampled == 300_000
+    missing = observe_store(tmp_path / "nowhere", known)
+    assert missing.missing and missing.entries == () and not missing.error
+    many = observe_store(store, known, max_entries=1)
+    assert many.truncated and len(many.entries) == 1
+
+
+def test_fernet_lines_are_checked_token_by_token() -> None:
+    from harness.probes.backup_store import format_of
+
+    good = _fernet_lines(2, 100)
+    assert format_of(good, cut=False) == SERVICE_FORMAT
+    # Base64 text that only looks like tokens is not the service's format.
+    assert format_of(b"gAAAAAhello\n", cut=False) != SERVICE_FORMAT
+    assert format_of(good[:-1], cut=False) != SERVICE_FORMAT  # a whole file ends with a newline
+    assert format_of(good[:-10], cut=True) == SERVICE_FORMAT
+    assert format_of(b"", cut=False) == "empty"
+
+
+def _ops_profile(store: Path, prune: str) -> object:
+    from types import SimpleNamespace
+
+    from harness.profile import Operations
+
+    return SimpleNamespace(operations=Operations(
+        allow_destructive=True, backup=("true",), prune_backups=("sh", "-c", prune),
+        backup_dir=store))
+
+
+def test_prune_is_not_run_while_the_store_holds_an_aged_entry(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from harness.policy import load_policy
+    from harness.probes.backups import observe_retention
+
+    # Given a store with a fresh backup and a copy aged 40 days by its modification time,
+    # and a prune that would delete every file
+    store = tmp_path / "backups"
+    store.mkdir()
+    (store / "votriz-20261201T000000Z.dump.enc").write_bytes(_fernet_lines())
+    aged = store / "copy.dump.enc"
+    aged.write_bytes(_fernet_lines())
+    stamp = time.time() - 40 * 86400
+    os.utime(aged, (stamp, stamp))
+    profile = _ops_profile(store, f"rm -f {store}/*")
+    # When retention is observed
+    found = observe_retention(profile, load_policy(), KnownSecrets())  # type: ignore[arg-type]
+    # Then the prune was not run, the aged copy is named and still in the store
+    assert found.trial is None and found.prunable == ("copy.dump.enc",)
+    assert "the prune was not run, so that they stay as evidence" in found.not_run
+    assert aged.exists() and len(list(store.iterdir())) == 2
+
+
+def test_prune_runs_on_planted_copies_and_sees_what_else_it_deleted(tmp_path: Path) -> None:
+    from harness.policy import load_policy
+    from harness.probes.backups import observe_retention
+
+    store = tmp_path / "backups"
+    store.mkdir()
+    real = store / "votriz-20261201T000000Z.dump.enc"
+    real.write_bytes(_fernet_lines())
+    # A prune that keeps to the retention by modification time: only the planted old copy goes.
+    keeps = _ops_profile(store, f"find {store} -maxdepth 1 -type f -mtime +30 -delete")
+    found = observe_retention(keeps, load_policy(), KnownSecrets())  # type: ignore[arg-type]
+    assert found.trial is not None and found.trial.prune.succeeded
+    assert found.trial.old_removed and found.trial.young_kept and found.trial.newest_kept
+    assert found.trial.others_deleted == ()
+    assert [p.name for p in store.iterdir()] == [real.name]  # the planted young copy removed
+    # A prune that deletes everything deletes what the audit did not plant: seen and named.
+    wipes = _ops_profile(store, f"rm -f {store}/*")
+    found = observe_retention(wipes, load_policy(), KnownSecrets())  # type: ignore[arg-type]
+    assert found.trial is not None and not found.trial.young_kept
+    assert found.trial.others_deleted == (real.name,)
