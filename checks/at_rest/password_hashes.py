@@ -12,6 +12,7 @@ import pytest
 
 from harness.details import counts
 from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import BcryptHistogramEvidence
 from harness.formats.bcrypt_hash import HashMatch, HashScheme
 from harness.outcomes import Verdict
 from harness.policy import Policy
@@ -80,5 +81,5 @@ def check_password_hashes(request: pytest.FixtureRequest, profile: TargetProfile
     obs = observe_passwords(profile, policy, known_secrets,
                             session.canary if session else None, note)
     verdict = password_hashes_verdict(obs, policy)
-    evidence.attach("password-hashes", verdict.details)
+    evidence.attach("password-hashes", BcryptHistogramEvidence.model_validate(verdict.details))
     evidence.conclude(verdict)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import HeaderTranscriptEvidence
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.http import EdgeSamples
@@ -72,5 +73,5 @@ def check_hsts(https_samples: EdgeSamples, policy: Policy, evidence: EvidenceRec
     # sslyze's own reading of HSTS on "/" is in transit.tls_versions' scan evidence; this
     # check does not depend on the scan, so a scanner failure cannot make it ERROR.
     verdict = hsts_verdict(https_samples, policy)
-    evidence.attach("hsts", verdict.details)
+    evidence.attach("hsts", HeaderTranscriptEvidence.model_validate(verdict.details))
     evidence.conclude(verdict)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import HeaderTranscriptEvidence
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.http import EdgeSamples, HttpSample, fetch_samples, public_url
@@ -81,5 +82,5 @@ def check_http_redirect_only(profile: TargetProfile, policy: Policy, evidence: E
                         f"path, e.g. with curl -sI http://{host}/.")
     samples = fetch_samples(profile.edge, policy, "http")
     verdict = http_redirect_verdict(samples, profile.edge)
-    evidence.attach("http-redirects", verdict.details)
+    evidence.attach("http-redirects", HeaderTranscriptEvidence.model_validate(verdict.details))
     evidence.conclude(verdict)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import HeaderTranscriptEvidence
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.http import EdgeSamples, HttpSample
@@ -98,5 +99,5 @@ def security_headers_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
 def check_security_headers(https_samples: EdgeSamples, policy: Policy,
                            evidence: EvidenceRecorder) -> None:
     verdict = security_headers_verdict(https_samples, policy)
-    evidence.attach("security-headers", verdict.details)
+    evidence.attach("security-headers", HeaderTranscriptEvidence.model_validate(verdict.details))
     evidence.conclude(verdict)

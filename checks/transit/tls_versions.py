@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import TlsVersionsEvidence
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.tls import TLS_VERSION_COMMANDS, TlsScan
@@ -51,6 +52,6 @@ def tls_versions_verdict(scan: TlsScan, policy: Policy) -> Verdict:
 @pytest.mark.claims("TRANSIT-TLS13")
 def check_tls_versions(tls_scan: TlsScan, policy: Policy, evidence: EvidenceRecorder) -> None:
     verdict = tls_versions_verdict(tls_scan, policy)
-    evidence.attach("tls-versions", verdict.details)
+    evidence.attach("tls-versions", TlsVersionsEvidence.model_validate(verdict.details))
     evidence.attach("sslyze-scan", dataclasses.asdict(tls_scan))
     evidence.conclude(verdict)
