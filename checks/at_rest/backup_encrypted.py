@@ -120,6 +120,8 @@ def store_judgement(store: StoreObservation) -> tuple[list[str], list[str], str]
     guessed = len(files) - service - other - empty
     if store.missing:
         summary = f"The backup store {store.directory} did not exist before the audit's backup."
+    elif not files and not store.entries:
+        summary = "As found, the backup store was empty."
     else:
         parts = [f"{service} in the service's format ({SERVICE_FORMAT})"]
         if other:

@@ -71,7 +71,8 @@ def backup_retention_verdict(obs: RetentionObservation) -> Verdict:
                              **details)
     aged = aged_entries(store, days + TOLERANCE_DAYS)
     if aged:
-        kept = (" The audit did not run the prune, so they are still in the store."
+        kept = (" The audit did not run the prune, so "
+                f"{'it is' if len(aged) == 1 else 'they are'} still in the store."
                 if obs.trial is None else "")
         return Verdict.failed(
             f"Backups are not kept on a {days}-day rolling retention: the store as found holds "

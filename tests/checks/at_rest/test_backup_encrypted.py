@@ -221,3 +221,10 @@ def test_the_evidence_records_the_store_as_found_first() -> None:
         OK_RUN, _inspection(), StoreObservation("/backups", NOW, (_file("a"),))))
     assert next(iter(verdict.details)) == "store_as_found"
     assert verdict.details["store_as_found"]["entries"][0]["path"] == "a"
+
+
+def test_an_empty_or_missing_store_says_so() -> None:
+    assert _verdict()[1].startswith("As found, the backup store was empty. The fresh backup")
+    outcome, message = _verdict(missing=True)
+    assert outcome is Outcome.PASS
+    assert message.startswith("The backup store /backups did not exist before the audit's backup.")
