@@ -74,6 +74,9 @@ FAULTS: dict[str, Fault] = {
                "OAuth tokens of new TikTok channels are stored in plaintext."),
         _fault("token-fixed-iv", "REST-TOKENS-FERNET", Layer.API,
                "Fernet tokens are made with one fixed IV, so rows share IVs."),
+        _fault("fernet-other-library", "REST-TOKENS-LIBRARY", Layer.API,
+               "The API encrypts and decrypts OAuth tokens with pycryptodomex's AES "
+               "(the same Fernet format) instead of the cryptography library."),
         _fault("bcrypt-cost-10", "REST-PASSWORDS-BCRYPT12", Layer.API,
                "Passwords are hashed with bcrypt cost 10."),
         _fault("backup-codes-reusable", "REST-MFA-BACKUP-CODES", Layer.API,

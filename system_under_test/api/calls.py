@@ -85,7 +85,8 @@ class Services:
     cipher: FieldCipher = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cipher = FieldCipher(self.keyring, fixed_iv=self.config.has_fault("token-fixed-iv"))
+        self.cipher = FieldCipher(self.keyring, fixed_iv=self.config.has_fault("token-fixed-iv"),
+                                  other_library=self.config.has_fault("fernet-other-library"))
 
     @property
     def bcrypt_cost(self) -> int:
