@@ -58,6 +58,24 @@ class BcryptPolicy(_Strict):
     cost: int = Field(12, ge=4, le=31)
 
 
+class MfaPolicy(_Strict):
+    """What every stored MFA backup code and recovery token is held to.
+
+    Attributes:
+        backup_code_set_size: codes the service issues to a user at once; a user
+            with more rows than this holds codes the service never issued.
+        min_bcrypt_cost: the lowest bcrypt work factor accepted for a code or
+            token row (the page promises bcrypt for them, and 12 only for
+            passwords; 10 is bcrypt's common default and OWASP's floor).
+        recovery_token_max_lifetime_s: longest ``expires_at - created_at`` a
+            recovery token may have (the reference's mail says 15 minutes).
+    """
+
+    backup_code_set_size: int = Field(10, ge=1)
+    min_bcrypt_cost: int = Field(10, ge=4, le=31)
+    recovery_token_max_lifetime_s: int = Field(900, ge=1)
+
+
 class FernetPolicy(_Strict):
     """Attributes: max_clock_skew_s (future timestamps beyond this are invalid)."""
 
@@ -102,7 +120,7 @@ class Policy(_Strict):
     Attributes:
         schema_version: version of this file format.
         name, version: shown in reports.
-        tls, hsts, headers, bcrypt, fernet, backups, rotation, timeouts: per area.
+        tls, hsts, headers, bcrypt, mfa, fernet, backups, rotation, timeouts: per area.
     """
 
     schema_version: Literal[1] = 1
@@ -112,6 +130,7 @@ class Policy(_Strict):
     hsts: HstsPolicy = HstsPolicy()
     headers: HeadersPolicy = HeadersPolicy()
     bcrypt: BcryptPolicy = BcryptPolicy()
+    mfa: MfaPolicy = MfaPolicy()
     fernet: FernetPolicy = FernetPolicy()
     backups: BackupsPolicy = BackupsPolicy()
     rotation: RotationPolicy = RotationPolicy()

@@ -1,6 +1,7 @@
 """at_rest.backup_codes: ten one-time MFA backup codes, shown once, stored as bcrypt.
 
-Followed through the canary account (``harness/probes/mfa_codes.py``).
+Judged on every user's stored code rows as found (before the audit acts), then
+followed through the canary account (``harness/probes/mfa_codes.py``).
 """
 
 from __future__ import annotations
@@ -10,21 +11,69 @@ from typing import Any
 import pytest
 
 from harness.canaries import BACKUP_CODES_PROMISED
-from harness.details import counts, plain
+from harness.details import counts, plain, plural
 from harness.evidence import EvidenceRecorder
 from harness.formats.bcrypt_hash import HashScheme
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.canary_account import canary_for_check, canary_unavailable
-from harness.probes.mfa_codes import BackupCodesObservation, observe_backup_codes
+from harness.probes.database import open_database
+from harness.probes.mfa_codes import (
+    BackupCodesObservation,
+    CodeRowsAsFound,
+    observe_backup_codes,
+    observe_codes_as_found,
+)
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
+_BY_HAND = ("By hand: set up MFA on a test account, check GET /api/v1/mfa never shows the codes, "
+            "that mfa_backup_codes holds one bcrypt hash per code, and that a code works once "
+            "only.")
+
+
+def codes_as_found_problems(found: CodeRowsAsFound) -> list[str]:
+    """What the stored code rows of every user show against the promise (ids only)."""
+    problems = []
+    if found.weak.rows:
+        problems.append(f"{plural(found.weak.rows, 'code row')} of {plural(found.weak.groups, 'user')}"
+                        f" not bcrypt at cost {found.min_cost} or more "
+                        f"({counts(found.weak_kinds)}): {found.weak.named()}")
+    if found.duplicates.groups:
+        problems.append(f"{found.duplicates.rows} code rows store a hash string another row "
+                        "stores too (bcrypt salts every hash, so an identical string is a copied "
+                        f"row): {found.duplicates.named()}")
+    if found.oversized.groups:
+        named = "; ".join(f"user {g.users[0]} ({g.row_count} rows from "
+                          f"{plural(g.issues, 'issue')})" for g in found.oversized.examples)
+        more = found.oversized.groups - len(found.oversized.examples)
+        problems.append(f"{plural(found.oversized.groups, 'user')} hold more than the "
+                        f"{found.set_size} codes the service issues at once, or codes of more "
+                        f"than one issue: {named}" + (f"; and {more} more" if more else ""))
+    if found.rewritten.groups:
+        problems.append(f"{plural(found.rewritten.rows, 'unused code row')} rewritten after "
+                        "issue (PostgreSQL's xmin is not its issue's transaction: a redeemed code "
+                        f"marked unused again, or a row copied in): {found.rewritten.named()}")
+    if found.used_before_issue.groups:
+        problems.append(f"{plural(found.used_before_issue.rows, 'code row')} used before it was "
+                        f"made (used_at < created_at): {found.used_before_issue.named()}")
+    return problems
+
+
+def _as_found_sentence(found: CodeRowsAsFound) -> str:
+    costs = ", ".join(f"cost {c}: {n}" for c, n in sorted(found.costs.items())) or "none"
+    return (f"As found, the {found.rows} code rows ({found.unused} unused) of "
+            f"{plural(found.users, 'user')} are bcrypt at cost {found.min_cost} or more "
+            f"({costs}), no hash string is stored twice, no user holds more than "
+            f"{found.set_size} codes or codes of two issues, no unused row was rewritten after "
+            "its issue (xmin), and none was used before it was made.")
+
 
 def backup_codes_verdict(obs: BackupCodesObservation) -> Verdict:
-    """Ten codes once, never shown again, one bcrypt row per code, each code usable once."""
+    """Every user's stored codes keep the rules; ten codes once, never shown again, one
+    bcrypt row per code, each code usable once."""
     details: dict[str, Any] = plain(obs)
-    problems = []
+    problems = codes_as_found_problems(obs.as_found)
     if obs.codes_returned != BACKUP_CODES_PROMISED:
         problems.append(f"setup returned {obs.codes_returned} codes, not "
                         f"{BACKUP_CODES_PROMISED}")
@@ -48,25 +97,47 @@ def backup_codes_verdict(obs: BackupCodesObservation) -> Verdict:
     if problems:
         return Verdict.failed("MFA backup codes break the promise: " + "; ".join(problems) + ".",
                               **details)
-    return Verdict.passed(
-        f"Setup returned {obs.codes_returned} codes, GET /mfa shows none of them, the canary has "
-        f"{obs.rows} bcrypt rows each verified by exactly one code "
-        f"({obs.matching.verifications} bcrypt verifications), and a code worked once "
-        f"(HTTP {obs.redeem_first}) then was refused (HTTP {obs.redeem_second}).", **details)
+    canary = (f"Setup returned {obs.codes_returned} codes, GET /mfa shows none of them, the "
+              f"canary has {obs.rows} bcrypt rows each verified by exactly one code "
+              f"({obs.matching.verifications} bcrypt verifications), and a code worked once "
+              f"(HTTP {obs.redeem_first}) then was refused (HTTP {obs.redeem_second}).")
+    if obs.as_found.unreadable:
+        return Verdict.error(f"The stored code rows could not be judged as found "
+                             f"({obs.as_found.unreadable}). {canary}", **details)
+    return Verdict.passed(f"{_as_found_sentence(obs.as_found)} {canary}", **details)
+
+
+def codes_without_canary_verdict(found: CodeRowsAsFound, reason: str) -> Verdict:
+    """Every user's stored codes as found, when no canary can follow a code: FAIL on what
+    they show, else MANUAL for what only a canary (or a person) can see."""
+    details: dict[str, Any] = plain(found)
+    problems = codes_as_found_problems(found)
+    if problems:
+        return Verdict.failed("MFA backup codes break the promise: " + "; ".join(problems) + ".",
+                              **details)
+    if found.unreadable:
+        return Verdict.error(f"The stored code rows could not be judged as found "
+                             f"({found.unreadable}), and no canary can follow a code: {reason}.",
+                             **details)
+    return Verdict.manual(f"{_as_found_sentence(found)} That codes are shown once and work once "
+                          f"can only be followed with a canary account, and {reason}. "
+                          + _BY_HAND, **details)
 
 
 @pytest.mark.claims("REST-MFA-BACKUP-CODES")
 def check_backup_codes(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                        known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
-    reason = canary_unavailable(profile) or (
-        "the profile names no database" if profile.database is None else None)
+    if profile.database is None:
+        evidence.manual("Backup codes can only be judged with the service's database, and the "
+                        "profile names none. " + _BY_HAND)
+    reason = canary_unavailable(profile)
     if reason:
-        evidence.manual(f"Backup codes can only be followed with a canary account, and {reason}. "
-                        "By hand: set up MFA on a test account, check GET /api/v1/mfa never shows "
-                        "the codes, that mfa_backup_codes holds one bcrypt hash per code, and "
-                        "that a code works once only.")
-    session = canary_for_check(request, profile)
-    assert session is not None
-    verdict = backup_codes_verdict(observe_backup_codes(session, profile, policy, known_secrets))
+        with open_database(profile, policy, known_secrets) as db:
+            verdict = codes_without_canary_verdict(observe_codes_as_found(db, policy), reason)
+    else:
+        session = canary_for_check(request, profile)
+        assert session is not None
+        verdict = backup_codes_verdict(observe_backup_codes(session, profile, policy,
+                                                            known_secrets))
     evidence.attach("backup-codes", verdict.details)
     evidence.conclude(verdict)
