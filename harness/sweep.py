@@ -10,18 +10,33 @@ overlap by the longest needle minus one byte, so a secret split across a chunk
 boundary is still found, and found once.
 
 A hit names the secret's label, the place and the offset, never the secret.
+
+Beside the known secrets, :class:`ShapeScan` looks for secrets the audit did
+not plant, by their shape (:mod:`harness.formats.secret_patterns`): in text
+streams line by line (a hit names the line and the byte offset), and in
+database rows column by column (a hit names the row), with, in the columns the
+inventory says hold ciphertext, every cell that is not a Fernet token and has
+high entropy. A shape hit names the rule, the place and a keyed fingerprint;
+the value itself is registered as a known secret, so that nothing the run
+writes can hold it.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ahocorasick_rs
 
-from harness.redaction import KnownSecrets
+from harness.formats.fernet import FernetTokenError, parse_fernet_token
+from harness.formats.secret_patterns import ShapeFinder, high_entropy
+from harness.redaction import KnownSecrets, SecretTooShort
 
 #: Large enough that the per-chunk work (the overlap copy, one call into the automaton)
 #: is negligible next to the search itself.
@@ -30,6 +45,13 @@ DEFAULT_CHUNK_BYTES = 4 << 20
 DFA_MAX_NEEDLES = 5000
 #: Smaller chunks of a stream are joined up to this size before they are searched.
 MIN_SCAN_BYTES = 256 << 10
+#: A line longer than this is searched for secret shapes in pieces of this size (a value
+#: split across two pieces of one such line is not found; a log line is far shorter).
+SHAPE_LINE_BYTES = 1 << 20
+#: The rule name of a high-entropy cell that is not a Fernet token in a ciphertext column.
+HIGH_ENTROPY_RULE = "high-entropy-in-ciphertext-column"
+#: A secret-shaped value found is registered as a known secret under a label starting so.
+FOUND_LABEL_PREFIX = "found "
 
 
 @dataclass(frozen=True)
@@ -272,3 +294,229 @@ def secrets_in_text(text: str, secrets: Sequence[str], label: str) -> tuple[str,
         known.add(secret, f"{label} {i + 1}")
     hits = SecretSweep.from_known(known).scan_bytes(text.encode("utf-8", "replace"), "answer")
     return tuple(sorted({hit.label.split(" (")[0] for hit in hits}))
+
+
+@dataclass(frozen=True)
+class ShapeHit:
+    """One secret-shaped value the audit did not necessarily plant.
+
+    Attributes:
+        rule: the rule that matched (``jwt``, ``google-oauth-access-token`` ...).
+        kind: what it is, in words.
+        location: where (``postgres:table.column``, ``redis:<key>``, a file path).
+        fingerprint: keyed fingerprint of the value (``hmac:…``), never the value.
+        row: the row's id, for a database cell.
+        line: the line number (from 1), for a file searched by lines.
+        offset: byte offset within the location's stream (files, Redis values).
+    """
+
+    rule: str
+    kind: str
+    location: str
+    fingerprint: str
+    row: str | None = None
+    line: int | None = None
+    offset: int | None = None
+
+    @property
+    def place(self) -> str:
+        """``location`` with the row, line or offset: safe to print."""
+        if self.row is not None:
+            return f"{self.location} row {self.row}"
+        if self.line is not None:
+            return f"{self.location} line {self.line}"
+        return f"{self.location} offset {self.offset}" if self.offset is not None else self.location
+
+    def describe(self) -> str:
+        """``kind at place (fingerprint)``: safe to print."""
+        return f"{self.kind} at {self.place} ({self.fingerprint})"
+
+
+@dataclass
+class ShapeReport:
+    """What a shape scan over many places looked at and found.
+
+    Attributes:
+        hits: the hits kept (at most ``ShapeScan.hit_limit``).
+        hits_total: every hit.
+        places: places searched (columns, keys, files).
+        rows: database rows searched.
+        bytes_scanned: bytes searched.
+        cut: places searched only up to the byte bound, with the bound.
+    """
+
+    hits: list[ShapeHit] = field(default_factory=list)
+    hits_total: int = 0
+    places: int = 0
+    rows: int = 0
+    bytes_scanned: int = 0
+    cut: list[str] = field(default_factory=list)
+
+
+class ShapeScan:
+    """Searches streams and rows for secret shapes into one :class:`ShapeReport`.
+
+    Attributes:
+        finder: the rule set with the run's fingerprint key.
+        report: what was searched and found.
+        hit_limit: hits kept in the report (all are counted).
+    """
+
+    def __init__(self, finder: ShapeFinder, known: KnownSecrets | None = None, *,
+                 hit_limit: int = 1000) -> None:
+        self.finder = finder
+        self.report = ShapeReport()
+        self.hit_limit = hit_limit
+        self._known = known
+
+    def _hit(self, hit: ShapeHit, value: str) -> None:
+        self.report.hits_total += 1
+        if len(self.report.hits) < self.hit_limit:
+            self.report.hits.append(hit)
+        if self._known is not None:
+            # What was found is a secret of this run from now on: redacted from every output.
+            with contextlib.suppress(SecretTooShort, ValueError):
+                self._known.add(value.encode("latin-1", "replace"), FOUND_LABEL_PREFIX + hit.rule)
+
+    def stream(self, location: str, *, lines: bool = True, limit_bytes: int | None = None
+               ) -> ShapeStream:
+        """A stream to :meth:`ShapeStream.feed` the bytes of one place into."""
+        self.report.places += 1
+        return ShapeStream(self, location, lines, limit_bytes)
+
+    def scan_file(self, path: Path, *, lines: bool = True, limit_bytes: int | None = None,
+                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        """Search one file (raises OSError if unreadable)."""
+        stream = self.stream(str(path), lines=lines, limit_bytes=limit_bytes)
+        with path.open("rb") as handle:
+            while (chunk := handle.read(chunk_bytes)) and not stream.full:
+                stream.feed(chunk)
+        stream.finish()
+
+    def scan_files(self, roots: Sequence[Path], unreadable: list[str], *, lines: bool = True,
+                   limit_bytes: int | None = None) -> None:
+        """Search every regular file under ``roots`` (not following links)."""
+        probe = SweepReport()
+        for path in _files_under(roots, probe):
+            try:
+                self.scan_file(path, lines=lines, limit_bytes=limit_bytes)
+            except OSError as exc:
+                unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
+        unreadable.extend(probe.unreadable)
+
+    def tee(self, places: Iterable[tuple[str, Iterable[bytes]]], *, lines: bool = False
+            ) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """The same places, each stream also searched for shapes as it passes (read once)."""
+        for location, chunks in places:
+            yield location, self._teed(self.stream(location, lines=lines), chunks)
+
+    @staticmethod
+    def _teed(stream: ShapeStream, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            stream.feed(chunk)
+            yield chunk
+        stream.finish()
+
+    def scan_rows(self, rows: Sequence[Sequence[Any]], locations: Sequence[str],
+                  ciphertext: Sequence[bool]) -> None:
+        """Search one batch of ``(row id, *cells)`` rows; ``locations[i]`` names column i,
+        ``ciphertext[i]`` says whether the inventory makes it a Fernet column."""
+        self.report.rows += len(rows)
+        for index, location in enumerate(locations):
+            cells: list[str] = []
+            keys: list[str] = []
+            for row in rows:
+                text = cell_text(row[index + 1])
+                if text is None:
+                    continue
+                # One cell a line: a line break inside a cell is a space here.
+                cells.append(text.replace("\n", " "))
+                keys.append(cell_text(row[0]) or "?")
+                if ciphertext[index] and not _is_fernet(text) and high_entropy(text):
+                    self._hit(ShapeHit(HIGH_ENTROPY_RULE, "high-entropy value that is not a Fernet "
+                                       "token, in a ciphertext column", location,
+                                       self.finder.fingerprint(text), row=keys[-1]), text)
+            if not cells:
+                continue
+            joined = "\n".join(cells)
+            self.report.bytes_scanned += len(joined)
+            starts = [0]
+            for cell in cells[:-1]:
+                starts.append(starts[-1] + len(cell) + 1)
+            for match in self.finder.find(joined):
+                at = bisect.bisect_right(starts, match.start) - 1
+                self._hit(ShapeHit(match.rule, match.kind, location, match.fingerprint,
+                                   row=keys[at]), match.value)
+
+
+class ShapeStream:
+    """One place's bytes, searched for shapes line by line as they are fed.
+
+    Attributes:
+        full: the byte bound was reached (what follows is not searched).
+    """
+
+    def __init__(self, scan: ShapeScan, location: str, lines: bool, limit_bytes: int | None) -> None:
+        self._scan = scan
+        self._location = location
+        self._lines = lines
+        self._limit = limit_bytes
+        self._pending = b""
+        self._consumed = 0
+        self._line = 0
+        self.full = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Search the complete lines of what was fed so far."""
+        if self.full or not chunk:
+            return
+        if self._limit is not None and self._consumed + len(self._pending) + len(chunk) > self._limit:
+            chunk = chunk[:max(self._limit - self._consumed - len(self._pending), 0)]
+            self.full = True
+            self._scan.report.cut.append(f"{self._location} (first {self._limit} bytes)")
+        data = self._pending + bytes(chunk)
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and len(data) >= SHAPE_LINE_BYTES:
+            cut = len(data)
+        self._pending = data[cut:]
+        self._search(data[:cut])
+        if self.full:
+            self.finish()
+
+    def finish(self) -> None:
+        """Search what is left (the last line, without its line break)."""
+        pending, self._pending = self._pending, b""
+        self._search(pending)
+
+    def _search(self, data: bytes) -> None:
+        if not data:
+            return
+        text = data.decode("latin-1")  # one character per byte: offsets are byte offsets
+        for match in self._scan.finder.find(text):
+            line = self._line + text.count("\n", 0, match.start) + 1 if self._lines else None
+            self._scan._hit(ShapeHit(match.rule, match.kind, self._location, match.fingerprint,
+                                     line=line, offset=self._consumed + match.start), match.value)
+        self._line += text.count("\n")
+        self._consumed += len(data)
+        self._scan.report.bytes_scanned += len(data)
+
+
+def cell_text(value: object) -> str | None:
+    """A database cell as text (bytes one character a byte; JSON as JSON); None for NULL."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _is_fernet(text: str) -> bool:
+    try:
+        parse_fernet_token(text)
+    except FernetTokenError:
+        return False
+    return True

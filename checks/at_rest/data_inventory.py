@@ -2,7 +2,10 @@
 or on the page's list of what is not encrypted.
 
 Columns are classified by ``harness/inventory_rules.py`` from
-``fixtures/policy/inventory.toml``; ``harness/probes/inventory.py`` samples them.
+``fixtures/policy/inventory.toml``; ``harness/probes/inventory.py`` reads every
+row of every column whose class is judged on its content (a table over the
+rules' time budget is sampled at random, and the verdict says so with the
+bound the sample supports).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import pytest
 
 from harness.details import plain, plural
 from harness.evidence import EvidenceRecorder
-from harness.inventory_rules import load_inventory_rules
+from harness.inventory_rules import ColumnFinding, load_inventory_rules
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.canary_account import canary_and_note
@@ -37,6 +40,16 @@ def data_inventory_unavailable(profile: TargetProfile) -> Verdict | None:
         "every text column.", missing=["no [database] section"])
 
 
+def sample_bound(finding: ColumnFinding) -> str:
+    """What a clean random sample of a column supports (the rule of three: no offending cell
+    in n random rows bounds the offending share below 3/n with 95% confidence)."""
+    n = finding.sample_of or 0
+    if n == 0:
+        return f"{finding.column}: sampled 0 of {finding.rows_total} rows, so nothing is known"
+    return (f"{finding.column}: {finding.coverage}, none offending, so with 95% confidence fewer "
+            f"than {3 / n:.3%} of its rows do")
+
+
 def data_inventory_verdict(obs: InventoryObservation) -> Verdict:
     """Every column is encrypted, hashed, keyed, metadata, or on the page's plaintext list."""
     table = [plain(c) for c in obs.columns]
@@ -54,10 +67,17 @@ def data_inventory_verdict(obs: InventoryObservation) -> Verdict:
             "is incomplete: grant it SELECT on every table.", **details)
     if not obs.columns:
         return Verdict.error("The auditor role sees no column at all.", **details)
+    judged = [c for c in obs.columns if c.rows_total is not None]
+    whole = [c for c in judged if c.sample_of is None]
+    sampled = [c for c in judged if c.sample_of is not None]
+    read = (f"; every row of the {plural(len(whole), 'column')} judged on content was read "
+            f"({plural(sum(c.cells for c in whole), 'cell')})" if whole else "")
+    bounds = ("; sampled, not read whole (over the inventory's full_scan_max_rows): "
+              + "; ".join(sample_bound(c) for c in sampled) if sampled else "")
     return Verdict.passed(
         f"All {len(obs.columns)} columns are accounted for: "
         + ", ".join(f"{n} {k}" for k, n in sorted(details["categories"].items()))
-        + "; none holds plaintext outside the page's list.", **details)
+        + read + bounds + "; none holds plaintext outside the page's list.", **details)
 
 
 @pytest.mark.claims("SCOPE-ONLY-LISTED-PLAINTEXT", "OVERVIEW-NO-PLAINTEXT")

@@ -1,7 +1,9 @@
-"""at_rest.plaintext_sweep: no known secret, in any encoding, anywhere the service
-stores data (database, Redis, logs, backups).
+"""at_rest.plaintext_sweep: no known secret, in any encoding, and no secret-shaped value
+the audit did not plant (provider tokens, JWTs, Authorization headers, private keys),
+anywhere the service stores data (database, Redis, logs, backups).
 
-The areas are searched by ``harness/probes/plaintext.py``.
+The areas are searched by ``harness/probes/plaintext.py``; the shapes are
+``harness/formats/secret_patterns.py``'s rules.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from harness.probes.canary_account import canary_and_note
 from harness.probes.plaintext import SweepObservation, observe_sweep
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.sweep import ShapeHit
 
 #: What a human must do to search each area by hand, when the harness could not.
 SWEEP_BY_HAND: dict[str, str] = {
@@ -36,6 +39,33 @@ SWEEP_BY_HAND: dict[str, str] = {
 SWEEP_AREAS = tuple(SWEEP_BY_HAND)
 _NEEDLES = ("(needles.txt: a test account's password, e-mail, OAuth tokens, backup codes and "
             "recovery token, each raw, base64, base64url, hex and URL-encoded)")
+#: Places a FAIL message names; the evidence lists up to 200 per area.
+_LISTED = 12
+
+
+def _shape_findings(hits: list[ShapeHit], total: int) -> str:
+    """One sentence naming each secret-shaped value by kind, place and fingerprint."""
+    listed = "; ".join(hit.describe() for hit in hits[:_LISTED])
+    more = f"; and {total - _LISTED} more" if total > _LISTED else ""
+    return (f"Secret-shaped values the audit did not plant are stored in plaintext "
+            f"({plural(total, 'value')}): {listed}{more}.")
+
+
+def _shapes_searched(obs: SweepObservation) -> str:
+    """What the shape scan covered, for a PASS message."""
+    by_name = {a.name: a for a in obs.areas if a.searched}
+    parts = []
+    if "database" in by_name:
+        parts.append(f"every row of the database's text columns "
+                     f"({plural(by_name['database'].shape_rows, 'row')})")
+    parts += [{"redis": "every Redis value", "logs": "every log line",
+               "backups": "the backup files"}[name] for name in ("redis", "logs", "backups")
+              if name in by_name]
+    cut = [c for a in obs.areas for c in a.shape_cut]
+    bound = f"; searched only in part: {', '.join(cut[:5])}" if cut else ""
+    return (f" No secret-shaped value ({obs.shape_rules} rules: provider and OAuth tokens, JWTs, "
+            "Authorization headers, private keys, high-entropy cells that are not Fernet tokens in "
+            f"ciphertext columns) in {', '.join(parts)}{bound}.")
 
 
 def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
@@ -43,11 +73,20 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
     details: dict[str, Any] = {
         "secrets": obs.secrets, "needles": obs.needles, "canary_secrets": obs.canary_secrets,
         "canary_note": obs.canary_note, "short_secrets_not_swept": obs.short_secrets,
+        "shape_rules": obs.shape_rules,
         "areas": [{"name": a.name, "searched": a.searched, "locations": a.locations,
                    "bytes": a.bytes_scanned, "hits_total": a.hits_total,
                    "hits": [h.describe() for h in a.hits[:200]], "problem": a.problem,
-                   "note": a.note} for a in obs.areas]}
+                   "note": a.note, "shape_hits_total": a.shape_hits_total,
+                   "shape_hits": [{"rule": h.rule, "kind": h.kind, "place": h.place,
+                                   "fingerprint": h.fingerprint} for h in a.shape_hits[:200]],
+                   "shape_rows": a.shape_rows, "shape_bytes": a.shape_bytes,
+                   "shape_cut": list(a.shape_cut)} for a in obs.areas]}
     hits = [h for a in obs.areas for h in a.hits]
+    shapes = [h for a in obs.areas for h in a.shape_hits]
+    shapes_total = sum(a.shape_hits_total for a in obs.areas)
+    if shapes and not hits:
+        return Verdict.failed(_shape_findings(shapes, shapes_total), **details)
     if hits:
         # One entry per place (column, key or file), with the secrets found there.
         places: dict[str, tuple[set[str], int, int]] = {}
@@ -59,11 +98,12 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
             f"{where} ({plural(count, 'occurrence')}"
             + ("" if where.startswith(("postgres:", "redis:")) else f", first at offset {first}")
             + f": {', '.join(sorted(labels))})"
-            for where, (labels, first, count) in sorted(places.items())[:12])
-        more = f"; and {len(places) - 12} more places" if len(places) > 12 else ""
+            for where, (labels, first, count) in sorted(places.items())[:_LISTED])
+        more = f"; and {len(places) - _LISTED} more places" if len(places) > _LISTED else ""
         total = sum(a.hits_total for a in obs.areas)
+        also = f" {_shape_findings(shapes, shapes_total)}" if shapes else ""
         return Verdict.failed(f"Known secrets are stored in plaintext ({total} occurrences in "
-                              f"{plural(len(places), 'place')}): {listed}{more}.", **details)
+                              f"{plural(len(places), 'place')}): {listed}{more}.{also}", **details)
     by_name = {a.name: a for a in obs.areas}
     skipped = [a.name for a in obs.areas if not a.searched]
     skipped += [name for name in SWEEP_AREAS if name not in by_name]
@@ -96,10 +136,11 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
             f"the database, Redis, the logs and the backups {_NEEDLES}.", **details)
     short = (f" ({plural(obs.short_secrets, 'known secret')} of 4 or 5 bytes not searched: "
              "as substrings they would match by chance)" if obs.short_secrets else "")
+    shaped = _shapes_searched(obs) if obs.shape_rules else ""
     return Verdict.passed(
         f"None of {obs.secrets} known secrets ({obs.canary_secrets} of them the canary's; "
         f"{obs.needles} encoded forms: raw, base64, base64url, hex, URL-encoded) occurs in "
-        + where + "." + short, **details)
+        + where + "." + short + shaped, **details)
 
 
 @pytest.mark.claims("OVERVIEW-NO-PLAINTEXT")
