@@ -1,16 +1,24 @@
 """The ``votriz-audit`` command line.
 
-Exit codes (a release gate reads these):
+Exit codes of ``run`` (a release gate reads these; the promise is the unit):
 
 ====  =====================================================================
-0     every check passed (or is N/A, MANUAL or WAIVED): no promise broken
+0     no promise broken, nothing unverifiable, and at least one promise was
+      verified by a check (the rest N/A, MANUAL or WAIVED); a partial run
+      (``--only``) says "partial: N of M promises" but can still exit 0
 1     at least one check FAILED: a promise is broken
-2     no FAIL, but some check could not verify (ERROR), or the reference
-      service could not be started
+2     no FAIL, but some check could not verify (ERROR); or nothing was
+      verified (no check collected, all deselected, or every check N/A or
+      MANUAL); or, with ``--require-attestations`` (policy
+      ``gate.require_attestations``), a promise needs an attestation and has
+      none; or the reference service could not be started
 3     usage error: bad command line, profile, policy, waiver file or report dir
 4     the harness found one of the secrets it knows in its own output; the
       output must not be distributed
 ====  =====================================================================
+
+``diff OLD NEW`` exits 1 on a regression: a finding or promise that newly
+FAILs, newly cannot be verified, or was judged in OLD and is gone in NEW.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from harness.report import commands as report_commands
 from harness.results import results_schema
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
+#: The module docstring's table of exit codes, shown by ``--help`` and ``run --help``.
+EXIT_CODES_HELP = (__doc__ or "").split("\n", 2)[2].strip()
 CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
 DEFAULT_STATE_DIR = Path(".state")
 
@@ -49,12 +59,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="votriz-audit", description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser = _Parser(prog="votriz-audit", description=__doc__.split("\n", 1)[0] if __doc__ else None,
+                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"votriz-audit {__version__}")
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="audit a target (or stand up the reference service and audit it)")
+    run = sub.add_parser("run", help="audit a target (or stand up the reference service and audit it)",
+                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = run.add_mutually_exclusive_group()
     where.add_argument("--target", type=Path, metavar="PROFILE",
                        help="audit this running system (read-only apart from canary data)")
@@ -70,6 +82,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="Ed25519 private key (PEM) signing the evidence bundle (default: a throwaway key)")
     run.add_argument("--against", type=Path, metavar="DIR",
                      help="an earlier report directory: the report shows what changed")
+    run.add_argument("--require-attestations", action="store_true",
+                     help="exit 2 when a promise needs a human attestation and the profile names none "
+                          "(policy key gate.require_attestations)")
     run.add_argument("--fault", action="append", metavar="NAME", default=[],
                      help="with --backend: start the reference service with this fault (repeatable)")
     run.add_argument("--state-dir", type=Path, metavar="DIR",
@@ -165,8 +180,13 @@ def _load_target(profile_path: Path, rules: AuditRules) -> AuditInputs:
 
 
 def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
-               signing_key: Path | None = None, against: Path | None = None) -> int:
-    """Run the checks with pytest, in this process, on the loaded inputs; return the gate's exit code."""
+               signing_key: Path | None = None, against: Path | None = None,
+               require_attestations: bool = False) -> int:
+    """Run the checks with pytest, in this process, on the loaded inputs; return the gate's exit code.
+
+    A gate that is neither pass, fail nor error (nothing verified; attestations missing) is
+    said in one line on stderr, as is a run that wrote no results.
+    """
     selected = [str(area_path(area)) for area in only] or [str(CHECKS_DIR)]
     args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
             "--target", str(inputs.profile_path), "--report-dir", str(report_dir)]
@@ -174,18 +194,23 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
         args += ["--signing-key", str(signing_key)]
     if against is not None:
         args += ["--against", str(against)]
+    if require_attestations:
+        args.append("--require-attestations")
     code = pytest.main(args, plugins=[PreloadedInputs(inputs)])
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
     results_path = report_dir / "results.json"
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED or not results_path.exists():
+    if not results_path.exists():
         print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_ERROR
     results = json.loads(results_path.read_text())
     leaks_path = report_dir / "LEAKS.txt"
     if leaks_path.exists():
         return EXIT_LEAK
-    gate = int(results["summary"]["exit_code"])
+    summary = results["summary"]
+    gate = int(summary["exit_code"])
+    if summary["gate"] in ("vacuous", "unattested"):
+        print(f"votriz-audit: {summary['reason']}", file=sys.stderr)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and gate == EXIT_PASS:
         # pytest itself did not complete (a module failed to load, an internal error):
         # whatever results.json says, nothing may pass on an incomplete run.
@@ -209,7 +234,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _check_report_dir(report_dir)
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(inputs, report_dir, only=args.only, signing_key=args.signing_key,
-                          against=args.against)
+                          against=args.against, require_attestations=args.require_attestations)
     backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
@@ -228,7 +253,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
         return run_checks(_load_target(info.profile_path, rules), report_dir, only=args.only,
-                          signing_key=args.signing_key, against=args.against)
+                          signing_key=args.signing_key, against=args.against,
+                          require_attestations=args.require_attestations)
     finally:
         if not args.keep_up:
             stack.down(state_dir)

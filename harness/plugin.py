@@ -12,7 +12,10 @@ is given, so it never changes an ordinary pytest run. With ``--target`` it:
 - turns what happened in each check into one of the six outcomes, each with
   a reason; a check that ends without a verdict is ERROR, never PASS;
 - writes ``results.json`` and ``junit.xml`` into the report directory, then
-  searches everything it wrote for every secret it knows.
+  searches everything it wrote for every secret it knows;
+- decides the gate over promises (:func:`harness.results.summarise`): a run
+  that verified no promise, because nothing was collected, everything was
+  deselected or every check ended N/A or MANUAL, is ``vacuous``, never passed.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class RunState:
         recorders: the evidence recorder of each running check, by node id.
         started: start of each check, by node id (monotonic seconds).
         today: the date waivers are judged against.
+        deselected: checks collected but deselected (``-k``, ``-m``).
+        require_attestations: a missing attestation blocks the gate (option or policy).
     """
 
     inputs: AuditInputs
@@ -89,6 +94,8 @@ class RunState:
     monotonic_start: float = field(default_factory=time.monotonic)
     leaks: list[str] = field(default_factory=list)
     run_errors: list[CheckResult] = field(default_factory=list)
+    deselected: int = 0
+    require_attestations: bool = False
 
     @property
     def profile(self) -> TargetProfile:
@@ -112,6 +119,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--signing-key", metavar="FILE",
                     help="Ed25519 private key (PEM) signing the evidence bundle (default: a throwaway key)")
     group.addoption("--against", metavar="DIR", help="an earlier report directory to compare with")
+    group.addoption("--require-attestations", action="store_true", default=False,
+                    help="a promise that needs a human attestation and has none fails the gate (exit 2)")
 
 
 def check_id_of(item: pytest.Item) -> str:
@@ -145,7 +154,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
     report_dir = Path(config.getoption("--report-dir") or "reports/latest")
     report_dir.mkdir(parents=True, exist_ok=True)
-    config.stash[RUN_STATE] = RunState(inputs, report_dir)
+    config.stash[RUN_STATE] = RunState(
+        inputs, report_dir, require_attestations=bool(config.getoption("--require-attestations"))
+        or inputs.rules.policy.gate.require_attestations)
     config.pluginmanager.register(_CollectionWatch(config.stash[RUN_STATE]), "votriz-audit-collection")
 
 
@@ -171,6 +182,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if config.pluginmanager.has_plugin("timeout") and item.get_closest_marker("timeout") is None:
             # A backstop for a check whose own timeouts failed it: it ends as ERROR.
             item.add_marker(pytest.mark.timeout(state.policy.timeouts.command_s + 60))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count deselected checks, so a run that deselected everything says so."""
+    if items:
+        state = _state(items[0].config)
+        if state is not None:
+            state.deselected += len(items)
 
 
 #: The check that reads every byte of every image layer of a Docker target.
@@ -432,6 +451,7 @@ def _attestations(profile: TargetProfile) -> dict[str, Attestation]:
 def build_results(state: RunState, finished_at: dt.datetime | None = None) -> RunResults:
     """Assemble results.json's content from what the run concluded."""
     profile, rules = state.profile, state.inputs.rules
+    claims = claim_results(rules.catalogue, state.results, _attestations(profile))
     return RunResults(
         run_id=state.run_id,
         started_at=state.started_at,
@@ -439,9 +459,10 @@ def build_results(state: RunState, finished_at: dt.datetime | None = None) -> Ru
         target={"name": profile.name, "backend": profile.backend, "edge": profile.edge.base_url},
         policy={"path": str(rules.policy_path), **rules.policy.model_dump(mode="json")},
         catalogue={"title": rules.catalogue.title, "page": rules.catalogue.page},
-        summary=summarise(state.results),
+        summary=summarise(state.results, claims, require_attestations=state.require_attestations,
+                          deselected=state.deselected),
         results=tuple(state.results),
-        claims=tuple(claim_results(rules.catalogue, state.results, _attestations(profile))),
+        claims=tuple(claims),
     )
 
 
@@ -449,7 +470,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = _state(session.config)
     if state is None:
         return
-    if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not state.run_errors:
+    # No check collected is not an incomplete run: the gate calls it vacuous, with its reason.
+    completed = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if exitstatus not in completed and not state.run_errors:
         _run_error(state, "harness.run", f"the run did not complete (pytest exit status {int(exitstatus)})")
     state.results.extend(state.run_errors)
     state.run_errors.clear()
@@ -463,9 +486,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     bundle_note = _finalize_bundle(session.config, state)
     session.config.stash[RUN_RESULTS] = run
     if reporter is not None:
-        counts = ", ".join(f"{n} {o.value}" for o, n in run.summary.counts.items() if n)
-        reporter.write_line(f"votriz-audit: gate {run.summary.gate.upper()} ({counts or 'no checks'}); "
-                            f"results in {state.report_dir}")
+        reporter.write_line(f"votriz-audit: {run.summary.headline}")
+        reporter.write_line(f"votriz-audit: results in {state.report_dir}")
         reporter.write_line(f"votriz-audit: {bundle_note}")
         for leak in state.leaks:
             reporter.write_line(f"votriz-audit: SECRET FOUND IN OUTPUT {leak}")

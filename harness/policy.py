@@ -114,6 +114,17 @@ class TimeoutsPolicy(_Strict):
     run_s: float = Field(1800.0, gt=0)
 
 
+class GatePolicy(_Strict):
+    """What the release gate demands beyond "no FAIL, no ERROR, something verified".
+
+    Attributes:
+        require_attestations: a promise that needs a human attestation and has none
+            makes the gate exit 2 (as ``run --require-attestations`` does).
+    """
+
+    require_attestations: bool = False
+
+
 class Policy(_Strict):
     """Thresholds for every check.
 
@@ -121,6 +132,7 @@ class Policy(_Strict):
         schema_version: version of this file format.
         name, version: shown in reports.
         tls, hsts, headers, bcrypt, mfa, fernet, backups, rotation, timeouts: per area.
+        gate: what the release gate demands.
     """
 
     schema_version: Literal[1] = 1
@@ -135,6 +147,7 @@ class Policy(_Strict):
     backups: BackupsPolicy = BackupsPolicy()
     rotation: RotationPolicy = RotationPolicy()
     timeouts: TimeoutsPolicy = TimeoutsPolicy()
+    gate: GatePolicy = GatePolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:

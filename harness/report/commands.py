@@ -120,7 +120,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    """``diff OLD NEW``: exit 1 when NEW regressed (a new FAIL or a newly unverifiable check)."""
+    """``diff OLD NEW``: exit 1 when NEW regressed (a new FAIL, a newly unverifiable check, or a
+    finding or promise of OLD that is gone in NEW)."""
     try:
         diff = diff_dirs(args.old, args.new)
     except ReportDirError as exc:

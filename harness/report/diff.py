@@ -2,7 +2,9 @@
 
 Findings are matched by their stable ``finding_id`` (check id, claims,
 subject), claims by their id. A change is a **regression** when something
-newly FAILs or newly cannot be verified (newly ERROR); a gate exits 1 on it.
+newly FAILs, newly cannot be verified (newly ERROR), or is gone: a finding of
+OLD with no result in NEW, or a promise judged in OLD and not run in NEW (a
+run that checks less is not a run that found nothing wrong). A gate exits 1 on it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class Change(enum.StrEnum):
         FIXED: FAIL or ERROR before, present and neither now.
         CHANGED: another change of outcome (e.g. PASS → WAIVED).
         ADDED: absent before, present now, and neither FAIL nor ERROR.
-        GONE: present before, absent now (not run, or a different subject).
+        GONE: judged before, not now (its check did not run, or the promise was not run).
         UNCHANGED: the same outcome in both runs.
     """
 
@@ -40,14 +42,14 @@ class Change(enum.StrEnum):
     UNCHANGED = "unchanged"
 
 
-REGRESSIONS = (Change.NEW_FAIL, Change.NEWLY_UNVERIFIABLE)
+REGRESSIONS = (Change.NEW_FAIL, Change.NEWLY_UNVERIFIABLE, Change.GONE)
 _ORDER = list(Change)
 
 
 def classify(old: Outcome | None, new: Outcome | None, *, present_old: bool = True,
              present_new: bool = True) -> Change:
     """The change from ``old`` to ``new`` (None outcome: present but not run, e.g. a claim)."""
-    if not present_new:
+    if not present_new or (present_old and old is not None and new is None):
         return Change.GONE
     if new is Outcome.FAIL and (not present_old or old is not Outcome.FAIL):
         return Change.NEW_FAIL
@@ -100,7 +102,7 @@ class RunDiff:
 
     @property
     def regression(self) -> bool:
-        """True when any finding or claim newly FAILs or newly cannot be verified."""
+        """True when any finding or claim newly FAILs, newly cannot be verified, or is gone."""
         return any(d.change in REGRESSIONS for d in (*self.findings, *self.claims))
 
     def count(self, change: Change, *, claims: bool = False) -> int:
@@ -155,12 +157,28 @@ def _outcome(value: Outcome | None) -> str:
     return value.value if value is not None else "—"
 
 
+def regression_words(diff: RunDiff) -> str:
+    """What regressed, counted: e.g. ``2 findings newly FAIL, 28 findings gone, 30 promises gone``."""
+    parts = []
+    for change, words in ((Change.NEW_FAIL, "newly FAIL"), (Change.NEWLY_UNVERIFIABLE, "newly unverifiable"),
+                          (Change.GONE, "gone")):
+        findings, claims = diff.count(change), diff.count(change, claims=True)
+        if findings:
+            parts.append(f"{findings} findings {words}")
+        if claims:
+            parts.append(f"{claims} promises {words}")
+    return ", ".join(parts) or "nothing"
+
+
 def diff_text(diff: RunDiff) -> str:
     """The diff as plain text, regressions first; unchanged entries are counted, not listed."""
     lines = [f"votriz-audit diff: {diff.old_label} (run {diff.old_run_id}) -> "
              f"{diff.new_label} (run {diff.new_run_id})"]
-    lines.append("REGRESSION: something newly FAILs or can no longer be verified." if diff.regression
-                 else "No regression: nothing newly FAILs or became unverifiable.")
+    gone = [d.key for d in (*diff.findings, *diff.claims) if d.change is Change.GONE]
+    lines.append(f"REGRESSION: {regression_words(diff)}." if diff.regression
+                 else "No regression: nothing newly FAILs, became unverifiable or is gone.")
+    if gone:
+        lines.append(f"Gone (judged in the old run, not in the new): {', '.join(gone)}")
     for title, deltas, unchanged in (
             ("Findings", diff.changed_findings(), diff.count(Change.UNCHANGED)),
             ("Claims", diff.changed_claims(), diff.count(Change.UNCHANGED, claims=True))):
@@ -169,6 +187,6 @@ def diff_text(diff: RunDiff) -> str:
         for delta in deltas:
             lines.append(f"  {delta.change.value:<19} {delta.key}: {_outcome(delta.old)} -> "
                          f"{_outcome(delta.new)}")
-            if delta.message and delta.change in REGRESSIONS:
+            if delta.message and delta.change in (Change.NEW_FAIL, Change.NEWLY_UNVERIFIABLE):
                 lines.append(f"  {'':<19} {delta.message[:200]}")
     return "\n".join(lines) + "\n"

@@ -2,7 +2,9 @@
 
 The page needs nothing but itself: CSS and SVG charts are inline, there is no
 script, no font, no image and no link off the page. It opens with the verdict
-(gate, counts, target, date, tool and policy), then goes through the claims in
+(gate and its reason, the promises per outcome, the checks counted apart, the
+promises still waiting for an attestation, target, date, tool and policy), then
+goes through the claims in
 the page's order: the quoted promise, its outcome, the checks behind it with
 their messages and their evidence. Jinja2 renders it with autoescape on, and
 when the run's known secrets are given the finished page is redacted again.
@@ -22,7 +24,7 @@ import jinja2
 from harness.outcomes import Outcome
 from harness.redaction import KnownSecrets
 from harness.report.calibration import Calibration, load_calibration
-from harness.report.diff import REGRESSIONS, RunDiff
+from harness.report.diff import REGRESSIONS, Change, RunDiff, regression_words
 from harness.report.evidence_views import EvidenceView, view_evidence
 from harness.report.layout import CALIBRATION_JSON, REPORT_HTML, EvidenceFile, load_results, read_evidence
 from harness.results import CheckResult, ClaimResult, RunResults
@@ -52,14 +54,27 @@ OUTCOME_STYLES: dict[Outcome | None, OutcomeStyle] = {
     Outcome.NOT_APPLICABLE: OutcomeStyle("\N{EN DASH}", "N/A", "does not apply", "na"),
     Outcome.MANUAL: OutcomeStyle("✎", "MANUAL", "needs a human attestation", "manual"),
     Outcome.WAIVED: OutcomeStyle("≈", "WAIVED", "broken or unverified, under a current waiver", "waived"),
-    None: OutcomeStyle("○", "NOT RUN", "no check of it ran in this run", "notrun"),
+    None: OutcomeStyle("○", "NOT RUN", "not all of its checks ran in this run", "notrun"),
 }
 
+#: The first screen's tiles count promises: what each outcome means for that many promises.
+PROMISE_TILE_WORDS: dict[Outcome | None, str] = {
+    Outcome.PASS: "promises kept",
+    Outcome.FAIL: "promises broken",
+    Outcome.ERROR: "promises not verifiable",
+    Outcome.NOT_APPLICABLE: "promises that do not apply",
+    Outcome.MANUAL: "promises needing a human attestation",
+    Outcome.WAIVED: "promises under a waiver",
+    None: "promises not run",
+}
+
+#: Each gate decision: symbol, title, CSS class. The words under it are the summary's reason.
 GATE_STYLES = {
-    "pass": ("✓", "Gate passed", "No promise was observed broken and every check could verify.", "pass"),
-    "fail": ("✗", "Promise broken", "At least one check observed the system breaking a promise.", "fail"),
-    "error": ("?", "Could not verify", "No promise was observed broken, but some checks could not "
-              "verify theirs.", "error"),
+    "pass": ("✓", "Gate passed", "pass"),
+    "fail": ("✗", "Promise broken", "fail"),
+    "error": ("?", "Could not verify", "error"),
+    "vacuous": ("∅", "Nothing verified", "error"),
+    "unattested": ("✎", "Attestations missing", "error"),
 }
 
 
@@ -156,13 +171,16 @@ def render_html(run: RunResults, report_dir: Path, *, diff: RunDiff | None = Non
     """The report page for ``run``, reading its evidence from ``report_dir``."""
     generated = now or dt.datetime.now(dt.UTC)
     sections = claim_sections(run, report_dir)
-    counts = [(OUTCOME_STYLES[o], run.summary.counts.get(o, 0)) for o in Outcome]
-    claim_counts = {OUTCOME_STYLES[o].label: sum(1 for c in run.claims if c.outcome is o)
-                    for o in (*Outcome, None)}
-    claim_counts = {label: n for label, n in claim_counts.items() if n}
+    # The tiles count promises (the gate's unit); checks get their own, labelled line.
+    tiles = [(OUTCOME_STYLES[o], PROMISE_TILE_WORDS[o], sum(1 for c in run.claims if c.outcome is o))
+             for o in (*Outcome, None)]
+    check_counts = [(OUTCOME_STYLES[o].label, n) for o, n in run.summary.checks.items() if n]
+    unattested = [c for c in run.claims if c.id in run.summary.attestations_missing]
     html = _environment().get_template("report.html.j2").render(
         run=run, sections=sections, styles=OUTCOME_STYLES, gate=GATE_STYLES[run.summary.gate],
-        counts=counts, claim_counts=claim_counts, diff=diff, regressions=REGRESSIONS,
+        tiles=tiles, check_counts=check_counts, unattested=unattested, diff=diff, regressions=REGRESSIONS,
+        regression_words=regression_words(diff) if diff else "",
+        gone=[d.key for d in (*diff.findings, *diff.claims) if d.change is Change.GONE] if diff else [],
         calibration=calibration, generated=generated,
         run_problems=[result for result in run.results if not result.claims],
         duration_s=(run.finished_at - run.started_at).total_seconds(),

@@ -51,7 +51,7 @@ _FINDING_STATE: dict[Outcome | None, tuple[str, str, str]] = {
     Outcome.ERROR: ("not-satisfied", "other", "Could not verify: a check could not observe what it needs."),
     Outcome.MANUAL: ("not-satisfied", "other", "Needs a human attestation, and none was supplied."),
     Outcome.WAIVED: ("not-satisfied", "other", "Broken or unverified, under a current waiver."),
-    None: ("not-satisfied", "other", "Not assessed in this run (none of its checks ran)."),
+    None: ("not-satisfied", "other", "Not assessed in this run (not all of its checks ran)."),
 }
 
 
@@ -91,10 +91,13 @@ def build_assessment_results(run: RunResults) -> Any:
         uuid=_uuid(run, "result"),
         title=f"Audit of {target} against {page}",
         description=(f"votriz-audit run {run.run_id}: gate {run.summary.gate} (exit code "
-                     f"{run.summary.exit_code}) over {len(run.results)} checks and "
-                     f"{len(run.claims)} claims."),
+                     f"{run.summary.exit_code}): {run.summary.reason}. Scope: {run.summary.scope}; "
+                     f"{run.summary.verified_promises} promises verified by a check; "
+                     f"{len(run.results)} check results."),
         start=run.started_at, end=run.finished_at,
         props=[prop("gate", run.summary.gate), prop("run-id", run.run_id),
+               prop("scope", run.summary.scope),
+               prop("verified-promises", run.summary.verified_promises),
                prop("policy", f"{run.policy.get('name', '?')} {run.policy.get('version', '?')}"),
                prop("target-edge", run.target.get("edge", "?"))],
         reviewed_controls=common.ReviewedControls(

@@ -1,7 +1,9 @@
 """``results.sarif``: the run's FAILs and ERRORs as SARIF 2.1.0, for code-scanning tools.
 
 One rule per check id of the run (its claims in ``properties.claims``), one
-result per check that FAILED or ERRORED:
+result per check that FAILED or ERRORED (a SARIF log with no result is not a
+pass: the run's ``properties`` carry the gate, its reason and the scope, e.g. a
+vacuous run or ``partial: N of M promises``):
 
 - FAIL → ``kind: "fail"``, ``level: "error"``: the system broke the promise;
 - ERROR → ``kind: "open"``, ``level: "none"``: the check could not decide
@@ -124,6 +126,12 @@ def build_sarif(run: RunResults) -> dict[str, Any]:
                              "endTimeUtc": run.finished_at.isoformat().replace("+00:00", "Z")}],
             "results": results,
             "properties": {"gate": run.summary.gate, "exit_code": run.summary.exit_code,
+                           "gate_reason": run.summary.reason, "scope": run.summary.scope,
+                           "partial": run.summary.partial,
+                           "promises_total": run.summary.promises_total,
+                           "promises_run": run.summary.promises_run,
+                           "verified_promises": run.summary.verified_promises,
+                           "attestations_missing": list(run.summary.attestations_missing),
                            "target": run.target, "policy": {"name": run.policy.get("name"),
                                                             "version": run.policy.get("version")},
                            "results_schema_version": run.schema_version},

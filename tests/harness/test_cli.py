@@ -184,3 +184,13 @@ def test_down_refuses_a_directory_up_did_not_make(stacks: list[tuple[str, str, P
     # A directory that does not exist is already down.
     assert main(["down", "--state-dir", str(tmp_path / "gone")]) == EXIT_PASS
     assert stacks == []
+
+
+def test_help_shows_the_exit_codes_of_the_gate(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "Exit codes of ``run``" in out
+        assert "nothing was\n      verified" in out and "--require-attestations" in out
+        assert "is gone in NEW" in out

@@ -20,7 +20,7 @@ import pytest
 from harness.outcomes import Verdict
 
 @pytest.mark.claims("TRANSIT-HSTS")
-def check_seen(profile, policy, evidence):
+def check_hsts(profile, policy, evidence):
     evidence.conclude(Verdict.passed(f"{profile.name} judged under {policy.name}"))
 '''
 
@@ -44,8 +44,8 @@ def _count(monkeypatch: pytest.MonkeyPatch, calls: Counter[str], name: str) -> N
 def test_a_run_loads_each_input_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a checks folder with one check, and every loader counted
     checks = tmp_path / "checks"
-    (checks / "area").mkdir(parents=True)
-    (checks / "area" / "seen.py").write_text(CHECK)
+    (checks / "transit").mkdir(parents=True)
+    (checks / "transit" / "hsts.py").write_text(CHECK)  # transit.hsts: the whole of TRANSIT-HSTS
     monkeypatch.setattr(cli, "CHECKS_DIR", checks)
     calls: Counter[str] = Counter()
     for name in ("load_profile", "load_policy", "load_catalogue", "load_waivers"):

@@ -99,7 +99,7 @@ def test_each_kind_of_ending_maps_to_its_own_outcome(pytester: pytest.Pytester) 
 def test_results_json_carries_versions_gate_and_claims(pytester: pytest.Pytester) -> None:
     _, report = _run(pytester, CHECKS)
     data = json.loads((report / "results.json").read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["tool"] == "votriz-audit" and data["tool_version"]
     assert data["summary"]["gate"] == "fail" and data["summary"]["exit_code"] == 1
     assert data["policy"]["tls"]["allowed_versions"] == ["TLSv1.3"]
@@ -107,9 +107,14 @@ def test_results_json_carries_versions_gate_and_claims(pytester: pytest.Pytester
     assert claims["TRANSIT-HSTS"]["outcome"] == "FAIL"
     # A claim that needs a human stays MANUAL even though part of it was checked.
     assert claims["TRANSIT-CERT-RENEWED"]["outcome"] in ("MANUAL", None)
-    assert claims["REST-TOKENS-LIBRARY"]["outcome"] == "MANUAL"
-    # Claims whose checks did not run in this run have no outcome.
+    # A claim that only a human can verify is MANUAL until attested.
+    assert claims["ORG-SECURITY-REVIEWS"]["outcome"] == "MANUAL"
+    # Claims whose checks did not (all) run in this run have no outcome, and say which did not.
     assert claims["KEYS-HSM"]["outcome"] is None
+    assert claims["KEYS-HSM"]["checks_not_run"] == ["keys.hsm_custody"]
+    # A check that ran does not make a promise PASS while another of its checks did not run.
+    assert claims["TRANSIT-TLS13"]["outcome"] is None
+    assert claims["TRANSIT-TLS13"]["checks_not_run"] == ["transit.certificate", "transit.tls_versions"]
     # Finding ids are stable: check id and claim ids.
     fails = next(r for r in data["results"] if r["check_id"] == "area.fails")
     assert fails["finding_id"] == "area.fails/TRANSIT-HSTS"

@@ -200,7 +200,13 @@ def build_run(report_dir: Path, *, fault: bool, run_id: str | None = None) -> Ru
     catalogue = load_catalogue()
     report_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for check_id, outcome, message, evidence, details, special in _checks(fault):
+    listed = _checks(fault)
+    # A check added to checks/ since these runs were written PASSes in both, so that every
+    # promise of the real catalogue is judged (the hand-made runs are complete runs).
+    named = {entry[0] for entry in listed}
+    listed += [(check_id, Outcome.PASS, "Passed (hand-made run).", {}, {}, "")
+               for check_id in sorted(catalogue.check_ids() - named)]
+    for check_id, outcome, message, evidence, details, special in listed:
         paths = []
         for name, data in evidence.items():
             folder = report_dir / "evidence" / check_id
@@ -225,13 +231,14 @@ def build_run(report_dir: Path, *, fault: bool, run_id: str | None = None) -> Ru
                                    outcome=outcome, message=message, details=details, evidence=tuple(paths),
                                    duration_s=0.42, waiver=waiver))
     attestations = {"REST-TOKENS-LIBRARY": Attestation(path="attestations/tokens-library.md", sha256="ab" * 32)}
+    claims = claim_results(catalogue, results, attestations)
     run = RunResults(run_id=run_id or ("fault0000001" if fault else "clean0000001"), started_at=T0,
                      finished_at=T0 + dt.timedelta(seconds=95.3),
                      target={"name": "votriz-reference-local", "backend": "local",
                              "edge": "https://votriz.test:8443"},
                      policy=POLICY, catalogue={"title": catalogue.title, "page": catalogue.page},
-                     summary=summarise(results), results=tuple(results),
-                     claims=tuple(claim_results(catalogue, results, attestations)))
+                     summary=summarise(results, claims), results=tuple(results),
+                     claims=tuple(claims))
     write_results_json(run, report_dir / "results.json")
     write_junit(run, report_dir / "junit.xml")
     return run

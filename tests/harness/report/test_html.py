@@ -26,9 +26,23 @@ def test_the_first_screen_gives_the_verdict_counts_target_date_tool_and_policy(f
     first_screen = html[: html.index('id="glance"')]
 
     assert "Promise broken" in first_screen and "Gate exit code 1" in first_screen
-    for label, n in (("PASS", 17), ("FAIL", 5), ("ERROR", 1), ("N/A", 3), ("MANUAL", 1), ("WAIVED", 1)):
+    assert "7 of 36 promises broken (5 checks FAILED)" in first_screen
+    # The tiles count promises, labelled as promises ...
+    for label, n, words in (("PASS", 20, "promises kept"), ("FAIL", 7, "promises broken"),
+                            ("ERROR", 1, "promises not verifiable"), ("N/A", 2, "promises that do not apply"),
+                            ("MANUAL", 5, "promises needing a human attestation"),
+                            ("WAIVED", 1, "promises under a waiver")):
         assert re.search(rf'<span class="n">{n}</span><span class="badge [a-z]+"><span class="sym" '
-                         rf'aria-hidden="true">[^<]+</span>{re.escape(label)}</span>', first_screen), label
+                         rf'aria-hidden="true">[^<]+</span>{re.escape(label)}</span> '
+                         rf'<span class="muted">{words}</span>', first_screen), label
+    assert "NOT RUN" not in first_screen and "All 36 promises of the page were judged" in first_screen
+    # ... and the checks have their own, labelled line.
+    assert re.search(r"<strong>Checks</strong> \(counted apart from promises[^)]*\): 29 results: 18 PASS, "
+                     r"5 FAIL, 1 ERROR, 3 N/A, 1 MANUAL, 1 WAIVED\.", first_screen)
+    # The promises still waiting for an attestation are named on the first screen.
+    assert "5 promises need a human attestation and have none" in first_screen
+    for claim_id in ("TRANSIT-CLOUDFLARE-EDGE", "ORG-SECURITY-REVIEWS", "REST-DB-ENCRYPTED-VOLUMES"):
+        assert f'<a href="#claim-{claim_id}" class="mono">{claim_id}</a>' in first_screen
     assert "votriz-reference-local" in first_screen and "https://votriz.test:8443" in first_screen
     assert "2026-11-30 21:00:00 UTC" in first_screen
     assert "votriz-audit 0.1.0" in first_screen
