@@ -7,7 +7,7 @@ import dataclasses
 from checks.at_rest.plaintext_sweep import SWEEP_AREAS, plaintext_sweep_verdict
 from harness.outcomes import Outcome
 from harness.probes.plaintext import SweepArea, SweepObservation
-from harness.sweep import SweepHit
+from harness.sweep import ShapeHit, SweepHit
 
 
 def _areas(*hits: SweepHit, problem: str = "", backups: bool = True,
@@ -103,3 +103,59 @@ def test_sweep_error_when_an_area_could_not_be_read() -> None:
     assert both.outcome is Outcome.ERROR
     assert "Not searched at all: backups (no operations.backup_dir in the profile)." in \
         both.message
+
+
+def _with_shapes(*shapes: ShapeHit) -> SweepObservation:
+    obs = _areas()
+    areas = tuple(dataclasses.replace(a, shape_rows=11 if a.name == "database" else 0,
+                                      shape_hits=tuple(s for s in shapes if s.location.startswith(
+                                          {"database": "postgres:", "redis": "redis:",
+                                           "logs": "/state/logs", "backups": "/state/backups"}[a.name])),
+                                      shape_hits_total=sum(1 for s in shapes if s.location.startswith(
+                                          {"database": "postgres:", "redis": "redis:",
+                                           "logs": "/state/logs", "backups": "/state/backups"}[a.name])))
+                  for a in obs.areas)
+    return dataclasses.replace(obs, areas=areas, shape_rules=32)
+
+
+def test_pass_says_what_the_shape_scan_covered() -> None:
+    verdict = plaintext_sweep_verdict(_with_shapes())
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message.endswith(
+        " No secret-shaped value (32 rules: provider and OAuth tokens, JWTs, Authorization headers, "
+        "private keys, high-entropy cells that are not Fernet tokens in ciphertext columns) in every "
+        "row of the database's text columns (11 rows), every Redis value, every log line, the "
+        "backup files.")
+
+
+def test_a_secret_shape_fails_naming_kind_place_and_fingerprint_even_without_a_canary_hit() -> None:
+    shapes = (ShapeHit("google-oauth-access-token", "Google/YouTube OAuth access token",
+                       "postgres:channels.external_account", "hmac:0123456789ab", row="1"),
+              ShapeHit("jwt", "JSON Web Token", "redis:votriz:cache", "hmac:ba9876543210", offset=20),
+              ShapeHit("authorization-header", "HTTP Authorization header with credentials",
+                       "/state/logs/api.log", "hmac:aaaaaaaaaaaa", line=57, offset=9000))
+    verdict = plaintext_sweep_verdict(_with_shapes(*shapes))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == (
+        "Secret-shaped values the audit did not plant are stored in plaintext (3 values): "
+        "Google/YouTube OAuth access token at postgres:channels.external_account row 1 "
+        "(hmac:0123456789ab); JSON Web Token at redis:votriz:cache offset 20 (hmac:ba9876543210); "
+        "HTTP Authorization header with credentials at /state/logs/api.log line 57 "
+        "(hmac:aaaaaaaaaaaa).")
+    database = verdict.details["areas"][0]
+    assert database["shape_hits"] == [{"rule": "google-oauth-access-token",
+                                       "kind": "Google/YouTube OAuth access token",
+                                       "place": "postgres:channels.external_account row 1",
+                                       "fingerprint": "hmac:0123456789ab"}]
+
+
+def test_canary_hits_and_shapes_are_both_named() -> None:
+    obs = _with_shapes(ShapeHit("jwt", "JSON Web Token", "/state/logs/api.log", "hmac:x", line=2))
+    hit = SweepHit("canary session token (raw)", "/state/logs/api.log", 7)
+    areas = tuple(dataclasses.replace(a, hits=(hit,), hits_total=1) if a.name == "logs" else a
+                  for a in obs.areas)
+    verdict = plaintext_sweep_verdict(dataclasses.replace(obs, areas=areas))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message.startswith("Known secrets are stored in plaintext (1 occurrences in 1 place)")
+    assert "Secret-shaped values the audit did not plant are stored in plaintext (1 value): JSON " \
+        "Web Token at /state/logs/api.log line 2 (hmac:x)." in verdict.message

@@ -1,0 +1,106 @@
+"""The secret-shape rule set on its vectors: every true positive found by its own rule, no
+look-alike (the service's Fernet tokens, bcrypt hashes, keyed indexes, log lines) matched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import tomllib
+import uuid
+from pathlib import Path
+
+import bcrypt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.formats.fernet import FernetKey, encrypt_fernet_token
+from harness.formats.secret_patterns import RULES, ShapeFinder, high_entropy
+
+VECTORS = Path(__file__).resolve().parents[3] / "fixtures" / "vectors" / "secrets"
+POSITIVES = tomllib.loads((VECTORS / "positives.toml").read_text())["positive"]
+NEGATIVES = tomllib.loads((VECTORS / "negatives.toml").read_text())["negative"]
+FINDER = ShapeFinder(key=b"k" * 32)
+
+
+@pytest.mark.parametrize("vector", POSITIVES, ids=[f"{v['rule']}-{i}" for i, v in enumerate(POSITIVES)])
+def test_each_true_positive_is_found_by_its_rule(vector: dict[str, str]) -> None:
+    found = FINDER.find(vector["text"])
+    assert [m.rule for m in found] == [vector["rule"]]
+    # The fingerprint names the value without showing it.
+    match = found[0]
+    assert match.fingerprint.startswith("hmac:") and match.value not in repr(match)
+    assert vector["text"][match.start:match.end] == match.value
+
+
+def test_every_own_rule_and_the_main_detect_secrets_rules_have_a_vector() -> None:
+    covered = {v["rule"] for v in POSITIVES}
+    own = {rule.name for rule in RULES if rule.source == "votriz-audit"}
+    assert own <= covered, own - covered
+    assert {"jwt", "private-key", "aws-key", "stripe-key", "slack-token", "github-token",
+            "basic-auth-url"} <= covered
+
+
+@pytest.mark.parametrize("vector", NEGATIVES, ids=[v["what"] for v in NEGATIVES])
+def test_no_look_alike_matches(vector: dict[str, str]) -> None:
+    assert FINDER.find(vector["text"]) == []
+
+
+def test_hints_are_in_every_match_of_their_rule() -> None:
+    # A hint skips a rule on a text without it: it must be in each true positive.
+    for vector in POSITIVES:
+        rule = next(r for r in RULES if r.name == vector["rule"])
+        text = vector["text"].lower() if rule.folded else vector["text"]
+        assert rule.hint in text, rule.name
+
+
+def test_the_service_look_alikes_in_bulk_match_nothing() -> None:
+    # Given the service's own stored values, many of them (50,000 Fernet tokens, 2,000 bcrypt
+    # hashes, 20,000 keyed indexes and UUIDs)
+    key = FernetKey(os.urandom(32), "t")
+    tokens = [encrypt_fernet_token(os.urandom(48), key) for _ in range(50_000)]
+    hashes = [bcrypt.hashpw(b"x", bcrypt.gensalt(4)).decode() for _ in range(2_000)]
+    digests = [hashlib.sha256(os.urandom(8)).hexdigest() for _ in range(20_000)]
+    uuids = [str(uuid.uuid4()) for _ in range(20_000)]
+    # When the rule set runs over them, Then nothing matches
+    assert FINDER.find("\n".join(tokens + hashes + digests + uuids)) == []
+
+
+def test_a_token_inside_a_longer_token_run_is_not_a_finding() -> None:
+    inside = "gAAAAAB" + "x" * 20 + "-ya29." + "a" * 40
+    assert [m.rule for m in FINDER.find(inside)] == []
+    assert [m.rule for m in FINDER.find("token=ya29." + "a" * 40)] == ["google-oauth-access-token"]
+
+
+def test_fingerprints_are_keyed_and_stable_within_a_run() -> None:
+    value = "ya29." + secrets.token_urlsafe(40)
+    one, other = ShapeFinder(key=b"a" * 32), ShapeFinder(key=b"b" * 32)
+    assert one.fingerprint(value) == one.find(f"x {value}")[0].fingerprint
+    assert one.fingerprint(value) != other.fingerprint(value)
+    assert hashlib.sha256(value.encode()).hexdigest()[:12] not in one.fingerprint(value)
+
+
+def test_high_entropy_is_detect_secrets_measure() -> None:
+    assert high_entropy(secrets.token_urlsafe(32))
+    assert high_entropy(secrets.token_hex(32))
+    assert not high_entropy("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+    assert not high_entropy("short")
+    assert not high_entropy("canary+run1@audit.invalid")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400) | st.binary(max_size=400).map(lambda b: b.decode("latin-1")))
+def test_never_crashes_and_matches_lie_inside_the_text(text: str) -> None:
+    for match in FINDER.find(text):
+        assert 0 <= match.start < match.end <= len(text)
+        assert text[match.start:match.end] == match.value
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(POSITIVES), st.text(alphabet=" \t\n{}\"'=:;,", max_size=5),
+       st.text(alphabet=" \t\n{}\"',;", max_size=5))
+def test_a_positive_is_found_whatever_surrounds_it(vector: dict[str, str], before: str,
+                                                   after: str) -> None:
+    found = FINDER.find(before + vector["text"] + after)
+    assert vector["rule"] in [m.rule for m in found]
