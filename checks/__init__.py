@@ -1,19 +1,27 @@
-"""The checks: one module per promise area, collected by the votriz-audit pytest plugin.
+"""The checks: one module per check, grouped in one folder per promise area, collected by the
+votriz-audit pytest plugin.
 
-Conventions (see ../shared/STYLE.md, "Collect, then judge"):
+Conventions (see ../shared/STYLE.md, "Collect, then judge"; :mod:`harness.checkdir` is the one
+place that knows this layout):
 
-- A check is a function named ``check_<name>`` in ``checks/<area>.py``; its id is
-  ``<area>.<name>`` (e.g. ``transit.tls_versions``). It carries
-  ``@pytest.mark.claims("CLAIM-ID", ...)`` naming the claims it verifies.
-- Probes (``harness/probes/``) do the I/O and return frozen observations;
-  expensive ones are session-scoped fixtures defined in the area module.
-- The judgement is a pure function ``<name>_verdict(observation, policy) -> Verdict``
-  in the same module, unit-tested on hand-made observations.
+- ``checks/<area>/<name>.py`` holds one check: the function ``check_<name>``, whose id is
+  ``<area>.<name>`` (e.g. ``transit.tls_versions``), and its pure verdict function(s), and
+  nothing else. The check carries ``@pytest.mark.claims("CLAIM-ID", ...)`` naming the catalogue
+  claims it verifies; the catalogue's claim-to-check links are derived from these markers.
+- ``checks/<area>/conftest.py`` holds the fixtures the area's checks share (e.g. one TLS scan
+  for every in-transit check); ``checks/<area>/__init__.py`` says what the area promises.
+- Probes (``harness/probes/``) do all the I/O and return frozen, typed observations; where the
+  service runs (its processes, logs, listeners, artifacts, topology) comes from the ``platform``
+  fixture (:mod:`harness.platform`), so no check asks which backend it is on. ``checks/`` imports
+  no I/O library (``tests/test_layout.py`` enforces it).
+- The judgement is a pure function ``<name>_verdict(observation, policy) -> Verdict`` in the
+  check's module, unit-tested on hand-made observations.
 - The check attaches evidence and concludes:
-  ``evidence.attach("name", data); evidence.conclude(verdict)``.
-  A check that ends without concluding is reported as ERROR, never PASS.
-- Fixtures from the plugin: ``profile`` (TargetProfile), ``policy`` (Policy),
-  ``known_secrets`` (KnownSecrets), ``evidence`` (EvidenceRecorder, per check),
+  ``evidence.attach("name", data); evidence.conclude(verdict)``. Evidence the report draws in
+  its own way is that kind's model (:mod:`harness.evidence_kinds`). A check that ends without
+  concluding is reported as ERROR, never PASS.
+- Fixtures from the plugin: ``profile`` (TargetProfile), ``policy`` (Policy), ``platform``
+  (Platform), ``known_secrets`` (KnownSecrets), ``evidence`` (EvidenceRecorder, per check),
   ``report_dir`` (Path).
 - A ProbeError raised anywhere (fixture or check) becomes ERROR with its message.
 - A profile that does not give the harness access to what a promise is about is

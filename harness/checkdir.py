@@ -39,9 +39,6 @@ class DeclaredCheck:
 
 def area_of(path: Path) -> str:
     """The promise area of a check module: the folder it sits in under ``checks/``."""
-    # TRANSITION: an area still held in one module, checks/<area>.py, is its own area.
-    if path.parent.name == CHECKS_DIR.name and path.parent.parent == CHECKS_DIR.parent:
-        return path.stem
     return path.parent.name
 
 
@@ -52,28 +49,24 @@ def check_id(path: Path, function: str) -> str:
 
 
 def check_areas(checks_dir: Path = CHECKS_DIR) -> list[str]:
-    """The promise areas: one folder each in ``checks/``."""
-    folders = {p.name for p in checks_dir.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    # TRANSITION: areas still held in one module, checks/<area>.py.
-    modules = {p.stem for p in checks_dir.glob("*.py") if not p.stem.startswith("_")}
-    return sorted(folders | modules)
+    """The promise areas: one package folder each in ``checks/``."""
+    return sorted(p.name for p in checks_dir.iterdir() if p.is_dir() and (p / "__init__.py").is_file())
 
 
 def area_path(area: str, checks_dir: Path = CHECKS_DIR) -> Path:
-    """What pytest collects for one area."""
-    folder = checks_dir / area
-    return folder if folder.is_dir() else checks_dir / f"{area}.py"
+    """What pytest collects for one area: its folder."""
+    return checks_dir / area
 
 
 def check_modules(checks_dir: Path = CHECKS_DIR) -> list[Path]:
     """Every module of every area that may hold a check, in a stable order."""
-    found = []
-    for area in check_areas(checks_dir):
-        folder, module = checks_dir / area, checks_dir / f"{area}.py"
-        # TRANSITION: while an area moves, its old module and its new folder may both hold checks.
-        found += [module] if module.is_file() else []
-        found += [p for p in folder.glob("*.py") if p.name not in NOT_CHECKS] if folder.is_dir() else []
-    return sorted(found)
+    return sorted(module for area in check_areas(checks_dir)
+                  for module in (checks_dir / area).glob("*.py") if module.name not in NOT_CHECKS)
+
+
+def stray_modules(checks_dir: Path = CHECKS_DIR) -> list[Path]:
+    """Modules directly in ``checks/`` besides its ``__init__.py``: in no area, so no check's home."""
+    return sorted(p for p in checks_dir.glob("*.py") if p.name != "__init__.py")
 
 
 def _claims_of(node: ast.FunctionDef) -> tuple[str, ...]:
