@@ -1,9 +1,10 @@
 """The OAuth token columns as stored, and the key ring that must verify them.
 
-The token-encryption keys are read from the HSM (their values registered as
-known secrets); both token columns of ``channels`` are streamed in one pass
-through :class:`~harness.column_scans.FernetTally` (split by platform where the
-table says it), and the canary's own rows are decrypted and compared with
+The token-encryption keys are read from the HSM whole
+(:func:`harness.token_ring.token_key_ring`, their values registered as known
+secrets); both token columns of ``channels`` are streamed in one pass through
+:class:`~harness.column_scans.FernetTally` (split by platform where the table
+says it), and the canary's own rows are decrypted and compared with
 what was handed in.
 """
 
@@ -17,53 +18,14 @@ from typing import Any
 
 from harness.canaries import PLATFORMS, Canary
 from harness.column_scans import TOKEN_BATCH_ROWS, DuplicateCounter, FernetColumnScan, FernetTally
-from harness.formats.fernet import FernetKey, FernetKeyError, FernetTokenError, decrypt_fernet_token
-from harness.outcomes import ProbeError
+from harness.formats.fernet import FernetKey, FernetTokenError, decrypt_fernet_token
 from harness.policy import Policy
-from harness.probes import hsm as hsm_probe
 from harness.probes.database import DatabaseProbe, open_database
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.token_ring import token_key_ring
 
 TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
-TOKEN_KEY_FAMILY = "token-encryption/"
-
-
-def token_key_ring(profile: TargetProfile, policy: Policy,
-                   known: KnownSecrets) -> tuple[FernetKey, ...]:
-    """The token-encryption keys from the HSM (values registered as known secrets)."""
-    if profile.hsm is None:
-        raise ProbeError("the profile has no [hsm] section: the token-encryption keys cannot be read")
-    prefix = profile.hsm.key_namespace + TOKEN_KEY_FAMILY
-    snapshot = hsm_probe.snapshot(profile.hsm, known, read_prefix=prefix,
-                                  timeout_s=policy.timeouts.request_s)
-    return key_ring_from_values(prefix, snapshot.values)
-
-
-def key_ring_from_values(prefix: str, values: hsm_probe.KeyValues) -> tuple[FernetKey, ...]:
-    """The Fernet key ring from the values read under ``prefix``.
-
-    Raises ProbeError (so the check is ERROR) when any key of the ring cannot be
-    read: judging with part of the ring would report the cells encrypted under
-    the missing key as "not Fernet", a FAIL the system did not earn.
-    """
-    if values.unreadable:
-        unreadable = "; ".join(f"{label!r}: {reason}"
-                               for label, reason in sorted(values.unreadable.items()))
-        raise ProbeError(f"the token-encryption key ring under {prefix!r} cannot be read whole "
-                         f"from the HSM ({unreadable}), so tokens under "
-                         f"{'that key' if len(values.unreadable) == 1 else 'those keys'} could "
-                         "not be verified")
-    keys = []
-    for label, value in values.items():
-        try:
-            keys.append(FernetKey(value, label))
-        except FernetKeyError:
-            raise ProbeError(f"HSM object {label!r} holds {len(value)} bytes, not a 32-byte "
-                             "Fernet key") from None
-    if not keys:
-        raise ProbeError(f"no token-encryption key under {prefix!r} could be read from the HSM")
-    return tuple(keys)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from harness import token_ring
 from harness.canaries import Canary, CanaryChannel
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.policy import load_policy
-from harness.probes import stored_tokens
-from harness.probes.stored_tokens import canary_token_results, key_ring_from_values, observe_tokens
+from harness.probes.stored_tokens import canary_token_results, observe_tokens
 from harness.profile import parse_profile
 from harness.redaction import KnownSecrets
+from harness.token_ring import fernet_key_ring
 
 POLICY = load_policy()
 KEY = FernetKey(b"k" * 32, "votriz/token-encryption/v1")
@@ -38,7 +39,7 @@ def test_key_ring_with_an_unreadable_key_is_error_naming_the_label() -> None:
                                                       "and cannot be read"})
     # When the ring is assembled, Then the check cannot judge (ERROR), naming the key
     with pytest.raises(ProbeError) as error:
-        key_ring_from_values(PREFIX, values)
+        fernet_key_ring(PREFIX, values)
     assert str(error.value) == (
         "the token-encryption key ring under 'votriz/token-encryption/' cannot be read whole from "
         "the HSM ('votriz/token-encryption/v2': the value is sensitive (CKA_SENSITIVE) and cannot "
@@ -49,11 +50,11 @@ def test_key_ring_read_whole_is_used() -> None:
     from harness.outcomes import ProbeError
     from harness.probes.hsm import KeyValues
 
-    ring = key_ring_from_values(PREFIX, KeyValues({
+    ring = fernet_key_ring(PREFIX, KeyValues({
 "votriz/token-encryption/v1": b"k" * 32, "votriz/token-encryption/v2": b"o" * 32}))
     assert [k.label for k in ring] == ["votriz/token-encryption/v1", "votriz/token-encryption/v2"]
     with pytest.raises(ProbeError, match="no token-encryption key under"):
-        key_ring_from_values(PREFIX, KeyValues({}))
+        fernet_key_ring(PREFIX, KeyValues({}))
 
 
 def test_tokens_check_is_error_not_fail_when_a_ring_key_is_unreadable(
@@ -66,7 +67,7 @@ def test_tokens_check_is_error_not_fail_when_a_ring_key_is_unreadable(
         values = KeyValues({"votriz/token-encryption/v1": b"k" * 32},
                            {"votriz/token-encryption/v2": "2 objects share this label"})
 
-    monkeypatch.setattr(stored_tokens.hsm_probe, "snapshot", lambda *a, **k: _Snapshot())
+    monkeypatch.setattr(token_ring.hsm_probe, "snapshot", lambda *a, **k: _Snapshot())
     profile = _profile(DATABASE + HSM)
     # When the observation starts, Then it stops before any cell is judged, naming the key
     with pytest.raises(ProbeError, match="'votriz/token-encryption/v2': 2 objects share"):
