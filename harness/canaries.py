@@ -286,7 +286,7 @@ class CanarySession:
         canary: the canary, as far as it got.
     """
 
-    def __init__(self, api: VotrizApi, mail: MailCapture, known_secrets: KnownSecrets, *,
+    def __init__(self, api: VotrizApi, mail: CaptureClient, known_secrets: KnownSecrets, *,
                  run_id: str | None = None, mail_wait_s: float = 10.0,
                  ready_wait_s: float = 30.0,
                  api_factory: Callable[[], VotrizApi] | None = None) -> None:

@@ -138,3 +138,24 @@ def test_canary_account_removes_after_the_block_and_says_when_it_cannot() -> Non
             canary_account(stuck, KnownSecrets(), "keys"):  # type: ignore[arg-type]
         stuck.token, stuck.failing_logins = None, 5
     assert stuck.account_exists
+
+
+def test_the_canary_reads_its_mails_with_the_one_capture_client() -> None:
+    from harness.canaries import MailCapture
+    from harness.probes.capture import CaptureClient
+
+    # Given a profile without a [capture] section, Then the canary says what it cannot read
+    bare = TargetProfile.model_validate({"name": "t", "edge": {"host": "votriz.test"}})
+    with pytest.raises(ProbeError, match=r"^the profile has no \[capture\] section: cannot read "
+                                         r"the recovery mail$"):
+        MailCapture(bare, load_policy())
+    # And with one, its mail reader is the capture API's one client (no mails_to of its own)
+    profile = TargetProfile.model_validate({
+        "name": "t", "edge": {"host": "votriz.test"},
+        "capture": {"url": "https://127.0.0.1:9", "plaintext_port": 10}})
+    mail = MailCapture(profile, load_policy())
+    try:
+        assert isinstance(mail, CaptureClient)
+        assert "mails_to" not in vars(MailCapture)
+    finally:
+        mail.close()
