@@ -39,7 +39,7 @@ def _row_key(infos: list[ColumnInfo]) -> str:
     return primary[0] if len(primary) == 1 else "ctid"
 
 
-def _judge_table(db: DatabaseProbe, schema: str, table: str, infos: list[ColumnInfo],
+def _judge_table(db: DatabaseProbe, schema: str, table: str, infos: list[ColumnInfo], key: str,
                  rules: InventoryRules, rows_total: int) -> tuple[dict[str, ColumnTally], int | None]:
     """Every cell of the table's columns that need content, in one streamed read (or a
     random sample of the rows when the table is over the budget); the tallies by column
@@ -53,7 +53,7 @@ def _judge_table(db: DatabaseProbe, schema: str, table: str, infos: list[ColumnI
         # A Bernoulli sample: each row is read with the same probability.
         where, params = "random() < %s", (rules.sample_rows / rows_total,)
         sampled = 0
-    for batch in db.stream_rows(table, columns, schema=schema, key=_row_key(infos),
+    for batch in db.stream_rows(table, columns, schema=schema, key=key,
                                 where=where, params=params):
         for row in batch:
             key = row[0]
@@ -76,8 +76,8 @@ def observe_inventory(profile: TargetProfile, policy: Policy, known: KnownSecret
         for (schema, table), infos in tables.items():
             rows_total = seen.row_counts.get(f"{schema}.{table}", 0)
             content = [c for c in infos if needs_content(c, rules)]
-            tallies, sampled = (_judge_table(db, schema, table, content, rules, rows_total)
-                                if content else ({}, None))
+            tallies, sampled = (_judge_table(db, schema, table, content, _row_key(infos), rules,
+                                             rows_total) if content else ({}, None))
             for info in infos:
                 canary_cell = None
                 rule = rules.rule_for(info.name)

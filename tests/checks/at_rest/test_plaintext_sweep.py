@@ -1,12 +1,26 @@
-"""at_rest.plaintext_sweep on hand-made observations: PASS, FAIL, ERROR and MANUAL."""
+"""at_rest.plaintext_sweep on hand-made observations (PASS, FAIL, ERROR, MANUAL), and on a real
+local stack: clean, then secrets planted by hand (SQL, Redis, the API log)."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from checks.at_rest.data_inventory import data_inventory_verdict
 from checks.at_rest.plaintext_sweep import SWEEP_AREAS, plaintext_sweep_verdict
+from harness.inventory_rules import load_inventory_rules
 from harness.outcomes import Outcome
-from harness.probes.plaintext import SweepArea, SweepObservation
+from harness.policy import load_policy
+from harness.probes.inventory import observe_inventory
+from harness.probes.plaintext import SweepArea, SweepObservation, observe_sweep
+from harness.profile import load_profile
+from harness.redaction import KnownSecrets
 from harness.sweep import ShapeHit, SweepHit
 
 
@@ -159,3 +173,122 @@ def test_canary_hits_and_shapes_are_both_named() -> None:
     assert verdict.message.startswith("Known secrets are stored in plaintext (1 occurrences in 1 place)")
     assert "Secret-shaped values the audit did not plant are stored in plaintext (1 value): JSON " \
         "Web Token at /state/logs/api.log line 2 (hmac:x)." in verdict.message
+
+
+# --- on a real local stack: clean, then secrets planted by hand ----------------------------
+
+
+
+def _redis_delete(state_dir: Path, key: str) -> None:
+    # In a child process: the stack's Redis password is read from its HSM, and PKCS#11
+    # is initialised once per process, for one stack.
+    code = ("import sys\nfrom system_under_test.violations.stack import RunningStack\n"
+            "client = RunningStack.open(sys.argv[1]).redis()\nclient.delete(sys.argv[2])\n")
+    subprocess.run([sys.executable, "-c", code, str(state_dir), key], check=True, timeout=60)
+
+
+@pytest.fixture
+def planted(clean_stack: Any) -> Iterator[Any]:
+    """The clean stack, restored as found after the test planted something in it."""
+    from system_under_test.violations.plaintext import REDIS_KEY
+    from system_under_test.violations.stack import RunningStack
+
+    stack = RunningStack.open(clean_stack.state_dir)
+    channels = stack.sql("SELECT id, external_account FROM channels ORDER BY id LIMIT 1")
+    captions = stack.sql("SELECT id, caption_enc FROM captions ORDER BY id LIMIT 1")
+    log_size = stack.api_log.stat().st_size
+    try:
+        yield clean_stack
+    finally:
+        for row_id, value in channels:
+            stack.sql("UPDATE channels SET external_account = %s WHERE id = %s", (value, row_id))
+        for row_id, value in captions:
+            stack.sql("UPDATE captions SET caption_enc = %s WHERE id = %s", (value, row_id))
+        with stack.api_log.open("r+b") as log:
+            log.truncate(log_size)
+        _redis_delete(clean_stack.state_dir, REDIS_KEY)
+
+
+def _apply(info: Any, name: str) -> None:
+    from system_under_test.backends import BACKENDS
+
+    BACKENDS["local"].apply_violation(info.state_dir, name)
+
+
+def _sweep(info: Any) -> Any:
+    return plaintext_sweep_verdict(observe_sweep(load_profile(info.profile_path), load_policy(),
+                                                 KnownSecrets()))
+
+
+@pytest.mark.integration
+def test_clean_stack_passes_with_every_row_and_no_secret_shape(clean_stack: Any,
+                                                               tmp_path: Path) -> None:
+    from audit_cli import run_cli
+
+    run = run_cli(clean_stack.profile_path, tmp_path / "report", only=["at_rest"], limit_s=600)
+    outcome, message = run.results["at_rest.plaintext_sweep"]
+    assert outcome == "PASS", message
+    assert "No secret-shaped value (" in message and "every Redis value, every log line" in message
+    outcome, message = run.results["at_rest.data_inventory"]
+    assert outcome == "PASS", message
+    assert "every row of the" in message and "sampled" not in message
+    print(f"at_rest area {run.seconds:.1f} s; plaintext_sweep "
+          f"{run.durations['at_rest.plaintext_sweep']:.2f} s; data_inventory "
+          f"{run.durations['at_rest.data_inventory']:.2f} s")
+
+
+@pytest.mark.integration
+def test_an_oauth_token_in_a_plaintext_column_of_a_non_canary_row_fails(planted: Any) -> None:
+    # Given a Google OAuth access token written by SQL into the oldest channel's public handle
+    _apply(planted, "row-oauth-token-in-handle")
+    row = planted_row(planted, "channels")
+    # When the sweep runs, Then it FAILs naming the kind, the column and the row, not the value
+    verdict = _sweep(planted)
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert (f"Google/YouTube OAuth access token at postgres:channels.external_account row {row} "
+            "(hmac:") in verdict.message
+    assert "ya29." not in verdict.message and "ya29." not in str(verdict.details)
+
+
+@pytest.mark.integration
+def test_an_api_key_in_a_ciphertext_column_fails_the_sweep_and_the_inventory(planted: Any) -> None:
+    # Given an Anthropic API key written by SQL, in plaintext, into the oldest caption_enc
+    _apply(planted, "row-api-key-in-caption")
+    row = planted_row(planted, "captions")
+    verdict = _sweep(planted)
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert f"Anthropic API key at postgres:captions.caption_enc row {row} (hmac:" in verdict.message
+    profile = load_profile(planted.profile_path)
+    inventory = data_inventory_verdict(observe_inventory(profile, load_policy(), KnownSecrets(),
+                                                         None, load_inventory_rules()))
+    assert inventory.outcome is Outcome.FAIL, inventory.message
+    assert "captions.caption_enc (text): 1 of " in inventory.message
+    assert f"cells are not Fernet tokens: stored in plaintext (rows {row})" in inventory.message
+    assert "sk-ant-" not in verdict.message + inventory.message
+
+
+@pytest.mark.integration
+def test_a_jwt_stored_as_a_redis_value_fails(planted: Any) -> None:
+    from system_under_test.violations.plaintext import REDIS_KEY
+
+    _apply(planted, "redis-session-jwt")
+    verdict = _sweep(planted)
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert f"JSON Web Token at redis:{REDIS_KEY} offset " in verdict.message
+
+
+@pytest.mark.integration
+def test_an_authorization_header_in_the_api_log_fails_naming_the_line(planted: Any) -> None:
+    log = Path(planted.state_dir) / "logs" / "api.log"
+    lines = log.read_bytes().count(b"\n")
+    _apply(planted, "log-bearer-header")
+    verdict = _sweep(planted)
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert (f"HTTP Authorization header with credentials at {log} line {lines + 1} (hmac:"
+            in verdict.message)
+
+
+def planted_row(info: Any, table: str) -> int:
+    from system_under_test.violations.stack import RunningStack
+
+    return int(RunningStack.open(info.state_dir).sql(f"SELECT min(id) FROM {table}")[0][0])
