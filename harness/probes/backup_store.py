@@ -80,7 +80,8 @@ DECOMPRESSED_PREFIX = 1024 * 1024
 MAX_ENTRIES = 10_000
 MAX_DEPTH = 8
 _READ_CHUNK = 1024 * 1024
-_TIMESTAMP = re.compile(r"\d{8}T\d{6}Z")
+#: A ``YYYYmmddTHHMMSSZ`` stamp in a backup's name.
+NAME_TIMESTAMP = re.compile(r"\d{8}T\d{6}Z")
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/_=-]*$")
 _FERNET_LINES = re.compile(rb"(?:gAAAAA[A-Za-z0-9_-]+=*\n)+(?:g[A-Za-z0-9_-]*=*)?")
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
@@ -360,7 +361,7 @@ class StoreObservation:
 
 def name_time(name: str) -> float | None:
     """The epoch seconds of a ``YYYYmmddTHHMMSSZ`` stamp in ``name``, or None."""
-    match = _TIMESTAMP.search(name)
+    match = NAME_TIMESTAMP.search(name)
     if match is None:
         return None
     try:

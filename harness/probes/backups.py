@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from harness.operations import command_timeout
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.backup_store import (
+    NAME_TIMESTAMP,
     BackupInspection,
     StoreObservation,
     entries_older_than,
@@ -37,8 +37,6 @@ from harness.probes.database import open_database
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep
-
-_TIMESTAMP = re.compile(r"\d{8}T\d{6}Z")
 
 
 @dataclass(frozen=True)
@@ -123,8 +121,8 @@ def aged_backup_name(name: str, age_days: float, now: float) -> str:
     prefixed, and only the file's modification time will say how old it is.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now - age_days * 86400))
-    if _TIMESTAMP.search(name):
-        return _TIMESTAMP.sub(stamp, name, count=1)
+    if NAME_TIMESTAMP.search(name):
+        return NAME_TIMESTAMP.sub(stamp, name, count=1)
     return f"aged-{stamp}-{name}"
 
 
@@ -293,10 +291,13 @@ def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecret
                                     "entries the audit did not create, so it was not run",
                                     prunable)
     source = directory / newest.name
-    old = plant_aged_copy(source, days + 10, now)
-    young = plant_aged_copy(source, max(days - 5, 1), now)
     before = {e.path for e in current.entries}
+    planted: list[Path] = []
     try:
+        old = plant_aged_copy(source, days + 10, now)
+        planted.append(old)
+        young = plant_aged_copy(source, max(days - 5, 1), now)
+        planted.append(young)
         prune = run_profile_operation(profile, policy, known, "prune_backups")
         after = {e.path for e in list_store(directory, time.time()).entries}
         trial = PruneTrial(prune, old.name, not old.exists(), young.name, young.exists(),
@@ -304,8 +305,8 @@ def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecret
         return RetentionObservation(store, days, trial)
     finally:
         # The planted copies are the harness's; none may outlive the check.
-        old.unlink(missing_ok=True)
-        young.unlink(missing_ok=True)
+        for copy in planted:
+            copy.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
