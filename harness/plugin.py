@@ -37,6 +37,7 @@ from harness.evidence import EvidenceRecorder
 from harness.inputs import AuditInputs, InputError, load_inputs
 from harness.leaks import scan_for_leaks
 from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
+from harness.platform import Platform, platform_for
 from harness.policy import Policy
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -251,6 +252,13 @@ def known_secrets(request: pytest.FixtureRequest) -> KnownSecrets:
 def report_dir(request: pytest.FixtureRequest) -> Path:
     """The directory the run writes to."""
     return _require_state(request).report_dir
+
+
+@pytest.fixture(scope="session")
+def platform(profile: TargetProfile, policy: Policy) -> Platform:
+    """Where the target runs (:func:`harness.platform.platform_for`): its processes, logs,
+    listeners, artifacts and topology, or why each is out of reach."""
+    return platform_for(profile, policy)
 
 
 @pytest.fixture

@@ -19,17 +19,20 @@ from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
 from harness.keysearch import KeySearchResult, search_target
 from harness.outcomes import Verdict
+from harness.platform import OutOfReach, Platform
 from harness.policy import Policy
 from harness.prerequisites import require_hsm
 from harness.probes import hsm as hsm_probe
-from harness.probes.deployment import observe_docker_artifacts, observe_service_processes
+from harness.probes.deployment import observe_search_places
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
 
 def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str],
-                             unsearchable_images: Sequence[str] = ()) -> Verdict:
-    """Any failing hit FAILS naming the place; an incomplete search is ERROR."""
+                             unsearchable_images: Sequence[str] = (),
+                             processes_out_of_reach: OutOfReach | None = None) -> Verdict:
+    """Any failing hit FAILS naming the place; an incomplete search is ERROR; environments the
+    platform cannot see (``processes_out_of_reach``: its reason) leave the verdict MANUAL."""
     details: dict[str, Any] = {
         "keys_searched": list(key_labels),
         "hits": [hit.describe() for hit in result.hits],
@@ -60,11 +63,13 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str],
         return Verdict.error(f"The search is incomplete: {'; '.join(gaps[:5])}{more}.", **details)
     if not result.processes_searched:
         # The files were searched, the environments were not: that part needs a human.
+        why = (f"were not searched. {processes_out_of_reach.sentence}" if processes_out_of_reach
+               else "could not be inspected from here")
         return Verdict.manual(
             f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was "
             f"found in {result.files_searched} files, but the environments of the service's "
-            "processes could not be inspected from here. By hand: on each service host, check that "
-            "no service process's environment (/proc/PID/environ, docker inspect) holds a key.",
+            f"processes {why}. By hand: on each service host, check that no service process's "
+            "environment (/proc/PID/environ, docker inspect) holds a key.",
             **details)
     return Verdict.passed(
         f"None of {len(key_labels)} HSM keys (raw, base64, hex) nor any key-shaped string was found "
@@ -86,19 +91,19 @@ def _search_excludes(profile: TargetProfile, report_dir: Path) -> list[Path]:
 
 
 @pytest.mark.claims("KEYS-NOT-ON-DISK")
-def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
-                           evidence: EvidenceRecorder, report_dir: Path,
+def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, platform: Platform,
+                           known_secrets: KnownSecrets, evidence: EvidenceRecorder, report_dir: Path,
                            key_classes: KeyClasses) -> None:
     hsm = require_hsm(profile, evidence)
     snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace,
                               timeout_s=policy.timeouts.request_s)
-    processes = observe_service_processes(profile, policy)
-    images = observe_docker_artifacts(profile, policy, key_classes.search.max_log_bytes)
-    result = search_target(profile.scan.source_paths, profile.scan.config_paths,
-                           profile.log_dir, processes, snap.values.items(), key_classes.search,
+    places = observe_search_places(platform, key_classes.search.max_log_bytes)
+    result = search_target(places.source_paths, places.config_paths, places.log_dir,
+                           places.processes, snap.values.items(), key_classes.search,
                            exclude=_search_excludes(profile, report_dir),
-                           container_logs=images.logs, image_layers=images.layers)
+                           container_logs=places.container_logs, image_layers=places.layers)
     evidence.attach("search", {"hits": [hit.describe() for hit in result.hits],
-                               "coverage": result.coverage(), "images": images.as_evidence(),
+                               "coverage": result.coverage(), "images": places.images_evidence(),
                                "keys": snap.values.fingerprints()})
-    evidence.conclude(no_key_elsewhere_verdict(result, snap.values.labels(), images.unsearchable))
+    evidence.conclude(no_key_elsewhere_verdict(result, snap.values.labels(), places.unsearchable,
+                                               places.processes_out_of_reach))

@@ -16,10 +16,10 @@ from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
 from harness.keysearch import KeyHit, KeySearcher
 from harness.outcomes import ProbeError, Verdict
+from harness.platform import OutOfReach, Platform
 from harness.policy import Policy
 from harness.prerequisites import require_hsm
 from harness.probes import hsm as hsm_probe
-from harness.probes.deployment import observe_service_processes
 from harness.probes.processes import ProcessObservation
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
@@ -81,14 +81,15 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
 
 
 @pytest.mark.claims("KEYS-READ-AT-START")
-def check_read_at_start(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
-                        evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
+def check_read_at_start(profile: TargetProfile, policy: Policy, platform: Platform,
+                        known_secrets: KnownSecrets, evidence: EvidenceRecorder,
+                        key_classes: KeyClasses) -> None:
     hsm = require_hsm(profile, evidence)
-    processes = observe_service_processes(profile, policy)
-    if processes is None:
-        evidence.manual("The harness cannot inspect the service's processes on this backend: attest "
-                        "that no service process holds the HSM PIN or a key in its environment "
-                        "and that only the HSM keeps the token files open.")
+    processes = platform.processes()
+    if isinstance(processes, OutOfReach):
+        evidence.manual(f"{processes.sentence}. By hand: attest that no service process "
+                        "holds the HSM PIN or a key in its environment and that only the HSM keeps "
+                        "the token files open.")
         return
     snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace,
                               timeout_s=policy.timeouts.request_s)

@@ -19,7 +19,8 @@ observation; a local profile without processes, or a docker one without its
 
 How the checks that search for secrets get what they search:
 
-- ``keys.no_key_elsewhere`` (the key search, :func:`harness.keysearch.search_target`):
+- ``keys.no_key_elsewhere`` (the key search, :func:`harness.keysearch.search_target`, its
+  places gathered by :func:`harness.probes.deployment.observe_search_places`):
   the process environments are ``processes()`` (None to ``search_target`` when
   out of reach); the source and configuration paths are ``artifacts().source_paths``
   and ``.config_paths``; the image layers are ``artifacts().layers.layers`` (with

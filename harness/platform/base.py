@@ -34,6 +34,11 @@ class OutOfReach:
 
     reason: str
 
+    @property
+    def sentence(self) -> str:
+        """The reason as a sentence of its own (capitalised, without the full stop)."""
+        return self.reason[:1].upper() + self.reason[1:]
+
 
 @dataclass(frozen=True)
 class ServiceLogs:

@@ -1,10 +1,11 @@
-"""Where the service runs, for the key checks: its processes, its containers' logs and layers.
+"""Where the service's keys must not be, for the key search: what its platform lets the harness see.
 
-Which of these the harness can see depends on the backend the profile names:
-the processes of a local stack (from their pid files) or of a Docker
-project's containers (from ``/proc`` on the Docker host), and, on Docker, the
-containers' output and every layer of their images. On any other target it
-sees none of them, and says so (None, or empty artifacts).
+Everything comes from the platform the profile describes (:mod:`harness.platform`):
+the process environments (``processes()``), the source and configuration
+paths and the image layers (``artifacts()``), the log directory and the
+containers' output (``logs()``). What the platform cannot see is kept with
+its :class:`~harness.platform.OutOfReach` reason, so the verdict can say why
+a part was not searched instead of passing over it.
 """
 
 from __future__ import annotations
@@ -13,53 +14,62 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.policy import Policy
-from harness.probes import docker_engine
-from harness.probes.processes import ProcessObservation, observe_docker, observe_local
-from harness.profile import TargetProfile
-
-
-def observe_service_processes(profile: TargetProfile, policy: Policy) -> list[ProcessObservation] | None:
-    """The service's processes (local backend), or None when the harness cannot see them."""
-    if profile.backend == "local" and profile.local is not None and profile.local.processes:
-        return observe_local(profile.local)
-    if profile.backend == "docker" and profile.docker is not None:
-        return observe_docker(profile.docker.project, timeout_s=policy.timeouts.request_s)
-    return None
+from harness.platform import OutOfReach, Platform
+from harness.probes.processes import ProcessObservation
 
 
 @dataclass(frozen=True)
-class DockerArtifacts:
-    """What the engine holds about the service's containers, for the key search.
+class SearchPlaces:
+    """The places the key search reads, as the platform gave them.
 
     Attributes:
-        logs: (``docker logs NAME``, bytes, truncated) per container.
+        source_paths: the profile's ``scan.source_paths``.
+        config_paths: the profile's ``scan.config_paths``.
+        log_dir: the directory of the service's log files (None: none named).
+        processes: the service's processes; None when the platform cannot see them.
+        processes_out_of_reach: why the processes cannot be seen (None when they were).
+        container_logs: (``docker logs NAME``, bytes, truncated) per container.
         layers: (name, directory) per distinct layer of the containers' images.
         images: the images whose layers were listed.
         unsearchable: images whose layers could not be read, with why.
     """
 
-    logs: tuple[tuple[str, bytes, bool], ...] = ()
+    source_paths: tuple[Path, ...] = ()
+    config_paths: tuple[Path, ...] = ()
+    log_dir: Path | None = None
+    processes: tuple[ProcessObservation, ...] | None = None
+    processes_out_of_reach: OutOfReach | None = None
+    container_logs: tuple[tuple[str, bytes, bool], ...] = ()
     layers: tuple[tuple[str, Path], ...] = ()
     images: tuple[str, ...] = ()
     unsearchable: tuple[str, ...] = ()
 
-    def as_evidence(self) -> dict[str, Any]:
+    def images_evidence(self) -> dict[str, Any]:
+        """The images, layers and container logs searched, by name (JSON-able)."""
         return {"images": list(self.images), "layers": [label for label, _ in self.layers],
-                "container_logs": [name for name, _, _ in self.logs],
+                "container_logs": [name for name, _, _ in self.container_logs],
                 "unsearchable": list(self.unsearchable)}
 
 
-def observe_docker_artifacts(profile: TargetProfile, policy: Policy, max_log_bytes: int) -> DockerArtifacts:
-    """The containers' logs and image layers (Docker backend), else nothing."""
-    if profile.backend != "docker" or profile.docker is None:
-        return DockerArtifacts()
-    client = docker_engine.docker_client(policy)
-    try:
-        containers = docker_engine.project_containers(profile.docker.project, client)
-        logs = docker_engine.container_logs(containers, max_log_bytes)
-        layers = docker_engine.image_layers(containers, client)
-    finally:
-        client.close()
-    return DockerArtifacts(tuple((log.where, log.data, log.truncated) for log in logs),
-                           layers.layers, layers.images, layers.unsearchable)
+def observe_search_places(platform: Platform, max_log_bytes: int) -> SearchPlaces:
+    """The processes, files, logs and image layers of the service, as far as ``platform`` sees them.
+
+    Each container's output is read up to ``max_log_bytes``.
+
+    Raises:
+        ProbeError: something in reach could not be observed (e.g. the Docker engine does not answer).
+    """
+    processes = platform.processes()
+    logs = platform.logs(max_log_bytes)
+    artifacts = platform.artifacts()
+    layers = artifacts.layers
+    outputs = () if isinstance(logs, OutOfReach) else logs.outputs
+    return SearchPlaces(
+        source_paths=tuple(artifacts.source_paths), config_paths=tuple(artifacts.config_paths),
+        log_dir=None if isinstance(logs, OutOfReach) else logs.directory,
+        processes=None if isinstance(processes, OutOfReach) else tuple(processes),
+        processes_out_of_reach=processes if isinstance(processes, OutOfReach) else None,
+        container_logs=tuple((log.where, log.data, log.truncated) for log in outputs),
+        layers=layers.layers if layers is not None else (),
+        images=layers.images if layers is not None else (),
+        unsearchable=layers.unsearchable if layers is not None else ())

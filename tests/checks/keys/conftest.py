@@ -12,6 +12,7 @@ from harness.commands import CommandResult
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import load_key_classes
 from harness.outcomes import CheckOutcome, Verdict
+from harness.platform import platform_for
 from harness.policy import Policy, load_policy
 from harness.profile import load_profile
 from harness.redaction import KnownSecrets
@@ -36,7 +37,8 @@ def run_check(check: Callable[..., None], profile_path: Path, tmp_path: Path,
     secrets = KnownSecrets()
     evidence_dir = tmp_path / "evidence" / check.__name__
     recorder = EvidenceRecorder(check.__name__, evidence_dir, secrets)
-    given = {"profile": load_profile(profile_path), "policy": policy or load_policy(),
+    profile, policy = load_profile(profile_path), policy or load_policy()
+    given = {"profile": profile, "policy": policy, "platform": platform_for(profile, policy),
              "known_secrets": secrets, "evidence": recorder, "key_classes": load_key_classes(),
              "report_dir": tmp_path / "evidence"}
     wanted = inspect.signature(check).parameters

@@ -10,6 +10,7 @@ import pytest
 from checks.keys.no_key_elsewhere import check_no_key_elsewhere, no_key_elsewhere_verdict
 from harness.keysearch import KeyHit, KeySearchResult
 from harness.outcomes import Outcome
+from harness.platform import OutOfReach
 
 from .conftest import assert_no_secret_in, run_with_fault
 
@@ -75,6 +76,17 @@ def test_no_key_elsewhere_without_process_environments_is_manual_not_pass() -> N
         "the environments of the service's processes could not be inspected from here. By hand: on "
         "each service host, check that no service process's environment (/proc/PID/environ, docker "
         "inspect) holds a key.")
+
+
+def test_no_key_elsewhere_names_why_the_platform_cannot_see_the_processes() -> None:
+    verdict = no_key_elsewhere_verdict(KeySearchResult(files_searched=3), ["votriz/api/stripe"],
+                                       processes_out_of_reach=OutOfReach("backend 'remote': no processes"))
+    assert verdict.outcome is Outcome.MANUAL
+    assert verdict.message == (
+        "None of 1 HSM keys (raw, base64, hex) nor any key-shaped string was found in 3 files, but "
+        "the environments of the service's processes were not searched. Backend 'remote': no "
+        "processes. By hand: on each service host, check that no service process's environment "
+        "(/proc/PID/environ, docker inspect) holds a key.")
 
 
 @pytest.mark.integration

@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 
 from checks.keys.read_at_start import check_read_at_start, read_at_start_verdict
+from harness.evidence import EvidenceRecorder
 from harness.keysearch import KeyHit
-from harness.outcomes import Outcome
+from harness.outcomes import CheckOutcome, Outcome
+from harness.platform import OutOfReach, platform_for
 from harness.probes.processes import ProcessObservation
+from harness.profile import TargetProfile
+from harness.redaction import KnownSecrets
 
-from .conftest import assert_no_secret_in, run_with_fault
+from .conftest import CLASSES, POLICY, assert_no_secret_in, run_with_fault
 
 
 def proc(name: str, files: tuple[str, ...] = (), **kw) -> ProcessObservation:
@@ -67,6 +71,27 @@ def test_read_at_start_without_the_token_dir_is_manual_not_pass() -> None:
     # A PIN in the environment still fails without the token directory.
     env_hit = KeyHit("value", "env", "api[pid 10 gunicorn] $PIN", "HSM user PIN (raw)", "sha256:0")
     assert read_at_start_verdict([proc("api")], [env_hit], None, ["hsm"]).outcome is Outcome.FAIL
+
+
+def test_read_at_start_on_a_platform_without_processes_is_manual_with_its_reason(tmp_path: Path) -> None:
+    # Given a remote target with an HSM, whose processes the platform cannot see
+    profile = TargetProfile.model_validate({
+        "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
+        "hsm": {"module": "/usr/lib/p11.so", "token_label": "votriz", "pin": {"prompt": True}}})
+    platform = platform_for(profile, POLICY)
+    recorder = EvidenceRecorder("keys.read_at_start", tmp_path, KnownSecrets())
+    # When the check runs
+    with pytest.raises(CheckOutcome) as ended:
+        check_read_at_start(profile, POLICY, platform, KnownSecrets(), recorder, CLASSES)
+    # Then it is MANUAL, naming the platform's reason and what a human must attest
+    reason = platform.processes()
+    assert isinstance(reason, OutOfReach)
+    assert ended.value.verdict.outcome is Outcome.MANUAL
+    assert ended.value.verdict.message == (
+        "Backend 'remote': the harness cannot inspect the service's processes (no [local] processes "
+        "or [docker] project in the profile). By hand: attest that no service process holds the HSM "
+        "PIN or a key in its environment and that only the HSM keeps the token files open.")
+    assert reason.reason.startswith("backend 'remote': ")
 
 
 @pytest.mark.integration
