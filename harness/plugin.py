@@ -7,8 +7,9 @@ is given, so it never changes an ordinary pytest run. With ``--target`` it:
   line that started it (:class:`PreloadedInputs`), or loads them itself when
   started as ``pytest --target PROFILE`` (a bad file is a usage error naming
   the file and key);
-- gives checks the fixtures ``profile``, ``policy``, ``known_secrets``,
-  ``evidence`` and ``report_dir``;
+- gives checks the fixtures ``profile``, ``policy``, ``platform`` (where the
+  target runs: :mod:`harness.platform`), ``known_secrets``, ``evidence`` and
+  ``report_dir``;
 - turns what happened in each check into one of the six outcomes, each with
   a reason; a check that ends without a verdict is ERROR, never PASS;
 - writes ``results.json`` and ``junit.xml`` into the report directory, then
