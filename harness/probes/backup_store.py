@@ -396,7 +396,11 @@ def walk_store(directory: Path, *, max_entries: int = MAX_ENTRIES,
         for child in children:
             if len(found) >= max_entries:
                 return found, True
-            info = child.stat(follow_symlinks=False)
+            try:
+                info = child.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                # Gone between the listing and its stat (the operator's prune, say).
+                continue
             relative = prefix + child.name
             found.append((relative, Path(child.path), info))
             if stat.S_ISDIR(info.st_mode):
@@ -438,6 +442,8 @@ def observe_store(directory: Path, known: KnownSecrets, *, now: float | None = N
         try:
             content = inspect_backup(path, sweep, name=relative, sample_bytes=sample_bytes,
                                      secret_scan_bytes=secret_scan_bytes)
+        except FileNotFoundError:
+            continue
         except OSError as exc:
             entries.append(StoreEntry(relative, kind, info.st_size, info.st_mtime, stamp,
                                       error=str(exc.strerror or exc)))

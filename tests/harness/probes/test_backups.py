@@ -217,3 +217,56 @@ def test_prune_runs_on_planted_copies_and_sees_what_else_it_deleted(tmp_path: Pa
     found = observe_retention(wipes, load_policy(), KnownSecrets())  # type: ignore[arg-type]
     assert found.trial is not None and not found.trial.young_kept
     assert found.trial.others_deleted == (real.name,)
+
+
+def test_format_and_inspection_never_crash_on_any_bytes(tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from harness.probes.backup_store import (
+        CONTAINER_FORMATS,
+        OTHER_ENCRYPTED_MAGIC,
+        PLAIN_FORMATS,
+        format_of,
+    )
+
+    known_formats = {SERVICE_FORMAT, *PLAIN_FORMATS, *CONTAINER_FORMATS, *OTHER_ENCRYPTED_MAGIC,
+                     "empty", "unknown"}
+    prefixes = st.sampled_from([b"", b"PGDMP", b"\x1f\x8b", b"PK\x03\x04", b"BZh", b"\xfd7zXZ\x00",
+                                b"gAAAAA", b"-- PostgreSQL database dump\n"])
+
+    @settings(max_examples=200, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(prefix=prefixes, body=st.binary(max_size=4096), cut=st.booleans())
+    def never_crashes(prefix: bytes, body: bytes, cut: bool) -> None:
+        data = prefix + body
+        assert format_of(data, cut=cut) in known_formats
+        path = tmp_path / "sample"
+        path.write_bytes(data)
+        found = inspect_backup(path, SecretSweep.from_known(KnownSecrets()), sample_bytes=1024)
+        assert found.size == len(data) and found.sampled == min(len(data), 1024)
+        assert 0.0 <= found.entropy_bits <= 8.0
+
+    never_crashes()
+
+
+def test_a_file_that_vanishes_during_the_walk_is_left_out(tmp_path: Path) -> None:
+    from unittest import mock
+
+    from harness.probes import backup_store
+
+    store = tmp_path / "backups"
+    store.mkdir()
+    (store / "a").write_bytes(b"x" * 10)
+    (store / "b").write_bytes(b"y" * 10)
+    real = backup_store.inspect_backup
+
+    def vanish(path: Path, *args: object, **kwargs: object) -> object:
+        if path.name == "a":
+            path.unlink()
+            raise FileNotFoundError(2, "No such file or directory")
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    with mock.patch.object(backup_store, "inspect_backup", vanish):
+        found = observe_store(store, KnownSecrets())
+    assert [e.path for e in found.entries] == ["b"] and not found.error
