@@ -94,6 +94,14 @@ class HsmObject(_Open):
         token, private, sensitive, extractable, always_sensitive, never_extractable, local:
             its PKCS#11 attributes (None: not readable).
         value_len: length of its value in bytes.
+        modifiable, key_bits: ``CKA_MODIFIABLE``; an RSA key's modulus bits.
+        fingerprint_method: how its material was fingerprinted (never the fingerprint).
+        value_read, key_shaped: whether its value could be read; whether a data object's
+            value has the length and entropy of a raw key.
+        key_class: the key class it belongs to (None: none).
+        same_material_as: labels holding the same key material.
+        readable_without_login: whether a session without the PIN saw it (None: not looked).
+        problems: what the custody check found wrong with it.
     """
 
     label: str
@@ -108,17 +116,32 @@ class HsmObject(_Open):
     never_extractable: bool | None = None
     local: bool | None = None
     value_len: int | None = None
+    modifiable: bool | None = None
+    key_bits: int | None = None
+    fingerprint_method: str | None = None
+    value_read: bool | None = None
+    key_shaped: bool | None = None
+    key_class: str | None = None
+    same_material_as: tuple[str, ...] = ()
+    readable_without_login: bool | None = None
+    problems: tuple[str, ...] = ()
 
 
 class HsmObjectsEvidence(_Open):
-    """Every object on the token (keys.hsm_custody).
+    """Every object on the token, as found (keys.hsm_custody).
 
     Attributes:
         objects: sorted by label.
+        token: what the slot and token say about themselves (manufacturer, model, flags).
+        seen_without_login: labels a session without the PIN sees (None: not looked).
+        problems: the custody problems, each naming its object.
     """
 
     kind: Literal["hsm_objects"] = "hsm_objects"
     objects: tuple[HsmObject, ...]
+    token: dict[str, Any] | None = None
+    seen_without_login: tuple[str, ...] | None = None
+    problems: tuple[str, ...] = ()
 
 
 class TimelineBucket(_Open):

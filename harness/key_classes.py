@@ -29,10 +29,30 @@ class KeyClass(_Strict):
     Attributes:
         name: the row, in the page's words.
         labels: glob patterns of HSM labels, relative to ``hsm.key_namespace``.
+        require: PKCS#11 boolean attributes (``token``, ``private``, ``sensitive`` ...,
+            as :class:`harness.probes.hsm.HsmObject` names them) this class's objects
+            must have, beyond :attr:`CustodyRules.require`.
     """
 
     name: str
     labels: tuple[str, ...]
+    require: dict[str, bool] = Field(default_factory=dict)
+
+
+class CustodyRules(_Strict):
+    """How keys.hsm_custody judges objects beyond the table's labels.
+
+    Attributes:
+        require: attributes every key object of every class must have. An object in the
+            namespace that matches no class is held to the strictest set: these and every
+            class's own ``require``.
+        retained_versions: glob patterns (relative to the namespace) of labels a rotation
+            leaves holding an earlier version of a key: such an object may hold the same
+            material as another label without failing the check (it is reported).
+    """
+
+    require: dict[str, bool] = Field(default_factory=lambda: {"token": True, "private": True})
+    retained_versions: tuple[str, ...] = ()
 
 
 class ProofLabels(_Strict):
@@ -54,6 +74,21 @@ class ProofLabels(_Strict):
     roll_grace_s: float = Field(10.0, ge=0)
 
 
+class HardwareRules(_Strict):
+    """How keys.hsm_hardware tells a software token from hardware.
+
+    Attributes:
+        software_tokens: case-insensitive substrings of a token's manufacturer or model
+            that name a software PKCS#11 token (SoftHSM, Kryoptic, openCryptoki's soft
+            token, NSS's softokn, p11-kit's trust module).
+        attestation_claim: the claim id under which a profile's attestation of hardware
+            backing is looked up (``[attestations]``).
+    """
+
+    software_tokens: tuple[str, ...] = ("softhsm",)
+    attestation_claim: str = "KEYS-HSM"
+
+
 class KeyClasses(_Strict):
     """``fixtures/policy/key-classes.toml``.
 
@@ -61,13 +96,27 @@ class KeyClasses(_Strict):
         schema_version: version of the file format.
         classes: the page's key table.
         proof: labels used to prove which keys are in use and to rotate.
+        custody: how the custody check judges objects beyond the table.
+        hardware: how the hardware check tells a software token.
         search: settings of the key search.
     """
 
     schema_version: int = 1
     classes: tuple[KeyClass, ...] = Field(alias="class")
     proof: ProofLabels = ProofLabels()
+    custody: CustodyRules = CustodyRules()
+    hardware: HardwareRules = HardwareRules()
     search: SearchSettings = SearchSettings()
+
+
+def strictest_requirements(classes: KeyClasses) -> dict[str, bool]:
+    """The attributes an object of no class is held to: the common ones and every class's own
+    (where two classes disagree on an attribute, the stricter value, True, wins)."""
+    strictest = dict(classes.custody.require)
+    for key_class in classes.classes:
+        for name, value in key_class.require.items():
+            strictest[name] = strictest.get(name, False) or value
+    return strictest
 
 
 def load_key_classes(path: Path | None = None) -> KeyClasses:

@@ -19,7 +19,15 @@ The child is killed instead, and the check that asked is ERROR naming the
 module, the address and the timeout. The child also loads the module afresh,
 so it sees the token as it is now (after a rotation added or removed keys)
 and the configuration of this profile (``hsm.env``, e.g. ``SOFTHSM2_CONF``,
-which SoftHSM reads only in ``C_Initialize``). The PIN is read in the harness
+which SoftHSM reads only in ``C_Initialize``).
+
+A *survey* (``snapshot(..., survey=True)``, the custody check's look) also
+opens a session WITHOUT the PIN first (login state is shared by every session of
+a process, so this comes before the login): every object it sees is readable or
+usable by anyone who reaches the module. It fingerprints the key material of
+every object with a per-survey random block (:mod:`harness.probes.hsm_objects`
+says how; values never leave the child, the block is never stored), and marks
+data objects whose value has the shape of a raw key. The PIN is read in the harness
 (it may be typed at a prompt) and passed to the child through a pipe; the
 values read come back the same way and are registered as known secrets before
 :func:`snapshot` returns.
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,6 +59,18 @@ from pkcs11 import exceptions as p11errors
 
 from harness.outcomes import ProbeError
 from harness.policy import TimeoutsPolicy
+from harness.probes.hsm_objects import (
+    HsmObject as HsmObject,  # re-exported: the probe's observations
+)
+from harness.probes.hsm_objects import (
+    TokenListing as TokenListing,
+)
+from harness.probes.hsm_objects import (
+    is_key_shaped,
+    token_facts,
+    token_fingerprints,
+    value_fingerprints,
+)
 from harness.profile import Hsm, ProfileError
 from harness.redaction import KnownSecrets, fingerprint
 
@@ -72,79 +93,8 @@ _FLAG_ATTRIBUTES: tuple[tuple[str, Attribute], ...] = (
     ("always_sensitive", Attribute.ALWAYS_SENSITIVE),
     ("never_extractable", Attribute.NEVER_EXTRACTABLE),
     ("local", Attribute.LOCAL),
+    ("modifiable", Attribute.MODIFIABLE),
 )
-
-
-@dataclass(frozen=True)
-class HsmObject:
-    """One object on the token, as an auditor sees it (never its value).
-
-    Attributes:
-        object_class: ``CKA_CLASS`` name (``SECRET_KEY``, ``PRIVATE_KEY``, ``DATA`` ...).
-        key_type: ``CKA_KEY_TYPE`` name (``GENERIC_SECRET``, ``AES`` ...); None for non-keys.
-        label: ``CKA_LABEL``.
-        id_hex: ``CKA_ID`` as hex ('' when absent).
-        id_text: ``CKA_ID`` as text when it is printable ASCII, else ''.
-        token, private, sensitive, extractable, always_sensitive, never_extractable, local:
-            the boolean attributes; None when the object has no such attribute.
-        value_len: length of the value in bytes (``CKA_VALUE_LEN``, or the value's
-            length when it is readable); None when unknown.
-    """
-
-    object_class: str
-    key_type: str | None
-    label: str
-    id_hex: str
-    id_text: str
-    token: bool | None
-    private: bool | None
-    sensitive: bool | None
-    extractable: bool | None
-    always_sensitive: bool | None
-    never_extractable: bool | None
-    local: bool | None
-    value_len: int | None
-
-    @property
-    def can_leave_token(self) -> bool:
-        """Whether the value can leave the token, read directly or wrapped."""
-        return self.sensitive is False or self.extractable is True
-
-    def as_evidence(self) -> dict[str, Any]:
-        """A JSON-able view (labels and attributes only)."""
-        return {
-            "label": self.label, "class": self.object_class, "key_type": self.key_type,
-            "id": self.id_text or self.id_hex, "token": self.token, "private": self.private,
-            "sensitive": self.sensitive, "extractable": self.extractable,
-            "always_sensitive": self.always_sensitive,
-            "never_extractable": self.never_extractable, "local": self.local,
-            "value_len": self.value_len,
-        }
-
-
-@dataclass(frozen=True)
-class TokenListing:
-    """Everything on one token, seen by a logged-in user session.
-
-    Attributes:
-        module: path of the PKCS#11 module.
-        library: the module's manufacturer and description.
-        token_label: label of the token.
-        token_serial: its serial number.
-        objects: every object, sorted by label.
-    """
-
-    module: str
-    library: str
-    token_label: str
-    token_serial: str
-    objects: tuple[HsmObject, ...]
-
-    def labels(self) -> tuple[str, ...]:
-        return tuple(obj.label for obj in self.objects)
-
-    def by_label(self, label: str) -> tuple[HsmObject, ...]:
-        return tuple(obj for obj in self.objects if obj.label == label)
 
 
 @dataclass(frozen=True)
@@ -213,24 +163,41 @@ def _attribute(obj: Any, attribute: Attribute) -> Any:
         return None
 
 
-def _describe(obj: Any) -> HsmObject:
+def _describe(obj: Any, nonce: bytes | None = None) -> HsmObject:
+    """The object's attributes; with a survey ``nonce``, also its material's fingerprints."""
     raw_id = _attribute(obj, Attribute.ID) or b""
     raw_id = bytes(raw_id)
     id_text = raw_id.decode("ascii") if raw_id and all(32 <= b < 127 for b in raw_id) else ""
     flags = {name: _attribute(obj, attr) for name, attr in _FLAG_ATTRIBUTES}
-    value_len = _attribute(obj, Attribute.VALUE_LEN)
-    if value_len is None and flags["sensitive"] is False:
-        value = _attribute(obj, Attribute.VALUE)
-        value_len = len(value) if value is not None else None
+    object_class = _enum_name(_attribute(obj, Attribute.CLASS))
     key_type = _attribute(obj, Attribute.KEY_TYPE)
+    key_type_name = _enum_name(key_type) if key_type is not None else None
+    value = None
+    if nonce is not None or flags["sensitive"] is False:
+        value = _attribute(obj, Attribute.VALUE)
+    value = bytes(value) if value is not None else None
+    value_len = _attribute(obj, Attribute.VALUE_LEN)
+    if value_len is None and value is not None:
+        value_len = len(value)
+    fingerprints: tuple[str, ...] = ()
+    if nonce is not None and value is not None and object_class in ("SECRET_KEY", "DATA"):
+        fingerprints = value_fingerprints(value, nonce)
+    elif nonce is not None and object_class == "SECRET_KEY":
+        fingerprints = token_fingerprints(obj, key_type_name, nonce)
+    bits = _attribute(obj, Attribute.MODULUS_BITS) if object_class in ("PRIVATE_KEY", "PUBLIC_KEY") else None
     return HsmObject(
-        object_class=_enum_name(_attribute(obj, Attribute.CLASS)),
-        key_type=_enum_name(key_type) if key_type is not None else None,
+        object_class=object_class,
+        key_type=key_type_name,
         label=str(_attribute(obj, Attribute.LABEL) or ""),
         id_hex=raw_id.hex(),
         id_text=id_text,
         value_len=int(value_len) if value_len is not None else None,
-        **{name: (bool(value) if value is not None else None) for name, value in flags.items()},
+        key_bits=int(bits) if bits is not None else None,
+        fingerprints=fingerprints,
+        value_read=(value is not None) if nonce is not None else None,
+        key_shaped=(is_key_shaped(value) if value is not None and object_class == "DATA"
+                    and nonce is not None else None),
+        **{name: (bool(flag) if flag is not None else None) for name, flag in flags.items()},
     )
 
 
@@ -271,12 +238,14 @@ def _find_token(library: Any, label: str) -> Any:
 
 
 @contextmanager
-def open_session(hsm: Hsm, *, rw: bool = False, pin: str | None = None) -> Iterator[Any]:
+def open_session(hsm: Hsm, *, rw: bool = False, pin: str | None = None,
+                 login: bool = True) -> Iterator[Any]:
     """A logged-in session on the profile's token; closed (and logged out) on exit.
 
     The harness itself only reads (``rw=False``), in a child process (:func:`snapshot`);
     tests build tokens with ``rw=True``. ``pin``: the user PIN, when already read
-    (else it is read from ``hsm.pin``).
+    (else it is read from ``hsm.pin``). ``login=False``: a public session, which sees
+    only what anyone reaching the module sees (no PIN is read).
 
     Raises:
         ProbeError: the module cannot be loaded, the token is not found, or the
@@ -305,13 +274,20 @@ def open_session(hsm: Hsm, *, rw: bool = False, pin: str | None = None) -> Itera
                              f"{hint}") from None
         except p11errors.MultipleTokensReturned:
             raise ProbeError(f"HSM: more than one token is labelled {hsm.token_label!r}") from None
-        if pin is None:
+        if not login:
+            try:
+                session = token.open(rw=rw)
+            except p11errors.PKCS11Error as exc:
+                raise ProbeError(f"HSM: cannot open a session without login on token "
+                                 f"{hsm.token_label!r}: {type(exc).__name__}") from None
+        elif pin is None:
             try:
                 pin = hsm.pin.read("HSM user PIN")
             except ProfileError as exc:
                 raise ProbeError(str(exc)) from None
         try:
-            session = token.open(rw=rw, user_pin=pin)
+            if login:
+                session = token.open(rw=rw, user_pin=pin)
         except p11errors.PinIncorrect:
             raise ProbeError(f"HSM: the PIN was refused by token {hsm.token_label!r} "
                              f"(PIN from {hsm.pin.file or 'prompt'})") from None
@@ -327,15 +303,21 @@ def open_session(hsm: Hsm, *, rw: bool = False, pin: str | None = None) -> Itera
                 session.close()
 
 
-def _listing(hsm: Hsm, token: Any, objects: Iterable[Any]) -> TokenListing:
+def _described(objects: Iterable[Any], nonce: bytes | None) -> tuple[HsmObject, ...]:
+    return tuple(sorted((_describe(obj, nonce) for obj in objects), key=lambda o: (o.label, o.id_hex)))
+
+
+def _listing(hsm: Hsm, token: Any, objects: Iterable[Any], nonce: bytes | None = None,
+             public: tuple[HsmObject, ...] | None = None) -> TokenListing:
     library = pkcs11.lib(str(hsm.module))
-    described = sorted((_describe(obj) for obj in objects), key=lambda o: (o.label, o.id_hex))
     return TokenListing(
         module=str(hsm.module),
         library=f"{library.manufacturer_id} {library.library_description}".strip(),
         token_label=str(token.label),
         token_serial=_decode_serial(token.serial),
-        objects=tuple(described),
+        objects=_described(objects, nonce),
+        facts=token_facts(library, token),
+        public_objects=public,
     )
 
 
@@ -410,7 +392,8 @@ def read_values(hsm: Hsm, labels: Iterable[str], known_secrets: KnownSecrets, *,
 
 
 def snapshot(hsm: Hsm, known_secrets: KnownSecrets, *, read: Iterable[str] | None = None,
-             read_prefix: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> HsmSnapshot:
+             read_prefix: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+             survey: bool = False) -> HsmSnapshot:
     """List the token and read values in one session, in a child process.
 
     Args:
@@ -418,27 +401,42 @@ def snapshot(hsm: Hsm, known_secrets: KnownSecrets, *, read: Iterable[str] | Non
         read_prefix: also read every secret key whose label starts with this
             prefix (e.g. the profile's key namespace).
         timeout_s: how long the whole look may take (the child is killed after it).
+        survey: also list what a session without login sees, and fingerprint every
+            object's material (see the module docstring).
 
     Raises:
         ProbeError: as :func:`open_session`, or the token did not answer in time,
             or the child ended without an answer.
     """
     pin = _register_pin(hsm, known_secrets)
-    listing, values, unreadable = _in_child(hsm, pin, tuple(read or ()), read_prefix, timeout_s)
+    # The survey's random block: the fingerprints mean nothing without it, and it lives
+    # only in this call and in the child.
+    nonce = secrets.token_bytes(32) if survey else None
+    listing, values, unreadable = _in_child(hsm, pin, tuple(read or ()), read_prefix, timeout_s,
+                                            nonce)
     return HsmSnapshot(listing, _registered(values, unreadable, known_secrets))
 
 
 _Raw = tuple[TokenListing, dict[str, bytes], dict[str, str]]
 
 
-def _snapshot_here(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None) -> _Raw:
+def _objects_of(hsm: Hsm, session: Any) -> list[Any]:
+    try:
+        return list(session.get_objects())
+    except p11errors.PKCS11Error as exc:
+        raise ProbeError(f"HSM: cannot list the objects of token {hsm.token_label!r}: "
+                         f"{type(exc).__name__}") from None
+
+
+def _snapshot_here(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None,
+                   nonce: bytes | None = None) -> _Raw:
+    public: tuple[HsmObject, ...] | None = None
+    if nonce is not None:
+        # Before the login: a login holds for every session of the process.
+        with open_session(hsm, login=False) as anonymous:
+            public = _described(_objects_of(hsm, anonymous), nonce)
     with open_session(hsm, pin=pin) as session:
-        try:
-            objects = list(session.get_objects())
-        except p11errors.PKCS11Error as exc:
-            raise ProbeError(f"HSM: cannot list the objects of token {hsm.token_label!r}: "
-                             f"{type(exc).__name__}") from None
-        listing = _listing(hsm, session.token, objects)
+        listing = _listing(hsm, session.token, _objects_of(hsm, session), nonce, public)
         wanted = list(read)
         if read_prefix is not None:
             wanted += [obj.label for obj in listing.objects
@@ -449,10 +447,10 @@ def _snapshot_here(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str |
 
 
 def _snapshot_in_child(answer: Any, hsm: Hsm, pin: str, read: tuple[str, ...],
-                       read_prefix: str | None) -> None:
+                       read_prefix: str | None, nonce: bytes | None = None) -> None:
     """The child's side: one snapshot, sent back as ("ok", raw) or ("error", message)."""
     try:
-        outcome: tuple[str, Any] = ("ok", _snapshot_here(hsm, pin, read, read_prefix))
+        outcome: tuple[str, Any] = ("ok", _snapshot_here(hsm, pin, read, read_prefix, nonce))
     except ProbeError as exc:
         outcome = ("error", str(exc))
     except Exception as exc:  # anything else the module raises: named, never a traceback
@@ -480,10 +478,11 @@ def _module_description(hsm: Hsm) -> str:
 
 
 def _in_child(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None,
-              timeout_s: float) -> _Raw:
+              timeout_s: float, nonce: bytes | None = None) -> _Raw:
     """:func:`_snapshot_here` in a forked child; its answer, or ProbeError."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_snapshot_in_child, args=(sender, hsm, pin, read, read_prefix),
+    child = _CONTEXT.Process(target=_snapshot_in_child,
+                             args=(sender, hsm, pin, read, read_prefix, nonce),
                              daemon=True, name="votriz-audit-hsm")
     try:
         try:

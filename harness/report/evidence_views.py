@@ -124,10 +124,12 @@ def _header_transcript(file: EvidenceFile, evidence: HeaderTranscriptEvidence, p
     return exchanges, None
 
 
-_HSM_COLUMNS = ("label", "class", "key_type", "id", "sensitive", "extractable", "always_sensitive",
-                "never_extractable", "local", "private", "token", "value_len")
+_HSM_COLUMNS = ("label", "class", "key_type", "id", "key_class", "readable_without_login", "private",
+                "sensitive", "extractable", "always_sensitive", "never_extractable", "local", "token",
+                "value_len", "same_material_as", "problems")
 # Attribute values that weaken custody; the report marks them with text, not colour alone.
-_HSM_RISKY = {"sensitive": False, "extractable": True, "always_sensitive": False, "never_extractable": False}
+_HSM_RISKY = {"sensitive": False, "extractable": True, "always_sensitive": False, "never_extractable": False,
+              "private": False, "token": False, "readable_without_login": True}
 
 
 def _hsm_objects(file: EvidenceFile, evidence: HsmObjectsEvidence, policy: Mapping[str, Any]

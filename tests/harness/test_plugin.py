@@ -111,7 +111,7 @@ def test_results_json_carries_versions_gate_and_claims(pytester: pytest.Pytester
     assert claims["ORG-SECURITY-REVIEWS"]["outcome"] == "MANUAL"
     # Claims whose checks did not (all) run in this run have no outcome, and say which did not.
     assert claims["KEYS-HSM"]["outcome"] is None
-    assert claims["KEYS-HSM"]["checks_not_run"] == ["keys.hsm_custody"]
+    assert "keys.hsm_custody" in claims["KEYS-HSM"]["checks_not_run"]
     # A check that ran does not make a promise PASS while another of its checks did not run.
     assert claims["TRANSIT-TLS13"]["outcome"] is None
     assert claims["TRANSIT-TLS13"]["checks_not_run"] == ["transit.certificate", "transit.tls_versions"]

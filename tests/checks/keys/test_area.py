@@ -27,7 +27,7 @@ def test_claim_markers_match_the_catalogue() -> None:
     from harness.claims import load_catalogue
 
     catalogue = load_catalogue()
-    assert len(CHECKS) == 7
+    assert len(CHECKS) == 8
     for check_id, check in CHECKS.items():
         marked = {claim for mark in check.pytestmark if mark.name == "claims" for claim in mark.args}
         assert marked == set(catalogue.claims_of_check(check_id)), check_id

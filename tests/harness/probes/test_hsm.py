@@ -226,3 +226,83 @@ def test_a_child_that_dies_without_answering_is_a_probe_error_with_its_exit_code
     assert str(errors[0]) == (f"HSM: the process reading token 'votriz' through PKCS#11 module "
                               f"{mute_hsm.module} (server {mute_hsm.env['P11_KIT_SERVER_ADDRESS']}) "
                               "ended without an answer (exit code -9)")
+
+
+# --- a survey: every object as found, with and without login -----------------------------------
+
+def add_data(hsm: Hsm, label: str, value: bytes, *, private: bool = True) -> None:
+    with hsm_probe.open_session(hsm, rw=True) as session:
+        session.create_object({Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True,
+                               Attribute.PRIVATE: private, Attribute.LABEL: label,
+                               Attribute.VALUE: value})
+
+
+def test_a_survey_fingerprints_every_object_and_finds_copies(token: Hsm) -> None:
+    # Given copies of the token key: extractable under another label, not private, in a data
+    # object; and a non-extractable copy of the sensitive backup key
+    add_secret(token, "votriz/token-key-copy", b"K" * 32)
+    with hsm_probe.open_session(token, rw=True) as session:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+            Attribute.TOKEN: True, Attribute.PRIVATE: False, Attribute.LABEL: "votriz/public-copy",
+            Attribute.VALUE: b"K" * 32, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+    add_data(token, "votriz/blob", b"K" * 32)
+    add_secret(token, "votriz/backup/copy", b"B" * 32, sensitive=True, extractable=False)
+    random_data = os.urandom(32)
+    add_data(token, "votriz/random", random_data)
+    # When the token is surveyed
+    secrets = KnownSecrets()
+    listing = hsm_probe.snapshot(token, secrets, survey=True).listing
+    by = {obj.label: obj for obj in listing.objects}
+    # Then the copies share a fingerprint with their original, readable or not ...
+    ring = set(by["votriz/token-encryption/v1"].fingerprints)
+    assert ring and all(ring & set(by[label].fingerprints)
+                        for label in ("votriz/token-key-copy", "votriz/public-copy", "votriz/blob"))
+    backup = set(by["votriz/backup/key"].fingerprints)
+    assert backup and backup == set(by["votriz/backup/copy"].fingerprints) and not backup & ring
+    assert by["votriz/backup/key"].value_read is False
+    assert by["votriz/backup/key"].fingerprint_method.startswith("HMAC-SHA256 keyed by the material")
+    assert not set(by["votriz/jwt-signing"].fingerprints) & ring
+    # ... a data object of random bytes has the shape of a key, one of repeated bytes not
+    assert by["votriz/random"].key_shaped is True and by["votriz/blob"].key_shaped is False
+    # ... the session without login sees only the non-private objects, and read the value
+    assert listing.public_objects is not None
+    assert [(o.label, o.value_read) for o in listing.public_objects] == [("votriz/public-copy", True)]
+    # ... and no value or fingerprint is in the observation's repr
+    text = repr(listing)
+    assert "KKKK" not in text and "hmac-sha256" not in text and random_data.hex() not in text
+    # ... and the token says what it is
+    assert listing.facts is not None
+    assert (listing.facts.manufacturer, listing.facts.model) == ("SoftHSM project", "SoftHSM v2")
+    assert "HW_SLOT" not in listing.facts.slot_flags and "LOGIN_REQUIRED" in listing.facts.token_flags
+
+
+def test_fingerprints_change_from_survey_to_survey(token: Hsm) -> None:
+    # The random block is drawn for each survey: a fingerprint seen once says nothing later.
+    first = hsm_probe.snapshot(token, KnownSecrets(), survey=True).listing.by_label("votriz/jwt-signing")
+    second = hsm_probe.snapshot(token, KnownSecrets(), survey=True).listing.by_label("votriz/jwt-signing")
+    assert first[0].fingerprints and not set(first[0].fingerprints) & set(second[0].fingerprints)
+
+
+def test_a_plain_listing_neither_fingerprints_nor_opens_a_public_session(token: Hsm) -> None:
+    listing = hsm_probe.list_objects(token, KnownSecrets())
+    assert listing.public_objects is None and all(not o.fingerprints for o in listing.objects)
+    assert listing.facts is not None and listing.facts.model == "SoftHSM v2"
+
+
+def test_a_non_extractable_aes_key_is_fingerprinted_by_the_token(token: Hsm) -> None:
+    # Given an AES key that may encrypt but neither sign nor leave, and its bytes in a data object
+    value = os.urandom(32)
+    with hsm_probe.open_session(token, rw=True) as session:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: "votriz/aes",
+            Attribute.VALUE: value, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+            Attribute.SIGN: False, Attribute.ENCRYPT: True})
+    add_data(token, "votriz/aes-bytes", value)
+    listing = hsm_probe.snapshot(token, KnownSecrets(), survey=True).listing
+    aes, = listing.by_label("votriz/aes")
+    data, = listing.by_label("votriz/aes-bytes")
+    assert aes.fingerprint_method == "AES-ECB encryption of a per-run random block (key check value)"
+    assert set(aes.fingerprints) & set(data.fingerprints)
+    assert data.key_shaped is True
