@@ -100,8 +100,9 @@ class ClaimResult(BaseModel):
             on part of its checks.
         checks: ids of its checks.
         checks_not_run: those of its checks that have no result in this run.
-        verified: True when a check observed it (PASS, FAIL, or a waived FAIL): N/A,
-            MANUAL, ERROR and an attestation alone verify nothing.
+        verified: True when its outcome is PASS, FAIL or WAIVED and a check observed it
+            (PASS, FAIL, or a waived FAIL): N/A, MANUAL, ERROR and an attestation alone
+            verify nothing, nor does a check that saw part of a promise still needing a human.
         manual: what a human must attest, if anything.
         attestation: the attestation supplied, if any.
         note: what the report says about the claim itself.
@@ -243,7 +244,8 @@ def claim_results(catalogue: Catalogue, results: Sequence[CheckResult],
         claims.append(ClaimResult(
             id=claim.id, section=claim.section, text=claim.text, outcome=outcome,
             checks=claim.checks, checks_not_run=not_run,
-            verified=outcome is not None and any(_observed(result) for result in speaking),
+            verified=outcome in (Outcome.PASS, Outcome.FAIL, Outcome.WAIVED)
+            and any(_observed(result) for result in speaking),
             manual=claim.manual, attestation=attestation, note=claim.note))
     return claims
 
@@ -265,7 +267,8 @@ def _nothing_verified_because(results: Sequence[CheckResult], deselected: int) -
     if not results:
         return "no check was collected"
     if any(_observed(result) for result in results):
-        return "no promise had all of its checks run"
+        return ("the checks that ran settled no promise: each still has a check that did not run "
+                "or needs an attestation")
     outcomes = _listed(_tally([result.outcome for result in results]))
     return f"every check that ran ended without an observation: {outcomes}"
 

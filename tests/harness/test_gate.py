@@ -124,6 +124,7 @@ def test_a_partial_run_says_n_of_m_promises_in_results_and_junit(pytester: pytes
     assert props["gate"] == "pass" and props["verified_promises"] == "1"
     html = (pytester.path / "report" / "report.html").read_text()
     assert f"Partial run: {judged} of 36 promises" in html
+    assert f'Gate passed <span class="scope-tag">· partial: {judged} of 36 promises</span>' in html
 
 
 @pytest.mark.parametrize("how", ["option", "policy"])
@@ -211,7 +212,18 @@ def test_checks_that_cover_no_promise_completely_verify_nothing() -> None:
     results = [_result("transit.tls_versions", Outcome.PASS)]
     summary = summarise(results, claim_results(catalogue, results, {}))
     assert summary.gate == "vacuous"
-    assert summary.reason.endswith("(no promise had all of its checks run)")
+    assert summary.reason.endswith("(the checks that ran settled no promise: each still has a check that "
+                                   "did not run or needs an attestation)")
+
+
+def test_a_check_that_sees_part_of_a_promise_needing_a_human_does_not_verify_it() -> None:
+    catalogue = load_catalogue()
+    results = [_result("transit.certificate", Outcome.PASS)]
+    renewed = next(c for c in claim_results(catalogue, results, {}) if c.id == "TRANSIT-CERT-RENEWED")
+    assert renewed.outcome is Outcome.MANUAL and not renewed.verified
+    attested = {"TRANSIT-CERT-RENEWED": Attestation(path="renewal.md", sha256="00" * 32)}
+    renewed = next(c for c in claim_results(catalogue, results, attested) if c.id == "TRANSIT-CERT-RENEWED")
+    assert renewed.outcome is Outcome.PASS and renewed.verified
 
 
 def test_an_attestation_alone_verifies_nothing_by_machine() -> None:
