@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -373,6 +374,10 @@ class ShapeScan:
         self._known = known
 
     def _hit(self, hit: ShapeHit, value: str) -> None:
+        if value in hit.location:
+            # A Redis key (or a file name) that holds the value itself is named without it.
+            hit = dataclasses.replace(hit, location=hit.location.replace(
+                value, f"[{hit.rule} {hit.fingerprint}]"))
         self.report.hits_total += 1
         if len(self.report.hits) < self.hit_limit:
             self.report.hits.append(hit)

@@ -84,6 +84,7 @@ _HINTS = {"npm-token": "_authToken", "jwt": "eyJ", "private-key": "PRIVATE KEY",
 # rule matched once in 50,000 Fernet tokens without); its basic-auth URL, private-key and
 # JWT rules are not (their matches follow ``https``, ``-----`` or ``/``; a JWT needs JSON).
 _TOKEN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/.")
+_JWT_SIGNATURE = re.compile(r"[A-Za-z0-9_\-+/=]*")
 _UNBOUNDED_PLUGINS = frozenset({"basic-auth-url", "private-key", "jwt", "npm-token"})
 _END = r"(?![A-Za-z0-9_\-])"
 
@@ -139,6 +140,8 @@ class SecretRule:
         bounded: whether a match preceded by a token character is no match (it lies
             inside a longer token: a Fernet token, a hash, a digest).
         valid: a further test of a match (JWT: header and payload are JSON).
+        tail: characters a match is extended over (detect-secrets' JWT expression stops
+            after the payload's dot; the signature is part of the value).
     """
 
     name: str
@@ -149,6 +152,7 @@ class SecretRule:
     folded: bool = False
     bounded: bool = False
     valid: Callable[[str], bool] | None = None
+    tail: re.Pattern[str] | None = None
 
 
 def _from_plugin(name: str, plugin: type[RegexBasedDetector]) -> SecretRule:
@@ -156,9 +160,11 @@ def _from_plugin(name: str, plugin: type[RegexBasedDetector]) -> SecretRule:
     # per stored line; its own validity test where it has one (JWT).
     denylist: Iterable[re.Pattern[str]] = plugin.denylist  # type: ignore[assignment]
     patterns = tuple(re.compile(p.pattern, p.flags | re.MULTILINE) for p in denylist)
-    valid = JwtTokenDetector.is_formally_valid if plugin is JwtTokenDetector else None
+    jwt = plugin is JwtTokenDetector
     return SecretRule(name, str(plugin.secret_type), f"detect-secrets {plugin.__name__}", patterns,
-                      _HINTS.get(name, ""), bounded=name not in _UNBOUNDED_PLUGINS, valid=valid)
+                      _HINTS.get(name, ""), bounded=name not in _UNBOUNDED_PLUGINS,
+                      valid=JwtTokenDetector.is_formally_valid if jwt else None,
+                      tail=_JWT_SIGNATURE if jwt else None)
 
 
 #: Every rule, detect-secrets' first.
@@ -234,7 +240,13 @@ class ShapeFinder:
                         continue
                     if rule.valid is not None and not rule.valid(value):
                         continue
-                    found.append(SecretMatch(rule.name, rule.kind, start, match.end(),
+                    end = match.end()
+                    if rule.tail is not None:
+                        tail = rule.tail.match(text, end)
+                        if tail is not None:
+                            end = tail.end()
+                            value = text[start:end]
+                    found.append(SecretMatch(rule.name, rule.kind, start, end,
                                              self.fingerprint(value), value))
         found.sort(key=lambda m: (m.start, -m.end))
         kept: list[SecretMatch] = []

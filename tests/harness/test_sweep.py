@@ -248,3 +248,12 @@ def test_shapes_tee_reads_each_stream_once() -> None:
     seen = [(where, b"".join(chunks)) for where, chunks in scan.tee(places)]
     assert seen == [("redis:a", b"plain value"), ("redis:b", JWT.encode())]
     assert [h.place for h in scan.report.hits] == ["redis:b offset 0"]
+
+
+def test_a_key_name_holding_the_value_is_named_without_it() -> None:
+    scan = _scan()
+    location = f"redis:session:{JWT}"
+    for _, chunks in scan.tee([(location, iter([f"session:{JWT}\n".encode(), b"value"]))]):
+        b"".join(chunks)
+    (hit,) = scan.report.hits
+    assert JWT not in hit.describe() and hit.location == f"redis:session:[jwt {hit.fingerprint}]"

@@ -104,3 +104,9 @@ def test_a_positive_is_found_whatever_surrounds_it(vector: dict[str, str], befor
                                                    after: str) -> None:
     found = FINDER.find(before + vector["text"] + after)
     assert vector["rule"] in [m.rule for m in found]
+
+
+def test_a_jwt_match_covers_its_signature() -> None:
+    token = next(v["text"] for v in POSITIVES if v["rule"] == "jwt" and v["text"].startswith("eyJ"))
+    (match,) = FINDER.find(f"cookie={token}; path=/")
+    assert match.value == token
