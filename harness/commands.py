@@ -45,6 +45,8 @@ class CommandResult:
             :data:`STDOUT_LINES_KEPT`).
         stderr_tail: the last lines of its standard error.
         timeout_s: the harness's limit it ran under (None: not recorded).
+        started: whether it was started at all (False: the harness did not run it,
+            see :meth:`never_started`).
     """
 
     argv: tuple[str, ...]
@@ -54,10 +56,16 @@ class CommandResult:
     lines: tuple[tuple[float, str], ...] = ()
     stderr_tail: tuple[str, ...] = ()
     timeout_s: float | None = None
+    started: bool = True
+
+    @classmethod
+    def never_started(cls, argv: Sequence[str]) -> CommandResult:
+        """The record of a command the harness decided not to run (e.g. the service was down)."""
+        return cls(tuple(argv), None, 0.0, False, started=False)
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.started and self.returncode == 0 and not self.timed_out
 
     def unfinished(self) -> str:
         """Why the harness stopped the command ('' when it ran to its end).
@@ -72,6 +80,8 @@ class CommandResult:
                 "(killed by the harness's timeout)")
 
     def describe(self) -> str:
+        if not self.started:
+            return f"{' '.join(self.argv)} was not run"
         if self.timed_out:
             return f"{' '.join(self.argv)} did not finish in time (killed after {self.duration_s:.0f} s)"
         last = (self.stderr_tail[-1] if self.stderr_tail else
@@ -80,7 +90,7 @@ class CommandResult:
             f": {last}" if last and not self.ok else "")
 
     def as_evidence(self) -> dict[str, Any]:
-        return {"argv": list(self.argv), "returncode": self.returncode,
+        return {"argv": list(self.argv), "started": self.started, "returncode": self.returncode,
                 "duration_s": round(self.duration_s, 3), "timed_out": self.timed_out,
                 "stdout": [{"t_s": round(t, 3), "line": line} for t, line in self.lines],
                 "stderr_tail": list(self.stderr_tail)}

@@ -1,37 +1,69 @@
 """keys.jwt_rotation: rotating the JWT secret ends the sessions signed with the old one.
 
 A canary logs in, the profile's rotation command runs, and the old session
-must be refused (401) within the grace period while a new login works.
+must be refused (401) within the grace period while a new login works. The
+command is not run when the service or a dependency is unavailable (or was,
+earlier in the run); failures seen while a dependency was unavailable right
+after it are ERROR naming it, not FAIL. A canary account the check could not
+remove is reported as ``harness.cleanup/keys.jwt_rotation`` ERROR by its address.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from harness.evidence import EvidenceRecorder
+from harness.health import explained_failure
 from harness.key_classes import KeyClasses
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.prerequisites import operator_command, require_sections
-from harness.probes.rotation import JwtRotationObservation, observe_jwt_rotation
+from harness.probes.rotation import (
+    JwtRotationObservation,
+    canary_left_reported,
+    not_run_verdict,
+    observe_jwt_rotation,
+)
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
 
 def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict:
-    """The old session is refused (401) after the rotation; a new login works."""
+    """The old session is refused (401) after the rotation; a new login works.
+
+    Not run because of an outage, or failed while a dependency was unavailable right
+    after the rotation: ERROR naming it. An old session answered 200 is the service's own
+    answer, so it stays a FAIL whatever happened later.
+    """
+    not_run = not_run_verdict(obs.health, obs.command)
+    if not_run is not None:
+        return not_run
     details = {"command": obs.command.as_evidence(), "status_before": obs.status_before,
                "status_after": obs.status_after, "refused_after_s": obs.refused_after_s,
                "grace_s": grace_s, "new_login": obs.new_login or "ok",
-               "new_token_status": obs.new_token_status, "secret_changed": obs.secret_changed}
+               "new_token_status": obs.new_token_status, "secret_changed": obs.secret_changed,
+               "health": obs.health.as_evidence(), "canary_left": obs.canary_left}
     if obs.status_before != 200:
         return Verdict.error(f"The canary session was not accepted before the rotation "
                              f"(HTTP {obs.status_before}).", **details)
     if obs.command.timed_out:
         return Verdict.error(f"The JWT rotation command {obs.command.unfinished()}.", **details)
+    still_accepted = obs.command.ok and obs.refused_after_s is None and obs.status_after == 200
+    failures = []
+    if not obs.command.ok:
+        failures.append(f"the rotation command: {obs.command.describe()}")
+    if obs.refused_after_s is None and obs.status_after != 200:
+        failures.append(f"the old session answered HTTP {obs.status_after}")
+    if obs.new_login or obs.new_token_status != 200:
+        failures.append(f"the new login: {obs.new_login or f'HTTP {obs.new_token_status}'}")
+    outage = obs.health.explaining_outage()
+    if outage is not None and failures and not still_accepted:
+        return Verdict.error(explained_failure(outage, "JWT rotation", failures), **details)
     if not obs.command.ok:
         return Verdict.failed(f"The JWT rotation command failed: {obs.command.describe()}.", **details)
-    if obs.refused_after_s is None and obs.status_after == 200:
+    if still_accepted:
         return Verdict.failed(f"A session token issued before the rotation is still accepted "
                               f"(HTTP {obs.status_after}) {grace_s:g} s after it.", **details)
     if obs.refused_after_s is None:
@@ -46,6 +78,12 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
     return Verdict.passed(f"After the JWT secret rotation the old session was refused "
                           f"(HTTP {obs.status_after}, {obs.refused_after_s:.1f} s after the command) "
                           f"and a new login worked.", **details)
+
+
+@pytest.fixture(autouse=True)
+def jwt_canary_removed_or_reported(evidence: EvidenceRecorder) -> Iterator[None]:
+    """After the check, a canary it could not remove is a ``harness.cleanup`` ERROR naming it."""
+    yield from canary_left_reported(evidence)
 
 
 @pytest.mark.claims("KEYS-JWT-ROTATION")

@@ -3,20 +3,22 @@
 The password is read from the HSM and tried with AUTH at Redis; the
 profile's rotation command runs; the old password must then be refused, the
 new one from the HSM accepted, and the service still work. The judgement is
-the database password's (:func:`~checks.keys.db_password_rotation.password_rotation_verdict`).
+the database password's, kept beside the observation
+(:func:`harness.probes.rotation.password_rotation_verdict`): not run when the
+service or a dependency is unavailable, ERROR naming the dependency when one
+was unavailable right after the rotation.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from checks.keys.db_password_rotation import password_rotation_verdict
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
 from harness.policy import Policy
 from harness.prerequisites import operator_command, require_sections
 from harness.probes.credentials import try_redis
-from harness.probes.rotation import observe_password_rotation
+from harness.probes.rotation import observe_password_rotation, password_rotation_verdict
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 

@@ -4,16 +4,24 @@ While a canary's channels are read (decrypt) and written (encrypt) from
 several threads, the profile's rotation command runs; afterwards every
 ``channels`` row must decrypt under the new key ring and none under the
 retired key alone, no row may be lost, and the canary's tokens must be the
-ones it last stored.
+ones it last stored. The command is not run when the service or a dependency
+is unavailable (or was, earlier in the run); failures seen while a dependency
+was unavailable right after the rotation are ERROR naming it, not FAIL. The
+load's timeline is recorded as :class:`~harness.evidence_kinds.RotationTimelineEvidence`,
+and a canary account the check could not remove is reported as
+``harness.cleanup/keys.token_key_rotation`` ERROR by its address.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from harness.evidence import EvidenceRecorder
+from harness.evidence_kinds import RotationTimelineEvidence, TimelineBucket
+from harness.health import explained_failure
 from harness.key_classes import KeyClasses
 from harness.load import LoadReport
 from harness.outcomes import Verdict
@@ -23,6 +31,8 @@ from harness.probes.rotation import (
     ROTATION_FINISHED,
     ROTATION_STARTED,
     TokenRotationObservation,
+    canary_left_reported,
+    not_run_verdict,
     observe_token_key_rotation,
 )
 from harness.profile import TargetProfile
@@ -31,37 +41,45 @@ from harness.redaction import KnownSecrets
 TIMELINE_BUCKET_S = 0.5
 
 
-def rotation_timeline(load: LoadReport) -> dict[str, Any]:
+def rotation_timeline(load: LoadReport) -> RotationTimelineEvidence:
     """The evidence: per-bucket timeline and totals before, during and after the rotation."""
     start, end = load.phase(ROTATION_STARTED, ROTATION_FINISHED)
-    return {
-        "bucket_s": TIMELINE_BUCKET_S,
-        "timeline": [{"t_s": b.start_s, "requests": b.requests, "errors": b.errors,
-                      "p50_ms": b.p50_ms, "p99_ms": b.p99_ms, "markers": list(b.markers)}
-                     for b in load.timeline(TIMELINE_BUCKET_S)],
-        "before": load.window(0, start).as_evidence(),
-        "during": load.window(start, end).as_evidence(),
-        "after": load.window(end).as_evidence(),
-        "total": load.totals().as_evidence(),
-        "concurrency": load.concurrency,
-        "duration_s": round(load.duration_s, 3),
-        "first_failures": load.failures(),
-        "harness_defects": list(load.defects),
-    }
+    return RotationTimelineEvidence(
+        bucket_s=TIMELINE_BUCKET_S,
+        timeline=tuple(TimelineBucket(t_s=b.start_s, requests=b.requests, errors=b.errors,
+                                      p50_ms=b.p50_ms, p99_ms=b.p99_ms, markers=b.markers)
+                       for b in load.timeline(TIMELINE_BUCKET_S)),
+        before=load.window(0, start).as_evidence(),
+        during=load.window(start, end).as_evidence(),
+        after=load.window(end).as_evidence(),
+        total=load.totals().as_evidence(),
+        concurrency=load.concurrency,
+        duration_s=round(load.duration_s, 3),
+        first_failures=load.failures(),
+        harness_defects=list(load.defects))
 
 
 def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) -> Verdict:
-    """Zero failed requests; every row under the new ring only; no row or token lost or changed."""
+    """Zero failed requests; every row under the new ring only; no row or token lost or changed.
+
+    Not run because of an outage, or failed while a dependency was unavailable right
+    after the rotation: ERROR naming it, never FAIL.
+    """
+    not_run = not_run_verdict(obs.health, obs.command)
+    if not_run is not None:
+        return not_run
     start, end = obs.load.phase(ROTATION_STARTED, ROTATION_FINISHED)
     totals = obs.load.totals()
     before, during = obs.load.window(0, start), obs.load.window(start, end)
     new_versions = {v for v, _, _ in obs.ring_after} - {v for v, _, _ in obs.ring_before}
-    lost = sorted(set(obs.rows_before) - set(obs.rows_after))
+    # Rows and ring not read after the rotation (a dependency was down) say nothing about it.
+    lost = sorted(set(obs.rows_before) - set(obs.rows_after)) if obs.read_after else []
     details: dict[str, Any] = {
         "command": obs.command.as_evidence(),
         "ring_before": [f"{label} {fp}" for _, label, fp in obs.ring_before],
         "ring_after": [f"{label} {fp}" for _, label, fp in obs.ring_after],
-        "rows_before": len(obs.rows_before), "rows_after": len(obs.rows_after),
+        "rows_before": len(obs.rows_before),
+        "rows_after": len(obs.rows_after) if obs.read_after else None,
         "rows_lost": lost[:50], "canary_rows": obs.canary_rows,
         "undecryptable_after": list(obs.undecryptable_after[:50]),
         "readable_with_retired_key": list(obs.readable_with_retired[:50]),
@@ -74,6 +92,8 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         # slower answer during a rotation is not one (the benchmark tracks the ratio).
         "p99_ratio_during_over_before": (round(during.p99_ms / before.p99_ms, 2)
                                          if before.p99_ms and during.p99_ms else None),
+        "health": obs.health.as_evidence(), "read_after": obs.read_after,
+        "canary_left": obs.canary_left,
     }
     # Every broken criterion is named, most specific first: a row left under the
     # old key also makes reads fail, and the row is the root cause.
@@ -82,7 +102,7 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         pass  # Judged below: the harness stopped the command, so nothing here is a verdict.
     elif not obs.command.ok:
         reasons.append(f"the rotation command failed: {obs.command.describe()}")
-    elif not new_versions:
+    elif not new_versions and obs.read_after:
         reasons.append("the rotation added no new token-encryption key to the HSM")
     if obs.undecryptable_after:
         reasons.append(f"{len(obs.undecryptable_after)} channels rows are not readable with the new "
@@ -109,6 +129,12 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         seen = f" Also seen after it was stopped: {'; '.join(reasons)}." if reasons else ""
         return Verdict.error(f"The rotation command {obs.command.unfinished()}, so the rotation "
                              f"could not be judged.{seen}", **details)
+    outage = obs.health.explaining_outage()
+    if outage is not None:
+        unread = [] if obs.read_after else ["the key ring and the channels rows could not be read "
+                                            "after it"]
+        return Verdict.error(explained_failure(outage, "token-key rotation", reasons + unread),
+                             **details)
     if reasons:
         text = "; ".join(reasons)
         return Verdict.failed(text[0].upper() + text[1:] + ".", **details)
@@ -131,7 +157,14 @@ def check_token_key_rotation(profile: TargetProfile, policy: Policy, known_secre
     command = operator_command(profile, evidence, "rotate_token_key", by_hand)
     require_sections(profile, evidence, ("hsm", "api", "database"), by_hand)
     obs = observe_token_key_rotation(profile, policy, known_secrets, key_classes, command)
-    evidence.attach("timeline", rotation_timeline(obs.load))
+    if obs.command.started:
+        evidence.attach("timeline", rotation_timeline(obs.load))
     verdict = token_key_rotation_verdict(obs, policy)
     evidence.attach("rotation", verdict.details)
     evidence.conclude(verdict)
+
+
+@pytest.fixture(autouse=True)
+def token_rotation_canary_removed_or_reported(evidence: EvidenceRecorder) -> Iterator[None]:
+    """After the check, a canary it could not remove is a ``harness.cleanup`` ERROR naming it."""
+    yield from canary_left_reported(evidence)

@@ -86,18 +86,29 @@ class RotationCanary:
         refresh = f"{self.token_secret}.rt.{tag}.{secrets.token_urlsafe(6)}"
         return access, refresh
 
+    def release(self) -> str:
+        """Remove the account and close every client (never raises).
+
+        Returns '' once the account is gone, else its address and why it could not be removed.
+        """
+        try:
+            left = self.account.remove(self.api, self.known_secrets)
+        finally:
+            self.api.close()
+            for api in self._clients:
+                api.close()
+        return (f"the rotation's canary account {self.account.email} could not be removed "
+                f"({left}): delete it by hand") if left else ""
+
     def close(self) -> None:
         """Remove the account and close every client.
 
         Raises:
             ProbeError: the account could not be removed (naming it).
         """
-        try:
-            self.account.delete(self.api, self.known_secrets)
-        finally:
-            self.api.close()
-            for api in self._clients:
-                api.close()
+        left = self.release()
+        if left:
+            raise ProbeError(left)
 
 
 def seed_channels(canary: RotationCanary, count: int) -> dict[int, tuple[str, str]]:

@@ -5,22 +5,37 @@ Each ``observe_*`` function runs one rotation command of the profile
 returns a frozen observation of what happened around it: for the token key,
 live load on a canary's channels and every ``channels`` row before and after;
 for the JWT secret, the fate of a session issued before; for a password, the
-old and the new one tried at the store, and the service used afterwards. The
-verdicts are the checks' (``checks/keys/*_rotation.py``).
+old and the new one tried at the store, and the service used afterwards.
+
+Each asks first whether the service and its dependencies are healthy
+(:func:`harness.health.before_destructive`): when not, or when an outage was
+seen earlier in the run, the command is not run and the observation says why.
+Right after the command and what follows it, the health is asked again, so a
+verdict can tell a failure explained by a dependency's outage (ERROR) from a
+broken promise (FAIL). The canary accounts are removed on every path; one that
+could not be removed is named in ``canary_left`` (:func:`canary_left_reported`
+makes it a ``harness.cleanup`` ERROR).
+
+The verdicts are the checks' (``checks/keys/*_rotation.py``), except the
+password rotations' (:func:`password_rotation_verdict`), which the database and
+the Redis password checks share.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from harness.canaries import canary_account, create_canary
 from harness.commands import CommandResult, run_operation
+from harness.evidence import EvidenceRecorder
+from harness.health import HealthAround, after_operation, before_destructive, explained_failure
 from harness.key_classes import KeyClasses
 from harness.load import LoadReport, SteadyLoad
 from harness.operations import command_timeout
-from harness.outcomes import ProbeError
+from harness.outcomes import ProbeError, Verdict
 from harness.policy import Policy
 from harness.probes import hsm as hsm_probe
 from harness.probes.api import VotrizApi
@@ -55,6 +70,10 @@ class TokenRotationObservation:
             harness last stored (or do not decrypt).
         writes_during_rotation: successful writes started while the command ran.
         writes_checked: canary channels whose final tokens were compared.
+        health: the service's health before and right after the rotation.
+        read_after: whether the key ring and the rows were read after the rotation
+            (not when a dependency was unavailable right after it).
+        canary_left: '' when the canary account was removed, else its address and why not.
     """
 
     command: CommandResult
@@ -69,6 +88,15 @@ class TokenRotationObservation:
     canary_mismatches: tuple[int, ...]
     writes_during_rotation: int
     writes_checked: int
+    health: HealthAround = field(default_factory=HealthAround)
+    read_after: bool = True
+    canary_left: str = ""
+
+    @classmethod
+    def not_run(cls, command: Sequence[str], health: HealthAround) -> TokenRotationObservation:
+        """The rotation was not run (``health.not_run`` says why)."""
+        return cls(CommandResult.never_started(command), LoadReport((), (), 0.0, 0), (), (), (), (),
+                   (), (), 0, (), 0, 0, health, read_after=False)
 
 
 @dataclass(frozen=True)
@@ -83,6 +111,8 @@ class JwtRotationObservation:
         new_login: '' when a new login worked, else why not.
         new_token_status: answer to the new token.
         secret_changed: whether the HSM's signing secret changed (None: unknown).
+        health: the service's health before and right after the rotation.
+        canary_left: '' when the canary account was removed, else its address and why not.
     """
 
     command: CommandResult
@@ -92,6 +122,13 @@ class JwtRotationObservation:
     new_login: str
     new_token_status: int | None
     secret_changed: bool | None
+    health: HealthAround = field(default_factory=HealthAround)
+    canary_left: str = ""
+
+    @classmethod
+    def not_run(cls, command: Sequence[str], health: HealthAround) -> JwtRotationObservation:
+        """The rotation was not run (``health.not_run`` says why)."""
+        return cls(CommandResult.never_started(command), 0, 0, None, "", None, None, health)
 
 
 @dataclass(frozen=True)
@@ -106,6 +143,7 @@ class PasswordRotationObservation:
         new_after: ``accepted``, ``refused`` or an error description ('' when not tried).
         changed_in_hsm: whether the HSM holds a different value afterwards.
         service_after: '' when an API call touching it worked, else why not.
+        health: the service's health before and right after the rotation.
     """
 
     what: str
@@ -115,12 +153,24 @@ class PasswordRotationObservation:
     new_after: str
     changed_in_hsm: bool | None
     service_after: str
+    health: HealthAround = field(default_factory=HealthAround)
+
+    @classmethod
+    def not_run(cls, what: str, command: Sequence[str],
+                health: HealthAround) -> PasswordRotationObservation:
+        """The rotation was not run (``health.not_run`` says why)."""
+        return cls(what, CommandResult.never_started(command), "", "", "", None, "", health)
 
 
 def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                key_classes: KeyClasses, command: Sequence[str]) -> TokenRotationObservation:
-    """Seed canary channels, rotate under steady load, and read everything back."""
+    """Ask the service's health; seed canary channels, rotate under steady load, ask the
+    health again and, when every dependency answers, read everything back."""
     assert profile.hsm is not None
+    what = "token-key rotation"
+    around = before_destructive(profile, policy, what, known_secrets)
+    if around.not_run is not None:
+        return TokenRotationObservation.not_run(command, around)
     prefix = profile.hsm.key_namespace + key_classes.proof.token_key_prefix
     canary = RotationCanary(profile, policy, known_secrets)
     try:
@@ -151,12 +201,23 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
             time.sleep(TAIL_S)
         finally:
             report = load.stop()
-        snap_after = hsm_probe.snapshot(profile.hsm, known_secrets, read_prefix=prefix,
-                                        timeout_s=policy.timeouts.request_s)
-        ring_after = token_ring(snap_after.values, prefix)
-        rows_after = read_channel_rows(profile, policy, known_secrets)
-    finally:
-        canary.close()
+        around = after_operation(profile, policy, around, what, known_secrets)
+        # With a dependency down, reading the ring and every row would only meet the outage
+        # again (each read waiting for its deadline); what failed is judged as its effect.
+        read_after = around.explaining_outage() is None
+        ring_after: list[tuple[int, str, bytes]] = []
+        rows_after = []
+        if read_after:
+            snap_after = hsm_probe.snapshot(profile.hsm, known_secrets, read_prefix=prefix,
+                                            timeout_s=policy.timeouts.request_s)
+            ring_after = token_ring(snap_after.values, prefix)
+            rows_after = read_channel_rows(profile, policy, known_secrets)
+    except BaseException as exc:
+        left = canary.release()
+        if left and isinstance(exc, ProbeError):
+            raise ProbeError(f"{exc}; {left}") from None
+        raise
+    canary_left = canary.release()
     new_ring = fernet_of([v for _, _, v in ring_after])
     new_versions = {v for v, _, _ in ring_after} - {v for v, _, _ in ring_before}
     retired = ring_before[0][2] if ring_before else None
@@ -172,7 +233,7 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
     by_id = {row.id: row for row in rows_after}
     mismatches = []
     for channel, (access, refresh) in expected.items():
-        if channel in uncertain:
+        if channel in uncertain or not read_after:
             continue
         stored = by_id.get(channel)
         if stored is None or decrypts(new_ring, stored.access_token_enc) != access.encode() or \
@@ -187,12 +248,18 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
         canary_rows=sum(1 for r in rows_after if r.brand_id == canary.brand_id),
         canary_mismatches=tuple(sorted(mismatches)),
         writes_during_rotation=sum(1 for t, _ in writes if start <= t < end),
-        writes_checked=len(expected) - len(uncertain & set(expected)))
+        writes_checked=len(expected) - len(uncertain & set(expected)),
+        health=around, read_after=read_after, canary_left=canary_left)
 
 
 def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                          key_classes: KeyClasses, command: Sequence[str]) -> JwtRotationObservation:
-    """Log in, rotate the JWT secret, and see what happens to the old and a new session."""
+    """Ask the service's health; log in, rotate the JWT secret, see what happens to the old and
+    a new session, ask the health again, and remove the canary on every path."""
+    what = "JWT rotation"
+    around = before_destructive(profile, policy, what, known_secrets)
+    if around.not_run is not None:
+        return JwtRotationObservation.not_run(command, around)
     label = (profile.hsm.key_namespace if profile.hsm else "votriz/") + key_classes.proof.jwt_signing
     before = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
                                     timeout_s=policy.timeouts.request_s).get(label)
@@ -216,20 +283,25 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
                 if time.monotonic() - done > key_classes.proof.roll_grace_s:
                     break
                 time.sleep(0.25)
-        new_login, new_status = "", None
-        try:
-            new = api.login(canary.email, canary.password)
-            known_secrets.add(new, "canary session token")
-            new_status = api.request("GET", "/brands", token=new).status
-            api.delete_account()
-        except ProbeError as exc:
-            new_login = str(exc)
+            new_login, new_status = "", None
+            try:
+                new = api.login(canary.email, canary.password)
+                known_secrets.add(new, "canary session token")
+                new_status = api.request("GET", "/brands", token=new).status
+            except ProbeError as exc:
+                new_login = str(exc)
+            around = after_operation(profile, policy, around, what, known_secrets)
+        # Removed on every path: also when the new login failed (its session is then the old,
+        # refused one, and remove() logs in again).
+        left = canary.remove(api, known_secrets)
+    canary_left = (f"the JWT rotation's canary account {canary.email} could not be removed "
+                   f"({left}): delete it by hand") if left else ""
     after = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
                                    timeout_s=policy.timeouts.request_s).get(label)
              if profile.hsm else None)
     changed = None if before is None or after is None else before != after
     return JwtRotationObservation(result, status_before, status_after, refused_after, new_login,
-                                  new_status, changed)
+                                  new_status, changed, around, canary_left)
 
 
 def service_works(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
@@ -251,23 +323,111 @@ def service_works(profile: TargetProfile, policy: Policy, known_secrets: KnownSe
 def observe_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                               key_classes: KeyClasses, command: Sequence[str], label: str,
                               attempt: Callable[[str], str], what: str) -> PasswordRotationObservation:
-    """Read the password from the HSM, rotate, try the old and new ones, use the service.
+    """Ask the service's health; read the password from the HSM, rotate, try the old and new
+    ones, use the service, and ask the health again.
 
     ``attempt`` tries one password at the store (:mod:`harness.probes.credentials`).
     """
     assert profile.hsm is not None
+    operation = f"{what} password rotation"
+    around = before_destructive(profile, policy, operation, known_secrets)
+    if around.not_run is not None:
+        return PasswordRotationObservation.not_run(what, command, around)
     old = hsm_probe.read_values(profile.hsm, [label], known_secrets,
                                 timeout_s=policy.timeouts.request_s).require(label).decode()
     before = attempt(old)
     if before != "accepted":
-        return PasswordRotationObservation(what, CommandResult(tuple(command), None, 0.0, False),
-                                           before, "", "", None, "")
+        return PasswordRotationObservation(what, CommandResult.never_started(command), before, "", "",
+                                           None, "", around)
     result = run_operation(command, command_timeout(profile, policy), known_secrets=known_secrets)
     old_after = attempt(old)
     new_value = hsm_probe.read_values(profile.hsm, [label], known_secrets,
                                       timeout_s=policy.timeouts.request_s).get(label)
     new_after = attempt(new_value.decode()) if new_value is not None else "not readable from the HSM"
     service = service_works(profile, policy, known_secrets, key_classes.proof.roll_grace_s)
+    around = after_operation(profile, policy, around, operation, known_secrets)
     return PasswordRotationObservation(what, result, "", old_after, new_after,
                                        None if new_value is None else new_value.decode() != old,
-                                       service)
+                                       service, around)
+
+
+def not_run_verdict(health: HealthAround, command: CommandResult) -> Verdict | None:
+    """ERROR when the operation was not run because of an outage (None when it ran)."""
+    if health.not_run is None:
+        return None
+    return Verdict.error(health.not_run.not_run() + f"; {' '.join(command.argv)} was not started.",
+                         command=command.as_evidence(), health=health.as_evidence())
+
+
+def password_rotation_verdict(obs: PasswordRotationObservation) -> Verdict:
+    """The old password is refused afterwards and the service still works.
+
+    Shared by ``keys.db_password_rotation`` and ``keys.redis_password_rotation``: the
+    promise is the same. Not run because of an outage, or failed while a dependency was
+    unavailable right after the rotation: ERROR naming it, never FAIL.
+    """
+    not_run = not_run_verdict(obs.health, obs.command)
+    if not_run is not None:
+        return not_run
+    details: dict[str, Any] = {
+        "command": obs.command.as_evidence(), "old_before": obs.old_accepted_before or "accepted",
+        "old_after": obs.old_after, "new_after": obs.new_after, "changed_in_hsm": obs.changed_in_hsm,
+        "service_after": obs.service_after or "ok", "health": obs.health.as_evidence()}
+    if obs.old_accepted_before:
+        return Verdict.error(f"Cannot test the {obs.what} password rotation: the password read from "
+                             f"the HSM did not work before it ({obs.old_accepted_before}).", **details)
+    if obs.command.timed_out:
+        return Verdict.error(f"The {obs.what} password rotation command "
+                             f"{obs.command.unfinished()}.", **details)
+    failures = []
+    if not obs.command.ok:
+        failures.append(f"the rotation command: {obs.command.describe()}")
+    if obs.old_after not in ("refused", "accepted"):
+        failures.append(f"the old password: {obs.old_after}")
+    if obs.new_after != "accepted":
+        failures.append(f"the new password: {obs.new_after or 'not tried'}")
+    if obs.service_after:
+        failures.append(f"the service: {obs.service_after}")
+    outage = obs.health.explaining_outage()
+    if outage is not None and failures:
+        return Verdict.error(explained_failure(outage, f"{obs.what} password rotation", failures),
+                             **details)
+    if not obs.command.ok:
+        return Verdict.failed(f"The {obs.what} password rotation failed: {obs.command.describe()}.",
+                              **details)
+    if obs.old_after == "accepted":
+        return Verdict.failed(f"The old {obs.what} password still works after the rotation.",
+                              **details)
+    if obs.old_after != "refused":
+        return Verdict.error(f"Cannot tell whether the old {obs.what} password is refused: "
+                             f"{obs.old_after}.", **details)
+    if obs.service_after:
+        return Verdict.failed(f"The service does not work after the {obs.what} password rotation: "
+                              f"{obs.service_after}.", **details)
+    if obs.changed_in_hsm is False:
+        return Verdict.failed(f"The HSM still holds the old {obs.what} password after the "
+                              "rotation: the new password is not kept in the HSM.", **details)
+    if obs.changed_in_hsm is None or obs.new_after != "accepted":
+        why = obs.new_after or "not tried"
+        return Verdict.error(f"Cannot confirm that the new {obs.what} password from the HSM is the "
+                             f"one in use: {why}.", **details)
+    return Verdict.passed(f"After the rotation the old {obs.what} password is refused, the new one "
+                          f"from the HSM works, and the service still works "
+                          f"({obs.command.duration_s:.1f} s).", **details)
+
+
+def canary_left_reported(evidence: EvidenceRecorder) -> Iterator[None]:
+    """A rotation check's teardown: a canary account it could not remove is an error of its own.
+
+    Used as an autouse fixture by the rotation checks that make canaries: after the check,
+    a ``canary_left`` in its verdict's details (the account's address and why it could not be
+    removed) is raised, so the plugin reports it as ``harness.cleanup/<check>`` ERROR,
+    whatever the check concluded.
+
+    Raises:
+        ProbeError: naming the account left behind.
+    """
+    yield
+    left = evidence.verdict.details.get("canary_left") if evidence.verdict is not None else None
+    if left:
+        raise ProbeError(str(left))

@@ -47,3 +47,13 @@ def test_run_operation_redacts_each_line_before_keeping_or_streaming_it() -> Non
     kept = [line for _, line in done.lines] + list(done.stderr_tail) + seen
     assert kept and all("hunter2" not in line for line in kept)
     assert all(known.find_in(line.encode()) == [] for line in kept)
+
+
+def test_a_command_the_harness_did_not_run_says_so() -> None:
+    # Given a rotation the harness refused to start (the service was down)
+    skipped = commands.CommandResult.never_started(["rotate", "--now"])
+    # Then it is neither a success nor a timeout, and its evidence says it was not started
+    assert (skipped.ok, skipped.timed_out, skipped.returncode) == (False, False, None)
+    assert skipped.describe() == "rotate --now was not run"
+    assert skipped.as_evidence()["started"] is False
+    assert run_operation(["true"], 10).as_evidence()["started"] is True

@@ -536,6 +536,7 @@ def test_jwt_rotation_removes_its_canary_when_the_command_cannot_start(
     monkeypatch.setattr(keys_checks, "VotrizApi", _FakeApi)
     monkeypatch.setattr(keys_checks, "create_canary", fake_create_canary)
     monkeypatch.setattr(keys_checks, "run_operation", cannot_start)
+    monkeypatch.setattr(keys_checks, "before_destructive", lambda *a, **k: keys_checks.HealthAround())
     profile = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
     # When the JWT rotation is observed
     with pytest.raises(ProbeError, match="cannot run /no/such/rotate"):

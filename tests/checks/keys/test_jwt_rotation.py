@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
 from checks.keys.jwt_rotation import jwt_rotation_verdict
-from harness.outcomes import Outcome
+from harness.canaries import CanaryAccount
+from harness.evidence import EvidenceRecorder
+from harness.health import HealthAround
+from harness.key_classes import load_key_classes
+from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
+from harness.policy import load_policy
+from harness.probes import rotation
+from harness.probes.api import ApiResponse
 from harness.probes.rotation import JwtRotationObservation
+from harness.profile import parse_profile
+from harness.redaction import KnownSecrets
 
 from .conftest import KILLED, cmd
+from .test_db_password_rotation import DB_DOWN_AFTER, DB_DOWN_BEFORE, HEALTHY, NOT_RUN_MESSAGE
 
 
 def jwt_obs(**changes) -> JwtRotationObservation:
@@ -47,3 +62,156 @@ def test_jwt_rotation_with_a_5xx_for_the_old_session_is_error_not_fail() -> None
                                "nor 401.")
     kept = jwt_rotation_verdict(jwt_obs(status_after=200, refused_after_s=None), 10)
     assert kept.outcome is Outcome.FAIL and "still accepted (HTTP 200)" in kept.message
+
+
+# --- the service's health around the rotation, and the canary on every path --------------------
+
+def test_jwt_rotation_failing_while_healthy_stays_fail() -> None:
+    # (a) Healthy around it: a new login that fails after the rotation is a broken promise
+    verdict = jwt_rotation_verdict(jwt_obs(new_login="POST /login: expected HTTP 200, got 503",
+                                           health=HEALTHY), 10)
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == ("After the rotation, a new login does not work: POST /login: expected "
+                               "HTTP 200, got 503.")
+
+
+def test_jwt_rotation_failing_with_the_database_down_after_it_is_error_naming_it() -> None:
+    # (b) The old session got 503 and the new login failed while the database did not answer
+    verdict = jwt_rotation_verdict(jwt_obs(status_after=503, refused_after_s=None,
+                                           new_login="POST /login: expected HTTP 200, got 503",
+                                           new_token_status=None, health=DB_DOWN_AFTER), 10)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == (
+        "The database was unavailable right after the JWT rotation (127.0.0.1:5432: no answer within "
+        "2 s, at 05:12:03 UTC), which explains what failed: the old session answered HTTP 503; the new "
+        "login: POST /login: expected HTTP 200, got 503. Not judged as a broken promise.")
+    # And an old session the service itself accepted stays a FAIL whatever happened after it
+    kept = jwt_rotation_verdict(jwt_obs(status_after=200, refused_after_s=None,
+                                        new_login="POST /login: expected HTTP 200, got 503",
+                                        health=DB_DOWN_AFTER), 10)
+    assert kept.outcome is Outcome.FAIL and "still accepted (HTTP 200)" in kept.message
+
+
+def test_jwt_rotation_not_run_because_of_an_outage_is_error() -> None:
+    # (c) Unhealthy before: not run
+    verdict = jwt_rotation_verdict(JwtRotationObservation.not_run(("rotate",), DB_DOWN_BEFORE), 10)
+    assert (verdict.outcome, verdict.message) == (Outcome.ERROR, NOT_RUN_MESSAGE)
+
+
+class _Api:
+    """Just enough of VotrizApi: one canary account; the database can be made to go away."""
+
+    instances: ClassVar[list[_Api]] = []
+    database_down_after_rotation: ClassVar[bool] = False
+    rotated: ClassVar[bool] = False
+
+    def __init__(self, profile: object, timeout_s: float) -> None:
+        self.token: str | None = None
+        self.account_exists = False
+        _Api.instances.append(self)
+
+    def __enter__(self) -> _Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def _down(self) -> bool:
+        return _Api.rotated and _Api.database_down_after_rotation
+
+    def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
+                token: str | None = None) -> ApiResponse:
+        if self._down():
+            return ApiResponse(503, {"error": "database unavailable"}, {})
+        if (method, path) == ("DELETE", "/account") and self.account_exists:
+            self.account_exists = False
+            return ApiResponse(204, {}, {})
+        if path == "/brands" and _Api.rotated and token == "old-session":
+            return ApiResponse(401, {}, {})
+        return ApiResponse(200, {}, {})
+
+    def login(self, email: str, password: str) -> str:
+        if self._down():
+            raise ProbeError("POST /login: expected HTTP 200, got 503")
+        self.token = "new-session"
+        return self.token
+
+    def delete_account(self) -> ApiResponse:
+        answer = self.request("DELETE", "/account")
+        if answer.status not in (200, 202, 204):
+            raise ProbeError(f"DELETE /account: expected HTTP 200/202/204, got {answer.status}")
+        return answer
+
+
+@pytest.fixture
+def fake_service(monkeypatch: pytest.MonkeyPatch) -> type[_Api]:
+    def fake_create_canary(api: _Api, known: KnownSecrets, purpose: str) -> CanaryAccount:
+        api.account_exists, api.token = True, "old-session"
+        return CanaryAccount(email="canary+keys-0a1b2c@audit.invalid", password="pw-of-the-canary")
+
+    def fake_rotate(argv: Any, timeout_s: float, **kwargs: Any) -> Any:
+        _Api.rotated = True
+        return cmd()
+
+    _Api.instances.clear()
+    _Api.rotated = False
+    _Api.database_down_after_rotation = False
+    monkeypatch.setattr(rotation, "VotrizApi", _Api)
+    monkeypatch.setattr(rotation, "create_canary", fake_create_canary)
+    monkeypatch.setattr(rotation, "run_operation", fake_rotate)
+    monkeypatch.setattr(rotation, "before_destructive", lambda *a, **k: HealthAround(before=HEALTHY.before))
+    monkeypatch.setattr(rotation, "after_operation",
+                        lambda p, pol, around, what, known=None: DB_DOWN_AFTER if
+                        _Api.database_down_after_rotation else HEALTHY)
+    return _Api
+
+
+PROFILE = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
+
+
+def observe() -> JwtRotationObservation:
+    classes = load_key_classes()
+    quick = classes.model_copy(update={"proof": classes.proof.model_copy(update={"roll_grace_s": 0.5})})
+    return rotation.observe_jwt_rotation(PROFILE, load_policy(None), KnownSecrets(), quick, ["rotate"])
+
+
+def test_jwt_rotation_canary_is_removed_when_the_service_works(fake_service: type[_Api]) -> None:
+    obs = observe()
+    assert (obs.refused_after_s is not None, obs.new_login, obs.canary_left) == (True, "", "")
+    assert [api.account_exists for api in fake_service.instances] == [False]
+    assert jwt_rotation_verdict(obs, 10).outcome is Outcome.PASS
+
+
+def test_jwt_rotation_canary_left_by_an_outage_is_named_and_reported_at_teardown(
+        fake_service: type[_Api], tmp_path: Path) -> None:
+    # Given a database that goes away right after the rotation (the login after it fails)
+    fake_service.database_down_after_rotation = True
+    obs = observe()
+    # Then the canary could not be removed, and the observation names it
+    assert obs.new_login == "POST /login: expected HTTP 200, got 503"
+    assert obs.canary_left == ("the JWT rotation's canary account canary+keys-0a1b2c@audit.invalid could "
+                               "not be removed (POST /login: expected HTTP 200, got 503): delete it by hand")
+    verdict = jwt_rotation_verdict(obs, 0.1)
+    assert verdict.outcome is Outcome.ERROR and verdict.message.startswith("The database was unavailable")
+    assert verdict.details["canary_left"] == obs.canary_left
+    # And the check's teardown (the autouse fixture of checks/keys/jwt_rotation.py runs this)
+    # raises it, so the plugin reports harness.cleanup/keys.jwt_rotation naming the account
+    recorder = EvidenceRecorder("keys.jwt_rotation", tmp_path, KnownSecrets())
+    teardown = rotation.canary_left_reported(recorder)
+    next(teardown)
+    with pytest.raises(CheckOutcome):
+        recorder.conclude(verdict)
+    with pytest.raises(ProbeError, match=r"canary\+keys-0a1b2c@audit.invalid could not be removed"):
+        next(teardown)
+
+
+def test_the_canary_teardown_says_nothing_when_the_canary_was_removed(tmp_path: Path) -> None:
+    recorder = EvidenceRecorder("keys.jwt_rotation", tmp_path, KnownSecrets())
+    teardown = rotation.canary_left_reported(recorder)
+    next(teardown)
+    recorder.conclude(Verdict.passed("ok", canary_left=""))
+    with pytest.raises(StopIteration):
+        next(teardown)

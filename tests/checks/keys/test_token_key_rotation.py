@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from checks.keys.token_key_rotation import token_key_rotation_verdict
+from checks.keys.token_key_rotation import rotation_timeline, token_key_rotation_verdict
+from harness.evidence_kinds import EVIDENCE_KIND, RotationTimelineEvidence
 from harness.load import Attempt, LoadReport
 from harness.outcomes import Outcome
 from harness.probes.rotation import TokenRotationObservation
 
 from .conftest import KILLED, POLICY, cmd
+from .test_db_password_rotation import DB_DOWN_AFTER, DB_DOWN_BEFORE, HEALTHY, NOT_RUN_MESSAGE
 
 
 def load(errors: int = 0, slow: bool = False) -> LoadReport:
@@ -90,3 +92,43 @@ def test_a_harness_defect_in_the_load_makes_the_rotation_error_not_fail() -> Non
                                "harness/probes/channel_load.py:900.")
     # And failed requests of the service still fail the rotation
     assert token_key_rotation_verdict(rotation(load=load(errors=1)), POLICY).outcome is Outcome.FAIL
+
+
+# --- the service's health around the rotation, and its timeline evidence ----------------------
+
+
+def test_rotation_failing_while_healthy_stays_fail() -> None:
+    # (a) Healthy before and after: failed requests during the rotation are a broken promise
+    verdict = token_key_rotation_verdict(rotation(load=load(errors=1), health=HEALTHY), POLICY)
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message.startswith("4 of 100 requests failed during the rotation window")
+
+
+def test_rotation_failing_with_the_database_down_after_it_is_error_naming_it() -> None:
+    # (b) Requests failed and the database did not answer right after: the rows were not read
+    verdict = token_key_rotation_verdict(rotation(load=load(errors=1), health=DB_DOWN_AFTER,
+                                                  read_after=False, ring_after=(), rows_after=()),
+                                         POLICY)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == (
+        "The database was unavailable right after the token-key rotation (127.0.0.1:5432: no answer "
+        "within 2 s, at 05:12:03 UTC), which explains what failed: 4 of 100 requests failed during the rotation window (4 without any answer: 4 x ConnectError); the key "
+        "ring and the channels rows could not be read after it. Not judged as a broken promise.")
+    assert verdict.details["read_after"] is False and verdict.details["rows_after"] is None
+
+
+def test_rotation_not_run_because_of_an_outage_is_error() -> None:
+    # (c) Unhealthy before: not run
+    obs = TokenRotationObservation.not_run(("rotate",), DB_DOWN_BEFORE)
+    verdict = token_key_rotation_verdict(obs, POLICY)
+    assert (verdict.outcome, verdict.message) == (Outcome.ERROR, NOT_RUN_MESSAGE)
+
+
+def test_the_timeline_is_typed_rotation_evidence() -> None:
+    evidence = rotation_timeline(load(errors=1))
+    assert isinstance(evidence, RotationTimelineEvidence) and evidence.kind == "rotation_timeline"
+    assert evidence.bucket_s == 0.5 and len(evidence.timeline) == 20
+    assert evidence.timeline[6].markers == ("rotation started",)
+    assert evidence.during is not None and evidence.during["errors"] == 4
+    dumped = EVIDENCE_KIND.validate_python(evidence.model_dump(mode="json"))
+    assert dumped.kind == "rotation_timeline"
