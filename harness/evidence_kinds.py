@@ -4,15 +4,12 @@ A check that records one of these builds its model and attaches it
 (``evidence.attach("tls-versions", TlsVersionsEvidence(...))``); the file then
 carries its ``kind``, and the report chooses the view by that field alone
 (:mod:`harness.report.evidence_views`). Each model allows further keys: they are
-written with the rest and shown generically under the view.
-
-Evidence files written before the kinds existed carry no ``kind``:
-:func:`kind_of_untyped` is the one place that still recognises their shapes.
+written with the rest and shown generically under the view. A file without a
+``kind`` is data, shown generically: its shape is never guessed.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -206,66 +203,3 @@ DRAWN_KEYS: dict[str, tuple[str, ...]] = {
     "bcrypt_histogram": ("cost_histogram",),
 }
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _dict_rows(value: Any) -> list[dict[str, Any]] | None:
-    if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
-        return value
-    return None
-
-
-def _cost_counts(value: Any) -> dict[str, int] | None:
-    if isinstance(value, dict) and value and all(_is_number(v) for v in value.values()):
-        return {str(k): int(v) for k, v in value.items()}
-    rows = _dict_rows(value)
-    if rows is not None and all("cost" in r for r in rows):
-        if all(_is_number(r.get("count")) for r in rows):
-            return {str(r["cost"]): int(r["count"]) for r in rows}
-        return dict(Counter(str(r["cost"]) for r in rows))
-    return None
-
-
-_LEGACY_HISTOGRAM_KEYS = ("cost_histogram", "bcrypt_costs", "costs")
-_LEGACY_POLICY_COST_KEYS = ("policy_cost", "required_cost", "expected_cost", "min_cost")
-
-
-def kind_of_untyped(data: Any) -> dict[str, Any] | None:
-    """TRANSITION: an evidence file written without a ``kind``, as the typed file its shape
-    stands for (``kind`` added, keys renamed), or None when it is none of the kinds.
-
-    This is the only place that still guesses a kind from a shape. It goes once every check
-    attaches its model: transit.tls_versions (TlsVersionsEvidence), transit.hsts,
-    transit.security_headers and transit.http_redirect_only (HeaderTranscriptEvidence),
-    keys.hsm_custody (HsmObjectsEvidence), keys.token_key_rotation (RotationTimelineEvidence),
-    at_rest.password_hashes (BcryptHistogramEvidence).
-    """
-    if isinstance(data, dict):
-        rows = _dict_rows(data.get("timeline"))
-        if rows is not None and all(_is_number(r.get("t_s")) and _is_number(r.get("requests"))
-                                    for r in rows):
-            return {"kind": "rotation_timeline", **data}
-        rows = _dict_rows(data.get("versions"))
-        if rows is not None and all("version" in r and "accepted" in r for r in rows):
-            return {"kind": "tls_versions", **data}
-        for key in _LEGACY_HISTOGRAM_KEYS:
-            counts = _cost_counts(data.get(key))
-            if counts:
-                typed = {k: v for k, v in data.items() if k != key}
-                cost = next((data[k] for k in _LEGACY_POLICY_COST_KEYS if k in data), None)
-                return {"kind": "bcrypt_histogram", **typed, "cost_histogram": counts,
-                        **({"policy_cost": cost} if cost is not None else {})}
-        rows = _dict_rows(data.get("samples"))
-        if rows is not None and all("url" in r for r in rows):
-            return {"kind": "header_transcript", **data}
-        return None
-    counts = _cost_counts(data)
-    if counts:
-        return {"kind": "bcrypt_histogram", "cost_histogram": counts}
-    rows = _dict_rows(data)
-    if rows is not None and all("label" in r and ({"class", "sensitive", "extractable"} & r.keys())
-                                for r in rows):
-        return {"kind": "hsm_objects", "objects": rows}
-    return None

@@ -13,7 +13,7 @@ kind but does not validate is shown as data, with a note. The kinds:
 - ``bcrypt_histogram`` (at_rest.password_hashes): the cost histogram; the file's
   ``policy_cost`` (else the run's ``policy.bcrypt.cost``) marks the bars that break it.
 
-Files without a ``kind`` go through :func:`harness.evidence_kinds.kind_of_untyped` for now.
+A file without a known ``kind`` gets the generic view: no shape is guessed.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from harness.evidence_kinds import (
     HsmObjectsEvidence,
     RotationTimelineEvidence,
     TlsVersionsEvidence,
-    kind_of_untyped,
 )
 from harness.report.layout import EvidenceFile
 from harness.report.svg import HistogramBin, TimelinePoint, histogram_svg, timeline_svg
@@ -215,14 +214,13 @@ def view_evidence(file: EvidenceFile, policy: Mapping[str, Any] | None = None) -
     if file.kind == "text":
         return EvidenceView(file, "text", file.text, note=file.problem)
     data = file.data
-    typed = data if isinstance(data, dict) and data.get("kind") in VIEWS else kind_of_untyped(data)
-    if typed is None:
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if not (isinstance(kind, str) and kind in VIEWS):
         return EvidenceView(file, generic_shape(data), data)
-    kind = str(typed["kind"])
     try:
-        drawn, chart = VIEWS[kind](file, EVIDENCE_KIND.validate_python(typed), policy)
+        drawn, chart = VIEWS[kind](file, EVIDENCE_KIND.validate_python(data), policy)
     except Exception as exc:  # A file that does not fit its kind must never break the report.
         note = f"looked like {kind} but could not be drawn ({type(exc).__name__}); shown as data"
         return EvidenceView(file, generic_shape(data), data, note=note)
-    rest = {k: v for k, v in typed.items() if k not in ("kind", *DRAWN_KEYS[kind])}
+    rest = {k: v for k, v in data.items() if k not in ("kind", *DRAWN_KEYS[kind])}
     return EvidenceView(file, kind, drawn, chart=chart, rest=rest)

@@ -111,7 +111,7 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
               "stored": "fernet"}]}, {}, ""),
         ("keys.hsm_custody", Outcome.PASS, "All 14 expected key classes are on the token, sensitive and "
          "never extractable; the JWT and token ring are proven in use.",
-         {"hsm-objects": _HSM_OBJECTS}, {}, ""),
+         {"hsm-objects": {"kind": "hsm_objects", "objects": _HSM_OBJECTS}}, {}, ""),
         ("keys.no_key_elsewhere", Outcome.FAIL if fault else Outcome.PASS,
          "The JWT signing secret (raw) appears in config /srv/votriz/.env:3." if fault else
          "No key value or key-shaped string was found in 212 files and 5 process environments.",
@@ -122,7 +122,7 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
         ("keys.token_key_rotation", Outcome.FAIL if fault else Outcome.PASS,
          "6 of 1560 requests failed during the token key rotation (6 x HTTP 500)." if fault else
          "0 of 1560 requests failed; all 3000 rows now decrypt under the new ring only.",
-         {"timeline": _timeline(fault), "rotation": {"rows_before": 3000, "rows_after": 3000,
+         {"timeline": {"kind": "rotation_timeline", **_timeline(fault)}, "rotation": {"rows_before": 3000, "rows_after": 3000,
                                                      "rows_lost": [], "max_p99_ratio": 3.0}}, {}, ""),
         ("at_rest.tokens_fernet", Outcome.PASS, "All 3000 access tokens are valid Fernet tokens under the "
          "HSM's token key.", {}, {"rows": 3000, "valid": 3000}, ""),
@@ -139,7 +139,7 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
         ("at_rest.password_hashes", Outcome.FAIL if fault else Outcome.PASS,
          "3 of 43 password hashes use bcrypt cost 10 (policy: 12)." if fault else
          "All 43 password hashes are bcrypt with cost 12.",
-         {"password-hashes": {"cost_histogram": {"12": 40, "10": 3} if fault else {"12": 43},
+         {"password-hashes": {"kind": "bcrypt_histogram", "cost_histogram": {"12": 40, "10": 3} if fault else {"12": 43},
                               "schemes": {"bcrypt": 43}, "rows": 43}}, {}, ""),
         ("at_rest.backup_codes", Outcome.PASS, "All 10 backup codes are stored as bcrypt hashes; the "
          "canary's codes appear nowhere in plaintext.", {}, {}, ""),
@@ -147,7 +147,7 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
         ("transit.tls_versions", Outcome.FAIL if fault else Outcome.PASS,
          "The edge accepts TLSv1.2, which the policy does not allow (allowed: TLSv1.3)." if fault else
          "The edge accepts only TLSv1.3 (3 cipher suites); every version from SSLv2 to TLSv1.3 was tried.",
-         {"tls-versions": tls, "sslyze-scan": {"host": "votriz.test", "port": 8443,
+         {"tls-versions": {"kind": "tls_versions", **tls}, "sslyze-scan": {"host": "votriz.test", "port": 8443,
                                                "versions": [{"version": v, "completed": True} for v in _VERSIONS],
                                                "hsts": {"max_age": 31536000}}}, tls, ""),
         ("transit.certificate", Outcome.PASS, "The edge certificate chains to the profile's trust anchor "
@@ -155,12 +155,12 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
                                                    "days_left": 89.4, "dns_names": ["votriz.test"],
                                                    "key": "EC secp256r1 (256 bits)"}}, {}, ""),
         ("transit.hsts", Outcome.PASS, "All 2 sampled responses send HSTS with max-age ≥ 31536000.",
-         {"hsts": {"samples": [{"url": "https://votriz.test:8443/", "status": 200,
+         {"hsts": {"kind": "header_transcript", "samples": [{"url": "https://votriz.test:8443/", "status": 200,
                                 "headers": ["max-age=63072000; includeSubDomains"], "max_age": 63072000,
                                 "include_subdomains": True, "preload": False}],
                    "min_max_age_s": 31536000, "require_include_subdomains": True}}, {}, ""),
         ("transit.http_redirect_only", Outcome.PASS, "Every sampled path on http port 8080 answers only a "
-         "301 redirect.", {"http-redirects": {"samples": [
+         "301 redirect.", {"http-redirects": {"kind": "header_transcript", "samples": [
              {"url": "http://votriz.test:8080/", "status": 301, "location": "https://votriz.test:8443/",
               "content_type": "text/html", "body_bytes": 169,
               "body_excerpt": "<html><head><title>301 Moved Permanently</title></head>", "problem": None}],
@@ -180,7 +180,7 @@ def _checks(fault: bool) -> list[tuple[str, Outcome, str, dict[str, Any], dict[s
         ("transit.security_headers", Outcome.FAIL if fault else Outcome.PASS,
          "Security headers are missing or unsafe: /api/health (200) lacks content-security-policy." if fault
          else "All 2 sampled responses carry the policy's headers.",
-         {"security-headers": {"basis": "The page's 'Security headers' section lists no headers.",
+         {"security-headers": {"kind": "header_transcript", "basis": "The page's 'Security headers' section lists no headers.",
                                "required": ["content-security-policy", "x-content-type-options"],
                                "samples": [_headers_sample("/", fault), _headers_sample("/api/health", fault)]},
           "odd-shape": {"weird": [[1, 2], [3, {"deep": {"deeper": {"deepest": [1]}}}]], "<b>html</b>": "<script>x</script>"},

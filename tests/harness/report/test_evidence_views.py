@@ -1,6 +1,5 @@
-"""Evidence views: each kind is drawn by its view (chosen by the file's ``kind``), files written
-before the kinds existed are still recognised (the transition), anything else falls back, nothing
-crashes."""
+"""Evidence views: each kind is drawn by its view (chosen by the file's ``kind``, never guessed
+from a shape), anything else falls back to a generic view, nothing crashes."""
 
 from __future__ import annotations
 
@@ -33,13 +32,14 @@ def _json(data: Any, name: str = "x.json") -> EvidenceFile:
     return EvidenceFile(f"evidence/c/{name}", name, 10, "json", data=data)
 
 
-def test_known_shapes_are_recognised() -> None:
-    assert view_evidence(_json({"versions": [{"version": "TLSv1.3", "accepted": True}]})).shape == "tls_versions"
-    assert view_evidence(_json({"samples": [{"url": "https://a/", "status": 200}]})).shape == "header_transcript"
-    assert view_evidence(_json([{"label": "k", "sensitive": True}])).shape == "hsm_objects"
-    assert view_evidence(_json({"timeline": [{"t_s": 0, "requests": 3}]})).shape == "rotation_timeline"
-    assert view_evidence(_json({"cost_histogram": {"12": 4}})).shape == "bcrypt_histogram"
-    assert view_evidence(_json([{"cost": 12}, {"cost": 10}, {"cost": 12}])).shape == "bcrypt_histogram"
+def test_files_without_a_kind_are_data_whatever_their_shape() -> None:
+    # The shapes the kinds' views draw, without a kind: nothing is guessed from them
+    assert view_evidence(_json({"versions": [{"version": "TLSv1.3", "accepted": True}]})).shape == "keyvalue"
+    assert view_evidence(_json({"samples": [{"url": "https://a/", "status": 200}]})).shape == "keyvalue"
+    assert view_evidence(_json([{"label": "k", "sensitive": True}])).shape == "table"
+    assert view_evidence(_json({"timeline": [{"t_s": 0, "requests": 3}]})).shape == "keyvalue"
+    assert view_evidence(_json({"cost_histogram": {"12": 4}})).shape == "keyvalue"
+    assert view_evidence(_json([{"cost": 12}, {"cost": 10}, {"cost": 12}])).shape == "table"
 
 
 def test_near_misses_fall_back_to_generic_views() -> None:
@@ -52,7 +52,7 @@ def test_near_misses_fall_back_to_generic_views() -> None:
 
 
 def test_a_bcrypt_histogram_flags_costs_that_break_the_policy() -> None:
-    view = view_evidence(_json({"cost_histogram": {"12": 40, "10": 3, "plaintext": 1}}),
+    view = view_evidence(_json({"kind": "bcrypt_histogram", "cost_histogram": {"12": 40, "10": 3, "plaintext": 1}}),
                          {"bcrypt": {"cost": 12}})
 
     flagged = {b.label: b.flagged for b in view.data["bins"]}
@@ -65,19 +65,20 @@ def test_a_recogniser_that_raises_falls_back_with_a_note(monkeypatch: Any) -> No
 
     monkeypatch.setitem(evidence_views.VIEWS, "tls_versions", explode)
 
-    view = view_evidence(_json({"versions": [{"version": "TLSv1.3", "accepted": True}]}))
+    view = view_evidence(_json({"kind": "tls_versions", "versions": [{"version": "TLSv1.3", "accepted": True}]}))
 
     assert view.shape == "keyvalue"
     assert "looked like tls_versions but could not be drawn (KeyError)" in view.note
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8)
+    | st.sampled_from(sorted(evidence_views.VIEWS)),
     lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["t_s", "requests", "errors", "p50_ms", "markers", "version", "accepted",
-                                       "url", "headers", "samples", "timeline", "versions", "label", "cost",
-                                       "count", "cost_histogram", "sensitive", "bucket_s", "x"]), children,
-                      max_size=5),
+    | st.dictionaries(st.sampled_from(["kind", "t_s", "requests", "errors", "p50_ms", "markers", "version",
+                                       "accepted", "url", "headers", "samples", "timeline", "versions",
+                                       "label", "cost", "count", "cost_histogram", "sensitive", "bucket_s",
+                                       "objects", "x"]), children, max_size=5),
     max_leaves=25)
 
 
@@ -96,8 +97,8 @@ def test_any_json_renders_without_crashing(data: Any) -> None:
 
 
 def test_the_password_hashes_evidence_of_at_rest_draws_its_histogram() -> None:
-    # The shape of at_rest.password_hashes' details: the policy cost travels in the file.
-    data = {"column": "users.password_hash", "rows": 43, "schemes": {"bcrypt": 43},
+    # The shape of at_rest.password_hashes' details, with its kind: the policy cost travels in the file.
+    data = {"kind": "bcrypt_histogram", "column": "users.password_hash", "rows": 43, "schemes": {"bcrypt": 43},
             "cost_histogram": {"10": 3, "12": 40}, "policy_cost": 11, "canary_match": "match",
             "examples": ["row 7: cost 10"]}
 
@@ -174,16 +175,3 @@ def test_a_file_that_does_not_fit_its_kind_is_shown_as_data_with_a_note() -> Non
     assert view.shape == "keyvalue"
     assert "looked like rotation_timeline but could not be drawn (ValidationError)" in view.note
 
-
-def test_an_untyped_file_and_its_typed_twin_are_drawn_alike(tmp_path: Any) -> None:
-    # TRANSITION: the shapes checks write today, without a kind, give the same view as the models
-    untyped = {"versions": [{"version": "TLSv1.2", "accepted": True, "allowed": False},
-                            {"version": "TLSv1.3", "accepted": True, "allowed": True}],
-               "allowed_versions": ["TLSv1.3"], "target": "edge"}
-    assert view_evidence(_json(untyped)).data == view_evidence(_attached(tmp_path, TYPED[0])).data
-    typed_hsm = _attached(tmp_path, TYPED[2])
-    # keys.hsm_custody writes today the bare list of objects, every attribute present
-    assert view_evidence(_json(typed_hsm.data["objects"])).data == view_evidence(typed_hsm).data
-    legacy_costs = view_evidence(_json({"bcrypt_costs": [{"cost": 12, "count": 40}, {"cost": 10, "count": 3}],
-                                        "required_cost": 12}))
-    assert legacy_costs.shape == "bcrypt_histogram" and legacy_costs.data["required"] == 12
