@@ -67,6 +67,13 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class RunningStack:
     """A running reference stack, reached from its state directory.
@@ -231,7 +238,14 @@ class RunningStack:
             client.close()
         if pid <= 0:
             raise StackError("the edge container is not running")
-        return pid
+        # The container's pid 1 is Docker's init (it reaps and forwards signals); nginx's
+        # master is its child, and the workers to watch are the master's children.
+        if _command_name(pid) == "nginx":
+            return pid
+        masters = [child for child in _children(pid) if _command_name(child) == "nginx"]
+        if len(masters) != 1:
+            raise StackError(f"the edge container's init has {len(masters)} nginx children, not 1")
+        return masters[0]
 
     def edit_edge_config(self, transform: Callable[[str], str]) -> None:
         """Rewrite the running edge's nginx configuration with ``transform`` and reload nginx.
