@@ -27,8 +27,10 @@ import bisect
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,7 @@ SHAPE_LINE_BYTES = 1 << 20
 HIGH_ENTROPY_RULE = "high-entropy-in-ciphertext-column"
 #: A Fernet token's shape: version byte 0x80 and a timestamp's zero high bytes, then base64url.
 _FERNET_SHAPED = re.compile(r"gAAAAA[A-Za-z0-9_\-]*={0,2}")
+_BASE64URL_RUN = re.compile(r"[A-Za-z0-9_\-]*={0,2}")
 #: A secret-shaped value found is registered as a known secret under a label starting so.
 FOUND_LABEL_PREFIX = "found "
 
@@ -347,6 +350,8 @@ class ShapeReport:
         rows: database rows searched.
         bytes_scanned: bytes searched.
         cut: places searched only up to the byte bound, with the bound.
+        opaque: files not searched for shapes because every sampled window of them is
+            high-entropy binary (ciphertext: no secret in it has a recognisable shape).
     """
 
     hits: list[ShapeHit] = field(default_factory=list)
@@ -355,6 +360,7 @@ class ShapeReport:
     rows: int = 0
     bytes_scanned: int = 0
     cut: list[str] = field(default_factory=list)
+    opaque: list[str] = field(default_factory=list)
 
 
 class ShapeScan:
@@ -402,11 +408,16 @@ class ShapeScan:
         stream.finish()
 
     def scan_files(self, roots: Sequence[Path], unreadable: list[str], *, lines: bool = True,
-                   limit_bytes: int | None = None) -> None:
-        """Search every regular file under ``roots`` (not following links)."""
+                   limit_bytes: int | None = None, skip_opaque: bool = False) -> None:
+        """Search every regular file under ``roots`` (not following links); with
+        ``skip_opaque``, a file whose sampled windows are all high-entropy binary
+        (:func:`looks_opaque`) is listed in ``report.opaque`` instead of searched."""
         probe = SweepReport()
         for path in _files_under(roots, probe):
             try:
+                if skip_opaque and looks_opaque(path):
+                    self.report.opaque.append(str(path))
+                    continue
                 self.scan_file(path, lines=lines, limit_bytes=limit_bytes)
             except OSError as exc:
                 unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
@@ -481,6 +492,7 @@ class ShapeStream:
         self._pending = b""
         self._consumed = 0
         self._line = 0
+        self._in_token = False
         self.full = False
 
     def feed(self, chunk: bytes) -> None:
@@ -509,13 +521,65 @@ class ShapeStream:
         if not data:
             return
         text = data.decode("latin-1")  # one character per byte: offsets are byte offsets
-        for match in self._scan.finder.find(text):
-            line = self._line + text.count("\n", 0, match.start) + 1 if self._lines else None
+        # Lines shaped as Fernet tokens (an encrypted backup is one a line) are not run
+        # through the rules, as in scan_rows; a line longer than SHAPE_LINE_BYTES arrives
+        # in pieces, and a piece continuing such a line is skipped while it stays base64url.
+        pieces = text.split("\n")
+        kept: list[tuple[int, str]] = []
+        at = 0
+        for index, piece in enumerate(pieces):
+            continues = index == 0 and self._in_token
+            if (_BASE64URL_RUN.fullmatch(piece) if continues
+                    else _FERNET_SHAPED.fullmatch(piece)) is None:
+                kept.append((at, piece))
+                token_line = False
+            else:
+                token_line = True
+            at += len(piece) + 1
+        # Whether the last piece (a line that may go on in the next data) is a token so far.
+        self._in_token = token_line and not text.endswith("\n")
+        starts = [start for start, _ in kept]
+        joined = "\n".join(piece for _, piece in kept)
+        offsets = [0]
+        for _, piece in kept[:-1]:
+            offsets.append(offsets[-1] + len(piece) + 1)
+        for match in self._scan.finder.find(joined):
+            which = bisect.bisect_right(offsets, match.start) - 1
+            start = starts[which] + match.start - offsets[which]
+            line = self._line + text.count("\n", 0, start) + 1 if self._lines else None
             self._scan._hit(ShapeHit(match.rule, match.kind, self._location, match.fingerprint,
-                                     line=line, offset=self._consumed + match.start), match.value)
-        self._line += text.count("\n")
+                                     line=line, offset=self._consumed + start), match.value)
+        self._line += len(pieces) - 1
         self._consumed += len(data)
         self._scan.report.bytes_scanned += len(data)
+
+
+#: :func:`looks_opaque` reads windows of this size at the start, the middle and the end.
+OPAQUE_WINDOW_BYTES = 64 << 10
+#: Bits per byte above which a window is ciphertext-like (text stays under 6.5; random
+#: bytes in a 64 KiB window measure about 7.997).
+OPAQUE_BITS_PER_BYTE = 7.9
+
+
+def looks_opaque(path: Path) -> bool:
+    """Whether the file's first, middle and last :data:`OPAQUE_WINDOW_BYTES` all have
+    more than :data:`OPAQUE_BITS_PER_BYTE` bits of entropy per byte (raises OSError)."""
+    size = path.stat().st_size
+    if size < OPAQUE_WINDOW_BYTES:
+        return False
+    with path.open("rb") as handle:
+        for at in (0, (size - OPAQUE_WINDOW_BYTES) // 2, size - OPAQUE_WINDOW_BYTES):
+            handle.seek(at)
+            if _bits_per_byte(handle.read(OPAQUE_WINDOW_BYTES)) <= OPAQUE_BITS_PER_BYTE:
+                return False
+    return True
+
+
+def _bits_per_byte(data: bytes) -> float:
+    if not data:
+        return 0.0
+    total = len(data)
+    return -sum(n / total * math.log2(n / total) for n in Counter(data).values())
 
 
 def cell_text(value: object) -> str | None:

@@ -58,9 +58,15 @@ def _shapes_searched(obs: SweepObservation) -> str:
     if "database" in by_name:
         parts.append(f"every row of the database's text columns "
                      f"({plural(by_name['database'].shape_rows, 'row')})")
-    parts += [{"redis": "every Redis value", "logs": "every log line",
-               "backups": "the backup files"}[name] for name in ("redis", "logs", "backups")
-              if name in by_name]
+    parts += [{"redis": "every Redis value", "logs": "every log line"}[name]
+              for name in ("redis", "logs") if name in by_name]
+    if "backups" in by_name:
+        backups = by_name["backups"]
+        opaque = len(backups.shape_opaque)
+        parts.append("the backup files" if not opaque else
+                     f"the backup files but {plural(opaque, 'ciphertext-like file')} (high-entropy "
+                     "binary at start, middle and end: no shape to recognise; searched for the "
+                     "known secrets only)")
     cut = [c for a in obs.areas for c in a.shape_cut]
     bound = f"; searched only in part: {', '.join(cut[:5])}" if cut else ""
     return (f" No secret-shaped value ({obs.shape_rules} rules: provider and OAuth tokens, JWTs, "
@@ -81,7 +87,8 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
                    "shape_hits": [{"rule": h.rule, "kind": h.kind, "place": h.place,
                                    "fingerprint": h.fingerprint} for h in a.shape_hits[:200]],
                    "shape_rows": a.shape_rows, "shape_bytes": a.shape_bytes,
-                   "shape_cut": list(a.shape_cut)} for a in obs.areas]}
+                   "shape_cut": list(a.shape_cut),
+                   "shape_opaque": list(a.shape_opaque)} for a in obs.areas]}
     hits = [h for a in obs.areas for h in a.hits]
     shapes = [h for a in obs.areas for h in a.shape_hits]
     shapes_total = sum(a.shape_hits_total for a in obs.areas)

@@ -38,7 +38,9 @@ from harness.sweep import (
 )
 
 #: Each backup file is searched for secret shapes up to this many bytes (the known secrets
-#: in all of it): an encrypted backup holds no text, a planted plain dump shows its shape early.
+#: in all of it), unless its start, middle and end are all ciphertext-like
+#: (:func:`harness.sweep.looks_opaque`): an encrypted backup holds no text to recognise, and
+#: searching one by regular expressions costs seconds per 10 MB.
 BACKUP_SHAPE_BYTES = 64 << 20
 
 
@@ -60,6 +62,7 @@ class SweepArea:
         shape_rows: database rows searched for shapes (every row of every text column).
         shape_bytes: bytes searched for shapes.
         shape_cut: places searched for shapes only up to a byte bound, with the bound.
+        shape_opaque: files not searched for shapes: ciphertext-like at start, middle and end.
     """
 
     name: str
@@ -75,6 +78,7 @@ class SweepArea:
     shape_rows: int = 0
     shape_bytes: int = 0
     shape_cut: tuple[str, ...] = ()
+    shape_opaque: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ def _area(name: str, run: Callable[[SweepReport, ShapeScan], None], finder: Shap
     return SweepArea(name, True, report.locations, report.bytes_scanned, tuple(report.hits),
                      report.hits_total, problem, shape_hits=tuple(found.hits),
                      shape_hits_total=found.hits_total, shape_rows=found.rows,
-                     shape_bytes=found.bytes_scanned, shape_cut=tuple(found.cut))
+                     shape_bytes=found.bytes_scanned, shape_cut=tuple(found.cut),
+                     shape_opaque=tuple(found.opaque))
 
 
 def database_shapes(db: DatabaseProbe, columns: tuple[ColumnInfo, ...], rules: InventoryRules,
@@ -192,7 +197,7 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
         assert backup_dir is not None
         sweep.sweep_files([backup_dir], report)
         shapes.scan_files([backup_dir], report.unreadable, lines=False,
-                          limit_bytes=BACKUP_SHAPE_BYTES)
+                          limit_bytes=BACKUP_SHAPE_BYTES, skip_opaque=True)
 
     def area(name: str, run: Callable[[SweepReport, ShapeScan], None]) -> SweepArea:
         return _area(name, run, finder, known)

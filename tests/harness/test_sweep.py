@@ -257,3 +257,42 @@ def test_a_key_name_holding_the_value_is_named_without_it() -> None:
         b"".join(chunks)
     (hit,) = scan.report.hits
     assert JWT not in hit.describe() and hit.location == f"redis:session:[jwt {hit.fingerprint}]"
+
+
+def test_ciphertext_like_backups_are_listed_not_searched(tmp_path: Path) -> None:
+    import os
+
+    from harness.sweep import OPAQUE_WINDOW_BYTES, looks_opaque
+
+    # Given an encrypted-looking file, one with a plaintext middle, a small one and a text dump
+    (tmp_path / "enc").write_bytes(os.urandom(3 * OPAQUE_WINDOW_BYTES))
+    (tmp_path / "mixed").write_bytes(os.urandom(OPAQUE_WINDOW_BYTES) + (JWT.encode() + b"\n") * 1000
+                                     + os.urandom(OPAQUE_WINDOW_BYTES))
+    (tmp_path / "small").write_bytes(os.urandom(1000))
+    (tmp_path / "dump.sql").write_bytes(b"COPY t FROM stdin;\n" * 10_000)
+    assert [looks_opaque(tmp_path / n) for n in ("enc", "mixed", "small", "dump.sql")] == \
+        [True, False, False, False]
+    # When the backup store is searched skipping opaque files
+    scan = _scan()
+    scan.scan_files([tmp_path], [], lines=False, skip_opaque=True)
+    # Then only the ciphertext-like one is listed, and the mixed one's JWTs are found
+    assert scan.report.opaque == [str(tmp_path / "enc")]
+    assert scan.report.hits_total == 1000 and {h.location for h in scan.report.hits} == \
+        {str(tmp_path / "mixed")}
+
+
+def test_token_lines_are_skipped_and_a_secret_between_them_is_found(tmp_path: Path,
+                                                                     monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import harness.sweep as sweep_module
+
+    # Given a backup-like file: long Fernet-token lines (cut into pieces), a JWT line among them
+    monkeypatch.setattr(sweep_module, "SHAPE_LINE_BYTES", 200)
+    token = encrypt_fernet_token(b"z" * 300, FernetKey(b"k" * 32, "t"))
+    path = tmp_path / "backup.enc"
+    path.write_bytes(f"{token}\n{token}\nnote {JWT}\n{token}\n".encode())
+    scan = _scan()
+    # When it is searched by lines in chunks smaller than a line
+    scan.scan_file(path, chunk_bytes=50)
+    # Then the JWT is found on line 3, at its byte offset, and nothing else
+    (hit,) = scan.report.hits
+    assert (hit.rule, hit.line, hit.offset) == ("jwt", 3, 2 * (len(token) + 1) + len("note "))

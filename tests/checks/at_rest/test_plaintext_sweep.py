@@ -142,6 +142,17 @@ def test_pass_says_what_the_shape_scan_covered() -> None:
         "backup files.")
 
 
+def test_pass_names_the_backups_not_searched_for_shapes() -> None:
+    obs = _with_shapes()
+    areas = tuple(dataclasses.replace(a, shape_opaque=("/b/1.enc", "/b/2.enc"))
+                  if a.name == "backups" else a for a in obs.areas)
+    verdict = plaintext_sweep_verdict(dataclasses.replace(obs, areas=areas))
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message.endswith(
+        "every log line, the backup files but 2 ciphertext-like files (high-entropy binary at "
+        "start, middle and end: no shape to recognise; searched for the known secrets only).")
+
+
 def test_a_secret_shape_fails_naming_kind_place_and_fingerprint_even_without_a_canary_hit() -> None:
     shapes = (ShapeHit("google-oauth-access-token", "Google/YouTube OAuth access token",
                        "postgres:channels.external_account", "hmac:0123456789ab", row="1"),
