@@ -237,13 +237,14 @@ def _database_health(profile: TargetProfile, timeout_s: float,
 def _redis_health(profile: TargetProfile, timeout_s: float) -> DependencyHealth:
     assert profile.redis is not None
     where = f"{profile.redis.host}:{profile.redis.port}"
-    # No retry: redis-py would repeat a timed-out command, multiplying the deadline.
+    # No retry: redis-py would repeat a timed-out command, multiplying the deadline. RESP2: a
+    # RESP3 client opens with HELLO, which a Redis with a password refuses before any command.
     client = redis.Redis(host=profile.redis.host, port=profile.redis.port, socket_timeout=timeout_s,
-                         socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+                         socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0), protocol=2)
     started = time.monotonic()
     try:
         client.ping()
-    except redis.ResponseError:
+    except (redis.AuthenticationError, redis.ResponseError):
         pass  # NOAUTH and the like: it answered.
     except redis.TimeoutError:
         return DependencyHealth(REDIS, where, False, f"no answer within {timeout_s:g} s",

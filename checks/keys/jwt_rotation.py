@@ -48,19 +48,20 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
     if obs.status_before != 200:
         return Verdict.error(f"The canary session was not accepted before the rotation "
                              f"(HTTP {obs.status_before}).", **details)
-    if obs.command.timed_out:
-        return Verdict.error(f"The JWT rotation command {obs.command.unfinished()}.", **details)
     still_accepted = obs.command.ok and obs.refused_after_s is None and obs.status_after == 200
     failures = []
     if not obs.command.ok:
-        failures.append(f"the rotation command: {obs.command.describe()}")
+        failures.append(f"the rotation command: {obs.command.unfinished() or obs.command.describe()}")
+    answer_after = f"HTTP {obs.status_after}" if obs.status_after else "no answer"
     if obs.refused_after_s is None and obs.status_after != 200:
-        failures.append(f"the old session answered HTTP {obs.status_after}")
+        failures.append(f"the old session got {answer_after}")
     if obs.new_login or obs.new_token_status != 200:
         failures.append(f"the new login: {obs.new_login or f'HTTP {obs.new_token_status}'}")
     outage = obs.health.explaining_outage()
     if outage is not None and failures and not still_accepted:
         return Verdict.error(explained_failure(outage, "JWT rotation", failures), **details)
+    if obs.command.timed_out:
+        return Verdict.error(f"The JWT rotation command {obs.command.unfinished()}.", **details)
     if not obs.command.ok:
         return Verdict.failed(f"The JWT rotation command failed: {obs.command.describe()}.", **details)
     if still_accepted:
@@ -70,8 +71,8 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
         # Neither accepted nor refused (a 5xx, a gateway error): nothing was observed
         # about the old session, so the check could not judge it.
         return Verdict.error(f"Cannot tell whether a session token issued before the rotation is "
-                             f"refused: {grace_s:g} s after it the service answered HTTP "
-                             f"{obs.status_after}, neither 200 nor 401.", **details)
+                             f"refused: {grace_s:g} s after it the service gave {answer_after}, "
+                             "neither 200 nor 401.", **details)
     if obs.new_login or obs.new_token_status != 200:
         return Verdict.failed(f"After the rotation, a new login does not work: "
                               f"{obs.new_login or f'HTTP {obs.new_token_status}'}.", **details)

@@ -125,16 +125,17 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         return Verdict.error("The harness's load generator hit a defect in its own code (not a "
                              f"failed request of the service): {'; '.join(obs.load.defects[:3])}."
                              + seen, harness_defects=list(obs.load.defects), **details)
+    outage = obs.health.explaining_outage()
+    if outage is not None:
+        killed = [f"the rotation command: {obs.command.unfinished()}"] if obs.command.timed_out else []
+        unread = [] if obs.read_after else ["the key ring and the channels rows could not be read "
+                                            "after it"]
+        return Verdict.error(explained_failure(outage, "token-key rotation", killed + reasons + unread),
+                             **details)
     if obs.command.timed_out:
         seen = f" Also seen after it was stopped: {'; '.join(reasons)}." if reasons else ""
         return Verdict.error(f"The rotation command {obs.command.unfinished()}, so the rotation "
                              f"could not be judged.{seen}", **details)
-    outage = obs.health.explaining_outage()
-    if outage is not None:
-        unread = [] if obs.read_after else ["the key ring and the channels rows could not be read "
-                                            "after it"]
-        return Verdict.error(explained_failure(outage, "token-key rotation", reasons + unread),
-                             **details)
     if reasons:
         text = "; ".join(reasons)
         return Verdict.failed(text[0].upper() + text[1:] + ".", **details)

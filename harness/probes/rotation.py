@@ -106,7 +106,7 @@ class JwtRotationObservation:
     Attributes:
         command: the rotation command's run.
         status_before: answer to the old token before the rotation.
-        status_after: the last answer to the old token after the rotation.
+        status_after: the last answer to the old token after the rotation (0: no answer).
         refused_after_s: seconds after the command until the old token was refused (None: never).
         new_login: '' when a new login worked, else why not.
         new_token_status: answer to the new token.
@@ -276,7 +276,12 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
             refused_after: float | None = None
             status_after = status_before
             while True:
-                status_after = api.request("GET", "/brands", token=old).status
+                # After the command, a call without an answer is an observation (status 0), not
+                # the end of the check: the health asked below may explain it.
+                try:
+                    status_after = api.request("GET", "/brands", token=old).status
+                except ProbeError:
+                    status_after = 0
                 if status_after == 401:
                     refused_after = time.monotonic() - done
                     break
@@ -376,12 +381,9 @@ def password_rotation_verdict(obs: PasswordRotationObservation) -> Verdict:
     if obs.old_accepted_before:
         return Verdict.error(f"Cannot test the {obs.what} password rotation: the password read from "
                              f"the HSM did not work before it ({obs.old_accepted_before}).", **details)
-    if obs.command.timed_out:
-        return Verdict.error(f"The {obs.what} password rotation command "
-                             f"{obs.command.unfinished()}.", **details)
     failures = []
     if not obs.command.ok:
-        failures.append(f"the rotation command: {obs.command.describe()}")
+        failures.append(f"the rotation command: {obs.command.unfinished() or obs.command.describe()}")
     if obs.old_after not in ("refused", "accepted"):
         failures.append(f"the old password: {obs.old_after}")
     if obs.new_after != "accepted":
@@ -392,6 +394,9 @@ def password_rotation_verdict(obs: PasswordRotationObservation) -> Verdict:
     if outage is not None and failures:
         return Verdict.error(explained_failure(outage, f"{obs.what} password rotation", failures),
                              **details)
+    if obs.command.timed_out:
+        return Verdict.error(f"The {obs.what} password rotation command "
+                             f"{obs.command.unfinished()}.", **details)
     if not obs.command.ok:
         return Verdict.failed(f"The {obs.what} password rotation failed: {obs.command.describe()}.",
                               **details)

@@ -119,3 +119,13 @@ def test_password_rotation_not_run_because_of_an_outage_is_error() -> None:
     assert verdict.outcome is Outcome.ERROR
     assert verdict.message == NOT_RUN_MESSAGE
     assert verdict.details["command"]["started"] is False
+
+
+def test_password_rotation_killed_with_the_database_down_is_error_naming_the_database() -> None:
+    verdict = password_rotation_verdict(pw(command=KILLED, old_after="connection failed: timeout",
+                                           health=DB_DOWN_AFTER))
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith("The database was unavailable right after the database password "
+                                      "rotation (127.0.0.1:5432: no answer within 2 s, at 05:12:03 UTC), "
+                                      "which explains what failed: the rotation command: rotate did not "
+                                      "finish within 30 s")

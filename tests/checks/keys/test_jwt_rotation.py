@@ -58,7 +58,7 @@ def test_jwt_rotation_with_a_5xx_for_the_old_session_is_error_not_fail() -> None
     # Then the old session was not observed to be accepted: ERROR, not FAIL
     assert verdict.outcome is Outcome.ERROR
     assert verdict.message == ("Cannot tell whether a session token issued before the rotation is "
-                               "refused: 10 s after it the service answered HTTP 502, neither 200 "
+                               "refused: 10 s after it the service gave HTTP 502, neither 200 "
                                "nor 401.")
     kept = jwt_rotation_verdict(jwt_obs(status_after=200, refused_after_s=None), 10)
     assert kept.outcome is Outcome.FAIL and "still accepted (HTTP 200)" in kept.message
@@ -83,7 +83,7 @@ def test_jwt_rotation_failing_with_the_database_down_after_it_is_error_naming_it
     assert verdict.outcome is Outcome.ERROR
     assert verdict.message == (
         "The database was unavailable right after the JWT rotation (127.0.0.1:5432: no answer within "
-        "2 s, at 05:12:03 UTC), which explains what failed: the old session answered HTTP 503; the new "
+        "2 s, at 05:12:03 UTC), which explains what failed: the old session got HTTP 503; the new "
         "login: POST /login: expected HTTP 200, got 503. Not judged as a broken promise.")
     # And an old session the service itself accepted stays a FAIL whatever happened after it
     kept = jwt_rotation_verdict(jwt_obs(status_after=200, refused_after_s=None,
@@ -215,3 +215,20 @@ def test_the_canary_teardown_says_nothing_when_the_canary_was_removed(tmp_path: 
     recorder.conclude(Verdict.passed("ok", canary_left=""))
     with pytest.raises(StopIteration):
         next(teardown)
+
+
+def test_jwt_rotation_killed_or_unanswered_with_the_database_down_is_error_naming_it() -> None:
+    # Given the command killed at the harness's limit and the old session without an answer,
+    # while the database did not answer right after
+    verdict = jwt_rotation_verdict(jwt_obs(command=KILLED, status_after=0, refused_after_s=None,
+                                           new_login="POST /login: no answer in time",
+                                           new_token_status=None, health=DB_DOWN_AFTER), 10)
+    # Then the outage is named, with what failed, rather than the timeout alone
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith("The database was unavailable right after the JWT rotation")
+    assert ("the rotation command: rotate did not finish within 30 s (killed by the harness's "
+            "timeout); the old session got no answer; the new login: POST /login: no answer in time"
+            in verdict.message)
+    # And without an outage, an old session without answer cannot be judged
+    unanswered = jwt_rotation_verdict(jwt_obs(status_after=0, refused_after_s=None), 10)
+    assert unanswered.outcome is Outcome.ERROR and "gave no answer, neither 200 nor 401" in unanswered.message

@@ -132,3 +132,11 @@ def test_the_timeline_is_typed_rotation_evidence() -> None:
     assert evidence.during is not None and evidence.during["errors"] == 4
     dumped = EVIDENCE_KIND.validate_python(evidence.model_dump(mode="json"))
     assert dumped.kind == "rotation_timeline"
+
+
+def test_rotation_killed_with_the_database_down_is_error_naming_the_database() -> None:
+    verdict = token_key_rotation_verdict(rotation(command=KILLED, health=DB_DOWN_AFTER, read_after=False),
+                                         POLICY)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith("The database was unavailable right after the token-key rotation")
+    assert "the rotation command: rotate did not finish within 30 s" in verdict.message
