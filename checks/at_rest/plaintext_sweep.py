@@ -21,7 +21,7 @@ from harness.probes.canary_account import canary_and_note
 from harness.probes.plaintext import SweepObservation, observe_sweep
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
-from harness.sweep import ShapeHit
+from harness.shape_sweep import ShapeHit
 
 #: What a human must do to search each area by hand, when the harness could not.
 SWEEP_BY_HAND: dict[str, str] = {

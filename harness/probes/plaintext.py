@@ -4,7 +4,7 @@ stores data.
 The database (every readable column), Redis (every key), the logs (files,
 and the containers' output on a Docker target) and the backup store, each
 searched by :class:`~harness.sweep.SecretSweep` for every known secret in
-every encoding, and by :class:`~harness.sweep.ShapeScan` for secret-shaped
+every encoding, and by :class:`~harness.shape_sweep.ShapeScan` for secret-shaped
 values (provider tokens, JWTs, Authorization headers, private keys; in the
 columns the inventory makes Fernet columns, high-entropy cells that are not
 Fernet tokens): every row of every text column of every table, every Redis
@@ -27,19 +27,12 @@ from harness.probes.database import ColumnInfo, DatabaseProbe, open_database
 from harness.probes.redis_store import redis_contents
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
-from harness.sweep import (
-    FOUND_LABEL_PREFIX,
-    SecretSweep,
-    ShapeHit,
-    ShapeReport,
-    ShapeScan,
-    SweepHit,
-    SweepReport,
-)
+from harness.shape_sweep import FOUND_LABEL_PREFIX, ShapeHit, ShapeReport, ShapeScan
+from harness.sweep import SecretSweep, SweepHit, SweepReport
 
 #: Each backup file is searched for secret shapes up to this many bytes (the known secrets
 #: in all of it), unless its start, middle and end are all ciphertext-like
-#: (:func:`harness.sweep.looks_opaque`): an encrypted backup holds no text to recognise, and
+#: (:func:`harness.shape_sweep.looks_opaque`): an encrypted backup holds no text to recognise, and
 #: searching one by regular expressions costs seconds per 10 MB.
 BACKUP_SHAPE_BYTES = 64 << 20
 

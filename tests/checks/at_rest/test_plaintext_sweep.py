@@ -21,7 +21,8 @@ from harness.probes.inventory import observe_inventory
 from harness.probes.plaintext import SweepArea, SweepObservation, observe_sweep
 from harness.profile import load_profile
 from harness.redaction import KnownSecrets
-from harness.sweep import ShapeHit, SweepHit
+from harness.shape_sweep import ShapeHit
+from harness.sweep import SweepHit
 
 
 def _areas(*hits: SweepHit, problem: str = "", backups: bool = True,
