@@ -568,7 +568,7 @@ def test_a_restart_in_the_middle_of_a_run_gives_errors_with_reasons_not_hangs(
             assert message.strip(), check
     assert run.returncode == EXIT_ERROR, run.output[-3000:]
     # And the run ended in bounded time, its report and signed bundle written
-    assert (tmp_path / "r" / "manifest.json.sig").is_file()
+    assert (tmp_path / "r" / "audit.intoto.jsonl").is_file()
     assert run.seconds < 400, run.seconds
 
 
@@ -629,6 +629,7 @@ def test_mute_redis_is_a_probe_error_within_one_timeout(mute_ports: tuple[int, i
     from harness.redaction import KnownSecrets
 
     (tmp_path / "redis-password").write_text("redis-password-of-the-test\n")
+    (tmp_path / "redis-password").chmod(0o600)
     profile = parse_profile(tomli_w.dumps({
         "name": "mute-redis", "edge": {"host": "votriz.test"},
         "redis": {"host": "127.0.0.1", "port": mute_ports[0],
@@ -651,6 +652,7 @@ def test_mute_database_makes_the_database_checks_errors_within_the_connect_timeo
     # Given a database port that accepts connections and never answers (a hung PostgreSQL)
     port = mute_ports[0]
     (tmp_path / "password").write_text("auditor-password-of-the-test\n")
+    (tmp_path / "password").chmod(0o600)
     profile = tmp_path / "target.toml"
     dsn = f"host=127.0.0.1 port={port} dbname=votriz user=votriz_auditor"
     profile.write_text(tomli_w.dumps({
@@ -666,7 +668,7 @@ def test_mute_database_makes_the_database_checks_errors_within_the_connect_timeo
     for check in ("at_rest.password_hashes", "at_rest.data_inventory", "at_rest.postgres_version"):
         outcome, message = run.results[check]
         assert outcome == "ERROR", (check, outcome, message)
-        assert message == f"cannot connect to the database ({dsn}): connection timeout expired", message
+        assert message.startswith(f"cannot connect to the database ({dsn}): connection timeout expired"), message
         assert run.durations[check] < 10, (check, run.durations[check])
     assert "PASS" not in {outcome for outcome, _ in run.results.values()}
 
@@ -699,3 +701,148 @@ def test_mute_hsm_makes_the_hsm_checks_errors_within_the_timeout(mute_hsm: Hsm, 
         assert run.results[check][0] == "ERROR" and run.durations[check] < 10, (check, run.results[check])
     assert "PASS" not in {outcome for outcome, _ in run.results.values()}
     assert run.seconds < 90, run.seconds
+
+
+# --- the database frozen in the middle of a run: no FAIL, no rotation after the outage -------------
+
+# Loaded into the audit's own pytest (PYTEST_PLUGINS): freezes the stack's PostgreSQL (SIGSTOP on
+# its postmaster: connections are accepted by the kernel and never answered, as with a hung
+# server) just before one check, and records when. The test resumes it (SIGCONT) in a finally.
+FREEZE_PLUGIN = '''
+"""Freezes PostgreSQL before one check (VOTRIZ_FREEZE_PLAN); the test resumes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+PLAN = json.loads(os.environ["VOTRIZ_FREEZE_PLAN"])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    path = Path(str(item.path))
+    if f"{path.parent.name}.{path.stem}" == PLAN["freeze_before"]:
+        os.kill(PLAN["postgres_pid"], signal.SIGSTOP)
+        with open(PLAN["events"], "a") as out:
+            out.write(json.dumps({"event": "frozen", "t": time.time()}) + "\\n")
+'''
+
+# Every operator command the profile names runs through this wrapper, which logs it first, and
+# freezes PostgreSQL as it starts the command named ``freeze_on`` (the database going away in the
+# middle of a rotation).
+OPERATION_LOG_WRAPPER = """#!/bin/sh
+printf '%s %s\\n' "$(date +%s.%N)" "$*" >> "{log}"
+case "$*" in *"{freeze_on}"*) kill -STOP {postgres} ;; esac
+exec "$@"
+"""
+
+ROTATION_CHECKS = ("keys.db_password_rotation", "keys.jwt_rotation", "keys.redis_password_rotation",
+                   "keys.token_key_rotation")
+FREEZE_POLICY = """\
+schema_version = 1
+name = "database-frozen"
+version = "test"
+[rotation]
+seed_channels = 200
+[timeouts]
+connect_s = 2.0
+request_s = 5.0
+command_s = 30.0
+run_s = 600.0
+"""
+NOT_RUN = "not run: the database was unavailable at "
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["before keys.jwt_rotation", "during the JWT rotation command"])
+def test_database_frozen_mid_run_gives_errors_not_fails_and_runs_no_rotation_after_the_outage(
+        stack_factory: Any, tmp_path: Path, when: str) -> None:
+    import signal
+
+    import psycopg
+
+    # Given a private stack whose profile logs every operator command it runs; its PostgreSQL is
+    # frozen either just before keys.jwt_rotation (by a plugin in the audit) or as the JWT
+    # rotation command starts (by the wrapper); keys.db_password_rotation, the first rotation,
+    # runs on a healthy service
+    during = when.startswith("during")
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "freeze_database.py").write_text(FREEZE_PLUGIN)
+    events, op_log = tmp_path / "events.jsonl", tmp_path / "operations.log"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(FREEZE_POLICY)
+
+    def users(data: dict[str, Any]) -> int:
+        password = Path(data["database"]["password"]["file"]).read_text().strip()
+        with psycopg.connect(data["database"]["dsn"], password=password, connect_timeout=10) as conn:
+            row = conn.execute("SELECT count(*) FROM users").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    with stack_factory() as info:
+        postgres = info.pids["postgres"]
+        wrapper = tmp_path / "logged-operation"
+        wrapper.write_text(OPERATION_LOG_WRAPPER.format(
+            log=op_log, postgres=postgres, freeze_on="rotate-jwt-secret" if during else "never"))
+        wrapper.chmod(0o755)
+        data = tomllib.loads(info.profile_path.read_text())
+        for name, argv in list(data["operations"].items()):
+            if isinstance(argv, list):
+                data["operations"][name] = [str(wrapper), *argv]
+        profile = tmp_path / "target.toml"
+        profile.write_text(tomli_w.dumps(data))
+        users_before = users(data)
+        plan = {"postgres_pid": postgres, "events": str(events),
+                "freeze_before": "never" if during else "keys.jwt_rotation"}
+        env = {"PYTEST_PLUGINS": "freeze_database", "VOTRIZ_FREEZE_PLAN": json.dumps(plan),
+               "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugin"), str(REPO)])}
+        try:
+            # When the key checks are audited through the command line
+            run = run_cli(profile, tmp_path / "r", policy, only=("keys",), env=env, limit_s=400)
+        finally:
+            os.kill(postgres, signal.SIGCONT)
+        users_after = users(data)
+    ran = [line.split(" ", 1) for line in op_log.read_text().splitlines()]
+    frozen_at = (next(float(t) for t, argv in ran if "rotate-jwt-secret" in argv) if during else
+                 json.loads(events.read_text().splitlines()[0])["t"])
+    # Then nothing FAILed: the system broke no promise, its database was down
+    assert "FAIL" not in {outcome for outcome, _ in run.results.values()}, run.results
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    # And the first rotation, on the healthy service, was judged as usual
+    assert run.outcome("keys.db_password_rotation") == "PASS", run.results["keys.db_password_rotation"]
+    # And the JWT rotation is ERROR naming the database: not run, or its failures explained
+    jwt = run.message("keys.jwt_rotation")
+    assert run.outcome("keys.jwt_rotation") == "ERROR"
+    assert jwt.startswith("The database was unavailable right after the JWT rotation (" if during
+                          else NOT_RUN), jwt
+    assert "no answer within 5 s" in jwt, jwt
+    # And every later rotation was not run, refused by the outage seen (without asking again)
+    for check in ROTATION_CHECKS[2:]:
+        outcome, message = run.results[check]
+        assert (outcome, message.startswith(NOT_RUN)) == ("ERROR", True), (check, outcome, message)
+        recorded = json.loads(next((tmp_path / "r" / "evidence" / check).glob("*rotation.json")).read_text())
+        assert recorded["command"]["started"] is False, (check, recorded)
+        assert run.durations[check] < 5, (check, run.durations[check])
+    # And the operation log shows no rotation started after the outage: the database password's
+    # before it, the JWT secret's as it began (when frozen during it), nothing else
+    started = [argv.split(" -m system_under_test.ops ")[1].split()[0] for _, argv in ran]
+    assert started == (["rotate-db-password", "rotate-jwt-secret"] if during else ["rotate-db-password"])
+    assert all(float(t) <= frozen_at for t, _ in ran), (ran, frozen_at)
+    # And no canary is left unreported: removed, or named by address as a clean-up ERROR
+    cleanup = {check: message for check, (_, message) in run.results.items() if check.startswith("harness.cleanup")}
+    if during:
+        assert list(cleanup) == ["harness.cleanup"], run.results
+        assert re.search(r"the JWT rotation's canary account canary\+keys-[0-9a-f]+@audit\.invalid could "
+                         r"not be removed \(.+\): delete it by hand", cleanup["harness.cleanup"]), cleanup
+        assert users_after == users_before + 1
+    else:
+        assert cleanup == {} and users_after == users_before
+    # And the run ended in bounded time
+    assert run.seconds < 300, run.seconds
