@@ -1,5 +1,12 @@
 """transit.certificate: the edge certificate chains to the trust anchor, names the host, is not
-about to expire, and has a key of the policy's strength."""
+about to expire, and has a key of the policy's strength.
+
+It is judged the way clients judge it (OpenSSL, testssl.sh, browsers): the chain a client
+builds to the anchor, the host name against the subject alternative names, every validity
+window of the chain and the leaf's days left at the check's time. Stricter RFC 5280 and
+CA/Browser Forum findings (a leaf without an Authority Key Identifier, say) are recorded
+in plain words in the evidence and never fail the check: clients accept them, and the
+promise is a valid, renewed certificate."""
 
 from __future__ import annotations
 
@@ -76,8 +83,14 @@ def certificate_verdict(scan: TlsScan, policy: Policy, *, now: datetime | None =
         "dns_names": list(cert.dns_names), "ip_addresses": list(cert.ip_addresses),
         "key": _describe_key(cert), "chain_sent": list(cert.chain_subjects),
         "trust_store_judged": cert.anchor_store, "verified_chain": list(cert.verified_chain_subjects),
-        "validation_error": cert.validation_error,
+        "validation_error": cert.validation_error, "validated_by": cert.validated_by,
+        "issuers": [{"subject": issuer.subject, "not_before": issuer.not_before.isoformat(),
+                     "not_after": issuer.not_after.isoformat()} for issuer in cert.issuers],
         "built_in_stores_not_judged": dict(cert.other_stores),
+        "strict_verifier_accepts": cert.strict_verifier_accepts,
+        "lint_findings_not_judged": [{"certificate": finding.certificate, "rule": finding.rule,
+                                      "description": finding.description}
+                                     for finding in cert.lint_findings],
     }
     if cert.chains_to_anchor is None:
         return Verdict.error("The scan gave no validation result for the trust store to judge "
@@ -94,6 +107,12 @@ def certificate_verdict(scan: TlsScan, policy: Policy, *, now: datetime | None =
                         f"{', '.join(cert.dns_names + cert.ip_addresses) or 'none'})")
     if cert.not_before > now:
         problems.append(f"it is not valid before {cert.not_before.isoformat()}")
+    for issuer in cert.issuers:
+        if issuer.not_after <= now:
+            problems.append(f"its issuer {issuer.subject} expired on {issuer.not_after.date().isoformat()}")
+        elif issuer.not_before > now:
+            problems.append(f"its issuer {issuer.subject} is not valid before "
+                            f"{issuer.not_before.isoformat()}")
     if days_left < policy.tls.min_certificate_days_left:
         when = (f"expires in {days_left:.1f} days" if days_left >= 0
                 else f"expired {-days_left:.1f} days ago")
@@ -110,7 +129,18 @@ def certificate_verdict(scan: TlsScan, policy: Policy, *, now: datetime | None =
     return Verdict.passed(
         f"The edge certificate for {scan.host} chains to {anchor}, names the host, "
         f"has {days_left:.0f} days left (policy: ≥ {policy.tls.min_certificate_days_left}) and an "
-        f"{_describe_key(cert)} key.", **details)
+        f"{_describe_key(cert)} key.{_lint_note(cert)}", **details)
+
+
+def _lint_note(cert: CertificateObservation) -> str:
+    """One sentence on the strict-profile findings recorded beside a PASS, if any."""
+    count = len(cert.lint_findings)
+    if count == 0:
+        return ""
+    first = cert.lint_findings[0].description
+    more = f" and {count - 1} more" if count > 1 else ""
+    return (f" Recorded, not judged (clients accept it): {first}{more}"
+            " (see the evidence).")
 
 
 @pytest.mark.claims("TRANSIT-TLS13", "TRANSIT-CERT-RENEWED")

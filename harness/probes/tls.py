@@ -1,10 +1,17 @@
 """The TLS probe: one sslyze scan of the edge, reduced to frozen observations.
 
 One scan covers every protocol version from SSLv2 to TLS 1.3, the certificate
-(validated against the profile's trust anchor as sslyze's "Supplied CA file"
-store) and the HTTP headers of ``/``, so the whole TLS stage of a run costs a
-single scan. sslyze carries its own OpenSSL build, so old protocol versions are
-really offered, not just refused by the local library.
+and the HTTP headers of ``/``, so the whole TLS stage of a run costs a single
+scan. sslyze carries its own OpenSSL build, so old protocol versions are really
+offered, not just refused by the local library.
+
+The certificate is judged the way clients judge it: one handshake of our own
+lets OpenSSL build the chain from what the server sent to the profile's trust
+anchor (as ``openssl s_client``, testssl.sh and browsers do). sslyze's own
+validation (pyca/cryptography's strict RFC 5280 / CA/Browser Forum verifier)
+is kept for the record only, beside plain-words lint findings
+(``harness.certificate_lint``): a leaf without an Authority Key Identifier is
+accepted by every client, so it is an observation, not a broken promise.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from harness.certificate_lint import LintFinding, lint_chain
+from harness.deadline import Deadline, Exchange, ExchangeExpired, TlsWithin, run_in_child
 from harness.outcomes import ProbeError
 from harness.policy import Policy, TlsVersion
 from harness.profile import Edge
@@ -31,6 +40,9 @@ SUPPLIED_CA_STORE = "Supplied CA file"
 # The built-in store judged when the profile names no trust anchor (a public CA,
 # "None means the system trust store"); with an anchor, built-in stores are never judged.
 PUBLIC_STORE = "Mozilla"
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the client-like validation judges the chain only;
+# every certificate's validity window is judged by the check at its own (injectable) time.
+_X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 # Every protocol version the scan tries, oldest first, with the sslyze scan command
 # (also the attribute name on sslyze's AllScanCommandsAttempts) that tries it.
@@ -66,6 +78,39 @@ class TlsVersionProbe:
 
 
 @dataclass(frozen=True)
+class ChainCertificate:
+    """One certificate of the chain the client-like validation built, with its validity.
+
+    Attributes:
+        subject: its subject (RFC 4514).
+        not_before, not_after: its validity window (timezone-aware UTC).
+    """
+
+    subject: str
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class ClientValidation:
+    """How a client (OpenSSL, the library testssl.sh and ``openssl s_client`` use) judged the chain.
+
+    Attributes:
+        accepted: whether OpenSSL built a chain from what the server sent to the trust
+            store, for the server-authentication purpose, validity times left aside;
+            None when the handshake failed for another reason (see ``reason``).
+        reason: OpenSSL's verification reason when not accepted, or why no result.
+        chain: the chain OpenSSL built, leaf first, anchor last.
+        verifier: the library that judged (``OpenSSL 3.0.x``).
+    """
+
+    accepted: bool | None
+    reason: str | None
+    chain: tuple[x509.Certificate, ...]
+    verifier: str
+
+
+@dataclass(frozen=True)
 class CertificateObservation:
     """The edge's leaf certificate and how it validated against the trust anchor.
 
@@ -83,13 +128,19 @@ class CertificateObservation:
         chain_subjects: subjects of the chain the server sent, leaf first.
         anchor_store: name of the trust store judged: sslyze's "Supplied CA file"
             (the profile's trust anchor) or, when the profile names none, "Mozilla".
-        chains_to_anchor: whether that store validated the chain (for the SNI host
-            name, at scan time); None when that store gave no result.
-        validation_error: the validator's reason when it did not validate.
+        chains_to_anchor: whether a client (OpenSSL) built a chain from what the server
+            sent to that store, validity times left aside (they are judged with the
+            check's time); None when the client-like validation gave no result.
+        validation_error: OpenSSL's reason when it did not validate, or why no result.
         verified_chain_subjects: the verified chain up to the anchor, leaf first.
-        sni_host: the host name sent in SNI and validated against.
+        sni_host: the host name sent in SNI (the name is judged against the SAN).
         other_stores: the other stores' results, for the record only (a private
             CA always fails the built-in ones, so they are never judged).
+        issuers: the verified chain's certificates above the leaf, with their validity.
+        validated_by: the library whose judgement ``chains_to_anchor`` is.
+        strict_verifier_accepts: whether pyca/cryptography's strict RFC 5280 /
+            CA/Browser Forum verifier (sslyze's) accepted the chain; recorded, never judged.
+        lint_findings: strict-profile findings in plain words; recorded, never judged.
     """
 
     subject: str
@@ -110,6 +161,10 @@ class CertificateObservation:
     verified_chain_subjects: tuple[str, ...]
     sni_host: str
     other_stores: tuple[tuple[str, bool], ...] = ()
+    issuers: tuple[ChainCertificate, ...] = ()
+    validated_by: str | None = None
+    strict_verifier_accepts: bool | None = None
+    lint_findings: tuple[LintFinding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,13 +292,80 @@ def describe_key(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
     return type(key).__name__, None, None
 
 
-def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
-                        path_results: list[Any], judged_store: str = SUPPLIED_CA_STORE
-                        ) -> CertificateObservation:
-    """Reduce a received chain and sslyze's path validation results to an observation.
+def trust_store_file(edge: Edge) -> tuple[str, Path]:
+    """The trust store a client judges the edge against: its name and PEM file.
 
-    ``judged_store`` names the one trust store whose result counts (the supplied
-    anchor, or the public store when the profile names none).
+    The profile's trust anchor, or, when it names none, the Mozilla store sslyze ships
+    (the public CAs browsers trust), so that both validations judge the same store.
+    """
+    if edge.trust_anchor is not None:
+        return SUPPLIED_CA_STORE, Path(edge.trust_anchor)
+    from sslyze.plugins.certificate_info.trust_stores.trust_store_repository import TrustStoresRepository
+
+    store = TrustStoresRepository.get_default().get_main_store()
+    return PUBLIC_STORE, Path(store.path)
+
+
+def _verified_chain(tls: ssl.SSLSocket) -> tuple[x509.Certificate, ...]:
+    """The chain OpenSSL verified on ``tls``, leaf first.
+
+    Python 3.13 makes ``get_verified_chain`` public; 3.10 to 3.12 have it on the
+    private ``_sslobj`` only. Its certificates' ``public_bytes()`` are PEM.
+    """
+    holder = tls if hasattr(tls, "get_verified_chain") else getattr(tls, "_sslobj", None)
+    built: list[Any] = list(getattr(holder, "get_verified_chain", list)() or [])
+    return tuple(x509.load_pem_x509_certificate(str(c.public_bytes()).encode("ascii")) for c in built)
+
+
+def validate_like_a_client(address: str, port: int, host: str, store: Path, timeout_s: float
+                           ) -> ClientValidation:
+    """One handshake in which OpenSSL validates the server's chain against ``store``.
+
+    This is the judgement ``openssl s_client -verify_return_error``, testssl.sh and
+    browsers make: a chain from what the server sent to an anchor, for server
+    authentication. Host name and validity times are left to the check (judged from the
+    certificate's fields at the check's time), so one handshake reports the chain alone.
+    Old protocol versions and weak keys are allowed here so that the chain is still
+    judged on an edge that the version and key checks fail.
+    """
+    verifier = ssl.OPENSSL_VERSION.split(" ")[:2]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= _X509_V_FLAG_NO_CHECK_TIME
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    try:
+        context.load_verify_locations(cafile=str(store))
+    except (OSError, ssl.SSLError) as exc:
+        raise ProbeError(f"cannot load trust store {store}: {exc.strerror or exc.__class__.__name__}"
+                         ) from None
+    name = " ".join(verifier)
+    try:
+        with socket.create_connection((address, port), timeout=timeout_s) as raw:
+            raw.settimeout(timeout_s)
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                chain = _verified_chain(tls)
+    except ssl.SSLCertVerificationError as exc:
+        return ClientValidation(False, exc.verify_message or "no reason given", (), name)
+    except TimeoutError:
+        return ClientValidation(None, f"the validation handshake got no answer within {timeout_s:g}s",
+                                (), name)
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc.__class__.__name__
+        return ClientValidation(None, f"the validation handshake failed ({reason})", (), name)
+    return ClientValidation(True, None, chain, name)
+
+
+def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
+                        path_results: list[Any], client: ClientValidation,
+                        judged_store: str = SUPPLIED_CA_STORE) -> CertificateObservation:
+    """Reduce a received chain, the client-like validation and sslyze's strict path
+    validation results to an observation.
+
+    ``judged_store`` names the one trust store judged (the supplied anchor, or the
+    public store when the profile names none); ``client`` is OpenSSL's judgement
+    against it, which decides; sslyze's result for that store is recorded only.
     """
     leaf = chain[0]
     try:
@@ -253,8 +375,15 @@ def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
     except x509.ExtensionNotFound:
         dns_names, ip_addresses = (), ()
     key_type, key_bits, curve = describe_key(leaf)
-    supplied = next((r for r in path_results if r.trust_store.name == judged_store), None)
-    verified = supplied.verified_certificate_chain if supplied is not None else None
+    strict = next((r for r in path_results if r.trust_store.name == judged_store), None)
+    verified = list(client.chain)
+    if verified and verified[0].fingerprint(hashes.SHA256()) != leaf.fingerprint(hashes.SHA256()):
+        # Another certificate answered the validation handshake (several servers behind one
+        # name, or a renewal in between): its judgement is not about the leaf observed here.
+        client = ClientValidation(None, "the validation handshake was answered with another certificate "
+                                  f"({verified[0].subject.rfc4514_string()}) than the scan's", (),
+                                  client.verifier)
+        verified = []
     return CertificateObservation(
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
@@ -268,27 +397,41 @@ def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
         key_bits=key_bits,
         curve=curve,
         chain_subjects=tuple(c.subject.rfc4514_string() for c in chain),
-        anchor_store=judged_store if supplied is not None else None,
-        chains_to_anchor=(supplied.was_validation_successful if supplied is not None else None),
-        validation_error=supplied.validation_error if supplied is not None else None,
-        verified_chain_subjects=tuple(c.subject.rfc4514_string() for c in verified or ()),
+        anchor_store=judged_store if client.accepted is not None else None,
+        chains_to_anchor=client.accepted,
+        validation_error=client.reason,
+        verified_chain_subjects=tuple(c.subject.rfc4514_string() for c in verified),
         sni_host=sni_host,
         other_stores=tuple((r.trust_store.name, bool(r.was_validation_successful))
                            for r in path_results if r.trust_store.name != judged_store),
+        issuers=tuple(ChainCertificate(c.subject.rfc4514_string(), c.not_valid_before_utc,
+                                       c.not_valid_after_utc) for c in verified[1:]),
+        validated_by=client.verifier,
+        strict_verifier_accepts=(bool(strict.was_validation_successful) if strict is not None else None),
+        # The chain a client built when there is one (it includes the anchor), else what was sent.
+        lint_findings=lint_chain(verified or chain),
     )
 
 
-def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
-    """Fail fast when the edge is closed or never answers a TLS ClientHello.
+def preflight_tls(address: str, port: int, host: str, timeout_s: float,
+                  request_s: float | None = None) -> None:
+    """Fail fast when the edge is closed, never answers a TLS ClientHello, or trickles.
 
     sslyze retries its connectivity test with several TLS versions, so a listener
     that accepts TCP but never speaks would hold it for several timeouts. One
-    handshake of our own, bounded by ``timeout_s``, tells those cases apart first.
+    handshake of our own, bounded as a whole by ``timeout_s`` (CPython gives a
+    handshake one deadline over all its reads), tells those cases apart first.
     A handshake that the server *refuses* (an alert, e.g. for an old-only server)
     is not an error here: sslyze, with its own OpenSSL, will find what it accepts.
 
+    With ``request_s``, the same connection then asks ``GET /`` as sslyze's HTTP
+    headers command will, and the head of the answer must arrive within
+    ``request_s`` as a whole: sslyze bounds each read only, so an edge that
+    trickles its answer would hold the scan for as long as it keeps sending.
+
     Raises:
-        ProbeError: connection refused, unreachable, or no answer in time.
+        ProbeError: connection refused, unreachable, no answer in time, or an
+            answer to ``GET /`` begun and not finished within ``request_s``.
     """
     where = f"{host} at {address}:{port}"
     try:
@@ -302,13 +445,20 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    peer = f"the edge {address}:{port}"
+    handshake = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), awaited="its TLS handshake")
     try:
-        raw.settimeout(timeout_s)
-        with context.wrap_socket(raw, server_hostname=host):
-            pass
-    except TimeoutError:
-        raise ProbeError(f"TLS scan of {where}: no answer to a TLS ClientHello within "
-                         f"{timeout_s:g}s (the port accepts TCP but does not speak TLS)") from None
+        tls = TlsWithin(raw, context, host, handshake)
+        tls.handshake()
+        if request_s is not None:
+            tls.exchange = Exchange(peer, Deadline(request_s, "timeouts.request_s"))
+            _head_within(tls, host)
+    except ExchangeExpired as expired:
+        if expired.exchange is handshake and not handshake.received:
+            raise ProbeError(f"TLS scan of {where}: no answer to a TLS ClientHello within "
+                             f"{timeout_s:g}s (the port accepts TCP but does not speak TLS)") from None
+        step = "" if expired.exchange is handshake else "GET /: "
+        raise ProbeError(f"TLS scan of {where}: {step}{expired}") from None
     except (ssl.SSLError, ConnectionError):
         # The server answered (alert, reset after reading the hello): let sslyze decide.
         pass
@@ -318,17 +468,59 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
         raw.close()
 
 
+def _head_within(tls: TlsWithin, host: str) -> None:
+    """Send ``GET /`` and read the head of the answer within the exchange's deadline.
+
+    Silence, a reset or a closed connection are left to sslyze (its HTTP headers
+    command records them); only an answer still arriving at the deadline raises.
+
+    Raises:
+        ExchangeExpired: the edge sent part of its answer and not the rest in time.
+    """
+    try:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: votriz-audit\r\n"
+                    "Connection: close\r\n\r\n".encode("ascii", "replace"))
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = tls.recv()
+            if not chunk:
+                return
+            head += chunk
+    except ExchangeExpired:
+        if tls.exchange.received:
+            raise
+    except (ssl.SSLError, OSError):
+        return
+
+
 def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
     """Run one sslyze scan of the edge: every protocol version, the certificate, HSTS.
 
     The connection goes to ``edge.address`` (or the host name resolved once) while
-    SNI and certificate validation use ``edge.host``. Network waits are bounded by
-    ``policy.timeouts.connect_s`` with one retry.
+    SNI and certificate validation use ``edge.host``. sslyze bounds each network wait
+    by ``policy.timeouts.connect_s`` with one retry; the scan as a whole runs in a
+    child process killed after ``policy.timeouts.command_s`` (sslyze's threads block
+    in its own OpenSSL, where nothing in this process can stop them), and the
+    preflight's own ``GET /`` ends an edge that trickles within ``timeouts.request_s``.
 
     Raises:
         ProbeError: the edge cannot be reached or does not complete a TLS handshake,
-            or the trust anchor cannot be read.
+            trickles its answer, the scan did not finish in time, or the trust anchor
+            cannot be read.
     """
+    address = _resolve_address(edge, policy.timeouts.connect_s)
+    preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s,
+                  policy.timeouts.request_s)
+    scan = run_in_child(scan_tls_here, (edge, policy, address),
+                        Deadline(policy.timeouts.command_s, "timeouts.command_s"),
+                        what=f"TLS scan of {edge.host} at {address}:{edge.https_port}")
+    assert isinstance(scan, TlsScan)
+    return scan
+
+
+def scan_tls_here(edge: Edge, policy: Policy, address: str) -> TlsScan:
+    """The sslyze scan of the edge at ``address`` and its reduction, in this process
+    (:func:`scan_tls` runs it in a child with a deadline, after its preflight)."""
     # Import here: sslyze pulls in nassl's OpenSSL, which pure judgements never need.
     from sslyze.__version__ import __version__ as sslyze_version
     from sslyze.plugins.certificate_info.implementation import CertificateInfoExtraArgument
@@ -343,15 +535,13 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
     from sslyze.scanner.scanner import Scanner
     from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
-    address = _resolve_address(edge, policy.timeouts.connect_s)
-    preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s)
     extra = ScanCommandsExtraArguments()
+    judged_store, store_file = trust_store_file(edge)
     if edge.trust_anchor is not None:
-        anchor = Path(edge.trust_anchor)
-        if not anchor.is_file():
-            raise ProbeError(f"trust anchor {anchor} is not a readable file")
+        if not store_file.is_file():
+            raise ProbeError(f"trust anchor {store_file} is not a readable file")
         extra = ScanCommandsExtraArguments(
-            certificate_info=CertificateInfoExtraArgument(custom_ca_file=anchor))
+            certificate_info=CertificateInfoExtraArgument(custom_ca_file=store_file))
     commands = {ScanCommand(name) for name in TLS_VERSION_COMMANDS.values()}
     commands |= {ScanCommand.CERTIFICATE_INFO, ScanCommand.HTTP_HEADERS}
     request = ServerScanRequest(
@@ -399,10 +589,12 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
         deployments = cert_attempt.result.certificate_deployments
         if deployments:
             deployment = deployments[0]
+            client = validate_like_a_client(address, edge.https_port, edge.host, store_file,
+                                            policy.timeouts.connect_s)
             certificate = observe_certificate(
                 list(deployment.received_certificate_chain), sni_host=edge.host,
-                path_results=list(deployment.path_validation_results),
-                judged_store=SUPPLIED_CA_STORE if edge.trust_anchor is not None else PUBLIC_STORE)
+                path_results=list(deployment.path_validation_results), client=client,
+                judged_store=judged_store)
         else:
             certificate_error = "the server sent no certificate"
     else:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from checks.transit.certificate import certificate_verdict, host_matches_certificate
+from harness.certificate_lint import LintFinding
 from harness.outcomes import Outcome
+from harness.probes.tls import ChainCertificate, ClientValidation, observe_certificate
 
+from .certificate_edges import VARIANTS, write_edge_pki
 from .conftest import NOW, POLICY, cert, integration_tests, scan
 
 
@@ -81,6 +86,96 @@ def test_without_an_anchor_the_public_store_is_judged_and_said() -> None:
     verdict = certificate_verdict(scan(certificate=refused), POLICY, now=NOW)
     assert verdict.outcome is Outcome.FAIL
     assert "does not validate against the Mozilla trust store (self-signed)" in verdict.message
+
+
+NO_AKI = LintFinding("leaf (CN=votriz.test)", "leaf-no-authority-key-identifier",
+                     "the certificate has no Authority Key Identifier extension (RFC 5280 §4.2.1.1 "
+                     "requires it in CA-issued certificates; clients accept it)")
+NO_CA_SKI = LintFinding("issuer 1 (CN=Test CA)", "ca-no-subject-key-identifier",
+                        "the CA certificate has no Subject Key Identifier extension")
+
+
+def test_lint_findings_and_the_strict_verifier_never_fail_a_certificate_clients_accept() -> None:
+    # Given a certificate a client accepts, but that a strict verifier refuses and lint finds lacking,
+    observation = cert(lint_findings=(NO_AKI, NO_CA_SKI), strict_verifier_accepts=False,
+                       validated_by="OpenSSL 3.0.17")
+    # when it is judged,
+    verdict = certificate_verdict(scan(certificate=observation), POLICY, now=NOW)
+    # then it passes, says in plain words what it recorded, and keeps every finding in the evidence.
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert ("Recorded, not judged (clients accept it): the certificate has no Authority Key Identifier "
+            "extension" in verdict.message)
+    assert "and 1 more (see the evidence)" in verdict.message
+    assert "2.5.29" not in verdict.message and "OID" not in verdict.message
+    assert [f["rule"] for f in verdict.details["lint_findings_not_judged"]] == [
+        "leaf-no-authority-key-identifier", "ca-no-subject-key-identifier"]
+    assert verdict.details["strict_verifier_accepts"] is False
+    assert verdict.details["validated_by"] == "OpenSSL 3.0.17"
+
+
+def test_lint_findings_do_not_hide_a_real_problem() -> None:
+    observation = cert(lint_findings=(NO_AKI,), dns_names=("other.test",), ip_addresses=())
+    verdict = certificate_verdict(scan(certificate=observation), POLICY, now=NOW)
+    assert verdict.outcome is Outcome.FAIL and "does not name votriz.test" in verdict.message
+    assert "Authority Key Identifier" not in verdict.message
+    assert verdict.details["lint_findings_not_judged"][0]["rule"] == "leaf-no-authority-key-identifier"
+
+
+def test_a_clean_pass_mentions_no_findings() -> None:
+    verdict = certificate_verdict(scan(certificate=cert()), POLICY, now=NOW)
+    assert "Recorded" not in verdict.message and verdict.details["lint_findings_not_judged"] == []
+
+
+def test_an_expired_issuer_fails_even_when_the_leaf_is_fine() -> None:
+    expired_ca = ChainCertificate("CN=Test CA", NOW - timedelta(days=3650), NOW - timedelta(days=2))
+    verdict = certificate_verdict(scan(certificate=cert(issuers=(expired_ca,))), POLICY, now=NOW)
+    assert verdict.outcome is Outcome.FAIL
+    assert "its issuer CN=Test CA expired on 2026-11-29" in verdict.message
+    assert verdict.details["issuers"][0]["subject"] == "CN=Test CA"
+    # Judged a week earlier, the same chain was valid.
+    earlier = certificate_verdict(scan(certificate=cert(issuers=(expired_ca,))), POLICY,
+                                  now=NOW - timedelta(days=7))
+    assert earlier.outcome is Outcome.PASS, earlier.message
+
+
+def test_an_issuer_not_yet_valid_fails() -> None:
+    future_ca = ChainCertificate("CN=Test CA", NOW + timedelta(days=1), NOW + timedelta(days=3650))
+    verdict = certificate_verdict(scan(certificate=cert(issuers=(future_ca,))), POLICY, now=NOW)
+    assert verdict.outcome is Outcome.FAIL and "its issuer CN=Test CA is not valid before" in verdict.message
+
+
+# --- The observation the probe builds from real certificates ---------------------------------
+
+def _edge_chain(tmp_path: Path, variant: str) -> tuple[x509.Certificate, x509.Certificate]:
+    ca_pem, cert_pem, _ = write_edge_pki(tmp_path / variant, {v.name: v for v in VARIANTS}[variant])
+    return (x509.load_pem_x509_certificate(cert_pem.read_bytes()),
+            x509.load_pem_x509_certificate(ca_pem.read_bytes()))
+
+
+def test_a_leaf_without_aki_that_openssl_accepts_is_observed_as_chaining_with_a_finding(tmp_path: Path) -> None:
+    # Given a leaf without an Authority Key Identifier that OpenSSL chained to its CA,
+    leaf, ca = _edge_chain(tmp_path, "no-aki")
+    client = ClientValidation(True, None, (leaf, ca), "OpenSSL 3.0.17")
+    # when the probe reduces it (the strict verifier's result absent here),
+    observation = observe_certificate([leaf], sni_host="votriz.test", path_results=[], client=client)
+    # then it chains, the finding is recorded, and the check passes at a time inside its window.
+    assert observation.chains_to_anchor is True and observation.strict_verifier_accepts is None
+    assert [f.rule for f in observation.lint_findings] == ["leaf-no-authority-key-identifier"]
+    assert [i.subject for i in observation.issuers] == [ca.subject.rfc4514_string()]
+    verdict = certificate_verdict(scan(certificate=observation), POLICY,
+                                  now=leaf.not_valid_before_utc + timedelta(days=1))
+    assert verdict.outcome is Outcome.PASS, verdict.message
+
+
+def test_a_validation_answered_by_another_certificate_is_no_result(tmp_path: Path) -> None:
+    leaf, _ = _edge_chain(tmp_path, "everything")
+    other, other_ca = _edge_chain(tmp_path, "no-ski")
+    client = ClientValidation(True, None, (other, other_ca), "OpenSSL 3.0.17")
+    observation = observe_certificate([leaf], sni_host="votriz.test", path_results=[], client=client)
+    assert observation.chains_to_anchor is None and observation.lint_findings == ()
+    assert "answered with another certificate" in (observation.validation_error or "")
+    verdict = certificate_verdict(scan(certificate=observation), POLICY, now=NOW)
+    assert verdict.outcome is Outcome.ERROR
 
 
 @pytest.mark.parametrize(("host", "names", "ips", "expected"), [
