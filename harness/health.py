@@ -319,7 +319,7 @@ class OutageMemory:
 
     def seen(self, profile: TargetProfile) -> Outage | None:
         with self._lock:
-            return self.first.get(target_key(profile))
+            return self.first.get(target_key(profile)) if self.first else None
 
     def forget(self, profile: TargetProfile | None = None) -> None:
         """Forget one target's outage (or every one): for tests."""

@@ -3,13 +3,15 @@
 A check that exercises the target (a backup, a prune, a restore drill, a key
 rotation) runs the argv the profile names under ``[operations]``, only when
 the profile allows it, within the shorter of the profile's and the policy's
-command timeouts.
+command timeouts, and never after an outage of the target was seen in the run
+(:func:`command_timeout` is the one step every operator command passes).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.health import refuse_after_outage
 from harness.policy import Policy
 from harness.profile import TargetProfile
 
@@ -29,5 +31,14 @@ def operations_unavailable(profile: TargetProfile, needs: Sequence[str],
 
 
 def command_timeout(profile: TargetProfile, policy: Policy) -> float:
-    """The limit an operator command runs under: the profile's, capped by the policy's."""
+    """The limit an operator command runs under: the profile's, capped by the policy's.
+
+    Every operator command (rotations, backup, prune, restore drill) asks for its limit
+    right before it starts; once the run has seen the service or a dependency of this
+    target unavailable (:data:`harness.health.RUN_OUTAGES`), none is started any more.
+
+    Raises:
+        ProbeError: ``not run: <dependency> was unavailable at <time> (<reason>)``.
+    """
+    refuse_after_outage(profile)
     return min(profile.operations.timeout_s, policy.timeouts.command_s)

@@ -131,6 +131,7 @@ def test_observed_parts_that_refuse_or_never_answer_are_unavailable_within_the_d
     # Given an edge nobody listens on, a database that accepts and never answers (a frozen
     # PostgreSQL), and a Redis that accepts and never answers
     (tmp_path / "pw").write_text("auditor-password-of-the-test\n")
+    (tmp_path / "pw").chmod(0o600)
     edge_port = closed_port()
     profile = parse_profile(tomli_w.dumps({
         "name": "down", "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": edge_port},
@@ -180,3 +181,16 @@ def test_the_clean_stack_is_healthy_and_a_frozen_database_is_not(clean_stack) ->
     outage = frozen.outage()
     assert outage is not None and outage.dependency == DATABASE, frozen.as_evidence()
     assert outage.reason.endswith("no answer within 2 s")
+
+
+def test_no_operator_command_gets_a_time_limit_after_an_outage_of_its_target(target: TargetProfile) -> None:
+    from harness.operations import command_timeout
+
+    # Given a target whose database was seen down earlier in the run
+    assert command_timeout(target, POLICY) == 300.0
+    health.RUN_OUTAGES.record(target, Outage(DATABASE, AT, "127.0.0.1:5432: no answer within 2 s"))
+    # Then every operator command (a backup or prune of the at-rest checks included) is refused
+    with pytest.raises(ProbeError) as refused:
+        command_timeout(target, POLICY)
+    assert str(refused.value) == ("not run: the database was unavailable at 05:12:03 UTC "
+                                  "(127.0.0.1:5432: no answer within 2 s)")
