@@ -1,8 +1,9 @@
 """A client for the audited service's public JSON API, through the TLS edge.
 
 Used to drive the service with canary accounts: sign up, log in, set up MFA,
-add channels, trigger calls to upstreams. Every call has a timeout; a
-connection or TLS failure becomes a :class:`ProbeError`.
+add channels, trigger calls to upstreams. Every call, its answer's body
+included, ends within its timeout as a whole (a peer that trickles its answer
+is cut there); a connection or TLS failure becomes a :class:`ProbeError`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from harness.deadline import DeadlineTransport, expired_exchange
 from harness.outcomes import ProbeError
 from harness.probes.tls import edge_tls_context
 from harness.profile import TargetProfile
@@ -51,7 +53,8 @@ class VotrizApi:
         self.profile = profile
         edge = profile.edge
         self._base = edge.base_url + profile.api.base_path
-        transport = httpx.HTTPTransport(verify=edge_ssl_context(profile), retries=0)
+        transport = DeadlineTransport(verify=edge_ssl_context(profile), seconds=timeout_s,
+                                      peer="the edge")
         self._client = httpx.Client(
             transport=_PinnedAddressTransport(transport, edge.host, edge.connect_address),
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
@@ -79,7 +82,10 @@ class VotrizApi:
             headers["authorization"] = f"Bearer {bearer}"
         try:
             response = self._client.request(method, url, json=json, headers=headers)
-        except httpx.TimeoutException:
+        except httpx.TimeoutException as exc:
+            expired = expired_exchange(exc)
+            if expired is not None and expired.received:
+                raise ProbeError(f"{method} {path}: {expired.expired_sentence()}") from None
             raise ProbeError(
                 f"{method} {path}: no answer from {self.profile.edge.base_url} in time") from None
         except httpx.HTTPError as exc:
@@ -180,7 +186,7 @@ class VotrizApi:
 class _PinnedAddressTransport(httpx.BaseTransport):
     """Connect to a fixed address while keeping the URL's host for SNI and Host."""
 
-    def __init__(self, inner: httpx.HTTPTransport, host: str, address: str) -> None:
+    def __init__(self, inner: httpx.BaseTransport, host: str, address: str) -> None:
         self._inner = inner
         self._host = host
         self._address = address

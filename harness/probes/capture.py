@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from harness.deadline import DeadlineTransport, expired_exchange
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.tls import edge_tls_context
@@ -56,10 +57,14 @@ class CaptureClient:
         self._extensions = capture.request_extensions
         self._edge = profile.edge
         self._timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
+        self._request_s = policy.timeouts.request_s
         self._client = self._new_client()
 
     def _new_client(self) -> httpx.Client:
-        return httpx.Client(verify=edge_tls_context(self._edge), trust_env=False, timeout=self._timeout)
+        # Each call, body included, ends within timeouts.request_s as a whole.
+        transport = DeadlineTransport(verify=edge_tls_context(self._edge), seconds=self._request_s,
+                                      peer="the capture API")
+        return httpx.Client(transport=transport, trust_env=False, timeout=self._timeout)
 
     def reconnect(self) -> None:
         """Drop kept-alive connections and carry on with fresh ones (a new TLS context too)."""
@@ -83,7 +88,7 @@ class CaptureClient:
         try:
             response = self._client.get(url, extensions=self._extensions)
         except httpx.HTTPError as exc:
-            raise ProbeError(f"GET {url}: {type(exc).__name__}") from None
+            raise ProbeError(f"GET {url}: {_reason(exc)}") from None
         if response.status_code != 200:
             raise ProbeError(f"GET {url}: HTTP {response.status_code}")
         try:
@@ -103,8 +108,10 @@ class CaptureClient:
         url = f"{self._base}/_capture/requests"
         try:
             response = self._client.get(url, params={"since": seq}, extensions=self._extensions)
-        except httpx.TimeoutException:
-            raise ProbeError(f"GET {url}: no answer in time") from None
+        except httpx.TimeoutException as exc:
+            expired = expired_exchange(exc)
+            raise ProbeError(f"GET {url}: {expired.expired_sentence() if expired else 'no answer in time'}"
+                             ) from None
         except httpx.HTTPError as exc:
             raise ProbeError(f"GET {url}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
@@ -121,3 +128,9 @@ class CaptureClient:
     def last_seq(self) -> int:
         """The highest sequence number received so far (0 when none)."""
         return max((item.seq for item in self.requests_since(0)), default=0)
+
+
+def _reason(exc: httpx.HTTPError) -> str:
+    """The error's class, or the deadline's sentence when the deadline ended the call."""
+    expired = expired_exchange(exc)
+    return expired.expired_sentence() if expired is not None else type(exc).__name__

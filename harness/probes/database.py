@@ -23,6 +23,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import sql
 
+from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.profile import ProfileError, TargetProfile
@@ -34,6 +35,9 @@ _WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 DEFAULT_BATCH_ROWS = 10_000
 #: Bytes of COPY output gathered before they are handed on (see DatabaseProbe.column_bytes).
 COPY_BLOCK_BYTES = 1 << 20
+#: Seconds the client-side deadline of a query waits beyond its server-side statement_timeout,
+#: so that a server that keeps its promise reports the cancellation itself.
+CLIENT_GRACE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,12 @@ class DatabaseProbe:
                 options=f"-c statement_timeout={statement_ms} "
                         "-c default_transaction_read_only=on",
             )
+        except psycopg.errors.ConnectionTimeout as exc:
+            # psycopg bounds the whole connection (startup and authentication included) by
+            # connect_timeout, so a server that trickles its startup answer ends here too.
+            raise ProbeError(self._safe(f"cannot connect to the database ({self._config.dsn}): "
+                                        f"{_first_line(exc)} ({_connect_limit(timeouts.connect_s)})"
+                                        )) from None
         except psycopg.Error as exc:
             raise ProbeError(self._safe(f"cannot connect to the database ({self._config.dsn}): "
                                         f"{_first_line(exc)}")) from None
@@ -197,10 +207,29 @@ class DatabaseProbe:
             raise ProbeError("the database returned no row for a query that always has one")
         return rows[0]
 
+    def _deadline_of(self, seconds: float, key: str) -> tuple[Deadline, Any]:
+        """A client-side deadline for one exchange, and what ends it: the connection's socket
+        shut down (psycopg waits without a client-side limit, and statement_timeout is kept
+        by the server only if the server is honest)."""
+        fileno = self.connection.pgconn.socket
+        return Deadline(seconds + CLIENT_GRACE_S, key), lambda: shutdown_socket(fileno)
+
+    def _cut(self, deadline: Deadline) -> ProbeError:
+        """The error for an exchange the client-side deadline ended; the session is closed."""
+        conn, self._conn = self.connection, None
+        info = conn.info
+        where = f"the socket in {info.host}" if info.host.startswith("/") else f"{info.host}:{info.port}"
+        with contextlib.suppress(psycopg.Error):
+            conn.close()
+        return ProbeError(f"the database at {where} did not finish answering within the policy's "
+                          f"{deadline.seconds - CLIENT_GRACE_S:g} s ({deadline.key}); the session was closed")
+
     def _all(self, query: str | sql.Composed,
              params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        deadline, cut = self._deadline_of(self._policy.timeouts.request_s, "timeouts.request_s")
+        watch = Watch()
         try:
-            with self.connection.cursor() as cursor:
+            with watchdog(deadline, cut) as watch, self.connection.cursor() as cursor:
                 cursor.execute(query, params)
                 return list(cursor.fetchall())
         except psycopg.errors.QueryCanceled:
@@ -208,6 +237,8 @@ class DatabaseProbe:
             raise ProbeError("a database query exceeded the statement timeout "
                              f"({self._policy.timeouts.request_s:g} s)") from None
         except psycopg.Error as exc:
+            if watch.fired:
+                raise self._cut(deadline) from None
             self.connection.rollback()
             raise ProbeError(self._safe(f"database query failed: {_first_line(exc)}")) from None
 
@@ -334,8 +365,10 @@ class DatabaseProbe:
         names = ", ".join(f"{table}.{column}" for column in columns if column)
         limit_s = self._policy.timeouts.command_s
         conn = self.connection
+        deadline, cut = self._deadline_of(limit_s, "timeouts.command_s")
+        watch = Watch()
         try:
-            with conn.cursor() as cursor:
+            with watchdog(deadline, cut) as watch, conn.cursor() as cursor:
                 # Scoped to this read's transaction: the rollback below restores both.
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(int(limit_s * 1000))))
@@ -353,12 +386,15 @@ class DatabaseProbe:
         except psycopg.errors.QueryCanceled:
             raise ProbeError(f"reading {names} exceeded {limit_s:g} s") from None
         except psycopg.Error as exc:
+            if watch.fired:
+                raise self._cut(deadline) from None
             raise ProbeError(self._safe(f"cannot read {names}: {_first_line(exc)}")) from None
         finally:
             # Also when the reader stops early: no transaction, time limit or
             # encoding outlives the read.
-            with contextlib.suppress(psycopg.Error):
-                conn.rollback()
+            if not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
 
     def sample_column(self, info: ColumnInfo, rows: int) -> tuple[str, ...]:
         """Up to ``rows`` non-NULL values of a column as text, chosen at random."""
@@ -376,8 +412,11 @@ class DatabaseProbe:
         query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
             sql.Identifier(info.column), sql.Identifier(info.schema), sql.Identifier(info.table))
         conn = self.connection
+        deadline, cut = self._deadline_of(limit_ms / 1000, "timeouts.command_s" if timeout_s is None
+                                          else "the dump's timeout")
+        watch = Watch()
         try:
-            with conn.cursor() as cursor:
+            with watchdog(deadline, cut) as watch, conn.cursor() as cursor:
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(limit_ms)))
                 with cursor.copy(query) as copy:
@@ -389,6 +428,8 @@ class DatabaseProbe:
             conn.rollback()
             raise ProbeError(f"dumping {info.name} exceeded {limit_ms / 1000:g} s") from None
         except psycopg.Error as exc:
+            if watch.fired:
+                raise self._cut(deadline) from None
             conn.rollback()
             raise ProbeError(self._safe(f"cannot dump {info.name}: {_first_line(exc)}")) from None
 
@@ -414,6 +455,15 @@ def database_server(profile: TargetProfile, policy: Policy, known: KnownSecrets)
     with open_database(profile, policy, known) as db:
         assert db.server is not None
         return db.server
+
+
+def _connect_limit(connect_s: float) -> str:
+    """The connection deadline psycopg applied, in words: libpq takes whole seconds, at least 2."""
+    applied = max(2, round(connect_s))
+    if applied == connect_s:
+        return f"the policy's {connect_s:g} s, timeouts.connect_s"
+    return (f"after {applied} s: the policy's timeouts.connect_s is {connect_s:g} s, "
+            "and libpq waits whole seconds, at least 2")
 
 
 def _first_line(exc: BaseException) -> str:

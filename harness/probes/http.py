@@ -16,6 +16,14 @@ from typing import Literal
 
 import httpx
 
+from harness.deadline import (
+    Deadline,
+    DeadlineTransport,
+    Exchange,
+    ExchangeExpired,
+    expired_exchange,
+    recv_within,
+)
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.tls import edge_tls_context
@@ -120,8 +128,11 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
         raise ProbeError(f"the profile has no {scheme} port for the edge")
     timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
     verify: ssl.SSLContext | bool = edge_tls_context(edge) if scheme == "https" else False
+    # Each GET, its TLS handshake and body included, ends within timeouts.request_s as a
+    # whole: httpx's own timeouts bound each read, which a trickling edge never exceeds.
+    transport = DeadlineTransport(verify=verify, seconds=policy.timeouts.request_s, peer="the edge")
     samples = []
-    with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False, trust_env=False,
+    with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
                       headers={"user-agent": "votriz-audit"}) as client:
         for path in edge.sample_paths:
             shown = public_url(scheme, edge.host, port, path)
@@ -140,7 +151,10 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
                             break
                 finally:
                     response.close()
-            except httpx.TimeoutException:
+            except httpx.TimeoutException as exc:
+                expired = expired_exchange(exc)
+                if expired is not None and expired.received:
+                    raise ProbeError(f"GET {shown}: {expired.expired_sentence()}") from None
                 raise ProbeError(f"GET {shown}: no answer within the policy's timeouts "
                                  f"(connect {policy.timeouts.connect_s:g}s, "
                                  f"request {policy.timeouts.request_s:g}s)") from None
@@ -189,20 +203,21 @@ _STATUS_LINE = re.compile(rb"^HTTP/\d(?:\.\d)? (\d{3})")
 _LOCATION = re.compile(rb"^location:[ \t]*(.*?)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 
-def _read_head(sock: socket.socket, limit: int = 8192) -> bytes:
-    """Read until the end of the HTTP head, the peer closes, or ``limit`` bytes.
+def _read_head(sock: socket.socket, exchange: Exchange, limit: int = 8192) -> bytes:
+    """Read until the end of the HTTP head, the peer closes, ``limit`` bytes, or the deadline.
 
     A peer that says something and then waits (Redis answering an error, then
-    expecting the next command) yields what it said; only total silence times out.
+    expecting the next command) yields what it said, as does one that trickles
+    past the exchange's deadline; only total silence times out.
     """
     data = b""
     while b"\r\n\r\n" not in data and len(data) < limit:
         try:
-            chunk = sock.recv(4096)
-        except TimeoutError:
+            chunk = recv_within(sock, exchange, 4096)
+        except ExchangeExpired:
             if data:
                 break
-            raise
+            raise TimeoutError from None
         if not chunk:
             break
         data += chunk
@@ -254,10 +269,13 @@ def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
     except OSError as exc:
         return PlainHttpAnswer(address, port, connected=False, answered_http=False,
                                error=exc.strerror or type(exc).__name__)
+    # The whole exchange, not each read, is bounded by ``timeout_s``: a listener that
+    # trickles its answer is heard for that long and no longer.
+    exchange = Exchange(f"{address}:{port}", Deadline(timeout_s, "timeouts.connect_s"))
     try:
         sock.settimeout(timeout_s)
         sock.sendall(request)
-        head = _read_head(sock)
+        head = _read_head(sock, exchange)
     except TimeoutError:
         return PlainHttpAnswer(address, port, connected=True, answered_http=False,
                                error=f"no answer within {timeout_s:g}s")

@@ -8,12 +8,15 @@ pages, so a large Redis never has to fit in memory.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.deadline import Deadline, Exchange
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import hsm as hsm_probe
@@ -21,6 +24,81 @@ from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
 
 PAGE = 1000
+
+
+class _DeadlineSocket:
+    """A connection's socket whose reads wait only for the time left of the command in progress.
+
+    redis-py's ``socket_timeout`` bounds each read: a Redis that trickles a reply one
+    byte at a time never exceeds it. Every ``recv`` here gets the smaller of that
+    timeout and the time left of the connection's current :class:`Exchange`.
+    """
+
+    def __init__(self, sock: socket.socket, connection: _DeadlineConnection) -> None:
+        self._sock = sock
+        self._connection = connection
+        self._timeout = sock.gettimeout()
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def _bounded(self, read: Any, *args: Any) -> Any:
+        exchange = self._connection.exchange
+        if exchange is None:
+            return read(*args)
+        left = exchange.deadline.remaining()
+        if left <= 0:
+            exchange.cut()
+            raise TimeoutError("the command's deadline passed")
+        self._sock.settimeout(left if self._timeout is None else min(self._timeout, left))
+        try:
+            got = read(*args)
+        except TimeoutError:
+            if exchange.deadline.expired:
+                exchange.cut()
+            raise
+        finally:
+            self._sock.settimeout(self._timeout)
+        exchange.received += got if isinstance(got, int) else len(got)
+        return got
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        data: bytes = self._bounded(self._sock.recv, size, *flags)
+        return data
+
+    def recv_into(self, buffer: Any, *args: int) -> int:
+        count: int = self._bounded(self._sock.recv_into, buffer, *args)
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _DeadlineConnection(redis.Connection):
+    """A Redis connection under which each command, its whole reply included, ends by a deadline.
+
+    Attributes:
+        exchange: the command in progress (set when it is sent), None before the first.
+    """
+
+    def __init__(self, *args: Any, exchange_s: float, record: list[Exchange], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._exchange_s = exchange_s
+        self._record = record
+        self.exchange: Exchange | None = None
+
+    def _connect(self) -> Any:
+        return _DeadlineSocket(super()._connect(), self)  # type: ignore[no-untyped-call]
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        self.exchange = Exchange(f"Redis at {self.host}:{self.port}",
+                                 Deadline(self._exchange_s, "timeouts.request_s"))
+        self._record[:] = [self.exchange]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
 def redis_password(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets) -> str | None:
@@ -101,11 +179,15 @@ def redis_contents(profile: TargetProfile, policy: Policy, known_secrets: KnownS
         raise ProbeError("the profile has no [redis] section")
     password = redis_password(profile, policy, known_secrets)
     # No retries: redis-py retries a command that timed out, which multiplies the policy's
-    # timeout (a Redis that accepts and never answers took 15 times it).
-    client = redis.Redis(host=config.host, port=config.port, password=password,
-                         socket_timeout=policy.timeouts.request_s,
-                         socket_connect_timeout=policy.timeouts.connect_s,
-                         retry=Retry(NoBackoff(), 0))
+    # timeout (a Redis that accepts and never answers took 15 times it). Each command, its
+    # reply included, ends within timeouts.request_s as a whole (_DeadlineConnection).
+    record: list[Exchange] = []
+    pool = redis.ConnectionPool(connection_class=_DeadlineConnection, host=config.host, port=config.port,
+                                password=password, socket_timeout=policy.timeouts.request_s,
+                                socket_connect_timeout=policy.timeouts.connect_s,
+                                retry=Retry(NoBackoff(), 0), exchange_s=policy.timeouts.request_s,
+                                record=record)
+    client = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
     where = f"Redis at {config.host}:{config.port}"
     try:
         client.ping()
@@ -122,8 +204,12 @@ def redis_contents(profile: TargetProfile, policy: Policy, known_secrets: KnownS
     except redis.AuthenticationError:
         raise ProbeError(f"{where} refused the password") from None
     except redis.TimeoutError:
+        cut = next((e for e in record if e.expired_at_s is not None and e.received), None)
+        if cut is not None:
+            raise ProbeError(cut.expired_sentence()) from None
         raise ProbeError(f"{where} did not answer in time") from None
     except redis.RedisError as exc:
         raise ProbeError(f"{where}: {type(exc).__name__}: {exc}") from None
     finally:
         client.close()
+        pool.disconnect()

@@ -20,16 +20,18 @@ import ipaddress
 import socket
 import ssl
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from harness.certificate_lint import LintFinding, lint_chain
+from harness.deadline import Deadline, Exchange, ExchangeExpired, TlsWithin, run_in_child
 from harness.outcomes import ProbeError
 from harness.policy import Policy, TlsVersion
 from harness.profile import Edge
@@ -412,17 +414,25 @@ def observe_certificate(chain: list[x509.Certificate], *, sni_host: str,
     )
 
 
-def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
-    """Fail fast when the edge is closed or never answers a TLS ClientHello.
+def preflight_tls(address: str, port: int, host: str, timeout_s: float,
+                  request_s: float | None = None) -> None:
+    """Fail fast when the edge is closed, never answers a TLS ClientHello, or trickles.
 
     sslyze retries its connectivity test with several TLS versions, so a listener
     that accepts TCP but never speaks would hold it for several timeouts. One
-    handshake of our own, bounded by ``timeout_s``, tells those cases apart first.
+    handshake of our own, bounded as a whole by ``timeout_s`` (CPython gives a
+    handshake one deadline over all its reads), tells those cases apart first.
     A handshake that the server *refuses* (an alert, e.g. for an old-only server)
     is not an error here: sslyze, with its own OpenSSL, will find what it accepts.
 
+    With ``request_s``, the same connection then asks ``GET /`` as sslyze's HTTP
+    headers command will, and the head of the answer must arrive within
+    ``request_s`` as a whole: sslyze bounds each read only, so an edge that
+    trickles its answer would hold the scan for as long as it keeps sending.
+
     Raises:
-        ProbeError: connection refused, unreachable, or no answer in time.
+        ProbeError: connection refused, unreachable, no answer in time, or an
+            answer to ``GET /`` begun and not finished within ``request_s``.
     """
     where = f"{host} at {address}:{port}"
     try:
@@ -436,13 +446,25 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    peer = f"the edge {address}:{port}"
+    handshake = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), awaited="its TLS handshake")
     try:
-        raw.settimeout(timeout_s)
-        with context.wrap_socket(raw, server_hostname=host):
-            pass
-    except TimeoutError:
-        raise ProbeError(f"TLS scan of {where}: no answer to a TLS ClientHello within "
-                         f"{timeout_s:g}s (the port accepts TCP but does not speak TLS)") from None
+        tls = TlsWithin(raw, context, host, handshake)
+        tls.handshake()
+        if request_s is not None:
+            # Silence, a reset or a close are left to sslyze's HTTP headers command to record;
+            # only an answer begun and not finished by the deadline is an error here.
+            tls.exchange = Exchange(peer, Deadline(request_s, "timeouts.request_s"))
+            with suppress(ssl.SSLError, ConnectionError):
+                tls.http_head(host)
+    except ExchangeExpired as expired:
+        if expired.exchange is not handshake and not expired.exchange.received:
+            return
+        if expired.exchange is handshake and not handshake.received:
+            raise ProbeError(f"TLS scan of {where}: no answer to a TLS ClientHello within "
+                             f"{timeout_s:g}s (the port accepts TCP but does not speak TLS)") from None
+        step = "" if expired.exchange is handshake else "GET /: "
+        raise ProbeError(f"TLS scan of {where}: {step}{expired}") from None
     except (ssl.SSLError, ConnectionError):
         # The server answered (alert, reset after reading the hello): let sslyze decide.
         pass
@@ -456,13 +478,27 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
     """Run one sslyze scan of the edge: every protocol version, the certificate, HSTS.
 
     The connection goes to ``edge.address`` (or the host name resolved once) while
-    SNI and certificate validation use ``edge.host``. Network waits are bounded by
-    ``policy.timeouts.connect_s`` with one retry.
+    SNI and certificate validation use ``edge.host``. sslyze bounds each network wait
+    by ``policy.timeouts.connect_s`` with one retry; the scan as a whole runs in a
+    child process killed after ``policy.timeouts.command_s`` (sslyze's threads block
+    in its own OpenSSL, where nothing in this process can stop them), and the
+    preflight's own ``GET /`` ends an edge that trickles within ``timeouts.request_s``.
 
     Raises:
         ProbeError: the edge cannot be reached or does not complete a TLS handshake,
-            or the trust anchor cannot be read.
+            trickles its answer, the scan did not finish in time, or the trust anchor
+            cannot be read.
     """
+    address = _resolve_address(edge, policy.timeouts.connect_s)
+    preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s,
+                  policy.timeouts.request_s)
+    return cast(TlsScan, run_in_child(scan_tls_here, (edge, policy, address),
+                                      Deadline(policy.timeouts.command_s, "timeouts.command_s"),
+                                      what=f"TLS scan of {edge.host} at {address}:{edge.https_port}"))
+
+
+def scan_tls_here(edge: Edge, policy: Policy, address: str) -> TlsScan:
+    """The sslyze scan of the edge at ``address``, reduced, here (scan_tls runs it in a child)."""
     # Import here: sslyze pulls in nassl's OpenSSL, which pure judgements never need.
     from sslyze.__version__ import __version__ as sslyze_version
     from sslyze.plugins.certificate_info.implementation import CertificateInfoExtraArgument
@@ -477,8 +513,6 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
     from sslyze.scanner.scanner import Scanner
     from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
-    address = _resolve_address(edge, policy.timeouts.connect_s)
-    preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s)
     extra = ScanCommandsExtraArguments()
     judged_store, store_file = trust_store_file(edge)
     if edge.trust_anchor is not None:

@@ -29,6 +29,7 @@ def client_answering(monkeypatch: pytest.MonkeyPatch, policy: Policy,
     real = httpx.Client
 
     def with_transport(**kwargs: Any) -> httpx.Client:
+        kwargs.pop("transport", None)
         return real(transport=httpx.MockTransport(handle), **kwargs)
 
     monkeypatch.setattr(capture_module.httpx, "Client", with_transport)

@@ -1,0 +1,371 @@
+"""Peers that trickle: every network exchange ends by its policy deadline as a whole.
+
+Client libraries bound each read, and a peer that sends one byte before every
+read times out holds them for ever (issue 16: a trickling edge made
+``--only transit`` take 1,087 s, three checks each meeting the plugin's
+backstop). Each hostile peer here is written for the purpose and serves on
+loopback from threads of the test: a TLS edge that completes its handshake and
+then trickles its HTTP answer, a plain HTTP port that trickles, a TCP peer that
+trickles the TLS handshake, a PostgreSQL that trickles its startup answer or a
+query's answer, and a Redis that trickles a reply. Each probe call must end
+within its deadline x 1.5, with a ProbeError naming the peer and the deadline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+from audit_cli import run_cli
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from harness.cli import EXIT_ERROR
+from harness.outcomes import ProbeError
+from harness.policy import Policy, TimeoutsPolicy, load_policy
+from harness.probes.database import DatabaseProbe
+from harness.probes.http import fetch_samples
+from harness.probes.redis_store import redis_contents
+from harness.probes.tls import scan_tls
+from harness.profile import Edge, parse_profile
+from harness.redaction import KnownSecrets
+
+HOST = "votriz.test"
+#: Seconds between two bytes of a trickling peer: far shorter than any read timeout.
+DRIP_S = 0.25
+CONNECT_S = 1.0
+REQUEST_S = 2.0
+
+TIGHT_POLICY = f"""\
+schema_version = 1
+name = "slow-peers"
+version = "test"
+[timeouts]
+connect_s = {CONNECT_S}
+request_s = {REQUEST_S}
+command_s = 30.0
+run_s = 300.0
+"""
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return load_policy().model_copy(update={"timeouts": TimeoutsPolicy(
+        connect_s=CONNECT_S, request_s=REQUEST_S, command_s=30.0)})
+
+
+# --- hostile peers on loopback ---------------------------------------------------------------------
+
+Handler = Callable[[socket.socket, threading.Event], None]
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], int]]:
+    """``serve(handler)`` listens on a loopback port and runs ``handler(conn, stopping)`` for each
+    connection in its own thread until the test ends; returns the port."""
+    stopping = threading.Event()
+    listeners: list[socket.socket] = []
+
+    def start(handler: Handler) -> int:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.settimeout(0.2)
+        listeners.append(listener)
+
+        def accept() -> None:
+            while not stopping.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                threading.Thread(target=_run, args=(handler, conn, stopping), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    yield start
+    stopping.set()
+    for listener in listeners:
+        listener.close()
+
+
+def _run(handler: Handler, conn: socket.socket, stopping: threading.Event) -> None:
+    try:
+        handler(conn, stopping)
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        conn.close()
+
+
+def drip(send: Callable[[bytes], object], data: bytes, stopping: threading.Event) -> None:
+    """Send ``data`` one byte every DRIP_S, then keep dripping filler, until the test ends."""
+    index = 0
+    while not stopping.wait(DRIP_S):
+        send(data[index:index + 1] if index < len(data) else b"x")
+        index += 1
+
+
+def read_request_head(read: Callable[[int], bytes]) -> None:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = read(4096)
+        if not chunk:
+            return
+        head += chunk
+
+
+TRICKLED_ANSWER = b"HTTP/1.1 200 OK\r\nServer: trickle\r\nX-Filler: "
+
+
+def plain_trickler(conn: socket.socket, stopping: threading.Event) -> None:
+    """A plain HTTP listener that trickles its answer."""
+    read_request_head(conn.recv)
+    drip(conn.sendall, TRICKLED_ANSWER, stopping)
+
+
+def tls_trickler(context: ssl.SSLContext) -> Handler:
+    """A TLS edge that completes the handshake at once, then trickles its HTTP answer."""
+    def handle(conn: socket.socket, stopping: threading.Event) -> None:
+        conn.settimeout(10)
+        with context.wrap_socket(conn, server_side=True) as tls:
+            read_request_head(tls.recv)
+            drip(tls.sendall, TRICKLED_ANSWER, stopping)
+    return handle
+
+
+def handshake_trickler(conn: socket.socket, stopping: threading.Event) -> None:
+    """A TCP peer that reads the ClientHello and trickles a TLS handshake record that never ends."""
+    conn.recv(16384)
+    drip(conn.sendall, b"\x16\x03\x03\x40\x00\x02\x00\x3f\xfc\x03\x03", stopping)
+
+
+@pytest.fixture(scope="module")
+def edge_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for votriz.test (and 127.0.0.1): (certificate, key); the
+    certificate is its own trust anchor."""
+    directory = tmp_path_factory.mktemp("slow-peers-pki")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName(HOST), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem, key_pem = directory / "edge.pem", directory / "edge.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert_pem, key_pem
+
+
+@pytest.fixture
+def trickling_edge(serve: Callable[[Handler], int], edge_certificate: tuple[Path, Path]) -> Edge:
+    """An edge whose HTTPS port completes handshakes and trickles its answers, and whose HTTP
+    port trickles its answers."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*edge_certificate)
+    return Edge(host=HOST, address="127.0.0.1", https_port=serve(tls_trickler(context)),
+                http_port=serve(plain_trickler), trust_anchor=edge_certificate[0])
+
+
+def _raises_within(limit_s: float, call: Callable[[], object]) -> tuple[str, float]:
+    started = time.monotonic()
+    with pytest.raises(ProbeError) as raised:
+        call()
+    seconds = time.monotonic() - started
+    assert seconds < limit_s, (seconds, str(raised.value))
+    return str(raised.value), seconds
+
+
+# --- the edge ------------------------------------------------------------------------------------
+
+
+def test_https_samples_of_an_edge_trickling_its_answer_end_at_the_request_deadline(
+        trickling_edge: Edge, policy: Policy) -> None:
+    message, seconds = _raises_within(REQUEST_S * 1.5, lambda: fetch_samples(trickling_edge, policy, "https"))
+    port = trickling_edge.https_port
+    assert message.startswith(f"GET https://{HOST}:{port}/: the edge 127.0.0.1:{port} sent "), message
+    assert message.endswith("did not finish its answer within the policy's 2 s (timeouts.request_s)"), message
+    assert seconds >= REQUEST_S * 0.9
+
+
+def test_http_samples_of_a_port_trickling_its_answer_end_at_the_request_deadline(
+        trickling_edge: Edge, policy: Policy) -> None:
+    message, _ = _raises_within(REQUEST_S * 1.5, lambda: fetch_samples(trickling_edge, policy, "http"))
+    port = trickling_edge.http_port
+    assert f"the edge 127.0.0.1:{port} sent " in message, message
+    assert "within the policy's 2 s (timeouts.request_s)" in message, message
+
+
+def test_tls_scan_of_an_edge_trickling_its_answer_ends_at_the_request_deadline(
+        trickling_edge: Edge, policy: Policy) -> None:
+    # The scan's preflight asks GET / as sslyze's HTTP headers command would; sslyze bounds
+    # each read only, so without it the scan would last as long as the edge keeps dripping.
+    message, _ = _raises_within(REQUEST_S * 1.5, lambda: scan_tls(trickling_edge, policy))
+    port = trickling_edge.https_port
+    assert message.startswith(f"TLS scan of {HOST} at 127.0.0.1:{port}: GET /: the edge 127.0.0.1:{port} "
+                              "sent "), message
+    assert message.endswith("did not finish its answer within the policy's 2 s (timeouts.request_s)"), message
+
+
+def test_tls_scan_of_a_peer_trickling_the_handshake_ends_at_the_connect_deadline(
+        serve: Callable[[Handler], int], policy: Policy) -> None:
+    port = serve(handshake_trickler)
+    edge = Edge(host=HOST, address="127.0.0.1", https_port=port)
+    message, _ = _raises_within(CONNECT_S * 1.5, lambda: scan_tls(edge, policy))
+    assert message.startswith(f"TLS scan of {HOST} at 127.0.0.1:{port}: the edge 127.0.0.1:{port} sent "), \
+        message
+    assert message.endswith("did not finish its TLS handshake within the policy's 1 s (timeouts.connect_s)"), \
+        message
+
+
+def test_https_samples_of_a_peer_trickling_the_handshake_end_at_the_connect_deadline(
+        serve: Callable[[Handler], int], policy: Policy) -> None:
+    # CPython bounds a whole TLS handshake by the socket's timeout (one deadline over all its reads).
+    port = serve(handshake_trickler)
+    edge = Edge(host=HOST, address="127.0.0.1", https_port=port)
+    message, _ = _raises_within(CONNECT_S * 1.5, lambda: fetch_samples(edge, policy, "https"))
+    assert message.startswith(f"GET https://{HOST}:{port}/: no answer within the policy's timeouts"), message
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def _pg_message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def _pg_startup(conn: socket.socket) -> None:
+    """Read the client's start-up, refusing SSL and GSS encryption first."""
+    while True:
+        length = struct.unpack("!I", conn.recv(4, socket.MSG_WAITALL))[0]
+        body = conn.recv(length - 4, socket.MSG_WAITALL)
+        code = struct.unpack("!I", body[:4])[0]
+        if code in (80877103, 80877104):  # SSLRequest, GSSENCRequest
+            conn.sendall(b"N")
+            continue
+        return
+
+
+PG_READY = (_pg_message(b"R", struct.pack("!I", 0))
+            + _pg_message(b"S", b"server_version\x0015.0\x00")
+            + _pg_message(b"S", b"client_encoding\x00UTF8\x00")
+            + _pg_message(b"S", b"integer_datetimes\x00on\x00")
+            + _pg_message(b"K", struct.pack("!II", 1, 2))
+            + _pg_message(b"Z", b"I"))
+
+
+def pg_trickling_startup(conn: socket.socket, stopping: threading.Event) -> None:
+    """A PostgreSQL that trickles its answer to the start-up message."""
+    _pg_startup(conn)
+    drip(conn.sendall, PG_READY, stopping)
+
+
+def pg_trickling_query(conn: socket.socket, stopping: threading.Event) -> None:
+    """A PostgreSQL that starts a session at once and trickles its answer to the first query."""
+    _pg_startup(conn)
+    conn.sendall(PG_READY)
+    conn.recv(65536)
+    drip(conn.sendall, b"T" + struct.pack("!I", 1 << 20), stopping)
+
+
+def _database_profile(port: int, tmp_path: Path) -> object:
+    password = tmp_path / "password"
+    password.write_text("auditor-password-of-the-test\n")
+    password.chmod(0o600)
+    return parse_profile(tomli_w.dumps({
+        "name": "slow-db", "edge": {"host": HOST},
+        "database": {"dsn": f"host=127.0.0.1 port={port} dbname=votriz user=votriz_auditor sslmode=disable",
+                     "password": {"file": str(password)}}}))
+
+
+def test_database_trickling_its_startup_answer_ends_at_the_connect_deadline(
+        serve: Callable[[Handler], int], policy: Policy, tmp_path: Path) -> None:
+    port = serve(pg_trickling_startup)
+    probe = DatabaseProbe(_database_profile(port, tmp_path), policy, known_secrets=KnownSecrets())  # type: ignore[arg-type]
+    # libpq takes its connect_timeout in whole seconds, at least 2: that is the deadline applied
+    message, _ = _raises_within(2 * 1.5, probe.open)
+    assert message.startswith(f"cannot connect to the database (host=127.0.0.1 port={port} "), message
+    assert message.endswith("connection timeout expired (after 2 s: the policy's timeouts.connect_s is 1 s, "
+                            "and libpq waits whole seconds, at least 2)"), message
+
+
+def test_database_trickling_a_query_answer_ends_at_the_request_deadline(
+        serve: Callable[[Handler], int], policy: Policy, tmp_path: Path) -> None:
+    port = serve(pg_trickling_query)
+    probe = DatabaseProbe(_database_profile(port, tmp_path), policy, known_secrets=KnownSecrets())  # type: ignore[arg-type]
+    message, _ = _raises_within(REQUEST_S * 1.5, probe.open)
+    assert message == (f"the database at 127.0.0.1:{port} did not finish answering within the policy's "
+                       "2 s (timeouts.request_s); the session was closed"), message
+    probe.close()
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+
+def redis_trickler(conn: socket.socket, stopping: threading.Event) -> None:
+    """A Redis that trickles a long reply to the first command."""
+    conn.recv(65536)
+    drip(conn.sendall, b"$100000\r\n", stopping)
+
+
+def test_redis_trickling_a_reply_ends_at_the_request_deadline(
+        serve: Callable[[Handler], int], policy: Policy) -> None:
+    port = serve(redis_trickler)
+    profile = parse_profile(tomli_w.dumps({"name": "slow-redis", "edge": {"host": HOST},
+                                           "redis": {"host": "127.0.0.1", "port": port}}))
+    message, _ = _raises_within(REQUEST_S * 1.5,
+                                lambda: list(redis_contents(profile, policy, KnownSecrets())))
+    assert message.startswith(f"Redis at 127.0.0.1:{port} sent "), message
+    assert message.endswith("did not finish its answer within the policy's 2 s (timeouts.request_s)"), message
+
+
+# --- the whole in-transit area through the command line ------------------------------------------
+
+
+def test_trickling_edge_ends_every_transit_check_as_an_error_within_seconds(
+        trickling_edge: Edge, tmp_path: Path) -> None:
+    # Given a profile whose edge trickles every answer on both ports, and a 2 s request deadline
+    profile = tmp_path / "target.toml"
+    profile.write_text(tomli_w.dumps({
+        "name": "trickling-edge",
+        "edge": {"host": HOST, "address": "127.0.0.1", "https_port": trickling_edge.https_port,
+                 "http_port": trickling_edge.http_port, "trust_anchor": str(trickling_edge.trust_anchor)}}))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(TIGHT_POLICY)
+    # When the in-transit checks run through the command line
+    run = run_cli(profile, tmp_path / "r", policy, only=("transit",), env={}, limit_s=300)
+    # Then every check that asks the edge is ERROR naming the edge and the deadline
+    assert run.returncode == EXIT_ERROR, run.output[-3000:]
+    https = f"the edge 127.0.0.1:{trickling_edge.https_port} sent "
+    http = f"the edge 127.0.0.1:{trickling_edge.http_port} sent "
+    for check, peer in (("transit.tls_versions", https), ("transit.certificate", https),
+                        ("transit.hsts", https), ("transit.security_headers", https),
+                        ("transit.http_redirect_only", http)):
+        outcome, message = run.results[check]
+        assert outcome == "ERROR", (check, outcome, message)
+        assert peer in message and "within the policy's 2 s (timeouts.request_s)" in message, (check, message)
+    assert "PASS" not in {outcome for outcome, _ in run.results.values()}, run.results
+    # And the whole area ended in seconds: within 3 x request_s x the number of transit checks
+    bound = 3 * REQUEST_S * len(run.results)
+    print(f"--only transit against a trickling edge: {run.seconds:.1f} s for {len(run.results)} checks "
+          f"(bound {bound:g} s); per check: {run.durations}")
+    assert run.seconds < bound, (run.seconds, bound)
