@@ -263,18 +263,22 @@ def observe_health(profile: TargetProfile, policy: Policy, known_secrets: KnownS
                    ) -> HealthObservation:
     """Ask every part the profile reaches, in parallel, each within ``timeouts.request_s``."""
     timeout_s = policy.timeouts.request_s
-    askers: list[Callable[[], DependencyHealth]] = []
+    askers: list[tuple[str, Callable[[], DependencyHealth]]] = []
     if profile.api is not None:
-        askers.append(lambda: _api_health(profile, timeout_s))
+        askers.append((API, lambda: _api_health(profile, timeout_s)))
     if profile.database is not None:
-        askers.append(lambda: _database_health(profile, timeout_s, known_secrets))
+        askers.append((DATABASE, lambda: _database_health(profile, timeout_s, known_secrets)))
     if profile.redis is not None:
-        askers.append(lambda: _redis_health(profile, timeout_s))
+        askers.append((REDIS, lambda: _redis_health(profile, timeout_s)))
     at = now()
     answers: list[DependencyHealth | None] = [None] * len(askers)
 
     def ask(index: int) -> None:
-        answers[index] = askers[index]()
+        name, asker = askers[index]
+        try:
+            answers[index] = asker()
+        except Exception as exc:  # a client library's surprise: this part could not be asked
+            answers[index] = DependencyHealth(name, "", False, f"{type(exc).__name__} while asking it")
 
     threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(askers))]
     for thread in threads:
@@ -282,12 +286,9 @@ def observe_health(profile: TargetProfile, policy: Policy, known_secrets: KnownS
     deadline = time.monotonic() + timeout_s + 5
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    names = [API, DATABASE, REDIS]
-    present = [name for name, section in zip(names, (profile.api, profile.database, profile.redis),
-                                              strict=True) if section is not None]
     parts = tuple(answer if answer is not None else
                   DependencyHealth(name, "", False, f"no answer within {timeout_s + 5:g} s", timeout_s + 5)
-                  for name, answer in zip(present, answers, strict=True))
+                  for (name, _), answer in zip(askers, answers, strict=True))
     return HealthObservation(at, parts)
 
 
