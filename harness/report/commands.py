@@ -6,9 +6,13 @@
     report_commands.add_subcommands(sub)      # after the other sub.add_parser(...) calls
     COMMANDS.update(report_commands.COMMANDS)
 
-Exit codes, as the rest of the CLI: 0 ok, 1 verification failed or regression,
-3 usage (not a report directory, bad key file), 4 signing refused because the
-directory holds a secret.
+Exit codes, as the rest of the CLI: 0 ok (``verify``: verified under a key you
+named), 1 verification failed or regression, 2 (``verify``) intact but signed by
+a key you did not name, 3 usage (not a report directory, bad key file), 4
+signing refused because the directory holds a secret.
+
+``verify`` imports only :mod:`harness.report.seal` and what it needs (no pytest,
+no report renderer): the rest is imported by the commands that use it.
 """
 
 from __future__ import annotations
@@ -19,17 +23,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness.redaction import KnownSecrets
-from harness.report.bundle import BundleError, BundleRefused, SignedBundle, sign_bundle, verify
-from harness.report.calibration import CalibrationError
-from harness.report.diff import diff_dirs, diff_text
-from harness.report.html import write_report
-from harness.report.layout import ReportDirError, load_results
-from harness.report.oscal import OscalUnavailable, write_oscal
-from harness.report.sarif import write_sarif
+from harness.report.seal import Sealed, copy_unsealed, is_sealed, trusted_keys, verify
+from harness.signing import SigningError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LEAK = 0, 1, 3, 4
+if TYPE_CHECKING:
+    from harness.redaction import KnownSecrets
+
+EXIT_OK, EXIT_FAILED, EXIT_UNTRUSTED, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,14 @@ class Finalized:
         report_html, sarif: the rendered report and the SARIF export.
         oscal: the OSCAL export, or None when it was skipped.
         oscal_skipped: why the OSCAL export was skipped, if it was.
-        bundle: the signed manifest.
+        bundle: the seal.
     """
 
     report_html: Path
     sarif: Path
     oscal: Path | None
     oscal_skipped: str | None
-    bundle: SignedBundle
+    bundle: Sealed
 
 
 def render_outputs(report_dir: Path, *, known_secrets: KnownSecrets | None = None,
@@ -57,8 +59,18 @@ def render_outputs(report_dir: Path, *, known_secrets: KnownSecrets | None = Non
     export and the OSCAL export (skipped, with the reason, when compliance-trestle is missing).
 
     Raises:
+        BundleSealed: the directory is sealed (it is never changed).
         ReportDirError, CalibrationError: the directory's inputs are unusable.
     """
+    from harness.report.bundle import BundleSealed
+    from harness.report.diff import diff_dirs
+    from harness.report.html import write_report
+    from harness.report.layout import load_results
+    from harness.report.oscal import OscalUnavailable, write_oscal
+    from harness.report.sarif import write_sarif
+
+    if is_sealed(report_dir):
+        raise BundleSealed(f"{report_dir}: sealed; a sealed directory is never re-rendered")
     diff = diff_dirs(against, report_dir) if against is not None else None
     html = write_report(report_dir, diff=diff, known_secrets=known_secrets, now=now)
     run = load_results(report_dir)
@@ -69,22 +81,28 @@ def render_outputs(report_dir: Path, *, known_secrets: KnownSecrets | None = Non
         return html, sarif, None, str(exc)
 
 
-def finalize(report_dir: Path, known_secrets: KnownSecrets | None, signing_key: Path | None = None, *,
-             against: Path | None = None, now: dt.datetime | None = None) -> Finalized:
-    """At the end of a run: render report.html, results.sarif and the OSCAL export, then write and
-    sign manifest.json (with a throwaway key when ``signing_key`` is None).
+def finalize(report_dir: Path, known_secrets: KnownSecrets | None, signing_key: str | Path | None = None,
+             *, against: Path | None = None, now: dt.datetime | None = None) -> Finalized:
+    """At the end of a run: render report.html, results.sarif and the OSCAL export, then seal the
+    directory (with a throwaway key when ``signing_key`` is None).
 
-    The outputs are rendered even when the run leaked (so the operator can look
-    locally), but the bundle is then never signed.
+    The key is opened first, so a token that is missing or refuses the PIN costs no rendering.
+    The outputs are rendered even when the run leaked (so the operator can look locally), but
+    the bundle is then never signed.
 
     Raises:
+        BundleSealed: the directory is already sealed.
         BundleRefused: LEAKS.txt exists or a known secret appears in any file.
         BundleError: the signing key cannot be used.
         ReportDirError, CalibrationError: the directory's inputs are unusable.
     """
+    from harness.report.bundle import load_signing_key, sign_bundle
+    from harness.signing import throwaway_signer
+
+    signer = load_signing_key(signing_key) if signing_key is not None else throwaway_signer()
     html, sarif, oscal, skipped = render_outputs(report_dir, known_secrets=known_secrets, against=against,
                                                  now=now)
-    bundle = sign_bundle(report_dir, known_secrets=known_secrets, key_path=signing_key, now=now)
+    bundle = sign_bundle(report_dir, known_secrets=known_secrets, signer=signer, now=now)
     return Finalized(html, sarif, oscal, skipped, bundle)
 
 
@@ -93,35 +111,53 @@ def _usage(message: str) -> int:
     return EXIT_USAGE
 
 
+def _new_dir(sealed: Path, out: Path | None, what: str) -> Path:
+    """Where a sealed directory's re-rendering or re-signing goes: ``--out`` or a sibling named by time."""
+    new = out or sealed.with_name(f"{sealed.name}-{what}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}")
+    copy_unsealed(sealed, new)
+    print(f"votriz-audit: {sealed} is sealed and stays as it is; {what} into {new}", file=sys.stderr)
+    return new
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """``report DIR [--against OLD]``: re-render report.html and the exports (does not re-sign)."""
+    """``report DIR [--against OLD] [--out NEW]``: re-render report.html and the exports; a sealed
+    DIR is left as it is and the rendering goes to a new, unsealed directory."""
+    from harness.report.calibration import CalibrationError
+    from harness.report.layout import ReportDirError
+    from harness.report.seal import SealError
+
     try:
-        html, sarif, oscal, skipped = render_outputs(args.dir, against=args.against)
-    except (ReportDirError, CalibrationError) as exc:
+        target = _new_dir(args.dir, args.out, "rerendered") if is_sealed(args.dir) else args.dir
+        html, sarif, oscal, skipped = render_outputs(target, against=args.against)
+    except (ReportDirError, CalibrationError, SealError, OSError) as exc:
         return _usage(str(exc))
     print(html)
     print(sarif)
     print(oscal if oscal else f"OSCAL export skipped: {skipped}")
-    if (args.dir / "manifest.json").exists():
-        print("note: the files changed since the bundle was signed; run `votriz-audit sign DIR` again",
-              file=sys.stderr)
+    print(f"note: {target} is not sealed; `votriz-audit sign {target}` seals it", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """``verify DIR [--public-key F]``: exit 0 when every file matches the signed manifest."""
+    """``verify DIR [--public-key F]... [--allow-untrusted]``: 0 only when every file is as signed and
+    the signature holds under a key named here; 2 intact but signed by another key; 1 otherwise."""
     if not args.dir.is_dir():
         return _usage(f"{args.dir}: not a directory")
-    if args.public_key is not None and not args.public_key.is_file():
-        return _usage(f"{args.public_key}: no such public key file")
-    report = verify(args.dir, args.public_key)
-    print(report.text(), end="")
-    return EXIT_OK if report.ok else EXIT_FAILED
+    try:
+        keys = trusted_keys([*args.public_key, *args.trust_file])
+    except SigningError as exc:
+        return _usage(str(exc))
+    report = verify(args.dir, keys)
+    print(report.text(args.allow_untrusted), end="")
+    return report.exit_code(args.allow_untrusted)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """``diff OLD NEW``: exit 1 when NEW regressed (a new FAIL, a newly unverifiable check, or a
     finding or promise of OLD that is gone in NEW)."""
+    from harness.report.diff import diff_dirs, diff_text
+    from harness.report.layout import ReportDirError
+
     try:
         diff = diff_dirs(args.old, args.new)
     except ReportDirError as exc:
@@ -131,25 +167,32 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    """``sign DIR [--key F]``: (re)write and sign manifest.json.
+    """``sign DIR [--key F|URI] [--out NEW]``: seal DIR; a sealed DIR is left as it is and a copy of
+    its files, without its seal, is sealed in a new directory.
 
     The run's secrets are gone by now, so only LEAKS.txt can refuse here; the
     end-of-run :func:`finalize` also scans with the run's known secrets.
     """
+    from harness.report.bundle import BundleError, BundleRefused, sign_bundle
+    from harness.report.layout import ReportDirError
+    from harness.report.seal import SealError
+
     if not args.dir.is_dir():
         return _usage(f"{args.dir}: not a directory")
     try:
-        bundle = sign_bundle(args.dir, key_path=args.key)
+        target = _new_dir(args.dir, args.out, "resigned") if is_sealed(args.dir) else args.dir
+        bundle = sign_bundle(target, key_path=args.key)
     except BundleRefused as exc:
         print(f"votriz-audit: {exc}", file=sys.stderr)
         for place in exc.places:
             print(f"  {place}", file=sys.stderr)
         return EXIT_LEAK
-    except (BundleError, ReportDirError) as exc:
+    except (BundleError, ReportDirError, SealError, OSError) as exc:
         return _usage(str(exc))
-    print(f"{bundle.manifest_path}: {len(bundle.manifest.files)} files, signed "
-          f"({'THROWAWAY key, public key in ' if bundle.throwaway else 'public key in '}"
-          f"{bundle.public_key_path.name})")
+    signer = bundle.signer
+    print(f"{bundle.seal_path}: {bundle.subjects} files sealed by {signer.fingerprint} "
+          f"({'THROWAWAY key, which verify does not trust' if signer.kind == 'throwaway' else signer.kind}; "
+          f"public key in {bundle.public_key_path.name})")
     return EXIT_OK
 
 
@@ -163,16 +206,23 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
     Each parser also gets ``handler`` as a default, for a CLI that dispatches on it.
     """
-    report = subparsers.add_parser("report", help="re-render report.html, SARIF and OSCAL from a report dir")
+    report = subparsers.add_parser("report", help="re-render report.html, SARIF and OSCAL from a report dir "
+                                                  "(a sealed one into a new dir)")
     report.add_argument("dir", type=Path, metavar="DIR")
     report.add_argument("--against", type=Path, metavar="OLD",
                         help="an earlier report dir: add a 'compared with an earlier run' section")
+    report.add_argument("--out", type=Path, metavar="NEW",
+                        help="where a sealed DIR's re-rendering goes (default: DIR-rerendered-<UTC time>)")
     report.set_defaults(handler=cmd_report)
 
-    check = subparsers.add_parser("verify", help="check a report dir against its signed manifest")
+    check = subparsers.add_parser("verify", help="check a sealed report dir (exit 0: under a key you name)")
     check.add_argument("dir", type=Path, metavar="DIR")
-    check.add_argument("--public-key", type=Path, metavar="FILE",
-                       help="Ed25519 public key (PEM) you trust; default: the one next to the manifest")
+    check.add_argument("--public-key", type=Path, metavar="FILE", action="append", default=[],
+                       help="a public key (PEM) you trust (repeatable); the bundle's copy is never trusted")
+    check.add_argument("--trust-file", type=Path, metavar="FILE", action="append", default=[],
+                       help="a file of PEM public keys you trust")
+    check.add_argument("--allow-untrusted", action="store_true",
+                       help="exit 0 for an intact bundle signed by a key you did not name (says so loudly)")
     check.set_defaults(handler=cmd_verify)
 
     diff = subparsers.add_parser("diff", help="compare two report dirs; exit 1 on a regression")
@@ -180,8 +230,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     diff.add_argument("new", type=Path, metavar="NEW")
     diff.set_defaults(handler=cmd_diff)
 
-    sign = subparsers.add_parser("sign", help="write and sign manifest.json for a report dir")
+    sign = subparsers.add_parser("sign", help="seal a report dir (a sealed one: seal a copy in a new dir)")
     sign.add_argument("dir", type=Path, metavar="DIR")
-    sign.add_argument("--key", type=Path, metavar="FILE",
-                      help="Ed25519 private key (PEM); default: a throwaway key, clearly marked")
+    sign.add_argument("--key", metavar="FILE|URI",
+                      help="Ed25519 private key (PEM) or pkcs11: URI of a key in your token; "
+                           "default: a throwaway key, which verify does not trust")
+    sign.add_argument("--out", type=Path, metavar="NEW",
+                      help="where a sealed DIR's copy is sealed (default: DIR-resigned-<UTC time>)")
     sign.set_defaults(handler=cmd_sign)

@@ -17,21 +17,30 @@ The mapping:
   not-satisfied/fail; ERROR, MANUAL, WAIVED and not run → not-satisfied/other,
   the remarks saying which. Supplied attestations are named in the remarks.
 
-There is no OSCAL assessment plan behind a run; ``import-ap`` points at the
-claims catalogue the run audited, with a remark saying so. UUIDs are derived
-from the run id (UUID v5), so exporting the same run twice gives the same
-document.
+``import-ap`` points at ``oscal-assessment-plan.json``, written beside it into
+the bundle: one activity per check of the run, the claims it verifies, its
+subject the promises in ``promises.md`` (the SARIF export's page copy; there is
+no OSCAL SSP behind a published page). Each observation's ``collected`` time is
+its own: the latest modification time of its evidence files (when the check
+recorded them), or, for a result without evidence, the run's start plus the
+durations of the checks up to and including it (the checks run one after the
+other); a ``collected-basis`` prop says which. UUIDs are derived from the run id
+(UUID v5), so exporting the same run twice gives the same document.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from pathlib import Path
 from typing import Any
 
 from harness.outcomes import Outcome
 from harness.report.layout import OSCAL_FILE
-from harness.results import ClaimResult, RunResults
+from harness.report.sarif import PROMISES_MD, promises_page
+from harness.results import CheckResult, ClaimResult, RunResults
+
+PLAN_FILE = "oscal-assessment-plan.json"
 
 PROP_NS = "https://votriz-audit.invalid/ns/oscal"
 
@@ -55,25 +64,89 @@ _FINDING_STATE: dict[Outcome | None, tuple[str, str, str]] = {
 }
 
 
-def build_assessment_results(run: RunResults) -> Any:
-    """The run as a trestle ``AssessmentResults`` model.
+def collection_times(run: RunResults, report_dir: Path | None) -> list[tuple[dt.datetime, str]]:
+    """When each result's observation was collected, and on what basis (see the module docstring)."""
+    times = []
+    elapsed = 0.0
+    for result in run.results:
+        elapsed += max(result.duration_s, 0.0)
+        estimate = min(run.started_at + dt.timedelta(seconds=elapsed), run.finished_at)
+        times.append(_evidence_time(result, report_dir, run) or (estimate, "run-order-estimate"))
+    return times
 
-    Raises:
-        OscalUnavailable: compliance-trestle is not installed.
-    """
+
+def _evidence_time(result: CheckResult, report_dir: Path | None,
+                   run: RunResults) -> tuple[dt.datetime, str] | None:
+    if report_dir is None:
+        return None
+    stamps = []
+    for relative in result.evidence:
+        try:
+            stamps.append((report_dir / relative).stat().st_mtime)
+        except OSError:
+            continue
+    if not stamps:
+        return None
+    when = dt.datetime.fromtimestamp(max(stamps), dt.UTC)
+    return (when, "evidence-file-time") if run.started_at <= when <= run.finished_at else None
+
+
+def _trestle() -> tuple[str, Any, Any, Any]:
     try:
         from trestle.oscal import OSCAL_VERSION, common
+        from trestle.oscal import assessment_plan as ap
         from trestle.oscal import assessment_results as ar
     except ImportError:
         raise OscalUnavailable("compliance-trestle is not installed (pip install 'votriz-audit[report]')"
                                ) from None
+    return OSCAL_VERSION, common, ap, ar
+
+
+def build_assessment_plan(run: RunResults) -> Any:
+    """The plan the run carried out, as a trestle ``AssessmentPlan``: one activity per check.
+
+    Raises:
+        OscalUnavailable: compliance-trestle is not installed.
+    """
+    oscal_version, common, ap, _ = _trestle()
+    target, page = run.target.get("name", "the target"), run.catalogue.get("title", "the page")
+    activities = []
+    for check_id in dict.fromkeys(r.check_id for r in run.results):
+        claims = sorted({c for r in run.results if r.check_id == check_id for c in r.claims})
+        activities.append(common.Activity(
+            uuid=_uuid(run, "activity", check_id), title=check_id,
+            description=f"votriz-audit check {check_id}: observes the running system and judges the "
+                        f"promise(s) {', '.join(claims) or '(none)'} of {page}.",
+            props=[common.Property(name="check-id", value=check_id, ns=PROP_NS)]))
+    return ap.AssessmentPlan(
+        uuid=_uuid(run, "assessment-plan"),
+        metadata=common.Metadata(title=f"votriz-audit assessment plan: {target} against {page}",
+                                 last_modified=run.started_at, version=run.tool_version,
+                                 oscal_version=oscal_version),
+        import_ssp=common.ImportSsp(href=PROMISES_MD,
+                                    remarks="No OSCAL system security plan: the system is assessed "
+                                            "against the promises of its published page, copied here."),
+        local_definitions=ap.LocalDefinitions(activities=activities or None),
+        reviewed_controls=common.ReviewedControls(
+            description="Every promise of the published page, each a claim of the catalogue.",
+            control_selections=[common.ControlSelectionsAll(include_all=common.IncludeAll())]))
+
+
+def build_assessment_results(run: RunResults, report_dir: Path | None = None) -> Any:
+    """The run as a trestle ``AssessmentResults`` model (``report_dir``: where its evidence files are,
+    for their collection times).
+
+    Raises:
+        OscalUnavailable: compliance-trestle is not installed.
+    """
+    OSCAL_VERSION, common, _, ar = _trestle()
 
     def prop(name: str, value: object) -> Any:
         return common.Property(name=name, value=str(value), ns=PROP_NS)
 
     observations: list[Any] = []
     by_check: dict[str, list[str]] = {}
-    for result in run.results:
+    for result, (collected, basis) in zip(run.results, collection_times(run, report_dir), strict=True):
         obs_uuid = _uuid(run, "observation", result.finding_id)
         by_check.setdefault(result.check_id, []).append(obs_uuid)
         evidence = [common.RelevantEvidence(href=path, description=f"Evidence of {result.check_id}: {path}")
@@ -83,8 +156,8 @@ def build_assessment_results(run: RunResults) -> Any:
             description=f"{result.outcome.value}: {result.message}",
             methods=["TEST"], types=["finding"],
             props=[prop("outcome", result.outcome.value), prop("check-id", result.check_id),
-                   prop("finding-id", result.finding_id)],
-            relevant_evidence=evidence or None, collected=run.finished_at))
+                   prop("finding-id", result.finding_id), prop("collected-basis", basis)],
+            relevant_evidence=evidence or None, collected=collected))
     findings = [_finding(run, claim, by_check, common, prop) for claim in run.claims]
     target, page = run.target.get("name", "the target"), run.catalogue.get("title", "the page")
     assessed = ar.Result(
@@ -109,9 +182,7 @@ def build_assessment_results(run: RunResults) -> Any:
         last_modified=run.finished_at, version=run.tool_version, oscal_version=OSCAL_VERSION)
     return ar.AssessmentResults(
         uuid=_uuid(run, "assessment-results"), metadata=metadata,
-        import_ap=ar.ImportAp(href=str(run.catalogue.get("page", "encryption-page.md")),
-                              remarks="No OSCAL assessment plan: the run audited the claims catalogue "
-                                      "of this published page."),
+        import_ap=ar.ImportAp(href=PLAN_FILE, remarks="The plan this run carried out, in this bundle."),
         results=[assessed])
 
 
@@ -138,12 +209,17 @@ def _finding(run: RunResults, claim: ClaimResult, by_check: dict[str, list[str]]
 
 
 def write_oscal(run: RunResults, report_dir: Path) -> Path:
-    """Write ``REPORT/oscal-assessment-results.json``.
+    """Write ``REPORT/oscal-assessment-results.json``, the plan it imports,
+    ``REPORT/oscal-assessment-plan.json``, and the promises.md the plan names.
 
     Raises:
         OscalUnavailable: compliance-trestle is not installed.
     """
-    document = build_assessment_results(run)
+    plan = build_assessment_plan(run)
+    # The plan's import-ssp names the page copy: write it here too, so this export stands alone.
+    (report_dir / PROMISES_MD).write_text(promises_page(run)[0], encoding="utf-8")
+    (report_dir / PLAN_FILE).write_text(plan.oscal_serialize_json(pretty=True) + "\n", encoding="utf-8")
+    document = build_assessment_results(run, report_dir)
     path = report_dir / OSCAL_FILE
     path.write_text(document.oscal_serialize_json(pretty=True) + "\n", encoding="utf-8")
     return path

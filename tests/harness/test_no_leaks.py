@@ -55,4 +55,4 @@ def test_a_full_audit_writes_no_secret_anywhere(stack_factory, tmp_path: Path,
     hits += [f"terminal:{offset}: {label}" for label, offset in secrets.find_in((out + err).encode())]
     assert hits == []
     assert not (report / "LEAKS.txt").exists()
-    assert (report / "manifest.json.sig").exists(), "a clean run's bundle is signed"
+    assert (report / "audit.intoto.jsonl").exists(), "a clean run's bundle is sealed"

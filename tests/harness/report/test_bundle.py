@@ -1,8 +1,11 @@
-"""The signed bundle: every file is covered, any change is named, leaks are refused."""
+"""The sealed bundle: an in-toto statement in a DSSE envelope covers every file, any change is named,
+an unknown signer is never trusted, leaks are refused, a sealed directory is never changed."""
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,16 +13,24 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.redaction import KnownSecrets
-from harness.report.bundle import (
-    SEAL_FILES,
-    BundleError,
-    BundleRefused,
-    Manifest,
-    SignatureStatus,
-    sign_bundle,
+from harness.report.bundle import BundleError, BundleRefused, BundleSealed, sign_bundle
+from harness.report.commands import render_outputs
+from harness.report.seal import (
+    FILE_LIST,
+    PAYLOAD_TYPE,
+    PREDICATE_TYPE,
+    PUBLIC_KEY_FILE,
+    SEAL_FILE,
+    STATEMENT_TYPE,
+    THROWAWAY_PUBLIC_KEY_FILE,
+    VERIFY_MD,
+    SealStatus,
+    copy_unsealed,
+    trusted_keys,
     verify,
 )
-from harness.report.layout import MANIFEST_JSON, SIGNATURE_FILE, THROWAWAY_PUBLIC_KEY_FILE
+
+SEAL_NAMES = (SEAL_FILE, PUBLIC_KEY_FILE, THROWAWAY_PUBLIC_KEY_FILE)
 
 
 def _write_key(path: Path) -> Path:
@@ -31,33 +42,50 @@ def _write_key(path: Path) -> Path:
     return path
 
 
-def test_a_fresh_bundle_verifies_and_lists_every_file(bundle: Path) -> None:
-    report = verify(bundle)
+def _statement(bundle: Path) -> dict:
+    envelope = json.loads((bundle / SEAL_FILE).read_text())
+    assert envelope["payloadType"] == PAYLOAD_TYPE
+    return json.loads(base64.b64decode(envelope["payload"]))
 
-    assert report.ok, report.text()
-    assert report.signature is SignatureStatus.VALID
-    manifest = Manifest.model_validate_json((bundle / MANIFEST_JSON).read_bytes())
-    listed = {entry.path for entry in manifest.files}
+
+def _unseal(bundle: Path) -> None:
+    """What a forger does before re-signing: the seal goes, the files stay."""
+    for name in (*SEAL_NAMES, FILE_LIST, VERIFY_MD):
+        (bundle / name).unlink(missing_ok=True)
+
+
+def test_a_fresh_bundle_is_intact_and_its_statement_lists_every_file(bundle: Path) -> None:
+    statement = _statement(bundle)
+
+    assert statement["_type"] == STATEMENT_TYPE and statement["predicateType"] == PREDICATE_TYPE
+    listed = {subject["name"] for subject in statement["subject"]}
     on_disk = {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()}
-    assert listed == on_disk - set(SEAL_FILES)
+    assert listed == on_disk - set(SEAL_NAMES)
     assert {"results.json", "junit.xml", "report.html", "results.sarif", "oscal-assessment-results.json",
+            "oscal-assessment-plan.json", "promises.md", VERIFY_MD, FILE_LIST,
             "evidence/transit.tls_versions/tls-versions.json"} <= listed
-    assert manifest.run_id == "fault0000001" and manifest.schema_version == 1 and manifest.tool_version
+    predicate = statement["predicate"]
+    assert predicate["run_id"] == "fault0000001" and predicate["gate"]["exit_code"] == 1
+    assert predicate["promises"]["TRANSIT-TLS13"] == "FAIL"
+    assert predicate["tool"]["version"] and predicate["policy"]["as_recorded_sha256"]
+    assert predicate["started_at"] < predicate["finished_at"]
+    assert predicate["signer"]["kind"] == "throwaway"
 
 
-def test_a_throwaway_key_is_marked_as_such(bundle: Path) -> None:
-    manifest = Manifest.model_validate_json((bundle / MANIFEST_JSON).read_bytes())
+def test_a_throwaway_signed_bundle_is_intact_but_not_trusted(bundle: Path) -> None:
     report = verify(bundle)
 
-    assert manifest.signing_key.throwaway
-    assert "THROWAWAY" in manifest.signing_key.note
-    assert (bundle / THROWAWAY_PUBLIC_KEY_FILE).is_file()
-    assert not report.key_trusted
-    assert "THROWAWAY" in report.text() and "not who signed" in report.text()
+    assert report.status is SealStatus.UNTRUSTED and report.exit_code() == 2
+    assert report.signer_kind == "throwaway" and report.signer.startswith("sha256:")
+    assert "intact, signer not trusted" in report.text() and "THROWAWAY" in report.text()
+    # --allow-untrusted accepts it, and says so loudly.
+    assert report.exit_code(allow_untrusted=True) == 0
+    assert "WHO SIGNED IS UNKNOWN" in report.text(allow_untrusted=True)
+    assert (bundle / THROWAWAY_PUBLIC_KEY_FILE).is_file() and not (bundle / PUBLIC_KEY_FILE).exists()
 
 
-def test_one_changed_byte_in_any_file_is_caught(bundle: Path, bundle_file: str) -> None:
-    # Given a signed bundle, when one byte of one file changes (size unchanged) ...
+def test_one_changed_byte_in_any_file_breaks_the_seal(bundle: Path, bundle_file: str) -> None:
+    # Given a sealed bundle, when one byte of one file changes (size unchanged) ...
     path = bundle / bundle_file
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -65,11 +93,9 @@ def test_one_changed_byte_in_any_file_is_caught(bundle: Path, bundle_file: str) 
 
     report = verify(bundle)
 
-    # ... then verification fails and names that file, or the seal no longer holds.
-    assert not report.ok
-    if bundle_file in SEAL_FILES:
-        assert report.signature is not SignatureStatus.VALID or report.manifest_error, report.text()
-    else:
+    # ... then verification fails, naming the file (or the seal no longer holds).
+    assert report.status is SealStatus.BROKEN and report.exit_code(allow_untrusted=True) == 1, report.text()
+    if bundle_file not in SEAL_NAMES:
         assert report.changed == (bundle_file,)
         assert f"changed: {bundle_file}" in report.text()
 
@@ -79,47 +105,79 @@ def test_a_removed_file_is_named(bundle: Path, bundle_file: str) -> None:
 
     report = verify(bundle)
 
-    assert not report.ok
-    if bundle_file not in SEAL_FILES:
+    assert report.exit_code(allow_untrusted=True) == 1
+    if bundle_file not in SEAL_NAMES:
         assert report.missing == (bundle_file,)
-        assert report.signature is SignatureStatus.VALID
 
 
-def test_an_added_file_is_named(bundle: Path) -> None:
+def test_added_files_are_named_a_stray_key_file_included(bundle: Path) -> None:
     (bundle / "evidence" / "transit.tls_versions" / "extra.json").write_text("{}")
-    (bundle / "notes.txt").write_text("added after signing")
+    (bundle / "manifest.public-key.pem").write_text("anything at all")
+    (bundle / PUBLIC_KEY_FILE).write_text("a second key file beside the throwaway one")
 
     report = verify(bundle)
 
-    assert not report.ok
-    assert report.added == ("evidence/transit.tls_versions/extra.json", "notes.txt")
-    assert report.signature is SignatureStatus.VALID
+    assert report.status is SealStatus.BROKEN
+    assert report.added == ("audit.public-key.pem", "evidence/transit.tls_versions/extra.json",
+                            "manifest.public-key.pem")
 
 
-def test_a_re_signed_manifest_fails_against_the_trusted_key(tmp_path: Path, bundle: Path) -> None:
-    # Given a bundle signed with the operator's key ...
+def test_a_re_signed_forgery_is_not_trusted(tmp_path: Path, bundle: Path) -> None:
+    # Given a bundle sealed with the operator's key, verified under its public key ...
+    _unseal(bundle)
     key = _write_key(tmp_path / "signing.pem")
     sign_bundle(bundle, key_path=key)
-    assert verify(bundle, key.with_suffix(".pub")).ok
-    # ... when someone alters a file and re-signs with a throwaway key ...
+    trusted = trusted_keys([key.with_suffix(".pub")])
+    assert verify(bundle, trusted).exit_code() == 0
+    # ... when someone alters results.json and re-seals with a throwaway key ...
     (bundle / "results.json").write_text((bundle / "results.json").read_text().replace("FAIL", "PASS"))
+    _unseal(bundle)
     sign_bundle(bundle)
 
-    # ... then the bundle is self-consistent, but not under the trusted key.
-    assert verify(bundle).ok
-    report = verify(bundle, key.with_suffix(".pub"))
-    assert report.signature is SignatureStatus.INVALID
-    assert "not the one that signed" in report.key_problem
+    # ... then it is intact under its own key but not trusted: exit 2, with or without the key.
+    for keys in (trusted, []):
+        report = verify(bundle, keys)
+        assert report.status is SealStatus.UNTRUSTED and report.exit_code() == 2, report.text()
+        assert not report.trusted_by
 
 
-def test_a_supplied_key_signs_and_its_public_key_is_trusted(tmp_path: Path, bundle: Path) -> None:
+def test_a_forger_with_a_key_file_of_his_own_is_not_trusted(tmp_path: Path, bundle: Path) -> None:
+    operator = _write_key(tmp_path / "operator.pem")
+    forger = _write_key(tmp_path / "forger.pem")
+    _unseal(bundle)
+    sign_bundle(bundle, key_path=forger)
+
+    report = verify(bundle, trusted_keys([operator.with_suffix(".pub")]))
+
+    assert report.status is SealStatus.UNTRUSTED and report.exit_code() == 2
+    assert report.signer_kind == "file"
+
+
+def test_a_swapped_payload_or_a_second_envelope_is_broken(tmp_path: Path, bundle: Path) -> None:
+    line = (bundle / SEAL_FILE).read_text()
+    envelope = json.loads(line)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["predicate"]["gate"]["exit_code"] = 0
+    swapped = {**envelope, "payload": base64.b64encode(json.dumps(statement).encode()).decode()}
+
+    (bundle / SEAL_FILE).write_text(json.dumps(swapped) + "\n")
+    assert verify(bundle).status is SealStatus.BROKEN
+    (bundle / SEAL_FILE).write_text(line + line)
+    report = verify(bundle)
+    assert report.status is SealStatus.BROKEN and "2 envelopes" in report.text()
+
+
+def test_the_operators_key_signs_and_is_trusted_when_named(tmp_path: Path, bundle: Path) -> None:
     key = _write_key(tmp_path / "signing.pem")
+    _unseal(bundle)
 
-    signed = sign_bundle(bundle, key_path=key)
-    report = verify(bundle, key.with_suffix(".pub"))
+    sealed = sign_bundle(bundle, key_path=key)
+    report = verify(bundle, trusted_keys([key.with_suffix(".pub")]))
 
-    assert not signed.throwaway and not (bundle / THROWAWAY_PUBLIC_KEY_FILE).exists()
-    assert report.ok and report.key_trusted
+    assert sealed.signer.kind == "file" and not (bundle / THROWAWAY_PUBLIC_KEY_FILE).exists()
+    assert report.status is SealStatus.VERIFIED and report.exit_code() == 0
+    assert report.trusted_by == sealed.signer.fingerprint
+    assert sealed.signer.fingerprint in (bundle / VERIFY_MD).read_text()
 
 
 def test_a_key_that_is_not_ed25519_is_refused(tmp_path: Path, bundle: Path) -> None:
@@ -128,30 +186,45 @@ def test_a_key_that_is_not_ed25519_is_refused(tmp_path: Path, bundle: Path) -> N
     path = tmp_path / "ec.pem"
     path.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _unseal(bundle)
 
     with pytest.raises(BundleError, match="must be Ed25519"):
         sign_bundle(bundle, key_path=path)
 
 
+def test_a_sealed_directory_is_never_changed(bundle: Path, tmp_path: Path) -> None:
+    before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+
+    with pytest.raises(BundleSealed):
+        sign_bundle(bundle)
+    with pytest.raises(BundleSealed):
+        render_outputs(bundle)
+
+    assert {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()} == before
+    # A copy without the seal can be re-rendered and sealed.
+    copy = copy_unsealed(bundle, tmp_path / "copy")
+    render_outputs(copy)
+    sign_bundle(copy)
+    assert verify(copy).status is SealStatus.UNTRUSTED
+
+
 def test_signing_refuses_when_the_run_reported_a_leak(bundle: Path) -> None:
-    for seal in SEAL_FILES:
-        (bundle / seal).unlink(missing_ok=True)
+    _unseal(bundle)
     (bundle / "LEAKS.txt").write_text("evidence/keys.hsm_custody/hsm-objects.json:120: HSM PIN (raw)\n")
 
     with pytest.raises(BundleRefused, match=r"LEAKS\.txt") as caught:
         sign_bundle(bundle)
 
     assert caught.value.places == ["evidence/keys.hsm_custody/hsm-objects.json:120: HSM PIN (raw)"]
-    assert not (bundle / MANIFEST_JSON).exists() and not (bundle / SIGNATURE_FILE).exists()
+    assert not (bundle / SEAL_FILE).exists()
 
 
 def test_signing_refuses_a_planted_secret_and_never_prints_it(bundle: Path) -> None:
     # Given a secret the run knows, planted base64-encoded in an evidence file ...
+    _unseal(bundle)
     secret = "correct-horse-battery-staple-42"
     secrets = KnownSecrets()
     secrets.add(secret, "canary password")
-    import base64
-
     planted = bundle / "evidence" / "transit.hsts" / "hsts.json"
     data = json.loads(planted.read_text())
     data["note"] = base64.b64encode(secret.encode()).decode()
@@ -165,15 +238,18 @@ def test_signing_refuses_a_planted_secret_and_never_prints_it(bundle: Path) -> N
     assert secret not in str(caught.value) and secret not in " ".join(caught.value.places)
 
 
-def test_verify_without_a_manifest_says_so(tmp_path: Path) -> None:
+def test_verify_without_a_seal_says_so(tmp_path: Path) -> None:
     report = verify(tmp_path)
 
-    assert not report.ok
-    assert report.manifest_error is not None and "manifest.json" in report.manifest_error
+    assert report.status is SealStatus.UNSEALED and report.exit_code(allow_untrusted=True) == 1
+    assert SEAL_FILE in report.text()
 
 
-def test_the_manifest_validates_against_its_generated_schema(bundle: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
-    from harness.report.bundle import manifest_schema
-
-    jsonschema.validate(json.loads((bundle / MANIFEST_JSON).read_text()), manifest_schema())
+def test_a_damaged_seal_never_raises(bundle: Path, tmp_path: Path) -> None:
+    for junk in (b"", b"{}", b"not json\n", b'{"payload":"!!","payloadType":"x","signatures":[]}',
+                 b'{"payload":"e30=","payloadType":"application/vnd.in-toto+json",'
+                 b'"signatures":[{"keyid":"k","sig":"AAAA"}]}', b"\xff" * 100):
+        copy = Path(shutil.copytree(bundle, tmp_path / f"c{len(list(tmp_path.iterdir()))}"))
+        (copy / SEAL_FILE).write_bytes(junk)
+        report = verify(copy)
+        assert report.status is SealStatus.BROKEN and report.problems, junk

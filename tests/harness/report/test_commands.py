@@ -10,9 +10,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.redaction import KnownSecrets
-from harness.report.bundle import BundleRefused, verify
+from harness.report.bundle import BundleRefused
 from harness.report.commands import COMMANDS, add_subcommands, finalize
-from harness.report.layout import MANIFEST_JSON, OSCAL_FILE, REPORT_HTML, SARIF_FILE
+from harness.report.layout import OSCAL_FILE, REPORT_HTML, SARIF_FILE
+from harness.report.seal import SEAL_FILE, SealStatus, verify
 
 
 def run_cli(argv: list[str]) -> int:
@@ -29,8 +30,8 @@ def test_finalize_renders_exports_and_signs(fault_run: Path) -> None:
 
     assert done.report_html == fault_run / REPORT_HTML and done.sarif == fault_run / SARIF_FILE
     assert done.oscal == fault_run / OSCAL_FILE and done.oscal_skipped is None
-    assert done.bundle.throwaway
-    assert verify(fault_run).ok
+    assert done.bundle.signer.kind == "throwaway"
+    assert verify(fault_run).status is SealStatus.UNTRUSTED
 
 
 def test_finalize_refuses_to_sign_a_leaking_run_but_still_renders(fault_run: Path) -> None:
@@ -43,7 +44,7 @@ def test_finalize_refuses_to_sign_a_leaking_run_but_still_renders(fault_run: Pat
 
     assert (fault_run / REPORT_HTML).is_file()
     assert "hsm-user-pin-987654" not in (fault_run / REPORT_HTML).read_text()
-    assert not (fault_run / MANIFEST_JSON).exists()
+    assert not (fault_run / SEAL_FILE).exists()
 
 
 def test_sign_then_verify_exit_codes(tmp_path: Path, fault_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,10 +58,42 @@ def test_sign_then_verify_exit_codes(tmp_path: Path, fault_run: Path, capsys: py
 
     assert run_cli(["sign", str(fault_run), "--key", str(key_path)]) == 0
     assert run_cli(["verify", str(fault_run), "--public-key", str(public)]) == 0
+    assert run_cli(["verify", str(fault_run), "--trust-file", str(public)]) == 0
+    # Without a key named, the operator's seal is intact but not trusted.
+    assert run_cli(["verify", str(fault_run)]) == 2
+    assert "intact, signer not trusted" in capsys.readouterr().out
+    assert run_cli(["verify", str(fault_run), "--allow-untrusted"]) == 0
+    assert "WHO SIGNED IS UNKNOWN" in capsys.readouterr().out
     (fault_run / "junit.xml").write_text("<testsuites/>")
     assert run_cli(["verify", str(fault_run), "--public-key", str(public)]) == 1
+    assert run_cli(["verify", str(fault_run), "--allow-untrusted"]) == 1
 
     assert "changed: junit.xml" in capsys.readouterr().out
+
+
+def test_sign_and_report_leave_a_sealed_dir_as_it_is(tmp_path: Path, fault_run: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["sign", str(fault_run)]) == 0
+    before = {p: p.read_bytes() for p in fault_run.rglob("*") if p.is_file()}
+
+    assert run_cli(["sign", str(fault_run), "--out", str(tmp_path / "resigned")]) == 0
+    assert run_cli(["report", str(fault_run), "--out", str(tmp_path / "rerendered")]) == 0
+
+    assert {p: p.read_bytes() for p in fault_run.rglob("*") if p.is_file()} == before
+    assert "is sealed and stays as it is" in capsys.readouterr().err
+    assert verify(tmp_path / "resigned").status is SealStatus.UNTRUSTED
+    assert (tmp_path / "rerendered" / REPORT_HTML).is_file()
+    assert not (tmp_path / "rerendered" / SEAL_FILE).exists()
+    # The new directory is never one that exists.
+    assert run_cli(["sign", str(fault_run), "--out", str(tmp_path / "resigned")]) == 3
+
+
+def test_verify_refuses_an_unusable_trusted_key_with_3(tmp_path: Path, fault_run: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+
+    assert run_cli(["verify", str(fault_run), "--public-key", str(bad)]) == 3
+    assert run_cli(["verify", str(fault_run), "--public-key", str(tmp_path / "absent.pem")]) == 3
 
 
 def test_sign_refuses_a_leak_with_exit_4(fault_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -53,22 +53,24 @@ def test_one_result_per_fail_or_error_and_one_rule_per_check(fault_run: Path) ->
         assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
     kinds = {r["ruleId"]: (r["kind"], r["level"]) for r in sarif_run["results"]}
     assert kinds["transit.tls_versions"] == ("fail", "error")
-    assert kinds["at_rest.plaintext_sweep"] == ("open", "none")
+    assert kinds["at_rest.plaintext_sweep"] == ("fail", "warning")
 
 
-def test_a_file_and_line_in_details_become_a_location(fault_run: Path) -> None:
+def test_a_file_and_line_in_details_become_a_related_location(fault_run: Path) -> None:
     results = build_sarif(load_results(fault_run))["runs"][0]["results"]
 
     hit = next(r for r in results if r["ruleId"] == "keys.no_key_elsewhere")
-    physical = hit["locations"][0]["physicalLocation"]
-    assert physical == {"artifactLocation": {"uri": "file:///srv/votriz/.env"}, "region": {"startLine": 3}}
+    related = hit["relatedLocations"][0]
+    assert related["id"] == 1
+    assert related["physicalLocation"] == {"artifactLocation": {"uri": "file:///srv/votriz/.env"},
+                                           "region": {"startLine": 3}}
     assert hit["locations"][0]["logicalLocations"] == [{"fullyQualifiedName": "KEYS-NOT-ON-DISK", "kind": "module"}]
     tls = next(r for r in results if r["ruleId"] == "transit.tls_versions")
-    assert "physicalLocation" not in tls["locations"][0]
+    assert "relatedLocations" not in tls
 
 
 def test_several_locations_and_bad_lines(fault_run: Path) -> None:
-    from harness.report.sarif import locations_of
+    from harness.report.sarif import related_locations
     from harness.results import CheckResult
 
     result = CheckResult(finding_id="f", check_id="keys.no_key_elsewhere", claims=("KEYS-NOT-ON-DISK",),
@@ -76,7 +78,7 @@ def test_several_locations_and_bad_lines(fault_run: Path) -> None:
                          details={"locations": [{"path": "config/app.toml", "line": 7, "column": 2},
                                                 {"file": "/etc/x", "line": 0}, {"line": 5}, "junk"]})
 
-    places = locations_of(result)
+    places = related_locations(result)
 
     assert [p["physicalLocation"] for p in places] == [
         {"artifactLocation": {"uri": "config/app.toml"}, "region": {"startLine": 7, "startColumn": 2}},
