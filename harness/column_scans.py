@@ -4,7 +4,10 @@ The at-rest probes stream token and hash columns through these: every cell is
 counted by its Fernet failure reason or its hash scheme and cost (a garbage
 cell is a counted reason, never a crash), and the valid token cells'
 fingerprints go to a :class:`DuplicateCounter` that finds shared IVs and
-ciphertexts without a Python object per cell.
+ciphertexts without a Python object per cell. A token cell is valid when
+``cryptography``'s Fernet would decrypt it: its HMAC verifies under a key of
+the ring *and* its plaintext's padding is correct (an authentic cell with
+broken padding is counted as ``bad_padding``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, BinaryIO
 from harness.formats.bcrypt_hash import HashScheme, bcrypt_cost_histogram, classify_stored_hash
 from harness.formats.fernet import (
     FINGERPRINT_BYTES,
+    FernetFailure,
     FernetKey,
     FernetRingVerifier,
     FernetTokenError,
@@ -156,12 +160,18 @@ class FernetColumnScan:
     Attributes:
         column: ``table.column``.
         rows: cells looked at.
-        valid: cells that parse and whose HMAC verifies under a key of the ring.
-        failures: failure reason → number of cells.
+        valid: cells that parse, whose HMAC verifies under a key of the ring and whose
+            plaintext's PKCS#7 padding is correct under that key.
+        failures: failure reason (:class:`~harness.formats.fernet.FernetFailure` value)
+            → number of cells.
         examples: up to :data:`EXAMPLES` failing rows as ``row <id>: <reason>``.
         keys_used: key label → number of cells it verifies.
         by_platform: platform → ``{"rows": n, "valid": n}`` when the table says
             which platform each row belongs to (empty otherwise).
+        badly_padded: up to :data:`EXAMPLES` of the rows whose token is authentic (its
+            HMAC verifies under the ring) but badly padded, as ``row <id>`` (with
+            `` (<platform>)`` when split), in the order read; their number is
+            ``failures["bad_padding"]``.
     """
 
     column: str
@@ -171,13 +181,15 @@ class FernetColumnScan:
     examples: tuple[str, ...]
     keys_used: dict[str, int]
     by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
+    badly_padded: tuple[str, ...] = ()
 
 
 class FernetTally:
     """One column's Fernet judgement, fed in batches, split by platform where rows say it.
 
-    Valid tokens go through :meth:`FernetRingVerifier.accept` in bulk; only the
-    rows it hands back are judged one by one (for their reason). Each part
+    Valid tokens go through :meth:`FernetRingVerifier.accept` in bulk (HMAC, then
+    padding, for every cell); only the rows it hands back are judged one by one
+    (for their reason). Each part
     (platform) keeps its own row counts and examples; the whole column its
     failure counts, key counts and the cells' fingerprints for the
     :class:`DuplicateCounter`.
@@ -200,6 +212,7 @@ class FernetTally:
         self._rows = dict.fromkeys(self.parts, 0)
         self._bad = dict.fromkeys(self.parts, 0)
         self._examples: dict[str, list[str]] = {part: [] for part in self.parts}
+        self._badly_padded: list[str] = []
         self._failures: Counter[str] = Counter()
         self._per_key = [0] * len(self.keys)
 
@@ -227,6 +240,9 @@ class FernetTally:
                 self._bad[part] += 1
                 if len(self._examples[part]) < EXAMPLES:
                     self._examples[part].append(f"row {row[0]}: {error.reason.value}")
+                if error.reason is FernetFailure.BAD_PADDING \
+                        and len(self._badly_padded) < EXAMPLES:
+                    self._badly_padded.append(f"row {row[0]}" + (f" ({part})" if part else ""))
                 continue
             self._per_key[index] += 1
             fingerprints += fingerprint(iv, ciphertext)
@@ -240,13 +256,15 @@ class FernetTally:
         rows, bad = sum(self._rows.values()), sum(self._bad.values())
         if self.parts == ("",):
             return FernetColumnScan(column, rows, rows - bad, dict(self._failures),
-                                    tuple(self._examples[""]), dict(keys_used))
+                                    tuple(self._examples[""]), dict(keys_used),
+                                    badly_padded=tuple(self._badly_padded))
         examples = [f"{e} ({part})" for part in self.parts for e in self._examples[part]]
         return FernetColumnScan(
             column, rows, rows - bad, dict(self._failures), tuple(examples[:EXAMPLES]),
             dict(keys_used),
             {part: {"rows": n, "valid": n - self._bad[part]}
-             for part, n in self._rows.items() if n})
+             for part, n in self._rows.items() if n},
+            tuple(self._badly_padded))
 
 
 def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequence[FernetKey],

@@ -1,9 +1,13 @@
 """at_rest.tokens_fernet: the OAuth tokens of every channel row are Fernet per row.
 
-Every cell of ``channels.access_token_enc`` and ``refresh_token_enc`` must verify
-under the token-encryption key ring read from the HSM, no two cells may share
-an IV or a ciphertext, and the canary's tokens must decrypt to what was handed
-in. The observation comes from ``harness/probes/stored_tokens.py``.
+Every cell of ``channels.access_token_enc`` and ``refresh_token_enc`` must be a
+Fernet token that ``cryptography``'s Fernet would decrypt under the
+token-encryption key ring read from the HSM (its HMAC verifies, and its
+plaintext's PKCS#7 padding is correct), no two cells may share an IV or a
+ciphertext, and the canary's tokens must decrypt to what was handed in. A cell
+that is authentic but badly padded is named apart: whatever wrote it holds the
+key but is not a correct Fernet implementation. The observation comes from
+``harness/probes/stored_tokens.py``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from typing import Any
 import pytest
 
 from harness.canaries import PLATFORMS
+from harness.column_scans import FernetColumnScan
 from harness.details import counts, plain, plural
 from harness.evidence import EvidenceRecorder
+from harness.formats.fernet import FernetFailure
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.canary_account import canary_and_note
@@ -41,6 +47,21 @@ def tokens_fernet_unavailable(profile: TargetProfile) -> Verdict | None:
         "version byte and timestamp) or a ciphertext.", missing=missing)
 
 
+def badly_padded(scan: FernetColumnScan) -> str:
+    """The sentence naming a column's authentic but badly padded cells ('' if none)."""
+    count = scan.failures.get(FernetFailure.BAD_PADDING.value, 0)
+    if not count:
+        return ""
+    rows = ", ".join(scan.badly_padded)
+    named = (f"{rows}" if len(scan.badly_padded) == count
+             else f"the first {len(scan.badly_padded)}: {rows}")
+    return (f"{plural(count, 'cell')} of {scan.column} {'is' if count == 1 else 'are'} "
+            "authentic but badly padded (the HMAC verifies under the HSM key ring, but the "
+            "decrypted plaintext's PKCS#7 padding is broken, so a correct Fernet implementation "
+            "refuses to decrypt it): whatever wrote it held the key and is not a correct Fernet "
+            f"implementation ({named})")
+
+
 def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
     """Every token cell is Fernet under the HSM ring, IVs and ciphertexts are unique, and the
     canary's tokens decrypt to exactly what was handed in."""
@@ -56,9 +77,13 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
             platforms = ", ".join(f"{p} {c['rows'] - c['valid']} of {c['rows']}"
                                   for p, c in scan.by_platform.items() if c["rows"] > c["valid"])
             problems.append(f"{bad} of {scan.rows} cells of {scan.column} are not Fernet tokens "
-                            f"that verify under the HSM key ring ({counts(scan.failures)}"
+                            f"that verify and decrypt under the HSM key ring "
+                            f"({counts(scan.failures)}"
                             + (f"; by platform: {platforms}" if platforms else "")
                             + f"; e.g. {', '.join(scan.examples[:3])})")
+        padding = badly_padded(scan)
+        if padding:
+            problems.append(padding)
     if obs.shared_iv_cells:
         problems.append(f"{obs.shared_iv_cells} token cells share an IV with another cell "
                         f"({plural(obs.shared_iv_groups, 'IV')} used more than once): Fernet "
@@ -87,8 +112,9 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
     covered = f" Platforms with rows: {', '.join(seen)}." if seen else ""
     return Verdict.passed(
         f"All {cells} token cells of {', '.join(s.column for s in obs.columns)} are Fernet tokens "
-        f"whose HMAC verifies under the HSM key ring ({counts(dict(used))}); no two cells share "
-        f"an IV or a ciphertext.{canary}{covered}", **details)
+        f"whose HMAC verifies under the HSM key ring ({counts(dict(used))}) and whose decrypted "
+        f"padding is correct; no two cells share an IV or a ciphertext.{canary}{covered}",
+        **details)
 
 
 @pytest.mark.claims("REST-TOKENS-FERNET")

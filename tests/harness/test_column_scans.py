@@ -170,3 +170,45 @@ def test_duplicate_counter_sees_a_fixed_iv() -> None:
     cells.append(encrypt_fernet_token(b"x", RING_KEY, now=1_000_000))
     _scan(cells, duplicates=duplicates)
     assert duplicates.result() == (4, 1, 0)
+
+
+def _authentic_badly_padded(key: FernetKey, last_byte: int, iv: bytes) -> str:
+    """A token whose HMAC verifies under ``key`` but whose one plaintext block ends in
+    ``last_byte`` with no padding (AES-CBC by hand, then the spec's HMAC)."""
+    import base64
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    encryptor = Cipher(algorithms.AES(key.encryption_key), modes.CBC(iv)).encryptor()
+    body = (b"\x80" + (1_000_000).to_bytes(8, "big") + iv
+            + encryptor.update(b"q" * 15 + bytes([last_byte])) + encryptor.finalize())
+    tag = hmac.new(key.signing_key, body, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(body + tag).decode("ascii")
+
+
+@pytest.mark.parametrize("batch", [3, 5_000])
+def test_fernet_scan_counts_authentic_but_badly_padded_cells_by_row(batch: int) -> None:
+    # Given a column of valid tokens with three authentic tokens whose padding is broken,
+    # one of them sharing its IV with a valid token, read in batches of 3 or all at once
+    good = [encrypt_fernet_token(f"t{i}".encode(), RING_KEY, now=1_000_000) for i in range(9)]
+    shared_iv = bytes(range(16))
+    values: list[object] = list(good)
+    values[1] = _authentic_badly_padded(RING_KEY, 0x00, shared_iv)
+    values[4] = _authentic_badly_padded(RING_KEY, 0x11, os.urandom(16))
+    values[7] = _authentic_badly_padded(RING_KEY, 0x41, os.urandom(16))
+    values.append(encrypt_fernet_token(b"ok", RING_KEY, now=1_000_000, iv=shared_iv))
+    duplicates = DuplicateCounter()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(column_scans, "TOKEN_BATCH_ROWS", batch)
+        scan = _scan(values, duplicates=duplicates)
+    # Then they are not valid, are counted as bad_padding and named by row, in row order,
+    # never by value; only valid cells count towards keys and shared IVs
+    assert (scan.rows, scan.valid) == (10, 7)
+    assert scan.failures == {"bad_padding": 3}
+    assert scan.examples == ("row 2: bad_padding", "row 5: bad_padding", "row 8: bad_padding")
+    assert scan.badly_padded == ("row 2", "row 5", "row 8")
+    assert scan.keys_used == {"votriz/token-encryption/v1": 7}
+    assert duplicates.result() == (0, 0, 0)
+    assert not any(str(value) in str(scan) for value in values)
