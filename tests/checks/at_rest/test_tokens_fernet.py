@@ -1,6 +1,9 @@
-"""at_rest.tokens_fernet on hand-made observations: both sides, outcome and message."""
+"""at_rest.tokens_fernet on hand-made observations (both sides, outcome and message), and on a
+running local stack: clean PASS, then an authentic but badly padded token planted by SQL FAILs."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,7 @@ def test_tokens_pass() -> None:
     verdict = tokens_fernet_verdict(_tokens())
     assert verdict.outcome is Outcome.PASS
     assert "All 10 token cells" in verdict.message
+    assert "and whose decrypted padding is correct" in verdict.message
     assert "canary's 10 tokens (5 platforms) decrypt to exactly what was handed in" in verdict.message
 
 
@@ -88,3 +92,104 @@ def test_tokens_without_database_or_hsm_are_manual_not_na(sections: str, missing
 
 def test_tokens_with_database_and_hsm_run() -> None:
     assert tokens_fernet_unavailable(_profile(DATABASE + HSM)) is None  # type: ignore[arg-type]
+
+
+def test_authentic_but_badly_padded_cells_fail_with_their_count_and_rows() -> None:
+    scan = FernetColumnScan("channels.access_token_enc", 10, 8, {"bad_padding": 2},
+                            ("row 3: bad_padding (tiktok)", "row 7: bad_padding (youtube)"),
+                            {"votriz/token-encryption/v1": 8},
+                            {"tiktok": {"rows": 5, "valid": 4}, "youtube": {"rows": 5, "valid": 4}},
+                            ("row 3 (tiktok)", "row 7 (youtube)"))
+    verdict = tokens_fernet_verdict(_tokens(columns=(scan,)))
+    assert verdict.outcome is Outcome.FAIL
+    assert ("2 of 10 cells of channels.access_token_enc are not Fernet tokens that verify and "
+            "decrypt under the HSM key ring (bad_padding 2; by platform: tiktok 1 of 5, "
+            "youtube 1 of 5") in verdict.message
+    assert ("2 cells of channels.access_token_enc are authentic but badly padded (the HMAC "
+            "verifies under the HSM key ring, but the decrypted plaintext's PKCS#7 padding is "
+            "broken") in verdict.message
+    assert "is not a correct Fernet implementation (row 3 (tiktok), row 7 (youtube))" in \
+        verdict.message
+    assert list(verdict.details["columns"][0]["badly_padded"]) == ["row 3 (tiktok)", "row 7 (youtube)"]
+
+
+def test_badly_padded_rows_beyond_the_examples_are_counted_not_all_named() -> None:
+    rows = tuple(f"row {i}" for i in range(10))
+    scan = FernetColumnScan("channels.refresh_token_enc", 50, 25, {"bad_padding": 25},
+                            tuple(f"{r}: bad_padding" for r in rows), {}, {}, rows)
+    verdict = tokens_fernet_verdict(_tokens(columns=(scan,)))
+    assert verdict.outcome is Outcome.FAIL
+    assert "25 cells of channels.refresh_token_enc are authentic but badly padded" in \
+        verdict.message
+    assert "(the first 10: row 0, row 1," in verdict.message
+
+
+def test_a_real_badly_padded_token_fails_through_the_tally() -> None:
+    # Given a token made by hand with the ring's key (AES-CBC with no padding, then the HMAC)
+    import base64
+    import hashlib
+    import hmac
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    encryptor = Cipher(algorithms.AES(KEY.encryption_key), modes.CBC(bytes(16))).encryptor()
+    body = (b"\x80" + (1_000_000).to_bytes(8, "big") + bytes(16)
+            + encryptor.update(b"unpadded-secret!") + encryptor.finalize())
+    token = base64.urlsafe_b64encode(
+        body + hmac.new(KEY.signing_key, body, hashlib.sha256).digest()).decode()
+    good = encrypt_fernet_token(b"t", KEY, now=1_000_000)
+    tally = FernetTally([KEY], now=1_000_000, max_clock_skew_s=300,
+                        duplicates=DuplicateCounter(), parts=(*PLATFORMS, "other"), part_of=str)
+    # When it is scanned among valid tokens
+    tally.add([(1, "tiktok", good), (2, "tiktok", token), (3, "youtube", good)], 2, 1)
+    verdict = tokens_fernet_verdict(_tokens(columns=(tally.scan("channels.access_token_enc"),)))
+    # Then the check FAILs naming the row, never the value
+    assert verdict.outcome is Outcome.FAIL
+    assert "1 cell of channels.access_token_enc is authentic but badly padded" in verdict.message
+    assert "(row 2 (tiktok))" in verdict.message
+    assert token not in verdict.message and token not in str(verdict.details)
+
+
+# --- on a real local stack: clean, then an authentic but unpadded token planted by SQL ---------
+
+
+@pytest.mark.integration
+def test_an_authentic_badly_padded_token_planted_in_the_running_stack_fails(clean_stack: object) -> None:
+    from harness.policy import load_policy
+    from harness.probes.stored_tokens import observe_tokens
+    from harness.profile import load_profile
+    from harness.redaction import KnownSecrets
+    from system_under_test.backends import BACKENDS
+    from system_under_test.violations.stack import RunningStack
+
+    info: Any = clean_stack
+    profile = load_profile(info.profile_path)
+
+    def judged() -> Any:
+        return tokens_fernet_verdict(observe_tokens(profile, load_policy(), KnownSecrets(), None,
+                                                    "no canary in this test"))
+
+    stack = RunningStack.open(info.state_dir)
+    as_found = stack.sql("SELECT id, refresh_token_enc FROM channels ORDER BY id LIMIT 1")
+    assert as_found, "the clean stack holds no channel row"
+    row_id = as_found[0][0]
+    # Given the clean stack, on which every token (the service's own) is valid, padding included
+    clean = judged()
+    assert clean.outcome is Outcome.PASS, clean.message
+    assert "and whose decrypted padding is correct" in clean.message
+    try:
+        # When the oldest channel's refresh token is replaced by SQL with a token made with the
+        # current key from the HSM (authentic) but with no padding, as calibrate applies it
+        BACKENDS["local"].apply_violation(info.state_dir, "row-token-bad-padding")
+        planted = stack.sql("SELECT refresh_token_enc FROM channels WHERE id = %s", (row_id,))[0][0]
+        verdict = judged()
+    finally:
+        stack.sql("UPDATE channels SET refresh_token_enc = %s WHERE id = %s",
+                  (as_found[0][1], row_id))
+    # Then the check FAILs naming the count and the row, never the value
+    assert planted != as_found[0][1]
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert "1 cell of channels.refresh_token_enc is authentic but badly padded" in verdict.message
+    assert f"(row {row_id} (" in verdict.message
+    assert "bad_padding 1" in verdict.message
+    assert planted not in verdict.message and planted not in str(verdict.details)
