@@ -10,14 +10,18 @@ run that checks less is not a run that found nothing wrong). A gate exits 1 on i
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from harness.outcomes import Outcome
 from harness.report.layout import load_results
-from harness.results import RunResults
+from harness.results import CheckResult, ClaimResult, RunResults
 
 _BAD = (Outcome.FAIL, Outcome.ERROR)
+# A finding (matched by its finding id) or a promise (matched by its claim id).
+_Judged = TypeVar("_Judged", CheckResult, ClaimResult)
 
 
 class Change(enum.StrEnum):
@@ -119,28 +123,27 @@ def _sorted(deltas: list[Delta]) -> tuple[Delta, ...]:
     return tuple(sorted(deltas, key=lambda d: (_ORDER.index(d.change), d.key)))
 
 
+def _deltas(old: Mapping[str, _Judged], new: Mapping[str, _Judged],
+            words: Callable[[_Judged], str]) -> tuple[Delta, ...]:
+    """One delta per key of either run, worst change first, with the new run's words
+    (the old run's when the key is gone)."""
+    deltas = []
+    for key in dict.fromkeys([*old, *new]):
+        before, after = old.get(key), new.get(key)
+        was = before.outcome if before else None
+        now = after.outcome if after else None
+        change = classify(was, now, present_old=before is not None, present_new=after is not None)
+        latest = after or before
+        deltas.append(Delta(key, change, was, now, words(latest) if latest else ""))
+    return _sorted(deltas)
+
+
 def diff_runs(old: RunResults, new: RunResults, *, old_label: str = "old", new_label: str = "new") -> RunDiff:
     """Compare two runs' results per finding id and per claim id."""
-    old_findings = {r.finding_id: r for r in old.results}
-    new_findings = {r.finding_id: r for r in new.results}
-    findings = []
-    for key in dict.fromkeys([*old_findings, *new_findings]):
-        before, after = old_findings.get(key), new_findings.get(key)
-        change = classify(before.outcome if before else None, after.outcome if after else None,
-                          present_old=before is not None, present_new=after is not None)
-        message = after.message if after else before.message if before else ""
-        findings.append(Delta(key, change, before.outcome if before else None,
-                              after.outcome if after else None, message))
-    old_claims = {c.id: c for c in old.claims}
-    new_claims = {c.id: c for c in new.claims}
-    claims = []
-    for key in dict.fromkeys([*old_claims, *new_claims]):
-        was, now = old_claims.get(key), new_claims.get(key)
-        change = classify(was.outcome if was else None, now.outcome if now else None,
-                          present_old=was is not None, present_new=now is not None)
-        text = now.text if now else was.text if was else ""
-        claims.append(Delta(key, change, was.outcome if was else None, now.outcome if now else None, text))
-    return RunDiff(old.run_id, new.run_id, old_label, new_label, _sorted(findings), _sorted(claims))
+    findings = _deltas({r.finding_id: r for r in old.results}, {r.finding_id: r for r in new.results},
+                       lambda result: result.message)
+    claims = _deltas({c.id: c for c in old.claims}, {c.id: c for c in new.claims}, lambda claim: claim.text)
+    return RunDiff(old.run_id, new.run_id, old_label, new_label, findings, claims)
 
 
 def diff_dirs(old_dir: Path, new_dir: Path) -> RunDiff:
