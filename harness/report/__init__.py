@@ -10,8 +10,9 @@ turns it into what people and tools read, and seals it:
 - :mod:`harness.report.diff`: what changed between two runs;
 - :mod:`harness.report.calibration`: the model of ``calibration.json``
   (which fault each check is expected to catch, and whether it did);
-- :mod:`harness.report.bundle`: ``manifest.json`` with every file's SHA-256,
-  signed with Ed25519, and its verification;
+- :mod:`harness.report.bundle` and :mod:`harness.report.seal`: the seal, an
+  in-toto statement of every file's SHA-256 in a signed DSSE envelope
+  (``audit.intoto.jsonl``), and its verification;
 - :mod:`harness.report.commands`: the ``report``, ``verify``, ``diff`` and
   ``sign`` subcommands, and :func:`~harness.report.commands.finalize`, called
   at the end of a run.

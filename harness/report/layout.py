@@ -23,10 +23,6 @@ CALIBRATION_JSON = "calibration.json"
 REPORT_HTML = "report.html"
 SARIF_FILE = "results.sarif"
 OSCAL_FILE = "oscal-assessment-results.json"
-MANIFEST_JSON = "manifest.json"
-SIGNATURE_FILE = "manifest.json.sig"
-PUBLIC_KEY_FILE = "manifest.public-key.pem"
-THROWAWAY_PUBLIC_KEY_FILE = "manifest.THROWAWAY-public-key.pem"
 
 # Evidence files larger than this are not parsed for the report; they are
 # named with their size and stay in the bundle for whoever needs them.
