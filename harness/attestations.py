@@ -6,6 +6,7 @@ import hashlib
 
 from harness.outcomes import Verdict
 from harness.profile import TargetProfile
+from harness.safe_files import Cap, FileRefused, read_bytes
 
 
 def attested_verdict(profile: TargetProfile, claim_id: str, what_to_show: str) -> Verdict:
@@ -15,10 +16,10 @@ def attested_verdict(profile: TargetProfile, claim_id: str, what_to_show: str) -
     if path is None:
         return Verdict.manual(what_to_show)
     try:
-        content = path.read_bytes()
-    except OSError as exc:
+        content = read_bytes(path, f"attestation for {claim_id}", Cap.ATTESTATION)
+    except FileRefused as exc:
         return Verdict.error(f"The attestation for {claim_id} ({path}) cannot be read: "
-                             f"{exc.strerror or exc}.", attestation=str(path))
+                             f"{exc.reason}.", attestation=str(path))
     if not content.strip():
         # An empty file attests nothing; it must not turn into PASS.
         return Verdict.error(f"The attestation for {claim_id} ({path}) is empty, so it attests "

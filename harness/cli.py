@@ -12,10 +12,23 @@ Exit codes of ``run`` (a release gate reads these; the promise is the unit):
       MANUAL); or, with ``--require-attestations`` (policy
       ``gate.require_attestations``), a promise needs an attestation and has
       none; or the reference service could not be started
-3     usage error: bad command line, profile, policy, waiver file or report dir
+3     usage error: bad command line, profile, policy, waiver file or report
+      dir; an input that is not a regular file or is too large; a secret
+      file that is a symbolic link or readable by group/others; a signing
+      key that cannot sign; a missing trust anchor, secret file or
+      attestation; a report dir without space. All checked before any check
+      runs (before the reference service is stood up, for the outputs)
 4     the harness found one of the secrets it knows in its own output; the
       output must not be distributed
+5     the evidence bundle is incomplete: results or report not written
+      (e.g. disk full), or the bundle not signed; one line says what, and
+      what the gate's verdict was
 ====  =====================================================================
+
+The report directory is created 0700 and its files are left 0600: evidence
+about a system's security is for the auditor. A team that shares reports
+grants access after the run (``chmod -R g+rX DIR``); the signature covers
+the files' content, not their modes.
 
 ``diff OLD NEW`` exits 1 on a regression: a finding or promise that newly
 FAILs, newly cannot be verified, or was judged in OLD and is gone in NEW.
@@ -37,11 +50,13 @@ from harness import __version__
 from harness.checkdir import CHECKS_DIR, area_path, check_areas
 from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
 from harness.plugin import PreloadedInputs
+from harness.preflight import PreflightError, check_outputs, check_profile, signing_key_problems
 from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
 from harness.report import commands as report_commands
+from harness.report_directory import create_private
 from harness.results import results_schema
 
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK, EXIT_INCOMPLETE = 0, 1, 2, 3, 4, 5
 #: The module docstring's table of exit codes, shown by ``--help`` and ``run --help``.
 EXIT_CODES_HELP = (__doc__ or "").split("\n", 2)[2].strip()
 CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
@@ -151,7 +166,7 @@ def _check_report_dir(report_dir: Path) -> None:
             raise UsageError(f"{report_dir}: already holds files; evidence is never overwritten "
                              f"(choose another --report-dir)")
     try:
-        report_dir.mkdir(parents=True, exist_ok=True)
+        create_private(report_dir)  # evidence about a system's security is for the auditor
         probe = report_dir / ".writable"
         probe.write_text("")
         probe.unlink()
@@ -173,9 +188,24 @@ def _load_rules(args: argparse.Namespace) -> AuditRules:
 
 
 def _load_target(profile_path: Path, rules: AuditRules) -> AuditInputs:
+    """Load the profile and check the files it names (:func:`harness.preflight.check_profile`)."""
     try:
-        return load_inputs(profile_path, rules)
-    except InputError as exc:
+        inputs = load_inputs(profile_path, rules)
+        check_profile(inputs.profile, profile_path)
+    except (InputError, PreflightError) as exc:
+        raise UsageError(str(exc)) from None
+    return inputs
+
+
+def _prepare_outputs(report_dir: Path, signing_key: Path | None) -> None:
+    """Create the report directory (0700) and check it and the signing key, before the run."""
+    key_problems = signing_key_problems(signing_key)
+    if key_problems:
+        raise UsageError("\n".join(key_problems))
+    _check_report_dir(report_dir)
+    try:
+        check_outputs(report_dir, None)
+    except PreflightError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -196,11 +226,16 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
         args += ["--against", str(against)]
     if require_attestations:
         args.append("--require-attestations")
-    code = pytest.main(args, plugins=[PreloadedInputs(inputs)])
+    preloaded = PreloadedInputs(inputs)
+    code = pytest.main(args, plugins=[preloaded])
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE
     results_path = report_dir / "results.json"
     if not results_path.exists():
+        if preloaded.bundle_problems:
+            print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]}",
+                  file=sys.stderr)
+            return EXIT_INCOMPLETE
         print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
         return EXIT_ERROR
     results = json.loads(results_path.read_text())
@@ -209,6 +244,11 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
         return EXIT_LEAK
     summary = results["summary"]
     gate = int(summary["exit_code"])
+    if preloaded.bundle_problems:
+        # Whatever the gate says, a bundle that cannot be handed over is no release evidence.
+        print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]} (the gate "
+              f"said exit {gate}: {summary.get('headline', summary['gate'])})", file=sys.stderr)
+        return EXIT_INCOMPLETE
     if summary["gate"] in ("vacuous", "unattested"):
         print(f"votriz-audit: {summary['reason']}", file=sys.stderr)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and gate == EXIT_PASS:
@@ -231,14 +271,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.fault or args.keep_up or args.state_dir:
             raise UsageError("--fault, --keep-up and --state-dir only apply when standing up the "
                              "reference service (without --target)")
-        _check_report_dir(report_dir)
+        _prepare_outputs(report_dir, args.signing_key)
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(inputs, report_dir, only=args.only, signing_key=args.signing_key,
                           against=args.against, require_attestations=args.require_attestations)
     backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
-    _check_report_dir(report_dir)
+    _prepare_outputs(report_dir, args.signing_key)
     state_dir = _state_dir(args, backend)
     try:
         info = stack.up(state_dir, args.fault)

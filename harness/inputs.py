@@ -17,6 +17,7 @@ from pathlib import Path
 from harness.claims import DEFAULT_CATALOGUE, Catalogue, CatalogueError, load_catalogue
 from harness.policy import DEFAULT_POLICY_PATH, Policy, PolicyError, load_policy
 from harness.profile import ProfileError, TargetProfile, load_profile
+from harness.safe_files import Cap, FileRefused, read_bytes
 from harness.waivers import WaiverError, WaiverSet, load_waivers
 
 
@@ -85,10 +86,14 @@ def load_rules(policy: Path | None = None, waivers: Path | None = None,
     except CatalogueError as exc:
         raise InputError(str(exc), claims_path) from None
     try:
-        waiver_set = load_waivers(waivers, known_checks=catalogue.check_ids())
+        waiver_set = load_waivers(waivers, known_checks=catalogue.check_ids(),
+                                  max_days_ahead=loaded_policy.waivers.max_days_ahead)
     except WaiverError as exc:
         raise InputError(str(exc), waivers or Path()) from None
-    digest = hashlib.sha256(policy_path.read_bytes()).hexdigest()
+    try:
+        digest = hashlib.sha256(read_bytes(policy_path, "policy", Cap.TOML)).hexdigest()
+    except FileRefused as exc:
+        raise InputError(str(exc), policy_path) from None
     return AuditRules(loaded_policy, policy_path, digest, catalogue, waiver_set)
 
 

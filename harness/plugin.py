@@ -40,10 +40,12 @@ from harness.leaks import scan_for_leaks
 from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
 from harness.platform import Platform, platform_for
 from harness.policy import Policy
+from harness.preflight import PreflightError, check_profile
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.report.bundle import BundleError, BundleRefused
 from harness.report.commands import finalize
+from harness.report_directory import create_private, make_private
 from harness.results import (
     Attestation,
     CheckResult,
@@ -54,6 +56,7 @@ from harness.results import (
     write_junit,
     write_results_json,
 )
+from harness.safe_files import Cap, FileRefused, read_bytes
 
 
 @dataclass(frozen=True, eq=False)  # pluggy keeps plugins in sets: hashed by identity
@@ -62,9 +65,12 @@ class PreloadedInputs:
 
     Attributes:
         inputs: the run's profile, policy, catalogue and waivers.
+        bundle_problems: filled by the run: why its evidence bundle is incomplete (results
+            not written, report not rendered, bundle not signed); empty when it is whole.
     """
 
     inputs: AuditInputs
+    bundle_problems: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +87,7 @@ class RunState:
         today: the date waivers are judged against.
         deselected: checks collected but deselected (``-k``, ``-m``).
         require_attestations: a missing attestation blocks the gate (option or policy).
+        bundle_problem: why the evidence bundle is incomplete, once the run knows it.
     """
 
     inputs: AuditInputs
@@ -98,6 +105,7 @@ class RunState:
     run_errors: list[CheckResult] = field(default_factory=list)
     deselected: int = 0
     require_attestations: bool = False
+    bundle_problem: str | None = None
 
     @property
     def profile(self) -> TargetProfile:
@@ -154,8 +162,12 @@ def pytest_configure(config: pytest.Config) -> None:
                                  claims=_path_option(config, "--claims"))
         except InputError as exc:
             raise pytest.UsageError(str(exc)) from None
+        try:  # started as `pytest --target`: the command line's preflight did not run
+            check_profile(inputs.profile, target, _path_option(config, "--signing-key"))
+        except PreflightError as exc:
+            raise pytest.UsageError(str(exc)) from None
     report_dir = Path(config.getoption("--report-dir") or "reports/latest")
-    report_dir.mkdir(parents=True, exist_ok=True)
+    create_private(report_dir)  # 0700 from the start; its files are left 0600 at the end
     config.stash[RUN_STATE] = RunState(
         inputs, report_dir, require_attestations=bool(config.getoption("--require-attestations"))
         or inputs.rules.policy.gate.require_attestations)
@@ -452,9 +464,16 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
 
 
 def _attestations(profile: TargetProfile) -> dict[str, Attestation]:
-    """The profile's attestation files that exist, by claim id, with their SHA-256."""
-    return {claim_id: Attestation(path=str(path), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
-            for claim_id, path in profile.attestations.items() if path.is_file()}
+    """The profile's attestation files that can be read (:mod:`harness.safe_files`), by claim id,
+    with their SHA-256."""
+    found = {}
+    for claim_id, path in profile.attestations.items():
+        try:
+            content = read_bytes(path, f"attestation for {claim_id}", Cap.ATTESTATION)
+        except FileRefused:
+            continue
+        found[claim_id] = Attestation(path=str(path), sha256=hashlib.sha256(content).hexdigest())
+    return found
 
 
 def build_results(state: RunState, finished_at: dt.datetime | None = None) -> RunResults:
@@ -486,13 +505,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.results.extend(state.run_errors)
     state.run_errors.clear()
     run = build_results(state)
-    write_results_json(run, state.report_dir / "results.json")
-    write_junit(run, state.report_dir / "junit.xml")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        write_results_json(run, state.report_dir / "results.json")
+        write_junit(run, state.report_dir / "junit.xml")
+    except OSError as exc:
+        # A full disk must not end in a traceback; the command line finds no complete bundle.
+        state.bundle_problem = f"results not written to {state.report_dir}: {exc.strerror or exc}"
+        if reporter is not None:
+            reporter.write_line(f"votriz-audit: {state.bundle_problem}")
+        make_private(state.report_dir)
+        _tell_command_line(session.config, state)
+        return
     state.leaks = scan_for_leaks(state.report_dir, state.known_secrets)
     if state.leaks:
         _write_leaks(state)
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    bundle_note = _finalize_bundle(session.config, state)
+    try:
+        bundle_note = _finalize_bundle(session.config, state)
+    finally:
+        make_private(state.report_dir)
+    _tell_command_line(session.config, state)
     session.config.stash[RUN_RESULTS] = run
     if reporter is not None:
         reporter.write_line(f"votriz-audit: {run.summary.headline}")
@@ -500,6 +532,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(f"votriz-audit: {bundle_note}")
         for leak in state.leaks:
             reporter.write_line(f"votriz-audit: SECRET FOUND IN OUTPUT {leak}")
+
+
+def _tell_command_line(config: pytest.Config, state: RunState) -> None:
+    """Hand an incomplete bundle's reason to the command line that started the run (exit 5)."""
+    if state.bundle_problem is None:
+        return
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, PreloadedInputs):
+            plugin.bundle_problems.append(state.bundle_problem)
 
 
 def _write_leaks(state: RunState) -> None:
@@ -521,11 +562,16 @@ def _finalize_bundle(config: pytest.Config, state: RunState) -> str:
     except BundleRefused as exc:
         state.leaks = sorted(set(state.leaks) | set(exc.places))
         _write_leaks(state)
-        return "evidence bundle NOT signed: a known secret is in the output (see LEAKS.txt)"
+        state.bundle_problem = "evidence bundle NOT signed: a known secret is in the output (see LEAKS.txt)"
+        return state.bundle_problem
     except BundleError as exc:
-        return f"evidence bundle not signed: {exc}"
+        state.bundle_problem = f"evidence bundle not signed: {exc}"
+        return state.bundle_problem
     except Exception as exc:  # a rendering defect must not hide the results already written
-        return f"report not rendered ({type(exc).__name__}: {exc}); results.json and junit.xml stand"
+        # (a full disk included: the report is truncated and nothing is signed)
+        state.bundle_problem = (f"report not rendered ({type(exc).__name__}: {exc}); results.json and "
+                                f"junit.xml stand, the bundle is not signed")
+        return state.bundle_problem
     signer = "a THROWAWAY key" if key is None else f"key {key}"
     oscal = "" if done.oscal else f"; OSCAL skipped: {done.oscal_skipped}"
     return f"report {done.report_html.name}, signed manifest ({signer}){oscal}"

@@ -2,6 +2,11 @@
 
 The default lives in ``fixtures/policy/default.toml``; a user may pass their
 own. A policy that contradicts itself is refused before any check runs.
+
+Every number is bounded when the policy is loaded: finite (``inf`` and ``nan``
+are refused) and within the range its field states (every timeout at most a
+day), so a value cannot overflow where it is used; the refusal is one line
+naming the key and the allowed range.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ class PolicyError(Exception):
     """The policy file is missing, malformed or contradicts itself."""
 
 
+#: Upper bound of every timeout and time span measured in seconds: one day.
+DAY_S = 86400
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TlsPolicy(_Strict):
@@ -31,15 +40,15 @@ class TlsPolicy(_Strict):
     min_certificate_days_left, min_rsa_bits, min_ec_bits."""
 
     allowed_versions: tuple[TlsVersion, ...] = ("TLSv1.3",)
-    min_certificate_days_left: int = Field(14, ge=0)
-    min_rsa_bits: int = Field(2048, ge=1024)
-    min_ec_bits: int = Field(256, ge=160)
+    min_certificate_days_left: int = Field(14, ge=0, le=3650)
+    min_rsa_bits: int = Field(2048, ge=1024, le=16384)
+    min_ec_bits: int = Field(256, ge=160, le=571)
 
 
 class HstsPolicy(_Strict):
     """Attributes: min_max_age_s, require_include_subdomains."""
 
-    min_max_age_s: int = Field(31536000, ge=0)
+    min_max_age_s: int = Field(31536000, ge=0, le=10 * 365 * DAY_S)
     require_include_subdomains: bool = True
 
 
@@ -71,22 +80,22 @@ class MfaPolicy(_Strict):
             recovery token may have (the reference's mail says 15 minutes).
     """
 
-    backup_code_set_size: int = Field(10, ge=1)
+    backup_code_set_size: int = Field(10, ge=1, le=1000)
     min_bcrypt_cost: int = Field(10, ge=4, le=31)
-    recovery_token_max_lifetime_s: int = Field(900, ge=1)
+    recovery_token_max_lifetime_s: int = Field(900, ge=1, le=30 * DAY_S)
 
 
 class FernetPolicy(_Strict):
     """Attributes: max_clock_skew_s (future timestamps beyond this are invalid)."""
 
-    max_clock_skew_s: int = Field(300, ge=0)
+    max_clock_skew_s: int = Field(300, ge=0, le=DAY_S)
 
 
 class BackupsPolicy(_Strict):
     """Attributes: retention_days, max_drill_age_days."""
 
-    retention_days: int = Field(30, ge=1)
-    max_drill_age_days: int = Field(31, ge=1)
+    retention_days: int = Field(30, ge=1, le=3650)
+    max_drill_age_days: int = Field(31, ge=1, le=3650)
 
 
 class RotationPolicy(_Strict):
@@ -101,17 +110,29 @@ class RotationPolicy(_Strict):
         load_concurrency: clients calling the API throughout.
     """
 
-    seed_channels: int = Field(1000, ge=1)
+    seed_channels: int = Field(1000, ge=1, le=100_000)
     load_concurrency: int = Field(4, ge=1, le=64)
 
 
 class TimeoutsPolicy(_Strict):
-    """Attributes: connect_s, request_s, command_s, run_s (whole run)."""
+    """Attributes: connect_s, request_s, command_s, run_s (whole run); each more than 0 s and at
+    most a day."""
 
-    connect_s: float = Field(5.0, gt=0)
-    request_s: float = Field(15.0, gt=0)
-    command_s: float = Field(300.0, gt=0)
-    run_s: float = Field(1800.0, gt=0)
+    connect_s: float = Field(5.0, gt=0, le=DAY_S)
+    request_s: float = Field(15.0, gt=0, le=DAY_S)
+    command_s: float = Field(300.0, gt=0, le=DAY_S)
+    run_s: float = Field(1800.0, gt=0, le=DAY_S)
+
+
+class WaiversPolicy(_Strict):
+    """What a waiver may ask for.
+
+    Attributes:
+        max_days_ahead: the latest expiry accepted, in days after the day the waiver file
+            is loaded; a waiver that runs longer is refused (a waiver is reviewed, not forever).
+    """
+
+    max_days_ahead: int = Field(366, ge=1, le=3650)
 
 
 class GatePolicy(_Strict):
@@ -132,6 +153,7 @@ class Policy(_Strict):
         schema_version: version of this file format.
         name, version: shown in reports.
         tls, hsts, headers, bcrypt, mfa, fernet, backups, rotation, timeouts: per area.
+        waivers: what a waiver may ask for.
         gate: what the release gate demands.
     """
 
@@ -147,6 +169,7 @@ class Policy(_Strict):
     backups: BackupsPolicy = BackupsPolicy()
     rotation: RotationPolicy = RotationPolicy()
     timeouts: TimeoutsPolicy = TimeoutsPolicy()
+    waivers: WaiversPolicy = WaiversPolicy()
     gate: GatePolicy = GatePolicy()
 
     @model_validator(mode="after")

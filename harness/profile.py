@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness.safe_files import FileRefused, read_secret_line
 from harness.tomlfile import load_toml_model, parse_toml_model
 
 PROFILE_SCHEMA_VERSION = 1
@@ -35,7 +36,9 @@ class SecretSource(_Strict):
     """Where a secret comes from. Exactly one of ``file`` or ``prompt``.
 
     Attributes:
-        file: a file holding the secret (first line, whitespace stripped).
+        file: a file holding the secret: its first line, whitespace stripped. It must be a
+            regular file named directly (a symbolic link is not followed) that only its
+            owner can read (mode 0600 or stricter), as ssh demands of private keys.
         prompt: ask on the terminal (never echoed); for interactive runs only.
     """
 
@@ -47,15 +50,13 @@ class SecretSource(_Strict):
             raise ValueError("give exactly one of 'file' or 'prompt = true'")
 
     def read(self, what: str, *, ask: Callable[[str], str] = getpass.getpass) -> str:
-        """Return the secret; ProfileError with the path if it cannot be read."""
+        """Return the secret; ProfileError with the path and the reason if it cannot be read
+        or is refused (:func:`harness.safe_files.read_secret_line`), never with its content."""
         if self.file is not None:
             try:
-                value = self.file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ProfileError(f"{what}: cannot read {self.file}: {exc.strerror}") from None
-            if not value:
-                raise ProfileError(f"{what}: {self.file} is empty")
-            return value
+                return read_secret_line(self.file, what)
+            except FileRefused as exc:
+                raise ProfileError(f"{what}: cannot read {self.file}: {exc.reason}") from None
         return ask(f"{what}: ")
 
 

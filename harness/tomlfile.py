@@ -11,7 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import TypeVar
 
+import annotated_types
 from pydantic import BaseModel, ValidationError
+
+from harness.safe_files import Cap, FileRefused, read_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,11 +27,41 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return text
 
 
-def validation_lines(source: str, exc: ValidationError) -> str:
-    """One ``SOURCE: key.path: message`` line per validation error."""
+#: Error types about a number, whose line also states the field's allowed range.
+_NUMBER_ERRORS = ("finite_number", "less_than", "greater_than", "int_", "float_")
+_BOUND_SIGNS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="),
+                (annotated_types.Lt, "lt", "<"), (annotated_types.Le, "le", "<="))
+
+
+def field_range(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """The bounds declared on the field at ``loc`` of ``model`` (``> 0 and <= 86400``), or ``""``."""
+    current: type[BaseModel] | None = model
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if current is None or part not in current.model_fields:
+            return ""
+        info = current.model_fields[part]
+        annotation = info.annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if info is None:
+        return ""
+    bounds = [f"{sign} {getattr(item, attr)}" for item in info.metadata
+              for kind, attr, sign in _BOUND_SIGNS if isinstance(item, kind)]
+    return " and ".join(bounds)
+
+
+def validation_lines(source: str, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One ``SOURCE: key.path: message`` line per validation error; a number out of bounds
+    (or not finite) also names the field's allowed range."""
     lines = []
     for err in exc.errors():
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        if model is not None and err["type"].startswith(_NUMBER_ERRORS):
+            bounds = field_range(model, err["loc"])
+            if bounds:
+                msg += f" (allowed: a finite number {bounds})"
         lines.append(f"{source}: {key_path(err['loc']) or '(top level)'}: {msg}")
     return "\n".join(lines)
 
@@ -42,15 +75,17 @@ def parse_toml_model(text: str, model: type[M], *, source: str, error: type[Exce
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise error(validation_lines(source, exc)) from None
+        raise error(validation_lines(source, exc, model)) from None
 
 
 def load_toml_model(path: Path, model: type[M], *, what: str, error: type[Exception]) -> M:
-    """Read the TOML file at ``path`` into ``model``; ``what`` names it in messages (e.g. ``policy``)."""
+    """Read the TOML file at ``path`` into ``model``; ``what`` names it in messages (e.g. ``policy``).
+
+    The file is read by :func:`harness.safe_files.read_text`: a FIFO, a device, a
+    directory or a file over :attr:`Cap.TOML` bytes is refused in one line, never read.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"{path}: cannot read the {what}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise error(f"{path}: the {what} is not UTF-8 text") from None
+        text = read_text(path, what, Cap.TOML)
+    except FileRefused as exc:
+        raise error(f"{path}: cannot read the {what}: {exc.reason}") from None
     return parse_toml_model(text, model, source=str(path), error=error)

@@ -72,6 +72,7 @@ def mute_hsm(tmp_path: Path) -> Iterator[Hsm]:
     server.bind(str(directory / "sock"))
     server.listen(16)
     (tmp_path / "mute-hsm-pin").write_text("user-pin-4711\n")
+    (tmp_path / "mute-hsm-pin").chmod(0o600)
     try:
         yield Hsm(module=P11_KIT_CLIENT, token_label="votriz",
                   pin=SecretSource(file=tmp_path / "mute-hsm-pin"),

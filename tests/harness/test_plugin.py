@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import textwrap
 import xml.etree.ElementTree as ET
@@ -153,6 +154,7 @@ def check_x(evidence):
 
 
 def test_current_waiver_waives_and_expired_waiver_says_so(pytester: pytest.Pytester) -> None:
+    soon = str(dt.date.today() + dt.timedelta(days=30))  # within the policy's waivers.max_days_ahead
     waivers = pytester.path / "waivers.toml"
     waivers.write_text(textwrap.dedent("""
         [[waiver]]
@@ -160,7 +162,7 @@ def test_current_waiver_waives_and_expired_waiver_says_so(pytester: pytest.Pytes
         justification = "HSTS lands with the edge migration, ticket SEC-42"
         approved_by = "CISO"
         expires = 2999-01-01
-    """))
+    """).replace("2999-01-01", soon))
     checks = '''
 import pytest
 from harness.outcomes import Verdict
@@ -177,7 +179,7 @@ def check_hsts(evidence):
     assert result["outcome"] == "WAIVED"
     assert result["waiver"]["original_outcome"] == "FAIL"
     # Given the same waiver, expired
-    waivers.write_text(waivers.read_text().replace("2999-01-01", "2000-01-01"))
+    waivers.write_text(waivers.read_text().replace(soon, "2000-01-01"))
     report = pytester.path / "r2"
     pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report),
                        "--waivers", str(waivers))

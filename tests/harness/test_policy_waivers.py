@@ -25,6 +25,19 @@ def test_default_policy_holds_the_page_to_its_words() -> None:
     ('[tls]\nallowed_versions = ["TLSv1.4"]\n', "tls.allowed_versions[0]: Input should be"),
     ('[bcrypt]\ncost = "twelve"\n', "bcrypt.cost: Input should be a valid integer"),
     ('[hsts]\nmax_age = 1\n', "hsts.max_age: unknown key"),
+    ('[timeouts]\ncommand_s = inf\n',
+     "timeouts.command_s: Input should be a finite number (allowed: a finite number > 0 and <= 86400)"),
+    ('[timeouts]\ncommand_s = nan\n', "timeouts.command_s: Input should be a finite number"),
+    ('[timeouts]\ncommand_s = 1e300\nrun_s = 1e300\n',
+     "timeouts.command_s: Input should be less than or equal to 86400 (allowed: a finite number > 0 "
+     "and <= 86400)"),
+    ('[timeouts]\nrun_s = 86401\n', "timeouts.run_s: Input should be less than or equal to 86400"),
+    ('[backups]\nretention_days = 1e300\n', "backups.retention_days:"),
+    ('[rotation]\nseed_channels = 100000000000000000000\n', "rotation.seed_channels:"),
+    ('[fernet]\nmax_clock_skew_s = -1\n',
+     "fernet.max_clock_skew_s: Input should be greater than or equal to 0 (allowed: a finite number "
+     ">= 0 and <= 86400)"),
+    ('[waivers]\nmax_days_ahead = 0\n', "waivers.max_days_ahead: Input should be greater than"),
 ])
 def test_bad_policies_are_refused_with_the_key(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "policy.toml"
@@ -56,6 +69,13 @@ def test_waiver_applies_until_its_last_day(tmp_path: Path) -> None:
      "waiver[0].justification: Field required"),
     (WAIVER.replace("2027-01-31", '"next month"'), "waiver[0].expires:"),
     (WAIVER.replace("transit.hsts", "transit.nope"), "waiver[0].check: unknown check 'transit.nope'"),
+    (WAIVER.replace('"Accepted until the edge migration, SEC-42"', '"          "'),
+     "waiver[0].justification: Value error, is blank"),
+    (WAIVER.replace('"Accepted until the edge migration, SEC-42"', '"  too short  "'),
+     "waiver[0].justification: Value error, must say why in at least 10 characters"),
+    (WAIVER.replace('"CISO"', '" "'), "waiver[0].approved_by: Value error, is blank"),
+    (WAIVER.replace('"CISO"', '"\\t\\n"'), "waiver[0].approved_by: Value error, is blank"),
+    (WAIVER.replace('"transit.hsts"', '"   "'), "waiver[0].check: Value error, is blank"),
     ("[[waiver]\n", "not valid TOML"),
 ])
 def test_bad_waiver_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
@@ -64,3 +84,35 @@ def test_bad_waiver_files_are_refused(tmp_path: Path, text: str, message: str) -
     with pytest.raises(WaiverError) as exc:
         load_waivers(path, known_checks={"transit.hsts"})
     assert message in str(exc.value)
+
+
+def test_every_policy_number_is_bounded() -> None:
+    from harness.policy import Policy
+    from harness.tomlfile import field_range
+
+    # Every numeric field of every section states both ends of its range.
+    for section, info in Policy.model_fields.items():
+        model = info.annotation
+        for name, field in getattr(model, "model_fields", {}).items():
+            if field.annotation in (int, float):
+                bounds = field_range(Policy, (section, name))
+                assert ("<=" in bounds or "<" in bounds) and (">" in bounds), (section, name, bounds)
+
+
+def test_a_waiver_further_ahead_than_the_policy_allows_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text(WAIVER)
+    today = dt.date(2026, 12, 7)
+    # 2027-01-31 is 55 days after 2026-12-07
+    assert load_waivers(path, known_checks={"transit.hsts"}, max_days_ahead=55, today=today).waiver
+    with pytest.raises(WaiverError) as exc:
+        load_waivers(path, known_checks={"transit.hsts"}, max_days_ahead=54, today=today)
+    assert str(exc.value) == (f"{path}: waiver[0].expires: 2027-01-31 is more than 54 days ahead "
+                              "(latest accepted 2027-01-30; policy waivers.max_days_ahead)")
+
+
+def test_a_waiver_keeps_its_fields_without_surrounding_whitespace(tmp_path: Path) -> None:
+    path = tmp_path / "w.toml"
+    path.write_text(WAIVER.replace('"CISO"', '"  CISO  "'))
+    waiver = load_waivers(path, known_checks={"transit.hsts"}).for_check("transit.hsts")
+    assert waiver is not None and waiver.approved_by == "CISO"

@@ -58,9 +58,46 @@ def test_missing_profile_file_is_one_line(tmp_path: Path) -> None:
 def test_secret_source_reads_a_file_and_names_an_unreadable_one(tmp_path: Path) -> None:
     pin = tmp_path / "pin"
     pin.write_text("123456\n")
+    pin.chmod(0o600)
     assert SecretSource(file=pin).read("HSM PIN") == "123456"
-    with pytest.raises(ProfileError, match=r"HSM PIN: cannot read .*absent"):
+    with pytest.raises(ProfileError, match=r"HSM PIN: cannot read .*absent: No such file"):
         SecretSource(file=tmp_path / "absent").read("HSM PIN")
+
+
+def test_a_secret_file_gives_its_first_line_only(tmp_path: Path) -> None:
+    pin = tmp_path / "pin"
+    pin.write_text("  123456 \nsecond line that is not the PIN\n")
+    pin.chmod(0o400)
+    assert SecretSource(file=pin).read("HSM PIN") == "123456"
+
+
+@pytest.mark.parametrize(("mode", "shown"), [(0o644, "0644"), (0o640, "0640"), (0o604, "0604")])
+def test_a_secret_file_others_may_read_is_refused(tmp_path: Path, mode: int, shown: str) -> None:
+    pin = tmp_path / "pin"
+    pin.write_text("123456\n")
+    pin.chmod(mode)
+    with pytest.raises(ProfileError) as exc:
+        SecretSource(file=pin).read("HSM PIN")
+    assert f"its mode is {shown}: group or others may read it (chmod 600 {pin})" in str(exc.value)
+    assert "123456" not in str(exc.value)
+
+
+def test_a_symlinked_secret_file_is_not_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real-pin"
+    real.write_text("123456\n")
+    real.chmod(0o600)
+    (tmp_path / "pin").symlink_to(real)
+    with pytest.raises(ProfileError, match=r"is a symbolic link; a secret file is read only where it is"):
+        SecretSource(file=tmp_path / "pin").read("HSM PIN")
+
+
+@pytest.mark.parametrize("content", ["", "\n", "   \nsecond\n"])
+def test_a_secret_file_with_a_blank_first_line_is_refused(tmp_path: Path, content: str) -> None:
+    pin = tmp_path / "pin"
+    pin.write_text(content)
+    pin.chmod(0o600)
+    with pytest.raises(ProfileError, match=r"its first line is empty"):
+        SecretSource(file=pin).read("HSM PIN")
 
 
 @settings(max_examples=300, deadline=None)

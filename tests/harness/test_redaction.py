@@ -161,6 +161,7 @@ def _token(tmp: Path, pin: str, file_pin: str) -> Hsm:
                     "--pin", pin], env={**os.environ, "SOFTHSM2_CONF": str(conf)}, check=True,
                    capture_output=True)
     (tmp / "pin").write_text(file_pin + "\n")
+    (tmp / "pin").chmod(0o600)
     return Hsm(module=MODULE, token_label="votriz", pin=SecretSource(file=tmp / "pin"),
                env={"SOFTHSM2_CONF": str(conf)})
 

@@ -129,6 +129,7 @@ def test_wrong_auditor_password_is_an_error_naming_authentication(stack: StackIn
     # Given a profile copy whose auditor password file holds a wrong password
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-the-auditor-password-" + secrets.token_hex(8) + "\n")
+    wrong.chmod(0o600)
 
     def edit(data: dict[str, Any]) -> None:
         without_canaries_or_operations(data)

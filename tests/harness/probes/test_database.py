@@ -97,6 +97,7 @@ def _profile(pg: ScratchPg, tmp_path: Path, user: str, password: str,
              allow_write: bool = False) -> TargetProfile:
     secret = tmp_path / f"{user}-password"
     secret.write_text(password + "\n")
+    secret.chmod(0o600)
     return parse_profile(f"""
 name = "scratch"
 [edge]

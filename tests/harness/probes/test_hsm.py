@@ -46,6 +46,7 @@ def make_token(tmp: Path, label: str = "votriz") -> Hsm:
                    capture_output=True)
     pin_file = tmp / "pin"
     pin_file.write_text(PIN + "\n")
+    pin_file.chmod(0o600)
     return Hsm(module=MODULE, token_label=label, pin=SecretSource(file=pin_file),
                env={"SOFTHSM2_CONF": str(conf)})
 
@@ -133,6 +134,7 @@ def test_two_configurations_in_one_process(tmp_path: Path) -> None:
 def test_wrong_pin_is_a_precise_probe_error(token: Hsm, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong-pin"
     wrong.write_text("not-the-pin\n")
+    wrong.chmod(0o600)
     bad = token.model_copy(update={"pin": SecretSource(file=wrong)})
     with pytest.raises(ProbeError, match=r"the PIN was refused by token 'votriz' \(PIN from .*wrong-pin\)"):
         hsm_probe.list_objects(bad, KnownSecrets())
@@ -156,6 +158,7 @@ def test_no_token_at_all_points_at_the_configuration(tmp_path: Path) -> None:
     conf = tmp_path / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {empty}\nobjectstore.backend = file\n")
     (tmp_path / "pin").write_text(PIN)
+    (tmp_path / "pin").chmod(0o600)
     hsm = Hsm(module=MODULE, token_label="votriz", pin=SecretSource(file=tmp_path / "pin"),
               env={"SOFTHSM2_CONF": str(conf)})
     with pytest.raises(ProbeError, match=r"no initialised token is visible"):
