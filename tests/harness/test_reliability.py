@@ -630,7 +630,6 @@ def test_mute_redis_is_a_probe_error_within_one_timeout(mute_ports: tuple[int, i
 
     (tmp_path / "redis-password").write_text("redis-password-of-the-test\n")
     (tmp_path / "redis-password").chmod(0o600)
-    (tmp_path / "redis-password").chmod(0o600)
     profile = parse_profile(tomli_w.dumps({
         "name": "mute-redis", "edge": {"host": "votriz.test"},
         "redis": {"host": "127.0.0.1", "port": mute_ports[0],
@@ -653,7 +652,6 @@ def test_mute_database_makes_the_database_checks_errors_within_the_connect_timeo
     # Given a database port that accepts connections and never answers (a hung PostgreSQL)
     port = mute_ports[0]
     (tmp_path / "password").write_text("auditor-password-of-the-test\n")
-    (tmp_path / "password").chmod(0o600)
     (tmp_path / "password").chmod(0o600)
     profile = tmp_path / "target.toml"
     dsn = f"host=127.0.0.1 port={port} dbname=votriz user=votriz_auditor"
