@@ -211,8 +211,15 @@ class DatabaseProbe:
         """A client-side deadline for one exchange, and what ends it: the connection's socket
         shut down (psycopg waits without a client-side limit, and statement_timeout is kept
         by the server only if the server is honest)."""
-        fileno = self.connection.pgconn.socket
-        return Deadline(seconds + CLIENT_GRACE_S, key), lambda: shutdown_socket(fileno)
+        conn = self.connection
+        fileno = conn.pgconn.socket
+
+        def cut() -> None:
+            # Only this session's socket: once it is closed, its number may be another's.
+            if not conn.closed:
+                shutdown_socket(fileno)
+
+        return Deadline(seconds + CLIENT_GRACE_S, key), cut
 
     def _cut(self, deadline: Deadline) -> ProbeError:
         """The error for an exchange the client-side deadline ended; the session is closed."""

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from harness.cli import EXIT_ERROR
+from harness.deadline import Deadline, Exchange, run_in_child, shutdown_socket, watchdog
 from harness.outcomes import ProbeError
 from harness.policy import Policy, TimeoutsPolicy, load_policy
 from harness.probes.database import DatabaseProbe
@@ -369,3 +370,64 @@ def test_trickling_edge_ends_every_transit_check_as_an_error_within_seconds(
     print(f"--only transit against a trickling edge: {run.seconds:.1f} s for {len(run.results)} checks "
           f"(bound {bound:g} s); per check: {run.durations}")
     assert run.seconds < bound, (run.seconds, bound)
+
+
+# --- the primitives ------------------------------------------------------------------------------
+
+
+def test_an_exchange_says_what_the_peer_sent_and_the_policy_limit() -> None:
+    exchange = Exchange("the edge 127.0.0.1:8443", Deadline(2.0, "timeouts.request_s", started=0.0),
+                        received=14, expired_at_s=2.04)
+    assert exchange.expired_sentence() == ("the edge 127.0.0.1:8443 sent 14 bytes in 2.0 s and did not finish "
+                                           "its answer within the policy's 2 s (timeouts.request_s)")
+    silent = Exchange("Redis at 127.0.0.1:6379", Deadline(1.0, "timeouts.request_s", started=0.0))
+    assert silent.expired_sentence() == "Redis at 127.0.0.1:6379 did not answer within the policy's 1 s " \
+                                        "(timeouts.request_s)"
+
+
+def test_a_deadline_clamps_every_wait_to_the_time_left() -> None:
+    deadline = Deadline(10.0, "timeouts.request_s")
+    assert 9 < deadline.clamp(None) <= 10
+    assert deadline.clamp(0.5) == 0.5
+    assert Deadline(1.0, "k", started=time.monotonic() - 5).clamp(3.0) == 0.0
+    assert Deadline(1.0, "k", started=time.monotonic() - 5).expired
+
+
+def test_the_watchdog_acts_at_the_deadline_and_not_after_the_block_ended() -> None:
+    acted: list[float] = []
+    with watchdog(Deadline(0.2, "k"), lambda: acted.append(time.monotonic())) as watch:
+        time.sleep(0.5)
+    assert watch.fired and len(acted) == 1
+    with watchdog(Deadline(0.2, "k"), lambda: acted.append(time.monotonic())) as quiet:
+        pass
+    time.sleep(0.4)
+    assert not quiet.fired and len(acted) == 1
+
+
+def test_a_socket_shut_down_by_the_watchdog_ends_a_blocked_read() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        started = time.monotonic()
+        with watchdog(Deadline(0.3, "k"), lambda: shutdown_socket(left.fileno())) as watch:
+            assert left.recv(10) == b""
+        assert watch.fired and time.monotonic() - started < 1.0
+
+
+def _sleep_then_answer(seconds: float) -> str:
+    time.sleep(seconds)
+    return "answered"
+
+
+def _refuse() -> None:
+    raise ProbeError("the child refused")
+
+
+def test_run_in_child_kills_a_call_at_its_deadline_and_passes_answers_and_errors_back() -> None:
+    assert run_in_child(_sleep_then_answer, (0.0,), Deadline(20.0, "k"), what="quick") == "answered"
+    with pytest.raises(ProbeError, match=r"^the child refused$"):
+        run_in_child(_refuse, (), Deadline(20.0, "k"), what="refusing")
+    started = time.monotonic()
+    with pytest.raises(ProbeError) as raised:
+        run_in_child(_sleep_then_answer, (60.0,), Deadline(1.0, "timeouts.command_s"), what="a slow call")
+    assert str(raised.value) == "a slow call did not finish within the policy's 1 s (timeouts.command_s)"
+    assert time.monotonic() - started < 1.5 + 5  # the child is killed, not awaited
