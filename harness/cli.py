@@ -44,15 +44,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import pytest
-
 from harness import __version__
 from harness.checkdir import CHECKS_DIR, area_path, check_areas
 from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
-from harness.plugin import PreloadedInputs
 from harness.preflight import PreflightError, check_outputs, check_profile, signing_key_problems
 from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
 from harness.report import commands as report_commands
+from harness.report.seal import copy_unsealed
 from harness.report_directory import create_private
 from harness.results import results_schema
 
@@ -94,7 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--policy", type=Path, metavar="FILE", help="audit policy (TOML)")
     run.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (TOML)")
     run.add_argument("--signing-key", type=Path, metavar="FILE",
-                     help="Ed25519 private key (PEM) signing the evidence bundle (default: a throwaway key)")
+                     help="Ed25519 private key (PEM) or pkcs11: URI of a key in your token, sealing "
+                          "the evidence bundle (default: a throwaway key, which verify does not trust)")
     run.add_argument("--against", type=Path, metavar="DIR",
                      help="an earlier report directory: the report shows what changed")
     run.add_argument("--require-attestations", action="store_true",
@@ -217,6 +216,11 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
     A gate that is neither pass, fail nor error (nothing verified; attestations missing) is
     said in one line on stderr, as is a run that wrote no results.
     """
+    # pytest and the plugin load only for a run: `verify` and the other commands start without them.
+    import pytest
+
+    from harness.plugin import PreloadedInputs
+
     selected = [str(area_path(area)) for area in only] or [str(CHECKS_DIR)]
     args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
             "--target", str(inputs.profile_path), "--report-dir", str(report_dir)]
@@ -404,12 +408,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     chosen = bool(args.fault or args.violation)
     calibration = calibrate(out.resolve(), stack, args.fault if chosen else None,
                             args.violation if chosen else None)
-    # The clean run's report shows the matrix: copy it in, then render and sign that bundle again.
+    # The clean run's report shows the matrix: the clean run's bundle is sealed and stays as it is,
+    # so its files and the matrix are rendered and sealed anew in OUT/matrix.
     clean = out.resolve() / "runs" / CLEAN
     if (clean / "results.json").exists():
-        (clean / "calibration.json").write_text((out / "calibration.json").read_text())
-        report_commands.finalize(clean, None)
-        print(f"votriz-audit: detection matrix in {clean / 'report.html'}")
+        matrix = copy_unsealed(clean, out.resolve() / "matrix")
+        (matrix / "calibration.json").write_text((out / "calibration.json").read_text())
+        report_commands.finalize(matrix, None)
+        print(f"votriz-audit: detection matrix in {matrix / 'report.html'}")
     missed = calibration.missed
     print(f"votriz-audit: {len(calibration.rows) - len(missed)} of {len(calibration.rows)} expectations met "
           f"({len(calibration.of_kind('fault'))} fault, {len(calibration.of_kind('violation'))} violation, "

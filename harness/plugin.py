@@ -557,7 +557,7 @@ def _finalize_bundle(config: pytest.Config, state: RunState) -> str:
     key = config.getoption("--signing-key")
     against = config.getoption("--against")
     try:
-        done = finalize(state.report_dir, state.known_secrets, Path(key) if key else None,
+        done = finalize(state.report_dir, state.known_secrets, key or None,
                         against=Path(against) if against else None)
     except BundleRefused as exc:
         state.leaks = sorted(set(state.leaks) | set(exc.places))
@@ -572,9 +572,11 @@ def _finalize_bundle(config: pytest.Config, state: RunState) -> str:
         state.bundle_problem = (f"report not rendered ({type(exc).__name__}: {exc}); results.json and "
                                 f"junit.xml stand, the bundle is not signed")
         return state.bundle_problem
-    signer = "a THROWAWAY key" if key is None else f"key {key}"
+    signer = done.bundle.signer
+    who = ("a THROWAWAY key, which verify does not trust" if signer.kind == "throwaway"
+           else f"{signer.kind} key {signer.fingerprint}")
     oscal = "" if done.oscal else f"; OSCAL skipped: {done.oscal_skipped}"
-    return f"report {done.report_html.name}, signed manifest ({signer}){oscal}"
+    return f"report {done.report_html.name}, sealed {done.bundle.seal_path.name} ({who}){oscal}"
 
 
 RUN_RESULTS = pytest.StashKey[RunResults]()
