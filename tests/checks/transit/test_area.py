@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from checks.transit.hsts import hsts_verdict
+from checks.transit.security_headers import security_headers_verdict
+from harness.outcomes import Outcome, Verdict
 from system_under_test.faults import FAULTS
 
-from .conftest import CHECKS, TRANSIT_FAULTS, checks_expected_to_fail, claims_of
+from .conftest import (
+    CHECKS,
+    GATEWAY_MESSAGE,
+    POLICY,
+    TRANSIT_FAULTS,
+    checks_expected_to_fail,
+    claims_of,
+    gateway_errors_only,
+)
 
 
 def test_every_check_claims_what_the_catalogue_maps_to_it() -> None:
@@ -25,3 +38,13 @@ def test_every_transit_fault_names_a_transit_check_that_claims_it() -> None:
         for check_id in checks_expected_to_fail(name):
             assert check_id in CHECKS, f"{name}: no check {check_id}"
             assert set(FAULTS[name].claims) <= set(claims_of(CHECKS[check_id])), name
+
+
+@pytest.mark.parametrize("verdict_of", [hsts_verdict, security_headers_verdict],
+                         ids=["hsts", "security_headers"])
+def test_only_gateway_errors_sampled_is_error_not_pass(verdict_of: Callable[..., Verdict]) -> None:
+    # Given an edge whose upstream is down: every sample is its own 502/504 page, headers intact
+    verdict = verdict_of(gateway_errors_only(), POLICY)
+    # Then nothing about the service's own responses was seen: could not verify
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == GATEWAY_MESSAGE
