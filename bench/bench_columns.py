@@ -14,7 +14,8 @@ What is timed is the checks' own code, not a copy of it:
   towards the measured memory). Then ``observe_tokens`` (``harness/probes/stored_tokens.py``) runs as the
   check runs it (a read-only ``DatabaseProbe`` as a SELECT-only auditor role,
   one streamed pass per platform and column, duplicate IV/ciphertext
-  counting), with only the HSM read replaced by the bench's key ring. Each
+  counting; every token's HMAC and, since 2026-12-07, its PKCS#7 padding after
+  decryption), with only the HSM read replaced by the bench's key ring. Each
   repeat runs in a fresh child process, whose resident high-water mark
   (``ru_maxrss``) is the peak memory; rows/s counts channel rows (each holds
   two tokens, so cells/s is twice that).
