@@ -1,20 +1,26 @@
-"""Run ``votriz-audit run --target`` as a release pipeline does, in a child process, and read its results.
+"""Run ``votriz-audit run --target`` as a release pipeline does, in a child process, and read its results;
+stand up the private local stack a test module audits.
 
 Shared by the tests that judge the whole command (reliability, target faults,
-the Docker stack): importable because pytest's ``pythonpath`` includes ``tests``.
+the Docker stack) and by tests/conftest.py's stack fixtures: importable because
+pytest's ``pythonpath`` includes ``tests``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from system_under_test.local.stack import StackInfo, down, up
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,6 +70,22 @@ def run_cli(profile: Path, report: Path, policy: Path | None = None, *, only: Se
     return CliRun(proc.returncode, output, seconds,
                   {r["check_id"]: (r["outcome"], r["message"]) for r in results},
                   {r["check_id"]: float(r["duration_s"]) for r in results})
+
+
+def new_state_dir() -> Path:
+    """A fresh, empty state directory under /tmp (``sut-stack-*``), which the unprivileged
+    service user can reach, unlike pytest's private tmp tree."""
+    return Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+
+
+@contextlib.contextmanager
+def running_stack(faults: Sequence[str] = ()) -> Iterator[StackInfo]:
+    """A local stack with ``faults`` for the duration of the block; always torn down."""
+    state_dir = new_state_dir()
+    try:
+        yield up(state_dir, tuple(faults))
+    finally:
+        down(state_dir)
 
 
 def closed_port() -> int:

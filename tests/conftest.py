@@ -2,7 +2,8 @@
 
 ``clean_stack`` is one fault-free stack for the whole session (started on
 first use, torn down at the end); ``stack_factory`` starts a stack with the
-faults a test asks for and tears it down when the ``with`` block ends. Each
+faults a test asks for and tears it down when the ``with`` block ends; a module
+with a private stack of its own uses ``audit_cli.running_stack`` as both do. Each
 stack lives in its own state directory under /tmp (``sut-stack-*``), which
 the unprivileged service user can reach, unlike pytest's private tmp tree.
 Tests that use them are marked ``@pytest.mark.integration``.
@@ -10,7 +11,6 @@ Tests that use them are marked ``@pytest.mark.integration``.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import tempfile
@@ -19,26 +19,12 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+from audit_cli import running_stack
 
 from harness.profile import Hsm, SecretSource
-from system_under_test.local.stack import StackInfo, down, up
+from system_under_test.local.stack import StackInfo
 
 P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
-
-
-def new_state_dir() -> Path:
-    """A fresh, empty state directory under /tmp."""
-    return Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
-
-
-@contextlib.contextmanager
-def running_stack(faults: tuple[str, ...] = ()) -> Iterator[StackInfo]:
-    """A stack with ``faults`` for the duration of the block; always torn down."""
-    state_dir = new_state_dir()
-    try:
-        yield up(state_dir, faults)
-    finally:
-        down(state_dir)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +42,7 @@ def stack_factory() -> StackFactory:
     """``with stack_factory("hsts-missing", ...) as info:`` starts a stack with those faults."""
 
     def start(*faults: str) -> AbstractContextManager[StackInfo]:
-        return running_stack(tuple(faults))
+        return running_stack(faults)
 
     return start
 

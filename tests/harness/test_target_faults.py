@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import ssl
-import tempfile
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -30,11 +29,7 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 import tomli_w
-from audit_cli import CliRun, closed_port, run_cli
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from audit_cli import CliRun, closed_port, run_cli, running_stack
 
 from harness.canaries import CanaryAccount
 from harness.cli import EXIT_ERROR, EXIT_FAIL
@@ -46,7 +41,8 @@ from harness.probes import rotation as keys_checks
 from harness.probes.api import ApiResponse, VotrizApi
 from harness.profile import parse_profile
 from harness.redaction import KnownSecrets
-from system_under_test.local.stack import StackInfo, down, up
+from system_under_test.common import pki
+from system_under_test.local.stack import StackInfo
 
 # Every test but the one unit test below needs the reference service.
 integration = pytest.mark.integration
@@ -71,13 +67,9 @@ run_s = 600.0
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[StackInfo]:
-    """One private stack for the module (as tests/conftest.py's ``running_stack``), with a fault
-    that only the last test judges."""
-    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
-    try:
-        yield up(state_dir, (FAILING_FAULT,))
-    finally:
-        down(state_dir)
+    """One private stack for the module, with a fault that only the last test judges."""
+    with running_stack((FAILING_FAULT,)) as info:
+        yield info
 
 
 def profile_copy(info: StackInfo, where: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
@@ -217,39 +209,12 @@ def test_hsm_faults_are_errors_with_the_precise_reason(stack: StackInfo, tmp_pat
 
 
 def _certificates(where: Path) -> tuple[Path, Path, Path]:
-    """A CA and a leaf for votriz.test signed by it: (ca.pem, leaf.pem, leaf-key.pem)."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "slow-api test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=90))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "votriz.test")]))
-            .issuer_name(ca_name).public_key(leaf_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=60))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("votriz.test")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = where / "ca.pem", where / "leaf.pem", where / "leaf-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM,
-                                                serialization.PrivateFormat.PKCS8,
-                                                serialization.NoEncryption()))
-    return paths
+    """A CA and a leaf for votriz.test signed by it, made as the reference service makes its own:
+    (ca.pem, leaf.pem, leaf.key)."""
+    ca_cert, ca_key = pki.create_ca(where)
+    pki.issue_server_cert(where, "leaf", ca_cert=ca_cert, ca_key=ca_key, dns_names=["votriz.test"],
+                          ip_addresses=[], lifetime=dt.timedelta(days=60))
+    return where / "ca.pem", where / "leaf.pem", where / "leaf.key"
 
 
 class _SlowHandler(http.server.BaseHTTPRequestHandler):
@@ -401,44 +366,34 @@ def _processes_with_argv(argv: list[str]) -> list[int]:
     return found
 
 
-@integration
-def test_failing_backup_command_is_an_error_naming_it(stack: StackInfo, tmp_path: Path) -> None:
-    # Given a profile copy whose backup, prune and drill commands all exit 1
-    def edit(data: dict[str, Any]) -> None:
-        data["api"]["canaries"] = False
-        for name in ("backup", "prune_backups", "restore_drill"):
-            data["operations"][name] = ["false"]
-
-    # When the at-rest checks run
-    run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
-                    policy_file(tmp_path))
-    # Then the backup checks could not verify, and name the command that failed
-    assert run.returncode == EXIT_ERROR, run.output[-3000:]
-    for check in ("at_rest.backup_encrypted", "at_rest.backup_retention", "at_rest.restore_drill"):
-        assert run.outcome(check) == "ERROR", (check, run.results[check])
-        assert "backup exited 1" in run.message(check), (check, run.results[check])
-    assert run.seconds < 60
+def _unique_argument() -> str:
+    """An argument no other process has, so that a command can be found by its argv."""
+    return f"0.{secrets.randbelow(10**9):09d}"
 
 
 @integration
-def test_backup_command_that_never_finishes_is_killed_at_its_timeout(stack: StackInfo, tmp_path: Path) -> None:
-    # Given a profile copy whose operator commands never finish (a unique argv to find them by)
-    argv = ["sleep", "3600", f"0.{secrets.randbelow(10**9):09d}"]
-
+@pytest.mark.parametrize(("argv", "operations", "named"), [
+    (["false", _unique_argument()], {}, "backup exited 1"),
+    (["sleep", "3600", _unique_argument()], {"timeout_s": 2.0}, "backup: did not finish within 2 s (killed)"),
+], ids=["exits-1", "never-finishes"])
+def test_failing_backup_command_is_an_error_naming_it(stack: StackInfo, tmp_path: Path, argv: list[str],
+                                                      operations: dict[str, float], named: str) -> None:
+    # Given a profile copy whose backup, prune and drill commands all exit 1, or all never
+    # finish within the operations' timeout
     def edit(data: dict[str, Any]) -> None:
         data["api"]["canaries"] = False
         for name in ("backup", "prune_backups", "restore_drill"):
             data["operations"][name] = argv
-        data["operations"]["timeout_s"] = 2.0
+        data["operations"].update(operations)
 
     # When the at-rest checks run
     run = run_audit(profile_copy(stack, tmp_path / "p", edit), "at_rest", tmp_path / "r",
                     policy_file(tmp_path))
-    # Then the backup checks could not verify, naming the command and its timeout
+    # Then the backup checks could not verify, and name the command and how it failed
     assert run.returncode == EXIT_ERROR, run.output[-3000:]
     for check in ("at_rest.backup_encrypted", "at_rest.backup_retention", "at_rest.restore_drill"):
         assert run.outcome(check) == "ERROR", (check, run.results[check])
-        assert "backup: did not finish within 2 s (killed)" in run.message(check), (check, run.results[check])
+        assert named in run.message(check), (check, run.results[check])
     assert run.seconds < 60
     # And no such command is left running
     assert _processes_with_argv(argv) == []

@@ -10,18 +10,18 @@ import base64
 import hashlib
 import secrets
 import ssl
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import jwt
 import psycopg
+import psycopg.sql
 import pyotp
 import pytest
+from audit_cli import running_stack
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from system_under_test.api.config import load_config
@@ -34,7 +34,6 @@ from system_under_test.api.keyring import (
 )
 from system_under_test.common import softhsm
 from system_under_test.common.softhsm import HsmToken
-from system_under_test.local.stack import down, up
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +73,13 @@ def db(info) -> psycopg.Connection:
     password = hsm_values(info)[DB_PASSWORD_LABEL].decode()
     return psycopg.connect(load_config(info.api_config).database_dsn, password=password,
                            autocommit=True)
+
+
+def user_column(info, user_id: int, column: str) -> object:
+    """One column of one user's row, as stored."""
+    with db(info) as conn:
+        query = psycopg.sql.SQL("SELECT {} FROM users WHERE id = %s").format(psycopg.sql.Identifier(column))
+        return conn.execute(query, (user_id,)).fetchone()[0]
 
 
 def mails_to(info, address: str) -> list[dict[str, object]]:
@@ -120,11 +126,8 @@ def recovery_link(info, client: httpx.Client, email: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def faulty_stack() -> Iterator[object]:
     """One stack with every API fault on, for this module (stack_factory is per test)."""
-    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
-    try:
-        yield up(state_dir, API_FAULTS)
-    finally:
-        down(state_dir)
+    with running_stack(API_FAULTS) as info:
+        yield info
 
 
 # --- clean stack: every promise kept ------------------------------------------------------
@@ -389,10 +392,7 @@ def test_fault_token_fixed_iv_repeats_ivs(faulty_stack):
 def test_fault_bcrypt_cost_10(faulty_stack):
     with api(faulty_stack) as client:
         _, _, user_id = new_user(client)
-    with db(faulty_stack) as conn:
-        stored = conn.execute("SELECT password_hash FROM users WHERE id = %s",
-                              (user_id,)).fetchone()[0]
-    assert stored.startswith("$2b$10$")
+    assert user_column(faulty_stack, user_id, "password_hash").startswith("$2b$10$")
 
 
 def test_fault_backup_codes_reusable_and_shown_again(faulty_stack):
@@ -422,10 +422,7 @@ def test_fault_recovery_token_plaintext_and_reusable(faulty_stack):
 def test_fault_email_plaintext_adds_a_contact_email_column(faulty_stack):
     with api(faulty_stack) as client:
         email, _, user_id = new_user(client)
-    with db(faulty_stack) as conn:
-        contact = conn.execute("SELECT contact_email FROM users WHERE id = %s",
-                               (user_id,)).fetchone()[0]
-    assert contact == email
+    assert user_column(faulty_stack, user_id, "contact_email") == email
 
 
 def test_fault_secrets_in_logs(faulty_stack):

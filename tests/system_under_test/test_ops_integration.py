@@ -12,7 +12,6 @@ import secrets
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from audit_cli import running_stack
 from cryptography.fernet import Fernet, InvalidToken
 
 from system_under_test.api.config import load_config
@@ -35,7 +35,6 @@ from system_under_test.api.keyring import (
 )
 from system_under_test.common import softhsm
 from system_under_test.common.softhsm import HsmToken
-from system_under_test.local.stack import down, up
 from system_under_test.ops.backups import backup_time, read_chunks
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,23 +46,17 @@ OPS_FAULTS = ("rotation-drops-requests", "rotation-leaves-rows", "db-password-ro
               "jwt-rotation-keeps-sessions")
 
 
-def running(faults: tuple[str, ...]) -> Iterator[object]:
-    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
-    try:
-        yield up(state_dir, faults)
-    finally:
-        down(state_dir)
-
-
 @pytest.fixture(scope="module")
 def ops_stack() -> Iterator[object]:
     """A clean stack of this module's own: rotations change its keys for good."""
-    yield from running(())
+    with running_stack() as info:
+        yield info
 
 
 @pytest.fixture(scope="module")
 def ops_fault_stack() -> Iterator[object]:
-    yield from running(OPS_FAULTS)
+    with running_stack(OPS_FAULTS) as info:
+        yield info
 
 
 def ops(info, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

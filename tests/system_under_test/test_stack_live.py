@@ -13,13 +13,13 @@ import os
 import socket
 import ssl
 import stat
-import tempfile
 import tomllib
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from audit_cli import new_state_dir, running_stack
 from cryptography import x509
 
 from harness.profile import load_profile
@@ -263,18 +263,14 @@ def assert_fully_down(info) -> None:
 
 @pytest.fixture(scope="module")
 def group_a():
-    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
-    info = up(state_dir, GROUP_A)
-    yield info
-    down(state_dir)
+    with running_stack(GROUP_A) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")
 def group_b():
-    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
-    info = up(state_dir, GROUP_B)
-    yield info
-    down(state_dir)
+    with running_stack(GROUP_B) as info:
+        yield info
 
 
 def test_tls12_accepted(group_a):
@@ -385,7 +381,7 @@ def test_round_trip_down_leaves_nothing_running(stack_factory):
 
 def test_failed_up_stops_what_it_started():
     # Given an API that cannot start
-    state_dir = Path(tempfile.mkdtemp(prefix="sut-stack-", dir="/tmp"))
+    state_dir = new_state_dir()
     try:
         with pytest.raises(StackError, match=r"^api \(gunicorn\): .*api\.log"):
             up(state_dir, api_app="votriz_no_such_module:app", with_ops=False)
