@@ -2,10 +2,12 @@
 
 Every check is one module, ``checks/<area>/<name>.py``, holding one function
 ``check_<name>`` whose ``@pytest.mark.claims(...)`` marker names the catalogue
-claims it verifies. Its id is ``<area>.<name>``. This module is the one place
-that knows that layout: the plugin names results with it, the command line
-selects areas and checks with it, and the tests read the declared claims
-through it without importing any check.
+claims it verifies and whose ``@pytest.mark.access(...)`` marker names what it
+needs to reach on the target (:data:`ACCESS`). Its id is ``<area>.<name>``.
+This module is the one place that knows that layout: the plugin names results
+with it, the command line selects areas and checks and lists them with it, and
+the tests read the declared claims and access through it without importing any
+check.
 """
 
 from __future__ import annotations
@@ -19,6 +21,23 @@ CHECK_PREFIX = "check_"
 #: Files in an area's folder that hold no check.
 NOT_CHECKS = frozenset({"__init__.py", "conftest.py"})
 
+#: What a check may need to reach on the target, by the name its ``access`` marker uses, in the
+#: order ``votriz-audit checks`` lists them. A profile that does not grant one makes the check
+#: NOT_APPLICABLE or MANUAL, never PASS.
+ACCESS: dict[str, str] = {
+    "edge": "the public TLS edge, as any client",
+    "api": "canary accounts through the public API (tagged, removed at the end)",
+    "database": "the database's read-only auditor role",
+    "redis": "the service's Redis",
+    "hsm": "HSM read: the token's user PIN",
+    "processes": "the host's processes (/proc, or the Docker engine for containers)",
+    "files": "the host's files: logs, backups, configuration, source",
+    "docker": "the Docker engine (containers, networks, images)",
+    "capture": "a capture of the service's outbound calls",
+    "destructive": "destructive operations allowed: rotations, restarts, backups, drills",
+    "attestation": "a human attestation file named by the profile",
+}
+
 
 @dataclass(frozen=True)
 class DeclaredCheck:
@@ -29,12 +48,19 @@ class DeclaredCheck:
         path: the module that holds it.
         function: the name of its ``check_…`` function.
         claims: the claim ids of its ``claims`` marker, in order.
+        access: the names of its ``access`` marker (keys of :data:`ACCESS`), in order.
     """
 
     check_id: str
     path: Path
     function: str
     claims: tuple[str, ...]
+    access: tuple[str, ...] = ()
+
+    @property
+    def area(self) -> str:
+        """The promise area it belongs to."""
+        return area_of(self.path)
 
 
 def area_of(path: Path) -> str:
@@ -69,10 +95,11 @@ def stray_modules(checks_dir: Path = CHECKS_DIR) -> list[Path]:
     return sorted(p for p in checks_dir.glob("*.py") if p.name != "__init__.py")
 
 
-def _claims_of(node: ast.FunctionDef) -> tuple[str, ...]:
+def _marker_args(node: ast.FunctionDef, marker: str) -> tuple[str, ...]:
+    """The string arguments of the ``@pytest.mark.<marker>(...)`` decorator of ``node``."""
     for deco in node.decorator_list:
         if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
-                and deco.func.attr == "claims"):
+                and deco.func.attr == marker):
             return tuple(arg.value for arg in deco.args
                          if isinstance(arg, ast.Constant) and isinstance(arg.value, str))
     return ()
@@ -86,5 +113,6 @@ def declared_checks(checks_dir: Path = CHECKS_DIR) -> dict[str, DeclaredCheck]:
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name.startswith(CHECK_PREFIX):
                 ident = check_id(module, node.name)
-                found[ident] = DeclaredCheck(ident, module, node.name, _claims_of(node))
+                found[ident] = DeclaredCheck(ident, module, node.name, _marker_args(node, "claims"),
+                                             _marker_args(node, "access"))
     return found

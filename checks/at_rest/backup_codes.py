@@ -125,6 +125,7 @@ def codes_without_canary_verdict(found: CodeRowsAsFound, reason: str) -> Verdict
 
 
 @pytest.mark.claims("REST-MFA-BACKUP-CODES")
+@pytest.mark.access("api", "database")
 def check_backup_codes(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                        known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     if profile.database is None:

@@ -179,6 +179,7 @@ def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
 
 
 @pytest.mark.claims("REST-BACKUPS-ENCRYPTED")
+@pytest.mark.access("files", "destructive")
 def check_backup_encrypted(request: pytest.FixtureRequest, profile: TargetProfile,
                            policy: Policy, known_secrets: KnownSecrets,
                            evidence: EvidenceRecorder) -> None:

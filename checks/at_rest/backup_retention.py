@@ -108,6 +108,7 @@ def backup_retention_verdict(obs: RetentionObservation) -> Verdict:
 
 
 @pytest.mark.claims("REST-BACKUPS-RETENTION")
+@pytest.mark.access("files", "destructive")
 def check_backup_retention(request: pytest.FixtureRequest, profile: TargetProfile,
                            policy: Policy, known_secrets: KnownSecrets,
                            evidence: EvidenceRecorder) -> None:

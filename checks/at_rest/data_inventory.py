@@ -81,6 +81,7 @@ def data_inventory_verdict(obs: InventoryObservation) -> Verdict:
 
 
 @pytest.mark.claims("SCOPE-ONLY-LISTED-PLAINTEXT", "OVERVIEW-NO-PLAINTEXT")
+@pytest.mark.access("api", "database")
 def check_data_inventory(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                          known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     unavailable = data_inventory_unavailable(profile)

@@ -72,6 +72,7 @@ def password_hashes_verdict(obs: PasswordObservation, policy: Policy) -> Verdict
 
 
 @pytest.mark.claims("REST-PASSWORDS-BCRYPT12")
+@pytest.mark.access("api", "database")
 def check_password_hashes(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                           known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     unavailable = password_hashes_unavailable(profile, policy)

@@ -151,6 +151,7 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
 
 
 @pytest.mark.claims("OVERVIEW-NO-PLAINTEXT")
+@pytest.mark.access("api", "database", "redis", "files")
 def check_plaintext_sweep(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                           known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     # The canary must exist before the sweep, so that there is something to find.

@@ -24,6 +24,7 @@ def postgres_version_verdict(server: DatabaseServer) -> Verdict:
 
 
 @pytest.mark.claims("REST-DB-PG15")
+@pytest.mark.access("database")
 def check_postgres_version(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                            evidence: EvidenceRecorder) -> None:
     if profile.database is None:

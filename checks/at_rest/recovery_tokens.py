@@ -119,6 +119,7 @@ def tokens_without_canary_verdict(found: TokenRowsAsFound, reason: str) -> Verdi
 
 
 @pytest.mark.claims("REST-MFA-RECOVERY-TOKENS")
+@pytest.mark.access("api", "database")
 def check_recovery_tokens(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                           known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     if profile.database is None:

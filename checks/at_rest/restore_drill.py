@@ -72,6 +72,7 @@ def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
 
 
 @pytest.mark.claims("REST-BACKUPS-DRILL")
+@pytest.mark.access("api", "database", "files", "destructive")
 def check_restore_drill(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                         known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     reason = operations_unavailable(

@@ -118,6 +118,7 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
 
 
 @pytest.mark.claims("REST-TOKENS-FERNET")
+@pytest.mark.access("api", "database", "hsm")
 def check_tokens_fernet(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                         known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
     unavailable = tokens_fernet_unavailable(profile)

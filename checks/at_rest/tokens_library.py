@@ -103,6 +103,7 @@ def tokens_library_verdict(obs: LoadedLibraries) -> Verdict:
 
 
 @pytest.mark.claims("REST-TOKENS-LIBRARY")
+@pytest.mark.access("processes")
 def check_tokens_library(profile: TargetProfile, policy: Policy, evidence: EvidenceRecorder) -> None:
     obs = loaded_libraries_of(platform_for(profile, policy))
     if isinstance(obs, OutOfReach):

@@ -21,6 +21,7 @@ VOLUMES_ATTESTATION = (
 
 
 @pytest.mark.claims("REST-DB-ENCRYPTED-VOLUMES")
+@pytest.mark.access("attestation")
 def check_volume_encryption(profile: TargetProfile, evidence: EvidenceRecorder) -> None:
     verdict = attested_verdict(profile, "REST-DB-ENCRYPTED-VOLUMES", VOLUMES_ATTESTATION)
     evidence.conclude(verdict)

@@ -43,5 +43,6 @@ def bridge_networks_verdict(topology: ContainerTopology) -> Verdict:
 
 
 @pytest.mark.claims("INTERNAL-BRIDGE-NETWORK")
+@pytest.mark.access("docker")
 def check_bridge_networks(docker_topology: ContainerTopology, evidence: EvidenceRecorder) -> None:
     evidence.conclude(bridge_networks_verdict(docker_topology))

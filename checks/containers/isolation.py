@@ -35,5 +35,6 @@ def _escape_hatches(container: ContainerView) -> list[str]:
 
 
 @pytest.mark.claims("INTERNAL-BRIDGE-NETWORK")
+@pytest.mark.access("docker")
 def check_isolation(docker_topology: ContainerTopology, evidence: EvidenceRecorder) -> None:
     evidence.conclude(isolation_verdict(docker_topology))

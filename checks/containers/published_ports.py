@@ -50,6 +50,7 @@ def published_ports_verdict(topology: ContainerTopology, edge_container: str | N
 
 
 @pytest.mark.claims("INTERNAL-ONLY-80-443")
+@pytest.mark.access("docker")
 def check_published_ports(docker_topology: ContainerTopology, profile: TargetProfile,
                           evidence: EvidenceRecorder) -> None:
     edge = profile.docker.edge_container if profile.docker else None

@@ -25,6 +25,7 @@ from harness.redaction import KnownSecrets
 
 
 @pytest.mark.claims("KEYS-DB-PASSWORD-ROTATION")
+@pytest.mark.access("api", "database", "hsm", "destructive")
 def check_db_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     by_hand = ("rotate the database password, confirm the old one is refused by PostgreSQL and the "

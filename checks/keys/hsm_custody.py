@@ -347,6 +347,7 @@ def hsm_objects_evidence(listing: TokenListing, verdict: Verdict) -> HsmObjectsE
 @pytest.mark.claims("KEYS-HSM", "KEYS-NAMESPACED", "KEYS-JWT-HSM", "KEYS-TOKEN-KEY-HSM",
                     "KEYS-API-KEYS-HSM", "KEYS-DB-PASSWORD-ROTATION",
                     "KEYS-REDIS-PASSWORD-ROTATION", "REST-TOKENS-KEY-HSM")
+@pytest.mark.access("api", "database", "hsm")
 def check_hsm_custody(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                       evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     hsm = require_hsm(profile, evidence)

@@ -85,6 +85,7 @@ def hsm_hardware_verdict(facts: TokenFacts, rules: HardwareRules,
 @pytest.mark.claims("KEYS-HSM", "REST-TOKENS-KEY-HSM", "KEYS-JWT-HSM", "KEYS-TOKEN-KEY-HSM",
                     "KEYS-API-KEYS-HSM", "KEYS-DB-PASSWORD-ROTATION",
                     "KEYS-REDIS-PASSWORD-ROTATION")
+@pytest.mark.access("hsm", "attestation")
 def check_hsm_hardware(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                        evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     hsm = require_hsm(profile, evidence)

@@ -88,6 +88,7 @@ def jwt_canary_removed_or_reported(evidence: EvidenceRecorder) -> Iterator[None]
 
 
 @pytest.mark.claims("KEYS-JWT-ROTATION")
+@pytest.mark.access("api", "destructive")
 def check_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                        evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     by_hand = "log in, rotate the JWT secret, confirm the old session gets 401 and a new login works."

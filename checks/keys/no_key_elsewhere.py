@@ -91,6 +91,7 @@ def _search_excludes(profile: TargetProfile, report_dir: Path) -> list[Path]:
 
 
 @pytest.mark.claims("KEYS-NOT-ON-DISK")
+@pytest.mark.access("hsm", "processes", "files")
 def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, platform: Platform,
                            known_secrets: KnownSecrets, evidence: EvidenceRecorder, report_dir: Path,
                            key_classes: KeyClasses) -> None:

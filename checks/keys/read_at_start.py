@@ -81,6 +81,7 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
 
 
 @pytest.mark.claims("KEYS-READ-AT-START")
+@pytest.mark.access("hsm", "processes")
 def check_read_at_start(profile: TargetProfile, policy: Policy, platform: Platform,
                         known_secrets: KnownSecrets, evidence: EvidenceRecorder,
                         key_classes: KeyClasses) -> None:

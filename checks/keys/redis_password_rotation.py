@@ -24,6 +24,7 @@ from harness.redaction import KnownSecrets
 
 
 @pytest.mark.claims("KEYS-REDIS-PASSWORD-ROTATION")
+@pytest.mark.access("api", "redis", "hsm", "destructive")
 def check_redis_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                   evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     by_hand = ("rotate the Redis password, confirm AUTH with the old one fails and the service "

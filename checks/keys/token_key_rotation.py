@@ -151,6 +151,7 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
 
 
 @pytest.mark.claims("KEYS-ROTATION-NO-DOWNTIME", "KEYS-TOKEN-KEY-HSM", "REST-TOKENS-ROTATION")
+@pytest.mark.access("api", "database", "hsm", "destructive")
 def check_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                              evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
     by_hand = ("rotate the token-encryption key while traffic runs, watch the error rate, and "

@@ -144,6 +144,7 @@ def _lint_note(cert: CertificateObservation) -> str:
 
 
 @pytest.mark.claims("TRANSIT-TLS13", "TRANSIT-CERT-RENEWED")
+@pytest.mark.access("edge")
 def check_certificate(tls_scan: TlsScan, policy: Policy, evidence: EvidenceRecorder) -> None:
     verdict = certificate_verdict(tls_scan, policy)
     evidence.attach("certificate", verdict.details)

@@ -69,6 +69,7 @@ def hsts_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
 
 
 @pytest.mark.claims("TRANSIT-HSTS")
+@pytest.mark.access("edge")
 def check_hsts(https_samples: EdgeSamples, policy: Policy, evidence: EvidenceRecorder) -> None:
     # sslyze's own reading of HSTS on "/" is in transit.tls_versions' scan evidence; this
     # check does not depend on the scan, so a scanner failure cannot make it ERROR.

@@ -71,6 +71,7 @@ def http_redirect_verdict(samples: EdgeSamples, edge: Edge) -> Verdict:
 
 
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")
+@pytest.mark.access("edge")
 def check_http_redirect_only(profile: TargetProfile, policy: Policy, evidence: EvidenceRecorder) -> None:
     if profile.edge.http_port is None:
         # No plaintext port in the profile is not proof that the edge has none: a

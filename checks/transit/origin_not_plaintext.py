@@ -75,6 +75,7 @@ def origin_not_plaintext_verdict(survey: OriginSurvey) -> Verdict:
 
 
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")
+@pytest.mark.access("processes")
 def check_origin_not_plaintext(profile: TargetProfile, policy: Policy, evidence: EvidenceRecorder) -> None:
     survey = platform_for(profile, policy).listeners()
     if isinstance(survey, OutOfReach):

@@ -58,6 +58,7 @@ def outbound_https_verdict(exercise: OutboundExercise) -> Verdict:
 
 
 @pytest.mark.claims("INTERNAL-OUTBOUND-HTTPS")
+@pytest.mark.access("api", "capture")
 def check_outbound_https(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                          evidence: EvidenceRecorder) -> None:
     if profile.capture is None:

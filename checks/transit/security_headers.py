@@ -96,6 +96,7 @@ def security_headers_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
 
 
 @pytest.mark.claims("TRANSIT-SECURITY-HEADERS")
+@pytest.mark.access("edge")
 def check_security_headers(https_samples: EdgeSamples, policy: Policy,
                            evidence: EvidenceRecorder) -> None:
     verdict = security_headers_verdict(https_samples, policy)

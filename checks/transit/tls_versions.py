@@ -50,6 +50,7 @@ def tls_versions_verdict(scan: TlsScan, policy: Policy) -> Verdict:
 
 
 @pytest.mark.claims("TRANSIT-TLS13")
+@pytest.mark.access("edge")
 def check_tls_versions(tls_scan: TlsScan, policy: Policy, evidence: EvidenceRecorder) -> None:
     verdict = tls_versions_verdict(tls_scan, policy)
     evidence.attach("tls-versions", TlsVersionsEvidence.model_validate(verdict.details))

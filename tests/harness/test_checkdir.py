@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.checkdir import (
+    ACCESS,
     CHECKS_DIR,
     area_path,
     check_areas,
@@ -56,3 +57,30 @@ def test_a_module_directly_in_checks_is_stray_not_an_area(tmp_path: Path) -> Non
 def test_the_repository_has_no_stray_check_module() -> None:
     assert stray_modules(CHECKS_DIR) == []
     assert check_areas() == ["at_rest", "containers", "keys", "transit"]
+
+
+def test_access_is_read_from_the_source_beside_the_claims(tmp_path: Path) -> None:
+    checks = _tree(tmp_path)
+    (checks / "keys" / "read_at_start.py").write_text(
+        'import pytest\n\n\n@pytest.mark.claims("C-1")\n@pytest.mark.access("hsm", "processes")\n'
+        'def check_read_at_start() -> None:\n    pass\n')
+    declared = declared_checks(checks)
+    assert declared["keys.read_at_start"].access == ("hsm", "processes")
+    assert declared["keys.read_at_start"].claims == ("C-1",)
+    assert declared["transit.hsts"].access == ()
+    assert declared["transit.hsts"].area == "transit"
+
+
+def test_every_check_declares_the_access_it_needs() -> None:
+    declared = declared_checks()
+    assert [ident for ident, check in declared.items() if not check.access] == []
+    unknown = {ident: [kind for kind in check.access if kind not in ACCESS]
+               for ident, check in declared.items()}
+    assert {ident: kinds for ident, kinds in unknown.items() if kinds} == {}
+    assert all(len(set(check.access)) == len(check.access) for check in declared.values())
+    # The access a check needs follows from what it reaches: spot checks on each kind.
+    assert declared["transit.tls_versions"].access == ("edge",)
+    assert "docker" in declared["containers.isolation"].access
+    assert "destructive" in declared["keys.token_key_rotation"].access
+    assert "hsm" in declared["keys.hsm_custody"].access
+    assert "database" in declared["at_rest.postgres_version"].access
