@@ -38,16 +38,20 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from harness import __version__
-from harness.checkdir import CHECKS_DIR, area_path, check_areas
+from harness.checkdir import ACCESS, CHECKS_DIR, area_path, check_areas, declared_checks
+from harness.cli_output import add_examples, aligned, checks_document
 from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
 from harness.preflight import PreflightError, check_outputs, check_profile, signing_key_problems
+from harness.profile import ProfileError, SecretSource, TargetProfile
 from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
 from harness.report import commands as report_commands
 from harness.report.seal import copy_unsealed
@@ -55,10 +59,20 @@ from harness.report_directory import create_private
 from harness.results import results_schema
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK, EXIT_INCOMPLETE = 0, 1, 2, 3, 4, 5
+#: Standard output was closed before the command finished writing (``votriz-audit schema | head -1``):
+#: the exit status a shell reports for a process ended by SIGPIPE, 128 + 13, so a pipeline under
+#: ``set -o pipefail`` sees the output was cut short, as it would for ``cat``.
+EXIT_CLOSED_OUTPUT = 141
 #: The module docstring's table of exit codes, shown by ``--help`` and ``run --help``.
 EXIT_CODES_HELP = (__doc__ or "").split("\n", 2)[2].strip()
+CLOSED_OUTPUT_HELP = (f"{EXIT_CLOSED_OUTPUT}   standard output was closed early "
+                      f"(`votriz-audit schema | head -1`):\n      the command stops quietly, as one "
+                      f"ended by SIGPIPE would")
+DESCRIPTION = ("Audit whether a running system keeps the security promises of its published "
+               "Encryption page, and seal the evidence in a report an auditor can re-check.")
 CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
 DEFAULT_STATE_DIR = Path(".state")
+STATE_DIR_HELP = "state directory of the reference service (default .state/BACKEND)"
 
 
 class UsageError(Exception):
@@ -72,8 +86,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="votriz-audit", description=__doc__.split("\n", 1)[0] if __doc__ else None,
-                     epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="votriz-audit", description=DESCRIPTION,
+                     epilog=f"{EXIT_CODES_HELP}\n\n{CLOSED_OUTPUT_HELP}",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"votriz-audit {__version__}")
     sub: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(
         dest="command", required=True, parser_class=_Parser)
@@ -89,12 +104,15 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="where to write results (default reports/<UTC time>; must be new or empty)")
     run.add_argument("--only", action="append", metavar="AREA", default=[],
                      help=f"run only this promise area (repeatable): {', '.join(check_areas())}")
+    run.add_argument("--check", action="append", metavar="ID", default=[],
+                     help="run only this check (repeatable; with --only: these and the areas' checks); "
+                          "`votriz-audit checks` lists them")
     run.add_argument("--policy", type=Path, metavar="FILE", help="audit policy (TOML)")
     run.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (TOML)")
-    run.add_argument("--signing-key", type=Path, metavar="FILE",
+    run.add_argument("--signing-key", type=Path, metavar="FILE|URI",
                      help="Ed25519 private key (PEM) or pkcs11: URI of a key in your token, sealing "
                           "the evidence bundle (default: a throwaway key, which verify does not trust)")
-    run.add_argument("--against", type=Path, metavar="DIR",
+    run.add_argument("--against", type=Path, metavar="OLD",
                      help="an earlier report directory: the report shows what changed")
     run.add_argument("--require-attestations", action="store_true",
                      help="exit 2 when a promise needs a human attestation and the profile names none "
@@ -102,7 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", action="append", metavar="NAME", default=[],
                      help="with --backend: start the reference service with this fault (repeatable)")
     run.add_argument("--state-dir", type=Path, metavar="DIR",
-                     help="with --backend: state directory of the reference service")
+                     help=STATE_DIR_HELP)
     run.add_argument("--keep-up", action="store_true",
                      help="with --backend: leave the reference service running after the audit")
 
@@ -111,15 +129,19 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="default: docker where an engine answers (as for run), else local")
     up.add_argument("--fault", action="append", metavar="NAME", default=[],
                     help="break one promise (repeatable); see `votriz-audit faults`")
-    up.add_argument("--state-dir", type=Path, metavar="DIR")
+    up.add_argument("--state-dir", type=Path, metavar="DIR", help=STATE_DIR_HELP)
 
     down = sub.add_parser("down", help="stop the reference service and remove its data")
     down.add_argument("--backend", choices=["local", "docker"], default=None,
                       help="default: whichever backend made the state directory (without "
                            "--state-dir: every default one that exists)")
-    down.add_argument("--state-dir", type=Path, metavar="DIR")
+    down.add_argument("--state-dir", type=Path, metavar="DIR", help=STATE_DIR_HELP)
 
-    sub.add_parser("faults", help="list the reference service's fault switches")
+    sub.add_parser("faults", help="list the reference service's fault switches: the promises each breaks "
+                                  "and the backends that can apply it")
+    checks = sub.add_parser("checks", help="list the checks: the promises each verifies and the access "
+                                           "it needs on the target")
+    checks.add_argument("--json", action="store_true", help="one JSON document, for machines")
 
     cal = sub.add_parser("calibrate", help="run the reference service with each fault, and with each "
                                            "violation applied while it runs: does its check fail?")
@@ -134,6 +156,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="where runs and calibration.json go (default reports/calibration-<UTC time>)")
     sub.add_parser("schema", help="print the JSON schema of results.json")
     report_commands.add_subcommands(sub)
+    add_examples(sub.choices)
     return parser
 
 
@@ -183,7 +206,47 @@ def _load_rules(args: argparse.Namespace) -> AuditRules:
     unknown = [area for area in args.only if area not in check_areas()]
     if unknown:
         raise UsageError(f"unknown area(s) {', '.join(unknown)}; known: {', '.join(check_areas())}")
+    known_checks = declared_checks()
+    unknown = [ident for ident in args.check if ident not in known_checks]
+    if unknown:
+        raise UsageError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(known_checks)}")
     return rules
+
+
+def selected_paths(only: Sequence[str] = (), checks: Sequence[str] = ()) -> list[str]:
+    """What pytest collects: the areas of ``only`` and the checks of ``checks`` (a check in one of
+    those areas once), or every check when neither names anything."""
+    declared = declared_checks()
+    chosen = [declared[ident] for ident in dict.fromkeys(checks) if declared[ident].area not in only]
+    paths = [str(area_path(area)) for area in only] + [f"{check.path}::{check.function}" for check in chosen]
+    return paths or [str(CHECKS_DIR)]
+
+
+def ask_prompted_secrets(profile: TargetProfile, ask: Callable[[str], str] = getpass.getpass) -> list[str]:
+    """Ask for every ``prompt = true`` secret of the profile once, now, before the run; return the
+    keys asked for. The answers stay in memory, in the profile's secret sources, so that no
+    check asks again (:meth:`harness.profile.SecretSource.read`).
+
+    Raises:
+        UsageError: no answer could be read (no terminal), or it was empty.
+    """
+    sources: list[tuple[str, SecretSource | None]] = [
+        ("database.password", profile.database.password if profile.database else None),
+        ("hsm.pin", profile.hsm.pin if profile.hsm else None),
+        ("redis.password", profile.redis.password if profile.redis else None)]
+    asked = []
+    for key, source in sources:
+        if source is None or not source.prompt or source.answered:
+            continue
+        try:
+            answer = source.read(f"{key} of {profile.name}", ask=ask)
+        except (EOFError, OSError, ProfileError):
+            raise UsageError(f"{key}: prompt = true, but no answer could be read (no terminal?); "
+                             f"give {key}.file instead") from None
+        if not answer:
+            raise UsageError(f"{key}: prompt = true, but the answer was empty")
+        asked.append(key)
+    return asked
 
 
 def _load_target(profile_path: Path, rules: AuditRules) -> AuditInputs:
@@ -209,20 +272,31 @@ def _prepare_outputs(report_dir: Path, signing_key: Path | None) -> None:
 
 
 def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
-               signing_key: Path | None = None, against: Path | None = None,
+               checks: Sequence[str] = (), signing_key: Path | None = None, against: Path | None = None,
                require_attestations: bool = False) -> int:
-    """Run the checks with pytest, in this process, on the loaded inputs; return the gate's exit code.
+    """Run the checks with pytest, in this process, on the loaded inputs; return the exit code.
 
     A gate that is neither pass, fail nor error (nothing verified; attestations missing) is
-    said in one line on stderr, as is a run that wrote no results.
+    said in one line on stderr, as is a run that wrote no results. The last line on stdout is
+    the verdict: the gate's headline, or why the exit code is not the gate's.
     """
+    code, headline = _run_pytest(inputs, report_dir, only=only, checks=checks, signing_key=signing_key,
+                                 against=against, require_attestations=require_attestations)
+    print(f"votriz-audit: verdict {headline}", flush=True)
+    return code
+
+
+def _run_pytest(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str], checks: Sequence[str],
+                signing_key: Path | None, against: Path | None,
+                require_attestations: bool) -> tuple[int, str]:
+    """The exit code and the verdict of one run of the checks, in words (pytest prints no summary
+    of its own: ``checks.ini``)."""
     # pytest and the plugin load only for a run: `verify` and the other commands start without them.
     import pytest
 
     from harness.plugin import PreloadedInputs
 
-    selected = [str(area_path(area)) for area in only] or [str(CHECKS_DIR)]
-    args = [*selected, "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
+    args = [*selected_paths(only, checks), "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
             "--target", str(inputs.profile_path), "--report-dir", str(report_dir)]
     if signing_key is not None:
         args += ["--signing-key", str(signing_key)]
@@ -233,34 +307,38 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
     preloaded = PreloadedInputs(inputs)
     code = pytest.main(args, plugins=[preloaded])
     if code == pytest.ExitCode.USAGE_ERROR:
-        return EXIT_USAGE
+        return EXIT_USAGE, f"exit {EXIT_USAGE}: the checks could not start (said above); nothing was judged"
     results_path = report_dir / "results.json"
     if not results_path.exists():
         if preloaded.bundle_problems:
             print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]}",
                   file=sys.stderr)
-            return EXIT_INCOMPLETE
+            return EXIT_INCOMPLETE, f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete: no results written"
         print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_ERROR, f"exit {EXIT_ERROR}: no results were written; nothing was verified"
     results = json.loads(results_path.read_text())
-    leaks_path = report_dir / "LEAKS.txt"
-    if leaks_path.exists():
-        return EXIT_LEAK
     summary = results["summary"]
     gate = int(summary["exit_code"])
+    said = f"{str(summary['gate']).upper()}, exit {gate}"
+    headline = f"{said} ({summary['scope']}): {summary['reason']}"
+    leaks_path = report_dir / "LEAKS.txt"
+    if leaks_path.exists():
+        return EXIT_LEAK, (f"exit {EXIT_LEAK}: a secret the run knows is in its own output (LEAKS.txt "
+                           f"names where), do not distribute it; the gate alone said {said}")
     if preloaded.bundle_problems:
         # Whatever the gate says, a bundle that cannot be handed over is no release evidence.
         print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]} (the gate "
               f"said exit {gate}: {summary.get('headline', summary['gate'])})", file=sys.stderr)
-        return EXIT_INCOMPLETE
+        return EXIT_INCOMPLETE, (f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete; "
+                                 f"the gate alone said {said}")
     if summary["gate"] in ("vacuous", "unattested"):
         print(f"votriz-audit: {summary['reason']}", file=sys.stderr)
     if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and gate == EXIT_PASS:
         # pytest itself did not complete (a module failed to load, an internal error):
         # whatever results.json says, nothing may pass on an incomplete run.
         print(f"votriz-audit: the run did not complete (pytest exit {int(code)})", file=sys.stderr)
-        return EXIT_ERROR
-    return gate
+        return EXIT_ERROR, f"exit {EXIT_ERROR}: the run did not complete; the gate alone said {said}"
+    return gate, headline
 
 
 def _default_report_dir() -> Path:
@@ -276,9 +354,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError("--fault, --keep-up and --state-dir only apply when standing up the "
                              "reference service (without --target)")
         _prepare_outputs(report_dir, args.signing_key)
+        ask_prompted_secrets(inputs.profile)
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
-        return run_checks(inputs, report_dir, only=args.only, signing_key=args.signing_key,
-                          against=args.against, require_attestations=args.require_attestations)
+        return run_checks(inputs, report_dir, only=args.only, checks=args.check,
+                          signing_key=args.signing_key, against=args.against,
+                          require_attestations=args.require_attestations)
     backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
@@ -296,7 +376,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
-        return run_checks(_load_target(info.profile_path, rules), report_dir, only=args.only,
+        inputs = _load_target(info.profile_path, rules)
+        ask_prompted_secrets(inputs.profile)
+        return run_checks(inputs, report_dir, only=args.only, checks=args.check,
                           signing_key=args.signing_key, against=args.against,
                           require_attestations=args.require_attestations)
     finally:
@@ -384,10 +466,27 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 
 def _cmd_faults(args: argparse.Namespace) -> int:
-    faults = all_faults(_backends().values())
-    width = max(len(fault.name) for fault in faults)
-    for fault in faults:
-        print(f"{fault.name:<{width}}  {','.join(fault.claims):<28} {fault.description}")
+    rows = [("FAULT", "BACKENDS", "BREAKS", "WHAT THE SERVICE DOES WRONG")]
+    rows += [(fault.name, ",".join(fault.backends), ",".join(fault.claims), fault.description)
+             for fault in all_faults(_backends().values())]
+    for line in aligned(rows):
+        print(line)
+    return EXIT_PASS
+
+
+def _cmd_checks(args: argparse.Namespace) -> int:
+    declared = declared_checks()
+    if args.json:
+        print(json.dumps(checks_document(declared), indent=2))
+        return EXIT_PASS
+    rows = [("CHECK", "NEEDS", "VERIFIES")]
+    rows += [(check.check_id, ",".join(check.access), ", ".join(check.claims)) for check in declared.values()]
+    for line in aligned(rows):
+        print(line)
+    print()
+    for line in aligned([(f"{kind}:", meaning) for kind, meaning in ACCESS.items()]):
+        print(line)
+    print(f"{len(declared)} checks; `votriz-audit run --check ID` runs one, `--only AREA` an area")
     return EXIT_PASS
 
 
@@ -433,20 +532,33 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "up": _cmd_up, "down": _cmd_down, "faults": _cmd_faults,
-            "calibrate": _cmd_calibrate, "schema": _cmd_schema, **report_commands.COMMANDS}
+            "checks": _cmd_checks, "calibrate": _cmd_calibrate, "schema": _cmd_schema,
+            **report_commands.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``votriz-audit``; returns the exit code."""
-    args = _build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
-    except UsageError as exc:
-        print(f"votriz-audit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("votriz-audit: interrupted", file=sys.stderr)
-        return EXIT_ERROR
+        args = _build_parser().parse_args(argv)
+        try:
+            code = COMMANDS[args.command](args)
+        except UsageError as exc:
+            print(f"votriz-audit: {exc}", file=sys.stderr)
+            code = EXIT_USAGE
+        except KeyboardInterrupt:
+            print("votriz-audit: interrupted", file=sys.stderr)
+            code = EXIT_ERROR
+        # Written out here, inside the handler: a pipe closed early fails this flush, not the
+        # interpreter's at exit.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as the Python documentation recommends
+        # (docs.python.org/3/library/signal.html, "Note on SIGPIPE"): point stdout at devnull so
+        # the interpreter's last flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_CLOSED_OUTPUT
 
 
 if __name__ == "__main__":

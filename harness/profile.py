@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from harness.safe_files import FileRefused, read_secret_line
 from harness.tomlfile import load_toml_model, parse_toml_model
@@ -39,11 +39,14 @@ class SecretSource(_Strict):
         file: a file holding the secret: its first line, whitespace stripped. It must be a
             regular file named directly (a symbolic link is not followed) that only its
             owner can read (mode 0600 or stricter), as ssh demands of private keys.
-        prompt: ask on the terminal (never echoed); for interactive runs only.
+        prompt: ask on the terminal (never echoed); for interactive runs only. Asked once:
+            the answer is held in memory for the run (never written), and every later read
+            returns it.
     """
 
     file: Path | None = None
     prompt: bool = False
+    _answer: str | None = PrivateAttr(default=None)
 
     def model_post_init(self, __context: object) -> None:
         if (self.file is None) == (not self.prompt):
@@ -57,7 +60,16 @@ class SecretSource(_Strict):
                 return read_secret_line(self.file, what)
             except FileRefused as exc:
                 raise ProfileError(f"{what}: cannot read {self.file}: {exc.reason}") from None
-        return ask(f"{what}: ")
+        # The command line asks before the first check; each probe that reads the secret later
+        # gets the same answer instead of a prompt of its own.
+        if self._answer is None:
+            self._answer = ask(f"{what}: ")
+        return self._answer
+
+    @property
+    def answered(self) -> bool:
+        """A prompted secret that has been asked for (and is held in memory)."""
+        return self._answer is not None
 
 
 class Edge(_Strict):

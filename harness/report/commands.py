@@ -167,7 +167,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    """``sign DIR [--key F|URI] [--out NEW]``: seal DIR; a sealed DIR is left as it is and a copy of
+    """``sign DIR [--signing-key F|URI] [--out NEW]``: seal DIR; a sealed DIR is left as it is and a copy of
     its files, without its seal, is sealed in a new directory.
 
     The run's secrets are gone by now, so only LEAKS.txt can refuse here; the
@@ -181,7 +181,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         return _usage(f"{args.dir}: not a directory")
     try:
         target = _new_dir(args.dir, args.out, "resigned") if is_sealed(args.dir) else args.dir
-        bundle = sign_bundle(target, key_path=args.key)
+        bundle = sign_bundle(target, key_path=args.signing_key)
     except BundleRefused as exc:
         print(f"votriz-audit: {exc}", file=sys.stderr)
         for place in exc.places:
@@ -196,6 +196,16 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class DeprecatedAlias(argparse.Action):
+    """An option's old name: still works, and says on stderr which name replaced it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        new = "--" + self.dest.replace("_", "-")
+        print(f"votriz-audit: {option_string} is deprecated; use {new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {"report": cmd_report, "verify": cmd_verify, "diff": cmd_diff,
                                 "sign": cmd_sign}
@@ -208,7 +218,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     """
     report = subparsers.add_parser("report", help="re-render report.html, SARIF and OSCAL from a report dir "
                                                   "(a sealed one into a new dir)")
-    report.add_argument("dir", type=Path, metavar="DIR")
+    report.add_argument("dir", type=Path, metavar="DIR", help="a report directory written by run")
     report.add_argument("--against", type=Path, metavar="OLD",
                         help="an earlier report dir: add a 'compared with an earlier run' section")
     report.add_argument("--out", type=Path, metavar="NEW",
@@ -216,7 +226,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     report.set_defaults(handler=cmd_report)
 
     check = subparsers.add_parser("verify", help="check a sealed report dir (exit 0: under a key you name)")
-    check.add_argument("dir", type=Path, metavar="DIR")
+    check.add_argument("dir", type=Path, metavar="DIR", help="the sealed report directory to check")
     check.add_argument("--public-key", type=Path, metavar="FILE", action="append", default=[],
                        help="a public key (PEM) you trust (repeatable); the bundle's copy is never trusted")
     check.add_argument("--trust-file", type=Path, metavar="FILE", action="append", default=[],
@@ -226,15 +236,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     check.set_defaults(handler=cmd_verify)
 
     diff = subparsers.add_parser("diff", help="compare two report dirs; exit 1 on a regression")
-    diff.add_argument("old", type=Path, metavar="OLD")
-    diff.add_argument("new", type=Path, metavar="NEW")
+    diff.add_argument("old", type=Path, metavar="OLD", help="the earlier report directory")
+    diff.add_argument("new", type=Path, metavar="NEW", help="the later report directory")
     diff.set_defaults(handler=cmd_diff)
 
     sign = subparsers.add_parser("sign", help="seal a report dir (a sealed one: seal a copy in a new dir)")
-    sign.add_argument("dir", type=Path, metavar="DIR")
-    sign.add_argument("--key", metavar="FILE|URI",
+    sign.add_argument("dir", type=Path, metavar="DIR", help="the report directory to seal")
+    sign.add_argument("--signing-key", metavar="FILE|URI",
                       help="Ed25519 private key (PEM) or pkcs11: URI of a key in your token; "
                            "default: a throwaway key, which verify does not trust")
+    sign.add_argument("--key", dest="signing_key", action=DeprecatedAlias, help=argparse.SUPPRESS)
     sign.add_argument("--out", type=Path, metavar="NEW",
                       help="where a sealed DIR's copy is sealed (default: DIR-resigned-<UTC time>)")
     sign.set_defaults(handler=cmd_sign)
