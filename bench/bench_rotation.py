@@ -80,6 +80,7 @@ from system_under_test.api.keyring import KeyringError, fernet_key, token_key_ve
 from system_under_test.ops import rotation as ops_rotation  # noqa: E402
 from system_under_test.ops import seeding  # noqa: E402
 from system_under_test.ops.context import OpsContext  # noqa: E402
+from system_under_test.ops.workers import process_stat_fields  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -148,18 +149,7 @@ def _seed_star(args: tuple[str, int]) -> dict[str, object]:
 
 def _proc_table() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, user+system clock ticks) of every process now."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        table[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    return table
+    return {pid: (int(fields[1]), int(fields[11]) + int(fields[12])) for pid, fields in process_stat_fields()}
 
 
 def _runqueue_wait_ns(pid: int) -> int:

@@ -155,6 +155,23 @@ def set_encrypt_allowed(session: pkcs11.Session, label: str, allowed: bool) -> i
     return len(objects)
 
 
+def secret_template(label: str, value: bytes) -> dict[Attribute, object]:
+    """The attributes of a secret the application reads: a private token object of a generic
+    secret key, ``CKA_SENSITIVE`` False and ``CKA_EXTRACTABLE`` True."""
+    return {
+        Attribute.CLASS: ObjectClass.SECRET_KEY,
+        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+        Attribute.TOKEN: True,
+        Attribute.PRIVATE: True,
+        # The application reads the values at process start (CONTRACT.md), so they have
+        # to be readable; the harness reports this trade-off.
+        Attribute.SENSITIVE: False,
+        Attribute.EXTRACTABLE: True,
+        Attribute.LABEL: label,
+        Attribute.VALUE: value,
+    }
+
+
 def put_secret(session: pkcs11.Session, label: str, value: bytes, key_id: bytes = b"",
                *, decrypt_only: bool = False) -> None:
     """Create a secret object, replacing any object that has the same label.
@@ -165,17 +182,7 @@ def put_secret(session: pkcs11.Session, label: str, value: bytes, key_id: bytes 
     """
     old = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY,
                                     Attribute.LABEL: label}))
-    template = {
-        Attribute.CLASS: ObjectClass.SECRET_KEY,
-        Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
-        Attribute.TOKEN: True,
-        Attribute.PRIVATE: True,
-        # The application reads values at start, so they must be extractable.
-        Attribute.SENSITIVE: False,
-        Attribute.EXTRACTABLE: True,
-        Attribute.LABEL: label,
-        Attribute.VALUE: value,
-    }
+    template = secret_template(label, value)
     if key_id:
         template[Attribute.ID] = key_id
     if decrypt_only:

@@ -241,28 +241,17 @@ def _open_session(module: str, label: str, pin_file: str, rw: bool):  # type: ig
 
 
 def _child_provision(args: argparse.Namespace) -> None:
-    from pkcs11 import Attribute, KeyType, ObjectClass
+    from pkcs11 import Attribute
+
+    from system_under_test.api.keyring import secret_template
 
     values = {label: base64.b64decode(value) for label, value in json.load(sys.stdin).items()}
     session = _open_session(args.module, args.label, args.pin_file, rw=True)
     try:
         for label, value in values.items():
-            template = {
-                Attribute.CLASS: ObjectClass.SECRET_KEY,
-                Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
-                Attribute.TOKEN: True,
-                Attribute.PRIVATE: True,
-                # The application reads the values at process start (CONTRACT.md),
-                # so they have to be readable; the harness reports this trade-off.
-                Attribute.SENSITIVE: False,
-                Attribute.EXTRACTABLE: True,
-                # SIGN/VERIFY let an auditor prove which key is in use with an
-                # HMAC computed inside the token, without reading the value.
-                Attribute.SIGN: True,
-                Attribute.VERIFY: True,
-                Attribute.LABEL: label,
-                Attribute.VALUE: value,
-            }
+            # SIGN/VERIFY let an auditor prove which key is in use with an
+            # HMAC computed inside the token, without reading the value.
+            template = secret_template(label, value) | {Attribute.SIGN: True, Attribute.VERIFY: True}
             if key_id(label):
                 template[Attribute.ID] = key_id(label)
             session.create_object(template)

@@ -41,14 +41,19 @@ async def serve(servers: Sequence[uvicorn.Server]) -> None:
     await asyncio.gather(*(server.serve() for server in servers))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the arguments and serve until stopped."""
-    parser = argparse.ArgumentParser(prog="python -m system_under_test.fakes")
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m system_under_test.fakes",
+         host: str | None = None) -> int:
+    """Parse the arguments and serve until stopped, on ``host`` when one is given."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--plaintext-port", type=int, required=True)
     args = parser.parse_args(argv)
-    asyncio.run(serve(build_servers(args.state_dir.resolve(), args.port, args.plaintext_port)))
+    servers = build_servers(args.state_dir.resolve(), args.port, args.plaintext_port)
+    if host is not None:
+        for server in servers:
+            server.config.host = host
+    asyncio.run(serve(servers))
     return 0
 
 

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,12 @@ def master_pid(ctx: OpsContext) -> int:
     return pid
 
 
-def worker_pids(master: int) -> set[int]:
-    """Pids whose parent is ``master`` (gunicorn's workers), from /proc."""
-    children: set[int] = set()
+def process_stat_fields() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of ``/proc/PID/stat`` after the command name) of every process now.
+
+    Fields start at the state, so ``fields[1]`` is the parent pid and ``fields[11]``,
+    ``fields[12]`` the user and system clock ticks; a process gone meanwhile is skipped.
+    """
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -79,10 +83,12 @@ def worker_pids(master: int) -> set[int]:
         except OSError:
             continue
         # The command name is in parentheses and may contain spaces: split after it.
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 1 and fields[1] == str(master):
-            children.add(int(entry.name))
-    return children
+        yield int(entry.name), stat[stat.rfind(")") + 2:].split()
+
+
+def worker_pids(master: int) -> set[int]:
+    """Pids whose parent is ``master`` (gunicorn's workers), from /proc."""
+    return {pid for pid, fields in process_stat_fields() if len(fields) > 1 and fields[1] == str(master)}
 
 
 def api_answers(ctx: OpsContext) -> bool:

@@ -62,6 +62,14 @@ def child(env: dict[str, str], body: str) -> dict[str, object]:
         config = parse_config(json.loads(os.environ["CONFIG"]))
         pin = k.read_pin()
         out = {}
+
+        def put_keys(s, labels):
+            # Keys are 32 random bytes, the API key is shaped like one; a
+            # versioned label's version is its CKA_ID.
+            for label in labels:
+                k.put_secret(s, label, os.urandom(32) if "token" in label or "jwt" in label
+                             or "index" in label else b"sk-ant-api03-x", label[-1].encode()
+                             if label[-2] == "v" else b"")
     """) + textwrap.dedent(body) + "\nprint(json.dumps(out))\n"
     result = subprocess.run([sys.executable, "-c", script], env={**env, "CONFIG": json.dumps(CONFIG)},
                             capture_output=True, text=True, check=False, timeout=60)
@@ -74,10 +82,7 @@ def test_worker_reads_every_key_and_keeps_no_session(token: dict[str, str]) -> N
     # Given every key a worker needs, two token-key versions among them
     child(token, f"""
         with k.hsm_session(config, pin, rw=True) as s:
-            for label in {LABELS!r}:
-                k.put_secret(s, label, os.urandom(32) if "token" in label or "jwt" in label
-                             or "index" in label else b"sk-ant-api03-x", label[-1].encode()
-                             if label[-2] == "v" else b"")
+            put_keys(s, {LABELS!r})
     """)
     # When a worker loads its ring
     out = child(token, """
@@ -123,10 +128,7 @@ def test_staged_key_decrypts_but_never_encrypts_until_promoted(token: dict[str, 
     base = [label for label in LABELS if label != "votriz/token-encryption/v2"]
     child(token, f"""
         with k.hsm_session(config, pin, rw=True) as s:
-            for label in {base!r}:
-                k.put_secret(s, label, os.urandom(32) if "token" in label or "jwt" in label
-                             or "index" in label else b"sk-ant-api03-x", label[-1].encode()
-                             if label[-2] == "v" else b"")
+            put_keys(s, {base!r})
             k.put_secret(s, "votriz/token-encryption/v2", os.urandom(32), b"2", decrypt_only=True)
     """)
     # When a worker loads its ring, and again after v2 is promoted (CKA_ENCRYPT set True)
