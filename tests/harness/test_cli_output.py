@@ -201,7 +201,7 @@ def test_a_run_asks_for_each_prompted_secret_once_before_the_first_check(clean_s
                 for r in json.loads((tmp_path / "r" / "results.json").read_text())["results"]}
     assert outcomes == {"keys.hsm_hardware": outcomes["keys.hsm_hardware"], "keys.read_at_start": "PASS",
                         "at_rest.postgres_version": "PASS"}, proc.stdout[-3000:]
-    assert outcomes["keys.hsm_hardware"] in ("PASS", "FAIL")  # SoftHSM: judged, not "could not read"
+    assert outcomes["keys.hsm_hardware"] != "ERROR"  # the token was listed with the PIN given once
     pins = [(secrets_dir / name).read_text().strip() for name in ("hsm-pin", "auditor-password")]
     assert not any(pin in proc.stdout + proc.stderr for pin in pins)
 
