@@ -45,6 +45,7 @@ from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.report.bundle import BundleError, BundleRefused
 from harness.report.commands import finalize
+from harness.report.first_screen import run_provenance
 from harness.report_directory import create_private, make_private
 from harness.results import (
     Attestation,
@@ -484,7 +485,8 @@ def build_results(state: RunState, finished_at: dt.datetime | None = None) -> Ru
         run_id=state.run_id,
         started_at=state.started_at,
         finished_at=finished_at or dt.datetime.now(dt.UTC),
-        target={"name": profile.name, "backend": profile.backend, "edge": profile.edge.base_url},
+        target={"name": profile.name, "backend": profile.backend, "edge": profile.edge.base_url,
+                **run_provenance()},
         policy={"path": str(rules.policy_path), **rules.policy.model_dump(mode="json")},
         catalogue={"title": rules.catalogue.title, "page": rules.catalogue.page},
         summary=summarise(state.results, claims, require_attestations=state.require_attestations,

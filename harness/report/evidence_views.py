@@ -35,6 +35,7 @@ from harness.evidence_kinds import (
     RotationTimelineEvidence,
     TlsVersionsEvidence,
 )
+from harness.report.humanise import field_words, marker_words, number_words
 from harness.report.layout import EvidenceFile
 from harness.report.svg import HistogramBin, TimelinePoint, histogram_svg, timeline_svg
 
@@ -123,28 +124,65 @@ def _header_transcript(file: EvidenceFile, evidence: HeaderTranscriptEvidence, p
     return exchanges, None
 
 
-_HSM_COLUMNS = ("label", "class", "key_type", "id", "key_class", "readable_without_login", "private",
-                "sensitive", "extractable", "always_sensitive", "never_extractable", "local", "token",
-                "value_len", "same_material_as", "problems")
-# Attribute values that weaken custody; the report marks them with text, not colour alone.
-_HSM_RISKY = {"sensitive": False, "extractable": True, "always_sensitive": False, "never_extractable": False,
-              "private": False, "token": False, "readable_without_login": True}
+# How each custody attribute reads when true and when false, and the value that weakens custody
+# (the report marks it with text, not colour alone).
+_HSM_ATTRIBUTES: dict[str, tuple[str, str, bool | None]] = {
+    "token": ("stored on the token", "a session object, not stored", False),
+    "private": ("private", "public: readable by any session", False),
+    "sensitive": ("sensitive", "not sensitive", False),
+    "extractable": ("extractable", "not extractable", True),
+    "always_sensitive": ("always sensitive", "not always sensitive", False),
+    "never_extractable": ("never extractable", "was extractable once", False),
+    "local": ("made on the token", "imported", None),
+    "modifiable": ("modifiable", "not modifiable", None),
+    "readable_without_login": ("readable without login", "needs login", True),
+}
+_HSM_WHAT = ("class", "key_type", "key_class", "value_len", "key_bits", "id", "same_material_as",
+             "value_read", "key_shaped", "fingerprint_method")
+
+
+def _hsm_what(fields: dict[str, Any]) -> list[str]:
+    """What an object is, in words: its class and type, key class, length, and further attributes."""
+    # PKCS#11 names (SECRET_KEY, GENERIC_SECRET) in words: "secret key (generic secret)".
+    named = [str(fields[k]).replace("_", " ").lower() for k in ("class", "key_type") if fields.get(k)]
+    what = [named[0] + (f" ({named[1]})" if len(named) > 1 else "")] if named else []
+    if fields.get("key_class"):
+        what.append(f"key class {fields['key_class']}")
+    if isinstance(fields.get("value_len"), int):
+        what.append(f"{number_words(fields['value_len'])} bytes")
+    if isinstance(fields.get("key_bits"), int):
+        what.append(f"{number_words(fields['key_bits'])} bits")
+    if fields.get("same_material_as"):
+        what.append("same key material as " + ", ".join(map(str, fields["same_material_as"])))
+    if fields.get("key_shaped") is True:
+        what.append("its value is shaped like a raw key")
+    shown = {*_HSM_WHAT, *_HSM_ATTRIBUTES, "label", "problems"}
+    what += [f"{field_words(k)}: {v}" for k, v in fields.items()
+             if k not in shown and v not in (None, "", [], {})]
+    return what
 
 
 def _hsm_objects(file: EvidenceFile, evidence: HsmObjectsEvidence, policy: Mapping[str, Any]
                  ) -> tuple[Any, Markup | None]:
-    rows = [_fields(obj) for obj in evidence.objects]
-    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in _HSM_COLUMNS]
-    columns = [c for c in _HSM_COLUMNS if any(c in r for r in rows)] + extra
-    table = [[{"value": r.get(c), "risky": c in _HSM_RISKY and r.get(c) is _HSM_RISKY[c]} for c in columns]
-             for r in rows]
-    return {"columns": columns, "rows": table}, None
+    rows = []
+    for obj in evidence.objects:
+        fields = _fields(obj)
+        attributes = []
+        for name, (yes, no, risky) in _HSM_ATTRIBUTES.items():
+            value = fields.get(name)
+            if isinstance(value, bool):
+                weakens = risky is not None and value is risky
+                attributes.append({"words": yes if value else no, "risky": weakens})
+        rows.append({"label": obj.label, "what": _hsm_what(fields), "attributes": attributes,
+                     "problems": list(obj.problems)})
+    return {"rows": rows}, None
 
 
 def _rotation_timeline(file: EvidenceFile, evidence: RotationTimelineEvidence, policy: Mapping[str, Any]
                        ) -> tuple[Any, Markup | None]:
-    points = [TimelinePoint(b.t_s, b.requests, b.errors, b.p50_ms, b.p99_ms, b.markers)
-              for b in evidence.timeline]
+    # A marker may carry a command's whole output: the chart and table show its words only.
+    points = [TimelinePoint(b.t_s, b.requests, b.errors, b.p50_ms, b.p99_ms,
+                            tuple(marker_words(m) for m in b.markers)) for b in evidence.timeline]
     bucket = evidence.bucket_s if evidence.bucket_s > 0 else 0.0
     if not bucket:
         steps = [b.t_s - a.t_s for a, b in itertools.pairwise(points) if b.t_s > a.t_s]
@@ -153,7 +191,7 @@ def _rotation_timeline(file: EvidenceFile, evidence: RotationTimelineEvidence, p
                "total": evidence.total}
     phases = [{"phase": name, **window} for name, window in windows.items() if window is not None]
     chart = timeline_svg(points, bucket, ident=f"timeline-{next(_counter)}",
-                         title=f"Load timeline ({file.path})")
+                         title=f"Load timeline ({file.name})")
     return {"phases": phases, "points": points}, chart
 
 
@@ -179,7 +217,7 @@ def _bcrypt_histogram(file: EvidenceFile, evidence: BcryptHistogramEvidence, pol
         bins.append(HistogramBin(f"cost {label}" if order(label)[0] == 0 else label, counts[label], flagged))
     note = (f"Policy: cost {required}; bars marked ✗ (hatched) differ from it." if required is not None
             else "No policy cost known.")
-    chart = histogram_svg(bins, title=f"bcrypt cost distribution ({file.path})", note=note,
+    chart = histogram_svg(bins, title=f"bcrypt cost distribution ({file.name})", note=note,
                           ident=f"histogram-{next(_counter)}")
     return {"bins": bins, "required": required}, chart
 

@@ -1,13 +1,15 @@
 """``report.html``: the run's evidence as one self-contained page.
 
 The page needs nothing but itself: CSS and SVG charts are inline, there is no
-script, no font, no image and no link off the page. It opens with the verdict
-(gate and its reason, the promises per outcome, the checks counted apart, the
-promises still waiting for an attestation, target, date, tool and policy), then
-goes through the claims in
-the page's order: the quoted promise, its outcome, the checks behind it with
-their messages and their evidence. Jinja2 renders it with autoescape on, and
-when the run's known secrets are given the finished page is redacted again.
+script, no font, no image and nothing loaded from off the page (evidence files
+are linked relative to it). Its first screen holds the verdict over the promises,
+a summary in words generated from the results, the scope and its limits, who ran
+the audit where with which tool and commit, and who sealed the bundle and how to
+verify it (:mod:`harness.report.first_screen`). Then one row per promise in the
+page's words as plain text (:mod:`harness.report.humanise`), then the claims in the
+page's order with their checks and evidence; the auditor machine's paths and the
+full finding ids are kept for an appendix. Jinja2 renders it with autoescape on,
+and when the run's known secrets are given the finished page is redacted again.
 """
 
 from __future__ import annotations
@@ -21,12 +23,27 @@ from typing import Any
 
 import jinja2
 
+from harness.claims import CLAIMS_DIR
 from harness.outcomes import Outcome
 from harness.redaction import KnownSecrets
 from harness.report.calibration import Calibration, load_calibration
 from harness.report.diff import REGRESSIONS, Change, RunDiff, regression_words
 from harness.report.evidence_views import EvidenceView, view_evidence
+from harness.report.first_screen import executive_summary, provenance_of, scope_of
+from harness.report.humanise import (
+    field_words,
+    is_identifier,
+    looks_like_json,
+    mark_identifiers,
+    marker_words,
+    number_words,
+    plain_markdown,
+    plain_promises,
+    short_id,
+    shown_path,
+)
 from harness.report.layout import CALIBRATION_JSON, REPORT_HTML, EvidenceFile, load_results, read_evidence
+from harness.report.seal import SEAL_FILE, VERIFY_MD, SignerFacts
 from harness.results import CheckResult, ClaimResult, RunResults
 
 
@@ -112,13 +129,15 @@ class ClaimSection:
 
 def _details_view(result: CheckResult, files: list[EvidenceFile], policy: Mapping[str, Any]
                   ) -> EvidenceView | None:
-    """The check's details from results.json, unless an evidence file already holds the same data."""
-    if not result.details:
-        return None
+    """The check's details from results.json that no evidence file already shows (the same key with
+    the same value): a table is shown once."""
     details = json.loads(json.dumps(result.details, default=str))
-    if any(f.kind == "json" and f.data == details for f in files):
+    shown = [f.data for f in files if f.kind == "json" and isinstance(f.data, dict)]
+    rest = {key: value for key, value in details.items()
+            if not any(key in data and data[key] == value for data in shown)}
+    if not rest:
         return None
-    return view_evidence(EvidenceFile("results.json", "details", None, "json", data=details), policy)
+    return view_evidence(EvidenceFile("results.json", "details", None, "json", data=rest), policy)
 
 
 def _anchor(finding_id: str) -> str:
@@ -155,8 +174,18 @@ def claim_sections(run: RunResults, report_dir: Path) -> list[ClaimSection]:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["compact_json"] = lambda value: json.dumps(value, sort_keys=True, default=str)
-    env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, sort_keys=True, default=str)
+    env.filters["words"] = field_words
+    env.filters["plain"] = plain_markdown
+    env.filters["ids"] = mark_identifiers
+    env.tests["identifier"] = lambda value: isinstance(value, str) and is_identifier(value)
+    env.filters["number"] = number_words
+    env.filters["shown_path"] = shown_path
+    env.filters["short_id"] = short_id
+    env.filters["marker"] = marker_words
+    env.tests["json_text"] = looks_like_json
+    env.tests["abs_path"] = lambda value: (isinstance(value, str) and value.startswith("/")
+                                           and " " not in value)
+    env.tests["number"] = lambda value: isinstance(value, int | float) and not isinstance(value, bool)
     env.tests["scalar"] = lambda value: value is None or isinstance(value, str | int | float | bool)
     env.tests["mapping"] = lambda value: isinstance(value, dict)
     env.tests["rows"] = lambda value: (isinstance(value, list) and bool(value)
@@ -165,19 +194,35 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def _page_markdown(run: RunResults) -> str:
+    """The published page the catalogue was taken from (for its tables' column names), if present."""
+    page = CLAIMS_DIR / str(run.catalogue.get("page", ""))
+    try:
+        return page.read_text(encoding="utf-8") if page.is_file() else ""
+    except OSError:
+        return ""
+
+
 def render_html(run: RunResults, report_dir: Path, *, diff: RunDiff | None = None,
                 calibration: Calibration | None = None, known_secrets: KnownSecrets | None = None,
-                now: dt.datetime | None = None) -> str:
-    """The report page for ``run``, reading its evidence from ``report_dir``."""
+                now: dt.datetime | None = None, signer: SignerFacts | None = None) -> str:
+    """The report page for ``run``, reading its evidence from ``report_dir``.
+
+    ``signer`` is the key that will seal the bundle, when the caller knows it before rendering;
+    without it the page says where the seal names it.
+    """
     generated = now or dt.datetime.now(dt.UTC)
     sections = claim_sections(run, report_dir)
+    promises = plain_promises(run.claims, _page_markdown(run))
     # The tiles count promises (the gate's unit); checks get their own, labelled line.
     tiles = [(OUTCOME_STYLES[o], PROMISE_TILE_WORDS[o], sum(1 for c in run.claims if c.outcome is o))
              for o in (*Outcome, None)]
     check_counts = [(OUTCOME_STYLES[o].label, n) for o, n in run.summary.checks.items() if n]
     unattested = [c for c in run.claims if c.id in run.summary.attestations_missing]
     html = _environment().get_template("report.html.j2").render(
-        run=run, sections=sections, styles=OUTCOME_STYLES, gate=GATE_STYLES[run.summary.gate],
+        run=run, sections=sections, promises=promises, summary_lines=executive_summary(run, promises),
+        scope=scope_of(run), provenance=provenance_of(run), signer=signer, seal_file=SEAL_FILE,
+        verify_md=VERIFY_MD, styles=OUTCOME_STYLES, gate=GATE_STYLES[run.summary.gate],
         tiles=tiles, check_counts=check_counts, unattested=unattested, diff=diff, regressions=REGRESSIONS,
         regression_words=regression_words(diff) if diff else "",
         gone=[d.key for d in (*diff.findings, *diff.claims) if d.change is Change.GONE] if diff else [],
@@ -192,7 +237,7 @@ def render_html(run: RunResults, report_dir: Path, *, diff: RunDiff | None = Non
 
 
 def write_report(report_dir: Path, *, diff: RunDiff | None = None, known_secrets: KnownSecrets | None = None,
-                 now: dt.datetime | None = None) -> Path:
+                 now: dt.datetime | None = None, signer: SignerFacts | None = None) -> Path:
     """Render ``REPORT/report.html`` from the directory's results.json, evidence and calibration.json.
 
     Raises:
@@ -203,5 +248,5 @@ def write_report(report_dir: Path, *, diff: RunDiff | None = None, known_secrets
     calibration = load_calibration(report_dir / CALIBRATION_JSON)
     path = report_dir / REPORT_HTML
     path.write_text(render_html(run, report_dir, diff=diff, calibration=calibration,
-                                known_secrets=known_secrets, now=now), encoding="utf-8")
+                                known_secrets=known_secrets, now=now, signer=signer), encoding="utf-8")
     return path

@@ -151,8 +151,10 @@ def test_typed_views_draw_what_the_model_says(tmp_path: Any) -> None:
     assert [row["verdict"] for row in tls.data] == ["✗ accepted, not allowed", "✓ accepted, allowed"]
     assert tls.rest["target"] == "edge" and tls.rest["allowed_versions"] == ["TLSv1.3"]
     assert headers.data[0]["headers"] == [("content-security-policy", "(absent) ✗ required")]
-    assert "class" in hsm.data["columns"]
-    assert {"value": True, "risky": True} in hsm.data["rows"][0]
+    # The token's objects: what each is and its custody attributes in words, the weakening one marked
+    assert hsm.data["rows"][0]["what"] == ["secret key"]
+    assert {"words": "extractable", "risky": True} in hsm.data["rows"][0]["attributes"]
+    assert {"words": "sensitive", "risky": False} in hsm.data["rows"][0]["attributes"]
     assert timeline.chart is not None and timeline.data["phases"] == [{"phase": "during", "requests": 7,
                                                                        "errors": 1}]
     # The file's policy cost wins over the run's policy

@@ -49,11 +49,13 @@ def test_the_first_screen_gives_the_verdict_counts_target_date_tool_and_policy(f
     assert checks[Outcome.FAIL] == 5
     assert re.search(rf"<strong>Checks</strong> \(counted apart from promises[^)]*\): {len(run.results)} "
                      rf"results: {re.escape(listed)}\.", first_screen)
-    # The promises still waiting for an attestation are named on the first screen.
-    assert "5 promises need a human attestation and have none" in first_screen
+    # The promises still waiting for an attestation are counted in the summary and named, with
+    # what a human must attest, under scope and limits.
+    assert "5 promises need a human attestation that no machine can give and have none" in first_screen
     for claim_id in ("TRANSIT-CLOUDFLARE-EDGE", "ORG-SECURITY-REVIEWS", "REST-DB-ENCRYPTED-VOLUMES"):
-        assert f'<a href="#claim-{claim_id}" class="mono">{claim_id}</a>' in first_screen
+        assert f'<a href="#claim-{claim_id}">' in first_screen
     assert "votriz-reference-local" in first_screen and "https://votriz.test:8443" in first_screen
+    assert "the bundled reference service" in first_screen
     assert "2026-11-30 21:00:00 UTC" in first_screen
     assert "votriz-audit 0.1.0" in first_screen
     assert "votriz-default version 2026.11" in first_screen
@@ -94,7 +96,7 @@ def test_evidence_of_known_shapes_is_drawn(fault_run: Path) -> None:
     assert '<td class="flag">✗ accepted, not allowed</td>' in html
     assert "GET https://votriz.test:8443/api/health → 200" in html
     assert "content-security-policy: (absent) ✗ required" in html
-    assert "⚠ marks an attribute that weakens custody" in html and "⚠ yes" in html
+    assert "⚠ marks an attribute that weakens custody" in html and "⚠ extractable" in html
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2
     assert "▼ rotation-start" in html and "p50 solid, p99 dashed" in html
     assert "cost 10" in html and "3 ✗" in html and "Policy: cost 12" in html
@@ -111,7 +113,9 @@ def test_awkward_evidence_is_described_not_fatal(fault_run: Path) -> None:
     html = _render(fault_run)
 
     assert "Evidence file not shown: the file is missing." in html
-    assert "not valid JSON (line 1): shown as text" in html and "{not json" in html
+    # A file that is not the JSON it claims is linked and described, its raw text left in the file.
+    assert "not valid JSON (line 1): shown as text" in html and "{not json" not in html
+    assert '<a href="evidence/transit.security_headers/broken.json">broken.json</a>' in html
     # Markup in evidence keys and values is text, never markup.
     assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
     assert "&lt;b&gt;html&lt;/b&gt;" in html
