@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from harness.probes.containers import ContainerSelector
 from harness.safe_files import FileRefused, read_secret_line
 from harness.tomlfile import load_toml_model, parse_toml_model
 
@@ -226,16 +227,49 @@ class Local(_Strict):
 class Docker(_Strict):
     """How to inspect a service running as Docker containers.
 
+    Which containers are the service is given by exactly one selector:
+    ``compose_project`` (a Compose deployment), ``labels`` (any labels), or the
+    deprecated ``project``.
+
     Attributes:
-        project: value of the ``votriz.project`` label shared by its containers.
+        compose_project: the Compose project's name: every container labelled
+            ``com.docker.compose.project=NAME`` (one-off ``run`` containers included).
+        labels: a label selector: every container carrying all of these labels,
+            each with exactly that value.
+        votriz_project: written ``project`` in the profile; deprecated: the value of
+            the harness's own ``votriz.project`` label, which only containers
+            ``votriz-audit up`` made before the reference carried Compose labels have.
         edge_container: name of the only container allowed to publish ports.
         log_dir: host directory of the log files the containers write to bind
             mounts (their standard output is read from the engine regardless).
     """
 
-    project: str
+    compose_project: str | None = Field(None, min_length=1, max_length=256)
+    labels: dict[str, str] | None = None
+    votriz_project: str | None = Field(None, alias="project", min_length=1, max_length=256)
     edge_container: str | None = None
     log_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Docker:
+        given = [name for name, value in (("compose_project", self.compose_project), ("labels", self.labels),
+                                          ("project", self.votriz_project)) if value is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'compose_project', 'labels' or (deprecated) 'project'"
+                             + (f", not {' and '.join(given)}" if given else ""))
+        # A selector the engine cannot take is refused as the profile loads, not mid-run.
+        _ = self.project
+        return self
+
+    @property
+    def project(self) -> ContainerSelector:
+        """The selector every query to the engine uses (containers, logs, layers, listeners, topology)."""
+        if self.compose_project is not None:
+            return ContainerSelector.compose_project(self.compose_project)
+        if self.labels is not None:
+            return ContainerSelector.of(self.labels)
+        assert self.votriz_project is not None  # the validator demands one of the three
+        return ContainerSelector.votriz_project(self.votriz_project)
 
 
 class Scan(_Strict):

@@ -1,5 +1,11 @@
 """The service as Docker containers of one project on the auditor's host (``backend = "docker"``).
 
+The project's containers are those the profile's one selector names
+(``docker.compose_project``, ``docker.labels`` or the deprecated
+``docker.project``: :attr:`harness.profile.Docker.project`); every query below
+uses it, so processes, logs, layers, listeners and topology are of the same
+containers.
+
 The harness runs on the Docker host. Processes are each container's
 configured environment plus its processes in ``/proc`` (``probes/processes``);
 listeners are those processes' sockets, tried on the containers' own
@@ -26,7 +32,7 @@ T = TypeVar("T")
 
 
 class DockerPlatform:
-    """The containers labelled ``votriz.project=<docker.project>``.
+    """The containers the ``[docker]`` section selects (by Compose project or labels).
 
     Attributes:
         profile: the target profile.
@@ -82,6 +88,6 @@ class DockerPlatform:
         return ServiceArtifacts(files.source_paths, files.config_paths, layers)
 
     def topology(self) -> ContainerTopology:
-        """The project's containers and networks, as the engine reports them."""
+        """The selected containers and their networks, as the engine reports them."""
         return observe_topology(self.docker.project, timeout_s=self.policy.timeouts.request_s)
 

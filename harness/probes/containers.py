@@ -13,13 +13,80 @@ from __future__ import annotations
 import http.client
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from harness.outcomes import ProbeError
 
+#: The harness's own label, which the reference service puts on its containers.
 PROJECT_LABEL = "votriz.project"
+#: The label Docker Compose puts on every container of a project.
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+#: The most labels a selector may name (a profile is hand-written; this bounds the engine query).
+MAX_SELECTOR_LABELS = 32
+
+
+@dataclass(frozen=True)
+class ContainerSelector:
+    """Which containers are the audited deployment: those carrying every one of ``labels``.
+
+    Every query the harness makes to the engine (containers, logs, image layers,
+    processes, listeners, topology) selects with this one value, so they all
+    see the same containers.
+
+    Attributes:
+        labels: ``(key, value)`` pairs, sorted by key; a container is selected
+            when it carries each key with exactly that value.
+    """
+
+    labels: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            raise ValueError("a container selector needs at least one label")
+        if len(self.labels) > MAX_SELECTOR_LABELS:
+            raise ValueError(f"a container selector names at most {MAX_SELECTOR_LABELS} labels")
+        for key, value in self.labels:
+            if not key or any(c in key for c in "=,") or key != key.strip() or not key.isprintable():
+                raise ValueError(f"label key {key!r} is not a Docker label key")
+            if not value.isprintable():
+                raise ValueError(f"the value of label {key!r} holds a control character")
+
+    @classmethod
+    def of(cls, labels: Mapping[str, str]) -> ContainerSelector:
+        """The containers carrying every one of ``labels``."""
+        return cls(tuple(sorted(labels.items())))
+
+    @classmethod
+    def compose_project(cls, name: str) -> ContainerSelector:
+        """The containers of Compose project ``name`` (``com.docker.compose.project=NAME``)."""
+        return cls(((COMPOSE_PROJECT_LABEL, name),))
+
+    @classmethod
+    def votriz_project(cls, name: str) -> ContainerSelector:
+        """The containers labelled with the harness's own ``votriz.project=NAME``."""
+        return cls(((PROJECT_LABEL, name),))
+
+    def engine_filters(self) -> dict[str, list[str]]:
+        """The filters of the engine's container list: its ``label`` filters must all match."""
+        return {"label": [f"{key}={value}" for key, value in self.labels]}
+
+    def __str__(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.labels)
+
+    @property
+    def described(self) -> str:
+        """The selector in words: ``the label K=V`` or ``the labels K=V and K2=V2``."""
+        pairs = [f"{key}={value}" for key, value in self.labels]
+        if len(pairs) == 1:
+            return f"the label {pairs[0]}"
+        return f"the labels {', '.join(pairs[:-1])} and {pairs[-1]}"
+
+
+def selector_of(project: str | ContainerSelector) -> ContainerSelector:
+    """``project`` as a selector: a bare name is the value of the harness's ``votriz.project`` label."""
+    return project if isinstance(project, ContainerSelector) else ContainerSelector.votriz_project(project)
 
 
 @dataclass(frozen=True)
@@ -86,13 +153,14 @@ class ContainerTopology:
     """The project's containers on one engine.
 
     Attributes:
-        project: the project label value.
+        project: the selector of the project's containers (a bare name: the value
+            of the ``votriz.project`` label).
         engine_host: the engine's host name (all containers run on it).
         swarm_active: True if the engine is part of a swarm (multi-host).
         containers: the project's running containers.
     """
 
-    project: str
+    project: str | ContainerSelector
     engine_host: str
     swarm_active: bool
     containers: tuple[ContainerView, ...]
@@ -100,13 +168,12 @@ class ContainerTopology:
     def nothing_to_judge(self) -> str | None:
         """Why there is nothing to judge (no container of the project runs), or None."""
         if not self.containers:
-            return (f"no running container carries the label {PROJECT_LABEL}={self.project}: "
-                    f"nothing to judge")
+            return f"no running container carries {selector_of(self.project).described}: nothing to judge"
         return None
 
     def summary(self) -> dict[str, object]:
-        """What was observed, for the evidence: the project, the engine and the container names."""
-        return {"project": self.project, "engine_host": self.engine_host,
+        """What was observed, for the evidence: the selector, the engine and the container names."""
+        return {"project": str(selector_of(self.project)), "engine_host": self.engine_host,
                 "swarm_active": self.swarm_active, "containers": [c.name for c in self.containers]}
 
 
@@ -205,12 +272,13 @@ def engine_error(exc: BaseException, step: str, timeout_s: float) -> ProbeError:
     return ProbeError(f"{where}: {what}, while {step}")
 
 
-def observe_topology(project: str, *, timeout_s: float = 10.0,
+def observe_topology(project: str | ContainerSelector, *, timeout_s: float = 10.0,
                      budget_s: float | None = None) -> ContainerTopology:
-    """List the running containers labelled ``votriz.project=<project>`` and their networks.
+    """List the running containers ``project`` selects and their networks.
 
     Args:
-        project: the project label's value.
+        project: the selector of the project's containers (a bare name: the
+            value of the ``votriz.project`` label).
         timeout_s: the longest any one call to the engine may take.
         budget_s: the longest the whole observation may take (an engine that
             answers each call just in time still ends it); default ``4 * timeout_s``.
@@ -219,6 +287,7 @@ def observe_topology(project: str, *, timeout_s: float = 10.0,
         ProbeError: the engine cannot be reached, does not answer in time, hangs
             up, or answers with an error; the message names the engine and the step.
     """
+    selector = selector_of(project)
     budget = budget_s if budget_s is not None else 4 * timeout_s
     deadline = time.monotonic() + budget
     step = "asking for its API version"
@@ -235,8 +304,8 @@ def observe_topology(project: str, *, timeout_s: float = 10.0,
     try:
         step = next_step("asking for its host name and swarm state")
         info = client.info()
-        step = next_step(f"listing the containers of project {project!r}")
-        listed = client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+        step = next_step(f"listing the containers labelled {selector}")
+        listed = client.containers.list(filters=selector.engine_filters())
         network_cache: dict[str, NetworkAttachment] = {}
         views = []
         for container in listed:
@@ -271,6 +340,6 @@ def observe_topology(project: str, *, timeout_s: float = 10.0,
         raise engine_error(exc, step, timeout_s) from None
     finally:
         client.close()
-    return ContainerTopology(project=project, engine_host=engine_host,
+    return ContainerTopology(project=selector, engine_host=engine_host,
                              swarm_active=swarm not in ("inactive", ""),
                              containers=tuple(sorted(views, key=lambda v: v.name)))

@@ -22,6 +22,7 @@ from typing import Any
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import containers as containers_probe
+from harness.probes.containers import ContainerSelector, selector_of
 
 PROJECT_LABEL = containers_probe.PROJECT_LABEL
 
@@ -35,19 +36,20 @@ def docker_client(policy: Policy) -> Any:
     return containers_probe.docker_client(policy.timeouts.request_s)
 
 
-def project_containers(project: str, client: Any) -> list[Any]:
-    """The running containers labelled ``votriz.project=PROJECT``, by name.
+def project_containers(project: str | ContainerSelector, client: Any) -> list[Any]:
+    """The running containers ``project`` selects (a bare name: ``votriz.project=NAME``), by name.
 
     Raises:
         ProbeError: the engine cannot be asked, or runs no such container.
     """
+    selector = selector_of(project)
     try:
-        containers = client.containers.list(filters={"label": f"{PROJECT_LABEL}={project}"})
+        containers = client.containers.list(filters=selector.engine_filters())
     except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
-        raise containers_probe.engine_error(exc, f"listing the containers of project {project!r}",
+        raise containers_probe.engine_error(exc, f"listing the containers labelled {selector}",
                                             float(client.api.timeout)) from None
     if not containers:
-        raise ProbeError(f"docker: no running container is labelled {PROJECT_LABEL}={project}")
+        raise ProbeError(f"docker: no running container is labelled {selector}")
     return sorted(containers, key=lambda c: str(c.name))
 
 
@@ -169,7 +171,7 @@ def layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
             errors.append(f"{folder}: {exc.strerror or type(exc).__name__}")
 
 
-def warm_image_layers(project: str, policy: Policy) -> threading.Thread:
+def warm_image_layers(project: str | ContainerSelector, policy: Policy) -> threading.Thread:
     """Start asking the kernel to read every layer file of the project's images ahead.
 
     ``keys.no_key_elsewhere`` reads every byte of every image layer (1.5 GB for

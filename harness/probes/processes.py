@@ -179,8 +179,8 @@ def observe_local(local: Local, *, proc: Path = PROC) -> list[ProcessObservation
     return found
 
 
-def observe_docker(project: str, *, client: Any = None, proc: Path = PROC,
-                   timeout_s: float = 15.0) -> list[ProcessObservation]:
+def observe_docker(project: str | containers_probe.ContainerSelector, *, client: Any = None,
+                   proc: Path = PROC, timeout_s: float = 15.0) -> list[ProcessObservation]:
     """The containers labelled ``votriz.project=PROJECT``: each container's configured
     environment (kept on disk by the engine), and its processes seen through /proc
     (the harness runs on the Docker host). Every call to the engine gives up after

@@ -36,16 +36,18 @@ def docker_client(timeout_s: int = 300) -> Any:
 
 
 def object_names(stack_id: str) -> dict[str, str]:
-    """The ``votriz.project`` label value and each role's container name."""
+    """The project's name (``votriz.project`` and ``com.docker.compose.project`` labels) and each
+    role's container name."""
     project = f"votriz-{stack_id}"
     return {"project": project, **{role: f"{project}-{role}" for role in
                                    ("edge", "api", "db", "redis", "hsm", "fakes", "ops")}}
 
 
 def stack_labels(stack_id: str, role: str) -> dict[str, str]:
-    """The labels of one of the stack's objects."""
-    return {topology.PROJECT_LABEL: object_names(stack_id)["project"], topology.ROLE_LABEL: role,
-            topology.STACK_LABEL: stack_id}
+    """The labels of one of the stack's objects: its own and those Compose would give it."""
+    project = object_names(stack_id)["project"]
+    return {topology.PROJECT_LABEL: project, topology.ROLE_LABEL: role, topology.STACK_LABEL: stack_id,
+            **topology.compose_labels(project, role)}
 
 
 def mounts(spec: ServiceSpec, volumes: Mapping[str, str]) -> list[Any]:

@@ -43,7 +43,7 @@ def render_docker_profile(state_dir: Path, project: str, containers: Mapping[str
         redis_host=redis_address, redis_port=topology.REDIS_PORT,
         capture={"url": f"https://{fakes_address}:{topology.FAKES_PORT}",
                  "server_name": FAKES_HOST, "plaintext_port": topology.FAKES_PLAINTEXT_PORT},
-        runtime=("docker", {"project": project, "edge_container": containers["edge"],
+        runtime=("docker", {"compose_project": project, "edge_container": containers["edge"],
                             "log_dir": str(paths.logs_dir)}),
         config_paths=[paths.api_config, paths.edge_config_dir / "nginx.conf", paths.softhsm_conf],
         ops=lambda command: ops_argv(command, api),

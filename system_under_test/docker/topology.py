@@ -35,6 +35,15 @@ from system_under_test.provision import ProvisioningPlan
 PROJECT_LABEL = "votriz.project"
 ROLE_LABEL = "votriz.role"
 STACK_LABEL = "votriz.stack"
+# The labels Docker Compose puts on what it creates; the stack carries them too, so an
+# auditor selects its containers the way it would a Compose deployment's.
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+COMPOSE_NUMBER_LABEL = "com.docker.compose.container-number"
+# Roles that are long-running services; ``ops`` is a one-shot (``docker compose run``-like).
+SERVICE_ROLES: tuple[str, ...] = ("hsm", "db", "redis", "fakes", "edge", "api")
+ONE_SHOT_ROLES: tuple[str, ...] = ("ops",)
 # The numeric user every part runs as (images/install-packages.sh creates it).
 SERVICE_UID = 10001
 SERVICE_GID = 10001
@@ -264,6 +273,20 @@ def services(paths: StackPaths, plan: ProvisioningPlan, *,
             command=api_command(plan),
         ),
     )
+
+
+def compose_labels(project: str, role: str) -> dict[str, str]:
+    """The labels Compose would put on the stack's object of ``role``.
+
+    A service's container: project, service, ``oneoff=False`` and container number 1
+    (one replica each); a one-shot container: ``oneoff=True``; a network or volume:
+    the project only.
+    """
+    labels = {COMPOSE_PROJECT_LABEL: project}
+    if role in SERVICE_ROLES or role in ONE_SHOT_ROLES:
+        labels.update({COMPOSE_SERVICE_LABEL: role, COMPOSE_NUMBER_LABEL: "1",
+                       COMPOSE_ONEOFF_LABEL: "True" if role in ONE_SHOT_ROLES else "False"})
+    return labels
 
 
 def role_log_dirs() -> tuple[str, ...]:

@@ -197,7 +197,7 @@ def _observe(monkeypatch: pytest.MonkeyPatch, host: str, timeout_s: float = 1.0,
 
 
 STEP_VERSION = "asking for its API version"
-STEP_LIST = f"listing the containers of project {PROJECT!r}"
+STEP_LIST = f"listing the containers labelled votriz.project={PROJECT}"
 
 ENGINE_FAULTS: dict[str, tuple[str, Action, str, str]] = {
     # name: (the request at which it breaks, what it does then, the reason, the step)

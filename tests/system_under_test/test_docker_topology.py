@@ -36,6 +36,22 @@ def test_clean_topology_only_edge_publishes_and_data_is_internal() -> None:
         assert specs[role].networks == (topology.INTERNAL,) and specs[role].network_mode is None
 
 
+def test_containers_carry_the_standard_compose_labels_and_their_own() -> None:
+    from system_under_test.docker.engine import stack_labels
+
+    # Every service container: the Compose project, its service, not a one-off, replica 1
+    for role in by_role():
+        assert stack_labels("abc", role) == {
+            "votriz.project": "votriz-abc", "votriz.role": role, "votriz.stack": "abc",
+            "com.docker.compose.project": "votriz-abc", "com.docker.compose.service": role,
+            "com.docker.compose.oneoff": "False", "com.docker.compose.container-number": "1"}
+    # The one-shot ops container is a one-off of the same project, as `docker compose run` makes
+    assert stack_labels("abc", "ops")["com.docker.compose.oneoff"] == "True"
+    # Networks and volumes belong to the project
+    assert stack_labels("abc", "network")["com.docker.compose.project"] == "votriz-abc"
+    assert "com.docker.compose.service" not in stack_labels("abc", "volume")
+
+
 def test_api_gets_the_socket_and_pin_file_but_no_token_files() -> None:
     paths = StackPaths.under(STATE)
     api = by_role()["api"]
@@ -159,7 +175,9 @@ def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
                                  redis_address="172.30.0.4", fakes_address="172.30.0.5")
     profile = parse_profile(text, source="target.toml")
     assert profile.backend == "docker"
-    assert profile.docker is not None and profile.docker.project == "votriz-abc"
+    # The stack is selected as a Compose deployment would be: by its Compose project
+    assert profile.docker is not None and profile.docker.compose_project == "votriz-abc"
+    assert profile.docker.project.engine_filters() == {"label": ["com.docker.compose.project=votriz-abc"]}
     assert profile.docker.edge_container == "votriz-abc-edge"
     assert (profile.edge.address, profile.edge.https_port, profile.edge.http_port) == ("127.0.0.1", 40443, 40080)
     # The auditor reaches what publishes nothing from the Docker host: PostgreSQL and the

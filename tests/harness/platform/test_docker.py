@@ -1,4 +1,4 @@
-"""DockerPlatform on a hand-made engine: which probe answers what, with the project and the timeouts."""
+"""DockerPlatform on a hand-made engine: which probe answers what, with the one selector and the timeouts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from harness.platform import DockerPlatform, ServiceArtifacts, ServiceLogs
 from harness.platform import docker as docker_platform
 from harness.policy import load_policy
-from harness.probes.containers import ContainerTopology
+from harness.probes.containers import ContainerSelector, ContainerTopology
 from harness.probes.docker_engine import ContainerLog, ImageLayers
 from harness.probes.listeners import OriginSurvey
 from harness.profile import TargetProfile
@@ -19,7 +19,9 @@ from harness.profile import TargetProfile
 POLICY = load_policy()
 PROFILE = TargetProfile.model_validate({
     "name": "t", "backend": "docker", "edge": {"host": "votriz.test"},
-    "docker": {"project": "votriz", "log_dir": "/var/log/votriz"}, "scan": {"source_paths": ["/srv/api"]}})
+    "docker": {"compose_project": "votriz", "log_dir": "/var/log/votriz"},
+    "scan": {"source_paths": ["/srv/api"]}})
+SELECTOR = ContainerSelector.compose_project("votriz")
 
 
 @pytest.fixture
@@ -43,8 +45,8 @@ class FakeEngine:
         self.asked.append(f"client {policy.timeouts.request_s:g}")
         return self.client
 
-    def project_containers(self, project: str, client: Any) -> list[str]:
-        self.asked.append(f"containers of {project}")
+    def project_containers(self, project: ContainerSelector, client: Any) -> list[str]:
+        self.asked.append(f"containers labelled {project}")
         return ["votriz-api"]
 
     def container_logs(self, containers: list[str], max_bytes: int) -> list[ContainerLog]:
@@ -67,7 +69,7 @@ def test_logs_are_the_log_directory_and_every_containers_output(platform: Docker
                                                                  engine: FakeEngine) -> None:
     logs = platform.logs(4096)
     assert logs == ServiceLogs(Path("/var/log/votriz"), (ContainerLog("votriz-api", b"started\n"),))
-    assert engine.asked == [f"client {POLICY.timeouts.request_s:g}", "containers of votriz",
+    assert engine.asked == [f"client {POLICY.timeouts.request_s:g}", "containers labelled com.docker.compose.project=votriz",
                             "logs of ['votriz-api'] up to 4096"]
     assert engine.closed == 1
 
@@ -83,7 +85,7 @@ def test_artifacts_are_the_scan_paths_and_the_image_layers(platform: DockerPlatf
 def test_processes_listeners_and_topology_come_from_their_probes(platform: DockerPlatform,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[tuple[str, Any]] = []
-    topology = ContainerTopology("votriz", "host", False, ())
+    topology = ContainerTopology(SELECTOR, "host", False, ())
     survey = OriginSurvey(("votriz-api",), ())
     monkeypatch.setattr(docker_platform, "observe_docker",
                         lambda project, timeout_s: asked.append(("processes", (project, timeout_s))) or [])
@@ -96,5 +98,7 @@ def test_processes_listeners_and_topology_come_from_their_probes(platform: Docke
     assert platform.topology() is topology
     assert platform.listeners() is survey
     timeout = POLICY.timeouts.request_s
-    assert asked == [("processes", ("votriz", timeout)), ("topology", ("votriz", timeout)),
+    # Every engine query selects the same containers: the profile's Compose project
+    assert asked == [("processes", (SELECTOR, timeout)), ("topology", (SELECTOR, timeout)),
                      ("listeners", (PROFILE, POLICY))]
+    assert PROFILE.docker is not None and PROFILE.docker.project == SELECTOR

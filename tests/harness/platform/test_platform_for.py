@@ -37,4 +37,4 @@ def test_a_docker_platform_carries_its_section(make_profile: MakeProfile) -> Non
     docker = {"project": "p", "edge_container": "p-edge"}
     platform = platform_for(make_profile("docker", docker=docker), POLICY)
     assert isinstance(platform, DockerPlatform)
-    assert platform.docker.project == "p" and platform.docker.edge_container == "p-edge"
+    assert str(platform.docker.project) == "votriz.project=p" and platform.docker.edge_container == "p-edge"

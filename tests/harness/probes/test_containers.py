@@ -1,0 +1,126 @@
+"""The container selector: profile section -> one set of engine filters, used by every engine query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.outcomes import ProbeError
+from harness.probes import containers as containers_probe
+from harness.probes import docker_engine
+from harness.probes.containers import ContainerSelector, ContainerTopology, observe_topology, selector_of
+from harness.probes.processes import observe_docker
+from harness.profile import Docker, ProfileError, parse_profile
+
+EDGE = '[edge]\nhost = "votriz.test"\n'
+
+
+def docker_section(body: str) -> Docker:
+    profile = parse_profile(f'name = "t"\nbackend = "docker"\n{EDGE}[docker]\n{body}\n', source="t.toml")
+    assert profile.docker is not None
+    return profile.docker
+
+
+@pytest.mark.parametrize(("body", "filters", "words"), [
+    ('compose_project = "shop"', {"label": ["com.docker.compose.project=shop"]},
+     "the label com.docker.compose.project=shop"),
+    ('labels = { "tier" = "prod", "app" = "votriz" }', {"label": ["app=votriz", "tier=prod"]},
+     "the labels app=votriz and tier=prod"),
+    # The deprecated spelling keeps selecting by the harness's own label
+    ('project = "votriz-abc"', {"label": ["votriz.project=votriz-abc"]}, "the label votriz.project=votriz-abc"),
+])
+def test_each_spelling_of_the_docker_section_is_one_set_of_engine_filters(
+        body: str, filters: dict[str, list[str]], words: str) -> None:
+    selector = docker_section(body).project
+    assert selector.engine_filters() == filters
+    assert selector.described == words
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("", "give exactly one of 'compose_project', 'labels' or (deprecated) 'project'"),
+    ('compose_project = "a"\nproject = "b"', "not compose_project and project"),
+    ("labels = {}", "a container selector needs at least one label"),
+    ('labels = { "a=b" = "c" }', "label key 'a=b' is not a Docker label key"),
+    ('compose_project = ""', "docker.compose_project: String should have at least 1 character"),
+    ('labels = { "a" = "x\\ny" }', "the value of label 'a' holds a control character"),
+])
+def test_a_section_that_selects_nothing_or_ambiguously_is_refused_in_one_line(body: str, reason: str) -> None:
+    with pytest.raises(ProfileError) as refused:
+        docker_section(body)
+    assert reason in str(refused.value)
+    assert str(refused.value).startswith("t.toml: docker")
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20), st.text(max_size=20), max_size=40))
+def test_a_selector_from_any_labels_is_made_or_refused_with_a_value_error(labels: dict[str, str]) -> None:
+    try:
+        selector = ContainerSelector.of(labels)
+    except ValueError:
+        return
+    # Every label becomes one filter the engine must match, each key once
+    assert sorted(selector.engine_filters()["label"]) == sorted(f"{k}={v}" for k, v in labels.items())
+    assert [f.split("=", 1)[0] for f in selector.engine_filters()["label"]] == sorted(labels)
+
+
+class RecordingEngine:
+    """An engine that records the filters of every container listing and lists ``listed``."""
+
+    def __init__(self, listed: list[Any]) -> None:
+        self.filters: list[dict[str, list[str]]] = []
+        self.listed = listed
+        self.containers = SimpleNamespace(list=self.list)
+        self.api = SimpleNamespace(timeout=5)
+        self.networks = SimpleNamespace(get=lambda name: SimpleNamespace(
+            attrs={"Driver": "bridge", "Internal": True, "Scope": "local"}))
+
+    def list(self, filters: dict[str, list[str]]) -> list[Any]:
+        self.filters.append(filters)
+        return self.listed
+
+    def info(self) -> dict[str, object]:
+        return {"Name": "host1", "Swarm": {"LocalNodeState": "inactive"}}
+
+    def close(self) -> None:
+        pass
+
+
+def container(name: str) -> SimpleNamespace:
+    return SimpleNamespace(name=name, attrs={
+        "Config": {"Image": "votriz/api", "Labels": {"votriz.role": "api"}, "Env": ["A=b"]},
+        "HostConfig": {"NetworkMode": "shop_internal"}, "State": {"Pid": 0},
+        "NetworkSettings": {"Networks": {"shop_internal": {"NetworkID": "n1"}}, "Ports": {}}})
+
+
+def test_containers_processes_and_topology_ask_the_engine_with_the_same_filters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a Compose-selected section and an engine running one of its containers
+    selector = docker_section('compose_project = "shop"').project
+    engine = RecordingEngine([container("shop-api-1")])
+    monkeypatch.setattr(containers_probe, "docker_client", lambda timeout_s: engine)
+    # When the containers, their processes and the topology are observed
+    assert [c.name for c in docker_engine.project_containers(selector, engine)] == ["shop-api-1"]
+    observe_docker(selector, client=engine, proc=tmp_path)
+    topology = observe_topology(selector, timeout_s=1.0)
+    # Then every listing asked the engine for exactly the Compose project's containers
+    assert engine.filters == [{"label": ["com.docker.compose.project=shop"]}] * 3
+    assert topology.project == selector and [c.name for c in topology.containers] == ["shop-api-1"]
+    assert topology.summary()["project"] == "com.docker.compose.project=shop"
+
+
+def test_no_selected_container_names_the_selector() -> None:
+    selector = ContainerSelector.of({"app": "votriz", "tier": "prod"})
+    with pytest.raises(ProbeError, match=r"^docker: no running container is labelled app=votriz, tier=prod$"):
+        docker_engine.project_containers(selector, RecordingEngine([]))
+    empty = ContainerTopology(selector, "host1", False, ())
+    assert empty.nothing_to_judge() == ("no running container carries the labels app=votriz and tier=prod: "
+                                        "nothing to judge")
+
+
+def test_a_bare_name_is_the_harness_label() -> None:
+    assert selector_of("votriz") == ContainerSelector.votriz_project("votriz")
+    assert selector_of(ContainerSelector.compose_project("x")) == ContainerSelector.compose_project("x")
