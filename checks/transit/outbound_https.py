@@ -1,4 +1,5 @@
-"""transit.outbound_https: the API calls the LLM and Resend over TLS, never the plaintext decoy."""
+"""transit.outbound_https: the API's own flows to the LLM and Resend begin with a TLS ClientHello,
+and no plaintext HTTP request leaves its network namespace."""
 
 from __future__ import annotations
 
@@ -9,63 +10,115 @@ import pytest
 
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
+from harness.platform.base import OutOfReach
 from harness.policy import Policy
-from harness.probes.outbound import PROMISED_UPSTREAMS, OutboundExercise, observe_outbound
+from harness.probes.outbound import OutboundExercise, observe_outbound, outbound_reach
+from harness.probes.wire import WireFlow
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
 OUTBOUND_ATTESTATION = (
-    "No capture of the upstream calls is configured (profile [capture]). Attest that the API "
-    "calls the LLM provider (Anthropic) and Resend only over https:// with certificate "
-    "verification: show the configured upstream base URLs and an egress log or proxy capture "
-    "showing TLS connections to both.")
+    "Attest that the API calls the LLM provider (Anthropic) and Resend only over https:// with "
+    "certificate verification: show the configured upstream base URLs and an egress log or proxy "
+    "capture showing TLS connections to both.")
+
+# Flow starts that carry an upstream call; the rest (PostgreSQL, Redis) are the API's
+# infrastructure and are listed in the evidence only.
+TLS_STARTS = ("tls-client-hello", "tls-records")
+
+
+def _flow_words(flow: WireFlow) -> str:
+    if flow.start.kind == "tls-client-hello":
+        named = f"for {flow.start.server_name!r}" if flow.start.server_name else "without a server name"
+        return f"{flow.server} (ClientHello {named})"
+    return f"{flow.server} ({flow.start.note or flow.start.kind})"
+
+
+def _plaintext(flows: tuple[WireFlow, ...]) -> list[str]:
+    found = []
+    for flow in flows:
+        if flow.start.kind == "http-request":
+            found.append(f"{flow.start.request} to {flow.server} in plaintext")
+        found += [f"{request} to {flow.server} in plaintext" for request in flow.requests]
+    return found
 
 
 def outbound_https_verdict(exercise: OutboundExercise) -> Verdict:
-    """The LLM and Resend calls both reached the fakes' TLS listener, and nothing at all
-    reached the plaintext decoy."""
+    """Every flow the API opened during the exercise that carried an HTTP request began with a
+    TLS ClientHello (naming an expected server, when the profile knows the names), and each
+    promised upstream call had such a flow while it was made.
+
+    FAIL on any plaintext HTTP request from the API, or a ClientHello for a name the profile does
+    not expect; ERROR when a call produced no TLS flow, or the kernel dropped packets, so
+    nothing would be proven.
+    """
+    wire = exercise.wire
+    flows = wire.flows
     details: dict[str, Any] = {
+        "api": {"where": wire.api.where, "root_pids": list(wire.api.root_pids),
+                "namespace": str(wire.api.namespace)},
         "steps": [dataclasses.asdict(s) for s in exercise.steps],
-        "captured": [dataclasses.asdict(r) for r in exercise.captured],
-        "since_seq": exercise.since_seq, "waited_s": exercise.waited_s,
+        "flows": [dataclasses.asdict(f) for f in flows],
+        "window_end": exercise.window_end, "expected_server_names": (
+            sorted(exercise.expected_names) if exercise.expected_names is not None else None),
+        "packets": wire.packets, "dropped": wire.dropped, "other_flows": wire.other_flows,
+        "flows_not_followed": wire.flows_not_followed,
+        "capture_second_source": [dataclasses.asdict(r) for r in exercise.captured],
+        "capture_error": exercise.capture_error,
         "canary_removed": exercise.canary_removed, "canary_cleanup_error": exercise.cleanup_error,
     }
-    plaintext, unseen, over_tls = [], [], []
-    for upstream, prefix in PROMISED_UPSTREAMS.items():
-        calls = [r for r in exercise.captured if r.path.startswith(prefix)]
-        clear = [r for r in calls if r.listener != "tls"]
-        if clear:
-            plaintext.append(f"the {upstream} call ({clear[0].method} {clear[0].path}) arrived on "
-                             f"the {clear[0].listener} listener")
-        elif not calls:
-            unseen.append(upstream)
-        else:
-            over_tls.append(upstream)
-    promised = tuple(PROMISED_UPSTREAMS.values())
-    others = [r for r in exercise.captured if r.listener != "tls" and not r.path.startswith(promised)]
-    plaintext += [f"{r.method} {r.path} arrived on the {r.listener} listener" for r in others]
     note = ("" if exercise.canary_removed
             else f" (The canary account could not be removed: {exercise.cleanup_error}.)")
-    if plaintext:
-        return Verdict.failed("Outbound calls went out without TLS: " + "; ".join(plaintext) + "."
-                              + note, **details)
+    plaintext = _plaintext(flows)
+    expected = exercise.expected_names
+    misnamed = [f"{flow.server} asked for {flow.start.server_name or 'no server name'!r}"
+                for flow in flows
+                if expected is not None and flow.start.kind == "tls-client-hello"
+                and flow.start.server_name not in expected]
+    if plaintext or misnamed:
+        said = []
+        if plaintext:
+            said.append("the API sent plaintext HTTP: " + "; ".join(plaintext))
+        if misnamed:
+            said.append(f"a ClientHello named another server than {sorted(expected or ())}: "
+                        + "; ".join(misnamed))
+        return Verdict.failed("On the wire in the API's network namespace, " + " and ".join(said)
+                              + "." + note, **details)
+    if wire.dropped or wire.flows_not_followed:
+        return Verdict.error(f"The capture lost {wire.dropped} packets and did not follow "
+                             f"{wire.flows_not_followed} flows, so a plaintext request could have "
+                             "gone unseen." + note, **details)
+    seen, unseen = [], []
+    for index, step in enumerate(exercise.steps):
+        end = (exercise.steps[index + 1].sent_at if index + 1 < len(exercise.steps)
+               else exercise.window_end)
+        carried = [f for f in flows if f.start.kind in TLS_STARTS and f.active_between(step.sent_at, end)]
+        if carried:
+            seen.append(f"the {step.upstream} call ({step.action}, answered {step.status}) over "
+                        + ", ".join(_flow_words(f) for f in carried))
+        else:
+            unseen.append(f"the {step.upstream} call ({step.action}, answered {step.status})")
     if unseen:
-        return Verdict.error(f"The {' and '.join(unseen)} call never reached the fakes within "
-                             f"{exercise.waited_s:g}s, so its transport could not be observed." + note,
-                             **details)
-    return Verdict.passed(f"The {' and '.join(over_tls)} calls arrived over TLS and nothing reached "
-                          "the plaintext decoy." + note, **details)
+        return Verdict.error(f"No TLS flow of the API carried {' or '.join(unseen)} while it was "
+                             f"made ({len(flows)} client flows of {wire.api.where} seen), so its "
+                             "transport could not be observed." + note, **details)
+    return Verdict.passed(f"On the wire in the API's network namespace ({wire.api.where}): "
+                          + "; ".join(seen) + f". No plaintext HTTP request among the {len(flows)} "
+                          "client flows of the API followed." + note, **details)
 
 
 @pytest.mark.claims("INTERNAL-OUTBOUND-HTTPS")
-@pytest.mark.access("api", "capture")
+@pytest.mark.access("api", "processes")
 def check_outbound_https(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                          evidence: EvidenceRecorder) -> None:
-    if profile.capture is None:
-        evidence.manual(OUTBOUND_ATTESTATION)
     if profile.api is None or not profile.api.canaries:
         evidence.manual("The profile does not allow canary accounts through the API (api.canaries), "
                         "so the upstream calls cannot be triggered. " + OUTBOUND_ATTESTATION)
-    verdict = outbound_https_verdict(observe_outbound(profile, policy, known_secrets))
-    evidence.attach("outbound-calls", verdict.details)
+    target = outbound_reach(profile, policy)
+    if isinstance(target, OutOfReach):
+        evidence.manual(f"The API's outbound flows cannot be observed: {target.reason}. "
+                        + OUTBOUND_ATTESTATION)
+        return
+    verdict = outbound_https_verdict(observe_outbound(profile, policy, known_secrets, target))
+    evidence.attach("outbound-flows", verdict.details)
     evidence.conclude(verdict)

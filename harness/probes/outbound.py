@@ -1,34 +1,48 @@
-"""Outbound calls of the service, as seen by the harness's fakes of its upstreams.
+"""Outbound calls of the service, seen on the wire in the API's network namespace.
 
-The fakes (``profile.capture``) stand in for Anthropic, Resend and the others.
-They listen twice: once over TLS and once on a plaintext decoy port, and their
-capture API lists every request with the listener it arrived on (never header
-values or bodies: those carry keys). A canary account drives the API to call
-its upstreams; the capture API then says which listener each call reached.
+A canary account drives the API to call its upstreams (a caption: the LLM; a
+recovery request: Resend) while :mod:`harness.probes.wire` captures, in the
+API's own network namespace, every TCP flow the API's processes open as
+clients and what each flow's first client bytes are. Each step records when
+it was sent and answered, so the check can tell which flows carried which
+call. No fake, no proxy and no configuration of the service is needed: only
+the public API and this host's view of the API's processes.
+
+When the profile has a ``[capture]`` section (the reference's fakes of the
+upstreams), what the fakes received is read too, as a second source for the
+evidence; the verdict rests on the wire.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
-from harness.canaries import CanaryAccount, create_canary
+from harness.canaries import create_canary
 from harness.outcomes import ProbeError
+from harness.platform.base import OutOfReach
 from harness.policy import Policy
-from harness.probes.api import VotrizApi
+from harness.probes.api import ApiResponse, VotrizApi
 from harness.probes.capture import CaptureClient, CapturedRequest
+from harness.probes.wire import ApiProcesses, WireCapture, find_api_processes, watching_the_wire
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
-# The upstream calls the page promises are HTTPS ("API-to-LLM and API-to-Resend
-# calls are HTTPS"), by the path prefix under which the fakes serve them.
+# The upstream calls the page promises are HTTPS ("API-to-LLM and API-to-Resend calls are
+# HTTPS"), and the path prefix under which the reference's fakes serve them (read only in the
+# second source, the fakes' capture).
 PROMISED_UPSTREAMS: dict[str, str] = {
     "LLM (Anthropic)": "/anthropic/",
     "Resend": "/resend/",
 }
+LLM, RESEND = tuple(PROMISED_UPSTREAMS)
 
-# How often the capture API is polled while waiting for asynchronous calls (mail).
-POLL_INTERVAL_S = 0.2
+#: After the last step, how long the capture goes on for calls the API makes after answering
+#: (a mail queued and sent a moment later).
+SETTLE_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -39,93 +53,123 @@ class ExerciseStep:
         action: what was asked (``POST /brands/{id}/captions``).
         status: the API's HTTP status.
         upstream: the upstream it should reach.
+        sent_at: ``time.monotonic()`` when the request was about to be sent.
+        answered_at: when its answer had arrived (the window of this step's upstream call
+            ends :data:`SETTLE_S` later for the last step).
     """
 
     action: str
     status: int
     upstream: str
+    sent_at: float = 0.0
+    answered_at: float = 0.0
 
 
 @dataclass(frozen=True)
 class OutboundExercise:
-    """What the fakes received while a canary drove the API.
+    """What the wire showed while a canary drove the API.
 
     Attributes:
-        since_seq: the fakes' last sequence number before the exercise.
-        steps: the API calls made.
-        captured: every request the fakes received after ``since_seq``.
-        waited_s: how long the probe waited for the calls to arrive.
+        steps: the API calls made, in order, with their times.
+        wire: the capture of the API's client flows (the verdict's source).
+        window_end: when the last step's window closes (its answer plus :data:`SETTLE_S`).
+        expected_names: the server names the upstreams may be asked for in a ClientHello,
+            when the profile says (the ``[capture]`` fakes' name); None when not known.
+        captured: what the fakes received meanwhile (second source; empty without ``[capture]``).
+        capture_error: why the fakes' capture could not be read, if it could not.
         canary_removed: whether the canary account was deleted afterwards.
         cleanup_error: why it could not be deleted, if so.
     """
 
-    since_seq: int
     steps: tuple[ExerciseStep, ...]
-    captured: tuple[CapturedRequest, ...]
-    waited_s: float
+    wire: WireCapture
+    window_end: float
+    expected_names: frozenset[str] | None = None
+    captured: tuple[CapturedRequest, ...] = ()
+    capture_error: str | None = None
     canary_removed: bool = False
     cleanup_error: str | None = None
 
 
-def _wanted_seen(captured: tuple[CapturedRequest, ...]) -> bool:
-    return all(any(r.path.startswith(prefix) for r in captured) for prefix in PROMISED_UPSTREAMS.values())
-
-
-def exercise_outbound(api: VotrizApi, canary: CanaryAccount, capture: CaptureClient,
-                      policy: Policy) -> OutboundExercise:
-    """Make the API call the LLM and Resend, and collect what the fakes received.
-
-    The caption call is synchronous; the recovery mail may be sent after the
-    answer, so the capture API is polled until both upstreams were reached or
-    ``policy.timeouts.request_s`` has passed.
-    """
-    since = capture.last_seq()
-    steps = []
-    brand_id = api.create_brand("votriz-audit canary brand", "audit")
-    answer = api.create_caption(brand_id, "votriz-audit canary: one short caption, please")
-    steps.append(ExerciseStep(f"POST /brands/{brand_id}/captions", answer.status, "LLM (Anthropic)"))
-    answer = api.request_recovery(canary.email)
-    steps.append(ExerciseStep("POST /recovery/request", answer.status, "Resend"))
-    started = time.monotonic()
-    captured = capture.requests_since(since)
-    while not _wanted_seen(captured) and time.monotonic() - started < policy.timeouts.request_s:
-        time.sleep(POLL_INTERVAL_S)
-        captured = capture.requests_since(since)
-    return OutboundExercise(since, tuple(steps), captured, round(time.monotonic() - started, 3))
-
-
-def observe_outbound(profile: TargetProfile, policy: Policy,
-                     known_secrets: KnownSecrets) -> OutboundExercise:
-    """Create a canary, make the API call its upstreams, read the capture, remove the canary.
-
-    The canary is removed (``DELETE /account``) whatever happens after it was
-    created; a failed removal is recorded in the observation rather than hiding
-    what was observed.
+def outbound_reach(profile: TargetProfile, policy: Policy) -> ApiProcesses | OutOfReach:
+    """The API's processes whose flows the check judges, or why they are out of reach.
 
     Raises:
-        ProbeError: the profile lacks ``capture`` or ``api``, or the API or the
-            capture API cannot be driven.
+        ProbeError: the API's process or container is named but cannot be found running.
     """
-    if profile.capture is None:
-        raise ProbeError("the profile has no [capture] section (fakes of the upstreams)")
-    capture = CaptureClient(profile.capture, profile, policy)
-    api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
-    try:
-        canary = create_canary(api, known_secrets, "transit")
-        exercise: OutboundExercise | None = None
-        try:
-            exercise = exercise_outbound(api, canary, capture, policy)
-        finally:
-            cleanup_error = canary.remove(api, known_secrets) or None
-            removed = cleanup_error is None
-            if exercise is None and cleanup_error is not None:
-                # The exercise itself failed; its ProbeError is propagating. Say that
-                # the canary is left behind too, since nobody will read the observation.
-                import warnings
+    return find_api_processes(profile, policy)
 
-                warnings.warn(f"canary {canary.email} could not be removed: {cleanup_error}",
-                              stacklevel=1)
-        return replace(exercise, canary_removed=removed, cleanup_error=cleanup_error)
+
+def expected_server_names(profile: TargetProfile) -> frozenset[str] | None:
+    """The names a ClientHello to the upstreams may carry, when the profile knows them: the
+    ``[capture]`` fakes' ``server_name`` or host name (an IP address: no name is sent)."""
+    if profile.capture is None:
+        return None
+    if profile.capture.server_name:
+        return frozenset({profile.capture.server_name.lower()})
+    host = urlsplit(profile.capture.url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return frozenset({host.lower()}) if host else None
+    return None
+
+
+def _timed(action: str, upstream: str, call: Callable[[], ApiResponse]) -> ExerciseStep:
+    sent = time.monotonic()
+    status = call().status
+    return ExerciseStep(action, status, upstream, sent, time.monotonic())
+
+
+def _exercise(api: VotrizApi, email: str) -> tuple[ExerciseStep, ...]:
+    brand_id = api.create_brand("votriz-audit canary brand", "audit")
+    llm = _timed(f"POST /brands/{brand_id}/captions", LLM,
+                 lambda: api.create_caption(brand_id, "votriz-audit canary: one short caption, please"))
+    mail = _timed("POST /recovery/request", RESEND, lambda: api.request_recovery(email))
+    return llm, mail
+
+
+def observe_outbound(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                     target: ApiProcesses) -> OutboundExercise:
+    """Capture the API's flows while a canary makes it call the LLM and Resend; remove the canary.
+
+    The capture starts before the canary is created, so every flow of the exercise is seen
+    from its first byte; the canary is removed (``DELETE /account``) after the capture
+    stopped, whatever happened; a failed removal is recorded in the observation rather than
+    hiding what was observed, and the run's canary ledger reports the account.
+
+    Raises:
+        ProbeError: the capture could not run, or the API could not be driven.
+    """
+    capture = CaptureClient(profile.capture, profile, policy) if profile.capture is not None else None
+    api = VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+    since, capture_error = None, None
+    canary = None
+    try:
+        if capture is not None:
+            try:
+                since = capture.last_seq()
+            except ProbeError as exc:
+                capture_error = str(exc)
+        # Signup, login (bcrypt), two calls and the settling time, each bounded by request_s.
+        with watching_the_wire(target, 6 * policy.timeouts.request_s + SETTLE_S) as watch:
+            canary = create_canary(api, known_secrets, "transit")
+            steps = _exercise(api, canary.email)
+            window_end = steps[-1].answered_at + SETTLE_S
+            time.sleep(max(0.0, window_end - time.monotonic()))
+        assert watch.capture is not None
+        exercise = OutboundExercise(steps, watch.capture, window_end, expected_server_names(profile))
+        if capture is not None and since is not None:
+            try:
+                exercise = replace(exercise, captured=capture.requests_since(since))
+            except ProbeError as exc:
+                capture_error = str(exc)
+        exercise = replace(exercise, capture_error=capture_error)
     finally:
+        # One left behind (also when the exercise failed and nobody reads the observation)
+        # stays open in the run's canary ledger, which reports it at the end of the run.
+        cleanup_error = (canary.remove(api, known_secrets) or None) if canary is not None else None
         api.close()
-        capture.close()
+        if capture is not None:
+            capture.close()
+    return replace(exercise, canary_removed=cleanup_error is None, cleanup_error=cleanup_error)

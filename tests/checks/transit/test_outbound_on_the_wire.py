@@ -1,0 +1,77 @@
+"""transit.outbound_https on a real local stack, with a profile that has no ``[capture]``:
+PASS clean, FAIL once a plaintext upstream URL is configured into the running API (no fault)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from harness.outcomes import Outcome
+from harness.policy import load_policy
+from harness.profile import TargetProfile, load_profile
+from harness.redaction import KnownSecrets
+from system_under_test.backends import BACKENDS
+from system_under_test.violations.outbound import api_config_path, roll_api_workers
+from system_under_test.violations.stack import RunningStack
+
+from .conftest import run_check
+
+pytestmark = pytest.mark.integration
+CHECK = "transit.outbound_https"
+
+
+def without_capture(profile_path: Path, directory: Path) -> TargetProfile:
+    """A copy of the stack's profile without ``[capture]``, as production has it."""
+    data = tomllib.loads(profile_path.read_text(encoding="utf-8"))
+    del data["capture"]
+    copy = directory / "target-without-capture.toml"
+    copy.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return load_profile(copy)
+
+
+def test_clean_stack_passes_on_the_wire_without_capture(clean_stack: Any, tmp_path: Path) -> None:
+    # Given the clean stack audited through a profile without [capture],
+    profile = without_capture(clean_stack.profile_path, tmp_path)
+    secrets = KnownSecrets()
+    # when the check runs,
+    verdict, _ = run_check(CHECK, profile, load_policy(), tmp_path, secrets)
+    # then both calls were seen over TLS in the API's namespace, and no secret reached the evidence.
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert "the LLM (Anthropic) call (POST /brands/" in verdict.message
+    assert "the Resend call (POST /recovery/request, answered 202) over" in verdict.message
+    assert "ClientHello without a server name" in verdict.message  # the fakes are 127.0.0.1
+    assert verdict.details["canary_removed"] is True
+    for path in (tmp_path / CHECK).iterdir():
+        assert not secrets.find_in(path.read_bytes()), path.name
+
+
+@pytest.mark.parametrize(("violation", "request_line"), [
+    ("api-llm-url-plaintext", "POST /anthropic/v1/messages"),
+    ("api-resend-url-plaintext", "POST /resend/emails"),
+])
+def test_a_plaintext_upstream_configured_into_the_running_api_fails(
+        violation: str, request_line: str, clean_stack: Any, tmp_path: Path) -> None:
+    stack = RunningStack.open(clean_stack.state_dir)
+    config = api_config_path(stack)
+    as_found = config.read_text(encoding="utf-8")
+    plaintext_port = stack.profile["capture"]["plaintext_port"]
+    profile = without_capture(clean_stack.profile_path, tmp_path)
+    try:
+        # Given the running API's upstream URL edited to http:// and its workers rolled (no fault),
+        BACKENDS["local"].apply_violation(clean_stack.state_dir, violation)
+        assert "faults = []" in config.read_text(encoding="utf-8") or "faults" not in as_found
+        # when the check runs without [capture],
+        verdict, _ = run_check(CHECK, profile, load_policy(), tmp_path)
+    finally:
+        with config.open("r+", encoding="utf-8") as handle:
+            handle.write(as_found)
+            handle.truncate()
+        roll_api_workers(stack)
+    # then it FAILs naming the plaintext request and where it went, and the canary is gone.
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert f"{request_line} to 127.0.0.1:{plaintext_port} in plaintext" in verdict.message
+    assert verdict.details["canary_removed"] is True
