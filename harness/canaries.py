@@ -18,6 +18,11 @@ in, removing it again when the login fails after the signup;
 :meth:`CanaryAccount.remove` deletes it, logging in again if its session is
 no longer valid, and says why when it cannot; :func:`canary_account` does
 both around a block and raises when the account could not be removed.
+
+Every account goes through the run's ledger (:mod:`harness.canary_ledger`): its
+entry is written the moment its signup request is about to be sent and closed
+when its removal is confirmed; the run ends by reconciling it, so an account
+left behind is reported by the run, whichever path made it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from harness.canary_ledger import CanaryLedger, CanaryState, LedgerEntry, run_ledger
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi
@@ -139,16 +145,31 @@ class CanaryAccount:
     Attributes:
         email: its address, ``canary+<purpose>-<random>@audit.invalid``.
         password: its password; registered in KnownSecrets before the signup.
+        entry: its entry in the run's ledger (None for an account made without one).
     """
 
     email: str
     password: str = field(repr=False)
+    entry: LedgerEntry | None = field(default=None, repr=False, compare=False)
+    ledger: CanaryLedger | None = field(default=None, repr=False, compare=False)
 
     def remove(self, api: VotrizApi, known_secrets: KnownSecrets) -> str:
-        """Delete the account, logging in again if its session is no longer valid.
+        """Delete the account, logging in again if its session is no longer valid; the
+        ledger entry is closed, or keeps why not.
 
         Returns '' once the account is gone, else why the last attempt failed (never raises).
         """
+        left = self._remove(api, known_secrets)
+        if self.entry is not None and self.ledger is not None:
+            if left:
+                self.ledger.removal_failed(self.entry, left)
+            else:
+                self.ledger.removed(self.entry)
+        return left
+
+    def _remove(self, api: VotrizApi, known_secrets: KnownSecrets) -> str:
+        if self.entry is not None and self.entry.state is CanaryState.REMOVED:
+            return ""  # The run's reconciliation removed it already.
         try:
             api.delete_account()
             return ""
@@ -191,23 +212,33 @@ class CanaryAccount:
             raise
 
 
-def create_canary(api: VotrizApi, known_secrets: KnownSecrets, purpose: str) -> CanaryAccount:
+def create_canary(api: VotrizApi, known_secrets: KnownSecrets, purpose: str,
+                  ledger: CanaryLedger | None = None) -> CanaryAccount:
     """Sign up and log in a fresh canary account, never leaving it behind unsaid.
 
-    Its password is registered before the signup, its session token when it
-    arrives. If the login fails after the signup, the account exists already:
-    it is removed (logging in again), and the ProbeError says whether that
-    worked, with the account's address when it must be deleted by hand.
+    Its password is registered before the signup, its entry written to the
+    ledger (default: the run's) right before the signup request, its session
+    token registered when it arrives. If the login fails after the signup, the
+    account exists already: it is removed (logging in again), and the
+    ProbeError says whether that worked, with the account's address when it
+    must be deleted by hand.
 
     Raises:
         ProbeError: the signup or the login failed.
     """
-    tag = secrets.token_hex(6)
+    ledger = ledger if ledger is not None else run_ledger()
     # A reserved TLD (RFC 6761), like the at-rest canary: no mail can ever leave.
-    canary = CanaryAccount(email=f"canary+{purpose}-{tag}@{CANARY_DOMAIN}",
-                           password=secrets.token_urlsafe(24))
-    known_secrets.add(canary.password, "canary password")
-    api.signup(canary.email, canary.password)
+    email, password = f"canary+{purpose}-{secrets.token_hex(6)}@{CANARY_DOMAIN}", secrets.token_urlsafe(24)
+    known_secrets.add(password, "canary password")
+    entry = ledger.signup_about_to_be_sent(email, password, purpose)
+    canary = CanaryAccount(email=email, password=password, entry=entry, ledger=ledger)
+    try:
+        answer = api.signup(canary.email, canary.password)
+    except ProbeError as exc:
+        ledger.signup_failed(entry, exc)
+        raise
+    user_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+    ledger.signup_answered(entry, user_id if isinstance(user_id, int) else None)
     try:
         known_secrets.add(api.login(canary.email, canary.password), "canary session token")
     except ProbeError as exc:
@@ -219,7 +250,8 @@ def create_canary(api: VotrizApi, known_secrets: KnownSecrets, purpose: str) -> 
 
 
 @contextmanager
-def canary_account(api: VotrizApi, known_secrets: KnownSecrets, purpose: str) -> Iterator[CanaryAccount]:
+def canary_account(api: VotrizApi, known_secrets: KnownSecrets, purpose: str,
+                   ledger: CanaryLedger | None = None) -> Iterator[CanaryAccount]:
     """A fresh canary account, logged in on ``api`` for the block and removed after it.
 
     Raises:
@@ -227,7 +259,7 @@ def canary_account(api: VotrizApi, known_secrets: KnownSecrets, purpose: str) ->
             (naming the address to delete by hand); when the block itself
             raised a ProbeError, one error says both.
     """
-    canary = create_canary(api, known_secrets, purpose)
+    canary = create_canary(api, known_secrets, purpose, ledger)
     with canary.removed_on_failure(api, known_secrets):
         yield canary
     canary.delete(api, known_secrets)
@@ -289,8 +321,11 @@ class CanarySession:
     def __init__(self, api: VotrizApi, mail: CaptureClient, known_secrets: KnownSecrets, *,
                  run_id: str | None = None, mail_wait_s: float = 10.0,
                  ready_wait_s: float = 30.0,
-                 api_factory: Callable[[], VotrizApi] | None = None) -> None:
+                 api_factory: Callable[[], VotrizApi] | None = None,
+                 ledger: CanaryLedger | None = None) -> None:
         self._api = api
+        self._ledger = ledger if ledger is not None else run_ledger()
+        self._entry: LedgerEntry | None = None
         self._ready_wait_s = ready_wait_s
         self._api_factory = api_factory or (lambda: VotrizApi(api.profile))
         self._mail = mail
@@ -337,8 +372,16 @@ class CanarySession:
     def _plant(self) -> None:
         self._wait_until_answering()
         api, canary = self._api, self.canary
-        answer = api.signup(canary.email, canary.password)
+        # Its address is a known secret (looked for at rest): the ledger names it by id.
+        self._entry = entry = self._ledger.signup_about_to_be_sent(
+            canary.email, canary.password, "at_rest", address_is_secret=True)
+        try:
+            answer = api.signup(canary.email, canary.password)
+        except ProbeError as exc:
+            self._ledger.signup_failed(entry, exc)
+            raise
         user_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+        self._ledger.signup_answered(entry, user_id if isinstance(user_id, int) else None)
         if not isinstance(user_id, int):
             raise ProbeError("POST /signup: the answer holds no id")
         canary.user_id = user_id
@@ -350,6 +393,7 @@ class CanarySession:
         if not isinstance(totp, str) or not isinstance(codes, list):
             raise ProbeError("POST /mfa/setup: the answer holds no TOTP secret or no backup codes")
         canary.totp_secret = self._secret(totp, "canary TOTP secret")
+        self._ledger.mfa_on(entry, totp)
         canary.backup_codes = tuple(self._secret(str(code), f"canary backup code {i + 1}")
                                     for i, code in enumerate(codes))
         canary.mfa_status_body = api.mfa_status().body
@@ -421,9 +465,15 @@ class CanarySession:
         return canary.recovery
 
     def remove(self) -> None:
-        """Delete the canary's account (idempotent); the outcome is in ``cleanup_note``."""
-        canary = self.canary
-        if canary.removed or canary.user_id is None:
+        """Delete the canary's account (idempotent); the outcome is in ``cleanup_note`` and the
+        ledger.
+
+        An account whose signup had no answer may exist: it is removed by logging in.
+        """
+        canary, entry = self.canary, self._entry
+        if entry is not None and entry.state is CanaryState.REMOVED and not canary.removed:
+            canary.removed, canary.cleanup_note = True, "removed by the run's clean-up"
+        if canary.removed or entry is None or entry.state is CanaryState.NOT_CREATED:
             canary.cleanup_note = canary.cleanup_note or "nothing to remove"
             return
         try:
@@ -438,6 +488,10 @@ class CanarySession:
             canary.cleanup_note = f"DELETE /account answered {answer.status}"
         except (ProbeError, RuntimeError) as exc:
             canary.cleanup_note = f"clean-up failed: {exc}"
+        if canary.removed:
+            self._ledger.removed(entry)
+        else:
+            self._ledger.removal_failed(entry, canary.cleanup_note)
 
     def _login_again(self) -> None:
         canary, api = self.canary, self._api

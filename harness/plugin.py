@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from harness import checkdir
+from harness.canary_ledger import CanaryLedger, cleanup_results, start_run_ledger
 from harness.evidence import EvidenceRecorder
 from harness.inputs import AuditInputs, InputError, load_inputs
 from harness.leaks import scan_for_leaks
@@ -89,6 +90,8 @@ class RunState:
         deselected: checks collected but deselected (``-k``, ``-m``).
         require_attestations: a missing attestation blocks the gate (option or policy).
         bundle_problem: why the evidence bundle is incomplete, once the run knows it.
+        finished: node ids of the checks whose result is recorded.
+        canary_ledger: every canary account the run made (a fresh ledger, current for the run).
     """
 
     inputs: AuditInputs
@@ -107,6 +110,8 @@ class RunState:
     deselected: int = 0
     require_attestations: bool = False
     bundle_problem: str | None = None
+    finished: set[str] = field(default_factory=set)
+    canary_ledger: CanaryLedger = field(default_factory=start_run_ledger)
 
     @property
     def profile(self) -> TargetProfile:
@@ -341,6 +346,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if state is None:
         return
     state.started[item.nodeid] = time.monotonic()
+    state.canary_ledger.current_check = check_id_of(item)  # the check that makes a canary, by name
     # A whole run has an upper bound: past it, the remaining checks are not run
     # and say so (ERROR, since nothing was verified), instead of the gate hanging.
     limit = state.policy.timeouts.run_s
@@ -441,12 +447,16 @@ class _CollectionWatch:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, None]:
-    """After setup, call and teardown of a check: record its result and show it."""
-    yield
+    """After setup, call and teardown of a check: record its result (interrupted: for how long)."""
+    outcome = yield
     state = _state(item.config)
     if state is None:
         return
+    if isinstance(outcome.exception, (KeyboardInterrupt, pytest.exit.Exception)):
+        ran_s = time.monotonic() - state.started.get(item.nodeid, time.monotonic())
+        state.pending.setdefault(item.nodeid, Verdict.error(f"interrupted after {ran_s:.1f} s"))
     result = _finish_check(state, item.nodeid, item)
+    state.finished.add(item.nodeid)
     state.results.append(result)
     reporter = item.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
@@ -502,8 +512,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     # No check collected is not an incomplete run: the gate calls it vacuous, with its reason.
     completed = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
-    if exitstatus not in completed and not state.run_errors:
+    why = "interrupted" if exitstatus == pytest.ExitCode.INTERRUPTED else "the run stopped early"
+    for item in (unfinished := [i for i in getattr(session, "items", []) if i.nodeid not in state.finished]):
+        state.pending[item.nodeid] = Verdict.error(f"not run: {why}")  # listed, never absent
+        state.results.append(_finish_check(state, item.nodeid, item))
+    if exitstatus not in completed and not state.run_errors and not unfinished:
         _run_error(state, "harness.run", f"the run did not complete (pytest exit status {int(exitstatus)})")
+    state.run_errors.extend(cleanup_results(state.canary_ledger, state.profile, state.policy,
+                                            state.known_secrets, state.report_dir))
     state.results.extend(state.run_errors)
     state.run_errors.clear()
     run = build_results(state)

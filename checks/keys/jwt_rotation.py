@@ -5,12 +5,10 @@ must be refused (401) within the grace period while a new login works. The
 command is not run when the service or a dependency is unavailable (or was,
 earlier in the run); failures seen while a dependency was unavailable right
 after it are ERROR naming it, not FAIL. A canary account the check could not
-remove is reported as ``harness.cleanup/keys.jwt_rotation`` ERROR by its address.
+remove is the run's canary ledger's to report (``harness.cleanup/<address>`` ERROR).
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +20,6 @@ from harness.policy import Policy
 from harness.prerequisites import operator_command, require_sections
 from harness.probes.rotation import (
     JwtRotationObservation,
-    canary_left_reported,
     not_run_verdict,
     observe_jwt_rotation,
 )
@@ -44,7 +41,7 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
                "status_after": obs.status_after, "refused_after_s": obs.refused_after_s,
                "grace_s": grace_s, "new_login": obs.new_login or "ok",
                "new_token_status": obs.new_token_status, "secret_changed": obs.secret_changed,
-               "health": obs.health.as_evidence(), "canary_left": obs.canary_left}
+               "health": obs.health.as_evidence()}
     if obs.status_before != 200:
         return Verdict.error(f"The canary session was not accepted before the rotation "
                              f"(HTTP {obs.status_before}).", **details)
@@ -79,12 +76,6 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
     return Verdict.passed(f"After the JWT secret rotation the old session was refused "
                           f"(HTTP {obs.status_after}, {obs.refused_after_s:.1f} s after the command) "
                           f"and a new login worked.", **details)
-
-
-@pytest.fixture(autouse=True)
-def jwt_canary_removed_or_reported(evidence: EvidenceRecorder) -> Iterator[None]:
-    """After the check, a canary it could not remove is a ``harness.cleanup`` ERROR naming it."""
-    yield from canary_left_reported(evidence)
 
 
 @pytest.mark.claims("KEYS-JWT-ROTATION")

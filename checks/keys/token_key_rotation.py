@@ -7,14 +7,13 @@ retired key alone, no row may be lost, and the canary's tokens must be the
 ones it last stored. The command is not run when the service or a dependency
 is unavailable (or was, earlier in the run); failures seen while a dependency
 was unavailable right after the rotation are ERROR naming it, not FAIL. The
-load's timeline is recorded as :class:`~harness.evidence_kinds.RotationTimelineEvidence`,
-and a canary account the check could not remove is reported as
-``harness.cleanup/keys.token_key_rotation`` ERROR by its address.
+load's timeline is recorded as :class:`~harness.evidence_kinds.RotationTimelineEvidence`;
+a canary account the check could not remove is the run's canary ledger's to report
+(``harness.cleanup/<address>`` ERROR).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,7 +30,6 @@ from harness.probes.rotation import (
     ROTATION_FINISHED,
     ROTATION_STARTED,
     TokenRotationObservation,
-    canary_left_reported,
     not_run_verdict,
     observe_token_key_rotation,
 )
@@ -93,7 +91,6 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
         "p99_ratio_during_over_before": (round(during.p99_ms / before.p99_ms, 2)
                                          if before.p99_ms and during.p99_ms else None),
         "health": obs.health.as_evidence(), "read_after": obs.read_after,
-        "canary_left": obs.canary_left,
     }
     # Every broken criterion is named, most specific first: a row left under the
     # old key also makes reads fail, and the row is the root cause.
@@ -164,9 +161,3 @@ def check_token_key_rotation(profile: TargetProfile, policy: Policy, known_secre
     verdict = token_key_rotation_verdict(obs, policy)
     evidence.attach("rotation", verdict.details)
     evidence.conclude(verdict)
-
-
-@pytest.fixture(autouse=True)
-def token_rotation_canary_removed_or_reported(evidence: EvidenceRecorder) -> Iterator[None]:
-    """After the check, a canary it could not remove is a ``harness.cleanup`` ERROR naming it."""
-    yield from canary_left_reported(evidence)

@@ -13,8 +13,9 @@ seen earlier in the run, the command is not run and the observation says why.
 Right after the command and what follows it, the health is asked again, so a
 verdict can tell a failure explained by a dependency's outage (ERROR) from a
 broken promise (FAIL). The canary accounts are removed on every path; one that
-could not be removed is named in ``canary_left`` (:func:`canary_left_reported`
-makes it a ``harness.cleanup`` ERROR).
+could not be removed stays open in the run's canary ledger
+(:mod:`harness.canary_ledger`), which tries once more at the end of the run and
+reports it as ``harness.cleanup`` ERROR by its address.
 
 The verdicts are the checks' (``checks/keys/*_rotation.py``), except the
 password rotations' (:func:`password_rotation_verdict`), which the database and
@@ -24,13 +25,12 @@ the Redis password checks share.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.canaries import canary_account, create_canary
 from harness.commands import CommandResult, run_operation
-from harness.evidence import EvidenceRecorder
 from harness.health import HealthAround, after_operation, before_destructive, explained_failure
 from harness.key_classes import KeyClasses
 from harness.load import LoadReport, SteadyLoad
@@ -73,7 +73,6 @@ class TokenRotationObservation:
         health: the service's health before and right after the rotation.
         read_after: whether the key ring and the rows were read after the rotation
             (not when a dependency was unavailable right after it).
-        canary_left: '' when the canary account was removed, else its address and why not.
     """
 
     command: CommandResult
@@ -90,7 +89,6 @@ class TokenRotationObservation:
     writes_checked: int
     health: HealthAround = field(default_factory=HealthAround)
     read_after: bool = True
-    canary_left: str = ""
 
     @classmethod
     def not_run(cls, command: Sequence[str], health: HealthAround) -> TokenRotationObservation:
@@ -112,7 +110,6 @@ class JwtRotationObservation:
         new_token_status: answer to the new token.
         secret_changed: whether the HSM's signing secret changed (None: unknown).
         health: the service's health before and right after the rotation.
-        canary_left: '' when the canary account was removed, else its address and why not.
     """
 
     command: CommandResult
@@ -123,7 +120,6 @@ class JwtRotationObservation:
     new_token_status: int | None
     secret_changed: bool | None
     health: HealthAround = field(default_factory=HealthAround)
-    canary_left: str = ""
 
     @classmethod
     def not_run(cls, command: Sequence[str], health: HealthAround) -> JwtRotationObservation:
@@ -217,7 +213,7 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
         if left and isinstance(exc, ProbeError):
             raise ProbeError(f"{exc}; {left}") from None
         raise
-    canary_left = canary.release()
+    canary.release()
     new_ring = fernet_of([v for _, _, v in ring_after])
     new_versions = {v for v, _, _ in ring_after} - {v for v, _, _ in ring_before}
     retired = ring_before[0][2] if ring_before else None
@@ -249,7 +245,7 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
         canary_mismatches=tuple(sorted(mismatches)),
         writes_during_rotation=sum(1 for t, _ in writes if start <= t < end),
         writes_checked=len(expected) - len(uncertain & set(expected)),
-        health=around, read_after=read_after, canary_left=canary_left)
+        health=around, read_after=read_after)
 
 
 def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
@@ -297,16 +293,14 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
                 new_login = str(exc)
             around = after_operation(profile, policy, around, what, known_secrets)
         # Removed on every path: also when the new login failed (its session is then the old,
-        # refused one, and remove() logs in again).
-        left = canary.remove(api, known_secrets)
-    canary_left = (f"the JWT rotation's canary account {canary.email} could not be removed "
-                   f"({left}): delete it by hand") if left else ""
+        # refused one, and remove() logs in again); one left stays open in the run's ledger.
+        canary.remove(api, known_secrets)
     after = (hsm_probe.read_values(profile.hsm, [label], known_secrets,
                                    timeout_s=policy.timeouts.request_s).get(label)
              if profile.hsm else None)
     changed = None if before is None or after is None else before != after
     return JwtRotationObservation(result, status_before, status_after, refused_after, new_login,
-                                  new_status, changed, around, canary_left)
+                                  new_status, changed, around)
 
 
 def service_works(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
@@ -419,20 +413,3 @@ def password_rotation_verdict(obs: PasswordRotationObservation) -> Verdict:
     return Verdict.passed(f"After the rotation the old {obs.what} password is refused, the new one "
                           f"from the HSM works, and the service still works "
                           f"({obs.command.duration_s:.1f} s).", **details)
-
-
-def canary_left_reported(evidence: EvidenceRecorder) -> Iterator[None]:
-    """A rotation check's teardown: a canary account it could not remove is an error of its own.
-
-    Used as an autouse fixture by the rotation checks that make canaries: after the check,
-    a ``canary_left`` in its verdict's details (the account's address and why it could not be
-    removed) is raised, so the plugin reports it as ``harness.cleanup/<check>`` ERROR,
-    whatever the check concluded.
-
-    Raises:
-        ProbeError: naming the account left behind.
-    """
-    yield
-    left = evidence.verdict.details.get("canary_left") if evidence.verdict is not None else None
-    if left:
-        raise ProbeError(str(left))

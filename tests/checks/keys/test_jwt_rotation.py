@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from checks.keys.jwt_rotation import jwt_rotation_verdict
 from harness.canaries import CanaryAccount
-from harness.evidence import EvidenceRecorder
+from harness.canary_ledger import CanaryLedger, CanaryState
 from harness.health import HealthAround
 from harness.key_classes import load_key_classes
-from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
+from harness.outcomes import Outcome, ProbeError
 from harness.policy import load_policy
 from harness.probes import rotation
 from harness.probes.api import ApiResponse
@@ -149,13 +148,19 @@ class _Api:
 @pytest.fixture
 def fake_service(monkeypatch: pytest.MonkeyPatch) -> type[_Api]:
     def fake_create_canary(api: _Api, known: KnownSecrets, purpose: str) -> CanaryAccount:
+        # Recorded in the test's ledger as create_canary records it in the run's
+        email, password = "canary+keys-0a1b2c@audit.invalid", "pw-of-the-canary"
+        entry = LEDGER.signup_about_to_be_sent(email, password, purpose)
         api.account_exists, api.token = True, "old-session"
-        return CanaryAccount(email="canary+keys-0a1b2c@audit.invalid", password="pw-of-the-canary")
+        LEDGER.signup_answered(entry, 17)
+        return CanaryAccount(email=email, password=password, entry=entry, ledger=LEDGER)
 
     def fake_rotate(argv: Any, timeout_s: float, **kwargs: Any) -> Any:
         _Api.rotated = True
         return cmd()
 
+    global LEDGER
+    LEDGER = CanaryLedger()
     _Api.instances.clear()
     _Api.rotated = False
     _Api.database_down_after_rotation = False
@@ -169,6 +174,7 @@ def fake_service(monkeypatch: pytest.MonkeyPatch) -> type[_Api]:
     return _Api
 
 
+LEDGER = CanaryLedger()
 PROFILE = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
 
 
@@ -180,41 +186,27 @@ def observe() -> JwtRotationObservation:
 
 def test_jwt_rotation_canary_is_removed_when_the_service_works(fake_service: type[_Api]) -> None:
     obs = observe()
-    assert (obs.refused_after_s is not None, obs.new_login, obs.canary_left) == (True, "", "")
+    assert (obs.refused_after_s is not None, obs.new_login) == (True, "")
     assert [api.account_exists for api in fake_service.instances] == [False]
+    assert [entry.state for entry in LEDGER.entries] == [CanaryState.REMOVED] and not LEDGER.open_entries()
     assert jwt_rotation_verdict(obs, 10).outcome is Outcome.PASS
 
 
-def test_jwt_rotation_canary_left_by_an_outage_is_named_and_reported_at_teardown(
-        fake_service: type[_Api], tmp_path: Path) -> None:
+def test_jwt_rotation_canary_left_by_an_outage_stays_open_in_the_ledger_naming_it(
+        fake_service: type[_Api]) -> None:
     # Given a database that goes away right after the rotation (the login after it fails)
     fake_service.database_down_after_rotation = True
     obs = observe()
-    # Then the canary could not be removed, and the observation names it
+    # Then the canary could not be removed, and the run's ledger holds it open, by address, with why
     assert obs.new_login == "POST /login: expected HTTP 200, got 503"
-    assert obs.canary_left == ("the JWT rotation's canary account canary+keys-0a1b2c@audit.invalid could "
-                               "not be removed (POST /login: expected HTTP 200, got 503): delete it by hand")
     verdict = jwt_rotation_verdict(obs, 0.1)
     assert verdict.outcome is Outcome.ERROR and verdict.message.startswith("The database was unavailable")
-    assert verdict.details["canary_left"] == obs.canary_left
-    # And the check's teardown (the autouse fixture of checks/keys/jwt_rotation.py runs this)
-    # raises it, so the plugin reports harness.cleanup/keys.jwt_rotation naming the account
-    recorder = EvidenceRecorder("keys.jwt_rotation", tmp_path, KnownSecrets())
-    teardown = rotation.canary_left_reported(recorder)
-    next(teardown)
-    with pytest.raises(CheckOutcome):
-        recorder.conclude(verdict)
-    with pytest.raises(ProbeError, match=r"canary\+keys-0a1b2c@audit.invalid could not be removed"):
-        next(teardown)
-
-
-def test_the_canary_teardown_says_nothing_when_the_canary_was_removed(tmp_path: Path) -> None:
-    recorder = EvidenceRecorder("keys.jwt_rotation", tmp_path, KnownSecrets())
-    teardown = rotation.canary_left_reported(recorder)
-    next(teardown)
-    recorder.conclude(Verdict.passed("ok", canary_left=""))
-    with pytest.raises(StopIteration):
-        next(teardown)
+    assert [(e.address, e.created_by, e.state, e.note) for e in LEDGER.open_entries()] == [
+        ("canary+keys-0a1b2c@audit.invalid", "", CanaryState.CREATED,
+         "POST /login: expected HTTP 200, got 503")]
+    # And the ledger is what the run reconciles and reports (tests/harness/test_canary_ledger.py);
+    # the check itself needs no teardown of its own
+    assert "canary_left" not in verdict.details
 
 
 def test_jwt_rotation_killed_or_unanswered_with_the_database_down_is_error_naming_it() -> None:
