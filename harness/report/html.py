@@ -41,6 +41,7 @@ from harness.report.humanise import (
     plain_promises,
     short_id,
     shown_path,
+    time_words,
 )
 from harness.report.layout import CALIBRATION_JSON, REPORT_HTML, EvidenceFile, load_results, read_evidence
 from harness.report.seal import SEAL_FILE, VERIFY_MD, SignerFacts
@@ -176,6 +177,7 @@ def _environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["words"] = field_words
     env.filters["plain"] = plain_markdown
+    env.filters["time"] = time_words
     env.filters["ids"] = mark_identifiers
     env.tests["identifier"] = lambda value: isinstance(value, str) and is_identifier(value)
     env.filters["number"] = number_words

@@ -30,7 +30,10 @@ _KEY_WORDS = {"t_s": "time (s)", "p50_ms": "median latency (ms)", "p99_ms": "99t
               "max_ms": "slowest (ms)", "ok": "succeeded", "errors": "failed",
               "value_len": "value length (bytes)",
               "class": "object class", "key_type": "key type", "dns_names": "DNS names",
-              "pid": "process id", "ms": "duration (ms)", "url": "URL", "id": "id"}
+              "pid": "process id", "ms": "duration (ms)", "url": "URL", "id": "id",
+              "ip_addresses": "IP addresses", "sha256_fingerprint": "SHA-256 fingerprint",
+              "sni_host": "SNI host name"}
+_ISO_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]00:00)")
 
 
 def plain_markdown(text: str) -> str:
@@ -230,6 +233,11 @@ def number_words(value: int | float, key: str = "") -> str:
             return f"{int(value):,}"
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.1f}"
     return f"{value:,}"
+
+
+def time_words(text: str) -> str:
+    """An ISO 8601 UTC time as people write it: ``2026-12-07 05:13:37 UTC``; other text unchanged."""
+    return _ISO_TIME.sub(lambda m: f"{m.group(1)} {m.group(2)} UTC", text)
 
 
 def shown_path(path: str) -> str:
