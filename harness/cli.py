@@ -503,6 +503,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                          f"it has: {', '.join(offered) or 'none'}")
     out = (args.out or Path("reports") / dt.datetime.now(dt.UTC).strftime("calibration-%Y%m%dT%H%M%SZ"))
     _check_report_dir(out.resolve())
+    # OUT holds the stacks' state directories (OUT/state/NAME), which the local backend's
+    # unprivileged service user must reach; each run's evidence (OUT/runs/NAME) stays 0700.
+    out.resolve().chmod(0o755)
     # Nothing selected: every fault and every violation; otherwise exactly what was named.
     chosen = bool(args.fault or args.violation)
     calibration = calibrate(out.resolve(), stack, args.fault if chosen else None,

@@ -194,3 +194,24 @@ def test_cli_calibrate_refuses_an_unknown_violation(monkeypatch, capsys) -> None
     monkeypatch.setattr(cli, "_backends", lambda: {"local": stand_in([])})
     assert cli.main(["calibrate", "--backend", "local", "--violation", "no-such"]) == cli.EXIT_USAGE
     assert "no violation no-such" in capsys.readouterr().err
+
+
+def test_cli_calibrate_leaves_the_state_directories_reachable_by_the_service_user(
+        tmp_path, monkeypatch) -> None:
+    # The local backend runs PostgreSQL and nginx as an unprivileged user, whose state
+    # directories sit under OUT/state: OUT must be traversable (0755), while each run's
+    # evidence under OUT/runs stays private (the plugin makes it 0700).
+    from harness import calibrate as calibrate_module
+    from harness import cli
+
+    seen: dict[str, int] = {}
+
+    def fake_calibrate(out_dir: Path, stack, faults, violations):
+        seen["mode"] = out_dir.stat().st_mode & 0o777
+        raise cli.UsageError("stop here")
+
+    monkeypatch.setattr(cli, "_backends", lambda: {"local": stand_in([])})
+    monkeypatch.setattr(calibrate_module, "calibrate", fake_calibrate)
+    out = tmp_path / "calibration"
+    assert cli.main(["calibrate", "--backend", "local", "--out", str(out)]) == cli.EXIT_USAGE
+    assert seen["mode"] == 0o755
