@@ -9,13 +9,7 @@ from hypothesis import strategies as st
 from checks.transit.hsts import hsts_verdict, parse_hsts
 from harness.outcomes import Outcome
 
-from .conftest import (
-    POLICY,
-    https,
-    integration_tests,
-    replaced,
-    without,
-)
+from .conftest import POLICY, https, integration_tests, replaced, without
 
 
 def test_hsts_everywhere_passes() -> None:

@@ -5,14 +5,7 @@ from __future__ import annotations
 from checks.transit.security_headers import HEADERS_BASIS, security_headers_verdict
 from harness.outcomes import Outcome
 
-from .conftest import (
-    GOOD,
-    POLICY,
-    https,
-    integration_tests,
-    replaced,
-    without,
-)
+from .conftest import GOOD, POLICY, https, integration_tests, replaced, without
 
 
 def test_security_headers_pass_and_say_the_page_lists_none() -> None:
