@@ -15,6 +15,7 @@ from harness.policy import load_policy
 from harness.profile import TargetProfile, load_profile
 from harness.redaction import KnownSecrets
 from system_under_test.backends import BACKENDS
+from system_under_test.common.pki import FAKES_HOST
 from system_under_test.violations.outbound import api_config_path, roll_api_workers
 from system_under_test.violations.stack import RunningStack
 
@@ -75,3 +76,39 @@ def test_a_plaintext_upstream_configured_into_the_running_api_fails(
     assert verdict.outcome is Outcome.FAIL, verdict.message
     assert f"{request_line} to 127.0.0.1:{plaintext_port} in plaintext" in verdict.message
     assert verdict.details["canary_removed"] is True
+
+
+# --- once on Docker: the capture enters the API container's network namespace ---------------
+
+@pytest.fixture(scope="module")
+def docker_stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from system_under_test.docker import engine, stack
+
+    try:
+        client = engine.docker_client()
+    except stack.StackError as exc:
+        pytest.fail(f"this test needs a Docker engine: {exc}")
+    state_dir = tmp_path_factory.mktemp("docker-wire") / "state"
+    try:
+        yield stack.up(state_dir, client=client)
+    finally:
+        stack.down(state_dir, client=client)
+        client.close()
+
+
+@pytest.mark.slow
+def test_docker_api_container_clean_passes_then_a_plaintext_upstream_fails(docker_stack: Any,
+                                                                           tmp_path: Path) -> None:
+    # Given the Docker reference audited through a profile without [capture],
+    profile = without_capture(docker_stack.profile_path, tmp_path)
+    clean, _ = run_check(CHECK, profile, load_policy(), tmp_path / "clean")
+    # then the clean API's calls went over TLS, seen inside the API container's namespace;
+    assert clean.outcome is Outcome.PASS, clean.message
+    assert f"container {docker_stack.containers['api']}" in clean.message
+    assert f"ClientHello for '{FAKES_HOST}'" in clean.message
+    # when its Resend URL is edited to http:// and its workers rolled (no fault switch),
+    BACKENDS["docker"].apply_violation(docker_stack.state_dir, "api-resend-url-plaintext")
+    verdict, _ = run_check(CHECK, profile, load_policy(), tmp_path / "violated")
+    # then the check FAILs naming the plaintext request and the fakes' plaintext port.
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert "POST /resend/emails to " in verdict.message and ":8080 in plaintext" in verdict.message
