@@ -9,6 +9,7 @@ pytest's ``pythonpath`` includes ``tests``.
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import socket
@@ -86,6 +87,17 @@ def running_stack(faults: Sequence[str] = ()) -> Iterator[StackInfo]:
         yield up(state_dir, tuple(faults))
     finally:
         down(state_dir)
+
+
+def send_body(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes,
+              content_type: str | None = None) -> None:
+    """Answer a fake peer's request: ``status``, ``body`` with its length (and type) declared."""
+    handler.send_response(status)
+    if content_type is not None:
+        handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def closed_port() -> int:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 import tomli_w
-from audit_cli import CliRun, closed_port, run_cli, running_stack
+from audit_cli import CliRun, closed_port, run_cli, running_stack, send_body
 
 from harness.canaries import CanaryAccount
 from harness.cli import EXIT_ERROR, EXIT_FAIL
@@ -226,11 +226,7 @@ class _SlowHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.stopping.wait(self.server.delay_s)
-        body = b"slow\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, 200, b"slow\n")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -306,12 +302,8 @@ class _EmptyCapture(http.server.BaseHTTPRequestHandler):
     """The fakes' capture API, holding no mail at all."""
 
     def do_GET(self) -> None:
-        body = json.dumps({"mails": []}).encode()
-        self.send_response(200 if self.path.startswith("/_capture/mail") else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_body(self, 200 if self.path.startswith("/_capture/mail") else 404,
+                  json.dumps({"mails": []}).encode(), "application/json")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
