@@ -146,14 +146,14 @@ def observe_outbound(profile: TargetProfile, policy: Policy, known_secrets: Know
     since, capture_error = None, None
     canary = None
     try:
-        if capture is not None:
-            try:
-                since = capture.last_seq()
-            except ProbeError as exc:
-                capture_error = str(exc)
         # Signup, login (bcrypt), two calls and the settling time, each bounded by request_s.
         with watching_the_wire(target, 6 * policy.timeouts.request_s + SETTLE_S) as watch:
             canary = create_canary(api, known_secrets, "transit")
+            if capture is not None:
+                try:
+                    since = capture.last_seq()
+                except ProbeError as exc:
+                    capture_error = str(exc)
             steps = _exercise(api, canary.email)
             window_end = steps[-1].answered_at + SETTLE_S
             time.sleep(max(0.0, window_end - time.monotonic()))

@@ -3,6 +3,7 @@ with a stand-in for the API."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 
 import pytest
@@ -111,12 +112,13 @@ def test_the_outbound_probe_removes_a_canary_whose_login_failed(monkeypatch: pyt
     _OutboundApi.made.clear()
     monkeypatch.setattr(outbound, "VotrizApi", _OutboundApi)
     monkeypatch.setattr(outbound, "CaptureClient", _NoCapture)
+    monkeypatch.setattr(outbound, "watching_the_wire", lambda *_: contextlib.nullcontext())
     profile = TargetProfile.model_validate({
         "name": "test", "edge": {"host": "votriz.test"}, "api": {},
         "capture": {"url": "https://127.0.0.1:9", "plaintext_port": 10}})
     # When it is observed, the error goes up
     with pytest.raises(ProbeError, match="the canary account had been created, it was removed"):
-        outbound.observe_outbound(profile, load_policy(), KnownSecrets())
+        outbound.observe_outbound(profile, load_policy(), KnownSecrets(), None)  # type: ignore[arg-type]
     # Then the account it signed up is gone
     assert [api.account_exists for api in _OutboundApi.made] == [False]
 

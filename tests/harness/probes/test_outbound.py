@@ -1,9 +1,12 @@
-"""The outbound probe's canary life cycle, with stand-ins for the API and the capture API,
-and the capture client against a closed port."""
+"""The outbound probe's canary life cycle and step timing, with stand-ins for the API, the wire
+capture and the capture API, and the capture client against a closed port."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -12,7 +15,8 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import outbound
 from harness.probes.api import ApiResponse
-from harness.probes.outbound import CaptureClient, CapturedRequest, observe_outbound
+from harness.probes.outbound import CaptureClient, CapturedRequest, expected_server_names, observe_outbound
+from harness.probes.wire import ApiProcesses, WireCapture, WireWatch
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -63,8 +67,21 @@ class FakeApi:
         FakeApi.calls.append("close")
 
 
+API = ApiProcesses("[local] process api (pid 42)", (42,), Path("/proc/42/ns/net"))
+
+
+@contextmanager
+def fake_wire(api: ApiProcesses, seconds: float) -> Iterator[WireWatch]:
+    """The wire capture, empty: records that it was running while the API was driven."""
+    FakeApi.calls.append("wire starts")
+    watch = WireWatch()
+    yield watch
+    FakeApi.calls.append("wire stops")
+    watch.capture = WireCapture(api, 0.0, 1.0, (), 0, 0, 0)
+
+
 class FakeCapture:
-    """The fakes' capture API: the LLM call at once, the mail on the second poll."""
+    """The fakes' capture API: two requests since sequence number 40."""
 
     def __init__(self, capture: Any, profile: TargetProfile, policy: Policy) -> None:
         self.polls = 0
@@ -73,11 +90,8 @@ class FakeCapture:
         return 40
 
     def requests_since(self, seq: int) -> tuple[CapturedRequest, ...]:
-        self.polls += 1
-        found = [CapturedRequest(41, "tls", "POST", "/anthropic/v1/messages", "x")]
-        if self.polls >= 2:
-            found.append(CapturedRequest(42, "plaintext", "POST", "/resend/emails", "x"))
-        return tuple(found)
+        return (CapturedRequest(41, "tls", "POST", "/anthropic/v1/messages", "x"),
+                CapturedRequest(42, "plaintext", "POST", "/resend/emails", "x"))
 
     def close(self) -> None:
         pass
@@ -89,17 +103,24 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> type[FakeApi]:
     FakeApi.fail_on = None
     monkeypatch.setattr(outbound, "VotrizApi", FakeApi)
     monkeypatch.setattr(outbound, "CaptureClient", FakeCapture)
-    monkeypatch.setattr(outbound, "POLL_INTERVAL_S", 0.01)
+    monkeypatch.setattr(outbound, "watching_the_wire", fake_wire)
+    monkeypatch.setattr(outbound, "SETTLE_S", 0.01)
     return FakeApi
 
 
-def test_exercise_collects_late_calls_and_removes_the_canary(fakes: type[FakeApi],
-                                                             fast_policy: Policy) -> None:
+def test_the_api_is_driven_inside_the_capture_and_the_canary_removed_after(
+        fakes: type[FakeApi], fast_policy: Policy) -> None:
     secrets = KnownSecrets()
-    exercise = observe_outbound(PROFILE, fast_policy, secrets)
+    exercise = observe_outbound(PROFILE, fast_policy, secrets, API)
+    # The canary is made and the calls are made while the wire is watched; it is removed after.
+    assert fakes.calls == ["wire starts", "signup", "login", "create_brand", "create_caption",
+                           "request_recovery", "wire stops", "delete_account", "close"]
+    llm, mail = exercise.steps
+    assert (llm.upstream, llm.status, mail.upstream, mail.status) == ("LLM (Anthropic)", 201, "Resend", 202)
+    assert llm.sent_at <= llm.answered_at <= mail.sent_at <= mail.answered_at < exercise.window_end
+    # The fakes' capture is read as a second source; the canary is gone.
     assert [r.path for r in exercise.captured] == ["/anthropic/v1/messages", "/resend/emails"]
-    assert exercise.since_seq == 40 and exercise.canary_removed and exercise.cleanup_error is None
-    assert fakes.calls[-2:] == ["delete_account", "close"]
+    assert exercise.canary_removed and exercise.cleanup_error is None
     # The password and the session token were registered before anything could print them.
     assert {label for _, label in secrets.items()} == {"canary password", "canary session token"}
 
@@ -107,19 +128,33 @@ def test_exercise_collects_late_calls_and_removes_the_canary(fakes: type[FakeApi
 def test_canary_is_removed_when_the_exercise_fails(fakes: type[FakeApi], fast_policy: Policy) -> None:
     fakes.fail_on = "create_caption"
     with pytest.raises(ProbeError, match="create_caption"):
-        observe_outbound(PROFILE, fast_policy, KnownSecrets())
+        observe_outbound(PROFILE, fast_policy, KnownSecrets(), API)
     assert fakes.calls[-2:] == ["delete_account", "close"]
 
 
 def test_failed_removal_is_recorded_not_hidden(fakes: type[FakeApi], fast_policy: Policy) -> None:
     fakes.fail_on = "delete_account"
-    exercise = observe_outbound(PROFILE, fast_policy, KnownSecrets())
+    exercise = observe_outbound(PROFILE, fast_policy, KnownSecrets(), API)
     assert not exercise.canary_removed and "delete_account" in (exercise.cleanup_error or "")
 
 
-def test_no_capture_section_is_a_probe_error(fast_policy: Policy) -> None:
-    with pytest.raises(ProbeError, match=r"no \[capture\]"):
-        observe_outbound(PROFILE.model_copy(update={"capture": None}), fast_policy, KnownSecrets())
+def test_without_a_capture_section_the_wire_alone_is_observed(fakes: type[FakeApi],
+                                                              fast_policy: Policy) -> None:
+    exercise = observe_outbound(PROFILE.model_copy(update={"capture": None}), fast_policy,
+                                KnownSecrets(), API)
+    assert exercise.captured == () and exercise.capture_error is None and len(exercise.steps) == 2
+
+
+@pytest.mark.parametrize(("capture", "names"), [
+    (None, None),
+    ({"url": "https://127.0.0.1:9"}, None),  # an IP address: a client sends no server name
+    ({"url": "https://Fakes.Test:9"}, frozenset({"fakes.test"})),
+    ({"url": "https://10.0.0.5:8443", "server_name": "fakes.votriz.test"}, frozenset({"fakes.votriz.test"})),
+])
+def test_expected_server_names_come_from_the_capture_section(capture: Any, names: Any) -> None:
+    profile = PROFILE.model_copy(update={"capture": None}) if capture is None else \
+        TargetProfile.model_validate({**PROFILE.model_dump(mode="json"), "capture": capture})
+    assert expected_server_names(profile) == names
 
 
 def test_capture_api_on_a_closed_port_is_a_probe_error_at_once(closed_port: int,
