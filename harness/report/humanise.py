@@ -185,12 +185,28 @@ def is_identifier(text: str) -> bool:
     return bool(_WHOLE_ID.fullmatch(text)) and len(text) <= 120
 
 
+_ID_OR_PATH = re.compile(r"(?P<path>(?<![\w.:/])/(?:[\w.@+-]+/)+[\w.@+-]+)|" + _DOTTED_ID.pattern)
+
+
 def mark_identifiers(text: str) -> Markup:
     """``text`` escaped, with each dotted identifier in it (``transit.http_redirect_only``,
-    ``headers.frame_protection``) set as a monospace id: prose keeps the ids it names, marked as ids."""
-    escaped = str(escape(text))
-    return Markup(_DOTTED_ID.sub(lambda m: f'<span class="mono id">{m.group(0)}</span>' if "_" in m.group(0)
-                                 else m.group(0), escaped))
+    ``headers.frame_protection``) set as a monospace id, and each absolute path shortened
+    (:func:`shown_path`; the whole path in its tooltip): prose keeps the ids and files it names,
+    marked as such, and the auditor machine's directories stay out of the text."""
+
+    def marked(match: re.Match[str]) -> str:
+        found = match.group(0)
+        if match.group("path"):
+            return f'<span class="mono id" title="{escape(found)}">{escape(shown_path(found))}</span>'
+        return f'<span class="mono id">{escape(found)}</span>' if "_" in found else str(escape(found))
+
+    # Matched on the raw text and escaped piece by piece, so no markup is ever matched.
+    pieces, last = [], 0
+    for match in _ID_OR_PATH.finditer(text):
+        pieces += [str(escape(text[last:match.start()])), marked(match)]
+        last = match.end()
+    pieces.append(str(escape(text[last:])))
+    return Markup("".join(pieces))
 
 
 def field_words(key: str) -> str:
@@ -241,10 +257,12 @@ def time_words(text: str) -> str:
 
 
 def shown_path(path: str) -> str:
-    """An absolute path shortened to its last two parts (``…/votriz/.env``); others as they are."""
-    if not path.startswith("/") or path.count("/") < 3:
+    """An absolute path shortened to its last two parts (``…/votriz/.env``; ``/tmp/x`` → ``…/x``),
+    so that no directory of the auditor's machine shows; others as they are."""
+    parts = [part for part in path.split("/") if part]
+    if not path.startswith("/") or len(parts) < 2:
         return path
-    return "…/" + "/".join(path.rstrip("/").split("/")[-2:])
+    return "…/" + "/".join(parts[-2:] if len(parts) > 2 else parts[-1:])
 
 
 def looks_like_json(text: str) -> bool:
@@ -257,7 +275,7 @@ def marker_words(marker: str, limit: int = 60) -> str:
     """A timeline marker in words: a command's JSON output is cut at its first brace."""
     cut = marker.find("{")
     if cut >= 0 and looks_like_json(marker[cut:]):
-        marker = marker[:cut].rstrip(" :") + " (output in the evidence file)"
+        marker = marker[:cut].rstrip(" :") + " (in the evidence file)"
     return marker if len(marker) <= limit else marker[:limit - 1] + "…"
 
 

@@ -135,7 +135,7 @@ def test_fields_numbers_markers_and_ids_in_words() -> None:
         "1,843,221 bytes (1.8 MiB)")
     assert number_words(8443, "port") == "8443" and number_words(0.123456, "p50_ms") == "0.123"
     assert marker_words('output: {"command": "rotate-token-key", "rows": 3}') == (
-        "output (output in the evidence file)")
+        "output (in the evidence file)")
     long_id = "at_rest.plaintext_sweep/" + "+".join(["OVERVIEW-NO-PLAINTEXT"] * 7)
     assert short_id(long_id) == "at_rest.plaintext_sweep/OVERVIEW-NO-PLAINTEXT…" and len(long_id) > 150
 
@@ -157,3 +157,25 @@ def test_the_visible_text_of_a_real_transit_run_is_plain_words(tmp_path: Path, c
     first = html[:html.index('id="glance"')]
     assert "the bundled reference service" in first and "not recorded by this run" not in first
     assert re.search(r"commit <span class=\"mono\" title=\"[0-9a-f]{40}\">[0-9a-f]{12}</span>", first)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_visible_text_of_a_real_fault_run_of_the_keys_area_is_plain_words(tmp_path: Path,
+                                                                               stack_factory) -> None:
+    from audit_cli import run_cli
+
+    # Given the reference service started with a rotation that drops requests, audited by the keys checks
+    # (the HSM object list, the rotation timeline with its command markers, the key search) ...
+    report_dir = tmp_path / "report"
+    with stack_factory("rotation-drops-requests") as info:
+        run = run_cli(info.profile_path, report_dir, only=["keys"], limit_s=600)
+        state_dir = info.profile_path.parent
+    assert run.outcome("keys.token_key_rotation") == "FAIL", run.output[-2000:]
+    html = (report_dir / "report.html").read_text()
+
+    # ... then its report reads in words too: the broken promise is named in the summary.
+    assert problems_in(html, _auditor_paths(report_dir, state_dir)) == []
+    summary = html[html.index('id="summary-h"'):html.index('id="about-h"')]
+    assert "broke: “Key rotation is supported without service interruption”" in summary
+    assert "Objects on the token" in html and "Load timeline" in html
