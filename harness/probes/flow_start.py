@@ -182,9 +182,23 @@ def _describe_other(data: bytes) -> str:
     return f"{len(data)} bytes, neither a TLS record nor an HTTP request"
 
 
-def classify_flow_start(data: bytes, *, began_in_capture: bool = True) -> FlowStart:
+def _through_proxy(data: bytes, connect: HttpRequestLine) -> FlowStart:
+    """A flow through an HTTP proxy: judged by what the client sent once the tunnel was asked
+    for (the proxy's answer comes in between, from the other side)."""
+    head_end = data.find(b"\r\n\r\n", 0, MAX_REQUEST_LINE)
+    inner = (classify_flow_start(data[head_end + 4:], tunnelled=True) if head_end >= 0
+             else FlowStart("no-payload"))
+    via = f"through an HTTP proxy (CONNECT {connect.path})"
+    if inner.kind == "no-payload":
+        return FlowStart("other", note=f"{via}; nothing after the CONNECT was captured")
+    return FlowStart(inner.kind, server_name=inner.server_name, request=inner.request,
+                     note=f"{via}{'; ' + inner.note if inner.note else ''}")
+
+
+def classify_flow_start(data: bytes, *, began_in_capture: bool = True, tunnelled: bool = False) -> FlowStart:
     """What the first client bytes of a flow are (``began_in_capture``: the SYN was seen, so
-    ``data`` is the flow's very beginning). Never raises."""
+    ``data`` is the flow's very beginning; ``tunnelled``: they follow a CONNECT already, and
+    another CONNECT is then a plaintext request like any other). Never raises."""
     if not data:
         return FlowStart("no-payload")
     hello = parse_client_hello(data)
@@ -192,6 +206,8 @@ def classify_flow_start(data: bytes, *, began_in_capture: bool = True) -> FlowSt
         note = "" if hello.complete or hello.server_name else "the ClientHello was cut short"
         return FlowStart("tls-client-hello", server_name=hello.server_name, note=note)
     request = parse_request_line(data)
+    if request is not None and request.method == "CONNECT" and not tunnelled:
+        return _through_proxy(data, request)
     if request is not None:
         return FlowStart("http-request", request=request.text)
     if (len(data) >= 5 and data[0] in (TLS_APPLICATION_DATA, TLS_ALERT, TLS_CHANGE_CIPHER_SPEC,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.probes.flow_start import classify_flow_start, parse_client_hello, parse_request_line
@@ -40,6 +40,9 @@ def client_hello(server_name: str | None) -> bytes:
     with pytest.raises(ssl.SSLWantReadError):
         tls.do_handshake()
     return outgoing.read()
+
+
+ANTHROPIC_HELLO = client_hello("api.anthropic.com")
 
 
 # --- ClientHello and request line -------------------------------------------------------------
@@ -95,6 +98,7 @@ def test_other_starts_are_described_without_their_bytes(data: bytes, kind: str, 
     assert "password" not in repr(start)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=2048))
 def test_the_parsers_never_crash(data: bytes) -> None:
     classify_flow_start(data)
@@ -104,9 +108,10 @@ def test_the_parsers_never_crash(data: bytes) -> None:
     parse_segment(data, ETH_P_IPV6)
 
 
+@settings(deadline=None)  # two shared cores: a slow example is not a failure
 @given(st.integers(min_value=5, max_value=600), st.binary(min_size=1, max_size=64))
 def test_a_mangled_client_hello_never_crashes(cut: int, noise: bytes) -> None:
-    data = client_hello("api.anthropic.com")
+    data = ANTHROPIC_HELLO
     mangled = data[:cut] + noise + data[cut + len(noise):]
     start = classify_flow_start(mangled)
     assert start.kind in ("tls-client-hello", "tls-records", "other")
@@ -227,3 +232,19 @@ def test_a_real_capture_follows_only_the_api_processes_flows() -> None:
     assert starts[f"127.0.0.1:{ports[0]}"].request == "POST /anthropic/v1/messages"
     assert starts[f"127.0.0.1:{ports[1]}"].server_name == "api.resend.com"
     assert watch.capture.dropped == 0
+
+
+def test_a_flow_through_an_http_proxy_is_judged_by_what_the_tunnel_carries() -> None:
+    connect = b"CONNECT api.anthropic.com:443 HTTP/1.1\r\nHost: api.anthropic.com:443\r\n\r\n"
+    tls = classify_flow_start(connect + client_hello("api.anthropic.com"))
+    assert (tls.kind, tls.server_name) == ("tls-client-hello", "api.anthropic.com")
+    assert tls.note == "through an HTTP proxy (CONNECT api.anthropic.com:443)"
+    plain = classify_flow_start(connect + b"POST /v1/messages HTTP/1.1\r\n\r\n")
+    assert (plain.kind, plain.request) == ("http-request", "POST /v1/messages")
+    assert classify_flow_start(connect).kind == "other"
+
+
+def test_connect_inside_connect_is_not_followed_further() -> None:
+    nested = b"CONNECT a:1 HTTP/1.1\r\n\r\n" * 2000
+    start = classify_flow_start(nested)
+    assert (start.kind, start.request) == ("http-request", "CONNECT a:1")
