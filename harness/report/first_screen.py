@@ -49,14 +49,16 @@ def run_provenance() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class OutOfReach:
-    """A promise no check of this run could settle, and why.
+    """Promises no check of this run could settle, for one reason.
 
     Attributes:
-        claim: the promise's result.
-        reason: the attestation a human must give, or the check's N/A message.
+        outcome: MANUAL or NOT_APPLICABLE.
+        claims: the promises' results, in the page's order.
+        reason: the attestation a human must give, or the check's message.
     """
 
-    claim: ClaimResult
+    outcome: Outcome
+    claims: tuple[ClaimResult, ...]
     reason: str
 
 
@@ -71,7 +73,7 @@ class Scope:
         edge: the edge's base URL.
         areas_run: area → (checks that ran, checks of the area).
         areas_not_run: areas none of whose checks ran.
-        out_of_reach: promises needing a human, or that do not apply, with the reason.
+        out_of_reach: promises needing a human, or that do not apply, grouped by their reason.
     """
 
     target: str
@@ -99,14 +101,17 @@ def scope_of(run: RunResults) -> Scope:
         area = check.partition(".")[0]
         done, total = areas.get(area, (0, 0))
         areas[area] = (done + (check in ran), total + 1)
-    out: list[OutOfReach] = []
+    grouped: dict[tuple[Outcome, str], list[ClaimResult]] = {}
     for claim in run.claims:
-        if claim.outcome is Outcome.MANUAL:
-            out.append(OutOfReach(claim, claim.manual or "a human must attest it"))
-        elif claim.outcome is Outcome.NOT_APPLICABLE:
-            messages = [r.message for r in run.results
-                        if claim.id in r.claims and r.outcome is Outcome.NOT_APPLICABLE]
-            out.append(OutOfReach(claim, messages[0] if messages else "it does not apply to this target"))
+        if claim.outcome not in (Outcome.MANUAL, Outcome.NOT_APPLICABLE):
+            continue
+        # The catalogue's attestation text first, else what the checks that ended so said.
+        messages = [r.message for r in run.results if claim.id in r.claims and r.outcome is claim.outcome]
+        reasons = ([claim.manual] if claim.manual and claim.outcome is Outcome.MANUAL else []) + messages
+        fallback = ("a human must attest it" if claim.outcome is Outcome.MANUAL
+                    else "it does not apply to this target")
+        grouped.setdefault((claim.outcome, reasons[0] if reasons else fallback), []).append(claim)
+    out = [OutOfReach(outcome, tuple(claims), reason) for (outcome, reason), claims in grouped.items()]
     return Scope(name, reference, kind, str(run.target.get("edge", "")),
                  {a: n for a, n in areas.items() if n[0]}, tuple(a for a, n in areas.items() if not n[0]),
                  tuple(out))
