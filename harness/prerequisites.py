@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from harness.evidence import EvidenceRecorder
 from harness.profile import Hsm, TargetProfile
 
+#: What a human shows instead of the HSM custody the harness would have observed.
+CUSTODY_BY_HAND = "attest that every key of the page's table is kept in the HSM under its namespace."
 
-def require_hsm(profile: TargetProfile, evidence: EvidenceRecorder) -> Hsm:
-    """The profile's HSM; without one, the check ends MANUAL."""
+
+def require_hsm(profile: TargetProfile, evidence: EvidenceRecorder, by_hand: str = CUSTODY_BY_HAND) -> Hsm:
+    """The profile's HSM; without one, the check ends MANUAL naming the access it lacks and ``by_hand``."""
     if profile.hsm is None:
-        evidence.manual("The profile has no [hsm] section: attest by hand that every key of the "
-                        "page's table is kept in the HSM under its namespace.")
+        evidence.manual("This check needs HSM read: an [hsm] section (PKCS#11 module, token label, "
+                        f"user PIN), and the profile has none. By hand: {by_hand}")
         raise AssertionError("unreachable")  # manual() always raises
     return profile.hsm
 
@@ -36,12 +39,15 @@ def require_sections(profile: TargetProfile, evidence: EvidenceRecorder, section
 
 def operator_command(profile: TargetProfile, evidence: EvidenceRecorder, name: str,
                      by_hand: str) -> tuple[str, ...]:
-    """The profile's ``operations.<name>`` command, if the harness may run it; else MANUAL."""
+    """The profile's ``operations.<name>`` command, if the harness may run it; else MANUAL
+    naming each of the two that is missing (the permission, the command)."""
+    command: tuple[str, ...] | None = getattr(profile.operations, name)
+    unnamed = f"the profile names no operations.{name} command"
     if not profile.operations.allow_destructive:
         evidence.manual(f"Destructive checks are not allowed on this target "
-                        f"(operations.allow_destructive = false). By hand: {by_hand}")
-    command: tuple[str, ...] | None = getattr(profile.operations, name)
+                        f"(operations.allow_destructive = false)"
+                        f"{f', and {unnamed}' if command is None else ''}. By hand: {by_hand}")
     if command is None:
-        evidence.manual(f"The profile names no operations.{name} command. By hand: {by_hand}")
+        evidence.manual(f"{unnamed[:1].upper()}{unnamed[1:]}. By hand: {by_hand}")
     assert command is not None
     return command

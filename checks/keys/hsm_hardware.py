@@ -88,7 +88,8 @@ def hsm_hardware_verdict(facts: TokenFacts, rules: HardwareRules,
 @pytest.mark.access("hsm", "attestation")
 def check_hsm_hardware(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                        evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    hsm = require_hsm(profile, evidence)
+    hsm = require_hsm(profile, evidence, "attest that the token holding the keys is hardware (its make, "
+                      "model and certification), under [attestations] KEYS-HSM.")
     listing = hsm_probe.list_objects(hsm, known_secrets, timeout_s=policy.timeouts.request_s)
     if listing.facts is None:
         evidence.conclude(Verdict.error("The HSM probe returned no slot or token information."))

@@ -95,7 +95,8 @@ def _search_excludes(profile: TargetProfile, report_dir: Path) -> list[Path]:
 def check_no_key_elsewhere(profile: TargetProfile, policy: Policy, platform: Platform,
                            known_secrets: KnownSecrets, evidence: EvidenceRecorder, report_dir: Path,
                            key_classes: KeyClasses) -> None:
-    hsm = require_hsm(profile, evidence)
+    hsm = require_hsm(profile, evidence, "search the source, configuration files, process environments, "
+                      "logs and image layers for the HSM's key values and show none holds one.")
     snap = hsm_probe.snapshot(hsm, known_secrets, read_prefix=hsm.key_namespace,
                               timeout_s=policy.timeouts.request_s)
     places = observe_search_places(platform, key_classes.search.max_log_bytes)

@@ -85,7 +85,8 @@ def read_at_start_verdict(processes: Sequence[ProcessObservation], env_hits: Seq
 def check_read_at_start(profile: TargetProfile, policy: Policy, platform: Platform,
                         known_secrets: KnownSecrets, evidence: EvidenceRecorder,
                         key_classes: KeyClasses) -> None:
-    hsm = require_hsm(profile, evidence)
+    hsm = require_hsm(profile, evidence, "show that no service process holds the PIN or a key in its "
+                      "environment or keeps a token file open after start.")
     processes = platform.processes()
     if isinstance(processes, OutOfReach):
         evidence.manual(f"{processes.sentence}. By hand: attest that no service process "
