@@ -292,7 +292,10 @@ def summarise(results: Sequence[CheckResult], claims: Sequence[ClaimResult], *,
     promises = _tally([claim.outcome for claim in judged if claim.outcome is not None])
     total, run = len(claims), len(judged)
     verified = sum(1 for claim in claims if claim.verified)
-    missing = tuple(claim.id for claim in judged if claim.manual and claim.attestation is None)
+    # A promise needs a human when the catalogue says so or when a check that ran could only
+    # say MANUAL (e.g. hardware backing on a software token): either way, without an attestation.
+    missing = tuple(claim.id for claim in judged if claim.attestation is None
+                    and (claim.manual or claim.outcome is Outcome.MANUAL))
     partial = run < total
     scope = f"partial: {run} of {total} promises" if partial else f"all {total} promises"
     gate: Gate

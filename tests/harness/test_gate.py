@@ -184,6 +184,22 @@ def test_gate_order_fail_then_error_then_vacuous_then_unattested_then_pass() -> 
     assert gate(hsts_pass) == "pass"
 
 
+def test_a_check_that_can_only_say_manual_makes_its_promise_need_an_attestation() -> None:
+    # keys.hsm_hardware is MANUAL on a software token: the promises it serves need a human
+    # although the catalogue has no manual text for them, and --require-attestations blocks.
+    catalogue = load_catalogue()
+    results = [_result("transit.hsts", Outcome.PASS), _result("keys.hsm_custody", Outcome.PASS),
+               _result("keys.hsm_hardware", Outcome.MANUAL)]
+    claims = claim_results(catalogue, results, {})
+    hardware_claims = {c.id for c in claims if "keys.hsm_hardware" in c.checks and not c.manual
+                       and c.outcome is Outcome.MANUAL}
+    assert hardware_claims, "keys.hsm_hardware serves no promise without a manual text"
+    summary = summarise(results, claims, require_attestations=True)
+    assert summary.gate == "unattested"
+    assert hardware_claims <= set(summary.attestations_missing)
+    assert summarise(results, claims).gate == "pass"
+
+
 def test_a_waived_fail_was_observed_but_a_waived_error_was_not() -> None:
     catalogue = load_catalogue()
     note = WaiverNote(applied=True, original_outcome=Outcome.FAIL, justification="j", approved_by="a",
