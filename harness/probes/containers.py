@@ -130,7 +130,8 @@ class ContainerView:
     Attributes:
         name: container name.
         image: image reference.
-        role: value of the ``votriz.role`` label (``edge``, ``api``, ``db`` ...).
+        role: value of the ``votriz.role`` label (``edge``, ``api``, ``db`` ...), else
+            its Compose service (``com.docker.compose.service``), else empty.
         published: its port bindings to the host.
         networks: the networks it is attached to.
         network_mode: ``HostConfig.NetworkMode``.
@@ -173,11 +174,18 @@ class ContainerTopology:
 
     def summary(self) -> dict[str, object]:
         """What was observed, for the evidence: the selector, the engine and the container names."""
-        return {"project": str(selector_of(self.project)), "engine_host": self.engine_host,
+        return {"project": str(self.project), "engine_host": self.engine_host,
                 "swarm_active": self.swarm_active, "containers": [c.name for c in self.containers]}
 
 
 _DEFAULT_NETWORKS = {"bridge", "host", "none"}
+#: The labels that say what a container is, first found wins: the harness's own, then Compose's.
+ROLE_LABELS = ("votriz.role", "com.docker.compose.service")
+
+
+def _role(labels: Mapping[str, str]) -> str:
+    """What the container is (``edge``, ``db`` ...): its first role label, else empty."""
+    return next((str(labels[key]) for key in ROLE_LABELS if labels.get(key)), "")
 
 
 def _published(ports: dict[str, Any] | None) -> tuple[PublishedPort, ...]:
@@ -325,7 +333,7 @@ def observe_topology(project: str | ContainerSelector, *, timeout_s: float = 10.
             views.append(ContainerView(
                 name=container.name or attrs.get("Name", "").lstrip("/"),
                 image=attrs.get("Config", {}).get("Image", ""),
-                role=(attrs.get("Config", {}).get("Labels") or {}).get("votriz.role", ""),
+                role=_role(attrs.get("Config", {}).get("Labels") or {}),
                 published=_published(attrs.get("NetworkSettings", {}).get("Ports")),
                 networks=tuple(attachments),
                 network_mode=host_config.get("NetworkMode", ""),

@@ -124,3 +124,15 @@ def test_no_selected_container_names_the_selector() -> None:
 def test_a_bare_name_is_the_harness_label() -> None:
     assert selector_of("votriz") == ContainerSelector.votriz_project("votriz")
     assert selector_of(ContainerSelector.compose_project("x")) == ContainerSelector.compose_project("x")
+
+
+def test_a_compose_container_without_the_harness_label_has_its_service_as_role(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a Compose deployment's db container: Compose labels only
+    db = container("shop-db-1")
+    db.attrs["Config"]["Labels"] = {"com.docker.compose.project": "shop", "com.docker.compose.service": "db"}
+    engine = RecordingEngine([db, container("shop-api-1")])
+    monkeypatch.setattr(containers_probe, "docker_client", lambda timeout_s: engine)
+    # Then its role is its service (so the data-service rules apply to it); the harness's label wins
+    roles = {c.name: c.role for c in observe_topology(ContainerSelector.compose_project("shop")).containers}
+    assert roles == {"shop-db-1": "db", "shop-api-1": "api"}
