@@ -32,6 +32,7 @@ from harness.report.evidence_views import EvidenceView, view_evidence
 from harness.report.first_screen import executive_summary, provenance_of, scope_of
 from harness.report.humanise import (
     field_words,
+    is_file_path,
     is_identifier,
     looks_like_json,
     mark_identifiers,
@@ -185,8 +186,7 @@ def _environment() -> jinja2.Environment:
     env.filters["short_id"] = short_id
     env.filters["marker"] = marker_words
     env.tests["json_text"] = looks_like_json
-    env.tests["abs_path"] = lambda value: (isinstance(value, str) and value.startswith("/")
-                                           and " " not in value)
+    env.tests["abs_path"] = lambda value: isinstance(value, str) and is_file_path(value)
     env.tests["number"] = lambda value: isinstance(value, int | float) and not isinstance(value, bool)
     env.tests["scalar"] = lambda value: value is None or isinstance(value, str | int | float | bool)
     env.tests["mapping"] = lambda value: isinstance(value, dict)

@@ -196,8 +196,10 @@ def mark_identifiers(text: str) -> Markup:
 
     def marked(match: re.Match[str]) -> str:
         found = match.group(0)
-        if match.group("path"):
+        if match.group("path") and is_file_path(found):
             return f'<span class="mono id" title="{escape(found)}">{escape(shown_path(found))}</span>'
+        if match.group("path"):
+            return str(escape(found))
         return f'<span class="mono id">{escape(found)}</span>' if "_" in found else str(escape(found))
 
     # Matched on the raw text and escaped piece by piece, so no markup is ever matched.
@@ -256,11 +258,23 @@ def time_words(text: str) -> str:
     return _ISO_TIME.sub(lambda m: f"{m.group(1)} {m.group(2)} UTC", text)
 
 
+#: The top directories of a file system path (FHS, and macOS's): a path under one of them is a file
+#: (shortened); any other absolute path (``/api/v1/account``) is a URL path, shown as it is.
+_FILE_SYSTEM_ROOTS = {"tmp", "home", "root", "work", "var", "srv", "opt", "usr", "etc", "run", "mnt", "media",
+                      "proc", "dev", "sys", "nix", "private", "Users", "Volumes"}
+
+
+def is_file_path(text: str) -> bool:
+    """Whether ``text`` is an absolute file system path (not a URL path like ``/api/health``)."""
+    parts = text.split("/")
+    return text.startswith("/") and len(parts) > 2 and parts[1] in _FILE_SYSTEM_ROOTS and " " not in text
+
+
 def shown_path(path: str) -> str:
-    """An absolute path shortened to its last two parts (``…/votriz/.env``; ``/tmp/x`` → ``…/x``),
-    so that no directory of the auditor's machine shows; others as they are."""
+    """A file system path shortened to its last two parts (``…/votriz/.env``; ``/tmp/x`` → ``…/x``),
+    so that no directory of the auditor's machine shows; anything else as it is."""
     parts = [part for part in path.split("/") if part]
-    if not path.startswith("/") or len(parts) < 2:
+    if not is_file_path(path):
         return path
     return "…/" + "/".join(parts[-2:] if len(parts) > 2 else parts[-1:])
 

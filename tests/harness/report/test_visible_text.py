@@ -179,3 +179,11 @@ def test_the_visible_text_of_a_real_fault_run_of_the_keys_area_is_plain_words(tm
     summary = html[html.index('id="summary-h"'):html.index('id="about-h"')]
     assert "broke: “Key rotation is supported without service interruption”" in summary
     assert "Objects on the token" in html and "Load timeline" in html
+
+
+def test_file_paths_are_shortened_url_paths_are_not() -> None:
+    from harness.report.humanise import mark_identifiers, shown_path
+
+    assert shown_path("/tmp/sut-stack-x/tokens") == "…/sut-stack-x/tokens" and shown_path("/api/health") == "/api/health"
+    marked = mark_identifiers("DELETE /api/v1/account: got 500; under /home/auditor/state/tokens")
+    assert "DELETE /api/v1/account: got 500" in marked and "/home/auditor" not in marked.striptags()
