@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
+from pytester_checks import unreachable_target
 
 from harness.canaries import CanarySession, canary_account, create_canary
 from harness.canary_ledger import (
@@ -256,19 +256,6 @@ def check_leaves_one(known_secrets, evidence):
 '''
 
 
-def _profile(tmp: Path, api: bool) -> Path:
-    path = tmp / "target.toml"
-    path.write_text(textwrap.dedent("""
-        name = "unit"
-        backend = "remote"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    """) + ("[api]\n" if api else ""))
-    return path
-
-
 @pytest.mark.parametrize("api", [False, True], ids=["no-api-section", "api-refusing"])
 def test_a_canary_a_check_could_not_remove_is_a_cleanup_error_naming_it(pytester: pytest.Pytester,
                                                                          api: bool) -> None:
@@ -277,7 +264,7 @@ def test_a_canary_a_check_could_not_remove_is_a_cleanup_error_naming_it(pytester
     pytester.makepyfile(**{"area/canaries": CHECKS})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    pytester.runpytest("--target", str(_profile(pytester.path, api)), "--report-dir", str(report))
+    pytester.runpytest("--target", str(unreachable_target(pytester.path, *(["[api]"] if api else []))), "--report-dir", str(report))
     data = json.loads((report / "results.json").read_text())
     by_id = {r["finding_id"].split("/")[0] if r["check_id"] == CLEANUP else r["check_id"]: r
              for r in data["results"]}

@@ -8,11 +8,11 @@ The plugin is run through pytester on hand-written checks (their module sits in 
 from __future__ import annotations
 
 import json
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from pytester_checks import NOT_APPLICABLE_AND_MANUAL, unreachable_target
 
 from harness.claims import load_catalogue
 from harness.outcomes import Outcome
@@ -27,17 +27,7 @@ def check_hsts(evidence):
     evidence.conclude(Verdict.passed("HSTS on every sampled response"))
 '''
 
-NOT_APPLICABLE_ONLY = '''
-import pytest
-
-@pytest.mark.claims("INTERNAL-BRIDGE-NETWORK")
-def check_bridge(evidence):
-    evidence.not_applicable("the target runs no containers")
-
-@pytest.mark.claims("REST-DB-ENCRYPTED-VOLUMES")
-def check_volumes(evidence):
-    evidence.manual("attest the volume encryption")
-'''
+NOT_APPLICABLE_ONLY = "\nimport pytest\n" + NOT_APPLICABLE_AND_MANUAL
 
 
 def _human_only() -> list[str]:
@@ -46,14 +36,11 @@ def _human_only() -> list[str]:
 
 
 def _profile(tmp: Path, attestations: dict[str, Path] | None = None) -> Path:
-    path = tmp / "target.toml"
-    lines = ['name = "unit"', 'backend = "remote"', "[edge]", 'host = "votriz.test"',
-             'address = "127.0.0.1"', "https_port = 9"]
+    lines = []
     if attestations:
         lines.append("[attestations]")
         lines += [f'"{claim}" = "{file}"' for claim, file in attestations.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return unreachable_target(tmp, *lines)
 
 
 def _run(pytester: pytest.Pytester, checks: str | None, *extra: str,
@@ -263,14 +250,7 @@ def test_cli_exits_2_with_one_line_when_no_check_is_collected(tmp_path: Path, mo
     empty.mkdir()
     (empty / "__init__.py").write_text("")
     monkeypatch.setattr(cli, "CHECKS_DIR", empty)
-    profile = tmp_path / "target.toml"
-    profile.write_text(textwrap.dedent('''
-        name = "unit"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    '''))
+    profile = unreachable_target(tmp_path, backend=None)
     report = tmp_path / "report"
     # When the run starts
     code = cli.main(["run", "--target", str(profile), "--report-dir", str(report)])

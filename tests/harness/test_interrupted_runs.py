@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
-from pathlib import Path
 
 import pytest
+from pytester_checks import unreachable_target
 
 CHECKS = '''
 import os
@@ -44,19 +43,6 @@ def check_after_3(evidence):
 '''
 
 
-def _profile(tmp: Path) -> Path:
-    path = tmp / "target.toml"
-    path.write_text(textwrap.dedent("""
-        name = "unit"
-        backend = "remote"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    """))
-    return path
-
-
 @pytest.mark.parametrize("how", ["sigint", "raise"])
 def test_an_interrupted_run_lists_the_interrupted_check_and_every_check_after_it(
         pytester: pytest.Pytester, how: str) -> None:
@@ -65,7 +51,7 @@ def test_an_interrupted_run_lists_the_interrupted_check_and_every_check_after_it
     pytester.makepyfile(**{"area/interrupted": f"HOW = {how!r}\n" + CHECKS})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    argv = ("--target", str(_profile(pytester.path)), "--report-dir", str(report))
+    argv = ("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report))
     if how == "sigint":
         pytester.runpytest_subprocess(*argv, timeout=120)
     else:

@@ -9,39 +9,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from pytester_checks import NOT_APPLICABLE_AND_MANUAL, PASS_FAIL_AND_PROBE_ERROR, unreachable_target
 
-CHECKS = '''
-import pytest
-from harness.outcomes import ProbeError, Verdict
-
-@pytest.fixture(scope="session")
-def broken_probe():
-    raise ProbeError("edge 127.0.0.1:9 refused the connection")
-
-@pytest.mark.claims("TRANSIT-TLS13")
-def check_passes(evidence):
-    evidence.attach("observed", {"versions": ["TLSv1.3"]})
-    evidence.conclude(Verdict.passed("only TLS 1.3 accepted"))
-
-@pytest.mark.claims("TRANSIT-HSTS")
-def check_fails(evidence):
-    evidence.conclude(Verdict.failed("no Strict-Transport-Security header on /"))
-
-@pytest.mark.claims("TRANSIT-SECURITY-HEADERS")
-def check_probe_error(broken_probe, evidence):
-    evidence.conclude(Verdict.passed("unreachable"))
-
+CHECKS = PASS_FAIL_AND_PROBE_ERROR + NOT_APPLICABLE_AND_MANUAL + '''
 @pytest.mark.claims("REST-DB-PG15")
 def check_forgets_verdict(evidence):
     evidence.attach("note", "looked, concluded nothing")
-
-@pytest.mark.claims("INTERNAL-BRIDGE-NETWORK")
-def check_not_applicable(evidence):
-    evidence.not_applicable("the target runs no containers")
-
-@pytest.mark.claims("REST-DB-ENCRYPTED-VOLUMES")
-def check_manual(evidence):
-    evidence.manual("attest the volume encryption")
 
 @pytest.mark.claims("REST-PASSWORDS-BCRYPT12")
 def check_crashes(evidence):
@@ -49,25 +22,12 @@ def check_crashes(evidence):
 '''
 
 
-def _profile(tmp: Path) -> Path:
-    path = tmp / "target.toml"
-    path.write_text(textwrap.dedent("""
-        name = "unit"
-        backend = "remote"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    """))
-    return path
-
-
 def _run(pytester: pytest.Pytester, checks: str, *extra: str) -> tuple[pytest.RunResult, Path]:
     # The checks' module sits in an area's folder, as in checks/<area>/: their ids are area.<name>.
     pytester.makepyfile(**{"area/endings": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    result = pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report), *extra)
+    result = pytester.runpytest("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report), *extra)
     return result, report
 
 
@@ -173,7 +133,7 @@ def check_hsts(evidence):
     pytester.makepyfile(**{"transit/hsts": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "r1"
-    pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report),
+    pytester.runpytest("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report),
                        "--waivers", str(waivers))
     result = json.loads((report / "results.json").read_text())["results"][0]
     assert result["outcome"] == "WAIVED"
@@ -181,7 +141,7 @@ def check_hsts(evidence):
     # Given the same waiver, expired
     waivers.write_text(waivers.read_text().replace(soon, "2000-01-01"))
     report = pytester.path / "r2"
-    pytester.runpytest("--target", str(_profile(pytester.path)), "--report-dir", str(report),
+    pytester.runpytest("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report),
                        "--waivers", str(waivers))
     result = json.loads((report / "results.json").read_text())["results"][0]
     assert result["outcome"] == "FAIL"
@@ -266,19 +226,25 @@ def check_fine(evidence):
     assert "no_such_module_for_votriz" in errors[0]["message"]
 
 
-def test_a_failed_clean_up_is_its_own_error_whatever_the_check_concluded(pytester: pytest.Pytester) -> None:
-    # Given a FAILing check whose session fixture cannot clean up after itself
-    _, report = _run(pytester, '''
+def _canary_cleanup_fails(check: str, verdict: str, delete_answer: str) -> str:
+    """A check module whose one check uses a session canary that cannot be removed after it."""
+    return f'''
 import pytest
 from harness.outcomes import ProbeError, Verdict
 @pytest.fixture(scope="session")
 def canary():
     yield "c"
-    raise ProbeError("DELETE /api/v1/account: expected HTTP 204, got 500")
+    raise ProbeError("DELETE /api/v1/account: {delete_answer}")
 @pytest.mark.claims("TRANSIT-HSTS")
-def check_uses_canary(canary, evidence):
-    evidence.conclude(Verdict.failed("no HSTS"))
-''')
+def check_{check}(canary, evidence):
+    evidence.conclude(Verdict.{verdict})
+'''
+
+
+def test_a_failed_clean_up_is_its_own_error_whatever_the_check_concluded(pytester: pytest.Pytester) -> None:
+    # Given a FAILing check whose session fixture cannot clean up after itself
+    _, report = _run(pytester, _canary_cleanup_fails("uses_canary", 'failed("no HSTS")',
+                                                     "expected HTTP 204, got 500"))
     results = json.loads((report / "results.json").read_text())["results"]
     by_id = {r["check_id"]: r for r in results}
     # Then the check keeps its FAIL and the clean-up failure is reported on its own
@@ -305,17 +271,7 @@ def check_details(evidence, known_secrets):
 
 
 def test_run_level_problems_are_shown_in_the_report(pytester: pytest.Pytester) -> None:
-    _, report = _run(pytester, '''
-import pytest
-from harness.outcomes import ProbeError, Verdict
-@pytest.fixture(scope="session")
-def canary():
-    yield "c"
-    raise ProbeError("DELETE /api/v1/account: got 500")
-@pytest.mark.claims("TRANSIT-HSTS")
-def check_ok(canary, evidence):
-    evidence.conclude(Verdict.passed("HSTS everywhere"))
-''')
+    _, report = _run(pytester, _canary_cleanup_fails("ok", 'passed("HSTS everywhere")', "got 500"))
     html = (report / "report.html").read_text()
     assert "Problems of the run itself" in html
     assert "clean-up after area.ok failed: DELETE /api/v1/account: got 500" in html

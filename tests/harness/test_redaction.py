@@ -15,12 +15,12 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from pytester_checks import unreachable_target
 
 from harness.outcomes import ProbeError
 from harness.profile import Hsm, SecretSource
@@ -116,14 +116,7 @@ def test_plugin_redacts_a_short_secret_and_errors_on_an_absurd_one(pytester: pyt
     # Given two checks: one learns a 4-digit PIN and writes it out, one learns a 3-byte password
     pytester.makepyfile(**{"area/redacting": CHECKS})  # an area's folder, as checks/<area>/: ids area.<name>
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
-    profile = pytester.path / "target.toml"
-    profile.write_text(textwrap.dedent("""
-        name = "unit"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    """))
+    profile = unreachable_target(pytester.path, backend=None)
     report = pytester.path / "report"
     # When the run ends
     result = pytester.runpytest("--target", str(profile), "--report-dir", str(report))

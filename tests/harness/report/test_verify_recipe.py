@@ -14,31 +14,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pytester_checks import PASS_FAIL_AND_PROBE_ERROR, unreachable_target
 
 from harness.report.bundle import sign_bundle
 from harness.report.seal import FILE_LIST, SEAL_FILE, VERIFY_MD, SealStatus, copy_unsealed, verify
 
-CHECKS = '''
-import pytest
-from harness.outcomes import ProbeError, Verdict
-
-@pytest.fixture(scope="session")
-def broken_probe():
-    raise ProbeError("edge 127.0.0.1:9 refused the connection")
-
-@pytest.mark.claims("TRANSIT-TLS13")
-def check_passes(evidence):
-    evidence.attach("observed", {"versions": ["TLSv1.3"]})
-    evidence.conclude(Verdict.passed("only TLS 1.3 accepted"))
-
-@pytest.mark.claims("TRANSIT-HSTS")
-def check_fails(evidence):
-    evidence.conclude(Verdict.failed("no Strict-Transport-Security header on /"))
-
-@pytest.mark.claims("TRANSIT-SECURITY-HEADERS")
-def check_probe_error(broken_probe, evidence):
-    evidence.conclude(Verdict.passed("unreachable"))
-'''
+CHECKS = PASS_FAIL_AND_PROBE_ERROR
 
 
 def _keypair(tmp: Path, name: str) -> tuple[Path, Path]:
@@ -55,15 +36,7 @@ def real_run(pytester: pytest.Pytester, *extra: str) -> Path:
     """The plugin's own run of CHECKS against an unreachable target, finalised and sealed by it."""
     pytester.makepyfile(**{"transit/endings": CHECKS})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
-    profile = pytester.path / "target.toml"
-    profile.write_text(textwrap.dedent("""
-        name = "unit"
-        backend = "remote"
-        [edge]
-        host = "votriz.test"
-        address = "127.0.0.1"
-        https_port = 9
-    """))
+    profile = unreachable_target(pytester.path)
     report = pytester.path / "report"
     pytester.runpytest("--target", str(profile), "--report-dir", str(report), *extra)
     assert (report / SEAL_FILE).is_file(), "the run sealed its bundle"
