@@ -44,6 +44,11 @@ COMPOSE_NUMBER_LABEL = "com.docker.compose.container-number"
 # Roles that are long-running services; ``ops`` is a one-shot (``docker compose run``-like).
 SERVICE_ROLES: tuple[str, ...] = ("hsm", "db", "redis", "fakes", "edge", "api")
 ONE_SHOT_ROLES: tuple[str, ...] = ("ops",)
+# The fakes stand in for the internet (Anthropic, Resend, the platforms), not for a part of
+# the deployment: they are composed as a project of their own, so an auditor who selects the
+# service's Compose project sees what production has, and no fake among its containers.
+UPSTREAM_ROLES: tuple[str, ...] = ("fakes",)
+UPSTREAM_PROJECT_SUFFIX = "-upstream"
 # The numeric user every part runs as (images/install-packages.sh creates it).
 SERVICE_UID = 10001
 SERVICE_GID = 10001
@@ -280,9 +285,9 @@ def compose_labels(project: str, role: str) -> dict[str, str]:
 
     A service's container: project, service, ``oneoff=False`` and container number 1
     (one replica each); a one-shot container: ``oneoff=True``; a network or volume:
-    the project only.
+    the project only. The fakes are in the project ``PROJECT-upstream``.
     """
-    labels = {COMPOSE_PROJECT_LABEL: project}
+    labels = {COMPOSE_PROJECT_LABEL: project + (UPSTREAM_PROJECT_SUFFIX if role in UPSTREAM_ROLES else "")}
     if role in SERVICE_ROLES or role in ONE_SHOT_ROLES:
         labels.update({COMPOSE_SERVICE_LABEL: role, COMPOSE_NUMBER_LABEL: "1",
                        COMPOSE_ONEOFF_LABEL: "True" if role in ONE_SHOT_ROLES else "False"})

@@ -40,11 +40,15 @@ def test_containers_carry_the_standard_compose_labels_and_their_own() -> None:
     from system_under_test.docker.engine import stack_labels
 
     # Every service container: the Compose project, its service, not a one-off, replica 1
-    for role in by_role():
+    for role in set(by_role()) - {"fakes"}:
         assert stack_labels("abc", role) == {
             "votriz.project": "votriz-abc", "votriz.role": role, "votriz.stack": "abc",
             "com.docker.compose.project": "votriz-abc", "com.docker.compose.service": role,
             "com.docker.compose.oneoff": "False", "com.docker.compose.container-number": "1"}
+    # The fakes stand in for the internet: a Compose project of their own, outside the service's
+    fakes = stack_labels("abc", "fakes")
+    assert fakes["com.docker.compose.project"] == "votriz-abc-upstream"
+    assert (fakes["votriz.project"], fakes["com.docker.compose.service"]) == ("votriz-abc", "fakes")
     # The one-shot ops container is a one-off of the same project, as `docker compose run` makes
     assert stack_labels("abc", "ops")["com.docker.compose.oneoff"] == "True"
     # Networks and volumes belong to the project
