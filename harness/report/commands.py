@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.report.seal import Sealed, copy_unsealed, is_sealed, trusted_keys, verify
+from harness.report.seal import (
+    Sealed,
+    SignerFacts,
+    copy_unsealed,
+    is_sealed,
+    signer_facts,
+    trusted_keys,
+    verify,
+)
 from harness.signing import SigningError
 
 if TYPE_CHECKING:
@@ -53,10 +61,11 @@ class Finalized:
 
 
 def render_outputs(report_dir: Path, *, known_secrets: KnownSecrets | None = None,
-                   against: Path | None = None, now: dt.datetime | None = None
-                   ) -> tuple[Path, Path, Path | None, str | None]:
-    """Render report.html (with a diff section when ``against`` names an earlier run), the SARIF
-    export and the OSCAL export (skipped, with the reason, when compliance-trestle is missing).
+                   against: Path | None = None, now: dt.datetime | None = None,
+                   signer: SignerFacts | None = None) -> tuple[Path, Path, Path | None, str | None]:
+    """Render report.html (with a diff section when ``against`` names an earlier run, and the
+    fingerprint of ``signer``, the key that will seal the directory), the SARIF export and the
+    OSCAL export (skipped, with the reason, when compliance-trestle is missing).
 
     Raises:
         BundleSealed: the directory is sealed (it is never changed).
@@ -72,7 +81,7 @@ def render_outputs(report_dir: Path, *, known_secrets: KnownSecrets | None = Non
     if is_sealed(report_dir):
         raise BundleSealed(f"{report_dir}: sealed; a sealed directory is never re-rendered")
     diff = diff_dirs(against, report_dir) if against is not None else None
-    html = write_report(report_dir, diff=diff, known_secrets=known_secrets, now=now)
+    html = write_report(report_dir, diff=diff, known_secrets=known_secrets, now=now, signer=signer)
     run = load_results(report_dir)
     sarif = write_sarif(run, report_dir)
     try:
@@ -101,7 +110,7 @@ def finalize(report_dir: Path, known_secrets: KnownSecrets | None, signing_key: 
 
     signer = load_signing_key(signing_key) if signing_key is not None else throwaway_signer()
     html, sarif, oscal, skipped = render_outputs(report_dir, known_secrets=known_secrets, against=against,
-                                                 now=now)
+                                                 now=now, signer=signer_facts(signer))
     bundle = sign_bundle(report_dir, known_secrets=known_secrets, signer=signer, now=now)
     return Finalized(html, sarif, oscal, skipped, bundle)
 

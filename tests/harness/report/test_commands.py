@@ -34,6 +34,19 @@ def test_finalize_renders_exports_and_signs(fault_run: Path) -> None:
     assert verify(fault_run).status is SealStatus.UNTRUSTED
 
 
+def test_the_report_names_the_fingerprint_of_the_key_that_seals_it(fault_run: Path, tmp_path: Path) -> None:
+    key = tmp_path / "auditor.pem"
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key.chmod(0o600)
+    done = finalize(fault_run, KnownSecrets(), key)
+
+    assert done.bundle.signer.kind == "file"
+    fingerprint = done.bundle.signer.fingerprint
+    assert fingerprint.startswith("sha256:")
+    assert fingerprint in (fault_run / REPORT_HTML).read_text()
+
+
 def test_finalize_refuses_to_sign_a_leaking_run_but_still_renders(fault_run: Path) -> None:
     secrets = KnownSecrets()
     secrets.add("hsm-user-pin-987654", "HSM user PIN")
