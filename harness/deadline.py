@@ -42,7 +42,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from harness.outcomes import ProbeError
+from harness.child_calls import ChildWords, answer_from_child
 
 
 @dataclass(frozen=True)
@@ -477,18 +477,6 @@ def expired_exchange(exc: httpx.HTTPError) -> Exchange | None:
 _CHILDREN = multiprocessing.get_context("forkserver")
 
 
-def _child_side(answer: Any, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    """The child's side: ``("ok", result)`` or ``("error", message)`` through the pipe."""
-    try:
-        outcome: tuple[str, Any] = ("ok", function(*args))
-    except ProbeError as exc:
-        outcome = ("error", str(exc))
-    except Exception as exc:  # anything else: named, never a traceback
-        outcome = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    answer.send(outcome)
-    answer.close()
-
-
 def run_in_child(function: Callable[..., Any], args: tuple[Any, ...], deadline: Deadline, *,
                  what: str) -> Any:
     """``function(*args)`` in a forked child, killed if it has not answered at the deadline.
@@ -501,31 +489,8 @@ def run_in_child(function: Callable[..., Any], args: tuple[Any, ...], deadline: 
             did not answer by the deadline (``what did not finish within the
             policy's N s (key)``).
     """
-    receiver, sender = _CHILDREN.Pipe(duplex=False)
-    child = _CHILDREN.Process(target=_child_side, args=(sender, function, args), daemon=True,
-                              name="votriz-audit-bounded")
-    try:
-        try:
-            child.start()
-        except OSError as exc:
-            raise ProbeError(f"{what}: cannot start its process: {exc.strerror or exc}") from None
-        sender.close()
-        # poll is also true when the child ended without sending (recv then raises EOFError).
-        if not receiver.poll(deadline.remaining()):
-            raise ProbeError(f"{what} did not finish within {deadline.limit()}")
-        try:
-            status, payload = receiver.recv()
-        except EOFError:
-            child.join(timeout=5)
-            raise ProbeError(f"{what}: its process ended without an answer "
-                             f"(exit code {child.exitcode})") from None
-    finally:
-        if child.is_alive():
-            child.kill()
-        if child.pid is not None:
-            child.join(timeout=5)
-        receiver.close()
-        sender.close()
-    if status != "ok":
-        raise ProbeError(str(payload))
-    return payload
+    return answer_from_child(_CHILDREN, function, args, deadline.remaining(), ChildWords(
+        process_name="votriz-audit-bounded",
+        cannot_start=f"{what}: cannot start its process",
+        too_slow=f"{what} did not finish within {deadline.limit()}",
+        ended=f"{what}: its process ended without an answer"))

@@ -57,6 +57,7 @@ import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11errors
 
+from harness.child_calls import ChildWords, answer_from_child
 from harness.outcomes import ProbeError
 from harness.policy import TimeoutsPolicy
 from harness.probes.hsm_objects import (
@@ -446,20 +447,6 @@ def _snapshot_here(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str |
     return listing, values, unreadable
 
 
-def _snapshot_in_child(answer: Any, hsm: Hsm, pin: str, read: tuple[str, ...],
-                       read_prefix: str | None, nonce: bytes | None = None) -> None:
-    """The child's side: one snapshot, sent back as ("ok", raw) or ("error", message)."""
-    try:
-        outcome: tuple[str, Any] = ("ok", _snapshot_here(hsm, pin, read, read_prefix, nonce))
-    except ProbeError as exc:
-        outcome = ("error", str(exc))
-    except Exception as exc:  # anything else the module raises: named, never a traceback
-        outcome = ("error", f"HSM: {type(exc).__name__} while reading token "
-                            f"{hsm.token_label!r} through {hsm.module}")
-    answer.send(outcome)
-    answer.close()
-
-
 def start_child_server() -> None:
     """Start the process the children are forked from, in the background (it imports this
     module and python-pkcs11: 0.45 s measured), so that the first look at the token does
@@ -480,38 +467,15 @@ def _module_description(hsm: Hsm) -> str:
 def _in_child(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None,
               timeout_s: float, nonce: bytes | None = None) -> _Raw:
     """:func:`_snapshot_here` in a forked child; its answer, or ProbeError."""
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(target=_snapshot_in_child,
-                             args=(sender, hsm, pin, read, read_prefix, nonce),
-                             daemon=True, name="votriz-audit-hsm")
-    try:
-        try:
-            child.start()
-        except OSError as exc:
-            raise ProbeError(f"HSM: cannot start the process that reads token "
-                             f"{hsm.token_label!r}: {exc.strerror or exc}") from None
-        sender.close()
-        # poll is also true when the child ended without sending (recv then raises EOFError).
-        if not receiver.poll(timeout_s):
-            raise ProbeError(f"HSM: {_module_description(hsm)} did not answer within "
-                             f"{timeout_s:g} s (token {hsm.token_label!r})")
-        try:
-            status, payload = receiver.recv()
-        except EOFError:
-            child.join(timeout=5)
-            raise ProbeError(f"HSM: the process reading token {hsm.token_label!r} through "
-                             f"{_module_description(hsm)} ended without an answer "
-                             f"(exit code {child.exitcode})") from None
-    finally:
-        if child.is_alive():
-            child.kill()
-        if child.pid is not None:
-            child.join(timeout=5)
-        receiver.close()
-        sender.close()
-    if status != "ok":
-        raise ProbeError(str(payload))
-    return cast(_Raw, payload)
+    module, token = _module_description(hsm), hsm.token_label
+    # An exception of the module other than ProbeError is named by its type alone.
+    return cast(_Raw, answer_from_child(_CONTEXT, _snapshot_here, (hsm, pin, read, read_prefix, nonce),
+                                        timeout_s, ChildWords(
+        process_name="votriz-audit-hsm",
+        cannot_start=f"HSM: cannot start the process that reads token {token!r}",
+        too_slow=f"HSM: {module} did not answer within {timeout_s:g} s (token {token!r})",
+        ended=f"HSM: the process reading token {token!r} through {module} ended without an answer",
+        crashed=f"HSM: {{kind}} while reading token {token!r} through {hsm.module}")))
 
 
 def softhsm_token_dir(hsm: Hsm) -> Path | None:

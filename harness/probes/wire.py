@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from harness.child_calls import child_outcome, running_child
 from harness.outcomes import ProbeError
 from harness.platform.base import OutOfReach
 from harness.policy import Policy
@@ -503,12 +504,7 @@ def _arrival(ancillary: list[tuple[int, int, bytes]], wall_minus_monotonic: floa
 
 
 def _child_side(api: ApiProcesses, seconds: float, control: Connection) -> None:
-    try:
-        outcome: tuple[str, Any] = ("ok", capture_flows(api, seconds, control))
-    except ProbeError as exc:
-        outcome = ("error", str(exc))
-    except Exception as exc:  # named in one line, never a traceback
-        outcome = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    outcome = child_outcome(capture_flows, (api, seconds, control))
     with suppress(OSError):
         control.send(outcome)
 
@@ -532,35 +528,27 @@ def watching_the_wire(api: ApiProcesses, seconds: float) -> Iterator[WireWatch]:
             not answer within ``seconds`` plus a margin.
     """
     ours, theirs = _CHILDREN.Pipe(duplex=True)
-    child = _CHILDREN.Process(target=_child_side, args=(api, seconds, theirs), daemon=True,
-                              name="votriz-audit-wire")
     watch = WireWatch()
     try:
-        try:
-            child.start()
-        except OSError as exc:
-            raise ProbeError(f"the wire capture cannot start its process: {exc.strerror or exc}") from None
-        theirs.close()
-        if not ours.poll(min(seconds, 30.0)):
-            raise ProbeError("the wire capture did not start reading within "
-                             f"{min(seconds, 30.0):g} s")
-        first = _receive(ours)
-        if first != "reading":
-            raise ProbeError(f"the wire capture could not start: {first[1]}")
-        yield watch
-        with suppress(OSError):
-            ours.send("stop")
-        if not ours.poll(seconds + 10.0):
-            raise ProbeError(f"the wire capture did not answer within {seconds + 10.0:g} s")
-        status, payload = _receive(ours)
-        if status != "ok":
-            raise ProbeError(f"the wire capture failed: {payload}")
-        watch.capture = payload
+        with running_child(_CHILDREN, _child_side, (api, seconds, theirs), name="votriz-audit-wire",
+                           cannot_start="the wire capture cannot start its process"):
+            theirs.close()
+            if not ours.poll(min(seconds, 30.0)):
+                raise ProbeError("the wire capture did not start reading within "
+                                 f"{min(seconds, 30.0):g} s")
+            first = _receive(ours)
+            if first != "reading":
+                raise ProbeError(f"the wire capture could not start: {first[1]}")
+            yield watch
+            with suppress(OSError):
+                ours.send("stop")
+            if not ours.poll(seconds + 10.0):
+                raise ProbeError(f"the wire capture did not answer within {seconds + 10.0:g} s")
+            status, payload = _receive(ours)
+            if status != "ok":
+                raise ProbeError(f"the wire capture failed: {payload}")
+            watch.capture = payload
     finally:
-        if child.is_alive():
-            child.kill()
-        if child.pid is not None:
-            child.join(timeout=5)
         ours.close()
 
 
