@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.formats.bcrypt_hash import HashScheme, classify_stored_hash
-from harness.formats.fernet import FernetTokenError, parse_fernet_token
+from harness.formats.fernet import has_fernet_structure
 from harness.outcomes import ProbeError
 from harness.probes.database import ColumnInfo
 from harness.tomlfile import load_toml_model
@@ -134,14 +134,6 @@ class ColumnFinding:
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def _is_fernet(value: str) -> bool:
-    try:
-        parse_fernet_token(value)
-    except FernetTokenError:
-        return False
-    return True
-
-
 def _is_bcrypt(value: str) -> bool:
     return classify_stored_hash(value).scheme is HashScheme.BCRYPT
 
@@ -192,9 +184,9 @@ class ColumnTally:
         self.cells = 0
         tests: dict[str, Callable[[str], bool]] = {}
         if self.rule is None:
-            tests = {"fernet": _is_fernet, "bcrypt": _is_bcrypt}
+            tests = {"fernet": has_fernet_structure, "bcrypt": _is_bcrypt}
         elif self.rule.class_ == "fernet":
-            tests = {"fernet": _is_fernet}
+            tests = {"fernet": has_fernet_structure}
         elif self.rule.class_ == "bcrypt":
             tests = {"bcrypt": _is_bcrypt}
         elif self.rule.class_ == "keyed_index" and self.rule.format:

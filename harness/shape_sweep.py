@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.formats.fernet import FernetTokenError, parse_fernet_token
+from harness.formats.fernet import has_fernet_structure
 from harness.formats.secret_patterns import ShapeFinder, high_entropy
 from harness.redaction import KnownSecrets, SecretTooShort
 from harness.sweep import DEFAULT_CHUNK_BYTES, SweepReport, files_under
@@ -196,7 +196,7 @@ class ShapeScan:
                 text = cell_text(row[column])
                 if text is None or _FERNET_SHAPED.fullmatch(text):
                     continue
-                if ciphertext[index] and high_entropy(text) and not _is_fernet(text):
+                if ciphertext[index] and high_entropy(text) and not has_fernet_structure(text):
                     self._hit(ShapeHit(HIGH_ENTROPY_RULE, "high-entropy value that is not a Fernet "
                                        "token, in a ciphertext column", location,
                                        self.finder.fingerprint(text),
@@ -333,11 +333,3 @@ def cell_text(value: object) -> str | None:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
-
-
-def _is_fernet(text: str) -> bool:
-    try:
-        parse_fernet_token(text)
-    except FernetTokenError:
-        return False
-    return True

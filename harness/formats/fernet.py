@@ -254,6 +254,16 @@ def parse_fernet_token(token: object) -> FernetToken:
     )
 
 
+def has_fernet_structure(value: object) -> bool:
+    """Whether ``value`` parses as a Fernet token (:func:`parse_fernet_token`): a sorting test
+    for scans (which cells look encrypted), not a verification (no key, no clock)."""
+    try:
+        parse_fernet_token(value)
+    except FernetTokenError:
+        return False
+    return True
+
+
 def _epoch(now: datetime | float | None) -> float:
     if now is None:
         return time.time()

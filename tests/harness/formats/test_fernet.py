@@ -25,6 +25,7 @@ from harness.formats.fernet import (
     decrypt_fernet_token,
     encrypt_fernet_token,
     fingerprint,
+    has_fernet_structure,
     parse_fernet_token,
     validate_fernet_token,
     verify_fernet_token,
@@ -495,3 +496,11 @@ def test_hmac_pads_agree_with_the_hmac_module() -> None:
         final = outer.copy()
         final.update(digest.digest())
         assert final.digest() == hmac.new(key, b"message", hashlib.sha256).digest()
+
+
+def test_has_fernet_structure_sorts_values_by_structure_alone() -> None:
+    token = Fernet(Fernet.generate_key()).encrypt(b"x").decode()
+    assert has_fernet_structure(token)
+    assert not has_fernet_structure(token[:20])
+    assert not has_fernet_structure("gAAAAA-not-base64!")
+    assert not has_fernet_structure(None)
