@@ -16,14 +16,12 @@ from hypothesis import strategies as st
 
 from harness import column_scans
 from harness.column_scans import (
-    EXAMPLES,
     DuplicateCounter,
     FernetColumnScan,
     HashColumnScan,
     scan_fernet_cells,
     scan_hash_cells,
 )
-from harness.formats.bcrypt_hash import classify_stored_hash
 from harness.formats.fernet import FINGERPRINT_BYTES, FernetKey, encrypt_fernet_token, fingerprint
 
 KEY = FernetKey(b"k" * 32, "v1")
@@ -89,28 +87,28 @@ SALTED = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
 
 def _hash_scan_one_by_one(rows: list[tuple[int, object]], column: str,
                           expected_cost: int | None) -> HashColumnScan:
-    """The scan as it was before batches: one classification per row."""
-    schemes: Counter[str] = Counter()
-    costs: Counter[int] = Counter()
-    examples: list[str] = []
-    cost_examples: list[str] = []
-    for row_id, value in rows:
-        kind = classify_stored_hash(value)
-        schemes[kind.scheme.value] += 1
-        if kind.cost is not None:
-            costs[kind.cost] += 1
-            if expected_cost is not None and kind.cost != expected_cost \
-                    and len(cost_examples) < EXAMPLES:
-                cost_examples.append(f"row {row_id}: cost {kind.cost}")
-        elif len(examples) < EXAMPLES:
-            examples.append(f"row {row_id}: {kind.scheme.value}")
-    return HashColumnScan(column, len(rows), dict(schemes), dict(costs), tuple(examples),
-                          tuple(cost_examples))
+    """The scan as it was before batches: the batch shortcut off, one classification per row."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(column_scans, "bcrypt_cost_histogram", lambda values: None)
+        return scan_hash_cells(iter(rows), column, expected_cost)
 
 
 _HASH_CELLS = [f"$2b$12${SALTED}"] * 6 + [f"$2y$10${SALTED}", f"$2a$04${SALTED}", None, "",
                                           "hunter2", b"\xff", "$2b$12$short", f"$2b$12${SALTED}\n",
                                           "5f4dcc3b5aa765d61d8327deb882cf99", 7]
+
+
+def test_hash_scan_one_by_one_names_each_kind_and_cost() -> None:
+    scan = _hash_scan_one_by_one(list(enumerate(_HASH_CELLS, 1)), "users.password_hash", 12)
+    assert scan == HashColumnScan(
+        "users.password_hash", 16,
+        {"bcrypt": 8, "missing": 2, "plaintext_like": 1, "not_text": 2, "malformed_bcrypt": 2,
+         "unsalted_digest": 1},
+        {12: 6, 10: 1, 4: 1},
+        ("row 9: missing", "row 10: missing", "row 11: plaintext_like", "row 12: not_text",
+         "row 13: malformed_bcrypt", "row 14: malformed_bcrypt", "row 15: unsalted_digest",
+         "row 16: not_text"),
+        ("row 7: cost 10", "row 8: cost 4"))
 
 
 @settings(max_examples=300, deadline=None)

@@ -36,8 +36,9 @@ NOT_RUN_MESSAGE = ("not run: the database was unavailable at 05:12:03 UTC (127.0
                    "within 2 s); rotate was not started.")
 
 
-def pw(**changes) -> PasswordRotationObservation:
-    base = dict(what="database", command=cmd(), old_accepted_before="", old_after="refused",
+def pw(what: str = "database", **changes) -> PasswordRotationObservation:
+    """A password rotation of ``what`` that went well, but for ``changes``."""
+    base = dict(what=what, command=cmd(), old_accepted_before="", old_after="refused",
                 new_after="accepted", changed_in_hsm=True, service_after="", health=HEALTHY)
     base.update(changes)
     return PasswordRotationObservation(**base)

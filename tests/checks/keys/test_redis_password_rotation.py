@@ -8,15 +8,11 @@ from harness.outcomes import Outcome
 from harness.probes import rotation
 from harness.probes.rotation import PasswordRotationObservation, password_rotation_verdict
 
-from .conftest import cmd
-from .test_db_password_rotation import DB_DOWN_AFTER, DB_DOWN_BEFORE, HEALTHY, NOT_RUN_MESSAGE
+from .test_db_password_rotation import DB_DOWN_AFTER, DB_DOWN_BEFORE, NOT_RUN_MESSAGE, pw
 
 
 def redis(**changes) -> PasswordRotationObservation:
-    base = dict(what="Redis", command=cmd(), old_accepted_before="", old_after="refused",
-                new_after="accepted", changed_in_hsm=True, service_after="", health=HEALTHY)
-    base.update(changes)
-    return PasswordRotationObservation(**base)
+    return pw("Redis", **changes)
 
 
 def test_the_check_uses_the_verdict_kept_beside_the_observation() -> None:
