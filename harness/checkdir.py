@@ -24,6 +24,9 @@ NOT_CHECKS = frozenset({"__init__.py", "conftest.py"})
 #: What a check may need to reach on the target, by the name its ``access`` marker uses, in the
 #: order ``votriz-audit checks`` lists them. A profile that does not grant one makes the check
 #: NOT_APPLICABLE or MANUAL, never PASS.
+#: The markers a check module uses, as pytest registers them (``harness/checks.ini`` says the same).
+MARKERS = ("claims(*ids): the catalogue claims a check verifies",
+           "access(*kinds): what a check needs to reach on the target (harness.checkdir.ACCESS)")
 ACCESS: dict[str, str] = {
     "edge": "the public TLS edge, as any client",
     "api": "canary accounts through the public API (tagged, removed at the end)",

@@ -3,10 +3,9 @@
 Loaded through the ``pytest11`` entry point, it stays inert unless ``--target``
 is given, so it never changes an ordinary pytest run. With ``--target`` it:
 
-- takes the profile, policy, claims catalogue and waivers from the command
-  line that started it (:class:`PreloadedInputs`), or loads them itself when
-  started as ``pytest --target PROFILE`` (a bad file is a usage error naming
-  the file and key);
+- takes the profile, policy, claims catalogue and waivers from the command line
+  (:class:`PreloadedInputs`), or loads them itself when started as ``pytest
+  --target PROFILE`` (a bad file is a usage error naming the file and key);
 - gives checks the fixtures ``profile``, ``policy``, ``platform`` (where the
   target runs: :mod:`harness.platform`), ``known_secrets``, ``evidence`` and
   ``report_dir``;
@@ -154,7 +153,8 @@ def _state(config: pytest.Config) -> RunState | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "claims(*ids): the catalogue claims a check verifies")
+    for marker in checkdir.MARKERS:
+        config.addinivalue_line("markers", marker)
     target = config.getoption("--target", None)
     if not target:
         return
