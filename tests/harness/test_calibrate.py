@@ -31,16 +31,6 @@ def test_calibration_and_the_fault_registry_name_the_same_faults_and_claims() ->
         assert expectation.checks, f"{name}: no check is expected to catch it"
 
 
-def test_every_check_named_exists_and_names_the_fault_s_claims() -> None:
-    declared = declared_checks()
-    for name, expectation in load_expectations().items():
-        for check in expectation.checks:
-            assert check in declared, f"{name}: unknown check {check}"
-        # Each claim the fault breaks is verified by one of the checks expected to catch it.
-        claims = {claim for check in expectation.checks for claim in declared[check].claims}
-        assert set(expectation.claims) <= claims, name
-
-
 def test_calibration_and_the_violation_registry_name_the_same_violations() -> None:
     expectations = load_violation_expectations()
     assert sorted(expectations) == sorted(VIOLATIONS)
@@ -50,11 +40,14 @@ def test_calibration_and_the_violation_registry_name_the_same_violations() -> No
         assert expectation.claims, f"{name}: breaks no claim"
 
 
-def test_every_check_a_violation_names_exists_and_verifies_its_claims() -> None:
+@pytest.mark.parametrize("load", [load_expectations, load_violation_expectations],
+                         ids=["faults", "violations"])
+def test_every_check_named_exists_and_verifies_the_claims_broken(load: Any) -> None:
     declared = declared_checks()
-    for name, expectation in load_violation_expectations().items():
+    for name, expectation in load().items():
         for check in expectation.checks:
             assert check in declared, f"{name}: unknown check {check}"
+        # Each claim the fault or violation breaks is verified by one of the checks expected to catch it.
         claims = {claim for check in expectation.checks for claim in declared[check].claims}
         assert set(expectation.claims) <= claims, name
 
