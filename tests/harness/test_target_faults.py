@@ -30,6 +30,7 @@ import psycopg
 import pytest
 import tomli_w
 from audit_cli import CliRun, closed_port, run_cli, running_stack, send_body
+from fake_votriz_api import CanaryOnlyApi
 
 from harness.canaries import CanaryAccount
 from harness.cli import EXIT_ERROR, EXIT_FAIL
@@ -439,31 +440,10 @@ def test_rotation_command_that_cannot_start_is_an_error_and_leaves_no_canary(sta
     assert run.seconds < 60
 
 
-class _FakeApi:
+class _FakeApi(CanaryOnlyApi):
     """Just enough of VotrizApi for observe_jwt_rotation: one account, deletable once."""
 
     instances: ClassVar[list[_FakeApi]] = []
-
-    def __init__(self, profile: object, timeout_s: float) -> None:
-        self.token: str | None = None
-        self.account_exists = False
-        _FakeApi.instances.append(self)
-
-    def __enter__(self) -> _FakeApi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def request(self, method: str, path: str, json: Any = None, *, auth: bool = True,
-                token: str | None = None) -> ApiResponse:
-        if (method, path) == ("DELETE", "/account") and self.account_exists:
-            self.account_exists = False
-            return ApiResponse(204, {}, {})
-        return ApiResponse(200, {}, {})
 
     def expect(self, status: Any, method: str, path: str, json: Any = None, **kwargs: Any) -> ApiResponse:
         return self.request(method, path, json)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
+from fake_votriz_api import CanaryOnlyApi
 
 from checks.keys.jwt_rotation import jwt_rotation_verdict
 from harness.canaries import CanaryAccount
@@ -97,26 +98,12 @@ def test_jwt_rotation_not_run_because_of_an_outage_is_error() -> None:
     assert (verdict.outcome, verdict.message) == (Outcome.ERROR, NOT_RUN_MESSAGE)
 
 
-class _Api:
+class _Api(CanaryOnlyApi):
     """Just enough of VotrizApi: one canary account; the database can be made to go away."""
 
     instances: ClassVar[list[_Api]] = []
     database_down_after_rotation: ClassVar[bool] = False
     rotated: ClassVar[bool] = False
-
-    def __init__(self, profile: object, timeout_s: float) -> None:
-        self.token: str | None = None
-        self.account_exists = False
-        _Api.instances.append(self)
-
-    def __enter__(self) -> _Api:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
     def _down(self) -> bool:
         return _Api.rotated and _Api.database_down_after_rotation
@@ -125,12 +112,9 @@ class _Api:
                 token: str | None = None) -> ApiResponse:
         if self._down():
             return ApiResponse(503, {"error": "database unavailable"}, {})
-        if (method, path) == ("DELETE", "/account") and self.account_exists:
-            self.account_exists = False
-            return ApiResponse(204, {}, {})
         if path == "/brands" and _Api.rotated and token == "old-session":
             return ApiResponse(401, {}, {})
-        return ApiResponse(200, {}, {})
+        return super().request(method, path, json, auth=auth, token=token)
 
     def login(self, email: str, password: str) -> str:
         if self._down():
