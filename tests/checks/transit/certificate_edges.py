@@ -11,7 +11,6 @@ Every ``openssl`` process started here is stopped by its own pid at teardown.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import shutil
 import socket
 import subprocess
@@ -24,7 +23,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from private_ca import common_name, leaf_for, new_ca
 
 from harness.profile import Edge
 
@@ -88,33 +88,14 @@ class RunningEdge:
                                     "trust_anchor": self.ca_pem})
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 def write_edge_pki(directory: Path, variant: EdgeVariant) -> tuple[Path, Path, Path]:
     """Write the variant's CA, leaf and leaf key; return their paths (ca, cert, key)."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(f"votriz-audit edge CA {variant.name}")
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(days=365)).not_valid_after(now + dt.timedelta(days=3650))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                         critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca, ca_key = new_ca(f"votriz-audit edge CA {variant.name}", now - dt.timedelta(days=365))
     leaf_key = ec.generate_private_key(ec.SECP256R1())
-    builder = (x509.CertificateBuilder().subject_name(_name(variant.host))
-               .issuer_name(_name(variant.host) if variant.self_signed else ca.subject)
-               .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now + variant.not_before).not_valid_after(now + variant.not_after)
-               .add_extension(x509.SubjectAlternativeName([
-                   x509.DNSName(variant.host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                   critical=False)
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    builder = (leaf_for(variant.host, common_name(variant.host) if variant.self_signed else ca.subject,
+                        leaf_key.public_key(), now + variant.not_before, now + variant.not_after)
                .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
                               critical=True)
                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False))

@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from private_ca import leaf_for, new_ca
 
 from harness.policy import Policy, TimeoutsPolicy, load_policy
 from harness.profile import Edge
@@ -38,35 +38,16 @@ class Pki:
     key_pem: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 def make_pki(directory: Path, *, days: int = 90, rsa_bits: int | None = None,
              host: str = HOST) -> Pki:
     """Write a CA and a leaf certificate signed by it into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("votriz-audit test CA"))
-          .issuer_name(_name("votriz-audit test CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                         critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca, ca_key = new_ca("votriz-audit test CA", now - dt.timedelta(days=1))
     leaf_key = (rsa.generate_private_key(65537, rsa_bits) if rsa_bits
                 else ec.generate_private_key(ec.SECP256R1()))
-    import ipaddress
-
-    leaf = (x509.CertificateBuilder().subject_name(_name(host)).issuer_name(ca.subject)
-            .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName(host), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    leaf = (leaf_for(host, ca.subject, leaf_key.public_key(), now - dt.timedelta(hours=1),
+                     now + dt.timedelta(days=days))
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
