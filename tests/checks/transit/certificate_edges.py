@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from private_ca import common_name, leaf_for, new_ca
 
 from harness.profile import Edge
+from system_under_test.local.processes import free_port, tcp_accepts, wait_until
 
 HOST = "votriz.test"
 
@@ -116,25 +116,6 @@ def write_edge_pki(directory: Path, variant: EdgeVariant) -> tuple[Path, Path, P
     return ca_pem, cert_pem, key_pem
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"openssl s_server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"openssl s_server did not listen on {port} within {timeout_s:g}s")
-
-
 @pytest.fixture(scope="module")
 def certificate_edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, RunningEdge]]:
     """Every variant's ``openssl s_server`` edge (TLS 1.3 only, answering HTTP with ``-www``), by name."""
@@ -147,13 +128,14 @@ def certificate_edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     try:
         for variant in VARIANTS:
             ca_pem, cert_pem, key_pem = write_edge_pki(root / variant.name, variant)
-            port = _free_port()
+            port = free_port()
             process = subprocess.Popen(
                 [openssl, "s_server", "-quiet", "-www", "-tls1_3", "-accept", f"127.0.0.1:{port}",
                  "-cert", str(cert_pem), "-key", str(key_pem)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             processes.append(process)
-            _wait_for_port(port, process)
+            wait_until(partial(tcp_accepts, port), timeout_s=10.0, what=f"openssl s_server on {port}",
+                       pid=process.pid)
             edges[variant.name] = RunningEdge(variant, port, ca_pem, process.pid)
         yield edges
     finally:

@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from private_ca import leaf_for, new_ca
 
 from harness.policy import Policy, TimeoutsPolicy, load_policy
 from harness.profile import Edge
+from system_under_test.local.processes import free_port, tcp_accepts, wait_until
 
 HOST = "votriz.test"
 
@@ -61,12 +61,6 @@ def make_pki(directory: Path, *, days: int = 90, rsa_bits: int | None = None,
                                                    serialization.NoEncryption()))
     pki.key_pem.chmod(0o600)
     return pki
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -164,14 +158,7 @@ http {{
 
 
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+    wait_until(lambda: tcp_accepts(port), timeout_s=timeout_s, what=f"127.0.0.1:{port}")
 
 
 @pytest.fixture
