@@ -23,6 +23,7 @@ from harness.probes.mfa_codes import (
     CodeRowsAsFound,
     observe_backup_codes,
     observe_codes_as_found,
+    without_canary_verdict,
 )
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -34,15 +35,7 @@ _BY_HAND = ("By hand: set up MFA on a test account, check GET /api/v1/mfa never 
 
 def codes_as_found_problems(found: CodeRowsAsFound) -> list[str]:
     """What the stored code rows of every user show against the promise (ids only)."""
-    problems = []
-    if found.weak.rows:
-        problems.append(f"{plural(found.weak.rows, 'code row')} of {plural(found.weak.groups, 'user')}"
-                        f" not bcrypt at cost {found.min_cost} or more "
-                        f"({counts(found.weak_kinds)}): {found.weak.named()}")
-    if found.duplicates.groups:
-        problems.append(f"{found.duplicates.rows} code rows store a hash string another row "
-                        "stores too (bcrypt salts every hash, so an identical string is a copied "
-                        f"row): {found.duplicates.named()}")
+    problems = found.weak_or_copied("code row")
     if found.oversized.groups:
         named = "; ".join(f"user {g.users[0]} ({g.row_count} rows from "
                           f"{plural(g.issues, 'issue')})" for g in found.oversized.examples)
@@ -54,17 +47,13 @@ def codes_as_found_problems(found: CodeRowsAsFound) -> list[str]:
         problems.append(f"{plural(found.rewritten.rows, 'unused code row')} rewritten after "
                         "issue (PostgreSQL's xmin is not its issue's transaction: a redeemed code "
                         f"marked unused again, or a row copied in): {found.rewritten.named()}")
-    if found.used_before_issue.groups:
-        problems.append(f"{plural(found.used_before_issue.rows, 'code row')} used before it was "
-                        f"made (used_at < created_at): {found.used_before_issue.named()}")
-    return problems
+    return problems + found.used_before_made("code row")
 
 
 def _as_found_sentence(found: CodeRowsAsFound) -> str:
-    costs = ", ".join(f"cost {c}: {n}" for c, n in sorted(found.costs.items())) or "none"
     return (f"As found, the {found.rows} code rows ({found.unused} unused) of "
             f"{plural(found.users, 'user')} are bcrypt at cost {found.min_cost} or more "
-            f"({costs}), no hash string is stored twice, no user holds more than "
+            f"({found.costs_named()}), no hash string is stored twice, no user holds more than "
             f"{found.set_size} codes or codes of two issues, no unused row was rewritten after "
             "its issue (xmin), and none was used before it was made.")
 
@@ -110,18 +99,9 @@ def backup_codes_verdict(obs: BackupCodesObservation) -> Verdict:
 def codes_without_canary_verdict(found: CodeRowsAsFound, reason: str) -> Verdict:
     """Every user's stored codes as found, when no canary can follow a code: FAIL on what
     they show, else MANUAL for what only a canary (or a person) can see."""
-    details: dict[str, Any] = plain(found)
-    problems = codes_as_found_problems(found)
-    if problems:
-        return Verdict.failed("MFA backup codes break the promise: " + "; ".join(problems) + ".",
-                              **details)
-    if found.unreadable:
-        return Verdict.error(f"The stored code rows could not be judged as found "
-                             f"({found.unreadable}), and no canary can follow a code: {reason}.",
-                             **details)
-    return Verdict.manual(f"{_as_found_sentence(found)} That codes are shown once and work once "
-                          f"can only be followed with a canary account, and {reason}. "
-                          + _BY_HAND, **details)
+    return without_canary_verdict(found, codes_as_found_problems(found), _as_found_sentence(found), reason,
+                                  broken="MFA backup codes", rows="code rows", secret="code",
+                                  follow="That codes are shown once and work once", by_hand=_BY_HAND)
 
 
 @pytest.mark.claims("REST-MFA-BACKUP-CODES")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.details import counts, plain, plural
+from harness.details import plain, plural
 from harness.evidence import EvidenceRecorder
 from harness.formats.bcrypt_hash import HashMatch, HashScheme
 from harness.outcomes import Verdict
@@ -23,6 +23,7 @@ from harness.probes.mfa_codes import (
     TokenRowsAsFound,
     observe_recovery,
     observe_tokens_as_found,
+    without_canary_verdict,
 )
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -34,31 +35,18 @@ _BY_HAND = ("By hand: request a recovery mail for a test account, check the toke
 
 def tokens_as_found_problems(found: TokenRowsAsFound) -> list[str]:
     """What the stored token rows of every user show against the promise (ids only)."""
-    problems = []
-    if found.weak.rows:
-        problems.append(f"{plural(found.weak.rows, 'recovery-token row')} of "
-                        f"{plural(found.weak.groups, 'user')} not bcrypt at cost "
-                        f"{found.min_cost} or more ({counts(found.weak_kinds)}): "
-                        f"{found.weak.named()}")
-    if found.duplicates.groups:
-        problems.append(f"{found.duplicates.rows} recovery-token rows store a hash string "
-                        "another row stores too (bcrypt salts every hash, so an identical "
-                        f"string is a copied row): {found.duplicates.named()}")
+    problems = found.weak_or_copied("recovery-token row")
     if found.long_lived.groups:
         problems.append(f"{plural(found.long_lived.rows, 'recovery token')} valid for longer "
                         f"than {found.max_lifetime_s} s after it was made (expires_at - "
                         f"created_at): {found.long_lived.named()}")
-    if found.used_before_issue.groups:
-        problems.append(f"{plural(found.used_before_issue.rows, 'recovery token')} used before "
-                        f"it was made (used_at < created_at): {found.used_before_issue.named()}")
-    return problems
+    return problems + found.used_before_made("recovery token")
 
 
 def _as_found_sentence(found: TokenRowsAsFound) -> str:
-    costs = ", ".join(f"cost {c}: {n}" for c, n in sorted(found.costs.items())) or "none"
     return (f"As found, the {found.rows} recovery-token rows ({found.live} live) of "
             f"{plural(found.users, 'user')} are bcrypt at cost {found.min_cost} or more "
-            f"({costs}), no hash string is stored twice, none is valid for longer than "
+            f"({found.costs_named()}), no hash string is stored twice, none is valid for longer than "
             f"{found.max_lifetime_s} s, and none was used before it was made.")
 
 
@@ -104,18 +92,10 @@ def recovery_tokens_verdict(obs: RecoveryObservation) -> Verdict:
 def tokens_without_canary_verdict(found: TokenRowsAsFound, reason: str) -> Verdict:
     """Every user's stored tokens as found, when no canary can follow a token: FAIL on what
     they show, else MANUAL for what only a canary (or a person) can see."""
-    details: dict[str, Any] = plain(found)
-    problems = tokens_as_found_problems(found)
-    if problems:
-        return Verdict.failed("MFA recovery tokens break the promise: " + "; ".join(problems)
-                              + ".", **details)
-    if found.unreadable:
-        return Verdict.error(f"The stored recovery-token rows could not be judged as found "
-                             f"({found.unreadable}), and no canary can follow a token: "
-                             f"{reason}.", **details)
-    return Verdict.manual(f"{_as_found_sentence(found)} That a token is only in the mail and "
-                          f"works once can only be followed with a canary account, and "
-                          f"{reason}. " + _BY_HAND, **details)
+    return without_canary_verdict(found, tokens_as_found_problems(found), _as_found_sentence(found),
+                                  reason, broken="MFA recovery tokens", rows="recovery-token rows",
+                                  secret="token", follow="That a token is only in the mail and works once",
+                                  by_hand=_BY_HAND)
 
 
 @pytest.mark.claims("REST-MFA-RECOVERY-TOKENS")

@@ -45,6 +45,7 @@ import psycopg
 from psycopg import sql
 
 from harness.canaries import CanarySession
+from harness.details import counts, plain, plural
 from harness.formats.bcrypt_hash import (
     BCRYPT_LENGTH,
     BCRYPT_SQL_PATTERN,
@@ -53,7 +54,7 @@ from harness.formats.bcrypt_hash import (
     classify_stored_hash,
     match_codes_to_rows,
 )
-from harness.outcomes import ProbeError
+from harness.outcomes import ProbeError, Verdict
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
 from harness.profile import TargetProfile
@@ -143,6 +144,31 @@ class HashRowsAsFound:
     weak: RuleBreaches = RuleBreaches()
     duplicates: RuleBreaches = RuleBreaches()
     used_before_issue: RuleBreaches = RuleBreaches()
+
+    def costs_named(self) -> str:
+        """``cost 10: 2, cost 12: 30`` for the well-formed bcrypt rows, or ``none``."""
+        return ", ".join(f"cost {c}: {n}" for c, n in sorted(self.costs.items())) or "none"
+
+    def weak_or_copied(self, row: str) -> list[str]:
+        """The weak rows and the hash strings stored twice, a sentence each naming them by ids;
+        ``row`` is the auditor's word for one row (``code row``)."""
+        problems = []
+        if self.weak.rows:
+            problems.append(f"{plural(self.weak.rows, row)} of {plural(self.weak.groups, 'user')} "
+                            f"not bcrypt at cost {self.min_cost} or more ({counts(self.weak_kinds)}): "
+                            f"{self.weak.named()}")
+        if self.duplicates.groups:
+            problems.append(f"{self.duplicates.rows} {row}s store a hash string another row stores "
+                            "too (bcrypt salts every hash, so an identical string is a copied row): "
+                            f"{self.duplicates.named()}")
+        return problems
+
+    def used_before_made(self, secret: str) -> list[str]:
+        """The rows used before they were made, as a sentence naming them (``secret``: ``code row``)."""
+        if not self.used_before_issue.groups:
+            return []
+        return [f"{plural(self.used_before_issue.rows, secret)} used before it was made "
+                f"(used_at < created_at): {self.used_before_issue.named()}"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -367,6 +393,33 @@ def observe_tokens_as_found(db: DatabaseProbe, policy: Policy) -> TokenRowsAsFou
         return TokenRowsAsFound(unreadable=found, min_cost=mfa.min_bcrypt_cost,
                                 max_lifetime_s=mfa.recovery_token_max_lifetime_s)
     return found
+
+
+def without_canary_verdict(found: HashRowsAsFound, problems: list[str], sentence: str, reason: str,
+                           *, broken: str, rows: str, secret: str, follow: str, by_hand: str) -> Verdict:
+    """Every user's stored rows as found, when no canary can follow a secret: FAIL on the
+    ``problems`` they show, ERROR when they could not be read, else MANUAL for what only a
+    canary (or a person) can see.
+
+    Args:
+        found: the rows as found.
+        problems: what they show against the promise.
+        sentence: what they show when there is no problem.
+        reason: why no canary can follow a secret.
+        broken: what breaks the promise (``MFA backup codes``).
+        rows: the rows (``code rows``).
+        secret: one secret (``code``).
+        follow: what only a canary can see (``That codes are shown once and work once``).
+        by_hand: how a person sees it.
+    """
+    details: dict[str, Any] = plain(found)
+    if problems:
+        return Verdict.failed(f"{broken} break the promise: " + "; ".join(problems) + ".", **details)
+    if found.unreadable:
+        return Verdict.error(f"The stored {rows} could not be judged as found ({found.unreadable}), "
+                             f"and no canary can follow a {secret}: {reason}.", **details)
+    return Verdict.manual(f"{sentence} {follow} can only be followed with a canary account, and "
+                          f"{reason}. " + by_hand, **details)
 
 
 @dataclass(frozen=True)
