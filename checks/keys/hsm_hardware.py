@@ -5,10 +5,12 @@ Every "HSM" row of the page's key table, and its overview, promise
 what the token holds; whether the token is hardware is judged here, from what the
 token says about itself (``C_GetSlotInfo`` / ``C_GetTokenInfo``): PASS only when
 its slot reports ``CKF_HW_SLOT`` and its manufacturer and model name no software
-token of the key classes' list. Otherwise (a software token such as SoftHSM2, or a
-slot that does not report hardware) the hardware part needs a human: MANUAL naming
-what the token reports, unless the profile supplies an attestation (under the
-claim id ``[hardware] attestation_claim`` of the key classes, ``KEYS-HSM``).
+token of the key classes' list. A known software token (SoftHSM2 …) is never PASS:
+MANUAL, "audit the production HSM", and an attestation is not accepted, since it
+cannot contradict what the token reports about itself. A token that is neither (no
+hardware slot flag, not a known software token) needs a human: MANUAL naming what
+it reports, PASS on the profile's attestation (under the claim id
+``[hardware] attestation_claim`` of the key classes, ``KEYS-HSM``).
 
 The claims are every sentence of the page that says "hardware-backed": the
 overview's KEYS-HSM, the at-rest section's REST-TOKENS-KEY-HSM, and the five rows
@@ -48,11 +50,14 @@ def _reported(facts: TokenFacts) -> str:
 
 def hsm_hardware_verdict(facts: TokenFacts, rules: HardwareRules,
                          attested: Verdict | None = None) -> Verdict:
-    """PASS when the token reports hardware; else the attestation's verdict, or MANUAL.
+    """PASS when the token reports hardware; MANUAL for a known software token; else the
+    attestation's verdict, or MANUAL.
 
     ``attested`` is :func:`harness.attestations.attested_verdict` for the rules'
     claim: MANUAL when the profile names no attestation, PASS on a non-empty one,
-    ERROR when it is empty or unreadable.
+    ERROR when it is empty or unreadable. It counts only for a token that is not a
+    known software token: a token naming itself SoftHSM is software whatever a
+    document says, so it is MANUAL (audit the production HSM), attestation or not.
     """
     software = software_token_named(facts, rules)
     details: dict[str, Any] = {"token": facts.as_evidence(), "hardware_slot": facts.hardware_slot,
@@ -64,20 +69,28 @@ def hsm_hardware_verdict(facts: TokenFacts, rules: HardwareRules,
             f"token is {_reported(facts)} (serial {facts.serial}, firmware "
             f"{facts.firmware_version}), not a known software token.", **details)
     if software is not None:
-        why = f"the token reports itself as {_reported(facts)} (software token)"
-    else:
-        why = (f"the token reports itself as {_reported(facts)} on slot "
-               f"{facts.slot_description!r} without CKF_HW_SLOT (not reported as hardware)")
-    needed = (f"{why[0].upper()}{why[1:]}: hardware backing needs an attestation (profile "
-              f"[attestations] {rules.attestation_claim} = FILE, e.g. the HSM's model and its "
-              "certificate, FIPS 140 or Common Criteria, with the key ceremony record).")
+        # A token that names itself a known software token is software whatever a document says;
+        # an attestation cannot contradict the token, so this is never PASS.
+        message = (f"The token reports itself as {_reported(facts)}, a software token; an "
+                   "attestation cannot make it hardware: audit the production HSM.")
+        if attested is not None and attested.outcome is not Outcome.MANUAL:
+            message += (f" The attestation {attested.details.get('attestation')} was not accepted: "
+                        "it cannot contradict what the token reports about itself.")
+        return Verdict.manual(message, **details, **(attested.details if attested else {}),
+                              attestation_accepted=False)
+    needed = (f"The token reports itself as {_reported(facts)} on slot "
+              f"{facts.slot_description!r} without CKF_HW_SLOT (not reported as hardware): hardware "
+              f"backing needs an attestation (profile [attestations] {rules.attestation_claim} = "
+              "FILE, e.g. the HSM's model and its certificate, FIPS 140 or Common Criteria, with "
+              "the key ceremony record).")
     if attested is None or attested.outcome is Outcome.MANUAL:
         return Verdict.manual(needed, **details)
     if attested.outcome is Outcome.PASS:
         return Verdict.passed(
             f"Attested by {attested.details.get('attestation')} (sha256 "
-            f"{str(attested.details.get('sha256', ''))[:16]}…): {why}; the hardware backing rests "
-            "on this attestation.", **details, **attested.details)
+            f"{str(attested.details.get('sha256', ''))[:16]}…): the token reports itself as "
+            f"{_reported(facts)} without CKF_HW_SLOT and is not a known software token; the "
+            "hardware backing rests on this attestation.", **details, **attested.details)
     return Verdict(outcome=attested.outcome, message=attested.message,
                    details={**details, **attested.details})
 

@@ -60,8 +60,8 @@ def test_clean_token_custody_passes_and_hardware_is_manual(clean_stack, tmp_path
     assert_no_secret_in(evidence_dir, secrets)
     hardware, _, _ = run_check(check_hsm_hardware, clean_stack.profile_path, tmp_path / "hw")
     assert hardware.outcome is Outcome.MANUAL
-    assert hardware.message.startswith("The token reports itself as SoftHSM project SoftHSM v2 "
-                                       "(software token): hardware backing needs an attestation")
+    assert hardware.message.startswith("The token reports itself as SoftHSM project SoftHSM v2, a "
+                                       "software token; an attestation cannot make it hardware")
 
 
 def test_a_copy_of_the_token_key_under_another_label_fails(clean_stack, tmp_path: Path) -> None:
