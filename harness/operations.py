@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.evidence import EvidenceRecorder
 from harness.health import refuse_after_outage
 from harness.policy import Policy
 from harness.profile import TargetProfile
@@ -28,6 +29,15 @@ def operations_unavailable(profile: TargetProfile, needs: Sequence[str],
         return ("The profile does not allow the harness to run operations against this target "
                 f"(operations.allow_destructive = false). By hand: {by_hand}")
     return None
+
+
+def require_operations(profile: TargetProfile, evidence: EvidenceRecorder, needs: Sequence[str],
+                       by_hand: str) -> None:
+    """End the check MANUAL (:func:`operations_unavailable`'s message) unless the harness may
+    run every one of the operations ``needs``."""
+    reason = operations_unavailable(profile, needs, by_hand)
+    if reason:
+        evidence.manual(reason)
 
 
 def command_timeout(profile: TargetProfile, policy: Policy) -> float:

@@ -16,7 +16,7 @@ import pytest
 
 from harness.details import plain, plural
 from harness.evidence import EvidenceRecorder
-from harness.operations import operations_unavailable
+from harness.operations import require_operations
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.backup_store import (
@@ -183,19 +183,15 @@ def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
 def check_backup_encrypted(request: pytest.FixtureRequest, profile: TargetProfile,
                            policy: Policy, known_secrets: KnownSecrets,
                            evidence: EvidenceRecorder) -> None:
-    reason = operations_unavailable(
-        profile, ("backup", "backup_dir"),
+    require_operations(
+        profile, evidence, ("backup", "backup_dir"),
         "list every file in the backup store, take a backup, and show that each file has no "
         "PGDMP or '-- PostgreSQL database dump' header, does not start with a compression "
         "magic number (gzip 1f8b, zstd 28b52ffd, "
         "xz fd377a585a00, bzip2 'BZh', zip 'PK\\x03\\x04') and reads as ciphertext "
         "(e.g. `head -c 64 FILE | xxd`), and name the key that encrypts it.")
-    if reason:
-        evidence.manual(reason)
-    directory = profile.operations.backup_dir
-    assert directory is not None
     # The store as found, recorded before this check (or any other) makes a backup in it.
-    store = store_as_found(request, directory, known_secrets)
+    store = store_as_found(request, profile, known_secrets)
     verdict = backup_encrypted_verdict(observe_backup(profile, policy, known_secrets, store))
     evidence.attach("backup-encrypted", verdict.details)
     evidence.conclude(verdict)

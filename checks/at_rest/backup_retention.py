@@ -17,7 +17,7 @@ import pytest
 
 from harness.details import plain, plural
 from harness.evidence import EvidenceRecorder
-from harness.operations import operations_unavailable
+from harness.operations import require_operations
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.backup_store import StoreEntry, StoreObservation, store_as_found
@@ -112,16 +112,12 @@ def backup_retention_verdict(obs: RetentionObservation) -> Verdict:
 def check_backup_retention(request: pytest.FixtureRequest, profile: TargetProfile,
                            policy: Policy, known_secrets: KnownSecrets,
                            evidence: EvidenceRecorder) -> None:
-    reason = operations_unavailable(
-        profile, ("backup", "prune_backups", "backup_dir"),
+    require_operations(
+        profile, evidence, ("backup", "prune_backups", "backup_dir"),
         f"list the backup store and show no backup older than {policy.backups.retention_days} "
         "days exists while every day within them has one (storage lifecycle rule).")
-    if reason:
-        evidence.manual(reason)
-    directory = profile.operations.backup_dir
-    assert directory is not None
     # The store as found, recorded before any backup, plant or prune of the audit.
-    store = store_as_found(request, directory, known_secrets)
+    store = store_as_found(request, profile, known_secrets)
     verdict = backup_retention_verdict(observe_retention(profile, policy, known_secrets, store))
     evidence.attach("backup-retention", verdict.details)
     evidence.conclude(verdict)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.outcomes import ProbeError
+from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepHit
 
@@ -476,13 +478,20 @@ def entries_older_than(store: StoreObservation, days: float, now: float) -> tupl
 _AS_FOUND = pytest.StashKey[dict[str, StoreObservation]]()
 
 
-def store_as_found(request: pytest.FixtureRequest, directory: Path,
+def store_as_found(request: pytest.FixtureRequest, profile: TargetProfile,
                    known: KnownSecrets) -> StoreObservation:
-    """The store as the run first found it: observed at the first call of the run, then kept.
+    """The profile's backup store (``operations.backup_dir``) as the run first found it:
+    observed at the first call of the run, then kept.
 
     The first at-rest backup check calls this before it makes a backup, so that
     what every later check judges is the store before the audit touched it.
+
+    Raises:
+        ProbeError: the profile names no backup store.
     """
+    directory = profile.operations.backup_dir
+    if directory is None:
+        raise ProbeError("the profile names no operations.backup_dir")
     seen = request.config.stash.setdefault(_AS_FOUND, {})
     key = str(directory)
     if key not in seen:
