@@ -323,16 +323,8 @@ def decrypt_fernet_token(
     """
     verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
                                    max_clock_skew_s=max_clock_skew_s)
-    key = keys[verified.key_index]
     parts = verified.token
-    decryptor = Cipher(algorithms.AES(key.encryption_key), modes.CBC(parts.iv)).decryptor()
-    padded = decryptor.update(parts.ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(128).unpadder()
-    try:
-        plaintext = unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
-        raise FernetTokenError(FernetFailure.BAD_PADDING,
-                               "authentic, but the plaintext padding is broken") from None
+    plaintext = _unpadded(keys[verified.key_index], parts.iv, parts.ciphertext)
     return DecryptedFernetToken(verified, plaintext)
 
 
@@ -358,19 +350,25 @@ def validate_fernet_token(
     """
     verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
                                    max_clock_skew_s=max_clock_skew_s)
-    key = keys[verified.key_index]
     chained = verified.token.iv + verified.token.ciphertext
-    decryptor = Cipher(algorithms.AES(key.encryption_key),
-                       modes.CBC(chained[-2 * _BLOCK:-_BLOCK])).decryptor()
-    last = decryptor.update(chained[-_BLOCK:]) + decryptor.finalize()
+    _unpadded(keys[verified.key_index], chained[-2 * _BLOCK:-_BLOCK], chained[-_BLOCK:])
+    return verified
+
+
+def _unpadded(key: FernetKey, iv: bytes, ciphertext: bytes) -> bytes:
+    """``ciphertext`` decrypted with AES-CBC under ``key`` from ``iv``, its PKCS#7 padding removed.
+
+    Raises:
+        FernetTokenError: BAD_PADDING.
+    """
+    decryptor = Cipher(algorithms.AES(key.encryption_key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
     unpadder = padding.PKCS7(128).unpadder()
     try:
-        unpadder.update(last)
-        unpadder.finalize()
+        return unpadder.update(padded) + unpadder.finalize()
     except ValueError:
         raise FernetTokenError(FernetFailure.BAD_PADDING,
                                "authentic, but the plaintext padding is broken") from None
-    return verified
 
 
 def encrypt_fernet_token(
