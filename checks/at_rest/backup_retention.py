@@ -86,7 +86,11 @@ def backup_retention_verdict(obs: RetentionObservation) -> Verdict:
     trial = obs.trial
     if trial is None:
         why = obs.not_run + (f": {_named(obs.prunable)}" if obs.prunable else "")
-        return Verdict.passed(f"{as_found} The prune was not exercised: {why}.", **details)
+        # Ages within the retention do not show the prune works: the promise is a rolling
+        # retention, so a prune not shown deleting is not verified.
+        return Verdict.error(f"Could not exercise the prune: {why}. {as_found} Whether "
+                             f"backups older than {days} days are removed was not observed.",
+                             **details)
     if not trial.prune.succeeded:
         return Verdict.error(f"{as_found} The prune command failed: {trial.prune.describe()}.",
                              **details)

@@ -1,7 +1,9 @@
-"""at_rest.restore_drill: the restore drill restores the backup it names, recently.
+"""at_rest.restore_drill: the operator drills a restore monthly, and a drill restores the
+backup it names.
 
-The harness counts rows, takes a backup, changes the database through the
-canary and runs the drill (``harness/probes/backups.py``).
+The harness reads the drill log as found (the operator's drills), then counts
+rows, takes a backup, changes the database through the canary and runs its own
+drill (``harness/probes/backups.py``).
 """
 
 from __future__ import annotations
@@ -21,24 +23,46 @@ from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
 
+def _history_problem(obs: DrillObservation, max_age: int) -> str:
+    """Why the operator's drill history breaks the promise, or ``""`` when it keeps it."""
+    if obs.previous_drill_age_days is not None and obs.previous_drill_age_days <= max_age:
+        return ""
+    if obs.log_absent:
+        found = "the drill log was absent, so no drill was recorded"
+    elif obs.previous_drill_age_days is not None:
+        found = (f"the newest successful drill recorded was "
+                 f"{obs.previous_drill_age_days:.0f} days earlier")
+    elif obs.earlier_entries:
+        found = (f"the drill log held {obs.earlier_entries} entries, none a successful drill "
+                 "with a time")
+    else:
+        found = "the drill log recorded no drill"
+    return f"no restore drill in the last {max_age} days before this audit ({found})"
+
+
 def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
-    """The drill restores the backup it names (its counts are the backup's, not the live
-    database's), reports success, and the previous drill is recent enough."""
+    """The operator drills at least every ``max_drill_age_days`` (the log as found), and the
+    audit's own drill restores the backup it names: its counts are the backup's, not the live
+    database's, which a change between backup and drill tells apart."""
     details: dict[str, Any] = plain(obs)
     if not obs.backup.succeeded:
         return Verdict.error(f"The backup before the drill failed: {obs.backup.describe()}.",
                              **details)
     if obs.drill is None:
         return Verdict.error("The drill was not run.", **details)
+    max_age = policy.backups.max_drill_age_days
+    history = _history_problem(obs, max_age)
     if obs.entry is None:
-        if not obs.drill.succeeded:
-            return Verdict.failed(f"The restore drill failed: {obs.drill.describe()}.", **details)
-        return Verdict.failed("The restore drill wrote no entry to the drill log, so there is no "
-                              "record that it restored anything.", **details)
+        own = (f"the audit's restore drill failed: {obs.drill.describe()}"
+               if not obs.drill.succeeded else
+               "the audit's restore drill wrote no entry to the drill log, so there is no "
+               "record that it restored anything")
+        return Verdict.failed("The restore drill does not show a working restore: "
+                              + "; ".join(p for p in (history, own) if p) + ".", **details)
     problems = []
     if obs.entry.get("ok") is not True or not obs.drill.succeeded:
         reason = obs.entry.get("error") or obs.drill.describe()
-        problems.append(f"the drill reports failure ({reason})")
+        problems.append(f"the audit's drill reports failure ({reason})")
     if not obs.restored:
         problems.append("the drill's log entry does not say how many rows it restored")
     mismatched = {t: (n, obs.restored.get(t)) for t, n in obs.counts_at_backup.items()
@@ -51,24 +75,32 @@ def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
         problems.append(f"the restored row counts are not the backup's ({listed})"
                         + (f"; for {', '.join(live)} they are the live database's counts at "
                            "drill time, so nothing was restored" if live else ""))
-    max_age = policy.backups.max_drill_age_days
-    if obs.previous_drill_age_days is not None and obs.previous_drill_age_days > max_age:
-        problems.append(f"before this audit the last drill was {obs.previous_drill_age_days:.0f} "
-                        f"days ago (policy: at most {max_age})")
     if problems:
         return Verdict.failed("The restore drill does not show a working restore: "
-                              + "; ".join(problems) + ".", **details)
-    discriminating = (f" The canary changed {', '.join(obs.changed_tables)} after the backup, "
-                      "and the drill reported the backup's counts, not the live ones."
-                      if obs.changed_tables else
-                      " (The database could not be changed between backup and drill, so a drill "
-                      "reporting live counts could not be told apart.)")
-    previous = (f" The previous drill was {obs.previous_drill_age_days:.1f} days earlier."
-                if obs.previous_drill_age_days is not None
-                else " There was no drill before this audit's own.")
+                              + "; ".join(([history] if history else []) + problems) + ".",
+                              **details)
+    tables = len(obs.counts_at_backup)
+    if history:
+        told = ("" if obs.changed_tables else
+                ", though it could not be told apart from the live database")
+        return Verdict.failed(
+            f"The restore drill is not done as promised: {history}. (The audit's own drill "
+            f"ran: it restored the fresh backup with the backup's row counts in all {tables} "
+            f"tables{told}.)", **details)
+    if not obs.changed_tables:
+        return Verdict.error(
+            "Could not tell the drill apart from the live database: nothing changed the "
+            "database between the backup and the drill, so a drill that restored nothing and "
+            "reported the live counts would read the same. The drill log's newest successful "
+            f"drill before this audit was {obs.previous_drill_age_days:.1f} days earlier.",
+            **details)
     return Verdict.passed(
-        f"The drill restored the fresh backup with row counts matching the database at backup "
-        f"time in all {len(obs.counts_at_backup)} tables.{discriminating}{previous}", **details)
+        f"The drill log's newest successful drill before this audit was "
+        f"{obs.previous_drill_age_days:.1f} days earlier (policy: at most {max_age}). The "
+        f"audit's drill restored the fresh backup with row counts matching the database at "
+        f"backup time in all {tables} tables; the canary changed "
+        f"{', '.join(obs.changed_tables)} after the backup, and the drill reported the "
+        "backup's counts, not the live ones.", **details)
 
 
 @pytest.mark.claims("REST-BACKUPS-DRILL")

@@ -36,6 +36,7 @@ from harness.probes.backup_store import (
 from harness.probes.database import open_database
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.safe_files import FileRefused, read_bytes
 from harness.sweep import SecretSweep
 
 
@@ -138,19 +139,44 @@ def plant_aged_copy(source: Path, age_days: float, now: float | None = None) -> 
     return target
 
 
-def read_drill_log(path: Path) -> list[dict[str, Any]]:
-    """The drill log's entries (one JSON object per line; other lines are skipped)."""
-    if not path.is_file():
-        return []
+DRILL_LOG_CAP = 16 << 20
+"""Largest drill log read, in bytes (one JSON line per drill; years of monthly drills fit)."""
+
+
+@dataclass(frozen=True)
+class DrillLog:
+    """The drill log as found.
+
+    Attributes:
+        entries: its entries, one JSON object per line (other lines are skipped).
+        absent: True when there is no file at the path (no drill is recorded).
+    """
+
+    entries: tuple[dict[str, Any], ...]
+    absent: bool = False
+
+
+def read_drill_log(path: Path) -> DrillLog:
+    """The drill log's entries, read as a regular, size-capped file without blocking.
+
+    A missing log records no drill; it is not an error.
+
+    Raises:
+        FileRefused: the path is a FIFO, directory, device or socket, larger than
+            :data:`DRILL_LOG_CAP`, or unreadable.
+    """
+    if not path.exists() and not path.is_symlink():
+        return DrillLog((), absent=True)
+    text = read_bytes(path, "drill log", DRILL_LOG_CAP).decode("utf-8", errors="replace")
     entries = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(entry, dict):
             entries.append(entry)
-    return entries
+    return DrillLog(tuple(entries))
 
 
 # --- what the at-rest checks observe through the operations ----------------------------------
@@ -326,7 +352,10 @@ class DrillObservation:
         changed_tables: tables whose counts the canary's change moved.
         entry: the drill log's new last entry; None if the drill wrote none.
         restored: rows per table the entry reports as restored.
-        previous_drill_age_days: age of the newest drill before this one, if any.
+        previous_drill_age_days: age of the newest successful drill (``ok: true``) the
+            log held before this one, if any.
+        earlier_entries: how many entries the log held before this one.
+        log_absent: True when there was no drill log before this audit's drill.
     """
 
     backup: CommandRun
@@ -337,6 +366,8 @@ class DrillObservation:
     entry: dict[str, Any] | None
     restored: dict[str, int]
     previous_drill_age_days: float | None
+    earlier_entries: int = 0
+    log_absent: bool = False
 
 
 def restored_counts(entry: dict[str, Any]) -> dict[str, int]:
@@ -367,26 +398,45 @@ def _entry_age_days(entry: dict[str, Any], now: float) -> float | None:
         return None
 
 
+# A drill dated later than this (clock skew) is no record of a drill that happened.
+_FUTURE_TOLERANCE_DAYS = 1 / 24
+
+
+def _read_log(path: Path) -> DrillLog:
+    try:
+        return read_drill_log(path)
+    except FileRefused as exc:
+        raise ProbeError(f"the drill log {path} could not be read: {exc.reason}") from None
+
+
 def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                   change: Callable[[], None] | None) -> DrillObservation:
-    """Count rows, back up, change the database (``change``), run the drill, read its log."""
+    """Read the drill log as found, then count rows, back up, change the database
+    (``change``), run the drill and read the log's new entry.
+
+    Raises:
+        ProbeError: the drill log is a FIFO, directory, device or socket, too large, or
+            unreadable (nothing is run then).
+    """
     log_path = profile.operations.drill_log
     assert log_path is not None
     now = time.time()
-    earlier = read_drill_log(log_path)
-    ages = [a for a in (_entry_age_days(e, now) for e in earlier) if a is not None]
-    previous_age = min(ages) if ages else None
+    earlier = _read_log(log_path)
+    ages = [a for a in (_entry_age_days(e, now) for e in earlier.entries if e.get("ok") is True)
+            if a is not None and a >= -_FUTURE_TOLERANCE_DAYS]
+    previous_age = max(min(ages), 0.0) if ages else None
     at_backup = _table_counts(profile, policy, known)
     backup = run_profile_operation(profile, policy, known, "backup")
     if not backup.succeeded:
-        return DrillObservation(backup, None, at_backup, {}, (), None, {}, previous_age)
+        return DrillObservation(backup, None, at_backup, {}, (), None, {}, previous_age,
+                                len(earlier.entries), earlier.absent)
     if change is not None:
         change()
     at_drill = _table_counts(profile, policy, known)
     changed = tuple(sorted(t for t in at_drill if at_drill.get(t) != at_backup.get(t)))
     drill = run_profile_operation(profile, policy, known, "restore_drill")
-    entries = read_drill_log(log_path)
-    entry = entries[-1] if len(entries) > len(earlier) else None
+    entries = _read_log(log_path).entries
+    entry = entries[-1] if len(entries) > len(earlier.entries) else None
     restored = restored_counts(entry) if entry is not None else {}
     return DrillObservation(backup, drill, at_backup, at_drill, changed, entry, restored,
-                            previous_age)
+                            previous_age, len(earlier.entries), earlier.absent)

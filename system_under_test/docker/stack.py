@@ -49,7 +49,7 @@ from system_under_test.docker.engine import (
 )
 from system_under_test.docker.target_profile import ops_argv, render_docker_profile
 from system_under_test.docker.topology import StackPaths
-from system_under_test.provision import ProvisioningPlan, plan
+from system_under_test.provision import DRILL_ON_RECORD, ProvisioningPlan, plan
 
 STACK_SCHEMA_VERSION = 1
 # Written first by ``up`` (it holds the stack id): ``down`` deletes only a directory that carries it.
@@ -297,6 +297,10 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, chosen: ProvisioningP
         result = api.exec_run(ops_argv("seed-demo")[3:], user=f"{topology.SERVICE_UID}")
         if result.exit_code != 0:
             raise StackError(f"ops seed-demo failed: {last_line(result.output)}")
+        for command in DRILL_ON_RECORD:
+            result = api.exec_run(ops_argv(command)[3:], user=f"{topology.SERVICE_UID}")
+            if result.exit_code != 0:
+                raise StackError(f"ops {command} failed: {last_line(result.output)}")
 
     containers = {role: names[role] for role in specs}
     profile_path = state_dir / "target.toml"

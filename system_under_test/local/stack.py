@@ -2,7 +2,7 @@
 
 ``up`` starts, in order: PKI, SoftHSM token and keys, PostgreSQL, Redis, the
 fakes, ``ops migrate``, gunicorn (the API), nginx (the edge), ``ops
-seed-demo``; then writes ``STATE/stack.json`` and ``STATE/target.toml``.
+seed-demo``, ``ops backup`` and ``ops restore-drill`` (the drill on record); then writes ``STATE/stack.json`` and ``STATE/target.toml``.
 Every wait polls a socket or an answer and is bounded. If a step fails,
 everything already started is stopped again, the secrets are removed, and
 the logs stay for diagnosis until ``down``.
@@ -42,7 +42,7 @@ from system_under_test.local.processes import (
     tcp_accepts,
     wait_until,
 )
-from system_under_test.provision import ProvisioningPlan, plan
+from system_under_test.provision import DRILL_ON_RECORD, ProvisioningPlan, plan
 
 STACK_SCHEMA_VERSION = 1
 # Written first by ``up``: ``down`` deletes only a directory that carries it.
@@ -286,6 +286,10 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
     if with_ops:
         api_server.run_ops(state_dir, "seed-demo", ops_env)
     mark("seed-demo")
+    if with_ops:
+        for command in DRILL_ON_RECORD:
+            api_server.run_ops(state_dir, command, ops_env)
+    mark("drill-on-record")
 
     pid_files = {"api": api.pid_file, "nginx": edge.pid_file, "postgres": pg.pid_file,
                  "redis": rds.pid_file, "fakes": state_dir / "run" / "fakes.pid"}

@@ -61,15 +61,20 @@ def test_aged_entries_as_found_fail_named_by_mtime_or_name_and_are_left_in_place
         "still in the store.")
 
 
-def test_within_tolerance_passes_without_the_prune_and_says_why() -> None:
+def test_within_tolerance_without_the_prune_is_error_not_pass() -> None:
+    # Given an entry 30.5 days old (inside the 1-day tolerance) that kept the prune from running
     store = _store(_entry("votriz-a.dump.enc", 30.5))
     verdict = backup_retention_verdict(_retention(
         store, None, not_run="the prune would be entitled to delete entries the audit did not "
         "create, so it was not run", prunable=("votriz-a.dump.enc",)))
-    assert verdict.outcome is Outcome.PASS
-    assert verdict.message.endswith("The prune was not exercised: the prune would be entitled to "
-                                    "delete entries the audit did not create, so it was not run: "
-                                    "votriz-a.dump.enc.")
+    # Then retention was never shown to work: ERROR, saying why
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith(
+        "Could not exercise the prune: the prune would be entitled to delete entries the audit "
+        "did not create, so it was not run: votriz-a.dump.enc. As found, no entry of the backup "
+        "store (1 file) was older than 30 days (+1 day tolerance).")
+    assert verdict.message.endswith("Whether backups older than 30 days are removed was not "
+                                    "observed.")
 
 
 def test_prune_deleting_what_the_audit_did_not_plant_fails() -> None:

@@ -1,4 +1,6 @@
-"""at_rest.restore_drill on hand-made observations: a working drill, live counts, failure."""
+"""at_rest.restore_drill on hand-made observations: a working drill, live counts, failure,
+the operator's drill history (none, stale, absent log) and a drill that could not be told
+apart from the live database."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def _drill(**changes: object) -> DrillObservation:
                 counts_at_drill={"brands": 4, "users": 2}, changed_tables=("brands",),
                 entry={"ok": True, "tables": {"brands": {"expected": 3, "restored": 3},
                                               "users": {"expected": 2, "restored": 2}}},
-                restored=COUNTS, previous_drill_age_days=None)
+                restored=COUNTS, previous_drill_age_days=3.0, earlier_entries=1)
     base.update(changes)
     return DrillObservation(**base)  # type: ignore[arg-type]
 
@@ -31,7 +33,8 @@ def _drill(**changes: object) -> DrillObservation:
 def test_drill_pass() -> None:
     verdict = restore_drill_verdict(_drill(), POLICY)
     assert verdict.outcome is Outcome.PASS
-    assert "The canary changed brands after the backup" in verdict.message
+    assert "the canary changed brands after the backup" in verdict.message
+    assert "newest successful drill before this audit was 3.0 days earlier" in verdict.message
 
 
 def test_drill_reporting_live_counts_fails() -> None:
@@ -48,6 +51,46 @@ _drill(entry=entry, restored=restored_counts(entry)), POLICY)
 def test_drill_fails_on_failure_and_stale_history() -> None:
     failed = restore_drill_verdict(_drill(entry={"ok": False, "error": "boom"},
                                           restored={}), POLICY)
-    assert failed.outcome is Outcome.FAIL and "the drill reports failure (boom)" in failed.message
+    assert failed.outcome is Outcome.FAIL and "the audit's drill reports failure (boom)" in failed.message
     stale = restore_drill_verdict(_drill(previous_drill_age_days=45), POLICY)
-    assert stale.outcome is Outcome.FAIL and "last drill was 45 days ago" in stale.message
+    assert stale.outcome is Outcome.FAIL
+    assert "no restore drill in the last 31 days before this audit (the newest successful " \
+        "drill recorded was 45 days earlier)" in stale.message
+
+
+def test_no_earlier_drill_fails_though_the_audits_own_drill_worked() -> None:
+    verdict = restore_drill_verdict(_drill(previous_drill_age_days=None, earlier_entries=0),
+                                    POLICY)
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message.startswith("The restore drill is not done as promised: no restore "
+                                      "drill in the last 31 days before this audit (the drill "
+                                      "log recorded no drill).")
+    assert "(The audit's own drill ran: it restored the fresh backup" in verdict.message
+
+
+def test_stale_drill_of_40_days_fails() -> None:
+    verdict = restore_drill_verdict(_drill(previous_drill_age_days=40.2), POLICY)
+    assert verdict.outcome is Outcome.FAIL
+    assert "drill recorded was 40 days earlier" in verdict.message
+
+
+def test_absent_log_and_failed_entries_are_no_drill_on_record() -> None:
+    absent = restore_drill_verdict(_drill(previous_drill_age_days=None, earlier_entries=0,
+                                          log_absent=True), POLICY)
+    assert absent.outcome is Outcome.FAIL
+    assert "the drill log was absent, so no drill was recorded" in absent.message
+    failed_only = restore_drill_verdict(_drill(previous_drill_age_days=None, earlier_entries=2),
+                                        POLICY)
+    assert failed_only.outcome is Outcome.FAIL
+    assert "held 2 entries, none a successful drill" in failed_only.message
+
+
+def test_drill_not_told_apart_from_the_live_database_is_error() -> None:
+    verdict = restore_drill_verdict(_drill(changed_tables=(), counts_at_drill=COUNTS), POLICY)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith("Could not tell the drill apart from the live database")
+    # Without any drill on record it is still a FAIL: the history breaks the promise.
+    none = restore_drill_verdict(_drill(changed_tables=(), counts_at_drill=COUNTS,
+                                        previous_drill_age_days=None, earlier_entries=0), POLICY)
+    assert none.outcome is Outcome.FAIL
+    assert "though it could not be told apart from the live database" in none.message

@@ -270,3 +270,36 @@ def test_a_file_that_vanishes_during_the_walk_is_left_out(tmp_path: Path) -> Non
     with mock.patch.object(backup_store, "inspect_backup", vanish):
         found = observe_store(store, KnownSecrets())
     assert [e.path for e in found.entries] == ["b"] and not found.error
+
+
+def test_drill_log_is_read_safely_and_a_missing_log_records_no_drill(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    from harness.outcomes import ProbeError
+    from harness.policy import load_policy
+    from harness.probes.backups import observe_drill, read_drill_log
+    from harness.profile import Operations
+    from harness.safe_files import FileRefused
+
+    # A missing log: no drill recorded, not an error.
+    assert read_drill_log(tmp_path / "missing.log").absent
+    log = tmp_path / "drills.log"
+    log.write_text('{"time": "2026-11-01T00:00:00+00:00", "ok": true}\nnot json\n[1]\n'
+                   + "[" * 100_000 + "\n")
+    assert [e["ok"] for e in read_drill_log(log).entries] == [True]
+    # A directory and a FIFO are refused without blocking, naming what they are.
+    with pytest.raises(FileRefused, match="a directory"):
+        read_drill_log(tmp_path)
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+    with pytest.raises(FileRefused, match="a FIFO"):
+        read_drill_log(fifo)
+    # The drill is not run on a FIFO log: ERROR (ProbeError) naming it.
+    from types import SimpleNamespace
+
+    profile = SimpleNamespace(operations=Operations(
+        allow_destructive=True, backup=("false",), restore_drill=("false",), drill_log=fifo))
+    with pytest.raises(ProbeError, match=r"fifo.log could not be read: it is a FIFO"):
+        observe_drill(profile, load_policy(), KnownSecrets(), None)  # type: ignore[arg-type]
