@@ -37,12 +37,12 @@ from typing import Any
 
 import psycopg
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi
+from harness.probes.database import connect_limit, libpq_connect_timeout
+from harness.probes.redis_store import DeadlineRedis
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -214,21 +214,22 @@ def _database_health(profile: TargetProfile, timeout_s: float,
             known_secrets.add(password, "auditor database password")
     started = time.monotonic()
     try:
-        # psycopg bounds the whole connection (authentication included) by connect_timeout
-        # (at least 2 s, libpq's rule).
+        # psycopg bounds the whole connection (start-up and authentication included) by
+        # connect_timeout, as the database probe's: a server that trickles its answers ends there.
         conn = psycopg.connect(profile.database.dsn, password=password,
-                               connect_timeout=max(2, round(timeout_s)),
+                               connect_timeout=libpq_connect_timeout(timeout_s),
                                application_name="votriz-audit health")
     except psycopg.OperationalError as exc:
         seconds = time.monotonic() - started
         sqlstate = getattr(exc, "sqlstate", None)
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, psycopg.errors.ConnectionTimeout):
+            return DependencyHealth(DATABASE, where, False, "the database did not complete the "
+                                    f"connection ({connect_limit(timeout_s, 'timeouts.request_s')})", seconds)
         if sqlstate in _PG_UNAVAILABLE:
             return DependencyHealth(DATABASE, where, False, _PG_UNAVAILABLE[sqlstate], seconds)
         if sqlstate is not None or "password" in text or "authentication" in text:
             return DependencyHealth(DATABASE, where, True, "", seconds)  # It answered.
-        if "timeout" in text:
-            text = f"no answer within {max(2, round(timeout_s))} s"
         return DependencyHealth(DATABASE, where, False, text, seconds)
     conn.close()
     return DependencyHealth(DATABASE, where, True, "", time.monotonic() - started)
@@ -237,24 +238,23 @@ def _database_health(profile: TargetProfile, timeout_s: float,
 def _redis_health(profile: TargetProfile, timeout_s: float) -> DependencyHealth:
     assert profile.redis is not None
     where = f"{profile.redis.host}:{profile.redis.port}"
-    # No retry: redis-py would repeat a timed-out command, multiplying the deadline. RESP2: a
-    # RESP3 client opens with HELLO, which a Redis with a password refuses before any command.
-    client = redis.Redis(host=profile.redis.host, port=profile.redis.port, socket_timeout=timeout_s,
-                         socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0), protocol=2)
+    # One deadline over the whole question (connect, PING, every read of the reply), so a Redis
+    # that trickles its reply ends by it. RESP2: a RESP3 client opens with HELLO, which a Redis
+    # with a password refuses before any command.
     started = time.monotonic()
-    try:
-        client.ping()
-    except (redis.AuthenticationError, redis.ResponseError):
-        pass  # NOAUTH and the like: it answered.
-    except redis.TimeoutError:
-        return DependencyHealth(REDIS, where, False, f"no answer within {timeout_s:g} s",
-                                time.monotonic() - started)
-    except redis.RedisError as exc:
-        return DependencyHealth(REDIS, where, False,
-                                (str(exc).splitlines() or [type(exc).__name__])[0][:200],
-                                time.monotonic() - started)
-    finally:
-        client.close()
+    with DeadlineRedis(profile.redis.host, profile.redis.port, password=None, seconds=timeout_s,
+                       key="timeouts.request_s", connect_s=timeout_s, connect_key="timeouts.request_s",
+                       whole=True, protocol=2, peer=REDIS) as store:
+        try:
+            store.client.ping()
+        except (redis.AuthenticationError, redis.ResponseError):
+            pass  # NOAUTH and the like: it answered.
+        except redis.TimeoutError:
+            return DependencyHealth(REDIS, where, False, store.timed_out(), time.monotonic() - started)
+        except redis.RedisError as exc:
+            return DependencyHealth(REDIS, where, False,
+                                    (str(exc).splitlines() or [type(exc).__name__])[0][:200],
+                                    time.monotonic() - started)
     return DependencyHealth(REDIS, where, True, "", time.monotonic() - started)
 
 

@@ -159,7 +159,7 @@ class DatabaseProbe:
             self._conn = self._connect(
                 self._config.dsn,
                 password=password,
-                connect_timeout=max(1, round(timeouts.connect_s)),
+                connect_timeout=libpq_connect_timeout(timeouts.connect_s),
                 application_name="votriz-audit",
                 options=f"-c statement_timeout={statement_ms} "
                         "-c default_transaction_read_only=on",
@@ -168,7 +168,7 @@ class DatabaseProbe:
             # psycopg bounds the whole connection (startup and authentication included) by
             # connect_timeout, so a server that trickles its startup answer ends here too.
             raise ProbeError(self._safe(f"cannot connect to the database ({self._config.dsn}): "
-                                        f"{_first_line(exc)} ({_connect_limit(timeouts.connect_s)})"
+                                        f"{_first_line(exc)} ({connect_limit(timeouts.connect_s)})"
                                         )) from None
         except psycopg.Error as exc:
             raise ProbeError(self._safe(f"cannot connect to the database ({self._config.dsn}): "
@@ -464,12 +464,19 @@ def database_server(profile: TargetProfile, policy: Policy, known: KnownSecrets)
         return db.server
 
 
-def _connect_limit(connect_s: float) -> str:
-    """The connection deadline psycopg applied, in words: libpq takes whole seconds, at least 2."""
-    applied = max(2, round(connect_s))
-    if applied == connect_s:
-        return f"the policy's {connect_s:g} s, timeouts.connect_s"
-    return (f"after {applied} s: the policy's timeouts.connect_s is {connect_s:g} s, "
+def libpq_connect_timeout(seconds: float) -> int:
+    """The ``connect_timeout`` to give psycopg for a deadline of ``seconds``: whole seconds, at
+    least 2 (libpq's rule). psycopg bounds the whole connection by it, start-up and
+    authentication included, so a server that trickles its answers ends there too."""
+    return max(2, round(seconds))
+
+
+def connect_limit(seconds: float, key: str = "timeouts.connect_s") -> str:
+    """The connection deadline psycopg applied for the policy's ``seconds`` (``key``), in words."""
+    applied = libpq_connect_timeout(seconds)
+    if applied == seconds:
+        return f"the policy's {seconds:g} s, {key}"
+    return (f"after {applied} s: the policy's {key} is {seconds:g} s, "
             "and libpq waits whole seconds, at least 2")
 
 

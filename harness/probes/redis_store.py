@@ -85,9 +85,13 @@ class _DeadlineConnection(redis.Connection):
         exchange: the command in progress (set when it is sent), None before the first.
     """
 
-    def __init__(self, *args: Any, exchange_s: float, record: list[Exchange], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, exchange_s: float, exchange_key: str, peer: str,
+                 shared: Deadline | None, record: list[Exchange], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
         self._exchange_s = exchange_s
+        self._exchange_key = exchange_key
+        self._peer = peer
+        self._shared = shared
         self._record = record
         self.exchange: Exchange | None = None
 
@@ -95,10 +99,64 @@ class _DeadlineConnection(redis.Connection):
         return _DeadlineSocket(super()._connect(), self)  # type: ignore[no-untyped-call]
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        self.exchange = Exchange(f"Redis at {self.host}:{self.port}",
-                                 Deadline(self._exchange_s, "timeouts.request_s"))
+        deadline = self._shared or Deadline(self._exchange_s, self._exchange_key)
+        self.exchange = Exchange(self._peer, deadline)
         self._record[:] = [self.exchange]
         super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+class DeadlineRedis:
+    """A redis-py client under which every command, its whole reply included, ends by a deadline.
+
+    redis-py's ``socket_timeout`` bounds each read, so a Redis that trickles its
+    reply runs far past it. Here every read waits only for the time left of the
+    command in progress: each command gets ``seconds`` from when it is sent, or,
+    with ``whole=True``, all commands (AUTH, HELLO, PING ...) share one deadline
+    fixed when the client is made, for a single question asked as a whole. No
+    retries: redis-py would repeat a command that timed out, multiplying the deadline.
+
+    Attributes:
+        client: the redis-py client.
+        where: ``Redis at host:port``, for messages.
+    """
+
+    def __init__(self, host: str, port: int, *, password: str | None, seconds: float, key: str,
+                 connect_s: float, connect_key: str = "timeouts.connect_s", whole: bool = False,
+                 protocol: int | None = None, peer: str | None = None) -> None:
+        self.where = f"Redis at {host}:{port}"
+        self._connect_limit = Deadline(connect_s, connect_key).limit()
+        self._record: list[Exchange] = []
+        shared = Deadline(seconds, key) if whole else None
+        extra: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
+        self._pool = redis.ConnectionPool(
+            connection_class=_DeadlineConnection, host=host, port=port, password=password,
+            socket_timeout=seconds, socket_connect_timeout=min(connect_s, seconds) if whole else connect_s,
+            retry=Retry(NoBackoff(), 0), exchange_s=seconds, exchange_key=key,
+            peer=peer or self.where, shared=shared, record=self._record, **extra)
+        self.client = redis.Redis(connection_pool=self._pool, retry=Retry(NoBackoff(), 0))
+
+    @property
+    def last_exchange(self) -> Exchange | None:
+        """The command sent last (None: no command was sent, the connection was not made)."""
+        return self._record[-1] if self._record else None
+
+    def timed_out(self) -> str:
+        """What a ``redis.TimeoutError`` was, in one sentence naming the peer and the deadline."""
+        exchange = self.last_exchange
+        if exchange is None:
+            return f"{self.where} did not accept a connection within {self._connect_limit}"
+        exchange.cut()
+        return exchange.expired_sentence()
+
+    def close(self) -> None:
+        self.client.close()
+        self._pool.disconnect()
+
+    def __enter__(self) -> DeadlineRedis:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def redis_password(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets) -> str | None:
@@ -178,17 +236,11 @@ def redis_contents(profile: TargetProfile, policy: Policy, known_secrets: KnownS
     if config is None:
         raise ProbeError("the profile has no [redis] section")
     password = redis_password(profile, policy, known_secrets)
-    # No retries: redis-py retries a command that timed out, which multiplies the policy's
-    # timeout (a Redis that accepts and never answers took 15 times it). Each command, its
-    # reply included, ends within timeouts.request_s as a whole (_DeadlineConnection).
-    record: list[Exchange] = []
-    pool = redis.ConnectionPool(connection_class=_DeadlineConnection, host=config.host, port=config.port,
-                                password=password, socket_timeout=policy.timeouts.request_s,
-                                socket_connect_timeout=policy.timeouts.connect_s,
-                                retry=Retry(NoBackoff(), 0), exchange_s=policy.timeouts.request_s,
-                                record=record)
-    client = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
-    where = f"Redis at {config.host}:{config.port}"
+    # Each command, its reply included, ends within timeouts.request_s as a whole (DeadlineRedis).
+    store = DeadlineRedis(config.host, config.port, password=password, seconds=policy.timeouts.request_s,
+                          key="timeouts.request_s", connect_s=policy.timeouts.connect_s)
+    client = store.client
+    where = store.where
     try:
         client.ping()
         for key in client.scan_iter(count=PAGE):
@@ -204,12 +256,11 @@ def redis_contents(profile: TargetProfile, policy: Policy, known_secrets: KnownS
     except redis.AuthenticationError:
         raise ProbeError(f"{where} refused the password") from None
     except redis.TimeoutError:
-        cut = next((e for e in record if e.expired_at_s is not None and e.received), None)
-        if cut is not None:
-            raise ProbeError(cut.expired_sentence()) from None
+        cut = store.last_exchange
+        if cut is not None and cut.received:
+            raise ProbeError(store.timed_out()) from None
         raise ProbeError(f"{where} did not answer in time") from None
     except redis.RedisError as exc:
         raise ProbeError(f"{where}: {type(exc).__name__}: {exc}") from None
     finally:
-        client.close()
-        pool.disconnect()
+        store.close()

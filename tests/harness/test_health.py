@@ -148,8 +148,11 @@ def test_observed_parts_that_refuse_or_never_answer_are_unavailable_within_the_d
     assert not seen.healthy and seen.at == AT
     assert by_name[API].where == f"https://votriz.test:{edge_port}/healthz"
     assert "cannot reach" in by_name[API].reason and not by_name[API].available
-    assert (by_name[DATABASE].available, by_name[DATABASE].reason) == (False, "no answer within 2 s")
-    assert (by_name[REDIS].available, by_name[REDIS].reason) == (False, "no answer within 1 s")
+    assert (by_name[DATABASE].available, by_name[DATABASE].reason) == (
+        False, "the database did not complete the connection (after 2 s: the policy's timeouts.request_s "
+               "is 1 s, and libpq waits whole seconds, at least 2)")
+    assert (by_name[REDIS].available, by_name[REDIS].reason) == (
+        False, "Redis did not answer within the policy's 1 s (timeouts.request_s)")
     assert seconds < 5, seconds
     # And no credential is in what the observation would write
     assert "auditor-password" not in str(seen.as_evidence())
@@ -180,7 +183,8 @@ def test_the_clean_stack_is_healthy_and_a_frozen_database_is_not(clean_stack) ->
         os.kill(postgres, signal.SIGCONT)
     outage = frozen.outage()
     assert outage is not None and outage.dependency == DATABASE, frozen.as_evidence()
-    assert outage.reason.endswith("no answer within 2 s")
+    assert outage.reason.endswith("the database did not complete the connection (after 2 s: the policy's "
+                                  "timeouts.request_s is 1 s, and libpq waits whole seconds, at least 2)")
 
 
 def test_no_operator_command_gets_a_time_limit_after_an_outage_of_its_target(target: TargetProfile) -> None:

@@ -33,8 +33,10 @@ from cryptography.x509.oid import NameOID
 
 from harness.cli import EXIT_ERROR
 from harness.deadline import Deadline, Exchange, run_in_child, shutdown_socket, watchdog
+from harness.health import DATABASE, REDIS, observe_health
 from harness.outcomes import ProbeError
 from harness.policy import Policy, TimeoutsPolicy, load_policy
+from harness.probes.credentials import try_postgres, try_redis
 from harness.probes.database import DatabaseProbe
 from harness.probes.http import fetch_samples
 from harness.probes.redis_store import redis_contents
@@ -337,6 +339,59 @@ def test_redis_trickling_a_reply_ends_at_the_request_deadline(
                                 lambda: list(redis_contents(profile, policy, KnownSecrets())))
     assert message.startswith(f"Redis at 127.0.0.1:{port} sent "), message
     assert message.endswith("did not finish its answer within the policy's 2 s (timeouts.request_s)"), message
+
+
+def _returns_within(limit_s: float, call: Callable[[], str]) -> tuple[str, float]:
+    started = time.monotonic()
+    answer = call()
+    seconds = time.monotonic() - started
+    assert seconds < limit_s, (seconds, answer)
+    return answer, seconds
+
+
+def test_a_redis_login_attempt_at_a_redis_trickling_its_reply_ends_at_its_deadline(
+        serve: Callable[[Handler], int]) -> None:
+    # The password-rotation checks try a password with AUTH and PING under timeouts.connect_s.
+    port = serve(redis_trickler)
+    answer, seconds = _returns_within(CONNECT_S * 1.5, lambda: try_redis("127.0.0.1", port,
+                                                                         "a-password-of-the-test", CONNECT_S))
+    assert answer.startswith(f"connection failed: Redis at 127.0.0.1:{port} sent "), answer
+    assert answer.endswith("did not finish its answer within the policy's 1 s (timeouts.connect_s)"), answer
+    assert "a-password-of-the-test" not in answer and seconds >= CONNECT_S * 0.9
+
+
+def test_a_database_login_attempt_at_a_database_trickling_its_startup_answer_ends_at_its_deadline(
+        serve: Callable[[Handler], int]) -> None:
+    port = serve(pg_trickling_startup)
+    dsn = f"host=127.0.0.1 port={port} dbname=votriz sslmode=disable"
+    # libpq takes its connect_timeout in whole seconds, at least 2: that is the deadline applied
+    answer, _ = _returns_within(2 * 1.5, lambda: try_postgres(dsn, "votriz", "a-password-of-the-test",
+                                                               CONNECT_S))
+    assert answer == (f"connection failed: the database at 127.0.0.1:{port} did not complete the login "
+                      "(after 2 s: the policy's timeouts.connect_s is 1 s, and libpq waits whole seconds, "
+                      "at least 2)"), answer
+
+
+def test_health_of_a_redis_and_a_database_trickling_their_answers_ends_at_the_request_deadline(
+        serve: Callable[[Handler], int], policy: Policy, tmp_path: Path) -> None:
+    # Given a database that trickles its start-up answer and a Redis that trickles its reply
+    db_port, redis_port = serve(pg_trickling_startup), serve(redis_trickler)
+    profile = _database_profile(db_port, tmp_path).model_copy(  # type: ignore[attr-defined]
+        update={"redis": parse_profile(tomli_w.dumps({
+            "name": "r", "edge": {"host": HOST}, "redis": {"host": "127.0.0.1", "port": redis_port}})).redis})
+    # When the health is observed with a 2 s request deadline
+    started = time.monotonic()
+    seen = observe_health(profile, policy)
+    seconds = time.monotonic() - started
+    # Then both are unavailable, each naming what it did and the deadline, asked in parallel
+    by_name = {part.name: part for part in seen.parts}
+    assert seconds < REQUEST_S * 1.5, (seconds, seen.as_evidence())
+    assert not by_name[DATABASE].available and by_name[DATABASE].reason == (
+        "the database did not complete the connection (the policy's 2 s, timeouts.request_s)")
+    assert not by_name[REDIS].available and by_name[REDIS].where == f"127.0.0.1:{redis_port}"
+    assert by_name[REDIS].reason.startswith("Redis sent "), by_name[REDIS].reason
+    assert by_name[REDIS].reason.endswith("did not finish its answer within the policy's 2 s "
+                                          "(timeouts.request_s)"), by_name[REDIS].reason
 
 
 # --- the whole in-transit area through the command line ------------------------------------------
