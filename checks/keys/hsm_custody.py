@@ -255,7 +255,8 @@ def custody_report(listing: TokenListing, classes: KeyClasses, namespace: str) -
     # (c) data objects whose value has the shape of a raw key
     for i, obj in enumerate(objects):
         if obj.object_class == "DATA" and obj.key_shaped and i not in shared:
-            problem(i, f"data object holding key material ({obj.value_len} bytes of random-looking data)")
+            form = obj.key_form or f"{obj.value_len} bytes of random-looking data"
+            problem(i, f"data object holding key material ({form})")
     # (e) keys outside the namespace
     for i, obj in enumerate(objects):
         if obj.object_class in _KEYS and not in_ns[i]:

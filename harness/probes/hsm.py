@@ -67,10 +67,10 @@ from harness.probes.hsm_objects import (
     TokenListing as TokenListing,
 )
 from harness.probes.hsm_objects import (
-    is_key_shaped,
+    key_material_form,
+    material_fingerprints,
     token_facts,
     token_fingerprints,
-    value_fingerprints,
 )
 from harness.profile import Hsm, ProfileError
 from harness.redaction import KnownSecrets, fingerprint
@@ -182,10 +182,13 @@ def _describe(obj: Any, nonce: bytes | None = None) -> HsmObject:
         value_len = len(value)
     fingerprints: tuple[str, ...] = ()
     if nonce is not None and value is not None and object_class in ("SECRET_KEY", "DATA"):
-        fingerprints = value_fingerprints(value, nonce)
+        # A data object may hold a key as hex / base64 text: its decodings are fingerprinted too.
+        fingerprints = material_fingerprints(value, nonce)
     elif nonce is not None and object_class == "SECRET_KEY":
         fingerprints = token_fingerprints(obj, key_type_name, nonce)
     bits = _attribute(obj, Attribute.MODULUS_BITS) if object_class in ("PRIVATE_KEY", "PUBLIC_KEY") else None
+    judged_shape = value is not None and object_class == "DATA" and nonce is not None
+    key_form = key_material_form(value) if judged_shape and value is not None else None
     return HsmObject(
         object_class=object_class,
         key_type=key_type_name,
@@ -196,8 +199,8 @@ def _describe(obj: Any, nonce: bytes | None = None) -> HsmObject:
         key_bits=int(bits) if bits is not None else None,
         fingerprints=fingerprints,
         value_read=(value is not None) if nonce is not None else None,
-        key_shaped=(is_key_shaped(value) if value is not None and object_class == "DATA"
-                    and nonce is not None else None),
+        key_form=key_form,
+        key_shaped=(key_form is not None) if judged_shape else None,
         **{name: (bool(flag) if flag is not None else None) for name, flag in flags.items()},
     )
 

@@ -21,10 +21,14 @@ the material, and the nonce dies with the survey.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
 import math
+import re
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +49,17 @@ KEY_LENGTHS = (16, 24, 32, 48, 64)
 #: count as random. 32 random bytes measure 4.8 of 5 bits (0.96); 32 characters of English
 #: text about 3.9 (0.78).
 ENTROPY_FRACTION = 0.85
+#: Values longer than this are not decoded as text (the longest PEM private key of
+#: RSA-8192 is about 6.5 kB); they are still judged as raw bytes.
+DECODE_LIMIT = 16 * 1024
+_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\s*[:=]\s*")
+_PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----(.*?)-----END \1-----", re.DOTALL)
+_HEX = re.compile(r"^(?:0x)?([0-9A-Fa-f]+)$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
+#: An identifier made of words: letters (and _ -) only, with a run of 6 lowercase letters.
+#: Base64 of 16 random bytes has this shape with a probability of about 5e-4.
+_WORDS = re.compile(r"^(?=.*[a-z]{6})[A-Za-z_-]+$")
 
 
 def value_fingerprints(value: bytes, nonce: bytes) -> tuple[str, ...]:
@@ -85,9 +100,99 @@ def byte_entropy(value: bytes) -> float:
     return -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
 
 
-def is_key_shaped(value: bytes) -> bool:
-    """Whether a value has the length of a raw symmetric key and the entropy of random bytes."""
+def _random_bytes(value: bytes) -> bool:
     return len(value) in KEY_LENGTHS and byte_entropy(value) >= ENTROPY_FRACTION * math.log2(len(value))
+
+
+def _texts(value: bytes) -> list[str]:
+    """The value as text, trimmed, without a ``name=`` / ``NAME:`` prefix or quotes (each form once)."""
+    try:
+        text = value.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return []
+    forms = [text]
+    bare = _PREFIX.sub("", text, count=1).strip()
+    forms.append(bare)
+    if len(bare) >= 2 and bare[0] == bare[-1] and bare[0] in "\"'":
+        forms.append(bare[1:-1].strip())
+    return list(dict.fromkeys(form for form in forms if form))
+
+
+def decoded_key_candidates(value: bytes) -> tuple[tuple[str, bytes], ...]:
+    """Every ``(encoding, bytes)`` a text value decodes to as hex, base64 or base64url.
+
+    The value is trimmed and a ``key=`` / ``KEY:`` style prefix and quotes are taken off
+    first. A canonical UUID, and a base64-alphabet identifier made of words
+    (``ThisIsTheBackupLabel``), are identifiers, not key material, and are not decoded.
+    Values over :data:`DECODE_LIMIT` are not decoded.
+    """
+    if len(value) > DECODE_LIMIT:
+        return ()
+    found: dict[bytes, str] = {}
+    for text in _texts(value):
+        with contextlib.suppress(ValueError):
+            if str(uuid.UUID(text)) == text.lower():
+                continue
+        hex_match = _HEX.match(text)
+        if hex_match and len(hex_match.group(1)) % 2 == 0:
+            found.setdefault(bytes.fromhex(hex_match.group(1)), "hex")
+            continue
+        for name, pattern, altchars in (("base64", _BASE64, b"+/"), ("base64url", _BASE64URL, b"-_")):
+            if not pattern.match(text) or _WORDS.match(text):
+                continue
+            with contextlib.suppress(binascii.Error, ValueError):
+                padded = text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4)
+                found.setdefault(base64.b64decode(padded, altchars=altchars, validate=True), name)
+    return tuple((name, decoded) for decoded, name in found.items())
+
+
+def _pem_private_key(value: bytes) -> str | None:
+    """The label of a PEM block holding a private or secret key whose body is base64 (if any)."""
+    if len(value) > DECODE_LIMIT:
+        return None
+    for match in _PEM.finditer(value):
+        label = match.group(1).decode("ascii")
+        if "PRIVATE KEY" not in label and "SECRET" not in label:
+            continue
+        # Legacy encrypted PEM carries "Proc-Type: ..." header lines before the body.
+        body = b"".join(line.strip() for line in match.group(2).splitlines() if b":" not in line)
+        with contextlib.suppress(binascii.Error, ValueError):
+            if len(base64.b64decode(body, validate=True)) >= 16:
+                return label
+    return None
+
+
+def key_material_form(value: bytes) -> str | None:
+    """How a value holds key material, in words; None when it does not look like a key.
+
+    Raw bytes of a symmetric key's length and the entropy of random bytes; the same
+    after decoding hex, base64 or base64url text (trimmed, ``key=`` prefix taken off);
+    or a PEM block of a private or secret key.
+    """
+    if _random_bytes(value):
+        return f"{len(value)} bytes of random-looking data"
+    label = _pem_private_key(value)
+    if label is not None:
+        return f"a PEM {label} block ({len(value)} bytes)"
+    for encoding, decoded in decoded_key_candidates(value):
+        if _random_bytes(decoded):
+            return f"{encoding} text of {len(decoded)} random-looking bytes ({len(value)} bytes)"
+    return None
+
+
+def is_key_shaped(value: bytes) -> bool:
+    """Whether a value holds key material by its shape (see :func:`key_material_form`)."""
+    return key_material_form(value) is not None
+
+
+def material_fingerprints(value: bytes, nonce: bytes) -> tuple[str, ...]:
+    """The value's fingerprints and those of every hex / base64 decoding of it, so that a data
+    object holding a key as text shares a fingerprint with the key."""
+    prints = list(value_fingerprints(value, nonce))
+    for _, decoded in decoded_key_candidates(value):
+        if decoded:
+            prints += [fp for fp in value_fingerprints(decoded, nonce) if fp not in prints]
+    return tuple(prints)
 
 
 @dataclass(frozen=True)
@@ -183,7 +288,10 @@ class HsmObject:
         fingerprints: keyed fingerprints of its material (``method:hex``, survey only;
             see :mod:`harness.probes.hsm_material`); never shown, compared only.
         value_read: whether the session could read its ``CKA_VALUE`` (survey only).
-        key_shaped: a readable value has the length and entropy of a raw key (survey only).
+        key_shaped: a readable value has the length and entropy of a raw key, as bytes or
+            decoded from hex / base64 text, or is a PEM private key (survey only).
+        key_form: how it holds key material, in words (:func:`key_material_form`), when
+            key-shaped.
     """
 
     object_class: str
@@ -204,6 +312,7 @@ class HsmObject:
     fingerprints: tuple[str, ...] = field(default=(), repr=False)
     value_read: bool | None = None
     key_shaped: bool | None = None
+    key_form: str | None = None
 
     @property
     def fingerprint_method(self) -> str:
@@ -229,6 +338,7 @@ class HsmObject:
             **({"fingerprint_method": self.fingerprint_method, "value_read": self.value_read}
                if self.value_read is not None else {}),
             **({"key_shaped": self.key_shaped} if self.key_shaped is not None else {}),
+            **({"key_form": self.key_form} if self.key_form is not None else {}),
         }
 
 

@@ -10,12 +10,14 @@ the last test applies each violation as calibrate does (the backend's child proc
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pkcs11 import Attribute, ObjectClass
 
 from checks.keys.hsm_custody import check_hsm_custody
 from checks.keys.hsm_hardware import check_hsm_hardware
@@ -100,6 +102,32 @@ def test_a_data_object_holding_the_token_key_fails(clean_stack, tmp_path: Path) 
     assert ("votriz/token-key-data: data object holding the key material of "
             "votriz/token-encryption/v") in verdict.message
     assert objects_of(evidence_dir)["votriz/token-key-data"]["class"] == "DATA"
+    assert_no_secret_in(evidence_dir, secrets)
+
+
+HEX_LABEL = "votriz/notes/hex-key"
+
+
+def test_a_data_object_holding_a_hex_encoded_key_fails(clean_stack, tmp_path: Path) -> None:
+    # Given a private data object holding the hex text of 32 random bytes, created by hand
+    hsm = load_profile(clean_stack.profile_path).hsm
+    assert hsm is not None
+    with hsm_probe.open_session(hsm, rw=True) as session:
+        session.create_object({Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True,
+                               Attribute.PRIVATE: True, Attribute.LABEL: HEX_LABEL,
+                               Attribute.VALUE: os.urandom(32).hex().encode()})
+    try:
+        verdict, secrets, evidence_dir = run_check(check_hsm_custody, clean_stack.profile_path, tmp_path)
+    finally:
+        with hsm_probe.open_session(hsm, rw=True) as session:
+            removed = planted.remove_planted(session, (HEX_LABEL,))
+    # Then custody FAILs naming it and how it holds key material, and the evidence row agrees
+    assert removed == 1
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert (f"{HEX_LABEL}: data object holding key material (hex text of 32 random-looking bytes "
+            "(64 bytes))") in verdict.message
+    row = objects_of(evidence_dir)[HEX_LABEL]
+    assert row["key_shaped"] is True and row["key_form"].startswith("hex text of 32")
     assert_no_secret_in(evidence_dir, secrets)
 
 

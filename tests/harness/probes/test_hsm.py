@@ -309,3 +309,23 @@ def test_a_non_extractable_aes_key_is_fingerprinted_by_the_token(token: Hsm) -> 
     assert aes.fingerprint_method == "AES-ECB encryption of a per-run random block (key check value)"
     assert set(aes.fingerprints) & set(data.fingerprints)
     assert data.key_shaped is True
+
+
+def test_a_data_object_holding_a_key_as_hex_text_shares_its_fingerprint(token: Hsm) -> None:
+    # Given an AES key that will not leave the token, and its bytes as "key=<hex>" in a data object
+    value = os.urandom(32)
+    with hsm_probe.open_session(token, rw=True) as session:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: "votriz/aes",
+            Attribute.VALUE: value, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+            Attribute.SIGN: False, Attribute.ENCRYPT: True})
+    add_data(token, "votriz/aes-hex", b"key=" + value.hex().encode() + b"\n")
+    # When the token is surveyed
+    listing = hsm_probe.snapshot(token, KnownSecrets(), survey=True).listing
+    aes, = listing.by_label("votriz/aes")
+    data, = listing.by_label("votriz/aes-hex")
+    # Then the text decodes to the key's material, and its form is named without its value
+    assert set(aes.fingerprints) & set(data.fingerprints)
+    assert data.key_shaped is True and data.key_form == "hex text of 32 random-looking bytes (69 bytes)"
+    assert value.hex() not in repr(listing)
