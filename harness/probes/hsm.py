@@ -57,6 +57,7 @@ import pkcs11
 from pkcs11 import Attribute, ObjectClass
 from pkcs11 import exceptions as p11errors
 
+from harness import safe_files
 from harness.child_calls import ChildWords, answer_from_child
 from harness.outcomes import ProbeError
 from harness.policy import TimeoutsPolicy
@@ -207,6 +208,8 @@ def _describe(obj: Any, nonce: bytes | None = None) -> HsmObject:
 
 def _load_library(hsm: Hsm) -> Any:
     """The module, loaded once per path and re-initialised with the profile's environment."""
+    # SoftHSM reads SOFTHSM2_CONF when initialised: a FIFO there would hold it for ever.
+    _softhsm_conf(hsm)
     os.environ.update(hsm.env)
     module = str(hsm.module)
     if not Path(module).is_file():
@@ -481,14 +484,35 @@ def _in_child(hsm: Hsm, pin: str, read: tuple[str, ...], read_prefix: str | None
         crashed=f"HSM: {{kind}} while reading token {token!r} through {hsm.module}")))
 
 
-def softhsm_token_dir(hsm: Hsm) -> Path | None:
-    """The SoftHSM token directory named by ``SOFTHSM2_CONF`` in ``hsm.env``, if any."""
+#: Bytes read at most from the SoftHSM configuration ``SOFTHSM2_CONF`` names (a few lines).
+SOFTHSM_CONF_CAP = 64 << 10
+
+
+def _softhsm_conf(hsm: Hsm) -> str | None:
+    """The text of the file ``SOFTHSM2_CONF`` in ``hsm.env`` names; None: none named, or absent.
+
+    Read with the safe reader: a FIFO, device or directory is refused without blocking.
+
+    Raises:
+        ProbeError: it is there but is no regular file, too large, unreadable or not UTF-8.
+    """
     conf = hsm.env.get("SOFTHSM2_CONF")
-    if not conf:
+    if not conf or not os.path.lexists(conf):
         return None
     try:
-        text = Path(conf).read_text(encoding="utf-8")
-    except OSError:
+        return safe_files.read_text(Path(conf), "SoftHSM configuration", SOFTHSM_CONF_CAP)
+    except safe_files.FileRefused as exc:
+        raise ProbeError(f"HSM: hsm.env SOFTHSM2_CONF: {exc}") from None
+
+
+def softhsm_token_dir(hsm: Hsm) -> Path | None:
+    """The SoftHSM token directory named by ``SOFTHSM2_CONF`` in ``hsm.env``, if any.
+
+    Raises:
+        ProbeError: as :func:`_softhsm_conf`.
+    """
+    text = _softhsm_conf(hsm)
+    if text is None:
         return None
     for line in text.splitlines():
         key, sep, value = line.partition("=")

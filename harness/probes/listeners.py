@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness import safe_files
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.docker_engine import docker_client, project_containers
@@ -73,16 +74,22 @@ def process_tree(root_pid: int, proc: Path = Path("/proc")) -> list[int]:
     return sorted([root_pid, *children_of([root_pid], proc=proc)])
 
 
+#: Bytes read at most from a pid file (a pid and a newline; nginx and PostgreSQL add a few lines).
+PID_FILE_CAP = 4096
+
+
 def _read_pid(process: Process) -> int:
+    """The pid in the profile's pid file: a regular file (a FIFO, device or directory is
+    refused without blocking), at most :data:`PID_FILE_CAP` bytes, whose first word is a pid."""
     try:
-        text = process.pid_file.read_text().strip().split()[0]
-        pid = int(text)
-    except OSError as exc:
-        raise ProbeError(f"process {process.name}: cannot read pid file {process.pid_file}: "
-                         f"{exc.strerror}") from None
-    except (ValueError, IndexError):
-        raise ProbeError(f"process {process.name}: pid file {process.pid_file} holds no pid") from None
-    return pid
+        text = safe_files.read_text(process.pid_file, "pid file", PID_FILE_CAP)
+    except safe_files.FileRefused as exc:
+        raise ProbeError(f"process {process.name}: {exc}") from None
+    words = text.split()
+    if not words or not words[0].isascii() or not words[0].isdigit() or int(words[0]) <= 0:
+        raise ProbeError(f"process {process.name}: pid file {process.pid_file} holds no pid "
+                         f"({'it is empty' if not words else 'its first word is not a process id'})")
+    return int(words[0])
 
 
 @dataclass(frozen=True)

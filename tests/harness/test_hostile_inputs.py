@@ -473,3 +473,69 @@ def test_the_report_directory_is_private(tmp_path: Path) -> None:
     wrong = {name: oct(mode) for name, mode in modes.items()
              if mode != (0o700 if (report / name).is_dir() else 0o600)}
     assert wrong == {}
+
+
+# --- files the profile names that the probes read: pid files, SOFTHSM2_CONF -----------------------
+
+
+def _local_profile(pid_file: Path):  # type: ignore[no-untyped-def]
+    from harness.profile import TargetProfile
+
+    return TargetProfile.model_validate({
+        "name": "hostile-pid", "backend": "local",
+        "edge": {"host": "votriz.test", "address": "127.0.0.1", "https_port": _closed_port()},
+        "local": {"processes": [{"name": "api", "pid_file": pid_file}]}})
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("make", "reason"), [
+    (_fifo, "the pid file was not read: it is a FIFO, not a regular file"),
+    (_directory, "the pid file was not read: it is a directory, not a regular file"),
+    (_dev_zero_link, "the pid file was not read: it is a character device, not a regular file"),
+    (lambda tmp: (tmp / "empty.pid", (tmp / "empty.pid").write_text(""))[0], "holds no pid (it is empty)"),
+    (lambda tmp: (tmp / "blank.pid", (tmp / "blank.pid").write_text(" \n\n"))[0], "holds no pid (it is empty)"),
+    (lambda tmp: (tmp / "word.pid", (tmp / "word.pid").write_text("nginx\n"))[0],
+     "holds no pid (its first word is not a process id)"),
+])
+def test_a_hostile_pid_file_is_one_probe_error_naming_it(make: Maker, reason: str, tmp_path: Path) -> None:
+    from harness.outcomes import ProbeError
+    from harness.policy import load_policy
+    from harness.probes.listeners import survey_origin
+
+    # Given a profile whose process's pid file is a FIFO (a read would block), a device, a
+    # directory, empty or garbled
+    pid_file = make(tmp_path)
+    # When the listeners of the profile's processes are surveyed
+    with pytest.raises(ProbeError) as raised:
+        survey_origin(_local_profile(pid_file), load_policy())
+    # Then it is one line naming the process, the file and why (an ERROR of the check), at once
+    message = str(raised.value)
+    assert message.startswith("process api: ") and str(pid_file) in message and message.endswith(reason), \
+        message
+    assert "\n" not in message
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_softhsm2_conf_is_one_probe_error_naming_it(tmp_path: Path) -> None:
+    from harness import profile as profiles
+    from harness.outcomes import ProbeError
+    from harness.probes import hsm as hsm_probe
+    from harness.redaction import KnownSecrets
+
+    # Given an [hsm] whose SOFTHSM2_CONF (read by SoftHSM when loaded, and by the checks for its
+    # token directory) is a FIFO without a writer
+    fifo = _fifo(tmp_path)
+    hsm = profiles.Hsm.model_validate({
+        "module": "/usr/lib/softhsm/libsofthsm2.so", "token_label": "votriz",
+        "pin": {"file": str(_secret_file(tmp_path, "1234-pin-of-the-test\n"))},
+        "env": {"SOFTHSM2_CONF": str(fifo)}})
+    expected = (f"HSM: hsm.env SOFTHSM2_CONF: {fifo}: the SoftHSM configuration was not read: "
+                "it is a FIFO, not a regular file")
+    # When the token directory is looked up, and the token listed
+    with pytest.raises(ProbeError) as token_dir:
+        hsm_probe.softhsm_token_dir(hsm)
+    with pytest.raises(ProbeError) as listing:
+        hsm_probe.list_objects(hsm, KnownSecrets(), timeout_s=20)
+    # Then each is one line naming the file and why, well before the listing's deadline
+    assert str(token_dir.value) == expected
+    assert str(listing.value) == expected

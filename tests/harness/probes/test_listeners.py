@@ -141,7 +141,8 @@ def test_nginx_edge_tls_port_is_fine_and_http_port_is_left_to_the_redirect_check
 
 
 def test_stale_or_missing_pid_file_is_a_probe_error(tmp_path: Path, fast_policy: Policy) -> None:
-    with pytest.raises(ProbeError, match="cannot read pid file"):
+    with pytest.raises(ProbeError, match=r"^process api: .*absent\.pid: the pid file was not read: "
+                                         "No such file or directory$"):
         survey_origin(profile_for([("api", tmp_path / "absent.pid")]), fast_policy)
     stale = tmp_path / "stale.pid"
     stale.write_text("999999999\n")
