@@ -255,8 +255,7 @@ def parse_fernet_token(token: object) -> FernetToken:
 
 
 def has_fernet_structure(value: object) -> bool:
-    """Whether ``value`` parses as a Fernet token (:func:`parse_fernet_token`): a sorting test
-    for scans (which cells look encrypted), not a verification (no key, no clock)."""
+    """Whether ``value`` parses as a Fernet token: a scan's sorting test, not a verification."""
     try:
         parse_fernet_token(value)
     except FernetTokenError:
@@ -356,11 +355,7 @@ def validate_fernet_token(
 
 
 def _unpadded(key: FernetKey, iv: bytes, ciphertext: bytes) -> bytes:
-    """``ciphertext`` decrypted with AES-CBC under ``key`` from ``iv``, its PKCS#7 padding removed.
-
-    Raises:
-        FernetTokenError: BAD_PADDING.
-    """
+    """``ciphertext`` decrypted (AES-CBC, ``key``, ``iv``) and unpadded (PKCS#7), or BAD_PADDING."""
     decryptor = Cipher(algorithms.AES(key.encryption_key), modes.CBC(iv)).decryptor()
     padded = decryptor.update(ciphertext) + decryptor.finalize()
     unpadder = padding.PKCS7(128).unpadder()
