@@ -240,6 +240,18 @@ def add_data(hsm: Hsm, label: str, value: bytes, *, private: bool = True) -> Non
                                Attribute.VALUE: value})
 
 
+def add_non_extractable_aes_key(hsm: Hsm, label: str) -> bytes:
+    """A random AES-256 key that may encrypt but neither sign nor leave the token; its bytes."""
+    value = os.urandom(32)
+    with hsm_probe.open_session(hsm, rw=True) as session:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
+            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: label,
+            Attribute.VALUE: value, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
+            Attribute.SIGN: False, Attribute.ENCRYPT: True})
+    return value
+
+
 def test_a_survey_fingerprints_every_object_and_finds_copies(token: Hsm) -> None:
     # Given copies of the token key: extractable under another label, not private, in a data
     # object; and a non-extractable copy of the sensitive backup key
@@ -295,13 +307,7 @@ def test_a_plain_listing_neither_fingerprints_nor_opens_a_public_session(token: 
 
 def test_a_non_extractable_aes_key_is_fingerprinted_by_the_token(token: Hsm) -> None:
     # Given an AES key that may encrypt but neither sign nor leave, and its bytes in a data object
-    value = os.urandom(32)
-    with hsm_probe.open_session(token, rw=True) as session:
-        session.create_object({
-            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
-            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: "votriz/aes",
-            Attribute.VALUE: value, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-            Attribute.SIGN: False, Attribute.ENCRYPT: True})
+    value = add_non_extractable_aes_key(token, "votriz/aes")
     add_data(token, "votriz/aes-bytes", value)
     listing = hsm_probe.snapshot(token, KnownSecrets(), survey=True).listing
     aes, = listing.by_label("votriz/aes")
@@ -313,13 +319,7 @@ def test_a_non_extractable_aes_key_is_fingerprinted_by_the_token(token: Hsm) -> 
 
 def test_a_data_object_holding_a_key_as_hex_text_shares_its_fingerprint(token: Hsm) -> None:
     # Given an AES key that will not leave the token, and its bytes as "key=<hex>" in a data object
-    value = os.urandom(32)
-    with hsm_probe.open_session(token, rw=True) as session:
-        session.create_object({
-            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES,
-            Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: "votriz/aes",
-            Attribute.VALUE: value, Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-            Attribute.SIGN: False, Attribute.ENCRYPT: True})
+    value = add_non_extractable_aes_key(token, "votriz/aes")
     add_data(token, "votriz/aes-hex", b"key=" + value.hex().encode() + b"\n")
     # When the token is surveyed
     listing = hsm_probe.snapshot(token, KnownSecrets(), survey=True).listing
