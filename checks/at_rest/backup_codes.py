@@ -116,9 +116,11 @@ def check_backup_codes(request: pytest.FixtureRequest, profile: TargetProfile, p
         with open_database(profile, policy, known_secrets) as db:
             verdict = codes_without_canary_verdict(observe_codes_as_found(db, policy), reason)
     else:
+        # Every user's rows as found, read before the canary enrolled (the fixture runs first).
+        as_found = request.getfixturevalue("mfa_rows_before_canary").codes_or_raise()
         session = canary_for_check(request, profile)
         assert session is not None
         verdict = backup_codes_verdict(observe_backup_codes(session, profile, policy,
-                                                            known_secrets))
+                                                            known_secrets, as_found))
     evidence.attach("backup-codes", verdict.details)
     evidence.conclude(verdict)

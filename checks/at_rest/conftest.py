@@ -10,6 +10,7 @@ import pytest
 from harness.canaries import CanarySession
 from harness.policy import Policy
 from harness.probes.canary_account import planted_canary
+from harness.probes.mfa_codes import MfaRowsBeforeCanary, observe_mfa_rows_before_canary
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -23,9 +24,18 @@ _AREA = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
-def at_rest_canary(profile: TargetProfile, policy: Policy,
-                   known_secrets: KnownSecrets) -> Iterator[CanarySession]:
-    """One canary account for the at-rest checks, removed at the end of the run."""
+def mfa_rows_before_canary(profile: TargetProfile, policy: Policy,
+                           known_secrets: KnownSecrets) -> MfaRowsBeforeCanary:
+    """Every user's MFA code and recovery-token rows, judged once before the canary enrolls."""
+    return observe_mfa_rows_before_canary(profile, policy, known_secrets)
+
+
+@pytest.fixture(scope="session")
+def at_rest_canary(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
+                   mfa_rows_before_canary: MfaRowsBeforeCanary) -> Iterator[CanarySession]:
+    """One canary account for the at-rest checks, removed at the end of the run; every user's
+    MFA rows are observed first (``mfa_rows_before_canary``), so "as found" never counts the
+    canary's own."""
     with planted_canary(profile, policy, known_secrets) as session:
         yield session
 

@@ -110,9 +110,11 @@ def check_recovery_tokens(request: pytest.FixtureRequest, profile: TargetProfile
         with open_database(profile, policy, known_secrets) as db:
             verdict = tokens_without_canary_verdict(observe_tokens_as_found(db, policy), reason)
     else:
+        # Every user's rows as found, read before the canary enrolled (the fixture runs first).
+        as_found = request.getfixturevalue("mfa_rows_before_canary").tokens_or_raise()
         session = canary_for_check(request, profile)
         assert session is not None
         verdict = recovery_tokens_verdict(observe_recovery(session, profile, policy,
-                                                           known_secrets))
+                                                           known_secrets, as_found))
     evidence.attach("recovery-tokens", verdict.details)
     evidence.conclude(verdict)

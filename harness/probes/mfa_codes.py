@@ -1,6 +1,8 @@
 """MFA backup codes and recovery tokens: every stored row as found, then the canary's.
 
-As found (before the audit acts): every ``mfa_backup_codes`` and
+As found (before the audit acts, once a run, before the run's canary enrolls:
+:func:`observe_mfa_rows_before_canary`, held by the at-rest area's session fixture
+``mfa_rows_before_canary``): every ``mfa_backup_codes`` and
 ``recovery_tokens`` row of every user is judged in PostgreSQL by the
 read-only auditor role, in one REPEATABLE READ snapshot, with the groups
 of rows that break a rule sent back (ids only, at most :data:`EXAMPLES`
@@ -395,6 +397,58 @@ def observe_tokens_as_found(db: DatabaseProbe, policy: Policy) -> TokenRowsAsFou
     return found
 
 
+@dataclass(frozen=True)
+class MfaRowsBeforeCanary:
+    """Every user's code and recovery-token rows, judged once before the run's canary enrolled,
+    so that "as found" counts only what the service held (never the canary's own rows).
+
+    Attributes:
+        codes: the ``mfa_backup_codes`` rows as found; None when they could not be read.
+        tokens: the ``recovery_tokens`` rows as found; None when they could not be read.
+        error: why they could not be read (one line), else ``""``.
+    """
+
+    codes: CodeRowsAsFound | None = None
+    tokens: TokenRowsAsFound | None = None
+    error: str = ""
+
+    def codes_or_raise(self) -> CodeRowsAsFound:
+        """The code rows as found.
+
+        Raises:
+            ProbeError: they could not be read before the canary enrolled.
+        """
+        if self.codes is None:
+            raise ProbeError(f"the code rows could not be read before the canary enrolled: "
+                             f"{self.error}")
+        return self.codes
+
+    def tokens_or_raise(self) -> TokenRowsAsFound:
+        """The recovery-token rows as found.
+
+        Raises:
+            ProbeError: they could not be read before the canary enrolled.
+        """
+        if self.tokens is None:
+            raise ProbeError(f"the recovery-token rows could not be read before the canary "
+                             f"enrolled: {self.error}")
+        return self.tokens
+
+
+def observe_mfa_rows_before_canary(profile: TargetProfile, policy: Policy,
+                                   known: KnownSecrets) -> MfaRowsBeforeCanary:
+    """Judge every user's code and recovery-token rows on one connection; never raises (a
+    failure is kept as ``error`` for the checks that need the rows to report)."""
+    if profile.database is None:
+        return MfaRowsBeforeCanary(error="the profile names no database")
+    try:
+        with open_database(profile, policy, known) as db:
+            return MfaRowsBeforeCanary(observe_codes_as_found(db, policy),
+                                       observe_tokens_as_found(db, policy))
+    except ProbeError as exc:
+        return MfaRowsBeforeCanary(error=str(exc))
+
+
 def without_canary_verdict(found: HashRowsAsFound, problems: list[str], sentence: str, reason: str,
                            *, broken: str, rows: str, secret: str, follow: str, by_hand: str) -> Verdict:
     """Every user's stored rows as found, when no canary can follow a secret: FAIL on the
@@ -434,7 +488,7 @@ class BackupCodesObservation:
         matching: which row each code verifies against.
         redeem_first: status of the first redeem of one code.
         redeem_second: status of redeeming the same code again.
-        as_found: every user's code rows, judged before the canary's code was redeemed.
+        as_found: every user's code rows, judged before the run's canary enrolled.
     """
 
     codes_returned: int
@@ -459,11 +513,9 @@ def _rows_of(profile: TargetProfile, policy: Policy, known: KnownSecrets, table:
 
 
 def observe_backup_codes(session: CanarySession, profile: TargetProfile, policy: Policy,
-                         known: KnownSecrets) -> BackupCodesObservation:
-    """Judge every user's code rows as found; then look for the canary's codes in
-    ``GET /mfa``, match them to their rows, and redeem one twice."""
-    with open_database(profile, policy, known) as db:
-        as_found = observe_codes_as_found(db, policy)
+                         known: KnownSecrets, as_found: CodeRowsAsFound) -> BackupCodesObservation:
+    """Look for the canary's codes in ``GET /mfa``, match them to their rows, and redeem one
+    twice; ``as_found`` is every user's code rows, judged before the canary enrolled."""
     canary = session.canary
     codes = list(canary.backup_codes)
     session.ensure_session()
@@ -493,7 +545,7 @@ class RecoveryObservation:
         row_is_token: the row holds the token itself.
         confirm_first: status of the first confirm with the token.
         confirm_second: status of confirming again with the same token.
-        as_found: every user's token rows, judged before the canary asked for a new one.
+        as_found: every user's token rows, judged before the run's canary enrolled.
     """
 
     mail_received: bool
@@ -508,11 +560,9 @@ class RecoveryObservation:
 
 
 def observe_recovery(session: CanarySession, profile: TargetProfile, policy: Policy,
-                     known: KnownSecrets) -> RecoveryObservation:
-    """Judge every user's token rows as found; then request a fresh recovery token, find
-    it in the answer and its row, and confirm it twice."""
-    with open_database(profile, policy, known) as db:
-        as_found = observe_tokens_as_found(db, policy)
+                     known: KnownSecrets, as_found: TokenRowsAsFound) -> RecoveryObservation:
+    """Request a fresh recovery token, find it in the answer and its row, and confirm it
+    twice; ``as_found`` is every user's token rows, judged before the canary enrolled."""
     canary = session.canary
     before = max((k for k, _ in _rows_of(profile, policy, known, "recovery_tokens", "token_hash",
                                           canary.user_id)), default=0)

@@ -33,7 +33,11 @@ from harness.probes.api import VotrizApi
 from harness.probes.backups import observe_backup, observe_drill, observe_retention
 from harness.probes.database import open_database
 from harness.probes.inventory import observe_inventory
-from harness.probes.mfa_codes import observe_backup_codes, observe_recovery
+from harness.probes.mfa_codes import (
+    observe_backup_codes,
+    observe_mfa_rows_before_canary,
+    observe_recovery,
+)
 from harness.probes.passwords import observe_passwords
 from harness.probes.plaintext import observe_sweep
 from harness.probes.stored_tokens import observe_tokens
@@ -57,6 +61,8 @@ def audit(profile: TargetProfile, policy: Policy) -> dict[str, Verdict]:
     """Every at_rest check's verdict, in module order, with one canary for the run."""
     known = KnownSecrets()
     verdicts: dict[str, Verdict] = {}
+    # As the at-rest conftest does: every user's MFA rows before the canary enrolls.
+    before = observe_mfa_rows_before_canary(profile, policy, known)
     with VotrizApi(profile) as api:
         mail = MailCapture(profile, policy)
         try:
@@ -67,9 +73,9 @@ def audit(profile: TargetProfile, policy: Policy) -> dict[str, Verdict]:
                 verdicts["password_hashes"] = password_hashes_verdict(
                     observe_passwords(profile, policy, known, canary), policy)
                 verdicts["backup_codes"] = backup_codes_verdict(
-                    observe_backup_codes(session, profile, policy, known))
+                    observe_backup_codes(session, profile, policy, known, before.codes_or_raise()))
                 verdicts["recovery_tokens"] = recovery_tokens_verdict(
-                    observe_recovery(session, profile, policy, known))
+                    observe_recovery(session, profile, policy, known, before.tokens_or_raise()))
                 verdicts["data_inventory"] = data_inventory_verdict(
                     observe_inventory(profile, policy, known, canary, load_inventory_rules()))
                 with open_database(profile, policy, known) as db:

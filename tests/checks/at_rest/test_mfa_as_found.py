@@ -25,6 +25,7 @@ from harness.probes.database import open_database
 from harness.probes.mfa_codes import (
     observe_backup_codes,
     observe_codes_as_found,
+    observe_mfa_rows_before_canary,
     observe_recovery,
     observe_tokens_as_found,
 )
@@ -90,13 +91,17 @@ def test_the_service_writes_a_set_in_one_transaction_and_only_sets_used_at(  # t
 def _full_audit(profile: TargetProfile) -> tuple[object, object]:
     """Both checks' verdicts with a canary, as the plugin runs them."""
     known = KnownSecrets()
+    # As the at-rest conftest does: every user's rows before the canary enrolls.
+    before = observe_mfa_rows_before_canary(profile, POLICY, known)
     with VotrizApi(profile) as api:
         mail = MailCapture(profile, POLICY)
         try:
             session = CanarySession(api, mail, known)
             with session:
-                codes = backup_codes_verdict(observe_backup_codes(session, profile, POLICY, known))
-                tokens = recovery_tokens_verdict(observe_recovery(session, profile, POLICY, known))
+                codes = backup_codes_verdict(observe_backup_codes(
+                    session, profile, POLICY, known, before.codes_or_raise()))
+                tokens = recovery_tokens_verdict(observe_recovery(
+                    session, profile, POLICY, known, before.tokens_or_raise()))
         finally:
             mail.close()
     return codes, tokens
@@ -105,11 +110,30 @@ def _full_audit(profile: TargetProfile) -> tuple[object, object]:
 def test_clean_stack_passes_every_users_rows(clean_stack, mfa_user: int) -> None:  # type: ignore[no-untyped-def]
     codes, tokens = _full_audit(load_profile(clean_stack.profile_path))
     assert codes.outcome is Outcome.PASS, codes.message  # type: ignore[attr-defined]
-    # The user's 10 rows and the canary's 10, judged before the canary redeemed one.
-    assert "As found, the 20 code rows (19 unused) of 2 users are bcrypt at cost 10 or more " \
-        "(cost 12: 20)" in codes.message  # type: ignore[attr-defined]
+    # The user's 10 rows (one redeemed), judged before the canary enrolled: never the canary's.
+    assert "As found, the 10 code rows (9 unused) of 1 user are bcrypt at cost 10 or more " \
+        "(cost 12: 10)" in codes.message  # type: ignore[attr-defined]
     assert tokens.outcome is Outcome.PASS, tokens.message  # type: ignore[attr-defined]
     assert "none is valid for longer than 900 s" in tokens.message  # type: ignore[attr-defined]
+
+
+def test_as_found_counts_only_what_the_store_held_before_the_canary(  # type: ignore[no-untyped-def]
+        clean_stack) -> None:
+    # Given the clean stack's code and token rows (no user of it has MFA on)
+    with superuser(clean_stack) as conn:
+        codes_held = conn.execute("SELECT count(*) FROM mfa_backup_codes").fetchone()[0]
+        tokens_held = conn.execute("SELECT count(*) FROM recovery_tokens").fetchone()[0]
+    # When both checks run with a canary that enrolls and asks for recovery tokens
+    codes, tokens = _full_audit(load_profile(clean_stack.profile_path))
+    # Then "as found" counts the rows the store held, not the canary's 10 codes and tokens
+    assert codes.outcome is Outcome.PASS, codes.message  # type: ignore[attr-defined]
+    assert f"As found, the {codes_held} code rows ({codes_held} unused) of " \
+        in codes.message  # type: ignore[attr-defined]
+    assert f"As found, the {tokens_held} recovery-token rows" \
+        in tokens.message  # type: ignore[attr-defined]
+    if codes_held == 0:
+        assert "As found, the 0 code rows (0 unused) of 0 users" \
+            in codes.message  # type: ignore[attr-defined]
 
 
 def _row_ids(info, user_id: int, where: str = "true") -> list[int]:  # type: ignore[no-untyped-def]

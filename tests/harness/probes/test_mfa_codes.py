@@ -91,3 +91,33 @@ def test_a_table_the_auditor_cannot_read_is_unreadable(clean_stack) -> None:  # 
 def test_findings_name_ids_only() -> None:
     breaches = RuleBreaches(3, 4, (RowGroup((1,), (10,), 1), RowGroup((2, 3), (20, 30, 31), 3)))
     assert breaches.named() == "user 1 (row 10); users 2, 3 (rows 20, 30, 31); and 1 more"
+
+
+def test_rows_before_canary_keep_why_they_could_not_be_read() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+
+    from harness.outcomes import ProbeError
+    from harness.policy import load_policy
+    from harness.probes.mfa_codes import observe_mfa_rows_before_canary
+    from harness.redaction import KnownSecrets
+
+    found = observe_mfa_rows_before_canary(SimpleNamespace(database=None),  # type: ignore[arg-type]
+                                           load_policy(), KnownSecrets())
+    assert found.codes is None and found.error == "the profile names no database"
+    with pytest.raises(ProbeError, match="code rows could not be read before the canary "
+                                         "enrolled: the profile names no database"):
+        found.codes_or_raise()
+    with pytest.raises(ProbeError, match="recovery-token rows could not be read"):
+        found.tokens_or_raise()
+
+
+def test_the_canary_fixture_waits_for_the_rows_as_found() -> None:
+    import inspect
+
+    from checks.at_rest import conftest
+
+    # The canary enrolls only after every user's rows were judged as found.
+    assert "mfa_rows_before_canary" in inspect.signature(
+        conftest.at_rest_canary.__wrapped__).parameters  # type: ignore[attr-defined]
