@@ -10,6 +10,12 @@ cannot match inside them; files that are ciphertext-like throughout
 (:func:`looks_opaque`) can be listed instead of searched. A hit names the
 rule, the place and a keyed fingerprint; the value itself is registered as a
 known secret, so that nothing the run writes can hold it.
+
+Redis values are also judged by the names they are stored under
+(:meth:`ShapeScan.tee` with ``fields=True``): a hash or stream field, or a JSON
+key, named in :data:`SENSITIVE_FIELDS` whose value is not ciphertext (neither a
+Fernet token nor a bcrypt hash) is a hit naming the key and the field, never
+the value.
 """
 
 from __future__ import annotations
@@ -41,6 +47,17 @@ _FERNET_SHAPED = re.compile(r"gAAAAA[A-Za-z0-9_\-]*={0,2}")
 _BASE64URL_RUN = re.compile(r"[A-Za-z0-9_\-]*={0,2}")
 #: A secret-shaped value found is registered as a known secret under a label starting so.
 FOUND_LABEL_PREFIX = "found "
+#: Field and JSON key names (compared in lower case) whose value is a secret or personal data
+#: the page promises is never stored in plaintext.
+SENSITIVE_FIELDS = frozenset({"password", "new_password", "email", "token", "secret"})
+#: The rule name of a plaintext value under one of :data:`SENSITIVE_FIELDS`.
+SENSITIVE_FIELD_RULE = "plaintext-sensitive-field"
+#: A value or JSON document larger than this is not parsed for field names (its bytes are
+#: still searched by the rules).
+FIELD_JSON_BYTES = 1 << 20
+#: JSON nesting followed when looking for field names.
+FIELD_JSON_DEPTH = 32
+_BCRYPT_SHAPED = re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}")
 
 
 @dataclass(frozen=True)
@@ -163,18 +180,50 @@ class ShapeScan:
                 unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
         unreadable.extend(probe.unreadable)
 
-    def tee(self, places: Iterable[tuple[str, Iterable[bytes]]], *, lines: bool = False
-            ) -> Iterator[tuple[str, Iterator[bytes]]]:
-        """The same places, each stream also searched for shapes as it passes (read once)."""
-        for location, chunks in places:
-            yield location, self._teed(self.stream(location, lines=lines), chunks)
+    def tee(self, places: Iterable[tuple[str, Iterable[bytes]]], *, lines: bool = False,
+            fields: bool = False) -> Iterator[tuple[str, Iterator[bytes]]]:
+        """The same places, each stream also searched for shapes as it passes (read once).
 
-    @staticmethod
-    def _teed(stream: ShapeStream, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
+        With ``fields`` (Redis, as :func:`harness.probes.redis_store.redis_contents` lays a
+        key out: its name, then one chunk per hash or stream field, ``field\\nvalue\\n``, or
+        a string's value as one chunk), every chunk after the first is also judged by
+        :meth:`judge_fields`.
+        """
+        for location, chunks in places:
+            yield location, self._teed(self.stream(location, lines=lines), chunks,
+                                       location if fields else None)
+
+    def _teed(self, stream: ShapeStream, chunks: Iterable[bytes],
+              fields_of: str | None) -> Iterator[bytes]:
+        for index, chunk in enumerate(chunks):
             stream.feed(chunk)
+            if fields_of is not None and index:
+                self.judge_fields(fields_of, chunk)
             yield chunk
         stream.finish()
+
+    def judge_fields(self, location: str, chunk: bytes) -> None:
+        """A hit for each field of ``chunk`` named in :data:`SENSITIVE_FIELDS` whose value is
+        not ciphertext: a ``field\\nvalue`` pair, or the keys of a JSON document (the chunk,
+        or a pair's value)."""
+        head, newline, rest = chunk.partition(b"\n")
+        documents = [chunk]
+        if newline and rest:
+            value = rest[:-1] if rest.endswith(b"\n") else rest
+            name = head.decode("utf-8", "replace").strip()
+            if name.lower() in SENSITIVE_FIELDS:
+                self._field_hit(location, name, value.decode("utf-8", "replace"))
+            documents.append(value)
+        for document in documents:
+            for path, text in json_sensitive_fields(document):
+                self._field_hit(location, path, text)
+
+    def _field_hit(self, location: str, name: str, value: str) -> None:
+        if not value.strip() or is_ciphertext_value(value):
+            return
+        self._hit(ShapeHit(SENSITIVE_FIELD_RULE, f"value that is not ciphertext (neither a Fernet "
+                           f"token nor a bcrypt hash) in a field named {name.split('.')[-1]!r}",
+                           f"{location} field {name}", self.finder.fingerprint(value)), value)
 
     def scan_rows(self, rows: Sequence[Sequence[Any]], locations: Sequence[str],
                   ciphertext: Sequence[bool]) -> None:
@@ -333,3 +382,35 @@ def cell_text(value: object) -> str | None:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def is_ciphertext_value(value: str) -> bool:
+    """Whether ``value`` is stored as the page promises: a Fernet token or a bcrypt hash."""
+    text = value.strip()
+    return bool(_FERNET_SHAPED.fullmatch(text) or _BCRYPT_SHAPED.fullmatch(text))
+
+
+def json_sensitive_fields(data: bytes) -> Iterator[tuple[str, str]]:
+    """``(dotted path, value)`` of every string under a key named in :data:`SENSITIVE_FIELDS`
+    in the JSON document ``data`` (nothing when it is no JSON object or array, or larger than
+    :data:`FIELD_JSON_BYTES`)."""
+    text = data.strip()
+    if text[:1] not in (b"{", b"[") or len(text) > FIELD_JSON_BYTES:
+        return
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return
+    pending: list[tuple[str, Any, int]] = [("", document, 0)]
+    while pending:
+        path, node, depth = pending.pop()
+        if depth > FIELD_JSON_DEPTH:
+            continue
+        items = (node.items() if isinstance(node, dict)
+                 else enumerate(node) if isinstance(node, list) else ())
+        for key, child in items:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and key.lower() in SENSITIVE_FIELDS and isinstance(child, str):
+                yield where, child
+            elif isinstance(child, dict | list):
+                pending.append((where, child, depth + 1))

@@ -1,6 +1,7 @@
 """at_rest.plaintext_sweep: no known secret, in any encoding, and no secret-shaped value
-the audit did not plant (provider tokens, JWTs, Authorization headers, private keys),
-anywhere the service stores data (database, Redis, logs, backups).
+the audit did not plant (prefixed provider tokens, OAuth token fields, JWTs, Authorization
+headers, private keys; in Redis, a password/email/token/secret field that is not
+ciphertext), anywhere the service stores data (database, Redis, logs, backups).
 
 The areas are searched by ``harness/probes/plaintext.py``; the shapes are
 ``harness/formats/secret_patterns.py``'s rules.
@@ -21,7 +22,7 @@ from harness.probes.canary_account import canary_and_note
 from harness.probes.plaintext import SweepObservation, observe_sweep
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
-from harness.shape_sweep import ShapeHit
+from harness.shape_sweep import SENSITIVE_FIELDS, ShapeHit
 
 #: What a human must do to search each area by hand, when the harness could not.
 SWEEP_BY_HAND: dict[str, str] = {
@@ -58,7 +59,10 @@ def _shapes_searched(obs: SweepObservation) -> str:
     if "database" in by_name:
         parts.append(f"every row of the database's text columns "
                      f"({plural(by_name['database'].shape_rows, 'row')})")
-    parts += [{"redis": "every Redis value", "logs": "every log line"}[name]
+    parts += [{"redis": "every Redis value (with its hash fields and JSON keys named "
+                        f"{', '.join(sorted(SENSITIVE_FIELDS))} holding no Fernet token or "
+                        "bcrypt hash)",
+               "logs": "every log line"}[name]
               for name in ("redis", "logs") if name in by_name]
     if "backups" in by_name:
         backups = by_name["backups"]
@@ -69,9 +73,11 @@ def _shapes_searched(obs: SweepObservation) -> str:
                      "known secrets only)")
     cut = [c for a in obs.areas for c in a.shape_cut]
     bound = f"; searched only in part: {', '.join(cut[:5])}" if cut else ""
-    return (f" No secret-shaped value ({obs.shape_rules} rules: provider and OAuth tokens, JWTs, "
-            "Authorization headers, private keys, high-entropy cells that are not Fernet tokens in "
-            f"ciphertext columns) in {', '.join(parts)}{bound}.")
+    return (f" No secret-shaped value ({obs.shape_rules} rules: prefixed provider tokens, values "
+            "of access_token/refresh_token/id_token/client_secret fields, JWTs, Authorization "
+            "headers, private keys, high-entropy cells that are not Fernet tokens in ciphertext "
+            f"columns; an unprefixed token outside such a field has no shape to recognise) in "
+            f"{', '.join(parts)}{bound}.")
 
 
 def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:

@@ -16,8 +16,14 @@ only where the inventory says a column holds ciphertext
 (:func:`high_entropy`). What it lacks is added here, each rule tested on
 ``fixtures/vectors/secrets/``: bearer ``Authorization`` headers, OAuth tokens
 of the five platforms the page names (Instagram/Facebook, LinkedIn,
-Twitter/X, TikTok, YouTube/Google) and of the providers the service calls
-(Anthropic, Resend, fal.ai, OpenAI project keys).
+Twitter/X app bearer tokens, TikTok, YouTube/Google) and of the providers the
+service calls (Anthropic, Resend, fal.ai, OpenAI project keys). OAuth tokens
+without a prefix (Twitter/X OAuth 2.0 user tokens, id tokens, client secrets of
+any platform) are found by the field that holds them: the value of an
+``access_token``, ``refresh_token``, ``id_token`` or ``client_secret`` JSON,
+query or form field, when it reads as a token (mixed letters and digits, high
+entropy, not a Fernet token). A bare unprefixed token outside such a field is
+not recognised by shape.
 
 Our own rules do not match inside a longer run of token characters, so a
 prefix that happens to occur inside a Fernet token, a bcrypt hash or a hex
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -124,6 +131,43 @@ OWN_RULES: tuple[tuple[str, str, re.Pattern[str], str], ...] = (
      _own(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{32}"), ":"),
 )
 
+# An OAuth token without a provider prefix (a Twitter/X OAuth 2.0 user access or refresh
+# token, an OpenID id_token, a client secret of any platform) is recognised by the JSON,
+# query or form field that holds it: the field's name, then a value of 20 or more token
+# characters (the value alone is the match, group ``value``), held to :func:`_token_like`.
+_FIELD_VALUE = (r"[\"']?\s*[:=]\s*[\"']?(?P<value>[A-Za-z0-9._~+/%\-]{20,}={0,2})"
+                r"(?![A-Za-z0-9._~+/%\-])")
+OAUTH_FIELD_RULES: tuple[tuple[str, str, re.Pattern[str], str], ...] = (
+    ("oauth-token-field", "OAuth token in an access_token/refresh_token/id_token field",
+     re.compile(r"(?i)(?:access|refresh|id)_token" + _FIELD_VALUE), "_token"),
+    ("oauth-client-secret-field", "OAuth client secret in a client_secret field",
+     re.compile(r"(?i)client_secret" + _FIELD_VALUE), "client_secret"),
+)
+#: Fewest bits of Shannon entropy per character a field's value must carry to be taken for
+#: a token (random base64url of 20 characters carries about 4, below 3.5 once in 2,000; a
+#: timestamp about 3.3).
+FIELD_VALUE_MIN_ENTROPY = 3.5
+#: The prefix every Fernet token of version 0x80 begins with (the service's ciphertext).
+_FERNET_PREFIX = "gAAAAA"
+
+
+def _shannon(text: str) -> float:
+    counts: dict[str, int] = {}
+    for char in text:
+        counts[char] = counts.get(char, 0) + 1
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def _token_like(value: str) -> bool:
+    """Whether a field's value reads as a token: mixed characters (letters and digits, or
+    upper and lower case: a lower-case placeholder such as ``your_access_token_here`` is
+    none), high entropy, and not ciphertext the service is meant to store there (a Fernet
+    token)."""
+    mixed = ((any(c.isdigit() for c in value) and any(c.isalpha() for c in value))
+             or (any(c.isupper() for c in value) and any(c.islower() for c in value)))
+    return (mixed and not value.startswith(_FERNET_PREFIX)
+            and _shannon(value) >= FIELD_VALUE_MIN_ENTROPY)
+
 
 @dataclass(frozen=True)
 class SecretRule:
@@ -174,6 +218,8 @@ RULES: tuple[SecretRule, ...] = (
                  folded=bool(pattern.flags & re.IGNORECASE),
                  bounded=not pattern.flags & re.IGNORECASE)
       for name, kind, pattern, hint in OWN_RULES),
+    *(SecretRule(name, kind, "votriz-audit", (pattern,), hint, folded=True, valid=_token_like)
+      for name, kind, pattern, hint in OAUTH_FIELD_RULES),
 )
 
 
@@ -233,14 +279,16 @@ class ShapeFinder:
                 if rule.hint not in searched:
                     continue
             for pattern in rule.patterns:
+                keyed = "value" in pattern.groupindex
                 for match in pattern.finditer(text):
-                    value = match.group(0)
-                    start = match.start()
+                    # A rule keyed on a field's name reports the field's value alone.
+                    value = match.group("value") if keyed else match.group(0)
+                    start = match.start("value") if keyed else match.start()
                     if not value or (rule.bounded and start and text[start - 1] in _TOKEN_CHARACTERS):
                         continue
                     if rule.valid is not None and not rule.valid(value):
                         continue
-                    end = match.end()
+                    end = match.end("value") if keyed else match.end()
                     if rule.tail is not None:
                         tail = rule.tail.match(text, end)
                         if tail is not None:

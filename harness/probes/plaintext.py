@@ -8,7 +8,9 @@ every encoding, and by :class:`~harness.shape_sweep.ShapeScan` for secret-shaped
 values (provider tokens, JWTs, Authorization headers, private keys; in the
 columns the inventory makes Fernet columns, high-entropy cells that are not
 Fernet tokens): every row of every text column of every table, every Redis
-value (read once for both), every log line, and each backup file up to
+value (read once for both; its hash fields and JSON keys named ``password``,
+``email``, ``token`` … also judged for values that are not ciphertext), every
+log line, and each backup file up to
 :data:`BACKUP_SHAPE_BYTES`. An area the profile does not name is reported as
 not searched, never as clean.
 """
@@ -163,7 +165,8 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
             database_shapes(db, columns, inventory, shapes)
 
     def redis_store(report: SweepReport, shapes: ShapeScan) -> None:
-        sweep.sweep(shapes.tee(redis_contents(profile, policy, known)), report)
+        # Each key's value is also judged by its field names (a password field in plaintext).
+        sweep.sweep(shapes.tee(redis_contents(profile, policy, known), fields=True), report)
 
     log_dir = profile.log_dir
     backup_dir = profile.operations.backup_dir

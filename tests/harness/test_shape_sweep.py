@@ -123,3 +123,48 @@ def test_token_lines_are_skipped_and_a_secret_between_them_is_found(tmp_path: Pa
     # Then the JWT is found on line 3, at its byte offset, and nothing else
     (hit,) = scan.report.hits
     assert (hit.rule, hit.line, hit.offset) == ("jwt", 3, 2 * (len(token) + 1) + len("note "))
+
+
+def test_redis_fields_named_for_secrets_fail_unless_ciphertext() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from harness.shape_sweep import SENSITIVE_FIELD_RULE, json_sensitive_fields
+
+    fernet = encrypt_fernet_token(b"x", FernetKey(b"k" * 32, "t"))
+    bcrypt_hash = "$2b$12$" + "a" * 53
+    known = KnownSecrets()
+    scan = _scan(known)
+    places = [
+        # A hash: its name, then one chunk per field, as redis_contents lays it out.
+        ("redis:h", iter([b"h\n", b"password\nhunter2-plain\n", b"email\n" + fernet.encode()
+                          + b"\n", b"secret\n" + bcrypt_hash.encode() + b"\n", b"name\nBob\n"])),
+        # A string holding JSON, and a hash field holding JSON.
+        ("redis:j", iter([b"j\n", b'{"user": {"Email": "a@example.com", "token": ""}, "n": 1}'])),
+        ("redis:k", iter([b"k\n", b'data\n[{"new_password": "s3cret-value"}]\n'])),
+        # Set members and a list are no pairs.
+        ("redis:s", iter([b"s\n", b"password\n", b"token\n"])),
+    ]
+    for _, chunks in scan.tee(places, fields=True):
+        b"".join(chunks)
+    found = [(h.rule, h.location) for h in scan.report.hits]
+    assert found == [(SENSITIVE_FIELD_RULE, "redis:h field password"),
+                     (SENSITIVE_FIELD_RULE, "redis:j field user.Email"),
+                     (SENSITIVE_FIELD_RULE, "redis:k field 0.new_password")]
+    assert "hunter2-plain" not in str(scan.report) and "a@example.com" not in str(scan.report)
+    # What was found is a secret of the run from now on.
+    assert known.redact("hunter2-plain") != "hunter2-plain"
+    # Without fields=True (every other area) the names are not judged.
+    plain = _scan()
+    for _, chunks in plain.tee([("redis:h", iter([b"h\n", b"password\nhunter2-plain\n"]))]):
+        b"".join(chunks)
+    assert plain.report.hits == []
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=300))
+    def never_crashes(data: bytes) -> None:
+        list(json_sensitive_fields(data))
+        _scan().judge_fields("redis:x", data)
+
+    never_crashes()
+    assert list(json_sensitive_fields(b"[" * 100_000 + b"]" * 100_000)) == []

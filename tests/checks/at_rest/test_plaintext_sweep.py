@@ -137,10 +137,13 @@ def test_pass_says_what_the_shape_scan_covered() -> None:
     verdict = plaintext_sweep_verdict(_with_shapes())
     assert verdict.outcome is Outcome.PASS
     assert verdict.message.endswith(
-        " No secret-shaped value (32 rules: provider and OAuth tokens, JWTs, Authorization headers, "
-        "private keys, high-entropy cells that are not Fernet tokens in ciphertext columns) in every "
-        "row of the database's text columns (11 rows), every Redis value, every log line, the "
-        "backup files.")
+        " No secret-shaped value (32 rules: prefixed provider tokens, values of access_token/"
+        "refresh_token/id_token/client_secret fields, JWTs, Authorization headers, private keys, "
+        "high-entropy cells that are not Fernet tokens in ciphertext columns; an unprefixed token "
+        "outside such a field has no shape to recognise) in every row of the database's text "
+        "columns (11 rows), every Redis value (with its hash fields and JSON keys named email, "
+        "new_password, password, secret, token holding no Fernet token or bcrypt hash), every "
+        "log line, the backup files.")
 
 
 def test_pass_names_the_backups_not_searched_for_shapes() -> None:
@@ -232,6 +235,14 @@ def _sweep(info: Any) -> Any:
                                                  KnownSecrets()))
 
 
+def _sweep_fails_after(info: Any, violation: str) -> Any:
+    """The sweep's verdict after ``violation`` was applied to the running stack: a FAIL."""
+    _apply(info, violation)
+    verdict = _sweep(info)
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    return verdict
+
+
 @pytest.mark.integration
 def test_clean_stack_passes_with_every_row_and_no_secret_shape(clean_stack: Any,
                                                                tmp_path: Path) -> None:
@@ -240,7 +251,8 @@ def test_clean_stack_passes_with_every_row_and_no_secret_shape(clean_stack: Any,
     run = run_cli(clean_stack.profile_path, tmp_path / "report", only=["at_rest"], limit_s=600)
     outcome, message = run.results["at_rest.plaintext_sweep"]
     assert outcome == "PASS", message
-    assert "No secret-shaped value (" in message and "every Redis value, every log line" in message
+    assert "No secret-shaped value (" in message and "every Redis value (with its hash fields" \
+        in message and "every log line" in message
     outcome, message = run.results["at_rest.data_inventory"]
     assert outcome == "PASS", message
     assert "every row of the" in message and "sampled" not in message
@@ -251,12 +263,10 @@ def test_clean_stack_passes_with_every_row_and_no_secret_shape(clean_stack: Any,
 
 @pytest.mark.integration
 def test_an_oauth_token_in_a_plaintext_column_of_a_non_canary_row_fails(planted: Any) -> None:
-    # Given a Google OAuth access token written by SQL into the oldest channel's public handle
-    _apply(planted, "row-oauth-token-in-handle")
-    row = planted_row(planted, "channels")
+    # Given a Google OAuth access token written by SQL into the oldest channel's public handle,
     # When the sweep runs, Then it FAILs naming the kind, the column and the row, not the value
-    verdict = _sweep(planted)
-    assert verdict.outcome is Outcome.FAIL, verdict.message
+    verdict = _sweep_fails_after(planted, "row-oauth-token-in-handle")
+    row = planted_row(planted, "channels")
     assert (f"Google/YouTube OAuth access token at postgres:channels.external_account row {row} "
             "(hmac:") in verdict.message
     assert "ya29." not in verdict.message and "ya29." not in str(verdict.details)
@@ -265,10 +275,8 @@ def test_an_oauth_token_in_a_plaintext_column_of_a_non_canary_row_fails(planted:
 @pytest.mark.integration
 def test_an_api_key_in_a_ciphertext_column_fails_the_sweep_and_the_inventory(planted: Any) -> None:
     # Given an Anthropic API key written by SQL, in plaintext, into the oldest caption_enc
-    _apply(planted, "row-api-key-in-caption")
+    verdict = _sweep_fails_after(planted, "row-api-key-in-caption")
     row = planted_row(planted, "captions")
-    verdict = _sweep(planted)
-    assert verdict.outcome is Outcome.FAIL, verdict.message
     assert f"Anthropic API key at postgres:captions.caption_enc row {row} (hmac:" in verdict.message
     profile = load_profile(planted.profile_path)
     inventory = data_inventory_verdict(observe_inventory(profile, load_policy(), KnownSecrets(),
@@ -283,9 +291,7 @@ def test_an_api_key_in_a_ciphertext_column_fails_the_sweep_and_the_inventory(pla
 def test_a_jwt_stored_as_a_redis_value_fails(planted: Any) -> None:
     from system_under_test.violations.plaintext import REDIS_KEY
 
-    _apply(planted, "redis-session-jwt")
-    verdict = _sweep(planted)
-    assert verdict.outcome is Outcome.FAIL, verdict.message
+    verdict = _sweep_fails_after(planted, "redis-session-jwt")
     assert f"JSON Web Token at redis:{REDIS_KEY} offset " in verdict.message
 
 
@@ -293,9 +299,7 @@ def test_a_jwt_stored_as_a_redis_value_fails(planted: Any) -> None:
 def test_an_authorization_header_in_the_api_log_fails_naming_the_line(planted: Any) -> None:
     log = Path(planted.state_dir) / "logs" / "api.log"
     lines = log.read_bytes().count(b"\n")
-    _apply(planted, "log-bearer-header")
-    verdict = _sweep(planted)
-    assert verdict.outcome is Outcome.FAIL, verdict.message
+    verdict = _sweep_fails_after(planted, "log-bearer-header")
     assert (f"HTTP Authorization header with credentials at {log} line {lines + 1} (hmac:"
             in verdict.message)
 
@@ -304,3 +308,42 @@ def planted_row(info: Any, table: str) -> int:
     from system_under_test.violations.stack import RunningStack
 
     return int(RunningStack.open(info.state_dir).sql(f"SELECT min(id) FROM {table}")[0][0])
+
+
+def _redis_run(state_dir: Path, code: str, *args: str) -> None:
+    # In a child process, as _redis_delete: PKCS#11 is initialised once per process.
+    prelude = ("import sys\nfrom system_under_test.violations.stack import RunningStack\n"
+               "client = RunningStack.open(sys.argv[1]).redis()\n")
+    subprocess.run([sys.executable, "-c", prelude + code, str(state_dir), *args], check=True,
+                   timeout=60)
+
+
+@pytest.mark.integration
+def test_plaintext_fields_in_a_redis_hash_and_a_json_value_fail_naming_key_and_field(
+        clean_stack: Any) -> None:
+    import json
+    import secrets
+
+    # Given, planted by hand: a hash with a plaintext password and a bcrypt hash, and a JSON
+    # string whose "email" is plaintext and whose "token" is a Fernet-shaped value
+    password, email = secrets.token_urlsafe(12), f"user-{secrets.token_hex(4)}@example.com"
+    document = json.dumps({"user": {"email": email, "token": "gAAAAAB" + "x" * 90}})
+    hash_key, json_key = "votriz-audit:test:hash", "votriz-audit:test:json"
+    try:
+        _redis_run(clean_stack.state_dir,
+                   "client.hset(sys.argv[2], mapping={'password': sys.argv[3], 'secret': "
+                   "'$2b$12$' + 'a' * 53, 'name': 'x'})\nclient.set(sys.argv[4], sys.argv[5])\n",
+                   hash_key, password, json_key, document)
+        # When the sweep runs
+        verdict = _sweep(clean_stack)
+        # Then it FAILs naming each key and field, never the values
+        assert verdict.outcome is Outcome.FAIL, verdict.message
+        assert f"field named 'password' at redis:{hash_key} field password (hmac:" \
+            in verdict.message
+        assert f"field named 'email' at redis:{json_key} field user.email (hmac:" \
+            in verdict.message
+        assert "field secret" not in verdict.message and "field user.token" not in verdict.message
+        assert password not in str(verdict) and email not in str(verdict)
+    finally:
+        _redis_run(clean_stack.state_dir, "client.delete(sys.argv[2], sys.argv[3])\n",
+                   hash_key, json_key)
