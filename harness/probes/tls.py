@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import tempfile
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -34,13 +35,10 @@ from harness.certificate_lint import LintFinding, lint_chain
 from harness.deadline import Deadline, Exchange, ExchangeExpired, TlsWithin, run_in_child
 from harness.outcomes import ProbeError
 from harness.policy import Policy, TlsVersion
+from harness.probes.trust_store import SUPPLIED_CA_STORE as SUPPLIED_CA_STORE
+from harness.probes.trust_store import trust_anchor_pem, trust_store
 from harness.profile import Edge
 
-# The name sslyze gives the trust store built from CertificateInfoExtraArgument.custom_ca_file.
-SUPPLIED_CA_STORE = "Supplied CA file"
-# The built-in store judged when the profile names no trust anchor (a public CA,
-# "None means the system trust store"); with an anchor, built-in stores are never judged.
-PUBLIC_STORE = "Mozilla"
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the client-like validation judges the chain only;
 # every certificate's validity window is judged by the check at its own (injectable) time.
 _X509_V_FLAG_NO_CHECK_TIME = 0x200000
@@ -221,8 +219,9 @@ class TlsScan:
 def edge_tls_context(edge: Edge) -> ssl.SSLContext:
     """The client TLS context of every HTTPS call the harness makes to the service or its fakes.
 
-    It trusts the profile's trust anchor (``edge.trust_anchor``), or the system
-    store when the profile names none, and verifies certificates and host names.
+    It trusts the profile's trust anchor (``edge.trust_anchor``, read once with the safe
+    reader and handed to OpenSSL as bytes), or the system store when the profile names
+    none, and verifies certificates and host names.
 
     Raises:
         ProbeError: the trust anchor cannot be read or is not a PEM certificate.
@@ -230,8 +229,8 @@ def edge_tls_context(edge: Edge) -> ssl.SSLContext:
     if edge.trust_anchor is None:
         return ssl.create_default_context()
     try:
-        return ssl.create_default_context(cafile=str(edge.trust_anchor))
-    except (OSError, ssl.SSLError) as exc:
+        return ssl.create_default_context(cadata=trust_anchor_pem(edge.trust_anchor))
+    except ssl.SSLError as exc:
         raise ProbeError(f"cannot load trust anchor {edge.trust_anchor}: {exc}") from None
 
 
@@ -293,20 +292,6 @@ def describe_key(cert: x509.Certificate) -> tuple[str, int | None, str | None]:
     return type(key).__name__, None, None
 
 
-def trust_store_file(edge: Edge) -> tuple[str, Path]:
-    """The trust store a client judges the edge against: its name and PEM file.
-
-    The profile's trust anchor, or, when it names none, the Mozilla store sslyze ships
-    (the public CAs browsers trust), so that both validations judge the same store.
-    """
-    if edge.trust_anchor is not None:
-        return SUPPLIED_CA_STORE, Path(edge.trust_anchor)
-    from sslyze.plugins.certificate_info.trust_stores.trust_store_repository import TrustStoresRepository
-
-    store = TrustStoresRepository.get_default().get_main_store()
-    return PUBLIC_STORE, Path(store.path)
-
-
 def _verified_chain(tls: ssl.SSLSocket) -> tuple[x509.Certificate, ...]:
     """The chain OpenSSL verified on ``tls``, leaf first.
 
@@ -318,9 +303,9 @@ def _verified_chain(tls: ssl.SSLSocket) -> tuple[x509.Certificate, ...]:
     return tuple(x509.load_pem_x509_certificate(str(c.public_bytes()).encode("ascii")) for c in built)
 
 
-def validate_like_a_client(address: str, port: int, host: str, store: Path, timeout_s: float
+def validate_like_a_client(address: str, port: int, host: str, store_pem: str, timeout_s: float
                            ) -> ClientValidation:
-    """One handshake in which OpenSSL validates the server's chain against ``store``.
+    """One handshake in which OpenSSL validates the server's chain against ``store_pem``.
 
     This is the judgement ``openssl s_client -verify_return_error``, testssl.sh and
     browsers make: a chain from what the server sent to an anchor, for server
@@ -337,10 +322,9 @@ def validate_like_a_client(address: str, port: int, host: str, store: Path, time
     context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     context.set_ciphers("DEFAULT:@SECLEVEL=0")
     try:
-        context.load_verify_locations(cafile=str(store))
-    except (OSError, ssl.SSLError) as exc:
-        raise ProbeError(f"cannot load trust store {store}: {exc.strerror or exc.__class__.__name__}"
-                         ) from None
+        context.load_verify_locations(cadata=store_pem)
+    except ssl.SSLError as exc:
+        raise ProbeError(f"cannot load the trust store: {exc.reason or exc.__class__.__name__}") from None
     name = " ".join(verifier)
     try:
         with socket.create_connection((address, port), timeout=timeout_s) as raw:
@@ -489,16 +473,20 @@ def scan_tls(edge: Edge, policy: Policy) -> TlsScan:
             trickles its answer, the scan did not finish in time, or the trust anchor
             cannot be read.
     """
+    # The anchor is read once: sslyze and the client-like validation judge these bytes. The
+    # public store (no anchor) is sslyze's own file, looked up in the child with sslyze.
+    store = (SUPPLIED_CA_STORE, trust_anchor_pem(edge.trust_anchor)) if edge.trust_anchor else None
     address = _resolve_address(edge, policy.timeouts.connect_s)
     preflight_tls(address, edge.https_port, edge.host, policy.timeouts.connect_s,
                   policy.timeouts.request_s)
-    return cast(TlsScan, run_in_child(scan_tls_here, (edge, policy, address),
+    return cast(TlsScan, run_in_child(scan_tls_here, (edge, policy, address, store),
                                       Deadline(policy.timeouts.command_s, "timeouts.command_s"),
                                       what=f"TLS scan of {edge.host} at {address}:{edge.https_port}"))
 
 
-def scan_tls_here(edge: Edge, policy: Policy, address: str) -> TlsScan:
-    """The sslyze scan of the edge at ``address``, reduced, here (scan_tls runs it in a child)."""
+def scan_tls_here(edge: Edge, policy: Policy, address: str, store: tuple[str, str] | None) -> TlsScan:
+    """The sslyze scan of the edge at ``address`` judged against ``store`` (its name and PEM text;
+    None: the public store), reduced, here (scan_tls runs it in a child)."""
     # Import here: sslyze pulls in nassl's OpenSSL, which pure judgements never need.
     from sslyze.__version__ import __version__ as sslyze_version
     from sslyze.plugins.certificate_info.implementation import CertificateInfoExtraArgument
@@ -514,12 +502,13 @@ def scan_tls_here(edge: Edge, policy: Policy, address: str) -> TlsScan:
     from sslyze.server_setting import ServerNetworkConfiguration, ServerNetworkLocation
 
     extra = ScanCommandsExtraArguments()
-    judged_store, store_file = trust_store_file(edge)
-    if edge.trust_anchor is not None:
-        if not store_file.is_file():
-            raise ProbeError(f"trust anchor {store_file} is not a readable file")
-        extra = ScanCommandsExtraArguments(
-            certificate_info=CertificateInfoExtraArgument(custom_ca_file=store_file))
+    judged_store, store_pem = store or trust_store(edge)
+    # sslyze takes a file: the anchor's bytes as read, in a directory only this process reads.
+    private = tempfile.TemporaryDirectory(prefix="votriz-anchor-")
+    if judged_store == SUPPLIED_CA_STORE:
+        copy = Path(private.name, "trust-anchor.pem")
+        copy.write_text(store_pem, encoding="utf-8")
+        extra = ScanCommandsExtraArguments(certificate_info=CertificateInfoExtraArgument(custom_ca_file=copy))
     commands = {ScanCommand(name) for name in TLS_VERSION_COMMANDS.values()}
     commands |= {ScanCommand.CERTIFICATE_INFO, ScanCommand.HTTP_HEADERS}
     request = ServerScanRequest(
@@ -537,7 +526,8 @@ def scan_tls_here(edge: Edge, policy: Policy, address: str) -> TlsScan:
     started = time.monotonic()
     scanner = Scanner()
     scanner.queue_scans([request])
-    results = list(scanner.get_results())
+    with private:
+        results = list(scanner.get_results())
     duration = time.monotonic() - started
     where = f"{edge.host} at {address}:{edge.https_port}"
     if len(results) != 1:
@@ -567,7 +557,7 @@ def scan_tls_here(edge: Edge, policy: Policy, address: str) -> TlsScan:
         deployments = cert_attempt.result.certificate_deployments
         if deployments:
             deployment = deployments[0]
-            client = validate_like_a_client(address, edge.https_port, edge.host, store_file,
+            client = validate_like_a_client(address, edge.https_port, edge.host, store_pem,
                                             policy.timeouts.connect_s)
             certificate = observe_certificate(
                 list(deployment.received_certificate_chain), sni_host=edge.host,

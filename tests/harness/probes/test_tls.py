@@ -93,3 +93,51 @@ def test_without_trust_anchor_the_private_ca_fails_the_public_store(
     verdict = certificate_verdict(scan_tls(edge, fast_policy), fast_policy)
     assert verdict.outcome is Outcome.FAIL
     assert "does not validate against the Mozilla trust store" in verdict.message
+
+
+def test_the_trust_anchor_is_read_once_and_a_file_swapped_after_is_not_judged(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.probes.tls as tls_probe
+
+    # Given an edge whose certificate chains to the profile's anchor, and an anchor file that is
+    # replaced by a stranger's CA right after the scan started (after its preflight)
+    nginx = nginx_factory()
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(nginx.pki.ca_pem.read_bytes())
+    stranger = make_pki(tmp_path / "stranger").ca_pem.read_bytes()
+    real_preflight = tls_probe.preflight_tls
+
+    def preflight_then_swap(*args: object, **kwargs: object) -> None:
+        real_preflight(*args, **kwargs)  # type: ignore[arg-type]
+        anchor.write_bytes(stranger)
+
+    monkeypatch.setattr(tls_probe, "preflight_tls", preflight_then_swap)
+    # When the edge is scanned
+    scan = scan_tls(nginx.edge(trust_anchor=anchor), fast_policy)
+    # Then sslyze and the client-like validation judged the anchor as read, not the swapped file
+    assert anchor.read_bytes() == stranger
+    verdict = certificate_verdict(scan, fast_policy)
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert scan.certificate is not None and scan.certificate.anchor_store == "Supplied CA file"
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_trust_anchor_is_refused_at_once(nginx_factory: Callable[..., NginxEdge], fast_policy: Policy,
+                                                tmp_path: Path) -> None:
+    import os
+
+    from harness.probes.tls import edge_tls_context
+
+    fifo = tmp_path / "anchor.fifo"
+    os.mkfifo(fifo)
+    edge = nginx_factory().edge(trust_anchor=fifo)
+    expected = (f"cannot load trust anchor: {fifo}: the trust anchor was not read: it is a FIFO, "
+                "not a regular file")
+    started = time.monotonic()
+    with pytest.raises(ProbeError) as scanned:
+        scan_tls(edge, fast_policy)
+    with pytest.raises(ProbeError) as context:
+        edge_tls_context(edge)
+    assert str(scanned.value) == expected and str(context.value) == expected
+    assert time.monotonic() - started < 2
