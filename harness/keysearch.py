@@ -13,17 +13,27 @@ paths, its logs, and the environments of its running processes:
 
 A hit names the place (``file:line``, ``log@offset``, ``process $VARIABLE``)
 and what matched (the secret's label and form, or the shape's name) with a
-fingerprint, never the value. Binary files, the harness's own evidence
-directories and the HSM's token directory are skipped and listed as skipped.
+fingerprint, never the value. The harness's own evidence directories and the HSM's
+token directory are skipped and listed as skipped.
+
+Symbolic links under the named roots (and a root that is one) are followed: a
+Kubernetes secret or configmap volume is a tree of links. Each target is searched
+once (by device and inode), so a loop or two links to one file cost nothing. Only
+regular files are read, opened without blocking and checked with ``fstat``; every
+entry that could not be read (a dangling link, a link loop, a permission refusal,
+a FIFO, socket or device) is a :class:`SearchGap` of the result, as are binary
+files and files past the size bound (``skipped`` / ``truncated_at``).
 """
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
+import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +53,9 @@ _NEWLINE = b"\n"
 # The skip reason of a file that looked binary: unlike an excluded path, it is a
 # gap in what was searched.
 BINARY_FILE = "binary file"
+#: Kinds of :class:`SearchGap` the walk records.
+GapKind = Literal["dangling link", "link loop", "unreadable", "fifo", "socket", "character device",
+                  "block device", "special file"]
 
 
 class ShapeRule(BaseModel):
@@ -78,6 +91,8 @@ class SearchSettings(BaseModel):
         max_file_bytes: bytes searched per source or configuration file.
         max_log_bytes: bytes searched per log file.
         skip_dir_names: directory names never descended into.
+        harmless_gap_kinds: kinds of :class:`SearchGap` that cannot hold a key and so do
+            not make the search incomplete (a socket has no content to read).
         shape: the key shapes searched for.
     """
 
@@ -87,7 +102,26 @@ class SearchSettings(BaseModel):
     max_file_bytes: int = Field(16 << 20, gt=0)
     max_log_bytes: int = Field(64 << 20, gt=0)
     skip_dir_names: tuple[str, ...] = (".git", "__pycache__")
+    harmless_gap_kinds: tuple[GapKind, ...] = ("socket",)
     shape: tuple[ShapeRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchGap:
+    """An entry under the searched roots that could not be read.
+
+    Attributes:
+        path: the entry as found under its root (a link's own path, not its target).
+        kind: why it was not read (:data:`GapKind`).
+        detail: the link's target, or the operating system's reason.
+    """
+
+    path: str
+    kind: GapKind
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.kind}{': ' + self.detail if self.detail else ''})"
 
 
 @dataclass(frozen=True)
@@ -128,6 +162,9 @@ class KeySearchResult:
         truncated_at: (path, bytes searched) of each truncated file, so a verdict
             can say how much of it was searched.
         errors: places that could not be read, with the reason.
+        gaps: entries under the file roots that could not be read (dangling links, link
+            loops, refused permissions, FIFOs, sockets, devices).
+        links_followed: the symbolic links followed (their own paths).
     """
 
     hits: tuple[KeyHit, ...] = ()
@@ -138,6 +175,8 @@ class KeySearchResult:
     truncated: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     truncated_at: tuple[tuple[str, int], ...] = ()
+    gaps: tuple[SearchGap, ...] = ()
+    links_followed: tuple[str, ...] = ()
 
     @property
     def failing(self) -> tuple[KeyHit, ...]:
@@ -153,6 +192,8 @@ class KeySearchResult:
             truncated=self.truncated + other.truncated,
             errors=self.errors + other.errors,
             truncated_at=self.truncated_at + other.truncated_at,
+            gaps=self.gaps + other.gaps,
+            links_followed=self.links_followed + other.links_followed,
         )
 
     @property
@@ -167,6 +208,8 @@ class KeySearchResult:
             "processes_searched": list(self.processes_searched),
             "skipped": [f"{path}: {reason}" for path, reason in self.skipped],
             "truncated": list(self.truncated), "errors": list(self.errors),
+            "gaps": [gap.describe() for gap in self.gaps],
+            "links_followed": len(self.links_followed),
         }
 
 
@@ -200,6 +243,23 @@ class _Walk:
     files: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    gaps: list[SearchGap] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    # (st_dev, st_ino) of every directory and file already taken: each is searched once.
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+
+_SPECIAL_KINDS: tuple[tuple[Callable[[int], bool], GapKind], ...] = (
+    (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"))
+
+
+def _special_kind(mode: int) -> GapKind:
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "special file")
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 class KeySearcher:
@@ -258,48 +318,97 @@ class KeySearcher:
         return any(absolute == ex or ex in absolute.parents for ex in self.exclude)
 
     def _walk(self, roots: Sequence[Path]) -> _Walk:
+        """Every regular file under ``roots``, following symbolic links, each target once."""
         walk = _Walk()
         for root in roots:
             if self._excluded(root):
                 walk.skipped.append((str(root), "excluded (harness evidence or HSM token store)"))
                 continue
-            if root.is_symlink():
-                walk.skipped.append((str(root), "symbolic link not followed"))
-                continue
-            if root.is_file():
-                walk.files.append(root)
-                continue
-            if not root.is_dir():
+            if not os.path.lexists(root):
                 walk.errors.append(f"{root}: not found")
                 continue
-
-            def on_error(exc: OSError, walk: _Walk = walk) -> None:
-                walk.errors.append(f"{exc.filename}: {exc.strerror or type(exc).__name__}")
-
-            for folder, dirs, names in os.walk(root, onerror=on_error):
-                kept = []
-                for name in sorted(dirs):
-                    path = Path(folder) / name
-                    if name in self.settings.skip_dir_names:
-                        continue
-                    if self._excluded(path):
-                        walk.skipped.append((str(path),
-                                             "excluded (harness evidence or HSM token store)"))
-                        continue
-                    kept.append(name)
-                dirs[:] = kept
-                for name in sorted(names):
-                    path = Path(folder) / name
-                    if path.is_symlink() or not path.is_file():
-                        continue
-                    if self._excluded(path):
-                        walk.skipped.append((str(path), "excluded"))
-                        continue
-                    walk.files.append(path)
+            stack = [root]
+            while stack:
+                stack.extend(reversed(self._take(stack.pop(), walk)))
         return walk
 
+    def _take(self, path: Path, walk: _Walk) -> list[Path]:
+        """Record ``path`` (a file to read, a gap, a skip); the entries of a directory to walk next."""
+        mode, target = 0, ""
+        try:
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                target = os.readlink(path)
+                walk.links.append(str(path))
+            info = os.stat(path)
+        except FileNotFoundError:
+            walk.gaps.append(SearchGap(str(path), "dangling link", f"-> {target}")
+                             if stat.S_ISLNK(mode) else SearchGap(str(path), "unreadable", "vanished"))
+            return []
+        except OSError as exc:
+            loop = exc.errno == errno.ELOOP
+            walk.gaps.append(SearchGap(str(path), "link loop" if loop else "unreadable", _os_reason(exc)))
+            return []
+        if stat.S_ISLNK(mode) and self._excluded(Path(os.path.realpath(path))):
+            walk.skipped.append((str(path), "excluded (link into harness evidence or HSM token store)"))
+            return []
+        if stat.S_ISDIR(info.st_mode) and path.name in self.settings.skip_dir_names:
+            return []
+        identity = (info.st_dev, info.st_ino)
+        if identity in walk.seen:
+            # A second link to a file or directory already searched, or a loop back to an ancestor.
+            return []
+        walk.seen.add(identity)
+        if stat.S_ISREG(info.st_mode):
+            walk.files.append(path)
+            return []
+        if not stat.S_ISDIR(info.st_mode):
+            walk.gaps.append(SearchGap(str(path), _special_kind(info.st_mode)))
+            return []
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as exc:
+            walk.gaps.append(SearchGap(str(path), "unreadable", _os_reason(exc)))
+            return []
+        children = []
+        for name in names:
+            child = path / name
+            if self._excluded(child):
+                walk.skipped.append((str(child), "excluded (harness evidence or HSM token store)"))
+                continue
+            children.append(child)
+        return children
+
+    def _read(self, path: Path, limit: int) -> bytes | SearchGap:
+        """Up to ``limit + 1`` bytes of a regular file; a gap for anything else.
+
+        Opened without blocking (a FIFO put in the file's place since the walk would
+        otherwise wait for a writer) and checked with ``fstat`` before reading.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except OSError as exc:
+            return SearchGap(str(path), "unreadable", _os_reason(exc))
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                return SearchGap(str(path), _special_kind(mode))
+            chunks: list[bytes] = []
+            wanted = limit + 1
+            while wanted > 0:
+                chunk = os.read(fd, min(wanted, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                wanted -= len(chunk)
+            return b"".join(chunks)
+        except OSError as exc:
+            return SearchGap(str(path), "unreadable", _os_reason(exc))
+        finally:
+            os.close(fd)
+
     def search_files(self, roots: Sequence[Path], place: Place) -> KeySearchResult:
-        """Search every text file under ``roots`` (files or directories)."""
+        """Search every text file under ``roots`` (files or directories), links followed."""
         limit = self.settings.max_log_bytes if place == "log" else self.settings.max_file_bytes
         walk = self._walk(roots)
         hits: list[KeyHit] = []
@@ -308,11 +417,9 @@ class KeySearcher:
         searched = 0
         total = 0
         for path in walk.files:
-            try:
-                with path.open("rb") as stream:
-                    data = stream.read(limit + 1)
-            except OSError as exc:
-                walk.errors.append(f"{path}: {exc.strerror or type(exc).__name__}")
+            data = self._read(path, limit)
+            if isinstance(data, SearchGap):
+                walk.gaps.append(data)
                 continue
             if b"\0" in data[:_BINARY_SNIFF_BYTES]:
                 walk.skipped.append((str(path), BINARY_FILE))
@@ -326,7 +433,8 @@ class KeySearcher:
             hits.extend(self.scan(data, place, str(path), line_numbers=place != "log"))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
                                skipped=tuple(walk.skipped), truncated=tuple(truncated),
-                               errors=tuple(walk.errors), truncated_at=tuple(truncated_at))
+                               errors=tuple(walk.errors), truncated_at=tuple(truncated_at),
+                               gaps=tuple(walk.gaps), links_followed=tuple(walk.links))
 
     def search_logs(self, logs: Iterable[tuple[str, bytes, bool]]) -> KeySearchResult:
         """Search logs held in memory (a container's output): (name, bytes, truncated)."""

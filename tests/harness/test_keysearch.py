@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -184,3 +185,122 @@ def test_container_logs_are_searched_and_a_truncated_one_is_a_gap(tmp_path: Path
     hit, = result.failing
     assert (hit.place, hit.where) == ("log", "docker logs api@9")
     assert result.truncated_at == (("docker logs edge", 100),)
+
+
+# Symbolic links, loops and special files: a Kubernetes secret volume is a tree of links
+# (NAME -> ..data/NAME, ..data -> ..2024_01_01_00_00_00.1/), and a FIFO must never hang the walk.
+
+def _secret_volume(tmp_path: Path) -> Path:
+    """A Kubernetes-style secret volume outside the root, linked into it; the key only there."""
+    volume = tmp_path / "volume"
+    timestamped = volume / "..2026_12_07_00_00_00.1"
+    timestamped.mkdir(parents=True)
+    (timestamped / "token-key").write_text(f"{FERNET_KEY}\n")
+    (volume / "..data").symlink_to(timestamped.name)
+    (volume / "token-key").symlink_to("..data/token-key")
+    return volume
+
+
+def test_a_key_reached_only_through_a_symlinked_file_is_found(tmp_path: Path) -> None:
+    # Given a configuration root whose only file is a link to a file outside it holding the key
+    volume = _secret_volume(tmp_path)
+    root = tmp_path / "conf"
+    root.mkdir()
+    (root / "token-key").symlink_to(volume / "token-key")
+    # When the root is searched
+    result = searcher().search_files([root], "config")
+    # Then the key is found under the link's path, and the link is counted as followed
+    hit, = result.failing
+    assert hit.where == f"{root / 'token-key'}:1" and hit.what == "votriz/token-encryption/v1 (base64url)"
+    assert result.links_followed == (str(root / "token-key"),) and result.gaps == ()
+    assert result.files_searched == 1
+
+
+def test_a_key_reached_through_a_symlinked_directory_and_root_is_found(tmp_path: Path) -> None:
+    # Given a root that is itself a link to the secret volume (links within it too)
+    volume = _secret_volume(tmp_path)
+    root = tmp_path / "secrets"
+    root.symlink_to(volume)
+    # When it is searched
+    result = searcher().search_files([root], "config")
+    # Then the file is searched once (the ..data directory and the top-level link lead to it)
+    assert [hit.where for hit in result.failing] == [f"{root / '..2026_12_07_00_00_00.1' / 'token-key'}:1"]
+    assert result.files_searched == 1 and result.gaps == ()
+    assert set(result.links_followed) == {str(root), str(root / "..data"), str(root / "token-key")}
+
+
+def test_a_directory_link_loop_is_walked_once(tmp_path: Path) -> None:
+    # Given a directory holding a key and a link back to itself
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.env").write_text(f"STRIPE={STRIPE}\n")
+    (tmp_path / "src" / "again").symlink_to("..")
+    (tmp_path / "src" / "self").symlink_to(".")
+    # When it is searched
+    result = searcher().search_files([tmp_path / "src"], "source")
+    # Then it ends, with the key found exactly once
+    assert [hit.where for hit in result.failing] == [f"{tmp_path / 'src' / 'app.env'}:1"]
+    assert result.gaps == ()
+
+
+def test_a_link_loop_and_a_dangling_link_are_gaps(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere" / "key")
+    (tmp_path / "ok.txt").write_text("hello\n")
+    result = searcher().search_files([tmp_path], "config")
+    assert result.hits == () and result.files_searched == 1
+    assert sorted((gap.path, gap.kind) for gap in result.gaps) == [
+        (str(tmp_path / "a"), "link loop"), (str(tmp_path / "b"), "link loop"),
+        (str(tmp_path / "gone"), "dangling link")]
+    gone = next(gap for gap in result.gaps if gap.kind == "dangling link")
+    assert gone.describe() == f"{tmp_path / 'gone'} (dangling link: -> {tmp_path / 'nowhere' / 'key'})"
+
+
+def test_a_fifo_is_a_gap_and_never_blocks(tmp_path: Path) -> None:
+    # Given a FIFO with no writer, directly and behind a link, and a socket
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "to-pipe").symlink_to("pipe")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "api.sock"))
+    try:
+        started = time.monotonic()
+        result = searcher().search_files([tmp_path], "config")
+        # Then it ends at once, with the FIFO (once) and the socket as gaps of their kind
+        assert time.monotonic() - started < 5
+    finally:
+        server.close()
+    assert sorted((gap.path, gap.kind) for gap in result.gaps) == [
+        (str(tmp_path / "api.sock"), "socket"), (str(tmp_path / "pipe"), "fifo")]
+    assert result.files_searched == 0
+
+
+def test_a_fifo_in_place_of_a_file_is_refused_by_fstat(tmp_path: Path) -> None:
+    # A file replaced by a FIFO between the walk and the read is opened without blocking.
+    os.mkfifo(tmp_path / "pipe")
+    gap = searcher()._read(tmp_path / "pipe", 100)
+    assert not isinstance(gap, bytes) and gap.kind == "fifo"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_file_is_a_gap(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.env"
+    secret.write_text(f"K={STRIPE}\n")
+    secret.chmod(0)
+    try:
+        result = searcher().search_files([tmp_path], "config")
+    finally:
+        secret.chmod(0o600)
+    gap, = result.gaps
+    assert (gap.path, gap.kind) == (str(secret), "unreadable") and result.files_searched == 0
+
+
+def test_a_link_into_an_excluded_directory_is_skipped_not_searched(tmp_path: Path) -> None:
+    evidence = tmp_path / "reports"
+    evidence.mkdir()
+    (evidence / "e.json").write_text(STRIPE)
+    root = tmp_path / "conf"
+    root.mkdir()
+    (root / "e.json").symlink_to(evidence / "e.json")
+    result = searcher(exclude=[evidence]).search_files([root], "config")
+    assert result.hits == () and result.gaps == ()
+    assert (str(root / "e.json"), "excluded (link into harness evidence or HSM token store)") in result.skipped

@@ -3,16 +3,20 @@ reference service with a key in a process environment and in a configuration fil
 
 from __future__ import annotations
 
+import base64
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
 from checks.keys.no_key_elsewhere import check_no_key_elsewhere, no_key_elsewhere_verdict
-from harness.keysearch import KeyHit, KeySearchResult
+from harness.key_classes import load_key_classes
+from harness.keysearch import KeyHit, KeySearcher, KeySearchResult, SearchGap
 from harness.outcomes import Outcome
 from harness.platform import OutOfReach
 
-from .conftest import assert_no_secret_in, run_with_fault
+from .conftest import assert_no_secret_in, run_check, run_with_fault
 
 
 def hit(where: str, fails: bool = True) -> KeyHit:
@@ -52,7 +56,7 @@ def test_no_key_elsewhere_with_a_truncated_log_or_a_binary_file_is_error_not_pas
     verdict = no_key_elsewhere_verdict(result, ["votriz/api/stripe"])
     # Then it could not verify the rest: ERROR naming both, never PASS
     assert verdict.outcome is Outcome.ERROR
-    assert verdict.message == ("The search is incomplete: searched only the first 64 MiB of "
+    assert verdict.message == ("The search is incomplete, 2 gap(s): searched only the first 64 MiB of "
                                "/s/logs/api.log; skipped /s/data.db (binary file).")
 
 
@@ -64,6 +68,79 @@ def test_no_key_elsewhere_fails_on_a_hit_even_when_the_search_was_partial() -> N
     assert verdict.outcome is Outcome.FAIL
     assert verdict.message == ("Keys found outside the HSM: votriz/api/stripe (raw) in config "
                                "/s/logs/api.log@12.")
+
+
+SEARCH = load_key_classes().search
+KEY = "sk_live_51Hq8ZxLkQ2mVb7RtY3nW0pAeCdFgHiJk"
+
+
+def _judge(root: Path) -> tuple[KeySearchResult, object]:
+    result = KeySearcher([("votriz/api/stripe", KEY.encode())], SEARCH).search_files([root], "config")
+    result = KeySearchResult(**{**result.__dict__, "processes_searched": ("api[pid 1 x]",)})
+    return result, no_key_elsewhere_verdict(result, ["votriz/api/stripe"],
+                                            harmless_gap_kinds=SEARCH.harmless_gap_kinds)
+
+
+def test_a_key_behind_a_symlink_fails(tmp_path: Path) -> None:
+    # Given a configuration root whose file and directory are links to a place outside it
+    outside = tmp_path / "outside"
+    (outside / "d").mkdir(parents=True)
+    (outside / "d" / "api.env").write_text(f"STRIPE_KEY={KEY}\n")
+    root = tmp_path / "conf"
+    root.mkdir()
+    (root / "secrets").symlink_to(outside / "d")
+    # When searched and judged
+    _, verdict = _judge(root)
+    # Then it FAILs naming the file under the link
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert verdict.message == (f"Keys found outside the HSM: votriz/api/stripe (raw) in config "
+                               f"{root / 'secrets' / 'api.env'}:1.")
+
+
+def test_a_dangling_link_or_fifo_without_a_hit_is_error_naming_the_gaps(tmp_path: Path) -> None:
+    # Given a clean file, a dangling link, a link loop and a FIFO
+    (tmp_path / "ok.toml").write_text("x = 1\n")
+    (tmp_path / "gone").symlink_to("/nonexistent/key")
+    (tmp_path / "loop").symlink_to("loop")
+    os.mkfifo(tmp_path / "pipe")
+    # When searched and judged
+    result, verdict = _judge(tmp_path)
+    # Then it is ERROR, counting the gaps and naming them, never PASS
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == (
+        f"The search is incomplete, 3 gap(s): could not read {tmp_path / 'gone'} (dangling link: -> "
+        f"/nonexistent/key); could not read {tmp_path / 'loop'} (link loop: Too many levels of "
+        f"symbolic links); could not read {tmp_path / 'pipe'} (fifo).")
+    assert verdict.details["coverage"]["gaps"] == [gap.describe() for gap in result.gaps]
+
+
+def test_more_than_five_gaps_are_counted_and_the_first_five_named() -> None:
+    gaps = tuple(SearchGap(f"/s/{n}", "dangling link") for n in range(7))
+    result = KeySearchResult(files_searched=1, processes_searched=("api[pid 1 x]",), gaps=gaps)
+    verdict = no_key_elsewhere_verdict(result, ["k"])
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith("The search is incomplete, 7 gap(s): could not read /s/0 "
+                                      "(dangling link); ")
+    assert verdict.message.endswith("could not read /s/4 (dangling link) (and 2 more).")
+
+
+def test_a_socket_is_a_harmless_gap_and_the_pass_counts_files_and_links(tmp_path: Path) -> None:
+    # Given a clean file reached through a link, and a socket (the policy lists it harmless)
+    (tmp_path / "real.toml").write_text("x = 1\n")
+    (tmp_path / "link.toml").symlink_to("real.toml")
+    (tmp_path / "other.toml").write_text("y = 2\n")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "api.sock"))
+    try:
+        _, verdict = _judge(tmp_path)
+    finally:
+        server.close()
+    assert "socket" in SEARCH.harmless_gap_kinds
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert verdict.message == (
+        "None of 1 HSM keys (raw, base64, hex) nor any key-shaped string was found in 2 files "
+        "(1 symbolic link(s) followed; 1 socket entry(ies) not read: no content to hold a key) or "
+        "the environment of 1 processes.")
 
 
 def test_no_key_elsewhere_without_process_environments_is_manual_not_pass() -> None:
@@ -103,3 +180,34 @@ def test_no_key_elsewhere_fails_with_its_fault(stack_factory, tmp_path: Path, fa
     for part in expected:
         assert part.format(state_dir=info.state_dir) in verdict.message
     assert_no_secret_in(evidence_dir, secrets)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_key_behind_a_link_planted_in_the_running_stacks_logs_fails(clean_stack, tmp_path: Path) -> None:
+    # Given, in the running stack's log directory, a link to a file outside it holding a
+    # Fernet-shaped key (as a mounted Kubernetes secret would be), and then a dangling link
+    logs = Path(clean_stack.state_dir) / "logs"
+    outside = tmp_path / "k8s-secret"
+    outside.mkdir()
+    (outside / "token-key").write_text(base64.urlsafe_b64encode(os.urandom(32)).decode() + "\n")
+    link, dangling = logs / "zz-audit-planted.log", logs / "zz-audit-dangling.log"
+    try:
+        link.symlink_to(outside / "token-key")
+        found, secrets, evidence_dir = run_check(check_no_key_elsewhere, clean_stack.profile_path,
+                                                 tmp_path / "found")
+        link.unlink()
+        dangling.symlink_to(outside / "gone")
+        gap, _, _ = run_check(check_no_key_elsewhere, clean_stack.profile_path, tmp_path / "gap")
+    finally:
+        for planted in (link, dangling):
+            if planted.is_symlink():
+                planted.unlink()
+    # Then the key behind the link FAILs the check, named under the link's path
+    assert found.outcome is Outcome.FAIL, found.message
+    assert f"fernet-key in log {link}@0" in found.message
+    assert_no_secret_in(evidence_dir, secrets)
+    # And the dangling link, with nothing found, is ERROR naming it (never PASS)
+    assert gap.outcome is Outcome.ERROR, gap.message
+    assert gap.message == (f"The search is incomplete, 1 gap(s): could not read {dangling} "
+                           f"(dangling link: -> {outside / 'gone'}).")
