@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from harness import safe_files
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.docker_engine import docker_client, project_containers
 from harness.probes.http import PlainHttpAnswer, probe_plain_http
-from harness.probes.processes import children_of
+from harness.probes.processes import children_of, read_pid_file
 from harness.profile import Process, TargetProfile
 
 # TCP state code of a listening socket in /proc/net/tcp (include/net/tcp_states.h).
@@ -72,24 +71,6 @@ def parse_proc_net_tcp(text: str) -> dict[int, tuple[str, int]]:
 def process_tree(root_pid: int, proc: Path = Path("/proc")) -> list[int]:
     """``root_pid`` and all its descendants that are alive now."""
     return sorted([root_pid, *children_of([root_pid], proc=proc)])
-
-
-#: Bytes read at most from a pid file (a pid and a newline; nginx and PostgreSQL add a few lines).
-PID_FILE_CAP = 4096
-
-
-def _read_pid(process: Process) -> int:
-    """The pid in the profile's pid file: a regular file (a FIFO, device or directory is
-    refused without blocking), at most :data:`PID_FILE_CAP` bytes, whose first word is a pid."""
-    try:
-        text = safe_files.read_text(process.pid_file, "pid file", PID_FILE_CAP)
-    except safe_files.FileRefused as exc:
-        raise ProbeError(f"process {process.name}: {exc}") from None
-    words = text.split()
-    if not words or not words[0].isascii() or not words[0].isdigit() or int(words[0]) <= 0:
-        raise ProbeError(f"process {process.name}: pid file {process.pid_file} holds no pid "
-                         f"({'it is empty' if not words else 'its first word is not a process id'})")
-    return int(words[0])
 
 
 @dataclass(frozen=True)
@@ -159,7 +140,7 @@ def scan_listeners(processes: Sequence[Process], proc: Path = Path("/proc")) -> 
     """
     roots = []
     for process in processes:
-        root = _read_pid(process)
+        root = read_pid_file(process.name, process.pid_file)
         if not (proc / str(root)).is_dir():
             raise ProbeError(f"process {process.name}: pid {root} from {process.pid_file} "
                              "is not running")

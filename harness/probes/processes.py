@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import safe_files
 from harness.outcomes import ProbeError
 from harness.probes import containers as containers_probe
 from harness.probes.docker_engine import project_containers
@@ -59,24 +60,35 @@ class ProcessObservation:
         return tuple(name for name, _ in self.environ)
 
 
-def _read_pid_file(path: Path, *, wait_s: float = 2.0) -> int:
-    # A pid file may be briefly absent while its server replaces it (gunicorn
-    # writes a temporary file and renames it): look again for a moment.
+#: Bytes read at most from a pid file (a pid and a newline; nginx and PostgreSQL add a few lines).
+PID_FILE_CAP = 4096
+
+
+def read_pid_file(name: str, path: Path, *, wait_s: float = 2.0) -> int:
+    """The pid in the profile's pid file of process ``name``: a regular file (a FIFO, device or
+    directory is refused without blocking), at most :data:`PID_FILE_CAP` bytes, whose first word
+    is a pid.
+
+    A pid file may be briefly absent while its server replaces it (gunicorn writes a temporary
+    file and renames it): a missing file is looked for again for ``wait_s``.
+
+    Raises:
+        ProbeError: one line naming the process, the file and why.
+    """
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            first = path.read_text(encoding="ascii", errors="replace").split()
+            text = safe_files.read_text(path, "pid file", PID_FILE_CAP)
             break
-        except FileNotFoundError:
-            if time.monotonic() >= deadline:
-                raise ProbeError(f"process pid file {path}: cannot read it: "
-                                 "No such file or directory") from None
+        except safe_files.FileRefused as exc:
+            if path.exists() or time.monotonic() >= deadline:
+                raise ProbeError(f"process {name}: {exc}") from None
             time.sleep(0.1)
-        except OSError as exc:
-            raise ProbeError(f"process pid file {path}: cannot read it: {exc.strerror}") from None
-    if not first or not first[0].isdigit():
-        raise ProbeError(f"process pid file {path}: does not start with a pid")
-    return int(first[0])
+    words = text.split()
+    if not words or not words[0].isascii() or not words[0].isdigit() or int(words[0]) <= 0:
+        raise ProbeError(f"process {name}: pid file {path} holds no pid "
+                         f"({'it is empty' if not words else 'its first word is not a process id'})")
+    return int(words[0])
 
 
 def _stat(pid: int, proc: Path) -> tuple[str, int] | None:
@@ -156,7 +168,7 @@ def observe_process(process: Process, *, proc: Path = PROC) -> list[ProcessObser
     Raises:
         ProbeError: the pid file is unreadable or the process is not running.
     """
-    pid = _read_pid_file(process.pid_file)
+    pid = read_pid_file(process.name, process.pid_file)
     main = observe_pid(process.name, pid, proc=proc)
     if main is None:
         raise ProbeError(f"process {process.name}: pid {pid} from {process.pid_file} is not running")

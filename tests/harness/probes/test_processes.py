@@ -40,7 +40,7 @@ def test_process_children_environment_and_open_files(tmp_path: Path) -> None:
 
 
 def test_missing_or_stale_pid_file_is_a_probe_error(tmp_path: Path) -> None:
-    with pytest.raises(ProbeError, match=r"cannot read it"):
+    with pytest.raises(ProbeError, match=r"^process api: .*none.pid: the pid file was not read: "):
         observe_process(Process(name="api", pid_file=tmp_path / "none.pid"))
     stale = tmp_path / "stale.pid"
     stale.write_text("999999999\n")
