@@ -4,6 +4,14 @@ apart from the live database."""
 
 from __future__ import annotations
 
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from checks.at_rest.restore_drill import restore_drill_verdict
 from harness.outcomes import Outcome
 from harness.policy import load_policy
@@ -94,3 +102,50 @@ def test_drill_not_told_apart_from_the_live_database_is_error() -> None:
                                         previous_drill_age_days=None, earlier_entries=0), POLICY)
     assert none.outcome is Outcome.FAIL
     assert "though it could not be told apart from the live database" in none.message
+
+
+# --- on the shared clean stack: the drill on record from stand-up, then the log changed by hand
+
+
+@pytest.mark.integration
+def test_clean_stack_has_a_drill_on_record_and_a_stale_or_fifo_log_does_not_pass(
+        clean_stack: Any) -> None:
+    from harness.outcomes import ProbeError
+    from harness.probes.backups import observe_drill, read_drill_log
+    from harness.profile import load_profile
+    from harness.redaction import KnownSecrets
+
+    profile = load_profile(clean_stack.profile_path)
+    log = Path(clean_stack.state_dir) / "drills.log"
+    # The stand-up ran one drill of a real backup (ops backup + restore-drill).
+    assert any(e.get("ok") is True for e in read_drill_log(log).entries)
+    original, mode = log.read_bytes(), log.stat()
+    try:
+        # Given the log replaced by hand with one successful drill 40 days old
+        stale = datetime.now(UTC) - timedelta(days=40)
+        log.write_text(json.dumps({"time": stale.isoformat(), "ok": True}) + "\n")
+        # When the drill check runs (no canary: nothing changes between backup and drill)
+        verdict = restore_drill_verdict(observe_drill(profile, POLICY, KnownSecrets(), None),
+                                        POLICY)
+        # Then it FAILs on the history, saying the audit's own drill ran
+        assert verdict.outcome is Outcome.FAIL, verdict.message
+        assert "no restore drill in the last 31 days before this audit (the newest successful " \
+            "drill recorded was 40 days earlier)" in verdict.message
+        assert "though it could not be told apart from the live database" in verdict.message
+        # Given the log removed: no drill recorded
+        log.unlink()
+        verdict = restore_drill_verdict(observe_drill(profile, POLICY, KnownSecrets(), None),
+                                        POLICY)
+        assert verdict.outcome is Outcome.FAIL, verdict.message
+        assert "the drill log was absent, so no drill was recorded" in verdict.message
+        # Given a FIFO where the log was: ERROR naming it, without blocking, nothing run
+        log.unlink()
+        os.mkfifo(log)
+        with pytest.raises(ProbeError, match=r"drills\.log could not be read: it is a FIFO"):
+            observe_drill(profile, POLICY, KnownSecrets(), None)
+    finally:
+        log.unlink(missing_ok=True)
+        # Restored as found: content, mode and owner (the service's ops append to it).
+        log.write_bytes(original)
+        log.chmod(mode.st_mode & 0o7777)
+        os.chown(log, mode.st_uid, mode.st_gid)
