@@ -292,10 +292,11 @@ def summarise(results: Sequence[CheckResult], claims: Sequence[ClaimResult], *,
     promises = _tally([claim.outcome for claim in judged if claim.outcome is not None])
     total, run = len(claims), len(judged)
     verified = sum(1 for claim in claims if claim.verified)
-    # A promise needs a human when the catalogue says so or when a check that ran could only
-    # say MANUAL (e.g. hardware backing on a software token): either way, without an attestation.
-    missing = tuple(claim.id for claim in judged if claim.attestation is None
-                    and (claim.manual or claim.outcome is Outcome.MANUAL))
+    # A promise needs a human when the catalogue says so and no attestation was given, or when
+    # it still ends MANUAL (a check could only say MANUAL: e.g. hardware backing on a token that
+    # reports itself as software, which an attestation does not change).
+    missing = tuple(claim.id for claim in judged if claim.outcome is Outcome.MANUAL
+                    or (claim.manual and claim.attestation is None))
     partial = run < total
     scope = f"partial: {run} of {total} promises" if partial else f"all {total} promises"
     gate: Gate

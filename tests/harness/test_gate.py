@@ -185,6 +185,11 @@ def test_a_check_that_can_only_say_manual_makes_its_promise_need_an_attestation(
     assert summary.gate == "unattested"
     assert hardware_claims <= set(summary.attestations_missing)
     assert summarise(results, claims).gate == "pass"
+    # An attestation given for a promise whose check still says MANUAL (a software token the
+    # attestation cannot make hardware) does not lift the requirement.
+    attested = {claim: Attestation(path="trust-me.md", sha256="00" * 32) for claim in hardware_claims}
+    summary = summarise(results, claim_results(catalogue, results, attested), require_attestations=True)
+    assert summary.gate == "unattested" and hardware_claims <= set(summary.attestations_missing)
 
 
 def test_a_waived_fail_was_observed_but_a_waived_error_was_not() -> None:
