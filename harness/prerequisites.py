@@ -51,3 +51,13 @@ def operator_command(profile: TargetProfile, evidence: EvidenceRecorder, name: s
         evidence.manual(f"{unnamed[:1].upper()}{unnamed[1:]}. By hand: {by_hand}")
     assert command is not None
     return command
+
+
+def rotation_command(profile: TargetProfile, evidence: EvidenceRecorder, operation: str,
+                     sections: Sequence[str], by_hand: str) -> tuple[str, ...]:
+    """A rotation check's preamble: the profile's ``operations.<operation>`` command
+    (:func:`operator_command`) once the profile has every one of ``sections``
+    (:func:`require_sections`); otherwise the check ends MANUAL with ``by_hand``."""
+    command = operator_command(profile, evidence, operation, by_hand)
+    require_sections(profile, evidence, sections, by_hand)
+    return command

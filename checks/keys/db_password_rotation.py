@@ -17,7 +17,7 @@ import pytest
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
 from harness.policy import Policy
-from harness.prerequisites import operator_command, require_sections
+from harness.prerequisites import rotation_command
 from harness.probes.credentials import try_postgres
 from harness.probes.rotation import observe_password_rotation, password_rotation_verdict
 from harness.profile import TargetProfile
@@ -28,10 +28,10 @@ from harness.redaction import KnownSecrets
 @pytest.mark.access("api", "database", "hsm", "destructive")
 def check_db_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    by_hand = ("rotate the database password, confirm the old one is refused by PostgreSQL and the "
-               "service still works.")
-    command = operator_command(profile, evidence, "rotate_db_password", by_hand)
-    require_sections(profile, evidence, ("hsm", "database", "api"), by_hand)
+    command = rotation_command(
+        profile, evidence, "rotate_db_password", ("hsm", "database", "api"),
+        by_hand=("rotate the database password, confirm the old one is refused by PostgreSQL and the "
+                 "service still works."))
     assert profile.hsm is not None and profile.database is not None
     dsn = profile.database.dsn
     role = profile.database.app_role or key_classes.proof.db_app_role

@@ -17,7 +17,7 @@ from harness.health import explained_failure
 from harness.key_classes import KeyClasses
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.prerequisites import operator_command, require_sections
+from harness.prerequisites import rotation_command
 from harness.probes.rotation import (
     JwtRotationObservation,
     not_run_verdict,
@@ -82,9 +82,9 @@ def jwt_rotation_verdict(obs: JwtRotationObservation, grace_s: float) -> Verdict
 @pytest.mark.access("api", "destructive")
 def check_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                        evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    by_hand = "log in, rotate the JWT secret, confirm the old session gets 401 and a new login works."
-    command = operator_command(profile, evidence, "rotate_jwt_secret", by_hand)
-    require_sections(profile, evidence, ("api",), by_hand)
+    command = rotation_command(
+        profile, evidence, "rotate_jwt_secret", ("api",),
+        by_hand="log in, rotate the JWT secret, confirm the old session gets 401 and a new login works.")
     obs = observe_jwt_rotation(profile, policy, known_secrets, key_classes, command)
     verdict = jwt_rotation_verdict(obs, key_classes.proof.roll_grace_s)
     evidence.attach("jwt-rotation", verdict.details)

@@ -16,7 +16,7 @@ import pytest
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
 from harness.policy import Policy
-from harness.prerequisites import operator_command, require_sections
+from harness.prerequisites import rotation_command
 from harness.probes.credentials import try_redis
 from harness.probes.rotation import observe_password_rotation, password_rotation_verdict
 from harness.profile import TargetProfile
@@ -27,10 +27,10 @@ from harness.redaction import KnownSecrets
 @pytest.mark.access("api", "redis", "hsm", "destructive")
 def check_redis_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                   evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    by_hand = ("rotate the Redis password, confirm AUTH with the old one fails and the service "
-               "still works.")
-    command = operator_command(profile, evidence, "rotate_redis_password", by_hand)
-    require_sections(profile, evidence, ("hsm", "redis", "api"), by_hand)
+    command = rotation_command(
+        profile, evidence, "rotate_redis_password", ("hsm", "redis", "api"),
+        by_hand=("rotate the Redis password, confirm AUTH with the old one fails and the service "
+                 "still works."))
     assert profile.hsm is not None and profile.redis is not None
     target = profile.redis
     label = target.password_hsm_label or profile.hsm.key_namespace + key_classes.proof.redis_password

@@ -25,7 +25,7 @@ from harness.key_classes import KeyClasses
 from harness.load import LoadReport
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.prerequisites import operator_command, require_sections
+from harness.prerequisites import rotation_command
 from harness.probes.rotation import (
     ROTATION_FINISHED,
     ROTATION_STARTED,
@@ -151,10 +151,10 @@ def token_key_rotation_verdict(obs: TokenRotationObservation, policy: Policy) ->
 @pytest.mark.access("api", "database", "hsm", "destructive")
 def check_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                              evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    by_hand = ("rotate the token-encryption key while traffic runs, watch the error rate, and "
-               "confirm every channels row decrypts only under the new key.")
-    command = operator_command(profile, evidence, "rotate_token_key", by_hand)
-    require_sections(profile, evidence, ("hsm", "api", "database"), by_hand)
+    command = rotation_command(
+        profile, evidence, "rotate_token_key", ("hsm", "api", "database"),
+        by_hand=("rotate the token-encryption key while traffic runs, watch the error rate, and "
+                 "confirm every channels row decrypts only under the new key."))
     obs = observe_token_key_rotation(profile, policy, known_secrets, key_classes, command)
     if obs.command.started:
         evidence.attach("timeline", rotation_timeline(obs.load))
