@@ -50,11 +50,11 @@ import random
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -67,12 +67,11 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import cpu_model, load_average  # noqa: E402
 from harness.formats.fernet import FernetKey  # noqa: E402
 from harness.policy import load_policy  # noqa: E402
-from harness.profile import TargetProfile, parse_profile  # noqa: E402
+from harness.profile import TargetProfile  # noqa: E402
 from harness.redaction import KnownSecrets  # noqa: E402
 from harness.sweep import SecretSweep, SweepReport  # noqa: E402
-from system_under_test.local.processes import find_binary, free_port, service_user  # noqa: E402
+from tests.scratch_postgres import ScratchPostgres, scratch_postgres  # noqa: E402
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SCHEMA = ROOT / "system_under_test" / "api" / "schema.sql"
 PLATFORMS = ("instagram", "linkedin", "twitter", "tiktok", "youtube")
 KEY_LABEL = "votriz/token-encryption/v1"
@@ -81,57 +80,20 @@ MB = 1_000_000
 MIB = 1 << 20
 
 
-def _as_service_user(argv: list[str]) -> list[str]:
-    """Run as the reference stack's service user (``nobody`` when we are root), as its servers do."""
-    return service_user().argv(argv, find_binary("setpriv"))
-
-
-class ScratchCluster:
-    """A throwaway PostgreSQL 15 cluster (trust auth on a unix socket in its own directory)."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="bench-pg-", dir="/tmp"))
-        self.port = free_port()
-        service_user().chown(self.root)
-
-    def dsn(self, user: str = "postgres", dbname: str = "votriz") -> str:
-        return f"host={self.root} port={self.port} dbname={dbname} user={user}"
-
-    def __enter__(self) -> ScratchCluster:
-        data = self.root / "data"
-        subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U",
-                                         "postgres", "--auth=trust"]),
-                       check=True, capture_output=True, timeout=120)
-        subprocess.run(_as_service_user([
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(self.root / "pg.log"), "-w",
-            "start", "-o", f"-p {self.port} -k {self.root} -c listen_addresses=''"
-                           " -c max_wal_size=4GB -c checkpoint_timeout=30min"]),
-            check=True, capture_output=True, timeout=120)
-        with psycopg.connect(self.dsn(dbname="postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE votriz")
-        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+@contextmanager
+def bench_cluster() -> Iterator[ScratchPostgres]:
+    """A scratch PostgreSQL 15 cluster with the reference service's schema, a SELECT-only
+    auditor role, one user and one brand (the channels' owner)."""
+    with scratch_postgres("bench-pg-", settings=("max_wal_size=4GB", "checkpoint_timeout=30min"),
+                          stop="fast", stop_timeout_s=300) as cluster:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
             conn.execute(SCHEMA.read_text(encoding="utf-8"))
             conn.execute("CREATE ROLE auditor LOGIN")
             conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO auditor")
             conn.execute("INSERT INTO users (email_enc, email_index, password_hash)"
                          " VALUES ('x', 'owner', 'x')")
             conn.execute("INSERT INTO brands (owner_id, name, industry) VALUES (1, 'b', 'i')")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(_as_service_user([str(PG_BIN / "pg_ctl"), "-D", str(self.root / "data"),
-                                         "-m", "fast", "-w", "stop"]),
-                       capture_output=True, timeout=300)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def profile(self) -> TargetProfile:
-        return parse_profile(f"""
-name = "bench"
-[edge]
-host = "votriz.test"
-[database]
-dsn = "{self.dsn(user='auditor')}"
-""")
+        yield cluster
 
 
 # --- seeding (child processes) ------------------------------------------------------------------
@@ -165,7 +127,7 @@ def _seed_users_part(dsn: str, start: int, stop: int) -> int:
     return stop - start
 
 
-def seed(cluster: ScratchCluster, rows: int, users: int, raw_key: bytes,
+def seed(cluster: ScratchPostgres, rows: int, users: int, raw_key: bytes,
          workers: int) -> dict[str, float]:
     """Fill channels and users in ``workers`` child processes; VACUUM ANALYZE."""
     started = time.perf_counter()
@@ -387,14 +349,14 @@ def main() -> int:
         "load_at_start": load_average()}
     raw_key = os.urandom(32)
     known = canaries(args.canaries)
-    with ScratchCluster() as cluster:
+    with bench_cluster() as cluster:
         print(f"seeding {args.rows:,} channel rows and {args.users:,} users ...", flush=True)
         need_channels = "fernet" not in args.skip or "sweep-db" not in args.skip
         results["seed"] = seed(cluster, args.rows if need_channels else 0,
                                args.users if "bcrypt" not in args.skip else 1, raw_key,
                                args.workers)
         print(f"  {results['seed']}", flush=True)
-        profile = cluster.profile()
+        profile = cluster.profile("bench")
         if "fernet" not in args.skip:
             fernet = repeat("fernet validation (channel rows/s)", args.repeats,
                             lambda: _in_child(_observe_tokens_child, profile, raw_key),

@@ -12,16 +12,12 @@ platform, and one classification per value.
 from __future__ import annotations
 
 import base64
-import shutil
-import subprocess
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
+from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
 from checks.at_rest.tokens_fernet import tokens_fernet_verdict
 from harness.canaries import PLATFORMS
@@ -34,57 +30,15 @@ from harness.probes import stored_tokens
 from harness.probes.database import DatabaseProbe
 from harness.probes.passwords import observe_passwords
 from harness.probes.stored_tokens import TOKEN_COLUMNS, channel_token_batches, observe_tokens
-from harness.profile import TargetProfile, parse_profile
+from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
-from system_under_test.local.processes import find_binary, free_port, service_user
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 KEY = FernetKey(b"k" * 32, "votriz/token-encryption/v1")
 OLD = FernetKey(b"o" * 32, "votriz/token-encryption/v0")
 NOW = 1_900_000_000
 SALTED = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
 
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(),
-                                reason="PostgreSQL 15 not installed")
-
-
-@dataclass(frozen=True)
-class Scratch:
-    root: Path
-    port: int
-
-    def dsn(self, user: str) -> str:
-        return f"host={self.root} port={self.port} dbname=votriz user={user}"
-
-    def psql(self, statement: str, *, stdin: str | None = None) -> None:
-        subprocess.run([str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql",
-                        "-h", str(self.root), "-p", str(self.port), "-U", "postgres", "-d",
-                        "votriz", "-v", "ON_ERROR_STOP=1", "-qc", statement],
-                       check=True, capture_output=True, text=True, timeout=120, input=stdin)
-
-    def copy(self, table: str, rows: list[tuple[Any, ...]]) -> None:
-        def field(value: Any) -> str:
-            if value is None:
-                return "\\N"
-            return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-        data = "".join("\t".join(field(v) for v in row) + "\n" for row in rows)
-        subprocess.run([str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql",
-                        "-h", str(self.root), "-p", str(self.port), "-U", "postgres", "-d",
-                        "votriz", "-v", "ON_ERROR_STOP=1", "-qc", f"COPY {table} FROM STDIN"],
-                       check=True, capture_output=True, text=True, timeout=120, input=data)
-
-    def profile(self) -> TargetProfile:
-        return parse_profile(f"""
-name = "scratch"
-[edge]
-host = "votriz.test"
-[database]
-dsn = "{self.dsn('auditor')}"
-""")
-
-
-def _as_service_user(argv: list[str]) -> list[str]:
-    return service_user().argv(argv, find_binary("setpriv"))
+pytestmark = pytest.mark.skipif(not INSTALLED, reason="PostgreSQL 15 not installed")
 
 
 def _tokens() -> list[str | None]:
@@ -101,21 +55,8 @@ def _tokens() -> list[str | None]:
 
 
 @pytest.fixture(scope="module")
-def scratch() -> Iterator[Scratch]:
-    root = Path(tempfile.mkdtemp(prefix="colstream-pg-", dir="/tmp"))
-    service_user().chown(root)
-    port = free_port()
-    data = root / "data"
-    subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                                     "--auth=trust"]), check=True, capture_output=True, timeout=120)
-    subprocess.run(_as_service_user([
-        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "start",
-        "-o", f"-p {port} -k {root} -c listen_addresses=''"]),
-        check=True, capture_output=True, timeout=120)
-    try:
-        subprocess.run(["psql", "-h", str(root), "-p", str(port), "-U", "postgres", "-qc",
-                        "CREATE DATABASE votriz"], check=True, capture_output=True, timeout=60)
-        pg = Scratch(root, port)
+def scratch() -> Iterator[ScratchPostgres]:
+    with scratch_postgres("colstream-pg-") as pg:
         pg.psql("""
             CREATE ROLE auditor LOGIN;
             CREATE TABLE channels (id bigserial PRIMARY KEY, platform text,
@@ -141,11 +82,6 @@ def scratch() -> Iterator[Scratch]:
                  for i in range(30_000)]
         pg.copy("users", users)
         yield pg
-    finally:
-        subprocess.run(_as_service_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m",
-                                         "immediate", "-w", "stop"]),
-                       capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _merge_fernet_scans(column: str,
@@ -188,15 +124,15 @@ def _old_token_scans(profile: TargetProfile) -> tuple[list[FernetColumnScan],
 
 
 def test_one_pass_over_channels_says_what_one_query_per_platform_said(
-        scratch: Scratch, monkeypatch: pytest.MonkeyPatch) -> None:
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given channels full of garbage over known, unknown and no platforms
     monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
     monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
     monkeypatch.setattr(stored_tokens, "TOKEN_BATCH_ROWS", 97)
     # When the check reads both columns in one pass
-    obs = observe_tokens(scratch.profile(), load_policy(), KnownSecrets(), None, "test")
+    obs = observe_tokens(scratch.profile("scratch"), load_policy(), KnownSecrets(), None, "test")
     # Then every count, example, key and platform split is the old reading's
-    old_scans, old_duplicates = _old_token_scans(scratch.profile())
+    old_scans, old_duplicates = _old_token_scans(scratch.profile("scratch"))
     assert list(obs.columns) == old_scans
     assert (obs.shared_iv_cells, obs.shared_iv_groups, obs.shared_ciphertext_cells) == \
         old_duplicates
@@ -210,19 +146,19 @@ def test_one_pass_over_channels_says_what_one_query_per_platform_said(
     assert verdict.outcome.value == "FAIL"
 
 
-def test_channels_without_a_platform_column_are_one_part(scratch: Scratch,
+def test_channels_without_a_platform_column_are_one_part(scratch: ScratchPostgres,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
     monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
-    with DatabaseProbe(scratch.profile(), load_policy()) as db:
+    with DatabaseProbe(scratch.profile("scratch"), load_policy()) as db:
         batches = list(channel_token_batches(db, by_platform=False, batch_rows=500))
     assert [len(b) for b in batches] == [500, 500, 200]
     assert {row[1] for batch in batches for row in batch} == {None}
 
 
-def test_tokens_read_as_stored_bytes_leave_the_session_decoding_text(scratch: Scratch) -> None:
+def test_tokens_read_as_stored_bytes_leave_the_session_decoding_text(scratch: ScratchPostgres) -> None:
     # Given the token read, which takes text as undecoded bytes for its own transaction
-    with DatabaseProbe(scratch.profile(), load_policy()) as db:
+    with DatabaseProbe(scratch.profile("scratch"), load_policy()) as db:
         batches = channel_token_batches(db, by_platform=True, batch_rows=100)
         first = next(batches)
         assert {type(row[1]) for row in first} <= {bytes, type(None)}
@@ -237,10 +173,10 @@ def test_tokens_read_as_stored_bytes_leave_the_session_decoding_text(scratch: Sc
         assert again == [v.encode() if v is not None else None for v in values]
 
 
-def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scratch) -> None:
+def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: ScratchPostgres) -> None:
     scratch.psql("REVOKE SELECT ON channels FROM auditor")
     try:
-        with DatabaseProbe(scratch.profile(), load_policy()) as db, \
+        with DatabaseProbe(scratch.profile("scratch"), load_policy()) as db, \
                 pytest.raises(ProbeError) as caught:
             list(channel_token_batches(db, by_platform=True))
         assert str(caught.value).startswith("cannot read channels.platform, "
@@ -250,9 +186,9 @@ def test_unreadable_channels_is_a_probe_error_naming_both_columns(scratch: Scrat
         scratch.psql("GRANT SELECT ON channels TO auditor")
 
 
-def test_password_hashes_in_batches_say_what_one_by_one_said(scratch: Scratch) -> None:
-    obs = observe_passwords(scratch.profile(), load_policy(), KnownSecrets(), None, "t")
-    with DatabaseProbe(scratch.profile(), load_policy()) as db:
+def test_password_hashes_in_batches_say_what_one_by_one_said(scratch: ScratchPostgres) -> None:
+    obs = observe_passwords(scratch.profile("scratch"), load_policy(), KnownSecrets(), None, "t")
+    with DatabaseProbe(scratch.profile("scratch"), load_policy()) as db:
         rows = [row for batch in db.stream_column("users", "password_hash") for row in batch]
     schemes: dict[str, int] = {}
     examples = []

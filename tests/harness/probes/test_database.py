@@ -6,16 +6,13 @@ owning the tables, a SELECT-only auditor role, and a table the auditor cannot re
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
 from harness.outcomes import ProbeError
 from harness.policy import load_policy
@@ -24,55 +21,19 @@ from harness.probes.database import DatabaseProbe
 from harness.profile import TargetProfile, parse_profile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep
-from system_under_test.local.processes import find_binary, free_port, service_user
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 AUDITOR_PASSWORD = "auditor-Scratch-pw-123"
 APP_PASSWORD = "app-Scratch-pw-456"
 PLANTED = "planted-plaintext-secret-789"
 
-pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 not installed")
-
-
-@dataclass(frozen=True)
-class ScratchPg:
-    port: int
-    socket_dir: Path
-    root: Path
-
-    def admin(self, statement: str) -> str:
-        return subprocess.run(
-            [str(PG_BIN / "psql") if (PG_BIN / "psql").exists() else "psql",
-             "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres", "-d", "votriz",
-             "-v", "ON_ERROR_STOP=1", "-qAtc", statement],
-            check=True, capture_output=True, text=True, timeout=120).stdout
-
-
-def _as_service_user(argv: list[str]) -> list[str]:
-    """Run as the reference stack's service user (``nobody`` when we are root), as its servers do."""
-    return service_user().argv(argv, find_binary("setpriv"))
+pytestmark = pytest.mark.skipif(not INSTALLED, reason="PostgreSQL 15 not installed")
 
 
 @pytest.fixture(scope="module")
-def scratch_pg() -> Iterator[ScratchPg]:
-    # Under /tmp rather than pytest's tmp tree: the service user must reach it, and
-    # a concurrent pytest session may prune old pytest tmp trees under our feet.
-    root = Path(tempfile.mkdtemp(prefix="atrest-pg-", dir="/tmp"))
-    data = root / "data"
-    service_user().chown(root)
-    port = free_port()
-    subprocess.run(_as_service_user([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
-                                     "--auth-local=trust", "--auth-host=scram-sha-256"]),
-                   check=True, capture_output=True, timeout=120)
-    subprocess.run(_as_service_user([
-        str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "pg.log"), "-w", "start",
-        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1"]),
-        check=True, capture_output=True, timeout=120)
-    pg = ScratchPg(port, root, root)
-    try:
-        subprocess.run(["psql", "-h", str(root), "-p", str(port), "-U", "postgres", "-qc",
-                        "CREATE DATABASE votriz"], check=True, capture_output=True, timeout=60)
-        pg.admin(f"""
+def scratch_pg() -> Iterator[ScratchPostgres]:
+    with scratch_postgres("atrest-pg-", auth=("--auth-local=trust", "--auth-host=scram-sha-256"),
+                          listen="127.0.0.1") as pg:
+        pg.psql(f"""
             CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}';
             CREATE ROLE auditor LOGIN PASSWORD '{AUDITOR_PASSWORD}';
             GRANT CREATE, USAGE ON SCHEMA public TO app;
@@ -87,13 +48,9 @@ def scratch_pg() -> Iterator[ScratchPg]:
             GRANT SELECT ON owners, items TO auditor;
         """)
         yield pg
-    finally:
-        subprocess.run(_as_service_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                         "-w", "stop"]), capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def _profile(pg: ScratchPg, tmp_path: Path, user: str, password: str,
+def _profile(pg: ScratchPostgres, tmp_path: Path, user: str, password: str,
              allow_write: bool = False) -> TargetProfile:
     secret = tmp_path / f"{user}-password"
     secret.write_text(password + "\n")
@@ -109,7 +66,7 @@ allow_write_role = {str(allow_write).lower()}
 """)
 
 
-def test_auditor_role_connects_read_only(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_auditor_role_connects_read_only(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     known = KnownSecrets()
     with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD), load_policy(),
                        known_secrets=known) as probe:
@@ -119,7 +76,7 @@ def test_auditor_role_connects_read_only(scratch_pg: ScratchPg, tmp_path: Path) 
     assert AUDITOR_PASSWORD.encode() in dict(known.items())
 
 
-def test_role_that_can_write_is_refused(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_role_that_can_write_is_refused(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     with pytest.raises(ProbeError) as caught:
         DatabaseProbe(_profile(scratch_pg, tmp_path, "app", APP_PASSWORD), load_policy()).open()
     message = str(caught.value)
@@ -128,13 +85,13 @@ def test_role_that_can_write_is_refused(scratch_pg: ScratchPg, tmp_path: Path) -
     assert "database.allow_write_role = true" in message
 
 
-def test_write_role_allowed_when_the_profile_says_so(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_write_role_allowed_when_the_profile_says_so(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     profile = _profile(scratch_pg, tmp_path, "app", APP_PASSWORD, allow_write=True)
     with DatabaseProbe(profile, load_policy()) as probe:
         assert probe.server is not None and probe.server.role == "app"
 
 
-def test_wrong_password_is_a_probe_error_without_the_password(scratch_pg: ScratchPg,
+def test_wrong_password_is_a_probe_error_without_the_password(scratch_pg: ScratchPostgres,
                                                              tmp_path: Path) -> None:
     with pytest.raises(ProbeError) as caught:
         DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", "wrong-password-xyz"),
@@ -143,7 +100,7 @@ def test_wrong_password_is_a_probe_error_without_the_password(scratch_pg: Scratc
     assert "wrong-password-xyz" not in str(caught.value)
 
 
-def test_visible_tables_and_blind_spots(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_visible_tables_and_blind_spots(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
                        load_policy()) as probe:
         seen = probe.visible_tables()
@@ -155,7 +112,7 @@ def test_visible_tables_and_blind_spots(scratch_pg: ScratchPg, tmp_path: Path) -
     assert seen.row_counts == {"public.items": 200000, "public.owners": 2}
 
 
-def test_stream_column_keeps_memory_flat(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_stream_column_keeps_memory_flat(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
                        load_policy()) as probe:
         tracemalloc.start()
@@ -170,7 +127,7 @@ def test_stream_column_keeps_memory_flat(scratch_pg: ScratchPg, tmp_path: Path) 
     assert peak < 8 * 1024 * 1024
 
 
-def test_a_read_over_its_time_is_a_probe_error(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_a_read_over_its_time_is_a_probe_error(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     # Given a whole read may take command_s (0.5 s here), When a read takes 2 s
     policy = load_policy().model_copy(update={"timeouts": load_policy().timeouts.model_copy(
         update={"connect_s": 0.5, "request_s": 0.5, "command_s": 0.5})})
@@ -185,7 +142,7 @@ def test_a_read_over_its_time_is_a_probe_error(scratch_pg: ScratchPg, tmp_path: 
         assert [v for batch in probe.stream_column("owners", "note") for _, v in batch]
 
 
-def test_dump_feeds_the_sweep(scratch_pg: ScratchPg, tmp_path: Path) -> None:
+def test_dump_feeds_the_sweep(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
     known = KnownSecrets()
     known.add(PLANTED, "planted secret")
     sweep = SecretSweep.from_known(known)
@@ -196,7 +153,7 @@ def test_dump_feeds_the_sweep(scratch_pg: ScratchPg, tmp_path: Path) -> None:
     assert report.locations == 5 and report.bytes_scanned > 200000
 
 
-def test_column_bytes_come_in_blocks_of_whole_lines(scratch_pg: ScratchPg, tmp_path: Path,
+def test_column_bytes_come_in_blocks_of_whole_lines(scratch_pg: ScratchPostgres, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # Given blocks of about 64 KiB, When a 200,000-row column is dumped
     monkeypatch.setattr(database_probe, "COPY_BLOCK_BYTES", 1 << 16)
