@@ -2,7 +2,8 @@
 
 ``up`` starts, in order: PKI, SoftHSM token and keys, PostgreSQL, Redis, the
 fakes, ``ops migrate``, gunicorn (the API), nginx (the edge), ``ops
-seed-demo``, ``ops backup`` and ``ops restore-drill`` (the drill on record); then writes ``STATE/stack.json`` and ``STATE/target.toml``.
+seed-demo``, ``ops backup`` and ``ops restore-drill`` (the drill on record);
+then writes ``STATE/stack.json`` and ``STATE/target.toml``.
 Every wait polls a socket or an answer and is bounded. If a step fails,
 everything already started is stopped again, the secrets are removed, and
 the logs stay for diagnosis until ``down``.
