@@ -295,7 +295,11 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
     pid_files = {"api": api.pid_file, "nginx": edge.pid_file, "postgres": pg.pid_file,
                  "redis": rds.pid_file, "fakes": state_dir / "run" / "fakes.pid"}
     profile_path = state_dir / "target.toml"
-    profile_path.write_text(render_target_profile(state_dir, ports, pid_files,
+    # The fakes stand in for the internet (the LLM, Resend, the platforms): they are not the
+    # service's processes, so the profile does not name them (the Docker stack puts them in a
+    # Compose project of their own for the same reason).
+    service = {name: path for name, path in pid_files.items() if name != "fakes"}
+    profile_path.write_text(render_target_profile(state_dir, ports, service,
                                                   nginx_config=edge.config_file),
                             encoding="utf-8")
     info = StackInfo(

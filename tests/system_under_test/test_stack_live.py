@@ -215,8 +215,8 @@ def test_profile_is_valid_and_points_at_this_stack(clean_stack):
     assert profile.edge.https_port == clean_stack.ports.https
     assert profile.edge.trust_anchor == clean_stack.ca_file
     assert profile.capture.url == clean_stack.capture_url
-    assert {p.name for p in profile.local.processes} == {"api", "nginx", "postgres", "redis",
-                                                         "fakes"}
+    # The fakes stand in for third parties: not the service's processes.
+    assert {p.name for p in profile.local.processes} == {"api", "nginx", "postgres", "redis"}
     for process in profile.local.processes:
         assert read_pid(process.pid_file) == clean_stack.pids[process.name]
     assert all(path.exists() for path in profile.scan.config_paths)

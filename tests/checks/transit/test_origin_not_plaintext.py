@@ -144,3 +144,28 @@ def test_origin_listeners_are_manual_when_nothing_says_where_they_are(backend: s
 test_clean_reference_service_passes, test_fault_fails_the_check = integration_tests("transit.origin_not_plaintext", {
     "api-plaintext-exposed": "answers plain HTTP",
 })
+
+
+@pytest.mark.integration
+def test_a_profile_without_capture_does_not_take_the_reference_s_fakes_for_the_service(
+        clean_stack, tmp_path: Path) -> None:
+    import tomllib
+
+    import tomli_w
+
+    from harness.policy import load_policy
+    from harness.profile import load_profile
+
+    from .conftest import run_check
+
+    # Given the clean local stack audited through its profile without [capture], as an operator's
+    # profile has it (the fakes, which stand in for the internet, have a plaintext port of their own)
+    data = tomllib.loads(clean_stack.profile_path.read_text(encoding="utf-8"))
+    del data["capture"]
+    copy = tmp_path / "target-without-capture.toml"
+    copy.write_text(tomli_w.dumps(data), encoding="utf-8")
+    # When the origin's listeners are judged
+    verdict, _ = run_check("transit.origin_not_plaintext", load_profile(copy), load_policy(), tmp_path)
+    # Then only the service's processes are surveyed: nothing answers plain HTTP
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert "fakes" not in verdict.message
