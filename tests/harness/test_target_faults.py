@@ -20,6 +20,8 @@ import os
 import re
 import secrets
 import ssl
+import subprocess
+import sys
 import threading
 import tomllib
 from collections.abc import Callable, Iterator
@@ -169,13 +171,16 @@ def test_unreachable_database_is_an_error_quickly(stack: StackInfo, tmp_path: Pa
 # --- 3: the HSM ---------------------------------------------------------------------------------
 
 
+def _wrong_pin(data: dict[str, Any], where: Path) -> None:
+    pin = where / "pin"
+    pin.write_text("000000\n")
+    pin.chmod(0o600)  # a secret file others may read is refused before the audit starts
+    data["hsm"]["pin"].update(file=str(pin))
+
+
 HSM_FAULTS: dict[str, tuple[Callable[[dict[str, Any], Path], None], str]] = {
-    "module path wrong": (
-        lambda data, where: data["hsm"].update(module=str(where / "no-such-pkcs11.so")),
-        "HSM: PKCS#11 module {where}/no-such-pkcs11.so does not exist"),
     "PIN wrong": (
-        lambda data, where: (where.joinpath("pin").write_text("000000\n"),
-                             data["hsm"]["pin"].update(file=str(where / "pin"))),
+        _wrong_pin,
         "HSM: the PIN was refused by token 'votriz' (PIN from {where}/pin)"),
     "token missing": (
         lambda data, where: data["hsm"].update(token_label="no-such-token"),
@@ -206,6 +211,28 @@ def test_hsm_faults_are_errors_with_the_precise_reason(stack: StackInfo, tmp_pat
     assert run.outcome("keys.token_key_rotation") == "MANUAL"
     assert "PASS" not in {outcome for outcome, _ in run.results.values()}
     assert run.seconds < 60
+
+
+@integration
+def test_a_missing_pkcs11_module_is_refused_before_any_check_runs(stack: StackInfo, tmp_path: Path) -> None:
+    # Given a profile copy whose HSM module path names no file
+    where = tmp_path / "p"
+    where.mkdir()
+
+    def edit(data: dict[str, Any]) -> None:
+        data["hsm"].update(module=str(where / "no-such-pkcs11.so"))
+
+    profile = profile_copy(stack, where, edit)
+    # When the key checks are asked for
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--target", str(profile), "--only", "keys",
+                           "--report-dir", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    # Then the preflight refuses the profile with one line naming the key and the file (exit 3),
+    # before anything touches the target: no check ran, no result was written
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert f"hsm.module: {where}/no-such-pkcs11.so: the PKCS#11 module was not read: No such file or directory" \
+        in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "r" / "results.json").exists()
 
 
 # --- 4: a slow API ------------------------------------------------------------------------------

@@ -88,9 +88,17 @@ def mails_to(info, address: str) -> list[dict[str, object]]:
             "mails"]
 
 
-def captured_requests(info) -> list[dict[str, object]]:
+def captured_requests(info, since: int = 0) -> list[dict[str, object]]:
+    """The fakes' captured requests after sequence number ``since`` (the shared clean stack keeps
+    every request other tests made, some of them on purpose over plaintext)."""
     with httpx.Client(verify=ssl.create_default_context(cafile=str(info.ca_file)), timeout=10) as client:
-        return client.get(f"{info.capture_url}/_capture/requests").json()["requests"]
+        return client.get(f"{info.capture_url}/_capture/requests",
+                          params={"since": since}).json()["requests"]
+
+
+def last_captured(info) -> int:
+    """The sequence number of the newest captured request (0 when none)."""
+    return max((int(r["seq"]) for r in captured_requests(info)), default=0)
 
 
 def new_user(client: httpx.Client) -> tuple[str, dict[str, str], int]:
@@ -232,6 +240,7 @@ def test_channel_tokens_are_fernet_per_row_and_sync_decrypts(clean_stack):
 
 def test_captions_call_the_llm_over_https_and_store_ciphertext(clean_stack, owner):
     headers, brand, _ = owner
+    before = last_captured(clean_stack)
     with api(clean_stack) as client:
         response = client.post(f"/api/v1/brands/{brand}/captions", headers=headers,
                                json={"prompt": "canary prompt for captions"})
@@ -241,7 +250,7 @@ def test_captions_call_the_llm_over_https_and_store_ciphertext(clean_stack, owne
                                   (response.json()["id"],)).fetchone()[0]
     assert token_ring(hsm_values(clean_stack)).decrypt(prompt_enc.encode()) == \
         b"canary prompt for captions"
-    llm = [r for r in captured_requests(clean_stack) if r["path"] == "/anthropic/v1/messages"]
+    llm = [r for r in captured_requests(clean_stack, before) if r["path"] == "/anthropic/v1/messages"]
     assert llm and all(r["listener"] == "tls" for r in llm)
     assert all("x-api-key" in r["headers_present"] for r in llm)
 

@@ -50,12 +50,24 @@ def test_clean_stack_passes_on_the_wire_without_capture(clean_stack: Any, tmp_pa
         assert not secrets.find_in(path.read_bytes()), path.name
 
 
+@pytest.fixture(scope="module")
+def stack_to_break() -> Any:
+    """A clean local stack of this module's own: the violations make the running API call its
+    upstreams over plaintext, and the fakes keep every request they saw, so the shared clean
+    stack is not the place for them (other tests judge its capture log)."""
+    from audit_cli import running_stack
+
+    with running_stack() as info:
+        yield info
+
+
 @pytest.mark.parametrize(("violation", "request_line"), [
     ("api-llm-url-plaintext", "POST /anthropic/v1/messages"),
     ("api-resend-url-plaintext", "POST /resend/emails"),
 ])
 def test_a_plaintext_upstream_configured_into_the_running_api_fails(
-        violation: str, request_line: str, clean_stack: Any, tmp_path: Path) -> None:
+        violation: str, request_line: str, stack_to_break: Any, tmp_path: Path) -> None:
+    clean_stack = stack_to_break
     stack = RunningStack.open(clean_stack.state_dir)
     config = api_config_path(stack)
     as_found = config.read_text(encoding="utf-8")

@@ -21,7 +21,9 @@ from harness.probes.hsm_objects import (
     value_fingerprints,
 )
 
-KEY = os.urandom(32)
+# Random-looking, fixed: its base64url form holds '-' and '_', so it cannot also read as plain
+# base64 (a random key's unpadded base64url lacks both about one time in four).
+KEY = bytes.fromhex("2b6ee5bb7acd9bdc7486461d4971f813e63b9943a3f758b1b3407f06a067df6b")
 NONCE = os.urandom(32)
 
 
