@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -264,10 +267,22 @@ _FILE_SYSTEM_ROOTS = {"tmp", "home", "root", "work", "var", "srv", "opt", "usr",
                       "proc", "dev", "sys", "nix", "private", "Users", "Volumes"}
 
 
+def _machine_roots() -> frozenset[str]:
+    """The top directories where this run's own files live (the checkout, the interpreter, the
+    working and temporary directories, home): a CI checkout under ``/check/work`` is a file too."""
+    places = (Path(__file__).resolve(), Path(sys.prefix), Path(sys.executable), Path.cwd(),
+              Path(tempfile.gettempdir()), Path.home())
+    return frozenset(place.parts[1] for place in places if len(place.parts) > 1)
+
+
+_MACHINE_ROOTS = _machine_roots()
+
+
 def is_file_path(text: str) -> bool:
     """Whether ``text`` is an absolute file system path (not a URL path like ``/api/health``)."""
     parts = text.split("/")
-    return text.startswith("/") and len(parts) > 2 and parts[1] in _FILE_SYSTEM_ROOTS and " " not in text
+    return (text.startswith("/") and len(parts) > 2 and " " not in text
+            and (parts[1] in _FILE_SYSTEM_ROOTS or parts[1] in _MACHINE_ROOTS))
 
 
 def shown_path(path: str) -> str:

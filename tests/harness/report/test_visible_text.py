@@ -187,3 +187,12 @@ def test_file_paths_are_shortened_url_paths_are_not() -> None:
     assert shown_path("/tmp/sut-stack-x/tokens") == "…/sut-stack-x/tokens" and shown_path("/api/health") == "/api/health"
     marked = mark_identifiers("DELETE /api/v1/account: got 500; under /home/auditor/state/tokens")
     assert "DELETE /api/v1/account: got 500" in marked and "/home/auditor" not in marked.striptags()
+
+
+def test_a_path_under_the_checkouts_own_top_directory_is_shortened_whatever_its_name() -> None:
+    from harness.report.humanise import shown_path
+
+    # CI checks out under /check/work/main: its interpreter's path must not show whole.
+    interpreter = str(REPO / ".venv" / "bin" / "python")
+    assert shown_path(interpreter) == "…/bin/python"
+    assert shown_path("/check-not-a-directory-here/v1/account") == "/check-not-a-directory-here/v1/account"
