@@ -27,47 +27,36 @@ class ReferenceNotInstalled(Exception):
     """No distribution registers a backend of the reference service (the message says how to install it)."""
 
 
-class ReferenceFault(Protocol):
-    """One fault switch of the reference service, as the auditor lists it."""
+class ReferenceSwitch(Protocol):
+    """What a fault and a violation of the reference service both have, as the auditor lists them."""
 
     @property
     def name(self) -> str:
-        """The switch (``up --fault NAME``)."""
+        """The switch (``up --fault NAME``, ``calibrate --violation NAME``)."""
         ...
+
+    @property
+    def description(self) -> str:
+        """What the service does wrong, or what is done to it, in one sentence."""
+        ...
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Names of the backends that can apply it."""
+        ...
+
+
+class ReferenceFault(ReferenceSwitch, Protocol):
+    """One fault switch of the reference service, switched on at ``up``."""
 
     @property
     def claims(self) -> tuple[str, ...]:
         """Ids of the claims it breaks."""
         ...
 
-    @property
-    def description(self) -> str:
-        """What the service does wrong, in one sentence."""
-        ...
 
-    @property
-    def backends(self) -> tuple[str, ...]:
-        """Names of the backends that can apply it."""
-        ...
-
-
-class ReferenceViolation(Protocol):
-    """One violation the reference service can apply to a running stack, as the auditor lists it."""
-
-    @property
-    def name(self) -> str:
-        """Its name (``calibrate --violation NAME``)."""
-        ...
-
-    @property
-    def description(self) -> str:
-        """What is done to the running service, in one sentence."""
-        ...
-
-    @property
-    def backends(self) -> tuple[str, ...]:
-        """Names of the backends that can apply it."""
-        ...
+class ReferenceViolation(ReferenceSwitch, Protocol):
+    """One violation the reference service can apply to a running stack."""
 
 
 class StartedStack(Protocol):

@@ -23,21 +23,24 @@ from system_under_test.faults import FAULTS
 from system_under_test.violations import VIOLATIONS
 
 
-def test_calibration_and_the_fault_registry_name_the_same_faults_and_claims() -> None:
-    expectations = load_expectations()
-    assert list(expectations) == list(FAULTS)
+@pytest.mark.parametrize(("load", "registry", "repeated"),
+                         [(load_expectations, FAULTS, "claims"),
+                          (load_violation_expectations, VIOLATIONS, "description")],
+                         ids=["faults", "violations"])
+def test_calibration_and_the_registry_name_the_same_entries(load: Any, registry: dict[str, Any],
+                                                            repeated: str) -> None:
+    expectations = load()
+    assert sorted(expectations) == sorted(registry)
     for name, expectation in expectations.items():
-        assert expectation.claims == FAULTS[name].claims, name
-        assert expectation.checks, f"{name}: no check is expected to catch it"
-
-
-def test_calibration_and_the_violation_registry_name_the_same_violations() -> None:
-    expectations = load_violation_expectations()
-    assert sorted(expectations) == sorted(VIOLATIONS)
-    for name, expectation in expectations.items():
-        assert expectation.description == VIOLATIONS[name].description, name
+        # What the calibration repeats from the registry (a fault's claims, a violation's
+        # description) is the registry's.
+        assert getattr(expectation, repeated) == getattr(registry[name], repeated), name
         assert expectation.checks, f"{name}: no check is expected to catch it"
         assert expectation.claims, f"{name}: breaks no claim"
+
+
+def test_calibration_lists_the_faults_in_the_registry_order() -> None:
+    assert list(load_expectations()) == list(FAULTS)
 
 
 @pytest.mark.parametrize("load", [load_expectations, load_violation_expectations],
