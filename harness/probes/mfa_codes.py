@@ -418,10 +418,7 @@ class MfaRowsBeforeCanary:
         Raises:
             ProbeError: they could not be read before the canary enrolled.
         """
-        if self.codes is None:
-            raise ProbeError(f"the code rows could not be read before the canary enrolled: "
-                             f"{self.error}")
-        return self.codes
+        return self._read(self.codes, "code rows")
 
     def tokens_or_raise(self) -> TokenRowsAsFound:
         """The recovery-token rows as found.
@@ -429,10 +426,12 @@ class MfaRowsBeforeCanary:
         Raises:
             ProbeError: they could not be read before the canary enrolled.
         """
-        if self.tokens is None:
-            raise ProbeError(f"the recovery-token rows could not be read before the canary "
-                             f"enrolled: {self.error}")
-        return self.tokens
+        return self._read(self.tokens, "recovery-token rows")
+
+    def _read(self, rows: _Found | None, what: str) -> _Found:
+        if rows is None:
+            raise ProbeError(f"the {what} could not be read before the canary enrolled: {self.error}")
+        return rows
 
 
 def observe_mfa_rows_before_canary(profile: TargetProfile, policy: Policy,
