@@ -28,6 +28,7 @@ Three ways to apply it, by what the library lets us reach:
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import multiprocessing
 import os
 import socket
@@ -43,6 +44,7 @@ import httpcore
 import httpx
 
 from harness.child_calls import ChildWords, answer_from_child
+from harness.trickling_peers import RUN_TRICKLERS, Overrun, PeerKnownToTrickle
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Exchange:
         expired_at_s: seconds after the start at which the deadline cut the exchange;
             None while it has not.
         awaited: what the peer had to finish (``its answer``, ``its TLS handshake``).
+        address: the peer's ``host:port``; when given, a cut after the peer sent something is
+            remembered for the run (:data:`harness.trickling_peers.RUN_TRICKLERS`).
     """
 
     peer: str
@@ -104,11 +108,16 @@ class Exchange:
     received: int = 0
     expired_at_s: float | None = None
     awaited: str = "its answer"
+    address: str = ""
 
     def cut(self) -> None:
-        """Record that the deadline ended the exchange."""
+        """Record that the deadline ended the exchange (and, if the peer trickled, remember it)."""
         if self.expired_at_s is None:
             self.expired_at_s = self.deadline.elapsed()
+            if self.received and self.address:
+                RUN_TRICKLERS.record(Overrun(self.address, self.peer, self.expired_sentence(),
+                                             self.deadline.seconds, self.deadline.key,
+                                             dt.datetime.now(dt.UTC)))
 
     def expired_sentence(self) -> str:
         """What happened, in one sentence, from the exchange's own record."""
@@ -431,7 +440,12 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         port = request.url.port or _default_port(request.url)
-        exchange = Exchange(f"{self.peer} {request.url.host}:{port}", Deadline(self.seconds, self.key))
+        address = f"{request.url.host}:{port}"
+        try:
+            RUN_TRICKLERS.refuse(address)
+        except PeerKnownToTrickle as known:
+            raise KnownTrickler(str(known), request=request) from None
+        exchange = Exchange(f"{self.peer} {address}", Deadline(self.seconds, self.key), address=address)
         request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
         token = _CURRENT.set(exchange)
         try:
@@ -444,6 +458,10 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+class KnownTrickler(httpx.TransportError):
+    """A request not sent because its peer trickled earlier in the run (the message says so)."""
 
 
 def _default_port(url: httpx.URL) -> int:

@@ -21,6 +21,7 @@ from harness.deadline import (
     DeadlineTransport,
     Exchange,
     ExchangeExpired,
+    KnownTrickler,
     expired_exchange,
     recv_within,
 )
@@ -158,6 +159,8 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
                 raise ProbeError(f"GET {shown}: no answer within the policy's timeouts "
                                  f"(connect {policy.timeouts.connect_s:g}s, "
                                  f"request {policy.timeouts.request_s:g}s)") from None
+            except KnownTrickler as known:
+                raise ProbeError(f"GET {shown}: {known}") from None
             except httpx.HTTPError as exc:
                 raise ProbeError(f"GET {shown}: cannot reach {edge.connect_address}:{port}: "
                                  f"{type(exc).__name__}: {exc}") from None
@@ -271,7 +274,8 @@ def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
                                error=exc.strerror or type(exc).__name__)
     # The whole exchange, not each read, is bounded by ``timeout_s``: a listener that
     # trickles its answer is heard for that long and no longer.
-    exchange = Exchange(f"{address}:{port}", Deadline(timeout_s, "timeouts.connect_s"))
+    peer = f"{address}:{port}"
+    exchange = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), address=peer)
     try:
         sock.settimeout(timeout_s)
         sock.sendall(request)

@@ -38,6 +38,7 @@ from harness.policy import Policy, TlsVersion
 from harness.probes.trust_store import SUPPLIED_CA_STORE as SUPPLIED_CA_STORE
 from harness.probes.trust_store import trust_anchor_pem, trust_store
 from harness.profile import Edge
+from harness.trickling_peers import RUN_TRICKLERS, PeerKnownToTrickle
 
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the client-like validation judges the chain only;
 # every certificate's validity window is judged by the check at its own (injectable) time.
@@ -420,6 +421,10 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float,
     """
     where = f"{host} at {address}:{port}"
     try:
+        RUN_TRICKLERS.refuse(f"{address}:{port}")
+    except PeerKnownToTrickle as known:
+        raise ProbeError(f"TLS scan of {where}: {known}") from None
+    try:
         raw = socket.create_connection((address, port), timeout=timeout_s)
     except TimeoutError:
         raise ProbeError(f"TLS scan of {where}: TCP connect timed out after {timeout_s:g}s") from None
@@ -431,14 +436,16 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float,
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     peer = f"the edge {address}:{port}"
-    handshake = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), awaited="its TLS handshake")
+    handshake = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), awaited="its TLS handshake",
+                         address=f"{address}:{port}")
     try:
         tls = TlsWithin(raw, context, host, handshake)
         tls.handshake()
         if request_s is not None:
             # Silence, a reset or a close are left to sslyze's HTTP headers command to record;
             # only an answer begun and not finished by the deadline is an error here.
-            tls.exchange = Exchange(peer, Deadline(request_s, "timeouts.request_s"))
+            tls.exchange = Exchange(peer, Deadline(request_s, "timeouts.request_s"),
+                                    address=handshake.address)
             with suppress(ssl.SSLError, ConnectionError):
                 tls.http_head(host)
     except ExchangeExpired as expired:
