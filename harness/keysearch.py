@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from harness.probes.docker_engine import layer_files
 from harness.probes.processes import ProcessObservation
 from harness.redaction import encodings, fingerprint
-from harness.sweep import SecretSweep
+from harness.sweep import SecretSweep, open_regular
 
 Place = Literal["source", "config", "log", "env", "image"]
 
@@ -471,29 +471,28 @@ class KeySearcher:
         hits: list[KeyHit] = []
         errors: list[str] = []
         searched = total = 0
-        for path, size in layer_files(str(root), errors):
+        for path, _listed_size in layer_files(str(root), errors):
             where = f"{label} /{os.path.relpath(path, root)}"
+            # Opened once, judged by what was opened and read from that descriptor: a FIFO or a
+            # link put in the listed file's place is an error line, never a hang or another file.
             try:
-                if size <= _WHOLE_FILE_BYTES:
-                    with open(path, "rb") as stream:
-                        data = stream.read()
-                    found = self._sweep.scan_bytes(data, where)
-                else:
-                    data = b""
-                    found = list(self._sweep.scan_file(Path(path), location=where))
+                with open_regular(Path(path)) as stream:
+                    size = os.fstat(stream.fileno()).st_size
+                    if size <= _WHOLE_FILE_BYTES:
+                        data = stream.readall()
+                        found = self._sweep.scan_bytes(data, where)
+                    else:
+                        data = b""
+                        found = list(self._sweep.scan_open_file(stream, where))
+                    matches = [(hit, data[hit.offset:hit.offset + self._lengths[hit.label]] if data
+                                else os.pread(stream.fileno(), self._lengths[hit.label], hit.offset))
+                               for hit in found]
             except OSError as exc:
                 errors.append(f"{where}: {exc.strerror or type(exc).__name__}")
                 continue
             searched += 1
             total += size
-            for hit in found:
-                length = self._lengths[hit.label]
-                if data:
-                    matched = data[hit.offset:hit.offset + length]
-                else:
-                    with open(path, "rb") as stream:
-                        stream.seek(hit.offset)
-                        matched = stream.read(length)
+            for hit, matched in matches:
                 hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
                                    fingerprint(matched)))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,

@@ -17,7 +17,10 @@ Secrets the audit did not plant are looked for by their shape in
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,25 +159,34 @@ class SecretSweep:
 
     def scan_file(self, path: Path, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                   location: str | None = None) -> Iterator[SweepHit]:
-        """Every occurrence in one file, read in chunks (raises OSError if unreadable).
+        """Every occurrence in one regular file, opened once by :func:`open_regular` (links
+        not followed) and read in chunks.
+
+        Raises:
+            OSError: unreadable, or not a regular file when opened (:class:`NotRegularFile`).
+        """
+        with open_regular(path) as stream:
+            yield from self.scan_open_file(stream, location or str(path), chunk_bytes=chunk_bytes)
+
+    def scan_open_file(self, stream: io.FileIO, location: str, *,
+                       chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[SweepHit]:
+        """Every occurrence in an open file, read in chunks from where it stands.
 
         Each chunk is read into one reused buffer behind the previous chunk's
         last ``longest - 1`` bytes, and searched where it lies: no byte of the
         file is copied in Python.
         """
-        where = location or str(path)
         keep = max(self.longest - 1, 0)
         buffer = bytearray(keep + chunk_bytes)
         view = memoryview(buffer)
         carried = 0
         consumed = 0
-        with path.open("rb", buffering=0) as stream:
-            while read := stream.readinto(view[carried:carried + chunk_bytes]):
-                end = carried + read
-                yield from self._iter(view[:end], where, consumed - carried, carried)
-                consumed += read
-                carried = min(keep, end)
-                buffer[:carried] = view[end - carried:end]
+        while read := stream.readinto(view[carried:carried + chunk_bytes]):
+            end = carried + read
+            yield from self._iter(view[:end], location, consumed - carried, carried)
+            consumed += read
+            carried = min(keep, end)
+            buffer[:carried] = view[end - carried:end]
     def sweep(self, places: Iterable[tuple[str, Iterable[bytes]]],
               report: SweepReport | None = None) -> SweepReport:
         """Scan many (location, chunks) pairs into one report."""
@@ -192,9 +204,12 @@ class SecretSweep:
         report = report or SweepReport()
         for path in files_under(roots, report):
             report.locations += 1
+            # Listed as a regular file, opened once and judged by what was opened: a FIFO or a
+            # link put in its place since the listing is a gap, never a hang or another file.
             try:
-                size = path.stat().st_size
-                self._record(report, self.scan_file(path, chunk_bytes=chunk_bytes))
+                with open_regular(path) as stream:
+                    size = os.fstat(stream.fileno()).st_size
+                    self._record(report, self.scan_open_file(stream, str(path), chunk_bytes=chunk_bytes))
             except OSError as exc:
                 report.unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
                 continue
@@ -244,6 +259,47 @@ class _Counting:
         for chunk in self._chunks:
             self.total += len(chunk)
             yield chunk
+
+
+class NotRegularFile(OSError):
+    """A path that was listed as a regular file held something else when it was opened."""
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISDIR, "a directory"))
+
+
+def open_regular(path: Path, *, follow_links: bool = False) -> io.FileIO:
+    """``path`` opened once for reading, if what it names when opened is a regular file.
+
+    Opened with ``O_NONBLOCK`` (a FIFO put in the file's place would otherwise wait
+    for a writer) and, unless ``follow_links``, ``O_NOFOLLOW``; the open descriptor
+    is checked with ``fstat`` and is the one read, so nothing swapped in after the
+    check is read instead. ``O_NONBLOCK`` changes nothing for a regular file's reads.
+
+    Raises:
+        NotRegularFile: a FIFO, socket, device, directory, or (links not followed) a
+            symbolic link; its ``strerror`` says which.
+        OSError: it cannot be opened.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow_links else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_links:
+            raise NotRegularFile(errno.ELOOP, "a symbolic link when opened (not followed)",
+                                 str(path)) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+            raise NotRegularFile(errno.EINVAL, f"{kind} when opened, not a regular file", str(path))
+        return io.FileIO(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def files_under(roots: Sequence[Path], report: SweepReport) -> Iterator[Path]:

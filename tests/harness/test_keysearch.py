@@ -8,12 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import harness.keysearch
 from harness.key_classes import load_key_classes
 from harness.keysearch import KeySearcher, search_target, shannon_entropy
 from harness.probes.processes import observe_pid
@@ -304,3 +307,67 @@ def test_a_link_into_an_excluded_directory_is_skipped_not_searched(tmp_path: Pat
     result = searcher(exclude=[evidence]).search_files([root], "config")
     assert result.hits == () and result.gaps == ()
     assert (str(root / "e.json"), "excluded (link into harness evidence or HSM token store)") in result.skipped
+
+
+# --- a file swapped between the listing and the read ---------------------------------------------
+
+
+def _to_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def test_a_config_file_swapped_for_a_fifo_after_the_walk_is_a_gap_not_a_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a config file the walk lists as regular, replaced by a FIFO (no writer) before the read
+    (tmp_path / "app.env").write_text(f"K={STRIPE}\n")
+    walk = KeySearcher._walk
+
+    def walk_then_swap(self: KeySearcher, roots: Sequence[Path]) -> Any:
+        listed = walk(self, roots)
+        for path in listed.files:
+            _to_fifo(path)
+        return listed
+
+    monkeypatch.setattr(KeySearcher, "_walk", walk_then_swap)
+    # When the files are searched
+    started = time.monotonic()
+    result = searcher().search_files([tmp_path], "config")
+    # Then it ends at once with the FIFO as a gap, and nothing is counted as searched
+    assert time.monotonic() - started < 2
+    assert [(gap.path, gap.kind) for gap in result.gaps] == [(str(tmp_path / "app.env"), "fifo")]
+    assert result.files_searched == 0 and result.hits == ()
+
+
+@pytest.mark.parametrize("size", [100, 9 << 20], ids=["whole", "streamed"])
+def test_an_image_file_swapped_after_the_layer_listing_is_an_error_not_a_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    # Given a layer file (read whole, or streamed when large) that becomes a FIFO after it is
+    # listed, and another that becomes a link to a file holding the key
+    layer = tmp_path / "diff"
+    (layer / "etc").mkdir(parents=True)
+    (layer / "etc" / "a.bin").write_bytes(b"\0" * size)
+    (layer / "etc" / "b.bin").write_bytes(b"\0" * size)
+    (tmp_path / "key.bin").write_bytes(TOKEN_KEY)
+    listed = harness.keysearch.layer_files
+
+    def listing_then_swap(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
+        for path, listed_size in listed(root, errors):
+            if path.endswith("a.bin"):
+                _to_fifo(Path(path))
+            else:
+                Path(path).unlink()
+                Path(path).symlink_to(tmp_path / "key.bin")
+            yield path, listed_size
+
+    monkeypatch.setattr(harness.keysearch, "layer_files", listing_then_swap)
+    # When the layer is searched
+    started = time.monotonic()
+    result = searcher().search_layers([("img:1 layer 1", layer)])
+    # Then it ends at once: both are errors naming what was found in the file's place, no key is
+    # reported from the link's target, and nothing is counted as searched
+    assert time.monotonic() - started < 2
+    assert sorted(result.errors) == [
+        "img:1 layer 1: img:1 layer 1 /etc/a.bin: a FIFO when opened, not a regular file",
+        "img:1 layer 1: img:1 layer 1 /etc/b.bin: a symbolic link when opened (not followed)"]
+    assert result.hits == () and result.files_searched == 0

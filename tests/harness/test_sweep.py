@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import os
+import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import harness.sweep
 from harness.redaction import KnownSecrets
-from harness.sweep import SecretSweep, secrets_in_text
+from harness.sweep import NotRegularFile, SecretSweep, SweepReport, open_regular, secrets_in_text
 
 SECRET = "canary-Pa55word/+=?&"
 
@@ -177,3 +182,82 @@ def test_codes_found_in_any_encoding() -> None:
 
     text = '{"backup_codes": ["' + base64.b64encode(b"abcde-fghij").decode() + '"]}'
     assert secrets_in_text(text, ["abcde-fghij", "zzzzz-yyyyy"], "code") == ("code 1",)
+
+
+# --- a file swapped between the listing and the read ---------------------------------------------
+
+
+def _swapped_after_listing(monkeypatch: pytest.MonkeyPatch, swap: Callable[[Path], None]) -> None:
+    """Make the sweep's listing ``swap`` each file it lists just before handing it over."""
+    listed = harness.sweep.files_under
+
+    def listing_then_swap(roots: Sequence[Path], report: SweepReport) -> Iterator[Path]:
+        for path in listed(roots, report):
+            swap(path)
+            yield path
+
+    monkeypatch.setattr(harness.sweep, "files_under", listing_then_swap)
+
+
+def _within(limit_s: float, call: Callable[[], SweepReport]) -> SweepReport:
+    """``call()`` in a daemon thread; fails (rather than hangs) if it has not returned in time."""
+    answers: list[SweepReport] = []
+    worker = threading.Thread(target=lambda: answers.append(call()), daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    assert answers, f"the sweep did not return within {limit_s} s"
+    return answers[0]
+
+
+def _to_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def test_a_file_swapped_for_a_fifo_after_listing_is_a_gap_not_a_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a log listed as a regular file and replaced by a FIFO (no writer) before it is read
+    (tmp_path / "api.log").write_bytes(b"password=" + SECRET.encode())
+    _swapped_after_listing(monkeypatch, _to_fifo)
+    # When the files are swept
+    started = time.monotonic()
+    report = _within(5.0, lambda: _sweep().sweep_files([tmp_path]))
+    # Then it ends at once, the FIFO named as a gap, nothing counted as searched
+    assert time.monotonic() - started < 1.0
+    assert report.unreadable == [f"{tmp_path / 'api.log'}: a FIFO when opened, not a regular file"]
+    assert report.hits == [] and report.bytes_scanned == 0
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_followed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a clean log listed as a regular file and replaced by a link to a file holding the secret
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_bytes(SECRET.encode())
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "api.log").write_bytes(b"clean\n")
+
+    def to_link(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(elsewhere / "secret.txt")
+
+    _swapped_after_listing(monkeypatch, to_link)
+    # When the log directory is swept
+    report = _within(5.0, lambda: _sweep().sweep_files([tmp_path / "logs"]))
+    # Then the link is a gap and its target is not read in the log's name
+    assert report.unreadable == [f"{tmp_path / 'logs' / 'api.log'}: a symbolic link when opened (not followed)"]
+    assert report.hits == []
+
+
+def test_open_regular_reads_the_file_it_checked(tmp_path: Path) -> None:
+    # The descriptor checked is the one read: a file renamed over after the open is not what is read.
+    path = tmp_path / "a"
+    path.write_bytes(b"first")
+    with open_regular(path) as stream:
+        (tmp_path / "b").write_bytes(b"second")
+        os.replace(tmp_path / "b", path)
+        assert stream.read() == b"first"
+    for special, words in ((tmp_path, "a directory"), (Path("/dev/null"), "a character device")):
+        with pytest.raises(NotRegularFile) as refused:
+            open_regular(special)
+        assert refused.value.strerror == f"{words} when opened, not a regular file"
