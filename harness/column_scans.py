@@ -13,14 +13,17 @@ broken padding is counted as ``bad_padding``).
 from __future__ import annotations
 
 import itertools
+import re
 import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from harness.formats.bcrypt_hash import HashScheme, bcrypt_cost_histogram, classify_stored_hash
+from harness.formats.copy_text import copy_text_rows
 from harness.formats.fernet import (
     FINGERPRINT_BYTES,
     FernetFailure,
@@ -62,9 +65,11 @@ class DuplicateCounter:
     negligible for any table.
     """
 
-    def __init__(self, *, memory_cells: int = DUPLICATE_MEMORY_CELLS) -> None:
+    def __init__(self, *, memory_cells: int = DUPLICATE_MEMORY_CELLS,
+                 spill_path: Path | None = None) -> None:
         self._memory_bytes = memory_cells * FINGERPRINT_BYTES
         self._held = bytearray()
+        self._spill_path = spill_path
         self._spill: BinaryIO | None = None
         # Where each bucket's values of each spill went: (IV offset, count, ciphertext offset, count).
         self._spilled: list[list[tuple[int, int, int, int]]] = []
@@ -96,7 +101,11 @@ class DuplicateCounter:
         return ivs, ciphertexts
 
     def _write_out(self) -> None:
-        if self._spill is None:
+        if self._spill is None and self._spill_path is not None:
+            # Named, so that another process merges it (see export()); its directory's
+            # owner removes it.
+            self._spill = self._spill_path.open("w+b")
+        elif self._spill is None:
             # It lives as long as the counter (result() closes it); the OS removes it
             # when it is closed, or when the process ends.
             self._spill = tempfile.TemporaryFile(prefix="votriz-audit-duplicates-")  # noqa: SIM115
@@ -111,27 +120,23 @@ class DuplicateCounter:
 
     def _buckets(self, ciphertexts: bool) -> Iterator[array[int]]:
         """Every bucket's values, read back from the temporary file one bucket at a time."""
+        assert self._spill is not None
         for index in range(DUPLICATE_BUCKETS):
-            values = array("Q")
-            for places in self._spilled:
-                at, count = places[index][2:] if ciphertexts else places[index][:2]
-                if count and self._spill is not None:
-                    self._spill.seek(at)
-                    values.fromfile(self._spill, count)
-            yield values
+            yield _bucket_values([(self._spill, self._spilled)], index, ciphertexts)
 
-    @staticmethod
-    def _shared(buckets: Iterable[array[int]]) -> tuple[int, int]:
-        """(values equal to another value, distinct values that repeat)."""
-        cells = groups = 0
-        for bucket in buckets:
-            # Equal values always fall in the same bucket; most buckets hold none.
-            if len(set(bucket)) == len(bucket):
-                continue
-            for count in Counter(bucket).values():
-                if count > 1:
-                    cells, groups = cells + count, groups + 1
-        return cells, groups
+    def export(self) -> DuplicateSpill:
+        """Write every cell out to the counter's ``spill_path`` and hand over where each
+        bucket is, for :func:`shared_across_spills` in another process; the counter is done."""
+        if self._spill_path is None:
+            raise ValueError("a counter without a spill_path cannot be exported")
+        if self._held or self._spill is None:
+            self._write_out()
+        assert self._spill is not None
+        self._spill.close()
+        self._spill = None
+        spill = DuplicateSpill(self._spill_path, tuple(tuple(p) for p in self._spilled))
+        self._spilled = []
+        return spill
 
     def result(self) -> tuple[int, int, int]:
         """(cells sharing an IV, distinct shared IVs, cells sharing a ciphertext)."""
@@ -139,18 +144,75 @@ class DuplicateCounter:
             if self._spilled:
                 if self._held:
                     self._write_out()
-                iv_cells, iv_groups = self._shared(self._buckets(ciphertexts=False))
-                ct_cells, _ = self._shared(self._buckets(ciphertexts=True))
+                iv_cells, iv_groups = _shared(self._buckets(ciphertexts=False))
+                ct_cells, _ = _shared(self._buckets(ciphertexts=True))
             else:
                 ivs, ciphertexts = self._split_held()
-                iv_cells, iv_groups = self._shared(ivs)
-                ct_cells, _ = self._shared(ciphertexts)
+                iv_cells, iv_groups = _shared(ivs)
+                ct_cells, _ = _shared(ciphertexts)
             self._result = (iv_cells, iv_groups, ct_cells)
             if self._spill is not None:
                 self._spill.close()
                 self._spill = None
                 self._spilled = []
         return self._result
+
+
+@dataclass(frozen=True)
+class DuplicateSpill:
+    """The fingerprints one :class:`DuplicateCounter` wrote out, split into buckets.
+
+    Attributes:
+        path: the file.
+        places: per write-out, per bucket: (IV offset, count, ciphertext offset, count).
+    """
+
+    path: Path
+    places: tuple[tuple[tuple[int, int, int, int], ...], ...]
+
+
+def _bucket_values(sources: Sequence[tuple[BinaryIO, Sequence[Sequence[tuple[int, int, int, int]]]]],
+                   index: int, ciphertexts: bool) -> array[int]:
+    """Bucket ``index``'s IV (or ciphertext) halves from every write-out of every source."""
+    values = array("Q")
+    for file, spilled in sources:
+        for places in spilled:
+            at, count = places[index][2:] if ciphertexts else places[index][:2]
+            if count:
+                file.seek(at)
+                values.fromfile(file, count)
+    return values
+
+
+def _shared(buckets: Iterable[array[int]]) -> tuple[int, int]:
+    """(values equal to another value, distinct values that repeat)."""
+    cells = groups = 0
+    for bucket in buckets:
+        # Equal values always fall in the same bucket; most buckets hold none.
+        if len(set(bucket)) == len(bucket):
+            continue
+        for count in Counter(bucket).values():
+            if count > 1:
+                cells, groups = cells + count, groups + 1
+    return cells, groups
+
+
+def shared_across_spills(spills: Sequence[DuplicateSpill],
+                         buckets: range = range(DUPLICATE_BUCKETS)) -> tuple[int, int, int]:
+    """:meth:`DuplicateCounter.result` over the cells of several counters at once, exactly:
+    equal values fall in the same bucket in every spill, so each bucket is read from all of
+    them together (a transient 1/251 of the values). ``buckets`` limits the work to some
+    buckets (the counts of disjoint bucket ranges add up)."""
+    files = [spill.path.open("rb") for spill in spills]
+    try:
+        sources = [(file, spill.places) for file, spill in zip(files, spills, strict=True)]
+        iv_cells, iv_groups = _shared(_bucket_values(sources, b, False) for b in buckets)
+        ct_cells, _ = _shared(_bucket_values(sources, b, True) for b in buckets)
+    finally:
+        for file in files:
+            file.close()
+    return iv_cells, iv_groups, ct_cells
+
 
 
 @dataclass(frozen=True)
@@ -182,6 +244,31 @@ class FernetColumnScan:
     keys_used: dict[str, int]
     by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
     badly_padded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FernetCounts:
+    """A :class:`FernetTally`'s counts, as plain data (what a worker process hands back).
+
+    Attributes:
+        rows, bad: part → rows seen, rows not valid.
+        examples: part → up to :data:`EXAMPLES` failing rows.
+        badly_padded: up to :data:`EXAMPLES` authentic but badly padded rows.
+        failures: reason → cells.
+        per_key: cells verified by each key of the ring, in ring order.
+    """
+
+    rows: dict[str, int]
+    bad: dict[str, int]
+    examples: dict[str, list[str]]
+    badly_padded: list[str]
+    failures: dict[str, int]
+    per_key: list[int]
+
+
+def row_id(value: Any) -> Any:
+    """A row id as a message shows it (COPY hands ids over as the bytes of their text)."""
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
 class FernetTally:
@@ -239,14 +326,33 @@ class FernetTally:
                 self._failures[error.reason.value] += 1
                 self._bad[part] += 1
                 if len(self._examples[part]) < EXAMPLES:
-                    self._examples[part].append(f"row {row[0]}: {error.reason.value}")
+                    self._examples[part].append(f"row {row_id(row[0])}: {error.reason.value}")
                 if error.reason is FernetFailure.BAD_PADDING \
                         and len(self._badly_padded) < EXAMPLES:
-                    self._badly_padded.append(f"row {row[0]}" + (f" ({part})" if part else ""))
+                    self._badly_padded.append(f"row {row_id(row[0])}"
+                                              + (f" ({part})" if part else ""))
                 continue
             self._per_key[index] += 1
             fingerprints += fingerprint(iv, ciphertext)
         self._duplicates.add_fingerprints(fingerprints)
+
+    def counts(self) -> FernetCounts:
+        """What the tally has counted so far, to hand to another process's :meth:`absorb`."""
+        return FernetCounts(dict(self._rows), dict(self._bad),
+                            {part: list(e) for part, e in self._examples.items()},
+                            list(self._badly_padded), dict(self._failures), list(self._per_key))
+
+    def absorb(self, counts: FernetCounts) -> None:
+        """Add the counts of rows another tally judged (over the same ring and parts); rows
+        absorbed later come after these in examples, which stay the first :data:`EXAMPLES`."""
+        for part in self.parts:
+            self._rows[part] += counts.rows.get(part, 0)
+            self._bad[part] += counts.bad.get(part, 0)
+            room = EXAMPLES - len(self._examples[part])
+            self._examples[part] += counts.examples.get(part, [])[:max(0, room)]
+        self._badly_padded += counts.badly_padded[:max(0, EXAMPLES - len(self._badly_padded))]
+        self._failures.update(counts.failures)
+        self._per_key = [a + b for a, b in zip(self._per_key, counts.per_key, strict=True)]
 
     def scan(self, column: str) -> FernetColumnScan:
         keys_used: Counter[str] = Counter()
@@ -299,35 +405,90 @@ class HashColumnScan:
     cost_examples: tuple[str, ...] = ()
 
 
+class HashTally:
+    """One column's stored hashes classified, fed in batches of ``(row id, value)`` or in
+    blocks of COPY text lines ``id<TAB>value``; tallies of key ranges add up (:meth:`absorb`).
+
+    Attributes:
+        expected_cost: the bcrypt cost asked for (rows with another are named as examples).
+    """
+
+    def __init__(self, expected_cost: int | None = None) -> None:
+        self.expected_cost = expected_cost
+        self.rows = 0
+        self.schemes: Counter[str] = Counter()
+        self.costs: Counter[int] = Counter()
+        self.examples: list[str] = []
+        self.cost_examples: list[str] = []
+        # A block of nothing but well-formed bcrypt at the expected cost, in one match.
+        self._clean_block = re.compile(
+            rb"(?:[0-9]+\t\$2[aby]\$" + (b"%02d" % expected_cost if expected_cost is not None
+                                          else rb"[0-9][0-9]") + rb"\$[./A-Za-z0-9]{53}\n)*")
+
+    def add_copy_block(self, block: bytes) -> None:
+        """Classify a block of whole COPY text lines ``id<TAB>hash`` (the session's encoding:
+        UTF-8)."""
+        if self.expected_cost is not None and self._clean_block.fullmatch(block) is not None:
+            count = block.count(b"\n")
+            self.rows += count
+            self.schemes[HashScheme.BCRYPT.value] += count
+            self.costs[self.expected_cost] += count
+            return
+        rows = copy_text_rows(block)
+        self.add([(row[0], None if row[1] is None else row[1].decode("utf-8", "replace"))
+                  for row in rows])
+
+    def add(self, batch: Sequence[tuple[Any, Any]]) -> None:
+        """Classify ``(row id, value)`` rows; never raises on any value."""
+        # A batch of nothing but well-formed bcrypt is counted at once, unless it
+        # holds a row with another cost that should be named as an example.
+        expected_cost = self.expected_cost
+        histogram = bcrypt_cost_histogram([value for _, value in batch])
+        if histogram is not None and (expected_cost is None or len(self.cost_examples) >= EXAMPLES
+                                      or set(histogram) <= {expected_cost}):
+            self.rows += len(batch)
+            if batch:
+                self.schemes[HashScheme.BCRYPT.value] += len(batch)
+            self.costs.update(histogram)
+            return
+        for rid, value in batch:
+            self.rows += 1
+            kind = classify_stored_hash(value)
+            self.schemes[kind.scheme.value] += 1
+            if kind.cost is not None:
+                self.costs[kind.cost] += 1
+                if expected_cost is not None and kind.cost != expected_cost \
+                        and len(self.cost_examples) < EXAMPLES:
+                    self.cost_examples.append(f"row {row_id(rid)}: cost {kind.cost}")
+            elif len(self.examples) < EXAMPLES:
+                self.examples.append(f"row {row_id(rid)}: {kind.scheme.value}")
+
+    def absorb(self, other: HashTally) -> None:
+        """Add another tally's rows (examples after this one's, the first :data:`EXAMPLES`)."""
+        self.rows += other.rows
+        self.schemes.update(other.schemes)
+        self.costs.update(other.costs)
+        self.examples += other.examples[:max(0, EXAMPLES - len(self.examples))]
+        self.cost_examples += other.cost_examples[:max(0, EXAMPLES - len(self.cost_examples))]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled pattern is remade on arrival (it is the cost's).
+        return {k: v for k, v in self.__dict__.items() if k != "_clean_block"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["expected_cost"])  # type: ignore[misc]
+        self.__dict__.update(state)
+
+    def scan(self, column: str) -> HashColumnScan:
+        return HashColumnScan(column, self.rows, dict(self.schemes), dict(self.costs),
+                              tuple(self.examples), tuple(self.cost_examples))
+
+
 def scan_hash_cells(rows: Iterable[tuple[Any, Any]], column: str,
                     expected_cost: int | None = None) -> HashColumnScan:
     """Classify every ``(row id, value)``; never raises on any value."""
-    total = 0
-    schemes: Counter[str] = Counter()
-    costs: Counter[int] = Counter()
-    examples: list[str] = []
-    cost_examples: list[str] = []
+    tally = HashTally(expected_cost)
     remaining = iter(rows)
     while batch := list(itertools.islice(remaining, HASH_BATCH_ROWS)):
-        # A batch of nothing but well-formed bcrypt is counted at once, unless it
-        # holds a row with another cost that should be named as an example.
-        histogram = bcrypt_cost_histogram([value for _, value in batch])
-        if histogram is not None and (expected_cost is None or len(cost_examples) >= EXAMPLES
-                                      or set(histogram) == {expected_cost}):
-            total += len(batch)
-            schemes[HashScheme.BCRYPT.value] += len(batch)
-            costs.update(histogram)
-            continue
-        for row_id, value in batch:
-            total += 1
-            kind = classify_stored_hash(value)
-            schemes[kind.scheme.value] += 1
-            if kind.cost is not None:
-                costs[kind.cost] += 1
-                if expected_cost is not None and kind.cost != expected_cost \
-                        and len(cost_examples) < EXAMPLES:
-                    cost_examples.append(f"row {row_id}: cost {kind.cost}")
-            elif len(examples) < EXAMPLES:
-                examples.append(f"row {row_id}: {kind.scheme.value}")
-    return HashColumnScan(column, total, dict(schemes), dict(costs), tuple(examples),
-                          tuple(cost_examples))
+        tally.add(batch)
+    return tally.scan(column)

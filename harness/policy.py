@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.tomlfile import load_toml_model
 
@@ -114,6 +114,22 @@ class RotationPolicy(_Strict):
     load_concurrency: int = Field(4, ge=1, le=64)
 
 
+class ScanPolicy(_Strict):
+    """How whole columns (tokens, password hashes) are read.
+
+    Attributes:
+        jobs: worker processes that read key ranges of a table in parallel, one read-only
+            connection each; 0 means one per CPU core. Tables of fewer rows than
+            ``harness.parallel_scan.PARALLEL_MIN_ROWS`` are read in the check's own process.
+        sample_rows: None (the default) judges every row. A number judges a uniform random
+            sample of about that many rows of each table instead, and the verdict says
+            SAMPLED with the bound the sample supports (``harness/sampling.py``).
+    """
+
+    jobs: int = Field(0, ge=0, le=256)
+    sample_rows: int | None = Field(None, ge=1, le=10**12)
+
+
 class TimeoutsPolicy(_Strict):
     """Attributes: connect_s, request_s, command_s, run_s (whole run); each more than 0 s and at
     most a day."""
@@ -153,6 +169,7 @@ class Policy(_Strict):
         schema_version: version of this file format.
         name, version: shown in reports.
         tls, hsts, headers, bcrypt, mfa, fernet, backups, rotation, timeouts: per area.
+        scan: how whole columns are read (worker processes, sampling).
         waivers: what a waiver may ask for.
         gate: what the release gate demands.
     """
@@ -169,6 +186,7 @@ class Policy(_Strict):
     backups: BackupsPolicy = BackupsPolicy()
     rotation: RotationPolicy = RotationPolicy()
     timeouts: TimeoutsPolicy = TimeoutsPolicy()
+    scan: ScanPolicy = ScanPolicy()
     waivers: WaiversPolicy = WaiversPolicy()
     gate: GatePolicy = GatePolicy()
 
@@ -183,6 +201,25 @@ class Policy(_Strict):
         if "strict-transport-security" in self.headers.required and self.hsts.min_max_age_s == 0:
             raise ValueError("headers require HSTS but hsts.min_max_age_s is 0")
         return self
+
+    def with_scan(self, *, jobs: int | None = None, sample_rows: int | None = None) -> Policy:
+        """The same policy with ``[scan]`` overridden where an argument is given (the CLI's
+        ``--jobs`` and ``--sample``), validated as the file's values are.
+
+        Raises:
+            PolicyError: a value out of range (one line naming it).
+        """
+        update: dict[str, int] = {}
+        if jobs is not None:
+            update["jobs"] = jobs
+        if sample_rows is not None:
+            update["sample_rows"] = sample_rows
+        try:
+            scan = ScanPolicy.model_validate({**self.scan.model_dump(), **update})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PolicyError(f"scan.{first['loc'][0]}: {first['msg']}") from None
+        return self.model_copy(update={"scan": scan})
 
 
 def load_policy(path: Path | None = None) -> Policy:

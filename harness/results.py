@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness import __version__
 from harness.claims import Catalogue
@@ -46,6 +46,29 @@ class WaiverNote(BaseModel):
     expires: dt.date
 
 
+class SampledScan(BaseModel):
+    """A check that judged a uniform random sample of a table's rows, not every row.
+
+    Attributes:
+        table: the table sampled.
+        rows_sampled: rows drawn and judged.
+        rows_in_table: the table's rows (the planner's estimate unless ``rows_in_table_exact``).
+        rows_in_table_exact: whether ``rows_in_table`` was counted.
+        confidence: the confidence of the bound (0.99).
+        violating_fraction_below: with that confidence, the fraction of rows that violate
+            is below this, if the sample showed none: ``1 - (1 - confidence) ** (1 / rows_sampled)``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    rows_sampled: int
+    rows_in_table: int
+    rows_in_table_exact: bool
+    confidence: float
+    violating_fraction_below: float
+
+
 class CheckResult(BaseModel):
     """The result of one check.
 
@@ -59,6 +82,8 @@ class CheckResult(BaseModel):
         evidence: evidence files, relative to the report directory.
         duration_s: wall time of the check, its fixtures included.
         waiver: present if a waiver names this check.
+        sampled: present if the check judged a sample of rows, not every row (from its
+            details' ``sampling``): the report and every reader must say SAMPLED.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -72,6 +97,18 @@ class CheckResult(BaseModel):
     evidence: tuple[str, ...] = ()
     duration_s: float = 0.0
     waiver: WaiverNote | None = None
+    sampled: SampledScan | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sampled_from_details(cls, data: Any) -> Any:
+        """A verdict whose details say it sampled (``details["sampling"]``) is marked so,
+        whoever builds the result."""
+        if isinstance(data, dict) and data.get("sampled") is None:
+            sampling = (data.get("details") or {}).get("sampling")
+            if isinstance(sampling, dict) and sampling.get("sampled"):
+                data = {**data, "sampled": {k: sampling.get(k) for k in SampledScan.model_fields}}
+        return data
 
 
 class Attestation(BaseModel):

@@ -46,6 +46,10 @@ def password_hashes_verdict(obs: PasswordObservation, policy: Policy) -> Verdict
                                "canary_cost": obs.canary_cost, "bcrypt_verifications":
                                0 if obs.canary_match is None else 1,
                                "examples": list(scan.examples + scan.cost_examples)}
+    sample = obs.sample
+    if sample is not None:
+        details["sampling"] = sample.evidence()
+    marker = "SAMPLED (a uniform sample, not every row): " if sample is not None else ""
     problems = []
     not_bcrypt = scan.rows - scan.schemes.get(HashScheme.BCRYPT.value, 0)
     if not_bcrypt:
@@ -61,12 +65,18 @@ def password_hashes_verdict(obs: PasswordObservation, policy: Policy) -> Verdict
         problems.append(f"the canary's password does not verify against its own row "
                         f"({obs.canary_match})")
     if problems:
-        return Verdict.failed("Account passwords are not all bcrypt with work factor "
-                              f"{cost}: " + "; ".join(problems) + ".", **details)
+        of_rows = (f" Found among {sample.rows_sampled} rows of {sample.table} drawn at "
+                   f"random ({sample.percent:.3g}% of each row's chance)." if sample else "")
+        return Verdict.failed(f"{marker}Account passwords are not all bcrypt with work factor "
+                              f"{cost}: " + "; ".join(problems) + "." + of_rows, **details)
     if scan.rows == 0:
         return Verdict.error("users.password_hash has no rows to judge.", **details)
     canary = (" The canary's password verifies against its row (1 bcrypt verification)."
               if obs.canary_match is not None else f" No canary was planted ({obs.canary_note}).")
+    if sample is not None:
+        return Verdict.passed(f"{sample.sentence('password hashes')} All {scan.rows} sampled "
+                              f"password hashes are well-formed bcrypt with work factor "
+                              f"{cost}.{canary}", **details)
     return Verdict.passed(f"All {scan.rows} password hashes are well-formed bcrypt with work "
                           f"factor {cost}.{canary}", **details)
 

@@ -70,6 +70,10 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
         "shared_iv_cells": obs.shared_iv_cells, "shared_iv_groups": obs.shared_iv_groups,
         "shared_ciphertext_cells": obs.shared_ciphertext_cells,
         "canary": [plain(c) for c in obs.canary], "canary_note": obs.canary_note}
+    sample = obs.sample
+    if sample is not None:
+        details["sampling"] = sample.evidence()
+    marker = "SAMPLED (a uniform sample, not every row): " if sample is not None else ""
     problems = []
     for scan in obs.columns:
         bad = scan.rows - scan.valid
@@ -96,8 +100,10 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
         problems.append("the canary's tokens do not read back as handed in: "
                         + ", ".join(f"{c.platform} {c.kind} ({c.result})" for c in wrong))
     if problems:
-        return Verdict.failed("OAuth tokens are not all encrypted per row with Fernet: "
-                              + "; ".join(problems) + ".", **details)
+        of_rows = (f" Found among {sample.rows_sampled} rows of {sample.table} drawn at "
+                   f"random ({sample.percent:.3g}% of each row's chance)." if sample else "")
+        return Verdict.failed(f"{marker}OAuth tokens are not all encrypted per row with Fernet: "
+                              + "; ".join(problems) + "." + of_rows, **details)
     cells = sum(scan.rows for scan in obs.columns)
     if cells == 0:
         return Verdict.error("There are no channel rows to judge, and no canary was planted: "
@@ -110,6 +116,13 @@ def tokens_fernet_verdict(obs: TokenObservation) -> Verdict:
               else f" No canary was planted ({obs.canary_note}).")
     seen = sorted({p for s in obs.columns for p in s.by_platform if p != "other"})
     covered = f" Platforms with rows: {', '.join(seen)}." if seen else ""
+    if sample is not None:
+        return Verdict.passed(
+            f"{sample.sentence('token cells')} All {cells} sampled token cells of "
+            f"{', '.join(s.column for s in obs.columns)} are Fernet tokens whose HMAC verifies "
+            f"under the HSM key ring ({counts(dict(used))}) and whose decrypted padding is "
+            "correct; no two sampled cells share an IV or a ciphertext (shared IVs were looked "
+            f"for among the sampled cells only).{canary}{covered}", **details)
     return Verdict.passed(
         f"All {cells} token cells of {', '.join(s.column for s in obs.columns)} are Fernet tokens "
         f"whose HMAC verifies under the HSM key ring ({counts(dict(used))}) and whose decrypted "

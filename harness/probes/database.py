@@ -415,9 +415,77 @@ class DatabaseProbe:
                      timeout_s: float | None = None) -> Iterator[bytes]:
         """One column's values as a byte stream (``COPY`` text format, one value a line),
         in blocks of whole lines of about :data:`COPY_BLOCK_BYTES`."""
-        limit_ms = int((timeout_s or self._policy.timeouts.command_s) * 1000)
         query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
             sql.Identifier(info.column), sql.Identifier(info.schema), sql.Identifier(info.table))
+        return self._copy_out(query, (f"dumping {info.name}", f"dump {info.name}"),
+                              timeout_s=timeout_s)
+
+    def key_span(self, table: str, key: str = "id", *,
+                 schema: str = "public") -> tuple[int, int] | None:
+        """``(lowest, highest)`` of an integer key column (one index lookup each), or None
+        when the table is empty or the key is not an integer."""
+        query = sql.SQL("SELECT min({k}), max({k}) FROM {s}.{t}").format(
+            k=sql.Identifier(key), s=sql.Identifier(schema), t=sql.Identifier(table))
+        low, high = self._one(query)
+        if not isinstance(low, int) or not isinstance(high, int):
+            return None
+        return low, high
+
+    def planned_rows(self, table: str, *, schema: str = "public") -> int | None:
+        """The planner's estimate of a table's rows (``pg_class.reltuples``), or None when the
+        table was never analysed."""
+        row = self._one("SELECT coalesce((SELECT c.reltuples::bigint FROM pg_class c"
+                        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE n.nspname = %s AND c.relname = %s), -1)", (schema, table))
+        return int(row[0]) if int(row[0]) >= 0 else None
+
+    def count_rows(self, table: str, *, schema: str = "public") -> int:
+        """A table's exact number of rows (a scan)."""
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
+                                                             sql.Identifier(table))
+        return int(self._one(query)[0])
+
+    def copy_rows(self, table: str, columns: Sequence[str | None], *, schema: str = "public",
+                  key: str = "id", low: int | None = None, high: int | None = None,
+                  sample_percent: float | None = None,
+                  stored_bytes: bool = False) -> Iterator[bytes]:
+        """``key, *columns`` of the rows with ``low <= key <= high`` as ``COPY`` text lines,
+        in blocks of whole lines of about :data:`COPY_BLOCK_BYTES` (read them with
+        :func:`harness.formats.copy_text.copy_text_rows`).
+
+        The cheapest way to read a column's values: the server formats the rows once, and
+        a reader pays a Python step per block, not per row or value. A column given as None
+        is NULL in its place. ``sample_percent`` draws each row with that probability
+        (``TABLESAMPLE BERNOULLI``: a uniform sample). With ``stored_bytes`` text arrives as
+        the bytes the server stores (``client_encoding`` SQL_ASCII for this read), else in
+        the session's encoding (UTF-8). The read may take ``timeouts.command_s``.
+
+        Raises:
+            ProbeError: the read failed or exceeded its time; the message names the
+                columns, never a value.
+        """
+        selected: list[sql.Composable] = [sql.Identifier(key)]
+        selected += [sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns]
+        query = sql.SQL("SELECT {} FROM {}.{}").format(
+            sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table))
+        if sample_percent is not None:
+            query += sql.SQL(" TABLESAMPLE BERNOULLI ({})").format(sql.Literal(sample_percent))
+        bounds = [sql.SQL("{} >= {}").format(sql.Identifier(key), sql.Literal(low))
+                  if low is not None else None,
+                  sql.SQL("{} <= {}").format(sql.Identifier(key), sql.Literal(high))
+                  if high is not None else None]
+        if any(bounds):
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(b for b in bounds if b)
+        names = ", ".join(f"{table}.{column}" for column in columns if column)
+        return self._copy_out(sql.SQL("COPY ({}) TO STDOUT").format(query),
+                              (f"reading {names}", f"read {names}"), stored_bytes=stored_bytes)
+
+    def _copy_out(self, query: sql.Composed, what: tuple[str, str], *,
+                  timeout_s: float | None = None, stored_bytes: bool = False) -> Iterator[bytes]:
+        """A ``COPY ... TO STDOUT``'s output in blocks of whole lines, within the deadline;
+        ``what`` names the read in messages (``("dumping x", "dump x")``)."""
+        doing, verb = what
+        limit_ms = int((timeout_s or self._policy.timeouts.command_s) * 1000)
         conn = self.connection
         deadline, cut = self._deadline_of(limit_ms / 1000, "timeouts.command_s" if timeout_s is None
                                           else "the dump's timeout")
@@ -426,6 +494,8 @@ class DatabaseProbe:
             with watchdog(deadline, cut) as watch, conn.cursor() as cursor:
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(limit_ms)))
+                if stored_bytes:
+                    cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
                 with cursor.copy(query) as copy:
                     # libpq hands COPY out a row at a time: gathered into blocks of
                     # about COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
@@ -433,12 +503,18 @@ class DatabaseProbe:
             conn.rollback()
         except psycopg.errors.QueryCanceled:
             conn.rollback()
-            raise ProbeError(f"dumping {info.name} exceeded {limit_ms / 1000:g} s") from None
+            raise ProbeError(f"{doing} exceeded {limit_ms / 1000:g} s") from None
         except psycopg.Error as exc:
             if watch.fired:
                 raise self._cut(deadline) from None
             conn.rollback()
-            raise ProbeError(self._safe(f"cannot dump {info.name}: {_first_line(exc)}")) from None
+            raise ProbeError(self._safe(f"cannot {verb}: {_first_line(exc)}")) from None
+        finally:
+            # Also when the reader stops early: no transaction, time limit or encoding
+            # outlives the read.
+            if not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
 
     def dump(self, columns: tuple[ColumnInfo, ...] | None = None
              ) -> Iterator[tuple[str, Iterator[bytes]]]:

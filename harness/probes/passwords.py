@@ -1,17 +1,20 @@
-"""The stored password hashes: every ``users.password_hash`` cell classified, and the
-canary's password checked against its own row."""
+"""The stored password hashes: every ``users.password_hash`` cell classified (or the policy's
+uniform sample of them), key ranges on every core, and the canary's password checked against
+its own row."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from harness.canaries import Canary
-from harness.column_scans import HashColumnScan, scan_hash_cells
+from harness.column_scans import HashColumnScan, HashTally
 from harness.formats.bcrypt_hash import bcrypt_check, classify_stored_hash
+from harness.parallel_scan import plan_scan, results_of, worker_pool
 from harness.policy import Policy
-from harness.probes.database import open_database
+from harness.probes.database import DatabaseProbe, open_database
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.sampling import SampleNote
 
 
 @dataclass(frozen=True)
@@ -24,25 +27,65 @@ class PasswordObservation:
             verification); None without a canary.
         canary_cost: the bcrypt cost of the canary's row.
         canary_note: why there is no canary, if there is none.
+        sample: how the rows were sampled; None when every row was classified.
     """
 
     scan: HashColumnScan
     canary_match: str | None = None
     canary_cost: int | None = None
     canary_note: str = ""
+    sample: SampleNote | None = None
+
+
+@dataclass(frozen=True)
+class HashRangeTask:
+    """One worker's part of ``users``.
+
+    Attributes:
+        profile, policy: as the check has them (the worker opens its own read-only session).
+        low, high: the part's key range (None: unbounded).
+        sample_percent: the chance each row has of being read (None: every row).
+    """
+
+    profile: TargetProfile
+    policy: Policy
+    low: int | None
+    high: int | None
+    sample_percent: float | None
+
+
+def classify_hash_range(task: HashRangeTask) -> HashTally:
+    """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it."""
+    tally = HashTally(task.policy.bcrypt.cost)
+    with DatabaseProbe(task.profile, task.policy, known_secrets=KnownSecrets()) as db:
+        for block in db.copy_rows("users", ("password_hash",), low=task.low, high=task.high,
+                                  sample_percent=task.sample_percent):
+            tally.add_copy_block(block)
+    return tally
 
 
 def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                       canary: Canary | None, canary_note: str = "") -> PasswordObservation:
-    """Classify every ``users.password_hash`` cell and check the canary's password against its row."""
+    """Classify every ``users.password_hash`` cell (or the policy's sample) and check the
+    canary's password against its row."""
     with open_database(profile, policy, known) as db:
-        rows = (row for batch in db.stream_column("users", "password_hash") for row in batch)
-        scan = scan_hash_cells(rows, "users.password_hash", policy.bcrypt.cost)
+        plan = plan_scan(db, "users", policy)
+        with worker_pool(plan.jobs) as submit:
+            parts = results_of([submit(classify_hash_range,
+                                       HashRangeTask(profile, policy, low, high,
+                                                     plan.sample_percent))
+                                for low, high in plan.parts])
+        tally = HashTally(policy.bcrypt.cost)
+        for part in parts:
+            tally.absorb(part)
+        scan = tally.scan("users.password_hash")
+        sample = plan.sampled(scan.rows)
         if canary is None or canary.user_id is None:
-            return PasswordObservation(scan, canary_note=canary_note)
+            return PasswordObservation(scan, canary_note=canary_note, sample=sample)
         own = [v for batch in db.stream_column("users", "password_hash", where="id = %s",
                                                params=(canary.user_id,)) for _, v in batch]
     if not own:
-        return PasswordObservation(scan, "row missing")
+        return PasswordObservation(scan, "row missing", sample=sample)
     kind = classify_stored_hash(own[0])
-    return PasswordObservation(scan, bcrypt_check(canary.password, own[0]).value, kind.cost)
+    return PasswordObservation(scan, bcrypt_check(canary.password, own[0]).value, kind.cost,
+                               sample=sample)

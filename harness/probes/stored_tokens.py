@@ -2,30 +2,46 @@
 
 The token-encryption keys are read from the HSM whole
 (:func:`harness.token_ring.token_key_ring`, their values registered as known
-secrets); both token columns of ``channels`` are streamed in one pass through
+secrets); both token columns of ``channels`` are read in one ``COPY`` per key
+range, the ranges by worker processes on every core
+(:mod:`harness.parallel_scan`), each judged by
 :class:`~harness.column_scans.FernetTally` (split by platform where the table
-says it), and the canary's own rows are decrypted and compared with
-what was handed in.
+says it) and merged exactly; and the canary's own rows are decrypted and
+compared with what was handed in.
 """
 
 from __future__ import annotations
 
 import hmac
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from harness.canaries import PLATFORMS, Canary
-from harness.column_scans import TOKEN_BATCH_ROWS, DuplicateCounter, FernetColumnScan, FernetTally
+from harness.column_scans import (
+    TOKEN_BATCH_ROWS,
+    DuplicateCounter,
+    DuplicateSpill,
+    FernetColumnScan,
+    FernetCounts,
+    FernetTally,
+)
+from harness.formats.copy_text import copy_text_rows
 from harness.formats.fernet import FernetKey, FernetTokenError, decrypt_fernet_token
+from harness.parallel_scan import plan_scan, results_of, shared_cells, worker_pool
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
+from harness.sampling import SampleNote
 from harness.token_ring import token_key_ring
 
 TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
+#: Token cells a worker holds in memory (16 MB) before writing their fingerprints out.
+WORKER_MEMORY_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,7 @@ class TokenObservation:
         shared_ciphertext_cells: valid cells whose ciphertext another cell also has.
         canary: the canary's tokens read back; empty without a canary.
         canary_note: why there is no canary, if there is none.
+        sample: how the rows were sampled; None when every row was judged.
     """
 
     ring: tuple[str, ...]
@@ -91,6 +108,7 @@ class TokenObservation:
     shared_ciphertext_cells: int
     canary: tuple[CanaryTokenResult, ...] = ()
     canary_note: str = ""
+    sample: SampleNote | None = None
 
 
 def channel_token_batches(db: DatabaseProbe, *, by_platform: bool,
@@ -114,25 +132,80 @@ def _platform_part(value: Any) -> str:
     return text if text in PLATFORMS else "other"
 
 
+@dataclass(frozen=True)
+class TokenRangeTask:
+    """One worker's part of ``channels``: what it reads and judges, and where its cells'
+    fingerprints go.
+
+    Attributes:
+        profile, policy: as the check has them (the worker opens its own read-only session).
+        keys: the key ring read from the HSM.
+        now, max_clock_skew_s: the time tokens are judged at, and the skew allowed.
+        by_platform: whether ``channels`` has a platform column.
+        low, high: the part's key range (None: unbounded).
+        sample_percent: the chance each row has of being read (None: every row).
+        spill_path: the file the part's fingerprints are written to.
+    """
+
+    profile: TargetProfile
+    policy: Policy
+    keys: tuple[FernetKey, ...]
+    now: float
+    max_clock_skew_s: float
+    by_platform: bool
+    low: int | None
+    high: int | None
+    sample_percent: float | None
+    spill_path: Path
+
+
+def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], DuplicateSpill]:
+    """Read one part of ``channels`` (both token columns in one ``COPY``, as stored bytes)
+    and judge it: each column's counts, and the part's fingerprints written out."""
+    duplicates = DuplicateCounter(memory_cells=WORKER_MEMORY_CELLS, spill_path=task.spill_path)
+    parts = (*PLATFORMS, "other") if task.by_platform else ("",)
+    tallies = [FernetTally(task.keys, now=task.now, max_clock_skew_s=task.max_clock_skew_s,
+                           duplicates=duplicates, parts=parts, part_of=_platform_part)
+               for _ in TOKEN_COLUMNS]
+    part_at = 1 if task.by_platform else None
+    columns = ("platform" if task.by_platform else None, *(c for _, c in TOKEN_COLUMNS))
+    with DatabaseProbe(task.profile, task.policy, known_secrets=KnownSecrets()) as db:
+        for block in db.copy_rows("channels", columns, low=task.low, high=task.high,
+                                  sample_percent=task.sample_percent, stored_bytes=True):
+            rows = copy_text_rows(block)
+            for value_at, tally in enumerate(tallies, 2):
+                tally.add(rows, value_at, part_at)
+    return [tally.counts() for tally in tallies], duplicates.export()
+
+
 def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                    canary: Canary | None, canary_note: str = "") -> TokenObservation:
-    """Stream both token columns and read the canary's rows back."""
+    """Judge both token columns (every row, or the policy's sample), on every core the policy
+    allows, and read the canary's rows back."""
     keys = token_key_ring(profile, policy, known)
     now = time.time()
     skew = policy.fernet.max_clock_skew_s
-    duplicates = DuplicateCounter()
     stored: dict[int, tuple[Any, Any]] = {}
     with open_database(profile, policy, known) as db:
         by_platform = db.has_column("channels", "platform")
+        plan = plan_scan(db, "channels", policy)
         # Each platform the page names, then whatever else is there, so the
         # evidence says which platforms' tokens are (not) encrypted.
         parts = (*PLATFORMS, "other") if by_platform else ("",)
-        tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=duplicates,
+        tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=DuplicateCounter(),
                                parts=parts, part_of=_platform_part) for _ in TOKEN_COLUMNS]
-        part_at = 1 if by_platform else None
-        for batch in channel_token_batches(db, by_platform=by_platform):
-            for value_at, tally in enumerate(tallies, 2):
-                tally.add(batch, value_at, part_at)
+        with tempfile.TemporaryDirectory(prefix="votriz-audit-scan-") as spill_dir, \
+                worker_pool(plan.jobs) as submit:
+            tasks = [TokenRangeTask(profile, policy, keys, now, skew, by_platform, low, high,
+                                    plan.sample_percent, Path(spill_dir) / f"part-{index}")
+                     for index, (low, high) in enumerate(plan.parts)]
+            judged = results_of([submit(judge_token_range, task) for task in tasks])
+            # Exact across parts: every part's fingerprints are counted together.
+            shared_iv, iv_groups, shared_ct = shared_cells([spill for _, spill in judged],
+                                                           submit, plan.jobs)
+        for counts, _ in judged:
+            for tally, column_counts in zip(tallies, counts, strict=True):
+                tally.absorb(column_counts)
         scans = [tally.scan(f"{table}.{column}")
                  for tally, (table, column) in zip(tallies, TOKEN_COLUMNS, strict=True)]
         if canary is not None and canary.channels:
@@ -141,8 +214,8 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                       for batch in db.stream_rows("channels", [c for _, c in TOKEN_COLUMNS],
                                                   where="id = ANY(%s)", params=(ids,))
                       for row in batch}
-    shared_iv, iv_groups, shared_ct = duplicates.result()
     results = (canary_token_results(canary, stored, keys, now=now, max_clock_skew_s=skew)
                if canary is not None else ())
     return TokenObservation(tuple(k.label for k in keys), tuple(scans), shared_iv, iv_groups,
-                            shared_ct, results, canary_note)
+                            shared_ct, results, canary_note,
+                            plan.sampled(scans[0].rows if scans else 0))

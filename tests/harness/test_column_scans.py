@@ -210,3 +210,77 @@ def test_fernet_scan_counts_authentic_but_badly_padded_cells_by_row(batch: int) 
     assert scan.keys_used == {"votriz/token-encryption/v1": 7}
     assert duplicates.result() == (0, 0, 0)
     assert not any(str(value) in str(scan) for value in values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([bytes(16), b"\x01" * 16, os.urandom(16),
+                                           os.urandom(16)]),
+                          st.sampled_from([b"a" * 16, os.urandom(16)])), max_size=80),
+       st.integers(1, 5), st.sampled_from([1, 7, 2_000_000]))
+def test_counters_of_key_ranges_merged_say_what_one_counter_says(
+        cells: list[tuple[bytes, bytes]], parts: int, memory_cells: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    # Given the cells split into consecutive ranges, each counted by its own counter
+    whole = DuplicateCounter()
+    for iv, ciphertext in cells:
+        whole.add_fingerprints(fingerprint(iv, ciphertext))
+    with tempfile.TemporaryDirectory() as directory:
+        spills = []
+        for index in range(parts):
+            counter = DuplicateCounter(memory_cells=memory_cells,
+                                       spill_path=Path(directory) / f"part-{index}")
+            for iv, ciphertext in cells[index::parts]:
+                counter.add_fingerprints(fingerprint(iv, ciphertext))
+            spills.append(counter.export())
+        # When their spills are merged, whole or bucket range by bucket range
+        merged = column_scans.shared_across_spills(spills)
+        halves = [column_scans.shared_across_spills(spills, range(0, 100)),
+                  column_scans.shared_across_spills(spills, range(100, 251))]
+    # Then the counts are exactly one counter's
+    assert merged == whole.result()
+    assert tuple(a + b for a, b in zip(*halves, strict=True)) == merged
+
+
+def test_fernet_tallies_absorbed_in_key_order_say_what_one_tally_says() -> None:
+    rows = [(i, encrypt_fernet_token(b"x", KEY, now=1_900_000_000) if i % 5 else f"bad-{i}",
+             ["a", "b", "c"][i % 3]) for i in range(1, 200)]
+
+    def tally() -> column_scans.FernetTally:
+        return column_scans.FernetTally([KEY, OTHER], now=1_900_000_000, max_clock_skew_s=60,
+                                        duplicates=DuplicateCounter(), parts=("a", "b", "other"),
+                                        part_of=lambda v: v if v in ("a", "b") else "other")
+
+    one = tally()
+    one.add(rows, 1, 2)
+    merged = tally()
+    for start in range(0, 200, 37):
+        part = tally()
+        part.add(rows[start:start + 37], 1, 2)
+        merged.absorb(part.counts())
+    assert merged.scan("c") == one.scan("c")
+    assert len(one.scan("c").examples) == column_scans.EXAMPLES
+
+
+def _copy_escaped(value: str | None) -> bytes:
+    """A value as PostgreSQL's COPY text format writes it (UTF-8)."""
+    if value is None:
+        return b"\\N"
+    escapes = {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r",
+               "\t": "\\t", "\v": "\\v"}
+    return "".join(escapes.get(c, c) for c in value).encode()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.sampled_from([f"$2b$12${'a' * 53}", f"$2y$10${'b' * 53}", None, "", "x\ty",
+                                 "back\\slash", "é" * 60, f"$2b$12${'a' * 53}\n"]), max_size=40),
+       st.sampled_from([12, None]))
+def test_hash_blocks_from_copy_say_what_rows_say(values: list[str | None],
+                                                 cost: int | None) -> None:
+    block = b"".join(f"{i}\t".encode() + _copy_escaped(v) + b"\n"
+                     for i, v in enumerate(values, 1))
+    tally = column_scans.HashTally(cost)
+    if block:
+        tally.add_copy_block(block)
+    assert tally.scan("c") == scan_hash_cells(list(enumerate(values, 1)), "c", cost)

@@ -20,6 +20,7 @@ import pytest
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
 from checks.at_rest.tokens_fernet import tokens_fernet_verdict
+from harness import parallel_scan
 from harness.canaries import PLATFORMS
 from harness.column_scans import EXAMPLES, DuplicateCounter, FernetColumnScan, scan_fernet_cells
 from harness.formats.bcrypt_hash import classify_stored_hash
@@ -202,3 +203,50 @@ def test_password_hashes_in_batches_say_what_one_by_one_said(scratch: ScratchPos
     assert list(obs.scan.examples) == examples
     assert obs.scan.costs == {12: schemes["bcrypt"] - 231, 10: 231}
     assert len(obs.scan.cost_examples) == EXAMPLES
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_key_ranges_in_worker_processes_say_what_one_process_says(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    # Given channels whose good tokens repeat across the whole table (so shared IVs span
+    # every key range) and users with every kind of hash
+    monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
+    monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
+    profile, policy = scratch.profile("scratch"), load_policy()
+    one = observe_tokens(profile, policy.with_scan(jobs=1), KnownSecrets(), None, "t")
+    one_hashes = observe_passwords(profile, policy.with_scan(jobs=1), KnownSecrets(), None, "t")
+    # When the same tables are split into key ranges read by worker processes
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    with DatabaseProbe(profile, policy) as db:
+        assert len(parallel_scan.plan_scan(db, "channels", policy.with_scan(jobs=jobs)).parts) \
+            == jobs
+    many = observe_tokens(profile, policy.with_scan(jobs=jobs), KnownSecrets(), None, "t")
+    many_hashes = observe_passwords(profile, policy.with_scan(jobs=jobs), KnownSecrets(), None,
+                                    "t")
+    # Then every count, example, key, platform split and duplicate count is the same
+    assert many == one and many_hashes == one_hashes
+    assert one.shared_iv_cells > 1000 and one.sample is None
+    assert one_hashes.scan.rows == 30_000
+
+
+def test_a_sampled_scan_judges_a_uniform_sample_and_says_so(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
+    monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
+    scratch.psql("ANALYZE channels; ANALYZE users")
+    policy = load_policy().with_scan(sample_rows=300)
+    # When a quarter of channels and 1% of users are sampled
+    obs = observe_tokens(scratch.profile("scratch"), policy, KnownSecrets(), None, "t")
+    hashes = observe_passwords(scratch.profile("scratch"), policy, KnownSecrets(), None, "t")
+    # Then about that many rows are judged, the garbage among them still FAILs, SAMPLED
+    assert obs.sample is not None and hashes.sample is not None
+    assert 150 < obs.sample.rows_sampled == obs.columns[0].rows < 450
+    assert obs.sample.rows_in_table == 1200 and obs.sample.percent == 25.0
+    assert 150 < hashes.scan.rows < 450 and hashes.sample.rows_sampled == hashes.scan.rows
+    verdict = tokens_fernet_verdict(obs)
+    assert verdict.outcome.value == "FAIL" and verdict.message.startswith("SAMPLED")
+    assert verdict.details["sampling"]["rows_sampled"] == obs.sample.rows_sampled
+    # And a sample as large as the table is a full read, not marked
+    whole = observe_tokens(scratch.profile("scratch"), load_policy().with_scan(sample_rows=1200),
+                           KnownSecrets(), None, "t")
+    assert whole.sample is None and whole.columns[0].rows == 1200

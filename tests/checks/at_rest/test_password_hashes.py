@@ -10,6 +10,7 @@ from harness.outcomes import Outcome
 from harness.policy import load_policy
 from harness.probes.passwords import PasswordObservation
 from harness.profile import parse_profile
+from harness.sampling import SampleNote
 
 POLICY = load_policy()
 DATABASE = '[database]\ndsn = "host=db dbname=votriz user=votriz_auditor"\n'
@@ -54,3 +55,16 @@ def test_password_hashes_without_database_are_manual_not_na() -> None:
                                       "users.password_hash cannot be read. By hand:")
     assert "work factor 12 (prefix $2b$12$" in verdict.message
     assert password_hashes_unavailable(_profile(DATABASE), POLICY) is None  # type: ignore[arg-type]
+
+
+def test_a_sampled_pass_and_a_sampled_fail_say_sampled() -> None:
+    sample = SampleNote("users", "TABLESAMPLE BERNOULLI", 1.0, 100_000, True, 1_000)
+    good = scan_hash_cells(enumerate([H12] * 1_000, 1), "users.password_hash", 12)
+    verdict = password_hashes_verdict(PasswordObservation(good, "match", 12, sample=sample), POLICY)
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message.startswith("SAMPLED, not every row: 1000 of 100000 rows of users")
+    assert "fewer than 0.46% of the password hashes violate" in verdict.message
+    assert verdict.details["sampling"]["violating_fraction_below"] == sample.bound
+    bad = scan_hash_cells(enumerate([H12, H10], 1), "users.password_hash", 12)
+    verdict = password_hashes_verdict(PasswordObservation(bad, "match", 12, sample=sample), POLICY)
+    assert verdict.outcome is Outcome.FAIL and verdict.message.startswith("SAMPLED")

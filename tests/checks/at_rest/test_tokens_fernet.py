@@ -14,6 +14,7 @@ from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.outcomes import Outcome
 from harness.probes.stored_tokens import CanaryTokenResult, TokenObservation
 from harness.profile import parse_profile
+from harness.sampling import SampleNote
 
 KEY = FernetKey(b"k" * 32, "votriz/token-encryption/v1")
 DATABASE = '[database]\ndsn = "host=db dbname=votriz user=votriz_auditor"\n'
@@ -193,3 +194,27 @@ def test_an_authentic_badly_padded_token_planted_in_the_running_stack_fails(clea
     assert f"(row {row_id} (" in verdict.message
     assert "bad_padding 1" in verdict.message
     assert planted not in verdict.message and planted not in str(verdict.details)
+
+
+SAMPLE = SampleNote("channels", "TABLESAMPLE BERNOULLI", 0.5, 2_000_000, False, 10)
+
+
+def test_a_sampled_pass_says_sampled_with_its_bound_and_what_it_did_not_look_at() -> None:
+    verdict = tokens_fernet_verdict(_tokens(sample=SAMPLE))
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message.startswith("SAMPLED, not every row: 10 of about 2000000 rows of "
+                                      "channels")
+    # 1 - 0.01 ** (1 / 10) = 0.369
+    assert "with 99% confidence fewer than 37% of the token cells violate" in verdict.message
+    assert "shared IVs were looked for among the sampled cells only" in verdict.message
+    assert verdict.details["sampling"]["rows_sampled"] == 10
+
+
+def test_a_violation_in_a_sample_is_still_fail_marked_sampled() -> None:
+    scan = FernetColumnScan("channels.access_token_enc", 10, 9, {"not_base64": 1},
+                            ("row 4: not_base64",), {})
+    verdict = tokens_fernet_verdict(_tokens(columns=(scan,), sample=SAMPLE))
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message.startswith("SAMPLED (a uniform sample, not every row): OAuth tokens "
+                                      "are not all encrypted")
+    assert "Found among 10 rows of channels drawn at random" in verdict.message

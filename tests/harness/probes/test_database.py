@@ -11,9 +11,11 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
+from harness.formats.copy_text import copy_text_rows
 from harness.outcomes import ProbeError
 from harness.policy import load_policy
 from harness.probes import database as database_probe
@@ -168,3 +170,45 @@ def test_column_bytes_come_in_blocks_of_whole_lines(scratch_pg: ScratchPostgres,
     assert len(blocks) > 10 and all(b.endswith(b"\n") for b in blocks)
     assert all(len(b) >= 1 << 16 for b in blocks[:-1]) and max(map(len, blocks)) < 1 << 17
     assert whole.decode().splitlines() == [str(v) for v in values]
+
+
+AWKWARD = ["tab\there", "new\nline", "back\\slash", "\\N", None, "", "é-ü ✓", "cr\rlf\n",
+           "\b\f\v", "\\\\t", "plain"]
+
+
+def test_copy_rows_read_back_every_value_exactly(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
+    # Given values that COPY's text format must escape (and a NULL, and the text "\N")
+    scratch_pg.psql("CREATE TABLE awkward (id bigserial PRIMARY KEY, v text, w text);"
+                    " GRANT SELECT ON awkward TO auditor")
+    with psycopg.connect(scratch_pg.dsn(), autocommit=True) as conn:
+        conn.cursor().executemany("INSERT INTO awkward (v, w) VALUES (%s, %s)",
+                                  [(v, AWKWARD[-1 - i]) for i, v in enumerate(AWKWARD)])
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as db:
+        # When they are read through COPY in blocks, as the column scans read them
+        rows = [row for block in db.copy_rows("awkward", ("v", "w", None), stored_bytes=True)
+                for row in copy_text_rows(block)]
+        ranged = [row for block in db.copy_rows("awkward", ("v",), low=3, high=5)
+                  for row in copy_text_rows(block)]
+        expected = [(i, v, w) for batch in db.stream_rows("awkward", ("v", "w"), text_as_bytes=True)
+                    for i, v, w in batch]
+    # Then every value is what a plain SELECT returns, bytes for bytes, NULL as None
+    assert [(int(r[0]), r[1], r[2]) for r in rows] == expected
+    assert {r[3] for r in rows} == {None}
+    assert [int(r[0]) for r in ranged] == [3, 4, 5]
+
+
+def test_key_span_planned_rows_and_a_bernoulli_sample(scratch_pg: ScratchPostgres,
+                                                      tmp_path: Path) -> None:
+    scratch_pg.psql("ANALYZE items")
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as db:
+        assert db.key_span("items") == (1, 200_000)
+        assert db.planned_rows("items") == 200_000 == db.count_rows("items")
+        assert db.key_span("items", "value") is None
+        # A 1% sample: each row drawn with probability 0.01 (2000 expected, sd 44)
+        drawn = [int(r[0]) for block in db.copy_rows("items", ("value",), sample_percent=1.0)
+                 for r in copy_text_rows(block)]
+    assert 1_700 < len(drawn) < 2_300 and len(set(drawn)) == len(drawn)
+    # Spread over the whole key range, not a block of it: each tenth holds some
+    assert len({(row - 1) // 20_000 for row in drawn}) == 10

@@ -1,0 +1,159 @@
+"""A table read on every core: its key range split into parts, each part read and judged by
+a worker process over its own read-only connection, the parts' results merged exactly.
+
+The plan (:func:`plan_scan`) is made on the check's own connection: the key's
+lowest and highest value (two index lookups), the table's size as the planner
+knows it, and, with ``[scan] sample_rows``, the chance each row has of being
+drawn. :func:`worker_pool` then runs one picklable task per part in a pool of
+``jobs`` processes started fresh (``spawn``: nothing of the parent's
+connections or threads is inherited); :func:`results_of` hands them back in key order,
+so that examples name the same first rows whatever the number of workers. A
+table smaller than :data:`PARALLEL_MIN_ROWS` is read in the check's own
+process: starting interpreters would cost more than it saves.
+
+What is merged exactly is the task's business: counts add up, examples are
+taken in key order, and duplicate IVs and ciphertexts are counted over the
+workers' written-out fingerprints together
+(:func:`harness.column_scans.shared_across_spills`), bucket by bucket, the
+buckets themselves shared out over the same pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from harness.column_scans import DUPLICATE_BUCKETS, DuplicateSpill, shared_across_spills
+from harness.outcomes import ProbeError
+from harness.policy import Policy
+from harness.probes.database import DatabaseProbe
+from harness.sampling import SampleNote
+
+#: Below this many rows to read, a table is read in the check's own process.
+PARALLEL_MIN_ROWS = 200_000
+#: How the sample is drawn, in the words evidence uses.
+SAMPLE_METHOD = ("TABLESAMPLE BERNOULLI: each row drawn independently with the same "
+                 "probability, so every row is equally likely to be judged")
+
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """How one table is read.
+
+    Attributes:
+        table: the table.
+        parts: ``(lowest key, highest key)`` of each part, in key order; ``(None, None)``
+            is the whole table (a key that is not an integer, or an empty table).
+        jobs: worker processes (1: the check's own process).
+        sample_percent: the chance each row has of being read, in percent; None reads all.
+        sample: the sample's description (rows drawn still to be counted), or None.
+    """
+
+    table: str
+    parts: tuple[tuple[int | None, int | None], ...]
+    jobs: int
+    sample_percent: float | None = None
+    sample: SampleNote | None = None
+
+    def sampled(self, rows_sampled: int) -> SampleNote | None:
+        """The sample's note with the rows actually drawn (None for a full read)."""
+        if self.sample is None:
+            return None
+        return SampleNote(self.sample.table, self.sample.method, self.sample.percent,
+                          self.sample.rows_in_table, self.sample.rows_counted, rows_sampled)
+
+
+def scan_jobs(policy: Policy) -> int:
+    """Worker processes the policy asks for (``[scan] jobs``; 0: one per CPU core)."""
+    if policy.scan.jobs:
+        return policy.scan.jobs
+    # The cores this process may run on (a container's or taskset's limit), not the machine's.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def plan_scan(db: DatabaseProbe, table: str, policy: Policy, *, key: str = "id") -> ScanPlan:
+    """Split ``table`` by ``key`` into parts for the workers, sampled if the policy says so."""
+    span = db.key_span(table, key)
+    if span is None:
+        return ScanPlan(table, ((None, None),), 1)
+    low, high = span
+    keys = high - low + 1
+    rows = db.planned_rows(table)
+    percent: float | None = None
+    sample: SampleNote | None = None
+    wanted = policy.scan.sample_rows
+    if wanted is not None:
+        counted = rows is None or rows == 0
+        if counted:
+            # Never analysed: the exact count costs a scan of its own, once.
+            rows = int(db.count_rows(table))
+        assert rows is not None
+        if wanted < rows:
+            percent = 100.0 * wanted / rows
+            sample = SampleNote(table, SAMPLE_METHOD, percent, rows, counted, 0)
+    to_read = min(keys, rows if rows else keys) * (percent or 100.0) / 100.0
+    jobs = scan_jobs(policy) if to_read >= PARALLEL_MIN_ROWS else 1
+    jobs = max(1, min(jobs, keys))
+    step = -(-keys // jobs)
+    parts = tuple((start, min(start + step - 1, high)) for start in range(low, high + 1, step))
+    return ScanPlan(table, parts, len(parts), percent, sample)
+
+
+Submit = Callable[..., "Future[Any]"]
+
+
+@contextmanager
+def worker_pool(jobs: int) -> Iterator[Submit]:
+    """A ``submit(function, *args)`` that runs in one of ``jobs`` fresh worker processes
+    (in this process for one job); use :func:`results_of` to wait for the futures.
+
+    Raises:
+        ProbeError: a worker process ended without its result (killed, out of memory).
+    """
+    if jobs <= 1:
+        yield _in_process
+        return
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            yield pool.submit
+    except BrokenProcessPool:
+        raise ProbeError(f"a column scan's worker process ended without its result "
+                         f"({jobs} workers); nothing was judged") from None
+
+
+def results_of(futures: Sequence[Future[Result]]) -> list[Result]:
+    """The futures' results in their order; a worker's exception (a ProbeError with its
+    message) is raised as the worker raised it."""
+    return [future.result() for future in futures]
+
+
+def _in_process(function: Callable[..., Any], *args: Any) -> Future[Any]:
+    future: Future[Any] = Future()
+    try:
+        future.set_result(function(*args))
+    except Exception as exc:  # Handed over as a pool's future would hand it.
+        future.set_exception(exc)
+    return future
+
+
+def shared_cells(spills: Sequence[DuplicateSpill], submit: Submit,
+                 jobs: int) -> tuple[int, int, int]:
+    """(cells sharing an IV, distinct shared IVs, cells sharing a ciphertext) over every
+    worker's spills, the buckets shared out over ``submit`` (a pool's) in ``jobs`` slices."""
+    step = -(-DUPLICATE_BUCKETS // max(1, jobs))
+    futures = [submit(shared_across_spills, spills, range(start, min(start + step,
+                                                                     DUPLICATE_BUCKETS)))
+               for start in range(0, DUPLICATE_BUCKETS, step)]
+    totals = [0, 0, 0]
+    for counts in results_of(futures):
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    return totals[0], totals[1], totals[2]
