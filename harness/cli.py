@@ -294,16 +294,18 @@ def _run_pytest(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str], c
     # pytest and the plugin load only for a run: `verify` and the other commands start without them.
     import pytest
 
-    from harness.plugin import PreloadedInputs
+    from harness.plugin import plugin_args
+    from harness.run_state import PreloadedInputs
 
     args = [*selected_paths(only, checks), "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
-            "--target", str(inputs.profile_path), "--report-dir", str(report_dir)]
+            *plugin_args(), "--votriz-target", str(inputs.profile_path),
+            "--votriz-report-dir", str(report_dir)]
     if signing_key is not None:
-        args += ["--signing-key", str(signing_key)]
+        args += ["--votriz-signing-key", str(signing_key)]
     if against is not None:
-        args += ["--against", str(against)]
+        args += ["--votriz-against", str(against)]
     if require_attestations:
-        args.append("--require-attestations")
+        args.append("--votriz-require-attestations")
     preloaded = PreloadedInputs(inputs)
     code = pytest.main(args, plugins=[preloaded])
     if code == pytest.ExitCode.USAGE_ERROR:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.plugin import plugin_args
+
 # A pass, a fail and a probe error: the three endings a sealed run must show.
 PASS_FAIL_AND_PROBE_ERROR = '''
 import pytest
@@ -53,3 +55,9 @@ def unreachable_target(directory: Path, *sections: str, backend: str | None = "r
     path = directory / "target.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def audit_argv(profile: Path, report: Path, *extra: str) -> tuple[str, ...]:
+    """pytest's arguments for an audit of ``profile`` into ``report``, the plugin asked for as a
+    user asks for it (``-p harness.plugin``); ``extra`` are more ``--votriz-…`` options."""
+    return (*plugin_args(), "--votriz-target", str(profile), "--votriz-report-dir", str(report), *extra)

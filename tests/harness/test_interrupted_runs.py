@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from pytester_checks import unreachable_target
+from pytester_checks import audit_argv, unreachable_target
 
 CHECKS = '''
 import os
@@ -51,7 +51,7 @@ def test_an_interrupted_run_lists_the_interrupted_check_and_every_check_after_it
     pytester.makepyfile(**{"area/interrupted": f"HOW = {how!r}\n" + CHECKS})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    argv = ("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report))
+    argv = audit_argv(unreachable_target(pytester.path), report)
     if how == "sigint":
         pytester.runpytest_subprocess(*argv, timeout=120)
     else:

@@ -9,7 +9,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from pytester_checks import NOT_APPLICABLE_AND_MANUAL, PASS_FAIL_AND_PROBE_ERROR, unreachable_target
+from pytester_checks import (
+    NOT_APPLICABLE_AND_MANUAL,
+    PASS_FAIL_AND_PROBE_ERROR,
+    audit_argv,
+    unreachable_target,
+)
+
+from harness.plugin import plugin_args
 
 CHECKS = PASS_FAIL_AND_PROBE_ERROR + NOT_APPLICABLE_AND_MANUAL + '''
 @pytest.mark.claims("REST-DB-PG15")
@@ -27,7 +34,7 @@ def _run(pytester: pytest.Pytester, checks: str, *extra: str) -> tuple[pytest.Ru
     pytester.makepyfile(**{"area/endings": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    result = pytester.runpytest("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report), *extra)
+    result = pytester.runpytest(*audit_argv(unreachable_target(pytester.path), report, *extra))
     return result, report
 
 
@@ -133,16 +140,14 @@ def check_hsts(evidence):
     pytester.makepyfile(**{"transit/hsts": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "r1"
-    pytester.runpytest("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report),
-                       "--waivers", str(waivers))
+    pytester.runpytest(*audit_argv(unreachable_target(pytester.path), report, "--votriz-waivers", str(waivers)))
     result = json.loads((report / "results.json").read_text())["results"][0]
     assert result["outcome"] == "WAIVED"
     assert result["waiver"]["original_outcome"] == "FAIL"
     # Given the same waiver, expired
     waivers.write_text(waivers.read_text().replace(soon, "2000-01-01"))
     report = pytester.path / "r2"
-    pytester.runpytest("--target", str(unreachable_target(pytester.path)), "--report-dir", str(report),
-                       "--waivers", str(waivers))
+    pytester.runpytest(*audit_argv(unreachable_target(pytester.path), report, "--votriz-waivers", str(waivers)))
     result = json.loads((report / "results.json").read_text())["results"][0]
     assert result["outcome"] == "FAIL"
     assert "expired on 2000-01-01" in result["message"]
@@ -151,7 +156,7 @@ def check_hsts(evidence):
 def test_malformed_waiver_stops_before_any_check(pytester: pytest.Pytester) -> None:
     waivers = pytester.path / "waivers.toml"
     waivers.write_text('[[waiver]]\ncheck = "transit.hsts"\napproved_by = "x"\nexpires = "soon"\n')
-    result, report = _run(pytester, CHECKS, "--waivers", str(waivers))
+    result, report = _run(pytester, CHECKS, "--votriz-waivers", str(waivers))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*waiver[[]0[]].justification: Field required*",
                                  "*waiver[[]0[]].expires: *"])
@@ -178,10 +183,38 @@ def check_secretive(evidence, known_secrets, report_dir):
     assert "canary-Pa55word-77" not in leaks
 
 
-def test_plugin_is_inert_without_target(pytester: pytest.Pytester) -> None:
+def test_plugin_asked_for_is_inert_without_target(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
-    result = pytester.runpytest()
+    result = pytester.runpytest(*plugin_args())
     result.assert_outcomes(passed=1)
+    assert "votriz-audit:" not in result.stdout.str()
+
+
+def _help_section(result: pytest.RunResult, heading: str) -> list[str]:
+    """The option lines of one group of ``pytest --help``."""
+    lines = result.stdout.lines
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    section = []
+    for line in lines[start + 1:]:
+        if line and not line.startswith(" "):
+            break
+        section.append(line)
+    return section
+
+
+def test_plugin_options_are_prefixed_and_only_there_when_asked_for(pytester: pytest.Pytester) -> None:
+    # When pytest is started without asking for the plugin
+    plain = pytester.runpytest_subprocess("--help")
+    # Then none of its options is there, and no generic --target either
+    assert "--votriz-target" not in plain.stdout.str()
+    assert not any(line.lstrip().startswith("--target") for line in plain.stdout.lines)
+    # When it is asked for
+    asked = pytester.runpytest_subprocess(*plugin_args(), "--help")
+    # Then every option it adds says whose it is
+    options = [line.split()[0].split("=")[0].rstrip(",") for line in _help_section(asked, "votriz-audit:")
+               if line.lstrip().startswith("--")]
+    assert "--votriz-target" in options and "--votriz-report-dir" in options
+    assert [option for option in options if not option.startswith("--votriz-")] == []
 
 
 def test_checks_past_the_run_time_limit_are_errors_not_passes(pytester: pytest.Pytester) -> None:
@@ -199,7 +232,7 @@ def check_slow(evidence):
 def check_after(evidence):
     evidence.conclude(Verdict.passed("would pass"))
 '''
-    _, report = _run(pytester, checks, "--policy", str(policy))
+    _, report = _run(pytester, checks, "--votriz-policy", str(policy))
     results = _by_name(report)
     assert results["slow"]["outcome"] == "PASS"
     # Then the check that would start after the limit did not run and says why
