@@ -116,3 +116,23 @@ def test_a_waiver_keeps_its_fields_without_surrounding_whitespace(tmp_path: Path
     path.write_text(WAIVER.replace('"CISO"', '"  CISO  "'))
     waiver = load_waivers(path, known_checks={"transit.hsts"}).for_check("transit.hsts")
     assert waiver is not None and waiver.approved_by == "CISO"
+
+
+EXAMPLE_WAIVERS = Path(__file__).resolve().parents[2] / "fixtures" / "waivers" / "example.toml"
+
+
+def test_the_example_waiver_file_is_accepted_as_the_run_loads_it() -> None:
+    from harness.inputs import load_rules
+
+    # When `run --waivers fixtures/waivers/example.toml` loads it (known checks, the policy's limit)
+    rules = load_rules(waivers=EXAMPLE_WAIVERS)
+    # Then both of its waivers are there, each for a check the catalogue links
+    assert [w.check for w in rules.waivers.waiver] == ["transit.outbound_https", "at_rest.backup_retention"]
+    assert {w.check for w in rules.waivers.waiver} <= rules.catalogue.check_ids()
+    # And each applies until its last day only (as dated on the day the file was written)
+    written = dt.date(2026, 12, 7)
+    for waiver in rules.waivers.waiver:
+        assert waiver.is_current(written) and waiver.is_current(waiver.expires)
+        assert not waiver.is_current(waiver.expires + dt.timedelta(days=1))
+    assert load_waivers(EXAMPLE_WAIVERS, known_checks=rules.catalogue.check_ids(),
+                        max_days_ahead=rules.policy.waivers.max_days_ahead, today=written) == rules.waivers
