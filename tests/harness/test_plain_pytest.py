@@ -1,0 +1,69 @@
+"""The checks run with plain pytest, as the README says: ``pytest -p harness.plugin
+--votriz-target=PROFILE`` from the repository's root (every check of ``checks/``, not the
+harness's own tests that ``pyproject.toml`` names), and from any other directory with the
+checks' path. Real subprocesses, against a target whose edge refuses every connection: each
+check that needs the edge ends ERROR, never PASS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pytester_checks import unreachable_target
+
+from harness.checkdir import CHECKS_DIR
+from harness.plugin import plugin_args
+
+ROOT = CHECKS_DIR.parent
+
+
+def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _results(report: Path) -> dict[str, dict]:
+    return {r["check_id"]: r for r in json.loads((report / "results.json").read_text())["results"]}
+
+
+def test_from_the_repository_root_plain_pytest_runs_the_checks_not_the_tests(tmp_path: Path) -> None:
+    # Given a target whose edge refuses connections
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    # When pytest is started in the repository's root with the plugin asked for and no path
+    # (pyproject.toml's testpaths would collect tests/), only the HSTS check selected
+    proc = _pytest(ROOT, f"--votriz-target={profile}", f"--votriz-report-dir={report}", "-k", "hsts")
+    # Then the checks of checks/ were collected, none of the harness's tests, and no import failed
+    assert "ImportError" not in proc.stdout + proc.stderr
+    results = _results(report)
+    assert list(results) == ["transit.hsts"], proc.stdout[-2000:]
+    # And the check could not verify an edge it cannot reach: ERROR with why, and pytest says failed
+    assert results["transit.hsts"]["outcome"] == "ERROR"
+    assert "127.0.0.1" in results["transit.hsts"]["message"]
+    assert proc.returncode == 1
+    assert "votriz-audit: gate ERROR" in proc.stdout
+
+
+def test_from_another_directory_plain_pytest_runs_the_checks_it_is_given(tmp_path: Path) -> None:
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # When pytest is started outside the repository on the transit area's folder
+    proc = _pytest(elsewhere, f"--votriz-target={profile}", f"--votriz-report-dir={report}",
+                   str(CHECKS_DIR / "transit"))
+    # Then every transit check ran, by its id, and none passed against an edge that is not there
+    results = _results(report)
+    assert results and all(ident.startswith("transit.") for ident in results), proc.stdout[-2000:]
+    assert "transit.hsts" in results and "transit.tls_versions" in results
+    assert not [ident for ident, r in results.items() if r["outcome"] == "PASS"]
+    assert proc.returncode == 1
+
+
+def test_a_bad_profile_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    # When the profile named does not exist
+    proc = _pytest(ROOT, f"--votriz-target={tmp_path / 'missing.toml'}")
+    # Then pytest stops with a usage error naming it, in one line
+    assert proc.returncode == 4
+    assert f"{tmp_path / 'missing.toml'}: cannot read the profile" in proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
