@@ -1,13 +1,16 @@
 """The keys that seal an evidence bundle: a PEM key file, a key in a PKCS#11 token, or a throwaway key.
 
-``--signing-key`` takes either a path to an unencrypted PEM Ed25519 private key
-(``openssl genpkey -algorithm ed25519``) or an RFC 7512 ``pkcs11:`` URI naming a
+``--signing-key`` takes either a path to an unencrypted PEM Ed25519 or ECDSA P-256
+private key (``openssl genpkey -algorithm ed25519``, ``openssl genpkey -algorithm EC
+-pkeyopt ec_paramgen_curve:P-256``) or an RFC 7512 ``pkcs11:`` URI naming a
 private key in the auditor's own token, e.g.::
 
     pkcs11:token=auditor;object=bundle-signing;type=private?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/auditor.pin
 
 The token signs (``CKM_EDDSA`` for an Ed25519 key, ``CKM_ECDSA`` over SHA-256 for a
-P-256 key): the private key never leaves it. The public key is read from the
+P-256 key): the private key never leaves it. Every call into the PKCS#11 module runs
+in a child process killed at the policy's request deadline, as the HSM probe's looks do:
+a token that accepts and never answers ends in one line, not a hung run. The public key is read from the
 token's public key object of the same label (or id), so the bundle can ship it.
 The token is the auditor's, never the audited system's: the URI is the
 operator's, and nothing here reads the target profile.
@@ -19,16 +22,22 @@ verifier never trusts it by default (:mod:`harness.report.seal`).
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 from urllib.parse import unquote
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from harness.child_calls import ChildWords, answer_from_child
+from harness.outcomes import ProbeError
 from harness.safe_files import Cap, FileRefused, read_bytes, read_secret_line
 
 Algorithm = Literal["ed25519", "ecdsa-p256-sha256"]
@@ -96,17 +105,21 @@ def algorithm_of(key: object) -> Algorithm:
 
 @dataclass(frozen=True)
 class _SoftwareSigner:
-    private: Ed25519PrivateKey
+    private: Ed25519PrivateKey | ec.EllipticCurvePrivateKey
     kind: str
     source: str
-    algorithm: Algorithm = "ed25519"
+    algorithm: Algorithm = field(init=False)
     public_key: PublicKey = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "public_key", self.private.public_key())
+        public = self.private.public_key()
+        object.__setattr__(self, "public_key", public)
+        object.__setattr__(self, "algorithm", algorithm_of(public))
 
     def sign(self, data: bytes) -> bytes:
-        return self.private.sign(data)
+        if isinstance(self.private, Ed25519PrivateKey):
+            return self.private.sign(data)
+        return self.private.sign(data, ec.ECDSA(hashes.SHA256()))  # DER, as the token's signature
 
 
 def throwaway_signer() -> Signer:
@@ -115,10 +128,10 @@ def throwaway_signer() -> Signer:
 
 
 def file_signer(path: Path) -> Signer:
-    """An Ed25519 private key from an unencrypted PEM file.
+    """An Ed25519 or ECDSA P-256 private key from an unencrypted PEM file.
 
     Raises:
-        SigningError: unreadable, not PEM, encrypted, or not Ed25519.
+        SigningError: unreadable, not PEM, encrypted, or another algorithm.
     """
     try:
         key = serialization.load_pem_private_key(read_bytes(path, "signing key", Cap.KEY), password=None)
@@ -126,8 +139,11 @@ def file_signer(path: Path) -> Signer:
         raise SigningError(f"{path}: cannot read the signing key: {exc.reason}") from None
     except (ValueError, TypeError) as exc:
         raise SigningError(f"{path}: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningError(f"{path}: the signing key must be Ed25519, not {type(key).__name__}")
+    if not isinstance(key, Ed25519PrivateKey | ec.EllipticCurvePrivateKey) or (
+            isinstance(key, ec.EllipticCurvePrivateKey) and not isinstance(key.curve, ec.SECP256R1)):
+        curve = f" on {key.curve.name}" if isinstance(key, ec.EllipticCurvePrivateKey) else ""
+        raise SigningError(f"{path}: the signing key must be Ed25519 or ECDSA P-256, "
+                           f"not {type(key).__name__}{curve}")
     return _SoftwareSigner(key, "file", str(path))
 
 
@@ -212,12 +228,94 @@ def parse_pkcs11_uri(uri: str) -> Pkcs11Uri:
                      pin_value=unquote(attrs["pin-value"]) if "pin-value" in attrs else None)
 
 
+# --- the token, reached only from a child process killed at its deadline ---------------------------
+
+#: The environment that tells a PKCS#11 module where its token is (p11-kit's server address,
+#: SoftHSM's configuration): handed to each child, which may have been forked from a server
+#: process started before the caller set it.
+_TOKEN_ENV_PREFIXES = ("P11_KIT_", "SOFTHSM2_")
+# Forked from a server process, as the HSM probe's children are: the harness's threads are
+# never forked, and a module that blocks for ever (a token that accepts and never answers)
+# blocks a process that is killed, not the run.
+_CHILDREN = multiprocessing.get_context("forkserver")
+
+
+def default_token_deadline() -> tuple[float, str]:
+    """The policy's default request deadline (seconds, key): one token call, as an HSM look."""
+    from harness.policy import TimeoutsPolicy
+
+    return TimeoutsPolicy().request_s, "timeouts.request_s"
+
+
+def _token_env() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith(_TOKEN_ENV_PREFIXES)}
+
+
+def _in_token_child(function: Callable[..., Any], args: tuple[Any, ...], uri: Pkcs11Uri,
+                    deadline: tuple[float, str], what: str) -> Any:
+    """``function(env, *args)`` in a forked child, killed if it has not answered by ``deadline``.
+
+    Raises:
+        SigningError: the token refused, the child failed, or no answer in time (one line,
+            naming the token, never the PIN).
+    """
+    seconds, key = deadline
+    try:
+        return answer_from_child(_CHILDREN, function, (_token_env(), *args), seconds, ChildWords(
+            process_name="votriz-audit-signing",
+            cannot_start=f"{uri.redacted}: cannot start the process that {what}",
+            too_slow=f"{uri.redacted}: the token did not answer within the policy's {seconds:g} s ({key}) "
+                     f"while the harness {what}",
+            ended=f"{uri.redacted}: the process that {what} ended without an answer",
+            crashed=f"{uri.redacted}: {{kind}} while the harness {what}"))
+    except ProbeError as exc:
+        raise SigningError(str(exc)) from None
+
+
+def _key_here(env: dict[str, str], uri: Pkcs11Uri, pin: str, probe: bytes) -> tuple[bytes, bytes]:
+    """In the child: the token's public key (DER SubjectPublicKeyInfo) and a signature over ``probe``."""
+    import pkcs11
+
+    os.environ.update(env)
+    try:
+        with _session(uri, pin) as session:
+            public_key = _token_public_key(_find(session, uri, pkcs11.ObjectClass.PUBLIC_KEY))
+            algorithm = algorithm_of(public_key)
+            signature = _sign_in(session, uri, algorithm, probe)
+    except SigningError as exc:
+        raise ProbeError(str(exc)) from None
+    return public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo), signature
+
+
+def _sign_here(env: dict[str, str], uri: Pkcs11Uri, pin: str, algorithm: Algorithm, data: bytes) -> bytes:
+    """In the child: the token's signature over ``data``."""
+    os.environ.update(env)
+    try:
+        with _session(uri, pin) as session:
+            return _sign_in(session, uri, algorithm, data)
+    except SigningError as exc:
+        raise ProbeError(str(exc)) from None
+
+
+def _sign_in(session: Any, uri: Pkcs11Uri, algorithm: Algorithm, data: bytes) -> bytes:
+    import pkcs11
+
+    private = _find(session, uri, pkcs11.ObjectClass.PRIVATE_KEY)
+    if algorithm == "ed25519":
+        return bytes(private.sign(data, mechanism=pkcs11.Mechanism.EDDSA))
+    raw = bytes(private.sign(hashlib.sha256(data).digest(), mechanism=pkcs11.Mechanism.ECDSA))
+    half = len(raw) // 2
+    return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+
+
 @dataclass(frozen=True)
 class _Pkcs11Signer:
     uri: Pkcs11Uri
     pin: str = field(repr=False)
     public_key: PublicKey
     algorithm: Algorithm
+    deadline: tuple[float, str]
     kind: str = "pkcs11"
 
     @property
@@ -225,15 +323,13 @@ class _Pkcs11Signer:
         return self.uri.redacted
 
     def sign(self, data: bytes) -> bytes:
-        import pkcs11
+        """The token's signature, made in a child killed at the deadline.
 
-        with _session(self.uri, self.pin) as session:
-            private = _find(session, self.uri, pkcs11.ObjectClass.PRIVATE_KEY)
-            if self.algorithm == "ed25519":
-                return bytes(private.sign(data, mechanism=pkcs11.Mechanism.EDDSA))
-            raw = bytes(private.sign(hashlib.sha256(data).digest(), mechanism=pkcs11.Mechanism.ECDSA))
-            half = len(raw) // 2
-            return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+        Raises:
+            SigningError: the token refused or did not answer in time.
+        """
+        return cast(bytes, _in_token_child(_sign_here, (self.uri, self.pin, self.algorithm, data), self.uri,
+                                           self.deadline, "signed the bundle"))
 
 
 def _session(uri: Pkcs11Uri, pin: str) -> Any:
@@ -278,15 +374,19 @@ def _token_public_key(public: Any) -> PublicKey:
     raise SigningError("the token's key is neither Ed25519 nor ECDSA P-256")
 
 
-def pkcs11_signer(uri_text: str) -> Signer:
+def pkcs11_signer(uri_text: str, deadline: tuple[float, str] | None = None) -> Signer:
     """The token key a ``pkcs11:`` URI names, checked by one signature made and verified now.
 
-    Raises:
-        SigningError: bad URI, unreadable PIN file, no token, wrong PIN, not exactly one key.
-    """
-    import pkcs11
+    Every call into the PKCS#11 module runs in a child process killed at ``deadline``
+    (seconds, policy key; the policy's default request deadline without one): a
+    module that never answers (a frozen p11-kit server) cannot hold the harness.
 
+    Raises:
+        SigningError: bad URI, unreadable PIN file, no token, wrong PIN, not exactly one key,
+            or no answer by the deadline.
+    """
     uri = parse_pkcs11_uri(uri_text)
+    deadline = deadline or default_token_deadline()
     if uri.pin_source is not None:
         try:
             pin = read_secret_line(uri.pin_source, "signing token PIN")
@@ -296,12 +396,16 @@ def pkcs11_signer(uri_text: str) -> Signer:
         pin = uri.pin_value
     else:
         raise SigningError(f"{uri.redacted}: no PIN (pin-source=file:/path or pin-value=)")
-    with _session(uri, pin) as session:
-        public_key = _token_public_key(_find(session, uri, pkcs11.ObjectClass.PUBLIC_KEY))
-    signer = _Pkcs11Signer(uri, pin, public_key, algorithm_of(public_key))
     probe = b"votriz-audit signing key check"
-    verify_signature(public_key, signer.sign(probe), probe)
-    return signer
+    der, signature = _in_token_child(_key_here, (uri, pin, probe), uri, deadline, "opened the signing key")
+    public_key = serialization.load_der_public_key(der)
+    assert isinstance(public_key, Ed25519PublicKey | ec.EllipticCurvePublicKey)
+    try:
+        verify_signature(public_key, signature, probe)
+    except InvalidSignature:
+        raise SigningError(f"{uri.redacted}: the token's signature does not verify under its public key"
+                           ) from None
+    return _Pkcs11Signer(uri, pin, public_key, algorithm_of(public_key), deadline)
 
 
 def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
@@ -316,8 +420,10 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
         key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
 
 
-def open_signer(signing_key: str | Path | None) -> Signer:
+def open_signer(signing_key: str | Path | None, deadline: tuple[float, str] | None = None) -> Signer:
     """The signer ``--signing-key`` names: a PEM file, a ``pkcs11:`` URI, or (None) a throwaway key.
+
+    ``deadline`` (seconds, policy key) bounds each call into a token.
 
     Raises:
         SigningError: the key cannot be used.
@@ -325,5 +431,5 @@ def open_signer(signing_key: str | Path | None) -> Signer:
     if signing_key is None:
         return throwaway_signer()
     if is_pkcs11_uri(signing_key):
-        return pkcs11_signer(str(signing_key))
+        return pkcs11_signer(str(signing_key), deadline)
     return file_signer(Path(signing_key))

@@ -349,7 +349,7 @@ def _rsa_key(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (_rsa_key, "the signing key must be Ed25519, not"),
+    (_rsa_key, "the signing key must be Ed25519 or ECDSA P-256, not RSAPrivateKey"),
     (lambda tmp: tmp / "absent.pem", "cannot read the signing key: No such file or directory"),
 ])
 def test_an_unusable_signing_key_stops_the_run_before_any_check(

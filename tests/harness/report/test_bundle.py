@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.redaction import KnownSecrets
@@ -180,16 +181,40 @@ def test_the_operators_key_signs_and_is_trusted_when_named(tmp_path: Path, bundl
     assert sealed.signer.fingerprint in (bundle / VERIFY_MD).read_text()
 
 
-def test_a_key_that_is_not_ed25519_is_refused(tmp_path: Path, bundle: Path) -> None:
-    from cryptography.hazmat.primitives.asymmetric import ec
+def _write_ec_key(path: Path, curve: ec.EllipticCurve) -> Path:
+    key = ec.generate_private_key(curve)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.with_suffix(".pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return path
 
-    path = tmp_path / "ec.pem"
-    path.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+def test_an_ecdsa_p256_key_file_signs_and_is_trusted_when_named(tmp_path: Path, bundle: Path) -> None:
+    # Given the operator's ECDSA P-256 key file (verify accepts P-256 as it accepts Ed25519)
+    key = _write_ec_key(tmp_path / "signing-p256.pem", ec.SECP256R1())
+    _unseal(bundle)
+    # When the bundle is sealed with it
+    sealed = sign_bundle(bundle, key_path=key)
+    # Then it verifies under its public key and under no other, and VERIFY.md's recipe uses openssl dgst
+    assert (sealed.signer.kind, sealed.signer.algorithm) == ("file", "ecdsa-p256-sha256")
+    report = verify(bundle, trusted_keys([key.with_suffix(".pub")]))
+    assert report.status is SealStatus.VERIFIED and report.exit_code() == 0
+    assert report.trusted_by == sealed.signer.fingerprint
+    other = verify(bundle, trusted_keys([_write_ec_key(tmp_path / "other.pem", ec.SECP256R1()).with_suffix(".pub")]))
+    assert other.status is SealStatus.UNTRUSTED and other.exit_code() == 2
+    assert "openssl dgst -sha256 -verify" in (bundle / VERIFY_MD).read_text()
+    # And one changed byte breaks it, as under Ed25519
+    (bundle / "results.json").write_bytes((bundle / "results.json").read_bytes() + b" ")
+    assert verify(bundle, trusted_keys([key.with_suffix(".pub")])).status is SealStatus.BROKEN
+
+
+def test_a_key_of_another_curve_is_refused(tmp_path: Path, bundle: Path) -> None:
+    key = _write_ec_key(tmp_path / "ec384.pem", ec.SECP384R1())
     _unseal(bundle)
 
-    with pytest.raises(BundleError, match="must be Ed25519"):
-        sign_bundle(bundle, key_path=path)
+    with pytest.raises(BundleError, match=r"must be Ed25519 or ECDSA P-256, not .*secp384r1"):
+        sign_bundle(bundle, key_path=key)
 
 
 def test_a_sealed_directory_is_never_changed(bundle: Path, tmp_path: Path) -> None:

@@ -7,20 +7,31 @@ run does (a PKCS#11 library is initialised once per process)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from harness.report.seal import SEAL_FILE, SealStatus, verify
-from harness.signing import SigningError, parse_pkcs11_uri
+from harness.profile import Hsm
+from harness.report.seal import SEAL_FILE, VERIFY_MD, SealStatus, verify
+from harness.signing import SigningError, parse_pkcs11_uri, pkcs11_signer
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+#: p11-kit's client module, which reaches a token served by ``p11-kit server``.
+P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 PIN = "auditor-pin-4711"
 
 pytestmark = pytest.mark.skipif(not (shutil.which("softhsm2-util") and Path(MODULE).exists()),
@@ -33,9 +44,10 @@ _MAKE_KEY = textwrap.dedent("""
     from pkcs11.util.ec import encode_named_curve_parameters
     from asn1crypto.core import OctetString
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    module, token_label, pin, out = sys.argv[1:]
+    module, token_label, pin, out, out_p256 = sys.argv[1:]
     token = pkcs11.lib(module).get_token(token_label=token_label)
     with token.open(rw=True, user_pin=pin) as session:
         params = session.create_domain_parameters(
@@ -49,6 +61,16 @@ _MAKE_KEY = textwrap.dedent("""
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         open(out, "wb").write(pem)
         print(private[Attribute.SENSITIVE], private[Attribute.EXTRACTABLE])
+        # A second key, ECDSA on P-256, beside it.
+        params = session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+        public, private = params.generate_keypair(
+            store=True, label="bundle-signing-p256", id=b"\\x02",
+            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+        point = OctetString.load(bytes(public[Attribute.EC_POINT])).native
+        pem = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        open(out_p256, "wb").write(pem)
 """)
 
 
@@ -60,6 +82,13 @@ class AuditorToken:
     uri: str
     public_key: Path
     attributes: str
+    p256_public_key: Path
+    conf: Path
+    pin_file: Path
+
+    @property
+    def p256_uri(self) -> str:
+        return self.uri.replace("object=bundle-signing;", "object=bundle-signing-p256;")
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +100,16 @@ def auditor_token(tmp_path_factory: pytest.TempPathFactory) -> AuditorToken:
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "auditor-signing",
                     "--so-pin", "so-pin-0815", "--pin", PIN], env=env, check=True, capture_output=True)
-    public = root / "auditor.pub.pem"
-    made = subprocess.run([sys.executable, "-c", _MAKE_KEY, MODULE, "auditor-signing", PIN, str(public)],
-                          env=env, capture_output=True, text=True, timeout=60)
+    public, public_p256 = root / "auditor.pub.pem", root / "auditor-p256.pub.pem"
+    made = subprocess.run([sys.executable, "-c", _MAKE_KEY, MODULE, "auditor-signing", PIN, str(public),
+                           str(public_p256)], env=env, capture_output=True, text=True, timeout=60)
     assert made.returncode == 0, made.stderr
     pin_file = root / "pin"
     pin_file.write_text(PIN + "\n")
     pin_file.chmod(0o600)
     uri = (f"pkcs11:token=auditor-signing;object=bundle-signing;type=private"
            f"?module-path={MODULE}&pin-source=file:{pin_file}")
-    return AuditorToken(env, uri, public, made.stdout.strip())
+    return AuditorToken(env, uri, public, made.stdout.strip(), public_p256, conf, pin_file)
 
 
 def _cli(token: AuditorToken, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -131,6 +160,127 @@ def test_a_wrong_pin_or_missing_key_is_one_line_and_exit_3(auditor_token: Audito
         assert said in done.stderr and "Traceback" not in done.stderr
         assert "not-the-pin-9999" not in done.stdout + done.stderr
         assert not (fault_run / SEAL_FILE).exists()
+
+
+def test_a_p256_token_key_seals_and_the_exported_key_verifies(auditor_token: AuditorToken,
+                                                              fault_run: Path) -> None:
+    # Given the token's ECDSA P-256 key (CKM_ECDSA over SHA-256) ...
+    # ... when a report directory is sealed with it through PKCS#11 ...
+    done = _cli(auditor_token, "sign", str(fault_run), "--key", auditor_token.p256_uri)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # ... then it verifies under the P-256 public key exported from the token, and under no other.
+    report = verify(fault_run, [])
+    assert report.status is SealStatus.UNTRUSTED and report.signer_kind == "pkcs11"
+    check = _cli(auditor_token, "verify", str(fault_run), "--public-key", str(auditor_token.p256_public_key))
+    assert check.returncode == 0, check.stdout + check.stderr
+    other = _cli(auditor_token, "verify", str(fault_run), "--public-key", str(auditor_token.public_key))
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert "openssl dgst -sha256 -verify" in (fault_run / VERIFY_MD).read_text()
+
+
+# --- a token that accepts and never answers ------------------------------------------------------
+
+
+def test_a_token_that_never_answers_is_one_line_at_the_deadline(mute_hsm: Hsm,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given p11-kit's client module pointed at a socket that accepts and never answers
+    # (it blocks in C_Initialize for ever, in whatever process calls it)
+    monkeypatch.setenv("P11_KIT_SERVER_ADDRESS", mute_hsm.env["P11_KIT_SERVER_ADDRESS"])
+    assert mute_hsm.pin.file is not None
+    uri = (f"pkcs11:token=votriz;object=bundle-signing;type=private?module-path={mute_hsm.module}"
+           f"&pin-source=file:{mute_hsm.pin.file}")
+    # When the signing key is opened with a 1 s deadline
+    started = time.monotonic()
+    with pytest.raises(SigningError) as raised:
+        pkcs11_signer(uri, (1.0, "timeouts.request_s"))
+    # Then it ends at the deadline, in one line naming the token and the deadline, never the PIN
+    assert time.monotonic() - started < 1.0 + 5
+    assert str(raised.value) == (f"pkcs11:token=votriz;object=bundle-signing (module {mute_hsm.module}): "
+                                 "the token did not answer within the policy's 1 s (timeouts.request_s) "
+                                 "while the harness opened the signing key")
+
+
+@pytest.fixture
+def token_server(auditor_token: AuditorToken) -> Iterator[tuple[dict[str, str], int]]:
+    """The auditor's token served by ``p11-kit server`` (as a token on another host is reached):
+    (the environment that reaches it, the server's process id)."""
+    directory = Path(tempfile.mkdtemp(prefix="h16-p11-", dir="/tmp"))  # a unix socket path is short
+    server = subprocess.Popen(["p11-kit", "server", "-f", "-s", "-n", str(directory / "sock"), "--provider",
+                               MODULE, "pkcs11:token=auditor-signing"], env=auditor_token.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        assert first.startswith("P11_KIT_SERVER_ADDRESS="), first
+        address = first.split("=", 1)[1].split(";", 1)[0]
+        yield {**auditor_token.env, "P11_KIT_SERVER_ADDRESS": address}, server.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, signal.SIGCONT)
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.skipif(shutil.which("p11-kit") is None or not P11_KIT_CLIENT.exists(),
+                    reason="p11-kit (server and client module) not installed")
+def test_a_token_frozen_during_the_run_leaves_the_bundle_unsigned_with_exit_5(
+        auditor_token: AuditorToken, token_server: tuple[dict[str, str], int], tmp_path: Path) -> None:
+    # Given the auditor's key reached through a p11-kit server, and an edge that accepts and stays
+    # silent; its first connection (the checks have started: the key was opened by the preflight)
+    # freezes the token server (SIGSTOP), as a token host that hangs mid-run
+    # (p11-kit's protocol carries CKM_ECDSA but not CKM_EDDSA: the P-256 key)
+    env, server_pid = token_server
+    client_uri = auditor_token.p256_uri.replace(f"module-path={MODULE}", f"module-path={P11_KIT_CLIENT}")
+    frozen = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as edge:
+        edge.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:
+            held = []
+            while not stop.is_set():
+                try:
+                    held.append(edge.accept()[0])
+                except TimeoutError:
+                    continue
+                if not frozen.is_set():
+                    os.kill(server_pid, signal.SIGSTOP)
+                    frozen.set()
+            for conn in held:
+                conn.close()
+
+        listener = threading.Thread(target=accept, daemon=True)
+        listener.start()
+        port = edge.getsockname()[1]
+        profile = tmp_path / "target.toml"
+        profile.write_text(f'name = "silent-edge"\n[edge]\nhost = "votriz.test"\naddress = "127.0.0.1"\n'
+                           f"https_port = {port}\nhttp_port = {port}\n")
+        policy = tmp_path / "policy.toml"
+        policy.write_text('schema_version = 1\nname = "frozen-token"\nversion = "test"\n[timeouts]\n'
+                          "connect_s = 1.0\nrequest_s = 2.0\ncommand_s = 30.0\nrun_s = 300.0\n")
+        report = tmp_path / "report"
+        # When the in-transit checks run, sealed by that key
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "harness", "run", "--target", str(profile), "--policy",
+                               str(policy), "--report-dir", str(report), "--only", "transit",
+                               "--signing-key", client_uri], env=env, capture_output=True, text=True,
+                              timeout=180)
+        seconds = time.monotonic() - started
+        stop.set()
+        listener.join(5)
+    output = done.stdout + done.stderr
+    # Then the run ends (the token's calls were killed at their deadline) with exit 5 and one line
+    # saying the bundle is not signed because the token did not answer; no seal, no traceback, no PIN
+    assert frozen.is_set(), output[-3000:]
+    assert done.returncode == 5, output[-3000:]
+    assert re.search(r"evidence bundle not signed: pkcs11:token=auditor-signing;object=bundle-signing-p256 "
+                     r"\(module [^)]+\): the token did not answer within the policy's [\d.]+ s "
+                     r"\(timeouts\.request_s\) while the harness opened the signing key", output), output[-3000:]
+    assert "Traceback" not in output and PIN not in output
+    assert (report / "results.json").is_file() and not (report / SEAL_FILE).exists()
+    print(f"run with a token frozen mid-run: exit {done.returncode} in {seconds:.1f} s")
 
 
 @pytest.mark.integration
