@@ -1,12 +1,14 @@
 """Canary accounts: known secrets planted through the API, then looked for at rest.
 
-Each run makes one canary account with fresh random values: an e-mail address
-``canary+<runid>@audit.invalid`` (a reserved TLD: no mail can ever leave), a
-password, a TOTP secret and ten MFA backup codes, one channel per platform with
-its own access and refresh tokens, and a recovery token read from the mail the
-service sends (through the fakes' capture API). Every value is registered in
-:class:`~harness.redaction.KnownSecrets` the moment it exists, before anything
-could write it to a report.
+Each run makes one canary account with fresh random values: an e-mail address,
+a password, a TOTP secret and ten MFA backup codes, one channel per platform with
+its own access and refresh tokens, and, when the profile names a place to read
+its mail (:mod:`harness.canary_mail`: an IMAP ``[mailbox]``, or the fakes'
+``[capture]``), a recovery token read from the mail the service sends. Without
+one, the canary is made all the same, without the recovery mail. Every value is
+registered in :class:`~harness.redaction.KnownSecrets` the moment it exists,
+before anything could write it to a report. :func:`planted_canary` makes it as
+the profile allows.
 
 :class:`CanarySession` deletes the account at the end (``DELETE /account``),
 also when creating it failed half-way, logging in again with the TOTP secret
@@ -34,26 +36,47 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from harness.canary_ledger import CanaryLedger, CanaryState, LedgerEntry, run_ledger
+from harness.canary_mail import (
+    CANARY_DOMAIN,
+    CanaryMailReader,
+    DeletesMail,
+    MailCapture,
+    RecoveryMail,
+    canary_address,
+    canary_mail_reader,
+    mail_place,
+    recovery_mail_unavailable,
+    recovery_token_from_mail,
+)
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi
-from harness.probes.capture import CaptureClient
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.totp import totp_now
 
 #: The platforms the page names, in its order.
 PLATFORMS = ("instagram", "linkedin", "twitter", "tiktok", "youtube")
-CANARY_DOMAIN = "audit.invalid"
 BACKUP_CODES_PROMISED = 10
+# Re-exported: the mail side of the canary lives in harness.canary_mail.
+__all__ = ["CANARY_DOMAIN", "MailCapture", "RecoveryMail", "canary_address",
+           "recovery_mail_unavailable", "recovery_token_from_mail"]
 
 
 def canary_email(run_id: str) -> str:
-    """The canary's address for a run (lower case: services lower-case addresses)."""
+    """The canary's address for a run under the reserved TLD (see :func:`canary_address`)."""
     return f"canary+{run_id.lower()}@{CANARY_DOMAIN}"
+
+
+def canary_refused(profile: TargetProfile) -> str | None:
+    """Why the profile allows no canary account, or None (a canary needs no mail)."""
+    if profile.api is None:
+        return "the profile has no [api] section, so no canary account can be made"
+    if not profile.api.canaries:
+        return "the profile does not allow canary accounts (api.canaries = false)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,23 +94,6 @@ class CanaryChannel:
     channel_id: int
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class RecoveryMail:
-    """The recovery mail the service sent to the canary.
-
-    Attributes:
-        subject: its subject.
-        link_host: scheme and host of the recovery link (no query: it holds the token).
-        token: the token from the link (a secret); None if the mail holds no link.
-        mails_seen: how many mails to the canary the capture held.
-    """
-
-    subject: str
-    link_host: str
-    token: str | None = field(repr=False)
-    mails_seen: int
 
 
 @dataclass
@@ -130,7 +136,8 @@ class Canary:
     def summary(self) -> dict[str, Any]:
         """What the canary is, without any secret (for evidence)."""
         return {
-            "run_id": self.run_id, "email_domain": CANARY_DOMAIN, "user_id": self.user_id,
+            "run_id": self.run_id, "email_domain": self.email.rpartition("@")[2],
+            "user_id": self.user_id,
             "backup_codes": len(self.backup_codes), "brand_id": self.brand_id,
             "channels": {c.platform: c.channel_id for c in self.channels},
             "recovery_mail": self.recovery is not None and self.recovery.token is not None,
@@ -279,32 +286,6 @@ def canary_session_token(profile: TargetProfile, policy: Policy, known_secrets: 
         return api.token
 
 
-class MailCapture(CaptureClient):
-    """The fakes' capture API at the profile's ``[capture]`` URL, for the canary's mails
-    (:meth:`~harness.probes.capture.CaptureClient.mails_to`).
-
-    Raises:
-        ProbeError: the profile has no ``[capture]`` section.
-    """
-
-    def __init__(self, profile: TargetProfile, policy: Policy) -> None:
-        if profile.capture is None:
-            raise ProbeError("the profile has no [capture] section: cannot read the recovery mail")
-        super().__init__(profile.capture, profile, policy)
-
-
-def recovery_token_from_mail(text: str) -> tuple[str, str | None]:
-    """(scheme://host of the first link with a ``token`` parameter, that token)."""
-    for word in text.split():
-        if "://" not in word:
-            continue
-        parts = urlsplit(word.strip("<>()\"'"))
-        tokens = parse_qs(parts.query).get("token")
-        if tokens:
-            return f"{parts.scheme}://{parts.netloc}", tokens[0]
-    return "", None
-
-
 def _new_token(kind: str, platform: str) -> str:
     # A '.' keeps a leaked token from ever parsing as base64 by accident, so a
     # plaintext cell fails as "not base64", and real OAuth tokens have dots too.
@@ -318,8 +299,9 @@ class CanarySession:
         canary: the canary, as far as it got.
     """
 
-    def __init__(self, api: VotrizApi, mail: CaptureClient, known_secrets: KnownSecrets, *,
-                 run_id: str | None = None, mail_wait_s: float = 10.0,
+    def __init__(self, api: VotrizApi, mail: CanaryMailReader | None, known_secrets: KnownSecrets, *,
+                 run_id: str | None = None, email: Callable[[str], str] = canary_email,
+                 mail_wait_s: float = 10.0,
                  ready_wait_s: float = 30.0,
                  api_factory: Callable[[], VotrizApi] | None = None,
                  ledger: CanaryLedger | None = None) -> None:
@@ -333,7 +315,7 @@ class CanarySession:
         self._mail_wait_s = mail_wait_s
         run = run_id or uuid.uuid4().hex[:12]
         password = "Cn-" + secrets.token_urlsafe(24)
-        self.canary = Canary(run_id=run, email=canary_email(run), password=password)
+        self.canary = Canary(run_id=run, email=email(run), password=password)
         known_secrets.add(self.canary.email, "canary e-mail")
         known_secrets.add(password, "canary password")
 
@@ -407,22 +389,27 @@ class CanarySession:
             channels.append(CanaryChannel(platform, channel_id, access, refresh))
         canary.channels = tuple(channels)
 
-        self.fresh_recovery()
+        # Without a place to read its mail, the canary has no recovery mail; all else stands.
+        if self._mail is not None:
+            self.fresh_recovery()
 
-    def _read_recovery_mail(self, before: int) -> RecoveryMail:
+    def _read_recovery_mail(self, mail: CanaryMailReader, before: int) -> RecoveryMail:
         deadline = time.monotonic() + self._mail_wait_s
         while True:
-            mails = self._mail.mails_to(self.canary.email)
+            mails = mail.mails_to(self.canary.email)
             if len(mails) > before or time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
         if len(mails) <= before:
-            raise ProbeError(f"no recovery mail reached the capture for the canary within "
+            raise ProbeError(f"no recovery mail reached {mail_place(mail)} for the canary within "
                              f"{self._mail_wait_s:g} s")
         newest = mails[-1]
         host, token = recovery_token_from_mail(str(newest.get("text", "")))
         if token is not None:
             self._secret(token, "canary recovery token")
+        # Read, the mails leave the team's mailbox (the fakes' capture keeps its own).
+        if isinstance(mail, DeletesMail):
+            mail.delete_mails_to(self.canary.email)
         return RecoveryMail(str(newest.get("subject", "")), host, token, len(mails))
 
     @property
@@ -443,7 +430,8 @@ class CanarySession:
         self._api.close()
         self._api = self._api_factory()
         self._api.token = token
-        self._mail.reconnect()
+        if self._mail is not None:
+            self._mail.reconnect()
 
     def ensure_session(self) -> None:
         """Fresh connections and a valid session for the calls that follow.
@@ -456,12 +444,20 @@ class CanarySession:
             self._login_again()
 
     def fresh_recovery(self) -> RecoveryMail:
-        """Ask for a new recovery mail and read its token (registered as a secret)."""
-        canary = self.canary
+        """Ask for a new recovery mail and read its token (registered as a secret).
+
+        Raises:
+            ProbeError: there is no place to read the canary's mail from, the request
+                failed, or no mail arrived in time.
+        """
+        canary, mail = self.canary, self._mail
+        if mail is None:
+            raise ProbeError("the canary's recovery mail cannot be read: the profile names no "
+                             "[mailbox]")
         self.ensure_session()
-        before = len(self._mail.mails_to(canary.email))
+        before = len(mail.mails_to(canary.email))
         canary.recovery_request_body = self._api.request_recovery(canary.email).body
-        canary.recovery = self._read_recovery_mail(before)
+        canary.recovery = self._read_recovery_mail(mail, before)
         return canary.recovery
 
     def remove(self) -> None:
@@ -502,3 +498,24 @@ class CanarySession:
             token = api.login(canary.email, canary.password)
         self._secret(token, "canary session token")
 
+
+
+@contextmanager
+def planted_canary(profile: TargetProfile, policy: Policy,
+                   known_secrets: KnownSecrets) -> Iterator[CanarySession]:
+    """The run's canary, made as the profile allows (its mail read from the ``[mailbox]``, the
+    ``[capture]``, or not at all) and removed at the block's end; an account left behind is
+    the ledger's to report."""
+    def new_api() -> VotrizApi:
+        return VotrizApi(profile, timeout_s=policy.timeouts.request_s)
+
+    mail = canary_mail_reader(profile, policy)
+    session = CanarySession(new_api(), mail, known_secrets, api_factory=new_api,
+                            email=lambda run_id: canary_address(profile, run_id))
+    try:
+        with session:
+            yield session
+    finally:
+        if mail is not None:
+            mail.close()
+        session.api.close()

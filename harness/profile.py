@@ -198,6 +198,52 @@ class Capture(_Strict):
         return {"sni_hostname": self.server_name} if self.server_name else {}
 
 
+class Mailbox(_Strict):
+    """A mailbox the audit team controls, read over IMAP with TLS (for the canary's mails).
+
+    The canary signs up as ``LOCAL+canary-<runid>@DOMAIN`` for ``address =
+    "LOCAL@DOMAIN"``: the mail server must deliver plus-addressed mail to the
+    mailbox itself (Dovecot's and Postfix's ``recipient_delimiter``, Gmail and
+    Microsoft 365 do), so that each run's mails are told apart by their
+    recipient, which the service sets, and never by a subject, which it words.
+
+    Attributes:
+        host: the IMAP server's host name or address.
+        port: its IMAPS port (TLS from the first byte; STARTTLS is not offered).
+        server_name: the name its certificate is verified for (and sent as SNI)
+            when ``host`` is an address; None: ``host`` itself.
+        user: the IMAP login.
+        password: where its password comes from (a 0600 file, or a prompt).
+        folder: the folder the mails arrive in.
+        address: the mailbox's address, ``LOCAL@DOMAIN`` (no ``+`` in LOCAL).
+        trust_anchor: PEM file of the CA its certificate must chain to; None: the
+            edge's trust anchor, or the system trust store when that is None too.
+    """
+
+    host: str = Field(min_length=1)
+    port: int = Field(993, ge=1, le=65535)
+    server_name: str | None = None
+    user: str = Field(min_length=1)
+    password: SecretSource
+    folder: str = Field("INBOX", min_length=1)
+    address: str
+    trust_anchor: Path | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _plain_address(cls, value: str) -> str:
+        local, _, domain = value.partition("@")
+        if not local or not domain or "+" in local or any(c.isspace() or c in "<>\"'@"
+                                                           for c in domain + local):
+            raise ValueError("give the mailbox's own address, LOCAL@DOMAIN, without '+' or spaces")
+        return value.lower()
+
+    def plus_address(self, tag: str) -> str:
+        """``LOCAL+TAG@DOMAIN``: an address that reaches this mailbox, tagged."""
+        local, _, domain = self.address.partition("@")
+        return f"{local}+{tag.lower()}@{domain}"
+
+
 class Process(_Strict):
     """A process of the service, found through its pid file (local backend).
 
@@ -325,7 +371,7 @@ class TargetProfile(_Strict):
         name: a short name for reports.
         backend: how the service runs: local processes, Docker containers, or
             a remote deployment the harness can only reach over the network.
-        edge, api, database, hsm, redis, capture, local, docker, scan, operations:
+        edge, api, database, hsm, redis, capture, mailbox, local, docker, scan, operations:
             the sections above; any may be absent, and the checks that need an
             absent section report NOT_APPLICABLE or MANUAL accordingly.
         attestations: claim id -> file holding a human attestation.
@@ -340,6 +386,7 @@ class TargetProfile(_Strict):
     hsm: Hsm | None = None
     redis: Redis | None = None
     capture: Capture | None = None
+    mailbox: Mailbox | None = None
     local: Local | None = None
     docker: Docker | None = None
     scan: Scan = Scan()

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from harness.canaries import BACKUP_CODES_PROMISED
+from harness.canaries import BACKUP_CODES_PROMISED, canary_refused
 from harness.details import counts, plain, plural
 from harness.evidence import EvidenceRecorder
 from harness.formats.bcrypt_hash import HashScheme
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_account import canary_for_check, canary_unavailable
+from harness.probes.canary_account import CANARY_FIXTURE
 from harness.probes.database import open_database
 from harness.probes.mfa_codes import (
     BackupCodesObservation,
@@ -111,15 +111,14 @@ def check_backup_codes(request: pytest.FixtureRequest, profile: TargetProfile, p
     if profile.database is None:
         evidence.manual("Backup codes can only be judged with the service's database, and the "
                         "profile names none. " + _BY_HAND)
-    reason = canary_unavailable(profile)
+    reason = canary_refused(profile)
     if reason:
         with open_database(profile, policy, known_secrets) as db:
             verdict = codes_without_canary_verdict(observe_codes_as_found(db, policy), reason)
     else:
         # Every user's rows as found, read before the canary enrolled (the fixture runs first).
         as_found = request.getfixturevalue("mfa_rows_before_canary").codes_or_raise()
-        session = canary_for_check(request, profile)
-        assert session is not None
+        session = request.getfixturevalue(CANARY_FIXTURE)
         verdict = backup_codes_verdict(observe_backup_codes(session, profile, policy,
                                                             known_secrets, as_found))
     evidence.attach("backup-codes", verdict.details)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.canaries import CanarySession
+from harness.canaries import CanarySession, planted_canary
 from harness.policy import Policy
-from harness.probes.canary_account import planted_canary
 from harness.probes.mfa_codes import MfaRowsBeforeCanary, observe_mfa_rows_before_canary
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -35,7 +34,8 @@ def at_rest_canary(profile: TargetProfile, policy: Policy, known_secrets: KnownS
                    mfa_rows_before_canary: MfaRowsBeforeCanary) -> Iterator[CanarySession]:
     """One canary account for the at-rest checks, removed at the end of the run; every user's
     MFA rows are observed first (``mfa_rows_before_canary``), so "as found" never counts the
-    canary's own."""
+    canary's own. Its recovery mail is read from the profile's ``[mailbox]`` (or the fakes'
+    ``[capture]``); with neither, it is made without one."""
     with planted_canary(profile, policy, known_secrets) as session:
         yield session
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from harness.canaries import PLATFORMS
+from harness.canaries import PLATFORMS, canary_refused
 from harness.details import plural
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_account import canary_and_note
+from harness.probes.canary_account import CANARY_FIXTURE
 from harness.probes.plaintext import SweepObservation, observe_sweep
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -160,9 +160,12 @@ def plaintext_sweep_verdict(obs: SweepObservation) -> Verdict:
 @pytest.mark.access("api", "database", "redis", "files")
 def check_plaintext_sweep(request: pytest.FixtureRequest, profile: TargetProfile, policy: Policy,
                           known_secrets: KnownSecrets, evidence: EvidenceRecorder) -> None:
-    # The canary must exist before the sweep, so that there is something to find.
-    session, note = canary_and_note(request, profile)
-    if session is None and len(known_secrets) == 0:
+    # The canary must exist before the sweep, so that there is something to find; it needs no
+    # mail (its recovery token is among its secrets only when a mailbox could be read).
+    note = canary_refused(profile) or ""
+    if not note:
+        request.getfixturevalue(CANARY_FIXTURE)
+    if note and len(known_secrets) == 0:
         evidence.manual(f"No secret is known to search for ({note}). By hand: plant a test "
                         "account's values and search the database, Redis, logs and backups.")
     verdict = plaintext_sweep_verdict(observe_sweep(profile, policy, known_secrets, note))

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
+from harness.canaries import canary_refused, recovery_mail_unavailable
 from harness.details import plain, plural
 from harness.evidence import EvidenceRecorder
 from harness.formats.bcrypt_hash import HashMatch, HashScheme
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_account import canary_for_check, canary_unavailable
+from harness.probes.canary_account import CANARY_FIXTURE
 from harness.probes.database import open_database
 from harness.probes.mfa_codes import (
     RecoveryObservation,
@@ -105,15 +106,14 @@ def check_recovery_tokens(request: pytest.FixtureRequest, profile: TargetProfile
     if profile.database is None:
         evidence.manual("Recovery tokens can only be judged with the service's database, and "
                         "the profile names none. " + _BY_HAND)
-    reason = canary_unavailable(profile)
+    reason = canary_refused(profile) or recovery_mail_unavailable(profile)
     if reason:
         with open_database(profile, policy, known_secrets) as db:
             verdict = tokens_without_canary_verdict(observe_tokens_as_found(db, policy), reason)
     else:
         # Every user's rows as found, read before the canary enrolled (the fixture runs first).
         as_found = request.getfixturevalue("mfa_rows_before_canary").tokens_or_raise()
-        session = canary_for_check(request, profile)
-        assert session is not None
+        session = request.getfixturevalue(CANARY_FIXTURE)
         verdict = recovery_tokens_verdict(observe_recovery(session, profile, policy,
                                                            known_secrets, as_found))
     evidence.attach("recovery-tokens", verdict.details)

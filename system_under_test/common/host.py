@@ -19,6 +19,7 @@ PACKAGE_OF_BINARY: dict[str, str] = {
     "redis-server": "redis-server",
     "softhsm2-util": "softhsm2",
     "setpriv": "util-linux",
+    "dovecot": "dovecot-imapd dovecot-lmtpd",
 }
 
 # Debian puts PostgreSQL's server binaries outside PATH and nginx in sbin,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import tomli_w
 
-from system_under_test.common import postgres_roles, softhsm
+from system_under_test.common import mailbox, postgres_roles, softhsm
 from system_under_test.common.pki import EDGE_HOST, LOOPBACK
 from system_under_test.provision import ProvisioningPlan
 
@@ -46,6 +46,7 @@ class Ports:
         fakes: the fakes' TLS port (and capture API).
         fakes_plaintext: the fakes' plaintext decoy.
         api_plaintext: the API's own TCP port under ``api-plaintext-exposed``, else None.
+        mailbox: the auditor's mailbox (Dovecot's IMAPS), or None for a stack without one.
     """
 
     https: int
@@ -55,6 +56,7 @@ class Ports:
     fakes: int
     fakes_plaintext: int
     api_plaintext: int | None = None
+    mailbox: int | None = None
 
 
 def render_api_config(state_dir: Path, ports: Ports, plan: ProvisioningPlan, *,
@@ -121,6 +123,7 @@ class ProfileFacts:
         ops: the operator command line of one ``ops`` command.
         backup_dir: where backups land.
         drill_log: the restore drill's log.
+        mailbox: the ``mailbox`` section (the auditor's IMAP mailbox), or None.
     """
 
     name: str
@@ -141,6 +144,7 @@ class ProfileFacts:
     ops: Callable[[str], list[str]]
     backup_dir: Path
     drill_log: Path
+    mailbox: Mapping[str, object] | None = None
 
 
 def render_profile(state_dir: Path, facts: ProfileFacts) -> str:
@@ -179,6 +183,7 @@ def render_profile(state_dir: Path, facts: ProfileFacts) -> str:
             "password_hsm_label": softhsm.REDIS_PASSWORD,
         },
         "capture": dict(facts.capture),
+        **({"mailbox": dict(facts.mailbox)} if facts.mailbox is not None else {}),
         runtime_name: dict(runtime),
         "scan": {
             "source_paths": [str(package_dir)],
@@ -211,6 +216,9 @@ def render_target_profile(state_dir: Path, ports: Ports, pid_files: Mapping[str,
         hsm_env={"SOFTHSM2_CONF": str(state_dir / "softhsm2.conf")},
         redis_host=LOOPBACK, redis_port=ports.redis,
         capture={"url": f"https://{LOOPBACK}:{ports.fakes}", "plaintext_port": ports.fakes_plaintext},
+        mailbox=None if ports.mailbox is None else mailbox.profile_section(
+            host=LOOPBACK, port=ports.mailbox, password_file=state_dir / "secrets" / "mailbox-password",
+            trust_anchor=state_dir / "pki" / "ca.pem"),
         runtime=("local", {
             "processes": [{"name": name, "pid_file": str(path), "include_children": True}
                           for name, path in pid_files.items()],

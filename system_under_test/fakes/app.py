@@ -13,7 +13,9 @@ Answers, for the API engineer and the harness:
   "content": [{"type": "text", "text": CAPTION}], "stop_reason", "usage"}``.
 - ``POST /resend/emails`` (needs ``Authorization: Bearer``) with
   ``{from, to, subject, text|html}`` → ``{"id"}``; the mail is kept for
-  ``/_capture/mail``.
+  ``/_capture/mail`` and, when the fakes are given an LMTP socket, delivered
+  to each recipient there (the reference's real IMAP mailbox,
+  ``system_under_test.common.mailbox``), as Resend delivers to the Internet.
 - ``GET /platforms/{platform}/me`` (needs ``Authorization: Bearer``) →
   ``{"platform", "id", "username"}``, ``username`` derived from the token so
   that different tokens give different accounts.
@@ -22,12 +24,18 @@ Answers, for the API engineer and the harness:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import itertools
+import smtplib
+import sys
 import threading
 import uuid
 from dataclasses import asdict, dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -159,8 +167,34 @@ async def anthropic_messages(request: Request) -> JSONResponse:
     })
 
 
-def resend_emails(capture: Capture):  # type: ignore[no-untyped-def]
-    """Handler factory: accept a mail, keep it per recipient, answer with an id."""
+#: How long one LMTP delivery may take before it is given up (and logged).
+LMTP_TIMEOUT_S = 5.0
+
+
+def deliver_by_lmtp(lmtp_socket: Path, sender: str, recipient: str, subject: str, text: str) -> str:
+    """Deliver one mail to ``recipient`` through the LMTP server at ``lmtp_socket``.
+
+    Returns '' once delivered, else why not (a refused recipient, a server that is down),
+    in one line: the fake, like Resend, has accepted the mail already.
+    """
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    message["Message-ID"] = make_msgid(domain="fakes.votriz.test")
+    message.set_content(text)
+    try:
+        with smtplib.LMTP(str(lmtp_socket), timeout=LMTP_TIMEOUT_S) as lmtp:
+            refused = lmtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return "; ".join(f"{code} {reply.decode(errors='replace')}" for code, reply in refused.values())
+
+
+def resend_emails(capture: Capture, lmtp_socket: Path | None = None):  # type: ignore[no-untyped-def]
+    """Handler factory: accept a mail, keep it per recipient (and deliver it over LMTP when a
+    socket is given), answer with an id."""
 
     async def handler(request: Request) -> JSONResponse:
         if _bearer(request) is None:
@@ -172,8 +206,16 @@ def resend_emails(capture: Capture):  # type: ignore[no-untyped-def]
                                 status_code=422)
         recipients = body["to"] if isinstance(body["to"], list) else [body["to"]]
         text = str(body.get("text") or body.get("html") or "")
+        sender = str(body.get("from") or "noreply@votriz.test")
         for recipient in recipients:
             capture.record_mail(str(recipient), str(body["subject"]), text)
+            if lmtp_socket is not None:
+                left = await asyncio.to_thread(deliver_by_lmtp, lmtp_socket, sender, str(recipient),
+                                               str(body["subject"]), text)
+                if left:
+                    # Never the address (it may be a canary's secret): only that one mail was lost.
+                    print(f"resend fake: a mail was not delivered to the mailbox: {left[:120]}",
+                          file=sys.stderr)
         return JSONResponse({"id": str(uuid.uuid4())})
 
     return handler
@@ -226,12 +268,13 @@ def capture_mail(capture: Capture):  # type: ignore[no-untyped-def]
     return handler
 
 
-def create_app(capture: Capture, listener: str) -> ASGIApp:
-    """The app for one listener; the capture API exists on the TLS listener only."""
+def create_app(capture: Capture, listener: str, lmtp_socket: Path | None = None) -> ASGIApp:
+    """The app for one listener; the capture API exists on the TLS listener only; mails are
+    delivered to ``lmtp_socket`` when one is given."""
     any_method = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
         Route("/anthropic/v1/messages", anthropic_messages, methods=["POST"]),
-        Route("/resend/emails", resend_emails(capture), methods=["POST"]),
+        Route("/resend/emails", resend_emails(capture, lmtp_socket), methods=["POST"]),
         Route("/platforms/{platform}/me", platform_me, methods=["GET"]),
         Route("/fal/{rest:path}", keyed_json, methods=any_method),
         Route("/stripe/{rest:path}", keyed_json, methods=any_method),

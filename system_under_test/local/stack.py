@@ -1,7 +1,8 @@
 """Bring a whole local stack up, report on it, and take it down.
 
 ``up`` starts, in order: PKI, SoftHSM token and keys, PostgreSQL, Redis, the
-fakes, ``ops migrate``, gunicorn (the API), nginx (the edge), ``ops
+fakes and the auditor's mailbox (Dovecot, ``system_under_test.common.mailbox``),
+``ops migrate``, gunicorn (the API), nginx (the edge), ``ops
 seed-demo``, ``ops backup`` and ``ops restore-drill`` (the drill on record);
 then writes ``STATE/stack.json`` and ``STATE/target.toml``.
 Every wait polls a socket or an answer and is bounded. If a step fails,
@@ -11,8 +12,10 @@ the logs stay for diagnosis until ``down``.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
 import shutil
 import signal
 import stat
@@ -22,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from system_under_test.common import postgres_roles, softhsm
-from system_under_test.common.pki import EDGE_HOST, build_pki
+from system_under_test.common import mailbox, postgres_roles, softhsm
+from system_under_test.common.pki import EDGE_HOST, Pki, build_pki
 from system_under_test.common.profile import Ports, render_api_config, render_target_profile
 from system_under_test.common.state_dir import StackStatus, ensure_unused
 from system_under_test.local import api_server, nginx, postgres, redis
@@ -50,7 +53,7 @@ STACK_SCHEMA_VERSION = 1
 MARKER = ".votriz-local-stack"
 FAKES_START_TIMEOUT_S = 20.0
 # Binaries checked before anything starts, so a missing package is one clear line.
-PREREQUISITES = ("initdb", "postgres", "nginx", "redis-server", "softhsm2-util")
+PREREQUISITES = ("initdb", "postgres", "nginx", "redis-server", "softhsm2-util", "dovecot")
 
 # How each process is stopped: pid files to look in, and the signal for a
 # clean, quick shutdown (PostgreSQL: SIGINT is "fast" shutdown). The order
@@ -59,6 +62,7 @@ _STOP_ORDER: tuple[tuple[str, tuple[str, ...], signal.Signals], ...] = (
     ("nginx", ("run/nginx.pid",), signal.SIGTERM),
     ("api", ("run/gunicorn.pid",), signal.SIGTERM),
     ("fakes", ("run/fakes.pid",), signal.SIGTERM),
+    ("mailbox", ("run/mailbox.pid",), signal.SIGTERM),
     ("redis", ("run/redis.pid",), signal.SIGTERM),
     ("postgres", ("run/postgres.pid", "pgdata/postmaster.pid"), signal.SIGINT),
 )
@@ -171,22 +175,50 @@ def _prepare_state_dir(state_dir: Path, user: ServiceUser) -> None:
 
 
 def _choose_ports(chosen: ProvisioningPlan) -> Ports:
-    # Seven distinct ports; the kernel hands out different ones while they
+    # Eight distinct ports; the kernel hands out different ones while they
     # are requested in quick succession, but check anyway.
     ports: list[int] = []
-    while len(ports) < 7:
+    while len(ports) < 8:
         port = free_port()
         if port not in ports:
             ports.append(port)
     return Ports(https=ports[0], http=ports[1], postgres=ports[2], redis=ports[3],
                  fakes=ports[4], fakes_plaintext=ports[5],
-                 api_plaintext=ports[6] if chosen.api_plaintext_port else None)
+                 api_plaintext=ports[6] if chosen.api_plaintext_port else None, mailbox=ports[7])
+
+
+def _mailbox_layout(state_dir: Path) -> mailbox.MailboxLayout:
+    return mailbox.MailboxLayout(host=state_dir / "mail", base=state_dir / "mail")
+
+
+def _spawn_mailbox(state_dir: Path, ports: Ports, pki: Pki, user: ServiceUser,
+                   search_path: Sequence[str] | None) -> int:
+    """Dovecot, without root, as the service user: the auditor's mailbox (see common.mailbox)."""
+    assert ports.mailbox is not None
+    layout = _mailbox_layout(state_dir)
+    mailbox.prepare(layout, state_dir / "secrets" / "mailbox-password", uid=user.uid, gid=user.gid,
+                    user=pwd.getpwuid(user.uid).pw_name, group=grp.getgrgid(user.gid).gr_name,
+                    listen="127.0.0.1", port=ports.mailbox, cert=layout.base / "tls.pem",
+                    key=layout.base / "tls.key", copy_tls_from=(pki.fakes_cert, pki.fakes_key))
+    dovecot = find_binary("dovecot", search_path)
+    setpriv = find_binary("setpriv", search_path) if user.drop_privileges else ""
+    return spawn(user.argv([dovecot, "-F", "-c", str(layout.config)], setpriv), cwd=layout.host,
+                 env=base_environment(), log_file=layout.host / "stdout.log",
+                 pid_file=state_dir / "run" / "mailbox.pid")
+
+
+def _wait_for_mailbox(state_dir: Path, ports: Ports, pid: int) -> None:
+    assert ports.mailbox is not None
+    port, lmtp = ports.mailbox, _mailbox_layout(state_dir).lmtp_socket
+    wait_until(lambda: tcp_accepts(port) and lmtp.is_socket(), timeout_s=FAKES_START_TIMEOUT_S,
+               what="mailbox (dovecot)", pid=pid, log_file=_mailbox_layout(state_dir).log_file)
 
 
 def _spawn_fakes(state_dir: Path, ports: Ports) -> int:
     return spawn([sys.executable, "-m", "system_under_test.fakes",
                   "--state-dir", str(state_dir), "--port", str(ports.fakes),
-                  "--plaintext-port", str(ports.fakes_plaintext)],
+                  "--plaintext-port", str(ports.fakes_plaintext),
+                  "--lmtp-socket", str(_mailbox_layout(state_dir).lmtp_socket)],
                  cwd=state_dir, env=base_environment(PYTHONPATH=str(api_server.REPO_ROOT)),
                  log_file=state_dir / "logs" / "fakes.log",
                  pid_file=state_dir / "run" / "fakes.pid")
@@ -245,6 +277,7 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
     # collect them later, so that their start overlaps the HSM work.
     initdb = postgres.begin_init_cluster(state_dir, user, search_path=search_path)
     fakes_pid = _spawn_fakes(state_dir, ports)
+    mailbox_pid = _spawn_mailbox(state_dir, ports, pki, user, search_path)
     mark("pki")
 
     # HSM: token, PINs and every key; under key-not-in-hsm the Redis password
@@ -263,6 +296,7 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
                       search_path=search_path)
     mark("redis")
     _wait_for_fakes(state_dir, ports, fakes_pid)
+    _wait_for_mailbox(state_dir, ports, mailbox_pid)
     mark("fakes")
 
     api_config = state_dir / "api.toml"
@@ -293,19 +327,20 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
     mark("drill-on-record")
 
     pid_files = {"api": api.pid_file, "nginx": edge.pid_file, "postgres": pg.pid_file,
-                 "redis": rds.pid_file, "fakes": state_dir / "run" / "fakes.pid"}
+                 "redis": rds.pid_file, "fakes": state_dir / "run" / "fakes.pid",
+                 "mailbox": state_dir / "run" / "mailbox.pid"}
     profile_path = state_dir / "target.toml"
-    # The fakes stand in for the internet (the LLM, Resend, the platforms): they are not the
-    # service's processes, so the profile does not name them (the Docker stack puts them in a
-    # Compose project of their own for the same reason).
-    service = {name: path for name, path in pid_files.items() if name != "fakes"}
+    # The fakes stand in for the internet (the LLM, Resend, the platforms) and the mailbox is
+    # the auditor's: neither is among the service's processes, so the profile does not name
+    # them (the Docker stack puts the fakes in a Compose project of their own for the same reason).
+    service = {name: path for name, path in pid_files.items() if name not in ("fakes", "mailbox")}
     profile_path.write_text(render_target_profile(state_dir, ports, service,
                                                   nginx_config=edge.config_file),
                             encoding="utf-8")
     info = StackInfo(
         state_dir=state_dir, faults=chosen.faults, ports=ports,
         pids={"api": api.pid, "nginx": edge.pid, "postgres": pg.pid, "redis": rds.pid,
-              "fakes": fakes_pid},
+              "fakes": fakes_pid, "mailbox": mailbox_pid},
         pid_files=pid_files, api_socket=api.socket_path, ca_file=pki.ca_cert,
         api_config=api_config, profile_path=profile_path,
         started_in_s=round(time.monotonic() - started, 2), step_seconds=steps,
