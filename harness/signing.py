@@ -36,8 +36,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from harness.child_calls import ChildWords, answer_from_child
-from harness.outcomes import ProbeError
 from harness.safe_files import Cap, FileRefused, read_bytes, read_secret_line
 
 Algorithm = Literal["ed25519", "ecdsa-p256-sha256"]
@@ -259,6 +257,10 @@ def _in_token_child(function: Callable[..., Any], args: tuple[Any, ...], uri: Pk
         SigningError: the token refused, the child failed, or no answer in time (one line,
             naming the token, never the PIN).
     """
+    # Imported here: ``verify`` reads this module and never needs a child (nor pydantic).
+    from harness.child_calls import ChildWords, answer_from_child
+    from harness.outcomes import ProbeError
+
     seconds, key = deadline
     try:
         return answer_from_child(_CHILDREN, function, (_token_env(), *args), seconds, ChildWords(
@@ -276,6 +278,8 @@ def _key_here(env: dict[str, str], uri: Pkcs11Uri, pin: str, probe: bytes) -> tu
     """In the child: the token's public key (DER SubjectPublicKeyInfo) and a signature over ``probe``."""
     import pkcs11
 
+    from harness.outcomes import ProbeError
+
     os.environ.update(env)
     try:
         with _session(uri, pin) as session:
@@ -290,6 +294,8 @@ def _key_here(env: dict[str, str], uri: Pkcs11Uri, pin: str, probe: bytes) -> tu
 
 def _sign_here(env: dict[str, str], uri: Pkcs11Uri, pin: str, algorithm: Algorithm, data: bytes) -> bytes:
     """In the child: the token's signature over ``data``."""
+    from harness.outcomes import ProbeError
+
     os.environ.update(env)
     try:
         with _session(uri, pin) as session:
