@@ -47,8 +47,21 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import __version__
-from harness.checkdir import ACCESS, CHECKS_DIR, area_path, check_areas, declared_checks
+from harness.checkdir import ACCESS, CHECKS_DIR, check_areas, declared_checks
 from harness.cli_output import add_examples, aligned, checks_document
+from harness.cli_run import (
+    CHECKS_INI,
+    EXIT_ERROR,
+    EXIT_FAIL,
+    EXIT_INCOMPLETE,
+    EXIT_LEAK,
+    EXIT_PASS,
+    EXIT_USAGE,
+    run_checks,
+    selected_paths,
+    stand_up,
+    take_down,
+)
 from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
 from harness.preflight import PreflightError, check_outputs, check_profile, signing_key_problems
 from harness.profile import ProfileError, SecretSource, TargetProfile
@@ -58,11 +71,14 @@ from harness.report.seal import copy_unsealed
 from harness.report_directory import create_private
 from harness.results import results_schema
 
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK, EXIT_INCOMPLETE = 0, 1, 2, 3, 4, 5
 #: Standard output was closed before the command finished writing (``votriz-audit schema | head -1``):
 #: the exit status a shell reports for a process ended by SIGPIPE, 128 + 13, so a pipeline under
 #: ``set -o pipefail`` sees the output was cut short, as it would for ``cat``.
 EXIT_CLOSED_OUTPUT = 141
+#: The command line's public names; the exit codes and the run's parts live in :mod:`harness.cli_run`.
+__all__ = ["CHECKS_DIR", "CHECKS_INI", "EXIT_CLOSED_OUTPUT", "EXIT_ERROR", "EXIT_FAIL", "EXIT_INCOMPLETE",
+           "EXIT_LEAK", "EXIT_PASS", "EXIT_USAGE", "UsageError", "ask_prompted_secrets", "main",
+           "selected_paths"]
 #: The module docstring's table of exit codes, shown by ``--help`` and ``run --help``.
 EXIT_CODES_HELP = (__doc__ or "").split("\n", 2)[2].strip()
 CLOSED_OUTPUT_HELP = (f"{EXIT_CLOSED_OUTPUT}   standard output was closed early "
@@ -70,7 +86,6 @@ CLOSED_OUTPUT_HELP = (f"{EXIT_CLOSED_OUTPUT}   standard output was closed early 
                       f"ended by SIGPIPE would")
 DESCRIPTION = ("Audit whether a running system keeps the security promises of its published "
                "Encryption page, and seal the evidence in a report an auditor can re-check.")
-CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
 DEFAULT_STATE_DIR = Path(".state")
 STATE_DIR_HELP = "state directory of the reference service (default .state/BACKEND)"
 
@@ -213,15 +228,6 @@ def _load_rules(args: argparse.Namespace) -> AuditRules:
     return rules
 
 
-def selected_paths(only: Sequence[str] = (), checks: Sequence[str] = ()) -> list[str]:
-    """What pytest collects: the areas of ``only`` and the checks of ``checks`` (a check in one of
-    those areas once), or every check when neither names anything."""
-    declared = declared_checks()
-    chosen = [declared[ident] for ident in dict.fromkeys(checks) if declared[ident].area not in only]
-    paths = [str(area_path(area)) for area in only] + [f"{check.path}::{check.function}" for check in chosen]
-    return paths or [str(CHECKS_DIR)]
-
-
 def ask_prompted_secrets(profile: TargetProfile, ask: Callable[[str], str] = getpass.getpass) -> list[str]:
     """Ask for every ``prompt = true`` secret of the profile once, now, before the run; return the
     keys asked for. The answers stay in memory, in the profile's secret sources, so that no
@@ -271,78 +277,6 @@ def _prepare_outputs(report_dir: Path, signing_key: Path | None) -> None:
         raise UsageError(str(exc)) from None
 
 
-def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
-               checks: Sequence[str] = (), signing_key: Path | None = None, against: Path | None = None,
-               require_attestations: bool = False) -> int:
-    """Run the checks with pytest, in this process, on the loaded inputs; return the exit code.
-
-    A gate that is neither pass, fail nor error (nothing verified; attestations missing) is
-    said in one line on stderr, as is a run that wrote no results. The last line on stdout is
-    the verdict: the gate's headline, or why the exit code is not the gate's.
-    """
-    code, headline = _run_pytest(inputs, report_dir, only=only, checks=checks, signing_key=signing_key,
-                                 against=against, require_attestations=require_attestations)
-    print(f"votriz-audit: verdict {headline}", flush=True)
-    return code
-
-
-def _run_pytest(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str], checks: Sequence[str],
-                signing_key: Path | None, against: Path | None,
-                require_attestations: bool) -> tuple[int, str]:
-    """The exit code and the verdict of one run of the checks, in words (pytest prints no summary
-    of its own: ``checks.ini``)."""
-    # pytest and the plugin load only for a run: `verify` and the other commands start without them.
-    import pytest
-
-    from harness.plugin import plugin_args
-    from harness.run_state import PreloadedInputs
-
-    args = [*selected_paths(only, checks), "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
-            *plugin_args(), "--votriz-target", str(inputs.profile_path),
-            "--votriz-report-dir", str(report_dir)]
-    if signing_key is not None:
-        args += ["--votriz-signing-key", str(signing_key)]
-    if against is not None:
-        args += ["--votriz-against", str(against)]
-    if require_attestations:
-        args.append("--votriz-require-attestations")
-    preloaded = PreloadedInputs(inputs)
-    code = pytest.main(args, plugins=[preloaded])
-    if code == pytest.ExitCode.USAGE_ERROR:
-        return EXIT_USAGE, f"exit {EXIT_USAGE}: the checks could not start (said above); nothing was judged"
-    results_path = report_dir / "results.json"
-    if not results_path.exists():
-        if preloaded.bundle_problems:
-            print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]}",
-                  file=sys.stderr)
-            return EXIT_INCOMPLETE, f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete: no results written"
-        print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
-        return EXIT_ERROR, f"exit {EXIT_ERROR}: no results were written; nothing was verified"
-    results = json.loads(results_path.read_text())
-    summary = results["summary"]
-    gate = int(summary["exit_code"])
-    said = f"{str(summary['gate']).upper()}, exit {gate}"
-    headline = f"{said} ({summary['scope']}): {summary['reason']}"
-    leaks_path = report_dir / "LEAKS.txt"
-    if leaks_path.exists():
-        return EXIT_LEAK, (f"exit {EXIT_LEAK}: a secret the run knows is in its own output (LEAKS.txt "
-                           f"names where), do not distribute it; the gate alone said {said}")
-    if preloaded.bundle_problems:
-        # Whatever the gate says, a bundle that cannot be handed over is no release evidence.
-        print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]} (the gate "
-              f"said exit {gate}: {summary.get('headline', summary['gate'])})", file=sys.stderr)
-        return EXIT_INCOMPLETE, (f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete; "
-                                 f"the gate alone said {said}")
-    if summary["gate"] in ("vacuous", "unattested"):
-        print(f"votriz-audit: {summary['reason']}", file=sys.stderr)
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and gate == EXIT_PASS:
-        # pytest itself did not complete (a module failed to load, an internal error):
-        # whatever results.json says, nothing may pass on an incomplete run.
-        print(f"votriz-audit: the run did not complete (pytest exit {int(code)})", file=sys.stderr)
-        return EXIT_ERROR, f"exit {EXIT_ERROR}: the run did not complete; the gate alone said {said}"
-    return gate, headline
-
-
 def _default_report_dir() -> Path:
     return Path("reports") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
@@ -367,7 +301,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _prepare_outputs(report_dir, args.signing_key)
     state_dir = _state_dir(args, backend)
     try:
-        info = stack.up(state_dir, args.fault)
+        info = stand_up(stack, state_dir, args.fault)
     except stack.StackError as exc:
         print(f"votriz-audit: could not start the reference service ({backend}): {exc}", file=sys.stderr)
         if args.backend is None and backend == "docker":
@@ -385,7 +319,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                           require_attestations=args.require_attestations)
     finally:
         if not args.keep_up:
-            stack.down(state_dir)
+            take_down(stack, state_dir)
 
 
 def default_backend() -> tuple[str, str]:
@@ -431,7 +365,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
     try:
-        info = stack.up(_state_dir(args, backend), args.fault)
+        # The profile's path is the output (`PROFILE=$(votriz-audit up)`): the progress goes to stderr.
+        info = stand_up(stack, _state_dir(args, backend), args.fault, sys.stderr)
     except stack.StackError as exc:
         print(f"votriz-audit: could not start the reference service ({backend}): {exc}",
               file=sys.stderr)

@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -108,17 +109,23 @@ def claims_of(item: pytest.Item) -> tuple[str, ...]:
     return tuple(marker.args) if marker else ()
 
 
+class RunOutput(Protocol):
+    """Where the run's own lines go when the command line shows live progress
+    (:class:`harness.progress.LiveProgress`)."""
+
+    def line(self, text: str) -> None: ...
+
+
+RUN_OUTPUT = pytest.StashKey[RunOutput]()
+
+
 def say(config: pytest.Config, line: str) -> None:
     """Write one line of the run's own output: through the command line's live progress
-    (:mod:`harness.progress`) when it shows one, else through pytest's terminal."""
-    progress = config.pluginmanager.get_plugin(PROGRESS_PLUGIN)
-    if progress is not None:
-        progress.line(line)
+    (:data:`RUN_OUTPUT`) when it shows one, else through pytest's terminal."""
+    output = config.stash.get(RUN_OUTPUT, None)
+    if output is not None:
+        output.line(line)
         return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(line)
-
-
-#: The name the command line registers its live progress under (:class:`harness.progress.CheckProgress`).
-PROGRESS_PLUGIN = "votriz-audit-progress"

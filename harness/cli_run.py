@@ -1,0 +1,125 @@
+"""Running the checks for ``votriz-audit run``: pytest in this process, the plugin asked for
+(:mod:`harness.plugin`), live progress (:mod:`harness.progress`), and the exit code and
+verdict line from what the run wrote (the table of exit codes is :mod:`harness.cli`'s)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from harness.checkdir import CHECKS_DIR, area_path, declared_checks
+from harness.inputs import AuditInputs
+from harness.reference import ReferenceBackend, StartedStack
+
+if TYPE_CHECKING:
+    from harness.progress import LiveProgress
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_USAGE, EXIT_LEAK, EXIT_INCOMPLETE = 0, 1, 2, 3, 4, 5
+CHECKS_INI = Path(__file__).resolve().parent / "checks.ini"
+
+
+def selected_paths(only: Sequence[str] = (), checks: Sequence[str] = ()) -> list[str]:
+    """What pytest collects: the areas of ``only`` and the checks of ``checks`` (a check in one of
+    those areas once), or every check when neither names anything."""
+    declared = declared_checks()
+    chosen = [declared[ident] for ident in dict.fromkeys(checks) if declared[ident].area not in only]
+    paths = [str(area_path(area)) for area in only] + [f"{check.path}::{check.function}" for check in chosen]
+    return paths or [str(CHECKS_DIR)]
+
+
+def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
+               checks: Sequence[str] = (), signing_key: Path | None = None, against: Path | None = None,
+               require_attestations: bool = False) -> int:
+    """Run the checks with pytest, in this process, on the loaded inputs; return the exit code.
+
+    A gate that is neither pass, fail nor error (nothing verified; attestations missing) is
+    said in one line on stderr, as is a run that wrote no results. The last line on stdout is
+    the verdict: the gate's headline, or why the exit code is not the gate's.
+    """
+    from harness.progress import LiveProgress  # with pytest and rich: only for a run
+
+    with LiveProgress() as live:
+        code, headline = _run_pytest(inputs, report_dir, live, only=only, checks=checks,
+                                     signing_key=signing_key, against=against,
+                                     require_attestations=require_attestations)
+    print(f"votriz-audit: verdict {headline}", flush=True)
+    return code
+
+
+def _run_pytest(inputs: AuditInputs, report_dir: Path, live: LiveProgress, *, only: Sequence[str],
+                checks: Sequence[str], signing_key: Path | None, against: Path | None,
+                require_attestations: bool) -> tuple[int, str]:
+    """The exit code and the verdict of one run of the checks, in words (pytest prints no summary
+    of its own: ``checks.ini``)."""
+    # pytest and the plugin load only for a run: `verify` and the other commands start without them.
+    import pytest
+
+    from harness.plugin import plugin_args
+    from harness.progress import CheckProgress
+    from harness.run_state import PreloadedInputs
+
+    args = [*selected_paths(only, checks), "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
+            *plugin_args(), "--votriz-target", str(inputs.profile_path),
+            "--votriz-report-dir", str(report_dir)]
+    if signing_key is not None:
+        args += ["--votriz-signing-key", str(signing_key)]
+    if against is not None:
+        args += ["--votriz-against", str(against)]
+    if require_attestations:
+        args.append("--votriz-require-attestations")
+    preloaded = PreloadedInputs(inputs)
+    code = pytest.main(args, plugins=[preloaded, CheckProgress(live)])
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return EXIT_USAGE, f"exit {EXIT_USAGE}: the checks could not start (said above); nothing was judged"
+    results_path = report_dir / "results.json"
+    if not results_path.exists():
+        if preloaded.bundle_problems:
+            print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]}",
+                  file=sys.stderr)
+            return EXIT_INCOMPLETE, f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete: no results written"
+        print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
+        return EXIT_ERROR, f"exit {EXIT_ERROR}: no results were written; nothing was verified"
+    results = json.loads(results_path.read_text())
+    summary = results["summary"]
+    gate = int(summary["exit_code"])
+    said = f"{str(summary['gate']).upper()}, exit {gate}"
+    headline = f"{said} ({summary['scope']}): {summary['reason']}"
+    leaks_path = report_dir / "LEAKS.txt"
+    if leaks_path.exists():
+        return EXIT_LEAK, (f"exit {EXIT_LEAK}: a secret the run knows is in its own output (LEAKS.txt "
+                           f"names where), do not distribute it; the gate alone said {said}")
+    if preloaded.bundle_problems:
+        # Whatever the gate says, a bundle that cannot be handed over is no release evidence.
+        print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]} (the gate "
+              f"said exit {gate}: {summary.get('headline', summary['gate'])})", file=sys.stderr)
+        return EXIT_INCOMPLETE, (f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete; "
+                                 f"the gate alone said {said}")
+    if summary["gate"] in ("vacuous", "unattested"):
+        print(f"votriz-audit: {summary['reason']}", file=sys.stderr)
+    if code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and gate == EXIT_PASS:
+        # pytest itself did not complete (a module failed to load, an internal error):
+        # whatever results.json says, nothing may pass on an incomplete run.
+        print(f"votriz-audit: the run did not complete (pytest exit {int(code)})", file=sys.stderr)
+        return EXIT_ERROR, f"exit {EXIT_ERROR}: the run did not complete; the gate alone said {said}"
+    return gate, headline
+
+
+def stand_up(stack: ReferenceBackend, state_dir: Path, faults: Sequence[str],
+             stream: TextIO | None = None) -> StartedStack:
+    """``stack.up`` with a live status and its elapsed time (on ``stream``, default stdout), which
+    ends in one line saying how long it took; the stand-up's own errors pass through."""
+    from harness.progress import LiveProgress
+
+    with LiveProgress(stream) as live, live.stage(f"standing up the reference service ({stack.name})"):
+        return stack.up(state_dir, faults)
+
+
+def take_down(stack: ReferenceBackend, state_dir: Path) -> None:
+    """``stack.down`` with a live status, as :func:`stand_up`."""
+    from harness.progress import LiveProgress
+
+    with LiveProgress() as live, live.stage(f"taking the reference service down ({stack.name})"):
+        stack.down(state_dir)

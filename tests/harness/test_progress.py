@@ -1,0 +1,100 @@
+"""Live progress of ``votriz-audit run``: on a terminal (a real pty) rich draws what runs and for
+how long; in a pipe, plain lines with no terminal codes, a heartbeat while a check runs long; and
+the output still ends with the tool's verdict line."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pytester_checks import unreachable_target
+
+from harness.progress import LiveProgress
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_without_a_terminal_a_long_stage_says_it_still_runs_in_plain_lines() -> None:
+    # Given progress written to a pipe-like stream, with a heartbeat every 0.2 s
+    out = io.StringIO()
+    with LiveProgress(out, heartbeat_s=0.2) as live, live.stage("standing up the reference service (local)"):
+        live.line("votriz-audit: a line of the run")
+        # When the stage runs for 0.7 s
+        time.sleep(0.7)
+    text = out.getvalue()
+    # Then it said, more than once, that it still runs and for how long, and then how long it took
+    beats = re.findall(r"standing up the reference service \(local\): still running, \d+ s", text)
+    assert len(beats) >= 2, text
+    assert re.search(r"standing up the reference service \(local\): done after 0\.[6-9] s", text), text
+    assert "votriz-audit: a line of the run" in text
+    # And none of it is a terminal code
+    assert "\x1b" not in text
+
+
+def test_a_stage_that_raises_says_it_stopped() -> None:
+    out = io.StringIO()
+    try:
+        with LiveProgress(out, heartbeat_s=5) as live, live.stage("standing up"):
+            raise RuntimeError("compose failed")
+    except RuntimeError:
+        pass
+    assert re.search(r"standing up: stopped after 0\.\d s", out.getvalue())
+
+
+def _run_on_a_pty(argv: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``argv`` with its stdout on a pseudo-terminal; its exit code and all it wrote there."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=child, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(child)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # the child closed the pty
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=300)
+    os.close(main)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_on_a_terminal_the_running_check_is_drawn_live_and_the_verdict_ends_the_output(tmp_path: Path) -> None:
+    # Given a target whose edge refuses connections
+    profile = unreachable_target(tmp_path)
+    # When the transit checks run with stdout on a terminal
+    code, text = _run_on_a_pty([sys.executable, "-m", "harness", "run", "--target", str(profile), "--only",
+                                "transit", "--report-dir", str(tmp_path / "r")], tmp_path)
+    # Then rich drew the running check's id, its place and its elapsed time (terminal codes)
+    assert "\x1b[" in text
+    plain = ANSI.sub("", text)
+    assert re.search(r"transit\.\w+ \(check \d of \d+\)\s+0:00:0\d", plain), plain[-3000:]
+    # And each check's line and the tool's verdict, last
+    assert re.search(r"ERROR\s+transit\.hsts", plain)
+    last = [line for line in plain.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert last.startswith("votriz-audit: verdict "), last
+    assert code == 2
+
+
+def test_in_a_pipe_the_run_prints_plain_lines_ending_with_the_verdict(tmp_path: Path) -> None:
+    profile = unreachable_target(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--target", str(profile), "--only", "transit",
+                           "--report-dir", str(tmp_path / "r")], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert "\x1b" not in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert any(re.match(r"\s+ERROR\s+transit\.hsts", line) for line in lines), proc.stdout
+    assert lines[-1].startswith("votriz-audit: verdict "), lines[-3:]
+    assert proc.returncode == 2
