@@ -118,7 +118,8 @@ def worker_pool(jobs: int) -> Iterator[Submit]:
     Raises:
         ProbeError: a worker process ended without its result (killed, out of memory).
     """
-    if jobs <= 1:
+    if jobs <= 1 or multiprocessing.current_process().daemon:
+        # A daemonic process (a multiprocessing.Pool's worker) may not start processes.
         yield _in_process
         return
     context = multiprocessing.get_context("spawn")

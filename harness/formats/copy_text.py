@@ -13,6 +13,9 @@ hashes (no backslash anywhere) costs one ``split`` per row.
 from __future__ import annotations
 
 import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 _ESCAPES = {b"\\": b"\\", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t",
             b"v": b"\v"}
@@ -39,3 +42,50 @@ def copy_text_rows(block: bytes) -> list[list[Field]]:
         return [line.split(b"\t") for line in lines]  # type: ignore[misc]
     return [[_unescaped(f) for f in line.split(b"\t")] if b"\\" in line
             else line.split(b"\t") for line in lines]  # type: ignore[misc]
+
+
+#: Bytes of one column gathered before they are written to its spool.
+SPOOL_BLOCK_BYTES = 1 << 20
+
+
+def spool_columns(blocks: Iterable[bytes], width: int) -> list[BinaryIO]:
+    """Split a ``COPY`` of ``width`` columns into one anonymous temporary file per column, each
+    holding that column's fields one a line, exactly as a ``COPY`` of that column alone writes
+    them (the escapes are per field, so the text is byte for byte the same).
+
+    A table is read once instead of once per column: a row crosses the wire and Python once,
+    and each block is transposed at C speed (``split`` and ``zip``). The files are rewound;
+    the caller closes them (the OS removes them then).
+    """
+    spools = [tempfile.TemporaryFile(prefix="votriz-audit-column-")  # noqa: SIM115 - closed by the reader
+              for _ in range(width)]
+    try:
+        for block in blocks:
+            lines = block.split(b"\n")
+            if lines and not lines[-1]:
+                lines.pop()
+            for spool, column in zip(spools, zip(*(line.split(b"\t") for line in lines),
+                                                 strict=True), strict=True):
+                spool.write(b"\n".join(column) + b"\n")
+        for spool in spools:
+            spool.seek(0)
+    except BaseException:
+        for spool in spools:
+            spool.close()
+        raise
+    return spools
+
+
+def spooled(spool: BinaryIO) -> Iterator[bytes]:
+    """A spool's bytes in blocks of whole lines of about :data:`SPOOL_BLOCK_BYTES`; closes it."""
+    with spool:
+        rest = b""
+        while chunk := spool.read(SPOOL_BLOCK_BYTES):
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                rest += chunk
+                continue
+            yield rest + chunk[:cut]
+            rest = chunk[cut:]
+        if rest:
+            yield rest

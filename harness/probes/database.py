@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import shutil
+import tempfile
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
+from harness.formats.copy_text import spool_columns, spooled
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.profile import ProfileError, TargetProfile
@@ -520,11 +523,36 @@ class DatabaseProbe:
              ) -> Iterator[tuple[str, Iterator[bytes]]]:
         """``(location, byte stream)`` for every readable column, for the plaintext sweep.
 
-        Locations read ``postgres:table.column``; each stream must be consumed
-        before the next is taken (one connection).
+        Locations read ``postgres:table.column``; each stream is what :meth:`column_bytes`
+        gives and must be consumed before the next is taken (one connection). A table's
+        columns are read in one ``COPY`` and split into a spool per column on local disk
+        (:func:`~harness.formats.copy_text.spool_columns`) when twice the table fits in half
+        the temporary directory's free space: the table is read once, not once per column.
         """
-        for info in columns if columns is not None else self.visible_tables().columns:
-            yield f"postgres:{info.name}", self.column_bytes(info)
+        listed = columns if columns is not None else self.visible_tables().columns
+        for (schema, table), group in itertools.groupby(listed, key=lambda c: (c.schema, c.table)):
+            infos = list(group)
+            if len(infos) == 1 or not self._fits_spool(schema, table):
+                for info in infos:
+                    yield f"postgres:{info.name}", self.column_bytes(info)
+                continue
+            query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
+                sql.SQL(", ").join(sql.Identifier(i.column) for i in infos),
+                sql.Identifier(schema), sql.Identifier(table))
+            names = ", ".join(i.name for i in infos)
+            spools = spool_columns(self._copy_out(query, (f"dumping {names}", f"dump {names}")),
+                                   len(infos))
+            try:
+                for info, spool in zip(infos, spools, strict=True):
+                    yield f"postgres:{info.name}", spooled(spool)
+            finally:
+                for spool in spools:
+                    spool.close()
+
+    def _fits_spool(self, schema: str, table: str) -> bool:
+        size = self._one("SELECT pg_table_size(format('%%I.%%I', %s::text, %s::text)::regclass)",
+                         (schema, table))[0]
+        return 2 * int(size or 0) < shutil.disk_usage(tempfile.gettempdir()).free // 2
 
 
 def open_database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseProbe:

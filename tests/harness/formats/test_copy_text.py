@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.formats.copy_text import copy_text_rows
+from harness.formats.copy_text import copy_text_rows, spool_columns, spooled
 
 _OUT = {0x5C: b"\\\\", 0x08: b"\\b", 0x0C: b"\\f", 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t",
         0x0B: b"\\v"}
@@ -32,3 +32,14 @@ def test_a_block_without_backslash_is_split_as_it_is() -> None:
     assert copy_text_rows(b"1\tgAAAA==\t\n2\tx\ty\n") == [[b"1", b"gAAAA==", b""],
                                                         [b"2", b"x", b"y"]]
     assert copy_text_rows(b"") == []
+
+
+def test_columns_spooled_are_each_column_alone_across_blocks() -> None:
+    rows = [[b"1", b"a\\tb", b"\\N"], [b"2", b"", b"x" * 3_000_000], [b"3", b"c", b"d"]]
+    blocks = [b"\t".join(rows[0]) + b"\n", b"".join(b"\t".join(r) + b"\n" for r in rows[1:])]
+    spools = spool_columns(blocks, 3)
+    texts = [b"".join(spooled(spool)) for spool in spools]
+    assert texts == [b"".join(r[i] + b"\n" for r in rows) for i in range(3)]
+    assert all(spool.closed for spool in spools)
+    pieces = list(spooled(spool_columns(blocks, 3)[2]))
+    assert all(piece.endswith(b"\n") for piece in pieces) and len(pieces) >= 2

@@ -176,13 +176,19 @@ AWKWARD = ["tab\there", "new\nline", "back\\slash", "\\N", None, "", "é-ü ✓"
            "\b\f\v", "\\\\t", "plain"]
 
 
-def test_copy_rows_read_back_every_value_exactly(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
-    # Given values that COPY's text format must escape (and a NULL, and the text "\N")
+@pytest.fixture(scope="module")
+def awkward(scratch_pg: ScratchPostgres) -> str:
+    """A table of values that COPY's text format must escape (a NULL, the text backslash-N)."""
     scratch_pg.psql("CREATE TABLE awkward (id bigserial PRIMARY KEY, v text, w text);"
                     " GRANT SELECT ON awkward TO auditor")
     with psycopg.connect(scratch_pg.dsn(), autocommit=True) as conn:
         conn.cursor().executemany("INSERT INTO awkward (v, w) VALUES (%s, %s)",
                                   [(v, AWKWARD[-1 - i]) for i, v in enumerate(AWKWARD)])
+    return "awkward"
+
+
+def test_copy_rows_read_back_every_value_exactly(scratch_pg: ScratchPostgres, tmp_path: Path,
+                                                 awkward: str) -> None:
     with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
                        load_policy()) as db:
         # When they are read through COPY in blocks, as the column scans read them
@@ -212,3 +218,16 @@ def test_key_span_planned_rows_and_a_bernoulli_sample(scratch_pg: ScratchPostgre
     assert 1_700 < len(drawn) < 2_300 and len(set(drawn)) == len(drawn)
     # Spread over the whole key range, not a block of it: each tenth holds some
     assert len({(row - 1) // 20_000 for row in drawn}) == 10
+
+
+def test_a_table_dumped_once_gives_each_column_as_its_own_copy(scratch_pg: ScratchPostgres,
+                                                               tmp_path: Path, awkward: str) -> None:
+    # Given awkward values (escapes, NULL), and the table read once and split per column
+    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
+                       load_policy()) as db:
+        columns = tuple(c for c in db.visible_tables().columns if c.table in ("awkward", "items"))
+        once = {location: b"".join(stream) for location, stream in db.dump(columns)}
+        # Then each column's bytes are exactly a COPY of that column alone
+        alone = {f"postgres:{c.name}": b"".join(db.column_bytes(c)) for c in columns}
+    assert once == alone and len(once) == 6
+    assert once["postgres:awkward.v"].count(b"\n") == len(AWKWARD)
