@@ -24,7 +24,6 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import ExtensionOID
 
 from harness.outcomes import ProbeError
 from harness.probes import containers as containers_probe
@@ -201,7 +200,7 @@ def answers_http(address: str, port: int, timeout_s: float) -> bool:
 def certificate_names(cert: x509.Certificate) -> tuple[str, ...]:
     """Its DNS subject alternative names, else its common name."""
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = tuple(str(n) for n in san.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         names = ()
@@ -526,9 +525,8 @@ def _pid_file_candidates(part: str, argv: Sequence[str]) -> list[Path]:
             text = read_bytes(prefix / conf, "nginx configuration", 1 << 20).decode("utf-8", "replace")
         except FileRefused:
             return []
-        named = [line.split()[1].rstrip(";") for line in text.splitlines()
-                 if line.strip().startswith("pid ") and len(line.split()) > 1]
-        return [prefix / n for n in named]
+        return [prefix / line.split()[1].rstrip(";") for line in text.splitlines()
+                if line.strip().startswith("pid ") and len(line.split()) > 1]
     return []
 
 
@@ -569,8 +567,10 @@ def discover_local(*, timeout_s: float = 5.0, proc: Path = Path("/proc")) -> Dis
     if not roots:
         raise DiscoveryError("no nginx, postgres, redis-server, p11-kit server or gunicorn runs on this "
                              "host outside containers (for a Compose deployment: --docker-project NAME)")
-    processes, postgres, p11, redis, logs, notes = [], [], [], [], {}, []
-    candidates: list[tuple[str, str, int]] = []
+    processes: list[tuple[str, int, Path | None]] = []
+    postgres, p11, redis, candidates = [], [], [], []
+    logs: dict[Path, None] = {}
+    notes: list[str] = []
     for part, pid, argv in roots:
         same = sum(1 for p in processes if p[0].split("-")[0] == part)
         name = f"{part}-{same + 1}" if same else part
