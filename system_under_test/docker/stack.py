@@ -24,7 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from system_under_test.common import postgres_roles, softhsm
+import tomli_w
+
+from system_under_test.common import mailbox, postgres_roles, softhsm
 from system_under_test.common.edge import render_config as render_edge_config
 from system_under_test.common.edge import tls_handshake_ok
 from system_under_test.common.host import StackError, write_secret
@@ -222,6 +224,11 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, chosen: ProvisioningP
                                                          keys.redis_password) + "bind 0.0.0.0\n")
     paths.pg_hba.write_text(_hba(), encoding="ascii")
     _write_edge_config(paths, chosen.edge_faults, topology.HTTPS_PORT, topology.HTTP_PORT)
+    mail_layout = mailbox.MailboxLayout(host=paths.mail_dir, base=topology.MAIL_DIR)
+    mailbox.prepare(mail_layout, state_dir / "secrets" / "mailbox-password", uid=topology.SERVICE_UID,
+                    gid=topology.SERVICE_GID, user="votriz", group="votriz", listen="*",
+                    port=mailbox.CONTAINER_PORT, cert=topology.CONTAINER_STATE / "pki" / "fakes.pem",
+                    key=topology.CONTAINER_STATE / "pki" / "fakes.key")
     api_secrets = chosen.api_secret_environment(keys.token_key, keys.pin() if chosen.pin_in_env else "")
     own = [paths.tokens_dir, paths.pin_file, paths.redis_config, pki.edge_key, pki.fakes_key]
     if paths.redis_password_file is not None:
@@ -261,8 +268,15 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, chosen: ProvisioningP
     wait(lambda: (paths.p11_audit_dir / "sock").is_socket(), "hsm (auditor's p11-kit socket)", hsm)
     wait(lambda: exec_output_has(rds, ["redis-cli", "-p", str(topology.REDIS_PORT), "PING"],
                                  ("NOAUTH", "PONG")), "redis", rds)
+    # The auditor's mailbox: Dovecot in the fakes container (it daemonizes; the container's
+    # end is its end).
+    result = fakes.exec_run(["dovecot", "-c", str(mail_layout.base / "dovecot.conf")],
+                            user=f"{topology.SERVICE_UID}")
+    if result.exit_code != 0:
+        raise StackError(f"mailbox (dovecot) did not start: {last_line(result.output)}")
     wait(lambda: exec_ok(fakes, ["python", "-c", readiness.PORTS_OPEN.format(
-        ports=(topology.FAKES_PORT, topology.FAKES_PLAINTEXT_PORT))]), "fakes", fakes)
+        ports=(topology.FAKES_PORT, topology.FAKES_PLAINTEXT_PORT, mailbox.CONTAINER_PORT))])
+         and exec_ok(fakes, ["test", "-S", str(mail_layout.lmtp_socket)]), "fakes and mailbox", fakes)
     wait(lambda: tls_handshake_ok(host_port(edge, topology.HTTPS_PORT), pki.ca_cert),
          "edge (TLS handshake)", edge)
     pg = postgres_roles.PostgresServer(pid=0, port=topology.POSTGRES_PORT,
@@ -305,10 +319,15 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, chosen: ProvisioningP
     containers = {role: names[role] for role in specs}
     profile_path = state_dir / "target.toml"
     internal = networks[topology.INTERNAL].name
+    fakes_address = address_on(fakes, internal)
+    # The mailbox is reached where the capture is: the fakes' address on the internal network.
+    mailbox_section = mailbox.profile_section(
+        host=fakes_address, port=mailbox.CONTAINER_PORT, server_name=FAKES_HOST,
+        password_file=state_dir / "secrets" / "mailbox-password", trust_anchor=pki.ca_cert)
     profile_path.write_text(render_docker_profile(
         state_dir, names["project"], containers, https_port=https_port, http_port=http_port,
-        redis_address=address_on(rds, internal), fakes_address=address_on(fakes, internal)),
-        encoding="utf-8")
+        redis_address=address_on(rds, internal), fakes_address=fakes_address)
+        + "\n" + tomli_w.dumps({"mailbox": mailbox_section}), encoding="utf-8")
     return StackInfo(state_dir=state_dir, stack_id=stack_id, project=names["project"],
                      faults=chosen.faults, containers=containers, https_port=https_port,
                      http_port=http_port, images=dict(image_tags), ca_file=pki.ca_cert,

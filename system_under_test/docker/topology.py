@@ -64,6 +64,9 @@ SOFTHSM_CONF = CONTAINER_STATE / "softhsm2.conf"
 REDIS_CONFIG_SECRET = Path("/run/secrets/redis.conf")
 REDIS_PASSWORD_SECRET = Path("/run/secrets/redis-password")
 PG_SOCKET_DIR = Path("/var/run/votriz-pg")
+# The auditor's mailbox (Dovecot), run in the fakes container beside the Resend fake that
+# delivers into it: STATE/mail mounted here.
+MAIL_DIR = CONTAINER_STATE / "mail"
 CONFIG_DIR = Path("/etc/votriz")
 
 HTTPS_PORT, HTTP_PORT = 443, 80
@@ -139,6 +142,7 @@ class StackPaths:
             ``up`` and by the auditor.
         p11_audit_dir: ``STATE/run/p11-audit``: the HSM's socket for the auditor on the host.
         logs_dir: ``STATE/logs`` (one subdirectory per role).
+        mail_dir: ``STATE/mail``: the auditor's mailbox (Dovecot in the fakes container).
         backups_dir: ``STATE/backups``.
         drill_log: ``STATE/drills.log`` (the restore drill's log).
     """
@@ -156,6 +160,7 @@ class StackPaths:
     pg_socket_dir: Path
     p11_audit_dir: Path
     logs_dir: Path
+    mail_dir: Path
     backups_dir: Path
     drill_log: Path
 
@@ -170,7 +175,7 @@ class StackPaths:
             api_config=state_dir / "docker" / "api.toml", edge_config_dir=state_dir / "docker" / "edge",
             pg_hba=state_dir / "docker" / "pg_hba.conf", pg_socket_dir=state_dir / "run" / "pg",
             p11_audit_dir=state_dir / "run" / "p11-audit",
-            logs_dir=state_dir / "logs", backups_dir=state_dir / "backups",
+            logs_dir=state_dir / "logs", mail_dir=state_dir / "mail", backups_dir=state_dir / "backups",
             drill_log=state_dir / "drills.log",
         )
 
@@ -259,7 +264,9 @@ def services(paths: StackPaths, plan: ProvisioningPlan, *,
         ServiceSpec(
             role="fakes", part="fakes", networks=(INTERNAL,), aliases=("fakes.votriz.test",),
             mounts=(Mount(CONTAINER_STATE / "pki" / "fakes.pem", source=pki / "fakes.pem"),
-                    Mount(CONTAINER_STATE / "pki" / "fakes.key", source=pki / "fakes.key")),
+                    Mount(CONTAINER_STATE / "pki" / "fakes.key", source=pki / "fakes.key"),
+                    Mount(MAIL_DIR, source=paths.mail_dir, read_only=False)),
+            command=fakes_command(),
         ),
         ServiceSpec(
             role="edge", part="edge", networks=(PUBLIC, INTERNAL), aliases=("edge",),
@@ -278,6 +285,13 @@ def services(paths: StackPaths, plan: ProvisioningPlan, *,
             command=api_command(plan),
         ),
     )
+
+
+def fakes_command() -> tuple[str, ...]:
+    """The fakes as the image runs them, with the Resend fake delivering into the mailbox."""
+    return ("python", "-m", "system_under_test.docker.fakes_server", "--state-dir", str(CONTAINER_STATE),
+            "--port", str(FAKES_PORT), "--plaintext-port", str(FAKES_PLAINTEXT_PORT),
+            "--lmtp-socket", str(MAIL_DIR / "run" / "lmtp"))
 
 
 def compose_labels(project: str, role: str) -> dict[str, str]:
