@@ -274,8 +274,9 @@ def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
                                error=exc.strerror or type(exc).__name__)
     # The whole exchange, not each read, is bounded by ``timeout_s``: a listener that
     # trickles its answer is heard for that long and no longer.
-    peer = f"{address}:{port}"
-    exchange = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), address=peer)
+    # No address: a listener that says something and waits (Redis after its error) is not a
+    # trickling peer to remember for the run (harness.trickling_peers).
+    exchange = Exchange(f"{address}:{port}", Deadline(timeout_s, "timeouts.connect_s"))
     try:
         sock.settimeout(timeout_s)
         sock.sendall(request)
