@@ -37,7 +37,6 @@ from harness.platform import Platform, platform_for
 from harness.policy import Policy
 from harness.preflight import PreflightError, check_profile
 from harness.profile import TargetProfile
-from harness.redaction import KnownSecrets
 from harness.report_directory import create_private
 from harness.run_end import finish_run
 from harness.run_state import (
@@ -197,28 +196,21 @@ def _require_state(request: pytest.FixtureRequest) -> RunState:
     return state
 
 
-@pytest.fixture(scope="session")
-def profile(request: pytest.FixtureRequest) -> TargetProfile:
-    """The target profile of the system under audit."""
-    return _require_state(request).profile
+def _run_fixture(name: str, doc: str) -> Any:
+    """A session fixture ``name``: the run's attribute of that name (:class:`RunState`)."""
+
+    def fixture(request: pytest.FixtureRequest) -> Any:
+        return getattr(_require_state(request), name)
+
+    fixture.__doc__ = doc
+    return pytest.fixture(scope="session", name=name)(fixture)
 
 
-@pytest.fixture(scope="session")
-def policy(request: pytest.FixtureRequest) -> Policy:
-    """The audit policy."""
-    return _require_state(request).policy
-
-
-@pytest.fixture(scope="session")
-def known_secrets(request: pytest.FixtureRequest) -> KnownSecrets:
-    """The run's registry of secrets; register every secret the moment it is known."""
-    return _require_state(request).known_secrets
-
-
-@pytest.fixture(scope="session")
-def report_dir(request: pytest.FixtureRequest) -> Path:
-    """The directory the run writes to."""
-    return _require_state(request).report_dir
+profile = _run_fixture("profile", "The target profile of the system under audit.")
+policy = _run_fixture("policy", "The audit policy.")
+known_secrets = _run_fixture("known_secrets",
+                             "The run's registry of secrets; register every secret the moment it is known.")
+report_dir = _run_fixture("report_dir", "The directory the run writes to.")
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,11 @@ the output still ends with the tool's verdict line."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import time
@@ -51,24 +51,16 @@ def test_a_stage_that_raises_says_it_stopped() -> None:
 def _run_on_a_pty(argv: list[str], cwd: Path) -> tuple[int, str]:
     """Run ``argv`` with its stdout on a pseudo-terminal; its exit code and all it wrote there."""
     main, child = pty.openpty()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=child, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    os.close(child)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([main], [], [], 0.5)
-        if ready:
-            try:
-                data = os.read(main, 65536)
-            except OSError:  # the child closed the pty
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=300)
+    with subprocess.Popen(argv, cwd=cwd, stdout=child, stderr=subprocess.DEVNULL,
+                          stdin=subprocess.DEVNULL) as proc:
+        os.close(child)
+        output = bytearray()
+        with contextlib.suppress(OSError):  # EIO: the child closed the terminal
+            while data := os.read(main, 65536):
+                output += data
+        proc.wait(timeout=300)
     os.close(main)
-    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+    return proc.returncode, output.decode("utf-8", "replace")
 
 
 def test_on_a_terminal_the_running_check_is_drawn_live_and_the_verdict_ends_the_output(tmp_path: Path) -> None:
