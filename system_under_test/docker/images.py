@@ -1,71 +1,102 @@
-"""The reference service's images, built without a registry and cached by the hash of their inputs.
+"""The reference service's images, built without a registry, in parallel, from one shared base.
 
-Each part (``edge``, ``api``, ``hsm``, ``db``, ``redis``, ``fakes``) has a
-standard Dockerfile under ``images/PART/`` that starts ``FROM ${BASE}``
-(``debian:bookworm-slim`` by default, for anyone who can pull). Machines of
-this project reach no registry, so ``ensure_images`` first builds the base
-itself: ``mmdebstrap`` with the part's ``packages.txt`` from the Debian
-mirror named in ``/etc/apt/sources.list.d/debian.sources``, piped into
-``docker import``. Python packages come from wheels downloaded on the host
-(``pip download``); ``docker build`` itself never touches the network.
+Images and their parents (each ``images/NAME/Dockerfile`` starts ``FROM ${BASE}``)::
 
-Tags carry a hash of every input (Dockerfile, package list, requirements,
-mirror, source tree), so an image is rebuilt only when one of them changed:
-``votriz-audit/base-PART:HASH`` and ``votriz-audit/PART:HASH``.
+    base (mmdebstrap | docker import: Debian + ca-certificates + apt)
+    ├── edge, hsm, db, redis
+    └── python (python3, the service's wheels in /opt/votriz)
+        └── api, fakes
+
+Machines of this project reach no registry, so the root is made with
+``mmdebstrap`` from the Debian mirror named in
+``/etc/apt/sources.list.d/debian.sources``. What an image adds to its parent is
+downloaded on the host (:class:`~system_under_test.docker.debian_packages.PackageDownloader`)
+and Python packages as wheels (``pip download``); both go into the build
+context, so ``docker build`` never touches the network. The Dockerfiles stay
+standard: given ``BASE=debian:bookworm-slim`` and no .debs,
+``install-packages.sh`` installs the same packages with apt from the network.
+
+Every image whose parent exists is built at once, so after the base the
+four leaves and ``python`` build side by side. Tags carry a hash of every
+input (the parent's tag, the image's directory, the source tree for api and
+fakes): ``REPOSITORY/NAME:HASH``. ``REPOSITORY`` is ``votriz-audit`` unless
+``VOTRIZ_IMAGE_REPOSITORY`` names another (a build measured from nothing
+beside the images others use).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from system_under_test.docker.build_progress import BuildProgress, progress_for
+from system_under_test.docker.debian_packages import (
+    CUSTOMIZE_HOOK,
+    SUITE,
+    ImageError,
+    PackageDownloader,
+    build_root,
+    mirror_uris,
+)
+
+__all__ = ["PARTS", "REPOSITORY", "ImageError", "ensure_images", "mirror_uris"]
+
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
 SOURCE_PACKAGE = Path(__file__).resolve().parents[1]  # system_under_test/
-SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
-SUITE = "bookworm"
-REPOSITORY = "votriz-audit"
-# Parts whose image holds the reference service's Python source and wheels.
-PYTHON_PARTS = frozenset({"api", "fakes"})
+_REPOSITORY_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+
+
+def _repository() -> str:
+    name = os.environ.get("VOTRIZ_IMAGE_REPOSITORY", "votriz-audit")
+    if not _REPOSITORY_NAME.fullmatch(name):
+        raise SystemExit(f"VOTRIZ_IMAGE_REPOSITORY={name!r} is not a Docker repository name")
+    return name
+
+
+REPOSITORY = _repository()
+#: The services' images (what the stack runs).
 PARTS: tuple[str, ...] = ("edge", "api", "hsm", "db", "redis", "fakes")
+#: Each image's parent; ``base`` is the imported root.
+PARENTS: Mapping[str, str] = {"python": "base", "edge": "base", "hsm": "base", "db": "base",
+                              "redis": "base", "api": "python", "fakes": "python"}
+# Images holding the reference service's source (the last layer, so a source edit rebuilds little).
+SOURCE_PARTS = frozenset({"api", "fakes"})
+# The image holding the wheels (requirements.txt) that api and fakes share.
+PYTHON_IMAGE = "python"
 # Debian 12's Python (3.11.2). pip download evaluates patch-level markers
 # against the host's interpreter, so such dependencies are listed explicitly
 # in requirements.txt (redis needs async-timeout below 3.11.3).
 IMAGE_PYTHON_VERSION = "3.11"
-# Debian's postgresql-common creates a cluster and a snakeoil key at install
-# time unless told otherwise before the package is unpacked.
-_ESSENTIAL_HOOK = ('mkdir -p "$1/etc/postgresql-common/createcluster.d" && '
-                   'echo "create_main_cluster = false" > '
-                   '"$1/etc/postgresql-common/createcluster.d/votriz.conf"')
-_CUSTOMIZE_HOOK = ('rm -f "$1/etc/ssl/private/ssl-cert-snakeoil.key" '
-                   '"$1/etc/ssl/certs/ssl-cert-snakeoil.pem" && rm -rf "$1/var/lib/apt/lists/"*')
-MMDEBSTRAP_TIMEOUT_S = 900.0
 PIP_TIMEOUT_S = 600.0
 BUILD_TIMEOUT_S = 900
-
-
-class ImageError(RuntimeError):
-    """An image could not be built (the message names the step and the cause)."""
+#: At most this many ``docker build`` at once (the rest wait for a slot).
+BUILD_SLOTS = 4
 
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """One part's build inputs.
+    """One image's build inputs.
 
     Attributes:
-        part: ``edge``, ``api``, ``hsm``, ``db``, ``redis`` or ``fakes``.
-        directory: ``images/PART`` (Dockerfile, packages.txt, maybe requirements.txt).
-        packages: Debian packages the image needs (the base's ``--include``).
-        requirements: pinned Python requirements, empty for non-Python parts.
+        part: the image's name (``base``, ``python`` or a part).
+        directory: ``images/NAME`` (Dockerfile, packages.txt, maybe requirements.txt).
+        packages: Debian packages the image needs (installed unless its parent has them).
+        requirements: pinned Python requirements, empty but for ``python``.
     """
 
     part: str
@@ -75,21 +106,21 @@ class ImageSpec:
 
     @property
     def dockerfile(self) -> Path:
-        """The part's Dockerfile."""
+        """The image's Dockerfile."""
         return self.directory / "Dockerfile"
 
 
 @dataclass(frozen=True)
 class BuiltImage:
-    """One part's image, built now or found in the engine's cache.
+    """One image, built now or found in the engine's cache.
 
     Attributes:
-        part: the part.
-        tag: ``votriz-audit/PART:HASH``.
-        base_tag: ``votriz-audit/base-PART:HASH``.
+        part: the image's name.
+        tag: ``REPOSITORY/NAME:HASH``.
+        base_tag: its parent's tag (the root's own tag for ``base``).
         size_bytes: the image's size as the engine reports it.
-        built: False when both base and image were already there.
-        seconds: time spent on this part (0 when cached).
+        built: False when it was already there.
+        seconds: time spent building it (0 when cached).
     """
 
     part: str
@@ -115,34 +146,7 @@ def load_spec(part: str) -> ImageSpec:
                      requirements=lines("requirements.txt"))
 
 
-def mirror_uris(sources_file: Path = SOURCES_FILE) -> tuple[str, ...]:
-    """The mirror lines for mmdebstrap, one per deb822 stanza of ``sources_file``.
-
-    Each stanza becomes ``deb URI SUITE... COMPONENT...``; mmdebstrap accepts
-    such lines as mirrors.
-    """
-    try:
-        text = sources_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ImageError(f"cannot read {sources_file}: {exc.strerror}") from None
-    lines: list[str] = []
-    for stanza in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for raw in stanza.splitlines():
-            if raw.startswith("#") or ":" not in raw:
-                continue
-            key, value = raw.split(":", 1)
-            fields[key.strip().lower()] = value.strip()
-        if "deb" not in fields.get("types", "").split() or "uris" not in fields:
-            continue
-        for uri in fields["uris"].split():
-            lines.append(f"deb {uri} {fields.get('suites', SUITE)} {fields.get('components', 'main')}")
-    if not lines:
-        raise ImageError(f"{sources_file} names no deb mirror")
-    return tuple(lines)
-
-
-# What of system_under_test/ the Python images hold: the service, not its
+# What of system_under_test/ the api and fakes images hold: the service, not its
 # backends (so that editing a backend does not rebuild the images).
 IMAGE_SOURCES: tuple[str, ...] = ("__init__.py", "faults.py", "api", "ops", "fakes",
                                   "docker/__init__.py", "docker/fakes_server.py")
@@ -167,25 +171,43 @@ def _digest(chunks: Iterable[bytes]) -> str:
 
 
 def base_hash(spec: ImageSpec, mirrors: tuple[str, ...]) -> str:
-    """Hash of what the base depends on: suite, mirrors, packages, hooks."""
+    """Hash of what the root depends on: suite, mirrors, packages, hook."""
     return _digest([SUITE.encode(), *(m.encode() for m in mirrors), *(p.encode() for p in spec.packages),
-                    _ESSENTIAL_HOOK.encode(), _CUSTOMIZE_HOOK.encode()])
+                    CUSTOMIZE_HOOK.encode()])
 
 
 def image_hash(spec: ImageSpec, base: str) -> str:
-    """Hash of the image's inputs: its base tag, every file of ``images/PART``, the source tree."""
+    """Hash of the image's inputs: its parent's tag, every file of ``images/NAME``, the source tree."""
     chunks = [base.encode(), (IMAGES_DIR / "install-packages.sh").read_bytes()]
     for path in sorted(spec.directory.rglob("*")):
         if path.is_file():
             chunks += [str(path.relative_to(spec.directory)).encode(), path.read_bytes()]
-    if spec.part in PYTHON_PARTS:
+    if spec.part in SOURCE_PARTS:
         for path in _source_files():
             chunks += [str(path.relative_to(SOURCE_PACKAGE.parent)).encode(), path.read_bytes()]
     return _digest(chunks)
 
 
+def planned_tags(names: Iterable[str], mirrors: tuple[str, ...]) -> dict[str, str]:
+    """Each named image's tag and its ancestors', from their inputs alone (nothing is built)."""
+    tags: dict[str, str] = {}
+
+    def tag_of(name: str) -> str:
+        if name not in tags:
+            spec = load_spec(name)
+            if name == "base":
+                tags[name] = f"{REPOSITORY}/base:{base_hash(spec, mirrors)}"
+            else:
+                tags[name] = f"{REPOSITORY}/{name}:{image_hash(spec, tag_of(PARENTS[name]))}"
+        return tags[name]
+
+    for name in names:
+        tag_of(name)
+    return tags
+
+
 def cache_dir() -> Path:
-    """Where wheels and build contexts are kept (``VOTRIZ_DOCKER_CACHE`` or ~/.cache)."""
+    """Where wheels, .debs and build contexts are kept (``VOTRIZ_DOCKER_CACHE`` or ~/.cache)."""
     root = os.environ.get("VOTRIZ_DOCKER_CACHE")
     return Path(root) if root else Path.home() / ".cache" / "votriz-audit" / "docker"
 
@@ -197,33 +219,6 @@ def _image_exists(client: Any, tag: str) -> Any | None:
         return client.images.get(tag)
     except ImageNotFound:
         return None
-
-
-def build_base(client: Any, spec: ImageSpec, mirrors: tuple[str, ...]) -> str:
-    """Build (or find) the part's base image; return its tag."""
-    tag = f"{REPOSITORY}/base-{spec.part}:{base_hash(spec, mirrors)}"
-    if _image_exists(client, tag) is not None:
-        return tag
-    if shutil.which("mmdebstrap") is None:
-        raise ImageError("mmdebstrap not found: apt-get install mmdebstrap")
-    with tempfile.TemporaryDirectory(prefix=f"votriz-base-{spec.part}-", dir=cache_dir()) as tmp:
-        tarball = Path(tmp) / "rootfs.tar"
-        argv = ["mmdebstrap", "--mode=root", "--variant=apt", "--quiet",
-                f"--include={','.join(spec.packages)}",
-                f"--essential-hook={_ESSENTIAL_HOOK}", f"--customize-hook={_CUSTOMIZE_HOOK}",
-                SUITE, str(tarball), *mirrors]
-        try:
-            result = subprocess.run(argv, capture_output=True, text=True,
-                                    timeout=MMDEBSTRAP_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
-            raise ImageError(f"mmdebstrap for {spec.part}: no result after "
-                             f"{MMDEBSTRAP_TIMEOUT_S:.0f} s") from None
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ImageError(f"mmdebstrap for {spec.part} failed: {last[:300]}")
-        repository, version = tag.split(":")
-        client.api.import_image_from_file(str(tarball), repository=repository, tag=version)
-    return tag
 
 
 def download_wheels(requirements: tuple[str, ...]) -> Path:
@@ -251,92 +246,197 @@ def download_wheels(requirements: tuple[str, ...]) -> Path:
     return directory
 
 
-def _assemble_context(spec: ImageSpec, context: Path) -> None:
-    shutil.copytree(spec.directory, context)
-    shutil.copy2(IMAGES_DIR / "install-packages.sh", context / "install-packages.sh")
-    if spec.part in PYTHON_PARTS:
-        shutil.copytree(download_wheels(spec.requirements), context / "wheels",
-                        ignore=shutil.ignore_patterns(".complete"))
-        for path in _source_files():
-            target = context / "src" / path.relative_to(SOURCE_PACKAGE.parent)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+def dpkg_status(client: Any, tag: str) -> bytes:
+    """The image's ``/var/lib/dpkg/status`` (which Debian packages it holds)."""
+    container = client.containers.create(tag, ["true"], network_disabled=True)
+    try:
+        chunks, _ = container.get_archive("/var/lib/dpkg/status")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+            member = archive.extractfile("status")
+            if member is None:
+                raise ImageError(f"{tag} has no /var/lib/dpkg/status")
+            return member.read()
+    finally:
+        container.remove(force=True)
 
 
-def build_image(client: Any, spec: ImageSpec, mirrors: tuple[str, ...]) -> BuiltImage:
-    """Build (or find) the part's base and image."""
-    started = time.monotonic()
-    base_existed = _image_exists(client, f"{REPOSITORY}/base-{spec.part}:{base_hash(spec, mirrors)}")
-    base = build_base(client, spec, mirrors)
-    tag = f"{REPOSITORY}/{spec.part}:{image_hash(spec, base)}"
-    image = _image_exists(client, tag)
-    built = image is None or base_existed is None
-    if image is None:
-        from docker.errors import BuildError
+class _Builder:
+    """One ensure_images call: the images it builds, each once, children after their parent."""
 
-        cache_dir().mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"votriz-ctx-{spec.part}-", dir=cache_dir()) as tmp:
+    def __init__(self, client: Any, mirrors: tuple[str, ...], tags: Mapping[str, str],
+                 progress: BuildProgress) -> None:
+        self.client = client
+        self.mirrors = mirrors
+        self.tags = tags
+        self.progress = progress
+        self.packages = PackageDownloader(cache_dir() / "apt", mirrors)
+        self.slots = threading.Semaphore(BUILD_SLOTS)
+
+    def base(self) -> None:
+        """mmdebstrap the root and import it (the package lists are fetched meanwhile)."""
+        spec = load_spec("base")
+        lists = threading.Thread(target=self._update_quietly, daemon=True)
+        lists.start()
+        with tempfile.TemporaryDirectory(prefix="votriz-base-", dir=cache_dir()) as tmp:
+            tarball = Path(tmp) / "rootfs.tar"
+            self.progress.step("base", f"mmdebstrap ({len(spec.packages)} packages and apt)")
+            build_root(spec.packages, self.mirrors, tarball)
+            self.progress.step("base", "docker import")
+            repository, version = self.tags["base"].split(":")
+            self.client.api.import_image_from_file(str(tarball), repository=repository, tag=version)
+        lists.join()
+
+    def _update_quietly(self) -> None:
+        # A failure is raised again, with its message, by the first download.
+        with contextlib.suppress(ImageError):
+            self.packages.update()
+
+    def image(self, name: str) -> None:
+        """Build one image on its (existing) parent."""
+        from docker.errors import APIError
+
+        spec = load_spec(name)
+        parent = self.tags[PARENTS[name]]
+        with tempfile.TemporaryDirectory(prefix=f"votriz-ctx-{name}-", dir=cache_dir()) as tmp:
             context = Path(tmp) / "context"
-            _assemble_context(spec, context)
-            try:
-                # No network during the build: everything comes from the base and the context.
-                image, _ = client.images.build(path=str(context), tag=tag, buildargs={"BASE": base},
-                                               pull=False, rm=True, forcerm=True, network_mode="none",
-                                               timeout=BUILD_TIMEOUT_S,
-                                               labels={"votriz.image": spec.part})
-            except BuildError as exc:
-                tail = [str(line.get("stream", "")).strip() for line in exc.build_log][-5:]
-                raise ImageError(f"docker build of {spec.part} failed: {exc.msg}; "
-                                 f"{' | '.join(t for t in tail if t)[:400]}") from None
-    return BuiltImage(part=spec.part, tag=tag, base_tag=base, size_bytes=int(image.attrs.get("Size", 0)),
-                      built=built, seconds=round(time.monotonic() - started, 1) if built else 0.0)
+            shutil.copytree(spec.directory, context)
+            shutil.copy2(IMAGES_DIR / "install-packages.sh", context / "install-packages.sh")
+            self.progress.step(name, "resolving Debian packages")
+            debs = self.packages.download(dpkg_status(self.client, parent), spec.packages,
+                                          context / "debs") if spec.packages else []
+            (context / "debs").mkdir(exist_ok=True)
+            if spec.requirements:
+                self.progress.step(name, f"downloading {len(spec.requirements)} Python requirements")
+                shutil.copytree(download_wheels(spec.requirements), context / "wheels",
+                                ignore=shutil.ignore_patterns(".complete"))
+            if name in SOURCE_PARTS:
+                for path in _source_files():
+                    target = context / "src" / path.relative_to(SOURCE_PACKAGE.parent)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, target)
+            self.progress.step(name, f"waiting for a build slot ({len(debs)} .debs)")
+            with self.slots:
+                self.progress.step(name, f"docker build ({len(debs)} .debs)")
+                try:
+                    self._docker_build(name, context, parent)
+                except APIError as exc:
+                    raise ImageError(f"docker build of {name} failed: {exc.explanation or exc}") from None
+
+    def _docker_build(self, name: str, context: Path, parent: str) -> None:
+        # No network during the build: everything comes from the parent and the context.
+        log: list[str] = []
+        for chunk in self.client.api.build(path=str(context), tag=self.tags[name], buildargs={"BASE": parent},
+                                           pull=False, rm=True, forcerm=True, network_mode="none",
+                                           timeout=BUILD_TIMEOUT_S, decode=True,
+                                           labels={"votriz.image": name}):
+            if "error" in chunk:
+                tail = " | ".join(line for line in log[-5:] if line)
+                raise ImageError(f"docker build of {name} failed: {str(chunk['error']).strip()[:300]}; "
+                                 f"{tail[:400]}")
+            line = str(chunk.get("stream", "")).strip()
+            if line:
+                log.append(line)
+                if line.startswith("Step "):
+                    self.progress.step(name, f"docker build, {line.split(' :', 1)[0].lower()}")
 
 
-def ensure_images(client: Any, parts: Iterable[str] = PARTS, *, parallel: int = 3,
-                  progress: Callable[[str], None] | None = None) -> Mapping[str, BuiltImage]:
-    """Every part's image, building what is missing; part → BuiltImage.
+def _with_ancestors(parts: Iterable[str]) -> list[str]:
+    names: list[str] = []
+    for part in parts:
+        chain = [part]
+        while chain[-1] in PARENTS:
+            chain.append(PARENTS[chain[-1]])
+        names += [name for name in reversed(chain) if name not in names]
+    return names
 
-    Bases are built ``parallel`` at a time: mmdebstrap mostly waits on the mirror.
+
+def ensure_images(client: Any, parts: Iterable[str] = PARTS, *,
+                  progress: BuildProgress | None = None) -> Mapping[str, BuiltImage]:
+    """Every part's image, building what is missing (and its parents); part → BuiltImage.
+
+    Each image starts as soon as its parent exists. Progress goes to
+    ``progress``, by default to stderr (live rows on a terminal, plain lines
+    otherwise); nothing is shown when every image exists. The images of the
+    parts' older inputs are removed afterwards.
     """
     mirrors = mirror_uris()
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    specs = [load_spec(part) for part in parts]
-    # Wheels first, once, so parallel builds of api and fakes do not race on the download.
-    for spec in specs:
-        if spec.requirements:
-            download_wheels(spec.requirements)
+    wanted = list(parts)
+    names = _with_ancestors(wanted)
+    tags = planned_tags(names, mirrors)
+    missing = [name for name in names if _image_exists(client, tags[name]) is None]
+    seconds: dict[str, float] = {}
+    if missing:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        shown = progress or progress_for(sys.stderr)
+        try:
+            _build(client, mirrors, tags, missing, shown, seconds)
+        finally:
+            if progress is None:
+                shown.close()
+    results = {}
+    for part in wanted:
+        image = _image_exists(client, tags[part])
+        if image is None:
+            raise ImageError(f"{tags[part]} is missing after its build")
+        results[part] = BuiltImage(part=part, tag=tags[part], base_tag=tags[PARENTS[part]],
+                                   size_bytes=int(image.attrs.get("Size", 0)), built=part in missing,
+                                   seconds=seconds.get(part, 0.0))
+    prune_stale_images(client, tags.values(), names)
+    return results
 
-    def one(spec: ImageSpec) -> BuiltImage:
-        result = build_image(client, spec, mirrors)
-        if progress:
-            how = f"built in {result.seconds:.1f} s" if result.built else "cached"
-            progress(f"{spec.part}: {result.tag} ({how})")
-        return result
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        results = list(pool.map(one, specs))
-    prune_stale_images(client, {tag for result in results for tag in (result.tag, result.base_tag)})
-    return {result.part: result for result in results}
+def _build(client: Any, mirrors: tuple[str, ...], tags: Mapping[str, str], missing: list[str],
+           progress: BuildProgress, seconds: dict[str, float]) -> None:
+    builder = _Builder(client, mirrors, tags, progress)
+    futures: dict[str, Future[None]] = {}
+
+    def one(name: str) -> None:
+        parent = futures.get(PARENTS.get(name, ""))
+        if parent is not None:
+            progress.step(name, f"waiting for {PARENTS[name]}")
+            try:
+                parent.result()
+            except BaseException:
+                progress.finished(name, f"not built ({PARENTS[name]} failed)")
+                raise
+        started = time.monotonic()
+        try:
+            builder.base() if name == "base" else builder.image(name)
+        except BaseException as exc:
+            progress.finished(name, f"failed: {str(exc)[:200]}")
+            raise
+        seconds[name] = round(time.monotonic() - started, 1)
+        progress.finished(name, f"built in {seconds[name]:.1f} s")
+
+    # One thread per image: most of them wait for a parent or on the mirror and the engine.
+    with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="image") as pool:
+        for name in missing:  # parents come first in `missing`
+            futures[name] = pool.submit(one, name)
+        for name in missing:
+            futures[name].result()
 
 
-def prune_stale_images(client: Any, keep: Iterable[str]) -> list[str]:
-    """Remove this project's images whose inputs have changed since (other ``votriz-audit/*`` tags).
+def prune_stale_images(client: Any, keep: Iterable[str], names: Iterable[str] = ()) -> list[str]:
+    """Remove this repository's tags of ``names`` (default: every image) other than ``keep``.
 
     Every change to the reference service's source makes new api and fakes
-    images; without this, each would stay on disk forever. An image that a
-    container still uses (a running stack of an older checkout) is kept:
-    the engine refuses, and that refusal is not an error. Returns the tags removed.
+    images; without this, each would stay on disk forever. The per-part
+    bases of before the shared base (``base-PART``) go too. An image that a
+    container still uses (a running stack of an older checkout) is kept: the
+    engine refuses, and that refusal is not an error. Returns the tags removed.
     """
     from docker.errors import APIError, NotFound
 
     wanted = set(keep)
+    ours = set(names) or {"base", *PARENTS}
+    ours |= {f"base-{part}" for part in PARTS if part in ours}
     removed = []
     for image in client.images.list(name=f"{REPOSITORY}/*"):
         for tag in image.tags:
             repository, _, _ = tag.rpartition(":")
-            part = repository.removeprefix(f"{REPOSITORY}/").removeprefix("base-")
-            # Only the parts' own tags: images that faults build per stack go with their stack.
-            if tag in wanted or part not in PARTS:
+            name = repository.removeprefix(f"{REPOSITORY}/")
+            # Only the images' own tags: images that faults build per stack go with their stack.
+            if tag in wanted or name not in ours:
                 continue
             try:
                 client.images.remove(tag, noprune=False)
@@ -352,9 +452,10 @@ def main() -> int:
 
     client = docker.from_env(timeout=BUILD_TIMEOUT_S)
     started = time.monotonic()
-    built = ensure_images(client, progress=print)
+    built = ensure_images(client)
     for result in built.values():
-        print(f"{result.part:6} {result.tag} {result.size_bytes / 2**20:.0f} MiB")
+        how = f"built in {result.seconds:.1f} s" if result.built else "cached"
+        print(f"{result.part:6} {result.tag} {result.size_bytes / 2**20:.0f} MiB ({how})")
     print(f"total {time.monotonic() - started:.1f} s")
     return 0
 

@@ -68,14 +68,21 @@ def tls_get(info: StackInfo, path: str, *, version: ssl.TLSVersion | None = None
 def test_images_are_built_from_local_bases(client, clean_stack: StackInfo) -> None:
     # Given the images the stack runs
     built = images.ensure_images(client)
-    # Then each is tagged by its input hash, was built FROM a locally imported base, and is cached now
+    # Then each is tagged by its input hash, is cached now, and was built FROM its parent:
+    # api and fakes on the python image, every image on the one imported base
+    shared_base = None
     for part in images.PARTS:
         result = built[part]
         assert result.tag == clean_stack.images[part] and not result.built
-        assert result.base_tag.startswith(f"votriz-audit/base-{part}:")
-        base_id = client.images.get(result.base_tag).id
+        parent = images.PARENTS[part]
+        assert result.base_tag.startswith(f"{images.REPOSITORY}/{parent}:")
         history = {layer["Id"] for layer in client.images.get(result.tag).history()}
-        assert base_id in history, f"{part} is not built on {result.base_tag}"
+        assert client.images.get(result.base_tag).id in history, f"{part} is not built on {result.base_tag}"
+        roots = {layer["Id"] for layer in client.images.get(result.tag).history()
+                 if any(t.startswith(f"{images.REPOSITORY}/base:") for t in (layer.get("Tags") or []))}
+        assert len(roots) == 1, part
+        shared_base = shared_base or roots
+        assert roots == shared_base, f"{part} is not on the shared base"
 
 
 def test_tls13_handshake_on_published_443_reaches_the_api(clean_stack: StackInfo) -> None:

@@ -138,13 +138,32 @@ def test_image_tag_follows_its_inputs(tmp_path: Path) -> None:
         images.ImageSpec("edge", directory, ("nginx-light", "curl"), ()), mirrors)
 
 
-def test_every_part_has_a_dockerfile_from_an_overridable_base() -> None:
-    for part in images.PARTS:
-        spec = images.load_spec(part)
+def test_every_image_has_a_dockerfile_from_an_overridable_base() -> None:
+    for name, parent in images.PARENTS.items():
+        spec = images.load_spec(name)
         text = spec.dockerfile.read_text(encoding="utf-8")
-        assert "ARG BASE=debian:bookworm-slim" in text and "FROM ${BASE}" in text
-        assert spec.packages, part
-        assert bool(spec.requirements) == (part in images.PYTHON_PARTS)
+        # The base's children default to Debian's image; api and fakes to the python image
+        default = "debian:bookworm-slim" if parent == "base" else "votriz-audit/python"
+        assert f"ARG BASE={default}\n" in text and "FROM ${BASE}" in text, name
+        assert "install-packages.sh" in text and spec.packages, name
+        assert bool(spec.requirements) == (name == images.PYTHON_IMAGE)
+    assert images.load_spec("base").packages == ("ca-certificates",)
+
+
+def test_a_parent_change_gives_its_children_new_tags(tmp_path: Path, monkeypatch) -> None:
+    mirrors = ("deb http://deb.example/debian bookworm main",)
+    before = images.planned_tags(images.PARTS, mirrors)
+    # Given a copy of the images directory whose python image names one more requirement
+    copy = tmp_path / "images"
+    shutil.copytree(images.IMAGES_DIR, copy)
+    with (copy / "python" / "requirements.txt").open("a", encoding="utf-8") as file:
+        file.write("six==1.17.0\n")
+    monkeypatch.setattr(images, "IMAGES_DIR", copy)
+    after = images.planned_tags(images.PARTS, mirrors)
+    # Then python and its children get new tags, the others keep theirs
+    assert {name for name in after if after[name] != before[name]} == {"python", "api", "fakes"}
+    assert images.planned_tags(images.PARTS, (*mirrors, "deb http://x/debian bookworm main"))["edge"] \
+        != before["edge"]
 
 
 def _pins(lines) -> dict[str, str]:
@@ -162,7 +181,7 @@ def test_images_run_the_versions_the_local_backend_runs() -> None:
     # Given the host's pins (constraints.txt, what ./dev installs) and each image's requirements
     root = Path(__file__).resolve().parents[2]
     host = _pins((root / "constraints.txt").read_text(encoding="utf-8").splitlines())
-    for part in sorted(images.PYTHON_PARTS):
+    for part in [images.PYTHON_IMAGE]:
         spec = images.load_spec(part)
         image = _pins(spec.requirements)
         # Then every requirement of an image is pinned, at the version the host runs, except
