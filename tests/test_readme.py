@@ -295,3 +295,24 @@ def readme_mapping() -> dict[str, tuple[str, str, str]]:
 
 def test_the_readme_s_outcome_mapping_is_what_the_exporters_write(tmp_path: Path) -> None:
     assert readme_mapping() == exporters_mapping(tmp_path)
+
+
+# --- running the checks with plain pytest ----------------------------------------------------
+
+def test_the_plain_pytest_options_are_the_plugin_s(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    text = section("Running the checks with plain pytest")
+    commands = [line for block in code_blocks(text) for line in block.splitlines() if " -m pytest " in line]
+    assert commands
+    # Given the README's first command, asking for the plugin's help instead of running
+    argv = shlex.split(commands[0])[3:]
+    plugin_args = [word for word in argv if not word.startswith("--votriz")]
+    done = subprocess.run([sys.executable, "-m", "pytest", *plugin_args, "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # Then the plugin has exactly the --votriz-… options the README names
+    in_help = set(re.findall(r"^\s+(--votriz-[\w-]+)", done.stdout, re.M))
+    in_readme = set(re.findall(r"--votriz-[\w-]+", text))
+    assert in_help and in_readme == in_help
