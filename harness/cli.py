@@ -37,6 +37,7 @@ FAILs, newly cannot be verified, or was judged in OLD and is gone in NEW.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -46,7 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from harness import __version__
+from harness import __version__, init_profile
 from harness.checkdir import ACCESS, CHECKS_DIR, check_areas, declared_checks
 from harness.cli_output import add_examples, aligned, checks_document
 from harness.cli_run import (
@@ -63,6 +64,7 @@ from harness.cli_run import (
     take_down,
 )
 from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
+from harness.policy import PolicyError
 from harness.preflight import PreflightError, check_outputs, check_profile, signing_key_problems
 from harness.profile import ProfileError, SecretSource, TargetProfile
 from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
@@ -87,6 +89,9 @@ CLOSED_OUTPUT_HELP = (f"{EXIT_CLOSED_OUTPUT}   standard output was closed early 
 DESCRIPTION = ("Audit whether a running system keeps the security promises of its published "
                "Encryption page, and seal the evidence in a report an auditor can re-check.")
 DEFAULT_STATE_DIR = Path(".state")
+INIT_EXIT_CODES = ("exit codes: 0 the draft was written (each '# FILL IN' line says what to add); "
+                   f"{EXIT_USAGE} nothing\nwritten: no Docker engine or no such Compose project, or FILE "
+                   "exists (--force replaces it)")
 STATE_DIR_HELP = "state directory of the reference service (default .state/BACKEND)"
 
 
@@ -132,6 +137,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--require-attestations", action="store_true",
                      help="exit 2 when a promise needs a human attestation and the profile names none "
                           "(policy key gate.require_attestations)")
+    run.add_argument("--jobs", type=int, metavar="N",
+                     help="worker processes reading each large table's token and hash columns "
+                          "(0: one per core; overrides the policy's scan.jobs)")
+    run.add_argument("--sample", type=int, metavar="N",
+                     help="judge a uniform random sample of about N rows per table, not every row; the "
+                          "verdicts say SAMPLED and the bound it supports (policy scan.sample_rows)")
     run.add_argument("--fault", action="append", metavar="NAME", default=[],
                      help="with --backend: start the reference service with this fault (repeatable)")
     run.add_argument("--state-dir", type=Path, metavar="DIR",
@@ -170,6 +181,10 @@ def _build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, metavar="DIR",
                      help="where runs and calibration.json go (default reports/calibration-<UTC time>)")
     sub.add_parser("schema", help="print the JSON schema of results.json")
+    init = sub.add_parser("init", help="write a draft target profile of a deployment on this host, from what "
+                                       "runs there (a Compose project, or local processes)",
+                          epilog=INIT_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    init_profile.configure_parser(init)
     report_commands.add_subcommands(sub)
     add_examples(sub.choices)
     return parser
@@ -216,7 +231,10 @@ def _load_rules(args: argparse.Namespace) -> AuditRules:
     one costs nothing (the loaded rules are the run's: nothing loads them again)."""
     try:
         rules = load_rules(args.policy, args.waivers)
-    except InputError as exc:
+        # The command line's --jobs and --sample override the policy file's [scan].
+        rules = dataclasses.replace(rules, policy=rules.policy.with_scan(jobs=args.jobs,
+                                                                         sample_rows=args.sample))
+    except (InputError, PolicyError) as exc:
         raise UsageError(str(exc)) from None
     unknown = [area for area in args.only if area not in check_areas()]
     if unknown:
@@ -466,13 +484,17 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_FAIL if missed or clean_failures else EXIT_PASS
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    return init_profile.run(args)
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(results_schema(), indent=2))
     return EXIT_PASS
 
 
 COMMANDS = {"run": _cmd_run, "up": _cmd_up, "down": _cmd_down, "faults": _cmd_faults,
-            "checks": _cmd_checks, "calibrate": _cmd_calibrate, "schema": _cmd_schema,
+            "checks": _cmd_checks, "calibrate": _cmd_calibrate, "schema": _cmd_schema, "init": _cmd_init,
             **report_commands.COMMANDS}
 
 

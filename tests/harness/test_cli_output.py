@@ -362,3 +362,45 @@ def test_faults_are_aligned_with_the_backends_each_can_be_applied_on(
 
 def test_aligned_pads_every_column_but_the_last() -> None:
     assert aligned([("a", "bb", "x"), ("ccc", "d", "long last")]) == ["a    bb  x", "ccc  d   long last"]
+
+
+# --- --jobs / --sample override the policy's [scan]; init is wired -----------------------------
+
+
+def test_jobs_and_sample_override_the_policys_scan_in_the_run(tmp_path: Path) -> None:
+    # When one check runs with --jobs 3 --sample 500 over the default policy (scan unset)
+    proc = _run("run", "--target", str(_unreachable_profile(tmp_path)), "--check", "transit.hsts",
+                "--jobs", "3", "--sample", "500", "--report-dir", str(tmp_path / "r"))
+    # Then the run judged with those values: results.json's policy says them
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["policy"]["scan"] == {"jobs": 3, "sample_rows": 500}
+    _assert_ends_on_the_verdict(proc.stdout, "ERROR", EXIT_ERROR)
+
+
+@pytest.mark.parametrize(("flag", "value", "key"), [("--sample", "0", "scan.sample_rows"),
+                                                    ("--jobs", "-1", "scan.jobs")])
+def test_a_scan_override_out_of_range_is_one_usage_line(flag: str, value: str, key: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--backend", "local", flag, value]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"votriz-audit: {key}: ") and err.count("\n") == 1, err
+
+
+def test_init_help_gives_an_example_and_its_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["init", "--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    assert "votriz-audit init --docker-project votriz --output prod.toml" in out
+    assert "exit codes: 0 the draft was written" in out and f"{EXIT_USAGE} nothing" in out
+
+
+def test_init_names_what_it_describes_or_stops_with_one_line(tmp_path: Path) -> None:
+    # Neither --docker-project nor --local: a usage error
+    proc = _run("init")
+    assert proc.returncode == EXIT_USAGE and "one of the arguments --docker-project --local" in proc.stderr
+    # A Compose project that does not exist (or no engine at all): one line, nothing written
+    proc = _run("init", "--docker-project", "h19a-no-such-project", "--output", str(tmp_path / "p.toml"))
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert proc.stderr.startswith("votriz-audit init: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "p.toml").exists()
