@@ -423,10 +423,14 @@ class DeadlineTransport(httpx.BaseTransport):
         seconds: the deadline of each request.
         key: the policy key ``seconds`` comes from, for messages.
         peer: who answers, in words (``the edge``); the address is added.
+        remember: whether a peer that trickles past a request's deadline is remembered for the run
+            and not asked again (:data:`harness.trickling_peers.RUN_TRICKLERS`): for observations
+            that one slow answer settles (the edge's samples), not for a load of API requests in
+            which one slow answer is itself evidence.
     """
 
     def __init__(self, *, verify: ssl.SSLContext | bool, seconds: float, key: str = "timeouts.request_s",
-                 peer: str = "the server") -> None:
+                 peer: str = "the server", remember: bool = False) -> None:
         self._inner = httpx.HTTPTransport(verify=verify, retries=0)
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         # httpx offers no way to give its connection pool a network backend; the pool it
@@ -437,15 +441,18 @@ class DeadlineTransport(httpx.BaseTransport):
         self.seconds = seconds
         self.key = key
         self.peer = peer
+        self.remember = remember
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         port = request.url.port or _default_port(request.url)
         address = f"{request.url.host}:{port}"
-        try:
-            RUN_TRICKLERS.refuse(address)
-        except PeerKnownToTrickle as known:
-            raise KnownTrickler(str(known), request=request) from None
-        exchange = Exchange(f"{self.peer} {address}", Deadline(self.seconds, self.key), address=address)
+        if self.remember:
+            try:
+                RUN_TRICKLERS.refuse(address)
+            except PeerKnownToTrickle as known:
+                raise KnownTrickler(str(known), request=request) from None
+        exchange = Exchange(f"{self.peer} {address}", Deadline(self.seconds, self.key),
+                            address=address if self.remember else "")
         request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
         token = _CURRENT.set(exchange)
         try:

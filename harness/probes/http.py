@@ -131,7 +131,9 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
     verify: ssl.SSLContext | bool = edge_tls_context(edge) if scheme == "https" else False
     # Each GET, its TLS handshake and body included, ends within timeouts.request_s as a
     # whole: httpx's own timeouts bound each read, which a trickling edge never exceeds.
-    transport = DeadlineTransport(verify=verify, seconds=policy.timeouts.request_s, peer="the edge")
+    # An edge port that trickled once in the run is not asked again (harness.trickling_peers).
+    transport = DeadlineTransport(verify=verify, seconds=policy.timeouts.request_s, peer="the edge",
+                                  remember=True)
     samples = []
     with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
                       headers={"user-agent": "votriz-audit"}) as client:
