@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,10 +29,11 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel
 
 from harness.cli import _build_parser
 from harness.preflight import check_profile, signing_key_problems
-from harness.profile import load_profile
+from harness.profile import SecretSource, TargetProfile, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -182,6 +184,30 @@ def test_the_mirror_file_the_hosted_runner_writes_is_read_as_debian_12_mirrors(t
 
 # --- the release gate's secret files -------------------------------------------------------
 
+def _secret_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Every profile key whose value is a secret source (``hsm.pin``), from the model's types."""
+    keys = []
+    for name, field in model.model_fields.items():
+        kinds = [field.annotation, *typing.get_args(field.annotation)]
+        if SecretSource in kinds:
+            keys.append(f"{prefix}{name}")
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel) and kind is not SecretSource:
+                keys += _secret_keys(kind, f"{prefix}{name}.")
+    return keys
+
+
+def test_the_release_gate_hands_over_every_secret_a_profile_can_name() -> None:
+    # Given every secret source the profile model has (a new one must reach the gate too)
+    keys = _secret_keys(TargetProfile)
+    assert {"database.password", "hsm.pin", "redis.password", "mailbox.password"} <= set(keys)
+    # Then the secret-file step receives the repository secret of each, under its variable
+    step = next(step for step in _steps(RELEASE_GATE) if "write_secret_files.py" in step.get("run", "")
+                and "--record" in step["run"])
+    variables = {name: value for name, value in step["env"].items() if name.startswith("VOTRIZ_")}
+    wanted = [_secret_script().variable_of(key) for key in keys] + ["VOTRIZ_AUDIT_SIGNING_KEY"]
+    assert {name: f"${{{{ secrets.{name} }}}}" for name in wanted} == variables
+
 def _secret_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("write_secret_files", SECRET_SCRIPT)
     assert spec is not None and spec.loader is not None
@@ -209,10 +235,16 @@ pin = { file = "secrets/hsm-pin" }
 
 [redis]
 password = { file = "/ABS/redis-password" }
+
+[mailbox]
+host = "imap.votriz.example"
+user = "audit"
+password = { file = "secrets/mailbox-password" }
+address = "audit@votriz.example"
 """
 
 ENVIRON = {"VOTRIZ_DATABASE_PASSWORD": "db-secret-4f9a2c", "VOTRIZ_HSM_PIN": "pin-77d1e0",
-           "VOTRIZ_REDIS_PASSWORD": "redis-secret-b81c3e"}
+           "VOTRIZ_REDIS_PASSWORD": "redis-secret-b81c3e", "VOTRIZ_MAILBOX_PASSWORD": "imap-secret-5d20aa"}
 
 
 def _profile(tmp_path: Path, text: str = PROFILE) -> Path:
@@ -239,7 +271,8 @@ def test_the_secret_files_pass_the_harness_s_preflight_and_are_removed(tmp_path:
                                            record, key)
     # Then each is at the path the profile names (relative to the profile), mode 0600
     assert written == [profile_path.parent / "secrets/auditor-password", profile_path.parent / "secrets/hsm-pin",
-                       tmp_path / "elsewhere/redis-password", key]
+                       tmp_path / "elsewhere/redis-password", profile_path.parent / "secrets/mailbox-password",
+                       key]
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in written)
     # And the harness's own preflight accepts the files and the key, reading the right values
     profile = load_profile(profile_path)

@@ -4,10 +4,11 @@ A release gate runs without a terminal, so every secret of the profile must be a
 (``prompt = true`` cannot be answered there). The workflow hands each repository secret
 to this step as an environment variable named after the profile key it fills:
 ``database.password`` -> ``VOTRIZ_DATABASE_PASSWORD``, ``hsm.pin`` -> ``VOTRIZ_HSM_PIN``,
-``redis.password`` -> ``VOTRIZ_REDIS_PASSWORD`` (any other secret the profile model gains,
-likewise). Each file is created new (never through a symbolic link), readable by its owner
-only, at the path the profile names (relative paths are relative to the profile, as the
-harness reads them); the paths written are appended to ``--record``, which ``--remove``
+``redis.password`` -> ``VOTRIZ_REDIS_PASSWORD``, ``mailbox.password`` ->
+``VOTRIZ_MAILBOX_PASSWORD`` (any other secret the profile model gains, likewise). Each
+file is created new (never through a symbolic link), readable by its owner only, at the
+path the profile names (relative paths are relative to the profile, as the harness reads
+them); the paths written are appended to ``--record``, which ``--remove``
 reads to delete them when the job ends, whatever happened.
 
     python write_secret_files.py PROFILE --record LIST [--signing-key FILE]
