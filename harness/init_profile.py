@@ -23,7 +23,8 @@ from pathlib import Path
 import tomli_w
 
 from harness.checkdir import declared_checks
-from harness.probes.discovery import Discovery, DiscoveryError, discover_compose, discover_local
+from harness.probes.discovery import Discovery, DiscoveryError, discover_compose
+from harness.probes.local_discovery import discover_local
 from harness.profile import parse_profile
 
 #: Exit code of a usage error (README's table): bad input, nothing to discover, a refused output file.
@@ -33,6 +34,8 @@ P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 #: What the Votriz contract names: the database, its read-only role, the token and its Redis label.
 CONTRACT_DATABASE, CONTRACT_AUDITOR_ROLE = "votriz", "votriz_auditor"
 CONTRACT_TOKEN_LABEL, CONTRACT_REDIS_LABEL = "votriz", "votriz/redis/password"
+#: The checks that read the canary's recovery mail from ``[mailbox]`` (no access marker names it yet).
+RECOVERY_MAIL_CHECKS = ("at_rest.recovery_tokens",)
 #: Operator commands of the ``operations`` section, with what each does.
 OPERATION_COMMANDS = {
     "rotate_token_key": "re-encrypt every channel row under a new key",
@@ -57,6 +60,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--local", action="store_true",
                        help="the service's processes on this host (nginx, postgres, redis, p11-kit, "
                        "gunicorn)")
+    parser.add_argument("--edge-port", type=int, metavar="PORT",
+                        help="with --local: the edge's TLS port, when several deployments run here")
     parser.add_argument("--output", "-o", type=Path, metavar="FILE",
                         help="write the profile here (mode 0600) instead of standard output")
     parser.add_argument("--force", action="store_true", help="replace FILE if it exists")
@@ -69,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if args.docker_project is not None:
             discovery = discover_compose(args.docker_project)
         else:
-            discovery = discover_local()
+            discovery = discover_local(edge_port=args.edge_port)
     except DiscoveryError as exc:
         print(f"votriz-audit init: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -177,6 +182,13 @@ def render_profile(discovery: Discovery, *, name: str, now: datetime,
     out += ["", "[api]", _line("base_path", "/api/v1", "the JSON API's prefix behind the edge"),
             _line("canaries", True, "one tagged canary account and its data, removed at the end"),
             f"# (false: {checks_needing('api', needs)} cannot observe and are MANUAL)", ""]
+    out += ["# FILL IN [mailbox]: a mailbox your team controls, read over IMAP with TLS, where the canary's",
+            "# recovery mail arrives; not part of the deployment, so init cannot find it. Needed by "
+            f"{', '.join(RECOVERY_MAIL_CHECKS)}.",
+            *_commented(["[mailbox]", _line("host", "imap.example.com"), _line("port", 993),
+                         _line("user", "audit"), _line("password", {"file": "secrets/mailbox-password"}),
+                         _line("address", "audit@example.com", "plus-addressed mail must reach it"),
+                         _line("folder", "INBOX")]), ""]
     for section in (_database, _hsm_and_redis, _runtime, _scan, _operations):
         out += [*section(discovery, needs), ""]
     out += ["[attestations]", "# What no machine can see from here: a human attests it (its SHA-256 is "

@@ -1,7 +1,8 @@
 """What runs on this host, for ``votriz-audit init``: a deployment found by behaviour.
 
 A Compose deployment is found through the engine (its containers carry
-``com.docker.compose.project``); local processes through ``/proc``. Every fact
+``com.docker.compose.project``); local processes through ``/proc``
+(:mod:`harness.probes.local_discovery`). Every fact
 is observed: a port is the edge's TLS port because a TLS handshake completed on
 it, the certificate's host names are read from that handshake, a PostgreSQL
 socket is a listening unix socket held by a ``postgres`` process, a p11-kit
@@ -11,7 +12,6 @@ backup and configuration paths are guessed from names. Nothing is changed; no se
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import socket
@@ -264,10 +264,11 @@ def edge_certificate(address: str, port: int, leaf: x509.Certificate, anchor_pla
 
 
 def find_edge(candidates: Sequence[tuple[str, str, int]], anchor_places: Iterable[Path],
-              timeout_s: float) -> FoundEdge | None:
-    """The edge among ``(owner, address, port)`` candidates: the first port (lowest, 443 first)
-    where a TLS handshake completes; its owner's port that answers plain HTTP is its HTTP port."""
-    ordered = sorted(candidates, key=lambda c: (c[2] != 443, c[2]))
+              timeout_s: float, *, prefer: int = 443) -> FoundEdge | None:
+    """The edge among ``(owner, address, port)`` candidates: the first port (``prefer`` first, then
+    the lowest) where a TLS handshake completes; its owner's port that answers plain HTTP is its
+    HTTP port."""
+    ordered = sorted(candidates, key=lambda c: (c[2] != prefer, c[2]))
     for owner, address, port in ordered:
         leaf = tls_certificate(address, port, timeout_s)
         if leaf is None:
@@ -471,130 +472,3 @@ def _config_paths(mounts: Sequence[BindMount]) -> list[Path]:
         if _candidate_files([mount.source], _CONFIG_SUFFIXES):
             found.setdefault(mount.source, None)
     return list(found)
-
-
-# --- local processes ----------------------------------------------------------------------------
-
-#: Command names of the service's parts, as ``/proc/PID/comm`` shows their main process.
-LOCAL_PARTS = {"nginx": "edge", "postgres": "postgres", "redis-server": "redis", "p11-kit-server": "hsm",
-               "p11-kit": "hsm", "gunicorn": "api"}
-
-
-def _proc_facts(pid: int, proc: Path) -> tuple[str, int, list[str]] | None:
-    """(command name, parent pid, argv) of ``pid``, or None if it cannot be read."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-        argv = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    command = stat[stat.index("(") + 1:stat.rindex(")")]
-    parent = int(stat[stat.rindex(")") + 2:].split()[1])
-    return command, parent, [a.decode("utf-8", "replace") for a in argv if a]
-
-
-def _same_mount_namespace(pid: int, proc: Path) -> bool:
-    """Whether ``pid`` sees this host's files as we do (a container's processes do not)."""
-    try:
-        return os.readlink(proc / str(pid) / "ns" / "mnt") == os.readlink(proc / "self" / "ns" / "mnt")
-    except OSError:
-        return False
-
-
-def _option(argv: Sequence[str], *names: str) -> str | None:
-    """The value of the first of ``names`` in ``argv`` (``--pid X`` or ``--pid=X``)."""
-    for index, arg in enumerate(argv):
-        for name in names:
-            if arg == name and index + 1 < len(argv):
-                return argv[index + 1]
-            if arg.startswith(name + "=") and name.startswith("--"):
-                return arg[len(name) + 1:]
-    return None
-
-
-def _pid_file_candidates(part: str, argv: Sequence[str]) -> list[Path]:
-    """Where ``part``'s main process says (on its command line) its pid file is."""
-    named = {"api": _option(argv, "--pid", "-p"), "postgres": _option(argv, "-D")}.get(part)
-    if named is not None:
-        return [Path(named) / "postmaster.pid" if part == "postgres" else Path(named)]
-    if part == "edge":
-        conf = _option(argv, "-c")
-        if conf is None:
-            return [Path("/run/nginx.pid")]
-        prefix = Path(_option(argv, "-p") or "/")
-        try:
-            text = read_bytes(prefix / conf, "nginx configuration", 1 << 20).decode("utf-8", "replace")
-        except FileRefused:
-            return []
-        return [prefix / line.split()[1].rstrip(";") for line in text.splitlines()
-                if line.strip().startswith("pid ") and len(line.split()) > 1]
-    return []
-
-
-def _verified_pid_file(pid: int, candidates: Sequence[Path]) -> Path | None:
-    """The first candidate whose first line is ``pid``."""
-    for path in candidates:
-        try:
-            first = read_bytes(path, "pid file", 4096).decode("ascii", "replace").split("\n", 1)[0]
-        except FileRefused:
-            continue
-        if first.strip() == str(pid):
-            return path
-    return None
-
-
-def discover_local(*, timeout_s: float = 5.0, proc: Path = Path("/proc")) -> Discovery:
-    """The service's parts running as processes on this host (not in containers): the main
-    process of each nginx, postgres, redis-server, p11-kit server and gunicorn.
-
-    Raises:
-        DiscoveryError: none of them runs here.
-    """
-    facts = {int(e.name): found for e in proc.iterdir()
-             if e.name.isdigit() and (found := _proc_facts(int(e.name), proc)) is not None}
-
-    def part_of(command: str, argv: Sequence[str]) -> str | None:
-        # gunicorn's master runs as its interpreter (``python3 .../gunicorn``) or under its own name.
-        return LOCAL_PARTS.get(command) or ("api" if any(Path(a).name == "gunicorn" for a in argv[:2])
-                                            else None)
-
-    roots: list[tuple[str, int, list[str]]] = []
-    for pid, (command, parent, argv) in sorted(facts.items()):
-        part = part_of(command, argv)
-        above = facts.get(parent)
-        if part is not None and (above is None or part_of(above[0], above[2]) != part) \
-                and _same_mount_namespace(pid, proc):
-            roots.append((part, pid, argv))
-    if not roots:
-        raise DiscoveryError("no nginx, postgres, redis-server, p11-kit server or gunicorn runs on this "
-                             "host outside containers (for a Compose deployment: --docker-project NAME)")
-    processes: list[tuple[str, int, Path | None]] = []
-    postgres, p11, redis, candidates = [], [], [], []
-    logs: dict[Path, None] = {}
-    notes: list[str] = []
-    for part, pid, argv in roots:
-        same = sum(1 for p in processes if p[0].split("-")[0] == part)
-        name = f"{part}-{same + 1}" if same else part
-        pid_file = _verified_pid_file(pid, _pid_file_candidates(part, argv))
-        processes.append((name, pid, pid_file))
-        for path, command in unix_listeners(pid, proc):
-            listener = FoundListener(path, None, command, name)
-            if part == "postgres" and Path(path).name.startswith(".s.PGSQL."):
-                postgres.append(listener)
-            elif part == "hsm":
-                p11.append(listener)
-        scan = scan_process_trees([(name, pid, True)], proc)
-        notes.extend(f"{name}: {line}" for line in scan.unreadable)
-        for sock in scan.sockets:
-            if part == "edge":
-                candidates.append((name, connect_address(sock.address), sock.port))
-            elif part == "redis" and sock.family == "tcp":
-                redis.append(FoundListener(connect_address(sock.address), sock.port, sock.command, name))
-        for child in process_tree(pid, proc):
-            with contextlib.suppress(OSError):  # a process that ended, or an fd closed meanwhile
-                logs.update({Path(t).parent: None for fd in (proc / str(child) / "fd").iterdir()
-                             if (t := os.readlink(fd)).endswith(".log")})
-    edge_names = [p[2] for p in processes if p[0].startswith("edge") and p[2] is not None]
-    edge = find_edge(candidates, [path.parent for path in edge_names], timeout_s)
-    return Discovery(backend="local", project=None, processes=tuple(processes), edge=edge,
-                     postgres_sockets=tuple(postgres), p11_sockets=tuple(p11), redis=tuple(redis),
-                     log_dirs=tuple(logs), notes=tuple(notes))

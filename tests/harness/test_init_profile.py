@@ -60,7 +60,7 @@ def uncommented(text: str) -> str:
     files exist (the explanatory comments above each section stay comments)."""
     lines, active = [], False
     for line in text.splitlines():
-        if line in ("# [database]", "# [hsm]", "# [redis]"):
+        if line in ("# [database]", "# [hsm]", "# [redis]", "# [mailbox]"):
             active = True
         if active and line.startswith("# "):
             lines.append(line[2:])
@@ -99,6 +99,14 @@ def test_docker_draft_validates_with_every_found_section_and_secret_sections_com
         "P11_KIT_SERVER_ADDRESS": f"unix:path={tmp_path / 'p11' / 'sock'}",
         "SOFTHSM2_CONF": str(tmp_path / "softhsm2.conf")}
     assert filled.redis is not None and (filled.redis.host, filled.redis.port) == ("172.30.0.4", 6379)
+    assert filled.mailbox is not None and filled.mailbox.password.file == Path("secrets/mailbox-password")
+    assert "read over IMAP with TLS" in text and "Needed by at_rest.recovery_tokens." in text
+
+
+def test_the_checks_named_for_the_mailbox_are_checks() -> None:
+    from harness.checkdir import declared_checks
+
+    assert set(init_profile.RECOVERY_MAIL_CHECKS) <= set(declared_checks())
 
 
 def test_a_draft_of_nothing_found_still_validates_and_says_what_is_missing() -> None:
@@ -247,3 +255,27 @@ def test_no_such_project_is_one_line_and_exit_3(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "no running container is labelled com.docker.compose.project=no-such-project-h18a" in err
+
+
+@pytest.mark.integration
+def test_init_local_against_the_local_reference_observes_the_edge(clean_stack, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from audit_cli import run_cli
+
+    own = load_profile(clean_stack.profile_path)
+    target = tmp_path / "draft.toml"
+    # Given the local reference among whatever else runs on this host, when init is given its edge port,
+    code = init_profile.run(parse_args("--local", "--edge-port", str(own.edge.https_port),
+                                       "--output", str(target)))
+    assert code == 0, capsys.readouterr().err
+    # then the draft loads, names its edge as its own profile does, and lists its processes;
+    draft = load_profile(target)
+    assert (draft.edge.host, draft.edge.https_port, draft.edge.http_port, draft.edge.trust_anchor) == \
+        (own.edge.host, own.edge.https_port, own.edge.http_port, own.edge.trust_anchor)
+    assert draft.local is not None and {p.name for p in draft.local.processes} >= {"edge", "api", "postgres"}
+    # and run as is, the edge's promises are observed.
+    run = run_cli(target, tmp_path / "report", only=("transit",))
+    outcomes = {check: outcome for check, (outcome, _) in run.results.items()}
+    for check in ("transit.certificate", "transit.tls_versions", "transit.hsts", "transit.http_redirect_only"):
+        assert outcomes[check] == "PASS", run.output[-3000:]
+    assert "ERROR" not in outcomes.values(), run.output[-3000:]

@@ -8,8 +8,6 @@ import http.server
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -185,37 +183,6 @@ def test_log_and_config_mounts_and_secrets_left_out(tmp_path: Path) -> None:
     assert discovery._log_dirs(mounts) == [tmp_path / "logs/api", tmp_path / "state"]
     # Read-only configuration is searched for keys; a secrets file (holding a password by design) is not.
     assert discovery._config_paths(mounts) == [tmp_path / "conf", tmp_path / "api.toml"]
-
-
-# --- local processes --------------------------------------------------------------------------
-
-def test_discover_local_finds_a_gunicorn_master_and_verifies_its_pid_file(tmp_path: Path) -> None:
-    # Given a process started as ``python3 .../gunicorn --pid FILE`` that writes its pid there,
-    script = tmp_path / "gunicorn"
-    pid_file = tmp_path / "gunicorn.pid"
-    script.write_text("import os, sys, time\n"
-                      "open(sys.argv[sys.argv.index('--pid') + 1], 'w').write(f'{os.getpid()}\\n')\n"
-                      "time.sleep(60)\n")
-    child = subprocess.Popen([sys.executable, str(script), "app:app", "--pid", str(pid_file)])
-    try:
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # when the host's processes are surveyed,
-        found = discovery.discover_local(timeout_s=2)
-        # then it is the service's api process, with the pid file it wrote, verified.
-        assert any(pid == child.pid and path == pid_file and name.startswith("api")
-                   for name, pid, path in found.processes), found.processes
-    finally:
-        child.kill()
-        child.wait()
-
-
-def test_pid_file_that_names_another_process_is_not_taken(tmp_path: Path) -> None:
-    (tmp_path / "pid").write_text("1\n")
-    assert discovery._verified_pid_file(os.getpid(), [tmp_path / "pid", tmp_path / "absent"]) is None
-    (tmp_path / "pid").write_text(f"{os.getpid()}\n")
-    assert discovery._verified_pid_file(os.getpid(), [tmp_path / "pid"]) == tmp_path / "pid"
 
 
 # --- the engine --------------------------------------------------------------------------------
