@@ -48,29 +48,23 @@ _MAKE_KEY = textwrap.dedent("""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     module, token_label, pin, out, out_p256 = sys.argv[1:]
+    # Each key: (type, curve, label, id, how its EC point becomes a public key, where it is exported).
+    KEYS = ((KeyType.EC_EDWARDS, "1.3.101.112", "bundle-signing", b"\\x01", Ed25519PublicKey.from_public_bytes, out),
+            (KeyType.EC, "secp256r1", "bundle-signing-p256", b"\\x02",
+             lambda point: ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point), out_p256))
     token = pkcs11.lib(module).get_token(token_label=token_label)
     with token.open(rw=True, user_pin=pin) as session:
-        params = session.create_domain_parameters(
-            KeyType.EC_EDWARDS, {Attribute.EC_PARAMS: encode_named_curve_parameters("1.3.101.112")}, local=True)
-        public, private = params.generate_keypair(
-            store=True, label="bundle-signing", id=b"\\x01",
-            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
-        # The exported public key: the token's EC point, as an operator exports it.
-        point = OctetString.load(bytes(public[Attribute.EC_POINT])).native
-        pem = Ed25519PublicKey.from_public_bytes(point).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        open(out, "wb").write(pem)
-        print(private[Attribute.SENSITIVE], private[Attribute.EXTRACTABLE])
-        # A second key, ECDSA on P-256, beside it.
-        params = session.create_domain_parameters(
-            KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
-        public, private = params.generate_keypair(
-            store=True, label="bundle-signing-p256", id=b"\\x02",
-            private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
-        point = OctetString.load(bytes(public[Attribute.EC_POINT])).native
-        pem = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        open(out_p256, "wb").write(pem)
+        for key_type, curve, label, key_id, from_point, exported in KEYS:
+            params = session.create_domain_parameters(
+                key_type, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)}, local=True)
+            public, private = params.generate_keypair(
+                store=True, label=label, id=key_id,
+                private_template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False})
+            # The exported public key: the token's EC point, as an operator exports it.
+            point = OctetString.load(bytes(public[Attribute.EC_POINT])).native
+            open(exported, "wb").write(from_point(point).public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+            print(private[Attribute.SENSITIVE], private[Attribute.EXTRACTABLE])
 """)
 
 
@@ -130,8 +124,8 @@ def test_the_uri_is_parsed_and_never_shown_with_its_pin() -> None:
 
 
 def test_a_token_key_seals_and_the_exported_key_verifies(auditor_token: AuditorToken, fault_run: Path) -> None:
-    # Given the auditor's token whose Ed25519 key cannot leave it ...
-    assert auditor_token.attributes == "True False"
+    # Given the auditor's token whose keys (Ed25519, P-256) cannot leave it ...
+    assert auditor_token.attributes == "True False\nTrue False"
 
     # ... when a report directory is sealed through PKCS#11 ...
     done = _cli(auditor_token, "sign", str(fault_run), "--key", auditor_token.uri)
