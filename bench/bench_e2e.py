@@ -1,6 +1,6 @@
 """End to end: ``votriz-audit run`` on the reference service, per backend, warm and (optionally) cold.
 
-    ./dev -- python bench/bench_e2e.py [--backend docker --backend local] [--repeat 2] [--cold]
+    ./dev -- python bench/bench_e2e.py [--backend docker --backend local] [--repeat 2] [--cold] [--fresh]
 
 Each run is the release-gate command a pipeline would run, as a child
 process: stand the reference service up, run every check (key rotation under
@@ -14,6 +14,15 @@ family (area), so the slowest stage is obvious.
 timed); *cold* (``--cold``, Docker only) first removes every
 ``votriz-audit/*`` image, so the run includes building the bases from Debian
 packages and the images from them.
+
+*Fresh* (``--fresh``) is a new user's first run, measured without touching
+what others use: a clone of this checkout's HEAD in a temporary directory,
+where ``./dev audit`` installs the virtualenv (empty pip cache), builds every
+image under a tag namespace of its own (``VOTRIZ_IMAGE_REPOSITORY``, empty
+download cache) and runs the audit. Its output is time-stamped line by line,
+so the phases (install, images, stand-up, checks, tear-down) are read off
+it. Debian packages are only installed if missing (on a machine that has them,
+as here, that phase is not measured). The namespace's images are removed after.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,14 +48,14 @@ sys.path.insert(0, str(REPO))
 from bench.machine import cpu_model, load_average  # noqa: E402
 
 
-def remove_images() -> int:
-    """Remove every ``votriz-audit/*`` image (a cold start); the number removed."""
+def remove_images(repository: str = "votriz-audit") -> int:
+    """Remove every ``REPOSITORY/*`` image (a cold start); the number removed."""
     import docker
 
     client = docker.from_env(timeout=300)
     removed = 0
     try:
-        for image in client.images.list(name="votriz-audit/*"):
+        for image in client.images.list(name=f"{repository}/*"):
             client.images.remove(image.id, force=True)
             removed += 1
     finally:
@@ -94,20 +104,66 @@ def one_run(backend: str) -> dict[str, object]:
     }
 
 
+def fresh_run() -> dict[str, object]:
+    """``./dev audit`` in a fresh clone, its own image namespace and empty caches; its phases."""
+    namespace = f"votriz-bench-fresh-{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix="votriz-bench-fresh-") as tmp:
+        clone = Path(tmp) / "clone"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=300)
+        env = {**os.environ, "VOTRIZ_IMAGE_REPOSITORY": namespace,
+               "VOTRIZ_DOCKER_CACHE": str(Path(tmp) / "docker-cache"),
+               "PIP_CACHE_DIR": str(Path(tmp) / "pip-cache")}
+        env.pop("VIRTUAL_ENV", None)
+        lines: list[tuple[float, str]] = []
+        started = time.monotonic()
+        proc = subprocess.Popen(["./dev", "audit", "--report-dir", str(Path(tmp) / "report")], cwd=clone,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append((time.monotonic() - started, line.rstrip("\n")))
+        code = proc.wait(timeout=3600)
+        wall = time.monotonic() - started
+        removed = remove_images(namespace)
+    return {"exit_code": code, "wall_s": round(wall, 1), "images_removed_after": removed,
+            **fresh_phases(lines)}
+
+
+def fresh_phases(lines: list[tuple[float, str]]) -> dict[str, float | None]:
+    """When each phase ended, in seconds from the start, read off the time-stamped output."""
+    def first(predicate: Callable[[str], bool]) -> float | None:
+        return next((t for t, line in lines if predicate(line)), None)
+
+    venv = first(lambda line: not line.startswith("dev:"))
+    images = max((t for t, line in lines if line.startswith("images: ") and (" built in " in line)),
+                 default=None)
+    stood_up = first(lambda line: "reference service up" in line)
+    verdict = first(lambda line: line.startswith("votriz-audit: verdict"))
+    return {"install_done_s": None if venv is None else round(venv, 1),
+            "images_done_s": None if images is None else round(images, 1),
+            "stand_up_done_s": None if stood_up is None else round(stood_up, 1),
+            "verdict_s": None if verdict is None else round(verdict, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--backend", action="append", choices=["docker", "local"], default=[])
     parser.add_argument("--repeat", type=int, default=2, help="warm runs per backend")
     parser.add_argument("--cold", action="store_true", help="also one cold Docker run (removes the images)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="also a new user's first ./dev audit (fresh clone, own image namespace)")
     parser.add_argument("--out", type=Path, default=RESULTS / "e2e.json")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: both backends need it")
-    backends = args.backend or ["docker", "local"]
+    # --fresh alone measures only the first run.
+    backends = args.backend or ([] if args.fresh else ["docker", "local"])
     figures: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "cpu_model": cpu_model(),
                                               "platform": platform.platform(),
                                               "load_before": load_average()},
                                   "taken_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    if args.fresh:
+        figures["fresh"] = fresh_run()
+        print(f"fresh ./dev audit: {json.dumps(figures['fresh'])}")
     for backend in backends:
         runs: dict[str, object] = {}
         if backend == "docker" and args.cold:
