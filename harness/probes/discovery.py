@@ -12,6 +12,7 @@ backup and configuration paths are guessed from names. Nothing is changed; no se
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -307,22 +308,24 @@ def listening_unix_paths(table: str) -> dict[int, str]:
     return found
 
 
+def fd_target(fd: Path) -> str:
+    """Where a ``/proc/PID/fd`` entry points, or "" if it was closed meanwhile."""
+    try:
+        return os.readlink(fd)
+    except OSError:
+        return ""
+
+
 def socket_owners(pids: Iterable[int], proc: Path) -> dict[int, str]:
     """Socket inode -> command name of the first of ``pids`` holding it (unreadable pids skipped)."""
     owners: dict[int, str] = {}
     for pid in pids:
-        try:
+        # A process that ends, or a descriptor closed while it is read, holds no socket to name.
+        with contextlib.suppress(OSError):
             command = (proc / str(pid) / "comm").read_text().strip()
-            fds = list((proc / str(pid) / "fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                owners.setdefault(int(target[8:-1]), command)
+            links = [fd_target(fd) for fd in (proc / str(pid) / "fd").iterdir()]
+            for inode in (int(link[8:-1]) for link in links if link.startswith("socket:[")):
+                owners.setdefault(inode, command)
     return owners
 
 

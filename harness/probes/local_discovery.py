@@ -23,6 +23,7 @@ from harness.probes.discovery import (
     FoundEdge,
     FoundListener,
     connect_address,
+    fd_target,
     find_edge,
     unix_listeners,
 )
@@ -227,7 +228,7 @@ def _survey(roots: Sequence[LocalRoot], pid_files: dict[int, Path | None], edge:
         for child in process_tree(root.pid, proc):
             with contextlib.suppress(OSError):  # a process that ended, or an fd closed meanwhile
                 logs.update({Path(t).parent: None for fd in (proc / str(child) / "fd").iterdir()
-                             if (t := os.readlink(fd)).endswith(".log")})
+                             if (t := fd_target(fd)).endswith(".log")})
     return Discovery(backend="local", project=None, processes=tuple(processes), edge=edge,
                      postgres_sockets=tuple(postgres), p11_sockets=tuple(p11), redis=tuple(redis),
                      log_dirs=tuple(logs), notes=tuple(notes))

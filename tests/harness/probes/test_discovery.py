@@ -3,10 +3,12 @@ the real Docker engine (absent, and asked for a project it does not run)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import http.server
 import os
 import socket
+import socketserver
 import ssl
 import tempfile
 import threading
@@ -82,22 +84,13 @@ def tls_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, in
                                                      serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki / "edge.pem", pki / "edge.key")
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    tls.settimeout(2)
-                    tls.recv(1)
-            except (OSError, ssl.SSLError):
-                pass
+    class Handshake(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            with contextlib.suppress(OSError, ssl.SSLError), \
+                    context.wrap_socket(self.request, server_side=True) as tls:
+                tls.settimeout(2)
+                tls.recv(1)
 
     class Redirect(http.server.BaseHTTPRequestHandler):
         def do_HEAD(self) -> None:
@@ -108,19 +101,16 @@ def tls_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, in
         def log_message(self, *args: object) -> None:
             pass
 
+    tls_server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handshake)
     plain = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threads = [threading.Thread(target=serve, daemon=True),
-               threading.Thread(target=plain.serve_forever, daemon=True)]
-    for thread in threads:
-        thread.start()
+    for server in (tls_server, plain):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield listener.getsockname()[1], plain.server_address[1], pki
+        yield tls_server.server_address[1], plain.server_address[1], pki
     finally:
-        stop.set()
-        plain.shutdown()
-        for thread in threads:
-            thread.join(timeout=5)
-        listener.close()
+        for server in (tls_server, plain):
+            server.shutdown()
+            server.server_close()
 
 
 def test_find_edge_reads_names_from_the_handshake_and_the_ca_that_verifies_it(tls_edge) -> None:
