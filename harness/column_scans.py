@@ -271,6 +271,18 @@ def row_id(value: Any) -> Any:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
+def _named_part(parts: Sequence[str]) -> Callable[[Any], str]:
+    """A row's part: the value (text, or stored bytes) if it names one of the parts before
+    the last, else the last (``other``)."""
+    named, last = frozenset(parts[:-1]), parts[-1]
+
+    def part_of(value: Any) -> str:
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        return text if text in named else last
+
+    return part_of
+
+
 class FernetTally:
     """One column's Fernet judgement, fed in batches, split by platform where rows say it.
 
@@ -295,7 +307,7 @@ class FernetTally:
         verifier = FernetRingVerifier(keys, now=now, max_clock_skew_s=max_clock_skew_s)
         self._accept, self._verify = verifier.accept, verifier.verify
         self._duplicates = duplicates
-        self._part_of = part_of or (lambda value: self.parts[-1])
+        self._part_of = part_of or _named_part(self.parts)
         self._rows = dict.fromkeys(self.parts, 0)
         self._bad = dict.fromkeys(self.parts, 0)
         self._examples: dict[str, list[str]] = {part: [] for part in self.parts}

@@ -11,7 +11,8 @@ from harness.column_scans import HashColumnScan, HashTally
 from harness.formats.bcrypt_hash import bcrypt_check, classify_stored_hash
 from harness.parallel_scan import plan_scan, results_of, worker_pool
 from harness.policy import Policy
-from harness.probes.database import DatabaseProbe, open_database
+from harness.probes.database import open_database
+from harness.probes.range_workers import HashRangeTask, classify_hash_range
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sampling import SampleNote
@@ -35,33 +36,6 @@ class PasswordObservation:
     canary_cost: int | None = None
     canary_note: str = ""
     sample: SampleNote | None = None
-
-
-@dataclass(frozen=True)
-class HashRangeTask:
-    """One worker's part of ``users``.
-
-    Attributes:
-        profile, policy: as the check has them (the worker opens its own read-only session).
-        low, high: the part's key range (None: unbounded).
-        sample_percent: the chance each row has of being read (None: every row).
-    """
-
-    profile: TargetProfile
-    policy: Policy
-    low: int | None
-    high: int | None
-    sample_percent: float | None
-
-
-def classify_hash_range(task: HashRangeTask) -> HashTally:
-    """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it."""
-    tally = HashTally(task.policy.bcrypt.cost)
-    with DatabaseProbe(task.profile, task.policy, known_secrets=KnownSecrets()) as db:
-        for block in db.copy_rows("users", ("password_hash",), low=task.low, high=task.high,
-                                  sample_percent=task.sample_percent):
-            tally.add_copy_block(block)
-    return tally
 
 
 def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecrets,

@@ -21,27 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from harness.canaries import PLATFORMS, Canary
-from harness.column_scans import (
-    TOKEN_BATCH_ROWS,
-    DuplicateCounter,
-    DuplicateSpill,
-    FernetColumnScan,
-    FernetCounts,
-    FernetTally,
-)
-from harness.formats.copy_text import copy_text_rows
+from harness.column_scans import TOKEN_BATCH_ROWS, DuplicateCounter, FernetColumnScan, FernetTally
 from harness.formats.fernet import FernetKey, FernetTokenError, decrypt_fernet_token
 from harness.parallel_scan import plan_scan, results_of, shared_cells, worker_pool
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
+from harness.probes.range_workers import TokenRangeTask, judge_token_range
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sampling import SampleNote
 from harness.token_ring import token_key_ring
 
 TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
-#: Token cells a worker holds in memory (16 MB) before writing their fingerprints out.
-WORKER_MEMORY_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -126,58 +117,6 @@ def channel_token_batches(db: DatabaseProbe, *, by_platform: bool,
                           batch_rows=batch_rows, text_as_bytes=True)
 
 
-def _platform_part(value: Any) -> str:
-    """The part of the evidence a channel row's platform (stored bytes or text) counts in."""
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return text if text in PLATFORMS else "other"
-
-
-@dataclass(frozen=True)
-class TokenRangeTask:
-    """One worker's part of ``channels``: what it reads and judges, and where its cells'
-    fingerprints go.
-
-    Attributes:
-        profile, policy: as the check has them (the worker opens its own read-only session).
-        keys: the key ring read from the HSM.
-        now, max_clock_skew_s: the time tokens are judged at, and the skew allowed.
-        by_platform: whether ``channels`` has a platform column.
-        low, high: the part's key range (None: unbounded).
-        sample_percent: the chance each row has of being read (None: every row).
-        spill_path: the file the part's fingerprints are written to.
-    """
-
-    profile: TargetProfile
-    policy: Policy
-    keys: tuple[FernetKey, ...]
-    now: float
-    max_clock_skew_s: float
-    by_platform: bool
-    low: int | None
-    high: int | None
-    sample_percent: float | None
-    spill_path: Path
-
-
-def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], DuplicateSpill]:
-    """Read one part of ``channels`` (both token columns in one ``COPY``, as stored bytes)
-    and judge it: each column's counts, and the part's fingerprints written out."""
-    duplicates = DuplicateCounter(memory_cells=WORKER_MEMORY_CELLS, spill_path=task.spill_path)
-    parts = (*PLATFORMS, "other") if task.by_platform else ("",)
-    tallies = [FernetTally(task.keys, now=task.now, max_clock_skew_s=task.max_clock_skew_s,
-                           duplicates=duplicates, parts=parts, part_of=_platform_part)
-               for _ in TOKEN_COLUMNS]
-    part_at = 1 if task.by_platform else None
-    columns = ("platform" if task.by_platform else None, *(c for _, c in TOKEN_COLUMNS))
-    with DatabaseProbe(task.profile, task.policy, known_secrets=KnownSecrets()) as db:
-        for block in db.copy_rows("channels", columns, low=task.low, high=task.high,
-                                  sample_percent=task.sample_percent, stored_bytes=True):
-            rows = copy_text_rows(block)
-            for value_at, tally in enumerate(tallies, 2):
-                tally.add(rows, value_at, part_at)
-    return [tally.counts() for tally in tallies], duplicates.export()
-
-
 def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                    canary: Canary | None, canary_note: str = "") -> TokenObservation:
     """Judge both token columns (every row, or the policy's sample), on every core the policy
@@ -193,11 +132,12 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
         # evidence says which platforms' tokens are (not) encrypted.
         parts = (*PLATFORMS, "other") if by_platform else ("",)
         tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=DuplicateCounter(),
-                               parts=parts, part_of=_platform_part) for _ in TOKEN_COLUMNS]
+                               parts=parts) for _ in TOKEN_COLUMNS]
         with tempfile.TemporaryDirectory(prefix="votriz-audit-scan-") as spill_dir, \
                 worker_pool(plan.jobs) as submit:
-            tasks = [TokenRangeTask(profile, policy, keys, now, skew, by_platform, low, high,
-                                    plan.sample_percent, Path(spill_dir) / f"part-{index}")
+            tasks = [TokenRangeTask(profile, policy, keys, now, skew, parts, TOKEN_COLUMNS,
+                                    low, high, plan.sample_percent,
+                                    Path(spill_dir) / f"part-{index}")
                      for index, (low, high) in enumerate(plan.parts)]
             judged = results_of([submit(judge_token_range, task) for task in tasks])
             # Exact across parts: every part's fingerprints are counted together.

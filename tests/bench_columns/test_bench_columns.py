@@ -39,6 +39,12 @@ def test_a_tiny_column_benchmark_runs_every_measure_and_finds_every_needle(tmp_p
     assert (fernet["outcome"], fernet["cells"], fernet["valid"]) == ("PASS", 6000, 6000)
     bcrypt, = figures["bcrypt_format_2000"]["from_postgres"]["runs"]
     assert bcrypt["rows"] == 2000 and sum(bcrypt["schemes"].values()) == 2000
+    # And the Fernet and bcrypt entries carry the bare read of the same rows, same run
+    for entry in (figures["fernet_validation_3000"], figures["bcrypt_format_2000"]["from_postgres"]):
+        raw, = entry["raw_read_runs"]
+        assert raw["rows"] in (3000, 2000) and raw["bytes"] > 0 and entry["raw_read_median"] > 0
+        assert entry["over_raw_read"] == round(entry["median"] / entry["raw_read_median"], 3)
+    assert figures["sweep_database_channels"]["over_raw_read"] > 0
     sweep = figures["sweep_file"]
     assert sweep["dump_bytes"] >= 10 << 20 and sweep["canaries"] == 3
     assert [run["hits"] for run in sweep["runs"]] == [sweep["needles"]]

@@ -250,3 +250,22 @@ def test_a_sampled_scan_judges_a_uniform_sample_and_says_so(
     whole = observe_tokens(scratch.profile("scratch"), load_policy().with_scan(sample_rows=1200),
                            KnownSecrets(), None, "t")
     assert whole.sample is None and whole.columns[0].rows == 1200
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_worker_that_cannot_read_its_range_is_one_probe_error(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY, OLD))
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    scratch.psql("REVOKE SELECT (access_token_enc) ON channels FROM auditor;"
+                 " REVOKE SELECT ON channels FROM auditor;"
+                 " GRANT SELECT (id, platform, refresh_token_enc) ON channels TO auditor")
+    try:
+        with pytest.raises(ProbeError) as caught:
+            observe_tokens(scratch.profile("scratch"), load_policy().with_scan(jobs=jobs),
+                           KnownSecrets(), None, "t")
+        assert str(caught.value).startswith("cannot read channels.platform, "
+                                            "channels.access_token_enc, channels.refresh_token_enc: ")
+        assert "permission denied" in str(caught.value)
+    finally:
+        scratch.psql("GRANT SELECT ON channels TO auditor")
