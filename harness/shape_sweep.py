@@ -25,17 +25,18 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from harness.formats.fernet import has_fernet_structure
 from harness.formats.secret_patterns import ShapeFinder, high_entropy
 from harness.redaction import KnownSecrets, SecretTooShort
-from harness.sweep import DEFAULT_CHUNK_BYTES, SweepReport, files_under
+from harness.sweep import DEFAULT_CHUNK_BYTES, SweepReport, files_under, open_regular
 
 #: A line longer than this is searched for secret shapes in pieces of this size (a value
 #: split across two pieces of one such line is not found; a log line is far shorter).
@@ -158,10 +159,15 @@ class ShapeScan:
     def scan_file(self, path: Path, *, lines: bool = True, limit_bytes: int | None = None,
                   chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         """Search one file (raises OSError if unreadable)."""
-        stream = self.stream(str(path), lines=lines, limit_bytes=limit_bytes)
-        with path.open("rb") as handle:
-            while (chunk := handle.read(chunk_bytes)) and not stream.full:
-                stream.feed(chunk)
+        with open_regular(path) as handle:
+            self._scan_handle(handle, str(path), lines=lines, limit_bytes=limit_bytes,
+                              chunk_bytes=chunk_bytes)
+
+    def _scan_handle(self, handle: BinaryIO, location: str, *, lines: bool, limit_bytes: int | None,
+                     chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        stream = self.stream(location, lines=lines, limit_bytes=limit_bytes)
+        while (chunk := handle.read(chunk_bytes)) and not stream.full:
+            stream.feed(chunk)
         stream.finish()
 
     def scan_files(self, roots: Sequence[Path], unreadable: list[str], *, lines: bool = True,
@@ -172,10 +178,14 @@ class ShapeScan:
         probe = SweepReport()
         for path in files_under(roots, probe):
             try:
-                if skip_opaque and looks_opaque(path):
-                    self.report.opaque.append(str(path))
-                    continue
-                self.scan_file(path, lines=lines, limit_bytes=limit_bytes)
+                # Opened once: what is judged opaque is what is searched (a file swapped for a
+                # FIFO or a link after the listing is refused by open_regular, never waited on).
+                with open_regular(path) as handle:
+                    if skip_opaque and _opaque(handle):
+                        self.report.opaque.append(str(path))
+                        continue
+                    handle.seek(0)
+                    self._scan_handle(handle, str(path), lines=lines, limit_bytes=limit_bytes)
             except OSError as exc:
                 unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
         unreadable.extend(probe.unreadable)
@@ -353,14 +363,18 @@ OPAQUE_BITS_PER_BYTE = 7.9
 def looks_opaque(path: Path) -> bool:
     """Whether the file's first, middle and last :data:`OPAQUE_WINDOW_BYTES` all have
     more than :data:`OPAQUE_BITS_PER_BYTE` bits of entropy per byte (raises OSError)."""
-    size = path.stat().st_size
+    with open_regular(path) as handle:
+        return _opaque(handle)
+
+
+def _opaque(handle: BinaryIO) -> bool:
+    size = os.fstat(handle.fileno()).st_size
     if size < OPAQUE_WINDOW_BYTES:
         return False
-    with path.open("rb") as handle:
-        for at in (0, (size - OPAQUE_WINDOW_BYTES) // 2, size - OPAQUE_WINDOW_BYTES):
-            handle.seek(at)
-            if _bits_per_byte(handle.read(OPAQUE_WINDOW_BYTES)) <= OPAQUE_BITS_PER_BYTE:
-                return False
+    for at in (0, (size - OPAQUE_WINDOW_BYTES) // 2, size - OPAQUE_WINDOW_BYTES):
+        handle.seek(at)
+        if _bits_per_byte(handle.read(OPAQUE_WINDOW_BYTES)) <= OPAQUE_BITS_PER_BYTE:
+            return False
     return True
 
 

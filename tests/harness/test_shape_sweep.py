@@ -168,3 +168,37 @@ def test_redis_fields_named_for_secrets_fail_unless_ciphertext() -> None:
 
     never_crashes()
     assert list(json_sensitive_fields(b"[" * 100_000 + b"]" * 100_000)) == []
+
+
+def test_a_file_swapped_for_a_fifo_after_listing_is_unreadable_not_a_hang(tmp_path: Path, monkeypatch) -> None:
+    import os
+    import threading
+    import time
+
+    import harness.shape_sweep
+
+    # Given a log listed as a regular file and replaced by a FIFO (no writer) before it is read
+    (tmp_path / "api.log").write_bytes(JWT.encode() + b"\n")
+    listed = harness.shape_sweep.files_under
+
+    def listing_then_swap(roots, report):
+        for path in listed(roots, report):
+            path.unlink()
+            os.mkfifo(path)
+            yield path
+
+    monkeypatch.setattr(harness.shape_sweep, "files_under", listing_then_swap)
+    # When the files are searched for shapes (with and without the opacity test)
+    for skip_opaque in (True, False):
+        scan, unreadable = _scan(), []
+        started = time.monotonic()
+        worker = threading.Thread(target=scan.scan_files, args=([tmp_path], unreadable),
+                                  kwargs={"skip_opaque": skip_opaque}, daemon=True)
+        worker.start()
+        worker.join(5.0)
+        # Then each ends at once, the FIFO named as unreadable, nothing searched
+        assert not worker.is_alive() and time.monotonic() - started < 1.0
+        assert unreadable == [f"{tmp_path / 'api.log'}: a FIFO when opened, not a regular file"]
+        assert scan.report.hits == []
+        (tmp_path / "api.log").unlink()
+        (tmp_path / "api.log").write_bytes(JWT.encode() + b"\n")
