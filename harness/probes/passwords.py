@@ -12,7 +12,7 @@ from harness.formats.bcrypt_hash import bcrypt_check, classify_stored_hash
 from harness.parallel_scan import plan_scan, results_of, worker_pool
 from harness.policy import Policy
 from harness.probes.database import open_database
-from harness.probes.range_workers import HashRangeTask, classify_hash_range
+from harness.probes.range_workers import RangeRead, classify_hash_range
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sampling import SampleNote
@@ -46,8 +46,8 @@ def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecret
         plan = plan_scan(db, "users", policy)
         with worker_pool(plan.jobs) as submit:
             parts = results_of([submit(classify_hash_range,
-                                       HashRangeTask(profile, policy, low, high,
-                                                     plan.sample_percent))
+                                       RangeRead(profile, policy, low, high,
+                                                 plan.sample_percent))
                                 for low, high in plan.parts])
         tally = HashTally(policy.bcrypt.cost)
         for part in parts:

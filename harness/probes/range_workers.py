@@ -31,32 +31,54 @@ WORKER_MEMORY_CELLS = 250_000
 
 
 @dataclass(frozen=True)
+class RangeRead:
+    """Which rows of a table one worker reads, and as whom.
+
+    Attributes:
+        profile, policy: as the check has them (the worker opens its own read-only session).
+        low, high: the part's key range (None: unbounded).
+        sample_percent: the chance each row has of being read (None: every row).
+    """
+
+    profile: TargetProfile
+    policy: Policy
+    low: int | None
+    high: int | None
+    sample_percent: float | None
+
+
+@dataclass(frozen=True)
+class TokenRing:
+    """The key ring and the time tokens are judged at (as the check's own tally has them).
+
+    Attributes:
+        keys: the key ring read from the HSM.
+        now, max_clock_skew_s: the time tokens are judged at, and the skew allowed.
+    """
+
+    keys: tuple[FernetKey, ...]
+    now: float
+    max_clock_skew_s: float
+
+
+@dataclass(frozen=True)
 class TokenRangeTask:
     """One worker's part of ``channels``: what it reads and judges, and where its cells'
     fingerprints go.
 
     Attributes:
-        profile, policy: as the check has them (the worker opens its own read-only session).
-        keys: the key ring read from the HSM.
-        now, max_clock_skew_s: the time tokens are judged at, and the skew allowed.
+        read: the rows.
+        ring: what verifies them.
         parts: the evidence's parts: the platforms named, then ``other``; ``("",)`` when
             ``channels`` has no platform column.
         columns: the token columns, ``(table, column)``.
-        low, high: the part's key range (None: unbounded).
-        sample_percent: the chance each row has of being read (None: every row).
         spill_path: the file the part's fingerprints are written to.
     """
 
-    profile: TargetProfile
-    policy: Policy
-    keys: tuple[FernetKey, ...]
-    now: float
-    max_clock_skew_s: float
+    read: RangeRead
+    ring: TokenRing
     parts: tuple[str, ...]
     columns: tuple[tuple[str, str], ...]
-    low: int | None
-    high: int | None
-    sample_percent: float | None
     spill_path: Path
 
 
@@ -65,44 +87,26 @@ def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], Duplica
     judge it: each column's counts, and the part's fingerprints written out."""
     duplicates = DuplicateCounter(memory_cells=WORKER_MEMORY_CELLS, spill_path=task.spill_path)
     by_platform = task.parts != ("",)
-    tallies = [FernetTally(task.keys, now=task.now, max_clock_skew_s=task.max_clock_skew_s,
+    ring, read = task.ring, task.read
+    tallies = [FernetTally(ring.keys, now=ring.now, max_clock_skew_s=ring.max_clock_skew_s,
                            duplicates=duplicates, parts=task.parts)
                for _ in task.columns]
     part_at = 1 if by_platform else None
     columns = ("platform" if by_platform else None, *(c for _, c in task.columns))
-    with DatabaseProbe(task.profile, task.policy, known_secrets=KnownSecrets()) as db:
-        for block in db.copy_rows(task.columns[0][0], columns, low=task.low, high=task.high,
-                                  sample_percent=task.sample_percent, stored_bytes=True):
+    with DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
+        for block in db.copy_rows(task.columns[0][0], columns, low=read.low, high=read.high,
+                                  sample_percent=read.sample_percent, stored_bytes=True):
             rows = copy_text_rows(block)
             for value_at, tally in enumerate(tallies, 2):
                 tally.add(rows, value_at, part_at)
     return [tally.counts() for tally in tallies], duplicates.export()
 
 
-@dataclass(frozen=True)
-class HashRangeTask:
-    """One worker's part of ``users``.
-
-    Attributes:
-        profile, policy: as the check has them (the worker opens its own read-only session).
-        low, high: the part's key range (None: unbounded).
-        sample_percent: the chance each row has of being read (None: every row).
-    """
-
-    profile: TargetProfile
-    policy: Policy
-    low: int | None
-    high: int | None
-    sample_percent: float | None
-
-
-def classify_hash_range(task: HashRangeTask) -> HashTally:
+def classify_hash_range(read: RangeRead) -> HashTally:
     """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it."""
-    tally = HashTally(task.policy.bcrypt.cost)
-    with DatabaseProbe(task.profile, task.policy, known_secrets=KnownSecrets()) as db:
-        for block in db.copy_rows("users", ("password_hash",), low=task.low, high=task.high,
-                                  sample_percent=task.sample_percent):
+    tally = HashTally(read.policy.bcrypt.cost)
+    with DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
+        for block in db.copy_rows("users", ("password_hash",), low=read.low, high=read.high,
+                                  sample_percent=read.sample_percent):
             tally.add_copy_block(block)
     return tally
-
-

@@ -26,7 +26,7 @@ from harness.formats.fernet import FernetKey, FernetTokenError, decrypt_fernet_t
 from harness.parallel_scan import plan_scan, results_of, shared_cells, worker_pool
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
-from harness.probes.range_workers import TokenRangeTask, judge_token_range
+from harness.probes.range_workers import RangeRead, TokenRangeTask, TokenRing, judge_token_range
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sampling import SampleNote
@@ -135,9 +135,9 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                                parts=parts) for _ in TOKEN_COLUMNS]
         with tempfile.TemporaryDirectory(prefix="votriz-audit-scan-") as spill_dir, \
                 worker_pool(plan.jobs) as submit:
-            tasks = [TokenRangeTask(profile, policy, keys, now, skew, parts, TOKEN_COLUMNS,
-                                    low, high, plan.sample_percent,
-                                    Path(spill_dir) / f"part-{index}")
+            ring = TokenRing(keys, now, skew)
+            tasks = [TokenRangeTask(RangeRead(profile, policy, low, high, plan.sample_percent),
+                                    ring, parts, TOKEN_COLUMNS, Path(spill_dir) / f"part-{index}")
                      for index, (low, high) in enumerate(plan.parts)]
             judged = results_of([submit(judge_token_range, task) for task in tasks])
             # Exact across parts: every part's fingerprints are counted together.
