@@ -328,16 +328,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"votriz-audit: its logs are kept in {state_dir}; `votriz-audit down --backend {backend} "
                   f"--state-dir {state_dir}` removes them", file=sys.stderr)
         return EXIT_ERROR
+    def down() -> None:
+        if not args.keep_up:
+            take_down(stack, state_dir)
+
     try:
         print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
         inputs = _load_target(info.profile_path, rules)
         ask_prompted_secrets(inputs.profile)
-        return run_checks(inputs, report_dir, only=args.only, checks=args.check,
-                          signing_key=args.signing_key, against=args.against,
-                          require_attestations=args.require_attestations)
-    finally:
-        if not args.keep_up:
-            take_down(stack, state_dir)
+    except BaseException:
+        down()
+        raise
+    # Taken down after the checks and before the verdict, which stays the last line.
+    return run_checks(inputs, report_dir, only=args.only, checks=args.check, signing_key=args.signing_key,
+                      against=args.against, require_attestations=args.require_attestations, then=down)
 
 
 def default_backend() -> tuple[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -32,19 +32,25 @@ def selected_paths(only: Sequence[str] = (), checks: Sequence[str] = ()) -> list
 
 def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
                checks: Sequence[str] = (), signing_key: Path | None = None, against: Path | None = None,
-               require_attestations: bool = False) -> int:
+               require_attestations: bool = False, then: Callable[[], None] | None = None) -> int:
     """Run the checks with pytest, in this process, on the loaded inputs; return the exit code.
 
-    A gate that is neither pass, fail nor error (nothing verified; attestations missing) is
-    said in one line on stderr, as is a run that wrote no results. The last line on stdout is
+    ``then`` runs after the checks, however they ended, and before the verdict line (the
+    reference service's take-down: its own lines come before the verdict). A gate that is
+    neither pass, fail nor error (nothing verified; attestations missing) is said in one
+    line on stderr, as is a run that wrote no results. The last line on stdout is
     the verdict: the gate's headline, or why the exit code is not the gate's.
     """
     from harness.progress import LiveProgress  # with pytest and rich: only for a run
 
-    with LiveProgress() as live:
-        code, headline = _run_pytest(inputs, report_dir, live, only=only, checks=checks,
-                                     signing_key=signing_key, against=against,
-                                     require_attestations=require_attestations)
+    try:
+        with LiveProgress() as live:
+            code, headline = _run_pytest(inputs, report_dir, live, only=only, checks=checks,
+                                         signing_key=signing_key, against=against,
+                                         require_attestations=require_attestations)
+    finally:
+        if then is not None:
+            then()
     print(f"votriz-audit: verdict {headline}", flush=True)
     return code
 

@@ -9,11 +9,14 @@ import io
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from pytester_checks import unreachable_target
 
 from harness.progress import LiveProgress
@@ -90,3 +93,28 @@ def test_in_a_pipe_the_run_prints_plain_lines_ending_with_the_verdict(tmp_path: 
     assert any(re.match(r"\s+ERROR\s+transit\.hsts", line) for line in lines), proc.stdout
     assert lines[-1].startswith("votriz-audit: verdict "), lines[-3:]
     assert proc.returncode == 2
+
+
+@pytest.mark.integration
+def test_standing_up_the_reference_says_it_still_runs_and_the_verdict_stays_last(tmp_path: Path) -> None:
+    # Given a state directory the local stack's service user can reach (not pytest's private tree)
+    parent = Path(tempfile.mkdtemp(prefix="sut-stack-progress-", dir="/tmp"))
+    parent.chmod(0o755)
+    try:
+        # When the reference service is stood up, audited on one check and taken down, in a pipe
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--backend", "local", "--state-dir",
+                               str(parent / "state"), "--check", "transit.hsts", "--report-dir",
+                               str(tmp_path / "r")], capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+    lines = proc.stdout.splitlines()
+    # Then the stand-up said, at least once a run of 10 s, that it still runs, and how long it took
+    up = next(i for i, line in enumerate(lines) if "standing up the reference service (local): done after" in line)
+    took = float(re.search(r"done after ([\d.]+) s", lines[up]).group(1))
+    beats = [line for line in lines[:up] if re.search(r"standing up .*: still running, \d+ s", line)]
+    assert len(beats) >= int(took // 10) - 1, proc.stdout
+    # And the take-down came before the verdict, which is the last line; no terminal code anywhere
+    assert any("taking the reference service down (local): done after" in line for line in lines[up:-1])
+    assert lines[-1].startswith("votriz-audit: verdict PASS, exit 0"), proc.stdout[-2000:]
+    assert "\x1b" not in proc.stdout
+    assert proc.returncode == 0
