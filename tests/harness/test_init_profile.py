@@ -162,6 +162,8 @@ def test_a_symbolic_link_at_the_output_is_never_followed(tmp_path: Path) -> None
     assert victim.read_text() == "keep\n" and not link.is_symlink() and link.read_text() == "x\n"
     with pytest.raises(init_profile.OutputRefused, match="is a directory"):
         init_profile.write_new_file(tmp_path, "x\n", force=True)
+    with pytest.raises(init_profile.OutputRefused, match="cannot be written: No such file or directory"):
+        init_profile.write_new_file(tmp_path / "absent" / "draft.toml", "x\n", force=False)
 
 
 def test_no_engine_is_one_line_and_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
