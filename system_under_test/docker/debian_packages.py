@@ -64,6 +64,19 @@ def _last_line(text: str) -> str:
     return (text.strip().splitlines() or ["no output"])[-1][:300]
 
 
+def run_tool(argv: Sequence[str], what: str, timeout_s: float,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one build tool; a tool that fails or hangs is one ImageError naming ``what``."""
+    try:
+        result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False,
+                                env=env)
+    except subprocess.TimeoutExpired:
+        raise ImageError(f"{what}: no result after {timeout_s:.0f} s") from None
+    if result.returncode != 0:
+        raise ImageError(f"{what} failed: {_last_line(result.stderr)}")
+    return result
+
+
 def build_root(packages: Sequence[str], mirrors: Sequence[str], tarball: Path) -> None:
     """Write a Debian root file system holding ``packages`` (and apt) to ``tarball``."""
     if shutil.which("mmdebstrap") is None:
@@ -71,13 +84,7 @@ def build_root(packages: Sequence[str], mirrors: Sequence[str], tarball: Path) -
     argv = ["mmdebstrap", "--mode=root", "--variant=apt", "--quiet",
             f"--include={','.join(packages)}", f"--customize-hook={CUSTOMIZE_HOOK}",
             SUITE, str(tarball), *mirrors]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=MMDEBSTRAP_TIMEOUT_S,
-                                check=False)
-    except subprocess.TimeoutExpired:
-        raise ImageError(f"mmdebstrap: no result after {MMDEBSTRAP_TIMEOUT_S:.0f} s") from None
-    if result.returncode != 0:
-        raise ImageError(f"mmdebstrap failed: {_last_line(result.stderr)}")
+    run_tool(argv, "mmdebstrap", MMDEBSTRAP_TIMEOUT_S)
 
 
 class PackageDownloader:
@@ -102,7 +109,7 @@ class PackageDownloader:
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "sources.list").write_text("".join(f"{m}\n" for m in self.mirrors), encoding="utf-8")
 
-    def _apt(self, args: Sequence[str], status: Path,
+    def _apt(self, args: Sequence[str], what: str, status: Path,
              archives: Path | None = None) -> subprocess.CompletedProcess[str]:
         options = {
             "Dir::Etc::SourceList": self.root / "sources.list",
@@ -118,11 +125,8 @@ class PackageDownloader:
             "APT::Install-Recommends": "false",
         }
         argv = ["apt-get", "-q", *(f"-o{key}={value}" for key, value in options.items()), *args]
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"})
-        except subprocess.TimeoutExpired:
-            raise ImageError(f"apt-get {args[0]}: no result after {APT_TIMEOUT_S:.0f} s") from None
+        return run_tool(argv, what, APT_TIMEOUT_S,
+                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"})
 
     def update(self) -> None:
         """Fetch the package lists (once per downloader)."""
@@ -131,9 +135,7 @@ class PackageDownloader:
                 return
             empty = self.root / "state" / "empty-status"
             empty.write_text("", encoding="utf-8")
-            result = self._apt(["update"], empty)
-            if result.returncode != 0:
-                raise ImageError(f"apt-get update failed: {_last_line(result.stderr)}")
+            self._apt(["update"], "apt-get update", empty)
             self._updated = True
 
     def download(self, parent_status: bytes, packages: Sequence[str], into: Path) -> list[Path]:
@@ -150,17 +152,14 @@ class PackageDownloader:
             # apt leaves out of --print-uris what its archive holds already: list against an empty one.
             with tempfile.TemporaryDirectory(dir=self.root / "state") as nothing:
                 (Path(nothing) / "partial").mkdir()
-                listed = self._apt(["install", "--print-uris", "-qq", *packages], status, Path(nothing))
-            if listed.returncode != 0:
-                raise ImageError(f"apt cannot resolve {' '.join(packages)}: {_last_line(listed.stderr)}")
+                listed = self._apt(["install", "--print-uris", "-qq", *packages],
+                                   f"apt resolving {' '.join(packages)}", status, Path(nothing))
             names = [line.split()[1] for line in listed.stdout.splitlines() if line.startswith("'")]
             if not names:
                 return []
             with self._download_lock:
-                fetched = self._apt(["install", "--download-only", "-y", *packages], status)
-            if fetched.returncode != 0:
-                raise ImageError(f"apt download of {' '.join(packages)} failed: "
-                                 f"{_last_line(fetched.stderr)}")
+                self._apt(["install", "--download-only", "-y", *packages],
+                          f"apt download of {' '.join(packages)}", status)
         files = []
         for name in names:
             source = self.root / "archives" / name

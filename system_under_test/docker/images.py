@@ -32,7 +32,6 @@ import io
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -52,6 +51,7 @@ from system_under_test.docker.debian_packages import (
     PackageDownloader,
     build_root,
     mirror_uris,
+    run_tool,
 )
 
 __all__ = ["PARTS", "REPOSITORY", "ImageError", "ensure_images", "mirror_uris"]
@@ -234,14 +234,7 @@ def download_wheels(requirements: tuple[str, ...]) -> Path:
             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
             "--platform", "manylinux_2_17_x86_64", "--platform", "linux_x86_64",
             "-d", str(directory), *requirements]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT_S,
-                                check=False)
-    except subprocess.TimeoutExpired:
-        raise ImageError(f"pip download: no result after {PIP_TIMEOUT_S:.0f} s") from None
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ImageError(f"pip download failed: {last[:300]}")
+    run_tool(argv, "pip download", PIP_TIMEOUT_S)
     (directory / ".complete").write_text("", encoding="ascii")
     return directory
 

@@ -227,5 +227,5 @@ def test_downloader_fetches_only_what_the_parent_lacks(tmp_path: Path) -> None:
     assert [f.name.split("_")[0] for f in files] == [missing]
     assert files[0].stat().st_size > 10_000
     # And an unknown package is one clear error
-    with pytest.raises(images.ImageError, match="apt cannot resolve no-such-package-votriz"):
+    with pytest.raises(images.ImageError, match="apt resolving no-such-package-votriz failed"):
         downloader.download(host_status, ["no-such-package-votriz"], tmp_path / "x")
