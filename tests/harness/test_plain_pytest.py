@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from pytester_checks import unreachable_target
 
 from harness.checkdir import CHECKS_DIR
@@ -19,8 +21,12 @@ from harness.plugin import plugin_args
 ROOT = CHECKS_DIR.parent
 
 
-def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pytest", *plugin_args(), "-p", "no:cacheprovider", *args],
+#: pytest as a user starts it: the console script (the interpreter's path is not the checkout's).
+PYTEST = [str(Path(sys.executable).parent / "pytest")]
+
+
+def _pytest(cwd: Path, *args: str, pytest: Sequence[str] = PYTEST) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*pytest, *plugin_args(), "-p", "no:cacheprovider", *args],
                           cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -28,12 +34,15 @@ def _results(report: Path) -> dict[str, dict]:
     return {r["check_id"]: r for r in json.loads((report / "results.json").read_text())["results"]}
 
 
-def test_from_the_repository_root_plain_pytest_runs_the_checks_not_the_tests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("started_as", [PYTEST, [sys.executable, "-m", "pytest"]], ids=["pytest", "python-m"])
+def test_from_the_repository_root_plain_pytest_runs_the_checks_not_the_tests(
+        tmp_path: Path, started_as: list[str]) -> None:
     # Given a target whose edge refuses connections
     profile, report = unreachable_target(tmp_path), tmp_path / "report"
     # When pytest is started in the repository's root with the plugin asked for and no path
     # (pyproject.toml's testpaths would collect tests/), only the HSTS check selected
-    proc = _pytest(ROOT, f"--votriz-target={profile}", f"--votriz-report-dir={report}", "-k", "hsts")
+    proc = _pytest(ROOT, f"--votriz-target={profile}", f"--votriz-report-dir={report}", "-k", "hsts",
+                   pytest=started_as)
     # Then the checks of checks/ were collected, none of the harness's tests, and no import failed
     assert "ImportError" not in proc.stdout + proc.stderr
     results = _results(report)
