@@ -24,6 +24,7 @@ the Redis password checks share.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from harness.canaries import canary_account, create_canary
 from harness.commands import CommandResult, run_operation
 from harness.health import HealthAround, after_operation, before_destructive, explained_failure
 from harness.key_classes import KeyClasses
-from harness.load import LoadReport, SteadyLoad
+from harness.load import LoadCall, LoadReport, SteadyLoad
 from harness.operations import command_timeout
 from harness.outcomes import ProbeError, Verdict
 from harness.policy import Policy
@@ -45,10 +46,16 @@ from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.token_ring import decrypts, fernet_of, ring_fingerprints, single_fernet, token_ring
 
-# Seconds of steady load before the rotation starts (the latency baseline) and
-# after it ends (requests served by the rolled workers).
-BASELINE_S = 3.0
-TAIL_S = 2.0
+# Steady load before the rotation starts (the latency baseline) and after it ends
+# (requests served by the rolled workers) lasts until enough answers came, within
+# bounds: a fixed 3 s + 2 s was a third of the check's time, and at the load's usual
+# rate (100-300 answers a second) 200 answers give a p99 and 50 reach both workers.
+BASELINE_ANSWERS = 200
+BASELINE_S = (1.0, 3.0)
+TAIL_ANSWERS = 50
+TAIL_S = (0.5, 2.0)
+#: How often the answers are counted while waiting.
+POLL_S = 0.05
 #: The load's markers around the rotation command.
 ROTATION_STARTED = "rotation started"
 ROTATION_FINISHED = "rotation finished"
@@ -158,6 +165,42 @@ class PasswordRotationObservation:
         return cls(what, CommandResult.never_started(command), "", "", "", None, "", health)
 
 
+class AnswerCount:
+    """A load call that counts the answers it returns, and a wait for a number of them.
+
+    Attributes:
+        answered: calls that returned so far (answered or failed, not raised).
+    """
+
+    def __init__(self, call: Callable[[int, int], LoadCall], *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._call = call
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.answered = 0
+
+    def __call__(self, worker: int, iteration: int) -> LoadCall:
+        result = self._call(worker, iteration)
+        with self._lock:
+            self.answered += 1
+        return result
+
+    def wait_for(self, answers: int, least_s: float, most_s: float) -> float:
+        """Wait until ``answers`` more calls returned, at least ``least_s`` and at most ``most_s``.
+
+        Returns the seconds waited.
+        """
+        started = self._clock()
+        target = self.answered + answers
+        while True:
+            waited = self._clock() - started
+            if waited >= most_s or (waited >= least_s and self.answered >= target):
+                return waited
+            self._sleep(min(POLL_S, max(0.0, most_s - waited)))
+
+
 def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                key_classes: KeyClasses, command: Sequence[str]) -> TokenRotationObservation:
     """Ask the service's health; seed canary channels, rotate under steady load, ask the
@@ -182,19 +225,20 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
         concurrency = policy.rotation.load_concurrency
         load: SteadyLoad
         clock_holder: list[SteadyLoad] = []
-        call = load_call(canary, channel_ids, expected, uncertain, writes,
-                         lambda: clock_holder[0].elapsed(), concurrency)
-        load = SteadyLoad(call, concurrency, stop_timeout_s=policy.timeouts.request_s + 5)
+        answers = AnswerCount(load_call(canary, channel_ids, expected, uncertain, writes,
+                                        lambda: clock_holder[0].elapsed(), concurrency))
+        load = SteadyLoad(answers, concurrency, stop_timeout_s=policy.timeouts.request_s + 5)
         clock_holder.append(load)
         load.start()
         try:
-            time.sleep(BASELINE_S)
+            answers.wait_for(BASELINE_ANSWERS, *BASELINE_S)
             load.mark(ROTATION_STARTED)
             result = run_operation(command, command_timeout(profile, policy),
                                    on_line=lambda line: load.mark(f"output: {line[:120]}"),
                                    known_secrets=known_secrets)
             load.mark(ROTATION_FINISHED)
-            time.sleep(TAIL_S)
+            # Calls in flight at the end may have started before it: they do not count.
+            answers.wait_for(TAIL_ANSWERS + concurrency, *TAIL_S)
         finally:
             report = load.stop()
         around = after_operation(profile, policy, around, what, known_secrets)
@@ -283,7 +327,7 @@ def observe_jwt_rotation(profile: TargetProfile, policy: Policy, known_secrets: 
                     break
                 if time.monotonic() - done > key_classes.proof.roll_grace_s:
                     break
-                time.sleep(0.25)
+                time.sleep(POLL_S * 2)
             new_login, new_status = "", None
             try:
                 new = api.login(canary.email, canary.password)
@@ -316,7 +360,7 @@ def service_works(profile: TargetProfile, policy: Policy, known_secrets: KnownSe
         except ProbeError as exc:
             if time.monotonic() > deadline:
                 return str(exc)
-            time.sleep(0.5)
+            time.sleep(POLL_S * 4)
 
 
 def observe_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
