@@ -264,6 +264,20 @@ class _Builder:
         self.progress = progress
         self.packages = PackageDownloader(cache_dir() / "apt", mirrors)
         self.slots = threading.Semaphore(BUILD_SLOTS)
+        self._fetches = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wheels")
+        self._wheels: Future[Path] | None = None
+        self._wheels_lock = threading.Lock()
+
+    def wheels(self, requirements: tuple[str, ...]) -> Future[Path]:
+        """The wheels' download, started once (the first caller starts it, early if it can)."""
+        with self._wheels_lock:
+            if self._wheels is None:
+                self._wheels = self._fetches.submit(download_wheels, requirements)
+            return self._wheels
+
+    def close(self) -> None:
+        """Wait for a download still running (its result is cached for the next build)."""
+        self._fetches.shutdown(wait=True)
 
     def base(self) -> None:
         """mmdebstrap the root and import it (the package lists are fetched meanwhile)."""
@@ -300,7 +314,7 @@ class _Builder:
             (context / "debs").mkdir(exist_ok=True)
             if spec.requirements:
                 self.progress.step(name, f"downloading {len(spec.requirements)} Python requirements")
-                shutil.copytree(download_wheels(spec.requirements), context / "wheels",
+                shutil.copytree(self.wheels(spec.requirements).result(), context / "wheels",
                                 ignore=shutil.ignore_patterns(".complete"))
             if name in SOURCE_PARTS:
                 for path in _source_files():
@@ -381,6 +395,9 @@ def ensure_images(client: Any, parts: Iterable[str] = PARTS, *,
 def _build(client: Any, mirrors: tuple[str, ...], tags: Mapping[str, str], missing: list[str],
            progress: BuildProgress, seconds: dict[str, float]) -> None:
     builder = _Builder(client, mirrors, tags, progress)
+    if PYTHON_IMAGE in missing:
+        # The wheels come from PyPI while the base is made from the Debian mirror.
+        builder.wheels(load_spec(PYTHON_IMAGE).requirements)
     futures: dict[str, Future[None]] = {}
 
     def one(name: str) -> None:
@@ -402,11 +419,14 @@ def _build(client: Any, mirrors: tuple[str, ...], tags: Mapping[str, str], missi
         progress.finished(name, f"built in {seconds[name]:.1f} s")
 
     # One thread per image: most of them wait for a parent or on the mirror and the engine.
-    with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="image") as pool:
-        for name in missing:  # parents come first in `missing`
-            futures[name] = pool.submit(one, name)
-        for name in missing:
-            futures[name].result()
+    try:
+        with ThreadPoolExecutor(max_workers=len(missing), thread_name_prefix="image") as pool:
+            for name in missing:  # parents come first in `missing`
+                futures[name] = pool.submit(one, name)
+            for name in missing:
+                futures[name].result()
+    finally:
+        builder.close()
 
 
 def prune_stale_images(client: Any, keep: Iterable[str], names: Iterable[str] = ()) -> list[str]:

@@ -71,6 +71,12 @@ def fake_builds(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(images, "mirror_uris", lambda: ("deb http://deb.example/debian bookworm main",))
     monkeypatch.setattr(images, "PackageDownloader", lambda root, mirrors: None)
 
+    def wheels(requirements: tuple[str, ...]) -> Path:
+        spans["wheels"] = (time.monotonic(), time.monotonic())
+        return Path("/nonexistent")
+
+    monkeypatch.setattr(images, "download_wheels", wheels)
+
     def build(self: images._Builder, name: str = "base") -> None:
         started = time.monotonic()
         time.sleep(0.3)
@@ -95,6 +101,8 @@ def test_images_build_after_their_parent_and_side_by_side(fake_builds, tmp_path,
     # Then each started only after its parent was there
     for name, parent in images.PARENTS.items():
         assert spans[name][0] >= spans[parent][1], name
+    # And the wheels were fetched from PyPI while the base was being made
+    assert spans["wheels"][0] < spans["base"][1]
     # And the base's children built at the same time (5 x 0.3 s in sequence would be 1.5 s)
     children = [name for name, parent in images.PARENTS.items() if parent == "base"]
     assert max(spans[c][1] for c in children) - min(spans[c][0] for c in children) < 1.0
@@ -112,7 +120,7 @@ def test_nothing_to_build_shows_nothing(fake_builds, tmp_path, monkeypatch) -> N
     fake_builds.spans.clear()
     progress = Recorder()
     built = images.ensure_images(fake_builds.client, progress=progress)
-    assert progress.events == [] and fake_builds.spans == {}
+    assert progress.events == [] and fake_builds.spans == {}  # no build, no download
     assert not any(b.built for b in built.values())
 
 
