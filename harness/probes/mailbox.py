@@ -47,15 +47,22 @@ class _Imap(imaplib.IMAP4_SSL):
     (like ``curl --resolve``), and says which socket it opened, so the deadline can end it."""
 
     def __init__(self, address: str, port: int, server_name: str, context: ssl.SSLContext,
-                 timeout: float, opened: Callable[[socket.socket], None]) -> None:
+                 deadline: Deadline, connect_s: float, opened: Callable[[socket.socket], None]) -> None:
         self._server_name = server_name
         self._opened = opened
+        self._left = lambda: max(deadline.remaining(), 0.01)
+        timeout = deadline.clamp(connect_s)
         super().__init__(address, port, ssl_context=context, timeout=timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
         raw = socket.create_connection((self.host, self.port), timeout)
         self._opened(raw)
+        # From here on every wait (the TLS handshake, each answer) may take what is left of
+        # the exchange's deadline, and the watchdog ends the exchange at it.
+        raw.settimeout(self._left())
         wrapped: socket.socket = self.ssl_context.wrap_socket(raw, server_hostname=self._server_name)
+        # Wrapping detached ``raw``: the deadline must now end the wrapped socket (same descriptor).
+        self._opened(wrapped)
         return wrapped
 
 
@@ -174,7 +181,8 @@ class MailboxClient:
 
         def cut() -> None:
             for sock in opened:
-                shutdown_socket(sock.fileno())
+                if sock.fileno() >= 0:
+                    shutdown_socket(sock.fileno())
 
         with watchdog(deadline, cut) as watch:
             try:
@@ -183,7 +191,8 @@ class MailboxClient:
             except ProbeError:
                 raise
             except (OSError, imaplib.IMAP4.error, EOFError, ValueError) as exc:
-                if watch.fired or deadline.expired:
+                # A wait cut by the deadline (the watchdog, or a timeout that was what was left).
+                if watch.fired or deadline.remaining() < 0.1:
                     raise ProbeError(f"{self._peer} did not let the audit {doing} within "
                                      f"{deadline.limit()}") from None
                 raise ProbeError(f"{self._peer}: could not {doing}: {_reason(exc)}") from None
@@ -197,8 +206,8 @@ class MailboxClient:
         except ProfileError as exc:
             raise ProbeError(str(exc)) from None
         context = _tls_context(box, self._profile)
-        imap = _Imap(box.host, box.port, box.server_name or box.host, context,
-                     deadline.clamp(self._policy.timeouts.connect_s), opened)
+        imap = _Imap(box.host, box.port, box.server_name or box.host, context, deadline,
+                     self._policy.timeouts.connect_s, opened)
         try:
             try:
                 imap.login(box.user, password)

@@ -187,6 +187,8 @@ def deliver_by_lmtp(lmtp_socket: Path, sender: str, recipient: str, subject: str
     try:
         with smtplib.LMTP(str(lmtp_socket), timeout=LMTP_TIMEOUT_S) as lmtp:
             refused = lmtp.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = exc.recipients
     except (OSError, smtplib.SMTPException) as exc:
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return "; ".join(f"{code} {reply.decode(errors='replace')}" for code, reply in refused.values())

@@ -191,14 +191,14 @@ def _mailbox_layout(state_dir: Path) -> mailbox.MailboxLayout:
     return mailbox.MailboxLayout(host=state_dir / "mail", base=state_dir / "mail")
 
 
-def _spawn_mailbox(state_dir: Path, ports: Ports, pki: Pki, user: ServiceUser,
-                   search_path: Sequence[str] | None) -> int:
-    """Dovecot, without root, as the service user: the auditor's mailbox (see common.mailbox)."""
-    assert ports.mailbox is not None
+def spawn_mailbox(state_dir: Path, port: int, pki: Pki, user: ServiceUser,
+                  search_path: Sequence[str] | None = None) -> int:
+    """Start Dovecot, without root, as the service user: the auditor's mailbox (see
+    common.mailbox), under ``STATE/mail``, its pid in ``STATE/run/mailbox.pid``."""
     layout = _mailbox_layout(state_dir)
     mailbox.prepare(layout, state_dir / "secrets" / "mailbox-password", uid=user.uid, gid=user.gid,
                     user=pwd.getpwuid(user.uid).pw_name, group=grp.getgrgid(user.gid).gr_name,
-                    listen="127.0.0.1", port=ports.mailbox, cert=layout.base / "tls.pem",
+                    listen="127.0.0.1", port=port, cert=layout.base / "tls.pem",
                     key=layout.base / "tls.key", copy_tls_from=(pki.fakes_cert, pki.fakes_key))
     dovecot = find_binary("dovecot", search_path)
     setpriv = find_binary("setpriv", search_path) if user.drop_privileges else ""
@@ -207,9 +207,9 @@ def _spawn_mailbox(state_dir: Path, ports: Ports, pki: Pki, user: ServiceUser,
                  pid_file=state_dir / "run" / "mailbox.pid")
 
 
-def _wait_for_mailbox(state_dir: Path, ports: Ports, pid: int) -> None:
-    assert ports.mailbox is not None
-    port, lmtp = ports.mailbox, _mailbox_layout(state_dir).lmtp_socket
+def wait_for_mailbox(state_dir: Path, port: int, pid: int) -> None:
+    """Wait (bounded) until the mailbox accepts IMAPS connections and LMTP deliveries."""
+    lmtp = _mailbox_layout(state_dir).lmtp_socket
     wait_until(lambda: tcp_accepts(port) and lmtp.is_socket(), timeout_s=FAKES_START_TIMEOUT_S,
                what="mailbox (dovecot)", pid=pid, log_file=_mailbox_layout(state_dir).log_file)
 
@@ -277,7 +277,8 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
     # collect them later, so that their start overlaps the HSM work.
     initdb = postgres.begin_init_cluster(state_dir, user, search_path=search_path)
     fakes_pid = _spawn_fakes(state_dir, ports)
-    mailbox_pid = _spawn_mailbox(state_dir, ports, pki, user, search_path)
+    assert ports.mailbox is not None
+    mailbox_pid = spawn_mailbox(state_dir, ports.mailbox, pki, user, search_path)
     mark("pki")
 
     # HSM: token, PINs and every key; under key-not-in-hsm the Redis password
@@ -296,7 +297,7 @@ def _bring_up(state_dir: Path, chosen: ProvisioningPlan, user: ServiceUser, star
                       search_path=search_path)
     mark("redis")
     _wait_for_fakes(state_dir, ports, fakes_pid)
-    _wait_for_mailbox(state_dir, ports, mailbox_pid)
+    wait_for_mailbox(state_dir, ports.mailbox, mailbox_pid)
     mark("fakes")
 
     api_config = state_dir / "api.toml"

@@ -35,12 +35,29 @@ def test_minimal_profile_has_safe_defaults() -> None:
     (MINIMAL + '[hsm]\nmodule = "/m.so"\ntoken_label = "t"\npin = {}\n',
      "<profile>: hsm.pin: Value error, give exactly one of 'file' or 'prompt = true'"),
     ('name = "x"\n[edge\n', "<profile>: not valid TOML"),
+    (MINIMAL + '[mailbox]\nhost = "imap.example"\nuser = "a"\naddress = "a+x@example.org"\n'
+     'password = { file = "p" }\n', "<profile>: mailbox.address: Value error, give the mailbox's own "
+     "address, LOCAL@DOMAIN, without '+' or spaces"),
+    (MINIMAL + '[mailbox]\nhost = "imap.example"\nuser = "a"\naddress = "a@b@example.org"\n'
+     'password = { file = "p" }\n', "<profile>: mailbox.address: Value error"),
+    (MINIMAL + '[mailbox]\nhost = "imap.example"\nuser = "a"\naddress = "a@example.org"\n',
+     "<profile>: mailbox.password: Field required"),
 ])
 def test_bad_profiles_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ProfileError) as exc:
         parse_profile(text)
     assert message in str(exc.value)
     assert "hunter2" not in str(exc.value)
+
+
+def test_a_mailbox_gives_each_canary_a_plus_address_of_its_own() -> None:
+    profile = parse_profile(MINIMAL + '[mailbox]\nhost = "127.0.0.1"\nserver_name = "imap.example"\n'
+                                      'user = "audit"\naddress = "Audit@Mail.Example"\n'
+                                      'password = { file = "/run/secrets/imap" }\n')
+    box = profile.mailbox
+    assert box is not None and (box.port, box.folder, box.trust_anchor) == (993, "INBOX", None)
+    # The address is kept lower case, and each run's canary gets its own tag
+    assert box.plus_address("canary-AB12") == "audit+canary-ab12@mail.example"
 
 
 def test_relative_paths_are_relative_to_the_profile(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ PROFILES = Path(__file__).resolve().parents[2] / "fixtures" / "profiles"
 def secret_sources(profile: TargetProfile) -> list[SecretSource]:
     sources = [profile.database.password if profile.database else None,
                profile.hsm.pin if profile.hsm else None,
-               profile.redis.password if profile.redis else None]
+               profile.redis.password if profile.redis else None,
+               profile.mailbox.password if profile.mailbox else None]
     return [source for source in sources if source is not None]
 
 
@@ -67,6 +68,9 @@ def test_the_operator_profile_selects_by_compose_project_without_capture(tmp_pat
                 "backup", "prune_backups", "restore_drill")
     assert all(getattr(profile.operations, name) for name in commands)
     assert profile.operations.backup_dir is not None and profile.operations.drill_log is not None
+    # The canary's mail reaches the team's own mailbox, read over IMAPS, plus-addressed per run
+    assert profile.mailbox is not None and profile.mailbox.port == 993
+    assert profile.mailbox.plus_address("canary-0a1b") == "audit+canary-0a1b@audit.votriz.example"
 
 
 #: What a message must name for each access a check may lack (the profile section, the
