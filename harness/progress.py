@@ -63,6 +63,7 @@ class LiveProgress:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._beat: threading.Thread | None = None
+        self._gone = False  # the reader closed the stream
         if self.terminal:
             console = Console(file=self._stream, force_terminal=True)
             self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -95,13 +96,27 @@ class LiveProgress:
             return elapsed
 
     def line(self, text: str) -> None:
-        """Print one line of the run's output (above the live line on a terminal)."""
+        """Print one line of the run's output (above the live line on a terminal).
+
+        A reader that went away (``votriz-audit run | head -1``) does not stop the audit: the
+        rest is not shown, and the run still writes and seals its results.
+        """
         with self._lock:
-            if self._progress is not None:
-                self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
-            else:
-                self._stream.write(text + "\n")
-                self._stream.flush()
+            if self._gone:
+                return
+            try:
+                if self._progress is not None:
+                    self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+                else:
+                    self._stream.write(text + "\n")
+                    self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._gone = True
+
+    @property
+    def reader_gone(self) -> bool:
+        """The stream's reader went away: lines are no longer written."""
+        return self._gone
 
     @contextlib.contextmanager
     def stage(self, what: str) -> Iterator[None]:

@@ -51,6 +51,23 @@ def test_a_stage_that_raises_says_it_stopped() -> None:
     assert re.search(r"standing up: stopped after 0\.\d s", out.getvalue())
 
 
+def test_a_reader_that_went_away_does_not_stop_the_run() -> None:
+    # Given progress on a pipe whose reader has gone (`votriz-audit run | head -1`, after its line)
+    read, write = os.pipe()
+    os.close(read)
+    with os.fdopen(write, "w") as pipe:
+        live = LiveProgress(pipe, heartbeat_s=5)
+        assert not live.reader_gone
+        # When the run says its next lines, and a stage runs
+        live.line("votriz-audit: a check's line")
+        with live.stage("sealing"):
+            pass
+        live.close()
+    # Then none of it raised into the run (which goes on to write and seal its results), and the
+    # progress knows its reader left
+    assert live.reader_gone
+
+
 def _run_on_a_pty(argv: list[str], cwd: Path) -> tuple[int, str]:
     """Run ``argv`` with its stdout on a pseudo-terminal; its exit code and all it wrote there."""
     main, child = pty.openpty()
