@@ -7,8 +7,8 @@ loads pytest's own opt-in plugin), which ``votriz-audit run`` passes. Loaded, it
 - takes the profile, policy, claims catalogue and waivers from the command line
   (:class:`harness.run_state.PreloadedInputs`), or loads them itself when started as
   ``pytest -p harness.plugin --votriz-target PROFILE`` (a bad file is a usage error
-  naming the file and key); started in the repository without paths, it runs every check
-  of ``checks/`` (not the ``testpaths`` of ``pyproject.toml``);
+  naming the file and key); without paths it runs every check of ``checks/`` (not the
+  ``testpaths`` of ``pyproject.toml``, nor the current directory);
 - collects ``checks/<area>/<name>.py`` and its ``check_<name>`` (:mod:`harness.checkdir`);
 - gives checks the fixtures ``profile``, ``policy``, ``platform`` (where the target runs:
   :mod:`harness.platform`), ``known_secrets``, ``evidence`` and ``report_dir``;
@@ -115,15 +115,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _collect_the_checks(config: pytest.Config) -> None:
     """Collect the checks' layout whatever the configuration pytest found: ``check_*`` functions
-    in the modules of ``checks/<area>/``; and all of ``checks/`` where pytest would otherwise
-    collect its configured ``testpaths``.
-
-    (Started in the repository, pytest reads ``pyproject.toml``, which names the harness's own
-    tests, ``test_*`` in ``tests/``.)
+    in the modules of ``checks/<area>/``. Without a path on the command line, all of ``checks/``
+    instead of the configured ``testpaths`` (in the repository, ``pyproject.toml`` names the
+    harness's own tests) or, outside any pytest configuration, of the current directory; a
+    directory with a configuration of its own (``pytest.ini``) is collected as it says.
     """
     config.addinivalue_line("python_files", f"{checkdir.CHECKS_DIR.name}/*/*.py")
     config.addinivalue_line("python_functions", f"{checkdir.CHECK_PREFIX}*")
-    if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+    sources = pytest.Config.ArgsSource
+    configured_elsewhere = config.args_source == sources.INVOCATION_DIR and config.inipath is not None
+    if config.args_source != sources.ARGS and not configured_elsewhere:
         config.args[:] = [str(checkdir.CHECKS_DIR)]
 
 

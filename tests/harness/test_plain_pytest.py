@@ -69,6 +69,19 @@ def test_from_another_directory_plain_pytest_runs_the_checks_it_is_given(tmp_pat
     assert proc.returncode == 1
 
 
+def test_from_a_directory_without_pytest_configuration_it_runs_the_checks_not_that_directory(
+        tmp_path: Path) -> None:
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "test_unrelated.py").write_text("def test_unrelated():\n    raise AssertionError('collected')\n")
+    # When pytest is started there without a path, the HSTS check selected
+    proc = _pytest(home, f"--votriz-target={profile}", f"--votriz-report-dir={report}", "-k", "hsts or unrelated")
+    # Then it ran the check, not the directory's own test
+    assert list(_results(report)) == ["transit.hsts"], proc.stdout[-2000:]
+    assert "collected')" not in proc.stdout
+
+
 def test_a_bad_profile_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     # When the profile named does not exist
     proc = _pytest(ROOT, f"--votriz-target={tmp_path / 'missing.toml'}")
