@@ -304,10 +304,12 @@ def test_the_plain_pytest_options_are_the_plugin_s(tmp_path: Path) -> None:
     import sys
 
     text = section("Running the checks with plain pytest")
-    commands = [line for block in code_blocks(text) for line in block.splitlines() if " -m pytest " in line]
+    commands = [line for block in code_blocks(text) for line in block.splitlines() if "pytest " in line]
     assert commands
-    # Given the README's first command, asking for the plugin's help instead of running
-    argv = shlex.split(commands[0])[3:]
+    # Given the README's first command (its arguments after the word pytest), asking for the
+    # plugin's help instead of running
+    words = shlex.split(commands[0])
+    argv = words[next(i for i, word in enumerate(words) if word.endswith("pytest")) + 1:]
     plugin_args = [word for word in argv if not word.startswith("--votriz")]
     done = subprocess.run([sys.executable, "-m", "pytest", *plugin_args, "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, check=False)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pytester_checks import unreachable_target
+from pytester_checks import audit_argv, unreachable_target
 
 from harness.canaries import CanarySession, canary_account, create_canary
 from harness.canary_ledger import (
@@ -264,7 +264,7 @@ def test_a_canary_a_check_could_not_remove_is_a_cleanup_error_naming_it(pytester
     pytester.makepyfile(**{"area/canaries": CHECKS})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    pytester.runpytest("--target", str(unreachable_target(pytester.path, *(["[api]"] if api else []))), "--report-dir", str(report))
+    pytester.runpytest(*audit_argv(unreachable_target(pytester.path, *(["[api]"] if api else [])), report))
     data = json.loads((report / "results.json").read_text())
     by_id = {r["finding_id"].split("/")[0] if r["check_id"] == CLEANUP else r["check_id"]: r
              for r in data["results"]}

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from pytester_checks import NOT_APPLICABLE_AND_MANUAL, unreachable_target
+from pytester_checks import NOT_APPLICABLE_AND_MANUAL, audit_argv, unreachable_target
 
 from harness.claims import load_catalogue
 from harness.outcomes import Outcome
@@ -50,8 +50,7 @@ def _run(pytester: pytest.Pytester, checks: str | None, *extra: str,
         pytester.makepyfile(**{"transit/hsts" if checks is PASSING else "area/gate_checks": checks})
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     report = pytester.path / "report"
-    result = pytester.runpytest("--target", str(_profile(pytester.path, attestations)),
-                                "--report-dir", str(report), *extra)
+    result = pytester.runpytest(*audit_argv(_profile(pytester.path, attestations), report, *extra))
     return result, json.loads((report / "results.json").read_text())
 
 
@@ -120,11 +119,11 @@ def test_required_attestations_that_are_missing_exit_2_naming_them(pytester: pyt
     # Given a passing check, attestations required, and one of the four human-only promises attested
     attested = pytester.path / "org-reviews.md"
     attested.write_text("Reviewed by the security team, 2026-11.\n")
-    extra: list[str] = ["--require-attestations"]
+    extra: list[str] = ["--votriz-require-attestations"]
     if how == "policy":
         policy = pytester.path / "policy.toml"
         policy.write_text('name = "strict"\nversion = "1"\n[gate]\nrequire_attestations = true\n')
-        extra = ["--policy", str(policy)]
+        extra = ["--votriz-policy", str(policy)]
     _, data = _run(pytester, PASSING, *extra, attestations={"ORG-SECURITY-REVIEWS": attested})
     summary = data["summary"]
     # Then the gate exits 2 and names the human-only promises still missing theirs
@@ -248,13 +247,13 @@ def test_an_attestation_alone_verifies_nothing_by_machine() -> None:
 
 def test_cli_exits_2_with_one_line_when_no_check_is_collected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from harness import cli
+    from harness import cli, cli_run
 
     # Given a checks directory with no check in it
     empty = tmp_path / "checks"
     empty.mkdir()
     (empty / "__init__.py").write_text("")
-    monkeypatch.setattr(cli, "CHECKS_DIR", empty)
+    monkeypatch.setattr(cli_run, "CHECKS_DIR", empty)
     profile = unreachable_target(tmp_path, backend=None)
     report = tmp_path / "report"
     # When the run starts

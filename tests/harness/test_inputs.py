@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness import cli, inputs
+from harness import cli, cli_run, inputs
 from harness.cli import EXIT_PASS
 from harness.inputs import InputError, load_inputs, load_rules
 from harness.policy import DEFAULT_POLICY_PATH
@@ -48,7 +48,7 @@ def test_a_run_loads_each_input_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
     # check_hsts in transit/ is transit.hsts, the whole of TRANSIT-HSTS (a module name of its own:
     # this run imports it into the test process, where pytester's runs must not find it)
     (checks / "transit" / "seen_once.py").write_text(CHECK)
-    monkeypatch.setattr(cli, "CHECKS_DIR", checks)
+    monkeypatch.setattr(cli_run, "CHECKS_DIR", checks)
     calls: Counter[str] = Counter()
     for name in ("load_profile", "load_policy", "load_catalogue", "load_waivers"):
         _count(monkeypatch, calls, name)

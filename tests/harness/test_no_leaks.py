@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import CHECKS_DIR, CHECKS_INI
-from harness.plugin import RUN_STATE
+from harness.plugin import RUN_STATE, plugin_args
 from harness.redaction import KnownSecrets
 
 
@@ -35,7 +35,8 @@ def test_a_full_audit_writes_no_secret_anywhere(stack_factory, tmp_path: Path,
         grab = _GrabSecrets()
         # When every check runs against it, in this process, with the terminal captured
         code = pytest.main([str(CHECKS_DIR), "-c", str(CHECKS_INI), "--rootdir", str(CHECKS_DIR.parent),
-                            "--target", str(info.profile_path), "--report-dir", str(report)],
+                            *plugin_args(), "--votriz-target", str(info.profile_path),
+                            "--votriz-report-dir", str(report)],
                            plugins=[grab])
         out, err = capfd.readouterr()
     # Then the audit ran and learnt secrets: canaries, key values, the PIN

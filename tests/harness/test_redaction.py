@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pytester_checks import unreachable_target
+from pytester_checks import audit_argv, unreachable_target
 
 from harness.outcomes import ProbeError
 from harness.profile import Hsm, SecretSource
@@ -119,7 +119,7 @@ def test_plugin_redacts_a_short_secret_and_errors_on_an_absurd_one(pytester: pyt
     profile = unreachable_target(pytester.path, backend=None)
     report = pytester.path / "report"
     # When the run ends
-    result = pytester.runpytest("--target", str(profile), "--report-dir", str(report))
+    result = pytester.runpytest(*audit_argv(profile, report))
     results = {r["check_id"]: r for r in json.loads((report / "results.json").read_text())["results"]}
     # Then the PIN is redacted as a word in the message, the details and the evidence, and the
     # unrelated 14711 is left alone

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pytester_checks import PASS_FAIL_AND_PROBE_ERROR, unreachable_target
+from pytester_checks import PASS_FAIL_AND_PROBE_ERROR, audit_argv, unreachable_target
 
 from harness.report.bundle import sign_bundle
 from harness.report.seal import FILE_LIST, SEAL_FILE, VERIFY_MD, SealStatus, copy_unsealed, verify
@@ -38,7 +38,7 @@ def real_run(pytester: pytest.Pytester, *extra: str) -> Path:
     pytester.makeini("[pytest]\npython_files = *.py\npython_functions = check_*\n")
     profile = unreachable_target(pytester.path)
     report = pytester.path / "report"
-    pytester.runpytest("--target", str(profile), "--report-dir", str(report), *extra)
+    pytester.runpytest(*audit_argv(profile, report, *extra))
     assert (report / SEAL_FILE).is_file(), "the run sealed its bundle"
     return report
 
@@ -59,7 +59,7 @@ def verify_cli(*argv: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def operator_bundle(pytester: pytest.Pytester, tmp_path: Path) -> tuple[Path, Path]:
     private, public = _keypair(tmp_path, "operator")
-    return real_run(pytester, "--signing-key", str(private)), public
+    return real_run(pytester, "--votriz-signing-key", str(private)), public
 
 
 def test_the_recipe_verifies_a_real_run_with_openssl_and_sha256sum(operator_bundle: tuple[Path, Path]) -> None:
