@@ -1,13 +1,15 @@
 """Where the canary's mails are read, and what its recovery mail holds.
 
-A profile names at most one place to read them, chosen in this order:
+The place is chosen in this order:
 
+- ``[capture]``: the reference's fakes, which keep every mail they were asked
+  to send (:class:`MailCapture`); the address is ``canary+<runid>@audit.invalid``.
+  Only a harness-controlled stack has it, and there it sees each mail at once;
 - ``[mailbox]``: a real mailbox over IMAP with TLS (:mod:`harness.probes.mailbox`),
   as a team auditing its production receives mail; the canary's address is
   then ``LOCAL+canary-<runid>@DOMAIN`` of that mailbox, and each mail is
-  deleted once read;
-- ``[capture]``: the reference's fakes, which keep every mail they were asked
-  to send (:class:`MailCapture`); the address is ``canary+<runid>@audit.invalid``;
+  deleted once read (the reference's profile names one too: without its
+  ``[capture]`` it is read as production's would be);
 - neither: the canary is still made through the API (its password, TOTP
   secret, backup codes and OAuth tokens need no mail), without a recovery mail.
 """
@@ -89,19 +91,19 @@ class MailCapture(CaptureClient):
 
 
 def canary_mail_reader(profile: TargetProfile, policy: Policy) -> CanaryMailReader | None:
-    """The profile's mailbox, else the fakes' capture, else None (no mail can be read)."""
-    if profile.mailbox is not None:
-        return MailboxClient(profile, policy)
+    """The fakes' capture, else the profile's mailbox, else None (no mail can be read)."""
     if profile.capture is not None:
         return MailCapture(profile, policy)
+    if profile.mailbox is not None:
+        return MailboxClient(profile, policy)
     return None
 
 
 def canary_address(profile: TargetProfile, run_id: str) -> str:
     """The canary's address for a run (lower case: services lower-case addresses): one that
-    reaches the profile's mailbox when it names one, else one under a reserved TLD (RFC 6761),
-    from which no mail can ever leave."""
-    if profile.mailbox is not None:
+    reaches the profile's mailbox when its mail is read there (:func:`canary_mail_reader`),
+    else one under a reserved TLD (RFC 6761), from which no mail can ever leave."""
+    if profile.capture is None and profile.mailbox is not None:
         return profile.mailbox.plus_address(f"canary-{run_id}")
     return f"canary+{run_id.lower()}@{CANARY_DOMAIN}"
 

@@ -215,8 +215,9 @@ def resend_emails(capture: Capture, lmtp_socket: Path | None = None):  # type: i
                 left = await asyncio.to_thread(deliver_by_lmtp, lmtp_socket, sender, str(recipient),
                                                str(body["subject"]), text)
                 if left:
-                    # Never the address (it may be a canary's secret): only that one mail was lost.
-                    print(f"resend fake: a mail was not delivered to the mailbox: {left[:120]}",
+                    # Only the reply code or the error's kind: the server's words name the
+                    # recipient, which may be a canary's secret address that the sweep looks for.
+                    print(f"resend fake: a mail was not delivered to the mailbox ({left.split()[0]})",
                           file=sys.stderr)
         return JSONResponse({"id": str(uuid.uuid4())})
 

@@ -161,3 +161,77 @@ def test_the_canary_reads_its_mails_with_the_one_capture_client() -> None:
         assert "mails_to" not in vars(MailCapture)
     finally:
         mail.close()
+
+
+# --- Where the canary's mail is read (harness.canary_mail) ------------------------------------------
+
+_EDGE = {"name": "t", "edge": {"host": "votriz.test"}, "api": {}}
+_CAPTURE = {"url": "https://127.0.0.1:9443"}
+_MAILBOX = {"host": "127.0.0.1", "user": "audit", "address": "audit@mail.example",
+            "password": {"file": "/run/secrets/imap"}}
+
+
+@pytest.mark.parametrize(("sections", "reader", "address"), [
+    ({"capture": _CAPTURE, "mailbox": _MAILBOX}, "MailCapture", "canary+run1@audit.invalid"),
+    ({"mailbox": _MAILBOX}, "MailboxClient", "audit+canary-run1@mail.example"),
+    ({}, "NoneType", "canary+run1@audit.invalid"),
+])
+def test_the_canary_reads_its_mail_where_the_profile_allows(sections: dict[str, Any], reader: str,
+                                                           address: str) -> None:
+    from harness.canary_mail import canary_address, canary_mail_reader, recovery_mail_unavailable
+
+    profile = TargetProfile.model_validate({**_EDGE, **sections})
+    found = canary_mail_reader(profile, load_policy())
+    try:
+        assert type(found).__name__ == reader
+        # The address reaches the place the mail is read from (a reserved TLD otherwise)
+        assert canary_address(profile, "RUN1") == address
+        assert (recovery_mail_unavailable(profile) is None) == bool(sections)
+    finally:
+        if found is not None:
+            found.close()
+
+
+def test_a_canary_without_a_mail_reader_is_made_without_a_recovery_mail() -> None:
+    from harness.canaries import CanarySession, canary_refused
+
+    # Given an API that answers every planting step, and no place to read mail
+    class Api(_SignupThenLogin):
+        def mfa_setup(self) -> ApiResponse:
+            return ApiResponse(200, {"totp_secret": "JBSWY3DPEHPK3PXP", "backup_codes": ["code-0001", "code-0002"]}, {})
+
+        def mfa_status(self) -> ApiResponse:
+            return ApiResponse(200, {"enabled": True}, {})
+
+        def create_brand(self, name: str, kind: str) -> int:
+            return 7
+
+        def create_channel(self, brand: int, platform: str, access: str, refresh: str) -> int:
+            return len(platform)
+
+        def signup(self, email: str, password: str) -> ApiResponse:
+            self.account_exists = True
+            return ApiResponse(201, {"id": 41}, {})
+
+        def request_recovery(self, email: str) -> ApiResponse:
+            raise AssertionError("no recovery mail may be asked for when none can be read")
+
+        def request(self, method: str, path: str, json: object = None, **kw: object) -> ApiResponse:
+            if (method, path) == ("GET", "/mfa") and self.token is not None:
+                return ApiResponse(200, {}, {})
+            return super().request(method, path, json, **kw)
+
+        def close(self) -> None:
+            pass
+
+    api = Api(failing_logins=0)
+    session = CanarySession(api, None, KnownSecrets(), api_factory=lambda: api)  # type: ignore[arg-type]
+    with session as canary:
+        # Then everything else is planted, and a fresh recovery mail is refused in one line
+        assert canary.user_id == 41 and len(canary.backup_codes) == 2 and canary.recovery is None
+        with pytest.raises(ProbeError, match=r"the profile names no \[mailbox\]"):
+            session.fresh_recovery()
+    assert canary.removed
+    assert canary_refused(TargetProfile.model_validate(_EDGE)) is None
+    assert "api.canaries = false" in str(canary_refused(TargetProfile.model_validate(
+        {**_EDGE, "api": {"canaries": False}})))

@@ -9,10 +9,13 @@ its own fault must cause, so a FAIL for another reason would not pass.
 from __future__ import annotations
 
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
+from audit_cli import run_cli
 
 from checks.at_rest.backup_codes import backup_codes_verdict
 from checks.at_rest.backup_encrypted import backup_encrypted_verdict
@@ -167,3 +170,55 @@ def test_faults_fail_their_checks(fault_stacks: dict[str, Path], stack: str,
     faults = FAULTS_A if stack == "A" else FAULTS_B
     assert {c.removeprefix("at_rest.") for f in faults for c in EXPECTED[f].checks} == set(expected)
     assert verdicts["postgres_version"].outcome is Outcome.PASS
+
+
+# --- Through a profile without [capture], as production has it (issue #18) -------------------------
+
+#: The checks that follow the canary: backup codes and the sweep need no mail, recovery tokens
+#: read the canary's mail from the profile's real IMAP [mailbox].
+CANARY_CHECKS = ("at_rest.backup_codes", "at_rest.recovery_tokens", "at_rest.plaintext_sweep")
+
+
+def without_capture(profile_path: Path, directory: Path) -> Path:
+    """A copy of the stack's profile with its [capture] section removed (its [mailbox] kept)."""
+    data = tomllib.loads(profile_path.read_text(encoding="utf-8"))
+    del data["capture"]
+    assert "mailbox" in data
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "target.toml").write_text(tomli_w.dumps(data), encoding="utf-8")
+    return directory / "target.toml"
+
+
+def test_clean_stack_without_capture_observes_every_canary_check(clean_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Given the clean stack's profile without the fakes' capture API
+    profile = without_capture(clean_stack.profile_path, tmp_path / "p")
+    log = clean_stack.state_dir / "mail" / "dovecot.log"
+    seen = len(log.read_text(encoding="utf-8", errors="replace"))
+    # When the at-rest area runs
+    run = run_cli(profile, tmp_path / "r", only=("at_rest",), limit_s=600)
+    # Then the canary's checks observe and pass (none is MANUAL for want of mail)
+    assert {c: run.outcome(c) for c in CANARY_CHECKS} == dict.fromkeys(CANARY_CHECKS, "PASS"), \
+        {c: run.message(c) for c in CANARY_CHECKS}
+    assert "of them the canary's" in run.message("at_rest.plaintext_sweep")
+    assert "The recovery token reached the canary only in the mail link" in \
+        run.message("at_rest.recovery_tokens")
+    # And the recovery mail went through the real mailbox: delivered by LMTP, read, expunged
+    new = log.read_text(encoding="utf-8", errors="replace")[seen:]
+    assert "saved mail to INBOX" in new and "expunged=1" in new
+
+
+@pytest.mark.parametrize(("stack", "expected"), [
+    ("A", {"at_rest.backup_codes": EXPECTED_A["backup_codes"],
+           "at_rest.recovery_tokens": EXPECTED_A["recovery_tokens"]}),
+    ("B", {"at_rest.plaintext_sweep": EXPECTED_B["plaintext_sweep"]}),
+])
+def test_faults_still_fail_without_capture(fault_stacks: dict[str, Path], stack: str,
+                                           expected: dict[str, str], tmp_path: Path) -> None:
+    # Given a faulty stack's profile without [capture] (backup-codes-reusable and
+    # recovery-token-reusable on A, secrets-in-logs on B)
+    run = run_cli(without_capture(fault_stacks[stack], tmp_path / "p"), tmp_path / "r",
+                  only=("at_rest",), limit_s=600)
+    # Then each check its fault breaks FAILs, with its own reason
+    for check, phrase in expected.items():
+        assert run.outcome(check) == "FAIL", (check, run.message(check))
+        assert phrase in run.message(check), (check, run.message(check))
