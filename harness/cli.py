@@ -114,12 +114,14 @@ def _build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="audit a target (or stand up the reference service and audit it)",
-                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=f"{EXIT_CODES_HELP}\n\n{CLOSED_OUTPUT_HELP}",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     where = run.add_mutually_exclusive_group()
     where.add_argument("--target", type=Path, metavar="PROFILE",
                        help="audit this running system (read-only apart from canary data)")
     where.add_argument("--backend", choices=["local", "docker"],
-                       help="stand up the reference service on this backend, audit it, tear it down")
+                       help="stand up the reference service on this backend, audit it, tear it down "
+                            "(without it or --target: docker where it can run, else local)")
     run.add_argument("--report-dir", type=Path, metavar="DIR",
                      help="where to write results (default reports/<UTC time>; must be new or empty)")
     run.add_argument("--only", action="append", metavar="AREA", default=[],
@@ -127,11 +129,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="append", metavar="ID", default=[],
                      help="run only this check (repeatable; with --only: these and the areas' checks); "
                           "`votriz-audit checks` lists them")
-    run.add_argument("--policy", type=Path, metavar="FILE", help="audit policy (TOML)")
+    run.add_argument("--policy", type=Path, metavar="FILE",
+                     help="audit policy (TOML, the bundled one by default: fixtures/policy/default.toml)")
     run.add_argument("--waivers", type=Path, metavar="FILE", help="waiver file (TOML)")
     run.add_argument("--signing-key", type=Path, metavar="FILE|URI",
-                     help="Ed25519 private key (PEM) or pkcs11: URI of a key in your token, sealing "
-                          "the evidence bundle (default: a throwaway key, which verify does not trust)")
+                     help="Ed25519 or ECDSA P-256 private key (PEM) or pkcs11: URI of a key in your "
+                          "token, sealing the evidence bundle "
+                          "(default: a throwaway key, which verify does not trust)")
     run.add_argument("--against", type=Path, metavar="OLD",
                      help="an earlier report directory: the report shows what changed")
     run.add_argument("--require-attestations", action="store_true",
@@ -283,9 +287,10 @@ def _load_target(profile_path: Path, rules: AuditRules) -> AuditInputs:
     return inputs
 
 
-def _prepare_outputs(report_dir: Path, signing_key: Path | None) -> None:
-    """Create the report directory (0700) and check it and the signing key, before the run."""
-    key_problems = signing_key_problems(signing_key)
+def _prepare_outputs(report_dir: Path, signing_key: Path | None, rules: AuditRules) -> None:
+    """Create the report directory (0700) and check it and the signing key (a token within the
+    policy's request deadline), before the run."""
+    key_problems = signing_key_problems(signing_key, (rules.policy.timeouts.request_s, "timeouts.request_s"))
     if key_problems:
         raise UsageError("\n".join(key_problems))
     _check_report_dir(report_dir)
@@ -307,7 +312,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.fault or args.keep_up or args.state_dir:
             raise UsageError("--fault, --keep-up and --state-dir only apply when standing up the "
                              "reference service (without --target)")
-        _prepare_outputs(report_dir, args.signing_key)
+        _prepare_outputs(report_dir, args.signing_key, rules)
         ask_prompted_secrets(inputs.profile)
         print(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(inputs, report_dir, only=args.only, checks=args.check,
@@ -316,7 +321,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     backend = _chosen_backend(args)
     stack = _backend_module(backend)
     _check_fault_names(args.fault, backend)
-    _prepare_outputs(report_dir, args.signing_key)
+    _prepare_outputs(report_dir, args.signing_key, rules)
     state_dir = _state_dir(args, backend)
     try:
         info = stand_up(stack, state_dir, args.fault)

@@ -78,7 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--votriz-waivers", metavar="FILE", help="waiver file (TOML)")
     group.addoption("--votriz-claims", metavar="FILE", help="claims catalogue (default: the bundled one)")
     group.addoption("--votriz-signing-key", metavar="FILE",
-                    help="Ed25519 private key (PEM) signing the evidence bundle (default: a throwaway key)")
+                    help="Ed25519 or ECDSA P-256 private key (PEM) or pkcs11: URI signing the evidence "
+                         "bundle (default: a throwaway key)")
     group.addoption("--votriz-against", metavar="DIR", help="an earlier report directory to compare with")
     group.addoption("--votriz-require-attestations", action="store_true", default=False,
                     help="a promise that needs a human attestation and has none fails the gate (exit 2)")

@@ -5,7 +5,7 @@ bundle, or reads its password file only when the fourth database check runs,
 has spent the target's time for nothing. ``votriz-audit run`` therefore checks,
 before any check runs (and, for the outputs, before standing anything up):
 
-- the signing key: readable, an unencrypted PEM Ed25519 private key;
+- the signing key: readable, an unencrypted PEM Ed25519 or ECDSA P-256 private key, or a pkcs11: URI;
 - the report directory: writable (the command line creates it, 0700) and with
   at least :data:`MIN_FREE_BYTES` free;
 - the profile's files: the trust anchor (a PEM certificate), every secret file
@@ -40,12 +40,13 @@ class PreflightError(Exception):
     """An input a run needs is unusable: one line per problem, each naming the file and the key."""
 
 
-def signing_key_problems(signing_key: Path | None) -> list[str]:
-    """Why ``signing_key`` cannot sign the bundle (none without a key: a throwaway key signs)."""
+def signing_key_problems(signing_key: Path | None, deadline: tuple[float, str] | None = None) -> list[str]:
+    """Why ``signing_key`` cannot sign the bundle (none without a key: a throwaway key signs);
+    ``deadline`` (seconds, policy key) bounds each call into a token."""
     if signing_key is None:
         return []
     try:
-        load_signing_key(signing_key)
+        load_signing_key(signing_key, deadline)
     except BundleError as exc:
         return [f"--signing-key: {exc}"]
     return []

@@ -127,7 +127,8 @@ def _finalize_bundle(state: RunState, key: str | None, against: str | None) -> s
     """
     try:
         done = finalize(state.report_dir, state.known_secrets, key or None,
-                        against=Path(against) if against else None)
+                        against=Path(against) if against else None,
+                        deadline=(state.policy.timeouts.request_s, "timeouts.request_s"))
     except BundleRefused as exc:
         state.leaks = sorted(set(state.leaks) | set(exc.places))
         _write_leaks(state)

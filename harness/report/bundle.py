@@ -56,14 +56,15 @@ class BundleSealed(BundleError):
     """The directory is already sealed; it is never changed (write a new one)."""
 
 
-def load_signing_key(signing_key: str | Path) -> Signer:
-    """The signer ``--signing-key`` names (a PEM file or a ``pkcs11:`` URI), checked now.
+def load_signing_key(signing_key: str | Path, deadline: tuple[float, str] | None = None) -> Signer:
+    """The signer ``--signing-key`` names (a PEM file or a ``pkcs11:`` URI), checked now;
+    ``deadline`` (seconds, policy key) bounds each call into a token.
 
     Raises:
         BundleError: the key cannot be used (one line, never the PIN).
     """
     try:
-        return open_signer(signing_key)
+        return open_signer(signing_key, deadline)
     except SigningError as exc:
         raise BundleError(str(exc)) from None
 

@@ -40,6 +40,12 @@ if TYPE_CHECKING:
     from harness.redaction import KnownSecrets
 
 EXIT_OK, EXIT_FAILED, EXIT_UNTRUSTED, EXIT_USAGE, EXIT_LEAK = 0, 1, 2, 3, 4
+#: ``verify --help``'s exit codes (SealReport.exit_code and the usage errors).
+VERIFY_EXIT_CODES = (f"exit codes:\n"
+                     f"{EXIT_OK}     intact and signed by a key you named (intact, with --allow-untrusted)\n"
+                     f"{EXIT_FAILED}     not intact: a file changed, added or missing, or a broken seal\n"
+                     f"{EXIT_UNTRUSTED}     intact, but signed by a key you did not name\n"
+                     f"{EXIT_USAGE}     the directory or a key file cannot be read")
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,11 @@ def render_outputs(report_dir: Path, *, known_secrets: KnownSecrets | None = Non
 
 
 def finalize(report_dir: Path, known_secrets: KnownSecrets | None, signing_key: str | Path | None = None,
-             *, against: Path | None = None, now: dt.datetime | None = None) -> Finalized:
+             *, against: Path | None = None, now: dt.datetime | None = None,
+             deadline: tuple[float, str] | None = None) -> Finalized:
     """At the end of a run: render report.html, results.sarif and the OSCAL export, then seal the
-    directory (with a throwaway key when ``signing_key`` is None).
+    directory (with a throwaway key when ``signing_key`` is None). ``deadline`` (seconds, policy
+    key) bounds each call into a PKCS#11 token.
 
     The key is opened first, so a token that is missing or refuses the PIN costs no rendering.
     The outputs are rendered even when the run leaked (so the operator can look locally), but
@@ -108,7 +116,7 @@ def finalize(report_dir: Path, known_secrets: KnownSecrets | None, signing_key: 
     from harness.report.bundle import load_signing_key, sign_bundle
     from harness.signing import throwaway_signer
 
-    signer = load_signing_key(signing_key) if signing_key is not None else throwaway_signer()
+    signer = load_signing_key(signing_key, deadline) if signing_key is not None else throwaway_signer()
     html, sarif, oscal, skipped = render_outputs(report_dir, known_secrets=known_secrets, against=against,
                                                  now=now, signer=signer_facts(signer))
     bundle = sign_bundle(report_dir, known_secrets=known_secrets, signer=signer, now=now)
@@ -234,7 +242,8 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
                         help="where a sealed DIR's re-rendering goes (default: DIR-rerendered-<UTC time>)")
     report.set_defaults(handler=cmd_report)
 
-    check = subparsers.add_parser("verify", help="check a sealed report dir (exit 0: under a key you name)")
+    check = subparsers.add_parser("verify", help="check a sealed report dir (exit 0: under a key you name)",
+                                  epilog=VERIFY_EXIT_CODES)
     check.add_argument("dir", type=Path, metavar="DIR", help="the sealed report directory to check")
     check.add_argument("--public-key", type=Path, metavar="FILE", action="append", default=[],
                        help="a public key (PEM) you trust (repeatable); the bundle's copy is never trusted")
@@ -252,7 +261,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     sign = subparsers.add_parser("sign", help="seal a report dir (a sealed one: seal a copy in a new dir)")
     sign.add_argument("dir", type=Path, metavar="DIR", help="the report directory to seal")
     sign.add_argument("--signing-key", metavar="FILE|URI",
-                      help="Ed25519 private key (PEM) or pkcs11: URI of a key in your token; "
+                      help="Ed25519 or ECDSA P-256 private key (PEM) or pkcs11: URI of a key in your token; "
                            "default: a throwaway key, which verify does not trust")
     sign.add_argument("--key", dest="signing_key", action=DeprecatedAlias, help=argparse.SUPPRESS)
     sign.add_argument("--out", type=Path, metavar="NEW",

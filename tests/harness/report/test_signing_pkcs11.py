@@ -265,12 +265,12 @@ def test_a_token_frozen_during_the_run_leaves_the_bundle_unsigned_with_exit_5(
         stop.set()
         listener.join(5)
     output = done.stdout + done.stderr
-    # Then the run ends (the token's calls were killed at their deadline) with exit 5 and one line
+    # Then the run ends (the token's calls were killed at the run policy's 2 s deadline) with exit 5 and one line
     # saying the bundle is not signed because the token did not answer; no seal, no traceback, no PIN
     assert frozen.is_set(), output[-3000:]
     assert done.returncode == 5, output[-3000:]
     assert re.search(r"evidence bundle not signed: pkcs11:token=auditor-signing;object=bundle-signing-p256 "
-                     r"\(module [^)]+\): the token did not answer within the policy's [\d.]+ s "
+                     r"\(module [^)]+\): the token did not answer within the policy's 2 s "
                      r"\(timeouts\.request_s\) while the harness opened the signing key", output), output[-3000:]
     assert "Traceback" not in output and PIN not in output
     assert (report / "results.json").is_file() and not (report / SEAL_FILE).exists()
