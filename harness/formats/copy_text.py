@@ -57,8 +57,9 @@ def spool_columns(blocks: Iterable[bytes], width: int) -> list[BinaryIO]:
     and each block is transposed at C speed (``split`` and ``zip``). The files are rewound;
     the caller closes them (the OS removes them then).
     """
-    spools = [tempfile.TemporaryFile(prefix="votriz-audit-column-")  # noqa: SIM115 - closed by the reader
-              for _ in range(width)]
+    # Closed by their reader (spooled()), or here if the read fails.
+    spools: list[BinaryIO] = [tempfile.TemporaryFile(prefix="votriz-audit-column-")  # noqa: SIM115
+                              for _ in range(width)]
     try:
         for block in blocks:
             lines = block.split(b"\n")
