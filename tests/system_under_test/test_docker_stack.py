@@ -11,10 +11,12 @@ import json
 import socket
 import ssl
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 from audit_cli import run_cli
 
 from checks.containers.bridge_networks import bridge_networks_verdict
@@ -235,6 +237,24 @@ def test_full_audit_of_the_clean_topology_observes_every_promise(clean_stack: St
     for check_id in ("at_rest.tokens_fernet", "keys.hsm_custody", "keys.redis_password_rotation",
                      "transit.outbound_https", "transit.origin_not_plaintext", "keys.no_key_elsewhere"):
         assert run.outcome(check_id) == "PASS", run.message(check_id)
+
+
+def test_an_operator_profile_without_capture_follows_the_canary_through_the_mailbox(
+        clean_stack: StackInfo, tmp_path: Path) -> None:
+    # Given the stack's profile as an operator has it: no [capture], containers by Compose project,
+    # the canary's mail read from the mailbox (Dovecot in the fakes' container) over IMAPS
+    data = tomllib.loads(clean_stack.profile_path.read_text(encoding="utf-8"))
+    del data["capture"]
+    assert "compose_project" in data["docker"] and data["mailbox"]["server_name"] == "fakes.votriz.test"
+    (tmp_path / "target.toml").write_text(tomli_w.dumps(data), encoding="utf-8")
+    # When the at-rest area runs
+    run = run_cli(tmp_path / "target.toml", tmp_path / "report", only=("at_rest",), limit_s=600)
+    # Then the canary's checks observe (none MANUAL for want of the fakes), the recovery token
+    # taken from the mail that reached the mailbox
+    checks = ("at_rest.backup_codes", "at_rest.recovery_tokens", "at_rest.plaintext_sweep")
+    assert {c: run.outcome(c) for c in checks} == dict.fromkeys(checks, "PASS"), \
+        {c: run.message(c) for c in checks}
+    assert "reached the canary only in the mail link" in run.message("at_rest.recovery_tokens")
 
 
 def test_docker_probes_fail_on_their_faults_through_the_cli(faulty_stack: StackInfo, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.profile import parse_profile
+from system_under_test.common import mailbox
 from system_under_test.common.edge import EDGE_FAULTS, render_config
 from system_under_test.common.pki import pki_paths
 from system_under_test.common.profile import Ports, render_api_config, render_target_profile
@@ -139,3 +140,31 @@ def test_up_refuses_a_non_empty_directory(tmp_path):
 
     with pytest.raises(StackError, match="not empty"):
         up(tmp_path)
+
+
+def test_the_local_profile_names_the_auditors_mailbox_read_over_imaps() -> None:
+    # Given a stack with a mailbox port
+    state = STATE
+    text = render_target_profile(state, Ports(**{**PORTS.__dict__, "mailbox": 19993}),
+                                 {"api": state / "run" / "gunicorn.pid"},
+                                 nginx_config=state / "nginx" / "nginx.conf")
+    box = parse_profile(text).mailbox
+    # Then the profile reads it on loopback with the stack's CA, its password from a file
+    assert box is not None
+    assert (box.host, box.port, box.user, box.folder) == ("127.0.0.1", 19993, "audit", "INBOX")
+    assert box.address == mailbox.ADDRESS and box.trust_anchor == state / "pki" / "ca.pem"
+    assert box.password.file == state / "secrets" / "mailbox-password"
+    # And a stack without one writes no [mailbox]
+    assert parse_profile(render_target_profile(state, PORTS, {}, nginx_config=state / "n.conf")).mailbox is None
+
+
+def test_the_mailbox_is_imaps_only_and_delivers_plus_addresses_to_its_one_user() -> None:
+    layout = mailbox.MailboxLayout(host=STATE / "mail", base=Path("/var/lib/votriz/mail"))
+    text = mailbox.render_config(layout, user="votriz", group="votriz", listen="*", port=9993,
+                                 cert=Path("/c.pem"), key=Path("/k.pem"))
+    # Plain IMAP closed, TLS required for every login, the paths as Dovecot sees them
+    for line in ("ssl = required", "disable_plaintext_auth = yes", "port = 0", "port = 9993",
+                 "recipient_delimiter = +", "ssl_key = </k.pem", "base_dir = /var/lib/votriz/mail/run",
+                 "default_login_user = votriz"):
+        assert line in text, line
+    assert layout.lmtp_socket == Path("/var/lib/votriz/mail/run/lmtp")
