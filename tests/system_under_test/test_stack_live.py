@@ -215,8 +215,9 @@ def test_profile_is_valid_and_points_at_this_stack(clean_stack):
     assert profile.edge.https_port == clean_stack.ports.https
     assert profile.edge.trust_anchor == clean_stack.ca_file
     assert profile.capture.url == clean_stack.capture_url
-    # The fakes stand in for third parties: not the service's processes.
+    # The fakes stand in for third parties and the mailbox is the auditor's: not the service's processes.
     assert {p.name for p in profile.local.processes} == {"api", "nginx", "postgres", "redis"}
+    assert profile.mailbox.port == clean_stack.ports.mailbox and profile.mailbox.trust_anchor == clean_stack.ca_file
     for process in profile.local.processes:
         assert read_pid(process.pid_file) == clean_stack.pids[process.name]
     assert all(path.exists() for path in profile.scan.config_paths)
@@ -236,7 +237,7 @@ def test_status_reports_every_process_running(clean_stack):
     report = status(clean_stack.state_dir)
 
     assert report.healthy
-    assert set(report.running) == {"api", "nginx", "postgres", "redis", "fakes"}
+    assert set(report.running) == {"api", "nginx", "postgres", "redis", "fakes", "mailbox"}
 
 
 GROUP_A = ("tls12-accepted", "hsts-short", "security-headers-missing", "api-plaintext-exposed",
@@ -257,7 +258,7 @@ def assert_fully_down(info) -> None:
     assert not processes_inside(info.state_dir)
     open_ports = [p for p in (info.ports.https, info.ports.http, info.ports.postgres,
                               info.ports.redis, info.ports.fakes, info.ports.fakes_plaintext,
-                              info.ports.api_plaintext) if p and tcp_accepts(p)]
+                              info.ports.api_plaintext, info.ports.mailbox) if p and tcp_accepts(p)]
     assert not open_ports
 
 
