@@ -23,7 +23,7 @@ from harness.profile import SecretSource, TargetProfile
 from system_under_test.common import mailbox
 from system_under_test.common.pki import FAKES_HOST, build_pki
 from system_under_test.fakes.app import deliver_by_lmtp
-from system_under_test.local.processes import free_port, service_user, stop_process
+from system_under_test.local.processes import free_port, service_user, stop_process, sweep
 from system_under_test.local.stack import spawn_mailbox, wait_for_mailbox
 
 pytestmark = pytest.mark.integration
@@ -70,6 +70,8 @@ def dovecot() -> Iterator[Dovecot]:
         yield Dovecot(state, port, profile)
     finally:
         stop_process(pid, state)
+        # Whatever still works inside the directory (a Dovecot child) is ours to stop.
+        sweep(state)
         shutil.rmtree(state)
 
 
