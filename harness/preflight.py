@@ -76,15 +76,15 @@ def _secret_problem(key: str, source: SecretSource | None) -> str | None:
     return None
 
 
-def _trust_anchor_problem(anchor: Path) -> str | None:
+def _trust_anchor_problem(anchor: Path, key: str = "edge.trust_anchor") -> str | None:
     try:
         data = read_bytes(anchor, "trust anchor", Cap.TOML)
     except FileRefused as exc:
-        return f"edge.trust_anchor: {exc}"
+        return f"{key}: {exc}"
     try:
         x509.load_pem_x509_certificates(data)
     except ValueError:
-        return f"edge.trust_anchor: {anchor}: holds no PEM certificate"
+        return f"{key}: {anchor}: holds no PEM certificate"
     return None
 
 
@@ -106,6 +106,10 @@ def profile_problems(profile: TargetProfile) -> list[str]:
             check_file(profile.hsm.module, "PKCS#11 module", MODULE_CAP)
         except FileRefused as exc:
             problems.append(f"hsm.module: {exc}")
+    if profile.mailbox is not None:
+        problems.append(_secret_problem("mailbox.password", profile.mailbox.password))
+        if profile.mailbox.trust_anchor is not None:
+            problems.append(_trust_anchor_problem(profile.mailbox.trust_anchor, "mailbox.trust_anchor"))
     for claim_id, path in profile.attestations.items():
         try:
             check_file(path, f"attestation for {claim_id}", Cap.ATTESTATION)

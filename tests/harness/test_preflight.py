@@ -116,3 +116,15 @@ def test_check_outputs_names_the_key_and_the_directory(tmp_path: Path) -> None:
     with pytest.raises(PreflightError, match=r"--signing-key: .*absent\.pem: cannot read the signing key"):
         check_outputs(tmp_path, tmp_path / "absent.pem")
     check_outputs(tmp_path, None)
+
+
+def test_the_mailbox_password_file_and_trust_anchor_are_judged_before_the_run(tmp_path: Path) -> None:
+    # Given a [mailbox] whose password file others can read and whose trust anchor holds no certificate
+    (tmp_path / "mail-ca.pem").write_text("no certificate here\n")
+    text = (_profile(tmp_path) + '[mailbox]\nhost = "imap.example"\nuser = "audit"\n'
+            f'password = {{ file = "{_secret(tmp_path / "mail-pw", 0o644)}" }}\n'
+            f'address = "audit@example.org"\ntrust_anchor = "{tmp_path / "mail-ca.pem"}"\n')
+    # Then both are one line each, named by their keys, before any check runs
+    problems = profile_problems(parse_profile(text))
+    assert [problem.split(":", 1)[0] for problem in problems] == ["mailbox.password.file", "mailbox.trust_anchor"]
+    assert "its mode is 0644" in problems[0] and "holds no PEM certificate" in problems[1]
