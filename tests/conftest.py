@@ -21,8 +21,17 @@ from pathlib import Path
 import pytest
 from audit_cli import running_stack
 
+from harness.checkdir import MARKERS
 from harness.profile import Hsm, SecretSource
 from system_under_test.local.stack import StackInfo
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The checks' own markers: the harness's tests import check modules without the plugin
+    (which registers them for an audit run), so they are registered here too."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+
 
 P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 
