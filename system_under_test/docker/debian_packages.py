@@ -36,8 +36,10 @@ class ImageError(RuntimeError):
 def mirror_uris(sources_file: Path = SOURCES_FILE) -> tuple[str, ...]:
     """The mirror lines for mmdebstrap and apt, one per deb822 stanza of ``sources_file``.
 
-    Each stanza becomes ``deb URI SUITE... COMPONENT...``; mmdebstrap accepts
-    such lines as mirrors, and they are a valid ``sources.list`` for apt.
+    Each stanza becomes one ``deb URI SUITE COMPONENT...`` line per URI and suite (the
+    one-line format has one suite a line: a second word there would be read as a
+    component); mmdebstrap accepts such lines as mirrors, and they are a valid
+    ``sources.list`` for apt.
     """
     try:
         text = sources_file.read_text(encoding="utf-8")
@@ -53,8 +55,8 @@ def mirror_uris(sources_file: Path = SOURCES_FILE) -> tuple[str, ...]:
             fields[key.strip().lower()] = value.strip()
         if "deb" not in fields.get("types", "").split() or "uris" not in fields:
             continue
-        for uri in fields["uris"].split():
-            lines.append(f"deb {uri} {fields.get('suites', SUITE)} {fields.get('components', 'main')}")
+        lines += [f"deb {uri} {suite} {fields.get('components', 'main')}"
+                  for uri in fields["uris"].split() for suite in fields.get("suites", SUITE).split()]
     if not lines:
         raise ImageError(f"{sources_file} names no deb mirror")
     return tuple(lines)

@@ -112,8 +112,10 @@ def test_mirrors_are_read_from_deb822(tmp_path: Path) -> None:
         "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\nComponents: main\n\n"
         "Types: deb\nURIs: http://sec.example/debian-security\nSuites: bookworm-security\n"
         "Components: main\n", encoding="utf-8")
+    # One line per suite: in the one-line format a second suite would be read as a component.
     assert images.mirror_uris(sources) == (
-        "deb http://deb.example/debian bookworm bookworm-updates main",
+        "deb http://deb.example/debian bookworm main",
+        "deb http://deb.example/debian bookworm-updates main",
         "deb http://sec.example/debian-security bookworm-security main")
 
 
