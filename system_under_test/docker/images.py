@@ -148,7 +148,7 @@ def load_spec(part: str) -> ImageSpec:
 
 # What of system_under_test/ the api and fakes images hold: the service, not its
 # backends (so that editing a backend does not rebuild the images).
-IMAGE_SOURCES: tuple[str, ...] = ("__init__.py", "faults.py", "api", "ops", "fakes",
+IMAGE_SOURCES: tuple[str, ...] = ("__init__.py", "faults.py", "faults.toml", "api", "ops", "fakes",
                                   "docker/__init__.py", "docker/fakes_server.py")
 
 
