@@ -302,27 +302,70 @@ def open_regular(path: Path, *, follow_links: bool = False) -> io.FileIO:
         raise
 
 
+def _kind(mode: int) -> str:
+    """What a non-regular, non-directory entry is, in words."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (not followed inside a searched directory)"
+    return next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
 def files_under(roots: Sequence[Path], report: SweepReport) -> Iterator[Path]:
-    """Every regular file under ``roots`` (files or directories), not following links;
-    what cannot be listed goes to ``report.unreadable``."""
+    """Every regular file under ``roots`` (files or directories), each taken once.
+
+    A root the user named is followed if it is a symbolic link (to its real path, which is
+    what is listed and opened). Inside a directory nothing is followed: a symbolic link,
+    FIFO, socket or device there goes to ``report.unreadable`` with its kind, never skipped
+    silently, so a sweep over "0 places" still says what it could not read. Directories and
+    files are taken once by ``(st_dev, st_ino)``, so two roots naming one tree (or a link
+    and its target) are not searched twice.
+    """
+    seen: set[tuple[int, int]] = set()
     for root in roots:
-        if root.is_symlink():
+        real = Path(os.path.realpath(root))
+        try:
+            info = os.stat(real)
+        except OSError as exc:
+            reason = "not found" if exc.errno == errno.ENOENT else (exc.strerror or type(exc).__name__)
+            report.unreadable.append(f"{root}: {reason}")
             continue
-        if root.is_file():
-            yield root
+        identity = (info.st_dev, info.st_ino)
+        if identity in seen:
             continue
-        if not root.is_dir():
-            report.unreadable.append(f"{root}: not found")
-            continue
+        seen.add(identity)
+        if stat.S_ISREG(info.st_mode):
+            yield real
+        elif stat.S_ISDIR(info.st_mode):
+            yield from _walk(real, report, seen)
+        else:
+            report.unreadable.append(f"{root}: {_kind(info.st_mode)}, not a regular file")
 
-        def on_error(exc: OSError) -> None:
-            report.unreadable.append(f"{exc.filename}: {exc.strerror or type(exc).__name__}")
 
-        for folder, _dirs, names in os.walk(root, onerror=on_error):
-            for name in sorted(names):
-                path = Path(folder) / name
-                if path.is_file() and not path.is_symlink():
-                    yield path
+def _walk(directory: Path, report: SweepReport, seen: set[tuple[int, int]]) -> Iterator[Path]:
+    """The regular files below ``directory``, in name order, depth first; links not followed."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        report.unreadable.append(f"{directory}: {exc.strerror or type(exc).__name__}")
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            report.unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
+            continue
+        identity = (info.st_dev, info.st_ino)
+        if stat.S_ISDIR(info.st_mode):
+            if identity not in seen:
+                seen.add(identity)
+                yield from _walk(path, report, seen)
+        elif stat.S_ISREG(info.st_mode):
+            if identity not in seen:
+                seen.add(identity)
+                yield path
+        else:
+            report.unreadable.append(f"{path}: {_kind(info.st_mode)}")
 
 
 def secrets_in_text(text: str, secrets: Sequence[str], label: str) -> tuple[str, ...]:

@@ -127,7 +127,58 @@ def test_sweep_files_reports_path_and_offset(tmp_path: Path) -> None:
     report = _sweep().sweep_files([tmp_path], chunk_bytes=1000)
     assert report.locations == 2
     assert [(h.location.endswith("api.log"), h.offset) for h in report.hits] == [(True, 5009)]
-    assert report.unreadable == []
+    # The link inside is not followed, and it is said so: a gap, never a silent skip.
+    assert report.unreadable == [f"{tmp_path / 'link'}: a symbolic link (not followed inside a "
+                                 "searched directory)"]
+
+
+def test_a_root_that_is_a_link_is_followed_once(tmp_path: Path) -> None:
+    # Given log_dir -> real/ holding a secret, and the same tree named twice
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "api.log").write_bytes(b"password=" + SECRET.encode())
+    (tmp_path / "log_dir").symlink_to(tmp_path / "real")
+    (tmp_path / "one.log").symlink_to(tmp_path / "real" / "api.log")
+    # When the link, its target and a link to the file are swept
+    report = _sweep().sweep_files([tmp_path / "log_dir", tmp_path / "real", tmp_path / "one.log"])
+    # Then the file is searched once, under its real path, and the secret found
+    assert report.locations == 1 and report.unreadable == []
+    assert [h.location for h in report.hits] == [str(tmp_path / "real" / "api.log")]
+
+
+def test_special_files_and_links_inside_are_listed_with_their_kind(tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "logs" / "sub").mkdir(parents=True)
+    os.mkfifo(tmp_path / "logs" / "pipe")
+    (tmp_path / "logs" / "sub" / "dirlink").symlink_to(tmp_path)
+    (tmp_path / "logs" / "dangling").symlink_to(tmp_path / "absent")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "logs" / "sock"))
+    try:
+        report = _sweep().sweep_files([tmp_path / "logs"])
+    finally:
+        server.close()
+    assert report.locations == 0
+    kinds = {line.split(": ", 1)[0].rsplit("/", 1)[1]: line.split(": ", 1)[1] for line in report.unreadable}
+    assert kinds == {"dangling": "a symbolic link (not followed inside a searched directory)",
+                     "dirlink": "a symbolic link (not followed inside a searched directory)",
+                     "pipe": "a FIFO", "sock": "a socket"}
+
+
+def test_a_root_that_is_a_device_or_fifo_is_a_gap(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    report = _sweep().sweep_files([tmp_path / "fifo", Path("/dev/null")])
+    assert report.locations == 0
+    assert report.unreadable == [f"{tmp_path / 'fifo'}: a FIFO, not a regular file",
+                                 "/dev/null: a character device, not a regular file"]
+
+
+def test_a_directory_loop_through_a_root_link_ends(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.log").write_bytes(b"x")
+    (tmp_path / "root").symlink_to(tmp_path / "a")
+    report = _sweep().sweep_files([tmp_path / "root", tmp_path / "a" / "x.log"])
+    assert report.locations == 1 and report.unreadable == []
 
 
 def test_missing_root_is_reported_not_raised(tmp_path: Path) -> None:
