@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ import tomli_w
 from harness.checkdir import declared_checks
 from harness.probes.discovery import Discovery, DiscoveryError, discover_compose
 from harness.probes.local_discovery import discover_local
-from harness.profile import parse_profile
+from harness.profile import ProfileError, parse_profile
 
 #: Exit code of a usage error (README's table): bad input, nothing to discover, a refused output file.
 EXIT_USAGE = 3
@@ -80,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     name = args.name or discovery.project or "votriz-local"
     text = render_profile(discovery, name=name, now=datetime.now(UTC))
-    # The draft must load as it is: a profile init cannot parse is a defect here, not the user's.
-    parse_profile(text, source="<init draft>")
+    # The draft must load as it is: a profile init cannot parse is a defect here, not the user's,
+    # and is said in one line rather than written.
+    try:
+        parse_profile(text, source="<init draft>")
+    except ProfileError as exc:
+        print(f"votriz-audit init: the draft does not load, nothing written: {printable(str(exc))}",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -140,11 +147,31 @@ def write_new_file(path: Path, text: str, *, force: bool) -> None:
 
 # --- rendering ------------------------------------------------------------------------------------
 
+#: A key TOML reads without quotes.
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, escapes, bidi controls)
+    written as a ``\\uXXXX`` escape: one line that cannot move a terminal's cursor. Inside a
+    TOML basic string the escape reads back as the same character, so the draft's values keep
+    their meaning; in a comment it is text."""
+    return "".join(c if c.isprintable() else
+                   (f"\\u{ord(c):04X}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08X}") for c in text)
+
+
 def _value(value: object) -> str:
-    """One TOML value (strings quoted and escaped by tomli_w)."""
+    """One TOML value (strings quoted and escaped by tomli_w, keys quoted unless bare)."""
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{key} = {_value(item)}" for key, item in value.items()) + " }"
+        return "{ " + ", ".join(f"{_key(str(key))} = {_value(item)}" for key, item in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        # One line whatever its length (tomli_w breaks long arrays over lines).
+        return "[" + ", ".join(_value(item) for item in value) + "]"
     return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _value(key)
 
 
 def _line(key: str, value: object, note: str = "") -> str:
@@ -195,7 +222,10 @@ def render_profile(discovery: Discovery, *, name: str, now: datetime,
             "pinned in the results).", f"# Needed by: {checks_needing('attestation', needs)}.",
             '# "REST-DB-ENCRYPTED-VOLUMES" = "attestations/volume-encryption.txt"',
             '# "KEYS-HSM" = "attestations/hsm-hardware.txt"   # when the token is not a hardware module']
-    return "\n".join(out) + "\n"
+    # What was observed (certificate names, paths, process and container names) is the
+    # deployment's to choose: each line is made one printable line, so nothing observed can
+    # end a comment and write a key of its own.
+    return "\n".join(printable(line) for line in out) + "\n"
 
 
 def _edge(discovery: Discovery, needs: Mapping[str, Sequence[str]]) -> list[str]:
@@ -220,7 +250,9 @@ def _edge(discovery: Discovery, needs: Mapping[str, Sequence[str]]) -> list[str]
     if edge.http_port is not None:
         lines.append(_line("http_port", edge.http_port, "answered plain HTTP (it must only redirect)"))
     else:
-        lines.append("# No other port of the edge answered plain HTTP: transit.http_redirect probes port 80.")
+        lines += ["# No other port of the edge answered plain HTTP: transit.http_redirect_only probes",
+                  "# port 80 (the default); if it is closed that check is ERROR (cannot reach): confirm",
+                  "# by hand that nothing serves plain HTTP, and waive it."]
     if cert is not None and cert.trust_anchor is not None:
         lines.append(_line("trust_anchor", str(cert.trust_anchor),
                            "a verifying handshake completed with this CA as the only anchor"))

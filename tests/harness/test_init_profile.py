@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import init_profile
 from harness.probes.discovery import (
@@ -23,6 +26,7 @@ from harness.probes.discovery import (
     FoundContainer,
     FoundEdge,
     FoundListener,
+    edge_certificate,
 )
 from harness.profile import load_profile, parse_profile
 
@@ -133,7 +137,7 @@ def test_local_draft_lists_processes_with_verified_pid_files_and_names_the_rest(
     # A wildcard-only certificate gives no host name: said, not guessed; the system store trusts it.
     assert "# FILL IN: the certificate names no host init can use (*.votriz.example)" in text
     assert profile.edge.trust_anchor is None and "trust_anchor" not in text.split("[api]")[0]
-    assert "transit.http_redirect probes port 80" in text
+    assert "transit.http_redirect_only probes\n# port 80 (the default)" in text
 
 
 def test_output_file_is_new_0600_and_not_overwritten_without_force(tmp_path: Path) -> None:
@@ -281,3 +285,64 @@ def test_init_local_against_the_local_reference_observes_the_edge(clean_stack, t
     for check in ("transit.certificate", "transit.tls_versions", "transit.hsts", "transit.http_redirect_only"):
         assert outcomes[check] == "PASS", run.output[-3000:]
     assert "ERROR" not in outcomes.values(), run.output[-3000:]
+
+
+# --- what was observed cannot write the draft (review #6) ------------------------------------------
+
+HOSTILE = 'Evil CA\nhttp_port = 18080\nsample_paths = []\n" ] \x1b[2K\u2028# x'
+
+
+def hostile_certificate() -> x509.Certificate:
+    """A self-signed certificate whose subject and issuer common name hold newlines, quotes and a
+    terminal escape, as an edge can present one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, HOSTILE)])
+    now = dt.datetime.now(dt.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
+def test_observed_names_and_paths_stay_in_their_comments_and_values(tmp_path: Path) -> None:
+    # Given a certificate observed the way init observes one (nothing verifies it on port 9: refused)
+    cert = edge_certificate("127.0.0.1", 9, hostile_certificate(), [], 0.5)
+    assert "\n" in cert.issuer and '"' in cert.issuer
+    # ... and hostile paths and names everywhere else init writes what it saw
+    bad = tmp_path / 'logs\nhttp_port = 1\n"quoted"'
+    found = Discovery(
+        backend="local", project=None,
+        processes=(("nginx\n[edge]", 10, bad / "nginx.pid"), ("gunicorn\x1b[1A", 11, None)),
+        edge=FoundEdge("nginx\nhost = 'x'", "127.0.0.1", 8443, None, cert),
+        postgres_sockets=(FoundListener(f"{bad}/.s.PGSQL.5432", None, "postgres", "pg\nx = 1"),),
+        p11_sockets=(FoundListener(f"{bad}/p11\n", None, "p11-kit-server", "p11"),),
+        redis=(FoundListener("127.0.0.1", 6379, "redis-server", "redis\r\n[scan]"),),
+        hsm_env=(("SOFTHSM2_CONF", f"{bad}/softhsm2.conf"), ('K = 1 }\n[x]\n', "v")),
+        log_dirs=(bad / "api",), config_paths=(bad / "api.toml",), backup_dir=bad / "backups")
+    # When the draft is rendered
+    text = init_profile.render_profile(found, name="hostile\nname", now=NOW, checks=NEEDS)
+    # Then every line is printable (no control character, no terminal escape), and the draft parses
+    assert all(line.isprintable() for line in text.splitlines())
+    assert "\x1b" not in text and "\r" not in text and "\u2028" not in text
+    profile = parse_profile(text, source="draft")
+    # ... with the observed values as they were, and no key the observation tried to set
+    assert profile.edge.http_port == 80 and profile.edge.sample_paths != []
+    assert profile.name == "hostile\nname" and profile.log_dir == bad / "api"
+    assert [p.pid_file for p in profile.local.processes] == [bad / "nginx.pid"]
+    # ... and the commented-out sections, switched on, read back the hostile values too
+    switched = parse_profile(uncommented(text), source="draft")
+    assert switched.hsm is not None and dict(switched.hsm.env)['K = 1 }\n[x]\n'] == "v"
+
+
+def test_a_draft_that_does_not_load_is_one_line_and_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # Given discovery that reports a plain HTTP port no profile accepts (0)
+    found = Discovery(backend="local", project=None, processes=(("nginx", 10, None),),
+                      edge=FoundEdge("nginx", "127.0.0.1", 8443, 0, None))
+    monkeypatch.setattr(init_profile, "discover_local", lambda edge_port: found)
+    # When init runs
+    code = init_profile.run(parse_args("--local", "--output", str(tmp_path / "p.toml")))
+    # Then it says so in one line, exits 3 and writes nothing
+    captured = capsys.readouterr()
+    assert code == 3 and captured.out == "" and not (tmp_path / "p.toml").exists()
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("votriz-audit init: the draft does not load, nothing written:")
