@@ -147,6 +147,8 @@ def write_new_file(path: Path, text: str, *, force: bool) -> None:
 
 # --- rendering ------------------------------------------------------------------------------------
 
+#: A DNS host name, as a certificate names one (letters, digits, hyphens, dots).
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 #: A key TOML reads without quotes.
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -238,7 +240,8 @@ def _edge(discovery: Discovery, needs: Mapping[str, Sequence[str]]) -> list[str]
     lines = ["[edge]", f"# A TLS handshake completed on {edge.address}:{edge.https_port} ({edge.owner})."]
     cert = edge.certificate
     names = cert.names if cert is not None else ()
-    host = next((n for n in names if not n.startswith("*.")), None)
+    # Only a name that is a host name becomes [edge] host (no wildcard, nothing an edge made up).
+    host = next((n for n in names if _HOST_NAME.fullmatch(n)), None)
     if host is None:
         lines += ["# FILL IN: the certificate names no host init can use"
                   + (f" ({', '.join(names)})" if names else "") + ": give the public host name."]

@@ -326,6 +326,8 @@ def test_observed_names_and_paths_stay_in_their_comments_and_values(tmp_path: Pa
     profile = parse_profile(text, source="draft")
     # ... with the observed values as they were, and no key the observation tried to set
     assert profile.edge.http_port == 80 and profile.edge.sample_paths != []
+    # ... and a certificate name that is no host name is not taken for the host
+    assert profile.edge.host == "edge.invalid" and "# FILL IN: the certificate names no host" in text
     assert profile.name == "hostile\nname" and profile.log_dir == bad / "api"
     assert [p.pid_file for p in profile.local.processes] == [bad / "nginx.pid"]
     # ... and the commented-out sections, switched on, read back the hostile values too
