@@ -26,6 +26,7 @@ from harness.policy import Policy
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.results import CheckResult, RunResults
+from harness.trickling_peers import RUN_TRICKLERS
 
 
 @dataclass(frozen=True, eq=False)  # pluggy keeps plugins in sets: hashed by identity
@@ -79,6 +80,11 @@ class RunState:
     bundle_problem: str | None = None
     finished: set[str] = field(default_factory=set)
     canary_ledger: CanaryLedger = field(default_factory=start_run_ledger)
+
+    def __post_init__(self) -> None:
+        # A run starts knowing no slow peer: what an earlier run in this process saw trickle
+        # (harness.cli.main called twice) may answer at once now, and must be asked again.
+        RUN_TRICKLERS.forget()
 
     @property
     def profile(self) -> TargetProfile:

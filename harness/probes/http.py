@@ -21,7 +21,6 @@ from harness.deadline import (
     DeadlineTransport,
     Exchange,
     ExchangeExpired,
-    KnownTrickler,
     expired_exchange,
     recv_within,
 )
@@ -29,6 +28,7 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.tls import edge_tls_context
 from harness.profile import Edge
+from harness.trickling_peers import RUN_TRICKLERS, TLS_HANDSHAKE, PeerKnownToTrickle, http_get
 
 # Bodies are read up to this many bytes: enough to tell a tiny redirect page
 # from real content, without downloading whatever the edge chooses to send.
@@ -131,14 +131,20 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
     verify: ssl.SSLContext | bool = edge_tls_context(edge) if scheme == "https" else False
     # Each GET, its TLS handshake and body included, ends within timeouts.request_s as a
     # whole: httpx's own timeouts bound each read, which a trickling edge never exceeds.
-    # An edge port that trickled once in the run is not asked again (harness.trickling_peers).
-    transport = DeadlineTransport(verify=verify, seconds=policy.timeouts.request_s, peer="the edge",
-                                  remember=True)
+    # A GET that trickled once in the run (or the port's TLS handshake) is not asked again;
+    # the other paths are (harness.trickling_peers).
+    transport = DeadlineTransport(verify=verify, seconds=policy.timeouts.request_s, peer="the edge")
+    address = f"{edge.connect_address}:{port}"
     samples = []
     with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False,
                       headers={"user-agent": "votriz-audit"}) as client:
         for path in edge.sample_paths:
             shown = public_url(scheme, edge.host, port, path)
+            asked = http_get(path, scheme)
+            try:
+                RUN_TRICKLERS.refuse(address, *((TLS_HANDSHAKE, asked) if scheme == "https" else (asked,)))
+            except PeerKnownToTrickle as known:
+                raise ProbeError(f"GET {shown}: {known}") from None
             request = client.build_request(
                 "GET", f"{scheme}://{_url_host(edge.connect_address)}:{port}{path}",
                 headers={"host": public_url(scheme, edge.host, port, "").split("://", 1)[1]},
@@ -157,12 +163,11 @@ def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) 
             except httpx.TimeoutException as exc:
                 expired = expired_exchange(exc)
                 if expired is not None and expired.received:
+                    RUN_TRICKLERS.remember(address, asked, expired)
                     raise ProbeError(f"GET {shown}: {expired.expired_sentence()}") from None
                 raise ProbeError(f"GET {shown}: no answer within the policy's timeouts "
                                  f"(connect {policy.timeouts.connect_s:g}s, "
                                  f"request {policy.timeouts.request_s:g}s)") from None
-            except KnownTrickler as known:
-                raise ProbeError(f"GET {shown}: {known}") from None
             except httpx.HTTPError as exc:
                 raise ProbeError(f"GET {shown}: cannot reach {edge.connect_address}:{port}: "
                                  f"{type(exc).__name__}: {exc}") from None

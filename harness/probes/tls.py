@@ -38,7 +38,7 @@ from harness.policy import Policy, TlsVersion
 from harness.probes.trust_store import SUPPLIED_CA_STORE as SUPPLIED_CA_STORE
 from harness.probes.trust_store import trust_anchor_pem, trust_store
 from harness.profile import Edge
-from harness.trickling_peers import RUN_TRICKLERS, PeerKnownToTrickle
+from harness.trickling_peers import RUN_TRICKLERS, TLS_HANDSHAKE, PeerKnownToTrickle, http_get
 
 # OpenSSL's X509_V_FLAG_NO_CHECK_TIME: the client-like validation judges the chain only;
 # every certificate's validity window is judged by the check at its own (injectable) time.
@@ -420,8 +420,12 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float,
             answer to ``GET /`` begun and not finished within ``request_s``.
     """
     where = f"{host} at {address}:{port}"
+    peer_address = f"{address}:{port}"
+    # Only an overrun of an exchange the scan repeats refuses it: its handshake, or GET / when
+    # sslyze will ask it (a slow answer on another sampled path is not one of them).
+    asked = (TLS_HANDSHAKE, http_get("/")) if request_s is not None else (TLS_HANDSHAKE,)
     try:
-        RUN_TRICKLERS.refuse(f"{address}:{port}")
+        RUN_TRICKLERS.refuse(peer_address, *asked)
     except PeerKnownToTrickle as known:
         raise ProbeError(f"TLS scan of {where}: {known}") from None
     try:
@@ -436,19 +440,19 @@ def preflight_tls(address: str, port: int, host: str, timeout_s: float,
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     peer = f"the edge {address}:{port}"
-    handshake = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), awaited="its TLS handshake",
-                         address=f"{address}:{port}")
+    handshake = Exchange(peer, Deadline(timeout_s, "timeouts.connect_s"), awaited="its TLS handshake")
     try:
         tls = TlsWithin(raw, context, host, handshake)
         tls.handshake()
         if request_s is not None:
             # Silence, a reset or a close are left to sslyze's HTTP headers command to record;
             # only an answer begun and not finished by the deadline is an error here.
-            tls.exchange = Exchange(peer, Deadline(request_s, "timeouts.request_s"),
-                                    address=handshake.address)
+            tls.exchange = Exchange(peer, Deadline(request_s, "timeouts.request_s"))
             with suppress(ssl.SSLError, ConnectionError):
                 tls.http_head(host)
     except ExchangeExpired as expired:
+        step_asked = TLS_HANDSHAKE if expired.exchange is handshake else http_get("/")
+        RUN_TRICKLERS.remember(peer_address, step_asked, expired.exchange)
         if expired.exchange is not handshake and not expired.exchange.received:
             return
         if expired.exchange is handshake and not handshake.received:

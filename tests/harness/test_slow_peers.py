@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from audit_cli import run_cli
+from audit_cli import REPO, run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -266,14 +269,15 @@ def test_a_peer_that_trickled_once_is_not_asked_again_in_the_run(
     # Given the TLS scan cut the HTTPS port at the request deadline while it trickled
     port = trickling_edge.https_port
     _raises_within(REQUEST_S * 1.5, lambda: scan_tls(trickling_edge, policy))
-    overrun = RUN_TRICKLERS.seen(f"127.0.0.1:{port}")
+    overrun = RUN_TRICKLERS.seen(f"127.0.0.1:{port}", "GET /")
     assert overrun is not None and overrun.seconds == REQUEST_S and overrun.key == "timeouts.request_s"
     # When the HTTPS samples and a second scan ask the same peer
     samples, samples_s = _raises_within(0.5, lambda: fetch_samples(trickling_edge, policy, "https"))
     again, again_s = _raises_within(0.5, lambda: scan_tls(trickling_edge, policy))
-    # Then both end at once, naming the peer, its first overrun and the deadline in seconds
-    remembered = (f"not asked: earlier in this run (at {overrun.at:%H:%M:%S} UTC) the edge 127.0.0.1:{port} "
-                  "sent ")
+    # Then both end at once, naming the exchange (the same GET /), the peer, its first overrun and
+    # the deadline in seconds
+    remembered = (f"not asked: earlier in this run (at {overrun.at:%H:%M:%S} UTC) GET /: the edge "
+                  f"127.0.0.1:{port} sent ")
     assert samples.startswith(f"GET https://{HOST}:{port}/: {remembered}"), samples
     assert again.startswith(f"TLS scan of {HOST} at 127.0.0.1:{port}: {remembered}"), again
     for message in (samples, again):
@@ -293,9 +297,112 @@ def test_a_silent_peer_is_not_remembered(serve: Callable[[Handler], int], policy
     port = serve(silent)
     edge = Edge(host=HOST, address="127.0.0.1", https_port=port, http_port=port)
     _raises_within(REQUEST_S * 1.5, lambda: fetch_samples(edge, policy, "http"))
-    assert RUN_TRICKLERS.seen(f"127.0.0.1:{port}") is None
+    assert RUN_TRICKLERS.first == {}
     message, seconds = _raises_within(REQUEST_S * 1.5, lambda: fetch_samples(edge, policy, "http"))
     assert "not asked" not in message and seconds >= REQUEST_S * 0.9, message
+
+
+def slow_path_edge(context: ssl.SSLContext, slow_times: int = -1) -> Handler:
+    """A TLS edge that answers ``/`` (and every other path) at once, with HSTS, and trickles the
+    body of ``/slow`` (its first ``slow_times`` asks; -1: every one), as the review's edge did."""
+    left = [slow_times]
+
+    def handle(conn: socket.socket, stopping: threading.Event) -> None:
+        conn.settimeout(10)
+        with context.wrap_socket(conn, server_side=True) as tls:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            body = b"x" * 40
+            answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                      b"Strict-Transport-Security: max-age=63072000; includeSubDomains\r\n"
+                      b"Content-Length: 40\r\n\r\n")
+            if head.split(b" ")[1] == b"/slow" and left[0] != 0:
+                left[0] -= 1
+                tls.sendall(answer)
+                drip(tls.sendall, body, stopping)
+            else:
+                tls.sendall(answer + body)
+    return handle
+
+
+@pytest.mark.parametrize("scan_first", [False, True], ids=["samples-first", "scan-first"])
+def test_a_slow_body_on_one_sampled_path_does_not_settle_the_tls_scan(
+        serve: Callable[[Handler], int], edge_certificate: tuple[Path, Path], policy: Policy,
+        scan_first: bool) -> None:
+    # Given an edge whose handshake and GET / are healthy and whose /slow trickles its body
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*edge_certificate)
+    edge = Edge(host=HOST, address="127.0.0.1", https_port=serve(slow_path_edge(context)),
+                trust_anchor=edge_certificate[0], sample_paths=("/", "/slow"))
+    port = edge.https_port
+    # When the HTTPS samples and the TLS scan ask it, in either order (two checks' order in a run)
+    first_samples = ""
+    if scan_first:
+        scan = scan_tls(edge, policy)
+        first_samples, _ = _raises_within(REQUEST_S * 1.5, lambda: fetch_samples(edge, policy, "https"))
+    else:
+        first_samples, _ = _raises_within(REQUEST_S * 1.5, lambda: fetch_samples(edge, policy, "https"))
+        scan = scan_tls(edge, policy)
+    # Then the samples are an error naming /slow and the deadline, and the scan is done: the
+    # handshake and GET / it repeats did not overrun
+    assert first_samples.startswith(f"GET https://{HOST}:{port}/slow: the edge 127.0.0.1:{port} sent "), \
+        first_samples
+    assert scan.port == port and scan.hsts is not None and scan.certificate is not None, scan
+    assert any(version.accepted for version in scan.versions), scan.versions
+    # And asking the samples again ends at once on the exchange that overran
+    again, again_s = _raises_within(0.5, lambda: fetch_samples(edge, policy, "https"))
+    assert again.startswith(f"GET https://{HOST}:{port}/slow: not asked: earlier in this run "), again
+    assert f") GET /slow: the edge 127.0.0.1:{port} sent " in again, again
+    print(f"{'scan' if scan_first else 'samples'} first: scan {scan.duration_s:.2f} s, samples again "
+          f"{again_s:.3f} s")
+
+
+TWO_RUNS = """\
+import sys
+from harness.cli import main
+first = main(["run", "--target", sys.argv[1], "--policy", sys.argv[2], "--report-dir", sys.argv[3],
+              "--check", "transit.hsts", "--check", "transit.tls_versions", "--check", "transit.certificate"])
+second = main(["run", "--target", sys.argv[1], "--policy", sys.argv[2], "--report-dir", sys.argv[4],
+               "--check", "transit.hsts"])
+print("exits", first, second)
+"""
+
+
+def test_two_runs_in_one_process_each_judge_the_edge_as_found(
+        serve: Callable[[Handler], int], edge_certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    # Given an edge that accepts TLS 1.3 only, answers / at once and trickles /slow the first time
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(*edge_certificate)
+    port = serve(slow_path_edge(context, slow_times=1))
+    profile = tmp_path / "target.toml"
+    profile.write_text(tomli_w.dumps({"name": "slow-path-edge", "edge": {
+        "host": HOST, "address": "127.0.0.1", "https_port": port, "trust_anchor": str(edge_certificate[0]),
+        "sample_paths": ["/", "/slow"]}}))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(TIGHT_POLICY)
+    # When one process runs hsts before the TLS checks, then hsts again (harness.cli.main twice)
+    done = subprocess.run([sys.executable, "-c", TWO_RUNS, str(profile), str(policy), str(tmp_path / "r1"),
+                           str(tmp_path / "r2")], capture_output=True, text=True, timeout=300, cwd=REPO)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output[-3000:]
+    first, second = (_results(tmp_path / run) for run in ("r1", "r2"))
+    # Then in the first run hsts is an error on /slow, and the TLS checks, whose handshake and
+    # GET / were healthy, judged the edge (review finding 1)
+    assert first["transit.hsts"][0] == "ERROR" and "/slow" in first["transit.hsts"][1], first
+    for check in ("transit.tls_versions", "transit.certificate"):
+        assert first[check][0] == "PASS", (check, first[check])
+    # And the second run, against an edge now fast, asked it again and judged it (finding 2)
+    assert second["transit.hsts"][0] == "PASS", second
+
+
+def _results(report: Path) -> dict[str, tuple[str, str]]:
+    results = json.loads((report / "results.json").read_text())["results"]
+    return {r["check_id"]: (r["outcome"], r["message"]) for r in results}
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
