@@ -81,6 +81,7 @@ class PeerKnownToTrickle(Exception):
 
 
 class _ExchangeDeadline(Protocol):
+    # Read-only (a frozen dataclass's fields): properties.
     @property
     def seconds(self) -> float: ...
 
@@ -91,11 +92,8 @@ class _ExchangeDeadline(Protocol):
 class CutExchange(Protocol):
     """What the memory reads of an exchange its deadline cut (:class:`harness.deadline.Exchange`)."""
 
-    @property
-    def peer(self) -> str: ...
-
-    @property
-    def received(self) -> int: ...
+    peer: str
+    received: int
 
     @property
     def deadline(self) -> _ExchangeDeadline: ...
