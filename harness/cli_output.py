@@ -1,10 +1,12 @@
 """What the command line prints besides a run's results: an example per command at the end of
 its ``--help``, the listings of ``faults`` and ``checks`` in aligned columns, and the document
-``checks --json`` prints."""
+``checks --json`` prints, and :func:`printable`, which every line of a run's output passes
+through before it reaches a terminal or a pipe."""
 
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from collections.abc import Mapping, Sequence
 
 from harness import __version__
@@ -58,3 +60,20 @@ def checks_document(declared: dict[str, DeclaredCheck]) -> dict[str, object]:
     return {"tool_version": __version__, "access": ACCESS,
             "checks": [{"check_id": check.check_id, "area": check.area, "claims": list(check.claims),
                         "access": list(check.access)} for check in declared.values()]}
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown escaped (ESC as ``\\x1b``, CR as ``\\x0d``):
+    C0, DEL and C1, tab and newline included, and the line and paragraph separators.
+
+    A check's message quotes what the audited system sent (a ``Server`` header, a certificate's
+    name); written raw, a hostile edge's escape sequences would move the cursor, erase lines
+    or retitle the terminal of whoever reads the run.
+    """
+    return "".join(_escaped(char) if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char
+                   for char in text)

@@ -21,6 +21,7 @@ loads pytest's own opt-in plugin), which ``votriz-audit run`` passes. Loaded, it
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Generator
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,7 @@ import pytest
 
 from harness import checkdir
 from harness.check_endings import PYTEST_OUTCOME, finish_check, run_error, verdict_of_phase
+from harness.cli_output import printable
 from harness.evidence import EvidenceRecorder
 from harness.inputs import InputError, load_inputs
 from harness.outcomes import CheckOutcome, Verdict
@@ -38,7 +40,7 @@ from harness.policy import Policy
 from harness.preflight import PreflightError, check_profile
 from harness.profile import TargetProfile
 from harness.report_directory import create_private
-from harness.run_end import finish_run
+from harness.run_end import finish_run, plain_pytest_exit_status
 from harness.run_state import (
     RUN_STATE,
     PreloadedInputs,
@@ -91,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     target = config.getoption("--votriz-target", None)
     if not target:
         return
+    report_dir = Path(config.getoption("--votriz-report-dir") or "reports/latest")
     preloaded = [p for p in config.pluginmanager.get_plugins() if isinstance(p, PreloadedInputs)]
     if preloaded:
         inputs = preloaded[0].inputs
@@ -105,8 +108,10 @@ def pytest_configure(config: pytest.Config) -> None:
             check_profile(inputs.profile, target, _path_option(config, "--votriz-signing-key"))
         except PreflightError as exc:
             raise pytest.UsageError(str(exc)) from None
+        refused = _report_dir_in_use(report_dir)  # the command line checked its own
+        if refused:
+            raise pytest.UsageError(refused)
     _collect_the_checks(config)
-    report_dir = Path(config.getoption("--votriz-report-dir") or "reports/latest")
     create_private(report_dir)  # 0700 from the start; its files are left 0600 at the end
     config.stash[RUN_STATE] = RunState(
         inputs, report_dir, require_attestations=bool(config.getoption("--votriz-require-attestations"))
@@ -114,19 +119,53 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_CollectionWatch(config.stash[RUN_STATE]), "votriz-audit-collection")
 
 
+def _report_dir_in_use(report_dir: Path) -> str | None:
+    """Why ``report_dir`` cannot take a run started as plain pytest (None: it is new or empty).
+
+    Evidence is never overwritten: a second run into ``reports/latest`` would replace the
+    results.json of a sealed bundle, as ``votriz-audit run`` refuses to.
+    """
+    if not report_dir.exists():
+        return None
+    if not report_dir.is_dir():
+        return f"{report_dir}: exists and is not a directory (--votriz-report-dir)"
+    if any(report_dir.iterdir()):
+        return (f"{report_dir}: already holds files; evidence is never overwritten "
+                f"(choose another --votriz-report-dir)")
+    return None
+
+
 def _collect_the_checks(config: pytest.Config) -> None:
     """Collect the checks' layout whatever the configuration pytest found: ``check_*`` functions
-    in the modules of ``checks/<area>/``. Without a path on the command line, all of ``checks/``
-    instead of the configured ``testpaths`` (in the repository, ``pyproject.toml`` names the
-    harness's own tests) or, outside any pytest configuration, of the current directory; a
-    directory with a configuration of its own (``pytest.ini``) is collected as it says.
+    in the modules of ``checks/<area>/``. Without a path on the command line, all of ``checks/``,
+    wherever pytest was started (the repository's root or a subdirectory, a directory with no
+    pytest configuration or a bare ``pyproject.toml``): never the configured ``testpaths`` (in
+    the repository, ``pyproject.toml`` names the harness's own tests), nor the current directory.
+    Only a directory with a pytest configuration of its own (``pytest.ini``, a ``[tool.pytest…]``
+    table) is collected as it says.
     """
     config.addinivalue_line("python_files", f"{checkdir.CHECKS_DIR.name}/*/*.py")
     config.addinivalue_line("python_functions", f"{checkdir.CHECK_PREFIX}*")
     sources = pytest.Config.ArgsSource
-    configured_elsewhere = config.args_source == sources.INVOCATION_DIR and config.inipath is not None
+    configured_elsewhere = config.args_source == sources.INVOCATION_DIR and _configures_pytest(config.inipath)
     if config.args_source != sources.ARGS and not configured_elsewhere:
         config.args[:] = [str(checkdir.CHECKS_DIR)]
+
+
+def _configures_pytest(inipath: Path | None) -> bool:
+    """Whether ``inipath``, the configuration file pytest found, is another project's pytest
+    configuration: not this repository's own ``pyproject.toml`` (found from any of its
+    subdirectories), and not a ``pyproject.toml`` without a ``[tool.pytest…]`` table, which
+    pytest >= 8.1 takes for one although it configures nothing."""
+    if inipath is None or inipath == checkdir.CHECKS_DIR.parent / "pyproject.toml":
+        return False
+    if inipath.name != "pyproject.toml":
+        return True  # pytest.ini, tox.ini, setup.cfg: pytest took it for its section
+    try:
+        with inipath.open("rb") as file:
+            return "pytest" in tomllib.load(file).get("tool", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
 
 
 def _path_option(config: pytest.Config, name: str) -> Path | None:
@@ -264,10 +303,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     verdict = verdict.model_copy(update={"message": state.known_secrets.redact(verdict.message)})
     state.pending[item.nodeid] = verdict
     report.outcome = PYTEST_OUTCOME[verdict.outcome]  # type: ignore[assignment]
-    report.longrepr = f"{verdict.outcome.value}: {verdict.message}" if report.outcome != "passed" else None
+    said = f"{verdict.outcome.value}: {printable(verdict.message)}"  # pytest prints it in its summary
+    report.longrepr = said if report.outcome != "passed" else None
     if report.outcome == "skipped":
         # pytest expects (path, lineno, reason) for skipped reports.
-        report.longrepr = (str(item.path), 0, f"{verdict.outcome.value}: {verdict.message}")
+        report.longrepr = (str(item.path), 0, said)
 
 
 class _CollectionWatch:
@@ -303,8 +343,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     result = finish_check(state, item)
     state.finished.add(item.nodeid)
     state.results.append(result)
+    # The message may quote the audited system (a header, a certificate's name): escaped, so that
+    # no terminal code it holds reaches the reader's terminal or log.
     say(item.config, f"  {result.outcome.value:<14} {result.check_id:<34} {result.duration_s:6.2f}s  "
-                     f"{result.message[:160]}")
+                     f"{printable(result.message)[:160]}")
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
@@ -322,3 +364,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     finish_run(session, state, exitstatus, signing_key=session.config.getoption("--votriz-signing-key"),
                against=session.config.getoption("--votriz-against"))
+    if not any(isinstance(p, PreloadedInputs) for p in session.config.pluginmanager.get_plugins()):
+        # Started as plain pytest: its exit status is the gate's, as `votriz-audit run`'s is
+        # (that command reads the results itself and keeps pytest's own status).
+        session.exitstatus = plain_pytest_exit_status(state, session.config, exitstatus)

@@ -17,6 +17,7 @@ import pytest
 
 from harness.canary_ledger import cleanup_results
 from harness.check_endings import finish_check, run_error
+from harness.cli_output import printable
 from harness.leaks import scan_for_leaks
 from harness.outcomes import Verdict
 from harness.profile import TargetProfile
@@ -85,7 +86,7 @@ def finish_run(session: pytest.Session, state: RunState, exitstatus: int, *,
     except OSError as exc:
         # A full disk must not end in a traceback; the command line finds no complete bundle.
         state.bundle_problem = f"results not written to {state.report_dir}: {exc.strerror or exc}"
-        say(config, f"votriz-audit: {state.bundle_problem}")
+        say(config, f"votriz-audit: {printable(state.bundle_problem)}")
         make_private(state.report_dir)
         _tell_command_line(config, state)
         return
@@ -98,11 +99,31 @@ def finish_run(session: pytest.Session, state: RunState, exitstatus: int, *,
         make_private(state.report_dir)
     _tell_command_line(config, state)
     config.stash[RUN_RESULTS] = run
-    say(config, f"votriz-audit: {run.summary.headline}")
+    say(config, f"votriz-audit: {printable(run.summary.headline)}")
     say(config, f"votriz-audit: results in {state.report_dir}")
-    say(config, f"votriz-audit: {bundle_note}")
+    say(config, f"votriz-audit: {printable(bundle_note)}")
     for leak in state.leaks:
         say(config, f"votriz-audit: SECRET FOUND IN OUTPUT {leak}")
+
+
+#: The exit statuses of ``votriz-audit run`` beyond the gate's own (:mod:`harness.cli_run`): a known
+#: secret in the output, an evidence bundle that could not be completed.
+EXIT_LEAK, EXIT_INCOMPLETE = 4, 5
+
+
+def plain_pytest_exit_status(state: RunState, config: pytest.Config, exitstatus: int) -> int:
+    """The exit status of a run started as plain pytest, as ``votriz-audit run`` would give it: the
+    gate's (0 pass, 1 fail, 2 error, vacuous or unattested), 4 when a known secret is in the output,
+    5 when the bundle is incomplete; pytest's own when the checks could not start (a usage or
+    internal error)."""
+    if exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        return exitstatus
+    if state.leaks:
+        return EXIT_LEAK
+    run = config.stash.get(RUN_RESULTS, None)
+    if state.bundle_problem is not None or run is None:
+        return EXIT_INCOMPLETE
+    return run.summary.exit_code
 
 
 def _tell_command_line(config: pytest.Config, state: RunState) -> None:

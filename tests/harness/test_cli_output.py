@@ -404,3 +404,34 @@ def test_init_names_what_it_describes_or_stops_with_one_line(tmp_path: Path) -> 
     assert proc.returncode == EXIT_USAGE, proc.stderr
     assert proc.stderr.startswith("votriz-audit init: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "p.toml").exists()
+
+
+# --- what reaches the reader's terminal ------------------------------------------------------
+
+
+def test_printable_shows_every_control_character_escaped() -> None:
+    from harness.cli_output import printable
+
+    # Given a Server header a hostile edge sent: cursor up, erase line, CR, a C1 CSI, DEL, a newline
+    hostile = "nginx/1.25.3\x1b[1A\x1b[2K\rPASS\x9b2J\x7f\nnext\ttab"
+    # Then every control character is shown escaped, the rest (non-ASCII included) as it was
+    assert printable(hostile) == "nginx/1.25.3\\x1b[1A\\x1b[2K\\x0dPASS\\x9b2J\\x7f\\x0anext\\x09tab"
+    assert printable("café — ok") == "café — ok"
+    assert printable("line\u2028sep") == "line\\u2028sep"
+
+
+def test_printable_never_leaves_a_control_character() -> None:
+    import unicodedata
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from harness.cli_output import printable
+
+    @given(st.text())
+    def no_control_left(text: str) -> None:
+        shown = printable(text)
+        assert not [c for c in shown if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+        assert printable(shown) == shown  # what is shown is already printable
+
+    no_control_left()

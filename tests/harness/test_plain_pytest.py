@@ -50,8 +50,9 @@ def test_from_the_repository_root_plain_pytest_runs_the_checks_not_the_tests(
     # And the check could not verify an edge it cannot reach: ERROR with why, and pytest says failed
     assert results["transit.hsts"]["outcome"] == "ERROR"
     assert "127.0.0.1" in results["transit.hsts"]["message"]
-    assert proc.returncode == 1
-    assert "votriz-audit: gate ERROR" in proc.stdout
+    # And pytest's exit status is the gate's, as `votriz-audit run`'s (ERROR: 2)
+    assert "votriz-audit: gate ERROR (exit 2)" in proc.stdout
+    assert proc.returncode == 2
 
 
 def test_from_another_directory_plain_pytest_runs_the_checks_it_is_given(tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_from_another_directory_plain_pytest_runs_the_checks_it_is_given(tmp_pat
     assert results and all(ident.startswith("transit.") for ident in results), proc.stdout[-2000:]
     assert "transit.hsts" in results and "transit.tls_versions" in results
     assert not [ident for ident, r in results.items() if r["outcome"] == "PASS"]
-    assert proc.returncode == 1
+    assert proc.returncode == 2
 
 
 def test_from_a_directory_without_pytest_configuration_it_runs_the_checks_not_that_directory(
@@ -89,3 +90,50 @@ def test_a_bad_profile_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 4
     assert f"{tmp_path / 'missing.toml'}: cannot read the profile" in proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("where", ["bare-pyproject", "repository-subdirectory"])
+def test_without_a_path_it_runs_the_checks_wherever_it_is_started(tmp_path: Path, where: str) -> None:
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    if where == "bare-pyproject":
+        # Given a project directory whose pyproject.toml says nothing of pytest (pytest >= 8.1
+        # still takes it for its configuration file), and a test of its own
+        start = tmp_path / "project"
+        start.mkdir()
+        (start / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1"\n')
+        (start / "test_app.py").write_text("def test_app():\n    raise AssertionError('collected')\n")
+    else:
+        # Given the repository's harness/ folder (the repository's pyproject.toml is found above it)
+        start = ROOT / "harness"
+    # When pytest is started there without a path, the HSTS check selected
+    proc = _pytest(start, f"--votriz-target={profile}", f"--votriz-report-dir={report}", "-k", "hsts or app")
+    # Then the check of checks/ ran, and nothing of the directory
+    assert list(_results(report)) == ["transit.hsts"], proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "collected')" not in proc.stdout and "has no @pytest.mark.claims" not in proc.stdout + proc.stderr
+    assert proc.returncode == 2
+
+
+def test_the_exit_status_follows_a_gate_that_verified_nothing(tmp_path: Path) -> None:
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    # When only checks that end N/A or MANUAL run (no outbound proxy, no origin named)
+    proc = _pytest(ROOT, f"--votriz-target={profile}", f"--votriz-report-dir={report}",
+                   "-k", "origin_not_plaintext or outbound")
+    # Then pytest exits as `votriz-audit run` does: 2 (nothing verified), not 0
+    assert "gate VACUOUS (exit 2)" in proc.stdout, proc.stdout[-2000:]
+    assert proc.returncode == 2
+
+
+def test_a_report_directory_holding_a_run_is_never_overwritten(tmp_path: Path) -> None:
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    argv = (f"--votriz-target={profile}", f"--votriz-report-dir={report}", "-k", "hsts")
+    # Given a first run's sealed results
+    first = _pytest(ROOT, *argv)
+    assert first.returncode == 2, first.stdout[-2000:]
+    written = (report / "results.json").read_bytes()
+    # When a second run is pointed at the same directory
+    second = _pytest(ROOT, *argv)
+    # Then it stops before any check, in one line, and the first run's results stand
+    assert second.returncode == pytest.ExitCode.USAGE_ERROR
+    assert f"{report}: already holds files; evidence is never overwritten" in second.stderr
+    assert "Traceback" not in second.stdout + second.stderr
+    assert (report / "results.json").read_bytes() == written

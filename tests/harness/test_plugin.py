@@ -308,3 +308,20 @@ def test_run_level_problems_are_shown_in_the_report(pytester: pytest.Pytester) -
     html = (report / "report.html").read_text()
     assert "Problems of the run itself" in html
     assert "clean-up after area.ok failed: DELETE /api/v1/account: got 500" in html
+
+
+def test_a_message_quoting_terminal_codes_is_printed_escaped(pytester: pytest.Pytester) -> None:
+    # Given a check whose message quotes a hostile edge's Server header (cursor up, erase line)
+    result, report = _run(pytester, '''
+import pytest
+from harness.outcomes import Verdict
+
+@pytest.mark.claims("TRANSIT-SECURITY-HEADERS")
+def check_quotes_the_edge(evidence):
+    evidence.conclude(Verdict.failed("Server: nginx/1.25.3\\x1b[1A\\x1b[2K\\rPASS"))
+''')
+    # Then the run's line shows the codes escaped, none raw; results.json keeps what was observed
+    out = "\n".join(result.outlines)
+    assert "Server: nginx/1.25.3\\x1b[1A\\x1b[2K\\x0dPASS" in out, out
+    assert "\x1b[1A" not in out and "\r" not in out
+    assert _by_name(report)["quotes_the_edge"]["message"] == "Server: nginx/1.25.3\x1b[1A\x1b[2K\rPASS"
