@@ -62,6 +62,7 @@ from harness.cli_run import (
     selected_paths,
     stand_up,
     take_down,
+    tell,
 )
 from harness.inputs import AuditInputs, AuditRules, InputError, load_inputs, load_rules
 from harness.policy import PolicyError
@@ -314,7 +315,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                              "reference service (without --target)")
         _prepare_outputs(report_dir, args.signing_key, rules)
         ask_prompted_secrets(inputs.profile)
-        print(f"votriz-audit: auditing {args.target} -> {report_dir}")
+        tell(f"votriz-audit: auditing {args.target} -> {report_dir}")
         return run_checks(inputs, report_dir, only=args.only, checks=args.check,
                           signing_key=args.signing_key, against=args.against,
                           require_attestations=args.require_attestations)
@@ -338,7 +339,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             take_down(stack, state_dir)
 
     try:
-        print(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
+        tell(f"votriz-audit: reference service up ({backend}), auditing -> {report_dir}")
         inputs = _load_target(info.profile_path, rules)
         ask_prompted_secrets(inputs.profile)
     except BaseException:

@@ -4,6 +4,7 @@ verdict line from what the run wrote (the table of exit codes is :mod:`harness.c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from harness.checkdir import CHECKS_DIR, area_path, declared_checks
+from harness.cli_output import printable
 from harness.inputs import AuditInputs
 from harness.reference import ReferenceBackend, StartedStack
 
@@ -28,6 +30,14 @@ def selected_paths(only: Sequence[str] = (), checks: Sequence[str] = ()) -> list
     chosen = [declared[ident] for ident in dict.fromkeys(checks) if declared[ident].area not in only]
     paths = [str(area_path(area)) for area in only] + [f"{check.path}::{check.function}" for check in chosen]
     return paths or [str(CHECKS_DIR)]
+
+
+def tell(line: str) -> None:
+    """Print ``line`` on stdout before the run; a reader that went away (``run | head -1``) does not
+    stop the audit: it runs, writes and seals its results, and its verdict line, which fails to be
+    written in turn, ends the command with 141 (:func:`harness.cli.main`)."""
+    with contextlib.suppress(BrokenPipeError):
+        print(line, flush=True)
 
 
 def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (),
@@ -51,7 +61,7 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
     finally:
         if then is not None:
             then()
-    print(f"votriz-audit: verdict {headline}", flush=True)
+    print(f"votriz-audit: verdict {printable(headline)}", flush=True)
     return code
 
 
@@ -83,7 +93,7 @@ def _run_pytest(inputs: AuditInputs, report_dir: Path, live: LiveProgress, *, on
     results_path = report_dir / "results.json"
     if not results_path.exists():
         if preloaded.bundle_problems:
-            print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]}",
+            print(f"votriz-audit: evidence bundle incomplete: {printable(preloaded.bundle_problems[0])}",
                   file=sys.stderr)
             return EXIT_INCOMPLETE, f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete: no results written"
         print(f"votriz-audit: no results were written (pytest exit {int(code)})", file=sys.stderr)
@@ -99,7 +109,8 @@ def _run_pytest(inputs: AuditInputs, report_dir: Path, live: LiveProgress, *, on
                            f"names where), do not distribute it; the gate alone said {said}")
     if preloaded.bundle_problems:
         # Whatever the gate says, a bundle that cannot be handed over is no release evidence.
-        print(f"votriz-audit: evidence bundle incomplete: {preloaded.bundle_problems[0]} (the gate "
+        problem = printable(preloaded.bundle_problems[0])
+        print(f"votriz-audit: evidence bundle incomplete: {problem} (the gate "
               f"said exit {gate}: {summary.get('headline', summary['gate'])})", file=sys.stderr)
         return EXIT_INCOMPLETE, (f"exit {EXIT_INCOMPLETE}: evidence bundle incomplete; "
                                  f"the gate alone said {said}")

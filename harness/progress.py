@@ -25,6 +25,7 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from harness.cli_output import printable
 from harness.run_state import RUN_OUTPUT, check_id_of
 
 
@@ -36,7 +37,10 @@ def private_stream(stream: TextIO) -> TextIO:
         fd = stream.fileno()
     except (OSError, ValueError, io.UnsupportedOperation):
         return stream
-    stream.flush()
+    # A reader that went away (`votriz-audit run | head -1`) fails this flush: the lines are lost,
+    # the run is not (the stream's last write, the verdict, fails again and ends it with 141).
+    with contextlib.suppress(BrokenPipeError):
+        stream.flush()
     return open(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace")
 
 
@@ -96,11 +100,13 @@ class LiveProgress:
             return elapsed
 
     def line(self, text: str) -> None:
-        """Print one line of the run's output (above the live line on a terminal).
+        """Print one line of the run's output (above the live line on a terminal), its control
+        characters escaped (:func:`harness.cli_output.printable`).
 
         A reader that went away (``votriz-audit run | head -1``) does not stop the audit: the
         rest is not shown, and the run still writes and seals its results.
         """
+        text = printable(text)  # no terminal codes from the audited system, on a tty or a pipe
         with self._lock:
             if self._gone:
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -194,3 +195,55 @@ def test_help_shows_the_exit_codes_of_the_gate(capsys: pytest.CaptureFixture[str
         assert "Exit codes of ``run``" in out
         assert "nothing was\n      verified" in out and "--require-attestations" in out
         assert "is gone in NEW" in out
+
+
+# --- a reader that goes away while the reference service stands up ----------------------------
+
+#: ``votriz-audit run --backend local`` with the stand-up replaced by a stack whose profile names
+#: an edge that refuses connections; its take-down leaves a mark.
+_RUN_ON_A_FAKE_STACK = """
+import sys
+from pathlib import Path
+from harness import cli
+
+profile, state_dir, report = (Path(arg) for arg in sys.argv[1:4])
+
+class Stack:
+    name = "local"
+    class StackError(Exception):
+        pass
+    def up(self, state_dir, faults):
+        return type("Info", (), {"profile_path": profile})()
+    def down(self, state_dir):
+        (profile.parent / "taken-down").touch()
+
+cli._backend_module = lambda backend: Stack()
+sys.exit(cli.main(["run", "--backend", "local", "--state-dir", str(state_dir), "--check", "transit.hsts",
+                   "--report-dir", str(report)]))
+"""
+
+
+def test_a_reader_gone_during_the_stand_up_does_not_give_up_the_audit(tmp_path: Path) -> None:
+    from pytester_checks import unreachable_target
+
+    from harness.cli import EXIT_CLOSED_OUTPUT
+
+    profile, report = unreachable_target(tmp_path), tmp_path / "report"
+    # Given stdout a pipe whose reader has already gone (`run --backend local | head -0`)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        # When the reference service is stood up and audited
+        proc = subprocess.run([sys.executable, "-c", _RUN_ON_A_FAKE_STACK, str(profile), str(tmp_path / "state"),
+                               str(report)], stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
+                              check=False)
+    finally:
+        os.close(write)
+    # Then the audit ran, wrote and sealed its results, and took the stack down, as with --target
+    results = json.loads((report / "results.json").read_text())
+    assert [r["check_id"] for r in results["results"]] == ["transit.hsts"], proc.stderr[-2000:]
+    assert (report / "audit.intoto.jsonl").exists()
+    assert (tmp_path / "taken-down").exists()
+    # And only then did the closed output end the command, quietly
+    assert proc.returncode == EXIT_CLOSED_OUTPUT, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr

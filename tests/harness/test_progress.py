@@ -135,3 +135,22 @@ def test_standing_up_the_reference_says_it_still_runs_and_the_verdict_stays_last
     assert lines[-1].startswith("votriz-audit: verdict PASS, exit 0"), proc.stdout[-2000:]
     assert "\x1b" not in proc.stdout
     assert proc.returncode == 0
+
+
+#: What a hostile edge may put in a header a check quotes: a device status request, a new window
+#: title, erase line; none of it may reach the reader's terminal raw.
+HOSTILE = "nginx\x1b[6n\x1b]0;owned\x07\x1b[2K\r"
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["pipe", "terminal"])
+def test_a_line_quoting_the_target_reaches_the_reader_escaped(terminal: bool) -> None:
+    # Given progress on a pipe, or drawn by rich as on a terminal
+    out = io.StringIO()
+    with LiveProgress(out, terminal=terminal, heartbeat_s=5) as live:
+        # When a check's line quotes a hostile Server header
+        live.line(f"  FAIL  transit.security_headers  Server: {HOSTILE}")
+    text = out.getvalue()
+    # Then its control characters are shown escaped, never written raw
+    assert "nginx\\x1b[6n\\x1b]0;owned\\x07\\x1b[2K\\x0d" in text, repr(text)
+    assert "\x1b[6n" not in text and "\x1b]0;" not in text and "\x07" not in text
+    assert terminal or "\r" not in text  # (rich's own redraws return the carriage)
