@@ -181,6 +181,8 @@ def check_secretive(evidence, known_secrets, report_dir):
     leaks = (report / "LEAKS.txt").read_text()
     assert "careless.txt" in leaks and "canary password" in leaks
     assert "canary-Pa55word-77" not in leaks
+    # And plain pytest exits as `votriz-audit run` does on a leak: 4, whatever the gate said
+    assert result.ret == 4
 
 
 def test_plugin_asked_for_is_inert_without_target(pytester: pytest.Pytester) -> None:
