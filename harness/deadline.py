@@ -28,7 +28,6 @@ Three ways to apply it, by what the library lets us reach:
 from __future__ import annotations
 
 import contextvars
-import datetime as dt
 import multiprocessing
 import os
 import socket
@@ -44,7 +43,6 @@ import httpcore
 import httpx
 
 from harness.child_calls import ChildWords, answer_from_child
-from harness.trickling_peers import RUN_TRICKLERS, Overrun, PeerKnownToTrickle
 
 
 @dataclass(frozen=True)
@@ -99,8 +97,9 @@ class Exchange:
         expired_at_s: seconds after the start at which the deadline cut the exchange;
             None while it has not.
         awaited: what the peer had to finish (``its answer``, ``its TLS handshake``).
-        address: the peer's ``host:port``; when given, a cut after the peer sent something is
-            remembered for the run (:data:`harness.trickling_peers.RUN_TRICKLERS`).
+
+    The probes that remember a peer that trickled (:mod:`harness.trickling_peers`) record the
+    exchange they asked for themselves, from this record.
     """
 
     peer: str
@@ -108,16 +107,11 @@ class Exchange:
     received: int = 0
     expired_at_s: float | None = None
     awaited: str = "its answer"
-    address: str = ""
 
     def cut(self) -> None:
-        """Record that the deadline ended the exchange (and, if the peer trickled, remember it)."""
+        """Record that the deadline ended the exchange."""
         if self.expired_at_s is None:
             self.expired_at_s = self.deadline.elapsed()
-            if self.received and self.address:
-                RUN_TRICKLERS.record(Overrun(self.address, self.peer, self.expired_sentence(),
-                                             self.deadline.seconds, self.deadline.key,
-                                             dt.datetime.now(dt.UTC)))
 
     def expired_sentence(self) -> str:
         """What happened, in one sentence, from the exchange's own record."""
@@ -423,14 +417,10 @@ class DeadlineTransport(httpx.BaseTransport):
         seconds: the deadline of each request.
         key: the policy key ``seconds`` comes from, for messages.
         peer: who answers, in words (``the edge``); the address is added.
-        remember: whether a peer that trickles past a request's deadline is remembered for the run
-            and not asked again (:data:`harness.trickling_peers.RUN_TRICKLERS`): for observations
-            that one slow answer settles (the edge's samples), not for a load of API requests in
-            which one slow answer is itself evidence.
     """
 
     def __init__(self, *, verify: ssl.SSLContext | bool, seconds: float, key: str = "timeouts.request_s",
-                 peer: str = "the server", remember: bool = False) -> None:
+                 peer: str = "the server") -> None:
         self._inner = httpx.HTTPTransport(verify=verify, retries=0)
         context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
         # httpx offers no way to give its connection pool a network backend; the pool it
@@ -441,18 +431,10 @@ class DeadlineTransport(httpx.BaseTransport):
         self.seconds = seconds
         self.key = key
         self.peer = peer
-        self.remember = remember
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         port = request.url.port or _default_port(request.url)
-        address = f"{request.url.host}:{port}"
-        if self.remember:
-            try:
-                RUN_TRICKLERS.refuse(address)
-            except PeerKnownToTrickle as known:
-                raise KnownTrickler(str(known), request=request) from None
-        exchange = Exchange(f"{self.peer} {address}", Deadline(self.seconds, self.key),
-                            address=address if self.remember else "")
+        exchange = Exchange(f"{self.peer} {request.url.host}:{port}", Deadline(self.seconds, self.key))
         request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
         token = _CURRENT.set(exchange)
         try:
@@ -465,10 +447,6 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
-
-
-class KnownTrickler(httpx.TransportError):
-    """A request not sent because its peer trickled earlier in the run (the message says so)."""
 
 
 def _default_port(url: httpx.URL) -> int:

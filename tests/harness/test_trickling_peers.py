@@ -51,21 +51,6 @@ def test_the_first_overrun_of_a_peer_is_kept_and_refuses_later_asks() -> None:
     assert memory.seen("127.0.0.1:8443") is None
 
 
-def test_an_exchange_cut_after_its_peer_sent_something_is_remembered_and_a_silent_one_is_not() -> None:
-    trickled = Exchange("the edge 127.0.0.1:1", Deadline(2.0, "timeouts.request_s", started=0.0), received=3,
-                        address="127.0.0.1:1")
-    silent = Exchange("the edge 127.0.0.1:2", Deadline(2.0, "timeouts.request_s", started=0.0),
-                      address="127.0.0.1:2")
-    unnamed = Exchange("a peer", Deadline(2.0, "timeouts.request_s", started=0.0), received=3)
-    for exchange in (trickled, silent, unnamed):
-        exchange.cut()
-    remembered = RUN_TRICKLERS.seen("127.0.0.1:1")
-    assert remembered is not None and remembered.seconds == 2.0 and remembered.key == "timeouts.request_s"
-    assert remembered.sentence.startswith("the edge 127.0.0.1:1 sent 3 bytes in ")
-    assert RUN_TRICKLERS.seen("127.0.0.1:2") is None and set(RUN_TRICKLERS.first) == {("127.0.0.1:1", "")}
-
-
-
 def test_an_overrun_refuses_only_the_exchange_that_overran() -> None:
     # Given GET /slow on an edge port was cut while its body trickled (review finding 1)
     memory = TricklerMemory()
