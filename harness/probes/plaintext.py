@@ -116,7 +116,9 @@ def _area(name: str, run: Callable[[SweepReport, ShapeScan], None], finder: Shap
     except ProbeError as exc:
         problem = str(exc)
     if not problem and report.unreadable:
-        problem = "unreadable: " + "; ".join(report.unreadable[:5])
+        # The known-secret sweep and the shape scan walk the same roots: a gap is named once.
+        gaps = list(dict.fromkeys(report.unreadable))
+        problem = f"unreadable ({len(gaps)}): " + "; ".join(gaps[:5])
     found: ShapeReport = shapes.report
     return SweepArea(name, True, report.locations, report.bytes_scanned, tuple(report.hits),
                      report.hits_total, problem, shape_hits=tuple(found.hits),
