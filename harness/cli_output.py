@@ -6,8 +6,7 @@ through before it reaches a terminal or a pipe."""
 from __future__ import annotations
 
 import argparse
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from harness import __version__
 from harness.checkdir import ACCESS, DeclaredCheck
@@ -64,16 +63,24 @@ def checks_document(declared: dict[str, DeclaredCheck]) -> dict[str, object]:
 
 def _escaped(char: str) -> str:
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-def printable(text: str) -> str:
-    """``text`` with every control character shown escaped (ESC as ``\\x1b``, CR as ``\\x0d``):
-    C0, DEL and C1, tab and newline included, and the line and paragraph separators.
+def toml_escaped(char: str) -> str:
+    """``char`` as a TOML basic string's escape (``\\u001B``), which reads back as ``char``."""
+    code = ord(char)
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
+
+
+def printable(text: str, escape: Callable[[str], str] = _escaped) -> str:
+    """``text`` with every character that is not printable shown escaped (ESC as ``\\x1b``, CR as
+    ``\\x0d``; with ``escape=toml_escaped`` as TOML's ``\\u001B``): C0, DEL and C1, tab and
+    newline included, the line and paragraph separators, bidi and other format controls.
 
     A check's message quotes what the audited system sent (a ``Server`` header, a certificate's
     name); written raw, a hostile edge's escape sequences would move the cursor, erase lines
     or retitle the terminal of whoever reads the run.
     """
-    return "".join(_escaped(char) if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char
-                   for char in text)
+    return "".join(char if char.isprintable() else escape(char) for char in text)

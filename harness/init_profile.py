@@ -24,6 +24,8 @@ from pathlib import Path
 import tomli_w
 
 from harness.checkdir import declared_checks
+from harness.cli_output import printable as shown_printable
+from harness.cli_output import toml_escaped
 from harness.probes.discovery import Discovery, DiscoveryError, discover_compose
 from harness.probes.local_discovery import discover_local
 from harness.profile import ProfileError, parse_profile
@@ -158,8 +160,7 @@ def printable(text: str) -> str:
     written as a ``\\uXXXX`` escape: one line that cannot move a terminal's cursor. Inside a
     TOML basic string the escape reads back as the same character, so the draft's values keep
     their meaning; in a comment it is text."""
-    return "".join(c if c.isprintable() else
-                   (f"\\u{ord(c):04X}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08X}") for c in text)
+    return shown_printable(text, toml_escaped)
 
 
 def _value(value: object) -> str:
