@@ -61,6 +61,18 @@ def _word_pattern(needle: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"(?<![A-Za-z0-9])" + re.escape(needle) + rb"(?![A-Za-z0-9])")
 
 
+#: A UUID (8-4-4-4-12 hex): its 4-hex groups are whole words, and a 4-digit PIN can be one
+#: of them by chance (1 in 4,096 for the version group of each random UUID an export writes).
+_UUID = re.compile(rb"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+
+
+def _inside_uuid(data: bytes, start: int, end: int) -> bool:
+    """Whether ``data[start:end]`` is part of a UUID (a group of an identifier, not a copy of a secret)."""
+    window_start = max(0, start - 36)
+    return any(match.start() + window_start <= start and end <= match.end() + window_start
+               for match in _UUID.finditer(data[window_start:end + 36]))
+
+
 def _markers(marker: str, length: int, match: re.Match[str]) -> str:
     """One marker per copy of a secret in a run of copies (a function, so that nothing in
     the marker is read as a group reference)."""
@@ -192,14 +204,15 @@ class KnownSecrets:
 
     def find_in(self, data: bytes) -> list[tuple[str, int]]:
         """Where known secrets occur in ``data``: (label, offset) pairs; short secrets
-        only where they are whole words."""
+        only where they are whole words, and not where they are a group of a UUID."""
         hits = []
         for needle, label in self.needles():
             start = data.find(needle)
             if start >= 0:
                 hits.append((label, start))
         for needle, label in self.word_needles():
-            match = _word_pattern(needle).search(data)
+            match = next((m for m in _word_pattern(needle).finditer(data)
+                          if not _inside_uuid(data, m.start(), m.end())), None)
             if match:
                 hits.append((label, match.start()))
         return hits

@@ -208,3 +208,15 @@ def test_a_run_of_copies_of_a_short_secret_is_redacted_in_one_piece() -> None:
     assert known.redact("000:" * 40) == "[REDACTED PIN]" * 40
     assert known.redact("x" + "000:" * 3) == "x000:[REDACTED PIN][REDACTED PIN]"
     assert known.find_in(known.redact("x" + "000:" * 3).encode()) == []
+
+
+def test_a_short_secret_that_is_a_group_of_a_uuid_is_no_leak() -> None:
+    known = KnownSecrets()
+    known.add("4711", "HSM user PIN")
+    # A random UUID's version group can read 4711 (as an OSCAL export's did, 1 run in a few):
+    # an identifier, not a copy of the PIN
+    assert known.find_in(b'"uuid": "1b2c3d4e-9f0a-4711-8abc-0123456789ab"') == []
+    # The same PIN beside the UUID, or between hyphens outside one, is still found
+    assert known.find_in(b'"uuid": "1b2c3d4e-9f0a-4711-8abc-0123456789ab", "pin": "4711"') == [
+        ("HSM user PIN (raw)", 56)]
+    assert known.find_in(b"code-4711-x") == [("HSM user PIN (raw)", 5)]
