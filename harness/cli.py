@@ -71,7 +71,7 @@ from harness.profile import ProfileError, SecretSource, TargetProfile
 from harness.reference import ReferenceBackend, ReferenceNotInstalled, all_faults, reference_backends
 from harness.report import commands as report_commands
 from harness.report.seal import copy_unsealed
-from harness.report_directory import create_private
+from harness.report_directory import create_private, refused_report_dir
 from harness.results import results_schema
 
 #: Standard output was closed before the command finished writing (``votriz-audit schema | head -1``):
@@ -216,12 +216,8 @@ def _backend_module(backend: str) -> ReferenceBackend:
 
 
 def _check_report_dir(report_dir: Path) -> None:
-    if report_dir.exists():
-        if not report_dir.is_dir():
-            raise UsageError(f"{report_dir}: exists and is not a directory")
-        if any(report_dir.iterdir()):
-            raise UsageError(f"{report_dir}: already holds files; evidence is never overwritten "
-                             f"(choose another --report-dir)")
+    if refused := refused_report_dir(report_dir, "--report-dir"):
+        raise UsageError(refused)
     try:
         create_private(report_dir)  # evidence about a system's security is for the auditor
         probe = report_dir / ".writable"

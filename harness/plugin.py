@@ -39,7 +39,7 @@ from harness.platform import Platform, platform_for
 from harness.policy import Policy
 from harness.preflight import PreflightError, check_profile
 from harness.profile import TargetProfile
-from harness.report_directory import create_private
+from harness.report_directory import create_private, refused_report_dir
 from harness.run_end import finish_run, plain_pytest_exit_status
 from harness.run_state import (
     RUN_STATE,
@@ -108,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
             check_profile(inputs.profile, target, _path_option(config, "--votriz-signing-key"))
         except PreflightError as exc:
             raise pytest.UsageError(str(exc)) from None
-        refused = _report_dir_in_use(report_dir)  # the command line checked its own
+        refused = refused_report_dir(report_dir, "--votriz-report-dir")  # the command line checked its own
         if refused:
             raise pytest.UsageError(refused)
     _collect_the_checks(config)
@@ -117,22 +117,6 @@ def pytest_configure(config: pytest.Config) -> None:
         inputs, report_dir, require_attestations=bool(config.getoption("--votriz-require-attestations"))
         or inputs.rules.policy.gate.require_attestations)
     config.pluginmanager.register(_CollectionWatch(config.stash[RUN_STATE]), "votriz-audit-collection")
-
-
-def _report_dir_in_use(report_dir: Path) -> str | None:
-    """Why ``report_dir`` cannot take a run started as plain pytest (None: it is new or empty).
-
-    Evidence is never overwritten: a second run into ``reports/latest`` would replace the
-    results.json of a sealed bundle, as ``votriz-audit run`` refuses to.
-    """
-    if not report_dir.exists():
-        return None
-    if not report_dir.is_dir():
-        return f"{report_dir}: exists and is not a directory (--votriz-report-dir)"
-    if any(report_dir.iterdir()):
-        return (f"{report_dir}: already holds files; evidence is never overwritten "
-                f"(choose another --votriz-report-dir)")
-    return None
 
 
 def _collect_the_checks(config: pytest.Config) -> None:

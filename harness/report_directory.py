@@ -15,6 +15,19 @@ import os
 from pathlib import Path
 
 
+def refused_report_dir(report_dir: Path, option: str) -> str | None:
+    """Why ``report_dir`` cannot take a run (None: it is new or empty); ``option`` names the
+    command-line option that chose it. Evidence is never overwritten: a second run into the
+    same directory would replace the results.json of a sealed bundle."""
+    if not report_dir.exists():
+        return None
+    if not report_dir.is_dir():
+        return f"{report_dir}: exists and is not a directory ({option})"
+    if any(report_dir.iterdir()):
+        return f"{report_dir}: already holds files; evidence is never overwritten (choose another {option})"
+    return None
+
+
 def create_private(report_dir: Path) -> None:
     """Create ``report_dir`` (and missing parents) and make it 0700, also when it existed empty.
 
