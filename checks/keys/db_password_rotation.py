@@ -3,11 +3,13 @@
 The password is read from the HSM and tried at PostgreSQL as the
 application's role; the profile's rotation command runs; the old password
 must then be refused, the new one from the HSM accepted, and the service
-still work. The judgement (:func:`harness.probes.rotation.password_rotation_verdict`)
-is shared with ``keys.redis_password_rotation`` and kept beside the observation:
-the promise is the same. The command is not run when the service or a
-dependency is unavailable (or was, earlier in the run); failures seen while a
-dependency was unavailable right after it are ERROR naming it, not FAIL.
+still work. The promise is ``keys.redis_password_rotation``'s for another
+store: both checks are one entry (:mod:`harness.password_rotation_entry`, a
+row each of its table of stores) and one judgement
+(:func:`harness.probes.rotation.password_rotation_verdict`, kept beside the
+observation). The command is not run when the service or a dependency is
+unavailable (or was, earlier in the run); failures seen while a dependency
+was unavailable right after it are ERROR naming it, not FAIL.
 """
 
 from __future__ import annotations
@@ -16,10 +18,8 @@ import pytest
 
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
+from harness.password_rotation_entry import DATABASE_PASSWORD, conclude_password_rotation
 from harness.policy import Policy
-from harness.prerequisites import rotation_command
-from harness.probes.credentials import try_postgres
-from harness.probes.rotation import observe_password_rotation, password_rotation_verdict
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -28,17 +28,4 @@ from harness.redaction import KnownSecrets
 @pytest.mark.access("api", "database", "hsm", "destructive")
 def check_db_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    command = rotation_command(
-        profile, evidence, "rotate_db_password", ("hsm", "database", "api"),
-        by_hand=("rotate the database password, confirm the old one is refused by PostgreSQL and the "
-                 "service still works."))
-    assert profile.hsm is not None and profile.database is not None
-    dsn = profile.database.dsn
-    role = profile.database.app_role or key_classes.proof.db_app_role
-    obs = observe_password_rotation(
-        profile, policy, known_secrets, key_classes, command,
-        profile.hsm.key_namespace + key_classes.proof.db_password,
-        lambda password: try_postgres(dsn, role, password, policy.timeouts.connect_s), "database")
-    verdict = password_rotation_verdict(obs)
-    evidence.attach("db-password-rotation", {**verdict.details, "role": role})
-    evidence.conclude(verdict)
+    conclude_password_rotation(profile, policy, known_secrets, evidence, key_classes, DATABASE_PASSWORD)

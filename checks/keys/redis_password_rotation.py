@@ -2,9 +2,9 @@
 
 The password is read from the HSM and tried with AUTH at Redis; the
 profile's rotation command runs; the old password must then be refused, the
-new one from the HSM accepted, and the service still work. The judgement is
-the database password's, kept beside the observation
-(:func:`harness.probes.rotation.password_rotation_verdict`): not run when the
+new one from the HSM accepted, and the service still work. The entry and the
+judgement are the database password's (:mod:`harness.password_rotation_entry`,
+:func:`harness.probes.rotation.password_rotation_verdict`): not run when the
 service or a dependency is unavailable, ERROR naming the dependency when one
 was unavailable right after the rotation.
 """
@@ -15,10 +15,8 @@ import pytest
 
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
+from harness.password_rotation_entry import REDIS_PASSWORD, conclude_password_rotation
 from harness.policy import Policy
-from harness.prerequisites import rotation_command
-from harness.probes.credentials import try_redis
-from harness.probes.rotation import observe_password_rotation, password_rotation_verdict
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -27,17 +25,4 @@ from harness.redaction import KnownSecrets
 @pytest.mark.access("api", "redis", "hsm", "destructive")
 def check_redis_password_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                   evidence: EvidenceRecorder, key_classes: KeyClasses) -> None:
-    command = rotation_command(
-        profile, evidence, "rotate_redis_password", ("hsm", "redis", "api"),
-        by_hand=("rotate the Redis password, confirm AUTH with the old one fails and the service "
-                 "still works."))
-    assert profile.hsm is not None and profile.redis is not None
-    target = profile.redis
-    label = target.password_hsm_label or profile.hsm.key_namespace + key_classes.proof.redis_password
-    obs = observe_password_rotation(
-        profile, policy, known_secrets, key_classes, command, label,
-        lambda password: try_redis(target.host, target.port, password, policy.timeouts.connect_s),
-        "Redis")
-    verdict = password_rotation_verdict(obs)
-    evidence.attach("redis-password-rotation", verdict.details)
-    evidence.conclude(verdict)
+    conclude_password_rotation(profile, policy, known_secrets, evidence, key_classes, REDIS_PASSWORD)
