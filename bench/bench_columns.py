@@ -68,7 +68,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,15 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import cpu_model, load_average  # noqa: E402
+from bench.kept_cluster import (  # noqa: E402
+    ClusterRefused,
+    kept_postgres,
+    read_key,
+    seeded_record,
+    wanted,
+    write_marker,
+)
+from bench.machine import ProcessTreePeaks, cpu_model, load_average  # noqa: E402
 from harness.formats.fernet import FernetKey  # noqa: E402
 from harness.policy import Policy, load_policy  # noqa: E402
 from harness.profile import TargetProfile  # noqa: E402
@@ -94,19 +102,30 @@ MB = 1_000_000
 MIB = 1 << 20
 
 
+#: The server's settings for every run; a kept cluster is seeded with durability off too
+#: (a seeding that does not finish is thrown away; the reads measured are the same).
+SETTINGS = ("max_wal_size=4GB", "checkpoint_timeout=30min")
+SEEDING_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+def prepare(cluster: ScratchPostgres) -> None:
+    """The reference service's schema, a SELECT-only auditor role, one user and one brand
+    (the channels' owner)."""
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+        conn.execute(SCHEMA.read_text(encoding="utf-8"))
+        conn.execute("CREATE ROLE auditor LOGIN")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO auditor")
+        conn.execute("INSERT INTO users (email_enc, email_index, password_hash)"
+                     " VALUES ('x', 'owner', 'x')")
+        conn.execute("INSERT INTO brands (owner_id, name, industry) VALUES (1, 'b', 'i')")
+
+
 @contextmanager
 def bench_cluster() -> Iterator[ScratchPostgres]:
-    """A scratch PostgreSQL 15 cluster with the reference service's schema, a SELECT-only
-    auditor role, one user and one brand (the channels' owner)."""
-    with scratch_postgres("bench-pg-", settings=("max_wal_size=4GB", "checkpoint_timeout=30min"),
-                          stop="fast", stop_timeout_s=300) as cluster:
-        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-            conn.execute(SCHEMA.read_text(encoding="utf-8"))
-            conn.execute("CREATE ROLE auditor LOGIN")
-            conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO auditor")
-            conn.execute("INSERT INTO users (email_enc, email_index, password_hash)"
-                         " VALUES ('x', 'owner', 'x')")
-            conn.execute("INSERT INTO brands (owner_id, name, industry) VALUES (1, 'b', 'i')")
+    """A scratch PostgreSQL 15 cluster, prepared (``prepare``), removed at the end."""
+    with scratch_postgres("bench-pg-", settings=SETTINGS, stop="fast",
+                          stop_timeout_s=300) as cluster:
+        prepare(cluster)
         yield cluster
 
 
@@ -199,9 +218,13 @@ def seed(cluster: ScratchPostgres, rows: int, users: int, raw_key: bytes,
         pool.join()
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-        size = conn.execute("SELECT pg_total_relation_size('channels')").fetchone()
+        conn.execute("CHECKPOINT")
+        sizes = conn.execute("SELECT pg_total_relation_size('channels'),"
+                             " pg_total_relation_size('users'), pg_database_size('votriz')"
+                             ).fetchone() or (0, 0, 0)
     return {"channel_rows": seeded, "users": seeded_users + 1,
-            "channels_table_mib": round((size[0] if size else 0) / MIB),
+            "channels_table_mib": round(sizes[0] / MIB), "users_table_mib": round(sizes[1] / MIB),
+            "database_mib": round(sizes[2] / MIB),
             "seed_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -300,9 +323,9 @@ def _sweep_database_child(profile: TargetProfile, needles: list[tuple[bytes, str
     report = SweepReport()
     with DatabaseProbe(profile, load_policy()) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table == "channels")
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, wall = _cpu_seconds(), time.perf_counter()
         sweep.sweep(db.dump(columns), report)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "bytes": report.bytes_scanned,
             "hits": report.hits_total}
 
@@ -314,10 +337,10 @@ def _raw_dump_child(profile: TargetProfile) -> dict[str, Any]:
     size = 0
     with DatabaseProbe(profile, load_policy()) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table == "channels")
-        cpu, wall = time.process_time(), time.perf_counter()
+        cpu, wall = _cpu_seconds(), time.perf_counter()
         for _, stream in db.dump(columns):
             size += sum(len(block) for block in stream)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "bytes": size}
 
 
@@ -347,9 +370,28 @@ def _beside_raw(entry: dict[str, Any], raw_runs: list[dict[str, Any]], rows: int
 
 def _in_child(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter (its own memory high-water mark), one that
-    may start the scans' worker processes (a multiprocessing.Pool's daemonic one may not)."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
+    may start the scans' worker processes (a multiprocessing.Pool's daemonic one may not).
+
+    The child and its workers get a temporary directory of their own (``TMPDIR``), and the
+    peaks of all of them are sampled from here (``ProcessTreePeaks``): resident memory of
+    every process together, and the temporary disk they held. A temporary file left behind
+    after the measurement fails the run."""
+    temp = Path(tempfile.mkdtemp(prefix="bench-columns-tmp-"))
+    previous = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(temp)  # inherited by the spawned child and its workers
+    try:
+        with ProcessTreePeaks(temp) as peaks, ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            measured = pool.submit(function, *args).result()
+        left = [str(p.relative_to(temp)) for p in temp.rglob("*")]
+        assert not left, f"temporary files left behind by {function.__name__}: {left[:5]}"
+    finally:
+        if previous is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous
+        shutil.rmtree(temp, ignore_errors=True)
+    return {**measured, **peaks.figures()}
 
 
 def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
@@ -457,6 +499,90 @@ def bench_sweep_file(path: Path, needles: list[tuple[bytes, str]]) -> dict[str, 
             "hits": report.hits_total}
 
 
+def end_to_end_summary(results: dict[str, Any], rows: int, users: int) -> dict[str, Any]:
+    """The audit of the table end to end: the three checks' stages (median of their runs),
+    their sum, and the peaks over all their processes (memory together, temporary disk)."""
+    entries = {"fernet": results.get(f"fernet_validation_{rows}"),
+               "bcrypt": (results.get(f"bcrypt_format_{users}") or {}).get("from_postgres"),
+               "sweep_database": results.get("sweep_database_channels")}
+    stages = {}
+    for name, entry in entries.items():
+        if entry is None:
+            continue
+        runs = entry["runs"]
+        stages[name] = {
+            "seconds": round(statistics.median(r["seconds"] for r in runs), 1),
+            "cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in runs), 1),
+            **{key: round(max(r[key] for r in runs), 1)
+               for key in ("all_processes_rss_peak_mib", "all_processes_hwm_sum_mib",
+                           "temp_disk_peak_mib")},
+            "load_before": runs[0]["load_before"], "load_after": runs[-1]["load_after"]}
+    summary: dict[str, Any] = {"stages": stages, "complete": len(stages) == len(entries)}
+    if stages:
+        summary["seconds"] = round(sum(s["seconds"] for s in stages.values()), 1)
+        summary["cpu_seconds"] = round(sum(s["cpu_seconds"] for s in stages.values()), 1)
+        for key in ("all_processes_rss_peak_mib", "all_processes_hwm_sum_mib",
+                    "temp_disk_peak_mib"):
+            summary[key] = max(s[key] for s in stages.values())
+        print(f"end to end ({', '.join(stages)}): {summary['seconds']} s "
+              f"({summary['cpu_seconds']} CPU s); all processes together at most "
+              f"{summary['all_processes_rss_peak_mib']} MiB resident (sampled), "
+              f"temporary disk at most {summary['temp_disk_peak_mib']} MiB", flush=True)
+    return summary
+
+
+@contextmanager
+def seeded_cluster(args: argparse.Namespace,
+                   results: dict[str, Any]) -> Iterator[tuple[ScratchPostgres, bytes]]:
+    """The run's cluster, seeded, and the key of its tokens; ``results["seed"]`` says how.
+
+    Without ``--cluster-dir`` a scratch cluster seeded for this run (only the tables the
+    measures need) and removed at the end; with it, the cluster kept there: seeded now
+    (every table, whatever ``--skip`` says) if the directory is new or empty, else reused
+    if it was seeded with the same ``--rows``, ``--users`` and ``--tokens-by`` (another
+    seeding is refused: ``ClusterRefused``)."""
+    if args.cluster_dir is None:
+        raw_key = os.urandom(32)
+        with bench_cluster() as cluster:
+            print(f"seeding {args.rows:,} channel rows and {args.users:,} users ...", flush=True)
+            need_channels = "fernet" not in args.skip or "sweep-db" not in args.skip
+            results["seed"] = seed(cluster, args.rows if need_channels else 0,
+                                   args.users if "bcrypt" not in args.skip else 1, raw_key,
+                                   args.workers, args.tokens_by)
+            print(f"  {results['seed']}", flush=True)
+            yield cluster, raw_key
+        return
+    want = wanted(args.rows, args.users, args.tokens_by)
+    with kept_postgres(args.cluster_dir, want, settings=SETTINGS,
+                       seeding_settings=SEEDING_SETTINGS) as kept:
+        if kept.seeded is None:
+            print(f"seeding {args.rows:,} channel rows and {args.users:,} users into "
+                  f"{kept.directory} (kept for later runs) ...", flush=True)
+            raw_key = os.urandom(32)
+            load_before = load_average()
+            prepare(kept.cluster)
+            figures = seed(kept.cluster, args.rows, args.users, raw_key, args.workers,
+                           args.tokens_by)
+            os.sync()
+            record = seeded_record(want, figures, load_before, load_average())
+            write_marker(kept.directory, record, raw_key)
+            results["seed"] = {**figures, "reused": False, "cluster_dir": str(kept.directory),
+                               "load_before": record["load_before"],
+                               "load_after": record["load_after"]}
+        else:
+            raw_key = read_key(kept.directory)
+            record = kept.seeded
+            results["seed"] = {**record["seed"], "reused": True,
+                               "cluster_dir": str(kept.directory),
+                               "seeded_utc": record["seeded_utc"],
+                               "load_before": record["load_before"],
+                               "load_after": record["load_after"]}
+            print(f"reusing the cluster kept in {kept.directory}, seeded {record['seeded_utc']} "
+                  f"in {record['seed']['seed_seconds']} s (not seeded again)", flush=True)
+        print(f"  {results['seed']}", flush=True)
+        yield kept.cluster, raw_key
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="channel rows (10M: --rows 10000000)")
@@ -473,6 +599,10 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[],
                         choices=["fernet", "bcrypt", "bcrypt-in-memory", "sweep", "sweep-db"])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "columns.json")
+    parser.add_argument("--cluster-dir", type=Path, default=None,
+                        help="keep the seeded cluster in this directory: seeded if it is new or "
+                             "empty, reused by a later run with the same --rows, --users and "
+                             "--tokens-by (removed by hand: rm -r DIR)")
     args = parser.parse_args()
 
     versions = {name: metadata.version(name) for name in ("psycopg", "cryptography",
@@ -482,15 +612,13 @@ def main() -> int:
         "cpu_model": cpu_model(), "packages": versions, "repeats": args.repeats,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_at_start": load_average()}
-    raw_key = os.urandom(32)
     known = canaries(args.canaries)
-    with bench_cluster() as cluster:
-        print(f"seeding {args.rows:,} channel rows and {args.users:,} users ...", flush=True)
-        need_channels = "fernet" not in args.skip or "sweep-db" not in args.skip
-        results["seed"] = seed(cluster, args.rows if need_channels else 0,
-                               args.users if "bcrypt" not in args.skip else 1, raw_key,
-                               args.workers, args.tokens_by)
-        print(f"  {results['seed']}", flush=True)
+    with ExitStack() as stack:
+        try:
+            cluster, raw_key = stack.enter_context(seeded_cluster(args, results))
+        except ClusterRefused as refused:
+            print(f"bench_columns: {refused}", file=sys.stderr)
+            return 2
         profile = cluster.profile("bench")
         jobs = args.jobs
         if "fernet" not in args.skip:
@@ -544,6 +672,7 @@ def main() -> int:
             swept["raw_read_runs"] = raw_dumps
             swept["target"] = "≥ 200 MB/s"
             results["sweep_database_channels"] = swept
+        results["end_to_end"] = end_to_end_summary(results, args.rows, args.users)
     if "sweep" not in args.skip:
         dump_dir = Path(tempfile.mkdtemp(prefix="bench-dump-", dir="/tmp"))
         try:
