@@ -32,6 +32,7 @@ from harness.formats.fernet import (
     FernetTokenError,
     fingerprint,
 )
+from harness.formats.fernet_engine import CopyBlockJudge
 
 #: How many failing rows a verdict names (by row id, never by value).
 EXAMPLES = 10
@@ -234,6 +235,9 @@ class FernetColumnScan:
             HMAC verifies under the ring) but badly padded, as ``row <id>`` (with
             `` (<platform>)`` when split), in the order read; their number is
             ``failures["bad_padding"]``.
+        engine: which engine judged the cells in bulk (``native`` or ``python``, see
+            :mod:`harness.formats.fernet_engine`; ``native+python`` if parts differed). Not
+            compared: two scans that say the same of every cell are equal, whichever judged.
     """
 
     column: str
@@ -244,6 +248,7 @@ class FernetColumnScan:
     keys_used: dict[str, int]
     by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
     badly_padded: tuple[str, ...] = ()
+    engine: str = field(default="python", compare=False)
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,7 @@ class FernetCounts:
         badly_padded: up to :data:`EXAMPLES` authentic but badly padded rows.
         failures: reason → cells.
         per_key: cells verified by each key of the ring, in ring order.
+        engine: which engine judged the cells in bulk.
     """
 
     rows: dict[str, int]
@@ -264,6 +270,7 @@ class FernetCounts:
     badly_padded: list[str]
     failures: dict[str, int]
     per_key: list[int]
+    engine: str = "python"
 
 
 def row_id(value: Any) -> Any:
@@ -297,13 +304,16 @@ class FernetTally:
         keys: the key ring.
         parts: the parts rows are counted in, in the order evidence names them;
             ``("",)`` for a column that is not split.
+        engine: which engine judges the cells in bulk (``python``, or ``native`` when its
+            caller feeds :meth:`add_accepted` from a native block judge).
     """
 
     def __init__(self, keys: Sequence[FernetKey], *, now: float, max_clock_skew_s: float,
                  duplicates: DuplicateCounter, parts: Sequence[str] = ("",),
-                 part_of: Callable[[Any], str] | None = None) -> None:
+                 part_of: Callable[[Any], str] | None = None, engine: str = "python") -> None:
         self.keys = tuple(keys)
         self.parts = tuple(parts)
+        self.engine = engine
         verifier = FernetRingVerifier(keys, now=now, max_clock_skew_s=max_clock_skew_s)
         self._accept, self._verify = verifier.accept, verifier.verify
         self._duplicates = duplicates
@@ -314,6 +324,8 @@ class FernetTally:
         self._badly_padded: list[str] = []
         self._failures: Counter[str] = Counter()
         self._per_key = [0] * len(self.keys)
+        # The engines of the tallies absorbed (none yet: this tally's own).
+        self._engines: set[str] = set()
 
     def add(self, rows: Sequence[Sequence[Any]], value_at: int = 1,
             part_at: int | None = None) -> None:
@@ -348,11 +360,23 @@ class FernetTally:
             fingerprints += fingerprint(iv, ciphertext)
         self._duplicates.add_fingerprints(fingerprints)
 
+    def add_accepted(self, part_rows: Sequence[int], per_key: Sequence[int],
+                     fingerprints: bytes) -> None:
+        """Count rows whose cell another engine accepted as valid: ``part_rows[i]`` rows of
+        part ``i`` (in :attr:`parts` order), ``per_key[k]`` cells verified by key ``k``, and
+        their fingerprints end to end."""
+        for part, count in zip(self.parts, part_rows, strict=True):
+            self._rows[part] += count
+        self._per_key = [a + b for a, b in zip(self._per_key, per_key, strict=True)]
+        if fingerprints:
+            self._duplicates.add_fingerprints(fingerprints)
+
     def counts(self) -> FernetCounts:
         """What the tally has counted so far, to hand to another process's :meth:`absorb`."""
         return FernetCounts(dict(self._rows), dict(self._bad),
                             {part: list(e) for part, e in self._examples.items()},
-                            list(self._badly_padded), dict(self._failures), list(self._per_key))
+                            list(self._badly_padded), dict(self._failures), list(self._per_key),
+                            self.engine)
 
     def absorb(self, counts: FernetCounts) -> None:
         """Add the counts of rows another tally judged (over the same ring and parts); rows
@@ -365,8 +389,10 @@ class FernetTally:
         self._badly_padded += counts.badly_padded[:max(0, EXAMPLES - len(self._badly_padded))]
         self._failures.update(counts.failures)
         self._per_key = [a + b for a, b in zip(self._per_key, counts.per_key, strict=True)]
+        self._engines.add(counts.engine)
 
     def scan(self, column: str) -> FernetColumnScan:
+        engine = "+".join(sorted(self._engines)) or self.engine
         keys_used: Counter[str] = Counter()
         for key, count in zip(self.keys, self._per_key, strict=True):
             if count:
@@ -375,14 +401,34 @@ class FernetTally:
         if self.parts == ("",):
             return FernetColumnScan(column, rows, rows - bad, dict(self._failures),
                                     tuple(self._examples[""]), dict(keys_used),
-                                    badly_padded=tuple(self._badly_padded))
+                                    badly_padded=tuple(self._badly_padded), engine=engine)
         examples = [f"{e} ({part})" for part in self.parts for e in self._examples[part]]
         return FernetColumnScan(
             column, rows, rows - bad, dict(self._failures), tuple(examples[:EXAMPLES]),
             dict(keys_used),
             {part: {"rows": n, "valid": n - self._bad[part]}
              for part, n in self._rows.items() if n},
-            tuple(self._badly_padded))
+            tuple(self._badly_padded), engine)
+
+
+def add_token_block(block: bytes, tallies: Sequence[FernetTally], *, part_at: int | None,
+                    judge: CopyBlockJudge | None = None) -> None:
+    """Judge a block of whole COPY text lines ``id[<TAB>part]<TAB>token...``, one tally per
+    token column (``part_at``: 1 when the lines have a part field, else None).
+
+    With a native ``judge``, it accepts the lines whose every cell is valid (their counts
+    and fingerprints go straight to the tallies) and hands back the rest, which the tallies
+    then judge row by row for their reasons; without one, the tallies judge every row.
+    Never raises on well-formed server output."""
+    if judge is not None:
+        part_rows, per_key, fingerprints, block = judge.judge(block)
+        for tally, key_counts, prints in zip(tallies, per_key, fingerprints, strict=True):
+            tally.add_accepted(part_rows, key_counts, prints)
+        if not block:
+            return
+    rows = copy_text_rows(block)
+    for value_at, tally in enumerate(tallies, 1 if part_at is None else part_at + 1):
+        tally.add(rows, value_at, part_at)
 
 
 def scan_fernet_cells(rows: Iterable[tuple[Any, Any]], column: str, keys: Sequence[FernetKey],

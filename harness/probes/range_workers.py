@@ -17,9 +17,10 @@ from harness.column_scans import (
     FernetCounts,
     FernetTally,
     HashTally,
+    add_token_block,
 )
-from harness.formats.copy_text import copy_text_rows
 from harness.formats.fernet import FernetKey
+from harness.formats.fernet_engine import NATIVE, PYTHON, block_judge
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe
 from harness.profile import TargetProfile
@@ -84,21 +85,25 @@ class TokenRangeTask:
 
 def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], DuplicateSpill]:
     """Read one part of ``channels`` (its token columns in one ``COPY``, as stored bytes) and
-    judge it: each column's counts, and the part's fingerprints written out."""
+    judge it: each column's counts, and the part's fingerprints written out.
+
+    Where the native engine is installed, it judges each block first (the GIL released) and
+    only the lines it hands back go through the Python path, which gives their reasons."""
     duplicates = DuplicateCounter(memory_cells=WORKER_MEMORY_CELLS, spill_path=task.spill_path)
     by_platform = task.parts != ("",)
     ring, read = task.ring, task.read
+    judge = block_judge(ring.keys, now=ring.now, max_clock_skew_s=ring.max_clock_skew_s,
+                        parts=task.parts if by_platform else None, columns=len(task.columns))
     tallies = [FernetTally(ring.keys, now=ring.now, max_clock_skew_s=ring.max_clock_skew_s,
-                           duplicates=duplicates, parts=task.parts)
+                           duplicates=duplicates, parts=task.parts,
+                           engine=PYTHON if judge is None else NATIVE)
                for _ in task.columns]
-    part_at = 1 if by_platform else None
-    columns = ("platform" if by_platform else None, *(c for _, c in task.columns))
+    # id[, platform], then the token columns.
+    columns = (*(("platform",) if by_platform else ()), *(c for _, c in task.columns))
     with DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
         for block in db.copy_rows(task.columns[0][0], columns, low=read.low, high=read.high,
                                   sample_percent=read.sample_percent, stored_bytes=True):
-            rows = copy_text_rows(block)
-            for value_at, tally in enumerate(tallies, 2):
-                tally.add(rows, value_at, part_at)
+            add_token_block(block, tallies, part_at=1 if by_platform else None, judge=judge)
     return [tally.counts() for tally in tallies], duplicates.export()
 
 

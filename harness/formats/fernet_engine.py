@@ -1,0 +1,89 @@
+"""Which engine judges whole blocks of Fernet token cells: native code, or the Python path.
+
+The native engine (``votriz_fernet_native``, built from ``harness/formats/fernet_native/``
+by ``./dev install``; Rust: RustCrypto's ``hmac``, ``sha2`` and ``aes``, ``base64``)
+takes a block of ``COPY ... TO STDOUT`` text lines ``id[<TAB>part]<TAB>token...`` and
+accepts, with the GIL released, the lines whose every token cell passes the same straight
+path as :meth:`harness.formats.fernet.FernetRingVerifier.accept` (strict URL-safe base64,
+version, whole blocks, time, HMAC under the ring in order, PKCS#7 padding under the
+verifying key). It only ever accepts: every other line (an escape or NULL, a cell that
+fails or is merely unusual) is handed back untouched, and the Python path gives each of
+its cells its exact reason. So the native engine changes how fast a column is judged,
+never what is said of a cell; the tests pin the two engines and ``cryptography``'s
+Fernet together cell by cell.
+
+Where the extension could not be built, or ``VOTRIZ_FERNET_ENGINE=python`` is set, the
+Python path judges everything; :func:`engine_name` says which engine judged, for the
+evidence.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+from harness.formats.fernet import FernetKey
+
+#: Set to ``python`` to judge with the Python path even where the native engine is installed.
+ENGINE_ENV = "VOTRIZ_FERNET_ENGINE"
+NATIVE = "native"
+PYTHON = "python"
+
+
+def _native_module() -> ModuleType | None:
+    if os.environ.get(ENGINE_ENV, "").strip().lower() == PYTHON:
+        return None
+    try:
+        # Optional: built by ./dev install where a Rust toolchain is.
+        import votriz_fernet_native
+    except ImportError:
+        return None
+    return votriz_fernet_native
+
+
+def engine_name() -> str:
+    """``native`` where the native engine is installed and not turned off, else ``python``."""
+    return NATIVE if _native_module() is not None else PYTHON
+
+
+#: What :meth:`CopyBlockJudge.judge` returns: accepted lines per part, per token column the
+#: cells each key verified and their fingerprints end to end, and the lines handed back.
+BlockVerdict = tuple[list[int], list[list[int]], list[bytes], bytes]
+
+
+class CopyBlockJudge:
+    """The native engine over one key ring at one time, for lines with ``columns`` token cells.
+
+    Attributes:
+        parts: the named parts then the last (``other``), as a :class:`FernetTally` has them;
+            None when the lines have no part field.
+        columns: token cells on each line, after the id (and the part).
+    """
+
+    def __init__(self, native: ModuleType, keys: Sequence[FernetKey], *, now: float,
+                 max_clock_skew_s: float, ttl_s: float | None = None,
+                 parts: Sequence[str] | None = None, columns: int = 1) -> None:
+        self.parts = tuple(parts) if parts is not None else None
+        self.columns = columns
+        # The same expression as FernetRingVerifier's, so that a boundary is judged alike.
+        latest = now + max_clock_skew_s
+        named = list(self.parts[:-1]) if self.parts is not None else None
+        self._judge: Any = native.BlockJudge([key.raw for key in keys], float(now),
+                                             float(latest), ttl_s, named, columns).judge
+
+    def judge(self, block: bytes) -> BlockVerdict:
+        """Judge a block of whole lines (see :data:`BlockVerdict`); never raises on any bytes."""
+        return self._judge(block)  # type: ignore[no-any-return]
+
+
+def block_judge(keys: Sequence[FernetKey], *, now: float, max_clock_skew_s: float,
+                ttl_s: float | None = None, parts: Sequence[str] | None = None,
+                columns: int = 1) -> CopyBlockJudge | None:
+    """A :class:`CopyBlockJudge`, or None where the Python path judges (no native engine)."""
+    native = _native_module()
+    if native is None:
+        return None
+    return CopyBlockJudge(native, keys, now=now, max_clock_skew_s=max_clock_skew_s, ttl_s=ttl_s,
+                          parts=parts, columns=columns)
