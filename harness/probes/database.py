@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import select
 import shutil
 import tempfile
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, pq, sql
 
 from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.formats.copy_text import spool_columns, spooled
@@ -31,7 +32,6 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
-from harness.sweep import coalesced
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 _WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
@@ -499,10 +499,9 @@ class DatabaseProbe:
                     sql.Literal(limit_ms)))
                 if stored_bytes:
                     cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
-                with cursor.copy(query) as copy:
-                    # libpq hands COPY out a row at a time: gathered into blocks of
-                    # about COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
-                    yield from coalesced(copy, COPY_BLOCK_BYTES)
+                # libpq hands COPY out a row at a time: gathered into blocks of about
+                # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
+                yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
             conn.rollback()
         except psycopg.errors.QueryCanceled:
             conn.rollback()
@@ -553,6 +552,63 @@ class DatabaseProbe:
         size = self._one("SELECT pg_table_size(format('%%I.%%I', %s::text, %s::text)::regclass)",
                          (schema, table))[0]
         return 2 * int(size or 0) < shutil.disk_usage(tempfile.gettempdir()).free // 2
+
+
+def copy_blocks(cursor: psycopg.Cursor[Any], query: sql.Composable | str,
+                block_bytes: int) -> Iterator[bytes]:
+    """A ``COPY ... TO STDOUT``'s output, in blocks of whole rows of at least ``block_bytes``
+    (the last one smaller). A reader that stops early ends the ``COPY`` (psycopg cancels it
+    and drains the rest), so the session can go on either way.
+
+    libpq hands ``COPY`` data out one row a call; psycopg's ``Copy`` iteration pays about
+    1 µs of Python a row around that call, this loop about 0.35 µs (measured over 1M rows of
+    68 bytes: 0.37 s of CPU against 1.0 s). It waits for the socket with ``poll``, so a
+    watchdog that shuts the socket down ends the wait, and the read then fails with
+    ``psycopg.OperationalError`` as psycopg's own would.
+
+    Raises:
+        psycopg.Error: the server ended the ``COPY`` with an error (its SQLSTATE's class,
+            e.g. ``QueryCanceled`` for a statement timeout), or the connection failed.
+    """
+    with cursor.copy(query):
+        pgconn = cursor.connection.pgconn
+        get, pending = pgconn.get_copy_data, bytearray()
+        waiting = select.poll()
+        waiting.register(pgconn.socket, select.POLLIN)
+        while True:
+            size, data = get(1)
+            if size > 0:
+                pending += data
+                if len(pending) >= block_bytes:
+                    yield bytes(pending)
+                    pending = bytearray()
+            elif size == 0:
+                waiting.poll()
+                pgconn.consume_input()
+            else:
+                break
+        if pending:
+            yield bytes(pending)
+        _copy_result(pgconn, waiting)
+
+
+def _copy_result(pgconn: pq.abc.PGconn, waiting: select.poll) -> None:
+    """Take the final result of a ``COPY`` whose data is over; raise its error, if it is one."""
+    while pgconn.is_busy():
+        waiting.poll()
+        pgconn.consume_input()
+    failure = None
+    while (result := pgconn.get_result()) is not None:
+        if failure is None and result.status == pq.ExecStatus.FATAL_ERROR:
+            failure = result
+    if failure is not None:
+        state = (failure.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
+        message = (failure.error_message or b"").decode("utf-8", "replace").strip()
+        try:
+            kind = errors.lookup(state)
+        except KeyError:
+            kind = psycopg.DatabaseError
+        raise kind(message or f"COPY failed (SQLSTATE {state or 'unknown'})")
 
 
 def open_database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseProbe:

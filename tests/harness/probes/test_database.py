@@ -231,3 +231,40 @@ def test_a_table_dumped_once_gives_each_column_as_its_own_copy(scratch_pg: Scrat
         alone = {f"postgres:{c.name}": b"".join(db.column_bytes(c)) for c in columns}
     assert once == alone and len(once) == 6
     assert once["postgres:awkward.v"].count(b"\n") == len(AWKWARD)
+
+
+@pytest.mark.parametrize(("statement", "error"), [
+    # An error after thousands of rows were sent, and a statement timeout mid-COPY
+    ("SELECT g, 1 / (g - 5000) FROM generate_series(1, 10000) g", psycopg.errors.DivisionByZero),
+    ("SELECT g, pg_sleep(CASE WHEN g = 5000 THEN 2 ELSE 0 END) FROM generate_series(1, 10000) g",
+     psycopg.errors.QueryCanceled)])
+def test_copy_blocks_raise_the_servers_error_and_the_session_goes_on(
+        scratch_pg: ScratchPostgres, statement: str, error: type[Exception]) -> None:
+    with psycopg.connect(scratch_pg.dsn()) as conn:
+        conn.execute("SET statement_timeout = 500")
+        rows = 0
+        with pytest.raises(error), conn.cursor() as cursor:
+            for block in database_probe.copy_blocks(cursor, f"COPY ({statement}) TO STDOUT",
+                                                    1 << 10):
+                rows += block.count(b"\n")
+        assert 1000 < rows < 5000
+        conn.rollback()
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_copy_blocks_stopped_early_leave_the_session_usable(scratch_pg: ScratchPostgres) -> None:
+    with psycopg.connect(scratch_pg.dsn()) as conn:
+        with conn.cursor() as cursor:
+            blocks = database_probe.copy_blocks(
+                cursor, "COPY (SELECT g FROM generate_series(1, 500000) g) TO STDOUT", 1 << 10)
+            first = next(blocks)
+            blocks.close()
+        assert first.startswith(b"1\n2\n") and first.endswith(b"\n") and len(first) >= 1 << 10
+        conn.rollback()
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+        # And a whole read gives every row, in blocks of whole lines
+        with conn.cursor() as cursor:
+            blocks = list(database_probe.copy_blocks(
+                cursor, "COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT", 1 << 12))
+        assert all(b.endswith(b"\n") for b in blocks) and len(blocks) > 10
+        assert b"".join(blocks).split() == [str(g).encode() for g in range(1, 50001)]
