@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from verdict_asserts import assert_verdict
+
 from checks.at_rest.backup_codes import backup_codes_verdict, codes_without_canary_verdict
 from harness.formats.bcrypt_hash import CodeMatching
 from harness.outcomes import Outcome
@@ -35,14 +37,11 @@ def _one(user: int, *rows: int, issues: int = 1) -> RuleBreaches:
 
 
 def test_backup_codes_pass() -> None:
-    verdict = backup_codes_verdict(_codes())
-    assert verdict.outcome is Outcome.PASS
-    assert verdict.message.startswith(
+    verdict = assert_verdict(backup_codes_verdict(_codes()), Outcome.PASS, starts=(
         "As found, the 30 code rows (27 unused) of 3 users are bcrypt at cost 10 or more "
         "(cost 12: 30), no hash string is stored twice, no user holds more than 10 codes or "
         "codes of two issues, no unused row was rewritten after its issue (xmin), and none was "
-        "used before it was made.")
-    assert "each verified by exactly one code (10 bcrypt verifications)" in verdict.message
+        "used before it was made."), says=["each verified by exactly one code (10 bcrypt verifications)"])
     assert verdict.details["as_found"]["rows"] == 30
 
 

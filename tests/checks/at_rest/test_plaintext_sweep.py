@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from verdict_asserts import assert_verdict
 
 from checks.at_rest.data_inventory import data_inventory_verdict
 from checks.at_rest.plaintext_sweep import SWEEP_AREAS, plaintext_sweep_verdict
@@ -134,16 +135,14 @@ def _with_shapes(*shapes: ShapeHit) -> SweepObservation:
 
 
 def test_pass_says_what_the_shape_scan_covered() -> None:
-    verdict = plaintext_sweep_verdict(_with_shapes())
-    assert verdict.outcome is Outcome.PASS
-    assert verdict.message.endswith(
+    assert_verdict(plaintext_sweep_verdict(_with_shapes()), Outcome.PASS, ends=(
         " No secret-shaped value (32 rules: prefixed provider tokens, values of access_token/"
         "refresh_token/id_token/client_secret fields, JWTs, Authorization headers, private keys, "
         "high-entropy cells that are not Fernet tokens in ciphertext columns; an unprefixed token "
         "outside such a field has no shape to recognise) in every row of the database's text "
         "columns (11 rows), every Redis value (with its hash fields and JSON keys named email, "
         "new_password, password, secret, token holding no Fernet token or bcrypt hash), every "
-        "log line, the backup files.")
+        "log line, the backup files."))
 
 
 def test_pass_names_the_backups_not_searched_for_shapes() -> None:

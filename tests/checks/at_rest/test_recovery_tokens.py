@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from verdict_asserts import assert_verdict
+
 from checks.at_rest.recovery_tokens import recovery_tokens_verdict, tokens_without_canary_verdict
 from harness.outcomes import Outcome
 from harness.probes.mfa_codes import RecoveryObservation, RowGroup, RuleBreaches, TokenRowsAsFound
@@ -30,13 +32,10 @@ def _one(user: int, *rows: int) -> RuleBreaches:
 
 
 def test_recovery_pass() -> None:
-    verdict = recovery_tokens_verdict(_recovery())
-    assert verdict.outcome is Outcome.PASS
-    assert verdict.message.startswith(
+    assert_verdict(recovery_tokens_verdict(_recovery()), Outcome.PASS, starts=(
         "As found, the 4 recovery-token rows (2 live) of 2 users are bcrypt at cost 10 or more "
         "(cost 12: 4), no hash string is stored twice, none is valid for longer than 900 s, and "
-        "none was used before it was made.")
-    assert "worked once (HTTP 200) then was refused (HTTP 400)" in verdict.message
+        "none was used before it was made."), says=["worked once (HTTP 200) then was refused (HTTP 400)"])
 
 
 def test_recovery_fail_plaintext_and_reusable() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from verdict_asserts import assert_verdict
 
 from harness.health import API, DATABASE, REDIS, DependencyHealth, HealthAround, HealthObservation, Outage
 from harness.outcomes import Outcome
@@ -102,12 +103,10 @@ def test_password_rotation_failing_with_the_database_down_after_it_is_error_nami
         command=cmd(rc=1), old_after="connection failed: connection timeout expired",
         new_after="connection failed: connection timeout expired",
         service_after="POST /signup: expected HTTP 201, got 503", health=DB_DOWN_AFTER))
-    assert verdict.outcome is Outcome.ERROR
-    assert verdict.message.startswith(
+    assert_verdict(verdict, Outcome.ERROR, starts=(
         "The database was unavailable right after the database password rotation (127.0.0.1:5432: no "
         "answer within 2 s, at 05:12:03 UTC), which explains what failed: the rotation command: rotate "
-        "exited 1 after 4.0 s")
-    assert "the service: POST /signup: expected HTTP 201, got 503" in verdict.message
+        "exited 1 after 4.0 s"), says=["the service: POST /signup: expected HTTP 201, got 503"])
     assert verdict.details["health"]["after"]["healthy"] is False
     # And an outage after a rotation that worked in every respect changes nothing
     assert password_rotation_verdict(pw(health=DB_DOWN_AFTER)).outcome is Outcome.PASS

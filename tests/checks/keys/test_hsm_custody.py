@@ -12,6 +12,7 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.fernet import Fernet
+from verdict_asserts import assert_verdict
 
 from checks.keys.hsm_custody import (
     JwtProof,
@@ -62,13 +63,11 @@ OK_RING = RingProof(5, 5, (), "5 of 5 rows decrypt")
 
 
 def test_custody_passes_and_reports_extractable_keys() -> None:
-    verdict = hsm_custody_verdict(full(), CLASSES, NS, OK_JWT, OK_RING)
-    assert verdict.outcome is Outcome.PASS
-    assert verdict.message.startswith(
+    verdict = assert_verdict(hsm_custody_verdict(full(), CLASSES, NS, OK_JWT, OK_RING), Outcome.PASS, starts=(
         "All 8 key classes are on the token under 'votriz/' with PRIVATE=True, TOKEN=True; 8 "
         "object(s) on the token judged as found; a session without login sees 0 object(s); 8 of 8 "
-        "fingerprinted for copies of key material: no problem found; a JWT verifies")
-    assert "8 key(s) are readable or extractable (reported, allowed by the page)" in verdict.message
+        "fingerprinted for copies of key material: no problem found; a JWT verifies"),
+        says=["8 key(s) are readable or extractable (reported, allowed by the page)"])
     assert len(verdict.details["extractable"]) == 8
 
 
