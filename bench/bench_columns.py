@@ -290,6 +290,8 @@ def _observe_tokens_child(profile: TargetProfile, raw_key: bytes,
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "outcome": verdict.outcome.value,
             "cells": sum(c.rows for c in obs.columns), "valid": sum(c.valid for c in obs.columns),
+            # Which engine judged the cells (native or python; absent before the native one).
+            "engine": "+".join(sorted({getattr(c, "engine", "python") for c in obs.columns})),
             "rss_before_mib": rss_before / 1024, **_peaks(jobs)}
 
 
