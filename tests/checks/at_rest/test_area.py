@@ -23,7 +23,8 @@ def _profile(extra: str = "") -> object:
     return parse_profile(f'name = "t"\n[edge]\nhost = "votriz.test"\n{extra}')
 
 
-@pytest.mark.parametrize("name", ["tokens_fernet", "password_hashes", "data_inventory"])
+@pytest.mark.parametrize("name", ["tokens_fernet", "password_hashes", "data_inventory", "backup_codes",
+                                  "recovery_tokens"])
 def test_checks_conclude_manual_without_a_database(name: str, tmp_path: Path) -> None:
     from harness.evidence import EvidenceRecorder
     from harness.outcomes import CheckOutcome

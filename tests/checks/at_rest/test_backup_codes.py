@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import pytest
 from verdict_asserts import assert_verdict
 
-from checks.at_rest.backup_codes import backup_codes_verdict, codes_without_canary_verdict
+from checks.at_rest.backup_codes import backup_codes_verdict, check_backup_codes, codes_without_canary_verdict
+from harness.evidence import EvidenceRecorder
 from harness.formats.bcrypt_hash import CodeMatching
-from harness.outcomes import Outcome
+from harness.outcomes import CheckOutcome, Outcome
+from harness.policy import load_policy
 from harness.probes.mfa_codes import (
     BackupCodesObservation,
     CodeRowsAsFound,
     RowGroup,
     RuleBreaches,
 )
+from harness.profile import parse_profile
+from harness.redaction import KnownSecrets
 
 CLEAN = CodeRowsAsFound(users=3, rows=30, unused=27, costs={12: 30}, min_cost=10, set_size=10)
 
@@ -125,3 +131,14 @@ def test_without_a_canary_rows_as_found_still_fail_or_are_manual() -> None:
     assert "By hand:" in manual.message
     error = codes_without_canary_verdict(replace(CLEAN, unreadable="no table"), reason)
     assert error.outcome is Outcome.ERROR
+
+
+def test_without_a_database_the_check_is_manual_naming_what_to_do(tmp_path: Path) -> None:
+    profile = parse_profile('name = "t"\n[edge]\nhost = "votriz.test"\n[api]\n')
+    with pytest.raises(CheckOutcome) as ended:
+        check_backup_codes(request=None, profile=profile, policy=load_policy(), known_secrets=KnownSecrets(),
+                           evidence=EvidenceRecorder("at_rest.backup_codes", tmp_path, KnownSecrets()))
+    assert_verdict(ended.value.verdict, Outcome.MANUAL, starts=(
+        "Backup codes can only be judged with the service's database, and the profile names none. "
+        "By hand: set up MFA on a test account, check GET /api/v1/mfa never shows the codes, that "
+        "mfa_backup_codes holds one bcrypt hash per code, and that a code works once only."))
