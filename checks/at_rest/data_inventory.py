@@ -20,7 +20,7 @@ from harness.evidence import EvidenceRecorder
 from harness.inventory_rules import ColumnFinding, load_inventory_rules
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_account import canary_and_note
+from harness.probes.canary_data import canary_data_and_note
 from harness.probes.inventory import InventoryObservation, observe_inventory
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -88,9 +88,8 @@ def check_data_inventory(request: pytest.FixtureRequest, profile: TargetProfile,
     if unavailable is not None:
         evidence.conclude(unavailable)
     rules = load_inventory_rules()
-    session, _ = canary_and_note(request, profile)
-    obs = observe_inventory(profile, policy, known_secrets,
-                            session.canary if session else None, rules)
+    canary, _ = canary_data_and_note(request, profile)
+    obs = observe_inventory(profile, policy, known_secrets, canary, rules)
     verdict = data_inventory_verdict(obs)
     evidence.attach("inventory", verdict.details)
     evidence.conclude(verdict)

@@ -16,7 +16,7 @@ from harness.evidence_kinds import BcryptHistogramEvidence
 from harness.formats.bcrypt_hash import HashMatch, HashScheme
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_account import canary_and_note
+from harness.probes.canary_data import canary_data_and_note
 from harness.probes.passwords import PasswordObservation, observe_passwords
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -88,9 +88,8 @@ def check_password_hashes(request: pytest.FixtureRequest, profile: TargetProfile
     unavailable = password_hashes_unavailable(profile, policy)
     if unavailable is not None:
         evidence.conclude(unavailable)
-    session, note = canary_and_note(request, profile)
-    obs = observe_passwords(profile, policy, known_secrets,
-                            session.canary if session else None, note)
+    canary, note = canary_data_and_note(request, profile)
+    obs = observe_passwords(profile, policy, known_secrets, canary, note)
     verdict = password_hashes_verdict(obs, policy)
     evidence.attach("password-hashes", BcryptHistogramEvidence.model_validate(verdict.details))
     evidence.conclude(verdict)

@@ -24,7 +24,7 @@ from harness.evidence import EvidenceRecorder
 from harness.formats.fernet import FernetFailure
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_account import canary_and_note
+from harness.probes.canary_data import canary_data_and_note
 from harness.probes.stored_tokens import TokenObservation, observe_tokens
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -137,9 +137,8 @@ def check_tokens_fernet(request: pytest.FixtureRequest, profile: TargetProfile, 
     unavailable = tokens_fernet_unavailable(profile)
     if unavailable is not None:
         evidence.conclude(unavailable)
-    session, note = canary_and_note(request, profile)
-    obs = observe_tokens(profile, policy, known_secrets,
-                         session.canary if session else None, note)
+    canary, note = canary_data_and_note(request, profile)
+    obs = observe_tokens(profile, policy, known_secrets, canary, note)
     verdict = tokens_fernet_verdict(obs)
     evidence.attach("tokens-fernet", verdict.details)
     evidence.conclude(verdict)
