@@ -7,7 +7,9 @@ knows it, and, with ``[scan] sample_rows``, the chance each row has of being
 drawn. :func:`worker_pool` then runs one picklable task per part in a pool of
 ``jobs`` processes started fresh (``spawn``: nothing of the parent's
 connections or threads is inherited); :func:`results_of` hands them back in key order,
-so that examples name the same first rows whatever the number of workers. A
+so that examples name the same first rows whatever the number of workers; work that
+releases the GIL (the native Fernet engine's) may run in ``jobs`` threads of this process
+instead, in one interpreter's memory. A
 table smaller than :data:`PARALLEL_MIN_ROWS` is read in the check's own
 process: starting interpreters would cost more than it saves.
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,16 +113,23 @@ Submit = Callable[..., "Future[Any]"]
 
 
 @contextmanager
-def worker_pool(jobs: int) -> Iterator[Submit]:
+def worker_pool(jobs: int, *, threads: bool = False) -> Iterator[Submit]:
     """A ``submit(function, *args)`` that runs in one of ``jobs`` fresh worker processes
-    (in this process for one job); use :func:`results_of` to wait for the futures.
+    (in this process for one job; in ``jobs`` threads of this process with ``threads``, for
+    work that releases the GIL, such as the native Fernet engine's); use :func:`results_of`
+    to wait for the futures.
 
     Raises:
         ProbeError: a worker process ended without its result (killed, out of memory).
     """
-    if jobs <= 1 or multiprocessing.current_process().daemon:
+    if jobs <= 1 or (not threads and multiprocessing.current_process().daemon):
         # A daemonic process (a multiprocessing.Pool's worker) may not start processes.
         yield _in_process
+        return
+    if threads:
+        # One interpreter's memory, whatever the number of workers; no interpreter started.
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="votriz-scan") as pool:
+            yield pool.submit
         return
     context = multiprocessing.get_context("spawn")
     try:

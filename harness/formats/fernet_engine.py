@@ -14,7 +14,9 @@ Fernet together cell by cell.
 
 Where the extension could not be built, or ``VOTRIZ_FERNET_ENGINE=python`` is set, the
 Python path judges everything; :func:`engine_name` says which engine judged, for the
-evidence.
+evidence. The same module also counts repeated fingerprints for
+:class:`harness.column_scans.DuplicateCounter` (split into buckets, then sorted), with the
+same answer as its Python path.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ from harness.formats.fernet import FernetKey
 #: Set to ``python`` to judge with the Python path even where the native engine is installed.
 ENGINE_ENV = "VOTRIZ_FERNET_ENGINE"
 NATIVE = "native"
+#: The native module's interface this module uses (its ``INTERFACE``).
+INTERFACE = 2
 PYTHON = "python"
 
 
-def _native_module() -> ModuleType | None:
+def native_module() -> ModuleType | None:
+    """The native engine's module, or None where the Python path is to judge."""
     if os.environ.get(ENGINE_ENV, "").strip().lower() == PYTHON:
         return None
     try:
@@ -40,12 +45,15 @@ def _native_module() -> ModuleType | None:
         import votriz_fernet_native
     except ImportError:
         return None
+    # A build of other sources than these (./dev install rebuilds it when they change).
+    if getattr(votriz_fernet_native, "INTERFACE", None) != INTERFACE:
+        return None
     return votriz_fernet_native
 
 
 def engine_name() -> str:
     """``native`` where the native engine is installed and not turned off, else ``python``."""
-    return NATIVE if _native_module() is not None else PYTHON
+    return NATIVE if native_module() is not None else PYTHON
 
 
 #: What :meth:`CopyBlockJudge.judge` returns: accepted lines per part, per token column the
@@ -82,7 +90,7 @@ def block_judge(keys: Sequence[FernetKey], *, now: float, max_clock_skew_s: floa
                 ttl_s: float | None = None, parts: Sequence[str] | None = None,
                 columns: int = 1) -> CopyBlockJudge | None:
     """A :class:`CopyBlockJudge`, or None where the Python path judges (no native engine)."""
-    native = _native_module()
+    native = native_module()
     if native is None:
         return None
     return CopyBlockJudge(native, keys, now=now, max_clock_skew_s=max_clock_skew_s, ttl_s=ttl_s,

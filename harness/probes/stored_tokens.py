@@ -3,9 +3,9 @@
 The token-encryption keys are read from the HSM whole
 (:func:`harness.token_ring.token_key_ring`, their values registered as known
 secrets); both token columns of ``channels`` are read in one ``COPY`` per key
-range, the ranges by worker processes on every core
-(:mod:`harness.parallel_scan`), each judged by
-:class:`~harness.column_scans.FernetTally` (split by platform where the table
+range, the ranges by workers on every core (:mod:`harness.parallel_scan`: threads of
+this process where the native engine judges with the GIL released, else processes), each
+judged by :class:`~harness.column_scans.FernetTally` (split by platform where the table
 says it) and merged exactly; and the canary's own rows are decrypted and
 compared with what was handed in.
 """
@@ -13,6 +13,7 @@ compared with what was handed in.
 from __future__ import annotations
 
 import hmac
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 from harness.canaries import PLATFORMS, Canary
 from harness.column_scans import TOKEN_BATCH_ROWS, DuplicateCounter, FernetColumnScan, FernetTally
 from harness.formats.fernet import FernetKey, FernetTokenError, decrypt_fernet_token
+from harness.formats.fernet_engine import NATIVE, engine_name
 from harness.parallel_scan import plan_scan, results_of, shared_cells, worker_pool
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
@@ -33,6 +35,10 @@ from harness.sampling import SampleNote
 from harness.token_ring import token_key_ring
 
 TOKEN_COLUMNS = (("channels", "access_token_enc"), ("channels", "refresh_token_enc"))
+#: How the key ranges are shared out where the native engine judges: ``threads`` of this
+#: process, or ``processes`` (as the Python path always is; ``VOTRIZ_TOKEN_WORKERS=processes``
+#: asks for them, to compare).
+TOKEN_WORKERS_ENV = "VOTRIZ_TOKEN_WORKERS"
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,12 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
         parts = (*PLATFORMS, "other") if by_platform else ("",)
         tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=DuplicateCounter(),
                                parts=parts) for _ in TOKEN_COLUMNS]
+        # The native engine judges with the GIL released: threads of this process then use
+        # every core without starting interpreters (one interpreter's memory whatever --jobs).
+        threads = (engine_name() == NATIVE
+                   and os.environ.get(TOKEN_WORKERS_ENV, "threads").strip() != "processes")
         with tempfile.TemporaryDirectory(prefix="votriz-audit-scan-") as spill_dir, \
-                worker_pool(plan.jobs) as submit:
+                worker_pool(plan.jobs, threads=threads) as submit:
             ring = TokenRing(keys, now, skew)
             tasks = [TokenRangeTask(RangeRead(profile, policy, low, high, plan.sample_percent),
                                     ring, parts, TOKEN_COLUMNS, Path(spill_dir) / f"part-{index}")

@@ -156,6 +156,7 @@ def test_a_real_badly_padded_token_fails_through_the_tally() -> None:
 
 @pytest.mark.integration
 def test_an_authentic_badly_padded_token_planted_in_the_running_stack_fails(clean_stack: object) -> None:
+    from harness.formats.fernet_engine import engine_name
     from harness.policy import load_policy
     from harness.probes.stored_tokens import observe_tokens
     from harness.profile import load_profile
@@ -178,6 +179,8 @@ def test_an_authentic_badly_padded_token_planted_in_the_running_stack_fails(clea
     clean = judged()
     assert clean.outcome is Outcome.PASS, clean.message
     assert "and whose decrypted padding is correct" in clean.message
+    # And the evidence says which engine judged the cells (native where ./dev install built it)
+    assert {column["engine"] for column in clean.details["columns"]} == {engine_name()}
     try:
         # When the oldest channel's refresh token is replaced by SQL with a token made with the
         # current key from the HSM (authentic) but with no padding, as calibrate applies it

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import importlib.util
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
@@ -34,8 +33,9 @@ from harness.formats.fernet import (
 from harness.formats.fernet_engine import CopyBlockJudge, block_judge, engine_name
 
 needs_native = pytest.mark.skipif(
-    importlib.util.find_spec("votriz_fernet_native") is None,
-    reason="the native engine is not built here (./dev install builds it where cargo is)")
+    fernet_engine.native_module() is None,
+    reason="no native engine here (./dev install builds it where cargo is), or "
+           f"{fernet_engine.ENGINE_ENV}=python")
 
 NEW = FernetKey(b"N" * 32, "votriz/token-encryption/v2")
 OLD = FernetKey(b"O" * 32, "votriz/token-encryption/v1")
@@ -310,3 +310,28 @@ def test_the_engine_is_said_and_not_compared() -> None:
     assert merged.scan("c").engine == "native+python"
     assert merged.scan("c") == python.scan("c")
     assert tally("python").scan("c").engine == "python"
+
+
+@needs_native
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([bytes(8), b"\x01" * 8, b"\xff" * 8, b"ab" * 4]),
+                          st.binary(min_size=8, max_size=8)), max_size=300),
+       st.sampled_from([1, 5, 2_000_000]))
+def test_native_duplicate_counts_are_the_python_counts(halves: list[tuple[bytes, bytes]],
+                                                       memory_cells: int) -> None:
+    # Given fingerprints with repeated first halves, some repeated whole
+    data = b"".join(a + b for a, b in halves) + b"".join(a + b for a, b in halves[::3])
+
+    def counted(engine: str) -> tuple[tuple[int, int, int], list[list[bytes]]]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(fernet_engine.ENGINE_ENV, engine)
+            split = DuplicateCounter()
+            split.add_fingerprints(data)
+            buckets = [[bucket.tobytes() for bucket in half] for half in split._split_held()]
+            counter = DuplicateCounter(memory_cells=memory_cells)
+            for at in range(0, len(data), 48):
+                counter.add_fingerprints(data[at:at + 48])
+            return counter.result(), buckets
+
+    # Then the native split and count say exactly what the Python ones say
+    assert counted("native") == counted("python")

@@ -239,8 +239,64 @@ impl BlockJudge {
     }
 }
 
+/// `split_halves(fingerprints, buckets)`: the 16-byte fingerprints' first and second 8-byte
+/// halves, each read as a native-endian unsigned 64-bit value, split by value modulo
+/// `buckets`, in order; per bucket the values end to end (as `array("Q").tobytes()` holds them).
+#[pyfunction]
+fn split_halves<'py>(
+    py: Python<'py>,
+    fingerprints: &[u8],
+    buckets: usize,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<Bound<'py, PyBytes>>)> {
+    if buckets == 0 || fingerprints.len() % FINGERPRINT != 0 {
+        return Err(PyValueError::new_err("whole 16-byte fingerprints and at least one bucket"));
+    }
+    let (firsts, seconds) = py.allow_threads(|| {
+        let share = fingerprints.len() / FINGERPRINT / buckets * 8 + 64;
+        let mut firsts = vec![Vec::with_capacity(share); buckets];
+        let mut seconds = vec![Vec::with_capacity(share); buckets];
+        for cell in fingerprints.chunks_exact(FINGERPRINT) {
+            for (half, into) in [(&cell[..8], &mut firsts), (&cell[8..], &mut seconds)] {
+                let value = u64::from_ne_bytes(half.try_into().expect("8 bytes"));
+                into[(value % buckets as u64) as usize].extend_from_slice(half);
+            }
+        }
+        (firsts, seconds)
+    });
+    let bytes = |all: Vec<Vec<u8>>| all.iter().map(|b| PyBytes::new(py, b)).collect();
+    Ok((bytes(firsts), bytes(seconds)))
+}
+
+/// `count_shared(values)`: of native-endian unsigned 64-bit values end to end, `(values equal
+/// to another value, distinct values that repeat)`.
+#[pyfunction]
+fn count_shared(py: Python<'_>, values: &[u8]) -> PyResult<(u64, u64)> {
+    if values.len() % 8 != 0 {
+        return Err(PyValueError::new_err("whole 8-byte values"));
+    }
+    Ok(py.allow_threads(|| {
+        let mut sorted: Vec<u64> = values
+            .chunks_exact(8)
+            .map(|v| u64::from_ne_bytes(v.try_into().expect("8 bytes")))
+            .collect();
+        sorted.sort_unstable();
+        let (mut cells, mut groups) = (0u64, 0u64);
+        for run in sorted.chunk_by(|a, b| a == b) {
+            if run.len() > 1 {
+                cells += run.len() as u64;
+                groups += 1;
+            }
+        }
+        (cells, groups)
+    }))
+}
+
 #[pymodule]
 fn votriz_fernet_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    // What harness/formats/fernet_engine.py expects (a stale build is not used).
+    module.add("INTERFACE", 2)?;
     module.add_class::<BlockJudge>()?;
+    module.add_function(wrap_pyfunction!(split_halves, module)?)?;
+    module.add_function(wrap_pyfunction!(count_shared, module)?)?;
     Ok(())
 }
