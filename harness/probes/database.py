@@ -15,8 +15,8 @@ rows), and each column's bytes as a stream for the plaintext sweep.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
-import select
 import shutil
 import tempfile
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
-from psycopg import errors, pq, sql
+from psycopg import sql
 
 from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.formats.copy_text import spool_columns, spooled
 from harness.outcomes import ProbeError
 from harness.policy import Policy
+from harness.probes.pg_reads import JoinedChunk, chunk_copy, copy_blocks, joined_chunks
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -373,38 +374,17 @@ class DatabaseProbe:
         if where:
             query = query + sql.SQL(" WHERE ") + sql.SQL(where)
         names = ", ".join(f"{table}.{column}" for column in columns if column)
-        limit_s = self._policy.timeouts.command_s
-        conn = self.connection
-        deadline, cut = self._deadline_of(limit_s, "timeouts.command_s")
-        watch = Watch()
-        try:
-            with watchdog(deadline, cut) as watch, conn.cursor() as cursor:
-                # Scoped to this read's transaction: the rollback below restores both.
-                cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
-                    sql.Literal(int(limit_s * 1000))))
-                if text_as_bytes:
-                    cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
-                # A generator (typed as an iterator): closing it ends the query.
-                rows = cast(Generator[Any, None, None], cursor.stream(query, params, size=batch_rows))
-                try:
-                    while batch := list(itertools.islice(rows, batch_rows)):
-                        yield batch
-                finally:
-                    # A reader that stops early: psycopg cancels the rest of the query
-                    # and drains what was already sent, so the session can go on.
-                    rows.close()
-        except psycopg.errors.QueryCanceled:
-            raise ProbeError(f"reading {names} exceeded {limit_s:g} s") from None
-        except psycopg.Error as exc:
-            if watch.fired:
-                raise self._cut(deadline) from None
-            raise ProbeError(self._safe(f"cannot read {names}: {_first_line(exc)}")) from None
-        finally:
-            # Also when the reader stops early: no transaction, time limit or
-            # encoding outlives the read.
-            if not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    conn.rollback()
+        with self._long_read((f"reading {names}", f"read {names}"),
+                             stored_bytes=text_as_bytes) as cursor:
+            # A generator (typed as an iterator): closing it ends the query.
+            rows = cast(Generator[Any, None, None], cursor.stream(query, params, size=batch_rows))
+            try:
+                while batch := list(itertools.islice(rows, batch_rows)):
+                    yield batch
+            finally:
+                # A reader that stops early: psycopg cancels the rest of the query
+                # and drains what was already sent, so the session can go on.
+                rows.close()
 
     def sample_column(self, info: ColumnInfo, rows: int) -> tuple[str, ...]:
         """Up to ``rows`` non-NULL values of a column as text, chosen at random."""
@@ -487,6 +467,30 @@ class DatabaseProbe:
                   timeout_s: float | None = None, stored_bytes: bool = False) -> Iterator[bytes]:
         """A ``COPY ... TO STDOUT``'s output in blocks of whole lines, within the deadline;
         ``what`` names the read in messages (``("dumping x", "dump x")``)."""
+        with self._long_read(what, timeout_s=timeout_s, stored_bytes=stored_bytes) as cursor:
+            # libpq hands COPY out a row at a time: gathered into blocks of about
+            # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
+            yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
+
+    def joined_column(self, table: str, column: str, *, schema: str = "public", key: str = "id",
+                      low: int | None = None, high: int | None = None
+                      ) -> Iterator[tuple[JoinedChunk, Callable[[], Iterator[bytes]]]]:
+        """:func:`~harness.probes.pg_reads.joined_chunks` of ``low <= key <= high``, each with
+        what reads its rows again as ``key, column`` ``COPY`` text blocks: one snapshot
+        (``REPEATABLE READ``), so a chunk read again is exactly its rows; within
+        ``timeouts.command_s``. Raises ProbeError naming the column, never a value."""
+        name = f"{table}.{column}"
+        with self._long_read((f"reading {name}", f"read {name}"), snapshot=True) as cursor:
+            for chunk in joined_chunks(cursor, table, column, schema=schema, key=key, low=low,
+                                       high=high):
+                again = chunk_copy(table, column, schema=schema, key=key, chunk=chunk)
+                yield chunk, functools.partial(copy_blocks, cursor, again, COPY_BLOCK_BYTES)
+
+    @contextlib.contextmanager
+    def _long_read(self, what: tuple[str, str], *, timeout_s: float | None = None,
+                   stored_bytes: bool = False, snapshot: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor for one read in its own transaction within ``timeouts.command_s`` (or
+        ``timeout_s``); ``what`` names it in the ProbeError its errors become."""
         doing, verb = what
         limit_ms = int((timeout_s or self._policy.timeouts.command_s) * 1000)
         conn = self.connection
@@ -495,13 +499,14 @@ class DatabaseProbe:
         watch = Watch()
         try:
             with watchdog(deadline, cut) as watch, conn.cursor() as cursor:
+                if snapshot:
+                    conn.rollback()  # A transaction's first statement sets its isolation.
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(limit_ms)))
                 if stored_bytes:
                     cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
-                # libpq hands COPY out a row at a time: gathered into blocks of about
-                # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
-                yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
+                yield cursor
             conn.rollback()
         except psycopg.errors.QueryCanceled:
             conn.rollback()
@@ -552,63 +557,6 @@ class DatabaseProbe:
         size = self._one("SELECT pg_table_size(format('%%I.%%I', %s::text, %s::text)::regclass)",
                          (schema, table))[0]
         return 2 * int(size or 0) < shutil.disk_usage(tempfile.gettempdir()).free // 2
-
-
-def copy_blocks(cursor: psycopg.Cursor[Any], query: sql.Composable | str,
-                block_bytes: int) -> Iterator[bytes]:
-    """A ``COPY ... TO STDOUT``'s output, in blocks of whole rows of at least ``block_bytes``
-    (the last one smaller). A reader that stops early ends the ``COPY`` (psycopg cancels it
-    and drains the rest), so the session can go on either way.
-
-    libpq hands ``COPY`` data out one row a call; psycopg's ``Copy`` iteration pays about
-    1 µs of Python a row around that call, this loop about 0.35 µs (measured over 1M rows of
-    68 bytes: 0.37 s of CPU against 1.0 s). It waits for the socket with ``poll``, so a
-    watchdog that shuts the socket down ends the wait, and the read then fails with
-    ``psycopg.OperationalError`` as psycopg's own would.
-
-    Raises:
-        psycopg.Error: the server ended the ``COPY`` with an error (its SQLSTATE's class,
-            e.g. ``QueryCanceled`` for a statement timeout), or the connection failed.
-    """
-    with cursor.copy(query):
-        pgconn = cursor.connection.pgconn
-        get, pending = pgconn.get_copy_data, bytearray()
-        waiting = select.poll()
-        waiting.register(pgconn.socket, select.POLLIN)
-        while True:
-            size, data = get(1)
-            if size > 0:
-                pending += data
-                if len(pending) >= block_bytes:
-                    yield bytes(pending)
-                    pending = bytearray()
-            elif size == 0:
-                waiting.poll()
-                pgconn.consume_input()
-            else:
-                break
-        if pending:
-            yield bytes(pending)
-        _copy_result(pgconn, waiting)
-
-
-def _copy_result(pgconn: pq.abc.PGconn, waiting: select.poll) -> None:
-    """Take the final result of a ``COPY`` whose data is over; raise its error, if it is one."""
-    while pgconn.is_busy():
-        waiting.poll()
-        pgconn.consume_input()
-    failure = None
-    while (result := pgconn.get_result()) is not None:
-        if failure is None and result.status == pq.ExecStatus.FATAL_ERROR:
-            failure = result
-    if failure is not None:
-        state = (failure.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
-        message = (failure.error_message or b"").decode("utf-8", "replace").strip()
-        try:
-            kind = errors.lookup(state)
-        except KeyError:
-            kind = psycopg.DatabaseError
-        raise kind(message or f"COPY failed (SQLSTATE {state or 'unknown'})")
 
 
 def open_database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseProbe:

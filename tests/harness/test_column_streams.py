@@ -17,19 +17,27 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
 from checks.at_rest.tokens_fernet import tokens_fernet_verdict
 from harness import parallel_scan
 from harness.canaries import PLATFORMS
-from harness.column_scans import EXAMPLES, DuplicateCounter, FernetColumnScan, scan_fernet_cells
+from harness.column_scans import (
+    EXAMPLES,
+    DuplicateCounter,
+    FernetColumnScan,
+    HashTally,
+    scan_fernet_cells,
+)
 from harness.formats.bcrypt_hash import classify_stored_hash
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.outcomes import ProbeError
 from harness.policy import load_policy
-from harness.probes import stored_tokens
+from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import observe_passwords
+from harness.probes.passwords import classify_hash_part, observe_passwords
 from harness.probes.stored_tokens import TOKEN_COLUMNS, channel_token_batches, observe_tokens
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -269,3 +277,51 @@ def test_a_worker_that_cannot_read_its_range_is_one_probe_error(
         assert "permission denied" in str(caught.value)
     finally:
         scratch.psql("GRANT SELECT ON channels TO auditor")
+
+
+def test_chunks_joined_on_the_server_say_what_row_by_row_says(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given chunks of 5 rows, so that clean chunks (counted at once) and chunks with garbage
+    # (read again, row by row) alternate over users
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 5)
+    again: list[int] = []
+    read_again = DatabaseProbe.joined_column
+
+    def counting(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Any:
+        for chunk, rows in read_again(self, *args, **kwargs):
+            yield chunk, lambda rows=rows, chunk=chunk: again.append(chunk.rows) or rows()
+
+    monkeypatch.setattr(DatabaseProbe, "joined_column", counting)
+    profile, policy = scratch.profile("scratch"), load_policy()
+    # When the column is classified in key ranges by threads
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    obs = observe_passwords(profile, policy.with_scan(jobs=2), KnownSecrets(), None, "t")
+    # Then every count and example is what classifying each value in key order says
+    tally = HashTally(policy.bcrypt.cost)
+    with DatabaseProbe(profile, policy) as db:
+        rows = [row for batch in db.stream_column("users", "password_hash", where="true ORDER BY id")
+                for row in batch]
+    tally.add(rows)
+    assert obs.scan == tally.scan("users.password_hash")
+    assert 0 < sum(again) < 30_000 / 2 and obs.scan.rows == 30_000
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.one_of(
+    st.none(), st.text(max_size=70).map(lambda t: t.replace("\x00", "")),
+    st.sampled_from([f"$2b$12${SALTED}", f"$2a$04${SALTED}", f"$2y$31${SALTED}", f"$2b$١٢${SALTED}",
+                     f"$2b$12${SALTED}\n$2b$12${SALTED}", f"$2b$12${SALTED[:-1]}é", ""])),
+    max_size=12))
+def test_any_values_joined_by_the_server_are_classified_as_one_by_one(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, values: list[str | None]) -> None:
+    # Given any text values in a table (chunks of 3 rows)
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
+    scratch.psql("DROP TABLE IF EXISTS any_hashes; CREATE TABLE any_hashes"
+                 " (id bigint PRIMARY KEY, password_hash text); GRANT SELECT ON any_hashes TO auditor")
+    scratch.copy("any_hashes", [(i * 7, v) for i, v in enumerate(values)])
+    # When they are classified as the check does, Then it says what classifying each does
+    tally = classify_hash_part(scratch.profile("scratch"), load_policy(), KnownSecrets(), None,
+                               None, column=("any_hashes", "password_hash"))
+    expected = HashTally(load_policy().bcrypt.cost)
+    expected.add([(i * 7, v) for i, v in enumerate(values)])
+    assert tally.scan("c") == expected.scan("c")

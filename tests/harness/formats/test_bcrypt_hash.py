@@ -14,6 +14,7 @@ from harness.formats.bcrypt_hash import (
     HashScheme,
     bcrypt_check,
     bcrypt_cost_histogram,
+    bcrypt_lines_costs,
     classify_stored_hash,
     match_codes_to_rows,
     parse_bcrypt_hash,
@@ -140,6 +141,52 @@ def test_histogram_of_a_uniform_and_a_mixed_batch() -> None:
     # Two hashes in one cell and an empty cell: as many characters as two cells, not two hashes.
     assert bcrypt_cost_histogram([f"$2b$12${_SALTED}\n$2b$12${_SALTED}", ""]) is None
     assert bcrypt_cost_histogram([f"$2b$12${_SALTED}", None]) is None
+
+
+# --- bcrypt_lines_costs: values joined by the database, judged as bytes -------------------------
+
+
+def _joined(values: list[str]) -> bytes:
+    """The values as PostgreSQL's string_agg(v, E'\\n') gives them, plus the last newline."""
+    return b"".join(v.encode() + b"\n" for v in values)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.one_of(_cell().filter(lambda v: isinstance(v, str)),
+                          st.text(max_size=70), st.sampled_from(["$2b$١٢$" + _SALTED])),
+                max_size=8))
+def test_lines_say_what_the_histogram_and_each_value_say(values: list[str]) -> None:
+    # Given any text values, When they are judged joined, as bytes, in one pass
+    costs = bcrypt_lines_costs(_joined(values), len(values))
+    # Then it is the batch histogram exactly (None included: "classify each"), and a
+    # histogram is what classify_stored_hash says value by value
+    assert costs == bcrypt_cost_histogram(values)
+    if costs is not None:
+        assert list(costs) == list(bcrypt_cost_histogram(values) or {})
+        kinds = [classify_stored_hash(v) for v in values]
+        assert all(k.scheme is HashScheme.BCRYPT for k in kinds)
+        assert sum(costs.values()) == len(values)
+        assert all(costs[k.cost] for k in kinds if k.cost is not None)
+
+
+def test_lines_of_well_formed_hashes_and_lines_that_only_look_so() -> None:
+    good = [f"$2{v}${c:02d}${_SALTED}" for v in "aby" for c in (4, 10, 12, 31)]
+    assert bcrypt_lines_costs(_joined(good), len(good)) == {4: 3, 10: 3, 12: 3, 31: 3}
+    assert bcrypt_lines_costs(_joined([good[2]] * 1000), 1000) == {12: 1000}
+    assert bcrypt_lines_costs(b"", 0) == {}
+    # Two hashes in one value and an empty one: the lines look right, the count does not
+    two = [f"{good[2]}\n{good[2]}", ""]
+    assert bcrypt_lines_costs(_joined(two), 3) is None and bcrypt_lines_costs(_joined(two), 2) is None
+    # A NULL left out by the database: fewer values than the caller counts
+    assert bcrypt_lines_costs(_joined(good[:2]), 3) is None
+    # Other scripts' digits: bcrypt to classify_stored_hash, so never certified here
+    arabic = f"$2b$١٢${_SALTED}"
+    assert classify_stored_hash(arabic).scheme is HashScheme.BCRYPT
+    assert bcrypt_lines_costs(_joined([arabic]), 1) is None
+    for bad in ("$2b$03$" + _SALTED, "$2b$32$" + _SALTED, "$2c$12$" + _SALTED, "$3b$12$" + _SALTED,
+                "x2b$12$" + _SALTED, "$2b$12$" + _SALTED[:-1] + "!", "$2b$12$" + _SALTED[:-1] + "é"[:1],
+                "$2b$1a$" + _SALTED, "$2b$12x" + _SALTED):
+        assert bcrypt_lines_costs(_joined([good[0], bad]), 2) is None, bad
 
 
 def _fake_check(code: str, stored: object) -> HashMatch:

@@ -20,6 +20,7 @@ from harness.outcomes import ProbeError
 from harness.policy import load_policy
 from harness.probes import database as database_probe
 from harness.probes.database import DatabaseProbe
+from harness.probes.pg_reads import copy_blocks
 from harness.profile import TargetProfile, parse_profile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep
@@ -244,7 +245,7 @@ def test_copy_blocks_raise_the_servers_error_and_the_session_goes_on(
         conn.execute("SET statement_timeout = 500")
         rows = 0
         with pytest.raises(error), conn.cursor() as cursor:
-            for block in database_probe.copy_blocks(cursor, f"COPY ({statement}) TO STDOUT",
+            for block in copy_blocks(cursor, f"COPY ({statement}) TO STDOUT",
                                                     1 << 10):
                 rows += block.count(b"\n")
         assert 1000 < rows < 5000
@@ -255,7 +256,7 @@ def test_copy_blocks_raise_the_servers_error_and_the_session_goes_on(
 def test_copy_blocks_stopped_early_leave_the_session_usable(scratch_pg: ScratchPostgres) -> None:
     with psycopg.connect(scratch_pg.dsn()) as conn:
         with conn.cursor() as cursor:
-            blocks = database_probe.copy_blocks(
+            blocks = copy_blocks(
                 cursor, "COPY (SELECT g FROM generate_series(1, 500000) g) TO STDOUT", 1 << 10)
             first = next(blocks)
             blocks.close()
@@ -264,7 +265,7 @@ def test_copy_blocks_stopped_early_leave_the_session_usable(scratch_pg: ScratchP
         assert conn.execute("SELECT 42").fetchone() == (42,)
         # And a whole read gives every row, in blocks of whole lines
         with conn.cursor() as cursor:
-            blocks = list(database_probe.copy_blocks(
+            blocks = list(copy_blocks(
                 cursor, "COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT", 1 << 12))
         assert all(b.endswith(b"\n") for b in blocks) and len(blocks) > 10
         assert b"".join(blocks).split() == [str(g).encode() for g in range(1, 50001)]

@@ -1,0 +1,144 @@
+"""Reads of a PostgreSQL session at the cost of the data, not of the rows: ``COPY`` output in
+blocks without a Python step per row, and a column's values joined on the server into blocks
+of a bounded number of rows, read in key order.
+
+Both work on a psycopg cursor whose session the caller owns (transaction, time limits,
+deadlines: :class:`harness.probes.database.DatabaseProbe`).
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors, pq, sql
+
+
+def copy_blocks(cursor: psycopg.Cursor[Any], query: sql.Composable | str,
+                block_bytes: int) -> Iterator[bytes]:
+    """A ``COPY ... TO STDOUT``'s output, in blocks of whole rows of at least ``block_bytes``
+    (the last one smaller). A reader that stops early ends the ``COPY`` (psycopg cancels it
+    and drains the rest), so the session can go on either way.
+
+    libpq hands ``COPY`` data out one row a call; psycopg's ``Copy`` iteration pays about
+    1 µs of Python a row around that call, this loop about 0.35 µs (measured over 1M rows of
+    68 bytes: 0.37 s of CPU against 1.0 s). It waits for the socket with ``poll``, so a
+    watchdog that shuts the socket down ends the wait, and the read then fails with
+    ``psycopg.OperationalError`` as psycopg's own would.
+
+    Raises:
+        psycopg.Error: the server ended the ``COPY`` with an error (its SQLSTATE's class,
+            e.g. ``QueryCanceled`` for a statement timeout), or the connection failed.
+    """
+    with cursor.copy(query):
+        pgconn = cursor.connection.pgconn
+        get, pending = pgconn.get_copy_data, bytearray()
+        waiting = select.poll()
+        waiting.register(pgconn.socket, select.POLLIN)
+        while True:
+            size, data = get(1)
+            if size > 0:
+                pending += data
+                if len(pending) >= block_bytes:
+                    yield bytes(pending)
+                    pending = bytearray()
+            elif size == 0:
+                waiting.poll()
+                pgconn.consume_input()
+            else:
+                break
+        if pending:
+            yield bytes(pending)
+        _copy_result(pgconn, waiting)
+
+
+def _copy_result(pgconn: pq.abc.PGconn, waiting: select.poll) -> None:
+    """Take the final result of a ``COPY`` whose data is over; raise its error, if it is one."""
+    while pgconn.is_busy():
+        waiting.poll()
+        pgconn.consume_input()
+    failure = None
+    while (result := pgconn.get_result()) is not None:
+        if failure is None and result.status == pq.ExecStatus.FATAL_ERROR:
+            failure = result
+    if failure is not None:
+        state = (failure.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
+        message = (failure.error_message or b"").decode("utf-8", "replace").strip()
+        try:
+            kind = errors.lookup(state)
+        except KeyError:
+            kind = psycopg.DatabaseError
+        raise kind(message or f"COPY failed (SQLSTATE {state or 'unknown'})")
+
+
+#: Rows whose values the server joins into one text (about 1 MB of 60-character hashes).
+JOINED_CHUNK_ROWS = 16_384
+#: The lowest bigint: where a read without a lower bound starts.
+LOWEST_KEY = -(1 << 63)
+
+
+@dataclass(frozen=True)
+class JoinedChunk:
+    """Consecutive rows of one column, in key order, their values joined on the server.
+
+    Attributes:
+        low, high: the lowest and the highest key of its rows.
+        rows: its rows.
+        values: its non-NULL values.
+        joined: the non-NULL values as UTF-8 text, each followed by a newline (so a value
+            that holds a newline makes more lines than there are values); empty if none.
+    """
+
+    low: int
+    high: int
+    rows: int
+    values: int
+    joined: bytes
+
+
+def joined_chunks(cursor: psycopg.Cursor[Any], table: str, column: str, *, schema: str = "public",
+                  key: str = "id", low: int | None = None, high: int | None = None,
+                  chunk_rows: int | None = None) -> Iterator[JoinedChunk]:
+    """The rows with ``low <= key <= high`` of an integer ``key`` as chunks of at most
+    ``chunk_rows`` rows, in key order: one query a chunk, starting after the last key of the
+    one before (so keys spread however sparsely cost one query per ``chunk_rows`` rows;
+    None: :data:`JOINED_CHUNK_ROWS`).
+
+    The server reads each row once (an index range scan) and hands over one value a chunk:
+    Python pays per chunk, not per row (1M rows of 60-character hashes: 0.07 s of client
+    CPU and 0.5 s of server CPU, against 0.37 s and 0.36 s for the same rows through
+    ``COPY``). ``key``, ``column``, ``table`` and ``schema`` are identifiers, quoted here.
+    """
+    chunk_rows = chunk_rows or JOINED_CHUNK_ROWS
+    bounds = sql.SQL("{k} >= %s").format(k=sql.Identifier(key))
+    if high is not None:
+        bounds += sql.SQL(" AND {k} <= {high}").format(k=sql.Identifier(key), high=sql.Literal(high))
+    query = sql.SQL(
+        "SELECT min(k), max(k), count(*), count(v), string_agg(v, E'\\n') FROM"
+        " (SELECT {k} AS k, {c}::text AS v FROM {s}.{t} WHERE {bounds} ORDER BY {k} LIMIT {n})"
+        " AS chunk").format(k=sql.Identifier(key), c=sql.Identifier(column),
+                            s=sql.Identifier(schema), t=sql.Identifier(table), bounds=bounds,
+                            n=sql.Literal(chunk_rows))
+    start = LOWEST_KEY if low is None else low
+    while True:
+        row = cursor.execute(query, (start,), prepare=True).fetchone()
+        if row is None or not row[2]:
+            return
+        first, last, rows, values, joined = row
+        yield JoinedChunk(int(first), int(last), int(rows), int(values),
+                          (joined + "\n").encode("utf-8") if values else b"")
+        if rows < chunk_rows or (high is not None and last >= high) or last >= -LOWEST_KEY - 1:
+            return
+        start = last + 1
+
+
+def chunk_copy(table: str, column: str, *, schema: str, key: str,
+               chunk: JoinedChunk) -> sql.Composed:
+    """The ``COPY`` of a chunk's rows (``key, column`` in key order) as text."""
+    return sql.SQL("COPY (SELECT {k}, {c} FROM {s}.{t} WHERE {k} >= {low} AND {k} <= {high}"
+                   " ORDER BY {k}) TO STDOUT").format(
+        k=sql.Identifier(key), c=sql.Identifier(column), s=sql.Identifier(schema),
+        t=sql.Identifier(table), low=sql.Literal(chunk.low), high=sql.Literal(chunk.high))
