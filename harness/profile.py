@@ -73,6 +73,10 @@ class SecretSource(_Strict):
         return self._answer is not None
 
 
+# How a profile says the edge serves no plain HTTP: ``http_port = "none"``.
+NO_HTTP_PORT = "none"
+
+
 class Edge(_Strict):
     """The TLS edge in front of the service.
 
@@ -80,7 +84,10 @@ class Edge(_Strict):
         host: the public host name (SNI, certificate name, Host header).
         address: the IP address to connect to (defaults to resolving ``host``).
         https_port: TLS port of the edge.
-        http_port: plaintext port that must only redirect; None if closed.
+        http_port: plaintext port that must only redirect. None when the profile says the
+            edge serves no plain HTTP, written ``http_port = "none"`` in TOML (which has no
+            null); ``transit.http_redirect_only`` then still looks at port 80, since the
+            profile's word is not an observation.
         trust_anchor: PEM file of the CA the certificate must chain to; None
             means the system trust store.
         sample_paths: paths fetched to check headers on every response.
@@ -92,6 +99,19 @@ class Edge(_Strict):
     http_port: int | None = Field(80, ge=1, le=65535)
     trust_anchor: Path | None = None
     sample_paths: tuple[str, ...] = ("/", "/healthz", "/api/v1/brands", "/does-not-exist")
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _port_or_none(cls, value: object) -> object:
+        # TOML has no null, so "none" is how a profile says the edge has no plaintext port.
+        # Any other word (and a boolean, which pydantic would take for 0 or 1) is refused
+        # rather than read as a port.
+        if value == NO_HTTP_PORT:
+            return None
+        if isinstance(value, bool) or (isinstance(value, str) and not value.strip().isdigit()):
+            raise ValueError(f'give a port number (1-65535), or "{NO_HTTP_PORT}" when the edge '
+                             "serves no plain HTTP")
+        return value
 
     @property
     def connect_address(self) -> str:

@@ -10,8 +10,8 @@ from harness.evidence import EvidenceRecorder
 from harness.evidence_kinds import HeaderTranscriptEvidence
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.http import EdgeSamples, HttpSample, fetch_samples, public_url
-from harness.profile import Edge, TargetProfile
+from harness.probes.http import EdgeSamples, HttpSample, PlaintextPortVisit, public_url, visit_plaintext_port
+from harness.profile import NO_HTTP_PORT, Edge, TargetProfile
 
 # A plaintext answer counts as "only a redirect" when it is one of these statuses
 # (permanent redirects: a temporary one invites the client back to plain HTTP) ...
@@ -70,18 +70,57 @@ def http_redirect_verdict(samples: EdgeSamples, edge: Edge) -> Verdict:
                           "redirect to the same host and path over https.", **details)
 
 
+def _seen(visit: PlaintextPortVisit) -> dict[str, object]:
+    knock, https = visit.knock, visit.https
+    return {"plaintext_port": {"address": knock.address, "port": knock.port, "state": knock.state,
+                               "detail": knock.detail, "waited_s": round(knock.waited_s, 3),
+                               "wait": knock.wait},
+            "profile_says_none": visit.profile_says_none,
+            "https_port": None if https is None else {"address": https.address, "port": https.port,
+                                                      "answered": https.answered, "detail": https.detail}}
+
+
+def plaintext_port_verdict(visit: PlaintextPortVisit, edge: Edge) -> Verdict:
+    """The promise holds when the plaintext port only redirects (:func:`http_redirect_verdict`),
+    or when it turns connections away (refused, or no answer at all) while the edge's HTTPS
+    port answers: nothing is served in plain text there. When HTTPS is silent too, the edge is
+    down or out of reach, which says nothing of the promise: ERROR. What the profile says
+    (``http_port = "none"``) is reported beside what was observed, never in its place."""
+    knock, https, host = visit.knock, visit.https, edge.host
+    claim = f'edge.http_port = "{NO_HTTP_PORT}"'
+    if visit.samples is not None:
+        verdict = http_redirect_verdict(visit.samples, edge)
+        if not visit.profile_says_none:
+            return verdict.model_copy(update={"details": {**verdict.details, **_seen(visit)}})
+        return verdict.model_copy(update={
+            "message": (f"The profile says the edge serves no plain HTTP ({claim}), but port {visit.port} "
+                        f"of {host} answered. {verdict.message}"),
+            "details": {**verdict.details, **_seen(visit)}})
+    details = {"samples": [], **_seen(visit)}
+    if knock.state == "refused":
+        seen = f"Port {visit.port} of {host} refuses connections ({knock.detail})"
+        meaning = "nothing serves plain HTTP there"
+    elif knock.state == "silent":
+        seen = f"No answer on port {visit.port} of {host} within {knock.wait}"
+        meaning = "the port is filtered and nothing serves plain HTTP there, as seen from this host"
+    else:
+        return Verdict.error(f"Cannot reach {knock.address}:{visit.port}: {knock.detail}; nothing was "
+                             "observed of the edge's plaintext port.", **details)
+    if https is None or not https.answered:
+        why = "it was not asked" if https is None else https.detail
+        return Verdict.error(f"{seen} and HTTPS on port {edge.https_port} did not answer either ({why}): "
+                             "the edge is down or out of reach from here, so this is no verdict on its "
+                             "plaintext port.", **details)
+    said = f", as the profile says ({claim})" if visit.profile_says_none else ""
+    return Verdict.passed(f"{seen}: {meaning}{said}; HTTPS on port {edge.https_port} answered "
+                          f"({https.detail}), so the edge was up.", **details)
+
+
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")
 @pytest.mark.access("edge")
 def check_http_redirect_only(profile: TargetProfile, policy: Policy, evidence: EvidenceRecorder) -> None:
-    if profile.edge.http_port is None:
-        # No plaintext port in the profile is not proof that the edge has none: a
-        # human must look, since port 80 may still be open and serve content.
-        host = profile.edge.host
-        evidence.manual(f"The profile declares no plaintext port at the edge (edge.http_port), so "
-                        f"no plain-HTTP answer was observed. By hand: confirm port 80 of {host} is "
-                        f"closed or redirects every path (301/308) to https://{host}/ on the same "
-                        f"path, e.g. with curl -sI http://{host}/.")
-    samples = fetch_samples(profile.edge, policy, "http")
-    verdict = http_redirect_verdict(samples, profile.edge)
+    # A profile that says the edge has no plaintext port (http_port = "none") is not proof
+    # of it: the probe looks at port 80 all the same, and the verdict judges what it saw.
+    verdict = plaintext_port_verdict(visit_plaintext_port(profile.edge, policy), profile.edge)
     evidence.attach("http-redirects", HeaderTranscriptEvidence.model_validate(verdict.details))
     evidence.conclude(verdict)

@@ -7,6 +7,7 @@ Redirects are never followed: a redirect is itself what is being observed.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import socket
@@ -21,13 +22,14 @@ from harness.deadline import (
     DeadlineTransport,
     Exchange,
     ExchangeExpired,
+    TlsWithin,
     expired_exchange,
     recv_within,
 )
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.tls import edge_tls_context
-from harness.profile import Edge
+from harness.profile import NO_HTTP_PORT, Edge
 from harness.trickling_peers import RUN_TRICKLERS, TLS_HANDSHAKE, PeerKnownToTrickle, http_get
 
 # Bodies are read up to this many bytes: enough to tell a tiny redirect page
@@ -115,16 +117,20 @@ def public_url(scheme: str, host: str, port: int, path: str) -> str:
     return f"{scheme}://{host}{'' if port == default else f':{port}'}{path}"
 
 
-def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"]) -> EdgeSamples:
+def fetch_samples(edge: Edge, policy: Policy, scheme: Literal["https", "http"], *,
+                  port: int | None = None) -> EdgeSamples:
     """GET every ``edge.sample_paths`` entry over ``scheme``, without following redirects.
 
     Over HTTPS the certificate is verified against the profile's trust anchor.
+    ``port`` replaces the profile's port for the scheme (the plaintext port looked at
+    when the profile says there is none).
 
     Raises:
         ProbeError: the scheme's port is not configured, or the edge cannot be
             reached, does not answer in time, or fails TLS verification.
     """
-    port = edge.https_port if scheme == "https" else edge.http_port
+    if port is None:
+        port = edge.https_port if scheme == "https" else edge.http_port
     if port is None:
         raise ProbeError(f"the profile has no {scheme} port for the edge")
     timeout = httpx.Timeout(policy.timeouts.request_s, connect=policy.timeouts.connect_s)
@@ -305,3 +311,151 @@ def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
         tls = speaks_tls(address, port, host, timeout_s)
     return PlainHttpAnswer(address, port, connected=True, answered_http=True, status=status,
                            location=location, first_line=first, speaks_tls=tls)
+
+
+# --- The plaintext port as found: answers, or turned away while HTTPS answers ---------------
+
+# The standard plaintext port: where a browser goes for http://HOST/, and so the port looked
+# at when the profile says the edge serves no plain HTTP (read at each call).
+STANDARD_HTTP_PORT = 80
+# How a host, or a firewall before it, turns a connection away at once: a reset (a closed
+# port; a firewall's "reject with tcp-reset" or "icmp-port-unreachable") and the ICMP
+# rejections firewalls send (firewalld's default "icmp-host-prohibited" reads EHOSTUNREACH).
+# This host's own refusals (EACCES, EPERM from its firewall) are not the edge's, so not here.
+_TURNED_AWAY = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+@dataclass(frozen=True)
+class PortKnock:
+    """One TCP connection attempt, closed as soon as it is answered.
+
+    Attributes:
+        address: the address connected to.
+        port: the port connected to.
+        state: ``accepted``; ``refused`` (turned away at once: a reset or an ICMP rejection);
+            ``silent`` (no answer within the wait: the SYN was dropped, as a firewall's DROP
+            does); ``failed`` (anything else: the name does not resolve, this host's own rules).
+        detail: the system's words for a refusal or failure; for silence, the wait and its
+            policy key.
+        waited_s: seconds until the answer, or until the wait ended.
+        wait: the wait allowed, as the policy states it (``the policy's 5 s (timeouts.connect_s)``).
+    """
+
+    address: str
+    port: int
+    state: Literal["accepted", "refused", "silent", "failed"]
+    detail: str
+    waited_s: float
+    wait: str
+
+
+def knock(address: str, port: int, deadline: Deadline) -> PortKnock:
+    """Open (and close) one TCP connection to ``address:port`` within ``deadline``."""
+    try:
+        with socket.create_connection((address, port), timeout=max(deadline.remaining(), 0.001)):
+            return PortKnock(address, port, "accepted", "", deadline.elapsed(), deadline.limit())
+    except TimeoutError:
+        return PortKnock(address, port, "silent", f"no answer within {deadline.limit()}", deadline.elapsed(),
+                         deadline.limit())
+    except OSError as exc:
+        state: Literal["refused", "failed"] = "refused" if exc.errno in _TURNED_AWAY else "failed"
+        return PortKnock(address, port, state, exc.strerror or type(exc).__name__, deadline.elapsed(),
+                         deadline.limit())
+
+
+@dataclass(frozen=True)
+class TlsPortAnswer:
+    """Whether the edge's HTTPS port answered a TLS ClientHello: the sign that the edge is up.
+
+    The certificate is not judged here (transit.certificate does that): any TLS answer,
+    a refusal by alert included, shows that the host and its HTTPS port are up.
+
+    Attributes:
+        address: the address connected to.
+        port: the HTTPS port.
+        answered: the handshake completed, or the peer answered it with anything at all.
+        detail: what happened, in words (``a TLS handshake completed``).
+    """
+
+    address: str
+    port: int
+    answered: bool
+    detail: str
+
+
+def tls_port_answer(edge: Edge, policy: Policy) -> TlsPortAnswer:
+    """Open a TLS handshake with the edge's HTTPS port: connecting within ``timeouts.connect_s``,
+    the whole handshake within ``timeouts.request_s`` (a trickling peer cannot stretch it)."""
+    address, port = edge.connect_address, edge.https_port
+    connect = Deadline(policy.timeouts.connect_s, "timeouts.connect_s")
+    try:
+        sock = socket.create_connection((address, port), timeout=connect.seconds)
+    except TimeoutError:
+        return TlsPortAnswer(address, port, False, f"no answer within {connect.limit()}")
+    except OSError as exc:
+        return TlsPortAnswer(address, port, False, exc.strerror or type(exc).__name__)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    handshake = Deadline(policy.timeouts.request_s, "timeouts.request_s")
+    exchange = Exchange(f"the edge {address}:{port}", handshake, awaited="its TLS handshake")
+    try:
+        with sock:
+            TlsWithin(sock, context, edge.host, exchange).handshake()
+    except ExchangeExpired as expired:
+        return TlsPortAnswer(address, port, exchange.received > 0, str(expired))
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        return TlsPortAnswer(address, port, False,
+                             "it accepted the connection and closed it without a TLS answer")
+    except ssl.SSLError as exc:
+        return TlsPortAnswer(address, port, True,
+                             f"it answered the TLS handshake with an error: {exc.reason or exc}")
+    except OSError as exc:
+        return TlsPortAnswer(address, port, False, f"it accepted the connection, then: "
+                                                   f"{exc.strerror or type(exc).__name__}")
+    return TlsPortAnswer(address, port, True, f"a TLS handshake completed in {connect.elapsed():.2f} s")
+
+
+@dataclass(frozen=True)
+class PlaintextPortVisit:
+    """The edge's plaintext port as found: its answers to the sampled paths, or how it turned
+    the connection away and whether the HTTPS port answered at the same time.
+
+    Attributes:
+        port: the port visited: ``edge.http_port``, or STANDARD_HTTP_PORT when the profile
+            says the edge serves no plain HTTP.
+        profile_says_none: the profile says so (``http_port = "none"``).
+        knock: the TCP connection attempt to ``port``.
+        samples: the answers to every sampled path when the port accepted; None otherwise.
+        https: the HTTPS port's answer, asked only when the plaintext port accepted nothing.
+    """
+
+    port: int
+    profile_says_none: bool
+    knock: PortKnock
+    samples: EdgeSamples | None = None
+    https: TlsPortAnswer | None = None
+
+
+def visit_plaintext_port(edge: Edge, policy: Policy) -> PlaintextPortVisit:
+    """Knock on the edge's plaintext port; GET every sampled path when it accepts, else ask the
+    HTTPS port whether the edge is up at all.
+
+    Raises:
+        ProbeError: the port accepted a connection but the GETs could not be completed
+            (:func:`fetch_samples`'s reasons: no answer in time, a reset, a trickle ...).
+    """
+    says_none = edge.http_port is None
+    port = STANDARD_HTTP_PORT if edge.http_port is None else edge.http_port
+    knocked = knock(edge.connect_address, port, Deadline(policy.timeouts.connect_s, "timeouts.connect_s"))
+    if knocked.state != "accepted":
+        https = tls_port_answer(edge, policy) if knocked.state in ("refused", "silent") else None
+        return PlaintextPortVisit(port, says_none, knocked, https=https)
+    try:
+        samples = fetch_samples(edge, policy, "http", port=port)
+    except ProbeError as exc:
+        if not says_none:
+            raise
+        raise ProbeError(f'port {port} accepted a connection although the profile says the edge serves '
+                         f'no plain HTTP (edge.http_port = "{NO_HTTP_PORT}"); {exc}') from None
+    return PlaintextPortVisit(port, says_none, knocked, samples=samples)

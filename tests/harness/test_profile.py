@@ -50,6 +50,34 @@ def test_bad_profiles_name_the_key(text: str, message: str) -> None:
     assert "hunter2" not in str(exc.value)
 
 
+def test_a_profile_says_the_edge_serves_no_plain_http_with_none() -> None:
+    # TOML has no null: "none" is the one spelling, read as no plaintext port in the profile
+    assert parse_profile(MINIMAL + 'http_port = "none"\n').edge.http_port is None
+    assert parse_profile(MINIMAL + "http_port = 8080\n").edge.http_port == 8080
+
+
+@pytest.mark.parametrize("value", ['"off"', '"None"', '""', "false", "true", '"closed"'])
+def test_any_other_word_for_the_plaintext_port_is_one_line(value: str) -> None:
+    # A boolean would otherwise be read as port 0 or 1, and a word as nothing the user meant
+    with pytest.raises(ProfileError) as exc:
+        parse_profile(MINIMAL + f"http_port = {value}\n")
+    assert str(exc.value) == ('<profile>: edge.http_port: Value error, give a port number (1-65535), or "none" '
+                              "when the edge serves no plain HTTP")
+
+
+def test_a_bad_plaintext_port_stops_the_run_with_exit_3(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import EXIT_USAGE, main
+
+    target = tmp_path / "target.toml"
+    target.write_text(MINIMAL + "http_port = false\n")
+    code = main(["run", "--target", str(target), "--report-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE == 3 and err.count("\n") == 1 and "Traceback" not in err
+    assert f'{target}: edge.http_port: Value error, give a port number (1-65535), or "none"' in err
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
 def test_a_mailbox_gives_each_canary_a_plus_address_of_its_own() -> None:
     profile = parse_profile(MINIMAL + '[mailbox]\nhost = "127.0.0.1"\nserver_name = "imap.example"\n'
                                       'user = "audit"\naddress = "Audit@Mail.Example"\n'

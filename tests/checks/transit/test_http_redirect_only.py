@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from checks.transit.http_redirect_only import check_http_redirect_only, http_redirect_verdict
+from checks.transit.http_redirect_only import (
+    check_http_redirect_only,
+    http_redirect_verdict,
+    plaintext_port_verdict,
+)
 from harness.outcomes import Outcome
-from harness.probes.http import EdgeSamples, HttpSample
+from harness.probes import http as http_probe
+from harness.probes.http import EdgeSamples, HttpSample, PlaintextPortVisit, PortKnock, TlsPortAnswer
+from system_under_test.local.processes import free_port
 
 from .conftest import EDGE, PATHS, conclude, integration_tests, profile
 
@@ -60,17 +66,100 @@ def test_default_port_redirect_without_explicit_port_passes() -> None:
     assert verdict.outcome is Outcome.PASS
 
 
-def test_no_http_port_makes_the_redirect_check_manual(tmp_path: Path) -> None:
-    # Given a profile that names no plaintext port at the edge
-    verdict = conclude(check_http_redirect_only, tmp_path,
-                       profile=profile(edge={"host": "votriz.test", "http_port": None}))
-    # Then nothing was observed: a human confirms port 80, never NOT_APPLICABLE or PASS
-    assert verdict.outcome is Outcome.MANUAL
+# --- The plaintext port as found: refused, filtered, answered; the edge up or down ----------
+
+WAIT = "the policy's 5 s (timeouts.connect_s)"
+NONE_EDGE = EDGE.model_copy(update={"http_port": None})
+HTTPS_UP = TlsPortAnswer("127.0.0.1", 8443, True, "a TLS handshake completed in 0.02 s")
+
+
+def knocked(state: str, detail: str = "", port: int = 8080) -> PortKnock:
+    return PortKnock("127.0.0.1", port, state, detail, 0.01, WAIT)  # type: ignore[arg-type]
+
+
+REFUSED = knocked("refused", "Connection refused")
+SILENT = knocked("silent", f"no answer within {WAIT}")
+
+
+def test_a_refusing_plaintext_port_passes_when_https_answers() -> None:
+    verdict = plaintext_port_verdict(PlaintextPortVisit(8080, False, REFUSED, https=HTTPS_UP), EDGE)
+    assert verdict.outcome is Outcome.PASS
     assert verdict.message == (
-        "The profile declares no plaintext port at the edge (edge.http_port), so no plain-HTTP "
-        "answer was observed. By hand: confirm port 80 of votriz.test is closed or redirects every "
-        "path (301/308) to https://votriz.test/ on the same path, e.g. with curl -sI "
-        "http://votriz.test/.")
+        "Port 8080 of votriz.test refuses connections (Connection refused): nothing serves plain HTTP "
+        "there; HTTPS on port 8443 answered (a TLS handshake completed in 0.02 s), so the edge was up.")
+    assert verdict.details["samples"] == [] and verdict.details["plaintext_port"]["state"] == "refused"
+    assert verdict.details["https_port"]["answered"] is True
+
+
+def test_a_filtered_plaintext_port_passes_naming_the_wait() -> None:
+    verdict = plaintext_port_verdict(PlaintextPortVisit(80, True, knocked("silent", port=80), https=HTTPS_UP),
+                                     NONE_EDGE)
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message == (
+        "No answer on port 80 of votriz.test within the policy's 5 s (timeouts.connect_s): the port is "
+        "filtered and nothing serves plain HTTP there, as seen from this host, as the profile says "
+        '(edge.http_port = "none"); HTTPS on port 8443 answered (a TLS handshake completed in 0.02 s), '
+        "so the edge was up.")
+
+
+@pytest.mark.parametrize("plain", [REFUSED, SILENT])
+@pytest.mark.parametrize("https", [
+    TlsPortAnswer("127.0.0.1", 8443, False, "Connection refused"),
+    TlsPortAnswer("127.0.0.1", 8443, False, f"no answer within {WAIT}"),
+])
+def test_both_ports_silent_is_an_error_not_a_verdict(plain: PortKnock, https: TlsPortAnswer) -> None:
+    verdict = plaintext_port_verdict(PlaintextPortVisit(8080, False, plain, https=https), EDGE)
+    assert verdict.outcome is Outcome.ERROR
+    assert f"and HTTPS on port 8443 did not answer either ({https.detail}): the edge is down" in verdict.message
+    assert verdict.message.startswith(("Port 8080 of votriz.test refuses", "No answer on port 8080"))
+
+
+def test_a_name_that_does_not_resolve_is_an_error() -> None:
+    visit = PlaintextPortVisit(80, True, knocked("failed", "Name or service not known", 80))
+    verdict = plaintext_port_verdict(visit, NONE_EDGE)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message.startswith("Cannot reach 127.0.0.1:80: Name or service not known;")
+
+
+def test_an_answering_port_is_judged_as_before_with_the_knock_in_the_evidence() -> None:
+    visit = PlaintextPortVisit(8080, False, knocked("accepted"), samples=http(plain("/"), plain("/healthz")))
+    verdict = plaintext_port_verdict(visit, EDGE)
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.message == http_redirect_verdict(visit.samples, EDGE).message  # type: ignore[arg-type]
+    assert len(verdict.details["samples"]) == 2 and verdict.details["plaintext_port"]["state"] == "accepted"
+
+
+@pytest.mark.parametrize(("sample", "outcome"), [
+    (plain("/", location="https://votriz.test:8443/"), Outcome.PASS),
+    (plain("/", 200, None, "application/json", 15), Outcome.FAIL),
+])
+def test_port_80_answering_where_the_profile_says_none_says_so(sample: HttpSample, outcome: Outcome) -> None:
+    # Given a profile that says the edge serves no plain HTTP, and port 80 that answers all the same
+    samples = EdgeSamples("http", "votriz.test", 80, (sample,))
+    verdict = plaintext_port_verdict(PlaintextPortVisit(80, True, knocked("accepted", port=80),
+                                                        samples=samples), NONE_EDGE)
+    # Then it is judged as any plaintext port is, and the message names the profile's claim
+    assert verdict.outcome is outcome
+    assert verdict.message.startswith('The profile says the edge serves no plain HTTP (edge.http_port = "none"), '
+                                      "but port 80 of votriz.test answered. ")
+    assert verdict.details["profile_says_none"] is True
+
+
+def test_the_check_looks_at_port_80_when_the_profile_says_none(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a profile that says the edge serves no plain HTTP, on a host where nothing listens on the
+    # standard plaintext port (a free loopback port stands for 80) nor on the HTTPS port
+    standard = free_port()
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", standard)
+    edge = {"host": "votriz.test", "address": "127.0.0.1", "http_port": "none", "https_port": free_port()}
+    # When the check runs
+    verdict = conclude(check_http_redirect_only, tmp_path, profile=profile(edge=edge))
+    # Then it looked at that port itself (neither MANUAL nor trusting the profile), and with HTTPS
+    # silent too the edge is down: ERROR, no verdict on the promise
+    assert verdict.outcome is Outcome.ERROR, verdict.message
+    assert verdict.message.startswith(f"Port {standard} of votriz.test refuses connections (Connection refused) "
+                                      "and HTTPS on port"), verdict.message
+    assert verdict.details["plaintext_port"]["port"] == standard and verdict.details["profile_says_none"]
 
 
 # --- Against the real reference service -----------------------------------------------------

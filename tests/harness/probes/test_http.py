@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,12 +13,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checks.transit.hsts import hsts_verdict
-from checks.transit.http_redirect_only import http_redirect_verdict
+from checks.transit.http_redirect_only import check_http_redirect_only, http_redirect_verdict
 from checks.transit.security_headers import security_headers_verdict
-from harness.outcomes import Outcome, ProbeError
+from harness.deadline import Deadline
+from harness.evidence import EvidenceRecorder
+from harness.outcomes import CheckOutcome, Outcome, ProbeError, Verdict
 from harness.policy import Policy
-from harness.probes.http import fetch_samples, parse_http_head, probe_plain_http
-from harness.profile import Edge
+from harness.probes import http as http_probe
+from harness.probes.http import (
+    fetch_samples,
+    knock,
+    parse_http_head,
+    probe_plain_http,
+    tls_port_answer,
+    visit_plaintext_port,
+)
+from harness.profile import Edge, TargetProfile
+from harness.redaction import KnownSecrets
 
 from .conftest import HOST, NginxEdge, make_pki
 
@@ -128,7 +141,6 @@ def test_parse_http_head_never_crashes(head: bytes) -> None:
 
 def test_a_listener_that_speaks_then_waits_is_heard(tmp_path: Path) -> None:
     # Given a listener that answers like Redis (an error line) and keeps the connection open
-    import socket
     import threading
 
     server = socket.socket()
@@ -149,3 +161,141 @@ def test_a_listener_that_speaks_then_waits_is_heard(tmp_path: Path) -> None:
     assert result.first_line == "-NOAUTH Authentication required."
     thread.join()
     server.close()
+
+
+# --- The plaintext port as found: refused, filtered or answering, beside a real HTTPS edge ------
+
+
+@pytest.fixture
+def filtered_port() -> Iterator[int]:
+    """A loopback port whose SYNs go unanswered, as behind a firewall's DROP: a listener with a
+    backlog of 0 whose one queue place is taken by a connection it never accepts (Linux then
+    drops every further SYN)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = int(server.getsockname()[1])
+    filler = socket.create_connection(("127.0.0.1", port), timeout=2)
+    # The fixture is only worth its name if a connection now goes unanswered.
+    with socket.socket() as trial:
+        trial.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            trial.connect(("127.0.0.1", port))
+    yield port
+    filler.close()
+    server.close()
+
+
+def run_redirect_check(edge: Edge, policy: Policy, tmp_path: Path) -> Verdict:
+    """The check's entry as the plugin calls it, on a profile with only ``edge``."""
+    profile = TargetProfile.model_validate({"name": "t", "edge": edge.model_dump()})
+    recorder = EvidenceRecorder("transit.http_redirect_only", tmp_path, KnownSecrets())
+    try:
+        check_http_redirect_only(profile=profile, policy=policy, evidence=recorder)
+    except CheckOutcome as ended:  # Every outcome but PASS ends the check by raising.
+        return ended.verdict
+    assert recorder.verdict is not None, "the check ended without concluding"
+    return recorder.verdict
+
+
+def test_knock_tells_accepted_refused_and_silent_apart(silent_listener: int, closed_port: int,
+                                                       filtered_port: int) -> None:
+    states = {port: knock("127.0.0.1", port, Deadline(0.5, "timeouts.connect_s"))
+              for port in (silent_listener, closed_port, filtered_port)}
+    assert states[silent_listener].state == "accepted"
+    assert (states[closed_port].state, states[closed_port].detail) == ("refused", "Connection refused")
+    silent = states[filtered_port]
+    assert silent.state == "silent" and silent.detail == "no answer within the policy's 0.5 s (timeouts.connect_s)"
+    assert 0.4 < silent.waited_s < 1.5
+
+
+def test_tls_port_answer_completes_a_handshake_or_says_why_not(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, silent_listener: int,
+        closed_port: int) -> None:
+    nginx = nginx_factory()
+    # The certificate is not judged here: a stranger's anchor still shows the edge is up.
+    up = tls_port_answer(nginx.edge(trust_anchor=None), fast_policy)
+    assert up.answered and up.detail.startswith("a TLS handshake completed in ")
+    # The plaintext port answers a ClientHello with an HTTP error: up, though not TLS
+    plain = tls_port_answer(nginx.edge(https_port=nginx.http_port), fast_policy)
+    assert plain.answered and plain.detail.startswith("it answered the TLS handshake with an error: ")
+    mute = tls_port_answer(Edge(host=HOST, address="127.0.0.1", https_port=silent_listener), fast_policy)
+    assert not mute.answered
+    assert mute.detail == (f"the edge 127.0.0.1:{silent_listener} did not answer within the policy's 2 s "
+                           "(timeouts.request_s)")
+    closed = tls_port_answer(Edge(host=HOST, address="127.0.0.1", https_port=closed_port), fast_policy)
+    assert (closed.answered, closed.detail) == (False, "Connection refused")
+
+
+def test_a_closed_plaintext_port_beside_a_live_edge_passes(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, closed_port: int, tmp_path: Path) -> None:
+    # Given a real TLS edge whose profile names a plaintext port where nothing listens
+    edge = nginx_factory().edge(http_port=closed_port)
+    # When the check runs
+    verdict = run_redirect_check(edge, fast_policy, tmp_path)
+    # Then the promise holds (nothing serves plain HTTP), and the message says what was seen
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert verdict.message.startswith(f"Port {closed_port} of {HOST} refuses connections (Connection refused): "
+                                      f"nothing serves plain HTTP there; HTTPS on port {edge.https_port} "
+                                      "answered (a TLS handshake completed in "), verdict.message
+    evidence = json.loads((tmp_path / "http-redirects.json").read_text())
+    assert evidence["plaintext_port"]["state"] == "refused" and evidence["https_port"]["answered"] is True
+
+
+def test_a_filtered_port_80_beside_a_live_edge_passes_naming_the_wait(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, filtered_port: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a profile that says the edge serves no plain HTTP, and "port 80" (a loopback port)
+    # that drops every SYN
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", filtered_port)
+    edge = nginx_factory().edge(http_port="none")
+    # When the check runs
+    started = time.monotonic()
+    verdict = run_redirect_check(edge, fast_policy, tmp_path)
+    # Then it waited the connect timeout once, and passes naming the wait and the profile's word
+    assert time.monotonic() - started < fast_policy.timeouts.connect_s + 2
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert verdict.message.startswith(
+        f"No answer on port {filtered_port} of {HOST} within the policy's 1 s (timeouts.connect_s): the port "
+        "is filtered and nothing serves plain HTTP there, as seen from this host, as the profile says "
+        f'(edge.http_port = "none"); HTTPS on port {edge.https_port} answered'), verdict.message
+
+
+def test_a_filtered_port_and_a_closed_https_port_are_an_error(
+        fast_policy: Policy, filtered_port: int, closed_port: int, tmp_path: Path) -> None:
+    edge = Edge(host=HOST, address="127.0.0.1", https_port=closed_port, http_port=filtered_port)
+    verdict = run_redirect_check(edge, fast_policy, tmp_path)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == (
+        f"No answer on port {filtered_port} of {HOST} within the policy's 1 s (timeouts.connect_s) and HTTPS "
+        f"on port {closed_port} did not answer either (Connection refused): the edge is down or out of reach "
+        "from here, so this is no verdict on its plaintext port.")
+
+
+@pytest.mark.parametrize(("http_body", "outcome", "said"), [
+    (None, Outcome.PASS, "Every sampled path on http port"),
+    ("default_type application/json; return 200 '{\"status\":\"ok\"}';", Outcome.FAIL,
+     "The edge's plaintext port serves more than a redirect to HTTPS"),
+])
+def test_port_80_answering_although_the_profile_says_none_is_judged_and_said(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, http_body: str | None, outcome: Outcome, said: str) -> None:
+    # Given a profile that says the edge serves no plain HTTP, and "port 80" (nginx's plaintext port)
+    # that answers all the same
+    nginx = nginx_factory(http_body=http_body)
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", nginx.http_port)
+    # When the check runs, then port 80 is judged as any plaintext port, and the claim is named
+    verdict = run_redirect_check(nginx.edge(http_port="none"), fast_policy, tmp_path)
+    assert verdict.outcome is outcome, verdict.message
+    assert verdict.message.startswith('The profile says the edge serves no plain HTTP (edge.http_port = "none"), '
+                                      f"but port {nginx.http_port} of {HOST} answered. {said}"), verdict.message
+
+
+def test_a_mute_port_80_where_the_profile_says_none_is_an_error_naming_the_claim(
+        silent_listener: int, fast_policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", silent_listener)
+    with pytest.raises(ProbeError) as raised:
+        visit_plaintext_port(Edge(host=HOST, address="127.0.0.1", http_port=None), fast_policy)
+    assert str(raised.value).startswith(f"port {silent_listener} accepted a connection although the profile "
+                                        'says the edge serves no plain HTTP (edge.http_port = "none"); GET ')
+    assert "no answer within" in str(raised.value)
