@@ -28,7 +28,7 @@ from harness.cli_output import printable as shown_printable
 from harness.cli_output import toml_escaped
 from harness.probes.discovery import Discovery, DiscoveryError, discover_compose
 from harness.probes.local_discovery import discover_local
-from harness.profile import ProfileError, parse_profile
+from harness.profile import NO_HTTP_PORT, ProfileError, parse_profile
 
 #: Exit code of a usage error (README's table): bad input, nothing to discover, a refused output file.
 EXIT_USAGE = 3
@@ -237,7 +237,8 @@ def _edge(discovery: Discovery, needs: Mapping[str, Sequence[str]]) -> list[str]
         return ["[edge]", "# FILL IN: no published port of the deployment completed a TLS handshake.",
                 f"# Needed by: {checks_needing('edge', needs)}.",
                 _line("host", "edge.invalid", "the public host name (SNI, certificate name)"),
-                "# https_port = 443", "# http_port = 80"]
+                "# https_port = 443",
+                f'# http_port = 80  # or "{NO_HTTP_PORT}" when the edge serves no plain HTTP']
     lines = ["[edge]", f"# A TLS handshake completed on {edge.address}:{edge.https_port} ({edge.owner})."]
     cert = edge.certificate
     names = cert.names if cert is not None else ()
@@ -254,9 +255,13 @@ def _edge(discovery: Discovery, needs: Mapping[str, Sequence[str]]) -> list[str]
     if edge.http_port is not None:
         lines.append(_line("http_port", edge.http_port, "answered plain HTTP (it must only redirect)"))
     else:
-        lines += ["# No other port of the edge answered plain HTTP: transit.http_redirect_only probes",
-                  "# port 80 (the default); if it is closed that check is ERROR (cannot reach): confirm",
-                  "# by hand that nothing serves plain HTTP, and waive it."]
+        ports = edge.http_ports_tried
+        tried = (f"port{'s' if len(ports) > 1 else ''} {', '.join(map(str, ports))} of {edge.owner} "
+                 "did not answer plain HTTP" if ports else f"{edge.owner} has no other port init could see")
+        lines += [f"# No plaintext port of the edge was found ({tried}).",
+                  "# transit.http_redirect_only still looks at port 80 of the host: refused or filtered",
+                  "# while HTTPS answers passes, an answer there is judged like any plaintext port.",
+                  _line("http_port", NO_HTTP_PORT, "the edge serves no plain HTTP")]
     if cert is not None and cert.trust_anchor is not None:
         lines.append(_line("trust_anchor", str(cert.trust_anchor),
                            "a verifying handshake completed with this CA as the only anchor"))

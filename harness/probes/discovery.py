@@ -123,8 +123,11 @@ class FoundEdge:
         owner: the container (or process) behind it.
         address: where this host connects to it.
         https_port: the port the handshake completed on.
-        http_port: a port of the same owner that answered a plain HTTP request, or None.
+        http_port: a port of the same owner that answered a plain HTTP request, or None
+            (``init`` then writes ``http_port = "none"``).
         certificate: what the handshake presented, or None if it could not be read.
+        http_ports_tried: the owner's other ports asked for plain HTTP, in the order asked
+            (port 80 first), up to the one that answered.
     """
 
     owner: str
@@ -132,6 +135,7 @@ class FoundEdge:
     https_port: int
     http_port: int | None
     certificate: EdgeCertificate | None
+    http_ports_tried: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,10 +278,16 @@ def find_edge(candidates: Sequence[tuple[str, str, int]], anchor_places: Iterabl
         leaf = tls_certificate(address, port, timeout_s)
         if leaf is None:
             continue
-        http_port = next((p for o, a, p in sorted(candidates, key=lambda c: (c[2] != 80, c[2]))
-                          if o == owner and p != port and answers_http(a, p, timeout_s)), None)
+        tried: list[int] = []
+        http_port = None
+        for other_owner, other_address, other in sorted(candidates, key=lambda c: (c[2] != 80, c[2])):
+            if other_owner == owner and other != port:
+                tried.append(other)
+                if answers_http(other_address, other, timeout_s):
+                    http_port = other
+                    break
         return FoundEdge(owner, address, port, http_port,
-                         edge_certificate(address, port, leaf, anchor_places, timeout_s))
+                         edge_certificate(address, port, leaf, anchor_places, timeout_s), tuple(tried))
     return None
 
 

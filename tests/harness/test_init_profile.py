@@ -6,6 +6,7 @@ edge and container promises."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import stat
@@ -120,6 +121,9 @@ def test_a_draft_of_nothing_found_still_validates_and_says_what_is_missing() -> 
     assert profile.edge.host == "edge.invalid" and profile.local is not None and profile.local.processes == ()
     assert "# FILL IN: no published port of the deployment completed a TLS handshake." in text
     assert "# Needed by: transit.certificate." in text
+    # No edge, so nothing is known of its plaintext port: the default stays, the other spelling shown
+    assert profile.edge.http_port == 80
+    assert '# http_port = 80  # or "none" when the edge serves no plain HTTP' in text
     assert "# FILL IN [database]: no PostgreSQL socket is reachable from this host." in text
     assert "# FILL IN: no log directory was found; needed by at_rest.plaintext_sweep." in text
 
@@ -137,7 +141,27 @@ def test_local_draft_lists_processes_with_verified_pid_files_and_names_the_rest(
     # A wildcard-only certificate gives no host name: said, not guessed; the system store trusts it.
     assert "# FILL IN: the certificate names no host init can use (*.votriz.example)" in text
     assert profile.edge.trust_anchor is None and "trust_anchor" not in text.split("[api]")[0]
-    assert "transit.http_redirect_only probes\n# port 80 (the default)" in text
+    # No other port of the edge answered plain HTTP: the draft says it serves none, in the one
+    # spelling a profile has for it, and says that the check looks at port 80 all the same
+    assert profile.edge.http_port is None
+    assert 'http_port = "none"  # the edge serves no plain HTTP' in text
+    assert "# No plaintext port of the edge was found (edge has no other port init could see)." in text
+    assert "# transit.http_redirect_only still looks at port 80 of the host" in text
+
+
+@pytest.mark.parametrize(("tried", "said"), [
+    ((8080,), "port 8080 of votriz-edge-1 did not answer plain HTTP"),
+    ((80, 8080), "ports 80, 8080 of votriz-edge-1 did not answer plain HTTP"),
+])
+def test_a_draft_names_the_ports_asked_for_plain_http_before_saying_none(
+        tmp_path: Path, tried: tuple[int, ...], said: str) -> None:
+    found = docker_discovery(tmp_path)
+    assert found.edge is not None
+    edge = dataclasses.replace(found.edge, http_port=None, http_ports_tried=tried)
+    text = init_profile.render_profile(dataclasses.replace(found, edge=edge), name="votriz", now=NOW,
+                                       checks=NEEDS)
+    assert parse_profile(text, source="draft").edge.http_port is None
+    assert f"# No plaintext port of the edge was found ({said})." in text
 
 
 def test_output_file_is_new_0600_and_not_overwritten_without_force(tmp_path: Path) -> None:
@@ -325,7 +349,7 @@ def test_observed_names_and_paths_stay_in_their_comments_and_values(tmp_path: Pa
     assert "\x1b" not in text and "\r" not in text and "\u2028" not in text
     profile = parse_profile(text, source="draft")
     # ... with the observed values as they were, and no key the observation tried to set
-    assert profile.edge.http_port == 80 and profile.edge.sample_paths != []
+    assert profile.edge.http_port is None and profile.edge.sample_paths != []
     # ... and a certificate name that is no host name is not taken for the host
     assert profile.edge.host == "edge.invalid" and "# FILL IN: the certificate names no host" in text
     assert profile.name == "hostile\nname" and profile.log_dir == bad / "api"

@@ -127,6 +127,8 @@ def test_find_edge_reads_names_from_the_handshake_and_the_ca_that_verifies_it(tl
     # the decoy of the same name) is its trust anchor.
     assert edge is not None and edge.owner == "edge" and edge.https_port == https
     assert edge.http_port == http_port
+    # (asked lowest first, port 80 before any, until one answered: the closed one only if lower)
+    assert edge.http_ports_tried == ((closed_port, http_port) if closed_port < http_port else (http_port,))
     assert edge.certificate is not None
     assert edge.certificate.names == ("edge.votriz.test",)  # DNS names only (its SAN IP is not one)
     assert edge.certificate.system_trusted is False
@@ -141,7 +143,7 @@ def test_find_edge_without_the_ca_names_no_anchor_and_without_tls_finds_no_edge(
         edge = discovery.find_edge([("edge", "127.0.0.1", https)], [elsewhere], timeout_s=3)
         assert edge is not None and edge.certificate is not None
         assert edge.certificate.trust_anchor is None and not edge.certificate.system_trusted
-        assert edge.http_port is None
+        assert edge.http_port is None and edge.http_ports_tried == ()
         assert discovery.find_edge([("edge", "127.0.0.1", http_port)], [pki], timeout_s=3) is None
     finally:
         (elsewhere / "a-decoy.pem").unlink()
