@@ -9,7 +9,7 @@ addresses on the internal network (a Linux host routes to its bridges).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from system_under_test.common.pki import FAKES_HOST
@@ -22,6 +22,21 @@ def ops_argv(command: str, container: str = "") -> list[str]:
     """``docker exec CONTAINER python -m system_under_test.ops COMMAND --state-dir /var/lib/votriz``."""
     return ["docker", "exec", container, "python", "-m", "system_under_test.ops", command,
             "--state-dir", str(topology.CONTAINER_STATE)]
+
+
+#: Run inside the API container: ``python -c OPS_SEQUENCE COMMAND...`` runs each ``ops`` command
+#: in turn in one interpreter, as ``python -m system_under_test.ops COMMAND`` would, and exits 1
+#: after the first that fails (its ``error: COMMAND: ...`` line is the last of the output).
+OPS_SEQUENCE = ("import sys\n"
+                "from system_under_test.ops.__main__ import main\n"
+                "for command in sys.argv[1:]:\n"
+                "    if main([command, '--state-dir', {state!r}]) != 0:\n"
+                "        sys.exit(1)\n")
+
+
+def ops_sequence_argv(commands: Sequence[str]) -> list[str]:
+    """``python -c OPS_SEQUENCE COMMAND...``: the ``ops`` commands one after another in one process."""
+    return ["python", "-c", OPS_SEQUENCE.format(state=str(topology.CONTAINER_STATE)), *commands]
 
 
 def render_docker_profile(state_dir: Path, project: str, containers: Mapping[str, str], *,
