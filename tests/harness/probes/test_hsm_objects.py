@@ -56,8 +56,9 @@ def test_a_pem_private_key_is_key_material() -> None:
 
 
 @pytest.mark.parametrize("value", [
-    str(uuid.uuid4()).encode(),                       # a UUID
-    str(uuid.uuid4()).upper().encode(),
+    # A random UUID, with an id of its own: pytest-xdist's workers must collect the same names.
+    pytest.param(str(uuid.uuid4()).encode(), id="uuid4"),
+    pytest.param(str(uuid.uuid4()).upper().encode(), id="uuid4-upper"),
     b"votriz/backup/key",                             # a short label
     b"hello",
     b"This is a plain sentence about where the keys are kept.",
