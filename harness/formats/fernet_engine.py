@@ -21,6 +21,7 @@ same answer as its Python path.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Sequence
 from types import ModuleType
@@ -42,13 +43,13 @@ def native_module() -> ModuleType | None:
         return None
     try:
         # Optional: built by ./dev install where a Rust toolchain is.
-        import votriz_fernet_native
+        native = importlib.import_module("votriz_fernet_native")
     except ImportError:
         return None
     # A build of other sources than these (./dev install rebuilds it when they change).
-    if getattr(votriz_fernet_native, "INTERFACE", None) != INTERFACE:
+    if getattr(native, "INTERFACE", None) != INTERFACE:
         return None
-    return votriz_fernet_native
+    return native
 
 
 def engine_name() -> str:

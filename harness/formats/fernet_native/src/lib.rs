@@ -82,14 +82,15 @@ fn u64_le_f64(a: u64, b: f64) -> bool {
 impl BlockJudge {
     /// The verifying key's index and the token's fingerprint, or None (handed back).
     fn accept(&self, cell: &[u8], raw: &mut Vec<u8>) -> Option<(usize, [u8; FINGERPRINT])> {
-        if cell.is_empty() || cell.len() % 4 != 0 {
+        if cell.is_empty() || !cell.len().is_multiple_of(4) {
             return None;
         }
         raw.clear();
         raw.resize(cell.len() / 4 * 3, 0);
         let size = STRICT.decode_slice(cell, raw).ok()?;
         let raw = &raw[..size];
-        if size <= HEADER + MAC || raw[0] != VERSION || (size - HEADER - MAC) % BLOCK != 0 {
+        if size <= HEADER + MAC || raw[0] != VERSION || !(size - HEADER - MAC).is_multiple_of(BLOCK)
+        {
             return None;
         }
         let stamp = u64::from_be_bytes(raw[1..9].try_into().ok()?);
@@ -97,6 +98,8 @@ impl BlockJudge {
             return None;
         }
         if let Some(ttl) = self.ttl {
+            // As Python's `stamp + ttl >= now` (a float sum): a NaN is not accepted.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(stamp as f64 + ttl >= self.now) {
                 return None;
             }
@@ -117,7 +120,12 @@ impl BlockJudge {
             *byte ^= chained;
         }
         let length = plain[BLOCK - 1] as usize;
-        if length == 0 || length > BLOCK || plain[BLOCK - length..].iter().any(|&b| b as usize != length) {
+        if length == 0
+            || length > BLOCK
+            || plain[BLOCK - length..]
+                .iter()
+                .any(|&b| b as usize != length)
+        {
             return None;
         }
         let mut fingerprint = [0u8; FINGERPRINT];
@@ -155,7 +163,9 @@ impl BlockJudge {
                 if let Some(named) = &self.parts {
                     if std::str::from_utf8(cells[1]).is_err() {
                         whole = false;
-                    } else if let Some(at) = named.iter().position(|name| name.as_slice() == cells[1]) {
+                    } else if let Some(at) =
+                        named.iter().position(|name| name.as_slice() == cells[1])
+                    {
                         part = at;
                     }
                 }
@@ -203,7 +213,9 @@ impl BlockJudge {
         columns: usize,
     ) -> PyResult<Self> {
         if columns == 0 {
-            return Err(PyValueError::new_err("a block judge needs at least one token column"));
+            return Err(PyValueError::new_err(
+                "a block judge needs at least one token column",
+            ));
         }
         let ring = keys
             .iter()
@@ -219,7 +231,14 @@ impl BlockJudge {
             })
             .collect::<PyResult<Vec<_>>>()?;
         let parts = parts.map(|named| named.into_iter().map(String::into_bytes).collect());
-        Ok(BlockJudge { ring, now, latest, ttl, parts, columns })
+        Ok(BlockJudge {
+            ring,
+            now,
+            latest,
+            ttl,
+            parts,
+            columns,
+        })
     }
 
     /// Judge a block of whole COPY text lines. Returns `(part_rows, per_key, fingerprints,
@@ -232,10 +251,24 @@ impl BlockJudge {
         &self,
         py: Python<'py>,
         block: &[u8],
-    ) -> (Vec<u64>, Vec<Vec<u64>>, Vec<Bound<'py, PyBytes>>, Bound<'py, PyBytes>) {
+    ) -> (
+        Vec<u64>,
+        Vec<Vec<u64>>,
+        Vec<Bound<'py, PyBytes>>,
+        Bound<'py, PyBytes>,
+    ) {
         let judged = py.allow_threads(|| self.judge_block(block));
-        let fingerprints = judged.fingerprints.iter().map(|f| PyBytes::new(py, f)).collect();
-        (judged.part_rows, judged.per_key, fingerprints, PyBytes::new(py, &judged.rest))
+        let fingerprints = judged
+            .fingerprints
+            .iter()
+            .map(|f| PyBytes::new(py, f))
+            .collect();
+        (
+            judged.part_rows,
+            judged.per_key,
+            fingerprints,
+            PyBytes::new(py, &judged.rest),
+        )
     }
 }
 
@@ -243,13 +276,16 @@ impl BlockJudge {
 /// halves, each read as a native-endian unsigned 64-bit value, split by value modulo
 /// `buckets`, in order; per bucket the values end to end (as `array("Q").tobytes()` holds them).
 #[pyfunction]
+#[allow(clippy::type_complexity)]
 fn split_halves<'py>(
     py: Python<'py>,
     fingerprints: &[u8],
     buckets: usize,
 ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<Bound<'py, PyBytes>>)> {
-    if buckets == 0 || fingerprints.len() % FINGERPRINT != 0 {
-        return Err(PyValueError::new_err("whole 16-byte fingerprints and at least one bucket"));
+    if buckets == 0 || !fingerprints.len().is_multiple_of(FINGERPRINT) {
+        return Err(PyValueError::new_err(
+            "whole 16-byte fingerprints and at least one bucket",
+        ));
     }
     let (firsts, seconds) = py.allow_threads(|| {
         let share = fingerprints.len() / FINGERPRINT / buckets * 8 + 64;
@@ -271,7 +307,7 @@ fn split_halves<'py>(
 /// to another value, distinct values that repeat)`.
 #[pyfunction]
 fn count_shared(py: Python<'_>, values: &[u8]) -> PyResult<(u64, u64)> {
-    if values.len() % 8 != 0 {
+    if !values.len().is_multiple_of(8) {
         return Err(PyValueError::new_err("whole 8-byte values"));
     }
     Ok(py.allow_threads(|| {
