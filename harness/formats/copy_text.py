@@ -54,20 +54,30 @@ def spool_columns(blocks: Iterable[bytes], width: int) -> list[BinaryIO]:
     them (the escapes are per field, so the text is byte for byte the same).
 
     A table is read once instead of once per column: a row crosses the wire and Python once,
-    and each block is transposed at C speed (``split`` and ``zip``). The files are rewound;
-    the caller closes them (the OS removes them then).
+    and each block is transposed at C speed with no Python step per row: its tabs made
+    newlines, one ``split`` into every field, and each column the fields at its stride
+    (``fields[c::width]``), since a field never holds a raw tab or newline (``COPY`` escapes
+    them). 0.2 s of CPU for 92 MB of ``channels`` (7 columns), against 0.65 s with a
+    ``split`` and a ``zip`` per row. The files are rewound; the caller closes them (the OS
+    removes them then).
+
+    Raises:
+        ValueError: a block is not whole lines of ``width`` fields.
     """
     # Closed by their reader (spooled()), or here if the read fails.
     spools: list[BinaryIO] = [tempfile.TemporaryFile(prefix="votriz-audit-column-")  # noqa: SIM115
                               for _ in range(width)]
     try:
         for block in blocks:
-            lines = block.split(b"\n")
-            if lines and not lines[-1]:
-                lines.pop()
-            for spool, column in zip(spools, zip(*(line.split(b"\t") for line in lines),
-                                                 strict=True), strict=True):
-                spool.write(b"\n".join(column) + b"\n")
+            if not block:
+                continue
+            lines = block.count(b"\n")
+            fields = block.replace(b"\t", b"\n").split(b"\n")
+            if not block.endswith(b"\n") or len(fields) != lines * width + 1:
+                raise ValueError(f"a COPY block is not whole lines of {width} fields")
+            fields.pop()
+            for at, spool in enumerate(spools):
+                spool.write(b"\n".join(fields[at::width]) + b"\n")
         for spool in spools:
             spool.seek(0)
     except BaseException:
