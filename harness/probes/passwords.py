@@ -114,3 +114,21 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
             for block in rows_again():
                 tally.add_copy_block(block)
     return tally
+
+
+def drain_hash_parts(profile: TargetProfile, policy: Policy) -> tuple[int, int]:
+    """The full read of ``users.password_hash`` exactly as :func:`observe_passwords` makes it
+    (the same plan, threads, connections and joined chunks), drained without judging:
+    (rows, bytes of joined values). The bare read benchmarks set beside the check."""
+    def drain(low: int | None, high: int | None) -> tuple[int, int]:
+        rows = size = 0
+        with DatabaseProbe(profile, policy) as db:
+            for chunk, _ in db.joined_column("users", "password_hash", low=low, high=high):
+                rows, size = rows + chunk.rows, size + len(chunk.joined)
+        return rows, size
+
+    with DatabaseProbe(profile, policy) as db:
+        plan = plan_scan(db, "users", policy)
+    with ThreadPoolExecutor(max_workers=plan.jobs) as pool:
+        parts = results_of([pool.submit(drain, low, high) for low, high in plan.parts])
+    return sum(r for r, _ in parts), sum(b for _, b in parts)

@@ -37,7 +37,7 @@ from harness.outcomes import ProbeError
 from harness.policy import load_policy
 from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part, observe_passwords
+from harness.probes.passwords import classify_hash_part, drain_hash_parts, observe_passwords
 from harness.probes.stored_tokens import TOKEN_COLUMNS, channel_token_batches, observe_tokens
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -325,3 +325,14 @@ def test_any_values_joined_by_the_server_are_classified_as_one_by_one(
     expected = HashTally(load_policy().bcrypt.cost)
     expected.add([(i * 7, v) for i, v in enumerate(values)])
     assert tally.scan("c") == expected.scan("c")
+
+
+def test_the_bare_read_of_hashes_reads_what_the_check_classifies(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    policy = load_policy().with_scan(jobs=2)
+    rows, size = drain_hash_parts(scratch.profile("scratch"), policy)
+    with DatabaseProbe(scratch.profile("scratch"), policy) as db:
+        values = [v for batch in db.stream_column("users", "password_hash") for _, v in batch]
+    assert rows == 30_000 == len(values)
+    assert size == sum(len(v.encode()) + 1 for v in values if v is not None)
