@@ -115,7 +115,7 @@ def together(steps: Sequence[Callable[[threading.Event], Any]]) -> list[Any]:
         raise
     finally:
         pool.shutdown(wait=True)
-    errors = [f.exception() for f in futures if f.exception() is not None]
+    errors = [error for error in (f.exception() for f in futures) if error is not None]
     if errors:
         raise next((e for e in errors if not isinstance(e, Abandoned)), errors[0])
     return [f.result() for f in futures]
