@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -53,21 +55,72 @@ def run_checks(inputs: AuditInputs, report_dir: Path, *, only: Sequence[str] = (
     """
     from harness.progress import LiveProgress  # with pytest and rich: only for a run
 
+    # The take-down starts as soon as the run asks nothing more of the service, and runs while
+    # the report is rendered and sealed; not when the bundle is signed with a PKCS#11 key,
+    # which may live on the reference service's own HSM.
+    early = (_EarlyTakeDown(then) if then is not None and not str(signing_key or "").startswith("pkcs11:")
+             else None)
     try:
         with LiveProgress() as live:
             code, headline = _run_pytest(inputs, report_dir, live, only=only, checks=checks,
                                          signing_key=signing_key, against=against,
-                                         require_attestations=require_attestations)
+                                         require_attestations=require_attestations,
+                                         service_released=early.start if early is not None else None)
     finally:
-        if then is not None:
+        if early is not None and early.started:
+            early.finish()
+        elif then is not None:
             then()
     print(f"votriz-audit: verdict {printable(headline)}", flush=True)
     return code
 
 
+class _EarlyTakeDown:
+    """``then`` (the reference service's take-down), run in a thread of its own from the moment
+    the run releases the service (:attr:`PreloadedInputs.service_released`); its line is said
+    when it is joined, where ``then`` would have said it, and its error raised there."""
+
+    def __init__(self, then: Callable[[], None]) -> None:
+        self._then = then
+        self._thread: threading.Thread | None = None
+        self._lines: list[str] = []
+        self._error: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="votriz-take-down", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        _DEFERRED.lines = self._lines
+        try:
+            self._then()
+        except BaseException as exc:  # raised again where the run waits for it
+            self._error = exc
+
+    def finish(self) -> None:
+        """Wait for the take-down; say its line; raise what it raised."""
+        assert self._thread is not None
+        self._thread.join()
+        for line in self._lines:
+            tell(line)
+        if self._error is not None:
+            raise self._error
+
+
+#: Set in :class:`_EarlyTakeDown`'s thread: :func:`take_down` collects its line there instead of
+#: drawing progress beside the run's own output.
+_DEFERRED = threading.local()
+
+
 def _run_pytest(inputs: AuditInputs, report_dir: Path, live: LiveProgress, *, only: Sequence[str],
                 checks: Sequence[str], signing_key: Path | None, against: Path | None,
-                require_attestations: bool) -> tuple[int, str]:
+                require_attestations: bool,
+                service_released: Callable[[], None] | None = None) -> tuple[int, str]:
     """The exit code and the verdict of one run of the checks, in words (pytest prints no summary
     of its own: ``checks.ini``)."""
     # pytest and the plugin load only for a run: `verify` and the other commands start without them.
@@ -86,7 +139,7 @@ def _run_pytest(inputs: AuditInputs, report_dir: Path, live: LiveProgress, *, on
         args += ["--votriz-against", str(against)]
     if require_attestations:
         args.append("--votriz-require-attestations")
-    preloaded = PreloadedInputs(inputs)
+    preloaded = PreloadedInputs(inputs, service_released=service_released)
     code = pytest.main(args, plugins=[preloaded, CheckProgress(live)])
     if code == pytest.ExitCode.USAGE_ERROR:
         return EXIT_USAGE, f"exit {EXIT_USAGE}: the checks could not start (said above); nothing was judged"
@@ -135,8 +188,20 @@ def stand_up(stack: ReferenceBackend, state_dir: Path, faults: Sequence[str],
 
 
 def take_down(stack: ReferenceBackend, state_dir: Path) -> None:
-    """``stack.down`` with a live status, as :func:`stand_up`."""
+    """``stack.down`` with a live status, as :func:`stand_up` (in :class:`_EarlyTakeDown`'s thread,
+    only the line that ends it, said when the run joins it)."""
     from harness.progress import LiveProgress
 
-    with LiveProgress() as live, live.stage(f"taking the reference service down ({stack.name})"):
+    what = f"taking the reference service down ({stack.name})"
+    lines: list[str] | None = getattr(_DEFERRED, "lines", None)
+    if lines is not None:
+        started, ok = time.monotonic(), False
+        try:
+            stack.down(state_dir)
+            ok = True
+        finally:
+            lines.append(f"votriz-audit: {what}: {'done' if ok else 'stopped'} after "
+                         f"{time.monotonic() - started:.1f} s")
+        return
+    with LiveProgress() as live, live.stage(what):
         stack.down(state_dir)

@@ -78,8 +78,9 @@ def finish_run(session: pytest.Session, state: RunState, exitstatus: int, *,
                                             state.known_secrets, state.report_dir))
     state.results.extend(state.run_errors)
     state.run_errors.clear()
-    run = build_results(state)
     config = session.config
+    _release_service(config)
+    run = build_results(state)
     try:
         write_results_json(run, state.report_dir / "results.json")
         write_junit(run, state.report_dir / "junit.xml")
@@ -124,6 +125,13 @@ def plain_pytest_exit_status(state: RunState, config: pytest.Config, exitstatus:
     if state.bundle_problem is not None or run is None:
         return EXIT_INCOMPLETE
     return run.summary.exit_code
+
+
+def _release_service(config: pytest.Config) -> None:
+    """Tell the command line that started the run that the audited service is no longer needed."""
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, PreloadedInputs) and plugin.service_released is not None:
+            plugin.service_released()
 
 
 def _tell_command_line(config: pytest.Config, state: RunState) -> None:

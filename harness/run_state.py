@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -37,10 +38,15 @@ class PreloadedInputs:
         inputs: the run's profile, policy, catalogue and waivers.
         bundle_problems: filled by the run: why its evidence bundle is incomplete (results
             not written, report not rendered, bundle not signed); empty when it is whole.
+        service_released: called by the end of the run (:func:`harness.run_end.finish_run`)
+            once nothing more is asked of the audited service (every check ended, the
+            run's canaries removed), before the report is rendered and sealed; the command
+            line takes the reference service down meanwhile.
     """
 
     inputs: AuditInputs
     bundle_problems: list[str] = field(default_factory=list)
+    service_released: Callable[[], None] | None = None
 
 
 @dataclass
