@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -318,7 +319,9 @@ def test_any_values_joined_by_the_server_are_classified_as_one_by_one(
     monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
     scratch.psql("DROP TABLE IF EXISTS any_hashes; CREATE TABLE any_hashes"
                  " (id bigint PRIMARY KEY, password_hash text); GRANT SELECT ON any_hashes TO auditor")
-    scratch.copy("any_hashes", [(i * 7, v) for i, v in enumerate(values)])
+    with psycopg.connect(scratch.dsn(), autocommit=True) as conn:
+        conn.cursor().executemany("INSERT INTO any_hashes VALUES (%s, %s)",
+                                  [(i * 7, v) for i, v in enumerate(values)])
     # When they are classified as the check does, Then it says what classifying each does
     tally = classify_hash_part(scratch.profile("scratch"), load_policy(), KnownSecrets(), None,
                                None, column=("any_hashes", "password_hash"))
