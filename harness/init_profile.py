@@ -20,15 +20,17 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tomli_w
 
 from harness.checkdir import declared_checks
 from harness.cli_output import printable as shown_printable
 from harness.cli_output import toml_escaped
-from harness.probes.discovery import Discovery, DiscoveryError, discover_compose
-from harness.probes.local_discovery import discover_local
 from harness.profile import NO_HTTP_PORT, ProfileError, parse_profile
+
+if TYPE_CHECKING:
+    from harness.probes.discovery import Discovery
 
 #: Exit code of a usage error (README's table): bad input, nothing to discover, a refused output file.
 EXIT_USAGE = 3
@@ -73,6 +75,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Discover, write the draft profile, say in one line what was found; the exit code."""
+    # Imported here, not at the top: every command of the CLI builds this parser, and the
+    # discovery probes (HTTP, listeners, Docker) cost half a second of imports.
+    from harness.probes.discovery import DiscoveryError, discover_compose
+    from harness.probes.local_discovery import discover_local
+
     try:
         if args.docker_project is not None:
             discovery = discover_compose(args.docker_project)

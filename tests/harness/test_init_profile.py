@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from harness import init_profile
+from harness.probes import local_discovery
 from harness.probes.discovery import (
     BindMount,
     Discovery,
@@ -364,7 +365,7 @@ def test_a_draft_that_does_not_load_is_one_line_and_exit_3(tmp_path: Path, monke
     # Given discovery that reports a plain HTTP port no profile accepts (0)
     found = Discovery(backend="local", project=None, processes=(("nginx", 10, None),),
                       edge=FoundEdge("nginx", "127.0.0.1", 8443, 0, None))
-    monkeypatch.setattr(init_profile, "discover_local", lambda edge_port: found)
+    monkeypatch.setattr(local_discovery, "discover_local", lambda edge_port: found)
     # When init runs
     code = init_profile.run(parse_args("--local", "--output", str(tmp_path / "p.toml")))
     # Then it says so in one line, exits 3 and writes nothing
