@@ -88,7 +88,7 @@ from bench.kept_cluster import (  # noqa: E402
 )
 from bench.machine import ProcessTreePeaks, cpu_model, load_average  # noqa: E402
 from harness.formats.fernet import FernetKey  # noqa: E402
-from harness.policy import Policy, load_policy  # noqa: E402
+from harness.policy import Policy, PolicyError, load_policy  # noqa: E402
 from harness.profile import TargetProfile  # noqa: E402
 from harness.redaction import KnownSecrets  # noqa: E402
 from harness.sweep import SecretSweep, SweepReport  # noqa: E402
@@ -231,8 +231,9 @@ def seed(cluster: ScratchPostgres, rows: int, users: int, raw_key: bytes,
 # --- measurements (each in a fresh child process) -----------------------------------------------
 
 
-def _policy(jobs: int | None) -> Policy:
-    policy = load_policy()
+def _policy(jobs: int | None, path: Path | None = None) -> Policy:
+    """The audit's policy (the default one, or ``--policy``), with ``--jobs`` if given."""
+    policy = load_policy(path)
     return policy if jobs is None else policy.with_scan(jobs=jobs)
 
 
@@ -255,14 +256,14 @@ def _peaks(jobs: int | None) -> dict[str, float]:
 
 
 def _raw_read_child(profile: TargetProfile, table: str, columns: tuple[str, ...],
-                    jobs: int | None) -> dict[str, Any]:
+                    jobs: int | None, policy_path: Path | None = None) -> dict[str, Any]:
     """The limit: the same rows the check reads, by the same key ranges, connections and COPY
     blocks on the same number of workers, only counted (no judgement, no row split)."""
     from bench.column_drain import drain_range as drain  # light for the spawned workers
     from harness.parallel_scan import plan_scan, results_of, worker_pool
     from harness.probes.database import DatabaseProbe
 
-    policy = _policy(jobs)
+    policy = _policy(jobs, policy_path)
     cpu, wall = _cpu_seconds(), time.perf_counter()
     with DatabaseProbe(profile, policy) as db:
         plan = plan_scan(db, table, policy)
@@ -274,8 +275,8 @@ def _raw_read_child(profile: TargetProfile, table: str, columns: tuple[str, ...]
             "rows": sum(r for _, r in parts), "workers": plan.jobs}
 
 
-def _observe_tokens_child(profile: TargetProfile, raw_key: bytes,
-                          jobs: int | None = None) -> dict[str, Any]:
+def _observe_tokens_child(profile: TargetProfile, raw_key: bytes, jobs: int | None = None,
+                          policy_path: Path | None = None) -> dict[str, Any]:
     from checks.at_rest.tokens_fernet import tokens_fernet_verdict
     from harness.probes import stored_tokens
 
@@ -283,7 +284,7 @@ def _observe_tokens_child(profile: TargetProfile, raw_key: bytes,
     key = FernetKey(raw_key, KEY_LABEL)
     # The only thing replaced: the key ring comes from here, not from an HSM.
     stored_tokens.token_key_ring = lambda profile, policy, known: (key,)  # type: ignore[assignment]
-    policy = _policy(jobs)
+    policy = _policy(jobs, policy_path)
     cpu, wall = _cpu_seconds(), time.perf_counter()
     obs = stored_tokens.observe_tokens(profile, policy, KnownSecrets(), None, "bench")
     verdict = tokens_fernet_verdict(obs)
@@ -295,10 +296,11 @@ def _observe_tokens_child(profile: TargetProfile, raw_key: bytes,
             "rss_before_mib": rss_before / 1024, **_peaks(jobs)}
 
 
-def _observe_passwords_child(profile: TargetProfile, jobs: int | None = None) -> dict[str, Any]:
+def _observe_passwords_child(profile: TargetProfile, jobs: int | None = None,
+                             policy_path: Path | None = None) -> dict[str, Any]:
     from harness.probes.passwords import observe_passwords
 
-    policy = _policy(jobs)
+    policy = _policy(jobs, policy_path)
     cpu, wall = _cpu_seconds(), time.perf_counter()
     obs = observe_passwords(profile, policy, KnownSecrets(), None, "bench")
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
@@ -318,12 +320,13 @@ def _classify_in_memory_child(dsn: str) -> dict[str, Any]:
     return {"seconds": wall, "cpu_seconds": cpu, "rows": scan.rows}
 
 
-def _sweep_database_child(profile: TargetProfile, needles: list[tuple[bytes, str]]) -> dict[str, Any]:
+def _sweep_database_child(profile: TargetProfile, needles: list[tuple[bytes, str]],
+                          policy_path: Path | None = None) -> dict[str, Any]:
     from harness.probes.database import DatabaseProbe
 
     sweep = SecretSweep(needles)
     report = SweepReport()
-    with DatabaseProbe(profile, load_policy()) as db:
+    with DatabaseProbe(profile, load_policy(policy_path)) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table == "channels")
         cpu, wall = _cpu_seconds(), time.perf_counter()
         sweep.sweep(db.dump(columns), report)
@@ -332,12 +335,12 @@ def _sweep_database_child(profile: TargetProfile, needles: list[tuple[bytes, str
             "hits": report.hits_total}
 
 
-def _raw_dump_child(profile: TargetProfile) -> dict[str, Any]:
+def _raw_dump_child(profile: TargetProfile, policy_path: Path | None = None) -> dict[str, Any]:
     """The sweep's database read (every column of channels through its own COPY), drained."""
     from harness.probes.database import DatabaseProbe
 
     size = 0
-    with DatabaseProbe(profile, load_policy()) as db:
+    with DatabaseProbe(profile, load_policy(policy_path)) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table == "channels")
         cpu, wall = _cpu_seconds(), time.perf_counter()
         for _, stream in db.dump(columns):
@@ -601,6 +604,9 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[],
                         choices=["fernet", "bcrypt", "bcrypt-in-memory", "sweep", "sweep-db"])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "columns.json")
+    parser.add_argument("--policy", type=Path, default=None,
+                        help="the audit's policy file (default: fixtures/policy/default.toml), "
+                             "e.g. a longer [timeouts] command_s for tens of millions of rows")
     parser.add_argument("--cluster-dir", type=Path, default=None,
                         help="keep the seeded cluster in this directory: seeded if it is new or "
                              "empty, reused by a later run with the same --rows, --users and "
@@ -613,8 +619,14 @@ def main() -> int:
         "python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(),
         "cpu_model": cpu_model(), "packages": versions, "repeats": args.repeats,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "policy": str(args.policy or "default"),
         "load_at_start": load_average()}
     known = canaries(args.canaries)
+    try:
+        _policy(args.jobs, args.policy)
+    except PolicyError as refused:
+        print(f"bench_columns: {refused}", file=sys.stderr)
+        return 2
     with ExitStack() as stack:
         try:
             cluster, raw_key = stack.enter_context(seeded_cluster(args, results))
@@ -622,16 +634,17 @@ def main() -> int:
             print(f"bench_columns: {refused}", file=sys.stderr)
             return 2
         profile = cluster.profile("bench")
-        jobs = args.jobs
+        jobs, policy_path = args.jobs, args.policy
         if "fernet" not in args.skip:
             # The check and the bare read of the same rows alternate, so that both see the
             # same load; the ratio of their medians is the figure to compare run to run.
             raw_runs: list[dict[str, Any]] = []
             fernet = repeat("fernet validation (channel rows/s)", args.repeats,
                             lambda: _then_raw(raw_runs, _in_child(_observe_tokens_child, profile,
-                                                                  raw_key, jobs),
+                                                                  raw_key, jobs, policy_path),
                                               lambda: _in_child(_raw_read_child, profile,
-                                                                "channels", TOKEN_READ, jobs)),
+                                                                "channels", TOKEN_READ, jobs,
+                                                                policy_path)),
                             lambda r: args.rows / r["seconds"])
             for run in fernet["runs"]:
                 assert run["outcome"] == "PASS" and run["valid"] == run["cells"] == 2 * args.rows, run
@@ -648,9 +661,10 @@ def main() -> int:
             raw_users: list[dict[str, Any]] = []
             end_to_end = repeat("bcrypt format from PostgreSQL (rows/s)", args.repeats,
                                 lambda: _then_raw(raw_users, _in_child(_observe_passwords_child,
-                                                                       profile, jobs),
+                                                                       profile, jobs, policy_path),
                                                   lambda: _in_child(_raw_read_child, profile,
-                                                                    "users", HASH_READ, jobs)),
+                                                                    "users", HASH_READ, jobs,
+                                                                    policy_path)),
                                 lambda r: r["rows"] / r["seconds"])
             _beside_raw(end_to_end, raw_users, args.users)
             # Every row held at once: --skip bcrypt-in-memory for tens of millions of users.
@@ -665,8 +679,9 @@ def main() -> int:
             raw_dumps: list[dict[str, Any]] = []
             swept = repeat("sweep of the channels table through COPY (MB/s)", args.repeats,
                            lambda: _then_raw(raw_dumps, _in_child(_sweep_database_child, profile,
-                                                                  known.needles()),
-                                             lambda: _in_child(_raw_dump_child, profile)),
+                                                                  known.needles(), policy_path),
+                                             lambda: _in_child(_raw_dump_child, profile,
+                                                               policy_path)),
                            lambda r: r["bytes"] / MB / r["seconds"])
             swept["raw_read_median"] = round(statistics.median(
                 r["bytes"] / MB / r["seconds"] for r in raw_dumps), 1)

@@ -142,3 +142,17 @@ def test_the_peaks_count_every_process_and_deleted_temporary_files(tmp_path: Pat
     assert 80 <= figures["temp_disk_peak_mib"] < 90
     # And nothing is left behind in the directory
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_policy_file_is_refused_before_anything_is_seeded(tmp_path: Path) -> None:
+    # When the benchmark is given a policy file with an unknown key
+    policy = tmp_path / "policy.toml"
+    policy.write_text('version = 1\nnot_a_key = 1\n')
+    result = subprocess.run([sys.executable, str(BENCH), "--policy", str(policy),
+                             "--cluster-dir", str(tmp_path / "never"), "--out",
+                             str(tmp_path / "out.json")],
+                            capture_output=True, text=True, timeout=120, check=False)
+    # Then it says so, naming the file and the key, and seeds and writes nothing
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{policy}: not_a_key" in result.stderr and "seeding" not in result.stdout
+    assert not (tmp_path / "never").exists() and not (tmp_path / "out.json").exists()
