@@ -73,20 +73,47 @@ def http_redirect_verdict(samples: EdgeSamples, edge: Edge) -> Verdict:
 def _seen(visit: PlaintextPortVisit) -> dict[str, object]:
     knock, https = visit.knock, visit.https
     return {"plaintext_port": {"address": knock.address, "port": knock.port, "state": knock.state,
-                               "detail": knock.detail, "waited_s": round(knock.waited_s, 3),
-                               "wait": knock.wait},
+                               "detail": knock.detail, "icmp_from": knock.icmp_from,
+                               "waited_s": round(knock.waited_s, 3), "wait": knock.wait},
             "profile_says_none": visit.profile_says_none,
             "https_port": None if https is None else {"address": https.address, "port": https.port,
                                                       "answered": https.answered, "detail": https.detail}}
 
 
+def _turned_away(visit: PlaintextPortVisit, edge: Edge, details: dict[str, object]) -> Verdict:
+    """The verdict on a plaintext port that accepted no connection."""
+    knock, https, host, port = visit.knock, visit.https, edge.host, visit.port
+    if knock.state == "failed":
+        return Verdict.error(f"Cannot reach {knock.address}:{port}: {knock.detail}; nothing was observed of "
+                             "the edge's plaintext port.", **details)
+    refused = knock.state == "refused"
+    seen = (f"Port {port} of {host} refuses connections, as seen from this host: {knock.detail}" if refused
+            else f"No answer on port {port} of {host} within {knock.wait}")
+    if https is None or not https.answered:
+        why = "it was not asked" if https is None else https.detail
+        return Verdict.error(f"{seen}; HTTPS on port {edge.https_port} did not answer either ({why}): "
+                             "the edge is down or out of reach from here, so this is no verdict on its "
+                             "plaintext port.", **details)
+    up = f"HTTPS on port {edge.https_port} answered ({https.detail}), so the edge was up"
+    if not refused:
+        # Silence is no observation: the SYN may have been dropped by this host's own egress rules
+        # as well as by the edge's firewall.
+        return Verdict.error(f"{seen}: the port may be filtered on either side (this host's egress, the "
+                             f"network path, or the edge), so nothing was observed there; {up}. Someone "
+                             "who knows the edge's firewall can waive this check (README, Waivers).",
+                             **details)
+    said = f", as the profile says (edge.http_port = \"{NO_HTTP_PORT}\")" if visit.profile_says_none else ""
+    return Verdict.passed(f"{seen}. Nothing serves plain HTTP there{said}; {up}.", **details)
+
+
 def plaintext_port_verdict(visit: PlaintextPortVisit, edge: Edge) -> Verdict:
     """The promise holds when the plaintext port only redirects (:func:`http_redirect_verdict`),
-    or when it turns connections away (refused, or no answer at all) while the edge's HTTPS
-    port answers: nothing is served in plain text there. When HTTPS is silent too, the edge is
-    down or out of reach, which says nothing of the promise: ERROR. What the profile says
-    (``http_port = "none"``) is reported beside what was observed, never in its place."""
-    knock, https, host = visit.knock, visit.https, edge.host
+    or when the plaintext port refuses connections (ECONNREFUSED: a TCP reset, or an ICMP port
+    unreachable not sent by this host) while the edge's HTTPS port answers: nothing is served in
+    plain text there. Silence is ERROR (filtered somewhere, nothing observed), as is a refusal
+    that is not the edge's (an ICMP host unreachable, this host's own firewall), and HTTPS silent
+    too (the edge is down). What the profile says (``http_port = "none"``) is reported beside
+    what was observed, never in its place."""
     claim = f'edge.http_port = "{NO_HTTP_PORT}"'
     if visit.samples is not None:
         verdict = http_redirect_verdict(visit.samples, edge)
@@ -94,26 +121,9 @@ def plaintext_port_verdict(visit: PlaintextPortVisit, edge: Edge) -> Verdict:
             return verdict.model_copy(update={"details": {**verdict.details, **_seen(visit)}})
         return verdict.model_copy(update={
             "message": (f"The profile says the edge serves no plain HTTP ({claim}), but port {visit.port} "
-                        f"of {host} answered. {verdict.message}"),
+                        f"of {edge.host} answered. {verdict.message}"),
             "details": {**verdict.details, **_seen(visit)}})
-    details = {"samples": [], **_seen(visit)}
-    if knock.state == "refused":
-        seen = f"Port {visit.port} of {host} refuses connections ({knock.detail})"
-        meaning = "nothing serves plain HTTP there"
-    elif knock.state == "silent":
-        seen = f"No answer on port {visit.port} of {host} within {knock.wait}"
-        meaning = "the port is filtered and nothing serves plain HTTP there, as seen from this host"
-    else:
-        return Verdict.error(f"Cannot reach {knock.address}:{visit.port}: {knock.detail}; nothing was "
-                             "observed of the edge's plaintext port.", **details)
-    if https is None or not https.answered:
-        why = "it was not asked" if https is None else https.detail
-        return Verdict.error(f"{seen} and HTTPS on port {edge.https_port} did not answer either ({why}): "
-                             "the edge is down or out of reach from here, so this is no verdict on its "
-                             "plaintext port.", **details)
-    said = f", as the profile says ({claim})" if visit.profile_says_none else ""
-    return Verdict.passed(f"{seen}: {meaning}{said}; HTTPS on port {edge.https_port} answered "
-                          f"({https.detail}), so the edge was up.", **details)
+    return _turned_away(visit, edge, {"samples": [], **_seen(visit)})
 
 
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")

@@ -12,6 +12,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -315,14 +316,24 @@ def probe_plain_http(address: str, port: int, host: str, timeout_s: float,
 
 # --- The plaintext port as found: answers, or turned away while HTTPS answers ---------------
 
-# The standard plaintext port: where a browser goes for http://HOST/, and so the port looked
-# at when the profile says the edge serves no plain HTTP (read at each call).
+# The standard plaintext port: where a browser goes for http://HOST/, and so the only port whose
+# refusal says that nothing serves plain HTTP; also the port looked at when the profile says the
+# edge serves no plain HTTP (read at each call).
 STANDARD_HTTP_PORT = 80
-# How a host, or a firewall before it, turns a connection away at once: a reset (a closed
-# port; a firewall's "reject with tcp-reset" or "icmp-port-unreachable") and the ICMP
-# rejections firewalls send (firewalld's default "icmp-host-prohibited" reads EHOSTUNREACH).
-# This host's own refusals (EACCES, EPERM from its firewall) are not the edge's, so not here.
-_TURNED_AWAY = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+# Linux's IP_RECVERR / IPV6_RECVERR (the socket module of Python 3.11 does not name them): with
+# them set, the ICMP error that ended a connect() waits in the socket's error queue, its sender
+# with it, so a refusal can be told a TCP reset or an ICMP message, and from whom.
+_RECVERR: dict[int, tuple[int, int]] = {socket.AF_INET: (socket.IPPROTO_IP, 11),
+                                        socket.AF_INET6: (socket.IPPROTO_IPV6, 25)}
+_READS_ICMP = sys.platform.startswith("linux")
+_SO_EE_ORIGIN_ICMP: dict[int, int] = {socket.AF_INET: 2, socket.AF_INET6: 3}
+# Why a connection can fail at once without the edge having refused it.
+_NOT_THE_EDGE = {
+    errno.EHOSTUNREACH: "an ICMP rejection from a router or firewall on the way, or this host's own routing",
+    errno.ENETUNREACH: "an ICMP rejection from a router or firewall on the way, or this host's own routing",
+    errno.EACCES: "this host refused to send it (its own firewall, routing or security policy)",
+    errno.EPERM: "this host refused to send it (its own firewall, routing or security policy)",
+}
 
 
 @dataclass(frozen=True)
@@ -332,13 +343,17 @@ class PortKnock:
     Attributes:
         address: the address connected to.
         port: the port connected to.
-        state: ``accepted``; ``refused`` (turned away at once: a reset or an ICMP rejection);
-            ``silent`` (no answer within the wait: the SYN was dropped, as a firewall's DROP
-            does); ``failed`` (anything else: the name does not resolve, this host's own rules).
-        detail: the system's words for a refusal or failure; for silence, the wait and its
-            policy key.
+        state: ``accepted``; ``refused`` (ECONNREFUSED: a TCP reset, or an ICMP port unreachable
+            sent by anything but this host); ``silent`` (no answer within the wait: the SYN or its
+            answer was dropped somewhere, on this host, on the path or at the edge); ``failed``
+            (anything else: the name does not resolve, an ICMP host/network unreachable, this
+            host's own firewall refusing the send or answering for the edge).
+        detail: what was seen and the errno's name (``a TCP reset (ECONNREFUSED)``, ``an ICMP port
+            unreachable from 10.0.0.2, the edge's address (ECONNREFUSED)``, ``No route to host
+            (EHOSTUNREACH): ...``); for silence, the wait.
         waited_s: seconds until the answer, or until the wait ended.
         wait: the wait allowed, as the policy states it (``the policy's 5 s (timeouts.connect_s)``).
+        icmp_from: the sender of the ICMP message that ended the attempt, when one did.
     """
 
     address: str
@@ -347,20 +362,84 @@ class PortKnock:
     detail: str
     waited_s: float
     wait: str
+    icmp_from: str | None = None
+
+
+def _icmp_sender(sock: socket.socket, family: int) -> str | None:
+    """The sender of the ICMP error queued on ``sock`` (IP_RECVERR), None when none is queued."""
+    sock.setblocking(False)
+    try:
+        _, ancillary, _, _ = sock.recvmsg(1, 1024, socket.MSG_ERRQUEUE)
+    except OSError:
+        return None
+    for _, _, data in ancillary:
+        # struct sock_extended_err (16 bytes: errno, origin, type, code, pad, info, data), then
+        # the offender's sockaddr (SO_EE_OFFENDER).
+        if len(data) < 24 or data[4] != _SO_EE_ORIGIN_ICMP.get(family):
+            continue
+        if family == socket.AF_INET:
+            return socket.inet_ntop(socket.AF_INET, data[20:24])
+        if len(data) >= 40:
+            return socket.inet_ntop(socket.AF_INET6, data[24:40])
+    return None
+
+
+def _is_own_address(address: str, family: int) -> bool:
+    """Whether ``address`` is one of this host's (a socket can be bound to it)."""
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+def _refusal(exc: OSError, sock: socket.socket, family: int, peer: str) -> tuple[str, str, str | None]:
+    """``(state, detail, icmp_from)`` of a connect() that failed at once."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    said = f"{exc.strerror or type(exc).__name__}{f' ({name})' if name else ''}"
+    if exc.errno != errno.ECONNREFUSED:
+        why = _NOT_THE_EDGE.get(exc.errno or 0)
+        return "failed", f"{said}: {why}, not a refusal by the edge" if why else said, None
+    if not _READS_ICMP:
+        return "refused", f"a TCP reset or an ICMP port unreachable ({name})", None
+    sender = _icmp_sender(sock, family)
+    if sender is None:
+        return "refused", f"a TCP reset ({name})", None
+    if sender == peer:
+        return "refused", f"an ICMP port unreachable from {sender}, the edge's address ({name})", sender
+    if _is_own_address(sender, family):
+        return "failed", (f"an ICMP port unreachable from {sender}, an address of this host ({name}): this "
+                          "host's own firewall refused the connection, not the edge"), sender
+    return "refused", (f"an ICMP port unreachable from {sender}, a router or firewall on the way answering "
+                       f"for the edge ({name})"), sender
 
 
 def knock(address: str, port: int, deadline: Deadline) -> PortKnock:
-    """Open (and close) one TCP connection to ``address:port`` within ``deadline``."""
+    """Open (and close) one TCP connection to ``address:port`` within ``deadline``; a refusal
+    says whether it was a TCP reset or an ICMP message, and whose (this host's own is no
+    refusal by the edge: ``failed``)."""
     try:
-        with socket.create_connection((address, port), timeout=max(deadline.remaining(), 0.001)):
-            return PortKnock(address, port, "accepted", "", deadline.elapsed(), deadline.limit())
-    except TimeoutError:
-        return PortKnock(address, port, "silent", f"no answer within {deadline.limit()}", deadline.elapsed(),
-                         deadline.limit())
+        found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        state: Literal["refused", "failed"] = "refused" if exc.errno in _TURNED_AWAY else "failed"
-        return PortKnock(address, port, state, exc.strerror or type(exc).__name__, deadline.elapsed(),
+        return PortKnock(address, port, "failed", exc.strerror or type(exc).__name__, deadline.elapsed(),
                          deadline.limit())
+    state, detail, sender = "failed", "no address", None
+    for family, kind, proto, _, sockaddr in found:
+        with socket.socket(family, kind, proto) as sock:
+            if _READS_ICMP and family in _RECVERR:
+                sock.setsockopt(*_RECVERR[family], 1)
+            sock.settimeout(max(deadline.remaining(), 0.001))
+            try:
+                sock.connect(sockaddr)
+            except TimeoutError:
+                state, detail, sender = "silent", f"no answer within {deadline.limit()}", None
+            except OSError as exc:
+                state, detail, sender = _refusal(exc, sock, family, str(sockaddr[0]))
+            else:
+                return PortKnock(address, port, "accepted", "", deadline.elapsed(), deadline.limit())
+    return PortKnock(address, port, state, detail, deadline.elapsed(), deadline.limit(),  # type: ignore[arg-type]
+                     sender)
 
 
 @dataclass(frozen=True)
@@ -445,10 +524,11 @@ def visit_plaintext_port(edge: Edge, policy: Policy) -> PlaintextPortVisit:
         ProbeError: the port accepted a connection but the GETs could not be completed
             (:func:`fetch_samples`'s reasons: no answer in time, a reset, a trickle ...).
     """
-    says_none = edge.http_port is None
-    port = STANDARD_HTTP_PORT if edge.http_port is None else edge.http_port
+    says_none, standard = edge.http_port is None, STANDARD_HTTP_PORT
+    port = standard if edge.http_port is None else edge.http_port
     knocked = knock(edge.connect_address, port, Deadline(policy.timeouts.connect_s, "timeouts.connect_s"))
     if knocked.state != "accepted":
+        # Whether the edge was up tells a refusal (or silence) from an edge that is down.
         https = tls_port_answer(edge, policy) if knocked.state in ("refused", "silent") else None
         return PlaintextPortVisit(port, says_none, knocked, https=https)
     try:

@@ -14,6 +14,7 @@ from checks.transit.http_redirect_only import (
 from harness.outcomes import Outcome
 from harness.probes import http as http_probe
 from harness.probes.http import EdgeSamples, HttpSample, PlaintextPortVisit, PortKnock, TlsPortAnswer
+from harness.profile import Edge
 from system_under_test.local.processes import free_port
 
 from .conftest import EDGE, PATHS, conclude, integration_tests, profile
@@ -77,29 +78,61 @@ def knocked(state: str, detail: str = "", port: int = 8080) -> PortKnock:
     return PortKnock("127.0.0.1", port, state, detail, 0.01, WAIT)  # type: ignore[arg-type]
 
 
-REFUSED = knocked("refused", "Connection refused")
-SILENT = knocked("silent", f"no answer within {WAIT}")
+RESET = "a TCP reset (ECONNREFUSED)"
+REFUSED = knocked("refused", RESET, port=80)
+SILENT = knocked("silent", f"no answer within {WAIT}", port=80)
 
 
-def test_a_refusing_plaintext_port_passes_when_https_answers() -> None:
-    verdict = plaintext_port_verdict(PlaintextPortVisit(8080, False, REFUSED, https=HTTPS_UP), EDGE)
+ICMP = PortKnock("127.0.0.1", 80, "refused", "an ICMP port unreachable from 127.0.0.1, the edge's address "
+                 "(ECONNREFUSED)", 0.01, WAIT, icmp_from="127.0.0.1")
+
+
+@pytest.mark.parametrize(("refusal", "edge", "seen", "said"), [
+    (REFUSED, EDGE, "a TCP reset (ECONNREFUSED)", ""),
+    (ICMP, NONE_EDGE, "an ICMP port unreachable from 127.0.0.1, the edge's address (ECONNREFUSED)",
+     ', as the profile says (edge.http_port = "none")'),
+])
+def test_a_refusing_port_80_passes_when_https_answers_saying_what_was_seen(
+        refusal: PortKnock, edge: Edge, seen: str, said: str) -> None:
+    verdict = plaintext_port_verdict(PlaintextPortVisit(80, edge.http_port is None, refusal, https=HTTPS_UP), edge)
     assert verdict.outcome is Outcome.PASS
     assert verdict.message == (
-        "Port 8080 of votriz.test refuses connections (Connection refused): nothing serves plain HTTP "
-        "there; HTTPS on port 8443 answered (a TLS handshake completed in 0.02 s), so the edge was up.")
+        f"Port 80 of votriz.test refuses connections, as seen from this host: {seen}. Nothing serves plain "
+        f"HTTP there{said}; HTTPS on port 8443 answered (a TLS handshake completed in 0.02 s), so the edge "
+        "was up.")
     assert verdict.details["samples"] == [] and verdict.details["plaintext_port"]["state"] == "refused"
     assert verdict.details["https_port"]["answered"] is True
+    assert verdict.details["plaintext_port"]["icmp_from"] == refusal.icmp_from
 
 
-def test_a_filtered_plaintext_port_passes_naming_the_wait() -> None:
-    verdict = plaintext_port_verdict(PlaintextPortVisit(80, True, knocked("silent", port=80), https=HTTPS_UP),
-                                     NONE_EDGE)
-    assert verdict.outcome is Outcome.PASS
+def test_a_silent_port_80_is_an_error_even_when_https_answers() -> None:
+    # Given port 80 that does not answer (a DROP on this host's egress, on the path or at the edge)
+    # while the edge's HTTPS port answers
+    verdict = plaintext_port_verdict(PlaintextPortVisit(80, True, SILENT, https=HTTPS_UP), NONE_EDGE)
+    # Then nothing was observed: ERROR, never PASS, saying where the filter may be and how to waive
+    assert verdict.outcome is Outcome.ERROR
     assert verdict.message == (
-        "No answer on port 80 of votriz.test within the policy's 5 s (timeouts.connect_s): the port is "
-        "filtered and nothing serves plain HTTP there, as seen from this host, as the profile says "
-        '(edge.http_port = "none"); HTTPS on port 8443 answered (a TLS handshake completed in 0.02 s), '
-        "so the edge was up.")
+        "No answer on port 80 of votriz.test within the policy's 5 s (timeouts.connect_s): the port may be "
+        "filtered on either side (this host's egress, the network path, or the edge), so nothing was observed "
+        "there; HTTPS on port 8443 answered (a TLS handshake completed in 0.02 s), so the edge was up. Someone "
+        "who knows the edge's firewall can waive this check (README, Waivers).")
+    assert verdict.details["plaintext_port"]["state"] == "silent" and verdict.details["https_port"]["answered"]
+
+
+@pytest.mark.parametrize("detail", [
+    "No route to host (EHOSTUNREACH): an ICMP rejection from a router or firewall on the way, or this host's "
+    "own routing, not a refusal by the edge",
+    "Operation not permitted (EPERM): this host refused to send it (its own firewall, routing or security "
+    "policy), not a refusal by the edge",
+    "an ICMP port unreachable from 10.0.0.1, an address of this host (ECONNREFUSED): this host's own firewall "
+    "refused the connection, not the edge",
+])
+def test_a_refusal_that_is_not_the_edges_is_an_error_naming_it(detail: str) -> None:
+    visit = PlaintextPortVisit(80, False, knocked("failed", detail, 80), https=HTTPS_UP)
+    verdict = plaintext_port_verdict(visit, EDGE)
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == (f"Cannot reach 127.0.0.1:80: {detail}; nothing was observed of the edge's "
+                               "plaintext port.")
 
 
 @pytest.mark.parametrize("plain", [REFUSED, SILENT])
@@ -108,10 +141,10 @@ def test_a_filtered_plaintext_port_passes_naming_the_wait() -> None:
     TlsPortAnswer("127.0.0.1", 8443, False, f"no answer within {WAIT}"),
 ])
 def test_both_ports_silent_is_an_error_not_a_verdict(plain: PortKnock, https: TlsPortAnswer) -> None:
-    verdict = plaintext_port_verdict(PlaintextPortVisit(8080, False, plain, https=https), EDGE)
+    verdict = plaintext_port_verdict(PlaintextPortVisit(80, False, plain, https=https), EDGE)
     assert verdict.outcome is Outcome.ERROR
-    assert f"and HTTPS on port 8443 did not answer either ({https.detail}): the edge is down" in verdict.message
-    assert verdict.message.startswith(("Port 8080 of votriz.test refuses", "No answer on port 8080"))
+    assert f"; HTTPS on port 8443 did not answer either ({https.detail}): the edge is down" in verdict.message
+    assert verdict.message.startswith(("Port 80 of votriz.test refuses", "No answer on port 80"))
 
 
 def test_a_name_that_does_not_resolve_is_an_error() -> None:
@@ -157,8 +190,8 @@ def test_the_check_looks_at_port_80_when_the_profile_says_none(tmp_path: Path,
     # Then it looked at that port itself (neither MANUAL nor trusting the profile), and with HTTPS
     # silent too the edge is down: ERROR, no verdict on the promise
     assert verdict.outcome is Outcome.ERROR, verdict.message
-    assert verdict.message.startswith(f"Port {standard} of votriz.test refuses connections (Connection refused) "
-                                      "and HTTPS on port"), verdict.message
+    assert verdict.message.startswith(f"Port {standard} of votriz.test refuses connections, as seen from this "
+                                      "host: a TCP reset (ECONNREFUSED); HTTPS on port"), verdict.message
     assert verdict.details["plaintext_port"]["port"] == standard and verdict.details["profile_says_none"]
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +35,7 @@ from harness.probes.http import (
 from harness.profile import Edge, TargetProfile
 from harness.redaction import KnownSecrets
 
-from .conftest import HOST, NginxEdge, make_pki
+from .conftest import HOST, NginxEdge, Pki, make_pki
 
 
 def test_clean_edge_samples_pass_hsts_headers_and_redirects(
@@ -203,7 +207,8 @@ def test_knock_tells_accepted_refused_and_silent_apart(silent_listener: int, clo
     states = {port: knock("127.0.0.1", port, Deadline(0.5, "timeouts.connect_s"))
               for port in (silent_listener, closed_port, filtered_port)}
     assert states[silent_listener].state == "accepted"
-    assert (states[closed_port].state, states[closed_port].detail) == ("refused", "Connection refused")
+    assert (states[closed_port].state, states[closed_port].detail) == ("refused", "a TCP reset (ECONNREFUSED)")
+    assert states[closed_port].icmp_from is None
     silent = states[filtered_port]
     assert silent.state == "silent" and silent.detail == "no answer within the policy's 0.5 s (timeouts.connect_s)"
     assert 0.4 < silent.waited_s < 1.5
@@ -227,22 +232,24 @@ def test_tls_port_answer_completes_a_handshake_or_says_why_not(
     assert (closed.answered, closed.detail) == (False, "Connection refused")
 
 
-def test_a_closed_plaintext_port_beside_a_live_edge_passes(
-        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, closed_port: int, tmp_path: Path) -> None:
-    # Given a real TLS edge whose profile names a plaintext port where nothing listens
+def test_a_closed_port_80_beside_a_live_edge_passes(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, closed_port: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a real TLS edge, and "port 80" (a loopback port where nothing listens) named by the profile
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", closed_port)
     edge = nginx_factory().edge(http_port=closed_port)
     # When the check runs
     verdict = run_redirect_check(edge, fast_policy, tmp_path)
-    # Then the promise holds (nothing serves plain HTTP), and the message says what was seen
+    # Then the promise holds (nothing serves plain HTTP), and the message says what was seen from here
     assert verdict.outcome is Outcome.PASS, verdict.message
-    assert verdict.message.startswith(f"Port {closed_port} of {HOST} refuses connections (Connection refused): "
-                                      f"nothing serves plain HTTP there; HTTPS on port {edge.https_port} "
-                                      "answered (a TLS handshake completed in "), verdict.message
+    assert verdict.message.startswith(f"Port {closed_port} of {HOST} refuses connections, as seen from this host: "
+                                      "a TCP reset (ECONNREFUSED). Nothing serves plain HTTP there; HTTPS on port "
+                                      f"{edge.https_port} answered (a TLS handshake completed in "), verdict.message
     evidence = json.loads((tmp_path / "http-redirects.json").read_text())
     assert evidence["plaintext_port"]["state"] == "refused" and evidence["https_port"]["answered"] is True
 
 
-def test_a_filtered_port_80_beside_a_live_edge_passes_naming_the_wait(
+def test_a_filtered_port_80_beside_a_live_edge_is_an_error_naming_the_wait(
         nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, filtered_port: int, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a profile that says the edge serves no plain HTTP, and "port 80" (a loopback port)
@@ -252,24 +259,73 @@ def test_a_filtered_port_80_beside_a_live_edge_passes_naming_the_wait(
     # When the check runs
     started = time.monotonic()
     verdict = run_redirect_check(edge, fast_policy, tmp_path)
-    # Then it waited the connect timeout once, and passes naming the wait and the profile's word
+    # Then it waited the connect timeout once, and nothing observed is no PASS: ERROR naming the wait,
+    # the HTTPS answer kept in the evidence
     assert time.monotonic() - started < fast_policy.timeouts.connect_s + 2
-    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert verdict.outcome is Outcome.ERROR, verdict.message
     assert verdict.message.startswith(
         f"No answer on port {filtered_port} of {HOST} within the policy's 1 s (timeouts.connect_s): the port "
-        "is filtered and nothing serves plain HTTP there, as seen from this host, as the profile says "
-        f'(edge.http_port = "none"); HTTPS on port {edge.https_port} answered'), verdict.message
+        "may be filtered on either side (this host's egress, the network path, or the edge), so nothing was "
+        f"observed there; HTTPS on port {edge.https_port} answered"), verdict.message
+    evidence = json.loads((tmp_path / "http-redirects.json").read_text())
+    assert evidence["plaintext_port"]["state"] == "silent" and evidence["https_port"]["answered"] is True
 
 
-def test_a_filtered_port_and_a_closed_https_port_are_an_error(
-        fast_policy: Policy, filtered_port: int, closed_port: int, tmp_path: Path) -> None:
+def test_a_filtered_port_80_and_a_closed_https_port_are_an_error(
+        fast_policy: Policy, filtered_port: int, closed_port: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", filtered_port)
     edge = Edge(host=HOST, address="127.0.0.1", https_port=closed_port, http_port=filtered_port)
     verdict = run_redirect_check(edge, fast_policy, tmp_path)
     assert verdict.outcome is Outcome.ERROR
     assert verdict.message == (
-        f"No answer on port {filtered_port} of {HOST} within the policy's 1 s (timeouts.connect_s) and HTTPS "
+        f"No answer on port {filtered_port} of {HOST} within the policy's 1 s (timeouts.connect_s); HTTPS "
         f"on port {closed_port} did not answer either (Connection refused): the edge is down or out of reach "
         "from here, so this is no verdict on its plaintext port.")
+
+
+def _private_netns_refusal() -> str | None:
+    """Why the firewall test cannot run here, or None."""
+    missing = [tool for tool in ("unshare", "nsenter", "ip", "iptables") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not installed"
+    tried = subprocess.run(["unshare", "-n", "iptables", "-L", "OUTPUT"], capture_output=True, timeout=20)
+    if tried.returncode:
+        return f"no private network namespace with iptables here: {tried.stderr.decode(errors='replace')[:200]}"
+    return None
+
+
+def test_firewall_rules_on_either_side_of_a_real_edge(pki: Pki) -> None:
+    # Given an edge in its own network namespace behind a veth pair (port 80: a 200 page, 443: TLS),
+    # audited from another private namespace: firewall rules on this host's side and on the edge's
+    # (netns_port80.py; the host's own netfilter rules are never touched)
+    why_not = _private_netns_refusal()
+    if why_not:
+        pytest.skip(why_not)
+    script = Path(__file__).with_name("netns_port80.py")
+    ran = subprocess.run(["unshare", "-n", sys.executable, str(script), "auditor", str(pki.cert_pem),
+                          str(pki.key_pem), str(os.stat("/proc/self/ns/net").st_ino)],
+                         capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    seen = {row["scenario"]: row for row in map(json.loads, ran.stdout.splitlines())}
+    outcomes = {name: row["outcome"] for name, row in seen.items()}
+    # Then only a refusal answered for the edge passes; this host's own REJECT, an ICMP host
+    # unreachable and a DROP are errors, and the page served on port 80 fails
+    assert outcomes == {
+        "no rule": "FAIL",
+        "reject here": "ERROR",
+        "reject here host-unreachable": "ERROR",
+        "drop here": "ERROR",
+        "reset here": "PASS",  # a TCP reset made by this host's own rule cannot be told apart (README)
+        "reject at the edge": "PASS",
+        "reset at the edge": "PASS",
+    }, seen
+    assert "10.213.0.1, an address of this host (ECONNREFUSED): this host's own firewall" in seen["reject here"][
+        "message"]
+    assert "No route to host (EHOSTUNREACH)" in seen["reject here host-unreachable"]["message"]
+    assert "may be filtered on either side" in seen["drop here"]["message"]
+    assert "as seen from this host: a TCP reset (ECONNREFUSED)" in seen["reset here"]["message"]
+    assert "an ICMP port unreachable from 10.213.0.2, the edge's address" in seen["reject at the edge"]["message"]
 
 
 @pytest.mark.parametrize(("http_body", "outcome", "said"), [
