@@ -108,11 +108,20 @@ def _full_audit(profile: TargetProfile) -> tuple[object, object]:
 
 
 def test_clean_stack_passes_every_users_rows(clean_stack, mfa_user: int) -> None:  # type: ignore[no-untyped-def]
+    # Given the store as the audit will find it: the user's 10 rows (one redeemed), beside any
+    # rows other tests on the shared stack left (their order differs from run to run)
+    with superuser(clean_stack) as conn:
+        held, unused, users = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE used_at IS NULL), count(DISTINCT user_id)"
+            " FROM mfa_backup_codes").fetchone()
+        mine = conn.execute("SELECT count(*), count(*) FILTER (WHERE used_at IS NULL)"
+                            " FROM mfa_backup_codes WHERE user_id = %s", (mfa_user,)).fetchone()
+    assert mine == (10, 9)
     codes, tokens = _full_audit(load_profile(clean_stack.profile_path))
     assert codes.outcome is Outcome.PASS, codes.message  # type: ignore[attr-defined]
-    # The user's 10 rows (one redeemed), judged before the canary enrolled: never the canary's.
-    assert "As found, the 10 code rows (9 unused) of 1 user are bcrypt at cost 10 or more " \
-        "(cost 12: 10)" in codes.message  # type: ignore[attr-defined]
+    # Every row held, the user's among them, judged before the canary enrolled: never the canary's.
+    assert f"As found, the {held} code rows ({unused} unused) of {users} user{'' if users == 1 else 's'} " \
+        f"are bcrypt at cost 10 or more (cost 12: {held})" in codes.message  # type: ignore[attr-defined]
     assert tokens.outcome is Outcome.PASS, tokens.message  # type: ignore[attr-defined]
     assert "none is valid for longer than 900 s" in tokens.message  # type: ignore[attr-defined]
 
