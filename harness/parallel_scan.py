@@ -9,7 +9,10 @@ drawn. :func:`worker_pool` then runs one picklable task per part in a pool of
 connections or threads is inherited); :func:`results_of` hands them back in key order,
 so that examples name the same first rows whatever the number of workers; work that
 releases the GIL (the native Fernet engine's) may run in ``jobs`` threads of this process
-instead, in one interpreter's memory. A
+instead, in one interpreter's memory. Threads are stopped early: on the first part that fails,
+or Ctrl-C, the parts not started are cancelled and the readers running stop at their next
+:func:`stop_point` (between two ``COPY`` blocks), closing their connections; the part's own
+error is raised, its range named (:func:`reading_part`). A
 table smaller than :data:`PARALLEL_MIN_ROWS` is read in the check's own
 process: starting interpreters would cost more than it saves.
 
@@ -24,8 +27,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,12 +116,55 @@ def plan_scan(db: DatabaseProbe, table: str, policy: Policy, *, key: str = "id")
 Submit = Callable[..., "Future[Any]"]
 
 
+class ScanStopped(Exception):
+    """Raised at a :func:`stop_point` of a reader whose pool is stopping (another part failed,
+    or Ctrl-C): never the error a scan reports, which is the part's that failed."""
+
+
+#: The stop event of the pool whose task this thread runs (threads of :func:`worker_pool`).
+_running = threading.local()
+
+
+def stop_point() -> None:
+    """Where a reader run by :func:`worker_pool` may stop: between two blocks it reads.
+
+    Raises:
+        ScanStopped: the pool is stopping; the reader's ``with`` blocks then close its
+            connection. Never outside a pool's thread (a process's or the caller's own read
+            runs to its end or dies with its process).
+    """
+    stop: threading.Event | None = getattr(_running, "stop", None)
+    if stop is not None and stop.is_set():
+        raise ScanStopped("the scan stopped: another part failed, or it was interrupted")
+
+
+def part_name(table: str, low: int | None, high: int | None) -> str:
+    """A part of a table's key range as messages name it."""
+    if low is None and high is None:
+        return f"{table} (every row)"
+    return f"{table} rows with id {'' if low is None else low}..{'' if high is None else high}"
+
+
+@contextmanager
+def reading_part(table: str, low: int | None, high: int | None) -> Iterator[None]:
+    """Around one part's read: a ProbeError of it is raised again with the part named at its
+    end (``cannot read t.c: ... (t rows with id 1..9)``)."""
+    try:
+        yield
+    except ProbeError as exc:
+        raise ProbeError(f"{exc} ({part_name(table, low, high)})") from None
+
+
 @contextmanager
 def worker_pool(jobs: int, *, threads: bool = False) -> Iterator[Submit]:
     """A ``submit(function, *args)`` that runs in one of ``jobs`` fresh worker processes
     (in this process for one job; in ``jobs`` threads of this process with ``threads``, for
     work that releases the GIL, such as the native Fernet engine's); use :func:`results_of`
     to wait for the futures.
+
+    When the ``with`` body raises (a part's error from :func:`results_of`, or Ctrl-C), tasks
+    not yet started are cancelled; threads running stop at their next :func:`stop_point`
+    and are waited for, so that no reader outlives the pool.
 
     Raises:
         ProbeError: a worker process ended without its result (killed, out of memory).
@@ -128,21 +175,54 @@ def worker_pool(jobs: int, *, threads: bool = False) -> Iterator[Submit]:
         return
     if threads:
         # One interpreter's memory, whatever the number of workers; no interpreter started.
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="votriz-scan") as pool:
-            yield pool.submit
+        with _stoppable_threads(jobs) as submit:
+            yield submit
         return
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            yield pool.submit
+            try:
+                yield pool.submit
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
     except BrokenProcessPool:
         raise ProbeError(f"a column scan's worker process ended without its result "
                          f"({jobs} workers); nothing was judged") from None
 
 
+@contextmanager
+def _stoppable_threads(jobs: int) -> Iterator[Submit]:
+    stop = threading.Event()
+
+    def run(function: Callable[..., Any], *args: Any) -> Any:
+        _running.stop = stop
+        try:
+            return function(*args)
+        finally:
+            _running.stop = None
+
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="votriz-scan")
+    try:
+        yield lambda function, *args: pool.submit(run, function, *args)
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def results_of(futures: Sequence[Future[Result]]) -> list[Result]:
     """The futures' results in their order; a worker's exception (a ProbeError with its
-    message) is raised as the worker raised it."""
+    message) is raised as the worker raised it, as soon as any part fails (the first in
+    order of those failed by then), not after the parts before it end."""
+    done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    failed = [future for future in futures if future in done and not future.cancelled()
+              and future.exception() is not None]
+    # A part stopped because another failed is never the error to report.
+    failed.sort(key=lambda future: isinstance(future.exception(), ScanStopped))
+    if failed:
+        failed[0].result()
     return [future.result() for future in futures]
 
 

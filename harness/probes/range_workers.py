@@ -20,7 +20,8 @@ from harness.column_scans import (
     add_token_block,
 )
 from harness.formats.fernet import FernetKey
-from harness.formats.fernet_engine import NATIVE, PYTHON, block_judge
+from harness.formats.fernet_engine import NATIVE, block_judge, engine_name
+from harness.parallel_scan import reading_part, stop_point
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe
 from harness.profile import TargetProfile
@@ -88,7 +89,12 @@ def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], Duplica
     judge it: each column's counts, and the part's fingerprints written out.
 
     Where the native engine is installed, it judges each block first (the GIL released) and
-    only the lines it hands back go through the Python path, which gives their reasons."""
+    only the lines it hands back go through the Python path, which gives their reasons.
+    Run by a pool's thread, it stops between two blocks once the pool stops (another part
+    failed, or Ctrl-C), its connection closed.
+
+    Raises:
+        ProbeError: the part could not be read; the message names its key range."""
     duplicates = DuplicateCounter(memory_cells=WORKER_MEMORY_CELLS, spill_path=task.spill_path)
     by_platform = task.parts != ("",)
     ring, read = task.ring, task.read
@@ -96,22 +102,28 @@ def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], Duplica
                         parts=task.parts if by_platform else None, columns=len(task.columns))
     tallies = [FernetTally(ring.keys, now=ring.now, max_clock_skew_s=ring.max_clock_skew_s,
                            duplicates=duplicates, parts=task.parts,
-                           engine=PYTHON if judge is None else NATIVE)
+                           engine=engine_name() if judge is None else NATIVE)
                for _ in task.columns]
     # id[, platform], then the token columns.
     columns = (*(("platform",) if by_platform else ()), *(c for _, c in task.columns))
-    with DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
-        for block in db.copy_rows(task.columns[0][0], columns, low=read.low, high=read.high,
+    table = task.columns[0][0]
+    with reading_part(table, read.low, read.high), \
+            DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
+        for block in db.copy_rows(table, columns, low=read.low, high=read.high,
                                   sample_percent=read.sample_percent, stored_bytes=True):
+            stop_point()
             add_token_block(block, tallies, part_at=1 if by_platform else None, judge=judge)
     return [tally.counts() for tally in tallies], duplicates.export()
 
 
 def classify_hash_range(read: RangeRead) -> HashTally:
-    """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it."""
+    """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it (stopping
+    between blocks once its pool stops). Raises ProbeError naming the part's key range."""
     tally = HashTally(read.policy.bcrypt.cost)
-    with DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
+    with reading_part("users", read.low, read.high), \
+            DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
         for block in db.copy_rows("users", ("password_hash",), low=read.low, high=read.high,
                                   sample_percent=read.sample_percent):
+            stop_point()
             tally.add_copy_block(block)
     return tally

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+import time
+from concurrent.futures import Future
 
 import pytest
 
-from harness.parallel_scan import results_of, worker_pool
+from harness.outcomes import ProbeError
+from harness.parallel_scan import (
+    ScanStopped,
+    part_name,
+    reading_part,
+    results_of,
+    stop_point,
+    worker_pool,
+)
 
 
 def _where(value: int) -> tuple[int, str]:
@@ -33,3 +44,111 @@ def test_one_job_runs_in_the_callers_thread_whichever_kind_is_asked() -> None:
     for threads in (False, True):
         with worker_pool(1, threads=threads) as submit:
             assert results_of([submit(_where, 3)]) == [(9, threading.current_thread().name)]
+
+
+# --- stopping early: one part fails, or Ctrl-C, while another part is still reading ----------
+
+#: What a reader that is stopped may take to notice: well under the slow part's own time.
+STOP_BOUND_S = 3.0
+
+
+class SlowPart:
+    """A reader of 200 blocks whose next block takes 50 ms (an Event never set, waited on
+    with a block's time): 10 s in all unless stopped. Records its connection's closing."""
+
+    def __init__(self) -> None:
+        self.reading = threading.Event()
+        self.never = threading.Event()
+        self.blocks = 0
+        self.closed = threading.Event()
+
+    def __call__(self, part: int) -> int:
+        try:
+            self.reading.set()
+            for _ in range(200):
+                self.never.wait(0.05)
+                self.blocks += 1
+                stop_point()
+            return part
+        finally:
+            self.closed.set()
+
+
+def _scan_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("votriz-scan")]
+
+
+def test_one_failing_part_stops_a_slow_part_and_its_error_names_the_range() -> None:
+    slow = SlowPart()
+
+    def failing(low: int, high: int) -> int:
+        assert slow.reading.wait(5)
+        with reading_part("channels", low, high):
+            raise ProbeError("cannot read channels.access_token_enc: connection refused")
+
+    # Given a pool of three threads: a slow part first in order, a part that fails, one queued
+    start = time.monotonic()
+    with pytest.raises(ProbeError) as raised, worker_pool(2, threads=True) as submit:
+        futures = [submit(slow, 0), submit(failing, 100, 199), submit(slow, 2)]
+        results_of(futures)
+    elapsed = time.monotonic() - start
+    # Then the part's own error is raised, naming its range, within a bound (not 10 s)
+    assert str(raised.value) == ("cannot read channels.access_token_enc: connection refused "
+                                 "(channels rows with id 100..199)")
+    assert elapsed < STOP_BOUND_S, elapsed
+    # And the slow reader stopped between two blocks and closed; the queued part never ran
+    assert slow.closed.is_set() and slow.blocks < 200
+    assert futures[2].cancelled()
+    # And no thread of the pool outlives it
+    assert _scan_threads() == []
+
+
+def test_ctrl_c_stops_the_parts_still_reading() -> None:
+    slow = SlowPart()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    main = threading.main_thread().ident
+    assert main == threading.get_ident()
+
+    def interrupt() -> None:
+        assert slow.reading.wait(5)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    ctrl_c = threading.Thread(target=interrupt)
+    start = time.monotonic()
+    try:
+        # Given two parts reading, and a Ctrl-C while the caller waits for their results
+        with pytest.raises(KeyboardInterrupt), worker_pool(2, threads=True) as submit:
+            futures = [submit(slow, 0), submit(slow, 1)]
+            ctrl_c.start()
+            results_of(futures)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        ctrl_c.join()
+    # Then the interrupt ends the scan within a bound, the readers stopped and closed
+    assert time.monotonic() - start < STOP_BOUND_S
+    assert slow.closed.is_set() and all(f.exception() is not None for f in futures)
+    assert {type(f.exception()) for f in futures} == {ScanStopped}
+    assert _scan_threads() == []
+
+
+def test_a_part_stopped_because_another_failed_is_never_the_error_reported() -> None:
+    first = Future[int]()
+    first.set_exception(ScanStopped("stopped"))
+    second = Future[int]()
+    second.set_exception(ProbeError("cannot read users.password_hash (users rows with id 1..9)"))
+    with pytest.raises(ProbeError, match=r"users rows with id 1\.\.9"):
+        results_of([first, second])
+
+
+def test_a_stop_point_outside_a_pools_thread_never_stops() -> None:
+    stop_point()
+    with worker_pool(1, threads=True) as submit:
+        assert results_of([submit(lambda: (stop_point(), 7)[1])]) == [7]
+
+
+def test_parts_are_named_by_their_key_range() -> None:
+    assert part_name("users", 1, 9) == "users rows with id 1..9"
+    assert part_name("users", None, None) == "users (every row)"
+    with pytest.raises(ProbeError, match=r"^boom \(users rows with id 5\.\.\)$"), \
+            reading_part("users", 5, None):
+        raise ProbeError("boom")
