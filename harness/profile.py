@@ -84,7 +84,9 @@ class Edge(_Strict):
         host: the public host name (SNI, certificate name, Host header).
         address: the IP address to connect to (defaults to resolving ``host``).
         https_port: TLS port of the edge.
-        http_port: plaintext port that must only redirect. None when the profile says the
+        http_port: plaintext port that must only redirect. Its refusing connections shows that
+            nothing serves plain HTTP only when it is port 80, where browsers go (another port that
+            turns connections away is ERROR: the profile is to be checked). None when the profile says the
             edge serves no plain HTTP, written ``http_port = "none"`` in TOML (which has no
             null); ``transit.http_redirect_only`` then still looks at port 80, since the
             profile's word is not an observation.

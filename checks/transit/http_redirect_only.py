@@ -74,7 +74,8 @@ def _seen(visit: PlaintextPortVisit) -> dict[str, object]:
     knock, https = visit.knock, visit.https
     return {"plaintext_port": {"address": knock.address, "port": knock.port, "state": knock.state,
                                "detail": knock.detail, "icmp_from": knock.icmp_from,
-                               "waited_s": round(knock.waited_s, 3), "wait": knock.wait},
+                               "waited_s": round(knock.waited_s, 3), "wait": knock.wait,
+                               "standard_port": visit.standard_port},
             "profile_says_none": visit.profile_says_none,
             "https_port": None if https is None else {"address": https.address, "port": https.port,
                                                       "answered": https.answered, "detail": https.detail}}
@@ -87,6 +88,12 @@ def _turned_away(visit: PlaintextPortVisit, edge: Edge, details: dict[str, objec
         return Verdict.error(f"Cannot reach {knock.address}:{port}: {knock.detail}; nothing was observed of "
                              "the edge's plaintext port.", **details)
     refused = knock.state == "refused"
+    if port != visit.standard_port:
+        # Browsers send http:// to the standard port: a refusal elsewhere says nothing of it.
+        return Verdict.error(f"The profile names plaintext port {port} (edge.http_port), but nothing "
+                             f"{'listens' if refused else 'answers'} there ({knock.detail}): check the "
+                             f"profile. Port {visit.standard_port}, where browsers send http://, was not "
+                             "looked at, so this is no verdict.", **details)
     seen = (f"Port {port} of {host} refuses connections, as seen from this host: {knock.detail}" if refused
             else f"No answer on port {port} of {host} within {knock.wait}")
     if https is None or not https.answered:
@@ -108,10 +115,11 @@ def _turned_away(visit: PlaintextPortVisit, edge: Edge, details: dict[str, objec
 
 def plaintext_port_verdict(visit: PlaintextPortVisit, edge: Edge) -> Verdict:
     """The promise holds when the plaintext port only redirects (:func:`http_redirect_verdict`),
-    or when the plaintext port refuses connections (ECONNREFUSED: a TCP reset, or an ICMP port
+    or when the standard port 80 refuses connections (ECONNREFUSED: a TCP reset, or an ICMP port
     unreachable not sent by this host) while the edge's HTTPS port answers: nothing is served in
     plain text there. Silence is ERROR (filtered somewhere, nothing observed), as is a refusal
-    that is not the edge's (an ICMP host unreachable, this host's own firewall), and HTTPS silent
+    that is not the edge's (an ICMP host unreachable, this host's own firewall), a refusal or
+    silence on a configured port other than 80 (the profile is to be checked), and HTTPS silent
     too (the edge is down). What the profile says (``http_port = "none"``) is reported beside
     what was observed, never in its place."""
     claim = f'edge.http_port = "{NO_HTTP_PORT}"'

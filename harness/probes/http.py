@@ -506,7 +506,9 @@ class PlaintextPortVisit:
         profile_says_none: the profile says so (``http_port = "none"``).
         knock: the TCP connection attempt to ``port``.
         samples: the answers to every sampled path when the port accepted; None otherwise.
-        https: the HTTPS port's answer, asked only when the plaintext port accepted nothing.
+        https: the HTTPS port's answer, asked only when the standard port accepted nothing.
+        standard_port: the port browsers use for http:// (STANDARD_HTTP_PORT when visited): only
+            its refusal says that nothing serves plain HTTP.
     """
 
     port: int
@@ -514,6 +516,7 @@ class PlaintextPortVisit:
     knock: PortKnock
     samples: EdgeSamples | None = None
     https: TlsPortAnswer | None = None
+    standard_port: int = 80
 
 
 def visit_plaintext_port(edge: Edge, policy: Policy) -> PlaintextPortVisit:
@@ -528,9 +531,11 @@ def visit_plaintext_port(edge: Edge, policy: Policy) -> PlaintextPortVisit:
     port = standard if edge.http_port is None else edge.http_port
     knocked = knock(edge.connect_address, port, Deadline(policy.timeouts.connect_s, "timeouts.connect_s"))
     if knocked.state != "accepted":
-        # Whether the edge was up tells a refusal (or silence) from an edge that is down.
-        https = tls_port_answer(edge, policy) if knocked.state in ("refused", "silent") else None
-        return PlaintextPortVisit(port, says_none, knocked, https=https)
+        # Whether the edge was up tells a refusal (or silence) on port 80 from an edge that is down;
+        # another port that turns connections away is a profile to check, whatever HTTPS says.
+        asked = knocked.state in ("refused", "silent") and port == standard
+        https = tls_port_answer(edge, policy) if asked else None
+        return PlaintextPortVisit(port, says_none, knocked, https=https, standard_port=standard)
     try:
         samples = fetch_samples(edge, policy, "http", port=port)
     except ProbeError as exc:
@@ -538,4 +543,4 @@ def visit_plaintext_port(edge: Edge, policy: Policy) -> PlaintextPortVisit:
             raise
         raise ProbeError(f'port {port} accepted a connection although the profile says the edge serves '
                          f'no plain HTTP (edge.http_port = "{NO_HTTP_PORT}"); {exc}') from None
-    return PlaintextPortVisit(port, says_none, knocked, samples=samples)
+    return PlaintextPortVisit(port, says_none, knocked, samples=samples, standard_port=standard)

@@ -135,6 +135,22 @@ def test_a_refusal_that_is_not_the_edges_is_an_error_naming_it(detail: str) -> N
                                "plaintext port.")
 
 
+@pytest.mark.parametrize(("plain", "says"), [
+    (knocked("refused", RESET), f"nothing listens there ({RESET})"),
+    (knocked("silent", f"no answer within {WAIT}"), f"nothing answers there (no answer within {WAIT})"),
+])
+def test_a_configured_port_other_than_80_turning_connections_away_is_an_error(plain: PortKnock,
+                                                                              says: str) -> None:
+    # Given a profile that names port 8080 (a typo, or a port that was closed) where nothing listens,
+    # while the edge's HTTPS port answers
+    verdict = plaintext_port_verdict(PlaintextPortVisit(8080, False, plain, https=HTTPS_UP), EDGE)
+    # Then that says nothing of port 80, where browsers go: ERROR, the profile is to be checked
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.message == (f"The profile names plaintext port 8080 (edge.http_port), but {says}: check "
+                               "the profile. Port 80, where browsers send http://, was not looked at, so this "
+                               "is no verdict.")
+
+
 @pytest.mark.parametrize("plain", [REFUSED, SILENT])
 @pytest.mark.parametrize("https", [
     TlsPortAnswer("127.0.0.1", 8443, False, "Connection refused"),

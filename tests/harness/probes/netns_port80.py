@@ -35,6 +35,7 @@ SCENARIOS = [
     ("reject at the edge", "edge", ["-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "REJECT"], "none"),
     ("reset at the edge", "edge",
      ["-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "REJECT", "--reject-with", "tcp-reset"], 80),
+    ("mistyped port", "here", [], 8080),
 ]
 
 

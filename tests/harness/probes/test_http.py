@@ -249,6 +249,23 @@ def test_a_closed_port_80_beside_a_live_edge_passes(
     assert evidence["plaintext_port"]["state"] == "refused" and evidence["https_port"]["answered"] is True
 
 
+def test_a_mistyped_port_is_an_error_while_port_80_serves_content(
+        nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, closed_port: int, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given "port 80" (nginx's plaintext port) serving a 200 page, and a profile that names another
+    # port where nothing listens (the reviewer's http_port = 8080)
+    nginx = nginx_factory(http_body="default_type text/html; return 200 '<p>plain content</p>';")
+    monkeypatch.setattr(http_probe, "STANDARD_HTTP_PORT", nginx.http_port)
+    # When the check runs
+    verdict = run_redirect_check(nginx.edge(http_port=closed_port), fast_policy, tmp_path)
+    # Then the refusal there is no PASS: the profile is to be checked, port 80 was not looked at
+    assert verdict.outcome is Outcome.ERROR, verdict.message
+    assert verdict.message == (f"The profile names plaintext port {closed_port} (edge.http_port), but nothing "
+                               "listens there (a TCP reset (ECONNREFUSED)): check the profile. Port "
+                               f"{nginx.http_port}, where browsers send http://, was not looked at, so this is "
+                               "no verdict.")
+
+
 def test_a_filtered_port_80_beside_a_live_edge_is_an_error_naming_the_wait(
         nginx_factory: Callable[..., NginxEdge], fast_policy: Policy, filtered_port: int, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,6 +336,7 @@ def test_firewall_rules_on_either_side_of_a_real_edge(pki: Pki) -> None:
         "reset here": "PASS",  # a TCP reset made by this host's own rule cannot be told apart (README)
         "reject at the edge": "PASS",
         "reset at the edge": "PASS",
+        "mistyped port": "ERROR",
     }, seen
     assert "10.213.0.1, an address of this host (ECONNREFUSED): this host's own firewall" in seen["reject here"][
         "message"]
@@ -326,6 +344,8 @@ def test_firewall_rules_on_either_side_of_a_real_edge(pki: Pki) -> None:
     assert "may be filtered on either side" in seen["drop here"]["message"]
     assert "as seen from this host: a TCP reset (ECONNREFUSED)" in seen["reset here"]["message"]
     assert "an ICMP port unreachable from 10.213.0.2, the edge's address" in seen["reject at the edge"]["message"]
+    assert seen["mistyped port"]["message"].startswith("The profile names plaintext port 8080 (edge.http_port), "
+                                                       "but nothing listens there")
 
 
 @pytest.mark.parametrize(("http_body", "outcome", "said"), [
