@@ -266,8 +266,9 @@ def _edge(discovery: Discovery, needs: Mapping[str, Sequence[str]]) -> list[str]
         tried = (f"port{'s' if len(ports) > 1 else ''} {', '.join(map(str, ports))} of {edge.owner} "
                  "did not answer plain HTTP" if ports else f"{edge.owner} has no other port init could see")
         lines += [f"# No plaintext port of the edge was found ({tried}).",
-                  "# transit.http_redirect_only still looks at port 80 of the host: refused or filtered",
-                  "# while HTTPS answers passes, an answer there is judged like any plaintext port.",
+                  "# transit.http_redirect_only still looks at port 80 of the host: refused (a TCP reset)",
+                  "# while HTTPS answers passes, no answer is ERROR (waive it if a firewall drops port 80),",
+                  "# an answer there is judged like any plaintext port.",
                   _line("http_port", NO_HTTP_PORT, "the edge serves no plain HTTP")]
     if cert is not None and cert.trust_anchor is not None:
         lines.append(_line("trust_anchor", str(cert.trust_anchor),
