@@ -30,7 +30,7 @@ from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.formats.copy_text import spool_columns, spooled
 from harness.outcomes import ProbeError
 from harness.policy import Policy
-from harness.probes.pg_reads import JoinedChunk, chunk_copy, copy_blocks, joined_chunks
+from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunks, range_copy
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -447,21 +447,11 @@ class DatabaseProbe:
             ProbeError: the read failed or exceeded its time; the message names the
                 columns, never a value.
         """
-        selected: list[sql.Composable] = [sql.Identifier(key)]
-        selected += [sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns]
-        query = sql.SQL("SELECT {} FROM {}.{}").format(
-            sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table))
-        if sample_percent is not None:
-            query += sql.SQL(" TABLESAMPLE BERNOULLI ({})").format(sql.Literal(sample_percent))
-        bounds = [sql.SQL("{} >= {}").format(sql.Identifier(key), sql.Literal(low))
-                  if low is not None else None,
-                  sql.SQL("{} <= {}").format(sql.Identifier(key), sql.Literal(high))
-                  if high is not None else None]
-        if any(bounds):
-            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(b for b in bounds if b)
+        query = range_copy(table, columns, schema=schema, key=key, low=low, high=high,
+                           sample_percent=sample_percent)
         names = ", ".join(f"{table}.{column}" for column in columns if column)
-        return self._copy_out(sql.SQL("COPY ({}) TO STDOUT").format(query),
-                              (f"reading {names}", f"read {names}"), stored_bytes=stored_bytes)
+        return self._copy_out(query, (f"reading {names}", f"read {names}"),
+                              stored_bytes=stored_bytes)
 
     def _copy_out(self, query: sql.Composed, what: tuple[str, str], *,
                   timeout_s: float | None = None, stored_bytes: bool = False) -> Iterator[bytes]:
@@ -472,19 +462,22 @@ class DatabaseProbe:
             # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
             yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
 
-    def joined_column(self, table: str, column: str, *, schema: str = "public", key: str = "id",
-                      low: int | None = None, high: int | None = None
-                      ) -> Iterator[tuple[JoinedChunk, Callable[[], Iterator[bytes]]]]:
-        """:func:`~harness.probes.pg_reads.joined_chunks` of ``low <= key <= high``, each with
-        what reads its rows again as ``key, column`` ``COPY`` text blocks: one snapshot
-        (``REPEATABLE READ``), so a chunk read again is exactly its rows; within
-        ``timeouts.command_s``. Raises ProbeError naming the column, never a value."""
-        name = f"{table}.{column}"
+    def joined_column(self, table: str, column: str, *, take: Callable[[JoinedChunk], bool],
+                      schema: str = "public", key: str = "id", low: int | None = None,
+                      high: int | None = None) -> Iterator[bytes]:
+        """The rows with ``low <= key <= high``, in one snapshot (``REPEATABLE READ``): each
+        of :func:`~harness.probes.pg_reads.joined_chunks` is handed to ``take``, and the rows
+        of a chunk it refuses (False) are read again, exactly those rows, and yielded as
+        ``key, column`` ``COPY`` text blocks. Within ``timeouts.command_s``, read again or
+        not; a failure is a ProbeError naming the column, never a value."""
+        name, copy = f"{table}.{column}", functools.partial(range_copy, table, (column,),
+                                                           schema=schema, key=key)
         with self._long_read((f"reading {name}", f"read {name}"), snapshot=True) as cursor:
             for chunk in joined_chunks(cursor, table, column, schema=schema, key=key, low=low,
                                        high=high):
-                again = chunk_copy(table, column, schema=schema, key=key, chunk=chunk)
-                yield chunk, functools.partial(copy_blocks, cursor, again, COPY_BLOCK_BYTES)
+                if not take(chunk):
+                    yield from copy_blocks(cursor, copy(low=chunk.low, high=chunk.high,
+                                                        ordered=True), COPY_BLOCK_BYTES)
 
     @contextlib.contextmanager
     def _long_read(self, what: tuple[str, str], *, timeout_s: float | None = None,

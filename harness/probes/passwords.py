@@ -29,6 +29,7 @@ from harness.formats.bcrypt_hash import (
 from harness.parallel_scan import ScanPlan, plan_scan, results_of, worker_pool
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
+from harness.probes.pg_reads import JoinedChunk
 from harness.probes.range_workers import RangeRead, classify_hash_range
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -99,33 +100,44 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
     its own: each chunk of well-formed bcrypt counted at once, any other chunk's rows read
     again and classified row by row."""
     tally = HashTally(policy.bcrypt.cost)
+
+    def counted(chunk: JoinedChunk) -> bool:
+        costs = (bcrypt_lines_costs(chunk.joined, chunk.values)
+                 if chunk.values == chunk.rows else None)
+        if costs is None or not (tally.expected_cost is None
+                                 or set(costs) <= {tally.expected_cost}
+                                 or len(tally.cost_examples) >= EXAMPLES):
+            return False
+        # What HashTally.add counts for a batch of nothing but well-formed bcrypt.
+        tally.rows += chunk.rows
+        tally.schemes[HashScheme.BCRYPT.value] += chunk.rows
+        tally.costs.update(costs)
+        return True
+
     with DatabaseProbe(profile, policy, known_secrets=known) as db:
-        for chunk, rows_again in db.joined_column(*column, low=low, high=high):
-            costs = (bcrypt_lines_costs(chunk.joined, chunk.values)
-                     if chunk.values == chunk.rows else None)
-            if costs is not None and (tally.expected_cost is None
-                                      or set(costs) <= {tally.expected_cost}
-                                      or len(tally.cost_examples) >= EXAMPLES):
-                # What HashTally.add counts for a batch of nothing but well-formed bcrypt.
-                tally.rows += chunk.rows
-                tally.schemes[HashScheme.BCRYPT.value] += chunk.rows
-                tally.costs.update(costs)
-                continue
-            for block in rows_again():
-                tally.add_copy_block(block)
+        for block in db.joined_column(*column, take=counted, low=low, high=high):
+            tally.add_copy_block(block)
     return tally
 
 
 def drain_hash_parts(profile: TargetProfile, policy: Policy) -> tuple[int, int]:
-    """The full read of ``users.password_hash`` exactly as :func:`observe_passwords` makes it
-    (the same plan, threads, connections and joined chunks), drained without judging:
-    (rows, bytes of joined values). The bare read benchmarks set beside the check."""
+    """The full read of ``users.password_hash`` as :func:`classify_hash_part` makes it (the
+    same plan, threads, connections and joined chunks; a chunk with a NULL read again),
+    drained without judging: (rows, bytes of joined values and
+    of ``COPY`` text read again). The bare read benchmarks set beside the check."""
     def drain(low: int | None, high: int | None) -> tuple[int, int]:
-        rows = size = 0
+        read = [0, 0]
+
+        def take(chunk: JoinedChunk) -> bool:
+            if chunk.values != chunk.rows:
+                return False
+            read[0], read[1] = read[0] + chunk.rows, read[1] + len(chunk.joined)
+            return True
+
         with DatabaseProbe(profile, policy) as db:
-            for chunk, _ in db.joined_column("users", "password_hash", low=low, high=high):
-                rows, size = rows + chunk.rows, size + len(chunk.joined)
-        return rows, size
+            for block in db.joined_column("users", "password_hash", take=take, low=low, high=high):
+                read[0], read[1] = read[0] + block.count(b"\n"), read[1] + len(block)
+        return read[0], read[1]
 
     with DatabaseProbe(profile, policy) as db:
         plan = plan_scan(db, "users", policy)

@@ -9,7 +9,7 @@ deadlines: :class:`harness.probes.database.DatabaseProbe`).
 from __future__ import annotations
 
 import select
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import psycopg
 from psycopg import errors, pq, sql
 
 
-def copy_blocks(cursor: psycopg.Cursor[Any], query: sql.Composable | str,
+def copy_blocks(cursor: psycopg.Cursor[Any], query: sql.Composed | str,
                 block_bytes: int) -> Iterator[bytes]:
     """A ``COPY ... TO STDOUT``'s output, in blocks of whole rows of at least ``block_bytes``
     (the last one smaller). A reader that stops early ends the ``COPY`` (psycopg cancels it
@@ -66,7 +66,9 @@ def _copy_result(pgconn: pq.abc.PGconn, waiting: select.poll) -> None:
             failure = result
     if failure is not None:
         state = (failure.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
-        message = (failure.error_message or b"").decode("utf-8", "replace").strip()
+        # The primary message, as psycopg's own errors say it (error_message is "ERROR:  ...").
+        message = (failure.error_field(pq.DiagnosticField.MESSAGE_PRIMARY)
+                   or failure.error_message or b"").decode("utf-8", "replace").strip()
         try:
             kind = errors.lookup(state)
         except KeyError:
@@ -135,10 +137,23 @@ def joined_chunks(cursor: psycopg.Cursor[Any], table: str, column: str, *, schem
         start = last + 1
 
 
-def chunk_copy(table: str, column: str, *, schema: str, key: str,
-               chunk: JoinedChunk) -> sql.Composed:
-    """The ``COPY`` of a chunk's rows (``key, column`` in key order) as text."""
-    return sql.SQL("COPY (SELECT {k}, {c} FROM {s}.{t} WHERE {k} >= {low} AND {k} <= {high}"
-                   " ORDER BY {k}) TO STDOUT").format(
-        k=sql.Identifier(key), c=sql.Identifier(column), s=sql.Identifier(schema),
-        t=sql.Identifier(table), low=sql.Literal(chunk.low), high=sql.Literal(chunk.high))
+def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: str,
+               low: int | None, high: int | None, ordered: bool = False,
+               sample_percent: float | None = None) -> sql.Composed:
+    """The ``COPY`` of ``key, *columns`` of the rows with ``low <= key <= high`` (None:
+    unbounded) as text lines: in key order if ``ordered`` (a chunk read again), else as
+    stored; a column given as None is NULL in its place; ``sample_percent`` draws each row
+    with that probability (``TABLESAMPLE BERNOULLI``)."""
+    k = sql.Identifier(key)
+    selected = [k, *(sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns)]
+    query = sql.SQL("SELECT {} FROM {}.{}").format(
+        sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table))
+    if sample_percent is not None:
+        query += sql.SQL(" TABLESAMPLE BERNOULLI ({})").format(sql.Literal(sample_percent))
+    bounds = [sql.SQL("{} {} {}").format(k, sql.SQL(op), sql.Literal(limit))
+              for op, limit in ((">=", low), ("<=", high)) if limit is not None]
+    if bounds:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(bounds)
+    if ordered:
+        query += sql.SQL(" ORDER BY {}").format(k)
+    return sql.SQL("COPY ({}) TO STDOUT").format(query)

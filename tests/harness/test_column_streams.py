@@ -288,9 +288,11 @@ def test_chunks_joined_on_the_server_say_what_row_by_row_says(
     again: list[int] = []
     read_again = DatabaseProbe.joined_column
 
-    def counting(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Any:
-        for chunk, rows in read_again(self, *args, **kwargs):
-            yield chunk, lambda rows=rows, chunk=chunk: again.append(chunk.rows) or rows()
+    def counting(self: DatabaseProbe, *args: Any, take: Any, **kwargs: Any) -> Any:
+        def counted(chunk: pg_reads.JoinedChunk) -> bool:
+            return bool(take(chunk) or again.append(chunk.rows))
+
+        return read_again(self, *args, take=counted, **kwargs)
 
     monkeypatch.setattr(DatabaseProbe, "joined_column", counting)
     profile, policy = scratch.profile("scratch"), load_policy()
@@ -332,10 +334,29 @@ def test_any_values_joined_by_the_server_are_classified_as_one_by_one(
 
 def test_the_bare_read_of_hashes_reads_what_the_check_classifies(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given chunks of 7 rows: clean ones (joined) and ones with garbage (read again by COPY)
     monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 7)
     policy = load_policy().with_scan(jobs=2)
+    # When the check's read is drained
     rows, size = drain_hash_parts(scratch.profile("scratch"), policy)
+    # Then it read every row, and exactly the bytes of each chunk as the check reads it:
+    # a chunk without NULL joined (a value and a newline), any other as COPY text lines
     with DatabaseProbe(scratch.profile("scratch"), policy) as db:
-        values = [v for batch in db.stream_column("users", "password_hash") for _, v in batch]
-    assert rows == 30_000 == len(values)
-    assert size == sum(len(v.encode()) + 1 for v in values if v is not None)
+        plan = parallel_scan.plan_scan(db, "users", policy)
+        values = [row for batch in db.stream_column("users", "password_hash", where="true ORDER BY id")
+                  for row in batch]
+
+    def copy_line(key: int, value: str | None) -> int:
+        text = "\\N" if value is None else value.replace("\\", "\\\\").replace("\n", "\\n")
+        return len(f"{key}\t{text}\n".encode())
+
+    expected = 0
+    for low, high in plan.parts:
+        part = [(k, v) for k, v in values if low <= k <= high]
+        for chunk in (part[i:i + 7] for i in range(0, len(part), 7)):
+            if all(v is not None for _, v in chunk):
+                expected += sum(len(v.encode()) + 1 for _, v in chunk)
+            else:
+                expected += sum(copy_line(k, v) for k, v in chunk)
+    assert len(plan.parts) == 2 and rows == 30_000 == len(values) and size == expected
