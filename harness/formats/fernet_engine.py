@@ -14,16 +14,21 @@ Fernet together cell by cell.
 
 Where the extension could not be built, or ``VOTRIZ_FERNET_ENGINE=python`` is set, the
 Python path judges everything; :func:`engine_name` says which engine judged, for the
-evidence. The same module also counts repeated fingerprints for
+evidence. A module built from other sources than the checkout's (its ``SOURCES_DIGEST``, fixed
+at build time, against :func:`sources_digest` of ``fernet_native/``: a rebuild that failed, or
+sources changed since) is not used: the Python path judges, and the evidence says
+``python (native module stale)``. The same module also counts repeated fingerprints for
 :class:`harness.column_scans.DuplicateCounter` (split into buckets, then sorted), with the
 same answer as its Python path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -35,26 +40,66 @@ NATIVE = "native"
 #: The native module's interface this module uses (its ``INTERFACE``).
 INTERFACE = 2
 PYTHON = "python"
+#: The engine where a native module is installed but was built from other sources.
+STALE = "python (native module stale)"
+#: The native engine's crate in the checkout.
+NATIVE_CRATE = Path(__file__).with_name("fernet_native")
+#: The crate's files besides ``src/*.rs`` that the module is built from.
+BUILD_FILES = ("Cargo.lock", "Cargo.toml", "pyproject.toml")
+
+
+def source_files(crate: Path = NATIVE_CRATE) -> list[str]:
+    """The files a native build is made from, relative to ``crate``, in ``sha256sum``'s order."""
+    return sorted([*BUILD_FILES, *(f"src/{path.name}" for path in (crate / "src").glob("*.rs"))])
+
+
+def sources_digest(crate: Path = NATIVE_CRATE) -> str | None:
+    """The SHA-256 of the ``sha256sum`` listing of :func:`source_files` (an auditor rechecks
+    it in the crate with ``sha256sum Cargo.lock Cargo.toml pyproject.toml src/*.rs |
+    sha256sum``); None where the crate is not there to read."""
+    try:
+        listing = "".join(f"{hashlib.sha256((crate / name).read_bytes()).hexdigest()}  {name}\n"
+                          for name in source_files(crate))
+    except OSError:
+        return None
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+def installed_engine(native: ModuleType | None, checkout_digest: str | None
+                     ) -> tuple[ModuleType | None, str]:
+    """(the module to judge with, or None; the engine's name for the evidence) for the
+    installed ``native`` module (None: not installed) and the checkout's sources' digest."""
+    if native is None:
+        return None, PYTHON
+    # A build of other sources than these (./dev install rebuilds it when they change, and
+    # removes it when the rebuild fails): the Python path judges, and says why.
+    if (getattr(native, "INTERFACE", None) != INTERFACE or checkout_digest is None
+            or getattr(native, "SOURCES_DIGEST", None) != checkout_digest):
+        return None, STALE
+    return native, NATIVE
+
+
+def _installed() -> tuple[ModuleType | None, str]:
+    if os.environ.get(ENGINE_ENV, "").strip().lower() == PYTHON:
+        return None, PYTHON
+    try:
+        # Optional: built by ./dev install where a Rust toolchain is.
+        native: ModuleType | None = importlib.import_module("votriz_fernet_native")
+    except ImportError:
+        native = None
+    return installed_engine(native, sources_digest() if native is not None else None)
 
 
 def native_module() -> ModuleType | None:
-    """The native engine's module, or None where the Python path is to judge."""
-    if os.environ.get(ENGINE_ENV, "").strip().lower() == PYTHON:
-        return None
-    try:
-        # Optional: built by ./dev install where a Rust toolchain is.
-        native = importlib.import_module("votriz_fernet_native")
-    except ImportError:
-        return None
-    # A build of other sources than these (./dev install rebuilds it when they change).
-    if getattr(native, "INTERFACE", None) != INTERFACE:
-        return None
-    return native
+    """The native engine's module, or None where the Python path is to judge (not installed,
+    turned off, or built from other sources than the checkout's)."""
+    return _installed()[0]
 
 
 def engine_name() -> str:
-    """``native`` where the native engine is installed and not turned off, else ``python``."""
-    return NATIVE if native_module() is not None else PYTHON
+    """``native`` where the native engine is installed, fresh and not turned off; else
+    ``python``, or :data:`STALE` where the module installed was built from other sources."""
+    return _installed()[1]
 
 
 #: What :meth:`CopyBlockJudge.judge` returns: accepted lines per part, per token column the

@@ -141,9 +141,13 @@ def test_a_part_stopped_because_another_failed_is_never_the_error_reported() -> 
 
 
 def test_a_stop_point_outside_a_pools_thread_never_stops() -> None:
+    def reader() -> int:
+        stop_point()
+        return 7
+
     stop_point()
     with worker_pool(1, threads=True) as submit:
-        assert results_of([submit(lambda: (stop_point(), 7)[1])]) == [7]
+        assert results_of([submit(reader)]) == [7]
 
 
 def test_parts_are_named_by_their_key_range() -> None:

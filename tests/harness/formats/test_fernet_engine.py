@@ -12,6 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
@@ -19,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.column_scans import DuplicateCounter, FernetTally, add_token_block
+from harness.column_scans import DuplicateCounter, FernetCounts, FernetTally, add_token_block
 from harness.formats import fernet_engine
 from harness.formats.copy_text import copy_text_rows
 from harness.formats.fernet import (
@@ -30,7 +36,9 @@ from harness.formats.fernet import (
     encrypt_fernet_token,
     fingerprint,
 )
-from harness.formats.fernet_engine import CopyBlockJudge, block_judge, engine_name
+from harness.formats.fernet_engine import STALE, CopyBlockJudge, block_judge, engine_name
+from harness.policy import load_policy
+from harness.probes import range_workers
 
 needs_native = pytest.mark.skipif(
     fernet_engine.native_module() is None,
@@ -335,3 +343,100 @@ def test_native_duplicate_counts_are_the_python_counts(halves: list[tuple[bytes,
 
     # Then the native split and count say exactly what the Python ones say
     assert counted("native") == counted("python")
+
+
+# --- a native module built from other sources than the checkout's is not used -------------
+
+
+def test_the_sources_digest_is_what_sha256sum_says_of_the_crate() -> None:
+    # Given the crate as checked out, hashed as an auditor would in a shell
+    crate = fernet_engine.NATIVE_CRATE
+    listed = subprocess.run("sha256sum Cargo.lock Cargo.toml pyproject.toml src/*.rs | sha256sum",
+                            shell=True, cwd=crate, capture_output=True, text=True, check=True)
+    # Then the digest the engine compares is the same
+    assert fernet_engine.sources_digest() == listed.stdout.split()[0]
+    assert fernet_engine.sources_digest(crate / "no such crate") is None
+
+
+def test_the_native_module_is_built_from_every_file_the_digest_covers() -> None:
+    # Given the files lib.rs hashes into SOURCES_DIGEST at build time (include_bytes!)
+    crate = fernet_engine.NATIVE_CRATE
+    source = (crate / "src" / "lib.rs").read_text(encoding="utf-8")
+    built = re.findall(r'\("([^"]+)", include_bytes!\("([^"]+)"\)\)', source)
+    # Then they are every source file, in sha256sum's order, each the file it names
+    assert [name for name, _ in built] == fernet_engine.source_files()
+    assert all((crate / "src" / path).resolve() == (crate / name).resolve()
+               for name, path in built)
+
+
+def _module(digest: object, interface: object = fernet_engine.INTERFACE) -> ModuleType:
+    module = ModuleType("votriz_fernet_native")
+    module.INTERFACE = interface  # type: ignore[attr-defined]
+    if digest is not None:
+        module.SOURCES_DIGEST = digest  # type: ignore[attr-defined]
+    return module
+
+
+def test_only_a_module_built_from_the_checkouts_sources_judges() -> None:
+    checkout = "ab" * 32
+    fresh = _module(checkout)
+    assert fernet_engine.installed_engine(fresh, checkout) == (fresh, "native")
+    # A rebuild that failed or never ran, an old build without a digest, another interface,
+    # or no sources to compare with: the Python path, and the evidence says why
+    for module, digest in ((_module("cd" * 32), checkout), (_module(None), checkout),
+                           (_module(checkout, interface=1), checkout), (fresh, None)):
+        assert fernet_engine.installed_engine(module, digest) == (None, STALE)
+    assert fernet_engine.installed_engine(None, checkout) == (None, "python")
+
+
+@needs_native
+def test_the_installed_module_when_the_checkouts_sources_differ(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    native = importlib.import_module("votriz_fernet_native")
+
+    # Given the module installed here, built from the checkout's sources
+    assert fernet_engine.sources_digest() == native.SOURCES_DIGEST
+    assert engine_name() == "native"
+    # When the sources change after the build (no rebuild: the checkout's digest patched)
+    monkeypatch.setattr(fernet_engine, "sources_digest", lambda crate=None: "0" * 64)
+    # Then the Python path judges, and a range worker's evidence says the module is stale
+    assert fernet_engine.native_module() is None and engine_name() == STALE
+    assert block_judge(RING, now=NOW, max_clock_skew_s=SKEW) is None
+    counts = _range_judged(monkeypatch, tmp_path)
+    assert counts.engine == STALE and counts.rows == {"": 2} and counts.bad == {"": 1}
+
+
+def test_a_range_worker_says_which_engine_judged(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    counts = _range_judged(monkeypatch, tmp_path)
+    assert counts.engine == engine_name() and counts.rows == {"": 2} and counts.bad == {"": 1}
+    monkeypatch.setenv(fernet_engine.ENGINE_ENV, "python")
+    assert _range_judged(monkeypatch, tmp_path / "python").engine == "python"
+
+
+def _range_judged(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FernetCounts:
+    """One range of ``channels`` judged by :func:`judge_token_range`, its ``COPY`` a block of
+    two rows (one valid token, one not) handed over by a stand-in for the database."""
+    block = b"1\t" + encrypt_fernet_token(b"p", NEW, now=NOW).encode("ascii") + b"\n2\tnope\n"
+
+    class Rows:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> Rows:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def copy_rows(self, *args: object, **kwargs: object) -> Iterator[bytes]:
+            yield block
+
+    monkeypatch.setattr(range_workers, "DatabaseProbe", Rows)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    task = range_workers.TokenRangeTask(
+        range_workers.RangeRead(None, load_policy(), 1, 2, None),  # type: ignore[arg-type]
+        range_workers.TokenRing(RING, NOW, SKEW), ("",), (("channels", "access_token_enc"),),
+        tmp_path / "part-0")
+    counts, _ = range_workers.judge_token_range(task)
+    return counts[0]

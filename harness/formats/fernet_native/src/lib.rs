@@ -327,10 +327,35 @@ fn count_shared(py: Python<'_>, values: &[u8]) -> PyResult<(u64, u64)> {
     }))
 }
 
+/// The files this module is built from, relative to the crate, in the order `sha256sum`
+/// lists them: every `src/*.rs` and the build's own files (a test holds this list to the
+/// checkout's).
+const SOURCES: [(&str, &[u8]); 4] = [
+    ("Cargo.lock", include_bytes!("../Cargo.lock")),
+    ("Cargo.toml", include_bytes!("../Cargo.toml")),
+    ("pyproject.toml", include_bytes!("../pyproject.toml")),
+    ("src/lib.rs", include_bytes!("lib.rs")),
+];
+
+/// The SHA-256 of the `sha256sum` listing of [`SOURCES`] as built (in the crate:
+/// `sha256sum Cargo.lock Cargo.toml pyproject.toml src/*.rs | sha256sum`).
+fn sources_digest() -> String {
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+    let listing: String = SOURCES
+        .iter()
+        .map(|(name, data)| format!("{}  {name}\n", hex(&<Sha256 as sha2::Digest>::digest(data))))
+        .collect();
+    hex(&<Sha256 as sha2::Digest>::digest(listing.as_bytes()))
+}
+
 #[pymodule]
 fn votriz_fernet_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    // What harness/formats/fernet_engine.py expects (a stale build is not used).
+    // What harness/formats/fernet_engine.py expects (a stale build is not used): the
+    // interface, and the sources built from, compared with the checkout's.
     module.add("INTERFACE", 2)?;
+    module.add("SOURCES_DIGEST", sources_digest())?;
     module.add_class::<BlockJudge>()?;
     module.add_function(wrap_pyfunction!(split_halves, module)?)?;
     module.add_function(wrap_pyfunction!(count_shared, module)?)?;
