@@ -30,7 +30,7 @@ from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.formats.copy_text import spool_columns, spooled
 from harness.outcomes import ProbeError
 from harness.policy import Policy
-from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunks, range_copy
+from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunks, range_copy, unique_key_query
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -462,17 +462,27 @@ class DatabaseProbe:
             # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
             yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
 
+    def key_is_unique(self, table: str, key: str = "id", *, schema: str = "public") -> bool:
+        """Whether ``key`` alone identifies a row (:func:`~harness.probes.pg_reads.unique_key_query`)."""
+        return bool(self._one(unique_key_query(table, key, schema=schema))[0])
+
     def joined_column(self, table: str, column: str, *, take: Callable[[JoinedChunk], bool],
                       schema: str = "public", key: str = "id", low: int | None = None,
                       high: int | None = None) -> Iterator[bytes]:
         """The rows with ``low <= key <= high``, in one snapshot (``REPEATABLE READ``): each
         of :func:`~harness.probes.pg_reads.joined_chunks` is handed to ``take``, and the rows
         of a chunk it refuses (False) are read again, exactly those rows, and yielded as
-        ``key, column`` ``COPY`` text blocks. Within ``timeouts.command_s``, read again or
-        not; a failure is a ProbeError naming the column, never a value."""
+        ``key, column`` ``COPY`` text blocks. A ``key`` that does not alone identify a row
+        joins nothing: the range is yielded as ``COPY`` blocks, ``take`` never asked. Within
+        ``timeouts.command_s``, read again or not; a failure is a ProbeError naming the
+        column, never a value."""
         name, copy = f"{table}.{column}", functools.partial(range_copy, table, (column,),
                                                            schema=schema, key=key)
         with self._long_read((f"reading {name}", f"read {name}"), snapshot=True) as cursor:
+            unique = cursor.execute(unique_key_query(table, key, schema=schema)).fetchone()
+            if not (unique and unique[0]):
+                yield from copy_blocks(cursor, copy(low=low, high=high), COPY_BLOCK_BYTES)
+                return
             for chunk in joined_chunks(cursor, table, column, schema=schema, key=key, low=low,
                                        high=high):
                 if not take(chunk):

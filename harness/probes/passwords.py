@@ -2,15 +2,18 @@
 uniform sample of them), key ranges read side by side, and the canary's password checked
 against its own row.
 
-A full read asks the server for the values of each key range joined into chunks of 16,384
+A full read of a table whose ``id`` alone carries a unique index asks the server for the
+values of each key range joined into chunks of 16,384 rows
 (:meth:`~harness.probes.database.DatabaseProbe.joined_column`): a chunk of nothing but
 well-formed bcrypt hashes is counted at once (:func:`~harness.formats.bcrypt_hash.
 bcrypt_lines_costs`), any other chunk's rows are read again from the same snapshot and
 classified row by row, exactly as before (:class:`~harness.column_scans.HashTally`). The
 ranges are read by threads of this process, one read-only connection each: Python pays per
 chunk, so the work is the servers' (measured: 1M hashes in 0.07 s of client CPU and 0.5 s of
-server CPU), and no worker process is started. A sampled read keeps the row-by-row ``COPY``
-in worker processes (:func:`~harness.probes.range_workers.classify_hash_range`).
+server CPU), and no worker process is started. A sampled read, and a table whose ``id`` is
+not known unique (chunks that follow each other by key would skip or repeat rows sharing
+one), keep the row-by-row ``COPY`` of each range in worker processes
+(:func:`~harness.probes.range_workers.classify_hash_range`).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecret
     with open_database(profile, policy, known) as db:
         plan = plan_scan(db, "users", policy)
         tally = HashTally(policy.bcrypt.cost)
-        for part in _classified_parts(profile, policy, known, plan):
+        for part in _classified_parts(db, profile, policy, known, plan):
             tally.absorb(part)
         scan = tally.scan("users.password_hash")
         sample = plan.sampled(scan.rows)
@@ -78,11 +81,12 @@ def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecret
                                sample=sample)
 
 
-def _classified_parts(profile: TargetProfile, policy: Policy, known: KnownSecrets,
-                      plan: ScanPlan) -> list[HashTally]:
+def _classified_parts(db: DatabaseProbe, profile: TargetProfile, policy: Policy,
+                      known: KnownSecrets, plan: ScanPlan) -> list[HashTally]:
     """Each part of the plan classified, in key order."""
     if plan.sample_percent is not None or any(low is None or high is None
-                                              for low, high in plan.parts):
+                                              for low, high in plan.parts) \
+            or not db.key_is_unique("users"):
         with worker_pool(plan.jobs) as submit:
             return results_of([submit(classify_hash_range,
                                       RangeRead(profile, policy, low, high, plan.sample_percent))
@@ -98,7 +102,7 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
                        column: tuple[str, str] = ("users", "password_hash")) -> HashTally:
     """``users.password_hash`` (``column``) for ``low <= id <= high``, over a connection of
     its own: each chunk of well-formed bcrypt counted at once, any other chunk's rows read
-    again and classified row by row."""
+    again and classified row by row (every row by ``COPY`` when ``id`` is not unique)."""
     tally = HashTally(policy.bcrypt.cost)
 
     def counted(chunk: JoinedChunk) -> bool:

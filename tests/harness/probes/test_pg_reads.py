@@ -1,10 +1,14 @@
 """The joined read of a hash column (pg_reads.joined_chunks through DatabaseProbe.joined_column
-and passwords.classify_hash_part) against a scratch PostgreSQL 15: the errors of a chunk read
-again are handled as the probe's own.
+and passwords.classify_hash_part) against a scratch PostgreSQL 15: only over a key that alone
+identifies a row, and with the errors of a chunk read again handled as the probe's own.
+
+The "old path" the verdicts are compared with is the range ``COPY`` classified row by row
+(``range_workers.classify_hash_range``), which the check used before the joined chunks.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,14 +17,20 @@ import pytest
 from psycopg import sql
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
+from checks.at_rest.password_hashes import password_hashes_verdict
+from harness import parallel_scan
 from harness.column_scans import HashTally
 from harness.outcomes import ProbeError
-from harness.policy import load_policy
+from harness.policy import Policy, load_policy
 from harness.probes import database as database_probe
 from harness.probes import pg_reads
 from harness.probes.database import DatabaseProbe
+from harness.probes.passwords import classify_hash_part, observe_passwords
+from harness.probes.range_workers import RangeRead, classify_hash_range
+from harness.redaction import KnownSecrets
 
-GOOD = "$2b$12$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+SALT = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
+GOOD, COST4 = f"$2b$12${SALT}", f"$2b$04${SALT}"
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="PostgreSQL 15 not installed")
 
@@ -36,6 +46,127 @@ def _table(pg: ScratchPostgres, name: str, columns: str, rows: list[tuple[int, s
     pg.psql(f"DROP TABLE IF EXISTS {name} CASCADE; CREATE TABLE {name} ({columns});"
             f" GRANT SELECT ON {name} TO auditor")
     pg.copy(name, rows)
+
+
+def _old_path(pg: ScratchPostgres, policy: Policy, table: str) -> HashTally:
+    """What classify_hash_range does (a range COPY, row by row), for any table."""
+    tally = HashTally(policy.bcrypt.cost)
+    with DatabaseProbe(pg.profile("t"), policy) as db:
+        for block in db.copy_rows(table, ("password_hash",)):
+            tally.add_copy_block(block)
+    return tally
+
+
+DUPLICATED = [(1, GOOD), (2, GOOD), (3, GOOD), (3, "hunter2"), (3, COST4), (4, GOOD), (5, GOOD)]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_id_that_is_not_unique_is_read_as_before_and_the_fail_stays(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
+    # Given users without a primary key, three rows sharing id 3 (one plaintext, one cost 4),
+    # and chunks of 3 rows (keyset paging would go on after id 3 and never read two of them)
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    _table(scratch, "users", "id bigint, password_hash text", DUPLICATED)
+    policy = load_policy().with_scan(jobs=jobs)
+    keyset: list[int] = []
+    monkeypatch.setattr(database_probe, "joined_chunks",
+                        lambda *a, **k: keyset.append(1) or pg_reads.joined_chunks(*a, **k))
+    # When the check observes them, and when one part is classified on its own
+    obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
+    part = classify_hash_part(scratch.profile("t"), policy, KnownSecrets(), 1, 5)
+    # Then every row is judged as the range COPY judges it, and the check FAILs naming both
+    old = classify_hash_range(RangeRead(scratch.profile("t"), policy, 1, 5, None))
+    assert obs.scan == part.scan("users.password_hash") == old.scan("users.password_hash")
+    assert obs.scan.rows == 7 and obs.scan.schemes["plaintext_like"] == 1
+    assert obs.scan.costs == {12: 5, 4: 1} and obs.scan.cost_examples == ("row 3: cost 4",)
+    verdict = password_hashes_verdict(obs, policy)
+    assert verdict.outcome.value == "FAIL" and "row 3: plaintext_like" in verdict.message
+    # And no keyset query ran: a table without an index is never scanned once a chunk
+    assert keyset == []
+
+
+@pytest.mark.parametrize(("columns", "index", "unique"), [
+    ("id bigint PRIMARY KEY, password_hash text", "", True),
+    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id)", True),
+    ("id int NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id) INCLUDE (password_hash)",
+     True),
+    ("id bigint, password_hash text", "", False),
+    ("id bigint UNIQUE, password_hash text", "", False),  # NULL ids: never reached by paging
+    ("id bigint NOT NULL, password_hash text", "CREATE INDEX ON {t} (id)", False),
+    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id, password_hash)",
+     False),
+    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id) WHERE id > 2",
+     False),
+    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} ((id + 0))", False),
+    ("id bigint PRIMARY KEY, password_hash text",
+     "CREATE TABLE {t}_child () INHERITS ({t}); GRANT SELECT ON {t}_child TO auditor;"
+     " INSERT INTO {t}_child VALUES (3, 'hunter2')", False),
+])
+def test_only_a_key_alone_under_a_valid_unique_index_is_paged(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, columns: str, index: str,
+        unique: bool) -> None:
+    # Given a table of distinct ids, its key under the index described (or none)
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
+    rows = [(i, COST4 if i == 4 else "hunter2" if i == 6 else GOOD) for i in range(1, 9)]
+    _table(scratch, "keyed", columns, rows)
+    if index:
+        scratch.psql(index.format(t="keyed"))
+    policy = load_policy()
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        # When the probe is asked whether the key alone identifies a row, Then it says so
+        assert db.key_is_unique("keyed") is unique
+    # And the part is classified as the range COPY classifies it either way
+    part = classify_hash_part(scratch.profile("t"), policy, KnownSecrets(), None, None,
+                              column=("keyed", "password_hash"))
+    assert part.scan("c") == _old_path(scratch, policy, "keyed").scan("c")
+
+
+def test_a_partitioned_table_and_an_invalid_index(scratch: ScratchPostgres) -> None:
+    # Given a table partitioned by id with its primary key (unique over every partition)
+    scratch.psql("DROP TABLE IF EXISTS parted CASCADE; CREATE TABLE parted (id bigint PRIMARY KEY,"
+                 " password_hash text) PARTITION BY RANGE (id);"
+                 " CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM (0) TO (100);"
+                 " CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);"
+                 " GRANT SELECT ON parted TO auditor")
+    # And one whose unique index was left invalid by a build that met duplicates
+    _table(scratch, "broken", "id bigint NOT NULL, password_hash text", DUPLICATED)
+    with pytest.raises(subprocess.CalledProcessError):
+        scratch.psql("CREATE UNIQUE INDEX CONCURRENTLY broken_id ON broken (id)")
+    assert scratch.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'broken_id'::regclass"
+                        ).strip() == "f"
+    with DatabaseProbe(scratch.profile("t"), load_policy()) as db:
+        # Then the first is paged and the second is not
+        assert db.key_is_unique("parted") and not db.key_is_unique("broken")
+    part = classify_hash_part(scratch.profile("t"), load_policy(), KnownSecrets(), None, None,
+                              column=("broken", "password_hash"))
+    assert part.rows == 7 and part.schemes["plaintext_like"] == 1
+
+
+def test_a_unique_key_is_paged_and_says_what_the_range_copy_says(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a unique (not primary) key and chunks of 4 rows, clean ones and dirty ones,
+    # values of 60 octets that are not bcrypt, NULLs and long values among them
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 4)
+    odd = [None, "é" * 30, "x" * 60, "hunter2", "a" * 5000, COST4, f"$2b$12${SALT[:-1]}é"]
+    rows = [(i * 3, odd[(i // 9) % len(odd)] if i % 9 == 0 else GOOD) for i in range(400)]
+    _table(scratch, "unique_users", "id bigint NOT NULL UNIQUE, password_hash text", rows)
+    taken: list[pg_reads.JoinedChunk] = []
+    joined = DatabaseProbe.joined_column
+
+    def spying(self: DatabaseProbe, *args: Any, take: Any, **kwargs: Any) -> Iterator[bytes]:
+        return joined(self, *args, take=lambda c: take(c) and not taken.append(c), **kwargs)
+
+    monkeypatch.setattr(DatabaseProbe, "joined_column", spying)
+    policy = load_policy()
+    # When a part is classified
+    part = classify_hash_part(scratch.profile("t"), policy, KnownSecrets(), 30, 1100,
+                              column=("unique_users", "password_hash"))
+    # Then it says what the range COPY of the same rows says, and most chunks were taken whole
+    expected = HashTally(policy.bcrypt.cost)
+    expected.add([row for row in rows if 30 <= row[0] <= 1100])
+    assert part.scan("c") == expected.scan("c") and part.rows == 357
+    assert 40 < len(taken) < 90 and all(c.joined.count(b"\n") == c.rows == c.values for c in taken)
 
 
 @pytest.mark.parametrize(("slow", "message"), [
