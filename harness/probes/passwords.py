@@ -4,7 +4,8 @@ against its own row.
 
 A full read of a table whose ``id`` alone carries a unique index asks the server for the
 values of each key range joined into chunks of 16,384 rows
-(:meth:`~harness.probes.database.DatabaseProbe.joined_column`): a chunk of nothing but
+(:meth:`~harness.probes.database.DatabaseProbe.joined_column`; only values of a bcrypt
+hash's 60 octets are joined, so a chunk's text stays about 1 MB): a chunk of nothing but
 well-formed bcrypt hashes is counted at once (:func:`~harness.formats.bcrypt_hash.
 bcrypt_lines_costs`), any other chunk's rows are read again from the same snapshot and
 classified row by row, exactly as before (:class:`~harness.column_scans.HashTally`). The
@@ -126,8 +127,8 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
 
 def drain_hash_parts(profile: TargetProfile, policy: Policy) -> tuple[int, int]:
     """The full read of ``users.password_hash`` as :func:`classify_hash_part` makes it (the
-    same plan, threads, connections and joined chunks; a chunk with a NULL read again),
-    drained without judging: (rows, bytes of joined values and
+    same plan, threads, connections and joined chunks; a chunk with any value other than 60
+    octets or NULL read again), drained without judging: (rows, bytes of joined values and
     of ``COPY`` text read again). The bare read benchmarks set beside the check."""
     def drain(low: int | None, high: int | None) -> tuple[int, int]:
         read = [0, 0]

@@ -341,7 +341,7 @@ def test_the_bare_read_of_hashes_reads_what_the_check_classifies(
     # When the check's read is drained
     rows, size = drain_hash_parts(scratch.profile("scratch"), policy)
     # Then it read every row, and exactly the bytes of each chunk as the check reads it:
-    # a chunk without NULL joined (a value and a newline), any other as COPY text lines
+    # a chunk of 60-octet values joined (61 bytes a value), any other as COPY text lines
     with DatabaseProbe(scratch.profile("scratch"), policy) as db:
         plan = parallel_scan.plan_scan(db, "users", policy)
         values = [row for batch in db.stream_column("users", "password_hash", where="true ORDER BY id")
@@ -355,8 +355,8 @@ def test_the_bare_read_of_hashes_reads_what_the_check_classifies(
     for low, high in plan.parts:
         part = [(k, v) for k, v in values if low <= k <= high]
         for chunk in (part[i:i + 7] for i in range(0, len(part), 7)):
-            if all(v is not None for _, v in chunk):
-                expected += sum(len(v.encode()) + 1 for _, v in chunk)
+            if all(v is not None and len(v.encode()) == 60 for _, v in chunk):
+                expected += 61 * len(chunk)
             else:
                 expected += sum(copy_line(k, v) for k, v in chunk)
     assert len(plan.parts) == 2 and rows == 30_000 == len(values) and size == expected

@@ -1,6 +1,7 @@
 """The joined read of a hash column (pg_reads.joined_chunks through DatabaseProbe.joined_column
 and passwords.classify_hash_part) against a scratch PostgreSQL 15: only over a key that alone
-identifies a row, and with the errors of a chunk read again handled as the probe's own.
+identifies a row, with a joined text bounded whatever the values' sizes, and with the errors of
+a chunk read again handled as the probe's own.
 
 The "old path" the verdicts are compared with is the range ``COPY`` classified row by row
 (``range_workers.classify_hash_range``), which the check used before the joined chunks.
@@ -8,9 +9,12 @@ The "old path" the verdicts are compared with is the range ``COPY`` classified r
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +35,7 @@ from harness.redaction import KnownSecrets
 
 SALT = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
 GOOD, COST4 = f"$2b$12${SALT}", f"$2b$04${SALT}"
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.skipif(not INSTALLED, reason="PostgreSQL 15 not installed")
 
@@ -167,6 +172,58 @@ def test_a_unique_key_is_paged_and_says_what_the_range_copy_says(
     expected.add([row for row in rows if 30 <= row[0] <= 1100])
     assert part.scan("c") == expected.scan("c") and part.rows == 357
     assert 40 < len(taken) < 90 and all(c.joined.count(b"\n") == c.rows == c.values for c in taken)
+
+
+_CHILD = """
+import json, resource, sys
+from harness.column_scans import HashTally
+from harness.policy import load_policy
+from harness.probes.database import DatabaseProbe
+from harness.probes.passwords import classify_hash_part
+from harness.profile import parse_profile
+from harness.redaction import KnownSecrets
+profile, how = parse_profile(sys.argv[1]), sys.argv[2]
+policy = load_policy()
+with DatabaseProbe(profile, policy) as db:
+    db.key_span("big_values")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if how == "joined":
+    tally = classify_hash_part(profile, policy, KnownSecrets(), None, None,
+                               column=("big_values", "password_hash"))
+else:
+    tally = HashTally(policy.bcrypt.cost)
+    with DatabaseProbe(profile, policy) as db:
+        for block in db.copy_rows("big_values", ("password_hash",)):
+            tally.add_copy_block(block)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+scan = tally.scan("c")
+print(json.dumps({"grew_kib": after - before, "peak_kib": after, "rows": scan.rows,
+                  "schemes": scan.schemes, "examples": scan.examples}))
+"""
+
+
+def _child_read(pg: ScratchPostgres, how: str) -> dict[str, Any]:
+    profile = f'name = "t"\n[edge]\nhost = "votriz.test"\n[database]\ndsn = "{pg.dsn("auditor")}"\n'
+    done = subprocess.run([sys.executable, "-c", _CHILD, profile, how], cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=600)
+    return dict(json.loads(done.stdout))
+
+
+def test_long_values_are_not_joined_and_memory_stays_bounded(scratch: ScratchPostgres) -> None:
+    # Given a full chunk (16,384 rows) of 16,000-character values: 262 MB as text (joined by
+    # the server, with the copies psycopg and Python make of it, over 1 GB of memory)
+    scratch.psql("DROP TABLE IF EXISTS big_values; CREATE TABLE big_values"
+                 " (id bigint PRIMARY KEY, password_hash text);"
+                 " INSERT INTO big_values SELECT g, repeat(md5(g::text), 500)"
+                 " FROM generate_series(1, 16384) g; GRANT SELECT ON big_values TO auditor")
+    # When the check's read classifies it in a child process, and the range COPY does
+    joined, old = _child_read(scratch, "joined"), _child_read(scratch, "copy")
+    # Then both say the same of every row, and the check's read grew by no more than 64 MiB
+    # (measured: 72 MiB peak either way; the values joined: 1,315 MiB)
+    assert {k: v for k, v in joined.items() if "kib" not in k} \
+        == {k: v for k, v in old.items() if "kib" not in k}
+    assert joined["rows"] == 16_384 and joined["schemes"] == {"plaintext_like": 16_384}
+    assert joined["grew_kib"] < 64 * 1024 and joined["peak_kib"] < old["peak_kib"] + 16 * 1024
 
 
 @pytest.mark.parametrize(("slow", "message"), [
