@@ -7,7 +7,8 @@ knows it, and, with ``[scan] sample_rows``, the chance each row has of being
 drawn. :func:`worker_pool` then runs one picklable task per part in a pool of
 ``jobs`` processes started fresh (``spawn``: nothing of the parent's
 connections or threads is inherited); :func:`results_of` hands them back in key order,
-so that examples name the same first rows whatever the number of workers; work that
+so that examples name the same first rows whatever the number of workers; a key that may be
+NULL adds one more part, the rows whose key is NULL (no range holds them); work that
 releases the GIL (the native Fernet engine's) may run in ``jobs`` threads of this process
 instead, in one interpreter's memory. Threads are stopped early: on the first part that fails,
 or Ctrl-C, the parts not started are cancelled and the readers running stop at their next
@@ -61,6 +62,8 @@ class ScanPlan:
         jobs: worker processes (1: the check's own process).
         sample_percent: the chance each row has of being read, in percent; None reads all.
         sample: the sample's description (rows drawn still to be counted), or None.
+        null_keys: whether the key may be NULL (``pg_attribute.attnotnull`` false): the rows
+            whose key is NULL are then one more part, read after the ranges (see :attr:`reads`).
     """
 
     table: str
@@ -68,6 +71,14 @@ class ScanPlan:
     jobs: int
     sample_percent: float | None = None
     sample: SampleNote | None = None
+    null_keys: bool = False
+
+    @property
+    def reads(self) -> tuple[tuple[int | None, int | None, bool], ...]:
+        """Every part to read as ``(low, high, null_key)``: the key ranges, then, where the key
+        may be NULL, ``(None, None, True)``: the rows whose key is NULL (sampled alike)."""
+        ranges = tuple((low, high, False) for low, high in self.parts)
+        return (*ranges, (None, None, True)) if self.null_keys else ranges
 
     def sampled(self, rows_sampled: int) -> SampleNote | None:
         """The sample's note with the rows actually drawn (None for a full read)."""
@@ -86,11 +97,13 @@ def scan_jobs(policy: Policy) -> int:
 
 
 def plan_scan(db: DatabaseProbe, table: str, policy: Policy, *, key: str = "id") -> ScanPlan:
-    """Split ``table`` by ``key`` into parts for the workers, sampled if the policy says so."""
-    span = db.key_span(table, key)
-    if span is None:
+    """Split ``table`` by ``key`` into parts for the workers, sampled if the policy says so;
+    a key that may be NULL reads its NULL rows as one more part (:attr:`ScanPlan.reads`)."""
+    bounds = db.key_bounds(table, key)
+    if bounds is None:
+        # Every row in one part, those whose key is NULL included.
         return ScanPlan(table, ((None, None),), 1)
-    low, high = span
+    low, high, null_keys = bounds
     keys = high - low + 1
     rows = db.planned_rows(table)
     percent: float | None = None
@@ -110,7 +123,7 @@ def plan_scan(db: DatabaseProbe, table: str, policy: Policy, *, key: str = "id")
     jobs = max(1, min(jobs, keys))
     step = -(-keys // jobs)
     parts = tuple((start, min(start + step - 1, high)) for start in range(low, high + 1, step))
-    return ScanPlan(table, parts, len(parts), percent, sample)
+    return ScanPlan(table, parts, len(parts), percent, sample, null_keys)
 
 
 Submit = Callable[..., "Future[Any]"]
@@ -138,21 +151,25 @@ def stop_point() -> None:
         raise ScanStopped("the scan stopped: another part failed, or it was interrupted")
 
 
-def part_name(table: str, low: int | None, high: int | None) -> str:
-    """A part of a table's key range as messages name it."""
+def part_name(table: str, low: int | None, high: int | None, null_key: bool = False) -> str:
+    """A part of a table's key range as messages name it (``null_key``: its rows whose key is
+    NULL)."""
+    if null_key:
+        return f"{table} rows with id NULL"
     if low is None and high is None:
         return f"{table} (every row)"
     return f"{table} rows with id {'' if low is None else low}..{'' if high is None else high}"
 
 
 @contextmanager
-def reading_part(table: str, low: int | None, high: int | None) -> Iterator[None]:
+def reading_part(table: str, low: int | None, high: int | None,
+                 null_key: bool = False) -> Iterator[None]:
     """Around one part's read: a ProbeError of it is raised again with the part named at its
     end (``cannot read t.c: ... (t rows with id 1..9)``)."""
     try:
         yield
     except ProbeError as exc:
-        raise ProbeError(f"{exc} ({part_name(table, low, high)})") from None
+        raise ProbeError(f"{exc} ({part_name(table, low, high, null_key)})") from None
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.formats.copy_text import spool_columns, spooled
 from harness.outcomes import ProbeError
 from harness.policy import Policy
+from harness.probes import pg_reads
 from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunks, range_copy, unique_key_query
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
@@ -403,16 +404,19 @@ class DatabaseProbe:
         return self._copy_out(query, (f"dumping {info.name}", f"dump {info.name}"),
                               timeout_s=timeout_s)
 
-    def key_span(self, table: str, key: str = "id", *,
-                 schema: str = "public") -> tuple[int, int] | None:
-        """``(lowest, highest)`` of an integer key column (one index lookup each), or None
-        when the table is empty or the key is not an integer."""
-        query = sql.SQL("SELECT min({k}), max({k}) FROM {s}.{t}").format(
-            k=sql.Identifier(key), s=sql.Identifier(schema), t=sql.Identifier(table))
-        low, high = self._one(query)
+    def key_span(self, table: str, key: str = "id", *, schema: str = "public") -> tuple[int, int] | None:
+        """``(lowest, highest)`` of :meth:`key_bounds` (one index lookup each)."""
+        bounds = self.key_bounds(table, key, schema=schema)
+        return None if bounds is None else bounds[:2]
+
+    def key_bounds(self, table: str, key: str = "id", *,
+                   schema: str = "public") -> tuple[int, int, bool] | None:
+        """``(lowest, highest, whether a row may hold a NULL key)`` of an integer key, in one query
+        (:func:`~harness.probes.pg_reads.key_span_query`); None for an empty table or another key."""
+        low, high, nulls = self._one(pg_reads.key_span_query(table, key, schema=schema))
         if not isinstance(low, int) or not isinstance(high, int):
             return None
-        return low, high
+        return low, high, bool(nulls)
 
     def planned_rows(self, table: str, *, schema: str = "public") -> int | None:
         """The planner's estimate of a table's rows (``pg_class.reltuples``), or None when the
@@ -424,17 +428,16 @@ class DatabaseProbe:
 
     def count_rows(self, table: str, *, schema: str = "public") -> int:
         """A table's exact number of rows (a scan)."""
-        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
-                                                             sql.Identifier(table))
+        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         return int(self._one(query)[0])
 
     def copy_rows(self, table: str, columns: Sequence[str | None], *, schema: str = "public",
                   key: str = "id", low: int | None = None, high: int | None = None,
-                  sample_percent: float | None = None,
-                  stored_bytes: bool = False) -> Iterator[bytes]:
-        """``key, *columns`` of the rows with ``low <= key <= high`` as ``COPY`` text lines,
-        in blocks of whole lines of about :data:`COPY_BLOCK_BYTES` (read them with
-        :func:`harness.formats.copy_text.copy_text_rows`).
+                  sample_percent: float | None = None, stored_bytes: bool = False,
+                  null_key: bool = False) -> Iterator[bytes]:
+        """``key, *columns`` of the rows with ``low <= key <= high`` (``null_key``: whose key is
+        NULL, named ``id NULL``) as ``COPY`` text lines, in blocks of whole lines of about
+        :data:`COPY_BLOCK_BYTES` (read them with :func:`harness.formats.copy_text.copy_text_rows`).
 
         The cheapest way to read a column's values: the server formats the rows once, and
         a reader pays a Python step per block, not per row or value. A column given as None
@@ -448,7 +451,7 @@ class DatabaseProbe:
                 columns, never a value.
         """
         query = range_copy(table, columns, schema=schema, key=key, low=low, high=high,
-                           sample_percent=sample_percent)
+                           sample_percent=sample_percent, null_key=null_key)
         names = ", ".join(f"{table}.{column}" for column in columns if column)
         return self._copy_out(query, (f"reading {names}", f"read {names}"),
                               stored_bytes=stored_bytes)

@@ -13,13 +13,15 @@ ranges are read by threads of this process, one read-only connection each: Pytho
 chunk, so the work is the servers' (measured: 1M hashes in 0.07 s of client CPU and 0.5 s of
 server CPU), and no worker process is started. A sampled read, and a table whose ``id`` is
 not known unique (chunks that follow each other by key would skip or repeat rows sharing
-one), keep the row-by-row ``COPY`` of each range in worker processes
-(:func:`~harness.probes.range_workers.classify_hash_range`).
+one, or never reach a NULL one), keep the row-by-row ``COPY`` of each range in worker
+processes (:func:`~harness.probes.range_workers.classify_hash_range`), and, where ``id`` may be
+NULL, of the rows whose ``id`` is NULL. The threads stop early: on the first range that fails,
+or Ctrl-C, the others stop at their next chunk or block (:func:`~harness.parallel_scan.
+stop_point`), and the error names the failed range.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from harness.canaries import Canary
@@ -30,7 +32,7 @@ from harness.formats.bcrypt_hash import (
     bcrypt_lines_costs,
     classify_stored_hash,
 )
-from harness.parallel_scan import ScanPlan, plan_scan, results_of, worker_pool
+from harness.parallel_scan import ScanPlan, plan_scan, reading_part, results_of, stop_point, worker_pool
 from harness.policy import Policy
 from harness.probes.database import DatabaseProbe, open_database
 from harness.probes.pg_reads import JoinedChunk
@@ -84,18 +86,17 @@ def observe_passwords(profile: TargetProfile, policy: Policy, known: KnownSecret
 
 def _classified_parts(db: DatabaseProbe, profile: TargetProfile, policy: Policy,
                       known: KnownSecrets, plan: ScanPlan) -> list[HashTally]:
-    """Each part of the plan classified, in key order."""
-    if plan.sample_percent is not None or any(low is None or high is None
-                                              for low, high in plan.parts) \
+    """Each part of the plan classified, in key order (the rows whose id is NULL last)."""
+    if plan.sample_percent is not None or plan.null_keys \
+            or any(low is None or high is None for low, high in plan.parts) \
             or not db.key_is_unique("users"):
         with worker_pool(plan.jobs) as submit:
-            return results_of([submit(classify_hash_range,
-                                      RangeRead(profile, policy, low, high, plan.sample_percent))
-                               for low, high in plan.parts])
-    with ThreadPoolExecutor(max_workers=plan.jobs) as pool:
-        futures = [pool.submit(classify_hash_part, profile, policy, known, low, high)
-                   for low, high in plan.parts]
-        return results_of(futures)
+            return results_of([submit(classify_hash_range, RangeRead(profile, policy, low, high,
+                                                                     plan.sample_percent, null_key))
+                               for low, high, null_key in plan.reads])
+    with worker_pool(plan.jobs, threads=True) as submit:
+        return results_of([submit(classify_hash_part, profile, policy, known, low, high)
+                           for low, high in plan.parts])
 
 
 def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecrets,
@@ -103,10 +104,15 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
                        column: tuple[str, str] = ("users", "password_hash")) -> HashTally:
     """``users.password_hash`` (``column``) for ``low <= id <= high``, over a connection of
     its own: each chunk of well-formed bcrypt counted at once, any other chunk's rows read
-    again and classified row by row (every row by ``COPY`` when ``id`` is not unique)."""
+    again and classified row by row (every row by ``COPY`` when ``id`` is not unique). Run by
+    a pool's thread, it stops at the next chunk or block once the pool stops.
+
+    Raises:
+        ProbeError: the part could not be read; the message names its key range."""
     tally = HashTally(policy.bcrypt.cost)
 
     def counted(chunk: JoinedChunk) -> bool:
+        stop_point()
         costs = (bcrypt_lines_costs(chunk.joined, chunk.values)
                  if chunk.values == chunk.rows else None)
         if costs is None or not (tally.expected_cost is None
@@ -119,8 +125,10 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
         tally.costs.update(costs)
         return True
 
-    with DatabaseProbe(profile, policy, known_secrets=known) as db:
+    with reading_part(column[0], low, high), \
+            DatabaseProbe(profile, policy, known_secrets=known) as db:
         for block in db.joined_column(*column, take=counted, low=low, high=high):
+            stop_point()
             tally.add_copy_block(block)
     return tally
 
@@ -129,23 +137,28 @@ def drain_hash_parts(profile: TargetProfile, policy: Policy) -> tuple[int, int]:
     """The full read of ``users.password_hash`` as :func:`classify_hash_part` makes it (the
     same plan, threads, connections and joined chunks; a chunk with any value other than 60
     octets or NULL read again), drained without judging: (rows, bytes of joined values and
-    of ``COPY`` text read again). The bare read benchmarks set beside the check."""
-    def drain(low: int | None, high: int | None) -> tuple[int, int]:
+    of ``COPY`` text read again; where ``id`` may be NULL, the ``COPY`` of the rows whose
+    ``id`` is NULL too). The bare read benchmarks set beside the check."""
+    def drain(low: int | None, high: int | None, null_key: bool) -> tuple[int, int]:
         read = [0, 0]
 
         def take(chunk: JoinedChunk) -> bool:
+            stop_point()
             if chunk.values != chunk.rows:
                 return False
             read[0], read[1] = read[0] + chunk.rows, read[1] + len(chunk.joined)
             return True
 
-        with DatabaseProbe(profile, policy) as db:
-            for block in db.joined_column("users", "password_hash", take=take, low=low, high=high):
+        with reading_part("users", low, high, null_key), DatabaseProbe(profile, policy) as db:
+            blocks = (db.copy_rows("users", ("password_hash",), null_key=True) if null_key else
+                      db.joined_column("users", "password_hash", take=take, low=low, high=high))
+            for block in blocks:
+                stop_point()
                 read[0], read[1] = read[0] + block.count(b"\n"), read[1] + len(block)
         return read[0], read[1]
 
     with DatabaseProbe(profile, policy) as db:
         plan = plan_scan(db, "users", policy)
-    with ThreadPoolExecutor(max_workers=plan.jobs) as pool:
-        parts = results_of([pool.submit(drain, low, high) for low, high in plan.parts])
+    with worker_pool(plan.jobs, threads=True) as submit:
+        parts = results_of([submit(drain, *part) for part in plan.reads])
     return sum(r for r, _ in parts), sum(b for _, b in parts)

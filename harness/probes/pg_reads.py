@@ -127,6 +127,23 @@ def unique_key_query(table: str, key: str, *, schema: str = "public") -> sql.Com
         s=sql.Literal(schema), t=sql.Literal(table), k=sql.Literal(key))
 
 
+def key_span_query(table: str, key: str, *, schema: str = "public") -> sql.Composed:
+    """A query of one row: the lowest and the highest ``key`` of ``schema.table`` (an index
+    lookup each where ``key`` is indexed), and whether a row a ``SELECT`` of the table reads
+    may hold a NULL ``key`` (in no range of keys): the column is not ``NOT NULL`` in the table
+    or in one of its inheritance children or partitions (a child of plain inheritance may drop
+    its parent's ``NOT NULL``)."""
+    return sql.SQL(
+        "SELECT min({k}), max({k}), EXISTS (WITH RECURSIVE tree(oid) AS ("
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {s} AND c.relname = {t}"
+        " UNION SELECT h.inhrelid FROM pg_inherits h JOIN tree ON h.inhparent = tree.oid)"
+        " SELECT FROM pg_attribute a JOIN tree ON a.attrelid = tree.oid"
+        " WHERE a.attname = {name} AND NOT a.attnotnull) FROM {schema}.{table}").format(
+        k=sql.Identifier(key), s=sql.Literal(schema), t=sql.Literal(table),
+        name=sql.Literal(key), schema=sql.Identifier(schema), table=sql.Identifier(table))
+
+
 def joined_chunks(cursor: psycopg.Cursor[Any], table: str, column: str, *, schema: str = "public",
                   key: str = "id", low: int | None = None, high: int | None = None,
                   chunk_rows: int | None = None) -> Iterator[JoinedChunk]:
@@ -173,19 +190,26 @@ def joined_chunks(cursor: psycopg.Cursor[Any], table: str, column: str, *, schem
 
 def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: str,
                low: int | None, high: int | None, ordered: bool = False,
-               sample_percent: float | None = None) -> sql.Composed:
+               sample_percent: float | None = None, null_key: bool = False) -> sql.Composed:
     """The ``COPY`` of ``key, *columns`` of the rows with ``low <= key <= high`` (None:
     unbounded) as text lines: in key order if ``ordered`` (a chunk read again), else as
     stored; a column given as None is NULL in its place; ``sample_percent`` draws each row
-    with that probability (``TABLESAMPLE BERNOULLI``)."""
+    with that probability (``TABLESAMPLE BERNOULLI``). With ``null_key``, the rows whose
+    ``key`` is NULL instead (``low`` and ``high`` None), their key given as the text
+    ``<key> NULL`` (``id NULL``), so that examples name them."""
+    if null_key and (low is not None or high is not None):
+        raise ValueError("the rows whose key is NULL are in no range of keys")
     k = sql.Identifier(key)
-    selected = [k, *(sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns)]
+    named = sql.Literal(f"{key} NULL") if null_key else k
+    selected = [named, *(sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns)]
     query = sql.SQL("SELECT {} FROM {}.{}").format(
         sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table))
     if sample_percent is not None:
         query += sql.SQL(" TABLESAMPLE BERNOULLI ({})").format(sql.Literal(sample_percent))
     bounds = [sql.SQL("{} {} {}").format(k, sql.SQL(op), sql.Literal(limit))
               for op, limit in ((">=", low), ("<=", high)) if limit is not None]
+    if null_key:
+        bounds = [sql.SQL("{} IS NULL").format(k)]
     if bounds:
         query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(bounds)
     if ordered:

@@ -40,6 +40,8 @@ class RangeRead:
         profile, policy: as the check has them (the worker opens its own read-only session).
         low, high: the part's key range (None: unbounded).
         sample_percent: the chance each row has of being read (None: every row).
+        null_key: the part is the rows whose key is NULL instead (``low`` and ``high`` None;
+            their examples name them ``id NULL``).
     """
 
     profile: TargetProfile
@@ -47,6 +49,7 @@ class RangeRead:
     low: int | None
     high: int | None
     sample_percent: float | None
+    null_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,11 @@ def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], Duplica
     # id[, platform], then the token columns.
     columns = (*(("platform",) if by_platform else ()), *(c for _, c in task.columns))
     table = task.columns[0][0]
-    with reading_part(table, read.low, read.high), \
+    with reading_part(table, read.low, read.high, read.null_key), \
             DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
         for block in db.copy_rows(table, columns, low=read.low, high=read.high,
-                                  sample_percent=read.sample_percent, stored_bytes=True):
+                                  sample_percent=read.sample_percent, stored_bytes=True,
+                                  null_key=read.null_key):
             stop_point()
             add_token_block(block, tallies, part_at=1 if by_platform else None, judge=judge)
     return [tally.counts() for tally in tallies], duplicates.export()
@@ -120,10 +124,10 @@ def classify_hash_range(read: RangeRead) -> HashTally:
     """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it (stopping
     between blocks once its pool stops). Raises ProbeError naming the part's key range."""
     tally = HashTally(read.policy.bcrypt.cost)
-    with reading_part("users", read.low, read.high), \
+    with reading_part("users", read.low, read.high, read.null_key), \
             DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
         for block in db.copy_rows("users", ("password_hash",), low=read.low, high=read.high,
-                                  sample_percent=read.sample_percent):
+                                  sample_percent=read.sample_percent, null_key=read.null_key):
             stop_point()
             tally.add_copy_block(block)
     return tally

@@ -146,9 +146,11 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
         with tempfile.TemporaryDirectory(prefix="votriz-audit-scan-") as spill_dir, \
                 worker_pool(plan.jobs, threads=threads) as submit:
             ring = TokenRing(keys, now, skew)
-            tasks = [TokenRangeTask(RangeRead(profile, policy, low, high, plan.sample_percent),
+            # The key ranges, then the rows whose id is NULL where it may be (in no range).
+            tasks = [TokenRangeTask(RangeRead(profile, policy, low, high, plan.sample_percent,
+                                              null_key),
                                     ring, parts, TOKEN_COLUMNS, Path(spill_dir) / f"part-{index}")
-                     for index, (low, high) in enumerate(plan.parts)]
+                     for index, (low, high, null_key) in enumerate(plan.reads)]
             judged = results_of([submit(judge_token_range, task) for task in tasks])
             # Exact across parts: every part's fingerprints are counted together.
             shared_iv, iv_groups, shared_ct = shared_cells([spill for _, spill in judged],

@@ -11,6 +11,7 @@ import pytest
 
 from harness.outcomes import ProbeError
 from harness.parallel_scan import (
+    ScanPlan,
     ScanStopped,
     part_name,
     reading_part,
@@ -156,3 +157,14 @@ def test_parts_are_named_by_their_key_range() -> None:
     with pytest.raises(ProbeError, match=r"^boom \(users rows with id 5\.\.\)$"), \
             reading_part("users", 5, None):
         raise ProbeError("boom")
+
+
+def test_the_rows_whose_key_is_null_are_one_more_part_named_so() -> None:
+    assert part_name("users", None, None, null_key=True) == "users rows with id NULL"
+    with pytest.raises(ProbeError, match=r"^boom \(channels rows with id NULL\)$"), \
+            reading_part("channels", None, None, True):
+        raise ProbeError("boom")
+    ranges = ((1, 5), (6, 9))
+    assert ScanPlan("t", ranges, 2).reads == ((1, 5, False), (6, 9, False))
+    assert ScanPlan("t", ranges, 2, null_keys=True).reads \
+        == ((1, 5, False), (6, 9, False), (None, None, True))

@@ -1,7 +1,9 @@
 """The joined read of a hash column (pg_reads.joined_chunks through DatabaseProbe.joined_column
 and passwords.classify_hash_part) against a scratch PostgreSQL 15: only over a key that alone
 identifies a row, with a joined text bounded whatever the values' sizes, and with the errors of
-a chunk read again handled as the probe's own.
+a chunk read again handled as the probe's own; the password scan's threads stopped early by a
+failing range. And the rows whose id is NULL (in no key range) read as one more part, by the
+password and token scans alike.
 
 The "old path" the verdicts are compared with is the range ``COPY`` classified row by row
 (``range_workers.classify_hash_range``), which the check used before the joined chunks.
@@ -12,8 +14,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +26,19 @@ from psycopg import sql
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
 from checks.at_rest.password_hashes import password_hashes_verdict
+from checks.at_rest.tokens_fernet import tokens_fernet_verdict
 from harness import parallel_scan
 from harness.column_scans import HashTally
+from harness.formats import fernet_engine
+from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.outcomes import ProbeError
 from harness.policy import Policy, load_policy
 from harness.probes import database as database_probe
-from harness.probes import pg_reads
+from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part, observe_passwords
+from harness.probes.passwords import classify_hash_part, drain_hash_parts, observe_passwords
 from harness.probes.range_workers import RangeRead, classify_hash_range
+from harness.probes.stored_tokens import observe_tokens
 from harness.redaction import KnownSecrets
 
 SALT = "CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"
@@ -47,7 +55,8 @@ def scratch() -> Iterator[ScratchPostgres]:
         yield pg
 
 
-def _table(pg: ScratchPostgres, name: str, columns: str, rows: list[tuple[int, str | None]]) -> None:
+def _table(pg: ScratchPostgres, name: str, columns: str,
+           rows: list[tuple[int | None, str | None]]) -> None:
     pg.psql(f"DROP TABLE IF EXISTS {name} CASCADE; CREATE TABLE {name} ({columns});"
             f" GRANT SELECT ON {name} TO auditor")
     pg.copy(name, rows)
@@ -259,3 +268,202 @@ def test_a_chunk_read_again_fails_as_the_probe_s_own_error(
         assert time.monotonic() - started < 2.5 and tally.rows == 0
         # And the session goes on
         assert db.key_span("slow_rereads") == (1, 9)
+
+
+# --- rows whose id is NULL: in no key range, read as one more part where id may be NULL ------
+# (ScanPlan.reads, WHERE id IS NULL), judged as the old full read judged them; where id is
+# NOT NULL nothing is added.
+
+KEY = FernetKey(b"k" * 32, "votriz/token-encryption/v1")
+NOW = 1_900_000_000
+
+
+def _copies(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every range COPY the probe builds from now on, as its keyword arguments."""
+    made: list[dict[str, Any]] = []
+    copy = pg_reads.range_copy
+
+    def spying(table: str, columns: Any, **kwargs: Any) -> Any:
+        made.append(kwargs)
+        return copy(table, columns, **kwargs)
+
+    monkeypatch.setattr(database_probe, "range_copy", spying)
+    return made
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("index", ["", "CREATE INDEX ON users (id)"])
+def test_a_plaintext_password_in_a_row_whose_id_is_null_fails_the_scan(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, index: str) -> None:
+    # Given users whose id may be NULL: clean hashes in ids 1..40, and one row without an id
+    # holding a plaintext password
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    _table(scratch, "users", "id bigint, password_hash text",
+           [(i, GOOD) for i in range(1, 41)] + [(None, "hunter2")])
+    if index:
+        scratch.psql(index)
+    policy = load_policy().with_scan(jobs=jobs)
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        plan = parallel_scan.plan_scan(db, "users", policy)
+    assert plan.null_keys and plan.reads[-1] == (None, None, True) and len(plan.parts) == jobs
+    # When the check observes them
+    copies = _copies(monkeypatch)
+    obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
+    if jobs == 1:  # Read in this process (a worker process's copies are not seen from here).
+        assert [c["null_key"] for c in copies] == [False, True]
+    # Then the row is counted, as the old full read counts it (which named it "row None"),
+    # named "id NULL", and it FAILs
+    full = _old_path(scratch, policy, "users").scan("users.password_hash")
+    assert obs.scan == replace(full, examples=("row id NULL: plaintext_like",))
+    assert obs.scan.rows == 41 and obs.scan.schemes == {"bcrypt": 40, "plaintext_like": 1}
+    assert obs.scan.examples == ("row id NULL: plaintext_like",)
+    verdict = password_hashes_verdict(obs, policy)
+    assert verdict.outcome.value == "FAIL" and "row id NULL: plaintext_like" in verdict.message
+
+
+def test_a_sample_draws_from_the_rows_whose_id_is_null_alike(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 400 rows without an id, 400 with, all plaintext, the table analysed
+    _table(scratch, "users", "id bigint, password_hash text",
+           [(i, "hunter2") for i in range(1, 401)] + [(None, "hunter2")] * 400)
+    scratch.psql("ANALYZE users")
+    copies = _copies(monkeypatch)
+    # When a quarter is sampled
+    obs = observe_passwords(scratch.profile("t"), load_policy().with_scan(sample_rows=200),
+                            KnownSecrets(), None, "none")
+    # Then both parts are drawn with the same probability, and the rows drawn are counted
+    assert [(c["null_key"], c["sample_percent"]) for c in copies] == [(False, 25.0), (True, 25.0)]
+    assert obs.sample is not None and obs.sample.rows_sampled == obs.scan.rows
+    assert 100 < obs.scan.rows < 300 and obs.scan.schemes == {"plaintext_like": obs.scan.rows}
+
+
+def test_an_id_that_is_not_null_adds_no_part_and_no_read(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the reference's users: bigserial PRIMARY KEY (NOT NULL)
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    _table(scratch, "users", "id bigserial PRIMARY KEY, password_hash text",
+           [(i, "hunter2" if i == 7 else GOOD) for i in range(1, 41)])
+    policy = load_policy().with_scan(jobs=2)
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        plan = parallel_scan.plan_scan(db, "users", policy)
+        assert db.key_bounds("users") == (1, 40, False) and db.key_span("users") == (1, 40)
+    # Then the plan is its ranges alone, and neither the check nor its bare read asks for NULL ids
+    assert not plan.null_keys and plan.reads == ((1, 20, False), (21, 40, False))
+    copies = _copies(monkeypatch)
+    obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
+    assert drain_hash_parts(scratch.profile("t"), policy)[0] == 40
+    assert obs.scan.rows == 40 and obs.scan.examples == ("row 7: plaintext_like",)
+    assert copies and not any(c.get("null_key") for c in copies)
+
+
+def test_the_bare_read_counts_the_rows_whose_id_is_null(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    _table(scratch, "users", "id bigint, password_hash text",
+           [(i, GOOD) for i in range(1, 41)] + [(None, GOOD), (None, None)])
+    rows, size = drain_hash_parts(scratch.profile("t"), load_policy().with_scan(jobs=2))
+    assert rows == 42 and size > 40 * 61
+
+
+@pytest.mark.parametrize("statement, nulls", [
+    ("CREATE TABLE {t} (id bigint NOT NULL, v text)", False),
+    ("CREATE TABLE {t} (id bigint, v text)", True),
+    # A child of plain inheritance may drop its parent's NOT NULL: its rows are read too.
+    ("CREATE TABLE {t} (id bigint NOT NULL, v text); CREATE TABLE {t}_c () INHERITS ({t});"
+     " ALTER TABLE {t}_c ALTER COLUMN id DROP NOT NULL", True),
+    ("CREATE TABLE {t} (id bigint PRIMARY KEY, v text) PARTITION BY RANGE (id);"
+     " CREATE TABLE {t}_p PARTITION OF {t} FOR VALUES FROM (0) TO (100)", False),
+])
+def test_whether_a_key_may_be_null_is_read_from_the_catalogue(
+        scratch: ScratchPostgres, statement: str, nulls: bool) -> None:
+    scratch.psql("DROP TABLE IF EXISTS shaped CASCADE; " + statement.format(t="shaped")
+                 + "; INSERT INTO shaped VALUES (3, 'x'), (9, 'y'); GRANT SELECT ON shaped TO auditor")
+    with DatabaseProbe(scratch.profile("t"), load_policy()) as db:
+        assert db.key_bounds("shaped") == (3, 9, nulls)
+
+
+def _channels(pg: ScratchPostgres) -> None:
+    access, refresh = ([encrypt_fernet_token(f"{kind} {i}".encode(), KEY, now=NOW - 100)
+                        for i in range(41)] for kind in ("access", "refresh"))
+    pg.psql("DROP TABLE IF EXISTS channels; CREATE TABLE channels (id bigint, platform text,"
+            " access_token_enc text, refresh_token_enc text); GRANT SELECT ON channels TO auditor")
+    # The row without an id: an access token cut short, row 1's refresh token.
+    pg.copy("channels", [(i, "youtube", access[i], refresh[i]) for i in range(1, 41)]
+            + [(None, "youtube", access[0][:-8], refresh[1])])
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("engine", [fernet_engine.PYTHON, fernet_engine.NATIVE])
+def test_a_broken_token_in_a_row_whose_id_is_null_is_counted_invalid(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, engine: str, jobs: int) -> None:
+    # Given channels whose id may be NULL: 40 good rows, and one without an id whose access
+    # token is cut short
+    monkeypatch.setenv(fernet_engine.ENGINE_ENV, engine)
+    if fernet_engine.engine_name() != engine:
+        pytest.skip(f"the {engine} Fernet engine is not installed here")
+    monkeypatch.setattr(stored_tokens, "token_key_ring", lambda profile, policy, known: (KEY,))
+    monkeypatch.setattr(stored_tokens.time, "time", lambda: NOW)
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    _channels(scratch)
+    # When the token scan judges them
+    obs = observe_tokens(scratch.profile("t"), load_policy().with_scan(jobs=jobs), KnownSecrets(),
+                         None, "none")
+    # Then the row is counted in both columns, its access token invalid, named "id NULL"
+    access, refresh = obs.columns
+    assert (access.rows, access.valid, refresh.rows, refresh.valid) == (41, 40, 41, 41)
+    assert len(access.examples) == 1 and access.examples[0].startswith("row id NULL: ")
+    assert access.engine == engine
+    assert tokens_fernet_verdict(obs).outcome.value == "FAIL"
+    # And the refresh token it shares with row 1 is a shared IV, as in a full read
+    assert obs.shared_iv_cells == 2
+
+
+# --- the password scan's threads stop early --------------------------------------------------
+
+def _one_failing_range(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """joined_column made to fail in the range starting at id 1 once it has begun, and to take
+    50 ms a chunk (1 row a chunk: 10 s for 200 rows) in every other range."""
+    seen: dict[str, Any] = {"closed": threading.Event()}
+    joined = DatabaseProbe.joined_column
+
+    def failing(self: DatabaseProbe, *args: Any, take: Any, **kwargs: Any) -> Iterator[bytes]:
+        if kwargs.get("low") == 1:
+            time.sleep(0.3)  # The other range is reading by then.
+            raise ProbeError("cannot read users.password_hash: the server went away")
+
+        def slow(chunk: pg_reads.JoinedChunk) -> bool:
+            time.sleep(0.05)
+            return bool(take(chunk))
+
+        try:
+            yield from joined(self, *args, take=slow, **kwargs)
+        finally:
+            seen["closed"].set()
+
+    monkeypatch.setattr(DatabaseProbe, "joined_column", failing)
+    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 1)
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    return seen
+
+
+@pytest.mark.parametrize("read", ["check", "bare read"])
+def test_one_failing_range_ends_the_password_scan_promptly_naming_the_range(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+    # Given a unique id (threads over joined chunks) in 2 ranges: 1..200 fails, 201..400 is slow
+    _table(scratch, "users", "id bigint PRIMARY KEY, password_hash text", [(i, GOOD) for i in range(1, 401)])
+    seen = _one_failing_range(monkeypatch)
+    policy = load_policy().with_scan(jobs=2)
+    started = time.monotonic()
+    # When the column is scanned
+    with pytest.raises(ProbeError) as caught:
+        if read == "check":
+            observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
+        else:
+            drain_hash_parts(scratch.profile("t"), policy)
+    # Then the failure ends it well before the slow range would end, naming the range, and
+    # the slow range's read was closed
+    assert time.monotonic() - started < 3.0
+    assert str(caught.value) == ("cannot read users.password_hash: the server went away"
+                                 " (users rows with id 1..200)")
+    assert seen["closed"].is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("votriz-scan")]
