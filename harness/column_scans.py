@@ -292,7 +292,10 @@ class FernetCounts:
 
 
 def row_id(value: Any) -> Any:
-    """A row id as a message shows it (COPY hands ids over as the bytes of their text)."""
+    """A row id as a message shows it (COPY hands ids over as the bytes of their text; a row
+    whose key is NULL reads "id NULL", as the key-range reads name it)."""
+    if value is None:
+        return "id NULL"
     return value.decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
