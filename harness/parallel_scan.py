@@ -44,6 +44,12 @@ from harness.sampling import SampleNote
 
 #: Below this many rows to read, a table is read in the check's own process.
 PARALLEL_MIN_ROWS = 200_000
+#: At most about this many rows in one part of a full read. Each part is one COPY that must
+#: end within ``timeouts.command_s``: with one part per worker, a 20M-row table under load ran
+#: past the default 300 s (measured, bench/README.md), so a table of any size is cut into
+#: parts a worker reads in seconds (1M rows: ~20 s at the native engine's rate at load 15),
+#: and the workers take the next part as they finish one.
+PART_MAX_ROWS = 1_000_000
 #: How the sample is drawn, in the words evidence uses.
 SAMPLE_METHOD = ("TABLESAMPLE BERNOULLI: each row drawn independently with the same "
                  "probability, so every row is equally likely to be judged")
@@ -58,8 +64,9 @@ class ScanPlan:
     Attributes:
         table: the table.
         parts: ``(lowest key, highest key)`` of each part, in key order; ``(None, None)``
-            is the whole table (a key that is not an integer, or an empty table).
-        jobs: worker processes (1: the check's own process).
+            is the whole table (a key that is not an integer, or an empty table). A full read
+            has at least one part per worker and about :data:`PART_MAX_ROWS` rows a part at most.
+        jobs: workers (1: the check's own process); each takes the next part when it is done.
         sample_percent: the chance each row has of being read, in percent; None reads all.
         sample: the sample's description (rows drawn still to be counted), or None.
         null_keys: whether the key may be NULL (``pg_attribute.attnotnull`` false): the rows
@@ -121,9 +128,12 @@ def plan_scan(db: DatabaseProbe, table: str, policy: Policy, *, key: str = "id")
     to_read = min(keys, rows if rows else keys) * (percent or 100.0) / 100.0
     jobs = scan_jobs(policy) if to_read >= PARALLEL_MIN_ROWS else 1
     jobs = max(1, min(jobs, keys))
-    step = -(-keys // jobs)
+    # A sampled part scans every page of the table whatever its key range (TABLESAMPLE
+    # draws before the WHERE): more parts than workers would only add whole-table scans.
+    wanted_parts = jobs if percent is not None else -(-int(to_read) // PART_MAX_ROWS)
+    step = -(-keys // max(jobs, min(keys, wanted_parts)))
     parts = tuple((start, min(start + step - 1, high)) for start in range(low, high + 1, step))
-    return ScanPlan(table, parts, len(parts), percent, sample, null_keys)
+    return ScanPlan(table, parts, min(jobs, len(parts)), percent, sample, null_keys)
 
 
 Submit = Callable[..., "Future[Any]"]

@@ -11,14 +11,17 @@ import pytest
 
 from harness.outcomes import ProbeError
 from harness.parallel_scan import (
+    PART_MAX_ROWS,
     ScanPlan,
     ScanStopped,
     part_name,
+    plan_scan,
     reading_part,
     results_of,
     stop_point,
     worker_pool,
 )
+from harness.policy import load_policy
 
 
 def _where(value: int) -> tuple[int, str]:
@@ -168,3 +171,44 @@ def test_the_rows_whose_key_is_null_are_one_more_part_named_so() -> None:
     assert ScanPlan("t", ranges, 2).reads == ((1, 5, False), (6, 9, False))
     assert ScanPlan("t", ranges, 2, null_keys=True).reads \
         == ((1, 5, False), (6, 9, False), (None, None, True))
+
+
+class _Table:
+    """What plan_scan asks of the database: the key's bounds and the planner's row count."""
+
+    def __init__(self, low: int, high: int, rows: int) -> None:
+        self.bounds, self.rows = (low, high, False), rows
+
+    def key_bounds(self, table: str, key: str) -> tuple[int, int, bool]:
+        return self.bounds
+
+    def planned_rows(self, table: str) -> int:
+        return self.rows
+
+    def count_rows(self, table: str) -> int:
+        return self.rows
+
+
+@pytest.mark.parametrize(("rows", "jobs", "parts"), [
+    (100_000, 2, 1),           # small: the check's own process
+    (1_500_000, 2, 2),         # one part per worker
+    (20_000_000, 2, 20),       # large: parts of at most PART_MAX_ROWS, workers take the next
+    (20_000_000, 32, 32),      # never fewer parts than workers
+])
+def test_a_full_read_is_cut_into_parts_no_larger_than_part_max_rows(rows: int, jobs: int, parts: int) -> None:
+    # Each part is one COPY that must end within timeouts.command_s: a 20M-row table read in
+    # 2 parts of 10M ran past the default 300 s under load.
+    policy = load_policy().with_scan(jobs=jobs)
+    plan = plan_scan(_Table(1, rows, rows), "channels", policy)  # type: ignore[arg-type]
+    assert len(plan.parts) == parts and plan.jobs == min(jobs, parts)
+    assert all(high - low + 1 <= PART_MAX_ROWS for low, high in plan.parts)
+    # The parts cover every key once, in order.
+    assert plan.parts[0][0] == 1 and plan.parts[-1][1] == rows
+    assert all(a[1] + 1 == b[0] for a, b in zip(plan.parts, plan.parts[1:], strict=False))
+
+
+def test_a_sampled_read_keeps_one_part_per_worker() -> None:
+    # TABLESAMPLE scans every page whatever the key range: more parts would add whole-table scans.
+    policy = load_policy().with_scan(jobs=2, sample_rows=5_000_000)
+    plan = plan_scan(_Table(1, 50_000_000, 50_000_000), "channels", policy)  # type: ignore[arg-type]
+    assert len(plan.parts) == 2 and plan.sample_percent == pytest.approx(10.0)
