@@ -128,15 +128,16 @@ def test_clean_stack_passes_every_users_rows(clean_stack, mfa_user: int) -> None
 
 def test_as_found_counts_only_what_the_store_held_before_the_canary(  # type: ignore[no-untyped-def]
         clean_stack) -> None:
-    # Given the clean stack's code and token rows (no user of it has MFA on)
+    # Given the clean stack's code and token rows (as other tests on the shared stack left them)
     with superuser(clean_stack) as conn:
-        codes_held = conn.execute("SELECT count(*) FROM mfa_backup_codes").fetchone()[0]
+        codes_held, codes_unused = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE used_at IS NULL) FROM mfa_backup_codes").fetchone()
         tokens_held = conn.execute("SELECT count(*) FROM recovery_tokens").fetchone()[0]
     # When both checks run with a canary that enrolls and asks for recovery tokens
     codes, tokens = _full_audit(load_profile(clean_stack.profile_path))
     # Then "as found" counts the rows the store held, not the canary's 10 codes and tokens
     assert codes.outcome is Outcome.PASS, codes.message  # type: ignore[attr-defined]
-    assert f"As found, the {codes_held} code rows ({codes_held} unused) of " \
+    assert f"As found, the {codes_held} code rows ({codes_unused} unused) of " \
         in codes.message  # type: ignore[attr-defined]
     assert f"As found, the {tokens_held} recovery-token rows" \
         in tokens.message  # type: ignore[attr-defined]
