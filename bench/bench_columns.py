@@ -258,21 +258,24 @@ def _peaks(jobs: int | None) -> dict[str, float]:
 def _raw_read_child(profile: TargetProfile, table: str, columns: tuple[str, ...],
                     jobs: int | None, policy_path: Path | None = None) -> dict[str, Any]:
     """The limit: the same rows the check reads, by the same key ranges, connections and COPY
-    blocks on the same number of workers, only counted (no judgement, no row split)."""
+    blocks on the same number and kind of workers (threads where the check's are: the native
+    token engine, the bcrypt scan), only counted (no judgement, no row split)."""
     from bench.column_drain import drain_range as drain  # light for the spawned workers
     from harness.parallel_scan import plan_scan, results_of, worker_pool
     from harness.probes.database import DatabaseProbe
+    from harness.probes.stored_tokens import token_scan_in_threads
 
     policy = _policy(jobs, policy_path)
+    threads = token_scan_in_threads() if table == "channels" else True
     cpu, wall = _cpu_seconds(), time.perf_counter()
     with DatabaseProbe(profile, policy) as db:
         plan = plan_scan(db, table, policy)
-    with worker_pool(plan.jobs) as submit:
-        parts = results_of([submit(drain, profile, policy, table, columns, low, high)
-                            for low, high in plan.parts])
+    with worker_pool(plan.jobs, threads=threads) as submit:
+        parts = results_of([submit(drain, profile, policy, table, columns, low, high, null_key)
+                            for low, high, null_key in plan.reads])
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "bytes": sum(b for b, _ in parts),
-            "rows": sum(r for _, r in parts), "workers": plan.jobs}
+            "rows": sum(r for _, r in parts), "workers": plan.jobs, "threads": threads}
 
 
 def _observe_tokens_child(profile: TargetProfile, raw_key: bytes, jobs: int | None = None,

@@ -12,12 +12,13 @@ from harness.profile import TargetProfile
 
 
 def drain_range(profile: TargetProfile, policy: Policy, table: str, columns: tuple[str, ...],
-                low: int | None, high: int | None) -> tuple[int, int]:
-    """One key range of a table read as the scans read it (one read-only ``COPY`` in blocks),
-    drained without parsing: (bytes, rows)."""
+                low: int | None, high: int | None, null_key: bool = False) -> tuple[int, int]:
+    """One key range of a table (or its rows whose key is NULL) read as the scans read it (one
+    read-only ``COPY`` in blocks), drained without parsing: (bytes, rows)."""
     size = rows = 0
     with DatabaseProbe(profile, policy) as db:
-        for block in db.copy_rows(table, columns, low=low, high=high, stored_bytes=True):
+        for block in db.copy_rows(table, columns, low=low, high=high, stored_bytes=True,
+                                  null_key=null_key):
             size += len(block)
             rows += block.count(b"\n")
     return size, rows

@@ -123,6 +123,17 @@ def channel_token_batches(db: DatabaseProbe, *, by_platform: bool,
                           batch_rows=batch_rows, text_as_bytes=True)
 
 
+def token_scan_in_threads() -> bool:
+    """Whether the token scan's workers are threads of this process (else processes).
+
+    The native engine judges with the GIL released: threads then use every core without
+    starting interpreters (one interpreter's memory whatever ``--jobs``);
+    ``VOTRIZ_TOKEN_WORKERS=processes`` asks for processes all the same (to compare).
+    """
+    return (engine_name() == NATIVE
+            and os.environ.get(TOKEN_WORKERS_ENV, "threads").strip() != "processes")
+
+
 def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                    canary: Canary | None, canary_note: str = "") -> TokenObservation:
     """Judge both token columns (every row, or the policy's sample), on every core the policy
@@ -139,12 +150,8 @@ def observe_tokens(profile: TargetProfile, policy: Policy, known: KnownSecrets,
         parts = (*PLATFORMS, "other") if by_platform else ("",)
         tallies = [FernetTally(keys, now=now, max_clock_skew_s=skew, duplicates=DuplicateCounter(),
                                parts=parts) for _ in TOKEN_COLUMNS]
-        # The native engine judges with the GIL released: threads of this process then use
-        # every core without starting interpreters (one interpreter's memory whatever --jobs).
-        threads = (engine_name() == NATIVE
-                   and os.environ.get(TOKEN_WORKERS_ENV, "threads").strip() != "processes")
         with tempfile.TemporaryDirectory(prefix="votriz-audit-scan-") as spill_dir, \
-                worker_pool(plan.jobs, threads=threads) as submit:
+                worker_pool(plan.jobs, threads=token_scan_in_threads()) as submit:
             ring = TokenRing(keys, now, skew)
             # The key ranges, then the rows whose id is NULL where it may be (in no range).
             tasks = [TokenRangeTask(RangeRead(profile, policy, low, high, plan.sample_percent,
