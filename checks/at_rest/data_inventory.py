@@ -20,7 +20,7 @@ from harness.evidence import EvidenceRecorder
 from harness.inventory_rules import ColumnFinding, load_inventory_rules
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_data import canary_data_and_note
+from harness.probes.canary_account import canary_data_and_note
 from harness.probes.inventory import InventoryObservation, observe_inventory
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets

@@ -16,7 +16,7 @@ from harness.evidence_kinds import BcryptHistogramEvidence
 from harness.formats.bcrypt_hash import HashMatch, HashScheme
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_data import canary_data_and_note
+from harness.probes.canary_account import canary_data_and_note
 from harness.probes.passwords import PasswordObservation, observe_passwords
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets

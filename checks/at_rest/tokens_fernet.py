@@ -24,7 +24,7 @@ from harness.evidence import EvidenceRecorder
 from harness.formats.fernet import FernetFailure
 from harness.outcomes import Verdict
 from harness.policy import Policy
-from harness.probes.canary_data import canary_data_and_note
+from harness.probes.canary_account import canary_data_and_note
 from harness.probes.stored_tokens import TokenObservation, observe_tokens
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets

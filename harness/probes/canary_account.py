@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.canaries import CanarySession, canary_refused
+from harness.canaries import Canary, CanarySession, canary_refused
 from harness.profile import TargetProfile
 
 #: The session fixture that holds the run's canary.
@@ -43,3 +43,12 @@ def canary_and_note(request: pytest.FixtureRequest,
     """The run's canary and no note, or no canary and why there is none."""
     reason = canary_unavailable(profile)
     return (None, reason) if reason else (canary_for_check(request, profile), "")
+
+
+def canary_data_and_note(request: pytest.FixtureRequest,
+                         profile: TargetProfile) -> tuple[Canary | None, str]:
+    """What the run's canary planted and no note, or None and why there is none: for the
+    checks that read its values back in what the service stores (tokens_fernet,
+    password_hashes, data_inventory) and never act through its session."""
+    session, note = canary_and_note(request, profile)
+    return (session.canary if session else None), note
