@@ -404,11 +404,6 @@ class DatabaseProbe:
         return self._copy_out(query, (f"dumping {info.name}", f"dump {info.name}"),
                               timeout_s=timeout_s)
 
-    def key_span(self, table: str, key: str = "id", *, schema: str = "public") -> tuple[int, int] | None:
-        """``(lowest, highest)`` of :meth:`key_bounds` (one index lookup each)."""
-        bounds = self.key_bounds(table, key, schema=schema)
-        return None if bounds is None else bounds[:2]
-
     def key_bounds(self, table: str, key: str = "id", *,
                    schema: str = "public") -> tuple[int, int, bool] | None:
         """``(lowest, highest, whether a row may hold a NULL key)`` of an integer key, in one query

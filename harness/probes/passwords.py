@@ -131,34 +131,3 @@ def classify_hash_part(profile: TargetProfile, policy: Policy, known: KnownSecre
             stop_point()
             tally.add_copy_block(block)
     return tally
-
-
-def drain_hash_parts(profile: TargetProfile, policy: Policy) -> tuple[int, int]:
-    """The full read of ``users.password_hash`` as :func:`classify_hash_part` makes it (the
-    same plan, threads, connections and joined chunks; a chunk with any value other than 60
-    octets or NULL read again), drained without judging: (rows, bytes of joined values and
-    of ``COPY`` text read again; where ``id`` may be NULL, the ``COPY`` of the rows whose
-    ``id`` is NULL too). The bare read benchmarks set beside the check."""
-    def drain(low: int | None, high: int | None, null_key: bool) -> tuple[int, int]:
-        read = [0, 0]
-
-        def take(chunk: JoinedChunk) -> bool:
-            stop_point()
-            if chunk.values != chunk.rows:
-                return False
-            read[0], read[1] = read[0] + chunk.rows, read[1] + len(chunk.joined)
-            return True
-
-        with reading_part("users", low, high, null_key), DatabaseProbe(profile, policy) as db:
-            blocks = (db.copy_rows("users", ("password_hash",), null_key=True) if null_key else
-                      db.joined_column("users", "password_hash", take=take, low=low, high=high))
-            for block in blocks:
-                stop_point()
-                read[0], read[1] = read[0] + block.count(b"\n"), read[1] + len(block)
-        return read[0], read[1]
-
-    with DatabaseProbe(profile, policy) as db:
-        plan = plan_scan(db, "users", policy)
-    with worker_pool(plan.jobs, threads=True) as submit:
-        parts = results_of([submit(drain, *part) for part in plan.reads])
-    return sum(r for r, _ in parts), sum(b for _, b in parts)

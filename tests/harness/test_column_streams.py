@@ -38,7 +38,7 @@ from harness.outcomes import ProbeError
 from harness.policy import load_policy
 from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part, drain_hash_parts, observe_passwords
+from harness.probes.passwords import classify_hash_part, observe_passwords
 from harness.probes.stored_tokens import TOKEN_COLUMNS, channel_token_batches, observe_tokens
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -332,31 +332,3 @@ def test_any_values_joined_by_the_server_are_classified_as_one_by_one(
     assert tally.scan("c") == expected.scan("c")
 
 
-def test_the_bare_read_of_hashes_reads_what_the_check_classifies(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given chunks of 7 rows: clean ones (joined) and ones with garbage (read again by COPY)
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 7)
-    policy = load_policy().with_scan(jobs=2)
-    # When the check's read is drained
-    rows, size = drain_hash_parts(scratch.profile("scratch"), policy)
-    # Then it read every row, and exactly the bytes of each chunk as the check reads it:
-    # a chunk of 60-octet values joined (61 bytes a value), any other as COPY text lines
-    with DatabaseProbe(scratch.profile("scratch"), policy) as db:
-        plan = parallel_scan.plan_scan(db, "users", policy)
-        values = [row for batch in db.stream_column("users", "password_hash", where="true ORDER BY id")
-                  for row in batch]
-
-    def copy_line(key: int, value: str | None) -> int:
-        text = "\\N" if value is None else value.replace("\\", "\\\\").replace("\n", "\\n")
-        return len(f"{key}\t{text}\n".encode())
-
-    expected = 0
-    for low, high in plan.parts:
-        part = [(k, v) for k, v in values if low <= k <= high]
-        for chunk in (part[i:i + 7] for i in range(0, len(part), 7)):
-            if all(v is not None and len(v.encode()) == 60 for _, v in chunk):
-                expected += 61 * len(chunk)
-            else:
-                expected += sum(copy_line(k, v) for k, v in chunk)
-    assert len(plan.parts) == 2 and rows == 30_000 == len(values) and size == expected

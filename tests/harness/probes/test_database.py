@@ -205,14 +205,14 @@ def test_copy_rows_read_back_every_value_exactly(scratch_pg: ScratchPostgres, tm
     assert [int(r[0]) for r in ranged] == [3, 4, 5]
 
 
-def test_key_span_planned_rows_and_a_bernoulli_sample(scratch_pg: ScratchPostgres,
+def test_key_bounds_planned_rows_and_a_bernoulli_sample(scratch_pg: ScratchPostgres,
                                                       tmp_path: Path) -> None:
     scratch_pg.psql("ANALYZE items")
     with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
                        load_policy()) as db:
-        assert db.key_span("items") == (1, 200_000)
+        assert db.key_bounds("items") == (1, 200_000, False)
         assert db.planned_rows("items") == 200_000 == db.count_rows("items")
-        assert db.key_span("items", "value") is None
+        assert db.key_bounds("items", "value") is None
         # A 1% sample: each row drawn with probability 0.01 (2000 expected, sd 44)
         drawn = [int(r[0]) for block in db.copy_rows("items", ("value",), sample_percent=1.0)
                  for r in copy_text_rows(block)]

@@ -36,7 +36,7 @@ from harness.policy import Policy, load_policy
 from harness.probes import database as database_probe
 from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part, drain_hash_parts, observe_passwords
+from harness.probes.passwords import classify_hash_part, observe_passwords
 from harness.probes.range_workers import RangeRead, classify_hash_range
 from harness.probes.stored_tokens import observe_tokens
 from harness.redaction import KnownSecrets
@@ -194,7 +194,7 @@ from harness.redaction import KnownSecrets
 profile, how = parse_profile(sys.argv[1]), sys.argv[2]
 policy = load_policy()
 with DatabaseProbe(profile, policy) as db:
-    db.key_span("big_values")
+    db.key_bounds("big_values")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if how == "joined":
     tally = classify_hash_part(profile, policy, KnownSecrets(), None, None,
@@ -267,7 +267,7 @@ def test_a_chunk_read_again_fails_as_the_probe_s_own_error(
         assert str(caught.value) == message
         assert time.monotonic() - started < 2.5 and tally.rows == 0
         # And the session goes on
-        assert db.key_span("slow_rereads") == (1, 9)
+        assert db.key_bounds("slow_rereads") == (1, 9, False)
 
 
 # --- rows whose id is NULL: in no key range, read as one more part where id may be NULL ------
@@ -346,23 +346,13 @@ def test_an_id_that_is_not_null_adds_no_part_and_no_read(
     policy = load_policy().with_scan(jobs=2)
     with DatabaseProbe(scratch.profile("t"), policy) as db:
         plan = parallel_scan.plan_scan(db, "users", policy)
-        assert db.key_bounds("users") == (1, 40, False) and db.key_span("users") == (1, 40)
-    # Then the plan is its ranges alone, and neither the check nor its bare read asks for NULL ids
+        assert db.key_bounds("users") == (1, 40, False)
+    # Then the plan is its ranges alone, and the check asks for no NULL ids
     assert not plan.null_keys and plan.reads == ((1, 20, False), (21, 40, False))
     copies = _copies(monkeypatch)
     obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
-    assert drain_hash_parts(scratch.profile("t"), policy)[0] == 40
     assert obs.scan.rows == 40 and obs.scan.examples == ("row 7: plaintext_like",)
     assert copies and not any(c.get("null_key") for c in copies)
-
-
-def test_the_bare_read_counts_the_rows_whose_id_is_null(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
-    _table(scratch, "users", "id bigint, password_hash text",
-           [(i, GOOD) for i in range(1, 41)] + [(None, GOOD), (None, None)])
-    rows, size = drain_hash_parts(scratch.profile("t"), load_policy().with_scan(jobs=2))
-    assert rows == 42 and size > 40 * 61
 
 
 @pytest.mark.parametrize("statement, nulls", [
@@ -446,9 +436,8 @@ def _one_failing_range(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return seen
 
 
-@pytest.mark.parametrize("read", ["check", "bare read"])
 def test_one_failing_range_ends_the_password_scan_promptly_naming_the_range(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a unique id (threads over joined chunks) in 2 ranges: 1..200 fails, 201..400 is slow
     _table(scratch, "users", "id bigint PRIMARY KEY, password_hash text", [(i, GOOD) for i in range(1, 401)])
     seen = _one_failing_range(monkeypatch)
@@ -456,10 +445,7 @@ def test_one_failing_range_ends_the_password_scan_promptly_naming_the_range(
     started = time.monotonic()
     # When the column is scanned
     with pytest.raises(ProbeError) as caught:
-        if read == "check":
-            observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
-        else:
-            drain_hash_parts(scratch.profile("t"), policy)
+        observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
     # Then the failure ends it well before the slow range would end, naming the range, and
     # the slow range's read was closed
     assert time.monotonic() - started < 3.0
