@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -271,6 +271,17 @@ def _epoch(now: datetime | float | None) -> float:
     return float(now)
 
 
+class FernetTime(TypedDict, total=False):
+    """When a token is judged: :func:`verify_fernet_token`'s keywords, which
+    :func:`decrypt_fernet_token` and :func:`validate_fernet_token` pass on unchanged
+    (so that all three judge a timestamp alike, with one set of defaults).
+    """
+
+    now: datetime | float | None
+    ttl_s: float | None
+    max_clock_skew_s: float
+
+
 def verify_fernet_token(
     token: object,
     keys: Sequence[FernetKey],
@@ -308,32 +319,21 @@ def verify_fernet_token(
 
 
 def decrypt_fernet_token(
-    token: object,
-    keys: Sequence[FernetKey],
-    *,
-    now: datetime | float | None = None,
-    ttl_s: float | None = None,
-    max_clock_skew_s: float = SPEC_MAX_CLOCK_SKEW_S,
+    token: object, keys: Sequence[FernetKey], **when: Unpack[FernetTime]
 ) -> DecryptedFernetToken:
     """Verify as :func:`verify_fernet_token`, then decrypt under the verifying key.
 
     Raises:
         FernetTokenError: any failure, including BAD_PADDING.
     """
-    verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
-                                   max_clock_skew_s=max_clock_skew_s)
+    verified = verify_fernet_token(token, keys, **when)
     parts = verified.token
     plaintext = _unpadded(keys[verified.key_index], parts.iv, parts.ciphertext)
     return DecryptedFernetToken(verified, plaintext)
 
 
 def validate_fernet_token(
-    token: object,
-    keys: Sequence[FernetKey],
-    *,
-    now: datetime | float | None = None,
-    ttl_s: float | None = None,
-    max_clock_skew_s: float = SPEC_MAX_CLOCK_SKEW_S,
+    token: object, keys: Sequence[FernetKey], **when: Unpack[FernetTime]
 ) -> VerifiedFernetToken:
     """Verify as :func:`verify_fernet_token`, then check the plaintext's padding; keep no plaintext.
 
@@ -347,8 +347,7 @@ def validate_fernet_token(
     Raises:
         FernetTokenError: any failure, including BAD_PADDING.
     """
-    verified = verify_fernet_token(token, keys, now=now, ttl_s=ttl_s,
-                                   max_clock_skew_s=max_clock_skew_s)
+    verified = verify_fernet_token(token, keys, **when)
     chained = verified.token.iv + verified.token.ciphertext
     _unpadded(keys[verified.key_index], chained[-2 * _BLOCK:-_BLOCK], chained[-_BLOCK:])
     return verified
