@@ -13,8 +13,9 @@ library brings its fixes. Plugins tuned for source code and noisy on stored
 data are left out (keyword assignments, Artifactory's ``AP…`` prefix,
 IBM/Cloudant/SoftLayer assignments, public IPs); its entropy measure is used
 only where the inventory says a column holds ciphertext
-(:func:`high_entropy`). What it lacks is added here, each rule tested on
-``fixtures/vectors/secrets/``: bearer ``Authorization`` headers, OAuth tokens
+(:func:`high_entropy`). What it lacks is added as data in
+``fixtures/policy/secret-patterns.toml`` (:func:`load_own_rules`), each rule
+tested on ``fixtures/vectors/secrets/``: bearer ``Authorization`` headers, OAuth tokens
 of the five platforms the page names (Instagram/Facebook, LinkedIn,
 Twitter/X app bearer tokens, TikTok, YouTube/Google) and of the providers the
 service calls (Anthropic, Resend, fal.ai, OpenAI project keys). OAuth tokens
@@ -40,6 +41,8 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 from detect_secrets.plugins.aws import AWSKeyDetector
 from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
@@ -64,6 +67,9 @@ from detect_secrets.plugins.square_oauth import SquareOAuthDetector
 from detect_secrets.plugins.stripe import StripeDetector
 from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from harness.tomlfile import load_toml_model
 
 #: The detect-secrets plugins whose rules apply to stored data, with a rule name each.
 DETECT_SECRETS_PLUGINS: tuple[tuple[str, type[RegexBasedDetector]], ...] = (
@@ -94,55 +100,44 @@ _TOKEN_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 _JWT_SIGNATURE = re.compile(r"[A-Za-z0-9_\-+/=]*")
 _UNBOUNDED_PLUGINS = frozenset({"basic-auth-url", "private-key", "jwt", "npm-token"})
 _END = r"(?![A-Za-z0-9_\-])"
-
-
-def _own(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern + _END, flags)
-
-
-#: Our rules: (name, what it is, pattern, hint literal or ""; a lower-case hint is looked for
-#: in the lower-cased text).
-OWN_RULES: tuple[tuple[str, str, re.Pattern[str], str], ...] = (
-    ("authorization-header", "HTTP Authorization header with credentials",
-     re.compile(r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|digest)"
-                r"\s+[A-Za-z0-9._~+/\-]{8,}=*"), "authorization"),
-    ("bearer-token", "bearer token", re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/\-]{16,}=*"),
-     "bearer"),
-    ("google-oauth-access-token", "Google/YouTube OAuth access token",
-     _own(r"ya29\.[0-9A-Za-z_\-]{20,}"), "ya29."),
-    ("google-oauth-refresh-token", "Google/YouTube OAuth refresh token",
-     _own(r"1//0[0-9A-Za-z_\-]{30,}"), "1//0"),
-    ("google-api-key", "Google API key", _own(r"AIza[0-9A-Za-z_\-]{35}"), "AIza"),
-    ("instagram-access-token", "Instagram access token",
-     _own(r"IG(?:QV|QW|AA)[0-9A-Za-z_\-]{40,}"), "IG"),
-    ("facebook-access-token", "Facebook/Instagram Graph access token",
-     _own(r"EAA[A-Za-z0-9]{30,}"), "EAA"),
-    ("linkedin-oauth-token", "LinkedIn OAuth access or refresh token",
-     _own(r"AQ[UVWX][0-9A-Za-z_\-]{80,}"), "AQ"),
-    ("twitter-bearer-token", "Twitter/X app bearer token",
-     _own(r"A{20,24}[A-Za-z0-9%]{30,}"), "AAAAAAAAAAAAAAAAAAAA"),
-    ("tiktok-oauth-token", "TikTok OAuth access or refresh token",
-     _own(r"(?:act|rft)\.[0-9A-Za-z!*_\-]{30,}"), "."),
-    ("anthropic-api-key", "Anthropic API key", _own(r"sk-ant-[0-9A-Za-z_\-]{20,}"), "sk-ant-"),
-    ("openai-project-key", "OpenAI project/service key",
-     _own(r"sk-(?:proj|svcacct|admin)-[0-9A-Za-z_\-]{20,}"), "sk-"),
-    ("resend-api-key", "Resend API key", _own(r"re_[0-9A-Za-z]{8,}_[0-9A-Za-z]{16,}"), "re_"),
-    ("fal-ai-key", "fal.ai API key",
-     _own(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{32}"), ":"),
-)
-
-# An OAuth token without a provider prefix (a Twitter/X OAuth 2.0 user access or refresh
-# token, an OpenID id_token, a client secret of any platform) is recognised by the JSON,
-# query or form field that holds it: the field's name, then a value of 20 or more token
-# characters (the value alone is the match, group ``value``), held to :func:`_token_like`.
+# A field rule's regex names the field; the value follows it: 20 or more token characters
+# (the value alone is the match, group ``value``), held to :func:`_token_like`.
 _FIELD_VALUE = (r"[\"']?\s*[:=]\s*[\"']?(?P<value>[A-Za-z0-9._~+/%\-]{20,}={0,2})"
                 r"(?![A-Za-z0-9._~+/%\-])")
-OAUTH_FIELD_RULES: tuple[tuple[str, str, re.Pattern[str], str], ...] = (
-    ("oauth-token-field", "OAuth token in an access_token/refresh_token/id_token field",
-     re.compile(r"(?i)(?:access|refresh|id)_token" + _FIELD_VALUE), "_token"),
-    ("oauth-client-secret-field", "OAuth client secret in a client_secret field",
-     re.compile(r"(?i)client_secret" + _FIELD_VALUE), "client_secret"),
-)
+#: Our rules (what detect-secrets lacks) as data, the way gitleaks keeps its rules.
+SECRET_RULES_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "policy" / "secret-patterns.toml"
+
+
+class SecretRulesError(ValueError):
+    """The rules file cannot be read or holds a wrong rule (one line per problem)."""
+
+
+class _RuleEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    kind: str = Field(min_length=1)
+    regex: str = Field(min_length=1)
+    hint: str = ""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class _RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1]
+    rule: tuple[_RuleEntry, ...] = ()
+    field_rule: tuple[_RuleEntry, ...] = ()
+
+
 #: Fewest bits of Shannon entropy per character a field's value must carry to be taken for
 #: a token (random base64url of 20 characters carries about 4, below 3.5 once in 2,000; a
 #: timestamp about 3.3).
@@ -211,15 +206,35 @@ def _from_plugin(name: str, plugin: type[RegexBasedDetector]) -> SecretRule:
                       tail=_JWT_SIGNATURE if jwt else None)
 
 
+def load_own_rules(path: Path = SECRET_RULES_PATH) -> tuple[SecretRule, ...]:
+    """Our rules from the TOML file at ``path`` (``[[rule]]`` first, then ``[[field_rule]]``).
+
+    A ``[[rule]]`` that ignores case (``(?i)``) is looked for by its hint in the
+    lower-cased text and may follow any character; any other must stand alone (not
+    inside a longer run of token characters). A ``[[field_rule]]``'s regex names a
+    field, case ignored; the value after it is the match, held to :func:`_token_like`.
+
+    Raises:
+        SecretRulesError: the file cannot be read, or a rule in it is wrong.
+    """
+    data = load_toml_model(path, _RulesFile, what="secret rules", error=SecretRulesError)
+    rules = []
+    for entry in data.rule:
+        folded = bool(re.compile(entry.regex).flags & re.IGNORECASE)
+        pattern = re.compile(entry.regex if folded else entry.regex + _END)
+        rules.append(SecretRule(entry.name, entry.kind, "votriz-audit", (pattern,), entry.hint,
+                                folded=folded, bounded=not folded))
+    rules += [SecretRule(entry.name, entry.kind, "votriz-audit",
+                         (re.compile("(?i)" + entry.regex + _FIELD_VALUE),), entry.hint,
+                         folded=True, valid=_token_like)
+              for entry in data.field_rule]
+    return tuple(rules)
+
+
 #: Every rule, detect-secrets' first.
 RULES: tuple[SecretRule, ...] = (
     *(_from_plugin(name, plugin) for name, plugin in DETECT_SECRETS_PLUGINS),
-    *(SecretRule(name, kind, "votriz-audit", (pattern,), hint,
-                 folded=bool(pattern.flags & re.IGNORECASE),
-                 bounded=not pattern.flags & re.IGNORECASE)
-      for name, kind, pattern, hint in OWN_RULES),
-    *(SecretRule(name, kind, "votriz-audit", (pattern,), hint, folded=True, valid=_token_like)
-      for name, kind, pattern, hint in OAUTH_FIELD_RULES),
+    *load_own_rules(),
 )
 
 

@@ -16,7 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
-from harness.formats.secret_patterns import RULES, ShapeFinder, high_entropy
+from harness.formats.secret_patterns import (
+    RULES,
+    SecretRulesError,
+    ShapeFinder,
+    high_entropy,
+    load_own_rules,
+)
 
 VECTORS = Path(__file__).resolve().parents[3] / "fixtures" / "vectors" / "secrets"
 POSITIVES = tomllib.loads((VECTORS / "positives.toml").read_text())["positive"]
@@ -110,3 +116,58 @@ def test_a_jwt_match_covers_its_signature() -> None:
     token = next(v["text"] for v in POSITIVES if v["rule"] == "jwt" and v["text"].startswith("eyJ"))
     (match,) = FINDER.find(f"cookie={token}; path=/")
     assert match.value == token
+
+
+# --- Our rules are data (fixtures/policy/secret-patterns.toml) -------------------------------
+
+def test_a_rules_file_gives_bounded_case_sensitive_rules_and_value_only_field_rules(tmp_path: Path) -> None:
+    # Given a rules file with a case-sensitive rule, one that ignores case and a field rule
+    path = tmp_path / "rules.toml"
+    path.write_text("schema_version = 1\n"
+                    "[[rule]]\nname = 'acme-key'\nkind = 'Acme key'\nregex = 'acme_[0-9a-z]{20}'\nhint = 'acme_'\n"
+                    "[[rule]]\nname = 'acme-header'\nkind = 'Acme header'\n"
+                    "regex = '(?i)x-acme:\\s*[0-9a-z]{20}'\nhint = 'x-acme'\n"
+                    "[[field_rule]]\nname = 'acme-field'\nkind = 'Acme field'\nregex = 'acme_secret'\n"
+                    "hint = 'acme_secret'\n")
+    # When it is loaded
+    key, header, field = load_own_rules(path)
+    finder = ShapeFinder((key, header, field), key=b"k" * 32)
+    # Then the case-sensitive rule stands alone, the other may follow any character and is
+    # hinted in lower case, and the field rule reports the value alone, if it reads as a token
+    value = "acme_" + "k3y9" * 5
+    assert [m.rule for m in finder.find(f"id {value} end")] == ["acme-key"]
+    assert finder.find(f"x{value}") == [] and finder.find(f"{value}x") == []
+    assert (key.bounded, key.folded, header.bounded, header.folded) == (True, False, False, True)
+    assert [m.rule for m in finder.find("X-ACME: " + "q1w2" * 5)] == ["acme-header"]
+    secret = "Zr8" + "qW3eR5tY7u" * 2
+    assert [(m.rule, m.value) for m in finder.find(f'{{"ACME_SECRET": "{secret}"}}')] == [("acme-field", secret)]
+    assert finder.find('{"acme_secret": "' + "a" * 24 + '"}') == []
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    ("schema_version = 1\n[[rule]]\nname = 'x'\nkind = 'x'\nregex = 'a(b'\n",
+     "rule[0].regex: Value error, not a regular expression: missing ), unterminated subpattern"),
+    ("schema_version = 1\n[[rule]]\nname = 'x'\nkind = 'x'\nregex = 'ab'\nflags = 'i'\n",
+     "rule[0].flags: unknown key"),
+    ("schema_version = 2\n", "schema_version: Input should be 1"),
+    ("[[rule]\n", "not valid TOML"),
+])
+def test_a_wrong_rules_file_is_one_line_naming_the_place(tmp_path: Path, body: str, said: str) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(body)
+    with pytest.raises(SecretRulesError) as raised:
+        load_own_rules(path)
+    assert said in str(raised.value) and "\n" not in str(raised.value)
+    assert str(raised.value).startswith(str(path))
+
+
+def test_a_missing_rules_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SecretRulesError, match=r"cannot read the secret rules") as raised:
+        load_own_rules(tmp_path / "absent.toml")
+    assert "\n" not in str(raised.value)
+
+
+def test_the_bundled_rules_file_holds_every_own_rule_once() -> None:
+    own = load_own_rules()
+    assert [r.name for r in own] == [r.name for r in RULES if r.source == "votriz-audit"]
+    assert len({r.name for r in RULES}) == len(RULES)
