@@ -55,37 +55,61 @@ def _extensions_readable(cert: x509.Certificate) -> bool:
     return True
 
 
+#: A rule that asks a certificate to carry an extension: (extension, rule, description of its absence).
+_Required = tuple[type[x509.ExtensionType], str, str]
+
+#: What a leaf issued by a CA must carry (a self-issued leaf has no issuer key to identify).
+_LEAF_AUTHORITY_KEY: _Required = (
+    x509.AuthorityKeyIdentifier, "leaf-no-authority-key-identifier",
+    "the certificate has no Authority Key Identifier extension (RFC 5280 §4.2.1.1 requires it "
+    "in CA-issued certificates; clients accept it)")
+#: The extensions every server certificate must carry, in the order findings are listed.
+_LEAF_REQUIRED: tuple[_Required, ...] = (
+    (x509.SubjectKeyIdentifier, "leaf-no-subject-key-identifier",
+     "the certificate has no Subject Key Identifier extension (RFC 5280 §4.2.1.2 recommends it "
+     "for end-entity certificates; clients accept it)"),
+    (x509.SubjectAlternativeName, "leaf-no-subject-alternative-name",
+     "the certificate has no Subject Alternative Name extension (the Baseline Requirements "
+     "§7.1.2.7.12 require one; browsers do not read the host name from the common name)"),
+    (x509.ExtendedKeyUsage, "leaf-no-extended-key-usage",
+     "the certificate has no Extended Key Usage extension (the Baseline Requirements require "
+     "server authentication to be named; OpenSSL accepts a certificate without it)"),
+)
+#: The extensions every CA certificate of the chain must carry.
+_ISSUER_REQUIRED: tuple[_Required, ...] = (
+    (x509.SubjectKeyIdentifier, "ca-no-subject-key-identifier",
+     "the CA certificate has no Subject Key Identifier extension (RFC 5280 §4.2.1.2 requires it "
+     "in CA certificates; clients accept it)"),
+    (x509.BasicConstraints, "ca-no-basic-constraints",
+     "the CA certificate has no basic constraints extension (RFC 5280 §4.2.1.9 requires it, "
+     "marked critical, in CA certificates)"),
+    (x509.KeyUsage, "ca-no-key-usage",
+     "the CA certificate has no Key Usage extension (RFC 5280 §4.2.1.3 requires one naming "
+     "certificate signing in CA certificates)"),
+)
+
+
+def _missing(cert: x509.Certificate, where: str, required: tuple[_Required, ...]) -> list[LintFinding]:
+    return [LintFinding(where, rule, description) for kind, rule, description in required
+            if _extension(cert, kind) is None]
+
+
 def _leaf_findings(cert: x509.Certificate, where: str) -> list[LintFinding]:
-    found: list[LintFinding] = []
+    self_issued = cert.issuer == cert.subject
+    found = _missing(cert, where, _LEAF_REQUIRED if self_issued
+                     else (_LEAF_AUTHORITY_KEY, *_LEAF_REQUIRED))
 
     def add(rule: str, description: str) -> None:
         found.append(LintFinding(where, rule, description))
 
-    self_issued = cert.issuer == cert.subject
-    if _extension(cert, x509.AuthorityKeyIdentifier) is None and not self_issued:
-        add("leaf-no-authority-key-identifier",
-            "the certificate has no Authority Key Identifier extension (RFC 5280 §4.2.1.1 requires it "
-            "in CA-issued certificates; clients accept it)")
-    if _extension(cert, x509.SubjectKeyIdentifier) is None:
-        add("leaf-no-subject-key-identifier",
-            "the certificate has no Subject Key Identifier extension (RFC 5280 §4.2.1.2 recommends it "
-            "for end-entity certificates; clients accept it)")
-    if _extension(cert, x509.SubjectAlternativeName) is None:
-        add("leaf-no-subject-alternative-name",
-            "the certificate has no Subject Alternative Name extension (the Baseline Requirements "
-            "§7.1.2.7.12 require one; browsers do not read the host name from the common name)")
     basic = _extension(cert, x509.BasicConstraints)
     if basic is not None and isinstance(basic.value, x509.BasicConstraints) and basic.value.ca:
         add("leaf-marked-as-ca",
             "the server certificate is marked as a certificate authority (basic constraints "
             "CA true), which the Baseline Requirements forbid for server certificates")
     usage = _extension(cert, x509.ExtendedKeyUsage)
-    if usage is None:
-        add("leaf-no-extended-key-usage",
-            "the certificate has no Extended Key Usage extension (the Baseline Requirements require "
-            "server authentication to be named; OpenSSL accepts a certificate without it)")
-    elif (isinstance(usage.value, x509.ExtendedKeyUsage)
-          and ExtendedKeyUsageOID.SERVER_AUTH not in usage.value):
+    if (usage is not None and isinstance(usage.value, x509.ExtendedKeyUsage)
+            and ExtendedKeyUsageOID.SERVER_AUTH not in usage.value):
         add("leaf-extended-key-usage-without-server-auth",
             "the certificate's Extended Key Usage does not name server authentication")
     validity = (cert.not_valid_after_utc - cert.not_valid_before_utc).days
@@ -98,28 +122,12 @@ def _leaf_findings(cert: x509.Certificate, where: str) -> list[LintFinding]:
 
 
 def _issuer_findings(cert: x509.Certificate, where: str) -> list[LintFinding]:
-    found: list[LintFinding] = []
-
-    def add(rule: str, description: str) -> None:
-        found.append(LintFinding(where, rule, description))
-
-    if _extension(cert, x509.SubjectKeyIdentifier) is None:
-        add("ca-no-subject-key-identifier",
-            "the CA certificate has no Subject Key Identifier extension (RFC 5280 §4.2.1.2 requires it "
-            "in CA certificates; clients accept it)")
+    found = _missing(cert, where, _ISSUER_REQUIRED)
     basic = _extension(cert, x509.BasicConstraints)
-    if basic is None:
-        add("ca-no-basic-constraints",
-            "the CA certificate has no basic constraints extension (RFC 5280 §4.2.1.9 requires it, "
-            "marked critical, in CA certificates)")
-    elif not basic.critical:
-        add("ca-basic-constraints-not-critical",
-            "the CA certificate's basic constraints extension is not marked critical "
-            "(RFC 5280 §4.2.1.9 requires it to be)")
-    if _extension(cert, x509.KeyUsage) is None:
-        add("ca-no-key-usage",
-            "the CA certificate has no Key Usage extension (RFC 5280 §4.2.1.3 requires one naming "
-            "certificate signing in CA certificates)")
+    if basic is not None and not basic.critical:
+        found.append(LintFinding(where, "ca-basic-constraints-not-critical",
+                                 "the CA certificate's basic constraints extension is not marked "
+                                 "critical (RFC 5280 §4.2.1.9 requires it to be)"))
     return found
 
 

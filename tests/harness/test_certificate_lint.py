@@ -84,6 +84,15 @@ def test_each_departure_is_one_finding() -> None:
     assert rules([leaf(), ca(basic_critical=False)]) == ["ca-basic-constraints-not-critical"]
 
 
+def test_every_departure_of_a_certificate_is_listed_missing_extensions_first() -> None:
+    # A certificate that departs in several ways gets one finding for each: first the
+    # extensions it lacks (in the order of the rules), then what its extensions say wrongly.
+    assert rules([leaf(aki=False, san=False, eku=False, is_ca=True, days=825), ca()]) == [
+        "leaf-no-authority-key-identifier", "leaf-no-subject-alternative-name",
+        "leaf-no-extended-key-usage", "leaf-marked-as-ca", "leaf-validity-over-398-days"]
+    assert rules([leaf(), ca(ski=False, key_usage=False, basic_critical=False)]) == [
+        "ca-no-subject-key-identifier", "ca-no-key-usage", "ca-basic-constraints-not-critical"]
+
 def test_findings_name_the_certificate_they_are_about() -> None:
     findings = lint_chain([leaf(aki=False), ca(ski=False)])
     assert [f.certificate for f in findings] == ["leaf (CN=votriz.test)", "issuer 1 (CN=Test CA)"]
