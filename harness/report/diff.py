@@ -87,20 +87,34 @@ class Delta:
 
 
 @dataclass(frozen=True)
+class ComparedRun:
+    """One of the two runs a diff compares, as the diff names it.
+
+    Attributes:
+        run_id: the run's id.
+        label: how to name it (its report directory).
+    """
+
+    run_id: str
+    label: str
+
+    def named(self) -> str:
+        """``LABEL (run RUN_ID)``."""
+        return f"{self.label} (run {self.run_id})"
+
+
+@dataclass(frozen=True)
 class RunDiff:
     """The comparison of two runs.
 
     Attributes:
-        old_run_id, new_run_id: the runs compared.
-        old_label, new_label: how to name them (their directories).
+        old_run, new_run: the runs compared.
         findings: one per finding id in either run, worst change first.
         claims: one per claim id in either run, worst change first.
     """
 
-    old_run_id: str
-    new_run_id: str
-    old_label: str
-    new_label: str
+    old_run: ComparedRun
+    new_run: ComparedRun
     findings: tuple[Delta, ...]
     claims: tuple[Delta, ...]
 
@@ -143,7 +157,8 @@ def diff_runs(old: RunResults, new: RunResults, *, old_label: str = "old", new_l
     findings = _deltas({r.finding_id: r for r in old.results}, {r.finding_id: r for r in new.results},
                        lambda result: result.message)
     claims = _deltas({c.id: c for c in old.claims}, {c.id: c for c in new.claims}, lambda claim: claim.text)
-    return RunDiff(old.run_id, new.run_id, old_label, new_label, findings, claims)
+    return RunDiff(ComparedRun(old.run_id, old_label), ComparedRun(new.run_id, new_label),
+                   findings, claims)
 
 
 def diff_dirs(old_dir: Path, new_dir: Path) -> RunDiff:
@@ -175,8 +190,7 @@ def regression_words(diff: RunDiff) -> str:
 
 def diff_text(diff: RunDiff) -> str:
     """The diff as plain text, regressions first; unchanged entries are counted, not listed."""
-    lines = [f"votriz-audit diff: {diff.old_label} (run {diff.old_run_id}) -> "
-             f"{diff.new_label} (run {diff.new_run_id})"]
+    lines = [f"votriz-audit diff: {diff.old_run.named()} -> {diff.new_run.named()}"]
     gone = [d.key for d in (*diff.findings, *diff.claims) if d.change is Change.GONE]
     lines.append(f"REGRESSION: {regression_words(diff)}." if diff.regression
                  else "No regression: nothing newly FAILs, became unverifiable or is gone.")

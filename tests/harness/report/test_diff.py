@@ -45,6 +45,9 @@ def test_a_fault_run_after_a_clean_run_is_a_regression(clean_run: Path, fault_ru
     claims = {d.key: d.change for d in diff.claims}
     assert claims["TRANSIT-TLS13"] is Change.NEW_FAIL and claims["KEYS-HSM"] is Change.UNCHANGED
     text = diff_text(diff)
+    assert text.splitlines()[0] == (f"votriz-audit diff: {clean_run} (run {diff.old_run.run_id}) -> "
+                                    f"{fault_run} (run {diff.new_run.run_id})")
+    assert diff.old_run.run_id != diff.new_run.run_id
     assert text.splitlines()[1].startswith("REGRESSION")
     assert "  new FAIL            transit.tls_versions/TRANSIT-TLS13: PASS -> FAIL" in text
     # Regressions come first, then the rest.

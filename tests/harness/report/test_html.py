@@ -183,9 +183,12 @@ def test_the_detection_matrix_appears_only_with_calibration_json(fault_run: Path
 
 
 def test_the_diff_section_names_regressions(clean_run: Path, fault_run: Path) -> None:
-    html = _render(fault_run, diff=diff_dirs(clean_run, fault_run))
+    diff = diff_dirs(clean_run, fault_run)
+    html = _render(fault_run, diff=diff)
     section = html[html.index('id="diff-h"'):html.index('id="claims"')]
 
+    # The earlier run is named by its id and its directory
+    assert (f'Against run <span class="mono">{diff.old_run.run_id}</span> ({clean_run}):' in section)
     assert "✗ REGRESSION" in section
     assert "transit.tls_versions/TRANSIT-TLS13" in section and "new FAIL" in section
     assert "newly unverifiable" in section
