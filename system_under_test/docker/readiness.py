@@ -27,10 +27,16 @@ START_TIMEOUT_S = 60.0
 # A poll costs an engine call (and for most tests a ``docker exec``): 0.1 s between two is
 # short beside them.
 POLL_S = 0.1
-# Run inside the fakes' container: both of its ports accept connections.
-PORTS_OPEN = ("import socket\n"
-              "for port in {ports}:\n"
-              "    socket.create_connection(('127.0.0.1', port), timeout=1).close()\n")
+
+
+def ports_open(address: str, ports: Sequence[int]) -> bool:
+    """Whether every one of ``ports`` at ``address`` accepts a TCP connection now."""
+    try:
+        for port in ports:
+            socket.create_connection((address, port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
 
 
 def tls_context(ca_file: Path) -> ssl.SSLContext:

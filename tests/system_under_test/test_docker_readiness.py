@@ -51,3 +51,16 @@ def test_the_first_failure_stops_the_other_waits_and_is_the_error_raised() -> No
         readiness.together([never_ready, broken])
     assert not isinstance(raised.value, readiness.Abandoned)
     assert time.monotonic() - started < 5
+
+
+def test_ports_open_asks_every_port_from_this_host() -> None:
+    import socket
+
+    # Given one port that listens and one that (most likely) does not: the listener's, closed
+    with socket.create_server(("127.0.0.1", 0)) as listening, socket.create_server(("127.0.0.1", 0)) as gone:
+        closed = gone.getsockname()[1]
+        gone.close()
+        port = listening.getsockname()[1]
+        # Then only a set of listening ports is open
+        assert readiness.ports_open("127.0.0.1", [port])
+        assert not readiness.ports_open("127.0.0.1", [port, closed])

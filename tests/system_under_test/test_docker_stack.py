@@ -8,9 +8,11 @@ id, so these tests can run next to other stacks.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +87,57 @@ def test_images_are_built_from_local_bases(client, clean_stack: StackInfo) -> No
         assert len(roots) == 1, part
         shared_base = shared_base or roots
         assert roots == shared_base, f"{part} is not on the shared base"
+
+
+def test_the_service_modules_are_compiled_in_the_image(clean_stack: StackInfo) -> None:
+    # Given the API container (PYTHONDONTWRITEBYTECODE=1: no interpreter caches at run time)
+    api = clean_stack.containers["api"]
+    # When an ops command's modules are imported, verbosely
+    result = subprocess.run(["docker", "exec", api, "python", "-v", "-c", "import system_under_test.ops.__main__"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    # Then each module of /opt/votriz/src came from the image's .pyc, none compiled from its source
+    used = [line for line in result.stderr.splitlines() if "/opt/votriz/src/" in line and " matches " in line]
+    compiled = [line for line in result.stderr.splitlines() if line.startswith("# code object from")
+                and "/opt/votriz/src/" in line and line.endswith(".py'")]
+    assert len(used) >= 10 and compiled == [], compiled[:3]
+
+
+def test_each_stack_gets_its_own_copy_of_the_image_cluster(client, clean_stack: StackInfo) -> None:
+    # Given the db image, which holds an initdb'd cluster
+    image = clean_stack.images["db"]
+    assert client.containers.run(image, ["cat", "/var/lib/votriz/pgdata/PG_VERSION"], remove=True).strip() == b"15"
+    # Then the stack's database runs on a volume of its own (filled from the image), not the image's files
+    db = client.containers.get(clean_stack.containers["db"])
+    mount = next(m for m in db.attrs["Mounts"] if m["Destination"] == "/var/lib/votriz/pgdata")
+    assert mount["Type"] == "volume" and clean_stack.stack_id in mount["Name"]
+    # and its roles were made at start: the image's cluster has none but the superuser
+    roles = subprocess.run(["docker", "exec", db.name, "psql", "-h", "/var/run/votriz-pg", "-U", "postgres",
+                            "-Atc", "SELECT rolname FROM pg_roles WHERE rolname LIKE 'votriz%' ORDER BY 1"],
+                           capture_output=True, text=True, timeout=30, check=True).stdout.split()
+    assert roles and all(role.startswith("votriz_") for role in roles)
+
+
+def test_the_db_image_makes_a_cluster_in_an_empty_data_directory(client, clean_stack: StackInfo,
+                                                                  tmp_path: Path) -> None:
+    # Given an empty data directory of the service user's (a bind mount: Docker copies nothing in)
+    data = tmp_path / "pgdata"
+    data.mkdir(mode=0o700)
+    data.chmod(0o700)
+    os.chown(data, topology.SERVICE_UID, topology.SERVICE_GID)
+    # When the db image starts on it
+    hba = clean_stack.state_dir / "docker" / "pg_hba.conf"
+    container = client.containers.run(clean_stack.images["db"], detach=True, network_mode="none",
+                                      volumes={str(data): {"bind": "/var/lib/votriz/pgdata", "mode": "rw"},
+                                               str(hba): {"bind": "/etc/votriz/pg_hba.conf", "mode": "ro"}})
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready to accept connections" not in container.logs() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Then start.sh made the cluster there and PostgreSQL runs on it
+        assert b"ready to accept connections" in container.logs(), container.logs()[-500:]
+        assert (data / "PG_VERSION").read_text().strip() == "15"
+    finally:
+        container.remove(force=True)
 
 
 def test_tls13_handshake_on_published_443_reaches_the_api(clean_stack: StackInfo) -> None:
