@@ -41,9 +41,9 @@ compare from run to run on a shared machine.
   with each of the 50 canaries planted once in each of its 4 encodings (raw,
   base64, hex, HEX: 200 needles) at random offsets, swept by
   ``SecretSweep.sweep_files`` as the backup and log areas are; every planted
-  needle must be found. Also the database area's path (``DatabaseProbe.dump``
-  into ``SecretSweep.sweep``, ≥ 200 MB/s) over the channels table, beside
-  the same dump drained without sweeping.
+  needle must be found. Also the database area's path
+  (``harness.probes.database_sweep.sweep_database``, ≥ 200 MB/s) over the
+  channels table, beside the same reads searched for no needle.
 
 The machine is shared (2 cores; Docker builds and test runs may be going on):
 each figure is the median of ``--repeats`` runs, with the spread, the CPU
@@ -326,30 +326,24 @@ def _classify_in_memory_child(dsn: str) -> dict[str, Any]:
 def _sweep_database_child(profile: TargetProfile, needles: list[tuple[bytes, str]],
                           policy_path: Path | None = None) -> dict[str, Any]:
     from harness.probes.database import DatabaseProbe
+    from harness.probes.database_sweep import sweep_database
 
     sweep = SecretSweep(needles)
     report = SweepReport()
-    with DatabaseProbe(profile, load_policy(policy_path)) as db:
+    policy = load_policy(policy_path)
+    with DatabaseProbe(profile, policy) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table == "channels")
         cpu, wall = _cpu_seconds(), time.perf_counter()
-        sweep.sweep(db.dump(columns), report)
+        sweep_database(db, sweep, report, profile=profile, policy=policy, columns=columns)
         wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "bytes": report.bytes_scanned,
             "hits": report.hits_total}
 
 
 def _raw_dump_child(profile: TargetProfile, policy_path: Path | None = None) -> dict[str, Any]:
-    """The sweep's database read (every column of channels through its own COPY), drained."""
-    from harness.probes.database import DatabaseProbe
-
-    size = 0
-    with DatabaseProbe(profile, load_policy(policy_path)) as db:
-        columns = tuple(c for c in db.visible_tables().columns if c.table == "channels")
-        cpu, wall = _cpu_seconds(), time.perf_counter()
-        for _, stream in db.dump(columns):
-            size += sum(len(block) for block in stream)
-        wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
-    return {"seconds": wall, "cpu_seconds": cpu, "bytes": size}
+    """The sweep's database read (the same parts, threads, sessions and COPY blocks),
+    searched for no needle."""
+    return _sweep_database_child(profile, [], policy_path)
 
 
 TOKEN_READ = ("platform", "access_token_enc", "refresh_token_enc")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import ahocorasick_rs
 
+from harness.formats.copy_text import field_at, first_field
 from harness.redaction import KnownSecrets
 
 #: Large enough that the per-chunk work (the overlap copy, one call into the automaton)
@@ -43,16 +44,23 @@ class SweepHit:
 
     Attributes:
         label: which secret, and in which form (e.g. ``canary password (base64)``).
-        location: where (``users.email_enc``, ``redis:session:42``, a file path ...).
-        offset: byte offset of the first byte of the occurrence within ``location``.
+        location: where (``postgres:users.email_enc``, ``redis:session:42``, a file path ...).
+        offset: byte offset of the first byte of the occurrence within ``location``; for a
+            database cell (``row`` given), within that one value's text as ``COPY`` writes it.
+        row: the database row holding it, named by its integer primary key's value, else by
+            its ``ctid`` (as :mod:`harness.shape_sweep` names rows); None elsewhere.
     """
 
     label: str
     location: str
     offset: int
+    row: str | None = None
 
     def describe(self) -> str:
-        """``label at location:offset``: safe to print."""
+        """``label at location:offset`` (``label at location row R, byte N`` for a database
+        cell): safe to print."""
+        if self.row is not None:
+            return f"{self.label} at {self.location} row {self.row}, byte {self.offset}"
         return f"{self.label} at {self.location}:{self.offset}"
 
 
@@ -140,6 +148,39 @@ class SecretSweep:
             if end > skip_ends_before:
                 yield SweepHit(self._labels[index], location, base_offset + start)
 
+    def scan_copy_rows(self, block: bytes, locations: Sequence[str | None]) -> Iterator[SweepHit]:
+        """Every occurrence inside one field of a block of whole ``COPY`` text lines (a
+        table's rows as the server writes them, each value escaped), in stream order: named by
+        ``locations[i]`` for a line's ``i``-th field (None: a field not searched, such as a
+        row's ``ctid``), the row by its line's first field, the offset within the field's text.
+
+        The block is searched whole, as it arrives (459 MB of ``channels`` with 233 needles:
+        0.34 CPU s), and only a hit is placed in its field (:func:`field_at`). An occurrence
+        that crosses a tab or a newline spans two fields and is dropped: a value's own tabs and
+        newlines are escaped, so these are exactly the occurrences a search of each column's
+        text alone finds, less the ones across two consecutive values of a column (joined only
+        by the separator, never one stored value). Blocks are whole lines, so nothing found
+        spans two blocks.
+
+        Raises:
+            ValueError: a hit on a line with more fields than ``locations``.
+        """
+        if self._automaton is None or not block:
+            return
+        matches = self._automaton.find_matches_as_indexes(block, overlapping=True)
+        matches.sort(key=lambda match: (match[2], match[1]))
+        for index, start, end in matches:
+            place = field_at(block, start, end)
+            if place is None:
+                continue
+            line, column, field = place
+            if column >= len(locations):
+                raise ValueError(f"a COPY line has more than {len(locations)} fields")
+            location = locations[column]
+            if location is not None:
+                row = first_field(block, line).decode("utf-8", "replace")
+                yield SweepHit(self._labels[index], location, start - field, row)
+
     def scan_stream(self, chunks: Iterable[bytes], location: str, *,
                     min_chunk_bytes: int = MIN_SCAN_BYTES) -> Iterator[SweepHit]:
         """Every occurrence in a stream given as consecutive chunks of any size.
@@ -194,7 +235,7 @@ class SecretSweep:
         for location, chunks in places:
             report.locations += 1
             counted = _Counting(chunks)
-            self._record(report, self.scan_stream(counted, location))
+            self.record(report, self.scan_stream(counted, location))
             report.bytes_scanned += counted.total
         return report
 
@@ -209,14 +250,23 @@ class SecretSweep:
             try:
                 with open_regular(path) as stream:
                     size = os.fstat(stream.fileno()).st_size
-                    self._record(report, self.scan_open_file(stream, str(path), chunk_bytes=chunk_bytes))
+                    self.record(report, self.scan_open_file(stream, str(path), chunk_bytes=chunk_bytes))
             except OSError as exc:
                 report.unreadable.append(f"{path}: {exc.strerror or type(exc).__name__}")
                 continue
             report.bytes_scanned += size
         return report
 
-    def _record(self, report: SweepReport, hits: Iterable[SweepHit]) -> None:
+    def absorb(self, report: SweepReport, part: SweepReport) -> None:
+        """Add the report of a part searched apart (a part of a table) to ``report``, after
+        what it holds: bytes, hits in all, and hits kept up to :attr:`hit_limit`."""
+        report.bytes_scanned += part.bytes_scanned
+        report.hits_total += part.hits_total
+        report.hits.extend(part.hits[:max(0, self.hit_limit - len(report.hits))])
+        report.unreadable.extend(part.unreadable)
+
+    def record(self, report: SweepReport, hits: Iterable[SweepHit]) -> None:
+        """Count ``hits`` into ``report``, keeping the first :attr:`hit_limit` of them."""
         for hit in hits:
             report.hits_total += 1
             if len(report.hits) < self.hit_limit:

@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import shutil
-import tempfile
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,7 +25,6 @@ import psycopg
 from psycopg import sql
 
 from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
-from harness.formats.copy_text import spool_columns, spooled
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import pg_reads
@@ -38,7 +35,7 @@ from harness.redaction import KnownSecrets
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 _WRITE_PRIVILEGES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
 DEFAULT_BATCH_ROWS = 10_000
-#: Bytes of COPY output gathered before they are handed on (see DatabaseProbe.column_bytes).
+#: Bytes of COPY output gathered before they are handed on (see DatabaseProbe.copy_rows).
 COPY_BLOCK_BYTES = 1 << 20
 #: Seconds the client-side deadline of a query waits beyond its server-side statement_timeout,
 #: so that a server that keeps its promise reports the cancellation itself.
@@ -395,15 +392,6 @@ class DatabaseProbe:
             table=sql.Identifier(info.table), n=sql.Literal(rows))
         return tuple(str(row[0]) for row in self._all(query))
 
-    def column_bytes(self, info: ColumnInfo, *,
-                     timeout_s: float | None = None) -> Iterator[bytes]:
-        """One column's values as a byte stream (``COPY`` text format, one value a line),
-        in blocks of whole lines of about :data:`COPY_BLOCK_BYTES`."""
-        query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
-            sql.Identifier(info.column), sql.Identifier(info.schema), sql.Identifier(info.table))
-        return self._copy_out(query, (f"dumping {info.name}", f"dump {info.name}"),
-                              timeout_s=timeout_s)
-
     def key_bounds(self, table: str, key: str = "id", *,
                    schema: str = "public") -> tuple[int, int, bool] | None:
         """``(lowest, highest, whether a row may hold a NULL key)`` of an integer key, in one query
@@ -429,7 +417,7 @@ class DatabaseProbe:
     def copy_rows(self, table: str, columns: Sequence[str | None], *, schema: str = "public",
                   key: str = "id", low: int | None = None, high: int | None = None,
                   sample_percent: float | None = None, stored_bytes: bool = False,
-                  null_key: bool = False) -> Iterator[bytes]:
+                  null_key: bool = False, snapshot: str | None = None) -> Iterator[bytes]:
         """``key, *columns`` of the rows with ``low <= key <= high`` (``null_key``: whose key is
         NULL, named ``id NULL``) as ``COPY`` text lines, in blocks of whole lines of about
         :data:`COPY_BLOCK_BYTES` (read them with :func:`harness.formats.copy_text.copy_text_rows`).
@@ -439,7 +427,8 @@ class DatabaseProbe:
         is NULL in its place. ``sample_percent`` draws each row with that probability
         (``TABLESAMPLE BERNOULLI``: a uniform sample). With ``stored_bytes`` text arrives as
         the bytes the server stores (``client_encoding`` SQL_ASCII for this read), else in
-        the session's encoding (UTF-8). The read may take ``timeouts.command_s``.
+        the session's encoding (UTF-8). ``snapshot`` (from :meth:`exported_snapshot`) reads
+        the database as another session sees it. The read may take ``timeouts.command_s``.
 
         Raises:
             ProbeError: the read failed or exceeded its time; the message names the
@@ -449,13 +438,14 @@ class DatabaseProbe:
                            sample_percent=sample_percent, null_key=null_key)
         names = ", ".join(f"{table}.{column}" for column in columns if column)
         return self._copy_out(query, (f"reading {names}", f"read {names}"),
-                              stored_bytes=stored_bytes)
+                              stored_bytes=stored_bytes, snapshot=snapshot)
 
-    def _copy_out(self, query: sql.Composed, what: tuple[str, str], *,
-                  timeout_s: float | None = None, stored_bytes: bool = False) -> Iterator[bytes]:
+    def _copy_out(self, query: sql.Composed, what: tuple[str, str], *, stored_bytes: bool = False,
+                  snapshot: str | None = None) -> Iterator[bytes]:
         """A ``COPY ... TO STDOUT``'s output in blocks of whole lines, within the deadline;
-        ``what`` names the read in messages (``("dumping x", "dump x")``)."""
-        with self._long_read(what, timeout_s=timeout_s, stored_bytes=stored_bytes) as cursor:
+        ``what`` names the read in messages (``("reading x", "read x")``)."""
+        with self._long_read(what, stored_bytes=stored_bytes,
+                             snapshot=snapshot or False) as cursor:
             # libpq hands COPY out a row at a time: gathered into blocks of about
             # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
             yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
@@ -488,21 +478,46 @@ class DatabaseProbe:
                                                         ordered=True), COPY_BLOCK_BYTES)
 
     @contextlib.contextmanager
-    def _long_read(self, what: tuple[str, str], *, timeout_s: float | None = None,
-                   stored_bytes: bool = False, snapshot: bool = False) -> Iterator[psycopg.Cursor[Any]]:
-        """A cursor for one read in its own transaction within ``timeouts.command_s`` (or
-        ``timeout_s``); ``what`` names it in the ProbeError its errors become."""
-        doing, verb = what
-        limit_ms = int((timeout_s or self._policy.timeouts.command_s) * 1000)
+    def exported_snapshot(self) -> Iterator[str | None]:
+        """This session's snapshot, for other sessions to read the database in the state it
+        sees (``pg_export_snapshot()``, as ``pg_dump --jobs`` does; a read imports it with
+        ``snapshot=``); its ``REPEATABLE READ`` transaction, and with it the snapshot, lasts
+        until the ``with`` ends. None when the server does not export one (a connection
+        pooler in transaction mode, an old server): the caller then reads in one session."""
         conn = self.connection
-        deadline, cut = self._deadline_of(limit_ms / 1000, "timeouts.command_s" if timeout_s is None
-                                          else "the dump's timeout")
+        conn.rollback()
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            try:
+                exported: str | None = str(self._one("SELECT pg_export_snapshot()")[0])
+            except ProbeError:
+                exported = None
+            yield exported
+        finally:
+            if not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+                conn.isolation_level = None
+
+    @contextlib.contextmanager
+    def _long_read(self, what: tuple[str, str], *, stored_bytes: bool = False,
+                   snapshot: bool | str = False) -> Iterator[psycopg.Cursor[Any]]:
+        """A cursor for one read in its own transaction within ``timeouts.command_s``; ``what``
+        names it in the ProbeError its errors become. ``snapshot``: in one snapshot
+        (``REPEATABLE READ``), the one exported under that name if it is one."""
+        doing, verb = what
+        limit_ms = int(self._policy.timeouts.command_s * 1000)
+        conn = self.connection
+        deadline, cut = self._deadline_of(limit_ms / 1000, "timeouts.command_s")
         watch = Watch()
         try:
             with watchdog(deadline, cut) as watch, conn.cursor() as cursor:
                 if snapshot:
                     conn.rollback()  # A transaction's first statement sets its isolation.
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    if isinstance(snapshot, str):
+                        cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                            sql.Literal(snapshot)))
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(limit_ms)))
                 if stored_bytes:
@@ -523,41 +538,6 @@ class DatabaseProbe:
             if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     conn.rollback()
-
-    def dump(self, columns: tuple[ColumnInfo, ...] | None = None
-             ) -> Iterator[tuple[str, Iterator[bytes]]]:
-        """``(location, byte stream)`` for every readable column, for the plaintext sweep.
-
-        Locations read ``postgres:table.column``; each stream is what :meth:`column_bytes`
-        gives and must be consumed before the next is taken (one connection). A table's
-        columns are read in one ``COPY`` and split into a spool per column on local disk
-        (:func:`~harness.formats.copy_text.spool_columns`) when twice the table fits in half
-        the temporary directory's free space: the table is read once, not once per column.
-        """
-        listed = columns if columns is not None else self.visible_tables().columns
-        for (schema, table), group in itertools.groupby(listed, key=lambda c: (c.schema, c.table)):
-            infos = list(group)
-            if len(infos) == 1 or not self._fits_spool(schema, table):
-                for info in infos:
-                    yield f"postgres:{info.name}", self.column_bytes(info)
-                continue
-            query = sql.SQL("COPY (SELECT {} FROM {}.{}) TO STDOUT").format(
-                sql.SQL(", ").join(sql.Identifier(i.column) for i in infos),
-                sql.Identifier(schema), sql.Identifier(table))
-            names = ", ".join(i.name for i in infos)
-            spools = spool_columns(self._copy_out(query, (f"dumping {names}", f"dump {names}")),
-                                   len(infos))
-            try:
-                for info, spool in zip(infos, spools, strict=True):
-                    yield f"postgres:{info.name}", spooled(spool)
-            finally:
-                for spool in spools:
-                    spool.close()
-
-    def _fits_spool(self, schema: str, table: str) -> bool:
-        size = self._one("SELECT pg_table_size(format('%%I.%%I', %s::text, %s::text)::regclass)",
-                         (schema, table))[0]
-        return 2 * int(size or 0) < shutil.disk_usage(tempfile.gettempdir()).free // 2
 
 
 def open_database(profile: TargetProfile, policy: Policy, known: KnownSecrets) -> DatabaseProbe:

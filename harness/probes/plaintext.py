@@ -26,6 +26,7 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import docker_engine
 from harness.probes.database import ColumnInfo, DatabaseProbe, open_database
+from harness.probes.database_sweep import sweep_database
 from harness.probes.redis_store import redis_contents
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -163,7 +164,7 @@ def observe_sweep(profile: TargetProfile, policy: Policy, known: KnownSecrets,
         inventory = rules or load_inventory_rules()
         with open_database(profile, policy, known) as db:
             columns = db.visible_tables().columns
-            sweep.sweep(db.dump(columns), report)
+            sweep_database(db, sweep, report, profile=profile, policy=policy, columns=columns)
             database_shapes(db, columns, inventory, shapes)
 
     def redis_store(report: SweepReport, shapes: ShapeScan) -> None:

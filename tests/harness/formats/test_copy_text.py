@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.formats.copy_text import copy_text_rows, spool_columns, spooled
+from harness.formats.copy_text import copy_text_rows, field_at, first_field, first_fields_bytes
 
 _OUT = {0x5C: b"\\\\", 0x08: b"\\b", 0x0C: b"\\f", 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t",
         0x0B: b"\\v"}
@@ -34,12 +34,42 @@ def test_a_block_without_backslash_is_split_as_it_is() -> None:
     assert copy_text_rows(b"") == []
 
 
-def test_columns_spooled_are_each_column_alone_across_blocks() -> None:
-    rows = [[b"1", b"a\\tb", b"\\N"], [b"2", b"", b"x" * 3_000_000], [b"3", b"c", b"d"]]
-    blocks = [b"\t".join(rows[0]) + b"\n", b"".join(b"\t".join(r) + b"\n" for r in rows[1:])]
-    spools = spool_columns(blocks, 3)
-    texts = [b"".join(spooled(spool)) for spool in spools]
-    assert texts == [b"".join(r[i] + b"\n" for r in rows) for i in range(3)]
-    assert all(spool.closed for spool in spools)
-    pieces = list(spooled(spool_columns(blocks, 3)[2]))
-    assert all(piece.endswith(b"\n") for piece in pieces) and len(pieces) >= 2
+@given(st.lists(st.lists(st.one_of(st.none(), st.binary(max_size=8)), min_size=1, max_size=4),
+                min_size=1, max_size=6), st.data())
+def test_a_span_is_placed_in_its_field_or_refused_across_a_separator(
+        rows: list[list[bytes | None]], data: st.DataObject) -> None:
+    # Given server output of rows of one width, and any span of it
+    width = len(rows[0])
+    rows = [(row + [b""] * width)[:width] for row in rows]
+    fields = [[_server_escaped(v) for v in row] for row in rows]
+    block = b"".join(b"\t".join(row) + b"\n" for row in fields)
+    start = data.draw(st.integers(0, len(block) - 1))
+    end = data.draw(st.integers(start + 1, len(block)))
+    # When it is placed
+    place = field_at(block, start, end)
+    # Then it is None exactly when it holds a separator, else the field that holds it
+    spans = [(line_at, column, field_start, field_start + len(text))
+             for line_at, column, field_start, text in _fields(fields)]
+    holding = [(line, column, field) for line, column, field, stop in spans
+               if field <= start and end <= stop]
+    assert place == (holding[0] if holding else None)
+    assert (place is None) == (b"\t" in block[start:end] or b"\n" in block[start:end])
+    if place is not None:
+        assert first_field(block, place[0]) == fields[block.count(b"\n", 0, place[0])][0]
+
+
+def _fields(rows: list[list[bytes]]) -> list[tuple[int, int, int, bytes]]:
+    """(line start, column, field start, text) of every field of ``rows`` written as lines."""
+    found, at = [], 0
+    for row in rows:
+        line = at
+        for column, text in enumerate(row):
+            found.append((line, column, at, text))
+            at += len(text) + 1
+    return found
+
+
+def test_first_fields_bytes_are_each_lines_locator_and_its_tab() -> None:
+    assert first_fields_bytes(b"(0,1)\tabc\t\\N\n(12,345)\t\n") == len(b"(0,1)\t(12,345)\t")
+    assert first_fields_bytes(b"") == 0
+    assert first_field(b"42\n7\tx\n", 3) == b"7" and first_field(b"42", 0) == b"42"

@@ -20,10 +20,11 @@ from harness.outcomes import ProbeError
 from harness.policy import load_policy
 from harness.probes import database as database_probe
 from harness.probes.database import DatabaseProbe
+from harness.probes.database_sweep import sweep_database
 from harness.probes.pg_reads import copy_blocks
 from harness.profile import TargetProfile, parse_profile
 from harness.redaction import KnownSecrets
-from harness.sweep import SecretSweep
+from harness.sweep import SecretSweep, SweepReport
 
 AUDITOR_PASSWORD = "auditor-Scratch-pw-123"
 APP_PASSWORD = "app-Scratch-pw-456"
@@ -145,32 +146,36 @@ def test_a_read_over_its_time_is_a_probe_error(scratch_pg: ScratchPostgres, tmp_
         assert [v for batch in probe.stream_column("owners", "note") for _, v in batch]
 
 
-def test_dump_feeds_the_sweep(scratch_pg: ScratchPostgres, tmp_path: Path) -> None:
+def test_the_sweep_reads_every_table_over_sessions_that_log_in(scratch_pg: ScratchPostgres,
+                                                               tmp_path: Path) -> None:
+    # Given the auditor logging in with its password, and items (200,000 rows) read in parts
     known = KnownSecrets()
     known.add(PLANTED, "planted secret")
     sweep = SecretSweep.from_known(known)
-    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
-                       load_policy()) as probe:
-        report = sweep.sweep(probe.dump())
-    assert [(h.location, h.offset) for h in report.hits] == [("postgres:owners.note", 0)]
+    profile = _profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD)
+    policy = load_policy().with_scan(jobs=2)
+    with DatabaseProbe(profile, policy) as probe:
+        report = sweep_database(probe, sweep, SweepReport(), profile=profile, policy=policy)
+    # Then every column of both readable tables was searched, the secret found where it is
+    assert [h.describe() for h in report.hits] == ["planted secret (raw) at postgres:owners.note "
+                                                  "row 1, byte 0"]
     assert report.locations == 5 and report.bytes_scanned > 200000
 
 
-def test_column_bytes_come_in_blocks_of_whole_lines(scratch_pg: ScratchPostgres, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given blocks of about 64 KiB, When a 200,000-row column is dumped
+def test_copy_rows_come_in_blocks_of_whole_lines(scratch_pg: ScratchPostgres, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given blocks of about 64 KiB, When a 200,000-row column is read through COPY
     monkeypatch.setattr(database_probe, "COPY_BLOCK_BYTES", 1 << 16)
     with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
                        load_policy()) as probe:
-        info = next(c for c in probe.visible_tables().columns if c.name == "items.value")
-        blocks = list(probe.column_bytes(info))
+        blocks = list(probe.copy_rows("items", ("value",)))
         whole = b"".join(blocks)
-        values = [v for batch in probe.stream_column("items", "value") for _, v in batch]
+        values = [(i, v) for batch in probe.stream_column("items", "value") for i, v in batch]
     # Then each block ends a line, all but the last reach the size, and the lines
-    # are the column's values, in the table's order
+    # are the rows' keys and values, in the table's order
     assert len(blocks) > 10 and all(b.endswith(b"\n") for b in blocks)
     assert all(len(b) >= 1 << 16 for b in blocks[:-1]) and max(map(len, blocks)) < 1 << 17
-    assert whole.decode().splitlines() == [str(v) for v in values]
+    assert whole.decode().splitlines() == [f"{i}\t{v}" for i, v in values]
 
 
 AWKWARD = ["tab\there", "new\nline", "back\\slash", "\\N", None, "", "é-ü ✓", "cr\rlf\n",
@@ -219,19 +224,6 @@ def test_key_bounds_planned_rows_and_a_bernoulli_sample(scratch_pg: ScratchPostg
     assert 1_700 < len(drawn) < 2_300 and len(set(drawn)) == len(drawn)
     # Spread over the whole key range, not a block of it: each tenth holds some
     assert len({(row - 1) // 20_000 for row in drawn}) == 10
-
-
-def test_a_table_dumped_once_gives_each_column_as_its_own_copy(scratch_pg: ScratchPostgres,
-                                                               tmp_path: Path, awkward: str) -> None:
-    # Given awkward values (escapes, NULL), and the table read once and split per column
-    with DatabaseProbe(_profile(scratch_pg, tmp_path, "auditor", AUDITOR_PASSWORD),
-                       load_policy()) as db:
-        columns = tuple(c for c in db.visible_tables().columns if c.table in ("awkward", "items"))
-        once = {location: b"".join(stream) for location, stream in db.dump(columns)}
-        # Then each column's bytes are exactly a COPY of that column alone
-        alone = {f"postgres:{c.name}": b"".join(db.column_bytes(c)) for c in columns}
-    assert once == alone and len(once) == 6
-    assert once["postgres:awkward.v"].count(b"\n") == len(AWKWARD)
 
 
 @pytest.mark.parametrize(("statement", "error"), [

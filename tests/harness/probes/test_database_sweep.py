@@ -1,0 +1,211 @@
+"""The database area of the plaintext sweep against a scratch PostgreSQL 15: every row of every
+column searched, whole or in key ranges read by threads in one exported snapshot, hits named by
+column, row and byte in the value; tables without an integer ``id`` read once, their rows named
+by key or ``ctid``; a part that fails or overruns its time is a ProbeError naming it.
+
+The reference each report is compared with is each column read alone (``COPY (SELECT id, c)``)
+and each value's text searched on its own."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
+
+from harness import parallel_scan
+from harness.outcomes import ProbeError
+from harness.policy import Policy, load_policy
+from harness.probes import database_sweep
+from harness.probes.database import DatabaseProbe
+from harness.probes.database_sweep import sweep_database
+from harness.redaction import KnownSecrets
+from harness.sweep import SecretSweep, SweepHit, SweepReport
+
+SECRET = "planted-Secret-4711"
+ROWS = 3000
+
+pytestmark = pytest.mark.skipif(not INSTALLED, reason="PostgreSQL 15 not installed")
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[ScratchPostgres]:
+    with scratch_postgres("dbsweep-pg-") as pg:
+        pg.psql("CREATE ROLE auditor LOGIN;"
+                " CREATE TABLE kept (id bigserial PRIMARY KEY, a text, b text, n int,"
+                "                    t timestamptz DEFAULT '2026-12-07 18:00+00');"
+                " CREATE TABLE loose (a text, b text);"
+                " CREATE TABLE named (code text PRIMARY KEY, note text);"
+                " CREATE TABLE counters (brand_id bigint PRIMARY KEY, note text);"
+                " GRANT SELECT ON kept, loose, named, counters TO auditor")
+        pg.copy("kept (a, b, n)", [_kept_row(i) for i in range(1, ROWS + 1)])
+        pg.copy("loose", [("x", None), (f"tab\t{SECRET}", "\\N"), (None, SECRET)])
+        pg.copy("named", [(SECRET, "a"), ("k2", f"line\n{SECRET}")])
+        pg.copy("counters", [(7, "plain"), (9, f"back\\slash{SECRET}")])
+        yield pg
+
+
+def _kept_row(i: int) -> tuple[Any, ...]:
+    """Row ``i`` of ``kept``: the secret at the first and last rows and at part edges, among
+    tabs, newlines, backslashes, NULLs and the text ``\\N``."""
+    a = {1: SECRET, 500: f"x\t{SECRET}", 501: f"{SECRET}\n{SECRET}", ROWS: f"\\{SECRET}"}.get(i)
+    b = {2: "\\N", 1499: f"n\n{SECRET}\t", 2999: SECRET}.get(i, f"value {i}")
+    return (a if a is not None else (None if i % 7 == 0 else f"row\t{i}"), b, i)
+
+
+def _sweep() -> SecretSweep:
+    known = KnownSecrets()
+    known.add(SECRET, "planted secret")
+    return SecretSweep.from_known(known)
+
+
+def _reference(pg: ScratchPostgres, table: str, key: str | None,
+               columns: tuple[str, ...]) -> tuple[list[SweepHit], int]:
+    """Each column read alone and each value searched alone: the hits (rows named by ``key``,
+    else by ctid) and the bytes of the columns' own COPY text."""
+    sweep, hits, size = _sweep(), [], 0
+    with psycopg.connect(pg.dsn()) as conn, conn.cursor() as cursor:
+        for column in columns:
+            locator = key or "ctid"
+            with cursor.copy(f"COPY (SELECT {locator}, {column} FROM {table}) TO STDOUT") as copy:
+                for line in b"".join(bytes(block) for block in copy).split(b"\n")[:-1]:
+                    row, value = line.split(b"\t")
+                    size += len(value) + 1
+                    hits += [SweepHit(h.label, f"postgres:{table}.{column}", h.offset, row.decode())
+                             for h in sweep.scan_bytes(value, "")]
+    return hits, size
+
+
+def _observed(pg: ScratchPostgres, policy: Policy, tables: tuple[str, ...],
+              then: Callable[[], object] = lambda: None) -> SweepReport:
+    """The sweep of ``tables``, ``then`` called once their columns are listed (by a session of
+    its own: it holds their locks until it ends)."""
+    with DatabaseProbe(pg.profile("t"), policy) as db:
+        columns = tuple(c for c in db.visible_tables().columns if c.table in tables)
+    then()
+    with DatabaseProbe(pg.profile("t"), policy) as db:
+        return sweep_database(db, _sweep(), SweepReport(), profile=pg.profile("t"),
+                              policy=policy, columns=columns)
+
+
+def _key(hit: SweepHit) -> tuple[str, str, int, str]:
+    return hit.location, hit.row or "", hit.offset, hit.label
+
+
+@pytest.mark.parametrize(("jobs", "part_rows"), [(1, 1_000_000), (2, 1_000_000), (2, 500), (3, 400)])
+def test_every_row_of_every_column_is_searched_whole_or_in_parts(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, part_rows: int) -> None:
+    # Given a 3,000-row table read in parts once it holds one row (part_rows rows at most a part)
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(parallel_scan, "PART_MAX_ROWS", part_rows)
+    parts: list[tuple[int | None, int | None]] = []
+    real = database_sweep._sweep_range
+    monkeypatch.setattr(database_sweep, "_sweep_range",
+                        lambda read, *rest: parts.append((read.low, read.high)) or real(read, *rest))
+    # When it is swept with jobs workers
+    report = _observed(scratch, load_policy().with_scan(jobs=jobs, sample_rows=10), ("kept",))
+    # Then every column of every row was searched (the policy's sample is not the sweep's),
+    # each hit where the column alone shows it, in key order, and the bytes are the columns'
+    hits, size = _reference(scratch, "kept", "id", ("id", "a", "b", "n", "t"))
+    assert sorted(map(_key, report.hits)) == sorted(map(_key, hits)) and len(hits) == 7
+    assert report.hits_total == 7 and report.bytes_scanned == size
+    assert report.locations == 5 and report.unreadable == []
+    assert [int(h.row or 0) for h in report.hits] == sorted(int(h.row or 0) for h in report.hits)
+    assert ("postgres:kept.b", "1499", 3) in {(h.location, h.row, h.offset) for h in report.hits}
+    # And the table was read in as many parts as planned, each once, covering every id
+    expected = 1 if jobs == 1 else max(jobs, -(-ROWS // part_rows))
+    assert len(parts) == (0 if expected == 1 else expected)
+    covered = sorted(i for low, high in parts for i in range(low or 0, (high or 0) + 1))
+    assert covered == ([] if expected == 1 else list(range(1, ROWS + 1)))
+
+
+@pytest.mark.parametrize(("table", "key", "columns", "rows"), [
+    ("loose", None, ("a", "b"), {"(0,2)", "(0,3)"}),
+    ("named", None, ("code", "note"), {"(0,1)", "(0,2)"}),
+    ("counters", "brand_id", ("brand_id", "note"), {"9"}),
+])
+def test_a_table_without_an_integer_id_is_read_once_its_rows_named_by_key_or_ctid(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, table: str, key: str | None,
+        columns: tuple[str, ...], rows: set[str]) -> None:
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(database_sweep, "_sweep_range", None)  # never in parts
+    report = _observed(scratch, load_policy(), (table,))
+    hits, size = _reference(scratch, table, key, columns)
+    # The ctid names the row but is neither searched nor counted
+    assert sorted(map(_key, report.hits)) == sorted(map(_key, hits))
+    assert {h.row for h in report.hits} == rows and report.bytes_scanned == size
+    assert report.locations == len(columns)
+
+
+def test_parts_read_the_snapshot_the_check_exported(scratch: ScratchPostgres) -> None:
+    with DatabaseProbe(scratch.profile("t"), load_policy()) as db, \
+            DatabaseProbe(scratch.profile("t"), load_policy()) as part, \
+            db.exported_snapshot() as snapshot:
+        assert snapshot is not None
+        # Given a row written and committed after the snapshot was taken
+        scratch.psql("INSERT INTO loose VALUES ('late', 'late')")
+        try:
+            # Then a read in the snapshot does not see it, and a read of its own does
+            seen = b"".join(part.copy_rows("loose", ("a",), key="ctid", snapshot=snapshot))
+            now = b"".join(part.copy_rows("loose", ("a",), key="ctid"))
+        finally:
+            scratch.psql("DELETE FROM loose WHERE a = 'late'")
+    assert b"late" not in seen and b"late" in now
+
+
+def test_a_server_that_exports_no_snapshot_is_read_in_one_session(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(database_sweep, "_sweep_range", None)
+
+    @contextlib.contextmanager
+    def refused(self: DatabaseProbe) -> Iterator[str | None]:
+        yield None
+
+    monkeypatch.setattr(DatabaseProbe, "exported_snapshot", refused)
+    report = _observed(scratch, load_policy().with_scan(jobs=2), ("kept",))
+    assert report.hits_total == 7 and report.locations == 5
+
+
+def _short(command_s: float) -> Policy:
+    policy = load_policy()
+    return policy.model_copy(update={"timeouts": policy.timeouts.model_copy(
+        update={"connect_s": 2, "request_s": 2, "command_s": command_s})})
+
+
+def test_a_part_that_overruns_its_time_is_an_error_naming_it(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a table locked by another session once the check has exported its snapshot
+    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    locker = psycopg.connect(scratch.dsn())
+    exported = DatabaseProbe.exported_snapshot
+
+    @contextlib.contextmanager
+    def then_locked(self: DatabaseProbe) -> Iterator[str | None]:
+        with exported(self) as snapshot:
+            locker.execute("LOCK TABLE kept IN ACCESS EXCLUSIVE MODE")
+            yield snapshot
+
+    monkeypatch.setattr(DatabaseProbe, "exported_snapshot", then_locked)
+    # When its parts are read within 0.5 s each
+    try:
+        with pytest.raises(ProbeError) as caught:
+            _observed(scratch, _short(0.5).with_scan(jobs=2), ("kept",))
+    finally:
+        locker.close()
+    # Then the sweep ends with the part's read named, never a value
+    assert re.fullmatch(r"reading kept\.a, kept\.b, kept\.n, kept\.t exceeded 0\.5 s "
+                        r"\(kept rows with id \d+\.\.\d+\)", str(caught.value)), caught.value
+
+
+def test_a_table_read_once_that_overruns_its_time_is_an_error(scratch: ScratchPostgres) -> None:
+    # Given a table without a key, locked by another session once its columns are listed
+    with psycopg.connect(scratch.dsn()) as locker:
+        lock = lambda: locker.execute("LOCK TABLE loose IN ACCESS EXCLUSIVE MODE")  # noqa: E731
+        # Then its one read ends at command_s, named
+        with pytest.raises(ProbeError, match=r"^reading loose\.a, loose\.b exceeded 0\.5 s$"):
+            _observed(scratch, _short(0.5), ("loose",), then=lock)
