@@ -25,6 +25,8 @@ from typing import Any
 
 import bcrypt
 
+from harness.formats import fernet_engine
+
 #: The 64 characters bcrypt's own base64 uses (not the standard alphabet's order).
 BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 BCRYPT_VARIANTS = ("2a", "2b", "2y")
@@ -273,6 +275,22 @@ def bcrypt_lines_costs(lines: bytes, count: int) -> dict[int, int] | None:
     if any(not 4 <= cost <= 31 for cost in costs):
         return None
     return costs
+
+
+#: What :func:`lines_classifier` hands out: :func:`bcrypt_lines_costs`, or its native twin.
+LinesCosts = Callable[[bytes, int], "dict[int, int] | None"]
+
+
+def lines_classifier() -> tuple[LinesCosts, str]:
+    """The :func:`bcrypt_lines_costs` to judge joined chunks with, and its engine's name for the
+    evidence: the native engine's (``votriz_fernet_native``, the same answer on any bytes, a
+    differential test holds them together; 0.011 s of CPU for a million hashes against 0.033 s,
+    the GIL released) where it is installed and fresh, else this module's (``python``). Asked
+    once a scan: finding the native module hashes its crate's sources."""
+    native = fernet_engine.native_module()
+    if native is None:
+        return bcrypt_lines_costs, fernet_engine.engine_name()
+    return native.bcrypt_lines_costs, fernet_engine.NATIVE
 
 
 class HashMatch(enum.StrEnum):

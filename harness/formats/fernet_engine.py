@@ -19,7 +19,8 @@ at build time, against :func:`sources_digest` of ``fernet_native/``: a rebuild t
 sources changed since) is not used: the Python path judges, and the evidence says
 ``python (native module stale)``. The same module also counts repeated fingerprints for
 :class:`harness.column_scans.DuplicateCounter` (split into buckets, then sorted), with the
-same answer as its Python path.
+same answer as its Python path, and judges joined bcrypt hashes a chunk at a time
+(:func:`harness.formats.bcrypt_hash.lines_classifier`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from harness.formats.fernet import FernetKey
 ENGINE_ENV = "VOTRIZ_FERNET_ENGINE"
 NATIVE = "native"
 #: The native module's interface this module uses (its ``INTERFACE``).
-INTERFACE = 2
+INTERFACE = 3
 PYTHON = "python"
 #: The engine where a native module is installed but was built from other sources.
 STALE = "python (native module stale)"

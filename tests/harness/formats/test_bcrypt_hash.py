@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.formats import fernet_engine
 from harness.formats.bcrypt_hash import (
     BCRYPT_ALPHABET,
     BcryptHashError,
@@ -16,6 +17,7 @@ from harness.formats.bcrypt_hash import (
     bcrypt_cost_histogram,
     bcrypt_lines_costs,
     classify_stored_hash,
+    lines_classifier,
     match_codes_to_rows,
     parse_bcrypt_hash,
 )
@@ -187,6 +189,44 @@ def test_lines_of_well_formed_hashes_and_lines_that_only_look_so() -> None:
                 "x2b$12$" + _SALTED, "$2b$12$" + _SALTED[:-1] + "!", "$2b$12$" + _SALTED[:-1] + "é"[:1],
                 "$2b$1a$" + _SALTED, "$2b$12x" + _SALTED):
         assert bcrypt_lines_costs(_joined([good[0], bad]), 2) is None, bad
+
+
+# --- the native twin of bcrypt_lines_costs: the same answer on any bytes ----------------------
+
+_NATIVE = fernet_engine.native_module()
+_native_only = pytest.mark.skipif(_NATIVE is None, reason="the native engine is not installed here")
+_GOOD_LINE = f"$2b$12${_SALTED}\n".encode()
+
+
+@_native_only
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    # Values as the database joins them: mostly hashes, some anything.
+    st.lists(st.one_of(_cell().filter(lambda v: isinstance(v, str)), st.text(max_size=70),
+                       st.sampled_from(["$2b$١٢$" + _SALTED, f"$2y$31${_SALTED}"])),
+             max_size=8).map(lambda values: (_joined(values), len(values))),
+    # Any bytes, any count.
+    st.tuples(st.binary(max_size=200), st.integers(min_value=0, max_value=4)),
+    # Good lines with one byte anywhere set to anything.
+    st.tuples(st.integers(min_value=1, max_value=3), st.integers(min_value=0, max_value=182),
+              st.integers(min_value=0, max_value=255)).map(
+        lambda t: ((lambda b: b[:t[1] % len(b)] + bytes([t[2]]) + b[t[1] % len(b) + 1:])(
+            _GOOD_LINE * t[0]), t[0]))))
+def test_the_native_lines_classifier_says_what_the_python_one_says(case: tuple[bytes, int]) -> None:
+    lines, count = case
+    assert _NATIVE is not None
+    assert _NATIVE.bcrypt_lines_costs(lines, count) == bcrypt_lines_costs(lines, count)
+
+
+@_native_only
+def test_the_scan_judges_with_the_native_classifier_where_it_is_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _joined([f"$2{v}${c:02d}${_SALTED}" for v in "aby" for c in (4, 10, 12, 31)])
+    classify, engine = lines_classifier()
+    assert engine == fernet_engine.NATIVE and classify(lines, 12) == {4: 3, 10: 3, 12: 3, 31: 3}
+    # And the Python path where it is turned off, saying so
+    monkeypatch.setenv(fernet_engine.ENGINE_ENV, "python")
+    assert lines_classifier() == (bcrypt_lines_costs, fernet_engine.PYTHON)
 
 
 def _fake_check(code: str, stored: object) -> HashMatch:

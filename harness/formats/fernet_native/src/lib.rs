@@ -24,6 +24,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sha2::Sha256;
 
+mod bcrypt_lines;
+
 const VERSION: u8 = 0x80;
 const HEADER: usize = 1 + 8 + 16;
 const MAC: usize = 32;
@@ -330,10 +332,11 @@ fn count_shared(py: Python<'_>, values: &[u8]) -> PyResult<(u64, u64)> {
 /// The files this module is built from, relative to the crate, in the order `sha256sum`
 /// lists them: every `src/*.rs` and the build's own files (a test holds this list to the
 /// checkout's).
-const SOURCES: [(&str, &[u8]); 4] = [
+const SOURCES: [(&str, &[u8]); 5] = [
     ("Cargo.lock", include_bytes!("../Cargo.lock")),
     ("Cargo.toml", include_bytes!("../Cargo.toml")),
     ("pyproject.toml", include_bytes!("../pyproject.toml")),
+    ("src/bcrypt_lines.rs", include_bytes!("bcrypt_lines.rs")),
     ("src/lib.rs", include_bytes!("lib.rs")),
 ];
 
@@ -354,10 +357,11 @@ fn sources_digest() -> String {
 fn votriz_fernet_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     // What harness/formats/fernet_engine.py expects (a stale build is not used): the
     // interface, and the sources built from, compared with the checkout's.
-    module.add("INTERFACE", 2)?;
+    module.add("INTERFACE", 3)?;
     module.add("SOURCES_DIGEST", sources_digest())?;
     module.add_class::<BlockJudge>()?;
     module.add_function(wrap_pyfunction!(split_halves, module)?)?;
     module.add_function(wrap_pyfunction!(count_shared, module)?)?;
+    module.add_function(wrap_pyfunction!(bcrypt_lines::bcrypt_lines_costs, module)?)?;
     Ok(())
 }
