@@ -33,8 +33,11 @@ compare from run to run on a shared machine.
 - **bcrypt format** (≥ 2M rows/s from PostgreSQL): ``observe_passwords``
   (``harness/probes/passwords.py``) over ``users.password_hash``
   (bcrypt-shaped, cost 12: the format audit verifies nothing), end to end
-  from PostgreSQL beside the bare read of the same column, and
-  ``scan_hash_cells`` over the same values already in memory.
+  from PostgreSQL beside the bare read of the same column (the check's own
+  paged read, each chunk counted instead of classified), and
+  ``scan_hash_cells`` over the same values already in memory. Each run also
+  records the server's CPU seconds (``server_cpu_seconds``: the backends,
+  from ``/proc``), which the client's ``cpu_seconds`` leave out.
 - **Plaintext sweep** (≥ 300 MB/s over ≥ 1 GB with 50 canaries in 4 encodings):
   a dump file of ``--sweep-gib`` GiB of pg_dump-like text (COPY lines with
   ids, e-mail addresses, Fernet-shaped tokens, bcrypt-shaped hashes, JSON)
@@ -257,16 +260,20 @@ def _peaks(jobs: int | None) -> dict[str, float]:
 
 def _raw_read_child(profile: TargetProfile, table: str, columns: tuple[str, ...],
                     jobs: int | None, policy_path: Path | None = None) -> dict[str, Any]:
-    """The limit: the same rows the check reads, by the same key ranges, connections and COPY
-    blocks on the same number and kind of workers (threads where the check's are: the native
-    token engine, the bcrypt scan), only counted (no judgement, no row split)."""
+    """The limit: the same rows the check reads, the way it reads them, only counted (no
+    judgement, no row split): for channels the same key ranges, connections and COPY blocks on
+    the same number and kind of workers (threads where the native token engine judges); for
+    users the check's own paged read (the chunks of pages joined on the server, the same
+    readers in the same exported snapshot), each chunk counted instead of classified."""
     from bench.column_drain import drain_range as drain  # light for the spawned workers
     from harness.parallel_scan import plan_scan, results_of, worker_pool
     from harness.probes.database import DatabaseProbe
     from harness.probes.stored_tokens import token_scan_in_threads
 
     policy = _policy(jobs, policy_path)
-    threads = token_scan_in_threads() if table == "channels" else True
+    if table == "users":
+        return _raw_hash_read(profile, policy)
+    threads = token_scan_in_threads()
     cpu, wall = _cpu_seconds(), time.perf_counter()
     with DatabaseProbe(profile, policy) as db:
         plan = plan_scan(db, table, policy)
@@ -276,6 +283,31 @@ def _raw_read_child(profile: TargetProfile, table: str, columns: tuple[str, ...]
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "bytes": sum(b for b, _ in parts),
             "rows": sum(r for _, r in parts), "workers": plan.jobs, "threads": threads}
+
+
+def _raw_hash_read(profile: TargetProfile, policy: Policy) -> dict[str, Any]:
+    """``users.password_hash`` read as ``observe_passwords`` reads it, every chunk counted."""
+    import threading
+
+    from harness.column_scans import HashTally
+    from harness.probes.database import DatabaseProbe
+    from harness.probes.passwords import classify_column
+    from harness.probes.pg_reads import JoinedChunk
+
+    size, lock = [0], threading.Lock()
+
+    def counted(chunk: JoinedChunk, tally: HashTally) -> bool:
+        tally.rows += chunk.rows
+        with lock:
+            size[0] += len(chunk.joined)
+        return True
+
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    with DatabaseProbe(profile, policy) as db:
+        tally, _ = classify_column(db, profile, policy, KnownSecrets(), take=counted)
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    return {"seconds": wall, "cpu_seconds": cpu, "bytes": size[0], "rows": tally.rows,
+            "read": tally.read, "threads": True}
 
 
 def _observe_tokens_child(profile: TargetProfile, raw_key: bytes, jobs: int | None = None,
@@ -309,7 +341,7 @@ def _observe_passwords_child(profile: TargetProfile, jobs: int | None = None,
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "rows": obs.scan.rows,
             "schemes": obs.scan.schemes, "costs": {str(k): v for k, v in obs.scan.costs.items()},
-            **_peaks(jobs)}
+            "read": obs.scan.read, **_peaks(jobs)}
 
 
 def _classify_in_memory_child(dsn: str) -> dict[str, Any]:
@@ -396,6 +428,36 @@ def _in_child(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, 
     return {**measured, **peaks.figures()}
 
 
+def _server_cpu_seconds(cluster: ScratchPostgres) -> float:
+    """CPU seconds the cluster's server has used: the postmaster's children that have ended
+    (every backend of a finished measurement: its ``cutime`` and ``cstime``) and those still
+    there, from ``/proc`` (clock ticks: 10 ms)."""
+    postmaster = int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def fields(pid: int | str) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    total = sum(int(f) for f in fields(postmaster)[13:15])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = fields(pid)
+        except OSError:  # Gone meanwhile: counted by its parent's cutime.
+            continue
+        if stat[1] == str(postmaster):
+            total += int(stat[11]) + int(stat[12])
+    return total / tick
+
+
+def _on_server(cluster: ScratchPostgres, function: Callable[..., dict[str, Any]],
+               *args: Any) -> dict[str, Any]:
+    """``_in_child(function, *args)``, with the server's CPU seconds meanwhile
+    (``server_cpu_seconds``: the backends' work, which the client's CPU seconds leave out)."""
+    before = _server_cpu_seconds(cluster)
+    measured = _in_child(function, *args)
+    return {**measured, "server_cpu_seconds": _server_cpu_seconds(cluster) - before}
+
+
 def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
            rate: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
     """``times`` runs of ``run``: each with the load around it, and the median rate."""
@@ -411,8 +473,10 @@ def repeat(name: str, times: int, run: Callable[[], dict[str, Any]],
         result["rate_per_cpu_second"] = round(rate(dict(measured, seconds=measured["cpu_seconds"])))
         result["load_before"], result["load_after"] = load_before, load_average()
         runs.append(result)
+        server = (f", server {result['server_cpu_seconds']} s CPU"
+                  if "server_cpu_seconds" in result else "")
         print(f"  {name} run {index + 1}/{times}: {result['rate']:,} "
-              f"({result['seconds']} s wall, {result['cpu_seconds']} s CPU, "
+              f"({result['seconds']} s wall, {result['cpu_seconds']} s CPU{server}, "
               f"load {load_before[0]} -> {result['load_after'][0]})", flush=True)
     rates = [r["rate"] for r in runs]
     return {"median": round(statistics.median(rates)), "min": min(rates), "max": max(rates),
@@ -657,11 +721,11 @@ def main() -> int:
         if "bcrypt" not in args.skip:
             raw_users: list[dict[str, Any]] = []
             end_to_end = repeat("bcrypt format from PostgreSQL (rows/s)", args.repeats,
-                                lambda: _then_raw(raw_users, _in_child(_observe_passwords_child,
-                                                                       profile, jobs, policy_path),
-                                                  lambda: _in_child(_raw_read_child, profile,
-                                                                    "users", HASH_READ, jobs,
-                                                                    policy_path)),
+                                lambda: _then_raw(raw_users, _on_server(
+                                    cluster, _observe_passwords_child, profile, jobs, policy_path),
+                                                  lambda: _on_server(
+                                    cluster, _raw_read_child, profile, "users", HASH_READ, jobs,
+                                    policy_path)),
                                 lambda r: r["rows"] / r["seconds"])
             _beside_raw(end_to_end, raw_users, args.users)
             # Every row held at once: --skip bcrypt-in-memory for tens of millions of users.

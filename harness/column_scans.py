@@ -474,6 +474,9 @@ class HashColumnScan:
         costs: bcrypt cost → number of cells.
         examples: up to :data:`EXAMPLES` rows that are not bcrypt, as ``row <id>: <scheme>``.
         cost_examples: up to :data:`EXAMPLES` bcrypt rows with another cost than asked for.
+        read: how the column was read and classified, for the evidence (e.g. ``joined pages, 2
+            readers, native lines``). Not compared: two scans that say the same of every row
+            are equal, however read.
     """
 
     column: str
@@ -482,6 +485,7 @@ class HashColumnScan:
     costs: dict[int, int]
     examples: tuple[str, ...]
     cost_examples: tuple[str, ...] = ()
+    read: str = field(default="", compare=False)
 
 
 class HashTally:
@@ -490,29 +494,40 @@ class HashTally:
 
     Attributes:
         expected_cost: the bcrypt cost asked for (rows with another are named as examples).
+        read: how the rows were read (see :attr:`HashColumnScan.read`).
     """
 
-    def __init__(self, expected_cost: int | None = None) -> None:
+    def __init__(self, expected_cost: int | None = None, read: str = "") -> None:
         self.expected_cost = expected_cost
+        self.read = read
         self.rows = 0
         self.schemes: Counter[str] = Counter()
         self.costs: Counter[int] = Counter()
         self.examples: list[str] = []
         self.cost_examples: list[str] = []
-        # A block of nothing but well-formed bcrypt at the expected cost, in one match.
-        self._clean_block = re.compile(
-            rb"(?:[0-9]+\t\$2[aby]\$" + (b"%02d" % expected_cost if expected_cost is not None
-                                          else rb"[0-9][0-9]") + rb"\$[./A-Za-z0-9]{53}\n)*")
+        # A line of well-formed bcrypt at the expected cost; a block of nothing else, in one match.
+        clean = (rb"[0-9]+\t\$2[aby]\$" + (b"%02d" % expected_cost if expected_cost is not None
+                                            else rb"[0-9][0-9]") + rb"\$[./A-Za-z0-9]{53}\n")
+        self._clean_block = re.compile(rb"(?:" + clean + rb")*")
+        self._clean_lines = re.compile(rb"(?m)^" + clean)
 
     def add_copy_block(self, block: bytes) -> None:
         """Classify a block of whole COPY text lines ``id<TAB>hash`` (the session's encoding:
-        UTF-8)."""
-        if self.expected_cost is not None and self._clean_block.fullmatch(block) is not None:
-            count = block.count(b"\n")
-            self.rows += count
-            self.schemes[HashScheme.BCRYPT.value] += count
-            self.costs[self.expected_cost] += count
-            return
+        UTF-8). Lines of well-formed bcrypt at the expected cost are counted in bulk, the rest
+        one by one, in order (a chunk of 15,680 rows holding one plaintext value: 6 ms instead
+        of 50 ms, measured)."""
+        expected_cost = self.expected_cost
+        if expected_cost is not None:
+            if self._clean_block.fullmatch(block) is not None:
+                count, block = block.count(b"\n"), b""
+            else:
+                block, count = self._clean_lines.subn(b"", block)
+            if count:
+                self.rows += count
+                self.schemes[HashScheme.BCRYPT.value] += count
+                self.costs[expected_cost] += count
+            if not block:
+                return
         rows = copy_text_rows(block)
         self.add([(row[0], None if row[1] is None else row[1].decode("utf-8", "replace"))
                   for row in rows])
@@ -551,16 +566,16 @@ class HashTally:
         self.cost_examples += other.cost_examples[:max(0, EXAMPLES - len(self.cost_examples))]
 
     def __getstate__(self) -> dict[str, Any]:
-        # The compiled pattern is remade on arrival (it is the cost's).
-        return {k: v for k, v in self.__dict__.items() if k != "_clean_block"}
+        # The compiled patterns are remade on arrival (they are the cost's).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_clean_block", "_clean_lines")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["expected_cost"])  # type: ignore[misc]
+        self.__init__(state["expected_cost"], state.get("read", ""))  # type: ignore[misc]
         self.__dict__.update(state)
 
     def scan(self, column: str) -> HashColumnScan:
         return HashColumnScan(column, self.rows, dict(self.schemes), dict(self.costs),
-                              tuple(self.examples), tuple(self.cost_examples))
+                              tuple(self.examples), tuple(self.cost_examples), self.read)
 
 
 def scan_hash_cells(rows: Iterable[tuple[Any, Any]], column: str,

@@ -45,7 +45,8 @@ def password_hashes_verdict(obs: PasswordObservation, policy: Policy) -> Verdict
                                "policy_cost": cost, "canary_match": obs.canary_match,
                                "canary_cost": obs.canary_cost, "bcrypt_verifications":
                                0 if obs.canary_match is None else 1,
-                               "examples": list(scan.examples + scan.cost_examples)}
+                               "examples": list(scan.examples + scan.cost_examples),
+                               "read": scan.read}
     sample = obs.sample
     if sample is not None:
         details["sampling"] = sample.evidence()

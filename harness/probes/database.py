@@ -9,13 +9,14 @@ it, so that an audit can never change what it audits.
 What it observes: the server version, every table and column visible to the
 role (and the tables it cannot read: blind spots), a column's values streamed
 through a server-side cursor in batches (memory stays flat over millions of
-rows), and each column's bytes as a stream for the plaintext sweep.
+rows), and a table's rows as ``COPY`` text in blocks (for the column scans and
+the plaintext sweep), also in a snapshot one session exports and others import,
+so that sessions reading parts of one table side by side see one state of it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import pg_reads
-from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunks, range_copy, unique_key_query
+from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunk, range_copy
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
 
@@ -450,32 +451,42 @@ class DatabaseProbe:
             # COPY_BLOCK_BYTES, a reader pays its per-chunk cost per block.
             yield from copy_blocks(cursor, query, COPY_BLOCK_BYTES)
 
-    def key_is_unique(self, table: str, key: str = "id", *, schema: str = "public") -> bool:
-        """Whether ``key`` alone identifies a row (:func:`~harness.probes.pg_reads.unique_key_query`)."""
-        return bool(self._one(unique_key_query(table, key, schema=schema))[0])
+    def page_span(self, table: str, *, schema: str = "public") -> int | None:
+        """In :meth:`exported_snapshot`'s transaction: the pages of ``table`` its rows lie in,
+        or None where they cannot be read by pages (a server before PostgreSQL 14, a view,
+        ``ctid`` not granted: :func:`~harness.probes.pg_reads.page_span_query`)."""
+        if self.server is None or self.server.major < pg_reads.TID_RANGE_MAJOR:
+            return None
+        pages, readable = self._one(pg_reads.page_span_query(table, schema=schema))
+        return int(pages) if readable else None
 
-    def joined_column(self, table: str, column: str, *, take: Callable[[JoinedChunk], bool],
-                      schema: str = "public", key: str = "id", low: int | None = None,
-                      high: int | None = None) -> Iterator[bytes]:
-        """The rows with ``low <= key <= high``, in one snapshot (``REPEATABLE READ``): each
-        of :func:`~harness.probes.pg_reads.joined_chunks` is handed to ``take``, and the rows
-        of a chunk it refuses (False) are read again, exactly those rows, and yielded as
-        ``key, column`` ``COPY`` text blocks. A ``key`` that does not alone identify a row
-        joins nothing: the range is yielded as ``COPY`` blocks, ``take`` never asked. Within
-        ``timeouts.command_s``, read again or not; a failure is a ProbeError naming the
-        column, never a value."""
-        name, copy = f"{table}.{column}", functools.partial(range_copy, table, (column,),
-                                                           schema=schema, key=key)
-        with self._long_read((f"reading {name}", f"read {name}"), snapshot=True) as cursor:
-            unique = cursor.execute(unique_key_query(table, key, schema=schema)).fetchone()
-            if not (unique and unique[0]):
-                yield from copy_blocks(cursor, copy(low=low, high=high), COPY_BLOCK_BYTES)
-                return
-            for chunk in joined_chunks(cursor, table, column, schema=schema, key=key, low=low,
-                                       high=high):
-                if not take(chunk):
-                    yield from copy_blocks(cursor, copy(low=chunk.low, high=chunk.high,
-                                                        ordered=True), COPY_BLOCK_BYTES)
+    def joined_pages(self, table: str, column: str, *, snapshot: str,
+                     chunks: Callable[[], tuple[int, int] | None],
+                     take: Callable[[JoinedChunk], bool], part_rows: int,
+                     schema: str = "public", key: str = "id") -> Iterator[bytes]:
+        """The chunks of pages ``chunks()`` hands out (None: none left; other sessions may take
+        from it too), read in the exported ``snapshot``: each
+        (:func:`~harness.probes.pg_reads.joined_chunk`) handed to ``take``, and the rows of one
+        it refuses (False) read again, the same rows, and yielded as ``key, column`` ``COPY``
+        text blocks. A transaction reads chunks until it has read ``part_rows`` rows, within
+        ``timeouts.command_s``; a failure is a ProbeError naming the column, never a value."""
+        name, query = f"{table}.{column}", pg_reads.chunk_query(table, column, schema=schema)
+        ahead = chunks()
+        while ahead is not None:
+            with self._long_read((f"reading {name}", f"read {name}"), snapshot=snapshot,
+                                 stored_bytes=True) as cursor:
+                read = 0
+                while ahead is not None and read < part_rows:
+                    chunk = joined_chunk(cursor, query, *ahead)
+                    read += chunk.rows
+                    if not take(chunk):
+                        # Read again in the session's own encoding, as every COPY is.
+                        cursor.execute("SET LOCAL client_encoding TO DEFAULT")
+                        yield from copy_blocks(cursor, range_copy(
+                            table, (column,), schema=schema, key=key, low=None, high=None,
+                            pages=ahead), COPY_BLOCK_BYTES)
+                        cursor.execute("SET LOCAL client_encoding TO 'SQL_ASCII'")
+                    ahead = chunks()
 
     @contextlib.contextmanager
     def exported_snapshot(self) -> Iterator[str | None]:

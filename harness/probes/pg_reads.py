@@ -1,6 +1,7 @@
 """Reads of a PostgreSQL session at the cost of the data, not of the rows: ``COPY`` output in
-blocks without a Python step per row, and a column's values joined on the server into blocks
-of a bounded number of rows, read in key order.
+blocks without a Python step per row, and a column's values joined on the server a chunk of
+heap pages at a time (a TID range scan: no index, no sort), in a snapshot that several
+sessions share (:class:`PageSpan`), so that chunks read side by side see one table.
 
 Both work on a psycopg cursor whose session the caller owns (transaction, time limits,
 deadlines: :class:`harness.probes.database.DatabaseProbe`).
@@ -76,55 +77,82 @@ def _copy_result(pgconn: pq.abc.PGconn, waiting: select.poll) -> None:
         raise kind(message or f"COPY failed (SQLSTATE {state or 'unknown'})")
 
 
-#: Rows whose values the server joins into one text (at most 16,384 values of 61 bytes: 1 MB).
-JOINED_CHUNK_ROWS = 16_384
+#: Heap pages one joined chunk covers: about 15,600 rows of the reference's ``users`` (61 a
+#: page), and at most 256 x 291 rows (``MaxHeapTuplesPerPage``) of 61 bytes: 4.5 MB of joined
+#: text, whatever the table.
+CHUNK_PAGES = 256
 #: The octets of a well-formed bcrypt hash: the only values the server joins.
 JOINED_VALUE_OCTETS = 60
-#: The lowest bigint: where a read without a lower bound starts.
-LOWEST_KEY = -(1 << 63)
+#: The first server whose planner reads a ``ctid`` range as a TID range scan (pages, not
+#: the whole table once a chunk).
+TID_RANGE_MAJOR = 14
 
 
 @dataclass(frozen=True)
 class JoinedChunk:
-    """Consecutive rows of one column, in key order, the values of a bcrypt hash's length
+    """The rows of a range of heap pages, the values of a bcrypt hash's length
     (:data:`JOINED_VALUE_OCTETS`) joined on the server.
 
     Attributes:
-        low, high: the lowest and the highest key of its rows.
+        first, end: its pages, ``first <= page < end``.
         rows: its rows.
         values: its values of 60 octets (the ones joined).
-        others: its other non-NULL values (not joined, so a chunk's text stays about 1 MB
+        others: its other non-NULL values (not joined, so a chunk's text stays bounded
             whatever its values' sizes); ``rows - values - others`` are NULL.
-        joined: the 60-octet values as UTF-8 text, each followed by a newline (so a value
-            that holds a newline makes more lines than there are values); empty if none.
+        joined: the 60-octet values as the bytes the server stores, each followed by a
+            newline (so a value that holds a newline makes more lines than there are values);
+            empty if none.
     """
 
-    low: int
-    high: int
+    first: int
+    end: int
     rows: int
     values: int
     others: int
     joined: bytes
 
 
-def unique_key_query(table: str, key: str, *, schema: str = "public") -> sql.Composed:
-    """A query of one boolean: whether ``key`` alone identifies a row of ``schema.table``: it
-    is ``NOT NULL`` and carries a unique index on that column only (``INCLUDE`` columns
-    aside) that is valid, not partial, not on an expression, and covers every row a
-    ``SELECT`` of the table reads: the table has no inheritance children, unless it is
-    partitioned (a partitioned table's unique index is unique over all its partitions).
-    Without one, keyset paging could skip or repeat rows sharing a key (or never reach a
-    NULL one), and a table without an index would be scanned once a chunk."""
+def page_span_query(table: str, *, schema: str = "public") -> sql.Composed:
+    """A query of one row, run in a transaction whose snapshot is taken: the pages of
+    ``schema.table`` (the most of any of its heap relations: itself, its partitions, its
+    inheritance children, whose rows a ``SELECT`` of it reads; no row the snapshot sees lies
+    beyond them), and whether its rows can be read by ``ctid`` ranges at all: every relation of
+    the tree a table or a partitioned table (not a view or a foreign table), and ``ctid``
+    readable by this role (one granted only some columns may not read it)."""
     return sql.SQL(
-        "SELECT EXISTS (SELECT FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]"
-        " WHERE n.nspname = {s} AND c.relname = {t} AND a.attname = {k} AND a.attnotnull"
-        " AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1"
-        " AND i.indpred IS NULL AND i.indexprs IS NULL"
-        " AND (c.relkind = 'p' OR NOT EXISTS (SELECT FROM pg_inherits h"
-        " WHERE h.inhparent = c.oid)))").format(
-        s=sql.Literal(schema), t=sql.Literal(table), k=sql.Literal(key))
+        "WITH RECURSIVE tree(oid) AS (SELECT c.oid FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {s} AND c.relname = {t}"
+        " UNION SELECT h.inhrelid FROM pg_inherits h JOIN tree ON h.inhparent = tree.oid)"
+        " SELECT coalesce(max(pg_relation_size(c.oid)), 0) / current_setting('block_size')::bigint,"
+        " count(*) > 0 AND bool_and(c.relkind IN ('r', 'p'))"
+        " AND bool_or(CASE WHEN c.oid = tree.root AND c.relkind IN ('r', 'p')"
+        " THEN has_column_privilege(c.oid, 'ctid', 'SELECT') END)"
+        " FROM (SELECT oid, first_value(oid) OVER () AS root FROM tree) AS tree"
+        " JOIN pg_class c ON c.oid = tree.oid").format(s=sql.Literal(schema), t=sql.Literal(table))
+
+
+def chunk_query(table: str, column: str, *, schema: str = "public") -> sql.Composed:
+    """The query of one chunk of pages (``%s``: its first and its end page): its rows, its
+    values of 60 octets and the others, and those values joined by newlines. The server reads
+    the pages alone (a TID range scan), in no order, and hands over one value a chunk
+    (``octet_length`` reads a stored value's size without decompressing it)."""
+    hashlike = sql.SQL("FILTER (WHERE octet_length(v) = {n})").format(
+        n=sql.Literal(JOINED_VALUE_OCTETS))
+    return sql.SQL(
+        "SELECT count(*), count(v) {f}, count(v) - count(v) {f}, string_agg(v, E'\\n') {f}"
+        " FROM (SELECT {c}::text AS v FROM {s}.{t}"
+        " WHERE ctid >= %s::tid AND ctid < %s::tid) AS chunk").format(
+        c=sql.Identifier(column), s=sql.Identifier(schema), t=sql.Identifier(table), f=hashlike)
+
+
+def joined_chunk(cursor: psycopg.Cursor[Any], query: sql.Composed, first: int,
+                 end: int) -> JoinedChunk:
+    """The chunk of pages ``first <= page < end`` by :func:`chunk_query`, on a session whose
+    ``client_encoding`` is ``SQL_ASCII`` (the joined values arrive as the bytes stored)."""
+    row = cursor.execute(query, (f"({first},0)", f"({end},0)"), prepare=True).fetchone()
+    rows, values, others, joined = row if row is not None else (0, 0, 0, b"")
+    return JoinedChunk(first, end, int(rows), int(values or 0), int(others or 0),
+                       joined + b"\n" if values else b"")
 
 
 def key_span_query(table: str, key: str, *, schema: str = "public") -> sql.Composed:
@@ -144,61 +172,19 @@ def key_span_query(table: str, key: str, *, schema: str = "public") -> sql.Compo
         name=sql.Literal(key), schema=sql.Identifier(schema), table=sql.Identifier(table))
 
 
-def joined_chunks(cursor: psycopg.Cursor[Any], table: str, column: str, *, schema: str = "public",
-                  key: str = "id", low: int | None = None, high: int | None = None,
-                  chunk_rows: int | None = None) -> Iterator[JoinedChunk]:
-    """The rows with ``low <= key <= high`` of an integer ``key`` as chunks of at most
-    ``chunk_rows`` rows, in key order: one query a chunk, starting after the last key of the
-    one before (so keys spread however sparsely cost one query per ``chunk_rows`` rows;
-    None: :data:`JOINED_CHUNK_ROWS`).
-
-    Only for a ``key`` that :func:`unique_key_query` finds unique: the next chunk starts
-    after the last key, so rows sharing it would never be read.
-
-    The server reads each row once (an index range scan) and hands over one value a chunk,
-    joined from the values of 60 octets only (``octet_length`` reads a stored value's size
-    without decompressing it), so the text stays about 1 MB: Python pays per chunk, not
-    per row (1M rows of 60-character hashes: 0.07 s of client CPU and 0.5 s of server CPU,
-    against 0.37 s and 0.36 s for the same rows through ``COPY``). ``key``, ``column``,
-    ``table`` and ``schema`` are identifiers, quoted here.
-    """
-    chunk_rows = chunk_rows or JOINED_CHUNK_ROWS
-    bounds = sql.SQL("{k} >= %s").format(k=sql.Identifier(key))
-    if high is not None:
-        bounds += sql.SQL(" AND {k} <= {high}").format(k=sql.Identifier(key), high=sql.Literal(high))
-    hashlike = sql.SQL("FILTER (WHERE octet_length(v) = {n})").format(
-        n=sql.Literal(JOINED_VALUE_OCTETS))
-    query = sql.SQL(
-        "SELECT min(k), max(k), count(*), count(v) {f}, count(v) - count(v) {f},"
-        " string_agg(v, E'\\n') {f} FROM"
-        " (SELECT {k} AS k, {c}::text AS v FROM {s}.{t} WHERE {bounds} ORDER BY {k} LIMIT {n})"
-        " AS chunk").format(k=sql.Identifier(key), c=sql.Identifier(column),
-                            s=sql.Identifier(schema), t=sql.Identifier(table), bounds=bounds,
-                            n=sql.Literal(chunk_rows), f=hashlike)
-    start = LOWEST_KEY if low is None else low
-    while True:
-        row = cursor.execute(query, (start,), prepare=True).fetchone()
-        if row is None or not row[2]:
-            return
-        first, last, rows, values, others, joined = row
-        yield JoinedChunk(int(first), int(last), int(rows), int(values), int(others),
-                          (joined + "\n").encode("utf-8") if values else b"")
-        if rows < chunk_rows or (high is not None and last >= high) or last >= -LOWEST_KEY - 1:
-            return
-        start = last + 1
-
-
 def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: str,
-               low: int | None, high: int | None, ordered: bool = False,
-               sample_percent: float | None = None, null_key: bool = False) -> sql.Composed:
+               low: int | None, high: int | None,
+               sample_percent: float | None = None, null_key: bool = False,
+               pages: tuple[int, int] | None = None) -> sql.Composed:
     """The ``COPY`` of ``key, *columns`` of the rows with ``low <= key <= high`` (None:
-    unbounded) as text lines: in key order if ``ordered`` (a chunk read again), else as
-    stored; a column given as None is NULL in its place; ``sample_percent`` draws each row
-    with that probability (``TABLESAMPLE BERNOULLI``). With ``null_key``, the rows whose
-    ``key`` is NULL instead (``low`` and ``high`` None), their key given as the text
-    ``<key> NULL`` (``id NULL``), so that examples name them."""
-    if null_key and (low is not None or high is not None):
-        raise ValueError("the rows whose key is NULL are in no range of keys")
+    unbounded) as text lines, as stored; a column given as None is NULL in its place;
+    ``sample_percent`` draws each row with that probability (``TABLESAMPLE BERNOULLI``). With
+    ``null_key``, the rows whose ``key`` is NULL instead (``low`` and ``high`` None), their key
+    given as the text ``<key> NULL`` (``id NULL``), so that examples name them. With ``pages``
+    ``(first, end)``, the rows of those heap pages instead (a chunk read again), whatever their
+    key (a NULL one reads ``\\N``)."""
+    if (null_key or pages) and (low is not None or high is not None):
+        raise ValueError("the rows whose key is NULL, or of some pages, are in no range of keys")
     k = sql.Identifier(key)
     named = sql.Literal(f"{key} NULL") if null_key else k
     selected = [named, *(sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns)]
@@ -210,8 +196,9 @@ def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: s
               for op, limit in ((">=", low), ("<=", high)) if limit is not None]
     if null_key:
         bounds = [sql.SQL("{} IS NULL").format(k)]
+    if pages is not None:
+        bounds = [sql.SQL("ctid >= {}::tid AND ctid < {}::tid").format(
+            sql.Literal(f"({pages[0]},0)"), sql.Literal(f"({pages[1]},0)"))]
     if bounds:
         query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(bounds)
-    if ordered:
-        query += sql.SQL(" ORDER BY {}").format(k)
     return sql.SQL("COPY ({}) TO STDOUT").format(query)

@@ -120,13 +120,15 @@ def judge_token_range(task: TokenRangeTask) -> tuple[list[FernetCounts], Duplica
     return [tally.counts() for tally in tallies], duplicates.export()
 
 
-def classify_hash_range(read: RangeRead) -> HashTally:
-    """Read one part of ``users.password_hash`` in ``COPY`` blocks and classify it (stopping
-    between blocks once its pool stops). Raises ProbeError naming the part's key range."""
+def classify_hash_range(read: RangeRead,
+                        column: tuple[str, str] = ("users", "password_hash")) -> HashTally:
+    """Read one part of ``column`` (``users.password_hash``) in ``COPY`` blocks and classify it
+    (stopping between blocks once its pool stops). Raises ProbeError naming the part's key
+    range."""
     tally = HashTally(read.policy.bcrypt.cost)
-    with reading_part("users", read.low, read.high, read.null_key), \
+    with reading_part(column[0], read.low, read.high, read.null_key), \
             DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
-        for block in db.copy_rows("users", ("password_hash",), low=read.low, high=read.high,
+        for block in db.copy_rows(column[0], column[1:], low=read.low, high=read.high,
                                   sample_percent=read.sample_percent, null_key=read.null_key):
             stop_point()
             tally.add_copy_block(block)

@@ -38,7 +38,7 @@ from harness.outcomes import ProbeError
 from harness.policy import load_policy
 from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part, observe_passwords
+from harness.probes.passwords import classify_column, observe_passwords
 from harness.probes.stored_tokens import TOKEN_COLUMNS, channel_token_batches, observe_tokens
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -282,11 +282,11 @@ def test_a_worker_that_cannot_read_its_range_is_one_probe_error(
 
 def test_chunks_joined_on_the_server_say_what_row_by_row_says(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given chunks of 5 rows, so that clean chunks (counted at once) and chunks with garbage
-    # (read again, row by row) alternate over users
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 5)
+    # Given chunks of one page (about 200 of them), every one with garbage (read again, row by
+    # row), taken by 2 readers in whatever order they finish
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
     again: list[int] = []
-    read_again = DatabaseProbe.joined_column
+    read_again = DatabaseProbe.joined_pages
 
     def counting(self: DatabaseProbe, *args: Any, take: Any, **kwargs: Any) -> Any:
         def counted(chunk: pg_reads.JoinedChunk) -> bool:
@@ -294,10 +294,9 @@ def test_chunks_joined_on_the_server_say_what_row_by_row_says(
 
         return read_again(self, *args, take=counted, **kwargs)
 
-    monkeypatch.setattr(DatabaseProbe, "joined_column", counting)
+    monkeypatch.setattr(DatabaseProbe, "joined_pages", counting)
     profile, policy = scratch.profile("scratch"), load_policy()
-    # When the column is classified in key ranges by threads
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    # When the column is classified
     obs = observe_passwords(profile, policy.with_scan(jobs=2), KnownSecrets(), None, "t")
     # Then every count and example is what classifying each value in key order says
     tally = HashTally(policy.bcrypt.cost)
@@ -306,7 +305,8 @@ def test_chunks_joined_on_the_server_say_what_row_by_row_says(
                 for row in batch]
     tally.add(rows)
     assert obs.scan == tally.scan("users.password_hash")
-    assert 0 < sum(again) < 30_000 / 2 and obs.scan.rows == 30_000
+    assert len(again) > 100 and sum(again) == obs.scan.rows == 30_000
+    assert obs.scan.read.startswith("joined pages, 2 readers, ")
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -316,19 +316,18 @@ def test_chunks_joined_on_the_server_say_what_row_by_row_says(
                      f"$2b$12${SALTED}\n$2b$12${SALTED}", f"$2b$12${SALTED[:-1]}é", ""])),
     max_size=12))
 def test_any_values_joined_by_the_server_are_classified_as_one_by_one(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, values: list[str | None]) -> None:
-    # Given any text values in a table (chunks of 3 rows)
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
+        scratch: ScratchPostgres, values: list[str | None]) -> None:
+    # Given any text values in a table
     scratch.psql("DROP TABLE IF EXISTS any_hashes; CREATE TABLE any_hashes"
                  " (id bigint PRIMARY KEY, password_hash text); GRANT SELECT ON any_hashes TO auditor")
     with psycopg.connect(scratch.dsn(), autocommit=True) as conn:
         conn.cursor().executemany("INSERT INTO any_hashes VALUES (%s, %s)",
                                   [(i * 7, v) for i, v in enumerate(values)])
     # When they are classified as the check does, Then it says what classifying each does
-    tally = classify_hash_part(scratch.profile("scratch"), load_policy(), KnownSecrets(), None,
-                               None, column=("any_hashes", "password_hash"))
-    expected = HashTally(load_policy().bcrypt.cost)
+    profile, policy = scratch.profile("scratch"), load_policy()
+    with DatabaseProbe(profile, policy) as db:
+        tally, _ = classify_column(db, profile, policy, KnownSecrets(),
+                                   column=("any_hashes", "password_hash"))
+    expected = HashTally(policy.bcrypt.cost)
     expected.add([(i * 7, v) for i, v in enumerate(values)])
-    assert tally.scan("c") == expected.scan("c")
-
-
+    assert tally.scan("c") == expected.scan("c") and tally.read.startswith("joined pages")

@@ -1,17 +1,18 @@
-"""The joined read of a hash column (pg_reads.joined_chunks through DatabaseProbe.joined_column
-and passwords.classify_hash_part) against a scratch PostgreSQL 15: only over a key that alone
-identifies a row, with a joined text bounded whatever the values' sizes, and with the errors of
-a chunk read again handled as the probe's own; the password scan's threads stopped early by a
-failing range. And the rows whose id is NULL (in no key range) read as one more part, by the
-password and token scans alike.
+"""The paged read of a hash column (pg_reads.chunk_query through DatabaseProbe.joined_pages and
+passwords.classify_column) against a scratch PostgreSQL 15: chunks of heap pages read by several
+sessions in one exported snapshot, every row once whatever its id (NULL, shared, unindexed),
+with a joined text bounded whatever the values' sizes, the errors of a chunk read again handled
+as the probe's own, and the readers stopped early by a failing one. And the rows whose id is
+NULL read as one more part by the key-range reads (the sampled password scan, the token scan).
 
-The "old path" the verdicts are compared with is the range ``COPY`` classified row by row
-(``range_workers.classify_hash_range``), which the check used before the joined chunks.
+The "old path" the verdicts are compared with is one ``COPY`` of the table classified row by
+row, in the order the table stores its rows (what the check did before the joined chunks).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -36,8 +37,7 @@ from harness.policy import Policy, load_policy
 from harness.probes import database as database_probe
 from harness.probes import pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part, observe_passwords
-from harness.probes.range_workers import RangeRead, classify_hash_range
+from harness.probes.passwords import classify_column, observe_passwords
 from harness.probes.stored_tokens import observe_tokens
 from harness.redaction import KnownSecrets
 
@@ -63,7 +63,7 @@ def _table(pg: ScratchPostgres, name: str, columns: str,
 
 
 def _old_path(pg: ScratchPostgres, policy: Policy, table: str) -> HashTally:
-    """What classify_hash_range does (a range COPY, row by row), for any table."""
+    """One COPY of the whole table classified row by row, for any table."""
     tally = HashTally(policy.bcrypt.cost)
     with DatabaseProbe(pg.profile("t"), policy) as db:
         for block in db.copy_rows(table, ("password_hash",)):
@@ -71,116 +71,129 @@ def _old_path(pg: ScratchPostgres, policy: Policy, table: str) -> HashTally:
     return tally
 
 
-DUPLICATED = [(1, GOOD), (2, GOOD), (3, GOOD), (3, "hunter2"), (3, COST4), (4, GOOD), (5, GOOD)]
+def _classified(pg: ScratchPostgres, policy: Policy, table: str = "users") -> HashTally:
+    with DatabaseProbe(pg.profile("t"), policy) as db:
+        tally, _ = classify_column(db, pg.profile("t"), policy, KnownSecrets(),
+                                   column=(table, "password_hash"))
+    return tally
+
+
+#: Rows sharing id 3 (one plaintext, one cost 4), and a row whose id is NULL.
+SHARED_AND_NULL = [(1, GOOD), (2, GOOD), (3, GOOD), (3, "hunter2"), (3, COST4), (4, GOOD),
+                   (None, "hunter2"), (5, GOOD)]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_an_id_that_is_not_unique_is_read_as_before_and_the_fail_stays(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int) -> None:
-    # Given users without a primary key, three rows sharing id 3 (one plaintext, one cost 4),
-    # and chunks of 3 rows (keyset paging would go on after id 3 and never read two of them)
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
-    _table(scratch, "users", "id bigint, password_hash text", DUPLICATED)
+@pytest.mark.parametrize("columns", ["id bigint, password_hash text",
+                                     "id bigint UNIQUE, password_hash text",
+                                     "id bigint PRIMARY KEY, password_hash text"])
+def test_every_row_is_read_once_whatever_its_id(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, columns: str) -> None:
+    # Given users spread over many pages (chunks of one page), ids shared or NULL where the
+    # table allows them, a plaintext password and a cost-4 hash among them
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
+    rows = SHARED_AND_NULL if "PRIMARY" not in columns and "UNIQUE" not in columns else \
+        [(i, "hunter2" if i == 300 else COST4 if i == 700 else GOOD) for i in range(1, 1001)]
+    rows = rows * (1 if len(rows) > 100 else 125)
+    _table(scratch, "users", columns, rows)
     policy = load_policy().with_scan(jobs=jobs)
-    keyset: list[int] = []
-    monkeypatch.setattr(database_probe, "joined_chunks",
-                        lambda *a, **k: keyset.append(1) or pg_reads.joined_chunks(*a, **k))
-    # When the check observes them, and when one part is classified on its own
+    # When the check observes them
     obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
-    part = classify_hash_part(scratch.profile("t"), policy, KnownSecrets(), 1, 5)
-    # Then every row is judged as the range COPY judges it, and the check FAILs naming both
-    old = classify_hash_range(RangeRead(scratch.profile("t"), policy, 1, 5, None))
-    assert obs.scan == part.scan("users.password_hash") == old.scan("users.password_hash")
-    assert obs.scan.rows == 7 and obs.scan.schemes["plaintext_like"] == 1
-    assert obs.scan.costs == {12: 5, 4: 1} and obs.scan.cost_examples == ("row 3: cost 4",)
+    # Then every row is judged as one COPY of the table judges it, examples in the same order
+    old = _old_path(scratch, policy, "users").scan("users.password_hash")
+    assert obs.scan == old and obs.scan.rows == len(rows) > 900
+    readers = "1 reader" if jobs == 1 else f"{jobs} readers"
+    assert obs.scan.read == f"joined pages, {readers}, {fernet_engine.engine_name()} classifier"
     verdict = password_hashes_verdict(obs, policy)
-    assert verdict.outcome.value == "FAIL" and "row 3: plaintext_like" in verdict.message
-    # And no keyset query ran: a table without an index is never scanned once a chunk
-    assert keyset == []
+    assert verdict.outcome.value == "FAIL" and verdict.details["read"] == obs.scan.read
 
 
-@pytest.mark.parametrize(("columns", "index", "unique"), [
-    ("id bigint PRIMARY KEY, password_hash text", "", True),
-    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id)", True),
-    ("id int NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id) INCLUDE (password_hash)",
-     True),
-    ("id bigint, password_hash text", "", False),
-    ("id bigint UNIQUE, password_hash text", "", False),  # NULL ids: never reached by paging
-    ("id bigint NOT NULL, password_hash text", "CREATE INDEX ON {t} (id)", False),
-    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id, password_hash)",
-     False),
-    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} (id) WHERE id > 2",
-     False),
-    ("id bigint NOT NULL, password_hash text", "CREATE UNIQUE INDEX ON {t} ((id + 0))", False),
-    ("id bigint PRIMARY KEY, password_hash text",
-     "CREATE TABLE {t}_child () INHERITS ({t}); GRANT SELECT ON {t}_child TO auditor;"
-     " INSERT INTO {t}_child VALUES (3, 'hunter2')", False),
+@pytest.mark.parametrize(("table", "shape", "paged"), [
+    ("parted", "CREATE TABLE {t} (id bigint PRIMARY KEY, password_hash text) PARTITION BY RANGE (id);"
+     " CREATE TABLE {t}_a PARTITION OF {t} FOR VALUES FROM (0) TO (500);"
+     " CREATE TABLE {t}_b PARTITION OF {t} FOR VALUES FROM (500) TO (2000);"
+     " GRANT SELECT ON {t} TO auditor", True),
+    ("inherited", "CREATE TABLE {t} (id bigint, password_hash text);"
+     " CREATE TABLE {t}_child () INHERITS ({t}); GRANT SELECT ON {t} TO auditor", True),
+    ("viewed", "CREATE TABLE {t}_rows (id bigint, password_hash text);"
+     " CREATE VIEW {t} AS SELECT * FROM {t}_rows; GRANT SELECT ON {t}, {t}_rows TO auditor", False),
+    ("granted", "CREATE TABLE {t} (id bigint, password_hash text, secret text);"
+     " GRANT SELECT (id, password_hash) ON {t} TO auditor", False),
 ])
-def test_only_a_key_alone_under_a_valid_unique_index_is_paged(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, columns: str, index: str,
-        unique: bool) -> None:
-    # Given a table of distinct ids, its key under the index described (or none)
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
-    rows = [(i, COST4 if i == 4 else "hunter2" if i == 6 else GOOD) for i in range(1, 9)]
-    _table(scratch, "keyed", columns, rows)
-    if index:
-        scratch.psql(index.format(t="keyed"))
-    policy = load_policy()
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        # When the probe is asked whether the key alone identifies a row, Then it says so
-        assert db.key_is_unique("keyed") is unique
-    # And the part is classified as the range COPY classifies it either way
-    part = classify_hash_part(scratch.profile("t"), policy, KnownSecrets(), None, None,
-                              column=("keyed", "password_hash"))
-    assert part.scan("c") == _old_path(scratch, policy, "keyed").scan("c")
+def test_a_table_of_any_shape_says_what_one_copy_says(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, table: str, shape: str,
+        paged: bool) -> None:
+    # Given a partitioned table, one with an inheritance child, a view, and a table whose
+    # ctid the role may not read (granted two columns): rows in every relation
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 2)
+    scratch.psql(shape.format(t=table))
+    target = f"{table}_rows" if table == "viewed" else table
+    scratch.psql(f"INSERT INTO {target} (id, password_hash) SELECT g, CASE WHEN g % 400 = 7"
+                 f" THEN 'hunter2' WHEN g = 1500 THEN '{COST4}' ELSE '{GOOD}' END"
+                 " FROM generate_series(1, 1899) AS g")
+    if table == "inherited":
+        scratch.psql("INSERT INTO inherited_child VALUES (3, 'hunter2'), (NULL, '$2b$04$x')")
+    policy = load_policy().with_scan(jobs=2)
+    # When the column is classified
+    tally = _classified(scratch, policy, table)
+    # Then it says what one COPY says, read by pages where the table can be (else by key
+    # ranges); examples in page order, page by page across a table's relations
+    scan, old = tally.scan("c"), _old_path(scratch, policy, table).scan("c")
+    assert replace(scan, examples=()) == replace(old, examples=())
+    assert sorted(scan.examples) == sorted(old.examples) and scan.examples[0] == old.examples[0]
+    assert tally.rows == 1899 + (2 if table == "inherited" else 0)
+    assert tally.read.startswith("joined pages" if paged else "key ranges by COPY")
 
 
-def test_a_partitioned_table_and_an_invalid_index(scratch: ScratchPostgres) -> None:
-    # Given a table partitioned by id with its primary key (unique over every partition)
-    scratch.psql("DROP TABLE IF EXISTS parted CASCADE; CREATE TABLE parted (id bigint PRIMARY KEY,"
-                 " password_hash text) PARTITION BY RANGE (id);"
-                 " CREATE TABLE parted_a PARTITION OF parted FOR VALUES FROM (0) TO (100);"
-                 " CREATE TABLE parted_b PARTITION OF parted FOR VALUES FROM (100) TO (200);"
-                 " GRANT SELECT ON parted TO auditor")
-    # And one whose unique index was left invalid by a build that met duplicates
-    _table(scratch, "broken", "id bigint NOT NULL, password_hash text", DUPLICATED)
-    with pytest.raises(subprocess.CalledProcessError):
-        scratch.psql("CREATE UNIQUE INDEX CONCURRENTLY broken_id ON broken (id)")
-    assert scratch.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'broken_id'::regclass"
-                        ).strip() == "f"
-    with DatabaseProbe(scratch.profile("t"), load_policy()) as db:
-        # Then the first is paged and the second is not
-        assert db.key_is_unique("parted") and not db.key_is_unique("broken")
-    part = classify_hash_part(scratch.profile("t"), load_policy(), KnownSecrets(), None, None,
-                              column=("broken", "password_hash"))
-    assert part.rows == 7 and part.schemes["plaintext_like"] == 1
-
-
-def test_a_unique_key_is_paged_and_says_what_the_range_copy_says(
+def test_a_row_updated_while_the_table_is_read_is_read_once(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a unique (not primary) key and chunks of 4 rows, clean ones and dirty ones,
-    # values of 60 octets that are not bcrypt, NULLs and long values among them
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 4)
-    odd = [None, "é" * 30, "x" * 60, "hunter2", "a" * 5000, COST4, f"$2b$12${SALT[:-1]}é"]
-    rows = [(i * 3, odd[(i // 9) % len(odd)] if i % 9 == 0 else GOOD) for i in range(400)]
-    _table(scratch, "unique_users", "id bigint NOT NULL UNIQUE, password_hash text", rows)
+    # Given 2,000 clean rows in full pages, and a writer that, once the check's session has
+    # exported its snapshot and measured the table, sets one row to a plaintext password (the
+    # new version goes to a new page past those measured; the old one is deleted)
+    _table(scratch, "users", "id bigint PRIMARY KEY, password_hash text",
+           [(i, GOOD) for i in range(1, 2001)])
+    scratch.psql("VACUUM users")
+    span = DatabaseProbe.page_span
+
+    def then_written(self: DatabaseProbe, table: str, **kwargs: Any) -> int | None:
+        pages = span(self, table, **kwargs)
+        scratch.psql("UPDATE users SET password_hash = 'hunter2' WHERE id = 5")
+        return pages
+
+    monkeypatch.setattr(DatabaseProbe, "page_span", then_written)
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
+    # When the column is read by 2 readers (each its own session)
+    obs = observe_passwords(scratch.profile("t"), load_policy().with_scan(jobs=2), KnownSecrets(),
+                            None, "none")
+    # Then every reader saw the table as the check's snapshot did: 2,000 rows, all clean
+    assert obs.scan.rows == 2000 and obs.scan.schemes == {"bcrypt": 2000}
+    assert _old_path(scratch, load_policy(), "users").scan("c").schemes["plaintext_like"] == 1
+
+
+def test_mixed_chunks_say_what_row_by_row_says_and_clean_ones_are_taken_whole(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given chunks of one page, clean ones and dirty ones: values of 60 octets that are not
+    # bcrypt, NULLs, long values, other costs
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
+    odd = [None, "é" * 30, "x" * 60, "hunter2", "a" * 5000, COST4, f"$2b$12${SALT[:-1]}é",
+           f"$2b$12${SALT}\n"[:60]]
+    rows = [(i, odd[(i // 600) % len(odd)] if i % 600 == 0 else GOOD) for i in range(6000)]
+    _table(scratch, "users", "id bigint, password_hash text", rows)
     taken: list[pg_reads.JoinedChunk] = []
-    joined = DatabaseProbe.joined_column
+    joined = DatabaseProbe.joined_pages
 
     def spying(self: DatabaseProbe, *args: Any, take: Any, **kwargs: Any) -> Iterator[bytes]:
         return joined(self, *args, take=lambda c: take(c) and not taken.append(c), **kwargs)
 
-    monkeypatch.setattr(DatabaseProbe, "joined_column", spying)
-    policy = load_policy()
-    # When a part is classified
-    part = classify_hash_part(scratch.profile("t"), policy, KnownSecrets(), 30, 1100,
-                              column=("unique_users", "password_hash"))
-    # Then it says what the range COPY of the same rows says, and most chunks were taken whole
+    monkeypatch.setattr(DatabaseProbe, "joined_pages", spying)
+    policy = load_policy().with_scan(jobs=2)
+    # When the column is classified
+    tally = _classified(scratch, policy)
+    # Then it says what classifying each row says, and most chunks were taken whole
     expected = HashTally(policy.bcrypt.cost)
-    expected.add([row for row in rows if 30 <= row[0] <= 1100])
-    assert part.scan("c") == expected.scan("c") and part.rows == 357
-    assert 40 < len(taken) < 90 and all(c.joined.count(b"\n") == c.rows == c.values for c in taken)
+    expected.add(rows)
+    assert tally.scan("c") == expected.scan("c") and tally.rows == 6000
+    assert len(taken) > 40 and all(c.joined.count(b"\n") == c.rows == c.values for c in taken)
 
 
 _CHILD = """
@@ -188,7 +201,7 @@ import json, resource, sys
 from harness.column_scans import HashTally
 from harness.policy import load_policy
 from harness.probes.database import DatabaseProbe
-from harness.probes.passwords import classify_hash_part
+from harness.probes.passwords import classify_column
 from harness.profile import parse_profile
 from harness.redaction import KnownSecrets
 profile, how = parse_profile(sys.argv[1]), sys.argv[2]
@@ -197,8 +210,9 @@ with DatabaseProbe(profile, policy) as db:
     db.key_bounds("big_values")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if how == "joined":
-    tally = classify_hash_part(profile, policy, KnownSecrets(), None, None,
-                               column=("big_values", "password_hash"))
+    with DatabaseProbe(profile, policy) as db:
+        tally, _ = classify_column(db, profile, policy, KnownSecrets(),
+                                   column=("big_values", "password_hash"))
 else:
     tally = HashTally(policy.bcrypt.cost)
     with DatabaseProbe(profile, policy) as db:
@@ -207,7 +221,7 @@ else:
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 scan = tally.scan("c")
 print(json.dumps({"grew_kib": after - before, "peak_kib": after, "rows": scan.rows,
-                  "schemes": scan.schemes, "examples": scan.examples}))
+                  "schemes": scan.schemes, "examples": scan.examples, "read": tally.read}))
 """
 
 
@@ -219,16 +233,17 @@ def _child_read(pg: ScratchPostgres, how: str) -> dict[str, Any]:
 
 
 def test_long_values_are_not_joined_and_memory_stays_bounded(scratch: ScratchPostgres) -> None:
-    # Given a full chunk (16,384 rows) of 16,000-character values: 262 MB as text (joined by
-    # the server, with the copies psycopg and Python make of it, over 1 GB of memory)
+    # Given 16,384 rows of 16,000-character values: 262 MB as text (joined by the server, with
+    # the copies psycopg and Python make of it, over 1 GB of memory)
     scratch.psql("DROP TABLE IF EXISTS big_values; CREATE TABLE big_values"
                  " (id bigint PRIMARY KEY, password_hash text);"
                  " INSERT INTO big_values SELECT g, repeat(md5(g::text), 500)"
                  " FROM generate_series(1, 16384) g; GRANT SELECT ON big_values TO auditor")
-    # When the check's read classifies it in a child process, and the range COPY does
+    # When the check's read classifies it in a child process, and one COPY does
     joined, old = _child_read(scratch, "joined"), _child_read(scratch, "copy")
     # Then both say the same of every row, and the check's read grew by no more than 64 MiB
     # (measured: 72 MiB peak either way; the values joined: 1,315 MiB)
+    assert joined.pop("read").startswith("joined pages") and old.pop("read") == ""
     assert {k: v for k, v in joined.items() if "kib" not in k} \
         == {k: v for k, v in old.items() if "kib" not in k}
     assert joined["rows"] == 16_384 and joined["schemes"] == {"plaintext_like": 16_384}
@@ -241,33 +256,27 @@ def test_long_values_are_not_joined_and_memory_stays_bounded(scratch: ScratchPos
 ])
 def test_a_chunk_read_again_fails_as_the_probe_s_own_error(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, slow: str, message: str) -> None:
-    # Given chunks of 3 rows, a plaintext value in the second, and a read again that the server
-    # ends (a statement timeout of command_s = 1 s, or an error)
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 3)
+    # Given a plaintext value in the table, and a read again that the server ends (a statement
+    # timeout of command_s = 1 s, or an error)
     _table(scratch, "slow_rereads", "id bigint PRIMARY KEY, password_hash text",
            [(i, "hunter2" if i == 5 else GOOD) for i in range(1, 10)])
     copy = pg_reads.range_copy
 
     def slowed(table: str, columns: Any, **kwargs: Any) -> sql.Composed:
-        if not kwargs.get("ordered"):
+        if kwargs.get("pages") is None:
             return copy(table, columns, **kwargs)
-        return sql.SQL("COPY (SELECT id, password_hash FROM slow_rereads WHERE id BETWEEN {} AND {}"
-                       " AND " + slow + ") TO STDOUT").format(kwargs["low"], kwargs["high"])
+        return sql.SQL("COPY (SELECT id, password_hash FROM slow_rereads WHERE " + slow
+                       + ") TO STDOUT").format()
 
     monkeypatch.setattr(database_probe, "range_copy", slowed)
     base = load_policy()
     policy = base.model_copy(update={"timeouts": base.timeouts.model_copy(update={"command_s": 1})})
-    tally = HashTally(policy.bcrypt.cost)
     started = time.monotonic()
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        # When the column is read, Then the failure is one ProbeError naming the column
-        with pytest.raises(ProbeError) as caught:
-            for block in db.joined_column("slow_rereads", "password_hash", take=lambda c: c.low == 1):
-                tally.add_copy_block(block)
-        assert str(caught.value) == message
-        assert time.monotonic() - started < 2.5 and tally.rows == 0
-        # And the session goes on
-        assert db.key_bounds("slow_rereads") == (1, 9, False)
+    # When the column is read, Then the failure is one ProbeError naming the column and pages
+    with pytest.raises(ProbeError) as caught:
+        _classified(scratch, policy, "slow_rereads")
+    assert str(caught.value) == f"{message} (slow_rereads pages 0..0)"
+    assert time.monotonic() - started < 2.5
 
 
 # --- rows whose id is NULL: in no key range, read as one more part where id may be NULL ------
@@ -291,10 +300,17 @@ def _copies(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return made
 
 
+def _not_by_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table read as on a server before PostgreSQL 14: by key ranges."""
+    monkeypatch.setattr(DatabaseProbe, "page_span", lambda self, table, **kwargs: None)
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 @pytest.mark.parametrize("index", ["", "CREATE INDEX ON users (id)"])
+@pytest.mark.parametrize("paged", [True, False])
 def test_a_plaintext_password_in_a_row_whose_id_is_null_fails_the_scan(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, index: str) -> None:
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, index: str,
+        paged: bool) -> None:
     # Given users whose id may be NULL: clean hashes in ids 1..40, and one row without an id
     # holding a plaintext password
     monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
@@ -302,6 +318,8 @@ def test_a_plaintext_password_in_a_row_whose_id_is_null_fails_the_scan(
            [(i, GOOD) for i in range(1, 41)] + [(None, "hunter2")])
     if index:
         scratch.psql(index)
+    if not paged:
+        _not_by_pages(monkeypatch)
     policy = load_policy().with_scan(jobs=jobs)
     with DatabaseProbe(scratch.profile("t"), policy) as db:
         plan = parallel_scan.plan_scan(db, "users", policy)
@@ -309,14 +327,13 @@ def test_a_plaintext_password_in_a_row_whose_id_is_null_fails_the_scan(
     # When the check observes them
     copies = _copies(monkeypatch)
     obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
-    if jobs == 1:  # Read in this process (a worker process's copies are not seen from here).
-        assert [c["null_key"] for c in copies] == [False, True]
-    # Then the row is counted, as the old full read counts it (which named it "row None"),
-    # named "id NULL", and it FAILs
-    full = _old_path(scratch, policy, "users").scan("users.password_hash")
-    assert obs.scan == replace(full, examples=("row id NULL: plaintext_like",))
+    if jobs == 1 or paged:  # (A worker process's copies are not seen from here.)
+        assert [c.get("null_key") for c in copies] == ([None] if paged else [False, True])
+    # Then the row is counted, as one COPY of the table counts it, named "id NULL", and it FAILs
+    assert obs.scan == _old_path(scratch, policy, "users").scan("users.password_hash")
     assert obs.scan.rows == 41 and obs.scan.schemes == {"bcrypt": 40, "plaintext_like": 1}
     assert obs.scan.examples == ("row id NULL: plaintext_like",)
+    assert obs.scan.read.startswith("joined pages" if paged else "key ranges by COPY")
     verdict = password_hashes_verdict(obs, policy)
     assert verdict.outcome.value == "FAIL" and "row id NULL: plaintext_like" in verdict.message
 
@@ -347,10 +364,13 @@ def test_an_id_that_is_not_null_adds_no_part_and_no_read(
     with DatabaseProbe(scratch.profile("t"), policy) as db:
         plan = parallel_scan.plan_scan(db, "users", policy)
         assert db.key_bounds("users") == (1, 40, False)
-    # Then the plan is its ranges alone, and the check asks for no NULL ids
+    # Then the plan is its ranges alone, and the check (by key ranges) asks for no NULL ids
     assert not plan.null_keys and plan.reads == ((1, 20, False), (21, 40, False))
+    _not_by_pages(monkeypatch)
     copies = _copies(monkeypatch)
-    obs = observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
+    # (Read in this process: a worker process's copies are not seen from here.)
+    obs = observe_passwords(scratch.profile("t"), policy.with_scan(jobs=1), KnownSecrets(), None,
+                            "none")
     assert obs.scan.rows == 40 and obs.scan.examples == ("row 7: plaintext_like",)
     assert copies and not any(c.get("null_key") for c in copies)
 
@@ -408,17 +428,20 @@ def test_a_broken_token_in_a_row_whose_id_is_null_is_counted_invalid(
     assert obs.shared_iv_cells == 2
 
 
-# --- the password scan's threads stop early --------------------------------------------------
+# --- the password scan's readers stop early ------------------------------------------------
 
-def _one_failing_range(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """joined_column made to fail in the range starting at id 1 once it has begun, and to take
-    50 ms a chunk (1 row a chunk: 10 s for 200 rows) in every other range."""
-    seen: dict[str, Any] = {"closed": threading.Event()}
-    joined = DatabaseProbe.joined_column
+def _one_failing_reader(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """joined_pages made to fail in the first reader once it has taken a chunk, and to take
+    50 ms a chunk (one page) in every other reader: 12.5 s for 250 pages."""
+    seen: dict[str, Any] = {"closed": threading.Event(), "calls": 0}
+    joined = DatabaseProbe.joined_pages
 
-    def failing(self: DatabaseProbe, *args: Any, take: Any, **kwargs: Any) -> Iterator[bytes]:
-        if kwargs.get("low") == 1:
-            time.sleep(0.3)  # The other range is reading by then.
+    def failing(self: DatabaseProbe, *args: Any, take: Any, chunks: Any,
+                **kwargs: Any) -> Iterator[bytes]:
+        seen["calls"] += 1
+        if seen["calls"] == 1:
+            chunks()
+            time.sleep(0.3)  # The other reader is reading by then.
             raise ProbeError("cannot read users.password_hash: the server went away")
 
         def slow(chunk: pg_reads.JoinedChunk) -> bool:
@@ -426,30 +449,32 @@ def _one_failing_range(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             return bool(take(chunk))
 
         try:
-            yield from joined(self, *args, take=slow, **kwargs)
+            yield from joined(self, *args, take=slow, chunks=chunks, **kwargs)
         finally:
             seen["closed"].set()
 
-    monkeypatch.setattr(DatabaseProbe, "joined_column", failing)
-    monkeypatch.setattr(pg_reads, "JOINED_CHUNK_ROWS", 1)
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(DatabaseProbe, "joined_pages", failing)
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
     return seen
 
 
-def test_one_failing_range_ends_the_password_scan_promptly_naming_the_range(
+def test_one_failing_reader_ends_the_password_scan_promptly_naming_its_pages(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a unique id (threads over joined chunks) in 2 ranges: 1..200 fails, 201..400 is slow
-    _table(scratch, "users", "id bigint PRIMARY KEY, password_hash text", [(i, GOOD) for i in range(1, 401)])
-    seen = _one_failing_range(monkeypatch)
+    # Given 2,000 rows over about 250 pages (fillfactor 10), read by 2 readers: one fails, the
+    # other is slow
+    scratch.psql("DROP TABLE IF EXISTS users CASCADE; CREATE TABLE users (id bigint PRIMARY KEY,"
+                 " password_hash text) WITH (fillfactor = 10); GRANT SELECT ON users TO auditor")
+    scratch.copy("users", [(i, GOOD) for i in range(1, 2001)])
+    seen = _one_failing_reader(monkeypatch)
     policy = load_policy().with_scan(jobs=2)
     started = time.monotonic()
     # When the column is scanned
     with pytest.raises(ProbeError) as caught:
         observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
-    # Then the failure ends it well before the slow range would end, naming the range, and
-    # the slow range's read was closed
+    # Then the failure ends it well before the slow reader would end, naming the pages of the
+    # chunk that failed, and the slow reader's read was closed
     assert time.monotonic() - started < 3.0
-    assert str(caught.value) == ("cannot read users.password_hash: the server went away"
-                                 " (users rows with id 1..200)")
+    assert re.fullmatch(r"cannot read users\.password_hash: the server went away"
+                        r" \(users pages (\d+)\.\.\1\)", str(caught.value))
     assert seen["closed"].is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("votriz-scan")]
