@@ -168,21 +168,44 @@ def _add_then_retire(ctx: OpsContext, master: int, old: set[int], count: int, de
         if time.monotonic() > deadline:
             raise OpsError(f"new gunicorn workers did not start within {ROLL_TIMEOUT_S:.0f} s")
         time.sleep(POLL_S)
+    listeners = _socket_inodes(master)
     for _ in range(count):
-        # Likewise one at a time: the next once an old worker has gone (gunicorn stops the
-        # oldest first). A TTOU lost to the one before it would leave an old worker serving.
-        alive = _alive_count(old)
-        if not alive:
+        # Likewise one at a time (a TTOU lost to the one before it would leave an old worker
+        # serving): the next once the master has stopped one more old worker, seen as that
+        # worker closing the listening socket it shares with the master (its first step on
+        # TERM, ~0.1 s), or gone. Its requests in flight are still answered meanwhile.
+        serving = _serving(old, listeners)
+        if not serving:
             break
         os.kill(master, signal.SIGTTOU)
-        while _alive_count(old) >= alive:
+        while len(_serving(old, listeners)) >= len(serving):
             if time.monotonic() > deadline:
                 raise OpsError(f"old gunicorn workers did not stop within {ROLL_TIMEOUT_S:.0f} s")
             time.sleep(POLL_S)
 
 
-def _alive_count(pids: set[int]) -> int:
-    return sum(1 for pid in pids if _alive(pid))
+def _socket_inodes(pid: int) -> set[str]:
+    """The sockets ``pid`` holds (``socket:[INODE]``); the master's one is where it listens."""
+    fd_dir = f"/proc/{pid}/fd"
+    inodes = set()
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return set()
+    for name in names:
+        try:
+            target = os.readlink(f"{fd_dir}/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            inodes.add(target)
+    return inodes
+
+
+def _serving(pids: set[int], listeners: set[str]) -> set[int]:
+    """The workers of ``pids`` alive and still holding a listening socket of the master (alive,
+    when the master's sockets cannot be read)."""
+    return {pid for pid in pids if _alive(pid) and (not listeners or _socket_inodes(pid) & listeners)}
 
 
 def _next_fork(master: int, known: set[int], deadline: float) -> set[int]:

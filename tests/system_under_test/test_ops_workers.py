@@ -18,17 +18,28 @@ from system_under_test.ops.context import OpsContext
 # within one nap are one pending signal: one new worker. On TTIN it starts a worker (which
 # logs gunicorn's "Application startup complete" line), on TTOU it stops the oldest.
 FAKE_MASTER = r"""
-import signal, subprocess, sys, time
-log, nap = sys.argv[1], float(sys.argv[2])
+import signal, socket, subprocess, sys, time
+log, nap, listen = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "listen"
 kinds = {signal.SIGTTIN, signal.SIGTTOU}
 pending = []
 for kind in kinds:
     signal.signal(kind, lambda number, frame: pending.append(number))
-WORKER = ("import os, sys, time; open(sys.argv[1], 'a').write("
-          "f'[{os.getpid()}] [INFO] Application startup complete\\n'); time.sleep(120)")
-workers = []
+# With "listen", the workers share the master's listening socket, close it first on TERM and
+# leave a while later (gunicorn's workers finishing the requests they have).
+listener = socket.create_server(("127.0.0.1", 0)) if listen else None
+WORKER = ("import os, signal, sys, time\n"
+          "fd = int(sys.argv[2])\n"
+          "def leave(*_):\n"
+          "    if fd >= 0: os.close(fd)\n"
+          "    time.sleep(0.3); os._exit(0)\n"
+          "signal.signal(signal.SIGTERM, leave)\n"
+          "open(sys.argv[1], 'a').write(f'[{os.getpid()}] [INFO] Application startup complete\\n')\n"
+          "time.sleep(120)\n")
+workers, leaving = [], []
 def spawn():
-    workers.append(subprocess.Popen([sys.executable, "-c", WORKER, log]))
+    fd = listener.fileno() if listener else -1
+    workers.append(subprocess.Popen([sys.executable, "-c", WORKER, log, str(fd)],
+                                    pass_fds=(fd,) if listener else ()))
 spawn(); spawn()
 print("ready", flush=True)
 while True:
@@ -39,19 +50,19 @@ while True:
         if pending.pop(0) == signal.SIGTTIN:
             spawn()
         else:
-            oldest = workers.pop(0)
-            oldest.terminate()
-            oldest.wait()
+            leaving.append(workers.pop(0))
+            leaving[-1].terminate()
+    leaving = [worker for worker in leaving if worker.poll() is None]  # reaped, as gunicorn does
 """
 
 
-@pytest.fixture
-def fake_master(tmp_path: Path):
+@pytest.fixture(params=["listen", "no-listener"])
+def fake_master(tmp_path: Path, request: pytest.FixtureRequest):
     (tmp_path / "run").mkdir()
     (tmp_path / "logs").mkdir()
     log = tmp_path / "logs" / "api.log"
     log.write_bytes(b"")
-    master = subprocess.Popen([sys.executable, "-c", FAKE_MASTER, str(log), "0.15"],
+    master = subprocess.Popen([sys.executable, "-c", FAKE_MASTER, str(log), "0.15", request.param],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert master.stdout is not None and master.stdout.readline().strip() == "ready"
