@@ -172,9 +172,26 @@ class _Share:
     named: list[tuple[int, HashTally]] = field(default_factory=list)
     reading: HashTally | None = None
 
-    def examples_held(self) -> tuple[int, int]:
-        return (sum(len(t.examples) for _, t in self.named),
-                sum(len(t.cost_examples) for _, t in self.named))
+    def examples_held(self, chunks: slice = slice(None)) -> tuple[int, int]:
+        """(examples, cost examples) the ``chunks`` of :attr:`named` hold."""
+        return (sum(len(t.examples) for _, t in self.named[chunks]),
+                sum(len(t.cost_examples) for _, t in self.named[chunks]))
+
+    def settle(self) -> None:
+        """The last chunk read again added to the counts, its examples dropped, where none of
+        them can be among the column's first (the chunks before it hold enough of its kinds):
+        at most 2 x :data:`EXAMPLES` chunks are kept, however many are read again."""
+        if not self.named:
+            return
+        last = self.named[-1][1]
+        examples, cost_examples = self.examples_held(slice(-1))
+        if (examples < EXAMPLES and last.examples) \
+                or (cost_examples < EXAMPLES and last.cost_examples):
+            return
+        self.named.pop()
+        last.examples.clear()
+        last.cost_examples.clear()
+        self.counted.absorb(last)
 
 
 #: What classifies a joined chunk instead (the benchmark's bare read counts it): True when the
@@ -203,6 +220,7 @@ def _read_pages(profile: TargetProfile, policy: Policy, known: KnownSecrets, sna
         stop_point()
         if take is not None:
             return take(chunk, share.counted)
+        share.settle()
         held = share.examples_held()
         costs = lines(chunk.joined, chunk.values) if chunk.values == chunk.rows else None
         if costs is not None and (cost is None or set(costs) <= {cost} or held[1] >= EXAMPLES):
@@ -224,6 +242,7 @@ def _read_pages(profile: TargetProfile, policy: Policy, known: KnownSecrets, sna
                 stop_point()
                 assert share.reading is not None
                 share.reading.add_copy_block(block)
+        share.settle()
     except ProbeError as exc:
         where = f" ({column[0]} pages {reading[0][0]}..{reading[0][1] - 1})" if reading else ""
         raise ProbeError(f"{exc}{where}") from None

@@ -29,13 +29,13 @@ from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 from checks.at_rest.password_hashes import password_hashes_verdict
 from checks.at_rest.tokens_fernet import tokens_fernet_verdict
 from harness import parallel_scan
-from harness.column_scans import HashTally
+from harness.column_scans import EXAMPLES, HashTally
 from harness.formats import fernet_engine
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.outcomes import ProbeError
 from harness.policy import Policy, load_policy
 from harness.probes import database as database_probe
-from harness.probes import pg_reads, stored_tokens
+from harness.probes import passwords, pg_reads, stored_tokens
 from harness.probes.database import DatabaseProbe
 from harness.probes.passwords import classify_column, observe_passwords
 from harness.probes.stored_tokens import observe_tokens
@@ -196,9 +196,34 @@ def test_mixed_chunks_say_what_row_by_row_says_and_clean_ones_are_taken_whole(
     assert len(taken) > 40 and all(c.joined.count(b"\n") == c.rows == c.values for c in taken)
 
 
+def test_chunks_read_again_keep_few_tallies_and_name_the_first_rows(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 12,000 plaintext passwords over about 70 chunks of one page, a cost-4 hash every
+    # 700 rows: every chunk is read again
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
+    _table(scratch, "users", "id bigint, password_hash text",
+           [(i, COST4 if i % 700 == 0 else "hunter2") for i in range(12_000)])
+    kept: list[int] = []
+    settle = passwords._Share.settle
+
+    def counting(self: passwords._Share) -> None:
+        settle(self)
+        kept.append(len(self.named))
+
+    monkeypatch.setattr(passwords._Share, "settle", counting)
+    policy = load_policy().with_scan(jobs=2)
+    # When the column is classified by 2 readers
+    tally = _classified(scratch, policy)
+    # Then it names the rows one COPY names first, and no reader kept more than the chunks
+    # that hold them
+    assert tally.scan("c") == _old_path(scratch, policy, "users").scan("c")
+    assert len(tally.examples) == len(tally.cost_examples) == EXAMPLES
+    assert len(kept) > 60 and max(kept) <= 2 * EXAMPLES
+
+
 _CHILD = """
 import json, resource, sys
-from harness.column_scans import HashTally
+from harness.column_scans import EXAMPLES, HashTally
 from harness.policy import load_policy
 from harness.probes.database import DatabaseProbe
 from harness.probes.passwords import classify_column
