@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.bundled import bundled
 from harness.outcomes import Outcome
 from harness.reference import ReferenceBackend
 from harness.report.calibration import Calibration, DetectionRow, RowKind
 
 CLEAN = "clean"
-CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "calibration.toml"
+CALIBRATION_FILE = bundled("calibration.toml")
 
 
 @dataclass(frozen=True)

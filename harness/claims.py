@@ -18,10 +18,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.bundled import bundled
 from harness.checkdir import declared_checks
 from harness.tomlfile import load_toml_model
 
-CLAIMS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "claims"
+CLAIMS_DIR = bundled("claims")
 DEFAULT_CATALOGUE = CLAIMS_DIR / "encryption-page.toml"
 _CLAIM_ID = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)+$")
 

@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.bundled import bundled
 from harness.formats.bcrypt_hash import HashScheme, classify_stored_hash
 from harness.formats.fernet import has_fernet_structure
 from harness.outcomes import ProbeError
 from harness.probes.database import ColumnInfo
 from harness.tomlfile import load_toml_model
 
-INVENTORY_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "inventory.toml"
+INVENTORY_PATH = bundled("policy", "inventory.toml")
 
 
 ColumnClass = Literal["fernet", "bcrypt", "keyed_index", "enum", "metadata", "listed_plaintext"]

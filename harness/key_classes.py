@@ -12,11 +12,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.bundled import bundled
 from harness.keysearch import SearchSettings
 from harness.outcomes import ProbeError
 from harness.tomlfile import load_toml_model
 
-KEY_CLASSES_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "key-classes.toml"
+KEY_CLASSES_PATH = bundled("policy", "key-classes.toml")
 
 
 class _Strict(BaseModel):

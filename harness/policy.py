@@ -16,9 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.bundled import bundled
 from harness.tomlfile import load_toml_model
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "fixtures" / "policy" / "default.toml"
+DEFAULT_POLICY_PATH = bundled("policy", "default.toml")
 
 TlsVersion = Literal["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3"]
 

@@ -69,6 +69,7 @@ from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from harness.bundled import bundled
 from harness.tomlfile import load_toml_model
 
 #: The detect-secrets plugins whose rules apply to stored data, with a rule name each.
@@ -105,7 +106,7 @@ _END = r"(?![A-Za-z0-9_\-])"
 _FIELD_VALUE = (r"[\"']?\s*[:=]\s*[\"']?(?P<value>[A-Za-z0-9._~+/%\-]{20,}={0,2})"
                 r"(?![A-Za-z0-9._~+/%\-])")
 #: Our rules (what detect-secrets lacks) as data, the way gitleaks keeps its rules.
-SECRET_RULES_PATH = Path(__file__).resolve().parents[2] / "fixtures" / "policy" / "secret-patterns.toml"
+SECRET_RULES_PATH = bundled("policy", "secret-patterns.toml")
 
 
 class SecretRulesError(ValueError):
