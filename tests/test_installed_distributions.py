@@ -30,6 +30,7 @@ import pytest
 from audit_cli import new_state_dir
 
 from harness.checkdir import declared_checks
+from system_under_test.docker import images
 
 ROOT = Path(__file__).resolve().parents[1]
 #: What the auditor's wheel is built from (nothing else of the tree may be needed).
@@ -55,9 +56,18 @@ class Installed:
 
     def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``votriz-audit ARGS`` of this virtualenv, in :attr:`workdir`, with no path to the checkout."""
+        return self._in_venv("votriz-audit", *args, timeout=timeout)
+
+    def python(self, code: str) -> list[str]:
+        """The lines ``code`` prints, run by this virtualenv's Python as :meth:`run` runs commands."""
+        done = self._in_venv("python", "-c", code, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    def _in_venv(self, program: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
         env = {name: value for name, value in os.environ.items()
                if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        return subprocess.run([str(self.venv / "bin" / "votriz-audit"), *args], cwd=self.workdir, env=env,
+        return subprocess.run([str(self.venv / "bin" / program), *args], cwd=self.workdir, env=env,
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     @property
@@ -74,7 +84,17 @@ def _offline_wheel(sources: Path, out: Path) -> Path:
     return wheel
 
 
-def build_wheels(scratch: Path) -> dict[str, Path]:
+@dataclass(frozen=True)
+class Wheels:
+    """Attributes: auditor, reference (the two wheels); image_tags (the Docker images the
+    checkout's reference would run, from the sources the wheel was built from)."""
+
+    auditor: Path
+    reference: Path
+    image_tags: dict[str, str]
+
+
+def build_wheels(scratch: Path) -> Wheels:
     """The auditor's and the reference's wheels, built from copies of this tree (a build writes
     build/ and *.egg-info beside its sources: never in the shared checkout)."""
     version = importlib.metadata.version("setuptools")
@@ -89,10 +109,11 @@ def build_wheels(scratch: Path) -> dict[str, Path]:
             shutil.copytree(source, auditor / name, ignore=_SKIPPED_IN_COPIES)
         else:
             shutil.copy2(source, auditor / name)
+    image_tags = images.planned_tags(images.PARTS, ())
     reference = Path(shutil.copytree(ROOT / "system_under_test", scratch / "reference-src",
                                      ignore=_SKIPPED_IN_COPIES))
-    return {"auditor": _offline_wheel(auditor, scratch / "wheels-auditor"),
-            "reference": _offline_wheel(reference, scratch / "wheels-reference")}
+    return Wheels(_offline_wheel(auditor, scratch / "wheels-auditor"),
+                  _offline_wheel(reference, scratch / "wheels-reference"), image_tags)
 
 
 def _borrowed_dependencies(scratch: Path) -> Path:
@@ -123,14 +144,14 @@ def install(scratch: Path, name: str, wheels: Sequence[Path]) -> Installed:
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Wheels:
     return build_wheels(tmp_path_factory.mktemp("wheels"))
 
 
 @pytest.fixture(scope="module")
-def auditor(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def auditor(wheels: Wheels, tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The auditor's wheel alone, as a security team installs it."""
-    return install(tmp_path_factory.mktemp("installed"), "auditor", [wheels["auditor"]])
+    return install(tmp_path_factory.mktemp("installed"), "auditor", [wheels.auditor])
 
 
 def _closed_port() -> int:
@@ -172,12 +193,9 @@ def _report_bundles(directory: Path) -> dict[str, Path]:
 
 
 def test_the_installed_auditor_is_the_wheel_and_ships_its_data_not_the_test_vectors(auditor: Installed) -> None:
-    where = subprocess.run([str(auditor.venv / "bin" / "python"), "-c",
-                            "import importlib.util, checks, harness, harness.bundled as b; print(harness.__file__); "
-                            "print(checks.__file__); print(b.DATA_DIR); "
-                            "print(importlib.util.find_spec('system_under_test'))"],
-                           cwd=auditor.workdir, capture_output=True, text=True, timeout=60, check=True)
-    harness_init, checks_init, data_dir, reference = where.stdout.splitlines()
+    harness_init, checks_init, data_dir, reference = auditor.python(
+        "import importlib.util, checks, harness, harness.bundled as b; print(harness.__file__); "
+        "print(checks.__file__); print(b.DATA_DIR); print(importlib.util.find_spec('system_under_test'))")
     assert reference == "None"
     assert Path(harness_init).is_relative_to(auditor.site_packages)
     assert Path(checks_init).is_relative_to(auditor.site_packages)
@@ -258,9 +276,9 @@ def test_the_installed_auditor_without_the_reference_says_how_to_install_it(audi
 
 
 @pytest.fixture(scope="module")
-def auditor_and_reference(wheels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def auditor_and_reference(wheels: Wheels, tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """Both wheels, as an operator installs them to calibrate."""
-    return install(tmp_path_factory.mktemp("installed-both"), "both", [wheels["auditor"], wheels["reference"]])
+    return install(tmp_path_factory.mktemp("installed-both"), "both", [wheels.auditor, wheels.reference])
 
 
 @pytest.fixture
@@ -294,3 +312,15 @@ def test_the_installed_reference_stands_up_from_its_own_package_and_is_audited(
     outcomes = {row["check_id"]: row["outcome"] for row in results["results"]}
     assert outcomes["transit.tls_versions"] == outcomes["transit.hsts"] == "PASS", done.stdout[-3000:]
     assert "FAIL" not in outcomes.values() and "ERROR" not in outcomes.values(), outcomes
+
+
+def test_the_installed_reference_would_run_the_docker_images_its_checkout_runs(
+        wheels: Wheels, auditor_and_reference: Installed) -> None:
+    # The images' tags hash the reference's sources (system_under_test/docker/images.py): read
+    # from the installed package they are the checkout's, so `up --backend docker` from the wheel
+    # uses the images already built (no Docker engine is asked here)
+    (tags,) = auditor_and_reference.python("import json, system_under_test.docker.images as images; "
+                                           "print(json.dumps(images.planned_tags(images.PARTS, ())))")
+    assert json.loads(tags) == wheels.image_tags
+    (package,) = auditor_and_reference.python("import system_under_test; print(system_under_test.__file__)")
+    assert Path(package).is_relative_to(auditor_and_reference.site_packages)
