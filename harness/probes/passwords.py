@@ -15,8 +15,9 @@ is counted at once (:func:`~harness.formats.bcrypt_hash.bcrypt_lines_costs`, nat
 it is installed, the GIL released); any other chunk's rows are read again from the same
 snapshot and classified row by row (:class:`~harness.column_scans.HashTally`), and examples
 name the first rows in the order the table stores them, whatever the number of readers.
-Measured on 1M users (2 cores): 0.26 s of server CPU and 0.06 s of client CPU for every row,
-against 0.45 s and 0.16 s for the keyset chunks over ``id`` this read replaced.
+Measured on 1M users (Xeon, 2 cores, load 2-4): 0.29-0.32 s of server CPU and 0.08-0.10 s of
+client CPU a million rows, against 0.45-0.48 s and 0.16-0.21 s for the keyset chunks over ``id``
+this read replaced (20M users, load 8: 0.31-0.34 s and 0.07 s).
 
 A sampled read, and a table that cannot be read by pages (a server before PostgreSQL 14, a
 view, a role not granted ``ctid``), keep the row-by-row ``COPY`` of key ranges in worker
