@@ -50,6 +50,12 @@ def test_the_reference_service_is_its_own_distribution_with_its_own_dependencies
     names = {canonicalize_name(Requirement(line).name) for line in project["project"]["dependencies"]}
     assert {"starlette", "uvicorn", "uvicorn-worker", "gunicorn", "pyotp"} <= names
     assert "votriz-audit" not in names
+    # Its packages are listed too: every folder holding an __init__.py, and the images' folders
+    package = ROOT / "system_under_test"
+    folders = {init.parent for init in package.rglob("__init__.py")} | set(package.glob("docker/images/*/"))
+    expected = {".".join(("system_under_test", *folder.relative_to(package).parts)) for folder in folders
+                if ".egg-info" not in folder.as_posix()}
+    assert expected - set(project["tool"]["setuptools"]["packages"]) == set()
 
 
 def test_every_bundled_file_is_found_through_harness_bundled_and_exists() -> None:
