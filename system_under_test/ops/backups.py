@@ -26,15 +26,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import psycopg
 from cryptography.fernet import Fernet, InvalidToken
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from system_under_test.api.keyring import BACKUP_KEY_LABEL, DB_PASSWORD_LABEL, fernet_key
 from system_under_test.ops.context import OpsContext, OpsError
+
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg is imported where a command connects: prune-backups reads only the store's names.
 
 MAGIC = b"VZB1"
 CHUNK_HEADER = struct.Struct(">4sQB")
@@ -142,6 +144,8 @@ class DbTarget:
     @classmethod
     def from_dsn(cls, dsn: str) -> DbTarget:
         """Parse the libpq conninfo of ``api.toml``."""
+        from psycopg.conninfo import conninfo_to_dict
+
         params = conninfo_to_dict(dsn)
         return cls(str(params.get("host", "127.0.0.1")), str(params.get("port", "5432")),
                    str(params.get("user", "votriz_app")), str(params.get("dbname", "votriz")))
@@ -161,6 +165,8 @@ def _child_env(password: str) -> dict[str, str]:
 
 def table_counts(conn: psycopg.Connection) -> dict[str, int]:
     """Row count of every table in schema public."""
+    from psycopg import sql
+
     tables = [r[0] for r in conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
         "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
@@ -176,6 +182,8 @@ def _stderr_tail(handle: BinaryIO) -> str:
 
 def backup(ctx: OpsContext, *, now: datetime | None = None) -> dict[str, object]:
     """Dump database votriz through the chunked Fernet stream into ``STATE/backups``."""
+    from psycopg import IsolationLevel
+
     started = time.monotonic()
     now = now or datetime.now(UTC)
     values = ctx.secrets()
@@ -192,7 +200,7 @@ def backup(ctx: OpsContext, *, now: datetime | None = None) -> dict[str, object]
     with ctx.connect(password=password, autocommit=False) as conn, \
             tempfile.TemporaryFile() as errors:
         # One snapshot for the counts and the dump, so the drill can compare exactly.
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         counts = table_counts(conn)
@@ -307,6 +315,8 @@ def restore_drill(ctx: OpsContext, *, now: datetime | None = None) -> dict[str, 
     """Restore the newest backup into a scratch database, compare row counts, drop it,
     and append the outcome to ``STATE/drills.log``.
     """
+    from psycopg import sql
+
     started = time.monotonic()
     now = now or datetime.now(UTC)
     path = newest_backup(ctx)

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pkcs11
-import psycopg
 
 from system_under_test.api.config import ApiConfig, load_config
 from system_under_test.api.keyring import (
@@ -22,6 +22,9 @@ from system_under_test.api.keyring import (
     read_pin,
     read_secrets,
 )
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class OpsError(RuntimeError):
@@ -102,6 +105,8 @@ class OpsContext:
     def connect(self, *, dbname: str | None = None, password: str | None = None,
                 autocommit: bool = True) -> psycopg.Connection:
         """A connection as ``votriz_app`` (to ``dbname`` if given instead of the configured one)."""
+        import psycopg  # here: the commands that never connect do not import it
+
         extra = {"dbname": dbname} if dbname else {}
         try:
             return psycopg.connect(self.config.database_dsn,

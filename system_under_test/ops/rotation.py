@@ -14,11 +14,9 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import psycopg
-import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from psycopg import sql
 
 from system_under_test.api.keyring import (
     DB_PASSWORD_LABEL,
@@ -37,6 +35,10 @@ from system_under_test.api.keyring import (
 from system_under_test.ops.context import OpsContext, OpsError
 from system_under_test.ops.workers import Roll, roll_workers
 
+if TYPE_CHECKING:
+    import psycopg
+
+# psycopg and redis are imported by the rotations that use them (see ops.__main__._ops).
 BATCH_SIZE = 500
 
 # Every Fernet column, by table: all are under the token-encryption ring, so
@@ -66,6 +68,8 @@ def reencrypt_table(conn: psycopg.Connection, ring: MultiFernet, table: str,
 
     ``skip_last_batch`` is the ``rotation-leaves-rows`` fault.
     """
+    from psycopg import sql
+
     ident = sql.Identifier(table)
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     last_id = conn.execute(sql.SQL("SELECT coalesce(max(id), 0) FROM {}").format(ident)
@@ -240,6 +244,9 @@ def rotate_db_password(ctx: OpsContext) -> dict[str, object]:
     (workers are rolled, the same JSON is printed) but changes nothing, so
     the old password stays valid.
     """
+    import psycopg
+    from psycopg import sql
+
     started = time.monotonic()
     old_password = ctx.db_password()
     changed = not ctx.has_fault("db-password-rotation-ignored")
@@ -272,6 +279,8 @@ def rotate_redis_password(ctx: OpsContext) -> dict[str, object]:
     are rolled, the same JSON is printed) but changes nothing, so the old password
     stays valid.
     """
+    import redis
+
     started = time.monotonic()
     if ctx.has_fault("redis-password-rotation-ignored"):
         roll = roll_workers(ctx)

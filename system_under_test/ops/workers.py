@@ -13,16 +13,16 @@ starts a new one, which leaves a window with nobody listening.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from system_under_test.ops.context import OpsContext, OpsError
 
@@ -94,18 +94,38 @@ def worker_pids(master: int) -> set[int]:
     return {pid for pid, fields in process_stat_fields() if len(fields) > 1 and fields[1] == str(master)}
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the API's unix socket."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("api", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
 def api_answers(ctx: OpsContext) -> bool:
-    """Whether ``GET /healthz`` on the API's own socket answers 200 right now."""
+    """Whether ``GET /healthz`` on the API's own socket answers 200 right now.
+
+    With the standard library's client: every rotation rolls, and importing httpx for this
+    one request was ~0.09 s of each ``ops`` start.
+    """
     listen = ctx.config.listen
+    if listen.startswith("unix:"):
+        connection: http.client.HTTPConnection = _UnixConnection(listen.removeprefix("unix:"), 2.0)
+    else:
+        host, _, port = listen.rpartition(":")
+        connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=2.0)
     try:
-        if listen.startswith("unix:"):
-            transport = httpx.HTTPTransport(uds=listen.removeprefix("unix:"))
-            with httpx.Client(transport=transport, timeout=2.0) as client:
-                return client.get("http://api/healthz").status_code == 200
-        with httpx.Client(timeout=2.0) as client:
-            return client.get(f"http://{listen}/healthz").status_code == 200
-    except httpx.HTTPError:
+        connection.request("GET", "/healthz", headers={"Connection": "close"})
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException, ValueError):
         return False
+    finally:
+        connection.close()
 
 
 def _wait_for_new_workers(ctx: OpsContext, master: int, old: set[int], count: int,

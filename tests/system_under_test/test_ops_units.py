@@ -145,3 +145,30 @@ def test_worker_pids_are_the_children_of_the_master() -> None:
             subprocess.run(["kill", str(pid)], check=False)
         master.kill()
         master.wait()
+
+
+def test_a_command_imports_only_the_clients_it_uses(tmp_path: Path) -> None:
+    # Given a stack's state directory (prune-backups needs its config and backups, no server)
+    make_backups(tmp_path, datetime(2026, 12, 31, tzinfo=UTC), [40])
+    (tmp_path / "api.toml").write_text(tomli_w.dumps({**SAMPLE_CONFIG, "faults": []}))
+    code = ("import sys\n"
+            "from system_under_test.ops.__main__ import main\n"
+            "assert main(['prune-backups', '--state-dir', sys.argv[1], '--now', '2026-12-31T00:00:00Z']) == 0\n"
+            "print(sorted(m for m in ('psycopg', 'redis', 'httpx') if m in sys.modules))\n")
+    # When it runs in an interpreter of its own
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, check=True)
+    # Then it pruned without importing the database's, Redis's or an HTTP client
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_client_errors_are_one_line_once_their_client_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+    import redis
+
+    from system_under_test.ops import __main__ as ops_main
+
+    kinds = ops_main._expected_errors()
+    assert psycopg.Error in kinds and redis.RedisError in kinds and OSError in kinds
+    monkeypatch.delitem(sys.modules, "redis")
+    assert redis.RedisError not in ops_main._expected_errors()
