@@ -43,6 +43,14 @@ LLM, RESEND = tuple(PROMISED_UPSTREAMS)
 #: After the last step, how long the capture goes on for calls the API makes after answering
 #: (a mail queued and sent a moment later).
 SETTLE_S = 1.5
+#: With the fakes' capture (``[capture]``), the settling ends sooner: once the fakes hold a
+#: request of every promised upstream made since the exercise began (what the settling waits
+#: for has then arrived), this much later, so that the wire capture's child has read what the
+#: kernel already holds of those flows (it reads as packets come, ~every 0.05 s). The
+#: reference's calls are made before it answers: the 1.5 s settle was a wait for nothing.
+CAPTURED_MARGIN_S = 0.25
+#: How often the fakes' capture is asked while settling.
+CAPTURE_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,24 @@ def _exercise(api: VotrizApi, email: str) -> tuple[ExerciseStep, ...]:
     return llm, mail
 
 
+def _settled(capture: CaptureClient | None, since: int | None, latest: float) -> float:
+    """Let the capture go on until ``latest`` (monotonic), or until the fakes' capture holds a
+    request of every promised upstream since ``since`` plus :data:`CAPTURED_MARGIN_S`; when
+    the window ended. A capture that cannot be asked leaves the full settling time (its error
+    is reported when it is read after the exercise)."""
+    while capture is not None and since is not None and time.monotonic() < latest:
+        try:
+            paths = [request.path for request in capture.requests_since(since)]
+        except ProbeError:
+            break
+        if all(any(path.startswith(prefix) for path in paths) for prefix in PROMISED_UPSTREAMS.values()):
+            latest = min(latest, time.monotonic() + CAPTURED_MARGIN_S)
+            break
+        time.sleep(min(CAPTURE_POLL_S, max(0.0, latest - time.monotonic())))
+    time.sleep(max(0.0, latest - time.monotonic()))
+    return latest
+
+
 def observe_outbound(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                      target: ApiProcesses) -> OutboundExercise:
     """Capture the API's flows while a canary makes it call the LLM and Resend; remove the canary.
@@ -155,8 +181,7 @@ def observe_outbound(profile: TargetProfile, policy: Policy, known_secrets: Know
                 except ProbeError as exc:
                     capture_error = str(exc)
             steps = _exercise(api, canary.email)
-            window_end = steps[-1].answered_at + SETTLE_S
-            time.sleep(max(0.0, window_end - time.monotonic()))
+            window_end = _settled(capture, since, steps[-1].answered_at + SETTLE_S)
         assert watch.capture is not None
         exercise = OutboundExercise(steps, watch.capture, window_end, expected_server_names(profile))
         if capture is not None and since is not None:

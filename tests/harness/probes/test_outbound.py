@@ -145,6 +145,50 @@ def test_without_a_capture_section_the_wire_alone_is_observed(fakes: type[FakeAp
     assert exercise.captured == () and exercise.capture_error is None and len(exercise.steps) == 2
 
 
+class MailNotYetCaptured(FakeCapture):
+    """The fakes have the LLM call but no mail yet (a mail the service queues)."""
+
+    def requests_since(self, seq: int) -> tuple[CapturedRequest, ...]:
+        self.polls += 1
+        return (CapturedRequest(41, "tls", "POST", "/anthropic/v1/messages", "x"),)
+
+
+class CaptureDown(FakeCapture):
+    """The capture API answered its first question, then no more."""
+
+    def requests_since(self, seq: int) -> tuple[CapturedRequest, ...]:
+        raise ProbeError("GET https://127.0.0.1:9/_capture/requests: ConnectError")
+
+
+def test_the_settling_ends_once_the_fakes_hold_every_upstream_call(
+        fakes: type[FakeApi], fast_policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a 5 s settling time and fakes that already hold the LLM call and the mail
+    monkeypatch.setattr(outbound, "SETTLE_S", 5.0)
+    monkeypatch.setattr(outbound, "CAPTURED_MARGIN_S", 0.2)
+    started = time.monotonic()
+    # When the API is driven
+    exercise = observe_outbound(PROFILE, fast_policy, KnownSecrets(), API)
+    # Then the window closed the margin after the last answer, not 5 s after it
+    assert time.monotonic() - started < 2.0
+    assert 0.15 < exercise.window_end - exercise.steps[-1].answered_at <= 0.25
+    assert fakes.calls.index("wire stops") > fakes.calls.index("request_recovery")
+
+
+@pytest.mark.parametrize("capture", [MailNotYetCaptured, CaptureDown])
+def test_the_full_settling_time_without_every_call_at_the_fakes(
+        fakes: type[FakeApi], fast_policy: Policy, monkeypatch: pytest.MonkeyPatch,
+        capture: type[FakeCapture]) -> None:
+    # Given fakes that hold no mail (or cannot be asked) and a settling time of 0.6 s
+    monkeypatch.setattr(outbound, "SETTLE_S", 0.6)
+    monkeypatch.setattr(outbound, "CaptureClient", capture)
+    monkeypatch.setattr(outbound.CaptureClient, "last_seq", lambda self: 40)
+    # When the API is driven
+    exercise = observe_outbound(PROFILE, fast_policy, KnownSecrets(), API)
+    # Then the capture went on for the whole settling time after the last answer
+    assert exercise.window_end == pytest.approx(exercise.steps[-1].answered_at + 0.6)
+    assert time.monotonic() >= exercise.window_end
+
+
 @pytest.mark.parametrize(("capture", "names"), [
     (None, None),
     ({"url": "https://127.0.0.1:9"}, None),  # an IP address: a client sends no server name
