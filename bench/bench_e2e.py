@@ -7,8 +7,10 @@ process: stand the reference service up, run every check (key rotation under
 load at its default size included), write and sign the report, tear down.
 Printed and written to ``bench/results/e2e.json``: the wall time of the whole
 command, how long standing up took (the time before the first check starts,
-from the run's own ``started_at``), the checks' total, and the time per check
-family (area), so the slowest stage is obvious.
+from the run's own ``started_at``), the checks' total, the time per check
+family (area) and the five slowest checks, so the slowest stage is obvious, and
+what follows the last check (report, seal, tear-down), with the load averages
+before each run.
 
 *Warm* means the Docker images exist (they are built once if missing, not
 timed); *cold* (``--cold``, Docker only) first removes every
@@ -40,6 +42,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +80,7 @@ def one_run(backend: str) -> dict[str, object]:
         report = Path(tmp) / "report"
         argv = [sys.executable, "-m", "harness", "run", "--backend", backend, "--report-dir", str(report),
                 "--state-dir", str(Path(tmp) / "state")]
+        load_before = load_average()
         started = time.monotonic()
         wall_start = dt.datetime.now(dt.UTC)
         proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=3600, check=False)
@@ -85,23 +89,29 @@ def one_run(backend: str) -> dict[str, object]:
         if not results_file.exists():
             raise SystemExit(f"{backend}: no results (exit {proc.returncode}): {proc.stderr[-800:]}")
         results = json.loads(results_file.read_text(encoding="utf-8"))
+    return {"exit_code": proc.returncode, **run_figures(results, wall, wall_start), "load_before": load_before}
+
+
+def run_figures(results: dict[str, Any], wall: float, wall_start: dt.datetime) -> dict[str, object]:
+    """One run's figures from its results.json, its wall time and when it started (UTC)."""
     per_area: dict[str, float] = defaultdict(float)
-    slowest = ("", 0.0)
     for result in results["results"]:
-        area = result["check_id"].split(".", 1)[0]
-        per_area[area] += float(result["duration_s"])
-        if float(result["duration_s"]) > slowest[1]:
-            slowest = (result["check_id"], float(result["duration_s"]))
+        per_area[result["check_id"].split(".", 1)[0]] += float(result["duration_s"])
+    by_time = sorted(results["results"], key=lambda r: -float(r["duration_s"]))
     checks_started = dt.datetime.fromisoformat(results["started_at"])
+    checks_finished = dt.datetime.fromisoformat(results["finished_at"])
     return {
-        "exit_code": proc.returncode,
         # Outcome counts of the checks (results.json's summary named them "counts" before).
         "summary": results["summary"].get("checks", results["summary"].get("counts")),
         "wall_s": round(wall, 1),
         "stand_up_s": round((checks_started - wall_start).total_seconds(), 1),
         "checks_s": round(sum(per_area.values()), 1),
         "per_area_s": {area: round(seconds, 1) for area, seconds in sorted(per_area.items())},
-        "slowest_check": {"check_id": slowest[0], "seconds": round(slowest[1], 1)},
+        "slowest_check": {"check_id": by_time[0]["check_id"] if by_time else "",
+                          "seconds": round(float(by_time[0]["duration_s"]), 1) if by_time else 0.0},
+        # The five slowest checks, and what follows the last one (report, seal, tear-down).
+        "slowest_checks": {r["check_id"]: round(float(r["duration_s"]), 1) for r in by_time[:5]},
+        "after_checks_s": round(wall - (checks_finished - wall_start).total_seconds(), 1),
     }
 
 
