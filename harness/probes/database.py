@@ -418,9 +418,11 @@ class DatabaseProbe:
     def copy_rows(self, table: str, columns: Sequence[str | None], *, schema: str = "public",
                   key: str = "id", low: int | None = None, high: int | None = None,
                   sample_percent: float | None = None, stored_bytes: bool = False,
-                  null_key: bool = False, snapshot: str | None = None) -> Iterator[bytes]:
+                  null_key: bool = False, snapshot: str | None = None,
+                  pages: tuple[int, int] | None = None) -> Iterator[bytes]:
         """``key, *columns`` of the rows with ``low <= key <= high`` (``null_key``: whose key is
-        NULL, named ``id NULL``) as ``COPY`` text lines, in blocks of whole lines of about
+        NULL, named ``id NULL``; ``pages``: of the heap pages ``first <= page < end``, a TID
+        range scan) as ``COPY`` text lines, in blocks of whole lines of about
         :data:`COPY_BLOCK_BYTES` (read them with :func:`harness.formats.copy_text.copy_text_rows`).
 
         The cheapest way to read a column's values: the server formats the rows once, and
@@ -436,7 +438,7 @@ class DatabaseProbe:
                 columns, never a value.
         """
         query = range_copy(table, columns, schema=schema, key=key, low=low, high=high,
-                           sample_percent=sample_percent, null_key=null_key)
+                           sample_percent=sample_percent, null_key=null_key, pages=pages)
         names = ", ".join(f"{table}.{column}" for column in columns if column)
         return self._copy_out(query, (f"reading {names}", f"read {names}"),
                               stored_bytes=stored_bytes, snapshot=snapshot)

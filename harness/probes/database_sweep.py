@@ -8,18 +8,19 @@ written to disk (the first design split every table into a spool file per column
 8.8 GB of temporary disk at 20M ``channels`` rows, and 1.9 CPU s of the 3 s a 1M-row sweep
 took).
 
-A table whose primary key is an integer ``id`` and that holds at least
-:data:`~harness.parallel_scan.PARALLEL_MIN_ROWS` rows is read in key ranges
-(:func:`~harness.parallel_scan.plan_scan`, without its sampling: every row is searched) by
-``[scan] jobs`` threads of this process, each over a read-only session of its own, each part
-one ``COPY`` within ``timeouts.command_s``. All parts read one snapshot, exported by the
-check's own session (``pg_export_snapshot()``, as ``pg_dump --jobs`` does), so they are the
-table as it stood at one moment: a row whose key is changed meanwhile is still read once.
-Threads, not processes: the automaton searches ``bytes`` with the GIL released and libpq
-waits with it released; the Python step per row of the read holds it (measured, 1M rows of
-``channels``: 0.68 CPU s to read, 0.34 to search, 1.27 s in the server's backend). Any
-other table, or a server that exports no snapshot, is read in one ``COPY`` on the check's
-own session.
+A table of at least :data:`SPLIT_MIN_PAGES` heap pages is read in parts of its pages
+(``ctid`` ranges: a TID range scan, no index and no sort, so the parts together cost the server
+what one read does; any table, keyed or not), at least one part per worker and at most
+:data:`PART_PAGES` pages a part, each part one ``COPY`` within ``timeouts.command_s`` on a
+read-only session of its own, by ``[scan] jobs`` threads of this process. All parts read one
+snapshot, exported by the check's own session (``pg_export_snapshot()``, as ``pg_dump --jobs``
+does) and in which the pages are counted, so they are the table as it stood at one moment: a
+row updated meanwhile (moved to another page) is read once, as it was. Threads, not
+processes: the automaton searches ``bytes`` with the GIL released and libpq waits with it
+released; the Python step per row of the read holds it (1M rows of ``channels``: 0.68 CPU s to
+read, 0.34 to search, 1.27 s in the server's backend). A smaller table, or one of a server
+that exports no snapshot or cannot read by pages (before PostgreSQL 14, ``ctid`` not granted),
+is read in one ``COPY`` on the check's own session.
 
 A hit names its column (``postgres:table.column``), its row (the integer primary key's
 value, else the row's ``ctid``: as :mod:`harness.shape_sweep` names rows) and the byte in the
@@ -32,18 +33,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.formats.copy_text import first_fields_bytes
-from harness.parallel_scan import ScanPlan, plan_scan, reading_part, results_of, stop_point, worker_pool
+from harness.outcomes import ProbeError
+from harness.parallel_scan import results_of, scan_jobs, stop_point, worker_pool
 from harness.policy import Policy
 from harness.probes.database import ColumnInfo, DatabaseProbe
-from harness.probes.range_workers import RangeRead
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepReport
 
-#: The types of a primary key that names a row (and, as ``id``, splits a table into ranges).
+#: The types of a primary key that names a row.
 INTEGER_TYPES = ("smallint", "integer", "bigint")
-#: The key a table is split by (the one :func:`~harness.parallel_scan.part_name` names).
-RANGE_KEY = "id"
+#: A table of fewer heap pages (32 MiB) is read in one ``COPY`` on the check's session.
+SPLIT_MIN_PAGES = 4_096
+#: Heap pages a part covers at most (512 MiB: about 1.1M rows of the reference's ``channels``),
+#: so that a part's ``COPY`` ends well within ``timeouts.command_s`` whatever the table's size.
+PART_PAGES = 65_536
+#: The end of the last part: past any page (a block number has 32 bits), so that the parts
+#: cover the whole table whatever its size.
+LAST_PAGE_END = 0xFFFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -83,66 +90,74 @@ def table_sweeps(columns: Sequence[ColumnInfo]) -> list[TableSweep]:
     return reads
 
 
+def page_parts(pages: int, jobs: int) -> list[tuple[int, int]]:
+    """``(first, end)`` heap pages of each part of a table of ``pages`` pages: ``jobs`` parts at
+    least, :data:`PART_PAGES` pages a part at most, the last one open to :data:`LAST_PAGE_END`."""
+    count = max(jobs, -(-pages // PART_PAGES), 1)
+    step = max(1, -(-pages // count))
+    starts = list(range(0, max(pages, 1), step))
+    return [(first, first + step) for first in starts[:-1]] + [(starts[-1], LAST_PAGE_END)]
+
+
 def sweep_database(db: DatabaseProbe, sweep: SecretSweep, report: SweepReport, *,
                    profile: TargetProfile, policy: Policy,
                    columns: Sequence[ColumnInfo] | None = None) -> SweepReport:
     """Search every row of ``columns`` (default: every column the role can read) into
     ``report``: one location per column, the bytes of their ``COPY`` text, the hits kept in
-    table order and, within a table, in key order. ``profile`` and ``policy`` open the
-    workers' sessions (the check's, as ``db`` was opened).
+    table order and, within a table, in page order. ``profile`` and ``policy`` open the
+    workers' sessions (the check's, as ``db`` was opened; ``[scan] jobs`` workers, never a
+    sample: every row is searched).
 
     Raises:
         ProbeError: a table or a part of one could not be read within ``timeouts.command_s``;
-            the message names the columns (and the part's key range), never a value.
+            the message names the columns (and the part's pages), never a value.
     """
     listed = columns if columns is not None else db.visible_tables().columns
-    # Every row: the policy's sample is for the column checks, never for the sweep.
-    whole = policy.model_copy(update={"scan": policy.scan.model_copy(update={"sample_rows": None})})
+    jobs = scan_jobs(policy)
     for table in table_sweeps(listed):
         report.locations += sum(location is not None for location in table.locations)
-        for part in _table_parts(db, sweep, table, profile, whole):
+        for part in _table_parts(db, sweep, table, profile, policy, jobs):
             sweep.absorb(report, part)
     return report
 
 
 def _table_parts(db: DatabaseProbe, sweep: SecretSweep, table: TableSweep,
-                 profile: TargetProfile, policy: Policy) -> list[SweepReport]:
-    """One table swept, part by part in key order, or in one read on ``db``."""
-    plan: ScanPlan | None = None
-    if table.locator == RANGE_KEY and table.schema == "public":
-        plan = plan_scan(db, table.table, policy, key=RANGE_KEY)
-    # A key that may be NULL (a child table's) reads whole: no range holds those rows.
-    if plan is None or len(plan.parts) == 1 or plan.null_keys:
-        return [sweep_part(db, sweep, table)]
+                 profile: TargetProfile, policy: Policy, jobs: int) -> list[SweepReport]:
+    """One table swept, part by part in page order, or in one read on ``db``."""
     with db.exported_snapshot() as snapshot:
-        if snapshot is None:
-            return [sweep_part(db, sweep, table)]
-        with worker_pool(plan.jobs, threads=True) as submit:
-            return results_of([submit(_sweep_range, RangeRead(profile, policy, low, high, None),
-                                      sweep, table, snapshot) for low, high in plan.parts])
+        pages = db.page_span(table.table, schema=table.schema) if snapshot else None
+        parts = page_parts(pages, jobs) if pages is not None and pages >= SPLIT_MIN_PAGES else []
+        if len(parts) > 1:
+            with worker_pool(jobs, threads=True) as submit:
+                return results_of([submit(_sweep_pages, profile, policy, sweep, table, part,
+                                          snapshot) for part in parts])
+    return [sweep_part(db, sweep, table)]
 
 
 def sweep_part(db: DatabaseProbe, sweep: SecretSweep, table: TableSweep, *,
-               low: int | None = None, high: int | None = None,
+               pages: tuple[int, int] | None = None,
                snapshot: str | None = None) -> SweepReport:
-    """The rows of ``table`` with ``low <= key <= high`` (None: unbounded) read on ``db`` (in
-    ``snapshot`` if given) and searched block by block as they arrive: a report of their
-    bytes and hits (its ``locations`` left at 0). Stops between two blocks once its pool
+    """The rows of ``table`` (of its heap ``pages``, ``first <= page < end``, if given) read on
+    ``db`` (in ``snapshot`` if given) and searched block by block as they arrive: a report of
+    their bytes and hits (its ``locations`` left at 0). Stops between two blocks once its pool
     stops."""
     part = SweepReport()
     located = table.locations[0] is not None
     for block in db.copy_rows(table.table, table.columns, schema=table.schema, key=table.locator,
-                              low=low, high=high, snapshot=snapshot):
+                              pages=pages, snapshot=snapshot):
         stop_point()
         part.bytes_scanned += len(block) if located else len(block) - first_fields_bytes(block)
         sweep.record(part, sweep.scan_copy_rows(block, table.locations))
     return part
 
 
-def _sweep_range(read: RangeRead, sweep: SecretSweep, table: TableSweep,
-                 snapshot: str) -> SweepReport:
+def _sweep_pages(profile: TargetProfile, policy: Policy, sweep: SecretSweep, table: TableSweep,
+                 pages: tuple[int, int], snapshot: str) -> SweepReport:
     """One part of a table, on a session of its own in the exported ``snapshot``; a failure
-    is a ProbeError naming the part's key range."""
-    with reading_part(table.table, read.low, read.high), \
-            DatabaseProbe(read.profile, read.policy, known_secrets=KnownSecrets()) as db:
-        return sweep_part(db, sweep, table, low=read.low, high=read.high, snapshot=snapshot)
+    is a ProbeError naming the part's pages."""
+    try:
+        with DatabaseProbe(profile, policy, known_secrets=KnownSecrets()) as db:
+            return sweep_part(db, sweep, table, pages=pages, snapshot=snapshot)
+    except ProbeError as exc:
+        last = "" if pages[1] == LAST_PAGE_END else pages[1] - 1
+        raise ProbeError(f"{exc} ({table.table} pages {pages[0]}..{last})") from None

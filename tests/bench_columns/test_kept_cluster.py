@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,6 @@ needs_postgres = pytest.mark.skipif(
     shutil.which("pg_ctlcluster") is None
     and not Path("/usr/lib/postgresql/15/bin/initdb").exists(),
     reason="PostgreSQL 15 not installed")
-
-
-@pytest.fixture
-def reachable_dir() -> Iterator[Path]:
-    """A directory under /tmp that the service user (the cluster's owner) can reach."""
-    folder = Path(tempfile.mkdtemp(prefix="bench-kept-test-", dir="/tmp"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def bench(*args: str, out: Path) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,7 @@
 """The database area of the plaintext sweep against a scratch PostgreSQL 15: every row of every
-column searched, whole or in key ranges read by threads in one exported snapshot, hits named by
-column, row and byte in the value; tables without an integer ``id`` read once, their rows named
-by key or ``ctid``; a part that fails or overruns its time is a ProbeError naming it.
+column searched, whole or in parts of its pages read by threads in one exported snapshot, hits
+named by column, row (integer key, else ``ctid``) and byte in the value; a part that overruns
+its time is a ProbeError naming it.
 
 The reference each report is compared with is each column read alone (``COPY (SELECT id, c)``)
 and each value's text searched on its own."""
@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
-from harness import parallel_scan
 from harness.outcomes import ProbeError
 from harness.policy import Policy, load_policy
 from harness.probes import database_sweep
@@ -38,14 +39,17 @@ def scratch() -> Iterator[ScratchPostgres]:
         pg.psql("CREATE ROLE auditor LOGIN;"
                 " CREATE TABLE kept (id bigserial PRIMARY KEY, a text, b text, n int,"
                 "                    t timestamptz DEFAULT '2026-12-07 18:00+00');"
-                " CREATE TABLE loose (a text, b text);"
+                " CREATE TABLE loose (a text, b text); CREATE TABLE heap (a text, b text);"
+                " CREATE TABLE moved (a text, b text);"
                 " CREATE TABLE named (code text PRIMARY KEY, note text);"
                 " CREATE TABLE counters (brand_id bigint PRIMARY KEY, note text);"
-                " GRANT SELECT ON kept, loose, named, counters TO auditor")
+                " GRANT SELECT ON kept, loose, named, counters, heap, moved TO auditor")
         pg.copy("kept (a, b, n)", [_kept_row(i) for i in range(1, ROWS + 1)])
         pg.copy("loose", [("x", None), (f"tab\t{SECRET}", "\\N"), (None, SECRET)])
         pg.copy("named", [(SECRET, "a"), ("k2", f"line\n{SECRET}")])
         pg.copy("counters", [(7, "plain"), (9, f"back\\slash{SECRET}")])
+        for table in ("heap", "moved"):
+            pg.copy(table, [row[:2] for row in map(_kept_row, range(1, ROWS + 1))])
         yield pg
 
 
@@ -80,13 +84,11 @@ def _reference(pg: ScratchPostgres, table: str, key: str | None,
     return hits, size
 
 
-def _observed(pg: ScratchPostgres, policy: Policy, tables: tuple[str, ...],
-              then: Callable[[], object] = lambda: None) -> SweepReport:
-    """The sweep of ``tables``, ``then`` called once their columns are listed (by a session of
-    its own: it holds their locks until it ends)."""
+def _observed(pg: ScratchPostgres, policy: Policy, tables: tuple[str, ...]) -> SweepReport:
+    """The sweep of ``tables``, their columns listed by a session of its own (it holds their
+    locks until it ends)."""
     with DatabaseProbe(pg.profile("t"), policy) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table in tables)
-    then()
     with DatabaseProbe(pg.profile("t"), policy) as db:
         return sweep_database(db, _sweep(), SweepReport(), profile=pg.profile("t"),
                               policy=policy, columns=columns)
@@ -96,31 +98,80 @@ def _key(hit: SweepHit) -> tuple[str, str, int, str]:
     return hit.location, hit.row or "", hit.offset, hit.label
 
 
-@pytest.mark.parametrize(("jobs", "part_rows"), [(1, 1_000_000), (2, 1_000_000), (2, 500), (3, 400)])
+def _pages(pg: ScratchPostgres, table: str) -> int:
+    return int(pg.psql(f"SELECT pg_relation_size('{table}') / 8192").strip())
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch, part_pages: int) -> list[tuple[int, int]]:
+    """Tables of 1 page and more are split, ``part_pages`` pages a part at most; the parts
+    read (each on a session of its own) are listed as they start."""
+    monkeypatch.setattr(database_sweep, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setattr(database_sweep, "PART_PAGES", part_pages)
+    parts: list[tuple[int, int]] = []
+    real = database_sweep._sweep_pages
+    monkeypatch.setattr(database_sweep, "_sweep_pages", lambda *args: parts.append(args[4])
+                        or real(*args))
+    return parts
+
+
+@pytest.mark.parametrize(("jobs", "part_pages"), [(1, 65_536), (2, 65_536), (2, 4), (3, 2)])
 def test_every_row_of_every_column_is_searched_whole_or_in_parts(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, part_rows: int) -> None:
-    # Given a 3,000-row table read in parts once it holds one row (part_rows rows at most a part)
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
-    monkeypatch.setattr(parallel_scan, "PART_MAX_ROWS", part_rows)
-    parts: list[tuple[int | None, int | None]] = []
-    real = database_sweep._sweep_range
-    monkeypatch.setattr(database_sweep, "_sweep_range",
-                        lambda read, *rest: parts.append((read.low, read.high)) or real(read, *rest))
-    # When it is swept with jobs workers
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, jobs: int, part_pages: int) -> None:
+    # Given a 3,000-row table of some 30 pages, read in parts of part_pages pages at most
+    parts = _recorded(monkeypatch, part_pages)
+    # When it is swept with jobs workers (the policy's sample is not the sweep's)
     report = _observed(scratch, load_policy().with_scan(jobs=jobs, sample_rows=10), ("kept",))
-    # Then every column of every row was searched (the policy's sample is not the sweep's),
-    # each hit where the column alone shows it, in key order, and the bytes are the columns'
+    # Then every column of every row was searched, each hit where the column alone shows it,
+    # in key order, and the bytes are the columns' own
     hits, size = _reference(scratch, "kept", "id", ("id", "a", "b", "n", "t"))
     assert sorted(map(_key, report.hits)) == sorted(map(_key, hits)) and len(hits) == 7
     assert report.hits_total == 7 and report.bytes_scanned == size
     assert report.locations == 5 and report.unreadable == []
     assert [int(h.row or 0) for h in report.hits] == sorted(int(h.row or 0) for h in report.hits)
     assert ("postgres:kept.b", "1499", 3) in {(h.location, h.row, h.offset) for h in report.hits}
-    # And the table was read in as many parts as planned, each once, covering every id
-    expected = 1 if jobs == 1 else max(jobs, -(-ROWS // part_rows))
-    assert len(parts) == (0 if expected == 1 else expected)
-    covered = sorted(i for low, high in parts for i in range(low or 0, (high or 0) + 1))
-    assert covered == ([] if expected == 1 else list(range(1, ROWS + 1)))
+    # And the table was read in the parts planned, together every page and the ones after
+    pages = _pages(scratch, "kept")
+    planned = database_sweep.page_parts(pages, jobs)
+    assert sorted(parts) == (planned if len(planned) > 1 else [])
+    assert len(planned) == max(jobs, -(-pages // part_pages)) and pages > 20
+    assert [first for first, _ in planned] == [0, *(end for _, end in planned[:-1])]
+    assert planned[-1][1] == database_sweep.LAST_PAGE_END
+
+
+@pytest.mark.parametrize("part_pages", [65_536, 3])
+def test_a_table_without_a_key_is_split_by_pages_its_rows_named_by_ctid(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, part_pages: int) -> None:
+    parts = _recorded(monkeypatch, part_pages)
+    report = _observed(scratch, load_policy().with_scan(jobs=2), ("heap",))
+    hits, size = _reference(scratch, "heap", None, ("a", "b"))
+    # The ctid names the row but is neither searched nor counted
+    assert sorted(map(_key, report.hits)) == sorted(map(_key, hits)) and len(hits) == 7
+    assert report.bytes_scanned == size and report.locations == 2
+    assert len(parts) == max(2, -(-_pages(scratch, "heap") // part_pages))
+
+
+def test_a_row_moved_meanwhile_is_read_once_as_the_snapshot_has_it(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the rows holding the secret, as they stand when the check exports its snapshot
+    parts = _recorded(monkeypatch, 4)
+    hits, _ = _reference(scratch, "moved", None, ("a", "b"))
+    exported = DatabaseProbe.exported_snapshot
+
+    @contextlib.contextmanager
+    def then_moved(self: DatabaseProbe) -> Iterator[str | None]:
+        with exported(self) as snapshot:
+            # When they are updated (moved to the table's last page) before any part is read
+            scratch.psql(f"UPDATE moved SET a = a || '' WHERE a LIKE '%{SECRET}%'"
+                         f" OR b LIKE '%{SECRET}%'")
+            yield snapshot
+
+    monkeypatch.setattr(DatabaseProbe, "exported_snapshot", then_moved)
+    report = _observed(scratch, load_policy().with_scan(jobs=2), ("moved",))
+    # Then every part read the snapshot: each row once, where it stood (its ctid then)
+    assert len(parts) > 2
+    assert sorted(map(_key, report.hits)) == sorted(map(_key, hits)) and len(hits) == 7
+    moved_to = _reference(scratch, "moved", None, ("a", "b"))[0]
+    assert {h.row for h in moved_to}.isdisjoint({h.row for h in hits})
 
 
 @pytest.mark.parametrize(("table", "key", "columns", "rows"), [
@@ -128,11 +179,9 @@ def test_every_row_of_every_column_is_searched_whole_or_in_parts(
     ("named", None, ("code", "note"), {"(0,1)", "(0,2)"}),
     ("counters", "brand_id", ("brand_id", "note"), {"9"}),
 ])
-def test_a_table_without_an_integer_id_is_read_once_its_rows_named_by_key_or_ctid(
-        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch, table: str, key: str | None,
-        columns: tuple[str, ...], rows: set[str]) -> None:
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
-    monkeypatch.setattr(database_sweep, "_sweep_range", None)  # never in parts
+def test_a_rows_name_is_its_integer_primary_key_else_its_ctid(
+        scratch: ScratchPostgres, table: str, key: str | None, columns: tuple[str, ...],
+        rows: set[str]) -> None:
     report = _observed(scratch, load_policy(), (table,))
     hits, size = _reference(scratch, table, key, columns)
     # The ctid names the row but is neither searched nor counted
@@ -159,8 +208,7 @@ def test_parts_read_the_snapshot_the_check_exported(scratch: ScratchPostgres) ->
 
 def test_a_server_that_exports_no_snapshot_is_read_in_one_session(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
-    monkeypatch.setattr(database_sweep, "_sweep_range", None)
+    parts = _recorded(monkeypatch, 2)
 
     @contextlib.contextmanager
     def refused(self: DatabaseProbe) -> Iterator[str | None]:
@@ -168,7 +216,7 @@ def test_a_server_that_exports_no_snapshot_is_read_in_one_session(
 
     monkeypatch.setattr(DatabaseProbe, "exported_snapshot", refused)
     report = _observed(scratch, load_policy().with_scan(jobs=2), ("kept",))
-    assert report.hits_total == 7 and report.locations == 5
+    assert report.hits_total == 7 and report.locations == 5 and parts == []
 
 
 def _short(command_s: float) -> Policy:
@@ -179,33 +227,62 @@ def _short(command_s: float) -> Policy:
 
 def test_a_part_that_overruns_its_time_is_an_error_naming_it(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a table locked by another session once the check has exported its snapshot
-    monkeypatch.setattr(parallel_scan, "PARALLEL_MIN_ROWS", 1)
+    # Given another session asking for the table exclusively once its pages are counted (it
+    # waits for the check's snapshot to end, and the parts' reads queue behind it)
+    _recorded(monkeypatch, 65_536)
     locker = psycopg.connect(scratch.dsn())
-    exported = DatabaseProbe.exported_snapshot
+    locker.execute("SET lock_timeout = '10s'")
+    counted = DatabaseProbe.page_span
+    asking = threading.Thread(target=lambda: locker.execute("LOCK TABLE kept IN ACCESS EXCLUSIVE MODE"))
 
-    @contextlib.contextmanager
-    def then_locked(self: DatabaseProbe) -> Iterator[str | None]:
-        with exported(self) as snapshot:
-            locker.execute("LOCK TABLE kept IN ACCESS EXCLUSIVE MODE")
-            yield snapshot
+    def then_asked(self: DatabaseProbe, *args: Any, **kwargs: Any) -> int | None:
+        pages = counted(self, *args, **kwargs)
+        asking.start()
+        time.sleep(0.3)
+        return pages
 
-    monkeypatch.setattr(DatabaseProbe, "exported_snapshot", then_locked)
+    monkeypatch.setattr(DatabaseProbe, "page_span", then_asked)
     # When its parts are read within 0.5 s each
     try:
         with pytest.raises(ProbeError) as caught:
             _observed(scratch, _short(0.5).with_scan(jobs=2), ("kept",))
     finally:
+        asking.join()
         locker.close()
     # Then the sweep ends with the part's read named, never a value
     assert re.fullmatch(r"reading kept\.a, kept\.b, kept\.n, kept\.t exceeded 0\.5 s "
-                        r"\(kept rows with id \d+\.\.\d+\)", str(caught.value)), caught.value
+                        r"\(kept pages \d+\.\.\d*\)", str(caught.value)), caught.value
 
 
-def test_a_table_read_once_that_overruns_its_time_is_an_error(scratch: ScratchPostgres) -> None:
-    # Given a table without a key, locked by another session once its columns are listed
+def test_a_part_that_cannot_read_the_snapshot_is_an_error_naming_it(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given parts told a snapshot that was never exported
+    _recorded(monkeypatch, 65_536)
+    exported = DatabaseProbe.exported_snapshot
+
+    @contextlib.contextmanager
+    def gone(self: DatabaseProbe) -> Iterator[str | None]:
+        with exported(self) as snapshot:
+            yield f"{snapshot}9"
+
+    monkeypatch.setattr(DatabaseProbe, "exported_snapshot", gone)
+    # Then the sweep ends with the first part's error, named
+    with pytest.raises(ProbeError, match=r"^cannot read kept\.a, kept\.b, kept\.n, kept\.t: "
+                                         r"invalid snapshot identifier: .* \(kept pages 0\.\.\d+\)$"):
+        _observed(scratch, load_policy().with_scan(jobs=2), ("kept",))
+
+
+def test_a_table_read_once_that_overruns_its_time_is_an_error(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a table without a key, locked by another session just before it is read
     with psycopg.connect(scratch.dsn()) as locker:
-        lock = lambda: locker.execute("LOCK TABLE loose IN ACCESS EXCLUSIVE MODE")  # noqa: E731
+        read = database_sweep.sweep_part
+
+        def locked_first(*args: Any, **kwargs: Any) -> SweepReport:
+            locker.execute("LOCK TABLE loose IN ACCESS EXCLUSIVE MODE")
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(database_sweep, "sweep_part", locked_first)
         # Then its one read ends at command_s, named
         with pytest.raises(ProbeError, match=r"^reading loose\.a, loose\.b exceeded 0\.5 s$"):
-            _observed(scratch, _short(0.5), ("loose",), then=lock)
+            _observed(scratch, _short(0.5), ("loose",))
