@@ -462,6 +462,13 @@ class DatabaseProbe:
         pages, readable = self._one(pg_reads.page_span_query(table, schema=schema))
         return int(pages) if readable else None
 
+    def hold_table(self, table: str, *, schema: str = "public") -> None:
+        """Keep ``table`` from being rewritten (``VACUUM FULL``, ``CLUSTER``, ``ALTER TABLE``)
+        until this session's transaction ends, as ``pg_dump`` does: the share lock a read holds,
+        taken by a read of none of its rows, so that its pages stay where they were counted."""
+        self._one(sql.SQL("SELECT count(*) FROM (SELECT FROM {}.{} LIMIT 0) AS held").format(
+            sql.Identifier(schema), sql.Identifier(table)))
+
     def joined_pages(self, table: str, column: str, *, snapshot: str,
                      chunks: Callable[[], tuple[int, int] | None],
                      take: Callable[[JoinedChunk], bool], part_rows: int,
@@ -504,6 +511,8 @@ class DatabaseProbe:
             try:
                 exported: str | None = str(self._one("SELECT pg_export_snapshot()")[0])
             except ProbeError:
+                if self._conn is None:
+                    raise  # The session was cut at its deadline: nothing more can be read.
                 exported = None
             yield exported
         finally:

@@ -14,8 +14,9 @@ what one read does; any table, keyed or not), at least one part per worker and a
 :data:`PART_PAGES` pages a part, each part one ``COPY`` within ``timeouts.command_s`` on a
 read-only session of its own, by ``[scan] jobs`` threads of this process. All parts read one
 snapshot, exported by the check's own session (``pg_export_snapshot()``, as ``pg_dump --jobs``
-does) and in which the pages are counted, so they are the table as it stood at one moment: a
-row updated meanwhile (moved to another page) is read once, as it was. Threads, not
+does) and in which the pages are counted, the table held as ``pg_dump`` holds it (no rewrite
+until the parts are read), so they are the table as it stood at one moment: a row updated
+meanwhile (moved to another page) is read once, as it was. Threads, not
 processes: the automaton searches ``bytes`` with the GIL released and libpq waits with it
 released; the Python step per row of the read holds it (1M rows of ``channels``: 0.68 CPU s to
 read, 0.34 to search, 1.27 s in the server's backend). A smaller table, or one of a server
@@ -125,6 +126,8 @@ def _table_parts(db: DatabaseProbe, sweep: SecretSweep, table: TableSweep,
                  profile: TargetProfile, policy: Policy, jobs: int) -> list[SweepReport]:
     """One table swept, part by part in page order, or in one read on ``db``."""
     with db.exported_snapshot() as snapshot:
+        if snapshot:
+            db.hold_table(table.table, schema=table.schema)
         pages = db.page_span(table.table, schema=table.schema) if snapshot else None
         parts = page_parts(pages, jobs) if pages is not None and pages >= SPLIT_MIN_PAGES else []
         if len(parts) > 1:

@@ -227,8 +227,8 @@ def _short(command_s: float) -> Policy:
 
 def test_a_part_that_overruns_its_time_is_an_error_naming_it(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given another session asking for the table exclusively once its pages are counted (it
-    # waits for the check's snapshot to end, and the parts' reads queue behind it)
+    # Given another session asking for the table exclusively (a rewrite) once its pages are
+    # counted: it waits, the check holding the table, and the parts' reads queue behind it
     _recorded(monkeypatch, 65_536)
     locker = psycopg.connect(scratch.dsn())
     locker.execute("SET lock_timeout = '10s'")
@@ -238,18 +238,27 @@ def test_a_part_that_overruns_its_time_is_an_error_naming_it(
     def then_asked(self: DatabaseProbe, *args: Any, **kwargs: Any) -> int | None:
         pages = counted(self, *args, **kwargs)
         asking.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not waiting():
+            time.sleep(0.05)
         return pages
+
+    def waiting() -> bool:
+        return scratch.psql("SELECT count(*) FROM pg_locks WHERE relation = 'kept'::regclass"
+                            " AND mode = 'AccessExclusiveLock' AND NOT granted").strip() == "1"
 
     monkeypatch.setattr(DatabaseProbe, "page_span", then_asked)
     # When its parts are read within 0.5 s each
+    started = time.monotonic()
     try:
         with pytest.raises(ProbeError) as caught:
             _observed(scratch, _short(0.5).with_scan(jobs=2), ("kept",))
     finally:
+        elapsed = time.monotonic() - started
         asking.join()
         locker.close()
-    # Then the sweep ends with the part's read named, never a value
+    # Then the rewrite waited for the check, and the sweep ends with the part's read named
+    assert not asking.is_alive() and elapsed < 8
     assert re.fullmatch(r"reading kept\.a, kept\.b, kept\.n, kept\.t exceeded 0\.5 s "
                         r"\(kept pages \d+\.\.\d*\)", str(caught.value)), caught.value
 
@@ -266,9 +275,9 @@ def test_a_part_that_cannot_read_the_snapshot_is_an_error_naming_it(
             yield f"{snapshot}9"
 
     monkeypatch.setattr(DatabaseProbe, "exported_snapshot", gone)
-    # Then the sweep ends with the first part's error, named
+    # Then the sweep ends with the error of a part, named by its pages
     with pytest.raises(ProbeError, match=r"^cannot read kept\.a, kept\.b, kept\.n, kept\.t: "
-                                         r"invalid snapshot identifier: .* \(kept pages 0\.\.\d+\)$"):
+                                         r"invalid snapshot identifier: .* \(kept pages \d+\.\.\d*\)$"):
         _observed(scratch, load_policy().with_scan(jobs=2), ("kept",))
 
 
@@ -286,3 +295,20 @@ def test_a_table_read_once_that_overruns_its_time_is_an_error(
         # Then its one read ends at command_s, named
         with pytest.raises(ProbeError, match=r"^reading loose\.a, loose\.b exceeded 0\.5 s$"):
             _observed(scratch, _short(0.5), ("loose",))
+
+
+def test_a_session_cut_while_exporting_its_snapshot_ends_the_sweep_with_that_reason(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the check's session cut at its deadline while it exports its snapshot
+    def cut(self: DatabaseProbe, query: Any, params: Any = ()) -> tuple[Any, ...]:
+        if "pg_export_snapshot" in str(query):
+            self.close()
+            self._conn = None
+            raise ProbeError("the database did not finish answering within the policy's 2 s")
+        return real(self, query, params)
+
+    real = DatabaseProbe._one
+    monkeypatch.setattr(DatabaseProbe, "_one", cut)
+    # Then the sweep ends with that reason, not a later "not connected"
+    with pytest.raises(ProbeError, match="did not finish answering within the policy's 2 s"):
+        _observed(scratch, load_policy(), ("loose",))
