@@ -8,14 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 
-# Columns that exist only when a fault asks the service to keep plaintext.
+# Columns that exist only when a fault asks the service to keep plaintext: (table, column).
 FAULT_COLUMNS = {
-    "email-plaintext": "ALTER TABLE users ADD COLUMN IF NOT EXISTS contact_email text NULL",
-    "backup-codes-shown-again":
-        "ALTER TABLE mfa_backup_codes ADD COLUMN IF NOT EXISTS code_plain text NULL",
+    "email-plaintext": ("users", "contact_email"),
+    "backup-codes-shown-again": ("mfa_backup_codes", "code_plain"),
 }
 
 
@@ -84,7 +84,20 @@ def apply_schema(conn: psycopg.Connection, faults: frozenset[str]) -> None:
 
 
 def apply_fault_columns(conn: psycopg.Connection, faults: frozenset[str]) -> None:
-    """Add the plaintext columns that the faults switched on need (idempotent)."""
-    for fault, statement in FAULT_COLUMNS.items():
-        if fault in faults:
-            conn.execute(statement)
+    """Add the plaintext columns that the faults switched on need (idempotent).
+
+    A column already there is left alone without touching its table: ALTER TABLE takes the
+    table's ACCESS EXCLUSIVE lock even when IF NOT EXISTS finds the column, and every API
+    worker calls this as it starts. Behind a backup's snapshot (ACCESS SHARE held while
+    pg_dump, queued behind the ALTER, is waited for) that was a deadlock no server sees:
+    ``ops backup``, pg_dump and a starting worker waited on each other for minutes.
+    """
+    for fault, (table, column) in FAULT_COLUMNS.items():
+        if fault not in faults:
+            continue
+        present = conn.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+            "AND NOT attisdropped", (table, column)).fetchone()
+        if present is None:
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} text NULL").format(
+                sql.Identifier(table), sql.Identifier(column)))
