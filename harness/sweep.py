@@ -27,7 +27,7 @@ from pathlib import Path
 
 import ahocorasick_rs
 
-from harness.formats.copy_text import field_at, first_field
+from harness.formats.copy_text import copy_text_escaped, field_at, first_field
 from harness.redaction import KnownSecrets
 
 #: Large enough that the per-chunk work (the overlap copy, one call into the automaton)
@@ -124,11 +124,21 @@ class SecretSweep:
                           else None)
         self._automaton = (ahocorasick_rs.BytesAhoCorasick(patterns, implementation=implementation)
                            if patterns else None)
+        self._patterns = patterns
 
     @classmethod
     def from_known(cls, secrets: KnownSecrets, *, hit_limit: int = 1000) -> SecretSweep:
         """A sweep for every secret registered so far, in every encoding."""
         return cls(secrets.needles(), hit_limit=hit_limit)
+
+    def in_copy_text(self) -> SecretSweep:
+        """This sweep for ``COPY`` text, where a value's backslash, tab, newline and the other
+        control characters are escaped: each needle holding one is searched in its escaped form
+        too (same label), so a stored secret is found whatever bytes it holds."""
+        escaped = [(copy_text_escaped(p), label) for p, label in zip(self._patterns, self._labels,
+                                                                         strict=True)]
+        return SecretSweep([*zip(self._patterns, self._labels, strict=True), *escaped],
+                           hit_limit=self.hit_limit)
 
     def scan_bytes(self, data: bytes, location: str, *, base_offset: int = 0) -> list[SweepHit]:
         """Every occurrence in one buffer."""

@@ -20,6 +20,17 @@ _ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 
 Field = bytes | None
 
+#: How ``COPY ... TO STDOUT`` writes a value's backslash and control characters.
+_OUT_ESCAPES = {ord(raw): b"\\" + letter for letter, raw in _ESCAPES.items()}
+
+
+def copy_text_escaped(value: bytes) -> bytes:
+    """``value`` as the server writes it inside a ``COPY`` text field (the inverse of the
+    field reading below): a backslash as ``\\\\``, a tab as ``\\t``, and so on."""
+    if not any(raw in value for raw in _OUT_ESCAPES):
+        return value
+    return b"".join(_OUT_ESCAPES.get(byte, bytes((byte,))) for byte in value)
+
 
 def _unescaped(field: bytes) -> Field:
     if field == b"\\N":

@@ -115,6 +115,7 @@ def sweep_database(db: DatabaseProbe, sweep: SecretSweep, report: SweepReport, *
     """
     listed = columns if columns is not None else db.visible_tables().columns
     jobs = scan_jobs(policy)
+    sweep = sweep.in_copy_text()
     for table in table_sweeps(listed):
         report.locations += sum(location is not None for location in table.locations)
         for part in _table_parts(db, sweep, table, profile, policy, jobs):

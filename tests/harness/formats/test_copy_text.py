@@ -5,7 +5,13 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.formats.copy_text import copy_text_rows, field_at, first_field, first_fields_bytes
+from harness.formats.copy_text import (
+    copy_text_escaped,
+    copy_text_rows,
+    field_at,
+    first_field,
+    first_fields_bytes,
+)
 
 _OUT = {0x5C: b"\\\\", 0x08: b"\\b", 0x0C: b"\\f", 0x0A: b"\\n", 0x0D: b"\\r", 0x09: b"\\t",
         0x0B: b"\\v"}
@@ -73,3 +79,10 @@ def test_first_fields_bytes_are_each_lines_locator_and_its_tab() -> None:
     assert first_fields_bytes(b"(0,1)\tabc\t\\N\n(12,345)\t\n") == len(b"(0,1)\t(12,345)\t")
     assert first_fields_bytes(b"") == 0
     assert first_field(b"42\n7\tx\n", 3) == b"7" and first_field(b"42", 0) == b"42"
+
+
+@given(st.binary(max_size=64))
+def test_a_value_escaped_as_copy_writes_it_reads_back_as_itself(value: bytes) -> None:
+    escaped = copy_text_escaped(value)
+    assert b"\t" not in escaped and b"\n" not in escaped
+    assert copy_text_rows(b"7\t" + escaped + b"\n") == [[b"7", value]]

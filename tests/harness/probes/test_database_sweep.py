@@ -312,3 +312,23 @@ def test_a_session_cut_while_exporting_its_snapshot_ends_the_sweep_with_that_rea
     # Then the sweep ends with that reason, not a later "not connected"
     with pytest.raises(ProbeError, match="did not finish answering within the policy's 2 s"):
         _observed(scratch, load_policy(), ("loose",))
+
+
+def test_a_secret_holding_a_backslash_or_control_characters_is_found_as_copy_escapes_it(
+        scratch: ScratchPostgres) -> None:
+    # COPY writes a value's backslash and tab as \\ and \t: the stored secret is only in the
+    # stream in that form, so the sweep searches it too (same label, offset in the field's text).
+    awkward = "pass\\word\twith-tab-and\nline"
+    scratch.psql("CREATE TABLE awkward (id int PRIMARY KEY, note text);"
+                 " GRANT SELECT ON awkward TO auditor")
+    scratch.copy("awkward", [(1, "nothing here"), (2, f"x{awkward}"), (3, awkward[:-4])])
+    known = KnownSecrets()
+    known.add(awkward, "awkward secret")
+    policy = load_policy()
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        columns = tuple(c for c in db.visible_tables().columns if c.table == "awkward")
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        report = sweep_database(db, SecretSweep.from_known(known), SweepReport(),
+                                profile=scratch.profile("t"), policy=policy, columns=columns)
+    assert [(h.location, h.row, h.offset, h.label) for h in report.hits] == [
+        ("postgres:awkward.note", "2", 1, "awkward secret (raw)")]
