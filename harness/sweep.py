@@ -188,7 +188,9 @@ class SecretSweep:
                 raise ValueError(f"a COPY line has more than {len(locations)} fields")
             location = locations[column]
             if location is not None:
-                row = first_field(block, line).decode("utf-8", "replace")
+                named = first_field(block, line)
+                # A row named by nothing reads NULL in its name's place.
+                row = None if named == b"\\N" else named.decode("utf-8", "replace")
                 yield SweepHit(self._labels[index], location, start - field, row)
 
     def scan_stream(self, chunks: Iterable[bytes], location: str, *,

@@ -416,7 +416,7 @@ class DatabaseProbe:
         return int(self._one(query)[0])
 
     def copy_rows(self, table: str, columns: Sequence[str | None], *, schema: str = "public",
-                  key: str = "id", low: int | None = None, high: int | None = None,
+                  key: str | None = "id", low: int | None = None, high: int | None = None,
                   sample_percent: float | None = None, stored_bytes: bool = False,
                   null_key: bool = False, snapshot: str | None = None,
                   pages: tuple[int, int] | None = None) -> Iterator[bytes]:
@@ -461,6 +461,10 @@ class DatabaseProbe:
             return None
         pages, readable = self._one(pg_reads.page_span_query(table, schema=schema))
         return int(pages) if readable else None
+
+    def reads_ctid(self, table: str, *, schema: str = "public") -> bool:
+        """Whether this role may read ``table``'s ``ctid`` (:func:`pg_reads.ctid_readable_query`)."""
+        return bool(self._one(pg_reads.ctid_readable_query(table, schema=schema))[0])
 
     def hold_table(self, table: str, *, schema: str = "public") -> None:
         """Keep ``table`` from being rewritten (``VACUUM FULL``, ``CLUSTER``, ``ALTER TABLE``)

@@ -30,6 +30,7 @@ value's text where it starts: what an auditor needs to ``SELECT`` the row and lo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from harness.outcomes import ProbeError
 from harness.parallel_scan import results_of, scan_jobs, stop_point, worker_pool
 from harness.policy import Policy
 from harness.probes.database import ColumnInfo, DatabaseProbe
+from harness.probes.pg_reads import LAST_PAGE_END, pages_named
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepReport
@@ -49,9 +51,6 @@ SPLIT_MIN_PAGES = 4_096
 #: Heap pages a part covers at most (512 MiB: about 1.1M rows of the reference's ``channels``),
 #: so that a part's ``COPY`` ends well within ``timeouts.command_s`` whatever the table's size.
 PART_PAGES = 65_536
-#: The end of the last part: past any page (a block number has 32 bits), so that the parts
-#: cover the whole table whatever its size.
-LAST_PAGE_END = 0xFFFF_FFFF
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,8 @@ class TableSweep:
 
     Attributes:
         schema, table: the table.
-        locator: the column that names a row: its integer primary key, else ``ctid``.
+        locator: the column that names a row: its integer primary key, else ``ctid``; None
+            where the role may not read the ``ctid`` (the rows are then named by nothing).
         columns: the table's other columns swept, in order.
         locations: ``postgres:table.column`` of each field of a line, None for a ``ctid``
             (read to name the row, never searched nor counted).
@@ -69,7 +69,7 @@ class TableSweep:
 
     schema: str
     table: str
-    locator: str
+    locator: str | None
     columns: tuple[str, ...]
     locations: tuple[str | None, ...]
 
@@ -125,11 +125,16 @@ def sweep_database(db: DatabaseProbe, sweep: SecretSweep, report: SweepReport, *
 
 def _table_parts(db: DatabaseProbe, sweep: SecretSweep, table: TableSweep,
                  profile: TargetProfile, policy: Policy, jobs: int) -> list[SweepReport]:
-    """One table swept, part by part in page order, or in one read on ``db``."""
+    """One table swept, part by part in page order, or in one read on ``db``; rows named by
+    nothing where the role may not read the ``ctid`` that would name them (granted only some
+    columns), and then read in one part."""
+    if table.locator == "ctid" and not db.reads_ctid(table.table, schema=table.schema):
+        table = dataclasses.replace(table, locator=None)
     with db.exported_snapshot() as snapshot:
         if snapshot:
             db.hold_table(table.table, schema=table.schema)
-        pages = db.page_span(table.table, schema=table.schema) if snapshot else None
+        pages = (db.page_span(table.table, schema=table.schema)
+                 if snapshot and table.locator is not None else None)
         parts = page_parts(pages, jobs) if pages is not None and pages >= SPLIT_MIN_PAGES else []
         if len(parts) > 1:
             with worker_pool(jobs, threads=True) as submit:
@@ -163,5 +168,4 @@ def _sweep_pages(profile: TargetProfile, policy: Policy, sweep: SecretSweep, tab
         with DatabaseProbe(profile, policy, known_secrets=KnownSecrets()) as db:
             return sweep_part(db, sweep, table, pages=pages, snapshot=snapshot)
     except ProbeError as exc:
-        last = "" if pages[1] == LAST_PAGE_END else pages[1] - 1
-        raise ProbeError(f"{exc} ({table.table} pages {pages[0]}..{last})") from None
+        raise ProbeError(f"{exc} ({table.table} pages {pages_named(pages)})") from None

@@ -113,6 +113,11 @@ def classify_column(db: DatabaseProbe, profile: TargetProfile, policy: Policy,
     classification of the joined chunks (the benchmark's bare read counts them instead)."""
     if policy.scan.sample_rows is None:
         with db.exported_snapshot() as snapshot:
+            if snapshot is not None:
+                # Held until every reader is done: a rewrite (VACUUM FULL, CLUSTER, ALTER TABLE)
+                # between two of a reader's transactions would move rows into chunks already
+                # read, or empty the table for the snapshot.
+                db.hold_table(column[0])
             pages = db.page_span(column[0]) if snapshot is not None else None
             if snapshot is not None and pages is not None:
                 chunks, (lines, engine) = _Chunks(pages), lines_classifier()
@@ -153,7 +158,9 @@ class _Chunks:
             if first >= self.pages:
                 return None
             self._next += 1
-        return first, min(first + self.step, self.pages)
+        # The last chunk is open: no page is left out, however the size was measured.
+        return first, (first + self.step if first + self.step < self.pages
+                       else pg_reads.LAST_PAGE_END)
 
 
 @dataclass
@@ -245,7 +252,7 @@ def _read_pages(profile: TargetProfile, policy: Policy, known: KnownSecrets, sna
                 share.reading.add_copy_block(block)
         share.settle()
     except ProbeError as exc:
-        where = f" ({column[0]} pages {reading[0][0]}..{reading[0][1] - 1})" if reading else ""
+        where = f" ({column[0]} pages {pg_reads.pages_named(reading[0])})" if reading else ""
         raise ProbeError(f"{exc}{where}") from None
     return share
 

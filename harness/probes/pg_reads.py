@@ -83,6 +83,9 @@ def _copy_result(pgconn: pq.abc.PGconn, waiting: select.poll) -> None:
 CHUNK_PAGES = 256
 #: The octets of a well-formed bcrypt hash: the only values the server joins.
 JOINED_VALUE_OCTETS = 60
+#: The end of a last chunk or part of pages: open, so that no page is left out, however the
+#: table's size was measured (the highest block number is one less).
+LAST_PAGE_END = 0xFFFF_FFFF
 #: The first server whose planner reads a ``ctid`` range as a TID range scan (pages, not
 #: the whole table once a chunk).
 TID_RANGE_MAJOR = 14
@@ -131,6 +134,23 @@ def page_span_query(table: str, *, schema: str = "public") -> sql.Composed:
         " JOIN pg_class c ON c.oid = tree.oid").format(s=sql.Literal(schema), t=sql.Literal(table))
 
 
+def ctid_readable_query(table: str, *, schema: str = "public") -> sql.Composed:
+    """A query of one value: whether this role may read ``schema.table``'s ``ctid`` (a table,
+    not a view, and not one granted only some of its columns)."""
+    return sql.SQL(
+        "SELECT coalesce((SELECT CASE WHEN EXISTS (SELECT FROM pg_attribute a"
+        " WHERE a.attrelid = c.oid AND a.attname = 'ctid')"
+        " THEN has_column_privilege(c.oid, 'ctid', 'SELECT') END"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {s} AND c.relname = {t}), false)").format(
+        s=sql.Literal(schema), t=sql.Literal(table))
+
+
+def pages_named(pages: tuple[int, int]) -> str:
+    """``first..last`` of a chunk or part of heap pages, ``first..`` for the last, open one."""
+    return f"{pages[0]}..{'' if pages[1] == LAST_PAGE_END else pages[1] - 1}"
+
+
 def chunk_query(table: str, column: str, *, schema: str = "public") -> sql.Composed:
     """The query of one chunk of pages (``%s``: its first and its end page): its rows, its
     values of 60 octets and the others, and those values joined by newlines. The server reads
@@ -172,7 +192,7 @@ def key_span_query(table: str, key: str, *, schema: str = "public") -> sql.Compo
         name=sql.Literal(key), schema=sql.Identifier(schema), table=sql.Identifier(table))
 
 
-def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: str,
+def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: str | None,
                low: int | None, high: int | None,
                sample_percent: float | None = None, null_key: bool = False,
                pages: tuple[int, int] | None = None) -> sql.Composed:
@@ -182,10 +202,11 @@ def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: s
     ``null_key``, the rows whose ``key`` is NULL instead (``low`` and ``high`` None), their key
     given as the text ``<key> NULL`` (``id NULL``), so that examples name them. With ``pages``
     ``(first, end)``, the rows of those heap pages instead (a chunk read again), whatever their
-    key (a NULL one reads ``\\N``)."""
+    key (a NULL one reads ``\\N``). A ``key`` of None is NULL in its place (rows read whole,
+    named by nothing)."""
     if (null_key or pages) and (low is not None or high is not None):
         raise ValueError("the rows whose key is NULL, or of some pages, are in no range of keys")
-    k = sql.Identifier(key)
+    k = sql.Identifier(key) if key is not None else sql.SQL("NULL::text")
     named = sql.Literal(f"{key} NULL") if null_key else k
     selected = [named, *(sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns)]
     query = sql.SQL("SELECT {} FROM {}.{}").format(

@@ -332,3 +332,23 @@ def test_a_secret_holding_a_backslash_or_control_characters_is_found_as_copy_esc
                                 profile=scratch.profile("t"), policy=policy, columns=columns)
     assert [(h.location, h.row, h.offset, h.label) for h in report.hits] == [
         ("postgres:awkward.note", "2", 1, "awkward secret (raw)")]
+
+
+@pytest.mark.parametrize(("grant", "row"), [("note", None), ("id, note", "1")])
+def test_a_table_granted_only_some_columns_is_swept_its_rows_named_where_they_can_be(
+        scratch: ScratchPostgres, grant: str, row: str | None) -> None:
+    # Given a table the auditor may read only some columns of: without its key it may not read
+    # the ctid either, which named the rows (the reviewer's repro: the whole sweep was an ERROR)
+    scratch.psql(f"DROP TABLE IF EXISTS granted; CREATE TABLE granted (id bigint PRIMARY KEY,"
+                 f" note text, hidden text); GRANT SELECT ({grant}) ON granted TO auditor;"
+                 f" INSERT INTO granted VALUES (1, 'x {SECRET}', 'h'), (2, 'clean', 'h')")
+    policy = load_policy()
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        columns = tuple(c for c in db.visible_tables().columns if c.table == "granted")
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        report = sweep_database(db, _sweep(), SweepReport(), profile=scratch.profile("t"),
+                                policy=policy, columns=columns)
+    # Then the columns it may read are swept, the rows named by their key where it may read it
+    assert [(h.location, h.row, h.offset) for h in report.hits] == [
+        ("postgres:granted.note", row, 2)]
+    assert report.locations == len(columns) and report.bytes_scanned > 0
