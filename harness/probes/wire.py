@@ -56,6 +56,10 @@ MAX_FIRST_BYTES = 16384
 MAX_FLOWS = 2048
 #: How long the capture waits for packets before looking at its control pipe again.
 POLL_S = 0.005
+#: Packets read from the socket at one go.
+READ_BATCH = 512
+#: At most this long to read what the socket still holds once told to stop.
+DRAIN_S = 2.0
 RECEIVE_BUFFER = 16 << 20
 TCP_LISTEN = "0A"
 
@@ -469,21 +473,17 @@ def capture_flows(api: ApiProcesses, seconds: float, control: Connection) -> Wir
         while time.monotonic() < deadline:
             ready, _, _ = select.select([raw.fileno(), control.fileno()], [], [], POLL_S)
             if control.fileno() in ready:
+                # What the kernel already holds was sent before the stop: read it all (a
+                # busy machine may have left this process behind), within DRAIN_S.
+                drain_until = time.monotonic() + DRAIN_S
+                while time.monotonic() < drain_until:
+                    read, segments = _read_queued(raw, book, wall_minus_monotonic)
+                    packets += segments
+                    if read < READ_BATCH:
+                        break
                 break
             if raw.fileno() in ready:
-                for _ in range(512):
-                    try:
-                        data, ancillary, _, address = raw.recvmsg(65535, socket.CMSG_SPACE(16),
-                                                                   socket.MSG_DONTWAIT)
-                    except BlockingIOError:
-                        break
-                    # Loopback hands every packet to the socket twice: going out, then coming in.
-                    if address[2] == PACKET_OUTGOING and address[3] == ARPHRD_LOOPBACK:
-                        continue
-                    segment = parse_segment(data, address[1])
-                    if segment is not None:
-                        packets += 1
-                        book.add(segment, _arrival(ancillary, wall_minus_monotonic))
+                packets += _read_queued(raw, book, wall_minus_monotonic)[1]
             book.attribute()
         stopped = time.monotonic()
         book.attribute()
@@ -492,6 +492,27 @@ def capture_flows(api: ApiProcesses, seconds: float, control: Connection) -> Wir
         raw.close()
     return WireCapture(api, started, stopped, book.observed(), packets, dropped, book.other_flows,
                        book.not_followed)
+
+
+def _read_queued(raw: socket.socket, book: FlowBook, wall_minus_monotonic: float) -> tuple[int, int]:
+    """Up to :data:`READ_BATCH` packets the socket holds, their segments added to ``book``: how
+    many packets were read (fewer than the batch: none is left) and how many were segments."""
+    read = segments = 0
+    while read < READ_BATCH:
+        try:
+            data, ancillary, _, address = raw.recvmsg(65535, socket.CMSG_SPACE(16),
+                                                       socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        read += 1
+        # Loopback hands every packet to the socket twice: going out, then coming in.
+        if address[2] == PACKET_OUTGOING and address[3] == ARPHRD_LOOPBACK:
+            continue
+        segment = parse_segment(data, address[1])
+        if segment is not None:
+            segments += 1
+            book.add(segment, _arrival(ancillary, wall_minus_monotonic))
+    return read, segments
 
 
 def _arrival(ancillary: list[tuple[int, int, bytes]], wall_minus_monotonic: float) -> float:

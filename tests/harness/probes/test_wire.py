@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.probes import wire
 from harness.probes.flow_start import classify_flow_start, parse_client_hello, parse_request_line
 from harness.probes.wire import (
     ETH_P_IP,
@@ -24,7 +28,9 @@ from harness.probes.wire import (
     FlowBook,
     Segment,
     SocketTable,
+    WireCapture,
     _proc_address,
+    capture_flows,
     parse_segment,
     watching_the_wire,
 )
@@ -232,6 +238,49 @@ def test_a_real_capture_follows_only_the_api_processes_flows() -> None:
     assert starts[f"127.0.0.1:{ports[0]}"].request == "POST /anthropic/v1/messages"
     assert starts[f"127.0.0.1:{ports[1]}"].server_name == "api.resend.com"
     assert watch.capture.dropped == 0
+
+
+def test_packets_queued_when_the_stop_comes_are_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a capture (run here, in a thread) held back from its socket while an "API" process
+    # sends a plaintext request and a ClientHello, and the stop already on its control pipe by
+    # the time it looks again (a loaded machine: the reviewer saw the child stop at the first
+    # control message and lose what the kernel still held)
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    ports = [server.getsockname()[1] for server in servers]
+    api = subprocess.Popen([sys.executable, "-c", HOLDING_CLIENT, str(ports[0]), str(ports[1]),
+                            client_hello("api.resend.com").hex()], stdin=subprocess.PIPE)
+    held, real_select = threading.Event(), wire.select.select
+
+    def held_back(*args: Any) -> Any:
+        held.wait(20)
+        return real_select(*args)
+
+    monkeypatch.setattr(wire.select, "select", held_back)
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    result: list[WireCapture] = []
+    target = ApiProcesses("test client", (api.pid,), Path(f"/proc/{api.pid}/ns/net"))
+    capture = threading.Thread(target=lambda: result.append(capture_flows(target, 30.0, theirs)))
+    try:
+        capture.start()
+        assert ours.recv() == "reading"
+        assert api.stdin is not None
+        api.stdin.write(b"go\n")
+        api.stdin.close()
+        time.sleep(0.5)  # both sent; the client holds its connections open 1.5 s
+        ours.send("stop")
+        # When the capture looks again, the stop and the packets both waiting
+        held.set()
+        capture.join(20)
+    finally:
+        held.set()
+        api.kill()
+        for server in servers:
+            server.close()
+    # Then it read them before stopping: both flows followed
+    (seen,) = result
+    starts = {flow.server: flow.start for flow in seen.flows}
+    assert starts[f"127.0.0.1:{ports[0]}"].request == "POST /anthropic/v1/messages", seen
+    assert starts[f"127.0.0.1:{ports[1]}"].server_name == "api.resend.com"
 
 
 def test_a_flow_through_an_http_proxy_is_judged_by_what_the_tunnel_carries() -> None:
