@@ -93,7 +93,8 @@ def test_the_service_modules_are_compiled_in_the_image(clean_stack: StackInfo) -
     # Given the API container (PYTHONDONTWRITEBYTECODE=1: no interpreter caches at run time)
     api = clean_stack.containers["api"]
     # When an ops command's modules are imported, verbosely
-    result = subprocess.run(["docker", "exec", api, "python", "-v", "-c", "import system_under_test.ops.__main__"],
+    result = subprocess.run(["docker", "exec", api, "python", "-v", "-c",
+                             "import system_under_test.ops.__main__, system_under_test.ops.rotation"],
                             capture_output=True, text=True, timeout=60, check=True)
     # Then each module of /opt/votriz/src came from the image's .pyc, none compiled from its source
     used = [line for line in result.stderr.splitlines() if "/opt/votriz/src/" in line and " matches " in line]
