@@ -293,7 +293,10 @@ def _bring_up(client: Any, state_dir: Path, stack_id: str, chosen: ProvisioningP
                                  str(mail_layout.base / DOVECOT_START_LOG)],
                                 user=f"{topology.SERVICE_UID}")
         if result.exit_code != 0:
-            output = (mail_layout.host / DOVECOT_START_LOG).read_bytes()
+            try:
+                output = (mail_layout.host / DOVECOT_START_LOG).read_bytes() or result.output
+            except OSError as exc:  # The shell could not even make its log.
+                output = (result.output or b"") + f" ({DOVECOT_START_LOG}: {exc.strerror})".encode()
             raise StackError(f"mailbox (dovecot) did not start: {last_line(output)}")
         # Seen from this host (it reaches the internal network; the LMTP socket is in the bind-
         # mounted mail directory): a look costs no `docker exec` of a Python (~0.3 s each).

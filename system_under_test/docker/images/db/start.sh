@@ -1,7 +1,6 @@
 #!/bin/sh
-# The image holds the cluster (made at build); where the data directory is empty (a bind mount,
-# a volume driver that does not copy the image's files) it is made here. Then the postmaster runs
-# in the foreground.
+# Create the cluster on first start (its system identifier and authentication nonce its own),
+# then run the postmaster in the foreground.
 set -eu
 bin=/usr/lib/postgresql/15/bin
 pgdata=/var/lib/votriz/pgdata
