@@ -41,7 +41,7 @@ import redis
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes.api import VotrizApi
-from harness.probes.database import connect_limit, libpq_connect_timeout
+from harness.probes.pg_connect import connect_limit, libpq_connect_timeout
 from harness.probes.redis_store import DeadlineRedis
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets

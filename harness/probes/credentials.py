@@ -13,7 +13,7 @@ from __future__ import annotations
 import psycopg
 import redis
 
-from harness.probes.database import connect_limit, libpq_connect_timeout
+from harness.probes.pg_connect import connect_limit, libpq_connect_timeout
 from harness.probes.redis_store import DeadlineRedis
 
 

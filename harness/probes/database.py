@@ -29,6 +29,7 @@ from harness.deadline import Deadline, Watch, shutdown_socket, watchdog
 from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import pg_reads
+from harness.probes.pg_connect import connect_limit, libpq_connect_timeout
 from harness.probes.pg_reads import JoinedChunk, copy_blocks, joined_chunk, range_copy
 from harness.profile import ProfileError, TargetProfile
 from harness.redaction import KnownSecrets
@@ -41,6 +42,10 @@ COPY_BLOCK_BYTES = 1 << 20
 #: Seconds the client-side deadline of a query waits beyond its server-side statement_timeout,
 #: so that a server that keeps its promise reports the cancellation itself.
 CLIENT_GRACE_S = 0.5
+#: How long a read in an exported snapshot waits for a table's lock: a rewrite queued behind the
+#: exporter's hold would otherwise hold the read, and every query of the service's after it, for
+#: the whole of ``timeouts.command_s``.
+READER_LOCK_WAIT_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -544,6 +549,10 @@ class DatabaseProbe:
                     if isinstance(snapshot, str):
                         cursor.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
                             sql.Literal(snapshot)))
+                        # The exporter holds the table: a rewrite queued behind it would queue
+                        # this read, and with it the service's queries, until command_s.
+                        cursor.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                            sql.Literal(min(limit_ms, READER_LOCK_WAIT_MS))))
                 cursor.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
                     sql.Literal(limit_ms)))
                 if stored_bytes:
@@ -553,6 +562,10 @@ class DatabaseProbe:
         except psycopg.errors.QueryCanceled:
             conn.rollback()
             raise ProbeError(f"{doing} exceeded {limit_ms / 1000:g} s") from None
+        except psycopg.errors.LockNotAvailable:
+            conn.rollback()
+            raise ProbeError(f"{doing} stopped: another session waits to rewrite or alter the "
+                             "table (a migration, VACUUM FULL?), and the audit gives way") from None
         except psycopg.Error as exc:
             if watch.fired:
                 raise self._cut(deadline) from None
@@ -577,22 +590,6 @@ def database_server(profile: TargetProfile, policy: Policy, known: KnownSecrets)
     with open_database(profile, policy, known) as db:
         assert db.server is not None
         return db.server
-
-
-def libpq_connect_timeout(seconds: float) -> int:
-    """The ``connect_timeout`` to give psycopg for a deadline of ``seconds``: whole seconds, at
-    least 2 (libpq's rule). psycopg bounds the whole connection by it, start-up and
-    authentication included, so a server that trickles its answers ends there too."""
-    return max(2, round(seconds))
-
-
-def connect_limit(seconds: float, key: str = "timeouts.connect_s") -> str:
-    """The connection deadline psycopg applied for the policy's ``seconds`` (``key``), in words."""
-    applied = libpq_connect_timeout(seconds)
-    if applied == seconds:
-        return f"the policy's {seconds:g} s, {key}"
-    return (f"after {applied} s: the policy's {key} is {seconds:g} s, "
-            "and libpq waits whole seconds, at least 2")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -208,6 +208,51 @@ def test_the_table_cannot_be_rewritten_between_two_of_a_readers_transactions(
     assert password_hashes_verdict(obs, policy).outcome.value == "FAIL"
 
 
+def test_a_schema_change_during_the_scan_ends_it_at_once_instead_of_blocking_the_service(
+        scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the scan under way with a transaction per chunk, and the service's own migration (an
+    # ALTER TABLE with no lock timeout) asked for between a reader's first and second transaction
+    # (second reviewer's repro: the reader queued behind the ALTER, the ALTER behind the check's
+    # hold, and logins behind both, until command_s)
+    _table(scratch, "users", "id bigint PRIMARY KEY, password_hash text",
+           [(i, GOOD) for i in range(1, 3001)])
+    monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
+    monkeypatch.setattr(passwords, "PART_MAX_ROWS", 1)
+    real, reads, waited = DatabaseProbe._long_read, [], {}
+
+    def timed(name: str, statement: str) -> None:
+        started = time.monotonic()
+        with psycopg.connect(scratch.dsn(), autocommit=True) as other:
+            other.execute(statement)  # type: ignore[arg-type]
+        waited[name] = time.monotonic() - started
+
+    def long_read(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        if len(reads) == 2:
+            for name, statement in (("alter", "ALTER TABLE users ADD COLUMN extra text"),
+                                    ("login", "SELECT password_hash FROM users WHERE id = 1")):
+                threading.Thread(target=timed, args=(name, statement)).start()
+                time.sleep(0.3)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DatabaseProbe, "_long_read", long_read)
+    policy = load_policy().with_scan(jobs=1)
+    policy = policy.model_copy(update={"timeouts": policy.timeouts.model_copy(
+        update={"command_s": 60.0})})
+    # When the check reads the column
+    started = time.monotonic()
+    with pytest.raises(ProbeError, match="another session waits to rewrite or alter the table"):
+        observe_passwords(scratch.profile("t"), policy, KnownSecrets(), None, "none")
+    # Then the read gave way within about a second, not the 60 s of command_s, and the migration
+    # and the login behind it went on
+    assert time.monotonic() - started < 10
+    deadline = time.monotonic() + 10
+    while len(waited) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waited["alter"] < 5 and waited["login"] < 5, waited
+    scratch.psql("ALTER TABLE users DROP COLUMN extra")
+
+
 def test_mixed_chunks_say_what_row_by_row_says_and_clean_ones_are_taken_whole(
         scratch: ScratchPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given chunks of one page, clean ones and dirty ones: values of 60 octets that are not
