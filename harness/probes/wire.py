@@ -123,7 +123,8 @@ class WireCapture:
         stopped_at: when it stopped.
         flows: the API's client flows that carried or began with anything, in order of first sight.
         packets: TCP segments read.
-        dropped: packets the kernel dropped before the capture read them (its statistics).
+        dropped: packets the kernel dropped before the capture read them (its statistics),
+            plus one where packets were still queued when the capture stopped (unread, lost).
         other_flows: flows whose client socket was not the API's when looked up (other
             processes' flows, the API's incoming ones, or one closed before it was looked up).
         flows_not_followed: flows beyond :data:`MAX_FLOWS`.
@@ -468,6 +469,7 @@ def capture_flows(api: ApiProcesses, seconds: float, control: Connection) -> Wir
     packets = 0
     started = time.monotonic()
     deadline = started + seconds
+    unread = 0
     control.send("reading")
     try:
         while time.monotonic() < deadline:
@@ -476,18 +478,20 @@ def capture_flows(api: ApiProcesses, seconds: float, control: Connection) -> Wir
                 # What the kernel already holds was sent before the stop: read it all (a
                 # busy machine may have left this process behind), within DRAIN_S.
                 drain_until = time.monotonic() + DRAIN_S
-                while time.monotonic() < drain_until:
+                while True:
                     read, segments = _read_queued(raw, book, wall_minus_monotonic)
                     packets += segments
-                    if read < READ_BATCH:
+                    if read < READ_BATCH or time.monotonic() >= drain_until:
                         break
+                # Still a full batch when the time was up: packets were left unread, lost.
+                unread = int(read == READ_BATCH)
                 break
             if raw.fileno() in ready:
                 packets += _read_queued(raw, book, wall_minus_monotonic)[1]
             book.attribute()
         stopped = time.monotonic()
         book.attribute()
-        dropped = struct.unpack("II", raw.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1]
+        dropped = struct.unpack("II", raw.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))[1] + unread
     finally:
         raw.close()
     return WireCapture(api, started, stopped, book.observed(), packets, dropped, book.other_flows,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import socket
 import ssl
 import struct
@@ -297,3 +298,41 @@ def test_connect_inside_connect_is_not_followed_further() -> None:
     nested = b"CONNECT a:1 HTTP/1.1\r\n\r\n" * 2000
     start = classify_flow_start(nested)
     assert (start.kind, start.request) == ("http-request", "CONNECT a:1")
+
+
+@pytest.mark.parametrize(("drain_s", "lost"), [(0.0, True), (5.0, False)])
+def test_packets_still_queued_when_the_drain_runs_out_of_time_count_as_lost(
+        monkeypatch: pytest.MonkeyPatch, drain_s: float, lost: bool) -> None:
+    # Given a capture told to stop with a flow's packets queued, read one at a time, and no time
+    # to drain them (or enough)
+    monkeypatch.setattr(wire, "DRAIN_S", drain_s)
+    monkeypatch.setattr(wire, "READ_BATCH", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    held, real_select = threading.Event(), wire.select.select
+
+    def held_back(*args: Any) -> Any:
+        held.wait(20)
+        return real_select(*args)
+
+    monkeypatch.setattr(wire.select, "select", held_back)
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    result: list[WireCapture] = []
+    target = ApiProcesses("test", (os.getpid(),), Path("/proc/self/ns/net"))
+    capture = threading.Thread(target=lambda: result.append(capture_flows(target, 30.0, theirs)))
+    try:
+        capture.start()
+        assert ours.recv() == "reading"
+        client = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
+        client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        time.sleep(0.2)
+        ours.send("stop")
+        held.set()
+        capture.join(20)
+        client.close()
+    finally:
+        held.set()
+        server.close()
+    # Then a queue left unread is lost packets (the outbound check's ERROR), never a clean
+    # capture; a queue read to its end is not
+    (seen,) = result
+    assert (seen.dropped >= 1) is lost and (seen.packets >= 1 or lost)
