@@ -134,11 +134,11 @@ class SecretSweep:
     def in_copy_text(self) -> SecretSweep:
         """This sweep for ``COPY`` text, where a value's backslash, tab, newline and the other
         control characters are escaped: each needle holding one is searched in its escaped form
-        too (same label), so a stored secret is found whatever bytes it holds."""
-        escaped = [(copy_text_escaped(p), label) for p, label in zip(self._patterns, self._labels,
-                                                                         strict=True)]
-        return SecretSweep([*zip(self._patterns, self._labels, strict=True), *escaped],
-                           hit_limit=self.hit_limit)
+        instead (same label), so a stored secret is found whatever bytes it holds, and a needle
+        holding a backslash does not match the escapes of another value (its ``\\t`` the
+        ``\\t`` COPY writes for a tab)."""
+        return SecretSweep([(copy_text_escaped(p), label) for p, label in
+                            zip(self._patterns, self._labels, strict=True)], hit_limit=self.hit_limit)
 
     def scan_bytes(self, data: bytes, location: str, *, base_offset: int = 0) -> list[SweepHit]:
         """Every occurrence in one buffer."""

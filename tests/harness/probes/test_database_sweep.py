@@ -334,6 +334,26 @@ def test_a_secret_holding_a_backslash_or_control_characters_is_found_as_copy_esc
         ("postgres:awkward.note", "2", 1, "awkward secret (raw)")]
 
 
+def test_a_secret_holding_a_backslash_does_not_match_the_escape_of_another_value(
+        scratch: ScratchPostgres) -> None:
+    # Given a secret with a literal backslash-t, and a stored value with a real tab there
+    # (COPY writes it as backslash-t: the raw secret matched it, a FAIL on another value)
+    literal = "key\\twith-a-literal-backslash-t"
+    scratch.psql("CREATE TABLE tabbed (id int PRIMARY KEY, note text);"
+                 " GRANT SELECT ON tabbed TO auditor")
+    scratch.copy("tabbed", [(1, literal.replace("\\t", "\t")), (2, f"y{literal}")])
+    known = KnownSecrets()
+    known.add(literal, "literal secret")
+    policy = load_policy()
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        columns = tuple(c for c in db.visible_tables().columns if c.table == "tabbed")
+    with DatabaseProbe(scratch.profile("t"), policy) as db:
+        report = sweep_database(db, SecretSweep.from_known(known), SweepReport(),
+                                profile=scratch.profile("t"), policy=policy, columns=columns)
+    # Then only the value that holds the secret is a hit
+    assert [(h.row, h.offset, h.label) for h in report.hits] == [("2", 1, "literal secret (raw)")]
+
+
 @pytest.mark.parametrize(("grant", "row"), [("note", None), ("id, note", "1")])
 def test_a_table_granted_only_some_columns_is_swept_its_rows_named_where_they_can_be(
         scratch: ScratchPostgres, grant: str, row: str | None) -> None:
