@@ -84,14 +84,21 @@ def _reference(pg: ScratchPostgres, table: str, key: str | None,
     return hits, size
 
 
-def _observed(pg: ScratchPostgres, policy: Policy, tables: tuple[str, ...]) -> SweepReport:
-    """The sweep of ``tables``, their columns listed by a session of its own (it holds their
-    locks until it ends)."""
+def _observed(pg: ScratchPostgres, policy: Policy, tables: tuple[str, ...],
+              sweep: SecretSweep | None = None) -> SweepReport:
+    """The sweep of ``tables`` (for the planted secret, or ``sweep``), their columns listed by a
+    session of its own (it holds their locks until it ends)."""
     with DatabaseProbe(pg.profile("t"), policy) as db:
         columns = tuple(c for c in db.visible_tables().columns if c.table in tables)
     with DatabaseProbe(pg.profile("t"), policy) as db:
-        return sweep_database(db, _sweep(), SweepReport(), profile=pg.profile("t"),
+        return sweep_database(db, sweep or _sweep(), SweepReport(), profile=pg.profile("t"),
                               policy=policy, columns=columns)
+
+
+def _sweep_of(secret: str, label: str) -> SecretSweep:
+    known = KnownSecrets()
+    known.add(secret, label)
+    return SecretSweep.from_known(known)
 
 
 def _key(hit: SweepHit) -> tuple[str, str, int, str]:
@@ -322,14 +329,7 @@ def test_a_secret_holding_a_backslash_or_control_characters_is_found_as_copy_esc
     scratch.psql("CREATE TABLE awkward (id int PRIMARY KEY, note text);"
                  " GRANT SELECT ON awkward TO auditor")
     scratch.copy("awkward", [(1, "nothing here"), (2, f"x{awkward}"), (3, awkward[:-4])])
-    known = KnownSecrets()
-    known.add(awkward, "awkward secret")
-    policy = load_policy()
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        columns = tuple(c for c in db.visible_tables().columns if c.table == "awkward")
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        report = sweep_database(db, SecretSweep.from_known(known), SweepReport(),
-                                profile=scratch.profile("t"), policy=policy, columns=columns)
+    report = _observed(scratch, load_policy(), ("awkward",), _sweep_of(awkward, "awkward secret"))
     assert [(h.location, h.row, h.offset, h.label) for h in report.hits] == [
         ("postgres:awkward.note", "2", 1, "awkward secret (raw)")]
 
@@ -342,14 +342,7 @@ def test_a_secret_holding_a_backslash_does_not_match_the_escape_of_another_value
     scratch.psql("CREATE TABLE tabbed (id int PRIMARY KEY, note text);"
                  " GRANT SELECT ON tabbed TO auditor")
     scratch.copy("tabbed", [(1, literal.replace("\\t", "\t")), (2, f"y{literal}")])
-    known = KnownSecrets()
-    known.add(literal, "literal secret")
-    policy = load_policy()
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        columns = tuple(c for c in db.visible_tables().columns if c.table == "tabbed")
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        report = sweep_database(db, SecretSweep.from_known(known), SweepReport(),
-                                profile=scratch.profile("t"), policy=policy, columns=columns)
+    report = _observed(scratch, load_policy(), ("tabbed",), _sweep_of(literal, "literal secret"))
     # Then only the value that holds the secret is a hit
     assert [(h.row, h.offset, h.label) for h in report.hits] == [("2", 1, "literal secret (raw)")]
 
@@ -362,13 +355,8 @@ def test_a_table_granted_only_some_columns_is_swept_its_rows_named_where_they_ca
     scratch.psql(f"DROP TABLE IF EXISTS granted; CREATE TABLE granted (id bigint PRIMARY KEY,"
                  f" note text, hidden text); GRANT SELECT ({grant}) ON granted TO auditor;"
                  f" INSERT INTO granted VALUES (1, 'x {SECRET}', 'h'), (2, 'clean', 'h')")
-    policy = load_policy()
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        columns = tuple(c for c in db.visible_tables().columns if c.table == "granted")
-    with DatabaseProbe(scratch.profile("t"), policy) as db:
-        report = sweep_database(db, _sweep(), SweepReport(), profile=scratch.profile("t"),
-                                policy=policy, columns=columns)
+    report = _observed(scratch, load_policy(), ("granted",))
     # Then the columns it may read are swept, the rows named by their key where it may read it
     assert [(h.location, h.row, h.offset) for h in report.hits] == [
         ("postgres:granted.note", row, 2)]
-    assert report.locations == len(columns) and report.bytes_scanned > 0
+    assert report.locations == len(grant.split(", ")) and report.bytes_scanned > 0

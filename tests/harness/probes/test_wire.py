@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -241,15 +243,11 @@ def test_a_real_capture_follows_only_the_api_processes_flows() -> None:
     assert watch.capture.dropped == 0
 
 
-def test_packets_queued_when_the_stop_comes_are_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a capture (run here, in a thread) held back from its socket while an "API" process
-    # sends a plaintext request and a ClientHello, and the stop already on its control pipe by
-    # the time it looks again (a loaded machine: the reviewer saw the child stop at the first
-    # control message and lose what the kernel still held)
-    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
-    ports = [server.getsockname()[1] for server in servers]
-    api = subprocess.Popen([sys.executable, "-c", HOLDING_CLIENT, str(ports[0]), str(ports[1]),
-                            client_hello("api.resend.com").hex()], stdin=subprocess.PIPE)
+@contextlib.contextmanager
+def _held_capture(monkeypatch: pytest.MonkeyPatch, target: ApiProcesses) -> Iterator[list[WireCapture]]:
+    """A capture of ``target`` run here, in a thread, held back from its socket until the block
+    ends: the block makes traffic, then the stop is sent and the capture let go, so that it finds
+    the stop and the packets waiting together. Yields the list its capture lands in."""
     held, real_select = threading.Event(), wire.select.select
 
     def held_back(*args: Any) -> Any:
@@ -259,21 +257,35 @@ def test_packets_queued_when_the_stop_comes_are_still_read(monkeypatch: pytest.M
     monkeypatch.setattr(wire.select, "select", held_back)
     ours, theirs = multiprocessing.Pipe(duplex=True)
     result: list[WireCapture] = []
-    target = ApiProcesses("test client", (api.pid,), Path(f"/proc/{api.pid}/ns/net"))
     capture = threading.Thread(target=lambda: result.append(capture_flows(target, 30.0, theirs)))
     try:
         capture.start()
         assert ours.recv() == "reading"
-        assert api.stdin is not None
-        api.stdin.write(b"go\n")
-        api.stdin.close()
-        time.sleep(0.5)  # both sent; the client holds its connections open 1.5 s
+        yield result
         ours.send("stop")
-        # When the capture looks again, the stop and the packets both waiting
-        held.set()
-        capture.join(20)
     finally:
         held.set()
+        capture.join(20)
+
+
+def test_packets_queued_when_the_stop_comes_are_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a capture (run here, in a thread) held back from its socket while an "API" process
+    # sends a plaintext request and a ClientHello, and the stop already on its control pipe by
+    # the time it looks again (a loaded machine: the reviewer saw the child stop at the first
+    # control message and lose what the kernel still held)
+    servers = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    ports = [server.getsockname()[1] for server in servers]
+    api = subprocess.Popen([sys.executable, "-c", HOLDING_CLIENT, str(ports[0]), str(ports[1]),
+                            client_hello("api.resend.com").hex()], stdin=subprocess.PIPE)
+    target = ApiProcesses("test client", (api.pid,), Path(f"/proc/{api.pid}/ns/net"))
+    try:
+        with _held_capture(monkeypatch, target) as result:
+            assert api.stdin is not None
+            api.stdin.write(b"go\n")
+            api.stdin.close()
+            time.sleep(0.5)  # both sent; the client holds its connections open 1.5 s
+        # When the capture looks again, the stop and the packets both waiting
+    finally:
         api.kill()
         for server in servers:
             server.close()
@@ -308,29 +320,14 @@ def test_packets_still_queued_when_the_drain_runs_out_of_time_count_as_lost(
     monkeypatch.setattr(wire, "DRAIN_S", drain_s)
     monkeypatch.setattr(wire, "READ_BATCH", 1)
     server = socket.create_server(("127.0.0.1", 0))
-    held, real_select = threading.Event(), wire.select.select
-
-    def held_back(*args: Any) -> Any:
-        held.wait(20)
-        return real_select(*args)
-
-    monkeypatch.setattr(wire.select, "select", held_back)
-    ours, theirs = multiprocessing.Pipe(duplex=True)
-    result: list[WireCapture] = []
     target = ApiProcesses("test", (os.getpid(),), Path("/proc/self/ns/net"))
-    capture = threading.Thread(target=lambda: result.append(capture_flows(target, 30.0, theirs)))
     try:
-        capture.start()
-        assert ours.recv() == "reading"
-        client = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
-        client.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        time.sleep(0.2)
-        ours.send("stop")
-        held.set()
-        capture.join(20)
+        with _held_capture(monkeypatch, target) as result:
+            client = socket.create_connection(("127.0.0.1", server.getsockname()[1]))
+            client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            time.sleep(0.2)
         client.close()
     finally:
-        held.set()
         server.close()
     # Then a queue left unread is lost packets (the outbound check's ERROR), never a clean
     # capture; a queue read to its end is not
