@@ -198,7 +198,7 @@ def worker_pool(jobs: int, *, threads: bool = False) -> Iterator[Submit]:
     """
     if jobs <= 1 or (not threads and multiprocessing.current_process().daemon):
         # A daemonic process (a multiprocessing.Pool's worker) may not start processes.
-        yield _in_process
+        yield _in_process()
         return
     if threads:
         # One interpreter's memory, whatever the number of workers; no interpreter started.
@@ -253,13 +253,28 @@ def results_of(futures: Sequence[Future[Result]]) -> list[Result]:
     return [future.result() for future in futures]
 
 
-def _in_process(function: Callable[..., Any], *args: Any) -> Future[Any]:
-    future: Future[Any] = Future()
-    try:
-        future.set_result(function(*args))
-    except Exception as exc:  # Handed over as a pool's future would hand it.
-        future.set_exception(exc)
-    return future
+def _in_process() -> Submit:
+    """A ``submit`` that runs each task at once, here, and hands it over as a pool's future
+    would; once a task has failed, the later ones are not run (cancelled), as a pool cancels
+    the tasks not yet started: a failing read (e.g. one giving way to a queued schema change)
+    ends the scan at once, not once per part still to come."""
+    failed = False
+
+    def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
+        nonlocal failed
+        future: Future[Any] = Future()
+        if failed:
+            future.cancel()
+            future.set_running_or_notify_cancel()
+            return future
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:  # Handed over as a pool's future would hand it.
+            failed = True
+            future.set_exception(exc)
+        return future
+
+    return submit
 
 
 def shared_cells(spills: Sequence[DuplicateSpill], submit: Submit,

@@ -50,6 +50,18 @@ def test_one_job_runs_in_the_callers_thread_whichever_kind_is_asked() -> None:
             assert results_of([submit(_where, 3)]) == [(9, threading.current_thread().name)]
 
 
+def test_one_job_runs_no_task_after_one_has_failed() -> None:
+    ran: list[int] = []
+
+    def task(value: int) -> int:
+        ran.append(value)
+        return _refuse(value) if value == 1 else value
+
+    with pytest.raises(ValueError, match="part 1 refused"), worker_pool(1) as submit:
+        results_of([submit(task, n) for n in range(4)])
+    assert ran == [0, 1]
+
+
 # --- stopping early: one part fails, or Ctrl-C, while another part is still reading ----------
 
 #: What a reader that is stopped may take to notice: well under the slow part's own time.
