@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from concurrent_sessions import during_the_nth_read, waited_for, with_command_s
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
 from harness.outcomes import ProbeError
@@ -367,33 +368,13 @@ def test_a_schema_change_during_the_sweep_ends_it_at_once_instead_of_blocking_th
     # Given the sweep of a table in parts (the check's session holding the table), and the
     # service's migration (an ALTER TABLE with no lock timeout) asked for before the second part
     _recorded(monkeypatch, 2)
-    real, reads, waited = DatabaseProbe._long_read, [], {}
-
-    def alter() -> None:
-        started = time.monotonic()
-        with psycopg.connect(scratch.dsn(), autocommit=True) as other:
-            other.execute("ALTER TABLE heap ADD COLUMN extra text")
-        waited["alter"] = time.monotonic() - started
-
-    def long_read(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        if len(reads) == 2:
-            threading.Thread(target=alter).start()
-            time.sleep(0.3)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(DatabaseProbe, "_long_read", long_read)
-    policy = load_policy().with_scan(jobs=1)
-    policy = policy.model_copy(update={"timeouts": policy.timeouts.model_copy(
-        update={"command_s": 60.0})})
+    waited = during_the_nth_read(monkeypatch, scratch, {"alter": "ALTER TABLE heap ADD COLUMN extra text"})
+    policy = with_command_s(load_policy().with_scan(jobs=1), 60.0)
     # When it is swept
     started = time.monotonic()
     with pytest.raises(ProbeError, match="another session waits to rewrite or alter the table"):
         _observed(scratch, policy, ("heap",))
     # Then the sweep gave way in about a second, not command_s's 60, and the migration went on
     assert time.monotonic() - started < 10
-    deadline = time.monotonic() + 10
-    while "alter" not in waited and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert waited["alter"] < 5, waited
+    assert waited_for(waited, 1)["alter"] < 5, waited
     scratch.psql("ALTER TABLE heap DROP COLUMN extra")

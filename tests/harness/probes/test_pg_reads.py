@@ -24,6 +24,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from concurrent_sessions import during_the_nth_read, waited_for, with_command_s
 from psycopg import sql
 from scratch_postgres import INSTALLED, ScratchPostgres, scratch_postgres
 
@@ -218,27 +219,10 @@ def test_a_schema_change_during_the_scan_ends_it_at_once_instead_of_blocking_the
            [(i, GOOD) for i in range(1, 3001)])
     monkeypatch.setattr(pg_reads, "CHUNK_PAGES", 1)
     monkeypatch.setattr(passwords, "PART_MAX_ROWS", 1)
-    real, reads, waited = DatabaseProbe._long_read, [], {}
-
-    def timed(name: str, statement: str) -> None:
-        started = time.monotonic()
-        with psycopg.connect(scratch.dsn(), autocommit=True) as other:
-            other.execute(statement)  # type: ignore[arg-type]
-        waited[name] = time.monotonic() - started
-
-    def long_read(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        if len(reads) == 2:
-            for name, statement in (("alter", "ALTER TABLE users ADD COLUMN extra text"),
-                                    ("login", "SELECT password_hash FROM users WHERE id = 1")):
-                threading.Thread(target=timed, args=(name, statement)).start()
-                time.sleep(0.3)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(DatabaseProbe, "_long_read", long_read)
-    policy = load_policy().with_scan(jobs=1)
-    policy = policy.model_copy(update={"timeouts": policy.timeouts.model_copy(
-        update={"command_s": 60.0})})
+    waited = during_the_nth_read(monkeypatch, scratch, {
+        "alter": "ALTER TABLE users ADD COLUMN extra text",
+        "login": "SELECT password_hash FROM users WHERE id = 1"})
+    policy = with_command_s(load_policy().with_scan(jobs=1), 60.0)
     # When the check reads the column
     started = time.monotonic()
     with pytest.raises(ProbeError, match="another session waits to rewrite or alter the table"):
@@ -246,9 +230,7 @@ def test_a_schema_change_during_the_scan_ends_it_at_once_instead_of_blocking_the
     # Then the read gave way within about a second, not the 60 s of command_s, and the migration
     # and the login behind it went on
     assert time.monotonic() - started < 10
-    deadline = time.monotonic() + 10
-    while len(waited) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    waited = waited_for(waited, 2)
     assert waited["alter"] < 5 and waited["login"] < 5, waited
     scratch.psql("ALTER TABLE users DROP COLUMN extra")
 
