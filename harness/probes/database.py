@@ -471,13 +471,6 @@ class DatabaseProbe:
         """Whether this role may read ``table``'s ``ctid`` (:func:`pg_reads.ctid_readable_query`)."""
         return bool(self._one(pg_reads.ctid_readable_query(table, schema=schema))[0])
 
-    def hold_table(self, table: str, *, schema: str = "public") -> None:
-        """Keep ``table`` from being rewritten (``VACUUM FULL``, ``CLUSTER``, ``ALTER TABLE``)
-        until this session's transaction ends, as ``pg_dump`` does: the share lock a read holds,
-        taken by a read of none of its rows, so that its pages stay where they were counted."""
-        self._one(sql.SQL("SELECT count(*) FROM (SELECT FROM {}.{} LIMIT 0) AS held").format(
-            sql.Identifier(schema), sql.Identifier(table)))
-
     def joined_pages(self, table: str, column: str, *, snapshot: str,
                      chunks: Callable[[], tuple[int, int] | None],
                      take: Callable[[JoinedChunk], bool], part_rows: int,
@@ -507,12 +500,18 @@ class DatabaseProbe:
                     ahead = chunks()
 
     @contextlib.contextmanager
-    def exported_snapshot(self) -> Iterator[str | None]:
+    def exported_snapshot(self, table: str | None = None, *,
+                          schema: str = "public") -> Iterator[str | None]:
         """This session's snapshot, for other sessions to read the database in the state it
         sees (``pg_export_snapshot()``, as ``pg_dump --jobs`` does; a read imports it with
         ``snapshot=``); its ``REPEATABLE READ`` transaction, and with it the snapshot, lasts
         until the ``with`` ends. None when the server does not export one (a connection
-        pooler in transaction mode, an old server): the caller then reads in one session."""
+        pooler in transaction mode, an old server): the caller then reads in one session.
+
+        ``table``, the one the other sessions read by pages, is held as ``pg_dump`` holds it
+        until the ``with`` ends (the share lock a read takes, by a read of none of its rows):
+        no ``VACUUM FULL``, ``CLUSTER`` or ``ALTER TABLE`` moves its rows between pages already
+        read and pages still to come, or empties it for the snapshot."""
         conn = self.connection
         conn.rollback()
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -523,6 +522,9 @@ class DatabaseProbe:
                 if self._conn is None:
                     raise  # The session was cut at its deadline: nothing more can be read.
                 exported = None
+            if exported is not None and table is not None:
+                self._one(sql.SQL("SELECT count(*) FROM (SELECT FROM {}.{} LIMIT 0) AS held").format(
+                    sql.Identifier(schema), sql.Identifier(table)))
             yield exported
         finally:
             if not conn.closed:

@@ -130,9 +130,7 @@ def _table_parts(db: DatabaseProbe, sweep: SecretSweep, table: TableSweep,
     columns), and then read in one part."""
     if table.locator == "ctid" and not db.reads_ctid(table.table, schema=table.schema):
         table = dataclasses.replace(table, locator=None)
-    with db.exported_snapshot() as snapshot:
-        if snapshot:
-            db.hold_table(table.table, schema=table.schema)
+    with db.exported_snapshot(table.table, schema=table.schema) as snapshot:
         pages = (db.page_span(table.table, schema=table.schema)
                  if snapshot and table.locator is not None else None)
         parts = page_parts(pages, jobs) if pages is not None and pages >= SPLIT_MIN_PAGES else []

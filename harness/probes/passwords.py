@@ -116,12 +116,9 @@ def classify_column(db: DatabaseProbe, profile: TargetProfile, policy: Policy,
     table can be read so, else by key ranges in worker processes. ``take`` replaces the
     classification of the joined chunks (the benchmark's bare read counts them instead)."""
     if policy.scan.sample_rows is None:
-        with db.exported_snapshot() as snapshot:
-            if snapshot is not None:
-                # Held until every reader is done: a rewrite (VACUUM FULL, CLUSTER, ALTER TABLE)
-                # between two of a reader's transactions would move rows into chunks already
-                # read, or empty the table for the snapshot.
-                db.hold_table(column[0])
+        # The table held until every reader is done (a rewrite between two of a reader's
+        # transactions would move rows into chunks already read).
+        with db.exported_snapshot(column[0]) as snapshot:
             pages = db.page_span(column[0]) if snapshot is not None else None
             if snapshot is not None and pages is not None:
                 chunks, (lines, engine) = _Chunks(pages), lines_classifier()

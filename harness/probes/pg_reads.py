@@ -206,6 +206,8 @@ def range_copy(table: str, columns: Sequence[str | None], *, schema: str, key: s
     named by nothing)."""
     if (null_key or pages) and (low is not None or high is not None):
         raise ValueError("the rows whose key is NULL, or of some pages, are in no range of keys")
+    if key is None and (null_key or low is not None or high is not None):
+        raise ValueError("rows named by no key are in no range of keys")
     k = sql.Identifier(key) if key is not None else sql.SQL("NULL::text")
     named = sql.Literal(f"{key} NULL") if null_key else k
     selected = [named, *(sql.Identifier(c) if c else sql.SQL("NULL::text") for c in columns)]

@@ -166,8 +166,8 @@ def test_a_row_moved_meanwhile_is_read_once_as_the_snapshot_has_it(
     exported = DatabaseProbe.exported_snapshot
 
     @contextlib.contextmanager
-    def then_moved(self: DatabaseProbe) -> Iterator[str | None]:
-        with exported(self) as snapshot:
+    def then_moved(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Iterator[str | None]:
+        with exported(self, *args, **kwargs) as snapshot:
             # When they are updated (moved to the table's last page) before any part is read
             scratch.psql(f"UPDATE moved SET a = a || '' WHERE a LIKE '%{SECRET}%'"
                          f" OR b LIKE '%{SECRET}%'")
@@ -219,7 +219,7 @@ def test_a_server_that_exports_no_snapshot_is_read_in_one_session(
     parts = _recorded(monkeypatch, 2)
 
     @contextlib.contextmanager
-    def refused(self: DatabaseProbe) -> Iterator[str | None]:
+    def refused(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Iterator[str | None]:
         yield None
 
     monkeypatch.setattr(DatabaseProbe, "exported_snapshot", refused)
@@ -278,8 +278,8 @@ def test_a_part_that_cannot_read_the_snapshot_is_an_error_naming_it(
     exported = DatabaseProbe.exported_snapshot
 
     @contextlib.contextmanager
-    def gone(self: DatabaseProbe) -> Iterator[str | None]:
-        with exported(self) as snapshot:
+    def gone(self: DatabaseProbe, *args: Any, **kwargs: Any) -> Iterator[str | None]:
+        with exported(self, *args, **kwargs) as snapshot:
             yield f"{snapshot}9"
 
     monkeypatch.setattr(DatabaseProbe, "exported_snapshot", gone)

@@ -568,3 +568,13 @@ def test_one_failing_reader_ends_the_password_scan_promptly_naming_its_pages(
                         r" \(users pages (\d+)\.\.\1\)", str(caught.value))
     assert seen["closed"].is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("votriz-scan")]
+
+
+@pytest.mark.parametrize("bounds", [{"low": 1, "high": None}, {"low": None, "high": 9},
+                                    {"low": None, "high": None, "null_key": True}])
+def test_rows_named_by_no_key_are_read_whole_never_by_a_range_of_keys(bounds: dict[str, Any]) -> None:
+    # A range of a NULL "key" would silently read no row
+    with pytest.raises(ValueError, match="no range of keys"):
+        pg_reads.range_copy("t", ("c",), schema="public", key=None, **bounds)
+    assert "NULL::text" in pg_reads.range_copy("t", ("c",), schema="public", key=None, low=None,
+                                               high=None).as_string(None)
