@@ -238,6 +238,59 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         pending.extend(e for e in inner if isinstance(e, BaseException))
 
 
+#: The label Docker Compose puts on a one-off container (``docker compose run``): "True".
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+
+
+def _state(container: Any) -> Mapping[str, Any]:
+    state = container.attrs.get("State")
+    # The engine's inspect gives a mapping; a sparse listing only the status, as a string.
+    return state if isinstance(state, Mapping) else {"Status": str(state or "")}
+
+
+def down_in_words(container: Any) -> str:
+    """``NAME is exited (exit code 3 at 2026-…)``: a selected container that is not running."""
+    state = _state(container)
+    status = str(state.get("Status") or "in an unknown state")
+    words = f"{container.name} is {status}"
+    if status in ("exited", "restarting", "dead"):
+        words += f" (exit code {state.get('ExitCode', '?')}"
+        if state.get("OOMKilled"):
+            words += ", killed for want of memory"
+        finished = str(state.get("FinishedAt") or "")
+        words += f" at {finished[:19]}Z)" if finished[:4].isdigit() and finished[:4] != "0001" else ")"
+    return words
+
+
+def service_containers(selector: ContainerSelector, client: Any) -> list[Any]:
+    """The containers ``selector`` selects, every one of them running.
+
+    A selected container that is not running (exited, restarting, paused, created, dead)
+    is a part of the service that is down: nothing in it can be observed, and a verdict
+    about the rest would speak for it as well. A one-off container that has ended
+    (``docker compose run``: ``com.docker.compose.oneoff=True``) is no part of the
+    running service and is passed over.
+
+    Raises:
+        ProbeError: a selected container is down (each named with its state and exit
+            code), or the engine cannot be asked (the SDK's error, for the caller to word).
+    """
+    listed = client.containers.list(all=True, filters=selector.engine_filters())
+    running, down = [], []
+    for container in listed:
+        if _state(container).get("Status") == "running":
+            running.append(container)
+        elif ((container.attrs.get("Config") or {}).get("Labels") or {}).get(COMPOSE_ONEOFF_LABEL) != "True":
+            down.append(container)
+    if down:
+        raise ProbeError(f"docker: {len(down)} of the {len(listed)} containers labelled {selector} "
+                         f"{'is' if len(down) == 1 else 'are'} not running: "
+                         + "; ".join(down_in_words(c) for c in sorted(down, key=lambda c: str(c.name)))
+                         + ". A part of the service that is down cannot be observed: start it and "
+                         "audit again")
+    return running
+
+
 def engine_error(exc: BaseException, step: str, timeout_s: float) -> ProbeError:
     """A precise, printable reason for a failed call to the engine.
 
@@ -313,7 +366,7 @@ def observe_topology(project: str | ContainerSelector, *, timeout_s: float = 10.
         step = next_step("asking for its host name and swarm state")
         info = client.info()
         step = next_step(f"listing the containers labelled {selector}")
-        listed = client.containers.list(filters=selector.engine_filters())
+        listed = service_containers(selector, client)
         network_cache: dict[str, NetworkAttachment] = {}
         views = []
         for container in listed:

@@ -40,11 +40,14 @@ def project_containers(project: str | ContainerSelector, client: Any) -> list[An
     """The running containers ``project`` selects (a bare name: ``votriz.project=NAME``), by name.
 
     Raises:
-        ProbeError: the engine cannot be asked, or runs no such container.
+        ProbeError: the engine cannot be asked, runs no such container, or one of them is
+            not running (:func:`harness.probes.containers.service_containers`).
     """
     selector = selector_of(project)
     try:
-        containers = client.containers.list(filters=selector.engine_filters())
+        containers = containers_probe.service_containers(selector, client)
+    except ProbeError:
+        raise
     except Exception as exc:  # the SDK raises many kinds; all mean "cannot observe"
         raise containers_probe.engine_error(exc, f"listing the containers labelled {selector}",
                                             float(client.api.timeout)) from None

@@ -221,7 +221,7 @@ def api_command(plan: ProvisioningPlan) -> tuple[str, ...]:
             "--bind", f"unix:{CONTAINER_STATE / 'run' / 'api.sock'}",
             "--pid", str(CONTAINER_STATE / "run" / "gunicorn.pid"), "--umask", "0",
             "--error-logfile", str(CONTAINER_STATE / "logs" / "api.log"), "--capture-output",
-            "--graceful-timeout", "10", "--timeout", "30"]
+            "--graceful-timeout", "10", "--timeout", "30", "--no-control-socket"]
     if plan.api_plaintext_port:
         argv += ["--bind", f"0.0.0.0:{API_PLAINTEXT_PORT}"]
     return tuple(argv)

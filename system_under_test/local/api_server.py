@@ -136,7 +136,11 @@ def start(state_dir: Path, env: Mapping[str, str], *, app: str = DEFAULT_APP,
             # the umask does not make it world-writable.
             "--umask", "0",
             "--error-logfile", str(log_file), "--capture-output",
-            "--graceful-timeout", "10", "--timeout", "30"]
+            "--graceful-timeout", "10", "--timeout", "30",
+            # gunicorn >= 25.1 otherwise opens a management socket (worker count, reload,
+            # shutdown) under $HOME or $XDG_RUNTIME_DIR, shared by every stack of one user,
+            # and stops and restarts its thread around every fork of a roll
+            "--no-control-socket"]
     if plaintext_port is not None:
         argv += ["--bind", f"127.0.0.1:{plaintext_port}"]
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)

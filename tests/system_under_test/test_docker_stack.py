@@ -69,6 +69,15 @@ def tls_get(info: StackInfo, path: str, *, version: ssl.TLSVersion | None = None
         return str(tls.version()), answer
 
 
+def api_log_tail(info: StackInfo, lines: int = 40) -> str:
+    """The last lines of the API's log (gunicorn's and the app's), for a failure's message."""
+    try:
+        text = (info.state_dir / "logs" / "api" / "api.log").read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return f"(no API log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def test_images_are_built_from_local_bases(client, clean_stack: StackInfo) -> None:
     # Given the images the stack runs
     built = images.ensure_images(client)
@@ -326,11 +335,30 @@ def test_docker_probes_fail_on_their_faults_through_the_cli(faulty_stack: StackI
     assert "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in message
     # api-plaintext-exposed: the API container's extra listener answers plain HTTP on its address
     outcome, message = run.results["transit.origin_not_plaintext"]
-    assert outcome == "FAIL", message
+    assert outcome == "FAIL", (message, api_log_tail(faulty_stack))
     assert f"{faulty_stack.containers['api']} (" in message
     assert ":8000 answers plain HTTP with 'HTTP/1.1 " in message
     # tls12-accepted
     assert run.outcome("transit.tls_versions") == "FAIL"
+
+
+def test_a_service_container_that_is_down_is_an_error_not_a_survey_of_the_rest(
+        client, faulty_stack: StackInfo, tmp_path: Path) -> None:
+    # Given the faulty stack's API container ended (as gunicorn halts on a worker's boot error),
+    # its plaintext listener gone with it
+    api = client.containers.get(faulty_stack.containers["api"])
+    api.kill()
+    api.wait(timeout=30)
+    # When the container-reading checks run
+    run = run_cli(faulty_stack.profile_path, tmp_path / "report", only=("transit", "keys"), limit_s=600)
+    # Then the listener survey and the environment search say the API is down: ERROR, never a
+    # PASS about the containers still running (CI once saw "None of the 4 TCP listeners of db,
+    # edge, hsm, redis serves plain HTTP" with the API gone)
+    for check_id in ("transit.origin_not_plaintext", "keys.read_at_start", "transit.outbound_https"):
+        outcome, message = run.results[check_id]
+        assert outcome == "ERROR", (check_id, message)
+        assert f"{api.name} is exited (exit code 137 at " in message, (check_id, message)
+    assert run.returncode != 0
 
 
 def test_down_removes_containers_networks_volumes_and_state(client, faulty_stack: StackInfo) -> None:

@@ -78,7 +78,9 @@ class RecordingEngine:
         self.networks = SimpleNamespace(get=lambda name: SimpleNamespace(
             attrs={"Driver": "bridge", "Internal": True, "Scope": "local"}))
 
-    def list(self, filters: dict[str, list[str]]) -> list[Any]:
+    def list(self, all: bool, filters: dict[str, list[str]]) -> list[Any]:
+        # Every container the selector names, whatever its state: one that is down is seen
+        assert all is True
         self.filters.append(filters)
         return self.listed
 
@@ -92,7 +94,7 @@ class RecordingEngine:
 def container(name: str) -> SimpleNamespace:
     return SimpleNamespace(name=name, attrs={
         "Config": {"Image": "votriz/api", "Labels": {"votriz.role": "api"}, "Env": ["A=b"]},
-        "HostConfig": {"NetworkMode": "shop_internal"}, "State": {"Pid": 0},
+        "HostConfig": {"NetworkMode": "shop_internal"}, "State": {"Status": "running", "Pid": 0},
         "NetworkSettings": {"Networks": {"shop_internal": {"NetworkID": "n1"}}, "Ports": {}}})
 
 
@@ -136,3 +138,34 @@ def test_a_compose_container_without_the_harness_label_has_its_service_as_role(
     # Then its role is its service (so the data-service rules apply to it); the harness's label wins
     roles = {c.name: c.role for c in observe_topology(ContainerSelector.compose_project("shop")).containers}
     assert roles == {"shop-db-1": "db", "shop-api-1": "api"}
+
+
+def test_a_selected_container_that_is_down_is_an_error_naming_it_and_a_finished_one_off_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a project whose API has ended (gunicorn halted), whose worker restarts after being
+    # killed for memory, and a one-off `compose run` container that finished
+    api, worker, migrate, db = (container(f"shop-{name}-1") for name in ("api", "worker", "migrate", "db"))
+    api.attrs["State"] = {"Status": "exited", "ExitCode": 3, "FinishedAt": "2026-12-07T19:52:01.123Z"}
+    worker.attrs["State"] = {"Status": "restarting", "ExitCode": 137, "OOMKilled": True,
+                             "FinishedAt": "2026-12-07T19:53:00Z"}
+    migrate.attrs["State"] = {"Status": "exited", "ExitCode": 0}
+    migrate.attrs["Config"]["Labels"]["com.docker.compose.oneoff"] = "True"
+    selector = ContainerSelector.compose_project("shop")
+    # When the project's containers are listed (for processes, listeners, logs, layers, topology)
+    with pytest.raises(ProbeError) as raised:
+        docker_engine.project_containers(selector, RecordingEngine([db, api, worker, migrate]))
+    # Then it is an error that names each part that is down, never a survey of the rest
+    assert str(raised.value) == (
+        "docker: 2 of the 4 containers labelled com.docker.compose.project=shop are not running: "
+        "shop-api-1 is exited (exit code 3 at 2026-12-07T19:52:01Z); shop-worker-1 is restarting "
+        "(exit code 137, killed for want of memory at 2026-12-07T19:53:00Z). A part of the service "
+        "that is down cannot be observed: start it and audit again")
+    # And the finished one-off container alone is passed over
+    listed = docker_engine.project_containers(selector, RecordingEngine([db, migrate]))
+    assert [c.name for c in listed] == ["shop-db-1"]
+    paused = container("shop-edge-1")
+    paused.attrs["State"] = "paused"  # a sparse listing's state: the status alone
+    monkeypatch.setattr(containers_probe, "docker_client", lambda timeout_s: RecordingEngine([db, paused]))
+    # (the topology of the container checks lists them the same way)
+    with pytest.raises(ProbeError, match=r"1 of the 2 containers .* is not running: shop-edge-1 is paused\. "):
+        observe_topology(selector, timeout_s=1.0)
