@@ -116,7 +116,7 @@ def healthy_until(step: str, then: Action) -> Script:
         if "/containers/json" in path:
             return [{"Id": "c0ffee"}]
         if "/containers/c0ffee/json" in path:
-            return {"Id": "c0ffee", "Name": "/votriz-edge",
+            return {"Id": "c0ffee", "Name": "/votriz-edge", "State": {"Status": "running"},
                     "Config": {"Image": "edge", "Labels": {"votriz.role": "edge"}},
                     "HostConfig": {"NetworkMode": "votriz_public"},
                     "NetworkSettings": {"Ports": {}, "Networks": {"votriz_public": {"NetworkID": "n1"}}}}
