@@ -174,6 +174,26 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if config.pluginmanager.has_plugin("timeout") and item.get_closest_marker("timeout") is None:
             # A backstop for a check whose own timeouts failed it: it ends as ERROR.
             item.add_marker(pytest.mark.timeout(state.policy.timeouts.command_s + 60))
+    items[:] = observing_first(items)
+
+
+#: The ``access`` a check declares when it changes the system: rotations, restarts, backups, drills.
+CHANGES_THE_SYSTEM = "destructive"
+
+
+def observing_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The checks that only observe, then those that change the system, each in their order.
+
+    Observe before you act, across checks too: a rotation replaces the secret the key search
+    would find in a log or an environment (a copy of the JWT secret pasted into a log is found
+    by its value, which after ``keys.jwt_rotation`` is no longer the HSM's), and a fresh
+    backup or drill adds to what the sweeps would judge as found.
+    """
+    def changes(item: pytest.Item) -> bool:
+        marker = item.get_closest_marker("access")
+        return marker is not None and CHANGES_THE_SYSTEM in marker.args
+
+    return [item for item in items if not changes(item)] + [item for item in items if changes(item)]
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

@@ -327,3 +327,40 @@ def check_quotes_the_edge(evidence):
     assert "Server: nginx/1.25.3\\x1b[1A\\x1b[2K\\x0dPASS" in out, out
     assert "\x1b[1A" not in out and "\r" not in out
     assert _by_name(report)["quotes_the_edge"]["message"] == "Server: nginx/1.25.3\x1b[1A\x1b[2K\rPASS"
+
+
+def test_checks_that_change_the_system_run_after_every_check_that_only_observes(
+        pytester: pytest.Pytester) -> None:
+    # Given an area whose first check (by id) rotates a key and whose others observe, one
+    # of which also needs HSM read access
+    checks = '''
+import json, pathlib
+ORDER = pathlib.Path(__file__).parent / "order.txt"
+
+def _ran(name):
+    with ORDER.open("a") as f:
+        f.write(name + "\\n")
+
+@pytest.mark.claims("KEYS-NOT-ON-DISK")
+@pytest.mark.access("hsm", "destructive")
+def check_a_rotates(evidence):
+    _ran("a_rotates"); evidence.passed("rotated")
+
+@pytest.mark.claims("KEYS-NOT-ON-DISK")
+@pytest.mark.access("files", "destructive")
+def check_b_backs_up(evidence):
+    _ran("b_backs_up"); evidence.passed("backed up")
+
+@pytest.mark.claims("KEYS-NOT-ON-DISK")
+@pytest.mark.access("hsm")
+def check_c_searches(evidence):
+    _ran("c_searches"); evidence.passed("searched")
+
+@pytest.mark.claims("KEYS-NOT-ON-DISK")
+def check_d_reads(evidence):
+    _ran("d_reads"); evidence.passed("read")
+'''
+    _run(pytester, "import pytest\n" + checks)
+    # Then the observing checks ran first, each group in its own order
+    assert (pytester.path / "area" / "order.txt").read_text().split() == [
+        "c_searches", "d_reads", "a_rotates", "b_backs_up"]
