@@ -77,6 +77,28 @@ def test_key_shapes_without_known_values(tmp_path: Path) -> None:
     ]
 
 
+def test_key_shapes_after_an_equals_sign_and_in_names_ending_in_key(tmp_path: Path) -> None:
+    # Given an environment file as Docker and systemd take one, and a key the HSM does not hold
+    # (a retired version, or one never put there): found by its shape alone
+    fernet = "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8="
+    env = tmp_path / "api.env"
+    env.write_text(
+        f"VOTRIZ_TOKEN_ENCRYPTION_KEY={fernet}\n"
+        "SESSION_SIGNING_KEY='Qm9Zr3LmV9xT2bN7kW0pYaEcDfGhJ4sUi81x'\n"
+        "VOTRIZ_BACKUP_KEY: Rk2Lp9Xw4Tq8Zm1Nb6Vc3Hs7Jd0Fg5Ya\n"
+        # a public key, a key's id and a digest of a key are no secrets
+        "SSH_PUBLIC_KEY=AAAAC3NzaC1lZDI1NTE5AAAAIOkQ2mVb7RtY3nW0pAe\n"
+        "KEY_ID=Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq\n"
+        "KEY_SHA256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n")
+    result = KeySearcher([], SETTINGS).search_files([env], "config")
+    named = sorted((hit.what, hit.where.rsplit(":", 1)[1]) for hit in result.hits)
+    assert named == [("fernet-key", "1"), ("secret-assignment", "2"), ("secret-assignment", "3")]
+    # And the same in a process's environment, where each variable is searched as NAME=value
+    hits = KeySearcher([], SETTINGS).scan(f"VOTRIZ_TOKEN_ENCRYPTION_KEY={fernet}".encode(), "env",
+                                          "api $VOTRIZ_TOKEN_ENCRYPTION_KEY", line_numbers=False)
+    assert [hit.what for hit in hits] == ["fernet-key"]
+
+
 def test_value_hit_suppresses_the_shape_hit_at_the_same_place(tmp_path: Path) -> None:
     (tmp_path / "a.env").write_text(f"STRIPE_KEY={STRIPE}\n")
     result = searcher().search_files([tmp_path], "config")
