@@ -55,6 +55,11 @@ class KeyringError(RuntimeError):
     """The HSM could not be opened or lacks a key the process needs."""
 
 
+class SharedLabelError(KeyringError):
+    """Two objects on the token share a label: a :func:`put_secret` is replacing one (for a
+    moment both are there), or the token is wrong if it lasts."""
+
+
 def read_pin(path: str | Path | None = None) -> str:
     """Read the HSM user PIN from the file named by ``path`` or ``VOTRIZ_HSM_PIN_FILE``."""
     pin_path = path if path is not None else os.environ.get(PIN_FILE_ENV)
@@ -117,7 +122,7 @@ def read_secrets(session: pkcs11.Session) -> dict[str, bytes]:
     for obj in session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
         label = obj[Attribute.LABEL]
         if label in values:
-            raise KeyringError(f"two HSM objects are labelled {label!r}")
+            raise SharedLabelError(f"two HSM objects are labelled {label!r}")
         values[label] = bytes(obj[Attribute.VALUE])
     return values
 
@@ -316,11 +321,31 @@ def keyring_from_secrets(values: dict[str, bytes], config: ApiConfig,
     )
 
 
-def load_keyring(config: ApiConfig, pin_file: str | Path | None = None) -> KeyRing:
-    """Read the whole key ring at process start: PIN file, log in, read, log out, close."""
+#: How often, and how far apart, a process that starts while a secret is being replaced reads
+#: the token again: :func:`put_secret` creates the new object before it destroys the old one,
+#: so a read in between finds both under one label. Beyond that the token is wrong.
+SHARED_LABEL_ATTEMPTS = 20
+SHARED_LABEL_PAUSE_S = 0.1
+
+
+def load_keyring(config: ApiConfig, pin_file: str | Path | None = None, *,
+                 attempts: int = SHARED_LABEL_ATTEMPTS, pause_s: float = SHARED_LABEL_PAUSE_S) -> KeyRing:
+    """Read the whole key ring at process start: PIN file, log in, read, log out, close.
+
+    A read that finds a label twice (a rotation replacing that secret at this moment) is
+    made again, in a new session, up to ``attempts`` times: a worker that gunicorn starts
+    then must not fail to boot, which would stop every worker with it.
+    """
     pin = read_pin(pin_file)
-    with hsm_session(config, pin) as session:
-        values = read_secrets(session)
-        decrypt_only = read_decrypt_only(session)
+    for attempt in range(attempts):
+        try:
+            with hsm_session(config, pin) as session:
+                values = read_secrets(session)
+                decrypt_only = read_decrypt_only(session)
+            break
+        except SharedLabelError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
     del pin
     return keyring_from_secrets(values, config, decrypt_only)

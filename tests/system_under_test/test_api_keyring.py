@@ -122,6 +122,53 @@ def test_put_secret_replaces_and_destroy_removes(token: dict[str, str]) -> None:
 
 
 @needs_softhsm
+def test_a_worker_starting_while_a_secret_is_replaced_reads_the_token_again(token: dict[str, str]) -> None:
+    # Given every key, and a rotation that has created the JWT secret's replacement and will
+    # destroy the old object 0.5 s later (put_secret's order: both are there meanwhile)
+    child(token, f"""
+        with k.hsm_session(config, pin, rw=True) as s:
+            put_keys(s, {LABELS!r})
+    """)
+    replacing = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import json, os, sys, time
+        from system_under_test.api.config import parse_config
+        from system_under_test.api import keyring as k
+        config = parse_config(json.loads(os.environ["CONFIG"]))
+        with k.hsm_session(config, k.read_pin(), rw=True) as s:
+            old = list(s.get_objects({k.Attribute.LABEL: "votriz/jwt-signing"}))
+            s.create_object(k.secret_template("votriz/jwt-signing", b"n" * 32))
+            print("both", flush=True)
+            time.sleep(0.5)
+            for obj in old:
+                obj.destroy()
+    """)], env={**token, "CONFIG": json.dumps(CONFIG)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert replacing.stdout is not None and replacing.stdout.readline() == "both\n"
+        # When a worker loads its ring meanwhile
+        out = child(token, """
+            import time
+            started = time.monotonic()
+            ring = k.load_keyring(config)
+            out["waited_s"] = time.monotonic() - started
+            out["jwt_is_the_new_one"] = ring.jwt_secret == b"n" * 32
+            try:
+                # (a label that stays shared is still an error, after the attempts)
+                with k.hsm_session(config, pin, rw=True) as s:
+                    s.create_object(k.secret_template("votriz/api/fal", b"x" * 32))
+                    s.create_object(k.secret_template("votriz/api/fal", b"y" * 32))
+                k.load_keyring(config, attempts=3, pause_s=0.01)
+            except k.SharedLabelError as exc:
+                out["lasting"] = str(exc)
+        """)
+    finally:
+        replacing.wait(timeout=30)
+    # Then it read the token again until the old object was gone, and holds the new secret
+    assert replacing.returncode == 0
+    assert out["jwt_is_the_new_one"] is True and 0.2 < out["waited_s"] < 5, out
+    assert out["lasting"] == "two HSM objects are labelled 'votriz/api/fal'"
+
+
+@needs_softhsm
 def test_staged_key_decrypts_but_never_encrypts_until_promoted(token: dict[str, str]) -> None:
     # Given v1 (encrypting) and v2 staged decrypt-only in the HSM, as rotate-token-key's
     # first phase leaves them
