@@ -28,6 +28,7 @@ files and files past the size bound (``skipped`` / ``truncated_at``).
 from __future__ import annotations
 
 import errno
+import fnmatch
 import math
 import os
 import re
@@ -50,6 +51,9 @@ Place = Literal["source", "config", "log", "env", "image"]
 
 _BINARY_SNIFF_BYTES = 8192
 _NEWLINE = b"\n"
+_NUL = b"\0"
+_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----.*?-----END (?:TRUSTED |X509 )?CERTIFICATE-----",
+                          re.DOTALL)
 # The skip reason of a file that looked binary: unlike an excluded path, it is a
 # gap in what was searched.
 BINARY_FILE = "binary file"
@@ -93,12 +97,17 @@ class SearchSettings(BaseModel):
         skip_dir_names: directory names never descended into.
         harmless_gap_kinds: kinds of :class:`SearchGap` that cannot hold a key and so do
             not make the search incomplete (a socket has no content to read).
+        image_shape_skip: glob patterns (``fnmatch``, on the path inside the image) of the
+            files of image layers where key shapes are not applied: the trees a package
+            manager fills (an operating system's and its libraries' test data are full of
+            key-shaped strings). Every file is still searched for the keys' values.
         shape: the key shapes searched for.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hsm_process_names: tuple[str, ...] = ("hsm",)
+    image_shape_skip: tuple[str, ...] = ()
     max_file_bytes: int = Field(16 << 20, gt=0)
     max_log_bytes: int = Field(64 << 20, gt=0)
     skip_dir_names: tuple[str, ...] = (".git", "__pycache__")
@@ -258,6 +267,13 @@ def _special_kind(mode: int) -> GapKind:
     return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "special file")
 
 
+def _certificate_spans(data: bytes) -> list[tuple[int, int]]:
+    """Where ``data`` holds PEM certificates (public: no key shape inside one is a key)."""
+    if b"CERTIFICATE-----" not in data:
+        return []
+    return [match.span() for match in _CERTIFICATE.finditer(data)]
+
+
 def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
@@ -289,6 +305,16 @@ class KeySearcher:
             spans.append((hit.offset, hit.offset + length))
             hits.append(KeyHit("value", place, self._where(data, name, hit.offset, line_numbers),
                                hit.label, fingerprint(data[hit.offset:hit.offset + length])))
+        hits.extend(self._shape_hits(data, place, name, line_numbers, spans))
+        return hits
+
+    def _shape_hits(self, data: bytes, place: Place, name: str, line_numbers: bool,
+                    spans: list[tuple[int, int]]) -> list[KeyHit]:
+        """The key-shaped strings of ``data`` outside ``spans`` (places named already) and
+        outside certificates (a PEM certificate's base64 is public and key-shaped by chance:
+        a line of 43 characters and one ``=`` is a Fernet key's shape)."""
+        hits: list[KeyHit] = []
+        spans = spans + _certificate_spans(data)
         for rule, pattern in self._shapes:
             for match in pattern.finditer(data):
                 secret_span = match.span(1) if pattern.groups else match.span()
@@ -306,6 +332,9 @@ class KeySearcher:
                                    self._where(data, name, secret_span[0], line_numbers),
                                    rule.name, fingerprint(secret), rule.fails))
         return hits
+
+    def _shapes_apply_in_image(self, inside: str) -> bool:
+        return not any(fnmatch.fnmatchcase(inside, pattern) for pattern in self.settings.image_shape_skip)
 
     @staticmethod
     def _where(data: bytes, name: str, offset: int, line_numbers: bool) -> str:
@@ -454,11 +483,13 @@ class KeySearcher:
     def search_layers(self, layers: Sequence[tuple[str, Path]], *, workers: int = 2) -> KeySearchResult:
         """Every file of every image layer, binary ones included, for the keys' values.
 
-        Key shapes are not applied here: a layer holds a whole operating system,
-        whose libraries and test data are full of key-shaped strings; a real key
-        is found by its value, in any file, at any size (large files are
-        streamed). Layers are searched ``workers`` at a time (the automaton
-        releases the GIL).
+        A real key is found by its value, in any file, at any size (large files are
+        streamed). Key shapes are applied to the text files outside the trees a
+        package manager fills (``image_shape_skip``: a layer holds a whole operating
+        system, whose libraries and test data are full of key-shaped strings), so
+        that a key the HSM does not hold (a retired version, one never put there)
+        baked into the service's own files is found too. Layers are searched
+        ``workers`` at a time (the automaton releases the GIL).
         """
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             parts = list(pool.map(lambda layer: self._search_layer(*layer), layers))
@@ -492,9 +523,14 @@ class KeySearcher:
                 continue
             searched += 1
             total += size
+            spans = []
             for hit, matched in matches:
+                spans.append((hit.offset, hit.offset + len(matched)))
                 hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
                                    fingerprint(matched)))
+            inside = "/" + os.path.relpath(path, root)
+            if data and _NUL not in data[:_BINARY_SNIFF_BYTES] and self._shapes_apply_in_image(inside):
+                hits.extend(self._shape_hits(data, "image", where, False, spans))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
                                errors=tuple(f"{label}: {error}" for error in errors))
 

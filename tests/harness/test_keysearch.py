@@ -77,26 +77,31 @@ def test_key_shapes_without_known_values(tmp_path: Path) -> None:
     ]
 
 
-def test_key_shapes_after_an_equals_sign_and_in_names_ending_in_key(tmp_path: Path) -> None:
-    # Given an environment file as Docker and systemd take one, and a key the HSM does not hold
-    # (a retired version, or one never put there): found by its shape alone
+def test_a_key_assigned_to_a_name_of_a_secret_kind_is_found_by_its_shape(tmp_path: Path) -> None:
+    # Given an environment file as Docker and systemd take one, and keys the HSM does not hold
+    # (a retired version, or one never put there): found by their shape alone
     fernet = "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8="
     env = tmp_path / "api.env"
     env.write_text(
         f"VOTRIZ_TOKEN_ENCRYPTION_KEY={fernet}\n"
-        "SESSION_SIGNING_KEY='Qm9Zr3LmV9xT2bN7kW0pYaEcDfGhJ4sUi81x'\n"
+        "SESSION_MASTER_KEY='Qm9Zr3LmV9xT2bN7kW0pYaEcDfGhJ4sUi81x'\n"
         "VOTRIZ_BACKUP_KEY: Rk2Lp9Xw4Tq8Zm1Nb6Vc3Hs7Jd0Fg5Ya\n"
-        # a public key, a key's id and a digest of a key are no secrets
-        "SSH_PUBLIC_KEY=AAAAC3NzaC1lZDI1NTE5AAAAIOkQ2mVb7RtY3nW0pAe\n"
+        # public values, identifiers and digests are no secrets, whatever their names
+        "STRIPE_PUBLISHABLE_KEY=pk_live_51Hq8ZxLkQ2mVb7RtY3nW0pAeCdFgHiJk\n"
+        "RECAPTCHA_SITE_KEY=6LcQ2mVb7RtY3nW0pAeCdFgHiJkZx81kQmV2bN7\n"
+        "SSH-PUBLIC-KEY=AAAAC3NzaC1lZDI1NTE5AAAAIOkQ2mVb7RtY3nW0pAe\n"
+        '{"idempotency_key":"Zq3LmV9xT2bN7kW0pYaEcDfGhJ4sUi81xQm9"}\n'
+        '{"key":"sess_9Xw4Tq8Zm1Nb6Vc3Hs7Jd0Fg5YaRk2Lp"}\n'
         "KEY_ID=Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq\n"
+        "Digest: SHA-256=X48E9qOokqqrvdts8nOJRJN3OWDUoyWxBf7kbu9DBPE=\n"
         "KEY_SHA256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n")
     result = KeySearcher([], SETTINGS).search_files([env], "config")
     named = sorted((hit.what, hit.where.rsplit(":", 1)[1]) for hit in result.hits)
-    assert named == [("fernet-key", "1"), ("secret-assignment", "2"), ("secret-assignment", "3")]
+    assert named == [("secret-assignment", "1"), ("secret-assignment", "2"), ("secret-assignment", "3")]
     # And the same in a process's environment, where each variable is searched as NAME=value
     hits = KeySearcher([], SETTINGS).scan(f"VOTRIZ_TOKEN_ENCRYPTION_KEY={fernet}".encode(), "env",
                                           "api $VOTRIZ_TOKEN_ENCRYPTION_KEY", line_numbers=False)
-    assert [hit.what for hit in hits] == ["fernet-key"]
+    assert [hit.what for hit in hits] == ["secret-assignment"]
 
 
 def test_value_hit_suppresses_the_shape_hit_at_the_same_place(tmp_path: Path) -> None:
@@ -184,26 +189,51 @@ def test_entropy() -> None:
     assert shannon_entropy(bytes(range(16))) == pytest.approx(4.0)
 
 
-def test_image_layers_are_searched_whole_binary_files_included_by_value_only(tmp_path: Path) -> None:
+def test_image_layers_are_searched_whole_by_value_and_by_shape_outside_package_trees(tmp_path: Path) -> None:
     # Given two layers: a binary blob far past the per-file bound with the raw key near its
-    # end, and an OS file full of key-shaped strings that are no real key
+    # end, an OS file full of key-shaped strings that are no real key, a certificate bundle
+    # with a line of a Fernet key's shape, and the service's own key file holding a key the
+    # HSM does not hold (a retired version)
     lower, upper = tmp_path / "lower" / "diff", tmp_path / "upper" / "diff"
-    (lower / "usr" / "lib").mkdir(parents=True)
-    (upper / "etc").mkdir(parents=True)
+    for folder in (lower / "usr" / "lib", upper / "usr" / "share" / "doc", upper / "etc" / "ssl",
+                   upper / "etc" / "votriz", upper / "opt" / "app" / "lib" / "python3.11" / "site-packages"):
+        folder.mkdir(parents=True)
     blob = lower / "usr" / "lib" / "libbig.so"
     with blob.open("wb") as stream:
         stream.write(b"\0ELF" + b"\0" * (SETTINGS.max_file_bytes + 10))
         stream.write(TOKEN_KEY)
-    (upper / "etc" / "example.conf").write_text(f'api_key = "{STRIPE[:8]}' + "Zx9Qw" * 8 + '"\n')
+    shaped = f'api_key = "{STRIPE[:8]}' + "Zx9Qw" * 8 + '"\n'
+    (upper / "usr" / "share" / "doc" / "example.conf").write_text(shaped)
+    (upper / "opt" / "app" / "lib" / "python3.11" / "site-packages" / "vectors.py").write_text(shaped)
+    retired = base64.urlsafe_b64encode(bytes(range(7, 39))).decode()
+    (upper / "etc" / "ssl" / "bundle.crt").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2\n"
+        "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8=\n-----END CERTIFICATE-----\n")
+    (upper / "etc" / "votriz" / "token.key").write_text(retired + "\n")
     layers = [("img:1 layer 2 (upper)", upper), ("img:1 layer 1 (lower)", lower)]
     # When the layers are searched
     result = searcher().search_layers(layers)
-    # Then the key is found by value, at its byte offset in the named layer's file,
-    # and the key-shaped text is not reported (shapes are not applied to images)
-    hit, = result.hits
-    assert (hit.kind, hit.place, hit.what) == ("value", "image", "votriz/token-encryption/v1 (raw)")
-    assert hit.where == f"img:1 layer 1 (lower) /usr/lib/libbig.so@{SETTINGS.max_file_bytes + 14}"
-    assert result.files_searched == 2 and not result.truncated and not result.errors
+    # Then the key is found by value, at its byte offset in the named layer's file, the
+    # retired key by its shape, and nothing in the package trees or the certificate
+    by_kind = {hit.kind: hit for hit in result.hits}
+    assert sorted(by_kind) == ["shape", "value"], result.hits
+    value, shape = by_kind["value"], by_kind["shape"]
+    assert (value.place, value.what) == ("image", "votriz/token-encryption/v1 (raw)")
+    assert value.where == f"img:1 layer 1 (lower) /usr/lib/libbig.so@{SETTINGS.max_file_bytes + 14}"
+    assert (shape.place, shape.what, shape.where, shape.fails) == (
+        "image", "fernet-key", "img:1 layer 2 (upper) /etc/votriz/token.key@0", True)
+    assert result.files_searched == 5 and not result.truncated and not result.errors
+
+
+def test_a_certificate_line_of_a_key_shape_is_no_key_anywhere(tmp_path: Path) -> None:
+    # Given a CA bundle among the configuration files, one line of a certificate Fernet-shaped
+    line = "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8="
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text(f"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmg\n{line}\n-----END CERTIFICATE-----\n"
+                      f"{line}\n")
+    # Then only the same string outside the certificate is a hit
+    result = KeySearcher([], SETTINGS).search_files([bundle], "config")
+    assert [(hit.what, hit.where) for hit in result.hits] == [("fernet-key", f"{bundle}:5")]
 
 
 def test_container_logs_are_searched_and_a_truncated_one_is_a_gap(tmp_path: Path) -> None:
