@@ -10,11 +10,12 @@ key path, e.g. ``target.toml: edge.https_port: Input should be a valid integer``
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -310,6 +311,10 @@ class Docker(_Strict):
         edge_container: name of the only container allowed to publish ports.
         log_dir: host directory of the log files the containers write to bind
             mounts (their standard output is read from the engine regardless).
+        finished_services: services (Compose service names, else container names) that
+            run to completion, such as a migration: exited with code 0, they are not down.
+            Every other selected container must be running, or the checks that read
+            containers are ERROR.
     """
 
     compose_project: str | None = Field(None, min_length=1, max_length=256)
@@ -317,6 +322,7 @@ class Docker(_Strict):
     votriz_project: str | None = Field(None, alias="project", min_length=1, max_length=256)
     edge_container: str | None = None
     log_dir: Path | None = None
+    finished_services: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field((), max_length=64)
 
     @model_validator(mode="after")
     def _one_selector(self) -> Docker:
@@ -333,11 +339,13 @@ class Docker(_Strict):
     def project(self) -> ContainerSelector:
         """The selector every query to the engine uses (containers, logs, layers, listeners, topology)."""
         if self.compose_project is not None:
-            return ContainerSelector.compose_project(self.compose_project)
-        if self.labels is not None:
-            return ContainerSelector.of(self.labels)
-        assert self.votriz_project is not None  # the validator demands one of the three
-        return ContainerSelector.votriz_project(self.votriz_project)
+            selector = ContainerSelector.compose_project(self.compose_project)
+        elif self.labels is not None:
+            selector = ContainerSelector.of(self.labels)
+        else:
+            assert self.votriz_project is not None  # the validator demands one of the three
+            selector = ContainerSelector.votriz_project(self.votriz_project)
+        return dataclasses.replace(selector, finished=self.finished_services)
 
 
 class Scan(_Strict):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,10 @@ from harness.outcomes import ProbeError
 PROJECT_LABEL = "votriz.project"
 #: The label Docker Compose puts on every container of a project.
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+#: The label Docker Compose puts on a one-off container (``docker compose run``): "True".
+COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
+#: The label Docker Compose puts on a container: its service's name.
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 #: The most labels a selector may name (a profile is hand-written; this bounds the engine query).
 MAX_SELECTOR_LABELS = 32
 
@@ -38,9 +42,12 @@ class ContainerSelector:
     Attributes:
         labels: ``(key, value)`` pairs, sorted by key; a container is selected
             when it carries each key with exactly that value.
+        finished: services (Compose service name, else container name) that run to
+            completion, such as a migration: one that exited with code 0 is not down.
     """
 
     labels: tuple[tuple[str, str], ...]
+    finished: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -180,7 +187,7 @@ class ContainerTopology:
 
 _DEFAULT_NETWORKS = {"bridge", "host", "none"}
 #: The labels that say what a container is, first found wins: the harness's own, then Compose's.
-ROLE_LABELS = ("votriz.role", "com.docker.compose.service")
+ROLE_LABELS = ("votriz.role", COMPOSE_SERVICE_LABEL)
 
 
 def _role(labels: Mapping[str, str]) -> str:
@@ -238,14 +245,13 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         pending.extend(e for e in inner if isinstance(e, BaseException))
 
 
-#: The label Docker Compose puts on a one-off container (``docker compose run``): "True".
-COMPOSE_ONEOFF_LABEL = "com.docker.compose.oneoff"
-
-
 def _state(container: Any) -> Mapping[str, Any]:
     state = container.attrs.get("State")
-    # The engine's inspect gives a mapping; a sparse listing only the status, as a string.
-    return state if isinstance(state, Mapping) else {"Status": str(state or "")}
+    return state if isinstance(state, Mapping) else {}
+
+
+def _labels(container: Any) -> Mapping[str, str]:
+    return (container.attrs.get("Config") or {}).get("Labels") or {}
 
 
 def down_in_words(container: Any) -> str:
@@ -262,33 +268,43 @@ def down_in_words(container: Any) -> str:
     return words
 
 
+def _ran_to_completion(container: Any, finished: Sequence[str]) -> bool:
+    """A one-off (``docker compose run``) that is not running, or a service the profile names
+    as running to completion that exited with code 0."""
+    labels = _labels(container)
+    if labels.get(COMPOSE_ONEOFF_LABEL) == "True":
+        return True
+    state = _state(container)
+    service = labels.get(COMPOSE_SERVICE_LABEL) or str(container.name)
+    return service in finished and state.get("Status") == "exited" and state.get("ExitCode") == 0
+
+
 def service_containers(selector: ContainerSelector, client: Any) -> list[Any]:
     """The containers ``selector`` selects, every one of them running.
 
     A selected container that is not running (exited, restarting, paused, created, dead)
     is a part of the service that is down: nothing in it can be observed, and a verdict
-    about the rest would speak for it as well. A one-off container that has ended
-    (``docker compose run``: ``com.docker.compose.oneoff=True``) is no part of the
-    running service and is passed over.
+    about the rest would speak for it as well. Passed over: a one-off container that has
+    ended (``docker compose run``: ``com.docker.compose.oneoff=True``), and a service of
+    ``selector.finished`` (a migration, an init job) that exited with code 0. A container
+    removed between the listing and its inspection is left out, as the engine would now.
 
     Raises:
         ProbeError: a selected container is down (each named with its state and exit
             code), or the engine cannot be asked (the SDK's error, for the caller to word).
     """
-    listed = client.containers.list(all=True, filters=selector.engine_filters())
-    running, down = [], []
-    for container in listed:
-        if _state(container).get("Status") == "running":
-            running.append(container)
-        elif ((container.attrs.get("Config") or {}).get("Labels") or {}).get(COMPOSE_ONEOFF_LABEL) != "True":
-            down.append(container)
+    listed = client.containers.list(all=True, filters=selector.engine_filters(), ignore_removed=True)
+    service = [c for c in listed if _state(c).get("Status") == "running"
+               or not _ran_to_completion(c, selector.finished)]
+    down = [c for c in service if _state(c).get("Status") != "running"]
     if down:
-        raise ProbeError(f"docker: {len(down)} of the {len(listed)} containers labelled {selector} "
+        raise ProbeError(f"docker: {len(down)} of the {len(service)} containers labelled {selector} "
                          f"{'is' if len(down) == 1 else 'are'} not running: "
                          + "; ".join(down_in_words(c) for c in sorted(down, key=lambda c: str(c.name)))
                          + ". A part of the service that is down cannot be observed: start it and "
-                         "audit again")
-    return running
+                         "audit again (a service that runs to completion, such as a migration, "
+                         "goes in the profile's docker.finished_services)")
+    return service
 
 
 def engine_error(exc: BaseException, step: str, timeout_s: float) -> ProbeError:

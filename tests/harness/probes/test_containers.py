@@ -78,9 +78,9 @@ class RecordingEngine:
         self.networks = SimpleNamespace(get=lambda name: SimpleNamespace(
             attrs={"Driver": "bridge", "Internal": True, "Scope": "local"}))
 
-    def list(self, all: bool, filters: dict[str, list[str]]) -> list[Any]:
+    def list(self, all: bool, filters: dict[str, list[str]], ignore_removed: bool) -> list[Any]:
         # Every container the selector names, whatever its state: one that is down is seen
-        assert all is True
+        assert all is True and ignore_removed is True
         self.filters.append(filters)
         return self.listed
 
@@ -156,16 +156,37 @@ def test_a_selected_container_that_is_down_is_an_error_naming_it_and_a_finished_
         docker_engine.project_containers(selector, RecordingEngine([db, api, worker, migrate]))
     # Then it is an error that names each part that is down, never a survey of the rest
     assert str(raised.value) == (
-        "docker: 2 of the 4 containers labelled com.docker.compose.project=shop are not running: "
+        "docker: 2 of the 3 containers labelled com.docker.compose.project=shop are not running: "
         "shop-api-1 is exited (exit code 3 at 2026-12-07T19:52:01Z); shop-worker-1 is restarting "
         "(exit code 137, killed for want of memory at 2026-12-07T19:53:00Z). A part of the service "
-        "that is down cannot be observed: start it and audit again")
+        "that is down cannot be observed: start it and audit again (a service that runs to "
+        "completion, such as a migration, goes in the profile's docker.finished_services)")
     # And the finished one-off container alone is passed over
     listed = docker_engine.project_containers(selector, RecordingEngine([db, migrate]))
     assert [c.name for c in listed] == ["shop-db-1"]
-    paused = container("shop-edge-1")
-    paused.attrs["State"] = "paused"  # a sparse listing's state: the status alone
-    monkeypatch.setattr(containers_probe, "docker_client", lambda timeout_s: RecordingEngine([db, paused]))
+    created = container("shop-edge-1")
+    created.attrs["State"] = {"Status": "created", "ExitCode": 0}
+    monkeypatch.setattr(containers_probe, "docker_client", lambda timeout_s: RecordingEngine([db, created]))
     # (the topology of the container checks lists them the same way)
-    with pytest.raises(ProbeError, match=r"1 of the 2 containers .* is not running: shop-edge-1 is paused\. "):
+    with pytest.raises(ProbeError, match=r"1 of the 2 containers .* is not running: shop-edge-1 is created\. "):
         observe_topology(selector, timeout_s=1.0)
+
+
+def test_a_service_the_profile_says_runs_to_completion_is_down_only_when_it_failed() -> None:
+    # Given a Compose service (not a one-off) that migrates the database and exits, and a
+    # profile that names it
+    migrate = container("shop-migrate-1")
+    migrate.attrs["Config"]["Labels"]["com.docker.compose.service"] = "migrate"
+    migrate.attrs["State"] = {"Status": "exited", "ExitCode": 0}
+    selector = docker_section('compose_project = "shop"\nfinished_services = ["migrate"]').project
+    assert selector.finished == ("migrate",)
+    # Then, exited with code 0, it is passed over; unnamed, it is a part that is down
+    assert [c.name for c in docker_engine.project_containers(selector, RecordingEngine(
+        [container("shop-api-1"), migrate]))] == ["shop-api-1"]
+    with pytest.raises(ProbeError, match=r"shop-migrate-1 is exited \(exit code 0\)"):
+        docker_engine.project_containers(ContainerSelector.compose_project("shop"),
+                                         RecordingEngine([container("shop-api-1"), migrate]))
+    # And named but failed (exit code 1) it is down: the job did not complete
+    migrate.attrs["State"] = {"Status": "exited", "ExitCode": 1}
+    with pytest.raises(ProbeError, match=r"shop-migrate-1 is exited \(exit code 1\)"):
+        docker_engine.project_containers(selector, RecordingEngine([migrate]))

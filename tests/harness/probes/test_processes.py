@@ -51,11 +51,11 @@ def test_missing_or_stale_pid_file_is_a_probe_error(tmp_path: Path) -> None:
 def test_docker_containers_config_env_and_processes() -> None:
     container = SimpleNamespace(name="votriz-api", attrs={
         "Config": {"Env": ["A=1", "SECRET=zz"]}, "State": {"Status": "running", "Pid": os.getpid()}})
-    client = SimpleNamespace(containers=SimpleNamespace(list=lambda all, filters: [container]))
+    client = SimpleNamespace(containers=SimpleNamespace(list=lambda all, filters, ignore_removed: [container]))
     seen = observe_docker("votriz", client=client)
     assert seen[0].where == "votriz-api/config[container config]"
     assert seen[0].environ == (("A", b"1"), ("SECRET", b"zz"))
     assert seen[1].pid == os.getpid()
-    empty = SimpleNamespace(containers=SimpleNamespace(list=lambda all, filters: []))
+    empty = SimpleNamespace(containers=SimpleNamespace(list=lambda all, filters, ignore_removed: []))
     with pytest.raises(ProbeError, match=r"no running container is labelled votriz.project=votriz"):
         observe_docker("votriz", client=empty)
