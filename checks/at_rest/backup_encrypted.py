@@ -147,6 +147,12 @@ def fresh_backup_judgement(obs: BackupObservation) -> tuple[str, str]:
     problems = content_problems(found)
     if problems:
         return "fail", f"The fresh backup {found.name} is not encrypted: {'; '.join(problems)}."
+    beside = [f"{other.name}: {'; '.join(content_problems(other))}" for other in obs.others
+              if content_problems(other)]
+    if beside:
+        return "fail", (f"The backup also left {plural(len(beside), 'file')} that "
+                        f"{'is' if len(beside) == 1 else 'are'} not encrypted beside {found.name}: "
+                        + "; ".join(beside) + ".")
     if found.sampled < MIN_ENTROPY_SAMPLE and found.format != SERVICE_FORMAT:
         return "error", (f"The fresh backup {found.name} is only {found.sampled} bytes, too "
                          f"small (under {MIN_ENTROPY_SAMPLE}) for its entropy to show whether "
@@ -160,7 +166,8 @@ def backup_encrypted_verdict(obs: BackupObservation) -> Verdict:
     """Every file in the store as found, and a fresh backup, holds no dump header, is not
     merely compressed or archived, holds no known secret, and looks like ciphertext."""
     details: dict[str, Any] = {"store_as_found": plain(obs.store), "command": plain(obs.run),
-                               "backup": plain(obs.inspection) if obs.inspection else None}
+                               "backup": plain(obs.inspection) if obs.inspection else None,
+                               "also_left": [plain(other) for other in obs.others]}
     bad, unjudged, summary = store_judgement(obs.store)
     fresh, sentence = fresh_backup_judgement(obs)
     in_store = (f"The backup store as found holds {plural(len(bad), 'file')} that "

@@ -13,9 +13,12 @@ from harness.probes.mfa_codes import MfaRowsBeforeCanary, observe_mfa_rows_befor
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 
-#: The order the area's checks run in. The plaintext sweep comes last, so that it
-#: searches for every secret the other checks planted or learnt (the canary's fresh
-#: recovery token, its session tokens) and in every backup they made.
+#: The order the area's checks run in. The plaintext sweep comes after every check that
+#: plants or learns a secret (the canary's fresh recovery token, its session tokens), so
+#: that it searches for them all. The backup and drill checks change the system: the run
+#: puts them after every check that only observes (``harness.plugin.observing_first``),
+#: so the sweep judges the backup store as found, and ``backup_encrypted`` judges every
+#: file the audit's own backup leaves, with the same known secrets.
 CHECK_ORDER = ("tokens_fernet", "password_hashes", "backup_codes", "recovery_tokens",
                "data_inventory", "postgres_version", "volume_encryption", "backup_encrypted",
                "backup_retention", "restore_drill", "plaintext_sweep")

@@ -200,19 +200,26 @@ class BackupObservation:
 
     Attributes:
         run: the backup command.
-        inspection: the new file's markers, entropy and secret hits; None if no new file.
+        inspection: the newest new file's markers, entropy and secret hits; None if no new file.
         store: the backup store as found before the audit made anything in it.
+        others: every other file the backup left (a staging dump beside the encrypted
+            file is one), inspected the same way.
     """
 
     run: CommandRun
     inspection: BackupInspection | None
     store: StoreObservation
+    others: tuple[BackupInspection, ...] = ()
 
 
 def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                    as_found: StoreObservation | None = None) -> BackupObservation:
     """Record the store (unless ``as_found`` was recorded earlier in the run), run the backup
-    command and inspect the new file it leaves in the backup directory."""
+    command and inspect every new file it leaves in the backup directory.
+
+    Raises:
+        OSError: a new file could not be read (the caller words it).
+    """
     directory = profile.operations.backup_dir
     assert directory is not None
     store = as_found if as_found is not None else observe_store(directory, known)
@@ -224,8 +231,10 @@ def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     newest = _newest(new)
     if newest is None:
         return BackupObservation(run, None, store)
-    inspection = inspect_backup(directory / newest.name, SecretSweep.from_known(known))
-    return BackupObservation(run, inspection, store)
+    sweep = SecretSweep.from_known(known)
+    others = tuple(inspect_backup(directory / f.name, sweep)
+                   for f in sorted(new, key=lambda f: f.name) if f is not newest)
+    return BackupObservation(run, inspect_backup(directory / newest.name, sweep), store, others)
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,34 @@ def test_an_empty_or_missing_store_says_so() -> None:
     outcome, message = _verdict(missing=True)
     assert outcome is Outcome.PASS
     assert message.startswith("The backup store /backups did not exist before the audit's backup.")
+
+
+def test_a_plaintext_staging_dump_left_beside_the_encrypted_backup_fails(tmp_path: Path) -> None:
+    import sys
+
+    from harness.policy import load_policy
+    from harness.probes.backups import observe_backup
+    from harness.profile import TargetProfile
+
+    # Given a backup job that encrypts its dump but leaves the plaintext staging dump beside it
+    # (the newer file is the encrypted one), and a canary e-mail the run knows
+    store = tmp_path / "backups"
+    store.mkdir()
+    job = ("import base64, os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]);"
+           "(d / 'votriz-2.sql').write_text('COPY public.users (email) FROM stdin;\\ncanary-7@audit.test\\n');"
+           "time.sleep(0.05);"
+           "(d / 'votriz-2.sql.enc').write_bytes(os.urandom(30000))")
+    profile = TargetProfile.model_validate({
+        "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
+        "operations": {"allow_destructive": True, "backup": [sys.executable, "-c", job, str(store)],
+                       "backup_dir": str(store)}})
+    known = KnownSecrets()
+    known.add("canary-7@audit.test", "canary e-mail")
+    # When the check's probe takes a backup and the verdict judges it
+    verdict = backup_encrypted_verdict(observe_backup(profile, load_policy(), known))
+    # Then the staging dump fails it, named with what it shows, although the newest file is fine
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert "The backup also left 1 file that is not encrypted beside votriz-2.sql.enc: votriz-2.sql: " \
+        in verdict.message
+    assert "canary e-mail (raw) at offset" in verdict.message
+    assert [f["name"] for f in verdict.details["also_left"]] == ["votriz-2.sql"]
