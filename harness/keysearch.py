@@ -52,8 +52,8 @@ Place = Literal["source", "config", "log", "env", "image"]
 _BINARY_SNIFF_BYTES = 8192
 _NEWLINE = b"\n"
 _NUL = b"\0"
-_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----.*?-----END (?:TRUSTED |X509 )?CERTIFICATE-----",
-                          re.DOTALL)
+_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----.*?"
+                          rb"-----END (?:TRUSTED |X509 )?CERTIFICATE-----", re.DOTALL)
 # The skip reason of a file that looked binary: unlike an excluded path, it is a
 # gap in what was searched.
 BINARY_FILE = "binary file"

@@ -322,7 +322,8 @@ class Docker(_Strict):
     votriz_project: str | None = Field(None, alias="project", min_length=1, max_length=256)
     edge_container: str | None = None
     log_dir: Path | None = None
-    finished_services: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field((), max_length=64)
+    finished_services: tuple[Annotated[str, Field(min_length=1, max_length=256)], ...] = Field(
+        (), max_length=64)
 
     @model_validator(mode="after")
     def _one_selector(self) -> Docker:
