@@ -34,6 +34,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
+#: Where a stack's API writes gunicorn's and the application's log (local, Docker).
+API_LOGS = ("logs/api.log", "logs/api/api.log")
+API_LOG_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test that used a stack shows the end of that stack's API log with its failure:
+    an API that stopped (a worker that failed to boot stops gunicorn) says why there, and the
+    state directory is gone once the stack is taken down."""
+    report: pytest.TestReport = yield
+    if report.failed and call.when == "call":
+        for name, value in getattr(item, "funcargs", {}).items():
+            state_dir = getattr(value, "state_dir", None)
+            for log in (Path(state_dir) / rel for rel in API_LOGS) if isinstance(state_dir, Path) else ():
+                try:
+                    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+                except OSError:
+                    continue
+                report.sections.append((f"API log of {name} (last {API_LOG_LINES} lines of {log})",
+                                        "\n".join(lines[-API_LOG_LINES:])))
+    return report
+
 
 
 @pytest.fixture(scope="session")
