@@ -52,13 +52,16 @@ class CliRun:
 
 
 def run_cli(profile: Path, report: Path, policy: Path | None = None, *, only: Sequence[str] = (),
-            env: Mapping[str, str] | None = None, limit_s: float = 150) -> CliRun:
+            checks: Sequence[str] = (), env: Mapping[str, str] | None = None,
+            limit_s: float = 150) -> CliRun:
     """``python -m harness run --target PROFILE``; the report must be written, with no traceback."""
     argv = [sys.executable, "-m", "harness", "run", "--target", str(profile), "--report-dir", str(report)]
     if policy is not None:
         argv += ["--policy", str(policy)]
     for area in only:
         argv += ["--only", area]
+    for check in checks:
+        argv += ["--check", check]
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit_s, cwd=REPO,
                           env={**os.environ, **(env or {})})

@@ -333,6 +333,26 @@ def test_docker_probes_fail_on_their_faults_through_the_cli(faulty_stack: StackI
     assert run.outcome("transit.tls_versions") == "FAIL"
 
 
+def test_a_key_the_hsm_no_longer_holds_is_still_found_in_the_environment_and_the_image(
+        faulty_stack: StackInfo, tmp_path: Path) -> None:
+    # Given the faulty stack after a token-key rotation: the key that key-in-env put in the API's
+    # environment and key-in-image in a layer is a retired version, no longer on the token
+    rotate = load_profile(faulty_stack.profile_path).operations.rotate_token_key
+    assert rotate is not None
+    subprocess.run(list(rotate), check=True, capture_output=True, timeout=300)
+    # When the key search and the environment check run
+    run = run_cli(faulty_stack.profile_path, tmp_path / "report",
+                  checks=("keys.no_key_elsewhere", "keys.read_at_start"), limit_s=600)
+    # Then both still FAIL: the copies are found by their shape, each named with its place
+    outcome, message = run.results["keys.no_key_elsewhere"]
+    assert outcome == "FAIL", message
+    assert "secret-assignment in env " in message and "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in message
+    assert "fernet-key in image votriz-audit/api-key-in-image:" in message, message
+    assert "/etc/votriz/token.key@0" in message
+    outcome, message = run.results["keys.read_at_start"]
+    assert outcome == "FAIL" and "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in message, message
+
+
 def test_a_service_container_that_is_down_is_an_error_not_a_survey_of_the_rest(
         client, faulty_stack: StackInfo, tmp_path: Path) -> None:
     # Given the faulty stack's API container ended (as gunicorn halts on a worker's boot error),
