@@ -52,8 +52,10 @@ Place = Literal["source", "config", "log", "env", "image"]
 _BINARY_SNIFF_BYTES = 8192
 _NEWLINE = b"\n"
 _NUL = b"\0"
-_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----.*?"
-                          rb"-----END (?:TRUSTED |X509 )?CERTIFICATE-----", re.DOTALL)
+# A certificate's body is base64 lines: a BEGIN that no END follows within them (a log line
+# quoting a header) hides nothing after it, and no match scans past the first other character.
+_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----[A-Za-z0-9+/=\r\n\t ]{0,65536}?"
+                          rb"-----END (?:TRUSTED |X509 )?CERTIFICATE-----")
 # The skip reason of a file that looked binary: unlike an excluded path, it is a
 # gap in what was searched.
 BINARY_FILE = "binary file"

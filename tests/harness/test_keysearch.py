@@ -86,6 +86,7 @@ def test_a_key_assigned_to_a_name_of_a_secret_kind_is_found_by_its_shape(tmp_pat
         f"VOTRIZ_TOKEN_ENCRYPTION_KEY={fernet}\n"
         "SESSION_MASTER_KEY='Qm9Zr3LmV9xT2bN7kW0pYaEcDfGhJ4sUi81x'\n"
         "VOTRIZ_BACKUP_KEY: Rk2Lp9Xw4Tq8Zm1Nb6Vc3Hs7Jd0Fg5Ya\n"
+        "APP_KEY=Qm9Zr3LmV9xT2bN7kW0pYaEcDfGhJ4sUi81xRk2Lp9X=\n"
         # public values, identifiers and digests are no secrets, whatever their names
         "STRIPE_PUBLISHABLE_KEY=pk_live_51Hq8ZxLkQ2mVb7RtY3nW0pAeCdFgHiJk\n"
         "RECAPTCHA_SITE_KEY=6LcQ2mVb7RtY3nW0pAeCdFgHiJkZx81kQmV2bN7\n"
@@ -97,11 +98,12 @@ def test_a_key_assigned_to_a_name_of_a_secret_kind_is_found_by_its_shape(tmp_pat
         "KEY_SHA256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n")
     result = KeySearcher([], SETTINGS).search_files([env], "config")
     named = sorted((hit.what, hit.where.rsplit(":", 1)[1]) for hit in result.hits)
-    assert named == [("secret-assignment", "1"), ("secret-assignment", "2"), ("secret-assignment", "3")]
+    assert named == [("fernet-key", "1"), ("fernet-key", "4"), ("secret-assignment", "2"),
+                     ("secret-assignment", "3")]
     # And the same in a process's environment, where each variable is searched as NAME=value
     hits = KeySearcher([], SETTINGS).scan(f"VOTRIZ_TOKEN_ENCRYPTION_KEY={fernet}".encode(), "env",
                                           "api $VOTRIZ_TOKEN_ENCRYPTION_KEY", line_numbers=False)
-    assert [hit.what for hit in hits] == ["secret-assignment"]
+    assert [hit.what for hit in hits] == ["fernet-key"]
 
 
 def test_value_hit_suppresses_the_shape_hit_at_the_same_place(tmp_path: Path) -> None:
@@ -196,7 +198,8 @@ def test_image_layers_are_searched_whole_by_value_and_by_shape_outside_package_t
     # HSM does not hold (a retired version)
     lower, upper = tmp_path / "lower" / "diff", tmp_path / "upper" / "diff"
     for folder in (lower / "usr" / "lib", upper / "usr" / "share" / "doc", upper / "etc" / "ssl",
-                   upper / "etc" / "votriz", upper / "opt" / "app" / "lib" / "python3.11" / "site-packages"):
+                   upper / "etc" / "votriz", upper / "opt" / "app" / "lib" / "python3.11" / "site-packages",
+                   upper / "usr" / "src" / "app"):
         folder.mkdir(parents=True)
     blob = lower / "usr" / "lib" / "libbig.so"
     with blob.open("wb") as stream:
@@ -210,19 +213,19 @@ def test_image_layers_are_searched_whole_by_value_and_by_shape_outside_package_t
         "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2\n"
         "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8=\n-----END CERTIFICATE-----\n")
     (upper / "etc" / "votriz" / "token.key").write_text(retired + "\n")
+    (upper / "usr" / "src" / "app" / "settings.py").write_text(f'FERNET_KEY = "{retired}"\n')
     layers = [("img:1 layer 2 (upper)", upper), ("img:1 layer 1 (lower)", lower)]
     # When the layers are searched
     result = searcher().search_layers(layers)
     # Then the key is found by value, at its byte offset in the named layer's file, the
     # retired key by its shape, and nothing in the package trees or the certificate
-    by_kind = {hit.kind: hit for hit in result.hits}
-    assert sorted(by_kind) == ["shape", "value"], result.hits
-    value, shape = by_kind["value"], by_kind["shape"]
+    value, = (hit for hit in result.hits if hit.kind == "value")
     assert (value.place, value.what) == ("image", "votriz/token-encryption/v1 (raw)")
     assert value.where == f"img:1 layer 1 (lower) /usr/lib/libbig.so@{SETTINGS.max_file_bytes + 14}"
-    assert (shape.place, shape.what, shape.where, shape.fails) == (
-        "image", "fernet-key", "img:1 layer 2 (upper) /etc/votriz/token.key@0", True)
-    assert result.files_searched == 5 and not result.truncated and not result.errors
+    shapes = sorted((hit.place, hit.what, hit.where, hit.fails) for hit in result.hits if hit.kind == "shape")
+    assert shapes == [("image", "fernet-key", "img:1 layer 2 (upper) /etc/votriz/token.key@0", True),
+                      ("image", "fernet-key", "img:1 layer 2 (upper) /usr/src/app/settings.py@14", True)]
+    assert result.files_searched == 6 and not result.truncated and not result.errors
 
 
 def test_a_certificate_line_of_a_key_shape_is_no_key_anywhere(tmp_path: Path) -> None:
@@ -234,6 +237,16 @@ def test_a_certificate_line_of_a_key_shape_is_no_key_anywhere(tmp_path: Path) ->
     # Then only the same string outside the certificate is a hit
     result = KeySearcher([], SETTINGS).search_files([bundle], "config")
     assert [(hit.what, hit.where) for hit in result.hits] == [("fernet-key", f"{bundle}:5")]
+    # And a header that no certificate body follows (a log line quoting one) hides nothing
+    # after it, and many of them cost one pass (a lazy match to the next END was quadratic:
+    # 18 s for 256 KiB of headers)
+    log = (b"WARN bad input: -----BEGIN CERTIFICATE----- (truncated)\n" + line.encode() + b"\n"
+           + bundle.read_bytes())
+    assert [hit.where for hit in KeySearcher([], SETTINGS).scan(log, "log", "api.log", line_numbers=True)] \
+        == ["api.log:2", "api.log:7"]
+    started = time.monotonic()
+    KeySearcher([], SETTINGS).scan(b"-----BEGIN CERTIFICATE-----\n" * 40_000, "log", "x", line_numbers=False)
+    assert time.monotonic() - started < 2
 
 
 def test_container_logs_are_searched_and_a_truncated_one_is_a_gap(tmp_path: Path) -> None:

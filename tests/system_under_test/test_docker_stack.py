@@ -346,7 +346,7 @@ def test_a_key_the_hsm_no_longer_holds_is_still_found_in_the_environment_and_the
     # Then both still FAIL: the copies are found by their shape, each named with its place
     outcome, message = run.results["keys.no_key_elsewhere"]
     assert outcome == "FAIL", message
-    assert "secret-assignment in env " in message and "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in message
+    assert "fernet-key in env " in message and "$VOTRIZ_TOKEN_ENCRYPTION_KEY" in message
     assert "fernet-key in image votriz-audit/api-key-in-image:" in message, message
     assert "/etc/votriz/token.key@0" in message
     outcome, message = run.results["keys.read_at_start"]
