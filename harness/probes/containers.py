@@ -280,31 +280,32 @@ def _ran_to_completion(container: Any, finished: Sequence[str]) -> bool:
 
 
 def service_containers(selector: ContainerSelector, client: Any) -> list[Any]:
-    """The containers ``selector`` selects, every one of them running.
+    """The containers ``selector`` selects: every one running, or run to completion.
 
     A selected container that is not running (exited, restarting, paused, created, dead)
     is a part of the service that is down: nothing in it can be observed, and a verdict
-    about the rest would speak for it as well. Passed over: a one-off container that has
+    about the rest would speak for it as well. Not down: a one-off container that has
     ended (``docker compose run``: ``com.docker.compose.oneoff=True``), and a service of
-    ``selector.finished`` (a migration, an init job) that exited with code 0. A container
-    removed between the listing and its inspection is left out, as the engine would now.
+    ``selector.finished`` (a migration, an init job) that exited with code 0; they are
+    returned with the running ones, so that their output, configured environment and
+    image are searched too (they have no process and no listener). A container removed
+    between the listing and its inspection is left out, as the engine would now.
 
     Raises:
         ProbeError: a selected container is down (each named with its state and exit
             code), or the engine cannot be asked (the SDK's error, for the caller to word).
     """
     listed = client.containers.list(all=True, filters=selector.engine_filters(), ignore_removed=True)
-    service = [c for c in listed if _state(c).get("Status") == "running"
-               or not _ran_to_completion(c, selector.finished)]
-    down = [c for c in service if _state(c).get("Status") != "running"]
+    down = [c for c in listed if _state(c).get("Status") != "running"
+            and not _ran_to_completion(c, selector.finished)]
     if down:
-        raise ProbeError(f"docker: {len(down)} of the {len(service)} containers labelled {selector} "
+        raise ProbeError(f"docker: {len(down)} of the {len(listed)} containers labelled {selector} "
                          f"{'is' if len(down) == 1 else 'are'} not running: "
                          + "; ".join(down_in_words(c) for c in sorted(down, key=lambda c: str(c.name)))
                          + ". A part of the service that is down cannot be observed: start it and "
                          "audit again (a service that runs to completion, such as a migration, "
                          "goes in the profile's docker.finished_services)")
-    return service
+    return listed
 
 
 def engine_error(exc: BaseException, step: str, timeout_s: float) -> ProbeError:

@@ -156,14 +156,15 @@ def test_a_selected_container_that_is_down_is_an_error_naming_it_and_a_finished_
         docker_engine.project_containers(selector, RecordingEngine([db, api, worker, migrate]))
     # Then it is an error that names each part that is down, never a survey of the rest
     assert str(raised.value) == (
-        "docker: 2 of the 3 containers labelled com.docker.compose.project=shop are not running: "
+        "docker: 2 of the 4 containers labelled com.docker.compose.project=shop are not running: "
         "shop-api-1 is exited (exit code 3 at 2026-12-07T19:52:01Z); shop-worker-1 is restarting "
         "(exit code 137, killed for want of memory at 2026-12-07T19:53:00Z). A part of the service "
         "that is down cannot be observed: start it and audit again (a service that runs to "
         "completion, such as a migration, goes in the profile's docker.finished_services)")
-    # And the finished one-off container alone is passed over
+    # And the finished one-off container alone is not down: listed, for its output,
+    # environment and image to be searched
     listed = docker_engine.project_containers(selector, RecordingEngine([db, migrate]))
-    assert [c.name for c in listed] == ["shop-db-1"]
+    assert [c.name for c in listed] == ["shop-db-1", "shop-migrate-1"]
     created = container("shop-edge-1")
     created.attrs["State"] = {"Status": "created", "ExitCode": 0}
     monkeypatch.setattr(containers_probe, "docker_client", lambda timeout_s: RecordingEngine([db, created]))
@@ -180,9 +181,10 @@ def test_a_service_the_profile_says_runs_to_completion_is_down_only_when_it_fail
     migrate.attrs["State"] = {"Status": "exited", "ExitCode": 0}
     selector = docker_section('compose_project = "shop"\nfinished_services = ["migrate"]').project
     assert selector.finished == ("migrate",)
-    # Then, exited with code 0, it is passed over; unnamed, it is a part that is down
+    # Then, exited with code 0, it is not down (and still listed, for its logs, environment
+    # and image); unnamed, it is a part that is down
     assert [c.name for c in docker_engine.project_containers(selector, RecordingEngine(
-        [container("shop-api-1"), migrate]))] == ["shop-api-1"]
+        [container("shop-api-1"), migrate]))] == ["shop-api-1", "shop-migrate-1"]
     with pytest.raises(ProbeError, match=r"shop-migrate-1 is exited \(exit code 0\)"):
         docker_engine.project_containers(ContainerSelector.compose_project("shop"),
                                          RecordingEngine([container("shop-api-1"), migrate]))
