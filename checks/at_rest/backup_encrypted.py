@@ -43,6 +43,22 @@ MIN_ENTROPY_SAMPLE = 1024
 NAMED_IN_MESSAGE = 10
 
 
+def data_in_the_clear(found: BackupInspection) -> list[str]:
+    """What in a file the backup left beside the backup (a checksum, a manifest, a staging
+    dump) shows the database's data unencrypted: a dump's markers, known secrets, or markers
+    inside its compressed bytes. Plain text alone is no finding there: a manifest is text."""
+    problems = []
+    if found.markers:
+        problems.append("it shows " + ", ".join(found.markers))
+    if found.decompressed_markers:
+        problems.append(f"its first {found.decompressed} decompressed bytes show "
+                        + ", ".join(found.decompressed_markers))
+    if found.secret_hits:
+        problems.append("it holds known secrets in plaintext: " + ", ".join(
+            sorted({f"{h.label} at offset {h.offset}" for h in found.secret_hits})[:5]))
+    return problems
+
+
 def content_problems(found: BackupInspection) -> list[str]:
     """Why the bytes of one file show it is not an encrypted backup (empty: none seen)."""
     problems = []
@@ -147,11 +163,11 @@ def fresh_backup_judgement(obs: BackupObservation) -> tuple[str, str]:
     problems = content_problems(found)
     if problems:
         return "fail", f"The fresh backup {found.name} is not encrypted: {'; '.join(problems)}."
-    beside = [f"{other.name}: {'; '.join(content_problems(other))}" for other in obs.others
-              if content_problems(other)]
+    beside = [f"{other.name}: {'; '.join(data_in_the_clear(other))}" for other in obs.others
+              if data_in_the_clear(other)]
     if beside:
-        return "fail", (f"The backup also left {plural(len(beside), 'file')} that "
-                        f"{'is' if len(beside) == 1 else 'are'} not encrypted beside {found.name}: "
+        return "fail", (f"The backup also left {plural(len(beside), 'file')} beside {found.name} "
+                        f"that {'holds' if len(beside) == 1 else 'hold'} the data in the clear: "
                         + "; ".join(beside) + ".")
     if found.sampled < MIN_ENTROPY_SAMPLE and found.format != SERVICE_FORMAT:
         return "error", (f"The fresh backup {found.name} is only {found.sampled} bytes, too "

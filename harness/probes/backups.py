@@ -200,10 +200,11 @@ class BackupObservation:
 
     Attributes:
         run: the backup command.
-        inspection: the newest new file's markers, entropy and secret hits; None if no new file.
+        inspection: the backup's markers, entropy and secret hits (the largest new file, a
+            checksum or manifest beside it being smaller); None if no new file.
         store: the backup store as found before the audit made anything in it.
-        others: every other file the backup left (a staging dump beside the encrypted
-            file is one), inspected the same way.
+        others: every other file the backup left (a checksum, a manifest, or a staging
+            dump beside the encrypted file), inspected the same way.
     """
 
     run: CommandRun
@@ -228,13 +229,14 @@ def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     if not run.succeeded:
         return BackupObservation(run, None, store)
     new = [f for f in list_backups(directory) if (f.name, f.mtime) not in before]
-    newest = _newest(new)
-    if newest is None:
+    if not new:
         return BackupObservation(run, None, store)
+    # The backup is the largest new file: a checksum or manifest written after it is smaller.
+    backup = max(new, key=lambda f: (f.size, f.mtime, f.name))
     sweep = SecretSweep.from_known(known)
     others = tuple(inspect_backup(directory / f.name, sweep)
-                   for f in sorted(new, key=lambda f: f.name) if f is not newest)
-    return BackupObservation(run, inspect_backup(directory / newest.name, sweep), store, others)
+                   for f in sorted(new, key=lambda f: f.name) if f is not backup)
+    return BackupObservation(run, inspect_backup(directory / backup.name, sweep), store, others)
 
 
 @dataclass(frozen=True)

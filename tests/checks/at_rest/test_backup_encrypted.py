@@ -255,7 +255,34 @@ def test_a_plaintext_staging_dump_left_beside_the_encrypted_backup_fails(tmp_pat
     verdict = backup_encrypted_verdict(observe_backup(profile, load_policy(), known))
     # Then the staging dump fails it, named with what it shows, although the newest file is fine
     assert verdict.outcome is Outcome.FAIL, verdict.message
-    assert "The backup also left 1 file that is not encrypted beside votriz-2.sql.enc: votriz-2.sql: " \
-        in verdict.message
+    assert ("The backup also left 1 file beside votriz-2.sql.enc that holds the data in the clear: "
+            "votriz-2.sql: ") in verdict.message
     assert "canary e-mail (raw) at offset" in verdict.message
     assert [f["name"] for f in verdict.details["also_left"]] == ["votriz-2.sql"]
+
+
+def test_a_manifest_and_a_checksum_written_after_the_backup_are_no_finding(tmp_path: Path) -> None:
+    import sys
+
+    from harness.policy import load_policy
+    from harness.probes.backups import observe_backup
+    from harness.profile import TargetProfile
+
+    # Given a backup job that writes the encrypted file, then a JSON manifest and a checksum
+    store = tmp_path / "backups"
+    store.mkdir()
+    job = ("import hashlib, json, os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]);"
+           "data = os.urandom(30000); (d / 'votriz-3.sql.enc').write_bytes(data); time.sleep(0.05);"
+           "(d / 'votriz-3.manifest.json').write_text(json.dumps({'name': 'votriz-3.sql.enc', 'size': 30000}));"
+           "(d / 'votriz-3.sql.enc.sha256').write_text(hashlib.sha256(data).hexdigest() + '\\n')")
+    profile = TargetProfile.model_validate({
+        "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
+        "operations": {"allow_destructive": True, "backup": [sys.executable, "-c", job, str(store)],
+                       "backup_dir": str(store)}})
+    # When the check's probe takes a backup and the verdict judges it
+    obs = observe_backup(profile, load_policy(), KnownSecrets())
+    verdict = backup_encrypted_verdict(obs)
+    # Then the backup judged is the encrypted file (the largest), and the text beside it is no finding
+    assert obs.inspection is not None and obs.inspection.name == "votriz-3.sql.enc"
+    assert sorted(o.name for o in obs.others) == ["votriz-3.manifest.json", "votriz-3.sql.enc.sha256"]
+    assert verdict.outcome is Outcome.PASS, verdict.message
