@@ -37,6 +37,7 @@ P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")
 #: Where a stack's API writes gunicorn's and the application's log (local, Docker).
 API_LOGS = ("logs/api.log", "logs/api/api.log")
 API_LOG_LINES = 40
+API_LOG_TAIL_BYTES = 64 << 10
 
 
 @pytest.hookimpl(wrapper=True)
@@ -47,10 +48,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = yield
     if report.failed and call.when == "call":
         for name, value in getattr(item, "funcargs", {}).items():
-            state_dir = getattr(value, "state_dir", None)
+            try:
+                state_dir = getattr(value, "state_dir", None)
+            except Exception:  # a fixture's own __getattr__: never the reporting's problem
+                continue
             for log in (Path(state_dir) / rel for rel in API_LOGS) if isinstance(state_dir, Path) else ():
                 try:
-                    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+                    with log.open("rb") as stream:
+                        stream.seek(max(0, stream.seek(0, 2) - API_LOG_TAIL_BYTES))
+                        lines = stream.read().decode("utf-8", errors="replace").splitlines()
                 except OSError:
                     continue
                 report.sections.append((f"API log of {name} (last {API_LOG_LINES} lines of {log})",
