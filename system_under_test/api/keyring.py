@@ -60,6 +60,18 @@ class SharedLabelError(KeyringError):
     moment both are there), or the token is wrong if it lasts."""
 
 
+class HsmUnavailable(KeyringError):
+    """The token answered an error that may pass: CKR_GENERAL_ERROR or a device error, seen
+    from SoftHSM behind p11-kit while other processes open sessions at the same moment."""
+
+
+#: PKCS#11 errors about who asks (a wrong, locked or unset PIN) or what is asked for: never
+#: tried again, since a real HSM locks the PIN after a few wrong attempts.
+NOT_TRANSIENT: tuple[type[pkcs11.PKCS11Error], ...] = (
+    pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange, pkcs11.PinLocked, pkcs11.PinExpired,
+    pkcs11.UserPinNotInitialized, pkcs11.NoSuchToken, pkcs11.MultipleTokensReturned)
+
+
 def read_pin(path: str | Path | None = None) -> str:
     """Read the HSM user PIN from the file named by ``path`` or ``VOTRIZ_HSM_PIN_FILE``."""
     pin_path = path if path is not None else os.environ.get(PIN_FILE_ENV)
@@ -102,8 +114,10 @@ def hsm_session(config: ApiConfig, pin: str, *, rw: bool = False) -> Iterator[pk
     try:
         token = find_token(pkcs11.lib(config.hsm_module), config.hsm_token_label)
         session = token.open(user_pin=pin, rw=rw)
-    except pkcs11.PKCS11Error as exc:
+    except NOT_TRANSIENT as exc:
         raise KeyringError(f"cannot open HSM token {config.hsm_token_label!r}: {exc!r}") from None
+    except pkcs11.PKCS11Error as exc:
+        raise HsmUnavailable(f"cannot open HSM token {config.hsm_token_label!r}: {exc!r}") from None
     try:
         yield session
     finally:
@@ -321,31 +335,38 @@ def keyring_from_secrets(values: dict[str, bytes], config: ApiConfig,
     )
 
 
-#: How often, and how far apart, a process that starts while a secret is being replaced reads
-#: the token again: :func:`put_secret` creates the new object before it destroys the old one,
-#: so a read in between finds both under one label. Beyond that the token is wrong.
-SHARED_LABEL_ATTEMPTS = 20
-SHARED_LABEL_PAUSE_S = 0.1
+#: How often, and how far apart (times 1, 2 … 5), a process reads the token again when the
+#: read may succeed later: a label found twice (:func:`put_secret` creates the new object
+#: before it destroys the old one), or an error of the moment (:class:`HsmUnavailable`).
+#: At most ~9 s in all, within gunicorn's 30 s for a worker to start.
+READ_ATTEMPTS = 20
+READ_PAUSE_S = 0.1
 
 
 def load_keyring(config: ApiConfig, pin_file: str | Path | None = None, *,
-                 attempts: int = SHARED_LABEL_ATTEMPTS, pause_s: float = SHARED_LABEL_PAUSE_S) -> KeyRing:
+                 attempts: int = READ_ATTEMPTS, pause_s: float = READ_PAUSE_S) -> KeyRing:
     """Read the whole key ring at process start: PIN file, log in, read, log out, close.
 
-    A read that finds a label twice (a rotation replacing that secret at this moment) is
-    made again, in a new session, up to ``attempts`` times: a worker that gunicorn starts
-    then must not fail to boot, which would stop every worker with it.
+    A read that may succeed later (a rotation replacing a secret at this moment, an HSM
+    that answers CKR_GENERAL_ERROR while other processes open sessions) is made again, in
+    a new session, up to ``attempts`` times: a gunicorn worker that fails to start stops
+    every worker with it (seen: the reference's API container ended at stand-up on one
+    such error). A wrong or locked PIN is never tried again.
     """
     pin = read_pin(pin_file)
-    for attempt in range(attempts):
+    for attempt in range(max(1, attempts)):
         try:
             with hsm_session(config, pin) as session:
                 values = read_secrets(session)
                 decrypt_only = read_decrypt_only(session)
             break
-        except SharedLabelError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(pause_s)
+        except NOT_TRANSIENT:
+            raise
+        except (SharedLabelError, HsmUnavailable, pkcs11.PKCS11Error) as exc:
+            if attempt >= attempts - 1:
+                if isinstance(exc, KeyringError):
+                    raise
+                raise HsmUnavailable(f"cannot read HSM token {config.hsm_token_label!r}: {exc!r}") from None
+            time.sleep(pause_s * min(attempt + 1, 5))
     del pin
     return keyring_from_secrets(values, config, decrypt_only)

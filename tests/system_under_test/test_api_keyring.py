@@ -169,6 +169,46 @@ def test_a_worker_starting_while_a_secret_is_replaced_reads_the_token_again(toke
 
 
 @needs_softhsm
+def test_a_worker_reads_again_after_an_hsm_error_of_the_moment_but_never_with_a_wrong_pin(
+        token: dict[str, str], tmp_path: Path) -> None:
+    # Given every key, and a token whose first two logins answer CKR_GENERAL_ERROR (seen from
+    # SoftHSM behind p11-kit at a Docker stack's start: the worker failed to boot, gunicorn
+    # stopped, the API container ended)
+    child(token, f"""
+        with k.hsm_session(config, pin, rw=True) as s:
+            put_keys(s, {LABELS!r})
+    """)
+    (tmp_path / "wrong-pin").write_text("not-the-pin\n")
+    out = child(token, f"""
+        real_find, opens = k.find_token, []
+
+        class Flaky:
+            def __init__(self, token):
+                self.token = token
+
+            def open(self, **kwargs):
+                opens.append(kwargs.get("user_pin") == pin)
+                if len(opens) <= 2:
+                    raise k.pkcs11.GeneralError()
+                return self.token.open(**kwargs)
+
+        k.find_token = lambda library, label, **kwargs: Flaky(real_find(library, label, **kwargs))
+        # When a worker loads its ring
+        ring = k.load_keyring(config, pause_s=0.01)
+        out["versions"], out["opens"] = sorted(ring.token_keys), len(opens)
+        # And with a wrong PIN, on a token that answers normally
+        opens.clear(); opens.extend([True, True])
+        try:
+            k.load_keyring(config, {str(tmp_path / "wrong-pin")!r}, pause_s=0.01)
+        except k.KeyringError as exc:
+            out["wrong_pin"] = (type(exc).__name__, str(exc), len(opens) - 2)
+    """)
+    # Then the third login read the ring; the wrong PIN was tried once and is the error it was
+    assert out["versions"] == [1, 2] and out["opens"] == 3
+    assert out["wrong_pin"] == ["KeyringError", "cannot open HSM token 'votriz': PinIncorrect()", 1]
+
+
+@needs_softhsm
 def test_staged_key_decrypts_but_never_encrypts_until_promoted(token: dict[str, str]) -> None:
     # Given v1 (encrypting) and v2 staged decrypt-only in the HSM, as rotate-token-key's
     # first phase leaves them
