@@ -230,29 +230,33 @@ def test_an_empty_or_missing_store_says_so() -> None:
     assert message.startswith("The backup store /backups did not exist before the audit's backup.")
 
 
-def test_a_plaintext_staging_dump_left_beside_the_encrypted_backup_fails(tmp_path: Path) -> None:
+def _backup_by(job: str, store: Path, known: KnownSecrets) -> BackupObservation:
+    """What the check's probe observes when the profile's backup is ``python -c JOB STORE``."""
     import sys
 
     from harness.policy import load_policy
     from harness.probes.backups import observe_backup
     from harness.profile import TargetProfile
 
-    # Given a backup job that encrypts its dump but leaves the plaintext staging dump beside it
-    # (the newer file is the encrypted one), and a canary e-mail the run knows
-    store = tmp_path / "backups"
     store.mkdir()
-    job = ("import base64, os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]);"
-           "(d / 'votriz-2.sql').write_text('COPY public.users (email) FROM stdin;\\ncanary-7@audit.test\\n');"
-           "time.sleep(0.05);"
-           "(d / 'votriz-2.sql.enc').write_bytes(os.urandom(30000))")
     profile = TargetProfile.model_validate({
         "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
         "operations": {"allow_destructive": True, "backup": [sys.executable, "-c", job, str(store)],
                        "backup_dir": str(store)}})
+    return observe_backup(profile, load_policy(), known)
+
+
+def test_a_plaintext_staging_dump_left_beside_the_encrypted_backup_fails(tmp_path: Path) -> None:
+    # Given a backup job that encrypts its dump but leaves the plaintext staging dump beside it
+    # (the newer file is the encrypted one), and a canary e-mail the run knows
+    job = ("import os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]);"
+           "(d / 'votriz-2.sql').write_text('COPY public.users (email) FROM stdin;\\ncanary-7@audit.test\\n');"
+           "time.sleep(0.05);"
+           "(d / 'votriz-2.sql.enc').write_bytes(os.urandom(30000))")
     known = KnownSecrets()
     known.add("canary-7@audit.test", "canary e-mail")
     # When the check's probe takes a backup and the verdict judges it
-    verdict = backup_encrypted_verdict(observe_backup(profile, load_policy(), known))
+    verdict = backup_encrypted_verdict(_backup_by(job, tmp_path / "backups", known))
     # Then the staging dump fails it, named with what it shows, although the newest file is fine
     assert verdict.outcome is Outcome.FAIL, verdict.message
     assert ("The backup also left 1 file beside votriz-2.sql.enc that holds the data in the clear: "
@@ -262,25 +266,13 @@ def test_a_plaintext_staging_dump_left_beside_the_encrypted_backup_fails(tmp_pat
 
 
 def test_a_manifest_and_a_checksum_written_after_the_backup_are_no_finding(tmp_path: Path) -> None:
-    import sys
-
-    from harness.policy import load_policy
-    from harness.probes.backups import observe_backup
-    from harness.profile import TargetProfile
-
     # Given a backup job that writes the encrypted file, then a JSON manifest and a checksum
-    store = tmp_path / "backups"
-    store.mkdir()
     job = ("import hashlib, json, os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]);"
            "data = os.urandom(30000); (d / 'votriz-3.sql.enc').write_bytes(data); time.sleep(0.05);"
            "(d / 'votriz-3.manifest.json').write_text(json.dumps({'name': 'votriz-3.sql.enc', 'size': 30000}));"
            "(d / 'votriz-3.sql.enc.sha256').write_text(hashlib.sha256(data).hexdigest() + '\\n')")
-    profile = TargetProfile.model_validate({
-        "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
-        "operations": {"allow_destructive": True, "backup": [sys.executable, "-c", job, str(store)],
-                       "backup_dir": str(store)}})
     # When the check's probe takes a backup and the verdict judges it
-    obs = observe_backup(profile, load_policy(), KnownSecrets())
+    obs = _backup_by(job, tmp_path / "backups", KnownSecrets())
     verdict = backup_encrypted_verdict(obs)
     # Then the backup judged is the encrypted file (the largest), and the text beside it is no finding
     assert obs.inspection is not None and obs.inspection.name == "votriz-3.sql.enc"
