@@ -54,9 +54,13 @@ def data_in_the_clear(found: BackupInspection) -> list[str]:
         problems.append(f"its first {found.decompressed} decompressed bytes show "
                         + ", ".join(found.decompressed_markers))
     if found.secret_hits:
-        problems.append("it holds known secrets in plaintext: " + ", ".join(
-            sorted({f"{h.label} at offset {h.offset}" for h in found.secret_hits})[:5]))
+        problems.append(_secrets_held(found))
     return problems
+
+
+def _secrets_held(found: BackupInspection) -> str:
+    return "it holds known secrets in plaintext: " + ", ".join(
+        sorted({f"{h.label} at offset {h.offset}" for h in found.secret_hits})[:5])
 
 
 def content_problems(found: BackupInspection) -> list[str]:
@@ -82,8 +86,7 @@ def content_problems(found: BackupInspection) -> list[str]:
         what = "compressed" if found.compression else "archived"
         problems.append(f"it is {what}, not encrypted ({kind}){inside}")
     if found.secret_hits:
-        problems.append("it holds known secrets in plaintext: " + ", ".join(
-            sorted({f"{h.label} at offset {h.offset}" for h in found.secret_hits})[:5]))
+        problems.append(_secrets_held(found))
     if (found.format not in (SERVICE_FORMAT, *OTHER_ENCRYPTED_MAGIC)
             and found.sampled >= MIN_ENTROPY_SAMPLE
             and found.entropy_bits < MIN_CIPHERTEXT_ENTROPY):
