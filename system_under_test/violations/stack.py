@@ -252,9 +252,12 @@ class RunningStack:
 
         The file is replaced by rename (nginx never reads half a file). The reload is
         a SIGHUP to the master; it has taken effect when the master has started a
-        worker it did not have before. StackError if the text did not change, if nginx
-        logs that it refused the configuration (the old one stays in force), or if no
-        new worker appears within the bound.
+        worker it did not have before and every old worker is gone: until the master's
+        QUIT reaches them, old workers still accept connections with the old
+        configuration (CI saw a TLS 1.2 handshake refused just after the first new
+        worker appeared). StackError if the text did not change, if nginx logs that it
+        refused the configuration (the old one stays in force), or if that is not so
+        within the bound.
         """
         path = self.edge_config
         before = path.read_text(encoding="utf-8")
@@ -272,7 +275,8 @@ class RunningStack:
         os.kill(master, signal.SIGHUP)
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
-            if _children(master) - workers:
+            now = _children(master)
+            if now - workers and not now & workers:
                 return
             # nginx says at once when it keeps the old configuration ("[emerg] ...").
             with log.open("rb") as lines:
