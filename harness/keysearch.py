@@ -505,7 +505,8 @@ class KeySearcher:
         errors: list[str] = []
         searched = total = 0
         for path, _listed_size in layer_files(str(root), errors):
-            where = f"{label} /{os.path.relpath(path, root)}"
+            inside = "/" + os.path.relpath(path, root)
+            where = f"{label} {inside}"
             # Opened once, judged by what was opened and read from that descriptor: a FIFO or a
             # link put in the listed file's place is an error line, never a hang or another file.
             try:
@@ -530,7 +531,6 @@ class KeySearcher:
                 spans.append((hit.offset, hit.offset + len(matched)))
                 hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
                                    fingerprint(matched)))
-            inside = "/" + os.path.relpath(path, root)
             if data and _NUL not in data[:_BINARY_SNIFF_BYTES] and self._shapes_apply_in_image(inside):
                 hits.extend(self._shape_hits(data, "image", where, False, spans))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
