@@ -44,7 +44,9 @@ API_LOG_TAIL_BYTES = 64 << 10
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     """A failed test that used a stack shows the end of that stack's API log with its failure:
     an API that stopped (a worker that failed to boot stops gunicorn) says why there, and the
-    state directory is gone once the stack is taken down."""
+    state directory is gone once the stack is taken down. Only gunicorn's lines and
+    tracebacks: the application's JSON lines are left out, since violations plant secrets
+    there (a bearer header, the JWT secret) and a test's output must hold none."""
     report: pytest.TestReport = yield
     if report.failed and call.when == "call":
         for name, value in getattr(item, "funcargs", {}).items():
@@ -56,7 +58,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
                 try:
                     with log.open("rb") as stream:
                         stream.seek(max(0, stream.seek(0, 2) - API_LOG_TAIL_BYTES))
-                        lines = stream.read().decode("utf-8", errors="replace").splitlines()
+                        lines = [line for line in stream.read().decode("utf-8", errors="replace").splitlines()
+                                 if not line.lstrip().startswith("{")]
                 except OSError:
                     continue
                 report.sections.append((f"API log of {name} (last {API_LOG_LINES} lines of {log})",
