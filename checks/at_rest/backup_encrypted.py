@@ -162,7 +162,8 @@ def fresh_backup_judgement(obs: BackupObservation) -> tuple[str, str]:
     found = obs.inspection
     if found is None:
         return "error", ("The backup command succeeded but no new file appeared in the "
-                         "backup directory.")
+                         "backup directory" + (" among the entries the harness lists (the store "
+                                               "holds more)." if obs.listing_cut else "."))
     problems = content_problems(found)
     if problems:
         return "fail", f"The fresh backup {found.name} is not encrypted: {'; '.join(problems)}."
@@ -172,6 +173,10 @@ def fresh_backup_judgement(obs: BackupObservation) -> tuple[str, str]:
         return "fail", (f"The backup also left {plural(len(beside), 'file')} beside {found.name} "
                         f"that {'holds' if len(beside) == 1 else 'hold'} the data in the clear: "
                         + "; ".join(beside) + ".")
+    if obs.listing_cut:
+        return "error", (f"The fresh backup {found.name} shows no plaintext, but the store holds "
+                         "more entries than the harness lists, so a file the backup left beside "
+                         "it may not have been seen.")
     if found.sampled < MIN_ENTROPY_SAMPLE and found.format != SERVICE_FORMAT:
         return "error", (f"The fresh backup {found.name} is only {found.sampled} bytes, too "
                          f"small (under {MIN_ENTROPY_SAMPLE}) for its entropy to show whether "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from harness.probes.backup_store import (
     inspect_backup,
     list_store,
     observe_store,
+    walk_store,
 )
 from harness.probes.database import open_database
 from harness.profile import TargetProfile
@@ -103,16 +105,16 @@ class BackupFile:
     mtime: float
 
 
-def list_backups(directory: Path) -> tuple[BackupFile, ...]:
-    """Regular files in ``directory``, oldest first by modification time."""
+def list_backups(directory: Path) -> tuple[tuple[BackupFile, ...], bool]:
+    """Regular files under ``directory`` at any depth (symlinks not followed), named by their
+    path below it, oldest first by modification time; and whether the listing was cut at
+    :data:`~harness.probes.backup_store.MAX_ENTRIES` entries or its depth bound."""
     if not directory.is_dir():
-        return ()
-    found = []
-    for path in directory.iterdir():
-        if path.is_file() and not path.is_symlink():
-            stat = path.stat()
-            found.append(BackupFile(path.name, stat.st_size, stat.st_mtime))
-    return tuple(sorted(found, key=lambda f: (f.mtime, f.name)))
+        return (), False
+    listed, truncated = walk_store(directory)
+    found = [BackupFile(relative, info.st_size, info.st_mtime) for relative, _, info in listed
+             if stat.S_ISREG(info.st_mode)]
+    return tuple(sorted(found, key=lambda f: (f.mtime, f.name))), truncated
 
 
 def aged_backup_name(name: str, age_days: float, now: float) -> str:
@@ -203,14 +205,17 @@ class BackupObservation:
         inspection: the backup's markers, entropy and secret hits (the largest new file, a
             checksum or manifest beside it being smaller); None if no new file.
         store: the backup store as found before the audit made anything in it.
-        others: every other file the backup left (a checksum, a manifest, or a staging
-            dump beside the encrypted file), inspected the same way.
+        others: every other file the backup left, at any depth of the store (a checksum, a
+            manifest, or a staging dump beside the encrypted file), inspected the same way.
+        listing_cut: the store holds more entries (or levels) than the harness lists, so a
+            file the backup left may not have been seen.
     """
 
     run: CommandRun
     inspection: BackupInspection | None
     store: StoreObservation
     others: tuple[BackupInspection, ...] = ()
+    listing_cut: bool = False
 
 
 def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
@@ -224,19 +229,24 @@ def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     directory = profile.operations.backup_dir
     assert directory is not None
     store = as_found if as_found is not None else observe_store(directory, known)
-    before = {(f.name, f.mtime) for f in list_backups(directory)}
+    listed, cut_before = list_backups(directory)
+    before = {(f.name, f.mtime, f.size) for f in listed}
     run = run_profile_operation(profile, policy, known, "backup")
     if not run.succeeded:
         return BackupObservation(run, None, store)
-    new = [f for f in list_backups(directory) if (f.name, f.mtime) not in before]
+    listed, cut_after = list_backups(directory)
+    cut = cut_before or cut_after
+    # New, or rewritten in place: a file the backup left in a subdirectory counts too.
+    new = [f for f in listed if (f.name, f.mtime, f.size) not in before]
     if not new:
-        return BackupObservation(run, None, store)
+        return BackupObservation(run, None, store, listing_cut=cut)
     # The backup is the largest new file: a checksum or manifest written after it is smaller.
     backup = max(new, key=lambda f: (f.size, f.mtime, f.name))
     sweep = SecretSweep.from_known(known)
-    others = tuple(inspect_backup(directory / f.name, sweep)
+    others = tuple(inspect_backup(directory / f.name, sweep, name=f.name)
                    for f in sorted(new, key=lambda f: f.name) if f is not backup)
-    return BackupObservation(run, inspect_backup(directory / backup.name, sweep), store, others)
+    return BackupObservation(run, inspect_backup(directory / backup.name, sweep, name=backup.name),
+                             store, others, cut)
 
 
 @dataclass(frozen=True)
@@ -307,12 +317,12 @@ def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecret
         return RetentionObservation(store, days, None, "the store as found holds entries older "
                                     f"than {days} days; the prune was not run, so that they stay "
                                     "as evidence", aged)
-    newest = _newest(list_backups(directory))
+    newest = _newest(list_backups(directory)[0])
     if newest is None:
         made = run_profile_operation(profile, policy, known, "backup")
         if not made.succeeded:
             raise ProbeError(f"no backup to plant copies of, and {made.describe()}")
-        newest = _newest(list_backups(directory))
+        newest = _newest(list_backups(directory)[0])
         if newest is None:
             raise ProbeError(f"no backup in {directory} even after running the backup command")
     now = time.time()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,7 +12,9 @@ import pytest
 
 from checks.at_rest.backup_encrypted import backup_encrypted_verdict
 from harness.outcomes import Outcome
+from harness.policy import load_policy
 from harness.probes import backup_store as backup_probe
+from harness.probes import backups
 from harness.probes.backup_store import (
     SERVICE_FORMAT,
     BackupInspection,
@@ -17,7 +22,8 @@ from harness.probes.backup_store import (
     StoreObservation,
     inspect_backup,
 )
-from harness.probes.backups import BackupObservation, CommandRun
+from harness.probes.backups import BackupObservation, CommandRun, observe_backup
+from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.sweep import SecretSweep, SweepHit
 
@@ -232,13 +238,7 @@ def test_an_empty_or_missing_store_says_so() -> None:
 
 def _backup_by(job: str, store: Path, known: KnownSecrets) -> BackupObservation:
     """What the check's probe observes when the profile's backup is ``python -c JOB STORE``."""
-    import sys
-
-    from harness.policy import load_policy
-    from harness.probes.backups import observe_backup
-    from harness.profile import TargetProfile
-
-    store.mkdir()
+    store.mkdir(exist_ok=True)
     profile = TargetProfile.model_validate({
         "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
         "operations": {"allow_destructive": True, "backup": [sys.executable, "-c", job, str(store)],
@@ -278,3 +278,57 @@ def test_a_manifest_and_a_checksum_written_after_the_backup_are_no_finding(tmp_p
     assert obs.inspection is not None and obs.inspection.name == "votriz-3.sql.enc"
     assert sorted(o.name for o in obs.others) == ["votriz-3.manifest.json", "votriz-3.sql.enc.sha256"]
     assert verdict.outcome is Outcome.PASS, verdict.message
+
+
+def test_a_plaintext_dump_left_in_a_subdirectory_of_the_store_fails(tmp_path: Path) -> None:
+    # Given a backup job that stages its plaintext dump in a dated subdirectory and leaves it there
+    job = ("import os, pathlib, sys; d = pathlib.Path(sys.argv[1]); s = d / 'staging' / '2026-12';"
+           "s.mkdir(parents=True);"
+           "(s / 'votriz.sql').write_text('COPY public.users (email) FROM stdin;\\ncanary-8@audit.test\\n');"
+           "(d / 'votriz-4.sql.enc').write_bytes(os.urandom(30000))")
+    known = KnownSecrets()
+    known.add("canary-8@audit.test", "canary e-mail")
+    # When the check's probe takes a backup and the verdict judges it
+    verdict = backup_encrypted_verdict(_backup_by(job, tmp_path / "backups", known))
+    # Then the dump two levels down fails it, named by its path in the store
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert "beside votriz-4.sql.enc that holds the data in the clear: staging/2026-12/votriz.sql: " \
+        in verdict.message
+    assert [f["name"] for f in verdict.details["also_left"]] == ["staging/2026-12/votriz.sql"]
+
+
+def test_a_file_the_backup_rewrites_in_place_is_judged_as_new(tmp_path: Path) -> None:
+    # Given a store holding a small staging file from an earlier run
+    store = tmp_path / "backups"
+    store.mkdir()
+    (store / "staging.sql").write_text("-- staged\n")
+    os.utime(store / "staging.sql", (1, 1))
+    # When the backup rewrites it in place with a plain dump and writes its encrypted file
+    job = ("import os, pathlib, sys; d = pathlib.Path(sys.argv[1]);"
+           "(d / 'staging.sql').write_text('-- PostgreSQL database dump\\n' * 20);"
+           "(d / 'votriz-5.sql.enc').write_bytes(os.urandom(30000))")
+    verdict = backup_encrypted_verdict(_backup_by(job, store, KnownSecrets()))
+    # Then the rewritten file is judged as one the backup left: a dump header beside the backup
+    assert verdict.outcome is Outcome.FAIL, verdict.message
+    assert "votriz-5.sql.enc that holds the data in the clear: staging.sql: " in verdict.message
+
+
+def test_a_store_larger_than_the_listing_is_never_a_pass(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a store holding more entries than the harness lists (a bound of 2 here)
+    monkeypatch.setattr(backups, "walk_store", functools.partial(backups.walk_store, max_entries=2))
+    store = tmp_path / "backups"
+    store.mkdir()
+    for n in range(3):
+        (store / f"b-{n}.enc").write_bytes(os.urandom(4000))
+    # When a backup that is fine on its own is taken, listed first or beyond the bound
+    for name, says in (("a.enc", "more entries than the harness lists"),
+                       ("z.enc", "among the entries the harness lists (the store holds more)")):
+        job = ("import os, pathlib, sys;"
+               f"(pathlib.Path(sys.argv[1]) / '{name}').write_bytes(os.urandom(30000))")
+        obs = _backup_by(job, store, KnownSecrets())
+        verdict = backup_encrypted_verdict(obs)
+        # Then the verdict says what could not be seen: never PASS
+        assert obs.listing_cut
+        assert verdict.outcome is Outcome.ERROR, verdict.message
+        assert says in verdict.message
