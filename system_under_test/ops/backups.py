@@ -180,6 +180,23 @@ def _stderr_tail(handle: BinaryIO) -> str:
     return lines[-1][:300] if lines else "no message"
 
 
+STAGING_DIR = "staging"
+"""Where the ``backup-staging-kept`` fault keeps its plain copies (a subdirectory of the store)."""
+
+
+@contextlib.contextmanager
+def _staging(ctx: OpsContext, final: Path) -> Iterator[BinaryIO | None]:
+    """The ``backup-staging-kept`` fault: a plain copy of pg_dump's output, written to
+    ``backups/staging/`` beside the encrypted backup and never removed; else None."""
+    if not ctx.has_fault("backup-staging-kept"):
+        yield None
+        return
+    directory = final.parent / STAGING_DIR
+    directory.mkdir(mode=0o700, exist_ok=True)
+    with open(directory / final.name.removesuffix(".enc"), "wb") as staged:
+        yield staged
+
+
 def backup(ctx: OpsContext, *, now: datetime | None = None) -> dict[str, object]:
     """Dump database votriz through the chunked Fernet stream into ``STATE/backups``."""
     from psycopg import IsolationLevel
@@ -198,7 +215,7 @@ def backup(ctx: OpsContext, *, now: datetime | None = None) -> dict[str, object]
     final = backups_dir / backup_name(now)
     partial = final.with_name(final.name + ".partial")
     with ctx.connect(password=password, autocommit=False) as conn, \
-            tempfile.TemporaryFile() as errors:
+            tempfile.TemporaryFile() as errors, _staging(ctx, final) as staged:
         # One snapshot for the counts and the dump, so the drill can compare exactly.
         conn.isolation_level = IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -224,6 +241,8 @@ def backup(ctx: OpsContext, *, now: datetime | None = None) -> dict[str, object]
                     out.write(chunk)
                 else:
                     writer.write(chunk)
+                if staged is not None:
+                    staged.write(chunk)
             if not plaintext:
                 writer.write(b"", last=True)
             status = dump.wait()

@@ -55,7 +55,7 @@ FAULTS_A = ("token-plaintext", "bcrypt-cost-10", "backup-codes-reusable",
             "recovery-token-reusable", "email-plaintext", "backup-plaintext",
             "backup-retention-broken")
 FAULTS_B = ("token-fixed-iv", "backup-codes-shown-again", "recovery-token-plaintext",
-            "secrets-in-logs", "restore-drill-broken")
+            "secrets-in-logs", "restore-drill-broken", "backup-staging-kept")
 # Tested on a stack of its own (tests/checks/at_rest/test_tokens_library.py).
 FAULTS_OWN_STACK = ("fernet-other-library",)
 
@@ -155,6 +155,7 @@ EXPECTED_B = {
     "recovery_tokens": "the stored row holds the token itself, in plaintext",
     "plaintext_sweep": "api.log",
     "restore_drill": "they are the live database's counts at drill time, so nothing was restored",
+    "backup_encrypted": "staging/votriz-",
 }
 
 
