@@ -82,13 +82,6 @@ class SweepReport:
     bytes_scanned: int = 0
     unreadable: list[str] = field(default_factory=list)
 
-    def locations_hit(self) -> dict[str, list[str]]:
-        """Location → sorted labels found there (for a short, diffable FAIL message)."""
-        found: dict[str, set[str]] = {}
-        for hit in self.hits:
-            found.setdefault(hit.location, set()).add(hit.label)
-        return {location: sorted(labels) for location, labels in sorted(found.items())}
-
 
 class SecretSweep:
     """An automaton over every encoded form of a set of secrets.

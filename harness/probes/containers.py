@@ -295,7 +295,8 @@ def service_containers(selector: ContainerSelector, client: Any) -> list[Any]:
         ProbeError: a selected container is down (each named with its state and exit
             code), or the engine cannot be asked (the SDK's error, for the caller to word).
     """
-    listed = client.containers.list(all=True, filters=selector.engine_filters(), ignore_removed=True)
+    listed: list[Any] = client.containers.list(all=True, filters=selector.engine_filters(),
+                                               ignore_removed=True)
     down = [c for c in listed if _state(c).get("Status") != "running"
             and not _ran_to_completion(c, selector.finished)]
     if down:

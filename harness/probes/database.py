@@ -390,14 +390,6 @@ class DatabaseProbe:
                 # and drains what was already sent, so the session can go on.
                 rows.close()
 
-    def sample_column(self, info: ColumnInfo, rows: int) -> tuple[str, ...]:
-        """Up to ``rows`` non-NULL values of a column as text, chosen at random."""
-        query = sql.SQL("SELECT {col}::text FROM {schema}.{table} WHERE {col} IS NOT NULL"
-                        " ORDER BY random() LIMIT {n}").format(
-            col=sql.Identifier(info.column), schema=sql.Identifier(info.schema),
-            table=sql.Identifier(info.table), n=sql.Literal(rows))
-        return tuple(str(row[0]) for row in self._all(query))
-
     def key_bounds(self, table: str, key: str = "id", *,
                    schema: str = "public") -> tuple[int, int, bool] | None:
         """``(lowest, highest, whether a row may hold a NULL key)`` of an integer key, in one query

@@ -49,8 +49,9 @@ class _Imap(imaplib.IMAP4_SSL):
     def __init__(self, address: str, port: int, server_name: str, context: ssl.SSLContext,
                  deadline: Deadline, connect_s: float, opened: Callable[[socket.socket], None]) -> None:
         self._server_name = server_name
+        self._context = context
         self._opened = opened
-        self._left = lambda: max(deadline.remaining(), 0.01)
+        self._left: Callable[[], float] = lambda: max(deadline.remaining(), 0.01)
         timeout = deadline.clamp(connect_s)
         super().__init__(address, port, ssl_context=context, timeout=timeout)
 
@@ -60,7 +61,7 @@ class _Imap(imaplib.IMAP4_SSL):
         # From here on every wait (the TLS handshake, each answer) may take what is left of
         # the exchange's deadline, and the watchdog ends the exchange at it.
         raw.settimeout(self._left())
-        wrapped: socket.socket = self.ssl_context.wrap_socket(raw, server_hostname=self._server_name)
+        wrapped = self._context.wrap_socket(raw, server_hostname=self._server_name)
         # Wrapping detached ``raw``: the deadline must now end the wrapped socket (same descriptor).
         self._opened(wrapped)
         return wrapped
