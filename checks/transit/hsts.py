@@ -55,12 +55,15 @@ def hsts_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
                "require_include_subdomains": policy.hsts.require_include_subdomains}
     if not samples.samples:
         return Verdict.error("No HTTPS response was sampled (edge.sample_paths is empty).", **details)
+    # Only the edge's own error pages were seen: what they lack says nothing of the service's
+    # responses, and a service that is down is not a broken promise.
+    unreached = samples.origin_not_reached()
+    if unreached:
+        return Verdict.error(unreached + (f" (The error pages themselves: {'; '.join(problems)}.)"
+                                          if problems else ""), **details)
     if problems:
         return Verdict.failed("HSTS is not enforced on every response: " + "; ".join(problems) + ".",
                               **details)
-    unreached = samples.origin_not_reached()
-    if unreached:
-        return Verdict.error(unreached, **details)
     return Verdict.passed(f"All {len(rows)} sampled responses (statuses "
                           f"{', '.join(str(s.status) for s in samples.samples)}) send HSTS with "
                           f"max-age ≥ {policy.hsts.min_max_age_s}"

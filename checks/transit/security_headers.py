@@ -83,13 +83,16 @@ def security_headers_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
                "forbid_version_banner": policy.headers.forbid_version_banner, "samples": rows}
     if not samples.samples:
         return Verdict.error("No HTTPS response was sampled (edge.sample_paths is empty).", **details)
+    # Only the edge's own error pages were seen: what they lack says nothing of the service's
+    # responses, and a service that is down is not a broken promise.
+    unreached = samples.origin_not_reached()
+    if unreached:
+        return Verdict.error(unreached + (f" (The error pages themselves: {'; '.join(problems)}.)"
+                                          if problems else ""), **details)
     if problems:
         return Verdict.failed("Security headers are missing or unsafe: " + "; ".join(problems)
                               + ". (The page itself lists no headers; this is the policy's modern set.)",
                               **details)
-    unreached = samples.origin_not_reached()
-    if unreached:
-        return Verdict.error(unreached, **details)
     return Verdict.passed(f"All {len(rows)} sampled responses carry {', '.join(policy.headers.required)}, "
                           "frame protection and no version banner. (The page itself lists no "
                           "headers; this is the policy's modern set.)", **details)

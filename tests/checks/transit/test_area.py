@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -48,3 +49,17 @@ def test_only_gateway_errors_sampled_is_error_not_pass(verdict_of: Callable[...,
     # Then nothing about the service's own responses was seen: could not verify
     assert verdict.outcome is Outcome.ERROR
     assert verdict.message == GATEWAY_MESSAGE
+
+
+@pytest.mark.parametrize(("verdict_of", "lacks"), [(hsts_verdict, "sends no Strict-Transport-Security"),
+                                                   (security_headers_verdict, "lacks")],
+                         ids=["hsts", "security_headers"])
+def test_bare_gateway_error_pages_are_error_not_fail(verdict_of: Callable[..., Verdict], lacks: str) -> None:
+    # Given an edge whose upstream adds the headers and is down: every sample is a bare 502/504
+    bare = gateway_errors_only()
+    bare = replace(bare, samples=tuple(replace(s, headers=()) for s in bare.samples))
+    verdict = verdict_of(bare, POLICY)
+    # Then the service was only down: ERROR, saying what the error pages lacked
+    assert verdict.outcome is Outcome.ERROR, verdict.message
+    assert verdict.message.startswith(GATEWAY_MESSAGE + " (The error pages themselves: /")
+    assert lacks in verdict.message
