@@ -310,7 +310,7 @@ def _read_envelope(report_dir: Path) -> tuple[Envelope, Signature] | str:
         if not isinstance(data, dict) or not isinstance(data.get("signatures"), list):
             raise ValueError("not a DSSE envelope")
         envelope = Envelope.from_dict(data)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error) as exc:
         return f"{SEAL_FILE} is not a DSSE envelope ({type(exc).__name__})"
     if envelope.payload_type != PAYLOAD_TYPE:
         return f"{SEAL_FILE}: payload type {envelope.payload_type!r}, expected {PAYLOAD_TYPE}"
@@ -330,8 +330,8 @@ def _holds(key: PublicKey, signature: bytes, data: bytes) -> bool:
 def _statement(payload: bytes) -> dict[str, Any] | str:
     try:
         statement = json.loads(payload)
-    except ValueError:
-        return "the signed payload is not JSON"
+    except (ValueError, RecursionError):
+        return "the signed payload is not JSON (or nests too deeply)"
     if (not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE
             or statement.get("predicateType") != PREDICATE_TYPE
             or not isinstance(statement.get("subject"), list)
@@ -344,7 +344,8 @@ def _subjects(statement: Mapping[str, Any]) -> dict[str, str] | str:
     subjects: dict[str, str] = {}
     for entry in statement["subject"]:
         name = entry.get("name") if isinstance(entry, dict) else None
-        digest = entry.get("digest", {}).get("sha256") if isinstance(entry, dict) else None
+        digests = entry.get("digest") if isinstance(entry, dict) else None
+        digest = digests.get("sha256") if isinstance(digests, dict) else None
         if not isinstance(name, str) or not isinstance(digest, str) or name in subjects:
             return "the statement has a malformed or repeated subject"
         subjects[name] = digest

@@ -278,3 +278,38 @@ def test_a_damaged_seal_never_raises(bundle: Path, tmp_path: Path) -> None:
         (copy / SEAL_FILE).write_bytes(junk)
         report = verify(copy)
         assert report.status is SealStatus.BROKEN and report.problems, junk
+
+
+def _resign(bundle: Path, key: Path, statement: object) -> None:
+    """Replace the seal's statement with ``statement``, validly signed by ``key`` (the bundled key)."""
+    from securesystemslib.dsse import Envelope, Signature
+
+    from harness.report.bundle import load_signing_key
+
+    signer = load_signing_key(key)
+    envelope = Envelope(json.dumps(statement).encode(), PAYLOAD_TYPE, {})
+    keyid = next(iter(json.loads((bundle / SEAL_FILE).read_text())["signatures"]))["keyid"]
+    envelope.signatures[keyid] = Signature(keyid, signer.sign(envelope.pae()).hex())
+    (bundle / SEAL_FILE).write_text(json.dumps(envelope.to_dict()) + "\n")
+
+
+def test_a_validly_signed_malformed_statement_is_broken_never_a_traceback(tmp_path: Path, bundle: Path) -> None:
+    # Given a bundle sealed with a key, whose holder signs statements of every odd shape
+    key = _write_key(tmp_path / "signing.pem")
+    _unseal(bundle)
+    sign_bundle(bundle, key_path=key)
+    good = _statement(bundle)
+    nested = "a seal nested 100,000 levels deep"
+    odd_subjects = ([{"name": "results.json", "digest": "abc"}], [{"name": "results.json", "digest": ["x"]}],
+                    [{"name": "results.json", "digest": {"sha256": 7}}], ["results.json"], [None])
+    for n, shape in enumerate([*({**good, "subject": s} for s in odd_subjects),
+                               {**good, "predicate": {**good["predicate"], "signer": "me"}}, nested]):
+        copy = Path(shutil.copytree(bundle, tmp_path / f"c{n}"))
+        if shape is nested:
+            (copy / SEAL_FILE).write_text('{"payload": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+        else:
+            _resign(copy, key, shape)
+        # When it is verified, then it is BROKEN with a reason: no exception, no "OK"
+        report = verify(copy, trusted_keys([key.with_suffix(".pub")]))
+        assert report.status is SealStatus.BROKEN and report.problems, (n, report.text())
+        assert report.exit_code() == 1
