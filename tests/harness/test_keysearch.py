@@ -164,6 +164,29 @@ def test_environment_of_a_real_process_names_the_variable(tmp_path: Path) -> Non
     assert hit.what == "votriz/token-encryption/v1 (base64url)" and hit.place == "env"
 
 
+@pytest.mark.parametrize("pin", [b"4821", b"48213"])
+def test_a_short_pin_given_whole_to_a_secrets_name_is_found_and_nowhere_else(tmp_path: Path, pin: bytes) -> None:
+    # Given a 4- or 5-digit HSM PIN in a real process's environment and in a config file
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             env={"PATH": os.environ.get("PATH", ""), "SOFTHSM_USER_PIN": pin.decode(),
+                                  "WORKERS": pin.decode()})
+    (tmp_path / "app.toml").write_bytes(b'port = ' + pin + b'\nuser_pin = "' + pin + b'"\n'
+                                        b"note = see ticket " + pin + b"\n")
+    short = KeySearcher([("HSM user PIN", pin)], SETTINGS)
+    try:
+        time.sleep(0.2)
+        seen = observe_pid("api", child.pid)
+        assert seen is not None
+        env = short.search_processes([seen])
+    finally:
+        child.kill()
+        child.wait()
+    files = short.search_files([tmp_path], "config")
+    # Then it is named where a secret's name holds it whole: not as a port, a count or in prose
+    assert [(h.what, h.where.rsplit(" ", 1)[-1]) for h in env.hits] == [("HSM user PIN (raw)", "$SOFTHSM_USER_PIN")]
+    assert [h.where for h in files.hits] == [f"{tmp_path / 'app.toml'}:2"]
+
+
 def test_search_target_covers_source_config_logs(tmp_path: Path) -> None:
     src, conf, logs = tmp_path / "src", tmp_path / "conf", tmp_path / "logs"
     for folder in (src, conf, logs):
