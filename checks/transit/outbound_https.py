@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from harness.details import plural
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
 from harness.platform.base import OutOfReach
@@ -22,8 +23,7 @@ OUTBOUND_ATTESTATION = (
     "certificate verification: show the configured upstream base URLs and an egress log or proxy "
     "capture showing TLS connections to both.")
 
-# Flow starts that carry an upstream call; the rest (PostgreSQL, Redis) are the API's
-# infrastructure and are listed in the evidence only.
+# Flow starts that can carry an upstream call (to a peer the API had not used before the calls).
 TLS_STARTS = ("tls-client-hello", "tls-records")
 
 
@@ -88,23 +88,47 @@ def outbound_https_verdict(exercise: OutboundExercise) -> Verdict:
         return Verdict.error(f"The capture lost {wire.dropped} packets and did not follow "
                              f"{wire.flows_not_followed} flows, so a plaintext request could have "
                              "gone unseen." + note, **details)
-    seen, unseen = [], []
+    infrastructure = infrastructure_peers(exercise)
+    details["infrastructure_peers"] = sorted(infrastructure)
+    seen, unseen, unexplained = [], [], []
     for index, step in enumerate(exercise.steps):
         end = (exercise.steps[index + 1].sent_at if index + 1 < len(exercise.steps)
                else exercise.window_end)
-        carried = [f for f in flows if f.start.kind in TLS_STARTS and f.active_between(step.sent_at, end)]
+        new_peers = [f for f in flows if f.server not in infrastructure and f.active_between(step.sent_at, end)]
+        carried = [f for f in new_peers if f.start.kind in TLS_STARTS]
+        unexplained += [f"{_flow_words(f)} during the {step.upstream} call" for f in new_peers
+                        if f.start.kind == "other" and f not in carried]
         if carried:
             seen.append(f"the {step.upstream} call ({step.action}, answered {step.status}) over "
                         + ", ".join(_flow_words(f) for f in carried))
         else:
             unseen.append(f"the {step.upstream} call ({step.action}, answered {step.status})")
+    used_before = (f" (flows to {plural(len(infrastructure), 'peer')} it used before the calls, its "
+                   f"stores, were not counted: {', '.join(sorted(infrastructure))})"
+                   if infrastructure else "")
     if unseen:
-        return Verdict.error(f"No TLS flow of the API carried {' or '.join(unseen)} while it was "
-                             f"made ({len(flows)} client flows of {wire.api.where} seen), so its "
-                             "transport could not be observed." + note, **details)
+        return Verdict.error(f"No TLS flow of the API to a peer it had not used before the calls carried "
+                             f"{' or '.join(unseen)} while it was made ({len(flows)} client flows of "
+                             f"{wire.api.where} seen{used_before}), so its transport could not be "
+                             "observed." + note, **details)
+    if unexplained:
+        return Verdict.error("While the upstream calls were made the API also opened flows that are "
+                             "neither TLS nor HTTP to peers it had not used before: "
+                             + "; ".join(unexplained) + ". A call could have left over one of them "
+                             "in plaintext, so the transport could not be shown to be TLS." + note,
+                             **details)
     return Verdict.passed(f"On the wire in the API's network namespace ({wire.api.where}): "
-                          + "; ".join(seen) + f". No plaintext HTTP request among the {len(flows)} "
-                          "client flows of the API followed." + note, **details)
+                          + "; ".join(seen) + f"{used_before}. No plaintext HTTP request among the "
+                          f"{len(flows)} client flows of the API followed." + note, **details)
+
+
+def infrastructure_peers(exercise: OutboundExercise) -> frozenset[str]:
+    """The peers (``address:port``) the API sent to before the first upstream call: signup,
+    login and a brand touch only its stores (database, cache), so a flow to one of them during
+    a call is no evidence of how the call itself travelled, TLS or not."""
+    first_call = exercise.steps[0].sent_at if exercise.steps else exercise.window_end
+    return frozenset(f.server for f in exercise.wire.flows
+                     if f.first_payload_at is not None and f.first_payload_at < first_call)
 
 
 @pytest.mark.claims("INTERNAL-OUTBOUND-HTTPS")

@@ -28,8 +28,10 @@ def flow(server: str, start: FlowStart, first: float, last: float, *, began: boo
 
 LLM_TLS = flow("127.0.0.1:9443", FlowStart("tls-client-hello", server_name="fakes"), 10.2, 10.4)
 MAIL_TLS = flow("127.0.0.1:9444", FlowStart("tls-client-hello", server_name="fakes"), 12.2, 12.4)
-DATABASE = flow("127.0.0.1:5432", FlowStart("other", note="PostgreSQL startup message (no TLS)"), 10.1, 12.9,
+# Used since signup (before the first call), as a store is.
+DATABASE = flow("127.0.0.1:5432", FlowStart("other", note="PostgreSQL startup message (no TLS)"), 9.5, 12.9,
                 began=False)
+REDIS_TLS = flow("10.0.0.3:6380", FlowStart("tls-client-hello", server_name="redis"), 9.4, 12.8)
 
 
 def exercise(*flows: WireFlow, removed: bool = True, dropped: int = 0,
@@ -79,7 +81,31 @@ def test_a_client_hello_for_another_name_fails_when_names_are_known() -> None:
 def test_a_call_without_a_tls_flow_is_error() -> None:
     verdict = outbound_https_verdict(exercise(LLM_TLS, DATABASE))
     assert verdict.outcome is Outcome.ERROR
-    assert "No TLS flow of the API carried the Resend call (POST /recovery/request" in verdict.message
+    assert ("No TLS flow of the API to a peer it had not used before the calls carried the Resend call "
+            "(POST /recovery/request") in verdict.message
+
+
+def test_a_tls_store_used_before_the_calls_carries_no_call() -> None:
+    # Given a Redis over TLS the API uses on every request (since signup), and a mail relay
+    # reached in plaintext SMTP (neither TLS nor HTTP) during the recovery call, no names known
+    smtp = flow("10.0.0.9:25", FlowStart("other", note="50 bytes, neither a TLS record nor an HTTP request"),
+                12.2, 12.4)
+    for flows in ((LLM_TLS, REDIS_TLS, smtp), (LLM_TLS, REDIS_TLS)):
+        verdict = outbound_https_verdict(exercise(*flows))
+        # Then the Redis flow is not the Resend call's transport: nothing showed it was TLS
+        assert verdict.outcome is Outcome.ERROR, verdict.message
+        assert "carried the Resend call" in verdict.message
+        assert "were not counted: 10.0.0.3:6380" in verdict.message
+        assert verdict.details["infrastructure_peers"] == ["10.0.0.3:6380"]
+
+
+def test_a_flow_neither_tls_nor_http_to_a_new_peer_during_a_call_is_error() -> None:
+    smtp = flow("10.0.0.9:25", FlowStart("other", note="50 bytes, neither a TLS record nor an HTTP request"),
+                12.2, 12.4)
+    verdict = outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, DATABASE, smtp))
+    assert verdict.outcome is Outcome.ERROR, verdict.message
+    assert ("neither TLS nor HTTP to peers it had not used before: 10.0.0.9:25 (50 bytes, neither a TLS "
+            "record nor an HTTP request) during the Resend call") in verdict.message
 
 
 def test_dropped_packets_are_error_not_pass() -> None:
