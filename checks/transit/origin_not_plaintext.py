@@ -6,10 +6,12 @@ local processes or Docker containers; elsewhere a human attests (MANUAL).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
 
+from harness.details import counts
 from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
 from harness.platform import OutOfReach, platform_for
@@ -69,9 +71,11 @@ def origin_not_plaintext_verdict(survey: OriginSurvey) -> Verdict:
         return Verdict.error(f"No TCP listener was found for {', '.join(survey.processes)}, so "
                              "nothing was probed.", **details)
     probed_count = sum(1 for p in survey.listeners if p.answer is not None)
+    skipped = Counter(str(p.reason) for p in survey.listeners if p.answer is None)
     return Verdict.passed(f"None of the {probed_count} TCP listeners of "
-                          f"{', '.join(survey.processes)} serves plain HTTP "
-                          f"({len(survey.listeners) - probed_count} judged elsewhere).", **details)
+                          f"{', '.join(survey.processes)} serves plain HTTP"
+                          + (f" (not probed: {counts(dict(skipped))})" if skipped else "") + ".",
+                          **details)
 
 
 @pytest.mark.claims("TRANSIT-NO-PLAINTEXT-ORIGIN")

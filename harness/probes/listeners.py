@@ -301,12 +301,15 @@ class ContainerRoot:
         pid: its main process's pid on the host.
         addresses: its IP addresses on its networks (where other containers reach it).
         published: container port -> host ports it is published on.
+        host_network: it shares the host's network (``network_mode: host``): its sockets
+            are the host's, on the host's addresses, published or not.
     """
 
     name: str
     pid: int
     addresses: tuple[str, ...]
     published: dict[int, tuple[int, ...]] = field(hash=False, default_factory=dict)
+    host_network: bool = False
 
     @classmethod
     def of(cls, container: Any) -> ContainerRoot:
@@ -321,7 +324,44 @@ class ContainerRoot:
             if proto == "tcp" and bindings:
                 published[int(port)] = tuple(int(b["HostPort"]) for b in bindings if b.get("HostPort"))
         return cls(str(container.name), int((attrs.get("State") or {}).get("Pid") or 0), addresses,
-                   published)
+                   published, (attrs.get("HostConfig") or {}).get("NetworkMode") == "host")
+
+    def targets(self, address: str) -> tuple[str, ...]:
+        """Where a socket of this container bound to ``address`` is tried: a container on the
+        host's network on the host's loopback (the harness runs on the host), any other on its
+        own addresses when bound to all of them."""
+        ip = ipaddress.ip_address(address)
+        if not ip.is_unspecified:
+            return (address,)
+        if self.host_network:
+            return ("::1" if ip.version == 6 else "127.0.0.1",)
+        return self.addresses
+
+
+def _docker_roots(profile: TargetProfile, policy: Policy, client: Any) -> list[ContainerRoot]:
+    if profile.docker is None:
+        raise ProbeError("the profile has no [docker] section naming the project")
+    own_client = client is None
+    if client is None:
+        client = docker_client(policy)
+    try:
+        return [ContainerRoot.of(c) for c in project_containers(profile.docker.project, client)]
+    finally:
+        if own_client:
+            client.close()
+
+
+def host_network_listeners(profile: TargetProfile, policy: Policy, *, client: Any = None,
+                           proc: Path = Path("/proc")) -> ListenerScan:
+    """The listening TCP sockets of the service's containers that share the host's network
+    (``network_mode: host``): they are on the host's addresses without any port binding, so
+    the engine's list of published ports does not show them.
+
+    Raises:
+        ProbeError: the profile has no ``docker`` section, or the engine cannot be asked.
+    """
+    roots = [root for root in _docker_roots(profile, policy, client) if root.host_network]
+    return scan_process_trees([(root.name, root.pid, True) for root in roots if root.pid], proc)
 
 
 def survey_docker_origin(profile: TargetProfile, policy: Policy, *, client: Any = None,
@@ -338,16 +378,8 @@ def survey_docker_origin(profile: TargetProfile, policy: Policy, *, client: Any 
     Raises:
         ProbeError: the profile has no ``docker`` section, or the engine cannot be asked.
     """
-    if profile.docker is None:
-        raise ProbeError("the profile has no [docker] section naming the project")
-    own_client = client is None
-    if client is None:
-        client = docker_client(policy)
-    try:
-        roots = [ContainerRoot.of(c) for c in project_containers(profile.docker.project, client)]
-    finally:
-        if own_client:
-            client.close()
+    roots = _docker_roots(profile, policy, client)
+    assert profile.docker is not None
     fakes: set[tuple[str, int]] = set()
     if profile.capture is not None:
         parts = urlsplit(profile.capture.url)
@@ -362,14 +394,14 @@ def survey_docker_origin(profile: TargetProfile, policy: Policy, *, client: Any 
         edge_http = (profile.edge.http_port is not None and root.name == profile.docker.edge_container
                      and profile.edge.http_port in root.published.get(sock.port, ()))
         ip = ipaddress.ip_address(sock.address)
-        targets = root.addresses if ip.is_unspecified else (sock.address,)
+        targets = root.targets(sock.address)
         if edge_http:
             probed.append(ProbedListener(sock, None, "the edge's published plaintext port, judged by "
                                          "transit.http_redirect_only", SkipReason.JUDGED_ELSEWHERE))
         elif any((target, sock.port) in fakes for target in targets):
             probed.append(ProbedListener(sock, None, "the harness's own fakes, not the service",
                                          SkipReason.HARNESS_FAKE))
-        elif ip.is_loopback:
+        elif ip.is_loopback and not root.host_network:
             probed.append(ProbedListener(sock, None, "bound to loopback inside its container",
                                          SkipReason.CONTAINER_LOCAL))
         elif not targets:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import shutil
+import socket
 import subprocess
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,12 @@ import pytest
 from checks.containers.bridge_networks import bridge_networks_verdict
 from checks.containers.isolation import isolation_verdict
 from checks.containers.published_ports import published_ports_verdict
+from checks.transit.origin_not_plaintext import origin_not_plaintext_verdict
 from harness.outcomes import Outcome
+from harness.policy import load_policy
 from harness.probes.containers import observe_topology
+from harness.probes.listeners import host_network_listeners, survey_docker_origin
+from harness.profile import TargetProfile
 
 
 def _docker():
@@ -55,9 +61,9 @@ def project(busybox_image: str) -> Iterator[dict]:
     public = client.networks.create(f"{name}_public", driver="bridge")
     internal = client.networks.create(f"{name}_internal", driver="bridge", internal=True)
 
-    def run(role: str, network, **kwargs):
+    def run(role: str, network, command=("/bin/busybox", "sleep", "300"), **kwargs):
         container = client.containers.run(
-            busybox_image, ["/bin/busybox", "sleep", "300"], name=f"{name}-{role}", detach=True,
+            busybox_image, list(command), name=f"{name}-{role}", detach=True,
             labels={"votriz.project": name, "votriz.role": role}, network=network.name if network else None,
             **kwargs)
         return container
@@ -105,3 +111,44 @@ def test_real_published_db_port_and_host_network_fail(project: dict) -> None:
     isolation = isolation_verdict(topology)
     assert isolation.outcome is Outcome.FAIL
     assert "shares the host's PID namespace" in isolation.message
+
+
+@pytest.mark.integration
+def test_a_host_network_container_serving_plain_http_fails_ports_and_origin(project: dict) -> None:
+    # Given a metrics container on the host's network serving plain HTTP on every host address,
+    # published nowhere (the engine lists no port binding for it), and an api there listening on none
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    project["run"]("edge", project["public"], ports={"443/tcp": ("127.0.0.1", None)})
+    project["run"]("api", None, network_mode="host")
+    project["run"]("metrics", None, ("/bin/busybox", "httpd", "-f", "-p", f"0.0.0.0:{port}", "-h", "/"),
+                   network_mode="host")
+    profile = TargetProfile.model_validate({"name": "t", "backend": "docker", "edge": {"host": "votriz.test"},
+                                            "docker": {"project": project["name"]}})
+    policy = load_policy()
+    deadline = time.monotonic() + 10
+    while not (listeners := host_network_listeners(profile, policy)).sockets and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # When its ports and its origin are judged
+    ports = published_ports_verdict(observe_topology(project["name"]), None, listeners)
+    origin = origin_not_plaintext_verdict(survey_docker_origin(profile, policy))
+    # Then both fail, naming the listener the port bindings do not show
+    metrics = f"{project['name']}-metrics"
+    assert ports.outcome is Outcome.FAIL, ports.message
+    assert f"{metrics} shares the host's network and listens on 0.0.0.0:{port} (busybox" in ports.message
+    assert origin.outcome is Outcome.FAIL, origin.message
+    assert f"{metrics} (busybox, pid" in origin.message and f"on 0.0.0.0:{port} answers plain HTTP" in origin.message
+
+
+@pytest.mark.integration
+def test_a_host_network_container_listening_nowhere_public_passes_ports(project: dict) -> None:
+    project["run"]("edge", project["public"], ports={"443/tcp": ("127.0.0.1", None)})
+    project["run"]("api", None, network_mode="host")
+    profile = TargetProfile.model_validate({"name": "t", "backend": "docker", "edge": {"host": "votriz.test"},
+                                            "docker": {"project": project["name"]}})
+    ports = published_ports_verdict(observe_topology(project["name"]), None,
+                                    host_network_listeners(profile, load_policy()))
+    assert ports.outcome is Outcome.PASS, ports.message
+    assert f"{project['name']}-api shares the host's network and listens on no public address there" \
+        in ports.message
