@@ -7,19 +7,28 @@ check marks them on its load timeline) and kept, bounded: the last
 :data:`STDOUT_LINES_KEPT` lines of standard output and the last
 :data:`STDERR_LINES_KEPT` of standard error, each redacted first when the
 caller hands over the run's :class:`~harness.redaction.KnownSecrets`. A
-command that prints without end costs a bounded amount of memory, and a
-secret it prints is never kept.
+command that prints without end, or one line without end, costs a bounded
+amount of memory, and a secret it prints is never kept. A command killed at
+its limit is killed with every process it started (its own process group).
+
+Every command finds ``VOTRIZ_AUDIT_RUN`` (:data:`RUN_MARKER`) in its
+environment: a drill that records it lets a later audit tell its entries apart
+from the operator's (``harness/probes/own_drills.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from harness.outcomes import ProbeError
 from harness.redaction import KnownSecrets
@@ -30,6 +39,23 @@ STDOUT_LINES_KEPT = 1000
 STDERR_LINES_KEPT = 20
 #: How long the harness waits for the output readers once the command has ended.
 READER_JOIN_S = 5.0
+#: Longest line kept, in characters: a longer line is cut there and the rest of it dropped.
+MAX_LINE_CHARS = 16 << 10
+#: The variable every operator command finds in its environment, and this process's value.
+RUN_MARKER_VARIABLE = "VOTRIZ_AUDIT_RUN"
+MARKER_PREFIX = "votriz-audit/"
+RUN_MARKER = f"{MARKER_PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+def bounded_lines(stream: IO[str], limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of ``stream``, each at most ``limit`` characters (the rest of a longer one is
+    read and dropped), so that a line without end costs bounded memory."""
+    dropping = False
+    while raw := stream.readline(limit):
+        cut = len(raw) == limit and not raw.endswith("\n")
+        if not dropping:
+            yield raw
+        dropping = cut
 
 
 @dataclass(frozen=True)
@@ -110,7 +136,9 @@ def run_operation(argv: Sequence[str], timeout_s: float,
     started = time.monotonic()
     try:
         process = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   stdin=subprocess.DEVNULL, text=True, errors="replace")
+                                   stdin=subprocess.DEVNULL, text=True, errors="replace",
+                                   start_new_session=True,
+                                   env={**os.environ, RUN_MARKER_VARIABLE: RUN_MARKER})
     except OSError as exc:
         raise ProbeError(f"cannot run {' '.join(argv)}: {exc.strerror}") from None
     lines: deque[tuple[float, str]] = deque(maxlen=STDOUT_LINES_KEPT)
@@ -122,7 +150,7 @@ def run_operation(argv: Sequence[str], timeout_s: float,
 
     def read_stdout() -> None:
         assert process.stdout is not None
-        for raw in process.stdout:
+        for raw in bounded_lines(process.stdout):
             line = clean(raw)
             lines.append((time.monotonic() - started, line))
             if on_line is not None:
@@ -130,7 +158,7 @@ def run_operation(argv: Sequence[str], timeout_s: float,
 
     def read_stderr() -> None:
         assert process.stderr is not None
-        for raw in process.stderr:
+        for raw in bounded_lines(process.stderr):
             errors.append(clean(raw))
 
     readers = [threading.Thread(target=read_stdout, daemon=True),
@@ -142,7 +170,10 @@ def run_operation(argv: Sequence[str], timeout_s: float,
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        process.kill()  # our own child, started above
+        # Our own child and what it started (its session, made above): a pg_dump left
+        # running would hold the output pipes and go on working against the target.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     for reader in readers:
         reader.join(READER_JOIN_S)

@@ -57,3 +57,33 @@ def test_a_command_the_harness_did_not_run_says_so() -> None:
     assert skipped.describe() == "rotate --now was not run"
     assert skipped.as_evidence()["started"] is False
     assert run_operation(["true"], 10).as_evidence()["started"] is True
+
+
+def test_a_line_without_end_costs_bounded_memory() -> None:
+    # Given a command that prints 64 MiB on one line, then a short one
+    script = ("import sys\nfor _ in range(64):\n    sys.stdout.write('x' * (1 << 20))\n"
+              "sys.stdout.write('\\nafter\\n')\n")
+    done = run_operation([sys.executable, "-c", script], 60)
+    # Then the long line is kept cut at the bound, and the next line as it is
+    assert done.ok
+    assert [len(line) for _, line in done.lines] == [commands.MAX_LINE_CHARS, 5]
+    assert done.lines[-1][1] == "after"
+
+
+def test_a_command_killed_at_its_limit_takes_what_it_started_with_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Given a command that starts a child of its own (as a backup starts pg_dump), then waits
+    marker = tmp_path / "child-still-running"
+    child = tmp_path / "child.py"
+    child.write_text(f"import pathlib, time\ntime.sleep(1.5)\npathlib.Path({str(marker)!r}).touch()\n")
+    script = (f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(child)!r}])\n"
+              "time.sleep(30)\n")
+    done = run_operation([sys.executable, "-c", script], 0.5)
+    # When the limit kills it, then its child is gone too: it never finishes its work
+    import time
+    time.sleep(2)
+    assert done.timed_out and not marker.exists()
+
+
+def test_every_command_finds_the_run_marker_in_its_environment() -> None:
+    done = run_operation([sys.executable, "-c", "import os; print(os.environ['VOTRIZ_AUDIT_RUN'])"], 10)
+    assert done.lines[-1][1] == commands.RUN_MARKER and commands.RUN_MARKER.startswith("votriz-audit/")

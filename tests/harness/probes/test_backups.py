@@ -54,7 +54,7 @@ def test_run_command_redacts_and_reports_failure_and_timeout() -> None:
     slow = run_command("prune_backups", ["sleep", "5"], 0.2, known)
     assert slow.exit_code is None and "did not finish within 0.2 s" in slow.describe()
     missing = run_command("backup", ["/nonexistent/tool"], 1, known)
-    assert missing.exit_code is None and "cannot start /nonexistent/tool" in missing.error
+    assert missing.exit_code is None and "cannot run /nonexistent/tool" in missing.error
 
 
 def _fernet_lines(n: int = 5, size: int = 3000) -> bytes:
