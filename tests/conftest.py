@@ -11,6 +11,7 @@ Tests that use them are marked ``@pytest.mark.integration``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -28,9 +29,13 @@ from system_under_test.local.stack import StackInfo
 
 def pytest_configure(config: pytest.Config) -> None:
     """The checks' own markers: the harness's tests import check modules without the plugin
-    (which registers them for an audit run), so they are registered here too."""
+    (which registers them for an audit run), so they are registered here too. The harness's
+    memory between runs (its ledger of its own drills) is the test session's own, not the
+    user's: the audits tests run (in this process or a CLI child) never count in a real one's."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    if "VOTRIZ_AUDIT_STATE_DIR" not in os.environ:
+        os.environ["VOTRIZ_AUDIT_STATE_DIR"] = tempfile.mkdtemp(prefix="votriz-audit-state-")
 
 
 P11_KIT_CLIENT = Path("/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so")

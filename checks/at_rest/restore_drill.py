@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness.details import plain
+from harness.details import plain, plural
 from harness.evidence import EvidenceRecorder
 from harness.operations import require_operations
 from harness.outcomes import Verdict
@@ -37,7 +37,14 @@ def _history_problem(obs: DrillObservation, max_age: int) -> str:
                  "with a time")
     else:
         found = "the drill log recorded no drill"
-    return f"no restore drill in the last {max_age} days before this audit ({found})"
+    return f"no restore drill in the last {max_age} days before this audit ({found}{_own(obs)})"
+
+
+def _own(obs: DrillObservation) -> str:
+    """The audit's own earlier drills left out of the history, in words (``""`` when none)."""
+    if not obs.own_earlier:
+        return ""
+    return f"; {plural(obs.own_earlier, 'drill')} run by earlier audits themselves left out"
 
 
 def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
@@ -96,7 +103,7 @@ def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
             **details)
     return Verdict.passed(
         f"The drill log's newest successful drill before this audit was "
-        f"{obs.previous_drill_age_days:.1f} days earlier (policy: at most {max_age}). The "
+        f"{obs.previous_drill_age_days:.1f} days earlier (policy: at most {max_age}{_own(obs)}). The "
         f"audit's drill restored the fresh backup with row counts matching the database at "
         f"backup time in all {tables} tables; the canary changed "
         f"{', '.join(obs.changed_tables)} after the backup, and the drill reported the "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.commands import run_operation
 from harness.operations import command_timeout
 from harness.outcomes import ProbeError
 from harness.policy import Policy
@@ -36,6 +36,7 @@ from harness.probes.backup_store import (
     walk_store,
 )
 from harness.probes.database import open_database
+from harness.probes.own_drills import read_own_drills, remember_own_drill
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
 from harness.safe_files import FileRefused, read_bytes
@@ -75,19 +76,18 @@ class CommandRun:
 
 def run_command(name: str, argv: Sequence[str], timeout_s: float,
                 known_secrets: KnownSecrets) -> CommandRun:
-    """Run ``argv`` without a shell; never raises for the command's own failure."""
-    started = time.monotonic()
+    """Run ``argv`` with the harness's one command runner (no shell, bounded, redacted);
+    never raises for the command's own failure."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, errors="replace",
-                              stdin=subprocess.DEVNULL, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        return CommandRun(name, None, round(time.monotonic() - started, 2), "", "",
+        done = run_operation(argv, timeout_s, known_secrets=known_secrets)
+    except ProbeError as exc:
+        return CommandRun(name, None, 0.0, "", "", str(exc))
+    if done.timed_out:
+        return CommandRun(name, None, round(done.duration_s, 2), "", "",
                           f"did not finish within {timeout_s:g} s (killed)")
-    except OSError as exc:
-        return CommandRun(name, None, 0.0, "", "", f"cannot start {argv[0]}: {exc.strerror}")
-    return CommandRun(name, done.returncode, round(time.monotonic() - started, 2),
-                      known_secrets.redact(done.stdout)[-4000:],
-                      known_secrets.redact(done.stderr)[-4000:])
+    return CommandRun(name, done.returncode, round(done.duration_s, 2),
+                      "\n".join(line for _, line in done.lines)[-4000:],
+                      "\n".join(done.stderr_tail)[-4000:])
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class BackupFile:
     """One file in the backup directory.
 
     Attributes:
-        name: its file name.
+        name: its path below the store (its file name at the top level).
         size: its size in bytes.
         mtime: its modification time (epoch seconds).
     """
@@ -375,8 +375,12 @@ class DrillObservation:
         restored: rows per table the entry reports as restored.
         previous_drill_age_days: age of the newest successful drill (``ok: true``) the
             log held before this one, if any.
-        earlier_entries: how many entries the log held before this one.
+        earlier_entries: how many of the operator's entries the log held before this one.
         log_absent: True when there was no drill log before this audit's drill.
+        own_earlier: entries of earlier audits' own drills, left out of the history
+            (``harness/probes/own_drills.py``).
+        ledger_problem: why this machine's ledger of the audit's drills could not be read
+            or written, else ``""``.
     """
 
     backup: CommandRun
@@ -389,6 +393,8 @@ class DrillObservation:
     previous_drill_age_days: float | None
     earlier_entries: int = 0
     log_absent: bool = False
+    own_earlier: int = 0
+    ledger_problem: str = ""
 
 
 def restored_counts(entry: dict[str, Any]) -> dict[str, int]:
@@ -443,14 +449,18 @@ def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     assert log_path is not None
     now = time.time()
     earlier = _read_log(log_path)
-    ages = [a for a in (_entry_age_days(e, now) for e in earlier.entries if e.get("ok") is True)
+    own = read_own_drills(log_path)
+    # The audit's own earlier drills are no record of the operator's: left out.
+    operators, own_earlier = own.split(earlier.entries)
+    ages = [a for a in (_entry_age_days(e, now) for e in operators if e.get("ok") is True)
             if a is not None and a >= -_FUTURE_TOLERANCE_DAYS]
     previous_age = max(min(ages), 0.0) if ages else None
+    history: dict[str, Any] = {"previous_drill_age_days": previous_age, "earlier_entries": len(operators),
+               "log_absent": earlier.absent, "own_earlier": own_earlier, "ledger_problem": own.problem}
     at_backup = _table_counts(profile, policy, known)
     backup = run_profile_operation(profile, policy, known, "backup")
     if not backup.succeeded:
-        return DrillObservation(backup, None, at_backup, {}, (), None, {}, previous_age,
-                                len(earlier.entries), earlier.absent)
+        return DrillObservation(backup, None, at_backup, {}, (), None, {}, **history)
     if change is not None:
         change()
     at_drill = _table_counts(profile, policy, known)
@@ -459,5 +469,6 @@ def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     entries = _read_log(log_path).entries
     entry = entries[-1] if len(entries) > len(earlier.entries) else None
     restored = restored_counts(entry) if entry is not None else {}
-    return DrillObservation(backup, drill, at_backup, at_drill, changed, entry, restored,
-                            previous_age, len(earlier.entries), earlier.absent)
+    if entry is not None:
+        history["ledger_problem"] = remember_own_drill(log_path, entry) or own.problem
+    return DrillObservation(backup, drill, at_backup, at_drill, changed, entry, restored, **history)

@@ -17,7 +17,7 @@ from system_under_test.common.host import StackError
 from system_under_test.common.pki import LOOPBACK
 from system_under_test.docker import images as image_builds
 from system_under_test.docker import topology
-from system_under_test.docker.target_profile import ops_argv
+from system_under_test.docker.target_profile import ops_command
 from system_under_test.docker.topology import ServiceSpec
 
 OPS_TIMEOUT_S = 180
@@ -99,7 +99,7 @@ def create_ops_container(client: Any, api_spec: ServiceSpec, name: str, image: s
     """A one-shot container from the API image with the API's mounts and environment, to run
     ``ops COMMAND`` (:func:`run_ops_container`); created ahead, while other containers get ready."""
     return create_container(client, api_spec, name, image, labels, networks, volumes,
-                            command=ops_argv(command)[3:])
+                            command=ops_command(command))
 
 
 def run_ops_container(container: Any, command: str) -> None:

@@ -18,10 +18,15 @@ from system_under_test.docker import topology
 from system_under_test.docker.topology import StackPaths
 
 
-def ops_argv(command: str, container: str = "") -> list[str]:
-    """``docker exec CONTAINER python -m system_under_test.ops COMMAND --state-dir /var/lib/votriz``."""
-    return ["docker", "exec", container, "python", "-m", "system_under_test.ops", command,
-            "--state-dir", str(topology.CONTAINER_STATE)]
+def ops_command(command: str) -> list[str]:
+    """``python -m system_under_test.ops COMMAND --state-dir /var/lib/votriz``, as the API image runs it."""
+    return ["python", "-m", "system_under_test.ops", command, "--state-dir", str(topology.CONTAINER_STATE)]
+
+
+def ops_argv(command: str, container: str) -> list[str]:
+    """:func:`ops_command` in the running ``container``, handed the auditor's ``VOTRIZ_AUDIT_RUN``
+    (``-e NAME`` passes the client's value, if it has one), so a drill can record who asked."""
+    return ["docker", "exec", "-e", "VOTRIZ_AUDIT_RUN", container, *ops_command(command)]
 
 
 #: Run inside the API container: ``python -c OPS_SEQUENCE COMMAND...`` runs each ``ops`` command

@@ -216,7 +216,8 @@ def test_rendered_profile_is_a_valid_docker_profile(tmp_path: Path) -> None:
     assert profile.capture.server_name == "fakes.votriz.test"
     assert profile.operations.drill_log == tmp_path / "drills.log"
     assert profile.operations.rotate_token_key == (
-        "docker", "exec", "votriz-abc-api", "python", "-m", "system_under_test.ops", "rotate-token-key",
+        "docker", "exec", "-e", "VOTRIZ_AUDIT_RUN", "votriz-abc-api", "python", "-m", "system_under_test.ops",
+        "rotate-token-key",
         "--state-dir", "/var/lib/votriz")
 
 
