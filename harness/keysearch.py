@@ -445,6 +445,8 @@ class KeySearcher:
             walk.skipped.append((str(path), "excluded (link into harness evidence or HSM token store)"))
             return []
         if stat.S_ISDIR(info.st_mode) and path.name in self.settings.skip_dir_names:
+            # Said in the coverage: a deployment of compiled files only is not searched there.
+            walk.skipped.append((str(path), f"directory named {path.name} (search.skip_dir_names)"))
             return []
         identity = (info.st_dev, info.st_ino)
         if identity in walk.seen:

@@ -24,6 +24,7 @@ the Redis password checks share.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -201,6 +202,17 @@ class AnswerCount:
             self._sleep(min(POLL_S, max(0.0, most_s - waited)))
 
 
+
+#: A run of key-like characters in a command's output line: a key the rotation just made is not
+#: a known secret yet, so it is masked before the line is cut for the timeline (a cut copy would
+#: escape both the redaction and the final leak scan).
+_KEY_LIKE = re.compile(r"[A-Za-z0-9+/=_-]{20,}")
+
+
+def timeline_words(line: str, limit: int = 120) -> str:
+    """A command's output line as the load timeline shows it: key-like runs masked, then cut."""
+    return _KEY_LIKE.sub("[…]", line)[:limit]
+
 def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_secrets: KnownSecrets,
                                key_classes: KeyClasses, command: Sequence[str]) -> TokenRotationObservation:
     """Ask the service's health; seed canary channels, rotate under steady load, ask the
@@ -234,7 +246,7 @@ def observe_token_key_rotation(profile: TargetProfile, policy: Policy, known_sec
             answers.wait_for(BASELINE_ANSWERS, *BASELINE_S)
             load.mark(ROTATION_STARTED)
             result = run_operation(command, command_timeout(profile, policy),
-                                   on_line=lambda line: load.mark(f"output: {line[:120]}"),
+                                   on_line=lambda line: load.mark(f"output: {timeline_words(line)}"),
                                    known_secrets=known_secrets)
             load.mark(ROTATION_FINISHED)
             # Calls in flight at the end may have started before it: they do not count.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from harness.load import LoadCall
 from harness.probes import rotation
 from harness.probes.rotation import AnswerCount
@@ -69,3 +71,16 @@ def test_only_answers_after_the_wait_began_count() -> None:
         count(0, 0)
     seconds = count.wait_for(50, 0.2, 2.0)
     assert 0.45 <= seconds <= 0.56
+
+
+def test_a_new_key_in_a_commands_output_never_reaches_the_timeline_even_in_part() -> None:
+    from harness.probes.rotation import timeline_words
+
+    # Given an output line printing the key the rotation just made (not a known secret yet),
+    # where a plain cut at 120 characters would keep its first part
+    key = base64.urlsafe_b64encode(bytes(range(32))).decode()
+    line = '{"command": "rotate-token-key", "note": "' + "x " * 20 + '", "new_key": "' + key + '"}'
+    shown = timeline_words(line)
+    # Then no run of its characters longer than a word is shown
+    assert len(shown) <= 120 and key[:12] not in shown
+    assert timeline_words('{"command": "rotate-token-key", "rows": 3}') == '{"command": "rotate-token-key", "rows": 3}'
