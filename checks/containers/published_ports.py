@@ -69,8 +69,9 @@ def published_ports_verdict(topology: ContainerTopology, edge_container: str | N
     table = [{"container": c.name, "published": [f"{p.host_ip}:{p.host_port}->{p.container_port}"
                                                  for p in c.published],
               "host_network": c.network_mode == "host"} for c in topology.containers]
-    details: dict[str, Any] = {"containers": table, "host_network_listeners": None if host_listeners is None else [
-        f"{s.process} {s.address}:{s.port} ({s.command}, pid {s.pid})" for s in host_listeners.sockets]}
+    listening = None if host_listeners is None else [
+        f"{s.process} {s.address}:{s.port} ({s.command}, pid {s.pid})" for s in host_listeners.sockets]
+    details: dict[str, Any] = {"containers": table, "host_network_listeners": listening}
     if problems:
         return Verdict.failed(f"{len(problems)} port binding(s) break the promise: " + "; ".join(problems),
                               **details)

@@ -94,7 +94,8 @@ def outbound_https_verdict(exercise: OutboundExercise) -> Verdict:
     for index, step in enumerate(exercise.steps):
         end = (exercise.steps[index + 1].sent_at if index + 1 < len(exercise.steps)
                else exercise.window_end)
-        new_peers = [f for f in flows if f.server not in infrastructure and f.active_between(step.sent_at, end)]
+        new_peers = [f for f in flows
+                     if f.server not in infrastructure and f.active_between(step.sent_at, end)]
         carried = [f for f in new_peers if f.start.kind in TLS_STARTS]
         unexplained += [f"{_flow_words(f)} during the {step.upstream} call" for f in new_peers
                         if f.start.kind == "other" and f not in carried]
