@@ -83,12 +83,9 @@ def security_headers_verdict(samples: EdgeSamples, policy: Policy) -> Verdict:
                "forbid_version_banner": policy.headers.forbid_version_banner, "samples": rows}
     if not samples.samples:
         return Verdict.error("No HTTPS response was sampled (edge.sample_paths is empty).", **details)
-    # Only the edge's own error pages were seen: what they lack says nothing of the service's
-    # responses, and a service that is down is not a broken promise.
-    unreached = samples.origin_not_reached()
+    unreached = samples.origin_not_reached(problems)
     if unreached:
-        return Verdict.error(unreached + (f" (The error pages themselves: {'; '.join(problems)}.)"
-                                          if problems else ""), **details)
+        return Verdict.error(unreached, **details)
     if problems:
         return Verdict.failed("Security headers are missing or unsafe: " + "; ".join(problems)
                               + ". (The page itself lists no headers; this is the policy's modern set.)",

@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,16 +93,19 @@ class EdgeSamples:
     port: int
     samples: tuple[HttpSample, ...] = field(default_factory=tuple)
 
-    def origin_not_reached(self) -> str | None:
+    def origin_not_reached(self, problems: Sequence[str] = ()) -> str | None:
         """Why the samples say nothing about the service's own responses, or None.
 
         When every sampled response is a gateway error, only the edge's error
-        page was seen: headers the service adds (or drops) were never observed.
+        page was seen: headers the service adds (or drops) were never observed,
+        and what the error pages lack (``problems``) is said, not judged: a
+        service that is down is not a broken promise.
         """
         statuses = [sample.status for sample in self.samples]
         if statuses and all(status in GATEWAY_ERRORS for status in statuses):
             return (f"Every sampled response is a gateway error (statuses {', '.join(map(str, statuses))}): "
-                    "the service behind the edge did not answer, so its own responses were not observed.")
+                    "the service behind the edge did not answer, so its own responses were not observed."
+                    + (f" (The error pages themselves: {'; '.join(problems)}.)" if problems else ""))
         return None
 
 

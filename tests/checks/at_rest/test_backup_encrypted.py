@@ -246,23 +246,25 @@ def _backup_by(job: str, store: Path, known: KnownSecrets) -> BackupObservation:
     return observe_backup(profile, load_policy(), known)
 
 
-def test_a_plaintext_staging_dump_left_beside_the_encrypted_backup_fails(tmp_path: Path) -> None:
-    # Given a backup job that encrypts its dump but leaves the plaintext staging dump beside it
-    # (the newer file is the encrypted one), and a canary e-mail the run knows
+@pytest.mark.parametrize("staged", ["votriz-2.sql", "staging/2026-12/votriz.sql"], ids=["beside", "below"])
+def test_a_plaintext_staging_dump_left_in_the_store_fails(tmp_path: Path, staged: str) -> None:
+    # Given a backup job that encrypts its dump but leaves the plaintext staging dump beside it, or
+    # in a subdirectory (the newer file is the encrypted one), and a canary e-mail the run knows
     job = ("import os, pathlib, sys, time; d = pathlib.Path(sys.argv[1]);"
-           "(d / 'votriz-2.sql').write_text('COPY public.users (email) FROM stdin;\\ncanary-7@audit.test\\n');"
+           f"s = d / {staged!r}; s.parent.mkdir(parents=True, exist_ok=True);"
+           "s.write_text('COPY public.users (email) FROM stdin;\\ncanary-7@audit.test\\n');"
            "time.sleep(0.05);"
            "(d / 'votriz-2.sql.enc').write_bytes(os.urandom(30000))")
     known = KnownSecrets()
     known.add("canary-7@audit.test", "canary e-mail")
     # When the check's probe takes a backup and the verdict judges it
     verdict = backup_encrypted_verdict(_backup_by(job, tmp_path / "backups", known))
-    # Then the staging dump fails it, named with what it shows, although the newest file is fine
+    # Then the staging dump fails it, named by its path in the store with what it shows
     assert verdict.outcome is Outcome.FAIL, verdict.message
     assert ("The backup also left 1 file beside votriz-2.sql.enc that holds the data in the clear: "
-            "votriz-2.sql: ") in verdict.message
+            f"{staged}: ") in verdict.message
     assert "canary e-mail (raw) at offset" in verdict.message
-    assert [f["name"] for f in verdict.details["also_left"]] == ["votriz-2.sql"]
+    assert [f["name"] for f in verdict.details["also_left"]] == [staged]
 
 
 def test_a_manifest_and_a_checksum_written_after_the_backup_are_no_finding(tmp_path: Path) -> None:
@@ -278,23 +280,6 @@ def test_a_manifest_and_a_checksum_written_after_the_backup_are_no_finding(tmp_p
     assert obs.inspection is not None and obs.inspection.name == "votriz-3.sql.enc"
     assert sorted(o.name for o in obs.others) == ["votriz-3.manifest.json", "votriz-3.sql.enc.sha256"]
     assert verdict.outcome is Outcome.PASS, verdict.message
-
-
-def test_a_plaintext_dump_left_in_a_subdirectory_of_the_store_fails(tmp_path: Path) -> None:
-    # Given a backup job that stages its plaintext dump in a dated subdirectory and leaves it there
-    job = ("import os, pathlib, sys; d = pathlib.Path(sys.argv[1]); s = d / 'staging' / '2026-12';"
-           "s.mkdir(parents=True);"
-           "(s / 'votriz.sql').write_text('COPY public.users (email) FROM stdin;\\ncanary-8@audit.test\\n');"
-           "(d / 'votriz-4.sql.enc').write_bytes(os.urandom(30000))")
-    known = KnownSecrets()
-    known.add("canary-8@audit.test", "canary e-mail")
-    # When the check's probe takes a backup and the verdict judges it
-    verdict = backup_encrypted_verdict(_backup_by(job, tmp_path / "backups", known))
-    # Then the dump two levels down fails it, named by its path in the store
-    assert verdict.outcome is Outcome.FAIL, verdict.message
-    assert "beside votriz-4.sql.enc that holds the data in the clear: staging/2026-12/votriz.sql: " \
-        in verdict.message
-    assert [f["name"] for f in verdict.details["also_left"]] == ["staging/2026-12/votriz.sql"]
 
 
 def test_a_file_the_backup_rewrites_in_place_is_judged_as_new(tmp_path: Path) -> None:
