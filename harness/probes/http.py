@@ -96,13 +96,16 @@ class EdgeSamples:
     def origin_not_reached(self, problems: Sequence[str] = ()) -> str | None:
         """Why the samples say nothing about the service's own responses, or None.
 
-        When every sampled response is a gateway error, only the edge's error
-        page was seen: headers the service adds (or drops) were never observed,
-        and what the error pages lack (``problems``) is said, not judged: a
-        service that is down is not a broken promise.
+        When nothing was sampled, nothing was seen. When every sampled response is
+        a gateway error, only the edge's error page was seen: headers the service
+        adds (or drops) were never observed, and what the error pages lack
+        (``problems``) is said, not judged: a service that is down is not a broken
+        promise.
         """
+        if not self.samples:
+            return f"No {self.scheme.upper()} response was sampled (edge.sample_paths is empty)."
         statuses = [sample.status for sample in self.samples]
-        if statuses and all(status in GATEWAY_ERRORS for status in statuses):
+        if all(status in GATEWAY_ERRORS for status in statuses):
             return (f"Every sampled response is a gateway error (statuses {', '.join(map(str, statuses))}): "
                     "the service behind the edge did not answer, so its own responses were not observed."
                     + (f" (The error pages themselves: {'; '.join(problems)}.)" if problems else ""))
