@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import math
 import os
 import re
 import stat
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,9 +40,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.key_needles import is_mixed, shannon_entropy, short_assignments, short_needles, value_needles
 from harness.probes.docker_engine import layer_files
 from harness.probes.processes import ProcessObservation
-from harness.redaction import encodings, fingerprint
+from harness.redaction import fingerprint
 from harness.sweep import SecretSweep, open_regular
 
 Place = Literal["source", "config", "log", "env", "image"]
@@ -224,76 +223,6 @@ class KeySearchResult:
         }
 
 
-def shannon_entropy(text: bytes) -> float:
-    """Bits per character of ``text`` (0 for empty input)."""
-    if not text:
-        return 0.0
-    counts = Counter(text)
-    total = len(text)
-    return -sum(n / total * math.log2(n / total) for n in counts.values())
-
-
-def _is_mixed(text: bytes) -> bool:
-    return (any(48 <= b <= 57 for b in text) and any(65 <= b <= 90 for b in text)
-            and any(97 <= b <= 122 for b in text))
-
-
-#: Encoded forms at least this long are searched for wherever they are.
-MIN_NEEDLE_BYTES = 6
-#: Shorter forms (a PIN of 4 or 5 digits) are in every file by chance, so they are found only
-#: where they are the whole value given to a name that says it is a secret: an environment
-#: variable or an assignment on a line of text (``SOFTHSM_USER_PIN=4821``, ``pin: "4821"``).
-MIN_SHORT_BYTES = 4
-_SECRET_NAME = re.compile(rb"(?i)pin|pass|secret|key|token|cred|auth")
-_NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-
-
-def _assigned_name(data: bytes, start: int) -> bytes:
-    """The name a value starting at ``start`` is given to (``NAME=``, ``name: "``), else b"".
-
-    Read backwards over a bounded stretch, so that a value found many times costs little."""
-    i = start
-    if i and data[i - 1] in b"\"'":
-        i -= 1
-    while i and data[i - 1] in b" \t":
-        i -= 1
-    if not i or data[i - 1] not in b":=":
-        return b""
-    i -= 1
-    while i and data[i - 1] in b" \t":
-        i -= 1
-    if i and data[i - 1] in b"\"'":
-        i -= 1
-    j = i
-    while j > max(0, i - 100) and data[j - 1] in _NAME_BYTES:
-        j -= 1
-    return data[j:i]
-
-
-#: What may follow it up to the end of its line.
-_VALUE_END = re.compile(rb"""["']?[ \t]*[,;]?[ \t]*(?:\r?\n|\Z)""")
-
-
-def value_needles(values: Iterable[tuple[str, bytes]]) -> list[tuple[bytes, str]]:
-    """Every encoded form of every key value, labelled ``LABEL (form)``."""
-    needles: dict[bytes, str] = {}
-    for label, value in values:
-        for form, encoded in encodings(value):
-            if len(encoded) >= MIN_NEEDLE_BYTES:
-                needles.setdefault(encoded, f"{label} ({form})")
-    return list(needles.items())
-
-
-def short_needles(values: Iterable[tuple[str, bytes]]) -> dict[bytes, str]:
-    """The forms of 4 or 5 bytes, labelled as :func:`value_needles` labels the rest."""
-    short: dict[bytes, str] = {}
-    for label, value in values:
-        for form, encoded in encodings(value):
-            if MIN_SHORT_BYTES <= len(encoded) < MIN_NEEDLE_BYTES:
-                short.setdefault(encoded, f"{label} ({form})")
-    return short
-
-
 @dataclass
 class _Walk:
     files: list[Path] = field(default_factory=list)
@@ -354,22 +283,12 @@ class KeySearcher:
             spans.append((hit.offset, hit.offset + length))
             hits.append(KeyHit("value", place, self._where(data, name, hit.offset, line_numbers),
                                hit.label, fingerprint(data[hit.offset:hit.offset + length])))
-        for start, end, label in self._short_hits(data):
+        for start, end, label in short_assignments(data, self._short):
             spans.append((start, end))
             hits.append(KeyHit("value", place, self._where(data, name, start, line_numbers), label,
                                fingerprint(data[start:end])))
         hits.extend(self._shape_hits(data, place, name, line_numbers, spans))
         return hits
-
-    def _short_hits(self, data: bytes) -> Iterator[tuple[int, int, str]]:
-        """(start, end, label) of each short value given whole to a secret's name in ``data``."""
-        for needle, label in self._short.items():
-            start = data.find(needle)
-            while start >= 0:
-                end = start + len(needle)
-                if _VALUE_END.match(data, end) and _SECRET_NAME.search(_assigned_name(data, start)):
-                    yield start, end, label
-                start = data.find(needle, end)
 
     def _shape_hits(self, data: bytes, place: Place, name: str, line_numbers: bool,
                     spans: list[tuple[int, int]]) -> list[KeyHit]:
@@ -384,7 +303,7 @@ class KeySearcher:
                 secret = data[secret_span[0]:secret_span[1]]
                 if rule.min_entropy and shannon_entropy(secret) < rule.min_entropy:
                     continue
-                if rule.mixed and not _is_mixed(secret):
+                if rule.mixed and not is_mixed(secret):
                     continue
                 # A real key found by value, or by an earlier (more specific)
                 # shape, is named already.

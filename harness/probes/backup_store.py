@@ -23,20 +23,19 @@ import bz2
 import calendar
 import io
 import lzma
-import math
 import os
 import re
 import stat
 import time
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from harness.key_needles import shannon_entropy
 from harness.outcomes import ProbeError
 from harness.profile import TargetProfile
 from harness.redaction import KnownSecrets
@@ -87,14 +86,6 @@ NAME_TIMESTAMP = re.compile(r"\d{8}T\d{6}Z")
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/_=-]*$")
 _FERNET_LINES = re.compile(rb"(?:gAAAAA[A-Za-z0-9_-]+=*\n)+(?:g[A-Za-z0-9_-]*=*)?")
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
-
-
-def shannon_entropy(data: bytes) -> float:
-    """Bits of entropy per byte of ``data`` (0.0 for empty data; 8.0 is the maximum)."""
-    if not data:
-        return 0.0
-    total = len(data)
-    return -sum(n / total * math.log2(n / total) for n in Counter(data).values())
 
 
 def _decode_base64_lines(data: bytes, *, cut: bool) -> bytes | None:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 import harness.keysearch
 from harness.key_classes import load_key_classes
-from harness.keysearch import KeySearcher, search_target, shannon_entropy
+from harness.key_needles import shannon_entropy
+from harness.keysearch import KeySearcher, search_target
 from harness.probes.processes import observe_pid
 
 SETTINGS = load_key_classes().search

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
+from harness.key_needles import shannon_entropy
 from harness.probes.backup_store import (
     SERVICE_FORMAT,
     inspect_backup,
     observe_store,
-    shannon_entropy,
 )
 from harness.probes.backups import aged_backup_name
 from harness.redaction import KnownSecrets
