@@ -41,7 +41,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.key_needles import is_mixed, shannon_entropy, short_assignments, short_needles, value_needles
-from harness.probes.docker_engine import layer_files
+from harness.probes.docker_engine import layer_files, own_distribution_files
 from harness.probes.processes import ProcessObservation
 from harness.redaction import fingerprint
 from harness.sweep import SecretSweep, open_regular
@@ -470,7 +470,9 @@ class KeySearcher:
         A real key is found by its value, in any file, at any size (large files are
         streamed). Key shapes are applied to the text files outside the trees a
         package manager fills (``image_shape_skip``: a layer holds a whole operating
-        system, whose libraries and test data are full of key-shaped strings), so
+        system, whose libraries and test data are full of key-shaped strings), and
+        to the files of Python distributions installed there from a local directory
+        or a VCS (the operator's own code in ``site-packages``), so
         that a key the HSM does not hold (a retired version, one never put there)
         baked into the service's own files is found too. Layers are searched
         ``workers`` at a time (the automaton releases the GIL).
@@ -486,7 +488,9 @@ class KeySearcher:
         hits: list[KeyHit] = []
         errors: list[str] = []
         searched = total = 0
-        for path, _listed_size in layer_files(str(root), errors):
+        listed = [path for path, _size in layer_files(str(root), errors)]
+        own = own_distribution_files(str(root), listed)
+        for path in listed:
             inside = "/" + os.path.relpath(path, root)
             where = f"{label} {inside}"
             # Opened once, judged by what was opened and read from that descriptor: a FIFO or a
@@ -513,7 +517,8 @@ class KeySearcher:
                 spans.append((hit.offset, hit.offset + len(matched)))
                 hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
                                    fingerprint(matched)))
-            if data and _NUL not in data[:_BINARY_SNIFF_BYTES] and self._shapes_apply_in_image(inside):
+            if data and _NUL not in data[:_BINARY_SNIFF_BYTES] and (
+                    inside in own or self._shapes_apply_in_image(inside)):
                 hits.extend(self._shape_hits(data, "image", where, False, spans))
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
                                errors=tuple(f"{label}: {error}" for error in errors))

@@ -12,9 +12,11 @@ silently skipped.
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from harness.outcomes import ProbeError
 from harness.policy import Policy
 from harness.probes import containers as containers_probe
 from harness.probes.containers import ContainerSelector, selector_of
+from harness.sweep import open_regular
 
 PROJECT_LABEL = containers_probe.PROJECT_LABEL
 
@@ -172,6 +175,54 @@ def layer_files(root: str, errors: list[str]) -> Iterator[tuple[str, int]]:
                         errors.append(f"{entry.path}: {exc.strerror or type(exc).__name__}")
         except OSError as exc:
             errors.append(f"{folder}: {exc.strerror or type(exc).__name__}")
+
+
+#: Largest ``direct_url.json`` / ``RECORD`` read from a layer (a RECORD lists one file a line).
+_DIST_INFO_CAP = 4 << 20
+
+
+def _read_capped(path: str) -> bytes | None:
+    try:
+        with open_regular(Path(path)) as stream:
+            data = stream.read(_DIST_INFO_CAP + 1)
+    except OSError:
+        return None
+    return data if data is not None and len(data) <= _DIST_INFO_CAP else None
+
+
+def own_distribution_files(root: str, files: Iterable[str]) -> frozenset[str]:
+    """The files (paths inside the image, ``/usr/...``) of the Python distributions a layer
+    installed from a local directory or a version-control system (``pip install .``,
+    ``pip install git+...``): the operator's own code, though it lies in ``site-packages``
+    with the third-party packages from an index.
+
+    pip records where such a distribution came from in its ``direct_url.json``
+    (``dir_info`` or ``vcs_info``; a package from an index has none, a wheel file named
+    by path has ``archive_info``) and lists its files in ``RECORD``. Either file
+    unreadable, over 4 MiB or malformed: the distribution is not taken as the operator's.
+    """
+    own: set[str] = set()
+    for path in files:
+        if not path.endswith(".dist-info/direct_url.json"):
+            continue
+        raw = _read_capped(path)
+        try:
+            direct = json.loads(raw) if raw is not None else None
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(direct, dict) or not {"dir_info", "vcs_info"} & direct.keys():
+            continue
+        info_dir = os.path.dirname(path)
+        record = _read_capped(os.path.join(info_dir, "RECORD"))
+        if record is None:
+            continue
+        site = os.path.dirname(info_dir)
+        for row in csv.reader(record.decode("utf-8", "replace").splitlines()):
+            if row and row[0]:
+                inside = os.path.normpath(os.path.join(site, row[0]))
+                if inside.startswith(root.rstrip("/") + "/"):
+                    own.add("/" + os.path.relpath(inside, root))
+    return frozenset(own)
 
 
 def warm_image_layers(project: str | ContainerSelector, policy: Policy) -> threading.Thread:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -250,6 +251,36 @@ def test_image_layers_are_searched_whole_by_value_and_by_shape_outside_package_t
     assert shapes == [("image", "fernet-key", "img:1 layer 2 (upper) /etc/votriz/token.key@0", True),
                       ("image", "fernet-key", "img:1 layer 2 (upper) /usr/src/app/settings.py@14", True)]
     assert result.files_searched == 6 and not result.truncated and not result.errors
+
+
+@pytest.mark.parametrize(("origin", "found"), [
+    ({"url": "file:///src/acme", "dir_info": {}}, True),
+    ({"url": "git+https://git.example/acme", "vcs_info": {"vcs": "git", "commit_id": "abc"}}, True),
+    ({"url": "file:///wheels/acme-1.0-py3-none-any.whl", "archive_info": {}}, False),
+    (None, False),
+], ids=["local-directory", "vcs", "wheel-file", "index"])
+def test_the_operators_own_distribution_in_site_packages_is_searched_by_shape(
+        tmp_path: Path, origin: dict | None, found: bool) -> None:
+    # Given a layer where the service is pip-installed into site-packages with a key the HSM does
+    # not hold in its settings, and a third-party package there with a key-shaped test vector
+    layer = tmp_path / "diff"
+    site = layer / "usr" / "local" / "lib" / "python3.11" / "site-packages"
+    for folder in (site / "acme_api", site / "acme_api-1.0.dist-info", site / "vendor_lib"):
+        folder.mkdir(parents=True)
+    retired = base64.urlsafe_b64encode(bytes(range(7, 39))).decode()
+    (site / "acme_api" / "settings.py").write_text(f'FERNET_KEY = "{retired}"\n')
+    (site / "vendor_lib" / "vectors.py").write_text(f'TEST_KEY = "{retired}"\n')
+    (site / "acme_api-1.0.dist-info" / "RECORD").write_text(
+        "acme_api/settings.py,sha256=x,40\nacme_api-1.0.dist-info/RECORD,,\n../../../bin/acme,sha256=y,9\n")
+    if origin is not None:
+        (site / "acme_api-1.0.dist-info" / "direct_url.json").write_text(json.dumps(origin))
+    # When the layer is searched
+    result = searcher().search_layers([("acme:1 layer 1", layer)])
+    # Then the operator's own file is searched by shape (a local directory or a VCS), a package
+    # from an index or a wheel file is not, nor is the third-party package
+    shapes = [hit.where for hit in result.hits if hit.kind == "shape"]
+    own = "acme:1 layer 1 /usr/local/lib/python3.11/site-packages/acme_api/settings.py@14"
+    assert shapes == ([own] if found else [])
 
 
 def test_a_certificate_line_of_a_key_shape_is_no_key_anywhere(tmp_path: Path) -> None:
