@@ -36,17 +36,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.key_hits import BINARY_FILE, GapKind, KeyHit, KeySearchResult, Place, SearchGap
 from harness.key_needles import is_mixed, shannon_entropy, short_assignments, short_needles, value_needles
 from harness.probes.docker_engine import layer_files, own_distribution_files
 from harness.probes.processes import ProcessObservation
 from harness.redaction import fingerprint
 from harness.sweep import SecretSweep, open_regular
-
-Place = Literal["source", "config", "log", "env", "image"]
 
 _BINARY_SNIFF_BYTES = 8192
 _NEWLINE = b"\n"
@@ -55,12 +53,6 @@ _NUL = b"\0"
 # quoting a header) hides nothing after it, and no match scans past the first other character.
 _CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED |X509 )?CERTIFICATE-----[A-Za-z0-9+/=\r\n\t ]{0,65536}?"
                           rb"-----END (?:TRUSTED |X509 )?CERTIFICATE-----")
-# The skip reason of a file that looked binary: unlike an excluded path, it is a
-# gap in what was searched.
-BINARY_FILE = "binary file"
-#: Kinds of :class:`SearchGap` the walk records.
-GapKind = Literal["dangling link", "link loop", "unreadable", "fifo", "socket", "character device",
-                  "block device", "special file"]
 
 
 class ShapeRule(BaseModel):
@@ -114,113 +106,6 @@ class SearchSettings(BaseModel):
     skip_dir_names: tuple[str, ...] = (".git", "__pycache__")
     harmless_gap_kinds: tuple[GapKind, ...] = ("socket",)
     shape: tuple[ShapeRule, ...] = ()
-
-
-@dataclass(frozen=True)
-class SearchGap:
-    """An entry under the searched roots that could not be read.
-
-    Attributes:
-        path: the entry as found under its root (a link's own path, not its target).
-        kind: why it was not read (:data:`GapKind`).
-        detail: the link's target, or the operating system's reason.
-    """
-
-    path: str
-    kind: GapKind
-    detail: str = ""
-
-    def describe(self) -> str:
-        return f"{self.path} ({self.kind}{': ' + self.detail if self.detail else ''})"
-
-
-@dataclass(frozen=True)
-class KeyHit:
-    """One place where a key (or something shaped like one) was found.
-
-    Attributes:
-        kind: ``value`` (a real key from the HSM) or ``shape`` (key-shaped string).
-        place: ``source``, ``config``, ``log`` or ``env``.
-        where: ``path:line``, ``path@offset`` (logs) or ``process[pid N comm] $NAME``.
-        what: the secret's label and encoding, or the shape's name.
-        fingerprint: a non-reversible name of the matched bytes.
-        fails: whether this hit breaks the promise.
-    """
-
-    kind: Literal["value", "shape"]
-    place: Place
-    where: str
-    what: str
-    fingerprint: str
-    fails: bool = True
-
-    def describe(self) -> str:
-        return f"{self.what} in {self.place} {self.where}"
-
-
-@dataclass(frozen=True)
-class KeySearchResult:
-    """What the search looked at and found.
-
-    Attributes:
-        hits: every hit, in search order.
-        files_searched: number of files searched.
-        bytes_searched: number of bytes searched in files.
-        processes_searched: the processes whose environment was searched.
-        skipped: (path, reason) of files and directories not searched.
-        truncated: files searched only up to the size bound.
-        truncated_at: (path, bytes searched) of each truncated file, so a verdict
-            can say how much of it was searched.
-        errors: places that could not be read, with the reason.
-        gaps: entries under the file roots that could not be read (dangling links, link
-            loops, refused permissions, FIFOs, sockets, devices).
-        links_followed: the symbolic links followed (their own paths).
-    """
-
-    hits: tuple[KeyHit, ...] = ()
-    files_searched: int = 0
-    bytes_searched: int = 0
-    processes_searched: tuple[str, ...] = ()
-    skipped: tuple[tuple[str, str], ...] = ()
-    truncated: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()
-    truncated_at: tuple[tuple[str, int], ...] = ()
-    gaps: tuple[SearchGap, ...] = ()
-    links_followed: tuple[str, ...] = ()
-
-    @property
-    def failing(self) -> tuple[KeyHit, ...]:
-        return tuple(hit for hit in self.hits if hit.fails)
-
-    def merged(self, other: KeySearchResult) -> KeySearchResult:
-        return KeySearchResult(
-            hits=self.hits + other.hits,
-            files_searched=self.files_searched + other.files_searched,
-            bytes_searched=self.bytes_searched + other.bytes_searched,
-            processes_searched=self.processes_searched + other.processes_searched,
-            skipped=self.skipped + other.skipped,
-            truncated=self.truncated + other.truncated,
-            errors=self.errors + other.errors,
-            truncated_at=self.truncated_at + other.truncated_at,
-            gaps=self.gaps + other.gaps,
-            links_followed=self.links_followed + other.links_followed,
-        )
-
-    @property
-    def binary_skipped(self) -> tuple[str, ...]:
-        """Files not searched because they looked binary (a gap in the coverage)."""
-        return tuple(path for path, reason in self.skipped if reason == BINARY_FILE)
-
-    def coverage(self) -> dict[str, object]:
-        """A JSON-able summary of what was searched (for evidence)."""
-        return {
-            "files_searched": self.files_searched, "bytes_searched": self.bytes_searched,
-            "processes_searched": list(self.processes_searched),
-            "skipped": [f"{path}: {reason}" for path, reason in self.skipped],
-            "truncated": list(self.truncated), "errors": list(self.errors),
-            "gaps": [gap.describe() for gap in self.gaps],
-            "links_followed": len(self.links_followed),
-        }
 
 
 @dataclass
@@ -291,15 +176,20 @@ class KeySearcher:
         return hits
 
     def _shape_hits(self, data: bytes, place: Place, name: str, line_numbers: bool,
-                    spans: list[tuple[int, int]]) -> list[KeyHit]:
+                    spans: list[tuple[int, int]], *, base: int = 0,
+                    keep: tuple[int, int] | None = None) -> list[KeyHit]:
         """The key-shaped strings of ``data`` outside ``spans`` (places named already) and
         outside certificates (a PEM certificate's base64 is public and key-shaped by chance:
-        a line of 43 characters and one ``=`` is a Fernet key's shape)."""
+        a line of 43 characters and one ``=`` is a Fernet key's shape). For a window of a
+        larger file, ``base`` is its offset in the file and only matches starting in
+        ``keep`` (offsets in ``data``) are kept: the rest is context, judged in its own window."""
         hits: list[KeyHit] = []
         spans = spans + _certificate_spans(data)
         for rule, pattern in self._shapes:
             for match in pattern.finditer(data):
                 secret_span = match.span(1) if pattern.groups else match.span()
+                if keep is not None and not keep[0] <= secret_span[0] < keep[1]:
+                    continue
                 secret = data[secret_span[0]:secret_span[1]]
                 if rule.min_entropy and shannon_entropy(secret) < rule.min_entropy:
                     continue
@@ -311,18 +201,34 @@ class KeySearcher:
                     continue
                 spans.append(secret_span)
                 hits.append(KeyHit("shape", place,
-                                   self._where(data, name, secret_span[0], line_numbers),
+                                   self._where(data, name, secret_span[0], line_numbers, base),
                                    rule.name, fingerprint(secret), rule.fails))
+        return hits
+
+    def _windowed_shape_hits(self, fd: int, size: int, where: str,
+                             value_spans: list[tuple[int, int]]) -> list[KeyHit]:
+        """Key shapes in a layer file too large to read whole, window by window, up to
+        ``max_log_bytes`` (the shapes cost ~0.3 s a MiB of text): each window is read with
+        :data:`_SHAPE_CONTEXT` bytes on either side, so a key or a certificate across a
+        window's edge is seen whole in the window where it starts."""
+        hits: list[KeyHit] = []
+        for start in range(0, min(size, self.settings.max_log_bytes), _SHAPE_WINDOW):
+            lead = min(start, _SHAPE_CONTEXT)
+            data = os.pread(fd, lead + _SHAPE_WINDOW + _SHAPE_CONTEXT, start - lead)
+            base = start - lead
+            spans = [(a - base, b - base) for a, b in value_spans if a < base + len(data) and b > base]
+            hits += self._shape_hits(data, "image", where, False, spans, base=base,
+                                     keep=(lead, lead + _SHAPE_WINDOW))
         return hits
 
     def _shapes_apply_in_image(self, inside: str) -> bool:
         return not any(fnmatch.fnmatchcase(inside, pattern) for pattern in self.settings.image_shape_skip)
 
     @staticmethod
-    def _where(data: bytes, name: str, offset: int, line_numbers: bool) -> str:
+    def _where(data: bytes, name: str, offset: int, line_numbers: bool, base: int = 0) -> str:
         if line_numbers:
             return f"{name}:{data.count(_NEWLINE, 0, offset) + 1}"
-        return f"{name}@{offset}"
+        return f"{name}@{base + offset}"
 
     def _excluded(self, path: Path) -> bool:
         absolute = Path(os.path.abspath(path))
@@ -488,6 +394,7 @@ class KeySearcher:
         hits: list[KeyHit] = []
         errors: list[str] = []
         searched = total = 0
+        cut: list[tuple[str, int]] = []
         listed = [path for path, _size in layer_files(str(root), errors)]
         own = own_distribution_files(str(root), listed)
         for path in listed:
@@ -497,7 +404,8 @@ class KeySearcher:
             # link put in the listed file's place is an error line, never a hang or another file.
             try:
                 with open_regular(Path(path)) as stream:
-                    size = os.fstat(stream.fileno()).st_size
+                    fd = stream.fileno()
+                    size = os.fstat(fd).st_size
                     if size <= _WHOLE_FILE_BYTES:
                         data = stream.readall()
                         found = self._sweep.scan_bytes(data, where)
@@ -505,23 +413,29 @@ class KeySearcher:
                         data = b""
                         found = list(self._sweep.scan_open_file(stream, where))
                     matches = [(hit, data[hit.offset:hit.offset + self._lengths[hit.label]] if data
-                                else os.pread(stream.fileno(), self._lengths[hit.label], hit.offset))
+                                else os.pread(fd, self._lengths[hit.label], hit.offset))
                                for hit in found]
+                    spans = [(hit.offset, hit.offset + len(matched)) for hit, matched in matches]
+                    shapes: list[KeyHit] = []
+                    if inside in own or self._shapes_apply_in_image(inside):
+                        head = data[:_BINARY_SNIFF_BYTES] if data else os.pread(fd, _BINARY_SNIFF_BYTES, 0)
+                        if head and _NUL not in head:
+                            shapes = (self._shape_hits(data, "image", where, False, spans) if data
+                                      else self._windowed_shape_hits(fd, size, where, spans))
+                            if size > self.settings.max_log_bytes:
+                                cut.append((f"{where} (by key shape; by value whole)",
+                                            self.settings.max_log_bytes))
             except OSError as exc:
                 errors.append(f"{where}: {exc.strerror or type(exc).__name__}")
                 continue
             searched += 1
             total += size
-            spans = []
-            for hit, matched in matches:
-                spans.append((hit.offset, hit.offset + len(matched)))
-                hits.append(KeyHit("value", "image", f"{where}@{hit.offset}", hit.label,
-                                   fingerprint(matched)))
-            if data and _NUL not in data[:_BINARY_SNIFF_BYTES] and (
-                    inside in own or self._shapes_apply_in_image(inside)):
-                hits.extend(self._shape_hits(data, "image", where, False, spans))
+            hits += [KeyHit("value", "image", f"{where}@{hit.offset}", hit.label, fingerprint(matched))
+                     for hit, matched in matches]
+            hits += shapes
         return KeySearchResult(hits=tuple(hits), files_searched=searched, bytes_searched=total,
-                               errors=tuple(f"{label}: {error}" for error in errors))
+                               errors=tuple(f"{label}: {error}" for error in errors),
+                               truncated=tuple(path for path, _ in cut), truncated_at=tuple(cut))
 
     def search_processes(self, processes: Iterable[ProcessObservation]) -> KeySearchResult:
         """Search the environment of every process (variable names only in hits)."""
@@ -545,6 +459,10 @@ class KeySearcher:
 
 # Layer files up to this size are read whole and searched in one call.
 _WHOLE_FILE_BYTES = 8 << 20
+# A larger text file is searched for key shapes in windows of this size, each read with this
+# much of its neighbours on either side (more than a PEM private key or a certificate).
+_SHAPE_WINDOW = 8 << 20
+_SHAPE_CONTEXT = 64 << 10
 
 
 def _unique(hits: Iterable[KeyHit]) -> Iterator[KeyHit]:

@@ -21,7 +21,8 @@ import pytest
 
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
-from harness.keysearch import KeySearchResult, SearchGap, search_target
+from harness.key_hits import KeySearchResult, SearchGap
+from harness.keysearch import search_target
 from harness.outcomes import Verdict
 from harness.platform import OutOfReach, Platform
 from harness.policy import Policy
@@ -39,7 +40,7 @@ def no_key_elsewhere_verdict(result: KeySearchResult, key_labels: Sequence[str],
     """Any failing hit FAILS naming the place; an incomplete search is ERROR; environments the
     platform cannot see (``processes_out_of_reach``: its reason) leave the verdict MANUAL.
 
-    A gap of the walk (:class:`harness.keysearch.SearchGap`) makes the search incomplete
+    A gap of the walk (:class:`harness.key_hits.SearchGap`) makes the search incomplete
     unless its kind is in ``harmless_gap_kinds`` (the policy's list).
     """
     details: dict[str, Any] = {

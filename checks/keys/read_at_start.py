@@ -14,7 +14,8 @@ import pytest
 
 from harness.evidence import EvidenceRecorder
 from harness.key_classes import KeyClasses
-from harness.keysearch import KeyHit, KeySearcher
+from harness.key_hits import KeyHit
+from harness.keysearch import KeySearcher
 from harness.outcomes import ProbeError, Verdict
 from harness.platform import OutOfReach, Platform
 from harness.policy import Policy

@@ -283,6 +283,41 @@ def test_the_operators_own_distribution_in_site_packages_is_searched_by_shape(
     assert shapes == ([own] if found else [])
 
 
+def test_a_text_file_too_large_to_read_whole_is_searched_by_shape_window_by_window(tmp_path: Path) -> None:
+    # Given a 20 MiB log baked into a layer: a key the HSM does not hold across the edge of the
+    # first 8 MiB window, another near the end, and a certificate across the second window's edge
+    from harness import keysearch
+    window = keysearch._SHAPE_WINDOW
+    retired = base64.urlsafe_b64encode(bytes(range(7, 39))).decode()
+    other = base64.urlsafe_b64encode(bytes(range(40, 72))).decode()
+    certificate = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2\n"
+                   "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8=\n-----END CERTIFICATE-----\n")
+    first = f'FERNET_KEY = "{retired}"\n'.encode()
+    last = f'SECRET_KEY = "{other}"\n'.encode()
+    layer = tmp_path / "diff"
+    (layer / "var" / "log").mkdir(parents=True)
+    body = bytearray(b"x" * (20 << 20))
+    at_first = window - 20
+    body[at_first:at_first + len(first)] = first
+    at_cert = 2 * window - 40
+    body[at_cert:at_cert + len(certificate)] = certificate.encode()
+    at_last = (20 << 20) - 200
+    body[at_last:at_last + len(last)] = last
+    (layer / "var" / "log" / "app.log").write_bytes(bytes(body))
+    # When the layer is searched
+    result = searcher().search_layers([("img:1 layer 1", layer)])
+    # Then both keys are found by shape at their offsets in the file, once each; the certificate is not
+    shapes = sorted(hit.where for hit in result.hits if hit.kind == "shape")
+    assert shapes == sorted([f"img:1 layer 1 /var/log/app.log@{at_first + 14}",
+                             f"img:1 layer 1 /var/log/app.log@{at_last + 14}"])
+    assert not result.truncated_at
+    # And past the bound on text searched by shape (max_log_bytes), the rest is a gap, said
+    bounded = KeySearcher(VALUES, SETTINGS.model_copy(update={"max_log_bytes": 16 << 20}))
+    result = bounded.search_layers([("img:1 layer 1", layer)])
+    assert [hit.where for hit in result.hits] == [f"img:1 layer 1 /var/log/app.log@{at_first + 14}"]
+    assert result.truncated_at == (("img:1 layer 1 /var/log/app.log (by key shape; by value whole)", 16 << 20),)
+
+
 def test_a_certificate_line_of_a_key_shape_is_no_key_anywhere(tmp_path: Path) -> None:
     # Given a CA bundle among the configuration files, one line of a certificate Fernet-shaped
     line = "Zx81kQmV2bN7rT3wY0pLaEcDfGhJ4sUiOq5Rt6Yu7I8="

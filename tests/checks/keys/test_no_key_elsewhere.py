@@ -12,7 +12,8 @@ import pytest
 
 from checks.keys.no_key_elsewhere import check_no_key_elsewhere, no_key_elsewhere_verdict
 from harness.key_classes import load_key_classes
-from harness.keysearch import KeyHit, KeySearcher, KeySearchResult, SearchGap
+from harness.key_hits import KeyHit, KeySearchResult, SearchGap
+from harness.keysearch import KeySearcher
 from harness.outcomes import Outcome
 from harness.platform import OutOfReach
 

@@ -9,7 +9,7 @@ import pytest
 
 from checks.keys.read_at_start import check_read_at_start, read_at_start_verdict
 from harness.evidence import EvidenceRecorder
-from harness.keysearch import KeyHit
+from harness.key_hits import KeyHit
 from harness.outcomes import CheckOutcome, Outcome
 from harness.platform import OutOfReach, platform_for
 from harness.probes.processes import ProcessObservation
