@@ -37,37 +37,68 @@ def is_mixed(text: bytes) -> bool:
 #: Encoded forms at least this long are searched for wherever they are.
 MIN_NEEDLE_BYTES = 6
 #: Shorter forms (a PIN of 4 or 5 digits) are in every file by chance, so they are found only
-#: where they are the whole value given to a name that says it is a secret: an environment
-#: variable or an assignment on a line of text (``SOFTHSM_USER_PIN=4821``, ``pin: "4821"``).
+#: where they are the whole value given to a name whose last word names a secret: an
+#: environment variable or an assignment in a line of text (``SOFTHSM_USER_PIN=4821``,
+#: ``pin: "4821"``, ``{"pin": "4821"}``, ``--pin 4821``). ``max_tokens = 4821``, ``monkey=4821``
+#: or ``port = 4821`` are not.
 MIN_SHORT_BYTES = 4
-_SECRET_NAME = re.compile(rb"(?i)pin|pass|secret|key|token|cred|auth")
+#: The most short hits one buffer yields (as the sweep stops at its own limit).
+MAX_SHORT_HITS = 1000
+#: Last words of a name that say it holds a secret (a 4- or 5-byte key is no key: PINs and
+#: passwords are what is that short).
+SECRET_WORDS = frozenset({b"pin", b"pins", b"pass", b"password", b"passwd", b"passphrase", b"pwd",
+                          b"secret", b"token", b"credential", b"userpin", b"sopin"})
 _NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+#: What may stand right after a value given whole: its closing quote, then the end of the
+#: value (space, a separator, a bracket, a comment, the end of the line or of the data).
+_QUOTES = b"\"'"
+_VALUE_ENDS = b" \t\r\n,;}])#&"
+_WORDS = re.compile(rb"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+
+
+def _name_before(data: bytes, end: int) -> bytes:
+    start = end
+    while start > max(0, end - 100) and data[start - 1] in _NAME_BYTES:
+        start -= 1
+    return data[start:end]
+
+
+def _blanks_before(data: bytes, end: int) -> int:
+    """Where a run of at most 16 blanks ending at ``end`` starts."""
+    start = end
+    while start and end - start < 16 and data[start - 1] in b" \t":
+        start -= 1
+    return start
 
 
 def _assigned_name(data: bytes, start: int) -> bytes:
-    """The name a value starting at ``start`` is given to (``NAME=``, ``name: "``), else b"".
-
-    Read backwards over a bounded stretch, so that a value found many times costs little."""
-    i = start
-    if i and data[i - 1] in b"\"'":
-        i -= 1
-    while i and data[i - 1] in b" \t":
-        i -= 1
-    if not i or data[i - 1] not in b":=":
-        return b""
-    i -= 1
-    while i and data[i - 1] in b" \t":
-        i -= 1
-    if i and data[i - 1] in b"\"'":
-        i -= 1
-    j = i
-    while j > max(0, i - 100) and data[j - 1] in _NAME_BYTES:
-        j -= 1
-    return data[j:i]
+    """The name a value starting at ``start`` is given to (``NAME=``, ``name: "``, ``--name ``),
+    else b"". Read backwards over at most ~140 bytes, so a value found often costs little."""
+    quoted = bool(start) and data[start - 1] in _QUOTES
+    i = start - quoted
+    before_blanks = _blanks_before(data, i)
+    if before_blanks and data[before_blanks - 1] in b":=":
+        i = _blanks_before(data, before_blanks - 1)
+        if i and data[i - 1] in _QUOTES:
+            i -= 1
+        return _name_before(data, i)
+    # No ``:`` or ``=``: only a command-line flag gives a value after a blank (``--pin 4821``).
+    flag = _name_before(data, before_blanks) if before_blanks < i else b""
+    return flag if flag.startswith(b"-") else b""
 
 
-#: What may follow it up to the end of its line.
-_VALUE_END = re.compile(rb"""["']?[ \t]*[,;]?[ \t]*(?:\r?\n|\Z)""")
+def names_a_secret(name: bytes) -> bool:
+    """Whether the last word of ``name`` (``SOFTHSM_USER_PIN``, ``userPin``, ``db.password``)
+    says it holds a secret."""
+    words = _WORDS.findall(name)
+    return bool(words) and words[-1].lower() in SECRET_WORDS
+
+
+def _ends_whole(data: bytes, end: int) -> bool:
+    """Whether a value ending at ``end`` ends there: a closing quote at most, then its end."""
+    if end < len(data) and data[end] in _QUOTES:
+        end += 1
+    return end == len(data) or data[end] in _VALUE_ENDS
 
 
 def value_needles(values: Iterable[tuple[str, bytes]]) -> list[tuple[bytes, str]]:
@@ -91,11 +122,15 @@ def short_needles(values: Iterable[tuple[str, bytes]]) -> dict[bytes, str]:
 
 
 def short_assignments(data: bytes, short: Mapping[bytes, str]) -> Iterator[tuple[int, int, str]]:
-    """(start, end, label) of each short form in ``data`` given whole to a secret's name."""
+    """(start, end, label) of each short form in ``data`` given whole to a secret's name, at
+    most :data:`MAX_SHORT_HITS` of them; each occurrence costs a bounded look around it."""
+    found = 0
     for needle, label in short.items():
         start = data.find(needle)
-        while start >= 0:
+        while start >= 0 and found < MAX_SHORT_HITS:
             end = start + len(needle)
-            if _VALUE_END.match(data, end) and _SECRET_NAME.search(_assigned_name(data, start)):
+            whole = (start == 0 or data[start - 1] not in _NAME_BYTES) and _ends_whole(data, end)
+            if whole and names_a_secret(_assigned_name(data, start)):
+                found += 1
                 yield start, end, label
             start = data.find(needle, end)

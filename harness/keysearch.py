@@ -139,6 +139,27 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+class _Lines:
+    """Line numbers of offsets in one buffer, counted forward from the last one asked (hits
+    come in order, mostly), so that numbering many hits costs one pass, not one per hit."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._at, self._line = data, 0, 1
+
+    def of(self, offset: int) -> int:
+        if offset < self._at:
+            self._at, self._line = 0, 1
+        self._line += self._data.count(_NEWLINE, self._at, offset)
+        self._at = offset
+        return self._line
+
+
+def _where(name: str, offset: int, lines: _Lines | None, base: int = 0) -> str:
+    """``name:line`` when lines are numbered, else ``name@offset`` (``base``: where the
+    buffer starts in its file)."""
+    return f"{name}:{lines.of(offset)}" if lines is not None else f"{name}@{base + offset}"
+
+
 class KeySearcher:
     """Searches bytes, files, logs and process environments for keys.
 
@@ -163,14 +184,15 @@ class KeySearcher:
         """Every hit in one buffer; ``name`` is the file or ``process $VAR`` it came from."""
         hits: list[KeyHit] = []
         spans: list[tuple[int, int]] = []
+        lines = _Lines(data) if line_numbers else None
         for hit in self._sweep.scan_bytes(data, name):
             length = self._lengths[hit.label]
             spans.append((hit.offset, hit.offset + length))
-            hits.append(KeyHit("value", place, self._where(data, name, hit.offset, line_numbers),
+            hits.append(KeyHit("value", place, _where(name, hit.offset, lines),
                                hit.label, fingerprint(data[hit.offset:hit.offset + length])))
         for start, end, label in short_assignments(data, self._short):
             spans.append((start, end))
-            hits.append(KeyHit("value", place, self._where(data, name, start, line_numbers), label,
+            hits.append(KeyHit("value", place, _where(name, start, lines), label,
                                fingerprint(data[start:end])))
         hits.extend(self._shape_hits(data, place, name, line_numbers, spans))
         return hits
@@ -185,6 +207,7 @@ class KeySearcher:
         ``keep`` (offsets in ``data``) are kept: the rest is context, judged in its own window."""
         hits: list[KeyHit] = []
         spans = spans + _certificate_spans(data)
+        lines = _Lines(data) if line_numbers else None
         for rule, pattern in self._shapes:
             for match in pattern.finditer(data):
                 secret_span = match.span(1) if pattern.groups else match.span()
@@ -201,7 +224,7 @@ class KeySearcher:
                     continue
                 spans.append(secret_span)
                 hits.append(KeyHit("shape", place,
-                                   self._where(data, name, secret_span[0], line_numbers, base),
+                                   _where(name, secret_span[0], lines, base),
                                    rule.name, fingerprint(secret), rule.fails))
         return hits
 
@@ -223,12 +246,6 @@ class KeySearcher:
 
     def _shapes_apply_in_image(self, inside: str) -> bool:
         return not any(fnmatch.fnmatchcase(inside, pattern) for pattern in self.settings.image_shape_skip)
-
-    @staticmethod
-    def _where(data: bytes, name: str, offset: int, line_numbers: bool, base: int = 0) -> str:
-        if line_numbers:
-            return f"{name}:{data.count(_NEWLINE, 0, offset) + 1}"
-        return f"{name}@{base + offset}"
 
     def _excluded(self, path: Path) -> bool:
         absolute = Path(os.path.abspath(path))
@@ -416,12 +433,17 @@ class KeySearcher:
                                 else os.pread(fd, self._lengths[hit.label], hit.offset))
                                for hit in found]
                     spans = [(hit.offset, hit.offset + len(matched)) for hit, matched in matches]
-                    shapes: list[KeyHit] = []
+                    text = bool(data) and _NUL not in data[:_BINARY_SNIFF_BYTES]
+                    # A short PIN given to its name (an .env file baked in) is no package's data.
+                    short = list(short_assignments(data, self._short)) if text and self._short else []
+                    spans += [(start, end) for start, end, _ in short]
+                    shapes = [KeyHit("value", "image", f"{where}@{start}", label,
+                                     fingerprint(data[start:end])) for start, end, label in short]
                     if inside in own or self._shapes_apply_in_image(inside):
                         head = data[:_BINARY_SNIFF_BYTES] if data else os.pread(fd, _BINARY_SNIFF_BYTES, 0)
                         if head and _NUL not in head:
-                            shapes = (self._shape_hits(data, "image", where, False, spans) if data
-                                      else self._windowed_shape_hits(fd, size, where, spans))
+                            shapes += (self._shape_hits(data, "image", where, False, spans) if data
+                                       else self._windowed_shape_hits(fd, size, where, spans))
                             if size > self.settings.max_log_bytes:
                                 cut.append((f"{where} (by key shape; by value whole)",
                                             self.settings.max_log_bytes))

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import harness.key_needles
 import harness.keysearch
 from harness.key_classes import load_key_classes
 from harness.key_needles import shannon_entropy
@@ -187,6 +188,38 @@ def test_a_short_pin_given_whole_to_a_secrets_name_is_found_and_nowhere_else(tmp
     # Then it is named where a secret's name holds it whole: not as a port, a count or in prose
     assert [(h.what, h.where.rsplit(" ", 1)[-1]) for h in env.hits] == [("HSM user PIN (raw)", "$SOFTHSM_USER_PIN")]
     assert [h.where for h in files.hits] == [f"{tmp_path / 'app.toml'}:2"]
+
+
+#: Where a 4-digit PIN is given to a secret's name (found), and where the same digits are not.
+GIVEN = ['SOFTHSM_USER_PIN={}', 'pin: "{}"', '{{"pin": "{}"}}', '{{"ts":1,"pin":"{}"}}',
+         'level=info pin={} slot=0', 'pin="{}" other="x"', 'SOFTHSM_USER_PIN={} # hsm', '--pin {}',
+         '--pin={}', 'export PIN={}', 'PIN = "{}"', 'userPin: {}', 'db.password={}']
+NOT_GIVEN = ['port = {}', 'x {} y', 'PIN={}0', 'max_keys={}', 'monkey={}', 'spinner_delay={}',
+             'author_id: {}', 'passes: {}', 'tokens_per_minute = {}', 'key: {}', 'max_tokens = {}',
+             'ping_interval: {}', 'output_tokens={}', '{}', '={}', 'pin {}', 'PIN=1{}', 'pin={}.5']
+
+
+@pytest.mark.parametrize(("line", "found"), [(line, True) for line in GIVEN] + [(line, False) for line in NOT_GIVEN])
+def test_a_short_pin_is_found_only_where_a_secrets_name_is_given_it_whole(line: str, found: bool) -> None:
+    hits = KeySearcher([("HSM user PIN", b"4821")], SETTINGS).scan(line.format("4821").encode(), "config", "f",
+                                                                    line_numbers=True)
+    assert [h.what for h in hits] == (["HSM user PIN (raw)"] if found else []), line
+
+
+def test_short_hits_are_bounded_and_never_slow(tmp_path: Path) -> None:
+    short = KeySearcher([("HSM user PIN", b"4821")], SETTINGS)
+    # A value followed by a long run of blanks, and a file of nothing but hits, each numbered by line
+    started = time.monotonic()
+    assert short.scan(b"4821" + b" " * 1_000_000 + b"x", "config", "f", line_numbers=True) == []
+    many = short.scan(b"pin=4821\n" * 200_000, "config", "f", line_numbers=True)
+    assert len(many) == harness.key_needles.MAX_SHORT_HITS and many[-1].where == "f:1000"
+    assert time.monotonic() - started < 5
+    # And a layer's .env is searched as a config file is
+    layer = tmp_path / "diff" / "srv"
+    layer.mkdir(parents=True)
+    (layer / ".env").write_text("SOFTHSM_USER_PIN=4821\n")
+    hit, = short.search_layers([("img:1 layer 1", tmp_path / "diff")]).hits
+    assert (hit.what, hit.where) == ("HSM user PIN (raw)", "img:1 layer 1 /srv/.env@17")
 
 
 def test_search_target_covers_source_config_logs(tmp_path: Path) -> None:
