@@ -8,8 +8,11 @@ check marks them on its load timeline) and kept, bounded: the last
 :data:`STDERR_LINES_KEPT` of standard error, each redacted first when the
 caller hands over the run's :class:`~harness.redaction.KnownSecrets`. A
 command that prints without end, or one line without end, costs a bounded
-amount of memory, and a secret it prints is never kept. A command killed at
-its limit is killed with every process it started (its own process group).
+amount of memory, and a secret it prints is never kept (a long line is
+redacted whole, then cut). A command killed at its limit, or when the run is
+interrupted, is killed with its process group: what it started, but for a
+process that made a session of its own, and for what ``docker exec`` runs
+inside a container (the engine does not stop that when its client ends).
 
 Every command finds ``VOTRIZ_AUDIT_RUN`` (:data:`RUN_MARKER`) in its
 environment: a drill that records it lets a later audit tell its entries apart
@@ -47,7 +50,12 @@ MARKER_PREFIX = "votriz-audit/"
 RUN_MARKER = f"{MARKER_PREFIX}{uuid.uuid4().hex[:12]}"
 
 
-def bounded_lines(stream: IO[str], limit: int = MAX_LINE_CHARS) -> Iterator[str]:
+#: What is read past the kept part of a cut line, so that a secret across the cut is whole
+#: when the line is redacted (longer than any secret's encoded form the harness knows).
+CUT_MARGIN_CHARS = 64 << 10
+
+
+def bounded_lines(stream: IO[str], limit: int = MAX_LINE_CHARS + CUT_MARGIN_CHARS) -> Iterator[str]:
     """The lines of ``stream``, each at most ``limit`` characters (the rest of a longer one is
     read and dropped), so that a line without end costs bounded memory."""
     dropping = False
@@ -122,6 +130,15 @@ class CommandResult:
                 "stderr_tail": list(self.stderr_tail)}
 
 
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """End the command and what it started in its session (a pg_dump left running would hold
+    the output pipes and go on working against the target). A process that made a session of
+    its own, or one ``docker exec`` runs inside a container, is beyond this."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 def run_operation(argv: Sequence[str], timeout_s: float,
                   on_line: Callable[[str], None] | None = None, *,
                   known_secrets: KnownSecrets | None = None) -> CommandResult:
@@ -145,8 +162,9 @@ def run_operation(argv: Sequence[str], timeout_s: float,
     errors: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
 
     def clean(line: str) -> str:
+        # Redacted whole, then cut: a secret across the cut leaves no part of itself behind.
         line = line.rstrip("\n")
-        return known_secrets.redact(line) if known_secrets is not None else line
+        return (known_secrets.redact(line) if known_secrets is not None else line)[:MAX_LINE_CHARS]
 
     def read_stdout() -> None:
         assert process.stdout is not None
@@ -170,11 +188,12 @@ def run_operation(argv: Sequence[str], timeout_s: float,
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        # Our own child and what it started (its session, made above): a pg_dump left
-        # running would hold the output pipes and go on working against the target.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        _kill_group(process)
+    except BaseException:
+        # Interrupted (Ctrl-C, the run's deadline): its own session keeps the terminal's
+        # signal from the command, so the harness ends it before it goes.
+        _kill_group(process)
+        raise
     for reader in readers:
         reader.join(READER_JOIN_S)
     return CommandResult(tuple(argv), None if timed_out else process.returncode,

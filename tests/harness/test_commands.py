@@ -87,3 +87,46 @@ def test_a_command_killed_at_its_limit_takes_what_it_started_with_it(tmp_path) -
 def test_every_command_finds_the_run_marker_in_its_environment() -> None:
     done = run_operation([sys.executable, "-c", "import os; print(os.environ['VOTRIZ_AUDIT_RUN'])"], 10)
     assert done.lines[-1][1] == commands.RUN_MARKER and commands.RUN_MARKER.startswith("votriz-audit/")
+
+
+def test_a_secret_across_the_cut_of_a_long_line_leaves_nothing_of_itself() -> None:
+    # Given a known secret printed so that it straddles the cut of a long line
+    secret = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdo"
+    known = KnownSecrets()
+    known.add(secret, "token key")
+    script = (f"import sys\nsys.stdout.write('x' * ({commands.MAX_LINE_CHARS} - 20) + {secret!r} + 'y' * 100)\n"
+              f"sys.stdout.write('\\nwhole: ' + {secret!r} + '\\n')\n")
+    done = run_operation([sys.executable, "-c", script], 30, known_secrets=known)
+    # Then the kept line, cut at the bound, holds no part of it: it was redacted before the cut
+    kept = [line for _, line in done.lines]
+    assert len(kept[0]) == commands.MAX_LINE_CHARS and secret[:12] not in kept[0] and "x" * 100 in kept[0]
+    assert secret not in kept[1] and "[REDACTED" in kept[1]
+
+
+def test_an_interrupted_run_ends_the_command_and_what_it_started(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import time
+
+    # Given a command whose child would finish its work after 1.5 s, and a run interrupted at 0.5 s
+    marker = tmp_path / "child-still-running"
+    child = tmp_path / "child.py"
+    child.write_text(f"import pathlib, time\ntime.sleep(1.5)\npathlib.Path({str(marker)!r}).touch()\n")
+    script = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(child)!r}])\ntime.sleep(30)\n"
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(Interrupted):
+            run_operation([sys.executable, "-c", script], 30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # Then neither the command nor its child goes on
+    time.sleep(2)
+    assert not marker.exists()
