@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from harness.evidence import EvidenceRecorder
 from harness.outcomes import Verdict
 from harness.policy import Policy
 from harness.probes.containers import ContainerTopology
-from harness.probes.listeners import ListenerScan, host_network_listeners
+from harness.probes.listeners import ListenerScan, host_network_listeners, is_loopback
 from harness.profile import TargetProfile
 
 PUBLIC_CONTAINER_PORTS = {"80/tcp", "443/tcp"}
@@ -30,7 +29,7 @@ def _host_network_problems(edge: str, host_listeners: ListenerScan) -> list[str]
     """Sockets of containers on the host's network that are on the host's public addresses."""
     problems = []
     for sock in host_listeners.sockets:
-        if ipaddress.ip_address(sock.address).is_loopback:
+        if is_loopback(sock.address):
             continue
         where = (f"{sock.process} shares the host's network and listens on {sock.address}:{sock.port} "
                  f"({sock.command}, pid {sock.pid}) there")

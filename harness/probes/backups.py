@@ -192,6 +192,12 @@ def run_profile_operation(profile: TargetProfile, policy: Policy, known: KnownSe
     return run_command(name, argv, command_timeout(profile, policy), known)
 
 
+def _top_level(directory: Path) -> list[BackupFile]:
+    """The store's files at its top level: where a prune looks for backups (a staging dump or
+    a tool's log in a subdirectory is no backup to plant aged copies of)."""
+    return [f for f in list_backups(directory)[0] if "/" not in f.name]
+
+
 def _newest(files: Sequence[BackupFile]) -> BackupFile | None:
     return max(files, key=lambda f: (f.mtime, f.name)) if files else None
 
@@ -317,12 +323,12 @@ def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecret
         return RetentionObservation(store, days, None, "the store as found holds entries older "
                                     f"than {days} days; the prune was not run, so that they stay "
                                     "as evidence", aged)
-    newest = _newest(list_backups(directory)[0])
+    newest = _newest(_top_level(directory))
     if newest is None:
         made = run_profile_operation(profile, policy, known, "backup")
         if not made.succeeded:
             raise ProbeError(f"no backup to plant copies of, and {made.describe()}")
-        newest = _newest(list_backups(directory)[0])
+        newest = _newest(_top_level(directory))
         if newest is None:
             raise ProbeError(f"no backup in {directory} even after running the backup command")
     now = time.time()

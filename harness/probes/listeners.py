@@ -232,6 +232,14 @@ class OriginSurvey:
     unreadable: tuple[str, ...] = ()
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is a loopback address, an IPv4-mapped one (``::ffff:127.0.0.1``, as a
+    dual-stack socket bound to 127.0.0.1 shows) included."""
+    ip = ipaddress.ip_address(address)
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
 def loopback_target(address: str) -> str | None:
     """The loopback address to reach a socket bound to ``address``; None if not loopback.
 
@@ -244,9 +252,8 @@ def loopback_target(address: str) -> str | None:
         return "127.0.0.1" if ip.version == 4 else "::1"
     if ip.is_loopback:
         return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None \
-            and ip.ipv4_mapped.is_loopback:
-        return str(ip.ipv4_mapped)
+    if is_loopback(address):
+        return str(ipaddress.IPv6Address(address).ipv4_mapped)
     return None
 
 
@@ -393,7 +400,6 @@ def survey_docker_origin(profile: TargetProfile, policy: Policy, *, client: Any 
         root = by_name[sock.process]
         edge_http = (profile.edge.http_port is not None and root.name == profile.docker.edge_container
                      and profile.edge.http_port in root.published.get(sock.port, ()))
-        ip = ipaddress.ip_address(sock.address)
         targets = root.targets(sock.address)
         if edge_http:
             probed.append(ProbedListener(sock, None, "the edge's published plaintext port, judged by "
@@ -401,7 +407,7 @@ def survey_docker_origin(profile: TargetProfile, policy: Policy, *, client: Any 
         elif any((target, sock.port) in fakes for target in targets):
             probed.append(ProbedListener(sock, None, "the harness's own fakes, not the service",
                                          SkipReason.HARNESS_FAKE))
-        elif ip.is_loopback and not root.host_network:
+        elif is_loopback(sock.address) and not root.host_network:
             probed.append(ProbedListener(sock, None, "bound to loopback inside its container",
                                          SkipReason.CONTAINER_LOCAL))
         elif not targets:

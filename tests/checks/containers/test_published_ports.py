@@ -68,6 +68,7 @@ def test_a_container_on_the_host_network_listening_on_a_public_address_fails() -
     assert published_ports_verdict(both, None).outcome is Outcome.ERROR
     unread = published_ports_verdict(both, None, _host_sockets(unreadable=("/proc/7/net/tcp: denied",)))
     assert unread.outcome is Outcome.ERROR and "/proc/7/net/tcp: denied" in unread.message
-    quiet = published_ports_verdict(both, None, _host_sockets(("metrics", "127.0.0.1", 9101)))
+    quiet = published_ports_verdict(both, None, _host_sockets(("metrics", "127.0.0.1", 9101),
+                                                              ("metrics", "::ffff:7f00:1", 9102)))
     assert quiet.outcome is Outcome.PASS
     assert "metrics shares the host's network and listens on no public address there" in quiet.message

@@ -219,6 +219,24 @@ def test_prune_runs_on_planted_copies_and_sees_what_else_it_deleted(tmp_path: Pa
     assert found.trial.others_deleted == (real.name,)
 
 
+def test_the_copies_are_planted_from_a_top_level_backup_not_a_newer_file_below(tmp_path: Path) -> None:
+    from harness.policy import load_policy
+    from harness.probes.backups import observe_retention
+
+    # Given a backup and, written after it, a staging file in a subdirectory of the store
+    store = tmp_path / "backups"
+    (store / "staging").mkdir(parents=True)
+    real = store / "votriz-20261201T000000Z.dump.enc"
+    real.write_bytes(_fernet_lines())
+    (store / "staging" / "votriz-20261201T000000Z.dump").write_bytes(b"PGDMP")
+    # When the retention is tried with a prune that looks at the top level only, as the reference's does
+    keeps = _ops_profile(store, f"find {store} -maxdepth 1 -type f -mtime +30 -delete")
+    found = observe_retention(keeps, load_policy(), KnownSecrets())  # type: ignore[arg-type]
+    # Then the aged copies were planted beside the backup, where the prune removed the old one
+    assert found.trial is not None and found.trial.newest_name == real.name
+    assert found.trial.old_removed and found.trial.young_kept
+
+
 def test_format_and_inspection_never_crash_on_any_bytes(tmp_path: Path) -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
