@@ -40,6 +40,14 @@ def _history_problem(obs: DrillObservation, max_age: int) -> str:
     return f"no restore drill in the last {max_age} days before this audit ({found}{_own(obs)})"
 
 
+def _unrecorded(obs: DrillObservation) -> str:
+    """That this audit's drill is not in the ledger, so a next audit may count it (or ``""``)."""
+    if not obs.ledger_unwritten:
+        return ""
+    return (f" (This audit's drill could not be added to the ledger of its own drills "
+            f"({obs.ledger_unwritten}): unless the drill log marks it, a next audit may count it.)")
+
+
 def _own(obs: DrillObservation) -> str:
     """The audit's own earlier drills left out of the history, in words (``""`` when none)."""
     if not obs.own_earlier:
@@ -93,7 +101,13 @@ def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
         return Verdict.failed(
             f"The restore drill is not done as promised: {history}. (The audit's own drill "
             f"ran: it restored the fresh backup with the backup's row counts in all {tables} "
-            f"tables{told}.)", **details)
+            f"tables{told}.)" + _unrecorded(obs), **details)
+    if obs.ledger_unread:
+        return Verdict.error(
+            f"The drill log's newest successful drill before this audit was "
+            f"{obs.previous_drill_age_days:.1f} days earlier, but the ledger of the audit's own "
+            f"drills could not be read ({obs.ledger_unread}), so it may be an earlier audit's "
+            "drill, not the operator's." + _unrecorded(obs), **details)
     if not obs.changed_tables:
         return Verdict.error(
             "Could not tell the drill apart from the live database: nothing changed the "
@@ -107,7 +121,7 @@ def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
         f"audit's drill restored the fresh backup with row counts matching the database at "
         f"backup time in all {tables} tables; the canary changed "
         f"{', '.join(obs.changed_tables)} after the backup, and the drill reported the "
-        "backup's counts, not the live ones.", **details)
+        "backup's counts, not the live ones." + _unrecorded(obs), **details)
 
 
 @pytest.mark.claims("REST-BACKUPS-DRILL")

@@ -385,8 +385,9 @@ class DrillObservation:
         log_absent: True when there was no drill log before this audit's drill.
         own_earlier: entries of earlier audits' own drills, left out of the history
             (``harness/probes/own_drills.py``).
-        ledger_problem: why this machine's ledger of the audit's drills could not be read
-            or written, else ``""``.
+        ledger_unread: why this machine's ledger of the audit's drills could not be read
+            (earlier audits' drills unmarked in the log cannot be told apart), else ``""``.
+        ledger_unwritten: why this audit's drill could not be added to it, else ``""``.
     """
 
     backup: CommandRun
@@ -400,7 +401,8 @@ class DrillObservation:
     earlier_entries: int = 0
     log_absent: bool = False
     own_earlier: int = 0
-    ledger_problem: str = ""
+    ledger_unread: str = ""
+    ledger_unwritten: str = ""
 
 
 def restored_counts(entry: dict[str, Any]) -> dict[str, int]:
@@ -462,7 +464,7 @@ def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
             if a is not None and a >= -_FUTURE_TOLERANCE_DAYS]
     previous_age = max(min(ages), 0.0) if ages else None
     history: dict[str, Any] = {"previous_drill_age_days": previous_age, "earlier_entries": len(operators),
-               "log_absent": earlier.absent, "own_earlier": own_earlier, "ledger_problem": own.problem}
+               "log_absent": earlier.absent, "own_earlier": own_earlier, "ledger_unread": own.problem}
     at_backup = _table_counts(profile, policy, known)
     backup = run_profile_operation(profile, policy, known, "backup")
     if not backup.succeeded:
@@ -476,5 +478,5 @@ def observe_drill(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     entry = entries[-1] if len(entries) > len(earlier.entries) else None
     restored = restored_counts(entry) if entry is not None else {}
     if entry is not None:
-        history["ledger_problem"] = remember_own_drill(log_path, entry) or own.problem
+        history["ledger_unwritten"] = remember_own_drill(log_path, entry)
     return DrillObservation(backup, drill, at_backup, at_drill, changed, entry, restored, **history)

@@ -83,8 +83,13 @@ def _log_key(drill_log: Path) -> str:
 def read_own_drills(drill_log: Path, ledger_dir: Path | None = None) -> OwnDrills:
     """What the ledger holds for ``drill_log``; never raises (a problem is recorded)."""
     ledger = (ledger_dir or state_dir()) / LEDGER_FILE
-    if not ledger.exists() and not ledger.is_symlink():
+    try:
+        os.lstat(ledger)
+    except FileNotFoundError:
+        # No audit's drill was recorded here (a state directory that cannot hold one is a problem).
         return OwnDrills(ledger, frozenset())
+    except OSError as exc:
+        return OwnDrills(ledger, frozenset(), f"{ledger} could not be read: {exc.strerror or exc}")
     try:
         text = read_bytes(ledger, "ledger of the audit's drills", LEDGER_CAP).decode("utf-8", "replace")
     except FileRefused as exc:

@@ -97,3 +97,16 @@ def test_the_ledger_is_per_log_refuses_a_planted_link_and_never_raises(tmp_path:
     os.mkfifo(state / LEDGER_FILE)
     found = read_own_drills(tmp_path / "a.log", state)
     assert found.digests == frozenset() and "a FIFO" in found.problem
+
+
+def test_a_ledger_that_cannot_be_kept_is_said_and_one_that_cannot_be_read_is_never_a_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a state directory under a regular file: the ledger can be neither written nor read
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("VOTRIZ_AUDIT_STATE_DIR", str(tmp_path / "file" / "state"))
+    first, second = _audit_twice(tmp_path, monkeypatch)
+    # Then the first run says its drill could not be recorded; the second, which cannot tell the
+    # first's drill from an operator's (nothing marks it), is ERROR, not PASS
+    assert first.startswith("FAIL: ") and "could not be added to the ledger of its own drills" in first
+    assert second.startswith("ERROR: The drill log's newest successful drill before this audit was 0.0 days "
+                             "earlier, but the ledger of the audit's own drills could not be read"), second
