@@ -171,6 +171,10 @@ def test_faults_fail_their_checks(fault_stacks: dict[str, Path], stack: str,
     faults = FAULTS_A if stack == "A" else FAULTS_B
     assert {c.removeprefix("at_rest.") for f in faults for c in EXPECTED[f].checks} == set(expected)
     assert verdicts["postgres_version"].outcome is Outcome.PASS
+    # A staging dump below the store (backup-staging-kept, stack B) is no backup of the retention
+    # trial's: once it made the trial plant its copies where the prune never looks.
+    if "backup_retention" not in expected:
+        assert verdicts["backup_retention"].outcome is Outcome.PASS, verdicts["backup_retention"].message
 
 
 # --- Through a profile without [capture], as production has it (issue #18) -------------------------
