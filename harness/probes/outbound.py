@@ -83,6 +83,8 @@ class OutboundExercise:
         window_end: when the last step's window closes (its answer plus :data:`SETTLE_S`).
         expected_names: the server names the upstreams may be asked for in a ClientHello,
             when the profile says (the ``[capture]`` fakes' name); None when not known.
+        controls: API calls that make no upstream call (``GET /mfa``), made before each step:
+            the peers the API sends to during them are its stores, not an upstream.
         captured: what the fakes received meanwhile (second source; empty without ``[capture]``).
         capture_error: why the fakes' capture could not be read, if it could not.
         canary_removed: whether the canary account was deleted afterwards.
@@ -93,6 +95,7 @@ class OutboundExercise:
     wire: WireCapture
     window_end: float
     expected_names: frozenset[str] | None = None
+    controls: tuple[ExerciseStep, ...] = ()
     captured: tuple[CapturedRequest, ...] = ()
     capture_error: str | None = None
     canary_removed: bool = False
@@ -129,12 +132,19 @@ def _timed(action: str, upstream: str, call: Callable[[], ApiResponse]) -> Exerc
     return ExerciseStep(action, status, upstream, sent, time.monotonic())
 
 
-def _exercise(api: VotrizApi, email: str) -> tuple[ExerciseStep, ...]:
+#: What a control call is named in the evidence (no upstream is expected of it).
+CONTROL = ""
+
+
+def _exercise(api: VotrizApi, email: str) -> tuple[tuple[ExerciseStep, ...], tuple[ExerciseStep, ...]]:
+    """The upstream calls, each preceded by a control call that reaches only the API's stores."""
     brand_id = api.create_brand("votriz-audit canary brand", "audit")
+    first_control = _timed("GET /mfa", CONTROL, api.mfa_status)
     llm = _timed(f"POST /brands/{brand_id}/captions", LLM,
                  lambda: api.create_caption(brand_id, "votriz-audit canary: one short caption, please"))
+    second_control = _timed("GET /mfa", CONTROL, api.mfa_status)
     mail = _timed("POST /recovery/request", RESEND, lambda: api.request_recovery(email))
-    return llm, mail
+    return (llm, mail), (first_control, second_control)
 
 
 def _settled(capture: CaptureClient | None, since: int | None, latest: float) -> float:
@@ -172,18 +182,20 @@ def observe_outbound(profile: TargetProfile, policy: Policy, known_secrets: Know
     since, capture_error = None, None
     canary = None
     try:
-        # Signup, login (bcrypt), two calls and the settling time, each bounded by request_s.
-        with watching_the_wire(target, 6 * policy.timeouts.request_s + SETTLE_S) as watch:
+        # Signup, login (bcrypt), a brand, two controls, two calls and the settling time, each
+        # bounded by request_s.
+        with watching_the_wire(target, 8 * policy.timeouts.request_s + SETTLE_S) as watch:
             canary = create_canary(api, known_secrets, "transit")
             if capture is not None:
                 try:
                     since = capture.last_seq()
                 except ProbeError as exc:
                     capture_error = str(exc)
-            steps = _exercise(api, canary.email)
+            steps, controls = _exercise(api, canary.email)
             window_end = _settled(capture, since, steps[-1].answered_at + SETTLE_S)
         assert watch.capture is not None
-        exercise = OutboundExercise(steps, watch.capture, window_end, expected_server_names(profile))
+        exercise = OutboundExercise(steps, watch.capture, window_end, expected_server_names(profile),
+                                    controls)
         if capture is not None and since is not None:
             try:
                 exercise = replace(exercise, captured=capture.requests_since(since))

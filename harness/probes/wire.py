@@ -96,6 +96,8 @@ class WireFlow:
         client_bytes: client payload bytes seen.
         requests: plaintext HTTP request lines seen at the start of later client segments of a
             flow begun before the capture (method and path only).
+        bursts: (from, to) of each run of client payload (pauses under :data:`BURST_GAP_S`; the
+            last of :data:`MAX_BURSTS` takes the rest): when a kept-alive flow sent.
     """
 
     client: str
@@ -106,9 +108,12 @@ class WireFlow:
     last_payload_at: float | None
     client_bytes: int
     requests: tuple[str, ...] = ()
+    bursts: tuple[tuple[float, float], ...] = ()
 
     def active_between(self, start: float, end: float) -> bool:
         """Whether the client sent payload between ``start`` and ``end`` (monotonic)."""
+        if self.bursts:
+            return any(first <= end and last >= start for first, last in self.bursts)
         return (self.first_payload_at is not None and self.last_payload_at is not None
                 and self.first_payload_at <= end and self.last_payload_at >= start)
 
@@ -320,6 +325,10 @@ class SocketTable:
 
 # --- flows --------------------------------------------------------------------------------
 
+#: Client payload this close after the last is in the same burst; bursts kept per flow.
+BURST_GAP_S, MAX_BURSTS = 0.05, 256
+
+
 @dataclass
 class _Flow:
     client: str
@@ -332,6 +341,7 @@ class _Flow:
     client_bytes: int = 0
     requests: list[str] = field(default_factory=list)
     mid_flow_start: bytes = b""
+    bursts: list[list[float]] = field(default_factory=list)
 
     def add(self, segment: Segment, now: float) -> None:
         if segment.flags & TCP_SYN and not segment.flags & TCP_ACK:
@@ -342,6 +352,10 @@ class _Flow:
         self.client_bytes += len(segment.payload)
         self.first_at = now if self.first_at is None else self.first_at
         self.last_at = now
+        if self.bursts and (now - self.bursts[-1][1] <= BURST_GAP_S or len(self.bursts) >= MAX_BURSTS):
+            self.bursts[-1][1] = now
+        else:
+            self.bursts.append([now, now])
         if self.isn is None:
             self._mid_flow(segment.payload)
             return
@@ -366,7 +380,8 @@ class _Flow:
         began = self.isn is not None
         data = bytes(self.first_bytes) if began else self.mid_flow_start
         return WireFlow(self.client, self.server, began, classify_flow_start(data, began_in_capture=began),
-                        self.first_at, self.last_at, self.client_bytes, tuple(self.requests))
+                        self.first_at, self.last_at, self.client_bytes, tuple(self.requests),
+                        tuple((first, last) for first, last in self.bursts))
 
 
 class FlowBook:

@@ -28,17 +28,28 @@ def flow(server: str, start: FlowStart, first: float, last: float, *, began: boo
 
 LLM_TLS = flow("127.0.0.1:9443", FlowStart("tls-client-hello", server_name="fakes"), 10.2, 10.4)
 MAIL_TLS = flow("127.0.0.1:9444", FlowStart("tls-client-hello", server_name="fakes"), 12.2, 12.4)
-# Used since signup (before the first call), as a store is.
+# Used for every call, the control calls too, as a store is.
 DATABASE = flow("127.0.0.1:5432", FlowStart("other", note="PostgreSQL startup message (no TLS)"), 9.5, 12.9,
                 began=False)
 REDIS_TLS = flow("10.0.0.3:6380", FlowStart("tls-client-hello", server_name="redis"), 9.4, 12.8)
 
 
+# A control call (no upstream) before each step.
+CONTROLS = (ExerciseStep("GET /mfa", 200, "", 9.6, 9.8), ExerciseStep("GET /mfa", 200, "", 11.5, 11.7))
+
+
 def exercise(*flows: WireFlow, removed: bool = True, dropped: int = 0,
              names: frozenset[str] | None = None) -> OutboundExercise:
     wire = WireCapture(API, 9.0, 14.6, flows, 120, dropped, 30)
-    return OutboundExercise(STEPS, wire, 14.5, names, canary_removed=removed,
+    return OutboundExercise(STEPS, wire, 14.5, names, CONTROLS, canary_removed=removed,
                             cleanup_error=None if removed else "DELETE /account: 500")
+
+
+def _bursts(server: str, start: FlowStart, *bursts: tuple[float, float]) -> WireFlow:
+    return WireFlow("127.0.0.1:40001", server, True, start, bursts[0][0], bursts[-1][1], 900, (), bursts)
+
+
+UPSTREAM_HELLO = FlowStart("tls-client-hello", server_name="api.resend.com")
 
 
 def test_both_calls_over_tls_pass_naming_the_flows() -> None:
@@ -50,8 +61,9 @@ def test_both_calls_over_tls_pass_naming_the_flows() -> None:
 
 
 def test_one_reused_tls_flow_can_carry_both_calls() -> None:
-    both = flow("127.0.0.1:9443", FlowStart("tls-client-hello"), 10.2, 12.5)
-    verdict = outbound_https_verdict(exercise(both))
+    # Kept alive from the first call to the second, silent during the control call between them
+    both = _bursts("127.0.0.1:9443", FlowStart("tls-client-hello"), (10.2, 10.3), (12.4, 12.5))
+    verdict = outbound_https_verdict(exercise(both, DATABASE))
     assert verdict.outcome is Outcome.PASS and verdict.message.count("ClientHello without a server name") == 2
 
 
@@ -81,8 +93,7 @@ def test_a_client_hello_for_another_name_fails_when_names_are_known() -> None:
 def test_a_call_without_a_tls_flow_is_error() -> None:
     verdict = outbound_https_verdict(exercise(LLM_TLS, DATABASE))
     assert verdict.outcome is Outcome.ERROR
-    assert ("No TLS flow of the API to a peer it had not used before the calls carried the Resend call "
-            "(POST /recovery/request") in verdict.message
+    assert "No TLS flow of the API carried the Resend call (POST /recovery/request" in verdict.message
 
 
 def test_a_tls_store_used_before_the_calls_carries_no_call() -> None:
@@ -104,8 +115,38 @@ def test_a_flow_neither_tls_nor_http_to_a_new_peer_during_a_call_is_error() -> N
                 12.2, 12.4)
     verdict = outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, DATABASE, smtp))
     assert verdict.outcome is Outcome.ERROR, verdict.message
-    assert ("neither TLS nor HTTP to peers it had not used before: 10.0.0.9:25 (50 bytes, neither a TLS "
-            "record nor an HTTP request) during the Resend call") in verdict.message
+    assert ("neither TLS, HTTP nor a store's protocol: 10.0.0.9:25 (50 bytes, neither a TLS record nor an HTTP "
+            "request) during the Resend call") in verdict.message
+
+
+
+
+@pytest.mark.parametrize("flows", [
+    # A welcome mail at signup (9.3) on a kept-alive flow that also carries the recovery mail
+    (_bursts("203.0.113.7:443", UPSTREAM_HELLO, (9.3, 9.35), (12.3, 12.35)),),
+    # ... or the same peer again on a new flow
+    (_bursts("203.0.113.7:443", UPSTREAM_HELLO, (9.3, 9.35)), _bursts("203.0.113.7:443", UPSTREAM_HELLO,
+                                                                      (12.3, 12.35))),
+], ids=["kept-alive", "new-flow"])
+def test_an_upstream_also_called_at_signup_still_carries_its_call(flows: tuple[WireFlow, ...]) -> None:
+    verdict = outbound_https_verdict(exercise(LLM_TLS, DATABASE, *flows))
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert "the Resend call (POST /recovery/request, answered 202) over 203.0.113.7:443" in verdict.message
+
+
+def test_a_plaintext_relay_also_used_at_signup_is_no_store_and_a_store_protocol_is_no_call() -> None:
+    # Given an SMTP relay used at signup and again during the recovery call, a Redis over TLS first
+    # used during that call, and a Redis in RESP used only for captions
+    smtp = _bursts("10.0.0.9:25", FlowStart("other", note="50 bytes, neither a TLS record nor an HTTP request"),
+                   (9.3, 9.35), (12.3, 12.35))
+    redis_tls = _bursts("10.0.0.4:6380", FlowStart("tls-client-hello", server_name="redis"), (12.25, 12.3))
+    resp = _bursts("10.0.0.5:6379", FlowStart("other", note="Redis protocol (RESP)"), (10.25, 10.3))
+    # Then the relay leaves the Resend call unexplained (ERROR), while the RESP store alone does not
+    assert outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, DATABASE, smtp, redis_tls)).outcome is Outcome.ERROR
+    verdict = outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, DATABASE, resp))
+    assert verdict.outcome is Outcome.PASS, verdict.message
+    assert ("(flows to the 1 peer it also sent to for GET /mfa, which makes no upstream call, were not "
+            "counted: 127.0.0.1:5432)") in verdict.message
 
 
 def test_dropped_packets_are_error_not_pass() -> None:

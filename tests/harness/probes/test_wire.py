@@ -333,3 +333,23 @@ def test_packets_still_queued_when_the_drain_runs_out_of_time_count_as_lost(
     # capture; a queue read to its end is not
     (seen,) = result
     assert (seen.dropped >= 1) is lost and (seen.packets >= 1 or lost)
+
+
+def test_a_kept_alive_flow_is_active_only_when_it_sent() -> None:
+    from harness.probes import wire
+
+    # Given a flow that sent at 1.00-1.01 s and again at 2.00 s, silent between
+    flow = wire._Flow("10.0.0.2:40000", "10.0.0.3:443")
+    for at in (1.00, 1.01, 2.00):
+        flow.add(wire.Segment("10.0.0.2:40000", "10.0.0.3:443", 0x18, 1, b"x"), at)
+    seen = flow.observed()
+    # Then it was active in either burst, not in the pause (a call made then did not use it)
+    assert seen.bursts == ((1.00, 1.01), (2.00, 2.00))
+    assert seen.active_between(1.005, 1.5) and seen.active_between(1.9, 2.1)
+    assert not seen.active_between(1.2, 1.9)
+    # And a flow sending without end keeps a bounded number of bursts
+    busy = wire._Flow("10.0.0.2:40001", "10.0.0.3:443")
+    for n in range(3 * wire.MAX_BURSTS):
+        busy.add(wire.Segment("10.0.0.2:40001", "10.0.0.3:443", 0x18, 1, b"x"), float(n))
+    bursts = busy.observed().bursts
+    assert len(bursts) == wire.MAX_BURSTS and bursts[-1] == (wire.MAX_BURSTS - 1.0, 3.0 * wire.MAX_BURSTS - 1)
