@@ -54,6 +54,9 @@ class FakeApi:
         self._call("create_brand")
         return 7
 
+    def mfa_status(self) -> ApiResponse:
+        return self._call("mfa_status", 200)
+
     def create_caption(self, brand_id: int, prompt: str) -> ApiResponse:
         return self._call("create_caption")
 
@@ -113,9 +116,13 @@ def test_the_api_is_driven_inside_the_capture_and_the_canary_removed_after(
     secrets = KnownSecrets()
     exercise = observe_outbound(PROFILE, fast_policy, secrets, API)
     # The canary is made and the calls are made while the wire is watched; it is removed after.
-    assert fakes.calls == ["wire starts", "signup", "login", "create_brand", "create_caption",
-                           "request_recovery", "wire stops", "delete_account", "close"]
+    assert fakes.calls == ["wire starts", "signup", "login", "create_brand", "mfa_status", "create_caption",
+                           "mfa_status", "request_recovery", "wire stops", "delete_account", "close"]
     llm, mail = exercise.steps
+    # Before each upstream call, a control call that makes none
+    first, second = exercise.controls
+    assert (first.action, first.upstream) == ("GET /mfa", "")
+    assert first.answered_at <= llm.sent_at <= llm.answered_at <= second.sent_at <= second.answered_at <= mail.sent_at
     assert (llm.upstream, llm.status, mail.upstream, mail.status) == ("LLM (Anthropic)", 201, "Resend", 202)
     assert llm.sent_at <= llm.answered_at <= mail.sent_at <= mail.answered_at < exercise.window_end
     # The fakes' capture is read as a second source; the canary is gone.
