@@ -42,7 +42,9 @@ import datetime as dt
 import getpass
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -504,8 +506,24 @@ COMMANDS = {"run": _cmd_run, "up": _cmd_up, "down": _cmd_down, "faults": _cmd_fa
             **report_commands.COMMANDS}
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    """SIGTERM or SIGHUP (a pipeline cancelled, a terminal closed) ends a run as Ctrl-C does: the
+    running check's clean-up and an operator command's process group go with it."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``votriz-audit``; returns the exit code."""
+    previous = ({signum: signal.signal(signum, _interrupted) for signum in (signal.SIGTERM, signal.SIGHUP)}
+                if threading.current_thread() is threading.main_thread() else {})
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         try:

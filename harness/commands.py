@@ -55,14 +55,15 @@ RUN_MARKER = f"{MARKER_PREFIX}{uuid.uuid4().hex[:12]}"
 CUT_MARGIN_CHARS = 64 << 10
 
 
-def bounded_lines(stream: IO[str], limit: int = MAX_LINE_CHARS + CUT_MARGIN_CHARS) -> Iterator[str]:
+def bounded_lines(stream: IO[str],
+                  limit: int = MAX_LINE_CHARS + CUT_MARGIN_CHARS) -> Iterator[tuple[str, bool]]:
     """The lines of ``stream``, each at most ``limit`` characters (the rest of a longer one is
-    read and dropped), so that a line without end costs bounded memory."""
+    read and dropped), with whether it was cut, so that a line without end costs bounded memory."""
     dropping = False
     while raw := stream.readline(limit):
         cut = len(raw) == limit and not raw.endswith("\n")
         if not dropping:
-            yield raw
+            yield raw, cut
         dropping = cut
 
 
@@ -161,23 +162,27 @@ def run_operation(argv: Sequence[str], timeout_s: float,
     lines: deque[tuple[float, str]] = deque(maxlen=STDOUT_LINES_KEPT)
     errors: deque[str] = deque(maxlen=STDERR_LINES_KEPT)
 
-    def clean(line: str) -> str:
-        # Redacted whole, then cut: a secret across the cut leaves no part of itself behind.
+    def clean(line: str, cut: bool) -> str:
+        # Redacted whole; of a cut line, the last CUT_MARGIN_CHARS go too: a copy of a secret
+        # across the cut is at the end, whatever redaction did to the length before it.
         line = line.rstrip("\n")
-        return (known_secrets.redact(line) if known_secrets is not None else line)[:MAX_LINE_CHARS]
+        redacted = known_secrets.redact(line) if known_secrets is not None else line
+        if cut:
+            redacted = redacted[:max(0, len(redacted) - CUT_MARGIN_CHARS)]
+        return redacted[:MAX_LINE_CHARS]
 
     def read_stdout() -> None:
         assert process.stdout is not None
-        for raw in bounded_lines(process.stdout):
-            line = clean(raw)
+        for raw, cut in bounded_lines(process.stdout):
+            line = clean(raw, cut)
             lines.append((time.monotonic() - started, line))
             if on_line is not None:
                 on_line(line)
 
     def read_stderr() -> None:
         assert process.stderr is not None
-        for raw in bounded_lines(process.stderr):
-            errors.append(clean(raw))
+        for raw, cut in bounded_lines(process.stderr):
+            errors.append(clean(raw, cut))
 
     readers = [threading.Thread(target=read_stdout, daemon=True),
                threading.Thread(target=read_stderr, daemon=True)]
@@ -190,8 +195,9 @@ def run_operation(argv: Sequence[str], timeout_s: float,
         timed_out = True
         _kill_group(process)
     except BaseException:
-        # Interrupted (Ctrl-C, the run's deadline): its own session keeps the terminal's
-        # signal from the command, so the harness ends it before it goes.
+        # Interrupted (Ctrl-C; SIGTERM and SIGHUP, which the command line turns into the
+        # same): its own session keeps the terminal's signal from the command, so the harness
+        # ends it before it goes.
         _kill_group(process)
         raise
     for reader in readers:

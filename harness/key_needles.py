@@ -42,7 +42,7 @@ MIN_NEEDLE_BYTES = 6
 #: ``pin: "4821"``, ``{"pin": "4821"}``, ``--pin 4821``). ``max_tokens = 4821``, ``monkey=4821``
 #: or ``port = 4821`` are not.
 MIN_SHORT_BYTES = 4
-#: The most short hits one buffer yields (as the sweep stops at its own limit).
+#: The most short hits one buffer yields.
 MAX_SHORT_HITS = 1000
 #: Last words of a name that say it holds a secret (a 4- or 5-byte key is no key: PINs and
 #: passwords are what is that short).

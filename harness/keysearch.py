@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import itertools
 import os
 import re
 import stat
@@ -139,9 +140,14 @@ def _os_reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+#: The most hits of known values one buffer yields (every one of them is a FAIL already).
+MAX_HITS_PER_BUFFER = 10_000
+_SCAN_WINDOW = 1 << 20
+
+
 class _Lines:
-    """Line numbers of offsets in one buffer, counted forward from the last one asked (hits
-    come in order, mostly), so that numbering many hits costs one pass, not one per hit."""
+    """Line numbers of offsets in one buffer, counted forward from the last one asked (the
+    callers number their hits in offset order), so that many hits cost one pass, not one each."""
 
     def __init__(self, data: bytes) -> None:
         self._data, self._at, self._line = data, 0, 1
@@ -185,7 +191,12 @@ class KeySearcher:
         hits: list[KeyHit] = []
         spans: list[tuple[int, int]] = []
         lines = _Lines(data) if line_numbers else None
-        for hit in self._sweep.scan_bytes(data, name):
+        # Read in 1 MiB windows and stopped at the bound: a log of nothing but one PIN holds
+        # millions of copies, and each one kept costs memory.
+        windows = (data[at:at + _SCAN_WINDOW] for at in range(0, len(data), _SCAN_WINDOW))
+        found = sorted(itertools.islice(self._sweep.scan_stream(windows, name), MAX_HITS_PER_BUFFER),
+                       key=lambda hit: hit.offset)
+        for hit in found:
             length = self._lengths[hit.label]
             spans.append((hit.offset, hit.offset + length))
             hits.append(KeyHit("value", place, _where(name, hit.offset, lines),

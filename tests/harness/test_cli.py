@@ -247,3 +247,28 @@ def test_a_reader_gone_during_the_stand_up_does_not_give_up_the_audit(tmp_path: 
     # And only then did the closed output end the command, quietly
     assert proc.returncode == EXIT_CLOSED_OUTPUT, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does_with_the_operator_command_it_runs(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    from harness.cli import EXIT_ERROR
+
+    # Given the command line running an operator command that would finish its work after 3 s
+    marker = tmp_path / "still-running"
+    child = ("import argparse, sys\nfrom harness import cli\nfrom harness.commands import run_operation\n"
+             "def parser():\n    p = argparse.ArgumentParser()\n    p.add_argument('command')\n    return p\n"
+             "cli._build_parser = parser\n"
+             f"cli.COMMANDS['sleepy'] = lambda a: run_operation(['sh', '-c', 'sleep 3; touch {marker}'], 30).returncode\n"
+             "sys.exit(cli.main(['sleepy']))\n")
+    run = subprocess.Popen([sys.executable, "-c", child], stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    # When a pipeline cancels it (SIGTERM)
+    run.send_signal(signal.SIGTERM)
+    _, stderr = run.communicate(timeout=20)
+    # Then it ends as interrupted, and the command it ran ends with it
+    assert run.returncode == EXIT_ERROR and "votriz-audit: interrupted" in stderr
+    time.sleep(3)
+    assert not marker.exists()

@@ -130,3 +130,16 @@ def test_an_interrupted_run_ends_the_command_and_what_it_started(tmp_path) -> No
     # Then neither the command nor its child goes on
     time.sleep(2)
     assert not marker.exists()
+
+
+def test_a_line_that_redaction_shrinks_keeps_no_part_of_a_secret_cut_at_its_end() -> None:
+    # Given a long secret printed 41 times on one line: redaction shrinks each copy to a marker,
+    # so what stays of the line reaches past the copy cut at the end of what was read
+    secret = "".join(chr(65 + (i * 7) % 26) for i in range(2000))
+    known = KnownSecrets()
+    known.add(secret, "long token")
+    done = run_operation([sys.executable, "-c", f"print({secret!r} * 41)"], 30, known_secrets=known)
+    kept = done.lines[0][1]
+    # Then no stretch of it is kept (of a cut line, what redaction left past the cut's margin)
+    assert done.ok and len(kept) <= commands.MAX_LINE_CHARS
+    assert not any(secret[at:at + 50] in kept for at in range(0, 2000, 50))

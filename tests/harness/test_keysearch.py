@@ -222,6 +222,20 @@ def test_short_hits_are_bounded_and_never_slow(tmp_path: Path) -> None:
     assert (hit.what, hit.where) == ("HSM user PIN (raw)", "img:1 layer 1 /srv/.env@17")
 
 
+def test_hits_of_known_values_are_bounded_and_numbered_in_one_pass() -> None:
+    # Given a log of one 6-digit PIN on every line, and a file of a value that holds another
+    pin = KeySearcher([("HSM user PIN", b"482113")], SETTINGS)
+    started = time.monotonic()
+    hits = pin.scan(b"482113\n" * 2_000_000, "log", "app.log", line_numbers=False)
+    assert len(hits) == harness.keysearch.MAX_HITS_PER_BUFFER
+    inner = "k3yV4lu3-" + "a" * 30
+    nested = KeySearcher([("inner", inner.encode()), ("outer", f"Bearer.{inner}.sig".encode())], SETTINGS)
+    found = nested.scan(f"x=Bearer.{inner}.sig\n".encode() * 20_000, "config", "f", line_numbers=True)
+    # Then the search stops at its bound, and numbering nested hits is one pass, not one per hit
+    assert time.monotonic() - started < 10
+    assert {h.where for h in found if h.what.startswith("outer")} >= {"f:1", "f:5000"}
+
+
 def test_search_target_covers_source_config_logs(tmp_path: Path) -> None:
     src, conf, logs = tmp_path / "src", tmp_path / "conf", tmp_path / "logs"
     for folder in (src, conf, logs):
