@@ -4,9 +4,10 @@ The store is judged as found first (``harness/probes/backup_store.py``, recorded
 before the audit made or pruned anything): every entry older than the retention
 (plus a day's tolerance for a daily prune) FAILs, named, by its modification
 time or the date in its name. Only when nothing in the store is older than the
-retention are copies of the newest backup planted as older and younger than it
-and the profile's prune command run (``harness/probes/backups.py``), so the
-prune can delete nothing the audit did not plant.
+retention is a backup taken with the operator's command, copies of it planted
+beside it as older and younger than the retention, and the profile's prune command
+run (``harness/probes/backups.py``), so the prune can delete nothing the audit did
+not plant.
 """
 
 from __future__ import annotations

@@ -192,16 +192,6 @@ def run_profile_operation(profile: TargetProfile, policy: Policy, known: KnownSe
     return run_command(name, argv, command_timeout(profile, policy), known)
 
 
-def _top_level(directory: Path) -> list[BackupFile]:
-    """The store's files at its top level: where a prune looks for backups (a staging dump or
-    a tool's log in a subdirectory is no backup to plant aged copies of)."""
-    return [f for f in list_backups(directory)[0] if "/" not in f.name]
-
-
-def _newest(files: Sequence[BackupFile]) -> BackupFile | None:
-    return max(files, key=lambda f: (f.mtime, f.name)) if files else None
-
-
 @dataclass(frozen=True)
 class BackupObservation:
     """The store as found, a backup the harness made, and what the new file's bytes show.
@@ -224,6 +214,24 @@ class BackupObservation:
     listing_cut: bool = False
 
 
+def _take_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
+                 directory: Path) -> tuple[CommandRun, list[BackupFile], bool]:
+    """Run the backup command: the run, every file it left new or rewritten at any depth of the
+    store, and whether the store's listing was cut at its bound (a new file may be unseen)."""
+    listed, cut_before = list_backups(directory)
+    before = {(f.name, f.mtime, f.size) for f in listed}
+    run = run_profile_operation(profile, policy, known, "backup")
+    if not run.succeeded:
+        return run, [], cut_before
+    listed, cut_after = list_backups(directory)
+    return run, [f for f in listed if (f.name, f.mtime, f.size) not in before], cut_before or cut_after
+
+
+def _the_backup(new: Sequence[BackupFile]) -> BackupFile:
+    """Of the files a backup left, the backup: the largest (a checksum or manifest is smaller)."""
+    return max(new, key=lambda f: (f.size, f.mtime, f.name))
+
+
 def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                    as_found: StoreObservation | None = None) -> BackupObservation:
     """Record the store (unless ``as_found`` was recorded earlier in the run), run the backup
@@ -235,19 +243,12 @@ def observe_backup(profile: TargetProfile, policy: Policy, known: KnownSecrets,
     directory = profile.operations.backup_dir
     assert directory is not None
     store = as_found if as_found is not None else observe_store(directory, known)
-    listed, cut_before = list_backups(directory)
-    before = {(f.name, f.mtime, f.size) for f in listed}
-    run = run_profile_operation(profile, policy, known, "backup")
+    run, new, cut = _take_backup(profile, policy, known, directory)
     if not run.succeeded:
         return BackupObservation(run, None, store)
-    listed, cut_after = list_backups(directory)
-    cut = cut_before or cut_after
-    # New, or rewritten in place: a file the backup left in a subdirectory counts too.
-    new = [f for f in listed if (f.name, f.mtime, f.size) not in before]
     if not new:
         return BackupObservation(run, None, store, listing_cut=cut)
-    # The backup is the largest new file: a checksum or manifest written after it is smaller.
-    backup = max(new, key=lambda f: (f.size, f.mtime, f.name))
+    backup = _the_backup(new)
     sweep = SecretSweep.from_known(known)
     others = tuple(inspect_backup(directory / f.name, sweep, name=f.name)
                    for f in sorted(new, key=lambda f: f.name) if f is not backup)
@@ -261,11 +262,11 @@ class PruneTrial:
 
     Attributes:
         prune: the prune command.
-        old_name: a copy of the newest backup planted as older than the retention.
+        old_name: a copy of a fresh backup planted as older than the retention.
         old_removed: whether pruning removed it.
         young_name: a copy planted as younger than the retention.
         young_kept: whether pruning kept it.
-        newest_name: the newest backup in the store before the prune.
+        newest_name: the fresh backup the audit took to plant copies of (its path in the store).
         newest_kept: whether pruning kept it.
         others_deleted: entries the audit did not plant that were there before the
             prune and gone after it.
@@ -305,8 +306,9 @@ class RetentionObservation:
 def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecrets,
                       as_found: StoreObservation | None = None) -> RetentionObservation:
     """Record the store (unless ``as_found`` was recorded earlier in the run); then, only when
-    nothing the audit did not plant is older than the retention, plant aged copies of the
-    newest backup, run the prune command and see what it kept.
+    nothing the audit did not plant is older than the retention, take a backup with the
+    operator's command, plant aged copies of it beside it, run the prune command and see what
+    it kept.
 
     The prune is never run where it could delete a file the audit did not create:
     that file is either a violation to report or the operator's to remove.
@@ -323,14 +325,14 @@ def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecret
         return RetentionObservation(store, days, None, "the store as found holds entries older "
                                     f"than {days} days; the prune was not run, so that they stay "
                                     "as evidence", aged)
-    newest = _newest(_top_level(directory))
-    if newest is None:
-        made = run_profile_operation(profile, policy, known, "backup")
-        if not made.succeeded:
-            raise ProbeError(f"no backup to plant copies of, and {made.describe()}")
-        newest = _newest(_top_level(directory))
-        if newest is None:
-            raise ProbeError(f"no backup in {directory} even after running the backup command")
+    # Copies of a fresh backup, planted beside it: the backup is what the operator's command
+    # writes (not a log, a checksum or a staging file that happens to be newer), wherever it goes.
+    made, new, _ = _take_backup(profile, policy, known, directory)
+    if not made.succeeded:
+        raise ProbeError(f"no fresh backup to plant aged copies of: {made.describe()}")
+    if not new:
+        raise ProbeError(f"the backup command left no new file in {directory} to plant aged copies of")
+    newest = _the_backup(new)
     now = time.time()
     # Look again just before the prune: the store may have changed since it was recorded.
     current = list_store(directory, now)
@@ -354,7 +356,7 @@ def observe_retention(profile: TargetProfile, policy: Policy, known: KnownSecret
         prune = run_profile_operation(profile, policy, known, "prune_backups")
         after = {e.path for e in list_store(directory, time.time()).entries}
         trial = PruneTrial(prune, old.name, not old.exists(), young.name, young.exists(),
-                           newest.name, source.exists(), tuple(sorted(before - after)))
+                           newest.name, source.exists(), tuple(sorted(before - after - {newest.name})))
         return RetentionObservation(store, days, trial)
     finally:
         # The planted copies are the harness's; none may outlive the check.

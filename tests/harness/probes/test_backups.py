@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.formats.fernet import FernetKey, encrypt_fernet_token
 from harness.key_needles import shannon_entropy
 from harness.probes.backup_store import (
@@ -162,14 +164,18 @@ def test_fernet_lines_are_checked_token_by_token() -> None:
     assert format_of(b"", cut=False) == "empty"
 
 
-def _ops_profile(store: Path, prune: str) -> object:
+#: A backup command: 20 kB of random bytes under a timestamped name at the store's top level.
+BACKUP_TO = "head -c 20000 /dev/urandom > {}/votriz-$(date -u +%Y%m%dT%H%M%SZ)-$$.dump.enc"
+
+
+def _ops_profile(store: Path, prune: str, backup: str | None = None) -> object:
     from types import SimpleNamespace
 
     from harness.profile import Operations
 
     return SimpleNamespace(operations=Operations(
-        allow_destructive=True, backup=("true",), prune_backups=("sh", "-c", prune),
-        backup_dir=store))
+        allow_destructive=True, backup=("sh", "-c", backup or BACKUP_TO.format(store)),
+        prune_backups=("sh", "-c", prune), backup_dir=store))
 
 
 def test_prune_is_not_run_while_the_store_holds_an_aged_entry(tmp_path: Path) -> None:
@@ -211,30 +217,40 @@ def test_prune_runs_on_planted_copies_and_sees_what_else_it_deleted(tmp_path: Pa
     assert found.trial is not None and found.trial.prune.succeeded
     assert found.trial.old_removed and found.trial.young_kept and found.trial.newest_kept
     assert found.trial.others_deleted == ()
-    assert [p.name for p in store.iterdir()] == [real.name]  # the planted young copy removed
+    # The planted copies are gone; the operator's backup and the audit's fresh one stay.
+    assert sorted(p.name for p in store.iterdir()) == sorted([real.name, found.trial.newest_name])
     # A prune that deletes everything deletes what the audit did not plant: seen and named.
     wipes = _ops_profile(store, f"rm -f {store}/*")
     found = observe_retention(wipes, load_policy(), KnownSecrets())  # type: ignore[arg-type]
-    assert found.trial is not None and not found.trial.young_kept
-    assert found.trial.others_deleted == (real.name,)
+    assert found.trial is not None and not found.trial.young_kept and not found.trial.newest_kept
+    assert real.name in found.trial.others_deleted
+    assert found.trial.newest_name not in found.trial.others_deleted
 
 
-def test_the_copies_are_planted_from_a_top_level_backup_not_a_newer_file_below(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["staging-below", "log-beside", "dated-folders"])
+def test_the_copies_are_planted_beside_a_fresh_backup_wherever_the_command_writes_it(
+        tmp_path: Path, layout: str) -> None:
     from harness.policy import load_policy
     from harness.probes.backups import observe_retention
 
-    # Given a backup and, written after it, a staging file in a subdirectory of the store
+    # Given a store where a backup is not the newest file (a staging dump below it, a log beside
+    # it) or lives in a dated folder, and a prune that looks where the backups are
     store = tmp_path / "backups"
-    (store / "staging").mkdir(parents=True)
-    real = store / "votriz-20261201T000000Z.dump.enc"
-    real.write_bytes(_fernet_lines())
-    (store / "staging" / "votriz-20261201T000000Z.dump").write_bytes(b"PGDMP")
-    # When the retention is tried with a prune that looks at the top level only, as the reference's does
-    keeps = _ops_profile(store, f"find {store} -maxdepth 1 -type f -mtime +30 -delete")
-    found = observe_retention(keeps, load_policy(), KnownSecrets())  # type: ignore[arg-type]
-    # Then the aged copies were planted beside the backup, where the prune removed the old one
-    assert found.trial is not None and found.trial.newest_name == real.name
-    assert found.trial.old_removed and found.trial.young_kept
+    store.mkdir()
+    folder = store / "2026-12-01" if layout == "dated-folders" else store
+    backup = BACKUP_TO.format(folder).replace("head", f"mkdir -p {folder}; head")
+    if layout == "staging-below":
+        backup += f"; mkdir -p {store}/staging; echo PGDMP > {store}/staging/votriz.dump"
+    if layout == "log-beside":
+        backup += f"; echo done >> {store}/backup.log"
+    prune = f"find {store} {'' if layout == 'dated-folders' else '-maxdepth 1'} -name 'votriz-*.enc' -mtime +30 -delete"
+    found = observe_retention(_ops_profile(store, prune, backup), load_policy(), KnownSecrets())  # type: ignore[arg-type]
+    # Then the copies were planted from the backup the command wrote, beside it, and the prune
+    # removed the old one and kept the rest
+    assert found.trial is not None, found.not_run
+    assert found.trial.newest_name.endswith(".dump.enc")
+    assert found.trial.newest_name.startswith("2026-12-01/" if layout == "dated-folders" else "votriz-")
+    assert found.trial.old_removed and found.trial.young_kept and found.trial.newest_kept
 
 
 def test_format_and_inspection_never_crash_on_any_bytes(tmp_path: Path) -> None:
