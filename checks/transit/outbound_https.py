@@ -108,9 +108,9 @@ def outbound_https_verdict(exercise: OutboundExercise) -> Verdict:
         else:
             unseen.append(f"the {step.upstream} call ({step.action}, answered {step.status})")
     controls = " and ".join(sorted({c.action for c in exercise.controls})) or "no control call"
-    stores = (f" (flows to the {plural(len(infrastructure), 'peer')} it also sent to for {controls}, which "
-              f"makes no upstream call, were not counted: {', '.join(sorted(infrastructure))})"
-              if infrastructure else "")
+    stores = (f" (flows to {plural(len(infrastructure), 'peer')} of its stores, sent to for {controls}, "
+              "which makes no upstream call, or named by the profile, were not counted: "
+              f"{', '.join(sorted(infrastructure))})" if infrastructure else "")
     if unseen:
         return Verdict.error(f"No TLS flow of the API carried {' or '.join(unseen)} while it was made "
                              f"({len(flows)} client flows of {wire.api.where} seen{stores}), so its "
@@ -128,11 +128,15 @@ def outbound_https_verdict(exercise: OutboundExercise) -> Verdict:
 
 def infrastructure_peers(exercise: OutboundExercise) -> frozenset[str]:
     """The peers (``address:port``) the API sent to during a control call (``GET /mfa``: its
-    session store and database, no upstream): a flow to one of them during an upstream call is
-    no evidence of how the call itself travelled, TLS or not. An upstream the API called
-    earlier (a welcome mail at signup) is no such peer: it is not called for a control."""
+    session store and database, no upstream), and those of the stores the profile names: a
+    flow to one of them during an upstream call is no evidence of how the call itself
+    travelled, TLS or not. An upstream the API called earlier (a welcome mail at signup) is no
+    such peer: it is not called for a control. A store the API touches only while calling an
+    upstream, and that the profile does not name, cannot be told from one."""
+    stores = exercise.stores
     return frozenset(f.server for f in exercise.wire.flows
-                     if any(f.active_between(c.sent_at, c.answered_at) for c in exercise.controls))
+                     if any(f.active_between(c.sent_at, c.answered_at) for c in exercise.controls)
+                     or f.server in stores or (f.start.server_name or "").lower() in stores)
 
 
 @pytest.mark.claims("INTERNAL-OUTBOUND-HTTPS")

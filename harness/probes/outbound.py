@@ -21,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from harness.canaries import create_canary
 from harness.outcomes import ProbeError
 from harness.platform.base import OutOfReach
@@ -85,6 +88,8 @@ class OutboundExercise:
             when the profile says (the ``[capture]`` fakes' name); None when not known.
         controls: API calls that make no upstream call (``GET /mfa``), made before each step:
             the peers the API sends to during them are its stores, not an upstream.
+        stores: the stores the profile names (its database's and Redis's ``host:port`` and host
+            names): a store the API touches only while calling an upstream is no upstream either.
         captured: what the fakes received meanwhile (second source; empty without ``[capture]``).
         capture_error: why the fakes' capture could not be read, if it could not.
         canary_removed: whether the canary account was deleted afterwards.
@@ -96,6 +101,7 @@ class OutboundExercise:
     window_end: float
     expected_names: frozenset[str] | None = None
     controls: tuple[ExerciseStep, ...] = ()
+    stores: frozenset[str] = frozenset()
     captured: tuple[CapturedRequest, ...] = ()
     capture_error: str | None = None
     canary_removed: bool = False
@@ -126,6 +132,24 @@ def expected_server_names(profile: TargetProfile) -> frozenset[str] | None:
     return None
 
 
+def store_names(profile: TargetProfile) -> frozenset[str]:
+    """``host:port`` and host name of each store the profile names (its database over TCP, its
+    Redis), as a flow's peer or a ClientHello's server name would show them."""
+    found: set[str] = set()
+    if profile.redis is not None:
+        found |= {f"{profile.redis.host}:{profile.redis.port}", profile.redis.host.lower()}
+    if profile.database is not None:
+        try:
+            params = conninfo_to_dict(profile.database.dsn)
+        except psycopg.Error:
+            params = {}
+        host, port = str(params.get("host") or ""), str(params.get("port") or "5432")
+        for name in host.split(","):
+            if name and not name.startswith("/"):
+                found |= {f"{name}:{port}", name.lower()}
+    return frozenset(found)
+
+
 def _timed(action: str, upstream: str, call: Callable[[], ApiResponse]) -> ExerciseStep:
     sent = time.monotonic()
     status = call().status
@@ -139,10 +163,14 @@ CONTROL = ""
 def _exercise(api: VotrizApi, email: str) -> tuple[tuple[ExerciseStep, ...], tuple[ExerciseStep, ...]]:
     """The upstream calls, each preceded by a control call that reaches only the API's stores."""
     brand_id = api.create_brand("votriz-audit canary brand", "audit")
-    first_control = _timed("GET /mfa", CONTROL, api.mfa_status)
+    # Whatever it answers, the call went through the API's session and its stores.
+    def control() -> ApiResponse:
+        return api.request("GET", "/mfa")
+
+    first_control = _timed("GET /mfa", CONTROL, control)
     llm = _timed(f"POST /brands/{brand_id}/captions", LLM,
                  lambda: api.create_caption(brand_id, "votriz-audit canary: one short caption, please"))
-    second_control = _timed("GET /mfa", CONTROL, api.mfa_status)
+    second_control = _timed("GET /mfa", CONTROL, control)
     mail = _timed("POST /recovery/request", RESEND, lambda: api.request_recovery(email))
     return (llm, mail), (first_control, second_control)
 
@@ -195,7 +223,7 @@ def observe_outbound(profile: TargetProfile, policy: Policy, known_secrets: Know
             window_end = _settled(capture, since, steps[-1].answered_at + SETTLE_S)
         assert watch.capture is not None
         exercise = OutboundExercise(steps, watch.capture, window_end, expected_server_names(profile),
-                                    controls)
+                                    controls, store_names(profile))
         if capture is not None and since is not None:
             try:
                 exercise = replace(exercise, captured=capture.requests_since(since))

@@ -353,7 +353,7 @@ class _Flow:
         self.first_at = now if self.first_at is None else self.first_at
         self.last_at = now
         if self.bursts and (now - self.bursts[-1][1] <= BURST_GAP_S or len(self.bursts) >= MAX_BURSTS):
-            self.bursts[-1][1] = now
+            self.bursts[-1][1] = max(self.bursts[-1][1], now)
         else:
             self.bursts.append([now, now])
         if self.isn is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -145,8 +146,21 @@ def test_a_plaintext_relay_also_used_at_signup_is_no_store_and_a_store_protocol_
     assert outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, DATABASE, smtp, redis_tls)).outcome is Outcome.ERROR
     verdict = outbound_https_verdict(exercise(LLM_TLS, MAIL_TLS, DATABASE, resp))
     assert verdict.outcome is Outcome.PASS, verdict.message
-    assert ("(flows to the 1 peer it also sent to for GET /mfa, which makes no upstream call, were not "
-            "counted: 127.0.0.1:5432)") in verdict.message
+    assert ("(flows to 1 peer of its stores, sent to for GET /mfa, which makes no upstream call, or named "
+            "by the profile, were not counted: 127.0.0.1:5432)") in verdict.message
+
+
+def test_a_store_the_profile_names_carries_no_call_though_touched_only_during_one() -> None:
+    # Given a Redis over TLS the API touches only while it makes the Resend call (not for GET /mfa),
+    # and no flow of the call itself in the namespace (a worker elsewhere sends the mail)
+    redis_tls = _bursts("10.0.0.3:6380", FlowStart("tls-client-hello", server_name="redis"), (12.05, 12.06))
+    plain = exercise(LLM_TLS, DATABASE, redis_tls)
+    named = replace(plain, stores=frozenset({"10.0.0.3:6380", "redis"}))
+    # Then, the profile naming that Redis, it carries no call: ERROR, not PASS over it
+    verdict = outbound_https_verdict(named)
+    assert verdict.outcome is Outcome.ERROR and "carried the Resend call" in verdict.message
+    # (Not named, it cannot be told from an upstream: the limit of what the wire shows.)
+    assert outbound_https_verdict(plain).outcome is Outcome.PASS
 
 
 def test_dropped_packets_are_error_not_pass() -> None:

@@ -54,8 +54,8 @@ class FakeApi:
         self._call("create_brand")
         return 7
 
-    def mfa_status(self) -> ApiResponse:
-        return self._call("mfa_status", 200)
+    def request(self, method: str, path: str) -> ApiResponse:
+        return self._call(f"{method} {path}", 200)
 
     def create_caption(self, brand_id: int, prompt: str) -> ApiResponse:
         return self._call("create_caption")
@@ -116,8 +116,8 @@ def test_the_api_is_driven_inside_the_capture_and_the_canary_removed_after(
     secrets = KnownSecrets()
     exercise = observe_outbound(PROFILE, fast_policy, secrets, API)
     # The canary is made and the calls are made while the wire is watched; it is removed after.
-    assert fakes.calls == ["wire starts", "signup", "login", "create_brand", "mfa_status", "create_caption",
-                           "mfa_status", "request_recovery", "wire stops", "delete_account", "close"]
+    assert fakes.calls == ["wire starts", "signup", "login", "create_brand", "GET /mfa", "create_caption",
+                           "GET /mfa", "request_recovery", "wire stops", "delete_account", "close"]
     llm, mail = exercise.steps
     # Before each upstream call, a control call that makes none
     first, second = exercise.controls
@@ -218,3 +218,17 @@ def test_capture_api_on_a_closed_port_is_a_probe_error_at_once(closed_port: int,
         client.last_seq()
     assert time.monotonic() - started < fast_policy.timeouts.connect_s
     client.close()
+
+
+def test_the_stores_the_profile_names_by_address_and_name() -> None:
+    from harness.probes.outbound import store_names
+
+    profile = TargetProfile.model_validate({
+        "name": "t", "backend": "remote", "edge": {"host": "votriz.test"},
+        "database": {"dsn": "host=db.internal port=6432 dbname=votriz user=auditor"},
+        "redis": {"host": "Cache.internal", "port": 6380}})
+    assert store_names(profile) == {"db.internal:6432", "db.internal", "Cache.internal:6380", "cache.internal"}
+    # A database reached over a Unix socket has no peer on the wire
+    socket_only = profile.model_copy(update={"database": profile.database.model_copy(
+        update={"dsn": "host=/run/postgresql dbname=votriz user=auditor"}), "redis": None})
+    assert store_names(socket_only) == frozenset()
