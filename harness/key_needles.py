@@ -47,12 +47,15 @@ MAX_SHORT_HITS = 1000
 #: Last words of a name that say it holds a secret (a 4- or 5-byte key is no key: PINs and
 #: passwords are what is that short).
 SECRET_WORDS = frozenset({b"pin", b"pins", b"pass", b"password", b"passwd", b"passphrase", b"pwd",
-                          b"secret", b"token", b"credential", b"userpin", b"sopin"})
+                          b"secret", b"token", b"credential", b"userpin", b"sopin", b"pincode",
+                          b"passcode"})
+#: Words that name a secret after one of these (``PIN_CODE``, ``passCode``).
+_CODE_OF = frozenset({b"pin", b"pass"})
 _NAME_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 #: What may stand right after a value given whole: its closing quote, then the end of the
 #: value (space, a separator, a bracket, a comment, the end of the line or of the data).
 _QUOTES = b"\"'"
-_VALUE_ENDS = b" \t\r\n,;}])#&"
+_VALUE_ENDS = b" \t\r\n,;}])#&\\"
 _WORDS = re.compile(rb"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 
 
@@ -76,22 +79,35 @@ def _assigned_name(data: bytes, start: int) -> bytes:
     else b"". Read backwards over at most ~140 bytes, so a value found often costs little."""
     quoted = bool(start) and data[start - 1] in _QUOTES
     i = start - quoted
+    if quoted and i and data[i - 1] == 0x5C:
+        # An escaped quote, as a JSON log line writes one (``"msg":"pin=\\"4821\\""``).
+        i -= 1
     before_blanks = _blanks_before(data, i)
     if before_blanks and data[before_blanks - 1] in b":=":
         i = _blanks_before(data, before_blanks - 1)
         if i and data[i - 1] in _QUOTES:
             i -= 1
         return _name_before(data, i)
-    # No ``:`` or ``=``: only a command-line flag gives a value after a blank (``--pin 4821``).
+    # No ``:`` or ``=``: only a command-line flag (``--pin 4821``) or a Dockerfile's ``ENV NAME
+    # value`` gives a value after a blank.
     flag = _name_before(data, before_blanks) if before_blanks < i else b""
-    return flag if flag.startswith(b"-") else b""
+    if flag.startswith(b"-"):
+        return flag
+    env = before_blanks - len(flag)
+    dockerfile = env >= 4 and data[env - 4:env] == b"ENV " and (env == 4 or data[env - 5] in b"\n\r \t")
+    return flag if flag and dockerfile else b""
 
 
 def names_a_secret(name: bytes) -> bool:
     """Whether the last word of ``name`` (``SOFTHSM_USER_PIN``, ``userPin``, ``db.password``)
     says it holds a secret."""
-    words = _WORDS.findall(name)
-    return bool(words) and words[-1].lower() in SECRET_WORDS
+    words = [word.lower() for word in _WORDS.findall(name)]
+    while words and words[-1].isdigit():
+        # ``PIN1``, ``SO_PIN_2``: a numbered secret is a secret.
+        words.pop()
+    if len(words) >= 2 and words[-1] == b"code" and words[-2] in _CODE_OF:
+        return True
+    return bool(words) and words[-1] in SECRET_WORDS
 
 
 def _ends_whole(data: bytes, end: int) -> bool:

@@ -241,10 +241,10 @@ class KeySearcher:
 
     def _windowed_shape_hits(self, fd: int, size: int, where: str,
                              value_spans: list[tuple[int, int]]) -> list[KeyHit]:
-        """Key shapes in a layer file too large to read whole, window by window, up to
-        ``max_log_bytes`` (the shapes cost ~0.3 s a MiB of text): each window is read with
-        :data:`_SHAPE_CONTEXT` bytes on either side, so a key or a certificate across a
-        window's edge is seen whole in the window where it starts."""
+        """Key shapes (and short PINs given to a secret's name) in a layer file too large to read
+        whole, window by window, up to ``max_log_bytes`` (the shapes cost ~0.3 s a MiB of text):
+        each window is read with :data:`_SHAPE_CONTEXT` bytes on either side, so a key or a
+        certificate across a window's edge is seen whole in the window where it starts."""
         hits: list[KeyHit] = []
         for start in range(0, min(size, self.settings.max_log_bytes), _SHAPE_WINDOW):
             lead = min(start, _SHAPE_CONTEXT)
@@ -253,6 +253,9 @@ class KeySearcher:
             spans = [(a - base, b - base) for a, b in value_spans if a < base + len(data) and b > base]
             hits += self._shape_hits(data, "image", where, False, spans, base=base,
                                      keep=(lead, lead + _SHAPE_WINDOW))
+            hits += [KeyHit("value", "image", f"{where}@{base + start}", label, fingerprint(data[start:end]))
+                     for start, end, label in short_assignments(data, self._short)
+                     if lead <= start < lead + _SHAPE_WINDOW]
         return hits
 
     def _shapes_apply_in_image(self, inside: str) -> bool:

@@ -113,8 +113,8 @@ def restore_drill_verdict(obs: DrillObservation, policy: Policy) -> Verdict:
             "Could not tell the drill apart from the live database: nothing changed the "
             "database between the backup and the drill, so a drill that restored nothing and "
             "reported the live counts would read the same. The drill log's newest successful "
-            f"drill before this audit was {obs.previous_drill_age_days:.1f} days earlier.",
-            **details)
+            f"drill before this audit was {obs.previous_drill_age_days:.1f} days earlier."
+            + _unrecorded(obs), **details)
     return Verdict.passed(
         f"The drill log's newest successful drill before this audit was "
         f"{obs.previous_drill_age_days:.1f} days earlier (policy: at most {max_age}{_own(obs)}). The "

@@ -193,10 +193,13 @@ def test_a_short_pin_given_whole_to_a_secrets_name_is_found_and_nowhere_else(tmp
 #: Where a 4-digit PIN is given to a secret's name (found), and where the same digits are not.
 GIVEN = ['SOFTHSM_USER_PIN={}', 'pin: "{}"', '{{"pin": "{}"}}', '{{"ts":1,"pin":"{}"}}',
          'level=info pin={} slot=0', 'pin="{}" other="x"', 'SOFTHSM_USER_PIN={} # hsm', '--pin {}',
-         '--pin={}', 'export PIN={}', 'PIN = "{}"', 'userPin: {}', 'db.password={}']
+         '--pin={}', 'export PIN={}', 'PIN = "{}"', 'userPin: {}', 'db.password={}', 'ENV SOFTHSM_PIN {}',
+         'PIN_CODE={}', 'pinCode={}', 'passcode={}', 'PIN1={}', 'SO_PIN_2={}',
+         '{{"log":"SOFTHSM_USER_PIN={}\\n","stream":"stdout"}}', '"msg":"pin=\\"{}\\""']
 NOT_GIVEN = ['port = {}', 'x {} y', 'PIN={}0', 'max_keys={}', 'monkey={}', 'spinner_delay={}',
              'author_id: {}', 'passes: {}', 'tokens_per_minute = {}', 'key: {}', 'max_tokens = {}',
-             'ping_interval: {}', 'output_tokens={}', '{}', '={}', 'pin {}', 'PIN=1{}', 'pin={}.5']
+             'ping_interval: {}', 'output_tokens={}', '{}', '={}', 'pin {}', 'PIN=1{}', 'pin={}.5',
+             'exit_code={}', 'zip_code={}', 'ENV PORT {}', 'FOOENV PIN {}']
 
 
 @pytest.mark.parametrize(("line", "found"), [(line, True) for line in GIVEN] + [(line, False) for line in NOT_GIVEN])
