@@ -201,12 +201,21 @@ class KeySearcher:
             spans.append((hit.offset, hit.offset + length))
             hits.append(KeyHit("value", place, _where(name, hit.offset, lines),
                                hit.label, fingerprint(data[hit.offset:hit.offset + length])))
-        for start, end, label in short_assignments(data, self._short):
-            spans.append((start, end))
-            hits.append(KeyHit("value", place, _where(name, start, lines), label,
-                               fingerprint(data[start:end])))
+        for span, short in self._short_hits(data, place, name, lines):
+            spans.append(span)
+            hits.append(short)
         hits.extend(self._shape_hits(data, place, name, line_numbers, spans))
         return hits
+
+    def _short_hits(self, data: bytes, place: Place, name: str, lines: _Lines | None = None, *,
+                    base: int = 0,
+                    keep: tuple[int, int] | None = None) -> list[tuple[tuple[int, int], KeyHit]]:
+        """Each short PIN given whole to a secret's name in ``data`` (:func:`short_assignments`),
+        with its span; ``base`` and ``keep`` as for :meth:`_shape_hits`."""
+        return [((start, end), KeyHit("value", place, _where(name, start, lines, base), label,
+                                      fingerprint(data[start:end])))
+                for start, end, label in short_assignments(data, self._short)
+                if keep is None or keep[0] <= start < keep[1]]
 
     def _shape_hits(self, data: bytes, place: Place, name: str, line_numbers: bool,
                     spans: list[tuple[int, int]], *, base: int = 0,
@@ -253,9 +262,8 @@ class KeySearcher:
             spans = [(a - base, b - base) for a, b in value_spans if a < base + len(data) and b > base]
             hits += self._shape_hits(data, "image", where, False, spans, base=base,
                                      keep=(lead, lead + _SHAPE_WINDOW))
-            hits += [KeyHit("value", "image", f"{where}@{base + start}", label, fingerprint(data[start:end]))
-                     for start, end, label in short_assignments(data, self._short)
-                     if lead <= start < lead + _SHAPE_WINDOW]
+            hits += [hit for _, hit in self._short_hits(data, "image", where, base=base,
+                                                        keep=(lead, lead + _SHAPE_WINDOW))]
         return hits
 
     def _shapes_apply_in_image(self, inside: str) -> bool:
@@ -449,10 +457,9 @@ class KeySearcher:
                     spans = [(hit.offset, hit.offset + len(matched)) for hit, matched in matches]
                     text = bool(data) and _NUL not in data[:_BINARY_SNIFF_BYTES]
                     # A short PIN given to its name (an .env file baked in) is no package's data.
-                    short = list(short_assignments(data, self._short)) if text and self._short else []
-                    spans += [(start, end) for start, end, _ in short]
-                    shapes = [KeyHit("value", "image", f"{where}@{start}", label,
-                                     fingerprint(data[start:end])) for start, end, label in short]
+                    short = self._short_hits(data, "image", where) if text else []
+                    spans += [span for span, _ in short]
+                    shapes = [hit for _, hit in short]
                     if inside in own or self._shapes_apply_in_image(inside):
                         head = data[:_BINARY_SNIFF_BYTES] if data else os.pread(fd, _BINARY_SNIFF_BYTES, 0)
                         if head and _NUL not in head:
